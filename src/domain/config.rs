@@ -1,0 +1,211 @@
+//! The project configuration (`straddle.toml`) as plain data.
+//!
+//! Reading and writing the file lives in `store`; this module only defines
+//! the shape and the defaults, so every layer agrees on them.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+use super::Class;
+
+/// The whole `straddle.toml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectConfig {
+    pub task: TaskConfig,
+    #[serde(default)]
+    pub classes: Vec<Class>,
+    #[serde(default)]
+    pub backend: BackendConfig,
+    #[serde(default)]
+    pub generation: GenerationSettings,
+    #[serde(default)]
+    pub relabel: RelabelSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskConfig {
+    /// Short name of the task, e.g. "trec6".
+    pub name: String,
+    /// One or two sentences that tell the LLM what the texts are.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// `[backend]`: an OpenAI-compatible chat-completions server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct BackendConfig {
+    /// Base URL including `/v1`, e.g. `http://127.0.0.1:8765/v1`.
+    pub base_url: String,
+    pub model: String,
+    /// Name of the environment variable that holds the API key. The key
+    /// itself is never written anywhere.
+    pub api_key_env: Option<String>,
+    pub max_concurrency: usize,
+    pub requests_per_minute: Option<u32>,
+    pub tokens_per_minute: Option<u32>,
+    pub timeout_s: f64,
+    pub max_retries: u32,
+    /// Price per 1M input tokens, in the user's currency (USD by default).
+    pub price_input_per_m: Option<f64>,
+    /// Price per 1M output tokens.
+    pub price_output_per_m: Option<f64>,
+    /// Extra HTTP headers sent with every request.
+    pub headers: BTreeMap<String, String>,
+    /// Extra fields merged into every request body (`seed`, `top_p`, …).
+    pub extra_body: serde_json::Map<String, serde_json::Value>,
+    /// Use streaming (SSE) requests.
+    pub stream: bool,
+}
+
+impl Default for BackendConfig {
+    fn default() -> Self {
+        BackendConfig {
+            base_url: "http://127.0.0.1:8765/v1".into(),
+            model: "smollm2".into(),
+            api_key_env: None,
+            max_concurrency: 8,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            timeout_s: 120.0,
+            max_retries: 4,
+            price_input_per_m: None,
+            price_output_per_m: None,
+            headers: BTreeMap::new(),
+            extra_body: serde_json::Map::new(),
+            stream: true,
+        }
+    }
+}
+
+/// Generation strategy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Strategy {
+    /// Class-boundary mixing (PromptMix).
+    #[default]
+    Mix,
+    /// One class per request: the baseline.
+    Plain,
+    /// S3 error extrapolation: examples like the ones the small model gets wrong.
+    Extrapolate,
+}
+
+impl Strategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Strategy::Mix => "mix",
+            Strategy::Plain => "plain",
+            Strategy::Extrapolate => "extrapolate",
+        }
+    }
+}
+
+impl std::str::FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mix" => Ok(Strategy::Mix),
+            "plain" => Ok(Strategy::Plain),
+            "extrapolate" => Ok(Strategy::Extrapolate),
+            other => Err(format!(
+                "unknown strategy '{other}' (expected mix, plain or extrapolate)"
+            )),
+        }
+    }
+}
+
+/// `[generation]`: what the next request looks like. Changeable while
+/// generation runs (recorded as `settings_changed` events).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GenerationSettings {
+    pub strategy: Strategy,
+    /// Examples asked for per request.
+    pub per_request: usize,
+    /// Classes shown per mix prompt (`t`).
+    pub classes_per_prompt: usize,
+    /// Seed examples shown per class (`k`); 0 = zero-shot.
+    pub shots: usize,
+    /// α is drawn uniformly from this range per class, unless `alpha` is set.
+    pub alpha_range: (f64, f64),
+    /// A fixed α; overrides `alpha_range`.
+    pub alpha: Option<f64>,
+    pub temperature: f64,
+    pub max_tokens: u32,
+    /// How many generated examples the run aims for.
+    pub target_count: usize,
+    /// Seed for all sampling (class picks, α, splits).
+    pub seed: u64,
+    /// Near-duplicate threshold (Jaccard over word shingles).
+    pub dedup_threshold: f64,
+    /// Condition requests on a sampled rationale (S3 seed synthesis).
+    pub use_rationales: bool,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        GenerationSettings {
+            strategy: Strategy::Mix,
+            per_request: 5,
+            classes_per_prompt: 4,
+            shots: 2,
+            alpha_range: (0.5, 1.0),
+            alpha: None,
+            temperature: 1.0,
+            max_tokens: 512,
+            target_count: 200,
+            seed: 0,
+            dedup_threshold: 0.8,
+            use_rationales: false,
+        }
+    }
+}
+
+/// Which classes the relabel prompt shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RelabelContext {
+    /// All classes when there are at most `all_max_classes`, else the picked ones.
+    #[default]
+    Auto,
+    All,
+    Picked,
+}
+
+/// `[relabel]`: the LLM as a few-shot classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RelabelSettings {
+    pub enabled: bool,
+    pub context: RelabelContext,
+    pub all_max_classes: usize,
+    /// Seed examples per class in the relabel prompt.
+    pub shots: usize,
+    /// Self-consistency votes when the server gives no logprobs.
+    pub votes: usize,
+    pub vote_temperature: f64,
+    /// On disagreement, take the relabel's label (the paper's choice); the
+    /// intended label is kept for review either way.
+    pub take_relabel: bool,
+    /// Try logprobs for per-class confidence.
+    pub use_logprobs: bool,
+    /// Try JSON-schema constrained output.
+    pub use_json_schema: bool,
+}
+
+impl Default for RelabelSettings {
+    fn default() -> Self {
+        RelabelSettings {
+            enabled: true,
+            context: RelabelContext::Auto,
+            all_max_classes: 12,
+            shots: 2,
+            votes: 3,
+            vote_temperature: 0.7,
+            take_relabel: true,
+            use_logprobs: true,
+            use_json_schema: true,
+        }
+    }
+}

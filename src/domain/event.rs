@@ -1,0 +1,310 @@
+//! Journal events. One event is one JSON line:
+//!
+//! ```text
+//! {"v":1,"id":42,"ts":1764075600123,"type":"decided","data":{"sample":7,"decision":{…}}}
+//! ```
+//!
+//! `v` is the schema version, `id` the dense event id, `ts` Unix time in
+//! milliseconds, `type` the event kind and `data` its payload. The payload is
+//! parsed after the kind is known (see [`Event::from_json_line`]), which keeps
+//! replay fast: no buffering of the whole line into an intermediate tree.
+
+use serde::{Deserialize, Serialize};
+
+use super::{
+    Decision, EventId, GenerationSettings, NewSample, Provenance, SampleId, Scores, Usage, Verdict,
+};
+
+/// A journal event with its envelope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub v: u16,
+    pub id: EventId,
+    /// Unix time in milliseconds.
+    pub ts: u64,
+    #[serde(flatten)]
+    pub kind: EventKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "snake_case")]
+pub enum EventKind {
+    /// A sample entered the project; its id is assigned by replay order
+    /// (the n-th `sample_added` has id n) and repeated here for readers.
+    SampleAdded(SampleAdded),
+    /// A generation request yielded nothing usable; the raw reply is kept.
+    GenerationFailed(GenerationFailed),
+    /// The LLM relabelled a sample.
+    VerdictRecorded(VerdictRecorded),
+    /// A person or rule accepted/rejected a sample.
+    Decided(Decided),
+    /// The text of a sample was edited.
+    Edited(Edited),
+    /// An earlier `decided`, `edited` or `verdict_recorded` event is undone.
+    Undone(Undone),
+    /// Live change of generation settings (full new settings).
+    SettingsChanged(SettingsChanged),
+    /// Class weight changed live.
+    WeightChanged(WeightChanged),
+    /// LLM usage of one run.
+    UsageRecorded(UsageRecorded),
+    /// S3 round scores.
+    RoundScored(RoundScored),
+    /// S3 rationales for a class.
+    RationalesAdded(RationalesAdded),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleAdded {
+    pub id: SampleId,
+    pub text: String,
+    /// Intended label.
+    pub label: String,
+    pub origin: super::Origin,
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+impl SampleAdded {
+    pub fn new(id: SampleId, s: NewSample) -> SampleAdded {
+        SampleAdded {
+            id,
+            text: s.text,
+            label: s.label,
+            origin: s.origin,
+            provenance: s.provenance,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenerationFailed {
+    pub reason: String,
+    #[serde(default)]
+    pub raw: String,
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerdictRecorded {
+    pub sample: SampleId,
+    pub verdict: Verdict,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decided {
+    pub sample: SampleId,
+    pub decision: Decision,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Edited {
+    pub sample: SampleId,
+    pub text: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Undone {
+    /// The event being undone.
+    pub event: EventId,
+    /// The sample it touched.
+    pub sample: SampleId,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingsChanged {
+    pub generation: GenerationSettings,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeightChanged {
+    pub class: String,
+    pub weight: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsageRecorded {
+    /// "generate", "relabel", "loop", "tui", …
+    pub run: String,
+    pub usage: Usage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundScored {
+    pub round: u32,
+    pub baseline: Scores,
+    pub augmented: Scores,
+    /// Held-out samples the classifier got wrong this round.
+    #[serde(default)]
+    pub errors: Vec<SampleId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RationalesAdded {
+    pub class: String,
+    pub rationales: Vec<String>,
+}
+
+/// Why a journal line could not be read.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum LineError {
+    #[error("not valid JSON: {0}")]
+    Json(String),
+    #[error("unknown event type '{0}'")]
+    UnknownType(String),
+    #[error("schema version {0} is newer than this straddle understands ({max})", max = super::SCHEMA_VERSION)]
+    NewerSchema(u16),
+    #[error("bad '{ty}' payload: {msg}")]
+    Payload { ty: String, msg: String },
+}
+
+#[derive(Deserialize)]
+struct RawEvent<'a> {
+    v: u16,
+    id: EventId,
+    ts: u64,
+    #[serde(rename = "type", borrow)]
+    ty: std::borrow::Cow<'a, str>,
+    #[serde(borrow)]
+    data: &'a serde_json::value::RawValue,
+}
+
+impl Event {
+    /// Parse one journal line (without the trailing newline).
+    pub fn from_json_line(line: &str) -> Result<Event, LineError> {
+        let raw: RawEvent<'_> =
+            serde_json::from_str(line).map_err(|e| LineError::Json(e.to_string()))?;
+        if raw.v > super::SCHEMA_VERSION {
+            return Err(LineError::NewerSchema(raw.v));
+        }
+        let data = raw.data.get();
+        fn p<'a, T: Deserialize<'a>>(ty: &str, data: &'a str) -> Result<T, LineError> {
+            serde_json::from_str(data).map_err(|e| LineError::Payload {
+                ty: ty.to_string(),
+                msg: e.to_string(),
+            })
+        }
+        let ty = raw.ty.as_ref();
+        let kind = match ty {
+            "sample_added" => EventKind::SampleAdded(p(ty, data)?),
+            "generation_failed" => EventKind::GenerationFailed(p(ty, data)?),
+            "verdict_recorded" => EventKind::VerdictRecorded(p(ty, data)?),
+            "decided" => EventKind::Decided(p(ty, data)?),
+            "edited" => EventKind::Edited(p(ty, data)?),
+            "undone" => EventKind::Undone(p(ty, data)?),
+            "settings_changed" => EventKind::SettingsChanged(p(ty, data)?),
+            "weight_changed" => EventKind::WeightChanged(p(ty, data)?),
+            "usage_recorded" => EventKind::UsageRecorded(p(ty, data)?),
+            "round_scored" => EventKind::RoundScored(p(ty, data)?),
+            "rationales_added" => EventKind::RationalesAdded(p(ty, data)?),
+            other => return Err(LineError::UnknownType(other.to_string())),
+        };
+        Ok(Event {
+            v: raw.v,
+            id: raw.id,
+            ts: raw.ts,
+            kind,
+        })
+    }
+
+    /// Serialize to one JSON line (without the trailing newline).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self).expect("events always serialize")
+    }
+
+    /// The event type as written in the journal.
+    pub fn type_name(&self) -> &'static str {
+        self.kind.type_name()
+    }
+}
+
+impl EventKind {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::SampleAdded(_) => "sample_added",
+            EventKind::GenerationFailed(_) => "generation_failed",
+            EventKind::VerdictRecorded(_) => "verdict_recorded",
+            EventKind::Decided(_) => "decided",
+            EventKind::Edited(_) => "edited",
+            EventKind::Undone(_) => "undone",
+            EventKind::SettingsChanged(_) => "settings_changed",
+            EventKind::WeightChanged(_) => "weight_changed",
+            EventKind::UsageRecorded(_) => "usage_recorded",
+            EventKind::RoundScored(_) => "round_scored",
+            EventKind::RationalesAdded(_) => "rationales_added",
+        }
+    }
+
+    /// Convenience: a `decided` event.
+    pub fn decided(sample: SampleId, decision: Decision) -> EventKind {
+        EventKind::Decided(Decided { sample, decision })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Actor, DecisionKind, Origin};
+
+    #[test]
+    fn round_trip_every_line() {
+        let evs = vec![
+            EventKind::SampleAdded(SampleAdded::new(
+                1,
+                NewSample {
+                    text: "what is \"x\"?\nü".into(),
+                    label: "DESC".into(),
+                    origin: Origin::Seed,
+                    provenance: Provenance::default(),
+                },
+            )),
+            EventKind::decided(
+                1,
+                Decision {
+                    kind: DecisionKind::Accept,
+                    label: Some("HUM".into()),
+                    reason: None,
+                    by: Actor::Key("a".into()),
+                },
+            ),
+            EventKind::Undone(Undone {
+                event: 2,
+                sample: 1,
+            }),
+        ];
+        for (i, kind) in evs.into_iter().enumerate() {
+            let e = Event {
+                v: 1,
+                id: i as u64 + 1,
+                ts: 1_700_000_000_000,
+                kind,
+            };
+            let line = e.to_json_line();
+            assert!(!line.contains('\n'));
+            assert!(line.contains("\"type\":"), "{line}");
+            assert_eq!(Event::from_json_line(&line).unwrap(), e);
+        }
+    }
+
+    #[test]
+    fn bad_lines_are_classified() {
+        assert!(matches!(
+            Event::from_json_line("{\"v\":1,\"id\":1,\"ts\":1,\"ty"),
+            Err(LineError::Json(_))
+        ));
+        assert!(matches!(
+            Event::from_json_line(r#"{"v":1,"id":1,"ts":1,"type":"nope","data":{}}"#),
+            Err(LineError::UnknownType(_))
+        ));
+        assert!(matches!(
+            Event::from_json_line(r#"{"v":99,"id":1,"ts":1,"type":"decided","data":{}}"#),
+            Err(LineError::NewerSchema(99))
+        ));
+        assert!(matches!(
+            Event::from_json_line(r#"{"v":1,"id":1,"ts":1,"type":"decided","data":{}}"#),
+            Err(LineError::Payload { .. })
+        ));
+    }
+}

@@ -1,0 +1,268 @@
+//! Plain data: classes, samples, verdicts, decisions, journal events and the
+//! project state that is their fold. No I/O, no async.
+
+pub mod config;
+pub mod event;
+pub mod state;
+
+pub use config::*;
+pub use event::*;
+pub use state::*;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Journal schema version written into every event.
+pub const SCHEMA_VERSION: u16 = 1;
+
+/// Dense sample id, assigned in journal order starting at 1.
+pub type SampleId = u64;
+/// Journal event id, assigned in journal order starting at 1.
+pub type EventId = u64;
+
+/// A class of the task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Class {
+    pub name: String,
+    /// One line that completes "… which is about ___".
+    #[serde(default)]
+    pub description: String,
+    /// Relative sampling weight for generation (1.0 = even).
+    #[serde(default = "one")]
+    pub weight: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+/// Where a sample came from and what role it plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A real labelled example the user brought; shown in prompts.
+    Seed,
+    /// Made by the LLM.
+    Generated,
+    /// Real held-out example for scoring; never exported as training data
+    /// unless asked.
+    Validation,
+    /// Real held-out example for scoring; never exported as training data
+    /// unless asked.
+    Test,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Seed => "seed",
+            Origin::Generated => "generated",
+            Origin::Validation => "validation",
+            Origin::Test => "test",
+        }
+    }
+    pub fn is_heldout(self) -> bool {
+        matches!(self, Origin::Validation | Origin::Test)
+    }
+}
+
+/// How a sample was made. Every field is optional so seeds and imports can
+/// carry just what they have.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// "mix", "plain", "extrapolate", "import", "seed", …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strategy: Option<String>,
+    /// The classes shown in the prompt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub classes: Vec<String>,
+    /// Minor class B of a mix request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minor: Option<String>,
+    /// Share α of the intended class A in a mix request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alpha: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// Hash of the template text (first 16 hex chars of SHA-256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// Sampling temperature of the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// S3: the held-out sample whose misclassification seeded this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_of: Option<SampleId>,
+    /// S3 round number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub round: Option<u32>,
+    /// S3 rationale the request was conditioned on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rationale: Option<String>,
+    /// File a seed or held-out example was imported from, with its line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Anything else a strategy wants to keep.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// A sample as it was added to the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NewSample {
+    pub text: String,
+    /// Intended label (the class it was asked for, or the real label).
+    pub label: String,
+    pub origin: Origin,
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+/// How a verdict's confidences were obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictMethod {
+    /// Per-class probabilities from token logprobs.
+    Logprobs,
+    /// Share of n self-consistency votes.
+    Vote,
+    /// A single answer; confidence 1.0 for the answer.
+    Single,
+}
+
+/// The LLM's relabel of a sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// The class the LLM chose; `None` when its answer was unparsable.
+    pub label: Option<String>,
+    /// Confidence per class (sums to ≤ 1).
+    #[serde(default)]
+    pub confidence: BTreeMap<String, f64>,
+    pub method: VerdictMethod,
+    /// Votes cast (self-consistency), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub votes: Option<usize>,
+    /// The raw answer(s), kept when unparsable or for audit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+}
+
+impl Verdict {
+    /// Confidence of the verdict's own label (0 when unparsable).
+    pub fn top_confidence(&self) -> f64 {
+        self.label
+            .as_ref()
+            .and_then(|l| self.confidence.get(l).copied())
+            .unwrap_or(0.0)
+    }
+
+    /// Difference between the two highest class confidences.
+    pub fn margin(&self) -> f64 {
+        let mut v: Vec<f64> = self.confidence.values().copied().collect();
+        v.sort_by(|a, b| b.total_cmp(a));
+        match v.as_slice() {
+            [] => 0.0,
+            [a] => *a,
+            [a, b, ..] => a - b,
+        }
+    }
+}
+
+/// Accept or reject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionKind {
+    Accept,
+    Reject,
+}
+
+/// Who or what made a decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+pub enum Actor {
+    /// A person, with the key they pressed (e.g. "a", "x", "3").
+    Key(String),
+    /// A bulk rule, with its text (e.g. "accept-agreeing>=0.9").
+    Rule(String),
+    /// The pipeline itself (e.g. "dedup").
+    Auto(String),
+}
+
+/// A human or rule decision on a sample.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub kind: DecisionKind,
+    /// Label chosen with the decision (relabel-and-accept); overrides both
+    /// the intended and the relabel label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    /// Why, e.g. "duplicate", "near_duplicate".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub by: Actor,
+}
+
+/// Token and request accounting for one run (or cumulative).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Usage {
+    pub requests: u64,
+    pub cached: u64,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    /// Failures by reason ("rate_limited", "timeout", "server_error", …).
+    pub failures: BTreeMap<String, u64>,
+    pub cost: f64,
+    pub latency_p50_ms: f64,
+    pub latency_p90_ms: f64,
+    pub latency_p99_ms: f64,
+    pub wall_s: f64,
+}
+
+impl Usage {
+    /// Add counts of another run (latency percentiles take the other's).
+    pub fn add(&mut self, o: &Usage) {
+        self.requests += o.requests;
+        self.cached += o.cached;
+        self.prompt_tokens += o.prompt_tokens;
+        self.completion_tokens += o.completion_tokens;
+        for (k, v) in &o.failures {
+            *self.failures.entry(k.clone()).or_default() += v;
+        }
+        self.cost += o.cost;
+        self.wall_s += o.wall_s;
+        if o.requests > 0 {
+            self.latency_p50_ms = o.latency_p50_ms;
+            self.latency_p90_ms = o.latency_p90_ms;
+            self.latency_p99_ms = o.latency_p99_ms;
+        }
+    }
+}
+
+/// Classifier scores on a held-out set.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    pub accuracy: f64,
+    pub macro_f1: f64,
+    #[serde(default)]
+    pub per_class_f1: BTreeMap<String, f64>,
+    /// Class order of `confusion` rows (true) and columns (predicted).
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub confusion: Vec<Vec<u32>>,
+    /// Examples trained on.
+    #[serde(default)]
+    pub n_train: usize,
+    /// Held-out examples scored.
+    #[serde(default)]
+    pub n_test: usize,
+}

@@ -1,0 +1,442 @@
+//! The project state: the fold of the journal's events.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+use super::{
+    Decision, DecisionKind, Event, EventId, EventKind, GenerationFailed, GenerationSettings,
+    Origin, Provenance, RoundScored, SampleId, Usage, Verdict,
+};
+
+/// Review status of a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Pending,
+    Accepted,
+    Rejected,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Accepted => "accepted",
+            Status::Rejected => "rejected",
+        }
+    }
+}
+
+/// One sample with everything that happened to it. Histories keep the
+/// event id of each entry so an `undone` event can remove exactly it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleState {
+    pub id: SampleId,
+    /// Text as first added.
+    pub original_text: String,
+    /// Intended label.
+    pub label: String,
+    pub origin: Origin,
+    pub provenance: Provenance,
+    /// Event that added it and when (Unix ms).
+    pub added_event: EventId,
+    pub added_ts: u64,
+    pub edits: Vec<(EventId, String)>,
+    pub verdicts: Vec<(EventId, Verdict)>,
+    pub decisions: Vec<(EventId, Decision)>,
+}
+
+impl SampleState {
+    /// Current text (after edits).
+    pub fn text(&self) -> &str {
+        self.edits
+            .last()
+            .map(|(_, t)| t.as_str())
+            .unwrap_or(&self.original_text)
+    }
+    pub fn is_edited(&self) -> bool {
+        !self.edits.is_empty()
+    }
+    pub fn verdict(&self) -> Option<&Verdict> {
+        self.verdicts.last().map(|(_, v)| v)
+    }
+    pub fn decision(&self) -> Option<&Decision> {
+        self.decisions.last().map(|(_, d)| d)
+    }
+    pub fn status(&self) -> Status {
+        match self.decision().map(|d| d.kind) {
+            None => Status::Pending,
+            Some(DecisionKind::Accept) => Status::Accepted,
+            Some(DecisionKind::Reject) => Status::Rejected,
+        }
+    }
+    /// Whether the relabel verdict agrees with the intended label
+    /// (`None` without a parsable verdict).
+    pub fn agrees(&self) -> Option<bool> {
+        let v = self.verdict()?;
+        v.label.as_ref().map(|l| *l == self.label)
+    }
+    /// The label the sample ends with: a label chosen with the decision,
+    /// else (with `take_relabel`) the relabel verdict's, else the intended.
+    /// Seeds and held-out examples keep their real label.
+    pub fn effective_label(&self, take_relabel: bool) -> &str {
+        if let Some(l) = self.decision().and_then(|d| d.label.as_deref()) {
+            return l;
+        }
+        if take_relabel
+            && self.origin == Origin::Generated
+            && let Some(l) = self.verdict().and_then(|v| v.label.as_deref())
+        {
+            return l;
+        }
+        &self.label
+    }
+    /// "seed", "generated", "edited", "validation", "test".
+    pub fn origin_tag(&self) -> &'static str {
+        if self.is_edited() {
+            "edited"
+        } else {
+            self.origin.as_str()
+        }
+    }
+}
+
+/// Counts per class (by effective label).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ClassCounts {
+    pub seed: u64,
+    pub accepted: u64,
+    pub rejected: u64,
+    pub pending: u64,
+}
+
+/// The fold of a journal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectState {
+    /// Samples in id order (ids strictly increase; gaps are possible when a
+    /// garbled line was skipped).
+    pub samples: Vec<SampleState>,
+    /// Events applied.
+    pub events: u64,
+    pub last_event_id: EventId,
+    pub failures: Vec<(EventId, GenerationFailed)>,
+    /// Latest live generation settings, overriding the config file's.
+    pub generation: Option<GenerationSettings>,
+    /// Live class weight overrides.
+    pub weights: BTreeMap<String, f64>,
+    /// Cumulative LLM usage.
+    pub usage: Usage,
+    /// Usage per run, in order.
+    pub runs: Vec<(String, Usage)>,
+    pub rounds: Vec<RoundScored>,
+    pub rationales: BTreeMap<String, Vec<String>>,
+    /// Undoable events (`decided`, `edited`) not yet undone, oldest first.
+    pub undo_stack: Vec<(EventId, SampleId)>,
+    /// Relabel policy used by [`SampleState::effective_label`].
+    pub take_relabel: bool,
+    /// Events that referenced unknown samples (hand edits, skipped lines).
+    pub warnings: Vec<String>,
+}
+
+impl Default for ProjectState {
+    fn default() -> Self {
+        ProjectState::new(true)
+    }
+}
+
+impl ProjectState {
+    pub fn new(take_relabel: bool) -> ProjectState {
+        ProjectState {
+            samples: Vec::new(),
+            events: 0,
+            last_event_id: 0,
+            failures: Vec::new(),
+            generation: None,
+            weights: BTreeMap::new(),
+            usage: Usage::default(),
+            runs: Vec::new(),
+            rounds: Vec::new(),
+            rationales: BTreeMap::new(),
+            undo_stack: Vec::new(),
+            take_relabel,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Id the next added sample gets.
+    pub fn next_sample_id(&self) -> SampleId {
+        self.samples.last().map(|s| s.id + 1).unwrap_or(1)
+    }
+
+    /// Position of a sample in `samples`.
+    pub fn index_of(&self, id: SampleId) -> Option<usize> {
+        let guess = id.checked_sub(1)? as usize;
+        if self.samples.get(guess).is_some_and(|s| s.id == id) {
+            return Some(guess);
+        }
+        self.samples.binary_search_by_key(&id, |s| s.id).ok()
+    }
+
+    pub fn sample(&self, id: SampleId) -> Option<&SampleState> {
+        self.index_of(id).map(|i| &self.samples[i])
+    }
+
+    fn sample_mut(&mut self, id: SampleId, ev: &Event) -> Option<&mut SampleState> {
+        match self.index_of(id) {
+            Some(i) => Some(&mut self.samples[i]),
+            None => {
+                self.warnings.push(format!(
+                    "event {} ({}) refers to unknown sample {id}; ignored",
+                    ev.id,
+                    ev.type_name()
+                ));
+                None
+            }
+        }
+    }
+
+    /// Apply one event.
+    pub fn apply(&mut self, ev: &Event) {
+        self.events += 1;
+        self.last_event_id = self.last_event_id.max(ev.id);
+        match &ev.kind {
+            EventKind::SampleAdded(a) => {
+                if self.samples.last().is_some_and(|s| s.id >= a.id) {
+                    self.warnings.push(format!(
+                        "event {}: sample id {} is not above the previous one; ignored",
+                        ev.id, a.id
+                    ));
+                    return;
+                }
+                self.samples.push(SampleState {
+                    id: a.id,
+                    original_text: a.text.clone(),
+                    label: a.label.clone(),
+                    origin: a.origin,
+                    provenance: a.provenance.clone(),
+                    added_event: ev.id,
+                    added_ts: ev.ts,
+                    edits: Vec::new(),
+                    verdicts: Vec::new(),
+                    decisions: Vec::new(),
+                });
+            }
+            EventKind::GenerationFailed(f) => self.failures.push((ev.id, f.clone())),
+            EventKind::VerdictRecorded(v) => {
+                if let Some(s) = self.sample_mut(v.sample, ev) {
+                    s.verdicts.push((ev.id, v.verdict.clone()));
+                }
+            }
+            EventKind::Decided(d) => {
+                if let Some(s) = self.sample_mut(d.sample, ev) {
+                    s.decisions.push((ev.id, d.decision.clone()));
+                    self.undo_stack.push((ev.id, d.sample));
+                }
+            }
+            EventKind::Edited(e) => {
+                if let Some(s) = self.sample_mut(e.sample, ev) {
+                    s.edits.push((ev.id, e.text.clone()));
+                    self.undo_stack.push((ev.id, e.sample));
+                }
+            }
+            EventKind::Undone(u) => {
+                let target = u.event;
+                if let Some(s) = self.sample_mut(u.sample, ev) {
+                    s.decisions.retain(|(id, _)| *id != target);
+                    s.edits.retain(|(id, _)| *id != target);
+                    s.verdicts.retain(|(id, _)| *id != target);
+                }
+                if let Some(pos) = self.undo_stack.iter().rposition(|(id, _)| *id == target) {
+                    self.undo_stack.remove(pos);
+                }
+            }
+            EventKind::SettingsChanged(s) => self.generation = Some(s.generation.clone()),
+            EventKind::WeightChanged(w) => {
+                self.weights.insert(w.class.clone(), w.weight);
+            }
+            EventKind::UsageRecorded(u) => {
+                self.usage.add(&u.usage);
+                self.runs.push((u.run.clone(), u.usage.clone()));
+            }
+            EventKind::RoundScored(r) => self.rounds.push(r.clone()),
+            EventKind::RationalesAdded(r) => {
+                self.rationales
+                    .entry(r.class.clone())
+                    .or_default()
+                    .extend(r.rationales.iter().cloned());
+            }
+        }
+    }
+
+    /// The most recent undoable event: (event id, sample id).
+    pub fn undo_target(&self) -> Option<(EventId, SampleId)> {
+        self.undo_stack.last().copied()
+    }
+
+    /// Counts per class, for the given class names (plus any other label
+    /// that occurs). Seeds count as `seed` only; held-out examples are not
+    /// counted.
+    pub fn class_counts(&self, classes: &[String]) -> BTreeMap<String, ClassCounts> {
+        let mut out: BTreeMap<String, ClassCounts> = classes
+            .iter()
+            .map(|c| (c.clone(), ClassCounts::default()))
+            .collect();
+        for s in &self.samples {
+            let c = match s.origin {
+                Origin::Seed => {
+                    out.entry(s.label.clone()).or_default().seed += 1;
+                    continue;
+                }
+                Origin::Validation | Origin::Test => continue,
+                Origin::Generated => out
+                    .entry(s.effective_label(self.take_relabel).to_string())
+                    .or_default(),
+            };
+            match s.status() {
+                Status::Pending => c.pending += 1,
+                Status::Accepted => c.accepted += 1,
+                Status::Rejected => c.rejected += 1,
+            }
+        }
+        out
+    }
+
+    /// Seeds of a class, in order.
+    pub fn seeds_of<'a>(&'a self, class: &'a str) -> impl Iterator<Item = &'a SampleState> + 'a {
+        self.samples
+            .iter()
+            .filter(move |s| s.origin == Origin::Seed && s.label == class)
+    }
+
+    /// Generated samples.
+    pub fn generated(&self) -> impl Iterator<Item = &SampleState> {
+        self.samples
+            .iter()
+            .filter(|s| s.origin == Origin::Generated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{
+        Actor, Decided, Edited, NewSample, SampleAdded, Undone, VerdictMethod, VerdictRecorded,
+    };
+
+    fn ev(id: u64, kind: EventKind) -> Event {
+        Event {
+            v: 1,
+            id,
+            ts: id,
+            kind,
+        }
+    }
+
+    fn add(id: u64, label: &str, origin: Origin) -> EventKind {
+        EventKind::SampleAdded(SampleAdded::new(
+            id,
+            NewSample {
+                text: format!("text {id}"),
+                label: label.into(),
+                origin,
+                provenance: Provenance::default(),
+            },
+        ))
+    }
+
+    fn decide(sample: u64, kind: DecisionKind, label: Option<&str>) -> EventKind {
+        EventKind::Decided(Decided {
+            sample,
+            decision: Decision {
+                kind,
+                label: label.map(Into::into),
+                reason: None,
+                by: Actor::Key("a".into()),
+            },
+        })
+    }
+
+    #[test]
+    fn fold_decisions_edits_and_undo() {
+        let mut st = ProjectState::new(true);
+        let events = vec![
+            ev(1, add(1, "A", Origin::Seed)),
+            ev(2, add(2, "A", Origin::Generated)),
+            ev(3, add(3, "B", Origin::Generated)),
+            ev(
+                4,
+                EventKind::VerdictRecorded(VerdictRecorded {
+                    sample: 3,
+                    verdict: Verdict {
+                        label: Some("A".into()),
+                        confidence: [("A".to_string(), 0.8), ("B".to_string(), 0.2)].into(),
+                        method: VerdictMethod::Logprobs,
+                        votes: None,
+                        raw: None,
+                        model: None,
+                        request_id: None,
+                    },
+                }),
+            ),
+            ev(5, decide(2, DecisionKind::Accept, None)),
+            ev(6, decide(3, DecisionKind::Accept, None)),
+            ev(7, decide(2, DecisionKind::Reject, None)),
+            ev(
+                8,
+                EventKind::Edited(Edited {
+                    sample: 2,
+                    text: "new".into(),
+                }),
+            ),
+        ];
+        for e in &events {
+            st.apply(e);
+        }
+        let s2 = st.sample(2).unwrap();
+        assert_eq!(s2.status(), Status::Rejected);
+        assert_eq!(s2.text(), "new");
+        let s3 = st.sample(3).unwrap();
+        assert_eq!(s3.agrees(), Some(false));
+        assert_eq!(s3.effective_label(true), "A");
+        assert_eq!(s3.effective_label(false), "B");
+        let counts = st.class_counts(&["A".into(), "B".into()]);
+        assert_eq!(counts["A"].seed, 1);
+        assert_eq!(counts["A"].accepted, 1);
+        assert_eq!(counts["A"].rejected, 1);
+        assert_eq!(counts["B"], ClassCounts::default());
+
+        // Undo the edit, then the reject: back to accepted with the old text.
+        assert_eq!(st.undo_target(), Some((8, 2)));
+        st.apply(&ev(
+            9,
+            EventKind::Undone(Undone {
+                event: 8,
+                sample: 2,
+            }),
+        ));
+        assert_eq!(st.undo_target(), Some((7, 2)));
+        st.apply(&ev(
+            10,
+            EventKind::Undone(Undone {
+                event: 7,
+                sample: 2,
+            }),
+        ));
+        let s2 = st.sample(2).unwrap();
+        assert_eq!(s2.text(), "text 2");
+        assert_eq!(s2.status(), Status::Accepted);
+        assert_eq!(st.undo_target(), Some((6, 3)));
+    }
+
+    #[test]
+    fn unknown_samples_warn_and_gaps_resolve() {
+        let mut st = ProjectState::new(true);
+        st.apply(&ev(1, add(1, "A", Origin::Generated)));
+        st.apply(&ev(2, add(3, "A", Origin::Generated)));
+        st.apply(&ev(3, decide(2, DecisionKind::Accept, None)));
+        st.apply(&ev(4, decide(3, DecisionKind::Accept, Some("B"))));
+        assert_eq!(st.warnings.len(), 1);
+        assert_eq!(st.sample(3).unwrap().effective_label(true), "B");
+        assert_eq!(st.next_sample_id(), 4);
+    }
+}
