@@ -99,11 +99,17 @@ pub fn detect_format(path: &Path, content: &str) -> Format {
 /// Read labelled examples. Fails (user error, file:line) on a missing text
 /// or label column, an empty text or label, a malformed row.
 pub fn read_examples(path: &Path, cols: &Columns) -> anyhow::Result<Vec<Example>> {
-    let content = read_utf8(path)?;
-    let out = match detect_format(path, &content) {
-        Format::Csv => read_delimited(path, &content, b',', cols)?,
-        Format::Tsv => read_delimited(path, &content, b'\t', cols)?,
-        Format::Jsonl => read_jsonl(path, &content, cols)?,
+    parse_examples(path, &read_utf8(path)?, cols)
+}
+
+/// [`read_examples`] on content already in memory; `path` names it in
+/// errors and picks the format.
+pub fn parse_examples(path: &Path, content: &str, cols: &Columns) -> anyhow::Result<Vec<Example>> {
+    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
+    let out = match detect_format(path, content) {
+        Format::Csv => read_delimited(path, content, b',', cols)?,
+        Format::Tsv => read_delimited(path, content, b'\t', cols)?,
+        Format::Jsonl => read_jsonl(path, content, cols)?,
     };
     if out.is_empty() {
         return Err(error::user(format!(
@@ -267,9 +273,14 @@ pub struct Description {
 /// header row such as `label,description` is recognised and skipped) or
 /// JSON Lines with `label` (or `name`) and `description` keys.
 pub fn read_descriptions(path: &Path) -> anyhow::Result<Vec<Description>> {
-    let content = read_utf8(path)?;
+    parse_descriptions(path, &read_utf8(path)?)
+}
+
+/// [`read_descriptions`] on content already in memory.
+pub fn parse_descriptions(path: &Path, content: &str) -> anyhow::Result<Vec<Description>> {
+    let content = content.strip_prefix('\u{feff}').unwrap_or(content);
     let mut out: Vec<Description> = Vec::new();
-    match detect_format(path, &content) {
+    match detect_format(path, content) {
         Format::Jsonl => {
             for (i, raw) in content.lines().enumerate() {
                 let line = i + 1;
@@ -293,7 +304,7 @@ pub fn read_descriptions(path: &Path) -> anyhow::Result<Vec<Description>> {
         }
         fmt => {
             let delim = if fmt == Format::Tsv { b'\t' } else { b',' };
-            let mut rdr = csv_reader(&content, delim, false);
+            let mut rdr = csv_reader(content, delim, false);
             for rec in rdr.records() {
                 let rec = rec.map_err(|e| csv_err(path, e))?;
                 let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
@@ -357,4 +368,49 @@ fn push_description(
         line,
     });
     Ok(())
+}
+
+/// A user error at the first example whose label is not in `classes`.
+/// `defined_in` says where the classes come from (for the message).
+pub fn check_labels(
+    path: &Path,
+    examples: &[Example],
+    classes: &[String],
+    defined_in: &str,
+) -> anyhow::Result<()> {
+    if let Some(e) = examples.iter().find(|e| !classes.contains(&e.label)) {
+        return Err(error::user(format!(
+            "{}:{}: unknown label '{}' (the classes in {defined_in} are: {})",
+            path.display(),
+            e.line,
+            e.label,
+            classes.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// `NewSample`s for examples read from `path`, with `source` provenance
+/// `file:line`.
+pub fn to_samples(
+    path: &Path,
+    examples: Vec<Example>,
+    origin: crate::domain::Origin,
+) -> Vec<crate::domain::NewSample> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string());
+    examples
+        .into_iter()
+        .map(|e| crate::domain::NewSample {
+            provenance: crate::domain::Provenance {
+                source: Some(format!("{name}:{}", e.line)),
+                ..Default::default()
+            },
+            text: e.text,
+            label: e.label,
+            origin,
+        })
+        .collect()
 }
