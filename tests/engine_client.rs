@@ -30,8 +30,8 @@ async fn chat_with_deltas(
 #[tokio::test]
 async fn sse_split_inside_utf8_characters_reassembles_exactly() {
     for (i, script) in [
-        Script::text(TRICKY).split_every(1, Duration::from_millis(1)),
-        Script::text(TRICKY).split_every(3, Duration::from_millis(1)),
+        Script::text(TRICKY).split_every(1, Duration::ZERO),
+        Script::text(TRICKY).split_every(5, Duration::from_millis(1)),
         Script::text(TRICKY).split_random(11, 7, Duration::from_millis(1)),
     ]
     .into_iter()
