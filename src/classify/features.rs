@@ -51,8 +51,11 @@ impl FeatureConfig {
         let mask = (self.buckets() - 1) as u64;
         let start = out.len();
         let mut prev: Option<u64> = None;
+        // `<token>`: the token with fastText's boundary marks.
         let mut chars: Vec<char> = Vec::with_capacity(32);
-        for tok in tokens(text) {
+        let mut rest = text.chars().peekable();
+        while next_token(&mut rest, &mut chars) {
+            let tok = &chars[1..chars.len() - 1];
             let wh = hash_chars(SALT_WORD, tok.iter().copied());
             out.push((wh & mask) as u32);
             if self.word_bigrams
@@ -62,10 +65,6 @@ impl FeatureConfig {
             }
             prev = Some(wh);
             if self.char_min > 0 {
-                chars.clear();
-                chars.push('<');
-                chars.extend_from_slice(&tok);
-                chars.push('>');
                 for n in self.char_min..=self.char_max {
                     // A whole short word as an n-gram duplicates the unigram.
                     if n >= chars.len() {
@@ -104,29 +103,43 @@ fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Lower-cased tokens: runs of alphanumeric characters (and apostrophes
-/// inside words); every other non-space character is a token of its own, so
-/// "?" and "!" carry signal.
-pub fn tokens(text: &str) -> impl Iterator<Item = Vec<char>> + '_ {
-    let mut it = text.chars().peekable();
-    std::iter::from_fn(move || {
-        while it.peek().is_some_and(|c| c.is_whitespace()) {
-            it.next();
-        }
-        let c = it.next()?;
-        let mut tok: Vec<char> = c.to_lowercase().collect();
-        if c.is_alphanumeric() {
-            while let Some(&n) = it.peek() {
-                if n.is_alphanumeric() || n == '\'' {
-                    tok.extend(n.to_lowercase());
-                    it.next();
-                } else {
-                    break;
-                }
+/// Read the next token into `buf` as `<token>` (with boundary marks);
+/// false at the end. A token is a run of alphanumeric characters (and
+/// apostrophes inside words), lower-cased; every other non-space character
+/// is a token of its own, so "?" and "!" carry signal.
+fn next_token(it: &mut std::iter::Peekable<std::str::Chars<'_>>, buf: &mut Vec<char>) -> bool {
+    while it.peek().is_some_and(|c| c.is_whitespace()) {
+        it.next();
+    }
+    let Some(c) = it.next() else {
+        return false;
+    };
+    buf.clear();
+    buf.push('<');
+    buf.extend(c.to_lowercase());
+    if c.is_alphanumeric() {
+        while let Some(&n) = it.peek() {
+            if n.is_alphanumeric() || n == '\'' {
+                buf.extend(n.to_lowercase());
+                it.next();
+            } else {
+                break;
             }
         }
-        Some(tok)
-    })
+    }
+    buf.push('>');
+    true
+}
+
+/// The tokens of a text, as the features see them.
+pub fn tokens(text: &str) -> Vec<String> {
+    let mut it = text.chars().peekable();
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while next_token(&mut it, &mut buf) {
+        out.push(buf[1..buf.len() - 1].iter().collect());
+    }
+    out
 }
 
 /// Texts turned into features once, in compressed sparse rows, so training
@@ -170,7 +183,7 @@ mod tests {
     use super::*;
 
     fn toks(s: &str) -> Vec<String> {
-        tokens(s).map(|t| t.into_iter().collect()).collect()
+        tokens(s)
     }
 
     #[test]
