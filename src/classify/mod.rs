@@ -21,6 +21,7 @@
 
 pub mod data;
 pub mod evaluate;
+pub mod extrapolate;
 pub mod features;
 pub mod model;
 pub mod scores;
