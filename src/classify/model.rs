@@ -46,6 +46,26 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// The defaults with the hash table sized for `k` classes: `2^18`
+    /// buckets up to 8 classes, then halved per doubling of `k` (down to
+    /// `2^15`), so the weights stay near 8 MB however many classes a task has.
+    pub fn for_classes(k: usize, seed: u64) -> TrainConfig {
+        let mut bits = 18u8;
+        let mut per = 8usize;
+        while k > per && bits > 15 {
+            bits -= 1;
+            per *= 2;
+        }
+        TrainConfig {
+            features: FeatureConfig {
+                bits,
+                ..FeatureConfig::default()
+            },
+            seed,
+            ..TrainConfig::default()
+        }
+    }
+
     /// Epochs actually run for `n` training rows.
     pub fn epochs_for(&self, n: usize) -> usize {
         if n == 0 {
@@ -277,6 +297,15 @@ mod tests {
         let w = class_weights(3, [0, 0, 0, 1].into_iter(), true);
         assert_eq!(w, vec![4.0 / 6.0, 2.0, 1.0]);
         assert_eq!(class_weights(2, [0].into_iter(), false), vec![1.0, 1.0]);
+    }
+
+    #[test]
+    fn table_shrinks_for_many_classes() {
+        assert_eq!(TrainConfig::for_classes(6, 1).features.bits, 18);
+        assert_eq!(TrainConfig::for_classes(9, 1).features.bits, 17);
+        assert_eq!(TrainConfig::for_classes(16, 1).features.bits, 17);
+        assert_eq!(TrainConfig::for_classes(77, 1).features.bits, 15);
+        assert_eq!(TrainConfig::for_classes(6, 1).seed, 1);
     }
 
     #[test]

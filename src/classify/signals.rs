@@ -76,6 +76,24 @@ pub struct Signals {
     pub reasons: Vec<&'static str>,
 }
 
+impl Signals {
+    /// A doubt contribution for the review queue (higher = look first):
+    /// 1.0 for a likely mislabel, 0.4 for hard to learn, 0.3 for ambiguous,
+    /// plus how far the out-of-fold confidence is below 0.5.
+    pub fn doubt(&self) -> f64 {
+        let mut d = 0.0;
+        for r in &self.reasons {
+            d += match *r {
+                LIKELY_MISLABEL => 1.0,
+                HARD_TO_LEARN => 0.4,
+                AMBIGUOUS => 0.3,
+                _ => 0.0,
+            };
+        }
+        d + (0.5 - self.oof_confidence).max(0.0)
+    }
+}
+
 /// Cross-validated probabilities.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OutOfFold {
@@ -311,5 +329,36 @@ mod tests {
         assert!(odd.reasons.contains(&LIKELY_MISLABEL), "{odd:?}");
         let clean = &sig[0];
         assert!(!clean.reasons.contains(&LIKELY_MISLABEL), "{clean:?}");
+    }
+}
+
+#[cfg(test)]
+mod project_tests {
+    use super::*;
+    use crate::classify::data::tests::{decide, state_with};
+    use crate::domain::{DecisionKind, Origin};
+
+    #[test]
+    fn project_signals_cover_the_review_pool_only() {
+        let classes: Vec<String> = ["A", "B"].iter().map(|s| s.to_string()).collect();
+        let st = state_with(
+            &[
+                ("apples and pears", "A", Origin::Seed),
+                ("cars and trucks", "B", Origin::Seed),
+                ("pears are sweet", "A", Origin::Generated),
+                ("trucks are loud", "B", Origin::Generated),
+                ("apples are red", "B", Origin::Generated),
+                ("red trucks", "A", Origin::Validation),
+            ],
+            vec![decide(4, DecisionKind::Accept), decide(5, DecisionKind::Reject)],
+        );
+        let sig = signals(&st, &classes, &SignalConfig::default());
+        let mut ids: Vec<_> = sig.keys().copied().collect();
+        ids.sort();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        for s in sig.values() {
+            assert!((0.0..=1.0).contains(&s.oof_confidence));
+            assert!(s.doubt() >= 0.0);
+        }
     }
 }
