@@ -7,6 +7,8 @@
 //! * [`keymap`], [`theme`], [`config`]: keys, colors, the user's config file.
 
 pub mod config;
+#[doc(hidden)]
+pub mod fixture;
 pub mod keymap;
 pub mod queue;
 pub mod state;

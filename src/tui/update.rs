@@ -444,10 +444,15 @@ fn shift_alpha(g: &mut GenerationSettings, d: f64) {
     if let Some(a) = g.alpha.as_mut() {
         *a = round2((*a + d).clamp(0.0, 1.0));
     } else {
+        // Shift the range; at an edge it narrows instead.
         let (lo, hi) = g.alpha_range;
-        let w = (hi - lo).max(0.0);
-        let lo = round2((lo + d).clamp(0.0, 1.0 - w));
-        g.alpha_range = (lo, round2(lo + w));
+        g.alpha_range = if d > 0.0 {
+            let hi = round2((hi + d).min(1.0));
+            (round2((lo + d).min(hi)), hi)
+        } else {
+            let lo = round2((lo + d).max(0.0));
+            (lo, round2((hi + d).max(lo)))
+        };
     }
 }
 
