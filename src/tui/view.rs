@@ -261,7 +261,7 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     f.render_widget(
         Paragraph::new(Line::styled(
             clip(
-                &format!("  {} {} conf text", pad("intended", lw), pad("relabel", lw)),
+                &format!("  {} {} conf text", pad("label", lw), pad("llm", lw)),
                 header.width as usize,
             ),
             t.muted().add_modifier(Modifier::UNDERLINED),
@@ -445,10 +445,10 @@ fn seeds(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     f.render_widget(pane_block(t, " Seeds ".into(), focused), r);
     let (list, rest, header) = seeds_parts(r, st.classes.len());
     let w = list.width as usize;
-    let nw = w.saturating_sub(2 + 5 + 12).max(4);
+    let nw = w.saturating_sub(20).max(4);
     f.render_widget(
         Paragraph::new(Line::styled(
-            clip(&format!("  {} wt  seed  acc pend", pad("class", nw)), w),
+            clip(&format!("  {}  wt seed  acc pnd", pad("class", nw)), w),
             t.muted().add_modifier(Modifier::UNDERLINED),
         )),
         header,
@@ -461,7 +461,7 @@ fn seeds(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             let k = st.tally.per_class.get(&c.name).copied().unwrap_or_default();
             let num = if i < 9 { format!("{}", i + 1) } else { " ".into() };
             let text = format!(
-                "{num} {} {:>3.1} {:>4} {:>4} {:>4}",
+                "{num} {} {:>3.1} {:>4} {:>4} {:>3}",
                 pad(&c.name, nw),
                 c.weight,
                 k.seed,
@@ -620,11 +620,11 @@ fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     u.add(&st.live_usage);
     lines.push(Line::from(""));
     lines.push(Line::from(format!(
-        "accepted {} · rejected {} · pending {}",
+        "✓{} ✗{} · {} pending",
         g.accepted, g.rejected, g.pending
     )));
     lines.push(Line::from(format!(
-        "acceptance {} · relabel agrees {}",
+        "accept rate {} · llm agrees {}",
         pct(g.accepted, decided),
         pct(st.tally.agreeing, st.tally.verdicts)
     )));
@@ -633,7 +633,7 @@ fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         u.prompt_tokens, u.completion_tokens
     )));
     lines.push(Line::from(format!(
-        "cost ${:.4} · {} req · {:.1} req/s",
+        "${:.4} · {} req · {:.1} req/s",
         u.cost, u.requests, st.req_per_s
     )));
     if let Some(round) = st.project.rounds.last() {
