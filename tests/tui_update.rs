@@ -449,7 +449,7 @@ fn streams_show_tokens_as_they_arrive() {
             alpha: Some(0.7),
         }),
     );
-    for t in ["Where ", "is ", "Ada?"] {
+    for t in ["Where ", "Where is ", "Where is Ada?"] {
         update(
             &mut st,
             Msg::Stream(StreamMsg::Delta {
@@ -486,7 +486,10 @@ fn export_dialog_builds_the_request() {
     assert_eq!(req.format, straddle::cli::ExportFormat::Csv);
     assert_eq!(req.out, std::path::PathBuf::from("exports/data.csv"));
     assert!(req.include_seeds);
-    update(&mut st, Msg::Exported(Ok("/p/exports/data.csv".into())));
+    update(
+        &mut st,
+        Msg::Exported(Ok("Exported 3 train rows to /p/exports/data.csv.".into())),
+    );
     assert!(st.notice.as_deref().unwrap().contains("/p/exports/data.csv"));
 }
 

@@ -21,5 +21,5 @@ pub use update::update;
 
 /// Open the TUI on the project in `args.dir` (or the current folder).
 pub fn run(_args: crate::cli::TuiArgs) -> anyhow::Result<()> {
-    Err(crate::error::user("the TUI is not implemented yet"))
+    Err(crate::error::user("the TUI runtime lands with the engine"))
 }

@@ -114,6 +114,7 @@ pub enum StreamMsg {
         classes: String,
         alpha: Option<f64>,
     },
+    /// The text received so far (the whole of it, not an increment).
     Delta {
         job: u64,
         text: String,
@@ -142,7 +143,8 @@ pub enum Msg {
     Engine(EngineStatus),
     /// Live usage of this session's engine.
     Usage { usage: Usage, req_per_s: f64 },
-    /// Export finished: the output path, or what went wrong.
+    /// Export finished: a sentence naming the output path, or what went
+    /// wrong.
     Exported(Result<String, String>),
     /// An error from the runtime to show in the status line.
     Error(String),

@@ -58,8 +58,8 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
             st.req_per_s = req_per_s;
             st.dirty = true;
         }
-        Msg::Exported(Ok(path)) => {
-            st.notice = Some(format!("exported to {path}"));
+        Msg::Exported(Ok(message)) => {
+            st.notice = Some(message);
             st.dirty = true;
         }
         Msg::Exported(Err(e)) => {
@@ -669,15 +669,12 @@ fn on_stream(st: &mut State, m: StreamMsg) {
         }
         StreamMsg::Delta { job, text } => {
             if let Some(r) = st.streams.iter_mut().find(|r| r.job == job) {
-                r.chars += text.chars().count();
-                r.text.push_str(&text);
-                if r.text.len() > STREAM_TAIL {
-                    let mut cut = r.text.len() - STREAM_TAIL;
-                    while !r.text.is_char_boundary(cut) {
-                        cut += 1;
-                    }
-                    r.text.drain(..cut);
+                r.chars = text.chars().count();
+                let mut cut = text.len().saturating_sub(STREAM_TAIL);
+                while !text.is_char_boundary(cut) {
+                    cut += 1;
                 }
+                r.text = text[cut..].to_string();
             }
         }
         StreamMsg::Finished { job } => set_stream(st, job, StreamState::Finished),
