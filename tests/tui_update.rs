@@ -502,3 +502,25 @@ fn failed_append_is_reported_and_changes_nothing() {
     assert_eq!(status(&st, id), Status::Pending);
     assert!(st.last_error.as_deref().unwrap().contains("disk full"));
 }
+
+#[test]
+fn seeds_are_editable_without_relabel() {
+    let mut st = fixture::state(5);
+    update(&mut st, code(KeyCode::Tab));
+    assert_eq!(st.focus, Pane::Seeds);
+    update(&mut st, code(KeyCode::Down)); // DESC
+    update(&mut st, code(KeyCode::Right)); // into its seeds
+    update(&mut st, code(KeyCode::Down)); // second seed
+    let seed = st.class_seeds()[1].id;
+    update(&mut st, key('e'));
+    assert!(matches!(st.mode, Mode::Edit { sample, .. } if sample == seed));
+    update(&mut st, code(KeyCode::End));
+    update(&mut st, key('!'));
+    let fx = update(&mut st, ctrl('s'));
+    assert_eq!(fx.len(), 1, "a seed is not relabelled: {fx:?}");
+    ack(&mut st, fx);
+    assert!(st.project.sample(seed).unwrap().text().ends_with('!'));
+    update(&mut st, code(KeyCode::Left));
+    update(&mut st, code(KeyCode::Down));
+    assert_eq!(st.class_sel, 2);
+}

@@ -33,6 +33,10 @@ pub enum Action {
     Zoom,
     Up,
     Down,
+    /// Seeds pane: into the seed examples of the selected class.
+    Right,
+    /// Seeds pane: back to the classes.
+    Left,
     PageUp,
     PageDown,
     Top,
@@ -71,7 +75,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     row!(Action::Relabel(7), "relabel_7", "relabel to class 7 and accept", ["7"]),
     row!(Action::Relabel(8), "relabel_8", "relabel to class 8 and accept", ["8"]),
     row!(Action::Relabel(9), "relabel_9", "relabel to class 9 and accept", ["9"]),
-    row!(Action::Edit, "edit", "edit the text (Ctrl-S saves, Esc cancels)", ["e"]),
+    row!(Action::Edit, "edit", "edit the text or seed (Ctrl-S saves, Esc cancels)", ["e"]),
     row!(Action::Filter, "filter", "filter: class:X status:Y agree:yes|no text", ["/"]),
     row!(Action::CycleSort, "sort", "cycle sort: doubt, newest, class", ["s"]),
     row!(Action::BulkAccept, "bulk_accept", "accept everything in the filter", ["A"]),
@@ -88,6 +92,8 @@ pub const ACTIONS: &[ActionInfo] = &[
     row!(Action::Zoom, "zoom", "zoom the focused pane", ["z"]),
     row!(Action::Up, "up", "move up", ["up", "k"]),
     row!(Action::Down, "down", "move down", ["down", "j"]),
+    row!(Action::Right, "right", "seeds: into the examples of the class", ["right", "l"]),
+    row!(Action::Left, "left", "seeds: back to the classes", ["left", "h"]),
     row!(Action::PageUp, "page_up", "page up", ["pageup"]),
     row!(Action::PageDown, "page_down", "page down", ["pagedown"]),
     row!(Action::Top, "top", "first row", ["home"]),
@@ -282,11 +288,17 @@ impl Keymap {
             .unwrap_or_else(|| "∅".into())
     }
 
-    /// (keys, help) per action, in table order — the help screen.
+    /// (keys, help) per action, in table order — the help screen. The
+    /// nine relabel actions share one row while they keep keys 1–9.
     pub fn help_rows(&self) -> Vec<(String, &'static str)> {
+        let digits = (1..=9u8).all(|n| self.keys_for(Action::Relabel(n)) == vec![n.to_string()]);
         ACTIONS
             .iter()
-            .map(|a| (self.keys_for(a.action).join(" "), a.help))
+            .filter_map(|a| match a.action {
+                Action::Relabel(1) if digits => Some(("1–9".to_string(), "relabel to class n and accept")),
+                Action::Relabel(_) if digits => None,
+                _ => Some((self.keys_for(a.action).join(" "), a.help)),
+            })
             .collect()
     }
 }
@@ -343,7 +355,8 @@ mod tests {
         assert_eq!(KeySpec::parse("space").unwrap().label(), "space");
         assert!(KeySpec::parse("hyper-q").is_err());
         let help = Keymap::default().help_rows();
-        assert_eq!(help.len(), ACTIONS.len());
+        assert_eq!(help.len(), ACTIONS.len() - 8);
+        assert!(help.iter().any(|(k, _)| k == "1–9"));
         assert!(help.iter().any(|(k, h)| k == "a" && h.contains("accept")));
     }
 }

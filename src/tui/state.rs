@@ -315,6 +315,9 @@ pub struct State {
     /// (the target of an undo).
     pub pending_select: Option<SampleId>,
     pub class_sel: usize,
+    /// Selected seed example of the selected class (`None`: the class
+    /// list has the cursor).
+    pub seed_sel: Option<usize>,
     pub control_sel: usize,
     pub stream_offset: usize,
     pub help_offset: usize,
@@ -375,6 +378,7 @@ impl State {
             review_offset: 0,
             pending_select: None,
             class_sel: 0,
+            seed_sel: None,
             control_sel: 0,
             stream_offset: 0,
             help_offset: 0,
@@ -413,6 +417,29 @@ impl State {
 
     pub fn selected_class(&self) -> Option<&Class> {
         self.classes.get(self.class_sel)
+    }
+
+    /// Seed examples of the selected class.
+    pub fn class_seeds(&self) -> Vec<&SampleState> {
+        let Some(c) = self.selected_class() else {
+            return Vec::new();
+        };
+        self.seeds
+            .iter()
+            .filter_map(|id| self.project.sample(*id))
+            .filter(|s| s.label == c.name)
+            .collect()
+    }
+
+    /// The sample `e` edits: the selected seed when the Seeds pane has a
+    /// seed selected, else the selected review sample.
+    pub fn edit_target(&self) -> Option<&SampleState> {
+        if self.focus == Pane::Seeds {
+            return self
+                .seed_sel
+                .and_then(|i| self.class_seeds().get(i).copied());
+        }
+        self.selected_sample()
     }
 
     /// Sample touched by an event, if any.

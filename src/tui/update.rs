@@ -158,7 +158,7 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
             None => st.notice = Some("nothing to undo".into()),
         },
         Action::Edit => {
-            if let Some(s) = st.selected_sample() {
+            if let Some(s) = st.edit_target() {
                 let lines: Vec<String> = s.text().lines().map(str::to_string).collect();
                 let mut area = TextArea::new(if lines.is_empty() {
                     vec![String::new()]
@@ -226,6 +226,16 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         Action::Zoom => st.zoom = !st.zoom,
         Action::Up => move_sel(st, -1),
         Action::Down => move_sel(st, 1),
+        Action::Right => {
+            if st.focus == Pane::Seeds && !st.class_seeds().is_empty() {
+                st.seed_sel = Some(st.seed_sel.unwrap_or(0));
+            }
+        }
+        Action::Left => {
+            if st.focus == Pane::Seeds {
+                st.seed_sel = None;
+            }
+        }
         Action::PageUp => move_sel(st, -(page(st) as i64)),
         Action::PageDown => move_sel(st, page(st) as i64),
         Action::Top => move_sel(st, i64::MIN / 2),
@@ -354,11 +364,17 @@ fn on_edit_key(st: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
             let sample = *sample;
             st.mode = Mode::Normal;
             let changed = st.project.sample(sample).is_some_and(|s| s.text() != text);
+            let generated = st
+                .project
+                .sample(sample)
+                .is_some_and(|s| s.origin == crate::domain::Origin::Generated);
             if text.is_empty() {
                 st.notice = Some("empty text not saved".into());
             } else if changed {
                 fx.push(Effect::Append(vec![EventKind::Edited(Edited { sample, text })]));
-                fx.push(Effect::Relabel(sample));
+                if generated {
+                    fx.push(Effect::Relabel(sample));
+                }
             }
         }
         _ => {
@@ -547,7 +563,10 @@ fn step(cur: usize, delta: i64, len: usize) -> usize {
 fn move_sel(st: &mut State, delta: i64) {
     match st.focus {
         Pane::Review | Pane::Stats => st.review_sel = step(st.review_sel, delta, st.queue.len()),
-        Pane::Seeds => st.class_sel = step(st.class_sel, delta, st.classes.len()),
+        Pane::Seeds => match st.seed_sel {
+            Some(i) => st.seed_sel = Some(step(i, delta, st.class_seeds().len())),
+            None => st.class_sel = step(st.class_sel, delta, st.classes.len()),
+        },
         Pane::Controls => st.control_sel = step(st.control_sel, delta, Control::ALL.len()),
         Pane::Streams => st.stream_offset = step(st.stream_offset, delta, st.streams.len()),
     }

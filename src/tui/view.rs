@@ -337,14 +337,8 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         lines.push(Line::from(spans));
     }
     f.render_widget(Paragraph::new(lines), list);
-    if let Mode::Edit { area, .. } = &st.mode {
-        let block = Block::default()
-            .borders(Borders::TOP)
-            .border_style(Style::default().fg(t.accent))
-            .title(" edit · Ctrl-S save · Esc cancel ");
-        let inner = block.inner(detail);
-        f.render_widget(block, detail);
-        f.render_widget(area.as_ref(), inner);
+    if let Some(area) = editor_for(st, false) {
+        render_editor(f, st, area, detail);
     } else {
         sample_detail(f, st, detail);
     }
@@ -480,18 +474,45 @@ fn seeds(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     let Some(c) = st.selected_class() else {
         return;
     };
+    if let Some(area) = editor_for(st, true) {
+        render_editor(f, st, area, rest);
+        return;
+    }
     let mut lines = vec![
         Line::from(""),
         Line::styled(c.description.clone(), Style::default().fg(t.accent)),
     ];
-    for id in &st.seeds {
-        if let Some(s) = st.project.sample(*id)
-            && s.label == c.name
-        {
-            lines.push(Line::from(format!("• {}", s.text())));
-        }
+    for (i, s) in st.class_seeds().into_iter().enumerate() {
+        let style = if focused && st.seed_sel == Some(i) {
+            t.selected()
+        } else {
+            Style::default()
+        };
+        lines.push(Line::styled(format!("• {}", s.text()), style));
     }
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), rest);
+}
+
+/// The editor, when the sample being edited is a seed (`seed`) or not.
+fn editor_for(st: &State, seed: bool) -> Option<&ratatui_textarea::TextArea<'static>> {
+    let Mode::Edit { sample, area } = &st.mode else {
+        return None;
+    };
+    let is_seed = st
+        .project
+        .sample(*sample)
+        .is_some_and(|s| s.origin == crate::domain::Origin::Seed);
+    (is_seed == seed).then_some(area.as_ref())
+}
+
+fn render_editor(f: &mut Frame, st: &State, area: &ratatui_textarea::TextArea<'static>, r: Rect) {
+    let block = Block::default()
+        .borders(Borders::TOP)
+        .border_style(Style::default().fg(st.theme.accent))
+        .title(" edit · Ctrl-S save · Esc cancel ");
+    let inner = block.inner(r);
+    f.render_widget(block, r);
+    f.render_widget(area, inner);
 }
 
 fn controls(f: &mut Frame, st: &State, r: Rect, focused: bool) {
