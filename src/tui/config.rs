@@ -13,8 +13,6 @@
 //! Nothing here is fatal: a bad file or entry yields a message naming the
 //! file and key, and the defaults stay in place for it.
 
-use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::keymap::Keymap;
@@ -27,21 +25,6 @@ pub struct UiConfig {
     pub theme: Theme,
     /// Problems found while loading (shown in the status line).
     pub warnings: Vec<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawConfig {
-    theme: Option<String>,
-    #[serde(default)]
-    keys: BTreeMap<String, OneOrMany>,
 }
 
 /// Where the config file is looked for.
@@ -70,36 +53,58 @@ pub fn load(path: Option<&Path>) -> UiConfig {
 /// Parse config text; `path` only names the file in messages.
 pub fn from_str(text: &str, path: &Path) -> UiConfig {
     let file = path.display();
-    let raw: RawConfig = match toml::from_str(text) {
-        Ok(r) => r,
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
         Err(e) => {
-            let what = e.message().trim().to_string();
-            let key = e
+            let line = e
                 .span()
-                .and_then(|s| text.get(s))
-                .map(|k| format!(" at '{}'", k.trim()))
-                .unwrap_or_default();
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(1);
             return UiConfig {
-                warnings: vec![format!("{file}: {what}{key}; using defaults")],
+                warnings: vec![format!(
+                    "{file}:{line}: {}; using defaults",
+                    e.message().trim()
+                )],
                 ..UiConfig::default()
             };
         }
     };
     let mut warnings = Vec::new();
-    let overrides: Vec<(String, Vec<String>)> = raw
-        .keys
-        .into_iter()
-        .map(|(k, v)| {
-            let v = match v {
-                OneOrMany::One(s) => vec![s],
-                OneOrMany::Many(v) => v,
-            };
-            (k, v)
-        })
-        .collect();
+    let mut theme_name = None;
+    let mut overrides: Vec<(String, Vec<String>)> = Vec::new();
+    for (key, value) in &table {
+        match (key.as_str(), value) {
+            ("theme", toml::Value::String(s)) => theme_name = Some(s.clone()),
+            ("theme", _) => warnings.push(format!(
+                "{file}: theme: expected a string (a theme name or a .toml path)"
+            )),
+            ("keys", toml::Value::Table(keys)) => {
+                for (action, v) in keys {
+                    let specs = match v {
+                        toml::Value::String(s) => Some(vec![s.clone()]),
+                        toml::Value::Array(a) => a
+                            .iter()
+                            .map(|x| x.as_str().map(str::to_string))
+                            .collect::<Option<Vec<_>>>(),
+                        _ => None,
+                    };
+                    match specs {
+                        Some(specs) => overrides.push((action.clone(), specs)),
+                        None => warnings.push(format!(
+                            "{file}: keys.{action}: expected a key or a list of keys"
+                        )),
+                    }
+                }
+            }
+            ("keys", _) => warnings.push(format!("{file}: keys: expected a table")),
+            (other, _) => warnings.push(format!(
+                "{file}: unknown setting '{other}' (known: theme, keys)"
+            )),
+        }
+    }
     let (keymap, errs) = Keymap::with_overrides(&overrides);
     warnings.extend(errs.into_iter().map(|e| format!("{file}: {e}")));
-    let theme = match raw.theme.as_deref() {
+    let theme = match theme_name.as_deref() {
         None => Theme::default(),
         Some(name) => match load_theme(name, path) {
             Ok(t) => t,
@@ -172,5 +177,9 @@ mod tests {
         assert_eq!(c.theme.name, "dark");
         let c = from_str("colour = \"x\"\n", Path::new("/c.toml"));
         assert!(c.warnings[0].contains("colour"), "{:?}", c.warnings);
+        let c = from_str("[keys]\naccept = 5\n", Path::new("/c.toml"));
+        assert!(c.warnings[0].contains("keys.accept"), "{:?}", c.warnings);
+        let c = from_str("theme = \"dark\"\n[keys\n", Path::new("/c.toml"));
+        assert!(c.warnings[0].starts_with("/c.toml:2:"), "{:?}", c.warnings);
     }
 }
