@@ -1,1 +1,6 @@
-//! See the crate docs.
+//! Strategies: prompt building (templates from `prompts/`), sampling of
+//! classes and α, output parsing, relabel parsing, dedup and doubt scores.
+//! Pure: no I/O except [`templates::Templates::load`].
+
+pub mod sampling;
+pub mod templates;
