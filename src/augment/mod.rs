@@ -2,5 +2,7 @@
 //! classes and α, output parsing, relabel parsing, dedup and doubt scores.
 //! Pure: no I/O except [`templates::Templates::load`].
 
+pub mod parse;
+pub mod relabel;
 pub mod sampling;
 pub mod templates;

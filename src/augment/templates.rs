@@ -119,7 +119,10 @@ impl Templates {
 
     /// Hash of a template's text ("" for an unknown name).
     pub fn hash(&self, name: &str) -> &str {
-        self.sources.get(name).map(|s| s.hash.as_str()).unwrap_or("")
+        self.sources
+            .get(name)
+            .map(|s| s.hash.as_str())
+            .unwrap_or("")
     }
 
     fn check(&self, name: &str) -> anyhow::Result<()> {
@@ -229,7 +232,10 @@ mod tests {
             minor_pct: 19,
         };
         let out = t.render(MIX, &ctx).unwrap();
-        assert!(out.starts_with("Questions people ask a search engine."), "{out}");
+        assert!(
+            out.starts_with("Questions people ask a search engine."),
+            "{out}"
+        );
         assert!(out.contains("1. HUM: texts which are about a person or group"));
         assert!(out.contains("   - Who wrote Hamlet?"));
         assert!(out.contains("2. LOC: texts which are about a place"));
@@ -254,7 +260,10 @@ mod tests {
             .zip(other.bytes())
             .take_while(|(a, b)| a == b)
             .count();
-        assert!(common > last_example, "prefix shared up to the varying part");
+        assert!(
+            common > last_example,
+            "prefix shared up to the varying part"
+        );
         insta::assert_snapshot!(out);
     }
 
@@ -288,7 +297,10 @@ mod tests {
                 },
             )
             .unwrap();
-        assert!(rl.trim_end().ends_with("Answer with JSON like {\"label\": \"<class name>\"}."));
+        assert!(
+            rl.trim_end()
+                .ends_with("Answer with JSON like {\"label\": \"<class name>\"}.")
+        );
         assert!(rl.contains("Text: Who built the Eiffel tower?"));
         insta::assert_snapshot!(rl);
     }
