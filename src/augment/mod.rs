@@ -2,6 +2,7 @@
 //! classes and α, output parsing, relabel parsing, dedup and doubt scores.
 //! Pure: no I/O except [`templates::Templates::load`].
 
+pub mod dedup;
 pub mod parse;
 pub mod relabel;
 pub mod sampling;

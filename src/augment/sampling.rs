@@ -246,7 +246,7 @@ mod tests {
         };
         assert_eq!(pick(&cs, &s, &mut rng_for(0, 0)).unwrap().alpha, 0.7);
         let s = GenerationSettings {
-            strategy: crate::domain::Strategy::Plain,
+            strategy: Strategy::Plain,
             ..Default::default()
         };
         let p = pick(&cs, &s, &mut rng_for(0, 0)).unwrap();
