@@ -3,6 +3,7 @@
 //! Pure: no I/O except [`templates::Templates::load`].
 
 pub mod dedup;
+pub mod doubt;
 pub mod parse;
 pub mod relabel;
 pub mod sampling;
