@@ -1,7 +1,475 @@
-//! `straddle export`.
+//! `straddle export`: the accepted examples as JSONL, CSV or a Hugging Face
+//! `datasets` folder.
+//!
+//! Rows are the accepted generated examples (final text after edits, final
+//! label after relabel/decision — see `SampleState::effective_label`), plus
+//! the seeds with `--include-seeds`. Held-out examples (validation/test
+//! origin) are never exported as training data. The train/validation split
+//! is stratified by label and deterministic: within each label the rows are
+//! ordered by a SHA-256 of (seed, sample id) and the first
+//! `round(n · fraction)` go to validation. Files are written atomically and
+//! rows are in sample-id order, so re-exports diff cleanly. The project is
+//! opened read-only (works while the app holds it).
 
-pub fn run(_args: super::ExportArgs) -> anyhow::Result<()> {
-    Err(crate::error::user(
-        "`straddle export` is not implemented yet",
-    ))
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::domain::{Actor, DecisionKind, Origin, SampleState, Status};
+use crate::error;
+use crate::store::{Project, write_atomic};
+
+use super::{ExportArgs, ExportFormat};
+
+/// One exported row: a sample and its final label.
+struct Row<'a> {
+    s: &'a SampleState,
+    label: &'a str,
+}
+
+/// The rows split into train and validation.
+struct Split<'a> {
+    train: Vec<Row<'a>>,
+    validation: Vec<Row<'a>>,
+}
+
+pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    if !(0.0..1.0).contains(&args.val_fraction) {
+        return Err(error::user(format!(
+            "--val-fraction must be in [0, 1), got {}",
+            args.val_fraction
+        )));
+    }
+    let project = Project::open_read_only(&args.dir)?;
+    let rows = select_rows(&project, args.include_seeds);
+    if rows.is_empty() {
+        return Err(error::user(format!(
+            "nothing to export from {}: no accepted generated examples{}",
+            args.dir.display(),
+            if args.include_seeds {
+                " and no seeds"
+            } else {
+                " (add --include-seeds to export the seeds)"
+            }
+        )));
+    }
+    let split = split_rows(rows, args.val_fraction, args.seed);
+    let written = match args.format {
+        ExportFormat::Jsonl => write_jsonl(&args.out, &split)?,
+        ExportFormat::Csv => write_csv(&args.out, &split, args.with_provenance)?,
+        ExportFormat::Hf => write_hf(&args.out, &project, &split, &args)?,
+    };
+    println!(
+        "Exported {} train and {} validation rows to {}.",
+        split.train.len(),
+        split.validation.len(),
+        written
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(())
+}
+
+fn select_rows(project: &Project, include_seeds: bool) -> Vec<Row<'_>> {
+    let st = project.state();
+    st.samples
+        .iter()
+        .filter(|s| match s.origin {
+            Origin::Generated => s.status() == Status::Accepted,
+            Origin::Seed => include_seeds,
+            Origin::Validation | Origin::Test => false,
+        })
+        .map(|s| Row {
+            s,
+            label: s.effective_label(st.take_relabel),
+        })
+        .collect()
+}
+
+fn split_key(seed: u64, id: u64) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(seed.to_le_bytes());
+    h.update(id.to_le_bytes());
+    h.finalize().into()
+}
+
+fn split_rows(rows: Vec<Row<'_>>, fraction: f64, seed: u64) -> Split<'_> {
+    let mut by_label: BTreeMap<&str, Vec<Row<'_>>> = BTreeMap::new();
+    for r in rows {
+        by_label.entry(r.label).or_default().push(r);
+    }
+    let mut split = Split {
+        train: Vec::new(),
+        validation: Vec::new(),
+    };
+    for (_, mut group) in by_label {
+        group.sort_by_cached_key(|r| split_key(seed, r.s.id));
+        let n = group.len();
+        let n_val = ((n as f64 * fraction).round() as usize).min(n.saturating_sub(1));
+        let train = group.split_off(n_val);
+        split.validation.extend(group);
+        split.train.extend(train);
+    }
+    split.train.sort_by_key(|r| r.s.id);
+    split.validation.sort_by_key(|r| r.s.id);
+    split
+}
+
+fn actor_str(a: &Actor) -> String {
+    match a {
+        Actor::Key(k) => format!("key:{k}"),
+        Actor::Rule(r) => format!("rule:{r}"),
+        Actor::Auto(x) => format!("auto:{x}"),
+    }
+}
+
+/// The JSONL row: text, label and every provenance field (null when unset).
+fn row_json(r: &Row<'_>) -> Value {
+    let s = r.s;
+    let p = &s.provenance;
+    let v = s.verdict();
+    let d = s.decision();
+    json!({
+        "text": s.text(),
+        "label": r.label,
+        "id": s.id,
+        "origin": s.origin_tag(),
+        "intended_label": s.label,
+        "original_text": if s.is_edited() { Some(&s.original_text) } else { None },
+        "strategy": p.strategy,
+        "classes": p.classes,
+        "minor": p.minor,
+        "alpha": p.alpha,
+        "template": p.template,
+        "template_hash": p.template_hash,
+        "model": p.model,
+        "request_id": p.request_id,
+        "temperature": p.temperature,
+        "round": p.round,
+        "source": p.source,
+        "verdict_label": v.and_then(|v| v.label.clone()),
+        "verdict_confidence": v.map(|v| v.top_confidence()),
+        "verdict_method": v.map(|v| serde_json::to_value(v.method).unwrap_or(Value::Null)),
+        "decision": d.map(|d| match d.kind { DecisionKind::Accept => "accept", DecisionKind::Reject => "reject" }),
+        "actor": d.map(|d| actor_str(&d.by)),
+    })
+}
+
+/// `out` with `.validation` before the extension: `a/x.jsonl` → `a/x.validation.jsonl`.
+fn validation_path(out: &Path, ext: &str) -> PathBuf {
+    let stem = out
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let ext = out
+        .extension()
+        .map(|e| e.to_string_lossy().into_owned())
+        .unwrap_or_else(|| ext.into());
+    out.with_file_name(format!("{stem}.validation.{ext}"))
+}
+
+fn ensure_parent(p: &Path) -> anyhow::Result<()> {
+    if let Some(d) = p.parent().filter(|d| !d.as_os_str().is_empty())
+        && !d.is_dir()
+    {
+        std::fs::create_dir_all(d)
+            .map_err(|e| error::user(format!("cannot create folder {}: {e}", d.display())))?;
+    }
+    Ok(())
+}
+
+fn jsonl_bytes(rows: &[Row<'_>]) -> Vec<u8> {
+    let mut out = String::new();
+    for r in rows {
+        out.push_str(&row_json(r).to_string());
+        out.push('\n');
+    }
+    out.into_bytes()
+}
+
+fn write_jsonl(out: &Path, split: &Split<'_>) -> anyhow::Result<Vec<PathBuf>> {
+    ensure_parent(out)?;
+    write_atomic(out, &jsonl_bytes(&split.train))?;
+    let mut written = vec![out.to_path_buf()];
+    if !split.validation.is_empty() {
+        let vp = validation_path(out, "jsonl");
+        write_atomic(&vp, &jsonl_bytes(&split.validation))?;
+        written.push(vp);
+    }
+    Ok(written)
+}
+
+const PROVENANCE_COLS: &[&str] = &[
+    "id",
+    "origin",
+    "intended_label",
+    "strategy",
+    "classes",
+    "minor",
+    "alpha",
+    "template",
+    "template_hash",
+    "model",
+    "request_id",
+    "verdict_label",
+    "verdict_confidence",
+    "decision",
+    "actor",
+];
+
+fn csv_cell(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        Value::Array(a) => a.iter().map(csv_cell).collect::<Vec<_>>().join("|"),
+        other => other.to_string(),
+    }
+}
+
+fn csv_bytes(rows: &[Row<'_>], provenance: bool) -> anyhow::Result<Vec<u8>> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header = vec!["text", "label"];
+    if provenance {
+        header.extend_from_slice(PROVENANCE_COLS);
+    }
+    w.write_record(&header)?;
+    for r in rows {
+        let mut rec = vec![r.s.text().to_string(), r.label.to_string()];
+        if provenance {
+            let j = row_json(r);
+            rec.extend(PROVENANCE_COLS.iter().map(|c| csv_cell(&j[*c])));
+        }
+        w.write_record(&rec)?;
+    }
+    w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+fn write_csv(out: &Path, split: &Split<'_>, provenance: bool) -> anyhow::Result<Vec<PathBuf>> {
+    ensure_parent(out)?;
+    write_atomic(out, &csv_bytes(&split.train, provenance)?)?;
+    let mut written = vec![out.to_path_buf()];
+    if !split.validation.is_empty() {
+        let vp = validation_path(out, "csv");
+        write_atomic(&vp, &csv_bytes(&split.validation, provenance)?)?;
+        written.push(vp);
+    }
+    Ok(written)
+}
+
+fn write_hf(
+    out: &Path,
+    project: &Project,
+    split: &Split<'_>,
+    args: &ExportArgs,
+) -> anyhow::Result<Vec<PathBuf>> {
+    if out.exists() && !out.is_dir() {
+        return Err(error::user(format!(
+            "--out {} exists and is not a folder (the hf format writes a folder)",
+            out.display()
+        )));
+    }
+    std::fs::create_dir_all(out)
+        .map_err(|e| error::user(format!("cannot create folder {}: {e}", out.display())))?;
+    let train = out.join("train.jsonl");
+    write_atomic(&train, &jsonl_bytes(&split.train))?;
+    let mut written = vec![train];
+    let val = out.join("validation.jsonl");
+    if split.validation.is_empty() {
+        // A stale file from an earlier export would be read as a split.
+        let _ = std::fs::remove_file(&val);
+    } else {
+        write_atomic(&val, &jsonl_bytes(&split.validation))?;
+        written.push(val);
+    }
+    let readme = out.join("README.md");
+    write_atomic(&readme, dataset_card(project, split, args).as_bytes())?;
+    written.push(readme);
+    Ok(written)
+}
+
+/// The `README.md` dataset card: YAML header naming the splits, then class
+/// counts, generation settings, model and acceptance figures.
+fn dataset_card(project: &Project, split: &Split<'_>, args: &ExportArgs) -> String {
+    let cfg = project.config();
+    let st = project.state();
+    let g = project.generation_settings();
+    let mut o = String::new();
+    let w = &mut o;
+    let _ = writeln!(
+        w,
+        "---\ntask_categories:\n- text-classification\nconfigs:\n- config_name: default\n  data_files:\n  - split: train\n    path: train.jsonl"
+    );
+    if !split.validation.is_empty() {
+        let _ = writeln!(w, "  - split: validation\n    path: validation.jsonl");
+    }
+    let _ = writeln!(
+        w,
+        "---\n\n# {}\n\n{}\n",
+        cfg.task.name, cfg.task.description
+    );
+    let _ = writeln!(
+        w,
+        "Made with straddle: an LLM generated examples near class boundaries, \
+         relabelled them, and people reviewed them. Load with\n\
+         `datasets.load_dataset(\"json\", data_dir=\"<this folder>\")`.\n"
+    );
+    let _ = writeln!(
+        w,
+        "## Classes\n\n| class | description | train | validation |\n|---|---|---:|---:|"
+    );
+    let count = |rows: &[Row<'_>], c: &str| rows.iter().filter(|r| r.label == c).count();
+    let mut names: Vec<&str> = cfg.classes.iter().map(|c| c.name.as_str()).collect();
+    for r in split.train.iter().chain(&split.validation) {
+        if !names.contains(&r.label) {
+            names.push(r.label);
+        }
+    }
+    for n in &names {
+        let desc = cfg
+            .classes
+            .iter()
+            .find(|c| c.name == *n)
+            .map(|c| c.description.replace('|', "\\|"))
+            .unwrap_or_default();
+        let _ = writeln!(
+            w,
+            "| {n} | {desc} | {} | {} |",
+            count(&split.train, n),
+            count(&split.validation, n)
+        );
+    }
+    let _ = writeln!(
+        w,
+        "| **total** | | {} | {} |\n",
+        split.train.len(),
+        split.validation.len()
+    );
+    let generated: Vec<&SampleState> = st.generated().collect();
+    let by = |x: Status| generated.iter().filter(|s| s.status() == x).count();
+    let (acc, rej, pend) = (
+        by(Status::Accepted),
+        by(Status::Rejected),
+        by(Status::Pending),
+    );
+    let decided = acc + rej;
+    let pct = |a: usize, b: usize| {
+        if b == 0 {
+            "n/a".to_string()
+        } else {
+            format!("{:.1}%", 100.0 * a as f64 / b as f64)
+        }
+    };
+    let with_verdict = generated.iter().filter(|s| s.agrees().is_some()).count();
+    let agreeing = generated
+        .iter()
+        .filter(|s| s.agrees() == Some(true))
+        .count();
+    let edited = generated.iter().filter(|s| s.is_edited()).count();
+    let seeds = split
+        .train
+        .iter()
+        .chain(&split.validation)
+        .filter(|r| r.s.origin == Origin::Seed)
+        .count();
+    let _ = writeln!(w, "## Acceptance\n");
+    let _ = writeln!(w, "- generated: {}", generated.len());
+    let _ = writeln!(w, "- accepted: {acc}, rejected: {rej}, pending: {pend}");
+    let _ = writeln!(
+        w,
+        "- acceptance rate (accepted / decided): {}",
+        pct(acc, decided)
+    );
+    let _ = writeln!(
+        w,
+        "- relabel agreed with the intended label: {} of {with_verdict} ({})",
+        agreeing,
+        pct(agreeing, with_verdict)
+    );
+    let _ = writeln!(w, "- edited by hand: {edited}");
+    let _ = writeln!(w, "- generation failures: {}", st.failures.len());
+    let _ = writeln!(
+        w,
+        "- real seed examples included: {seeds}{}\n",
+        if args.include_seeds {
+            ""
+        } else {
+            " (not requested)"
+        }
+    );
+    let mut models: Vec<&str> = generated
+        .iter()
+        .filter_map(|s| s.provenance.model.as_deref())
+        .collect();
+    models.sort();
+    models.dedup();
+    let _ = writeln!(w, "## Generation\n");
+    let _ = writeln!(
+        w,
+        "- model: {} (configured: `{}`)",
+        if models.is_empty() {
+            "none recorded".to_string()
+        } else {
+            models
+                .iter()
+                .map(|m| format!("`{m}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        cfg.backend.model
+    );
+    let _ = writeln!(w, "- strategy: {}", g.strategy.as_str());
+    let _ = writeln!(
+        w,
+        "- classes per prompt (t): {}, shots per class (k): {}",
+        g.classes_per_prompt, g.shots
+    );
+    match g.alpha {
+        Some(a) => {
+            let _ = writeln!(w, "- α (share of the intended class): {a}");
+        }
+        None => {
+            let _ = writeln!(
+                w,
+                "- α drawn from [{}, {}]",
+                g.alpha_range.0, g.alpha_range.1
+            );
+        }
+    }
+    let _ = writeln!(
+        w,
+        "- temperature: {}, examples per request: {}",
+        g.temperature, g.per_request
+    );
+    let _ = writeln!(
+        w,
+        "- relabel: {} (take relabel label on disagreement: {})",
+        if cfg.relabel.enabled { "on" } else { "off" },
+        cfg.relabel.take_relabel
+    );
+    let u = &st.usage;
+    let _ = writeln!(
+        w,
+        "- LLM usage: {} requests ({} cached), {} prompt + {} completion tokens, cost {:.4}",
+        u.requests, u.cached, u.prompt_tokens, u.completion_tokens, u.cost
+    );
+    let _ = writeln!(
+        w,
+        "- split: {:.0}% validation, stratified by label, seed {}\n",
+        args.val_fraction * 100.0,
+        args.seed
+    );
+    let _ = writeln!(
+        w,
+        "## Fields\n\n`text`, `label` (final label after relabel and review), `id`, `origin` \
+         (seed / generated / edited), `intended_label`, `original_text` (before a hand edit), \
+         `strategy`, `classes`, `minor`, `alpha`, `template`, `template_hash`, `model`, \
+         `request_id`, `temperature`, `round`, `source`, `verdict_label`, `verdict_confidence`, \
+         `verdict_method`, `decision`, `actor` (who decided: `key:<key>`, `rule:<rule>`).\n"
+    );
+    o
 }

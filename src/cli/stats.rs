@@ -1,7 +1,138 @@
-//! `straddle stats`.
+//! `straddle stats`: counts per class, journal health, LLM usage.
+//!
+//! Opens the project read-only, so it works while the app holds it.
 
-pub fn run(_args: super::StatsArgs) -> anyhow::Result<()> {
-    Err(crate::error::user(
-        "`straddle stats` is not implemented yet",
-    ))
+use serde_json::json;
+
+use crate::domain::{ClassCounts, Origin};
+use crate::store::Project;
+
+/// The stats of a project as JSON (the `--json` output).
+pub fn stats_json(p: &Project) -> serde_json::Value {
+    let st = p.state();
+    let counts = st.class_counts(&p.class_names());
+    let mut totals = ClassCounts::default();
+    for c in counts.values() {
+        totals.seed += c.seed;
+        totals.accepted += c.accepted;
+        totals.rejected += c.rejected;
+        totals.pending += c.pending;
+    }
+    let held = |o: Origin| st.samples.iter().filter(|s| s.origin == o).count();
+    let r = p.load_report();
+    let u = &st.usage;
+    json!({
+        "project": p.dir().display().to_string(),
+        "classes": counts,
+        "totals": totals,
+        "heldout": { "validation": held(Origin::Validation), "test": held(Origin::Test) },
+        "journal": {
+            "events": r.events,
+            "skipped_lines": r.skipped.len(),
+            "skipped": r.skipped.iter().map(|s| json!({"line": s.line, "reason": s.reason})).collect::<Vec<_>>(),
+            "warnings": st.warnings,
+        },
+        "usage": {
+            "requests": u.requests,
+            "cached": u.cached,
+            "prompt_tokens": u.prompt_tokens,
+            "completion_tokens": u.completion_tokens,
+            "tokens": u.prompt_tokens + u.completion_tokens,
+            "cost": u.cost,
+            "failures": u.failures,
+        },
+        "failures": st.failures.len(),
+        "rounds": st.rounds.len(),
+    })
+}
+
+pub fn run(args: super::StatsArgs) -> anyhow::Result<()> {
+    let p = Project::open_read_only(&args.dir)?;
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&stats_json(&p))?)
+    } else {
+        stats_table(&p)
+    };
+    print_stdout(&text)
+}
+
+/// Print to stdout; a closed pipe (`| head`) is not an error.
+pub fn print_stdout(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// The human-readable form.
+pub fn stats_table(p: &Project) -> String {
+    use std::fmt::Write as _;
+    let st = p.state();
+    let counts = st.class_counts(&p.class_names());
+    let width = counts
+        .keys()
+        .map(|k| k.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut o = String::new();
+    let _ = writeln!(o, "{} — {}", p.config().task.name, p.dir().display());
+    let _ = writeln!(
+        o,
+        "\n{:<width$}  {:>6}  {:>8}  {:>8}  {:>7}",
+        "class", "seed", "accepted", "rejected", "pending"
+    );
+    let mut t = ClassCounts::default();
+    for (name, c) in &counts {
+        let _ = writeln!(
+            o,
+            "{name:<width$}  {:>6}  {:>8}  {:>8}  {:>7}",
+            c.seed, c.accepted, c.rejected, c.pending
+        );
+        t.seed += c.seed;
+        t.accepted += c.accepted;
+        t.rejected += c.rejected;
+        t.pending += c.pending;
+    }
+    let _ = writeln!(
+        o,
+        "{:<width$}  {:>6}  {:>8}  {:>8}  {:>7}",
+        "total", t.seed, t.accepted, t.rejected, t.pending
+    );
+    let held = |o: Origin| st.samples.iter().filter(|s| s.origin == o).count();
+    let _ = writeln!(
+        o,
+        "\nheld-out: {} validation, {} test",
+        held(Origin::Validation),
+        held(Origin::Test)
+    );
+    let r = p.load_report();
+    let _ = writeln!(
+        o,
+        "journal: {} events, {} skipped line{}",
+        r.events,
+        r.skipped.len(),
+        if r.skipped.len() == 1 { "" } else { "s" }
+    );
+    for s in &r.skipped {
+        let _ = writeln!(o, "  line {}: {}", s.line, s.reason);
+    }
+    let u = &st.usage;
+    let _ = writeln!(
+        o,
+        "LLM usage: {} requests ({} cached), {} tokens, cost {:.4}, {} generation failure{}",
+        u.requests,
+        u.cached,
+        u.prompt_tokens + u.completion_tokens,
+        u.cost,
+        st.failures.len(),
+        if st.failures.len() == 1 { "" } else { "s" }
+    );
+    if !u.failures.is_empty() {
+        let f: Vec<String> = u.failures.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(o, "request failures: {}", f.join(", "));
+    }
+    o
 }

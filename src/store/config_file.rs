@@ -1,0 +1,529 @@
+//! Reading and writing `straddle.toml`.
+//!
+//! The file is rendered by hand so that every setting carries a comment
+//! (serializers drop comments). Values are formatted with `toml::Value`'s
+//! own display, so quoting and escaping are always valid TOML. Unset
+//! optional settings are written as commented-out examples.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use crate::domain::{BackendConfig, ProjectConfig};
+use crate::error;
+
+/// File name of the config inside the project folder.
+pub const CONFIG_FILE: &str = "straddle.toml";
+
+/// Read and validate `path`. Errors are user errors naming the file and the
+/// line/key that is wrong.
+pub fn read_config(path: &Path) -> anyhow::Result<ProjectConfig> {
+    let bytes = std::fs::read(path)
+        .map_err(|e| error::user(format!("cannot read {}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let line = line_of(e.as_bytes(), e.utf8_error().valid_up_to());
+        error::user(format!("{}:{line}: not valid UTF-8", path.display()))
+    })?;
+    parse_config(&text).map_err(|msg| error::user(format!("{}: {msg}", path.display())))
+}
+
+/// Parse and validate config text; the error says which line or key.
+pub fn parse_config(text: &str) -> Result<ProjectConfig, String> {
+    let cfg: ProjectConfig = toml::from_str(text).map_err(|e| {
+        let at = e
+            .span()
+            .map(|s| format!("line {}: ", line_of(text.as_bytes(), s.start)))
+            .unwrap_or_default();
+        format!("{at}{}", e.message().trim())
+    })?;
+    validate(&cfg)?;
+    Ok(cfg)
+}
+
+fn line_of(bytes: &[u8], offset: usize) -> usize {
+    bytes[..offset.min(bytes.len())]
+        .iter()
+        .filter(|&&c| c == b'\n')
+        .count()
+        + 1
+}
+
+/// Checks serde cannot express.
+pub fn validate(cfg: &ProjectConfig) -> Result<(), String> {
+    if cfg.task.name.trim().is_empty() {
+        return Err("task.name: must not be empty".into());
+    }
+    let mut seen = std::collections::HashSet::new();
+    for (i, c) in cfg.classes.iter().enumerate() {
+        let key = format!("classes[{}] ('{}')", i + 1, c.name);
+        if c.name.trim().is_empty() {
+            return Err(format!("classes[{}].name: must not be empty", i + 1));
+        }
+        if !seen.insert(c.name.as_str()) {
+            return Err(format!("{key}: class name appears twice"));
+        }
+        if !c.weight.is_finite() || c.weight < 0.0 {
+            return Err(format!(
+                "{key}.weight: must be a number ≥ 0, got {}",
+                c.weight
+            ));
+        }
+    }
+    let g = &cfg.generation;
+    let (lo, hi) = g.alpha_range;
+    if !(0.0..=1.0).contains(&lo) || !(0.0..=1.0).contains(&hi) || lo > hi {
+        return Err(format!(
+            "generation.alpha_range: must satisfy 0 ≤ lo ≤ hi ≤ 1, got [{lo}, {hi}]"
+        ));
+    }
+    if let Some(a) = g.alpha
+        && !(0.0..=1.0).contains(&a)
+    {
+        return Err(format!("generation.alpha: must be in [0, 1], got {a}"));
+    }
+    if !(0.0..=1.0).contains(&g.dedup_threshold) {
+        return Err(format!(
+            "generation.dedup_threshold: must be in [0, 1], got {}",
+            g.dedup_threshold
+        ));
+    }
+    if g.per_request == 0 {
+        return Err("generation.per_request: must be at least 1".into());
+    }
+    if cfg.backend.max_concurrency == 0 {
+        return Err("backend.max_concurrency: must be at least 1".into());
+    }
+    Ok(())
+}
+
+/// Write `cfg` to `path` atomically (temp file + rename).
+pub fn write_config(path: &Path, cfg: &ProjectConfig) -> anyhow::Result<()> {
+    super::write_atomic(path, render_config(cfg).as_bytes())
+}
+
+fn v(x: impl Into<toml::Value>) -> String {
+    match x.into() {
+        toml::Value::String(s) => quote(&s),
+        other => other.to_string(),
+    }
+}
+
+/// A one-line TOML basic string (newlines and control characters escaped).
+fn quote(s: &str) -> String {
+    let mut o = String::with_capacity(s.len() + 2);
+    o.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            '\n' => o.push_str("\\n"),
+            '\r' => o.push_str("\\r"),
+            '\t' => o.push_str("\\t"),
+            c if c.is_control() => o.push_str(&format!("\\u{:04X}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
+
+fn fv(x: f64) -> String {
+    toml::Value::Float(x).to_string()
+}
+
+/// Render a commented `straddle.toml`.
+pub fn render_config(cfg: &ProjectConfig) -> String {
+    let mut o = String::new();
+    let w = &mut o;
+    let _ = writeln!(
+        w,
+        "# straddle project settings. Edit freely; every setting is explained.\n\
+         # Live changes made in the app (weights, generation settings) are kept in\n\
+         # journal.jsonl and override the values here.\n"
+    );
+    let _ = writeln!(w, "[task]");
+    line(
+        w,
+        "Short name of the task.",
+        "name",
+        v(cfg.task.name.as_str()),
+    );
+    line(
+        w,
+        "What the texts are, in one or two sentences; shown to the LLM in every prompt.",
+        "description",
+        v(cfg.task.description.as_str()),
+    );
+    for c in &cfg.classes {
+        let _ = writeln!(w, "\n[[classes]]");
+        line(
+            w,
+            "Class name (the label written to exports).",
+            "name",
+            v(c.name.as_str()),
+        );
+        line(
+            w,
+            "One line that completes \"… which is about ___\"; shown to the LLM.",
+            "description",
+            v(c.description.as_str()),
+        );
+        line(
+            w,
+            "Relative sampling weight for generation (1.0 = even, 0 = never).",
+            "weight",
+            fv(c.weight),
+        );
+    }
+    render_backend(w, &cfg.backend);
+    render_generation(w, cfg);
+    render_relabel(w, cfg);
+    o
+}
+
+fn line(w: &mut String, comment: &str, key: &str, value: String) {
+    let _ = writeln!(w, "# {comment}\n{key} = {value}");
+}
+
+fn opt_line(w: &mut String, comment: &str, key: &str, value: Option<String>, example: &str) {
+    match value {
+        Some(val) => line(w, comment, key, val),
+        None => {
+            let _ = writeln!(w, "# {comment} (unset)\n# {key} = {example}");
+        }
+    }
+}
+
+fn render_backend(w: &mut String, b: &BackendConfig) {
+    let _ = writeln!(w, "\n[backend]");
+    line(
+        w,
+        "Base URL of an OpenAI-compatible chat-completions server, including /v1.",
+        "base_url",
+        v(b.base_url.as_str()),
+    );
+    line(
+        w,
+        "Model name sent with every request.",
+        "model",
+        v(b.model.as_str()),
+    );
+    opt_line(
+        w,
+        "Name of the environment variable holding the API key; the key itself is never written anywhere.",
+        "api_key_env",
+        b.api_key_env.as_deref().map(v),
+        "\"OPENAI_API_KEY\"",
+    );
+    line(
+        w,
+        "Maximum requests in flight.",
+        "max_concurrency",
+        v(b.max_concurrency as i64),
+    );
+    opt_line(
+        w,
+        "Client-side rate limit in requests per minute.",
+        "requests_per_minute",
+        b.requests_per_minute.map(|x| v(x as i64)),
+        "60",
+    );
+    opt_line(
+        w,
+        "Client-side rate limit in tokens per minute.",
+        "tokens_per_minute",
+        b.tokens_per_minute.map(|x| v(x as i64)),
+        "100000",
+    );
+    line(
+        w,
+        "Timeout of one request, in seconds.",
+        "timeout_s",
+        fv(b.timeout_s),
+    );
+    line(
+        w,
+        "Retries of a failed request (429, 5xx, timeouts) with backoff.",
+        "max_retries",
+        v(b.max_retries as i64),
+    );
+    opt_line(
+        w,
+        "Price per 1M input tokens, for the cost figure.",
+        "price_input_per_m",
+        b.price_input_per_m.map(fv),
+        "0.15",
+    );
+    opt_line(
+        w,
+        "Price per 1M output tokens, for the cost figure.",
+        "price_output_per_m",
+        b.price_output_per_m.map(fv),
+        "0.60",
+    );
+    line(w, "Use streaming (SSE) responses.", "stream", v(b.stream));
+    let headers: toml::Table = b
+        .headers
+        .iter()
+        .map(|(k, x)| (k.clone(), toml::Value::String(x.clone())))
+        .collect();
+    line(
+        w,
+        "Extra HTTP headers sent with every request (never put secrets here; use api_key_env).",
+        "headers",
+        inline_table(&headers),
+    );
+    let extra: toml::Table = b
+        .extra_body
+        .iter()
+        .filter_map(|(k, x)| toml::Value::try_from(x).ok().map(|t| (k.clone(), t)))
+        .collect();
+    line(
+        w,
+        "Extra fields merged into every request body, e.g. { seed = 1, top_p = 0.9 }.",
+        "extra_body",
+        inline_table(&extra),
+    );
+}
+
+fn inline_table(t: &toml::Table) -> String {
+    if t.is_empty() {
+        return "{}".into();
+    }
+    let parts: Vec<String> = t
+        .iter()
+        .map(|(k, x)| format!("{} = {}", toml_key(k), v(x.clone())))
+        .collect();
+    format!("{{ {} }}", parts.join(", "))
+}
+
+fn toml_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_string()
+    } else {
+        v(k)
+    }
+}
+
+fn render_generation(w: &mut String, cfg: &ProjectConfig) {
+    let g = &cfg.generation;
+    let _ = writeln!(w, "\n[generation]");
+    line(
+        w,
+        "Strategy: \"mix\" (class-boundary mixing, PromptMix), \"plain\" (one class per request) or \"extrapolate\" (S3: like the small model's mistakes).",
+        "strategy",
+        v(g.strategy.as_str()),
+    );
+    line(
+        w,
+        "Examples asked for per request.",
+        "per_request",
+        v(g.per_request as i64),
+    );
+    line(
+        w,
+        "Classes shown per mix prompt (t).",
+        "classes_per_prompt",
+        v(g.classes_per_prompt as i64),
+    );
+    line(
+        w,
+        "Seed examples shown per class (k); 0 = zero-shot.",
+        "shots",
+        v(g.shots as i64),
+    );
+    line(
+        w,
+        "Range [lo, hi] the share α of the intended class is drawn from, per request.",
+        "alpha_range",
+        format!("[{}, {}]", fv(g.alpha_range.0), fv(g.alpha_range.1)),
+    );
+    opt_line(
+        w,
+        "A fixed α; overrides alpha_range.",
+        "alpha",
+        g.alpha.map(fv),
+        "0.75",
+    );
+    line(
+        w,
+        "Sampling temperature of generation requests.",
+        "temperature",
+        fv(g.temperature),
+    );
+    line(
+        w,
+        "Maximum tokens per generation reply.",
+        "max_tokens",
+        v(g.max_tokens as i64),
+    );
+    line(
+        w,
+        "How many generated examples a run aims for.",
+        "target_count",
+        v(g.target_count as i64),
+    );
+    line(
+        w,
+        "Seed for all sampling (class picks, α, splits).",
+        "seed",
+        v(g.seed as i64),
+    );
+    line(
+        w,
+        "Near-duplicate threshold: Jaccard similarity of word shingles above which a new example is dropped.",
+        "dedup_threshold",
+        fv(g.dedup_threshold),
+    );
+    line(
+        w,
+        "Condition requests on sampled rationales (S3 seed synthesis).",
+        "use_rationales",
+        v(g.use_rationales),
+    );
+}
+
+fn render_relabel(w: &mut String, cfg: &ProjectConfig) {
+    let r = &cfg.relabel;
+    let _ = writeln!(w, "\n[relabel]");
+    line(
+        w,
+        "Classify every generated example again with the LLM as a few-shot classifier.",
+        "enabled",
+        v(r.enabled),
+    );
+    let ctx = match r.context {
+        crate::domain::RelabelContext::Auto => "auto",
+        crate::domain::RelabelContext::All => "all",
+        crate::domain::RelabelContext::Picked => "picked",
+    };
+    line(
+        w,
+        "Classes in the relabel prompt: \"all\", \"picked\" (those of the generation prompt) or \"auto\" (all when at most all_max_classes).",
+        "context",
+        v(ctx),
+    );
+    line(
+        w,
+        "With context = \"auto\": the most classes shown all at once.",
+        "all_max_classes",
+        v(r.all_max_classes as i64),
+    );
+    line(
+        w,
+        "Seed examples per class in the relabel prompt.",
+        "shots",
+        v(r.shots as i64),
+    );
+    line(
+        w,
+        "Self-consistency votes when the server gives no logprobs.",
+        "votes",
+        v(r.votes as i64),
+    );
+    line(
+        w,
+        "Temperature of the self-consistency votes.",
+        "vote_temperature",
+        fv(r.vote_temperature),
+    );
+    line(
+        w,
+        "On disagreement, export the relabel's label (the paper's choice); the intended label is kept for review either way.",
+        "take_relabel",
+        v(r.take_relabel),
+    );
+    line(
+        w,
+        "Ask for token logprobs to get per-class confidence.",
+        "use_logprobs",
+        v(r.use_logprobs),
+    );
+    line(
+        w,
+        "Ask for JSON-schema constrained output.",
+        "use_json_schema",
+        v(r.use_json_schema),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Class, TaskConfig};
+
+    fn sample() -> ProjectConfig {
+        let mut cfg = ProjectConfig {
+            task: TaskConfig {
+                name: "t\"q".into(),
+                description: "Questions,\nwith \"quotes\" and ü".into(),
+            },
+            classes: vec![
+                Class {
+                    name: "A".into(),
+                    description: "about a".into(),
+                    weight: 1.0,
+                },
+                Class {
+                    name: "B c".into(),
+                    description: String::new(),
+                    weight: 0.5,
+                },
+            ],
+            backend: Default::default(),
+            generation: Default::default(),
+            relabel: Default::default(),
+        };
+        cfg.backend.headers.insert("X-Org".into(), "me".into());
+        cfg.backend
+            .extra_body
+            .insert("top p".into(), serde_json::json!(0.9));
+        cfg.backend.price_input_per_m = Some(0.15);
+        cfg.generation.alpha = Some(0.7);
+        cfg
+    }
+
+    #[test]
+    fn render_round_trips_and_comments_every_setting() {
+        let cfg = sample();
+        let text = render_config(&cfg);
+        assert_eq!(parse_config(&text).unwrap(), cfg);
+        let lines: Vec<&str> = text.lines().collect();
+        for (i, l) in lines.iter().enumerate() {
+            if !l.is_empty() && !l.starts_with('#') && !l.starts_with('[') {
+                assert!(
+                    lines[i - 1].starts_with('#'),
+                    "setting without comment: {l}"
+                );
+            }
+        }
+        let defaults = ProjectConfig {
+            classes: vec![],
+            ..sample()
+        };
+        let d = ProjectConfig {
+            backend: Default::default(),
+            generation: Default::default(),
+            ..defaults
+        };
+        assert_eq!(parse_config(&render_config(&d)).unwrap(), d);
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let text = render_config(&sample());
+        let bad = text.replacen("per_request = 5", "per_request = \"five\"", 1);
+        let line = bad
+            .lines()
+            .position(|l| l.starts_with("per_request"))
+            .unwrap()
+            + 1;
+        let err = parse_config(&bad).unwrap_err();
+        assert!(err.starts_with(&format!("line {line}:")), "{err}");
+        let dup = text.replacen("name = \"B c\"", "name = \"A\"", 1);
+        let err = parse_config(&dup).unwrap_err();
+        assert!(err.contains("classes[2]") && err.contains("twice"), "{err}");
+    }
+}

@@ -1,0 +1,268 @@
+//! The store as a library: journal recovery (property test), the project
+//! lock, config errors, atomic create and the live overlays.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use straddle::domain::{
+    Actor, Class, Decision, DecisionKind, Event, EventKind, NewSample, Origin, ProjectConfig,
+    ProjectState, SampleAdded, SettingsChanged, TaskConfig, WeightChanged,
+};
+use straddle::store::{CONFIG_FILE, JOURNAL_FILE, Project, journal, render_config};
+
+fn config() -> ProjectConfig {
+    ProjectConfig {
+        task: TaskConfig {
+            name: "t".into(),
+            description: "test".into(),
+        },
+        classes: ["A", "B", "C"]
+            .iter()
+            .map(|n| Class {
+                name: n.to_string(),
+                description: format!("about {n}"),
+                weight: 1.0,
+            })
+            .collect(),
+        backend: Default::default(),
+        generation: Default::default(),
+        relabel: Default::default(),
+    }
+}
+
+fn seed(text: &str, label: &str) -> NewSample {
+    NewSample {
+        text: text.into(),
+        label: label.into(),
+        origin: Origin::Seed,
+        provenance: Default::default(),
+    }
+}
+
+fn accept(sample: u64) -> EventKind {
+    EventKind::decided(
+        sample,
+        Decision {
+            kind: DecisionKind::Accept,
+            label: None,
+            reason: None,
+            by: Actor::Key("a".into()),
+        },
+    )
+}
+
+/// Journal lines (each ending in '\n') for `n` events of mixed kinds.
+fn journal_lines(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let id = i as u64 + 1;
+            let kind = if i % 3 == 2 {
+                accept(id - 1)
+            } else {
+                EventKind::SampleAdded(SampleAdded::new(
+                    id,
+                    NewSample {
+                        text: format!("text {i} with \"quotes\", ünïcödé and a\nnewline"),
+                        label: ["A", "B", "C"][i % 3].into(),
+                        origin: Origin::Generated,
+                        provenance: Default::default(),
+                    },
+                ))
+            };
+            let mut l = Event {
+                v: 1,
+                id,
+                ts: 1_700_000_000_000 + id,
+                kind,
+            }
+            .to_json_line()
+            .into_bytes();
+            l.push(b'\n');
+            l
+        })
+        .collect()
+}
+
+fn make_project(dir: &Path, journal: &[u8]) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join(CONFIG_FILE), render_config(&config())).unwrap();
+    std::fs::write(dir.join(JOURNAL_FILE), journal).unwrap();
+}
+
+/// 1-based line numbers of the lines fully contained (with '\n') in `bytes`.
+fn complete_lines(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|&&c| c == b'\n').count()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, .. ProptestConfig::default() })]
+
+    /// Truncate at any byte and garble any lines: loading never fails, never
+    /// drops a complete ungarbled line, reports exactly the bad lines, and
+    /// after the write-mode open the next append lands on a clean line.
+    #[test]
+    fn recovery_never_drops_a_complete_line(
+        n in 1usize..25,
+        cut in 0.0f64..=1.0,
+        garbles in prop::collection::vec((0usize..25, 0.0f64..1.0, any::<u8>()), 0..4),
+    ) {
+        let mut lines = journal_lines(n);
+        let mut garbled = std::collections::BTreeSet::new();
+        for (li, pos, byte) in garbles {
+            let li = li % n;
+            let line = &mut lines[li];
+            let at = ((line.len() - 1) as f64 * pos) as usize;
+            let byte = if byte == b'\n' { b'#' } else { byte };
+            if line[at] != byte {
+                line[at] = byte;
+                garbled.insert(li + 1);
+            }
+        }
+        let all: Vec<u8> = lines.concat();
+        let cut = (all.len() as f64 * cut) as usize;
+        let bytes = &all[..cut];
+        let complete = complete_lines(bytes);
+        let has_tail = cut > 0 && bytes[cut - 1] != b'\n';
+
+        // Read-only replay.
+        let mut st = ProjectState::new(true);
+        let r = journal::replay(bytes, &mut st).report;
+        let lines_seen = complete + usize::from(has_tail);
+        prop_assert_eq!(r.events as usize + r.skipped.len(), lines_seen);
+        for s in &r.skipped {
+            let torn = has_tail && s.line == lines_seen;
+            prop_assert!(garbled.contains(&s.line) || torn, "skipped a good line: {:?}", s);
+            prop_assert!(!s.reason.is_empty());
+        }
+
+        // Write-mode open repairs, appends, and everything reloads.
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("p");
+        make_project(&dir, bytes);
+        let mut p = Project::open(&dir).unwrap();
+        prop_assert_eq!(p.load_report().events, r.events);
+        let kept_tail = p.load_report().torn_tail.as_ref().is_some_and(|t| t.saved_to.is_none());
+        let before = p.load_report().events;
+        p.append(vec![accept(1)]).unwrap();
+        drop(p);
+        let after = std::fs::read(dir.join(JOURNAL_FILE)).unwrap();
+        prop_assert!(after.starts_with(&all[..bytes.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1)]),
+            "complete lines must stay byte for byte");
+        let p = Project::open_read_only(&dir).unwrap();
+        prop_assert_eq!(p.load_report().events, before + 1);
+        let skipped_after = r.skipped.len() - usize::from(has_tail && !kept_tail && r.skipped.last().is_some_and(|s| s.line == lines_seen));
+        prop_assert_eq!(p.load_report().skipped.len(), skipped_after);
+    }
+}
+
+#[test]
+fn lock_names_the_holder_and_is_released_on_drop() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("p");
+    let p = Project::create(&dir, config(), vec![seed("x", "A")]).unwrap();
+    let err = Project::open(&dir).unwrap_err();
+    assert_eq!(straddle::error::exit_code(&err), 2);
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains(&format!("pid {}", std::process::id())),
+        "{msg}"
+    );
+    // Readers need no lock.
+    let ro = Project::open_read_only(&dir).unwrap();
+    assert_eq!(ro.state().samples.len(), 1);
+    drop(p);
+    let mut p = Project::open(&dir).unwrap();
+    assert_eq!(p.add_samples(vec![seed("y", "B")]).unwrap(), vec![2]);
+    let mut ro = Project::open_read_only(&dir).unwrap();
+    assert!(ro.append(vec![accept(1)]).is_err());
+}
+
+#[test]
+fn open_errors_are_clear_user_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let err = Project::open(&t.path().join("missing")).unwrap_err();
+    assert_eq!(straddle::error::exit_code(&err), 2);
+    assert!(err.to_string().contains("does not exist"), "{err}");
+    let err = Project::open(t.path()).unwrap_err();
+    assert!(err.to_string().contains("no straddle.toml"), "{err}");
+
+    let dir = t.path().join("p");
+    drop(Project::create(&dir, config(), vec![]).unwrap());
+    let path = dir.join(CONFIG_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let bad = text.replacen("temperature = 1.0", "temperature = \"hot\"", 1);
+    let line = bad.lines().position(|l| l.contains("\"hot\"")).unwrap() + 1;
+    std::fs::write(&path, &bad).unwrap();
+    let err = Project::open(&dir).unwrap_err();
+    let msg = err.to_string();
+    assert_eq!(straddle::error::exit_code(&err), 2);
+    assert!(
+        msg.contains("straddle.toml") && msg.contains(&format!("line {line}")),
+        "{msg}"
+    );
+    let bad = text.replacen("weight = 1.0", "weight = -3.0", 1);
+    std::fs::write(&path, &bad).unwrap();
+    let msg = Project::open(&dir).unwrap_err().to_string();
+    assert!(
+        msg.contains("classes[1]") && msg.contains("weight"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn create_is_atomic_and_refuses_existing_projects() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("p");
+    let mut cfg = config();
+    cfg.classes[1].name = "A".into();
+    let err = Project::create(&dir, cfg, vec![seed("x", "A")]).unwrap_err();
+    assert!(err.to_string().contains("twice"), "{err}");
+    assert!(!dir.exists());
+    assert_eq!(
+        std::fs::read_dir(t.path()).unwrap().count(),
+        0,
+        "no temp folder left"
+    );
+    drop(Project::create(&dir, config(), vec![seed("x", "A")]).unwrap());
+    let journal_before = std::fs::read(dir.join(JOURNAL_FILE)).unwrap();
+    let err = Project::create(&dir, config(), vec![]).unwrap_err();
+    assert!(err.to_string().contains("already a straddle project"));
+    assert_eq!(
+        std::fs::read(dir.join(JOURNAL_FILE)).unwrap(),
+        journal_before
+    );
+}
+
+#[test]
+fn appends_are_durable_ordered_and_overlay_live_settings() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("p");
+    let mut p = Project::create(&dir, config(), vec![seed("a", "A"), seed("b", "B")]).unwrap();
+    assert_eq!(p.add_samples(vec![seed("c", "C")]).unwrap(), vec![3]);
+    let mut g = p.generation_settings();
+    assert_eq!(g, config().generation);
+    g.temperature = 0.3;
+    let evs = p
+        .append(vec![
+            EventKind::SettingsChanged(SettingsChanged {
+                generation: g.clone(),
+            }),
+            EventKind::WeightChanged(WeightChanged {
+                class: "B".into(),
+                weight: 2.5,
+            }),
+        ])
+        .unwrap();
+    assert_eq!(evs.iter().map(|e| e.id).collect::<Vec<_>>(), vec![4, 5]);
+    assert!(evs.iter().all(|e| e.ts > 0 && e.v == 1));
+    assert_eq!(p.generation_settings().temperature, 0.3);
+    assert_eq!(p.classes()[1].weight, 2.5);
+    drop(p);
+    // Everything is on disk: a fresh open sees the same state.
+    let p = Project::open(&dir).unwrap();
+    assert_eq!(p.state().samples.len(), 3);
+    assert_eq!(p.generation_settings(), g);
+    assert_eq!(p.classes()[1].weight, 2.5);
+    assert_eq!(p.state().last_event_id, 5);
+    assert_eq!(p.load_report().events, 5);
+}
