@@ -13,7 +13,8 @@
 pub struct Dropped {
     pub text: String,
     /// "preamble", "outside_list", "echo", "truncated", "empty", "too_short",
-    /// "placeholder", "heading", "too_long".
+    /// "meta" (talks about a text instead of being one), "placeholder",
+    /// "heading", "too_long".
     pub reason: &'static str,
 }
 
@@ -380,6 +381,8 @@ fn strip_label(s: &str, ctx: &ParseContext) -> String {
                 "utterance",
                 "label",
                 "answer",
+                "q",
+                "a",
             ]
             .iter()
             .any(|g| g.eq_ignore_ascii_case(w))
@@ -410,6 +413,52 @@ fn strip_quotes(s: &str) -> &str {
     t
 }
 
+/// Openings of items that talk about a text instead of being one
+/// ("This text is about…", "The second example…", "A short text about NASA").
+const META_STARTS: &[&str] = &[
+    "this text",
+    "this sentence",
+    "this example",
+    "this question",
+    "in this example",
+    "the first",
+    "the second",
+    "the third",
+    "the fourth",
+    "the fifth",
+    "the next",
+    "the last",
+    "a short text",
+    "a long text",
+    "a text about",
+    "a long sentence",
+    "a short sentence",
+    "an example of",
+    "here is",
+    "here are",
+];
+
+fn is_meta(item: &str) -> bool {
+    let n = normalize(item);
+    META_STARTS.iter().any(|m| {
+        n.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+    }) && !item.trim_end().ends_with('?')
+}
+
+/// Cut a trailing explanation: "Who is it? - This asks for a person."
+fn strip_explanation(s: &str) -> &str {
+    for sep in [" - ", " – ", " — "] {
+        if let Some(i) = s.find(sep) {
+            let head = s[..i].trim_end();
+            if head.ends_with(['?', '.', '!']) && head.split_whitespace().count() >= 2 {
+                return head;
+            }
+        }
+    }
+    s
+}
+
 /// Whether an item repeats a line of the instruction (not a shown example).
 fn is_echo(item: &str, ctx: &ParseContext) -> bool {
     let n = normalize(item);
@@ -436,6 +485,7 @@ fn clean_item(raw: &str, ctx: &ParseContext) -> Result<String, &'static str> {
         t = core.to_string();
     }
     t = strip_annotations(&t);
+    t = strip_explanation(&t).to_string();
     t = strip_quotes(&t).trim_end_matches(" -").trim().to_string();
     t = strip_label(&t, ctx);
     let inner = t.trim_start_matches('[').trim_end_matches(']');
@@ -445,8 +495,15 @@ fn clean_item(raw: &str, ctx: &ParseContext) -> Result<String, &'static str> {
     if t.chars().filter(|c| c.is_alphabetic()).count() < 3 {
         return Err("empty");
     }
-    if t.split_whitespace().count() < 2 {
+    if t.split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count()
+        < 2
+    {
         return Err("too_short");
+    }
+    if is_meta(&t) {
+        return Err("meta");
     }
     if ctx.max_words > 0 && t.split_whitespace().count() > ctx.max_words {
         return Err("too_long");
