@@ -16,10 +16,9 @@
 
 use std::collections::BTreeMap;
 
-use super::chat::{ChatRequest, Message};
 use super::dedup::DedupIndex;
 use super::parse::{ParseContext, parse_generation};
-use super::relabel::{RelabelReply, TokenLogprob, label_schema, verdict_from};
+use super::relabel::{RelabelReply, label_schema, verdict_from};
 use super::sampling::{alpha_pcts, pick, pick_shots, rng_for, splitmix64};
 use super::templates::{
     self, ClassContext, GenerateContext, RelabelContext as RelabelTmplContext, TaskContext,
@@ -30,6 +29,7 @@ use crate::domain::{
     NewSample, Origin, ProjectConfig, ProjectState, Provenance, RelabelContext, RelabelSettings,
     SampleAdded, SampleId, Strategy, TaskConfig, VerdictRecorded,
 };
+use crate::llm::{ChatRequest, ChatResponse, Message};
 
 /// What a planned request is for.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,16 +67,8 @@ impl PlannedRequest {
     }
 }
 
-/// A finished reply: the fields of `llm::ChatResponse` the driver reads.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Reply {
-    pub text: String,
-    pub choices: Vec<String>,
-    pub finish_reason: Option<String>,
-    pub logprobs: Option<Vec<TokenLogprob>>,
-    pub model: String,
-    pub request_id: String,
-}
+/// A finished reply.
+pub type Reply = ChatResponse;
 
 /// How to ask for JSON constrained to the class names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -647,7 +639,10 @@ mod tests {
             choices: vec![text.into()],
             model: "smollm2".into(),
             request_id: "r1".into(),
-            ..Default::default()
+            finish_reason: Some("stop".into()),
+            usage: Default::default(),
+            logprobs: None,
+            cached: false,
         }
     }
 

@@ -3,7 +3,6 @@
 //! the pure [`Generator`] that the CLI, the TUI and the S3 loop drive.
 //! No I/O except [`templates::Templates::load`].
 
-pub mod chat;
 pub mod dedup;
 pub mod doubt;
 pub mod generator;

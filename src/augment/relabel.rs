@@ -13,13 +13,7 @@ use std::collections::BTreeMap;
 
 use crate::domain::{Verdict, VerdictMethod};
 
-/// One generated token with its logprob and the top alternatives.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TokenLogprob {
-    pub token: String,
-    pub logprob: f64,
-    pub top: Vec<(String, f64)>,
-}
+pub use crate::llm::TokenLogprob;
 
 /// The JSON schema that constrains a relabel answer to the class names.
 pub fn label_schema(classes: &[String]) -> serde_json::Value {
