@@ -434,6 +434,12 @@ const META_STARTS: &[&str] = &[
     "a long sentence",
     "a short sentence",
     "an example of",
+    "texts which",
+    "text which",
+    "texts about",
+    "text for",
+    "these texts",
+    "these five texts",
     "here is",
     "here are",
 ];

@@ -137,6 +137,11 @@ fn label_offset(text: &str, label: &str) -> Option<usize> {
 /// own, split evenly among the classes it fits; the taken token narrows the
 /// classes still possible. The result is normalised over the classes, as a
 /// constrained answer can only be one of them.
+///
+/// Tokens are matched with the class names' case first (a constrained
+/// answer can only take those tokens; "en" is rarely the start of "ENTY"),
+/// and case-insensitively only when the answer itself does not match
+/// that way.
 pub fn logprob_confidence(
     tokens: &[TokenLogprob],
     text: &str,
@@ -144,14 +149,29 @@ pub fn logprob_confidence(
     classes: &[String],
 ) -> Option<BTreeMap<String, f64>> {
     let start = label_token_index(tokens, label_offset(text, label)?)?;
-    let lower: Vec<String> = classes.iter().map(|c| c.to_lowercase()).collect();
+    walk(&tokens[start..], classes, true).or_else(|| walk(&tokens[start..], classes, false))
+}
+
+fn walk(
+    tokens: &[TokenLogprob],
+    classes: &[String],
+    case_sensitive: bool,
+) -> Option<BTreeMap<String, f64>> {
+    let fold = |s: &str| {
+        if case_sensitive {
+            s.to_string()
+        } else {
+            s.to_lowercase()
+        }
+    };
+    let lower: Vec<String> = classes.iter().map(|c| fold(c)).collect();
     let mut mass = vec![0.0f64; classes.len()];
     let mut alive: Vec<usize> = (0..classes.len()).collect();
     let mut consumed = String::new();
     let mut prefix = 1.0f64;
     // The first label token may carry leading whitespace or quotes.
     let clean = |tok: &str, first: bool| -> String {
-        let t = tok.to_lowercase();
+        let t = fold(tok);
         if first {
             t.trim_start_matches(|c: char| c.is_whitespace() || c == '"' || c == '\'')
                 .to_string()
@@ -172,7 +192,8 @@ pub fn logprob_confidence(
         }
         rest.starts_with(tok) || tok.starts_with(rest)
     };
-    for (k, t) in tokens[start..].iter().enumerate() {
+    let mut matched = false;
+    for (k, t) in tokens.iter().enumerate() {
         let first = k == 0;
         let chosen = clean(&t.token, first);
         for (alt, lp) in &t.top {
@@ -199,6 +220,7 @@ pub fn logprob_confidence(
         if next.is_empty() {
             break;
         }
+        matched = true;
         prefix *= t.logprob.exp();
         consumed.push_str(&chosen);
         alive = next;
@@ -212,7 +234,7 @@ pub fn logprob_confidence(
         }
     }
     let total: f64 = mass.iter().sum();
-    if total <= 0.0 || !total.is_finite() {
+    if !matched || total <= 0.0 || !total.is_finite() {
         return None;
     }
     Some(

@@ -29,36 +29,44 @@ pub fn rejects(s: &SampleState, min_conf: f64) -> bool {
     s.agrees() == Some(false) && s.verdict().is_some_and(|v| v.top_confidence() >= min_conf)
 }
 
+/// The rule decision for one sample, if a rule takes it (pending
+/// generated samples only; accept is tried first).
+pub fn decide(
+    s: &SampleState,
+    accept_min: Option<f64>,
+    reject_min: Option<f64>,
+) -> Option<EventKind> {
+    if s.origin != crate::domain::Origin::Generated || s.status() != Status::Pending {
+        return None;
+    }
+    let (kind, rule, reason) = if let Some(m) = accept_min.filter(|m| accepts(s, *m)) {
+        (DecisionKind::Accept, accept_rule_name(m), "relabel_agrees")
+    } else {
+        let m = reject_min.filter(|m| rejects(s, *m))?;
+        (
+            DecisionKind::Reject,
+            reject_rule_name(m),
+            "relabel_disagrees",
+        )
+    };
+    Some(EventKind::decided(
+        s.id,
+        Decision {
+            kind,
+            label: None,
+            reason: Some(reason.into()),
+            by: Actor::Rule(rule),
+        },
+    ))
+}
+
 /// `decided` events for the pending generated samples a rule takes.
 pub fn apply_rules(
     state: &ProjectState,
     accept_min: Option<f64>,
     reject_min: Option<f64>,
 ) -> Vec<EventKind> {
-    let mut out = Vec::new();
-    for s in pending_generated(state) {
-        let decision = if let Some(m) = accept_min.filter(|m| accepts(s, *m)) {
-            Some((DecisionKind::Accept, accept_rule_name(m)))
-        } else {
-            reject_min
-                .filter(|m| rejects(s, *m))
-                .map(|m| (DecisionKind::Reject, reject_rule_name(m)))
-        };
-        if let Some((kind, rule)) = decision {
-            out.push(EventKind::decided(
-                s.id,
-                Decision {
-                    kind,
-                    label: None,
-                    reason: Some(if kind == DecisionKind::Accept {
-                        "relabel_agrees".into()
-                    } else {
-                        "relabel_disagrees".into()
-                    }),
-                    by: Actor::Rule(rule),
-                },
-            ));
-        }
-    }
-    out
+    pending_generated(state)
+        .filter_map(|s| decide(s, accept_min, reject_min))
+        .collect()
 }
