@@ -204,6 +204,8 @@ fn parse_chunk(bytes: &[u8], base: usize) -> Chunk {
         };
         let raw = &bytes[start..end];
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+        // An editor may have added a byte-order mark.
+        let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
         let blank = raw.iter().all(u8::is_ascii_whitespace);
         let result = (!blank).then(|| parse_line(raw));
         if !complete {
