@@ -181,8 +181,9 @@ impl Run {
             && self.generate_requests < self.max_generate_requests
             && self.inflight.len() < window
         {
-            let want = self.opts.count - self.summary.examples - self.expected;
-            let n = want.min(self.generator.settings().per_request.max(1));
+            // Always the full `per_request`: the prompt stays the same for
+            // the same request number, so a re-run is answered from the cache.
+            let n = self.generator.settings().per_request.max(1);
             let planned = self.generator.plan_generate_n(n)?;
             self.expected += n;
             self.generate_requests += 1;
@@ -261,11 +262,13 @@ impl Run {
                 if is_fatal(reason) && !self.stopping {
                     self.summary.stopped = Some(message);
                     self.stop();
-                } else if let RequestKind::Generate { .. } = planned.kind {
-                    self.fill()?;
                 }
             }
-            EngineEvent::Started { .. } | EngineEvent::Delta { .. } => {}
+            EngineEvent::Started { .. } | EngineEvent::Delta { .. } => return Ok(()),
+        }
+        // A slot is free (generate or relabel): top up the generate requests.
+        if self.opts.count > 0 {
+            self.fill()?;
         }
         self.message();
         Ok(())
@@ -320,7 +323,6 @@ impl Run {
                     self.submit(p);
                 }
             }
-            self.fill()?;
         }
         Ok(())
     }
