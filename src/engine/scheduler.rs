@@ -152,6 +152,10 @@ impl Scheduler {
     }
 
     fn emit(&self, ev: EngineEvent) {
+        if ev.is_terminal() {
+            // A caller that saw a job end must see it gone from the counts.
+            self.publish();
+        }
         let _ = self.events.send(ev);
     }
 

@@ -118,8 +118,24 @@ impl LlmError {
         } else {
             FailReason::Connect
         };
-        LlmError::new(reason, error_chain(err))
+        let message = if reason == FailReason::Connect {
+            root_cause(err)
+        } else {
+            error_chain(err)
+        };
+        LlmError::new(reason, message)
     }
+}
+
+/// The innermost cause ("Connection refused (os error 111)").
+fn root_cause(err: &dyn std::error::Error) -> String {
+    let mut last = err.to_string();
+    let mut src = err.source();
+    while let Some(e) = src {
+        last = e.to_string();
+        src = e.source();
+    }
+    last
 }
 
 /// `err: cause: cause…` on one line.

@@ -513,28 +513,25 @@ fn error_json(code: StatusCode, message: &str, kind: &str) -> Response {
         .into_response()
 }
 
-fn authorized(s: &ServerState, headers: &HeaderMap) -> Result<(), Response> {
-    let Some(key) = &s.script.api_key else {
-        return Ok(());
-    };
+/// `Some(401)` when the script wants a key and the request lacks it.
+fn unauthorized(s: &ServerState, headers: &HeaderMap) -> Option<Response> {
+    let key = s.script.api_key.as_ref()?;
     let got = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if got == Some(key.as_str()) {
-        Ok(())
-    } else {
-        Err(error_json(
+    (got != Some(key.as_str())).then(|| {
+        error_json(
             StatusCode::UNAUTHORIZED,
             "Incorrect API key provided",
             "invalid_request_error",
-        ))
-    }
+        )
+    })
 }
 
 async fn models(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
     s.counters.models.fetch_add(1, Ordering::SeqCst);
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let data: Vec<Value> = s
@@ -552,7 +549,7 @@ async fn embeddings(
     body: Bytes,
 ) -> Response {
     s.counters.embeddings.fetch_add(1, Ordering::SeqCst);
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
@@ -584,7 +581,7 @@ async fn embeddings(
 
 /// A deterministic 8-dimensional unit vector from character trigrams.
 fn embed(text: &str) -> Vec<f64> {
-    let mut v = vec![0.0f64; 8];
+    let mut v = [0.0f64; 8];
     let chars: Vec<char> = text.to_lowercase().chars().collect();
     for w in chars.windows(3) {
         let h = w
@@ -599,7 +596,7 @@ fn embed(text: &str) -> Vec<f64> {
 async fn chat(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
     let index = s.counters.chat.fetch_add(1, Ordering::SeqCst);
     let mut guard = InFlight::new(&s);
-    if let Err(r) = authorized(&s, &headers) {
+    if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {

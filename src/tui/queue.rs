@@ -1,0 +1,258 @@
+//! The review queue: generated samples in sort order, filtered, kept
+//! incrementally so a key press or an arriving sample never re-sorts the
+//! whole project (a sample moves with one binary search + one insert).
+
+use std::collections::HashMap;
+
+use crate::domain::{Class, ProjectState, SampleId, SampleState, Status};
+
+/// Sort order of the review queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortBy {
+    /// Most doubtful first (the default).
+    #[default]
+    Doubt,
+    Newest,
+    /// By effective label in class order, then id.
+    Class,
+}
+
+impl SortBy {
+    pub fn next(self) -> SortBy {
+        match self {
+            SortBy::Doubt => SortBy::Newest,
+            SortBy::Newest => SortBy::Class,
+            SortBy::Class => SortBy::Doubt,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortBy::Doubt => "doubt",
+            SortBy::Newest => "newest",
+            SortBy::Class => "class",
+        }
+    }
+}
+
+/// Doubt of a generated sample: a score in 0..=1 (higher = look first) and
+/// short reason tags. Computed from the relabel verdict alone, so it is
+/// cheap and needs no model.
+pub fn doubt(s: &SampleState) -> (f64, Vec<&'static str>) {
+    let mut tags = Vec::new();
+    let score = match s.verdict() {
+        None => {
+            tags.push("unverified");
+            0.5
+        }
+        Some(v) if v.label.is_none() => {
+            tags.push("unparsable");
+            0.9
+        }
+        Some(v) => {
+            let conf = v.top_confidence();
+            let agrees = s.agrees() == Some(true);
+            if !agrees {
+                tags.push("disagree");
+            }
+            if conf < 0.7 {
+                tags.push("low-conf");
+            }
+            if v.confidence.len() > 1 && v.margin() < 0.2 {
+                tags.push("close");
+            }
+            if agrees {
+                (1.0 - conf).clamp(0.0, 0.49)
+            } else {
+                0.6 + 0.4 * conf
+            }
+        }
+    };
+    if s.is_edited() {
+        tags.push("edited");
+    }
+    (score, tags)
+}
+
+/// Agreement filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agree {
+    Yes,
+    No,
+    /// No parsable verdict yet.
+    None,
+}
+
+/// A parsed `/` filter: `class:X status:Y agree:yes|no|none` plus free
+/// text (case-insensitive substring). All given parts must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub raw: String,
+    pub class: Option<String>,
+    pub status: Option<Status>,
+    pub agree: Option<Agree>,
+    /// Lower-cased words that must all occur in the text.
+    pub words: Vec<String>,
+}
+
+impl Filter {
+    /// Parse filter text; class names are matched case-insensitively.
+    pub fn parse(text: &str, classes: &[Class]) -> Result<Filter, String> {
+        let mut f = Filter {
+            raw: text.trim().to_string(),
+            ..Filter::default()
+        };
+        for tok in text.split_whitespace() {
+            match tok.split_once(':') {
+                Some(("class" | "c", v)) => {
+                    let c = classes
+                        .iter()
+                        .find(|c| c.name.eq_ignore_ascii_case(v))
+                        .ok_or_else(|| {
+                            let names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
+                            format!("no class '{v}' (classes: {})", names.join(", "))
+                        })?;
+                    f.class = Some(c.name.clone());
+                }
+                Some(("status" | "s", v)) => {
+                    f.status = Some(match v {
+                        "pending" | "p" => Status::Pending,
+                        "accepted" | "a" => Status::Accepted,
+                        "rejected" | "r" => Status::Rejected,
+                        _ => return Err(format!("status must be pending, accepted or rejected, not '{v}'")),
+                    })
+                }
+                Some(("agree" | "ag", v)) => {
+                    f.agree = Some(match v {
+                        "yes" | "y" => Agree::Yes,
+                        "no" | "n" => Agree::No,
+                        "none" => Agree::None,
+                        _ => return Err(format!("agree must be yes, no or none, not '{v}'")),
+                    })
+                }
+                _ => f.words.push(tok.to_lowercase()),
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.class.is_none() && self.status.is_none() && self.agree.is_none() && self.words.is_empty()
+    }
+
+    /// Whether a sample passes (class = effective label).
+    pub fn matches(&self, s: &SampleState, take_relabel: bool) -> bool {
+        if let Some(c) = &self.class
+            && s.effective_label(take_relabel) != c
+        {
+            return false;
+        }
+        if let Some(st) = self.status
+            && s.status() != st
+        {
+            return false;
+        }
+        if let Some(a) = self.agree {
+            let ok = matches!(
+                (a, s.agrees()),
+                (Agree::Yes, Some(true)) | (Agree::No, Some(false)) | (Agree::None, None)
+            );
+            if !ok {
+                return false;
+            }
+        }
+        if !self.words.is_empty() {
+            let t = s.text().to_lowercase();
+            return self.words.iter().all(|w| t.contains(w.as_str()));
+        }
+        true
+    }
+}
+
+/// Sort key: smaller comes first; the id makes every key unique.
+type Key = (i64, SampleId);
+
+/// Generated samples that pass the filter, in sort order.
+#[derive(Debug, Clone, Default)]
+pub struct ReviewQueue {
+    pub sort: SortBy,
+    pub filter: Filter,
+    /// Visible sample ids, sorted by key.
+    ids: Vec<SampleId>,
+    /// Key of every visible sample.
+    keys: HashMap<SampleId, Key>,
+}
+
+impl ReviewQueue {
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+    pub fn ids(&self) -> &[SampleId] {
+        &self.ids
+    }
+    pub fn get(&self, i: usize) -> Option<SampleId> {
+        self.ids.get(i).copied()
+    }
+
+    fn key(&self, s: &SampleState, st: &ProjectState, classes: &[Class]) -> Key {
+        let k = match self.sort {
+            SortBy::Doubt => -((doubt(s).0 * 1e6) as i64),
+            SortBy::Newest => -(s.id as i64),
+            SortBy::Class => {
+                let l = s.effective_label(st.take_relabel);
+                classes
+                    .iter()
+                    .position(|c| c.name == l)
+                    .unwrap_or(classes.len()) as i64
+            }
+        };
+        (k, s.id)
+    }
+
+    /// Rebuild from scratch (sort or filter changed, or at start).
+    pub fn rebuild(&mut self, st: &ProjectState, classes: &[Class]) {
+        let mut keyed: Vec<(Key, SampleId)> = st
+            .generated()
+            .filter(|s| self.filter.matches(s, st.take_relabel))
+            .map(|s| (self.key(s, st, classes), s.id))
+            .collect();
+        keyed.sort_unstable_by_key(|(k, _)| *k);
+        self.ids = keyed.iter().map(|(_, id)| *id).collect();
+        self.keys = keyed.into_iter().map(|(k, id)| (id, k)).collect();
+    }
+
+    /// Take a sample out (before an event changes it).
+    pub fn remove(&mut self, id: SampleId) {
+        if let Some(k) = self.keys.remove(&id)
+            && let Ok(i) = self.ids.binary_search_by_key(&k, |x| self.keys_of(*x, k))
+        {
+            self.ids.remove(i);
+        }
+    }
+
+    /// Key lookup used inside binary search: `id`'s key, where the removed
+    /// id itself is looked up through `removed_key`.
+    fn keys_of(&self, id: SampleId, removed_key: Key) -> Key {
+        self.keys.get(&id).copied().unwrap_or(removed_key)
+    }
+
+    /// Put a sample (back) in place if it is generated and passes the filter.
+    pub fn insert(&mut self, s: &SampleState, st: &ProjectState, classes: &[Class]) {
+        if s.origin != crate::domain::Origin::Generated || !self.filter.matches(s, st.take_relabel)
+        {
+            return;
+        }
+        let k = self.key(s, st, classes);
+        let i = self.ids.partition_point(|x| self.keys[x] < k);
+        self.ids.insert(i, s.id);
+        self.keys.insert(s.id, k);
+    }
+
+    /// Position of a visible sample.
+    pub fn position(&self, id: SampleId) -> Option<usize> {
+        let k = *self.keys.get(&id)?;
+        self.ids.binary_search_by_key(&k, |x| self.keys[x]).ok()
+    }
+}
