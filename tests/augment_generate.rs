@@ -58,7 +58,7 @@ fn reply_for(body: &serde_json::Value) -> Reply {
             ],
         };
     }
-    if h % 9 == 0 {
+    if h.is_multiple_of(9) {
         // Nothing usable: recorded as a failed generation.
         return Reply::text("Sure! Here are the examples you asked for:");
     }
