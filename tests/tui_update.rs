@@ -524,3 +524,14 @@ fn seeds_are_editable_without_relabel() {
     update(&mut st, code(KeyCode::Down));
     assert_eq!(st.class_sel, 2);
 }
+
+#[test]
+fn doubt_score_matches_doubt() {
+    let st = fixture::state(50);
+    for s in st.project.generated() {
+        assert_eq!(
+            straddle::tui::queue::doubt_score(s),
+            straddle::tui::queue::doubt(s).0
+        );
+    }
+}

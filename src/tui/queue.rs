@@ -34,6 +34,22 @@ impl SortBy {
     }
 }
 
+/// Doubt score alone (see [`doubt`]); allocation-free, for sort keys.
+pub fn doubt_score(s: &SampleState) -> f64 {
+    match s.verdict() {
+        None => 0.5,
+        Some(v) if v.label.is_none() => 0.9,
+        Some(v) => {
+            let conf = v.top_confidence();
+            if s.agrees() == Some(true) {
+                (1.0 - conf).clamp(0.0, 0.49)
+            } else {
+                0.6 + 0.4 * conf
+            }
+        }
+    }
+}
+
 /// Doubt of a generated sample: a score in 0..=1 (higher = look first) and
 /// short reason tags. Computed from the relabel verdict alone, so it is
 /// cheap and needs no model.
@@ -198,7 +214,7 @@ impl ReviewQueue {
 
     fn key(&self, s: &SampleState, st: &ProjectState, classes: &[Class]) -> Key {
         let k = match self.sort {
-            SortBy::Doubt => -((doubt(s).0 * 1e6) as i64),
+            SortBy::Doubt => -((doubt_score(s) * 1e6) as i64),
             SortBy::Newest => -(s.id as i64),
             SortBy::Class => {
                 let l = s.effective_label(st.take_relabel);
