@@ -1,7 +1,393 @@
-//! `straddle doctor`.
+//! `straddle doctor DIR`: check the LLM backend and say how to fix what
+//! fails.
+//!
+//! Checks, in order: the API key variable, that the server answers at
+//! `/models`, that the model is listed, that a tiny streamed completion
+//! works, and whether logprobs and JSON-schema output are supported (the
+//! relabel step uses them when they are, and degrades when not). Opens the
+//! project read-only, so it runs beside the app. Exit status 1 when a
+//! required check fails.
 
-pub fn run(_args: super::DoctorArgs) -> anyhow::Result<()> {
-    Err(crate::error::user(
-        "`straddle doctor` is not implemented yet",
+use std::fmt::Write as _;
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::domain::BackendConfig;
+use crate::llm::{Capability, ChatRequest, FailReason, LlmClient, LlmError, Message};
+use crate::store::Project;
+
+/// Outcome of one check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Ok,
+    /// Works, but something optional is missing.
+    Warn,
+    Fail,
+    /// Not run because an earlier check failed.
+    Skipped,
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub name: &'static str,
+    pub status: Status,
+    pub detail: String,
+    /// What to do about a warning or failure.
+    pub fix: Option<String>,
+}
+
+/// Everything doctor found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Report {
+    pub base_url: String,
+    pub model: String,
+    pub checks: Vec<Check>,
+}
+
+impl Report {
+    pub fn failures(&self) -> usize {
+        self.checks
+            .iter()
+            .filter(|c| c.status == Status::Fail)
+            .count()
+    }
+
+    pub fn check(&self, name: &str) -> Option<&Check> {
+        self.checks.iter().find(|c| c.name == name)
+    }
+
+    /// The human report.
+    pub fn render(&self) -> String {
+        let mut s = format!(
+            "straddle doctor: backend {} · model {}\n",
+            self.base_url, self.model
+        );
+        for c in &self.checks {
+            let mark = match c.status {
+                Status::Ok => "ok  ",
+                Status::Warn => "warn",
+                Status::Fail => "FAIL",
+                Status::Skipped => "skip",
+            };
+            let _ = writeln!(s, "  {mark}  {:<12} {}", c.name, c.detail);
+            if let Some(fix) = &c.fix {
+                let _ = writeln!(s, "        {:<12} fix: {fix}", "");
+            }
+        }
+        let n = self.failures();
+        if n == 0 {
+            s.push_str("The backend is ready.\n");
+        } else {
+            let _ = writeln!(s, "{n} problem{} found.", if n == 1 { "" } else { "s" });
+        }
+        s
+    }
+}
+
+pub fn run(args: super::DoctorArgs) -> anyhow::Result<()> {
+    let project = Project::open_read_only(&args.dir)?;
+    let mut backend = project.config().backend.clone();
+    args.backend.apply(&mut backend);
+    let config_path = project.config_path();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = rt.block_on(diagnose(&backend, &config_path.display().to_string()));
+    print!("{}", report.render());
+    match report.failures() {
+        0 => Ok(()),
+        n => Err(anyhow::anyhow!(
+            "the backend check found {n} problem{}",
+            if n == 1 { "" } else { "s" }
+        )),
+    }
+}
+
+fn check(name: &'static str, status: Status, detail: impl Into<String>) -> Check {
+    Check {
+        name,
+        status,
+        detail: detail.into(),
+        fix: None,
+    }
+}
+
+impl Check {
+    fn fix(mut self, fix: impl Into<String>) -> Check {
+        self.fix = Some(fix.into());
+        self
+    }
+}
+
+/// Run every check against `backend`; `config` names the file to edit in
+/// the fixes.
+pub async fn diagnose(backend: &BackendConfig, config: &str) -> Report {
+    let mut checks = vec![key_check(backend)];
+    let report = |checks: Vec<Check>| Report {
+        base_url: backend.base_url.clone(),
+        model: backend.model.clone(),
+        checks,
+    };
+    let client = match LlmClient::new(backend) {
+        Ok(c) => c,
+        Err(e) => {
+            checks.push(
+                check("server", Status::Fail, e.message)
+                    .fix(format!("correct [backend] in {config}")),
+            );
+            return report(skip_rest(checks));
+        }
+    };
+
+    // Reachable, and which models it serves.
+    let models = match client.list_models().await {
+        Ok(models) => {
+            checks.push(check(
+                "server",
+                Status::Ok,
+                format!("reachable, lists {} model(s)", models.len()),
+            ));
+            Some(models)
+        }
+        Err(e) if e.reason == FailReason::NotFound || e.reason == FailReason::Malformed => {
+            checks.push(
+                check(
+                    "server",
+                    Status::Warn,
+                    format!(
+                        "no model list at {}/models ({})",
+                        backend.base_url, e.message
+                    ),
+                )
+                .fix("base_url usually ends in /v1; fine if the completion check passes"),
+            );
+            None
+        }
+        Err(e) => {
+            checks.push(fail_with_fix("server", &e, backend, config));
+            return report(skip_rest(checks));
+        }
+    };
+
+    // The model.
+    match &models {
+        Some(list) if list.iter().any(|m| m == &backend.model) => {
+            checks.push(check(
+                "model",
+                Status::Ok,
+                format!("'{}' is listed", backend.model),
+            ));
+        }
+        Some(list) if !list.is_empty() => {
+            checks.push(unknown_model(backend, config, list));
+            return report(skip_rest(checks));
+        }
+        _ => checks.push(check(
+            "model",
+            Status::Skipped,
+            "the server lists no models",
+        )),
+    }
+
+    // A tiny streamed completion.
+    let mut req = ChatRequest::new(vec![Message::user("Reply with the single word: ok")]);
+    req.max_tokens = Some(8);
+    req.temperature = Some(0.0);
+    let started = Instant::now();
+    match client.chat(&req, |_| {}).await {
+        Ok(r) => checks.push(check(
+            "completion",
+            Status::Ok,
+            format!(
+                "{} answered in {} ms: {:?} ({} tokens{})",
+                if client.streaming() {
+                    "streamed,"
+                } else {
+                    "not streamed,"
+                },
+                started.elapsed().as_millis(),
+                r.text.chars().take(40).collect::<String>(),
+                r.usage.completion_tokens,
+                if r.usage.estimated {
+                    ", usage estimated: the server reports none"
+                } else {
+                    ""
+                }
+            ),
+        )),
+        Err(e) => {
+            let c = if e.reason == FailReason::NotFound {
+                unknown_model(backend, config, models.as_deref().unwrap_or(&[]))
+            } else {
+                fail_with_fix("completion", &e, backend, config)
+            };
+            checks.push(c);
+            return report(skip_rest(checks));
+        }
+    }
+
+    checks.push(logprobs_check(&client).await);
+    checks.push(json_schema_check(&client).await);
+    report(checks)
+}
+
+fn skip_rest(mut checks: Vec<Check>) -> Vec<Check> {
+    for name in ["server", "model", "completion", "logprobs", "json schema"] {
+        if checks.iter().all(|c| c.name != name) {
+            checks.push(check(
+                name,
+                Status::Skipped,
+                "skipped after the failure above",
+            ));
+        }
+    }
+    checks
+}
+
+fn key_check(backend: &BackendConfig) -> Check {
+    match &backend.api_key_env {
+        None => check(
+            "api key",
+            Status::Ok,
+            "none configured (fine for a local server)",
+        ),
+        Some(var) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => {
+                check("api key", Status::Ok, format!("read from ${var}"))
+            }
+            _ => check(
+                "api key",
+                Status::Warn,
+                format!("the environment variable {var} is not set"),
+            )
+            .fix(format!("export {var}=<your API key>")),
+        },
+    }
+}
+
+fn unknown_model(backend: &BackendConfig, config: &str, available: &[String]) -> Check {
+    let list = if available.is_empty() {
+        "the server lists none".to_string()
+    } else {
+        available.join(", ")
+    };
+    let first = available.first().map(String::as_str).unwrap_or("NAME");
+    check(
+        "model",
+        Status::Fail,
+        format!(
+            "the server does not serve '{}'; available: {list}",
+            backend.model
+        ),
+    )
+    .fix(format!(
+        "set model = \"{first}\" under [backend] in {config}, or pass --model {first}"
     ))
+}
+
+/// A failed request, with the fix for its reason.
+fn fail_with_fix(name: &'static str, e: &LlmError, backend: &BackendConfig, config: &str) -> Check {
+    let c = check(name, Status::Fail, e.message.clone());
+    let fix = match e.reason {
+        FailReason::Connect => format!(
+            "start the server (the bundled local model: scripts/local-llm.sh start), or point \
+             base_url under [backend] in {config} (or --base-url) at a running OpenAI-compatible \
+             server, e.g. http://127.0.0.1:8765/v1"
+        ),
+        FailReason::Auth => match &backend.api_key_env {
+            Some(var) => format!("export {var}=<your API key> (a valid key for {})", backend.base_url),
+            None => format!(
+                "put the key in an environment variable (export OPENAI_API_KEY=…) and set \
+                 api_key_env = \"OPENAI_API_KEY\" under [backend] in {config}"
+            ),
+        },
+        FailReason::Timeout => format!(
+            "the server did not answer within timeout_s = {} s: check it is not overloaded, \
+             or raise timeout_s under [backend] in {config}",
+            backend.timeout_s
+        ),
+        FailReason::NotFound => format!(
+            "check base_url under [backend] in {config}: it should end in /v1"
+        ),
+        FailReason::RateLimited => "the server is rate limiting: wait, or lower requests_per_minute / max_concurrency".to_string(),
+        FailReason::ServerError => "the server failed internally: look at its log".to_string(),
+        _ => "the server does not speak the OpenAI chat-completions protocol as expected; check base_url".to_string(),
+    };
+    c.fix(fix)
+}
+
+async fn logprobs_check(client: &LlmClient) -> Check {
+    let mut req = ChatRequest::new(vec![Message::user("Say yes or no.")]);
+    req.max_tokens = Some(1);
+    req.temperature = Some(0.0);
+    req.logprobs = Some(true);
+    req.top_logprobs = Some(3);
+    match client.chat(&req, |_| {}).await {
+        Ok(_) if client.capabilities().logprobs == Capability::Supported => check(
+            "logprobs",
+            Status::Ok,
+            "supported: relabel confidences come from token probabilities",
+        ),
+        Ok(_) => check(
+            "logprobs",
+            Status::Warn,
+            "not supported: relabel falls back to self-consistency votes (more requests)",
+        ),
+        Err(e) => check(
+            "logprobs",
+            Status::Warn,
+            format!("probe failed: {}", e.message),
+        ),
+    }
+}
+
+async fn json_schema_check(client: &LlmClient) -> Check {
+    let mut req = ChatRequest::new(vec![Message::user(
+        "Classify 'great movie' as positive or negative. Answer in JSON.",
+    )]);
+    req.max_tokens = Some(30);
+    req.temperature = Some(0.0);
+    req.response_format = Some(json!({
+        "type": "json_schema",
+        "json_schema": {
+            "name": "verdict",
+            "strict": true,
+            "schema": {
+                "type": "object",
+                "properties": {"label": {"type": "string", "enum": ["positive", "negative"]}},
+                "required": ["label"],
+                "additionalProperties": false
+            }
+        }
+    }));
+    match client.chat(&req, |_| {}).await {
+        Ok(r) if client.capabilities().json_schema == Capability::Supported => {
+            if serde_json::from_str::<serde_json::Value>(r.text.trim()).is_ok_and(|v| v.is_object())
+            {
+                check(
+                    "json schema",
+                    Status::Ok,
+                    "supported: relabel answers are constrained JSON",
+                )
+            } else {
+                check(
+                    "json schema",
+                    Status::Warn,
+                    "accepted but not enforced (the answer was not JSON): relabel parses free text",
+                )
+            }
+        }
+        Ok(_) => check(
+            "json schema",
+            Status::Warn,
+            "not supported: relabel parses free-text answers",
+        ),
+        Err(e) => check(
+            "json schema",
+            Status::Warn,
+            format!("probe failed: {}", e.message),
+        ),
+    }
 }

@@ -67,6 +67,31 @@ pub struct BackendFlags {
     pub no_cache: bool,
 }
 
+impl BackendFlags {
+    /// Overlay the flags that were given on the project's `[backend]`.
+    pub fn apply(&self, backend: &mut crate::domain::BackendConfig) {
+        if let Some(url) = &self.base_url {
+            backend.base_url = url.clone();
+        }
+        if let Some(model) = &self.model {
+            backend.model = model.clone();
+        }
+        if let Some(n) = self.concurrency {
+            backend.max_concurrency = n.max(1);
+        }
+    }
+
+    /// The response cache in `cache_dir`, write-only under `--no-cache`.
+    pub fn cache(&self, cache_dir: impl Into<std::path::PathBuf>) -> crate::llm::ResponseCache {
+        let cache = crate::llm::ResponseCache::new(cache_dir);
+        if self.no_cache {
+            cache.write_only()
+        } else {
+            cache
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ImportRole {
     Seed,

@@ -1,0 +1,702 @@
+//! The HTTP side: request bodies, streaming and whole replies, status
+//! classification, rate-limit headers and capability degradation.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::{Duration, SystemTime};
+
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::StreamExt;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value, json};
+
+use super::sse::{Accumulator, error_message};
+use super::{ChatRequest, ChatResponse, FailReason, LlmError};
+use crate::domain::BackendConfig;
+
+/// Whether a server takes an optional request feature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Capability {
+    /// Not tried yet.
+    Unknown,
+    /// Accepted (and, for logprobs, actually returned).
+    Supported,
+    /// Rejected with a 400 naming it, or accepted but ignored; no longer sent.
+    Refused,
+}
+
+impl Capability {
+    fn from_u8(v: u8) -> Capability {
+        match v {
+            1 => Capability::Supported,
+            2 => Capability::Refused,
+            _ => Capability::Unknown,
+        }
+    }
+}
+
+/// What the client has learnt about the server so far.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// `logprobs` / `top_logprobs`.
+    pub logprobs: Capability,
+    /// `response_format` (JSON schema).
+    pub json_schema: Capability,
+    /// `stream_options.include_usage`.
+    pub stream_usage: Capability,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Cap {
+    Logprobs = 0,
+    JsonSchema = 1,
+    StreamUsage = 2,
+}
+
+/// Rate-limit hints from response headers (`x-ratelimit-*`, `Retry-After`).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct RateLimitInfo {
+    pub remaining_requests: Option<u64>,
+    pub reset_requests: Option<Duration>,
+    pub remaining_tokens: Option<u64>,
+    pub reset_tokens: Option<Duration>,
+    /// `Retry-After` (seconds or HTTP-date) or `retry-after-ms`.
+    pub retry_after: Option<Duration>,
+}
+
+impl RateLimitInfo {
+    /// Read the headers of a response.
+    pub fn from_headers(h: &HeaderMap) -> RateLimitInfo {
+        let s = |name: &str| h.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+        let retry_after = s("retry-after-ms")
+            .and_then(|v| v.parse::<f64>().ok())
+            .map(|ms| Duration::from_secs_f64(ms.max(0.0) / 1000.0))
+            .or_else(|| s("retry-after").and_then(parse_retry_after));
+        RateLimitInfo {
+            remaining_requests: s("x-ratelimit-remaining-requests").and_then(|v| v.parse().ok()),
+            reset_requests: s("x-ratelimit-reset-requests").and_then(parse_reset),
+            remaining_tokens: s("x-ratelimit-remaining-tokens").and_then(|v| v.parse().ok()),
+            reset_tokens: s("x-ratelimit-reset-tokens").and_then(parse_reset),
+            retry_after,
+        }
+    }
+
+    /// How long to hold off new requests: the server's `Retry-After`, or
+    /// the reset time of an exhausted request/token budget.
+    pub fn hold(&self) -> Option<Duration> {
+        if self.retry_after.is_some() {
+            return self.retry_after;
+        }
+        let req = (self.remaining_requests == Some(0))
+            .then_some(self.reset_requests)
+            .flatten();
+        let tok = (self.remaining_tokens == Some(0))
+            .then_some(self.reset_tokens)
+            .flatten();
+        req.max(tok)
+    }
+}
+
+/// `Retry-After`: delay-seconds or an HTTP-date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
+/// `x-ratelimit-reset-*`: `"1s"`, `"6m0s"`, `"20ms"`, `"1h2m3.5s"` or bare seconds.
+pub fn parse_reset(v: &str) -> Option<Duration> {
+    if let Ok(secs) = v.parse::<f64>() {
+        return (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs));
+    }
+    let mut total = 0.0;
+    let mut rest = v;
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let n: f64 = rest[..num_end].parse().ok()?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+/// An OpenAI-compatible chat-completions client. Cheap to clone; clones
+/// share the connection pool and what was learnt about capabilities.
+#[derive(Clone)]
+pub struct LlmClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base_url: String,
+    chat_url: String,
+    models_url: String,
+    host: String,
+    model: String,
+    api_key_env: Option<String>,
+    key_present: bool,
+    extra_body: Map<String, Value>,
+    stream: bool,
+    timeout: Duration,
+    caps: [AtomicU8; 3],
+}
+
+impl std::fmt::Debug for LlmClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the key (it lives only inside the reqwest headers).
+        f.debug_struct("LlmClient")
+            .field("base_url", &self.inner.base_url)
+            .field("model", &self.inner.model)
+            .field("stream", &self.inner.stream)
+            .finish()
+    }
+}
+
+impl LlmClient {
+    /// A client for `backend`. The API key is read from the environment
+    /// variable `backend.api_key_env` now; a missing variable is not an
+    /// error here (local servers need no key) but 401 replies name it.
+    pub fn new(backend: &BackendConfig) -> Result<LlmClient, LlmError> {
+        let key = backend
+            .api_key_env
+            .as_deref()
+            .and_then(|var| std::env::var(var).ok())
+            .filter(|k| !k.trim().is_empty());
+        let mut headers = HeaderMap::new();
+        for (k, v) in &backend.headers {
+            let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| {
+                LlmError::new(
+                    FailReason::BadRequest,
+                    format!("bad header name '{k}': {e}"),
+                )
+            })?;
+            let value = HeaderValue::from_str(v).map_err(|e| {
+                LlmError::new(
+                    FailReason::BadRequest,
+                    format!("bad value for header '{k}': {e}"),
+                )
+            })?;
+            headers.insert(name, value);
+        }
+        if let Some(key) = &key {
+            let mut v = HeaderValue::from_str(&format!("Bearer {}", key.trim())).map_err(|_| {
+                LlmError::new(
+                    FailReason::Auth,
+                    "the API key holds characters not allowed in an HTTP header",
+                )
+            })?;
+            v.set_sensitive(true);
+            headers.insert(AUTHORIZATION, v);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .connect_timeout(Duration::from_secs(10))
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| LlmError::new(FailReason::Connect, format!("HTTP client: {e}")))?;
+        let base_url = backend.base_url.trim().trim_end_matches('/').to_owned();
+        let host = reqwest::Url::parse(&base_url)
+            .map_err(|e| {
+                LlmError::new(
+                    FailReason::BadRequest,
+                    format!("base_url '{base_url}' is not a URL: {e}"),
+                )
+            })?
+            .host_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(LlmClient {
+            inner: Arc::new(Inner {
+                http,
+                chat_url: format!("{base_url}/chat/completions"),
+                models_url: format!("{base_url}/models"),
+                base_url,
+                host,
+                model: backend.model.clone(),
+                api_key_env: backend.api_key_env.clone(),
+                key_present: key.is_some(),
+                extra_body: backend.extra_body.clone(),
+                stream: backend.stream,
+                timeout: Duration::from_secs_f64(backend.timeout_s.max(0.001)),
+                caps: Default::default(),
+            }),
+        })
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.inner.base_url
+    }
+    /// Host of the base URL (part of the cache key).
+    pub fn host(&self) -> &str {
+        &self.inner.host
+    }
+    pub fn model(&self) -> &str {
+        &self.inner.model
+    }
+    pub fn streaming(&self) -> bool {
+        self.inner.stream
+    }
+    pub fn timeout(&self) -> Duration {
+        self.inner.timeout
+    }
+
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            logprobs: self.cap(Cap::Logprobs),
+            json_schema: self.cap(Cap::JsonSchema),
+            stream_usage: self.cap(Cap::StreamUsage),
+        }
+    }
+
+    fn cap(&self, c: Cap) -> Capability {
+        Capability::from_u8(self.inner.caps[c as usize].load(Ordering::Relaxed))
+    }
+
+    fn set_cap(&self, c: Cap, v: Capability) {
+        let v = match v {
+            Capability::Unknown => 0,
+            Capability::Supported => 1,
+            Capability::Refused => 2,
+        };
+        self.inner.caps[c as usize].store(v, Ordering::Relaxed);
+    }
+
+    /// The request body without the streaming fields: model, messages, the
+    /// backend's `extra_body`, the request's set fields and its `extra`.
+    /// This is what the cache key hashes.
+    pub fn body(&self, req: &ChatRequest) -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("model".into(), Value::String(self.inner.model.clone()));
+        m.insert(
+            "messages".into(),
+            serde_json::to_value(&req.messages).unwrap_or(Value::Null),
+        );
+        for (k, v) in &self.inner.extra_body {
+            m.insert(k.clone(), v.clone());
+        }
+        let mut opt = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                m.insert(k.to_owned(), v);
+            }
+        };
+        opt("temperature", req.temperature.map(Value::from));
+        opt("top_p", req.top_p.map(Value::from));
+        opt("max_tokens", req.max_tokens.map(Value::from));
+        opt("n", req.n.map(Value::from));
+        opt("seed", req.seed.map(Value::from));
+        opt("logprobs", req.logprobs.map(Value::from));
+        opt("top_logprobs", req.top_logprobs.map(Value::from));
+        opt("response_format", req.response_format.clone());
+        for (k, v) in &req.extra {
+            m.insert(k.clone(), v.clone());
+        }
+        m
+    }
+
+    /// Send `req` and wait for the whole answer; `on_delta` gets the text
+    /// of the first choice so far each time it grows.
+    pub async fn chat(
+        &self,
+        req: &ChatRequest,
+        mut on_delta: impl FnMut(&str) + Send,
+    ) -> Result<ChatResponse, LlmError> {
+        self.send(&self.body(req), &mut on_delta)
+            .await
+            .map(|(r, _)| r)
+    }
+
+    /// Send a body built by [`body`](Self::body): adds the streaming
+    /// fields, drops capabilities the server refused before, and on a 400
+    /// that names one retries at once without it (remembering that).
+    /// Bounded by the backend's timeout.
+    pub async fn send(
+        &self,
+        body: &Map<String, Value>,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(ChatResponse, RateLimitInfo), LlmError> {
+        let timeout = self.inner.timeout;
+        match tokio::time::timeout(timeout, self.send_degrading(body, on_delta)).await {
+            Ok(r) => r,
+            Err(_) => Err(LlmError::new(
+                FailReason::Timeout,
+                format!(
+                    "no complete reply within {:.1} s (timeout_s)",
+                    timeout.as_secs_f64()
+                ),
+            )),
+        }
+    }
+
+    async fn send_degrading(
+        &self,
+        body: &Map<String, Value>,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(ChatResponse, RateLimitInfo), LlmError> {
+        let mut body = body.clone();
+        self.strip_refused(&mut body);
+        if self.inner.stream {
+            body.insert("stream".into(), Value::Bool(true));
+            if self.cap(Cap::StreamUsage) != Capability::Refused {
+                body.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+        }
+        let prompt_estimate = estimate_body_prompt(&body);
+        loop {
+            match self.post(&body, prompt_estimate, on_delta).await {
+                Err(e) if matches!(e.status, Some(400 | 422)) && self.degrade(&mut body, &e) => {
+                    tracing::info!("server refused an optional feature, retrying without: {e}");
+                }
+                Ok(ok) => {
+                    self.learn(&body, &ok.0);
+                    return Ok(ok);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn strip_refused(&self, body: &mut Map<String, Value>) {
+        if self.cap(Cap::Logprobs) == Capability::Refused {
+            body.remove("logprobs");
+            body.remove("top_logprobs");
+        }
+        if self.cap(Cap::JsonSchema) == Capability::Refused {
+            body.remove("response_format");
+        }
+    }
+
+    /// On a 400 naming an optional field we sent: mark it refused, drop it.
+    fn degrade(&self, body: &mut Map<String, Value>, err: &LlmError) -> bool {
+        let text = format!("{} {}", err.message, err.raw.as_deref().unwrap_or("")).to_lowercase();
+        if body.contains_key("logprobs") && text.contains("logprob") {
+            self.set_cap(Cap::Logprobs, Capability::Refused);
+            body.remove("logprobs");
+            body.remove("top_logprobs");
+            return true;
+        }
+        if body.contains_key("response_format")
+            && ["response_format", "json_schema", "schema", "grammar"]
+                .iter()
+                .any(|w| text.contains(w))
+        {
+            self.set_cap(Cap::JsonSchema, Capability::Refused);
+            body.remove("response_format");
+            return true;
+        }
+        if body.contains_key("stream_options") && text.contains("stream_options") {
+            self.set_cap(Cap::StreamUsage, Capability::Refused);
+            body.remove("stream_options");
+            return true;
+        }
+        false
+    }
+
+    /// After a success: note which optional features the server honoured.
+    fn learn(&self, body: &Map<String, Value>, resp: &ChatResponse) {
+        if body.get("logprobs") == Some(&Value::Bool(true)) {
+            let got = resp.logprobs.as_ref().is_some_and(|l| !l.is_empty());
+            self.set_cap(
+                Cap::Logprobs,
+                if got {
+                    Capability::Supported
+                } else {
+                    Capability::Refused
+                },
+            );
+        }
+        if body.contains_key("response_format") {
+            self.set_cap(Cap::JsonSchema, Capability::Supported);
+        }
+        if body.contains_key("stream_options") && !resp.usage.estimated {
+            self.set_cap(Cap::StreamUsage, Capability::Supported);
+        }
+    }
+
+    async fn post(
+        &self,
+        body: &Map<String, Value>,
+        prompt_estimate: u32,
+        on_delta: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(ChatResponse, RateLimitInfo), LlmError> {
+        let resp = self
+            .inner
+            .http
+            .post(&self.inner.chat_url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
+        let status = resp.status();
+        let limits = RateLimitInfo::from_headers(resp.headers());
+        if !status.is_success() {
+            let text = resp.text().await.unwrap_or_default();
+            return Err(self.status_error(status.as_u16(), &text, limits));
+        }
+        let is_sse = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.contains("event-stream"));
+        let mut acc = Accumulator::default();
+        if is_sse {
+            let mut done = false;
+            let mut events = resp.bytes_stream().eventsource();
+            while let Some(ev) = events.next().await {
+                let ev = ev.map_err(|e| match e {
+                    EventStreamError::Transport(e) => {
+                        let mut err = self.transport_error(&e);
+                        if err.reason == FailReason::Connect {
+                            err.reason = FailReason::Truncated;
+                        }
+                        err
+                    }
+                    EventStreamError::Utf8(e) => {
+                        LlmError::new(FailReason::Malformed, format!("stream is not UTF-8: {e}"))
+                    }
+                    EventStreamError::Parser(e) => {
+                        LlmError::new(FailReason::Malformed, format!("bad SSE: {e:?}"))
+                    }
+                })?;
+                let data = ev.data.trim();
+                if data == "[DONE]" {
+                    done = true;
+                    break;
+                }
+                if data.is_empty() {
+                    continue;
+                }
+                if ev.event == "error" {
+                    let msg = serde_json::from_str::<Value>(data)
+                        .map(|v| error_message(v.get("error").unwrap_or(&v)))
+                        .unwrap_or_else(|_| data.to_owned());
+                    return Err(LlmError::new(
+                        FailReason::StreamError,
+                        format!("server error: {msg}"),
+                    )
+                    .with_raw(data));
+                }
+                if acc.push_json(data)? {
+                    on_delta(acc.text0());
+                }
+            }
+            if !done && !acc.has_finish() {
+                return Err(LlmError::new(
+                    FailReason::Truncated,
+                    format!(
+                        "the stream ended before the answer did ({} characters received)",
+                        acc.text0().len()
+                    ),
+                ));
+            }
+        } else {
+            let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+            let text = String::from_utf8_lossy(&bytes);
+            if acc.push_json(&text)? {
+                on_delta(acc.text0());
+            }
+        }
+        Ok((acc.finish(prompt_estimate, &self.inner.model), limits))
+    }
+
+    fn transport_error(&self, e: &reqwest::Error) -> LlmError {
+        let mut err = LlmError::from_reqwest(e);
+        if err.reason == FailReason::Connect {
+            err.message = format!("cannot reach {}: {}", self.inner.base_url, err.message);
+        }
+        err
+    }
+
+    /// Classify a non-2xx reply.
+    fn status_error(&self, status: u16, body: &str, limits: RateLimitInfo) -> LlmError {
+        let detail = serde_json::from_str::<Value>(body)
+            .ok()
+            .map(|v| error_message(v.get("error").unwrap_or(&v)))
+            .unwrap_or_else(|| body.chars().take(300).collect());
+        let reason = match status {
+            429 => FailReason::RateLimited,
+            401 | 403 => FailReason::Auth,
+            404 => FailReason::NotFound,
+            500..=599 => FailReason::ServerError,
+            _ => FailReason::BadRequest,
+        };
+        let mut message = format!("HTTP {status}: {detail}");
+        if reason == FailReason::Auth {
+            message.push_str(&self.key_hint());
+        }
+        let mut err = LlmError::new(reason, message).with_raw(body);
+        err.status = Some(status);
+        err.retry_after = limits.hold();
+        err
+    }
+
+    /// Where the API key should come from, for 401 messages.
+    pub fn key_hint(&self) -> String {
+        match (&self.inner.api_key_env, self.inner.key_present) {
+            (Some(var), false) => format!(
+                " — the API key comes from the environment variable {var}, which is not set"
+            ),
+            (Some(var), true) => format!(
+                " — the API key in the environment variable {var} was refused"
+            ),
+            (None, _) => " — no API key is configured: set backend.api_key_env in straddle.toml to the name of an environment variable holding it".into(),
+        }
+    }
+
+    /// The model ids the server lists at `/models`.
+    pub async fn list_models(&self) -> Result<Vec<String>, LlmError> {
+        let fut = async {
+            let resp = self
+                .inner
+                .http
+                .get(&self.inner.models_url)
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            let status = resp.status();
+            let limits = RateLimitInfo::from_headers(resp.headers());
+            let text = resp.text().await.map_err(|e| self.transport_error(&e))?;
+            if !status.is_success() {
+                return Err(self.status_error(status.as_u16(), &text, limits));
+            }
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                LlmError::new(
+                    FailReason::Malformed,
+                    format!("/models reply is not JSON: {e}"),
+                )
+                .with_raw(text.as_str())
+            })?;
+            let list = v
+                .get("data")
+                .or_else(|| v.get("models"))
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    LlmError::new(FailReason::Malformed, "/models reply has no `data` list")
+                        .with_raw(text.as_str())
+                })?;
+            Ok(list
+                .iter()
+                .filter_map(|m| {
+                    m.get("id")
+                        .or_else(|| m.get("name"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned)
+                })
+                .collect())
+        };
+        tokio::time::timeout(self.inner.timeout, fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(LlmError::new(
+                    FailReason::Timeout,
+                    format!("{} did not answer in time", self.inner.models_url),
+                ))
+            })
+    }
+}
+
+/// Prompt tokens estimated from the `messages` of a body.
+fn estimate_body_prompt(body: &Map<String, Value>) -> u32 {
+    let chars: usize = body
+        .get("messages")
+        .and_then(Value::as_array)
+        .map(|ms| {
+            ms.iter()
+                .map(|m| {
+                    m.get("content")
+                        .and_then(Value::as_str)
+                        .map_or(0, |c| c.chars().count())
+                        + 4
+                })
+                .sum()
+        })
+        .unwrap_or(0);
+    super::estimate_tokens_from_chars(chars)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reset_durations_parse() {
+        assert_eq!(parse_reset("1s"), Some(Duration::from_secs(1)));
+        assert_eq!(parse_reset("20ms"), Some(Duration::from_millis(20)));
+        assert_eq!(parse_reset("6m0s"), Some(Duration::from_secs(360)));
+        assert_eq!(
+            parse_reset("1h2m3.5s"),
+            Some(Duration::from_secs_f64(3723.5))
+        );
+        assert_eq!(parse_reset("2.5"), Some(Duration::from_secs_f64(2.5)));
+        assert_eq!(parse_reset("soon"), None);
+    }
+
+    #[test]
+    fn retry_after_seconds_and_date() {
+        assert_eq!(parse_retry_after("3"), Some(Duration::from_secs(3)));
+        let at = SystemTime::now() + Duration::from_secs(30);
+        let d = parse_retry_after(&httpdate::fmt_http_date(at)).unwrap();
+        assert!(
+            d > Duration::from_secs(28) && d <= Duration::from_secs(30),
+            "{d:?}"
+        );
+        let past = httpdate::fmt_http_date(SystemTime::now() - Duration::from_secs(30));
+        assert_eq!(parse_retry_after(&past), Some(Duration::ZERO));
+        assert_eq!(parse_retry_after("later"), None);
+    }
+
+    #[test]
+    fn hold_prefers_retry_after_then_exhausted_budgets() {
+        let mut i = RateLimitInfo {
+            remaining_requests: Some(0),
+            reset_requests: Some(Duration::from_secs(2)),
+            remaining_tokens: Some(10),
+            reset_tokens: Some(Duration::from_secs(9)),
+            retry_after: None,
+        };
+        assert_eq!(i.hold(), Some(Duration::from_secs(2)));
+        i.remaining_requests = Some(5);
+        assert_eq!(i.hold(), None);
+        i.retry_after = Some(Duration::from_millis(5));
+        assert_eq!(i.hold(), Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn body_merges_extra_and_skips_unset_fields() {
+        let mut backend = BackendConfig {
+            model: "m1".into(),
+            ..BackendConfig::default()
+        };
+        backend.extra_body.insert("seed".into(), json!(7));
+        backend.extra_body.insert("top_p".into(), json!(0.5));
+        let client = LlmClient::new(&backend).unwrap();
+        let mut req = ChatRequest::new(vec![super::super::Message::user("hi")]);
+        req.top_p = Some(0.9);
+        req.extra.insert("seed".into(), json!(8));
+        let b = client.body(&req);
+        assert_eq!(b["model"], json!("m1"));
+        assert_eq!(b["top_p"], json!(0.9));
+        assert_eq!(b["seed"], json!(8));
+        assert!(!b.contains_key("temperature"));
+        assert!(!b.contains_key("stream"));
+    }
+}

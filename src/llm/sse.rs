@@ -1,0 +1,281 @@
+//! Wire format of chat completions (streamed chunks and whole replies) and
+//! the accumulator that turns either into a [`ChatResponse`].
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{ChatResponse, FailReason, LlmError, TokenLogprob, TokenUsage};
+
+/// A streamed `chat.completion.chunk` or a whole `chat.completion`: the
+/// fields straddle reads, all optional so partial servers still parse.
+#[derive(Debug, Deserialize)]
+pub(crate) struct WireCompletion {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    choices: Vec<WireChoice>,
+    #[serde(default)]
+    usage: Option<WireUsage>,
+    #[serde(default)]
+    pub(crate) error: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireChoice {
+    #[serde(default)]
+    index: usize,
+    /// Streaming.
+    #[serde(default)]
+    delta: Option<WireMessage>,
+    /// Non-streaming.
+    #[serde(default)]
+    message: Option<WireMessage>,
+    /// Legacy completions-style servers.
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    finish_reason: Option<String>,
+    #[serde(default)]
+    logprobs: Option<WireLogprobs>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    #[serde(default)]
+    content: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireLogprobs {
+    #[serde(default)]
+    content: Option<Vec<WireTokenLogprob>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireTokenLogprob {
+    token: String,
+    logprob: f64,
+    #[serde(default)]
+    top_logprobs: Vec<WireTop>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireTop {
+    token: String,
+    logprob: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u32,
+    #[serde(default)]
+    completion_tokens: u32,
+}
+
+/// The human message inside an OpenAI-style `error` value.
+pub(crate) fn error_message(err: &Value) -> String {
+    match err {
+        Value::String(s) => s.clone(),
+        Value::Object(o) => o
+            .get("message")
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .unwrap_or_else(|| err.to_string()),
+        other => other.to_string(),
+    }
+}
+
+/// Builds a response from one whole reply or a sequence of chunks.
+#[derive(Debug, Default)]
+pub(crate) struct Accumulator {
+    id: Option<String>,
+    model: Option<String>,
+    choices: Vec<String>,
+    finish: Vec<Option<String>>,
+    logprobs: Option<Vec<TokenLogprob>>,
+    usage: Option<TokenUsage>,
+    /// Content-bearing deltas of choice 0: the fallback completion count.
+    deltas0: u32,
+}
+
+impl Accumulator {
+    /// Parse one JSON payload (an SSE `data:` or a whole body) and fold it
+    /// in. Returns whether the text of choice 0 grew.
+    pub(crate) fn push_json(&mut self, data: &str) -> Result<bool, LlmError> {
+        let chunk: WireCompletion = serde_json::from_str(data).map_err(|e| {
+            LlmError::new(
+                FailReason::Malformed,
+                format!("reply is not a chat completion: {e}"),
+            )
+            .with_raw(data)
+        })?;
+        if let Some(err) = &chunk.error {
+            return Err(LlmError::new(
+                FailReason::StreamError,
+                format!("server error: {}", error_message(err)),
+            )
+            .with_raw(data));
+        }
+        Ok(self.push(chunk))
+    }
+
+    fn push(&mut self, chunk: WireCompletion) -> bool {
+        if self.id.is_none() {
+            self.id = chunk.id;
+        }
+        if self.model.is_none() {
+            self.model = chunk.model;
+        }
+        if let Some(u) = chunk.usage {
+            self.usage = Some(TokenUsage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+                estimated: false,
+            });
+        }
+        let mut grew = false;
+        for c in chunk.choices {
+            let i = c.index;
+            if self.choices.len() <= i {
+                self.choices.resize(i + 1, String::new());
+                self.finish.resize(i + 1, None);
+            }
+            let content = c
+                .delta
+                .and_then(|d| d.content)
+                .or_else(|| c.message.and_then(|m| m.content))
+                .or(c.text);
+            if let Some(content) = content
+                && !content.is_empty()
+            {
+                self.choices[i].push_str(&content);
+                if i == 0 {
+                    grew = true;
+                    self.deltas0 += 1;
+                }
+            }
+            if c.finish_reason.is_some() {
+                self.finish[i] = c.finish_reason;
+            }
+            if i == 0
+                && let Some(lp) = c.logprobs.and_then(|l| l.content)
+            {
+                let dst = self.logprobs.get_or_insert_with(Vec::new);
+                dst.extend(lp.into_iter().map(|t| {
+                    TokenLogprob {
+                        token: t.token,
+                        logprob: t.logprob,
+                        top: t
+                            .top_logprobs
+                            .into_iter()
+                            .map(|t| (t.token, t.logprob))
+                            .collect(),
+                    }
+                }));
+            }
+        }
+        grew
+    }
+
+    /// Text of choice 0 so far.
+    pub(crate) fn text0(&self) -> &str {
+        self.choices.first().map(String::as_str).unwrap_or("")
+    }
+
+    /// Whether choice 0 has a `finish_reason`.
+    pub(crate) fn has_finish(&self) -> bool {
+        self.finish.first().is_some_and(Option::is_some)
+    }
+
+    /// The response; `prompt_estimate` fills in when the server sent no usage.
+    pub(crate) fn finish(self, prompt_estimate: u32, fallback_model: &str) -> ChatResponse {
+        let usage = self.usage.unwrap_or_else(|| {
+            let completion: u32 = self
+                .choices
+                .iter()
+                .map(|c| super::estimate_tokens_from_chars(c.chars().count()))
+                .sum();
+            TokenUsage {
+                prompt_tokens: prompt_estimate,
+                completion_tokens: completion.max(self.deltas0),
+                estimated: true,
+            }
+        });
+        let mut choices = self.choices;
+        if choices.is_empty() {
+            choices.push(String::new());
+        }
+        ChatResponse {
+            text: choices[0].clone(),
+            choices,
+            finish_reason: self.finish.into_iter().next().flatten(),
+            usage,
+            logprobs: self.logprobs,
+            cached: false,
+            model: self.model.unwrap_or_else(|| fallback_model.to_owned()),
+            request_id: self.id.unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_accumulate_with_usage_and_logprobs() {
+        let mut a = Accumulator::default();
+        assert!(a.push_json(r#"{"id":"x","model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":"Hé"},"logprobs":{"content":[{"token":"Hé","logprob":-0.5,"top_logprobs":[{"token":"Hé","logprob":-0.5},{"token":"Ho","logprob":-1.5}]}]}}]}"#).unwrap());
+        assert!(
+            a.push_json(
+                r#"{"choices":[{"index":0,"delta":{"content":"llo"},"finish_reason":"stop"}]}"#
+            )
+            .unwrap()
+        );
+        assert!(!a.push_json(r#"{"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}"#).unwrap());
+        assert!(a.has_finish());
+        let r = a.finish(99, "fallback");
+        assert_eq!(r.text, "Héllo");
+        assert_eq!(r.model, "m");
+        assert_eq!(r.request_id, "x");
+        assert_eq!(r.finish_reason.as_deref(), Some("stop"));
+        assert_eq!(
+            r.usage,
+            TokenUsage {
+                prompt_tokens: 7,
+                completion_tokens: 2,
+                estimated: false
+            }
+        );
+        let lp = r.logprobs.unwrap();
+        assert_eq!(lp[0].top[1], ("Ho".to_string(), -1.5));
+    }
+
+    #[test]
+    fn missing_usage_is_estimated() {
+        let mut a = Accumulator::default();
+        a.push_json(r#"{"choices":[{"index":0,"message":{"content":"abcdefgh"},"finish_reason":"stop"},{"index":1,"message":{"content":"abcd"}}]}"#).unwrap();
+        let r = a.finish(12, "m");
+        assert_eq!(r.choices, vec!["abcdefgh", "abcd"]);
+        assert_eq!(r.model, "m");
+        assert!(r.usage.estimated);
+        assert_eq!(r.usage.prompt_tokens, 12);
+        assert_eq!(r.usage.completion_tokens, 3);
+    }
+
+    #[test]
+    fn error_object_and_garbage_are_classified() {
+        let mut a = Accumulator::default();
+        let e = a
+            .push_json(r#"{"error":{"message":"overloaded","type":"server_error"}}"#)
+            .unwrap_err();
+        assert_eq!(e.reason, FailReason::StreamError);
+        assert!(e.message.contains("overloaded"));
+        let e = a.push_json("{not json").unwrap_err();
+        assert_eq!(e.reason, FailReason::Malformed);
+        assert_eq!(e.raw.as_deref(), Some("{not json"));
+    }
+}

@@ -1,0 +1,181 @@
+//! `straddle doctor` through the real binary against the test server:
+//! server down, 401, unknown model, missing capabilities, healthy.
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use straddle::domain::{BackendConfig, ProjectConfig, TaskConfig};
+use straddle::store::Project;
+use support::{Reply, Script, TestServer};
+
+fn project(dir: &Path, backend: BackendConfig) {
+    let config = ProjectConfig {
+        task: TaskConfig {
+            name: "t".into(),
+            description: "test".into(),
+        },
+        classes: vec![],
+        backend,
+        generation: Default::default(),
+        relabel: Default::default(),
+    };
+    Project::create(dir, config, vec![]).unwrap();
+}
+
+fn doctor(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_straddle"));
+    cmd.arg("doctor").arg(dir).args(extra);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out: Output = cmd.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// JSON when asked for JSON, else "ok"; logprobs when asked.
+fn healthy_script() -> Script {
+    Script::with_fn(|r| {
+        if r.body.get("response_format").is_some() {
+            Reply::text(r#"{"label": "positive"}"#)
+        } else if r.body.get("logprobs").is_some() {
+            Reply::Logprobs {
+                tokens: vec![support::LpToken {
+                    token: "yes".into(),
+                    logprob: -0.2,
+                    top: vec![("yes".into(), -0.2), ("no".into(), -1.8)],
+                }],
+            }
+        } else {
+            Reply::text("ok")
+        }
+    })
+}
+
+#[test]
+fn healthy_server_passes_every_check() {
+    let server = TestServer::start(healthy_script());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    project(&dir, server.backend());
+    let (code, out) = doctor(&dir, &[], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    for line in [
+        "ok    server",
+        "ok    model",
+        "ok    completion",
+        "ok    logprobs",
+        "ok    json schema",
+    ] {
+        assert!(out.contains(line), "missing {line:?} in\n{out}");
+    }
+    assert!(out.contains("The backend is ready."), "{out}");
+    assert!(
+        server.bodies().iter().any(|b| b["stream"] == true),
+        "completion was streamed"
+    );
+}
+
+#[test]
+fn missing_capabilities_are_warnings_not_failures() {
+    let server = TestServer::start(Script::text("plain words").no_logprobs().no_json_schema());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    project(&dir, server.backend());
+    let (code, out) = doctor(&dir, &[], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("warn  logprobs") && out.contains("self-consistency"),
+        "{out}"
+    );
+    assert!(
+        out.contains("warn  json schema") && out.contains("not supported"),
+        "{out}"
+    );
+}
+
+#[test]
+fn server_down_says_how_to_fix_the_url() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    project(
+        &dir,
+        BackendConfig {
+            base_url: format!("http://127.0.0.1:{port}/v1"),
+            ..Default::default()
+        },
+    );
+    let (code, out) = doctor(&dir, &[], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  server") && out.contains("cannot reach"),
+        "{out}"
+    );
+    assert!(
+        out.contains("fix: start the server") && out.contains("--base-url"),
+        "{out}"
+    );
+    assert!(out.contains("skip  completion"), "{out}");
+}
+
+#[test]
+fn unauthorized_names_the_env_var_to_set() {
+    let server = TestServer::start(Script::text("ok").api_key("right-key"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let mut backend = server.backend();
+    backend.api_key_env = Some("STRADDLE_DOCTOR_KEY".into());
+    project(&dir, backend);
+    let (code, out) = doctor(&dir, &[], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("warn  api key") && out.contains("STRADDLE_DOCTOR_KEY is not set"),
+        "{out}"
+    );
+    assert!(out.contains("FAIL  server") && out.contains("401"), "{out}");
+    assert!(out.contains("fix: export STRADDLE_DOCTOR_KEY="), "{out}");
+    // a wrong key: refused, same fix
+    let (code, out) = doctor(&dir, &[], &[("STRADDLE_DOCTOR_KEY", "wrong")]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("was refused") && out.contains("fix: export STRADDLE_DOCTOR_KEY="),
+        "{out}"
+    );
+    assert!(!out.contains("wrong"), "the key is never printed: {out}");
+    // the right key: healthy
+    let (code, out) = doctor(&dir, &[], &[("STRADDLE_DOCTOR_KEY", "right-key")]);
+    assert_eq!(code, Some(0), "{out}");
+}
+
+#[test]
+fn unknown_model_lists_the_available_ones() {
+    let server = TestServer::start(Script::text("ok").models(&["llama-3-8b", "qwen2.5-7b"]));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let mut backend = server.backend();
+    backend.model = "gpt-17".into();
+    project(&dir, backend);
+    let (code, out) = doctor(&dir, &[], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("FAIL  model") && out.contains("'gpt-17'"),
+        "{out}"
+    );
+    assert!(out.contains("available: llama-3-8b, qwen2.5-7b"), "{out}");
+    assert!(out.contains("--model llama-3-8b"), "{out}");
+    // --model overrides the config
+    let (code, out) = doctor(&dir, &["--model", "qwen2.5-7b"], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("model qwen2.5-7b"), "{out}");
+}

@@ -1,0 +1,975 @@
+//! A local OpenAI-compatible LLM server for tests, benches and the TUI e2e
+//! test: `/v1/chat/completions` (streaming SSE and JSON), `/v1/models`,
+//! `/v1/embeddings`, on 127.0.0.1 with an ephemeral port.
+//!
+//! ```ignore
+//! mod support;
+//! use support::{Reply, Script, TestServer};
+//!
+//! let server = TestServer::start(
+//!     Script::queue([Reply::rate_limited("1"), Reply::text("hello")])
+//!         .token_delay(Duration::from_millis(2)),
+//! );
+//! let backend = server.backend();           // BackendConfig pointing at it
+//! // … run the code under test …
+//! assert_eq!(server.requests(), 2);
+//! assert!(server.max_in_flight() <= 4);
+//! ```
+//!
+//! Replies come from a [`Script`]: a queue (then a default), or a function
+//! of the request. Each [`Reply`] is a normal answer (streamed when the
+//! request says `stream: true`), or one of the failure modes an engine has
+//! to survive: a status (429 with `Retry-After`, 500, 401…), a hang, a
+//! malformed body, a truncated stream, an `error` object mid-stream, raw
+//! bytes. SSE bytes can be cut at arbitrary boundaries (also inside UTF-8
+//! characters) with a pause between pieces so the client sees them apart.
+//!
+//! The server runs on its own thread and runtime, so `start` works from
+//! sync and async code alike; dropping the [`TestServer`] stops it.
+//! `cargo run --example test_llm_server -- --port N --script FILE` runs it
+//! standalone with a JSON [`ScriptFile`].
+#![allow(dead_code)]
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+/// One scripted answer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Reply {
+    /// A normal completion; streamed as word-sized tokens.
+    Text { text: String },
+    /// A normal completion streamed in exactly these pieces.
+    Tokens { tokens: Vec<String> },
+    /// `n` choices (index order).
+    Choices { choices: Vec<String> },
+    /// A completion with per-token logprobs (sent when the request asks).
+    Logprobs { tokens: Vec<LpToken> },
+    /// Any status with a body and headers (e.g. 429 + `Retry-After`).
+    Status {
+        code: u16,
+        #[serde(default)]
+        body: String,
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+    },
+    /// Accept the request and never answer.
+    Hang,
+    /// Stream `text`, then stall forever without finishing.
+    HangMidStream { text: String },
+    /// 200 with this body (JSON mode) or this `data:` payload (SSE mode).
+    Malformed { raw: String },
+    /// Stream `text`, then close without `finish_reason` or `[DONE]`.
+    Truncated { text: String },
+    /// Stream `before`, then an `error` object with `message`.
+    StreamError { before: String, message: String },
+    /// Exactly these bytes with this status and content type.
+    Raw {
+        status: u16,
+        content_type: String,
+        body: String,
+    },
+}
+
+/// A token with its logprob and alternatives.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct LpToken {
+    pub token: String,
+    pub logprob: f64,
+    #[serde(default)]
+    pub top: Vec<(String, f64)>,
+}
+
+impl Reply {
+    pub fn text(s: impl Into<String>) -> Reply {
+        Reply::Text { text: s.into() }
+    }
+    pub fn status(code: u16, body: impl Into<String>) -> Reply {
+        Reply::Status {
+            code,
+            body: body.into(),
+            headers: vec![],
+        }
+    }
+    /// 429 with `Retry-After: value` (seconds or an HTTP-date).
+    pub fn rate_limited(retry_after: impl Into<String>) -> Reply {
+        Reply::Status {
+            code: 429,
+            body: r#"{"error":{"message":"Rate limit reached","type":"rate_limit_error"}}"#.into(),
+            headers: vec![("retry-after".into(), retry_after.into())],
+        }
+    }
+    pub fn server_error() -> Reply {
+        Reply::status(
+            500,
+            r#"{"error":{"message":"internal error","type":"server_error"}}"#,
+        )
+    }
+    pub fn malformed(raw: impl Into<String>) -> Reply {
+        Reply::Malformed { raw: raw.into() }
+    }
+    pub fn truncated(text: impl Into<String>) -> Reply {
+        Reply::Truncated { text: text.into() }
+    }
+    pub fn stream_error(before: impl Into<String>, message: impl Into<String>) -> Reply {
+        Reply::StreamError {
+            before: before.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What the reply function sees of a chat request.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// 0-based order among chat requests.
+    pub index: usize,
+    pub body: Value,
+}
+
+impl Request {
+    pub fn stream(&self) -> bool {
+        self.body["stream"].as_bool().unwrap_or(false)
+    }
+    /// Content of the last message.
+    pub fn last_message(&self) -> &str {
+        self.body["messages"]
+            .as_array()
+            .and_then(|m| m.last())
+            .and_then(|m| m["content"].as_str())
+            .unwrap_or("")
+    }
+}
+
+type ReplyFn = dyn Fn(&Request) -> Reply + Send + Sync;
+
+/// How the server cuts an SSE byte stream.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Split {
+    /// One piece per SSE event (the usual server behaviour).
+    Events,
+    /// Pieces of `n` bytes regardless of events or UTF-8 characters.
+    Every(usize),
+    /// Random piece sizes in 1..=max (seeded).
+    Random { max: usize, seed: u64 },
+}
+
+/// The server's behaviour.
+#[derive(Clone)]
+pub struct Script {
+    replies: Arc<ReplyFn>,
+    /// Delay before the response starts.
+    pub latency: Duration,
+    /// Delay between streamed tokens.
+    pub token_delay: Duration,
+    pub split: Split,
+    /// Delay between the pieces of a split stream.
+    pub piece_delay: Duration,
+    /// Send usage (non-streaming, or streaming with include_usage).
+    pub usage: bool,
+    /// Require `Authorization: Bearer <key>` (else 401).
+    pub api_key: Option<String>,
+    /// Listed at `/v1/models`; other models get a 404.
+    pub models: Vec<String>,
+    /// Accept `logprobs` (else 400 naming it).
+    pub logprobs: bool,
+    /// Accept `response_format` (else 400 naming it).
+    pub json_schema: bool,
+    /// Accept `stream_options` (else 400 naming it).
+    pub stream_options: bool,
+}
+
+/// The model the test server lists by default.
+pub const MODEL: &str = "test-model";
+
+impl Script {
+    /// Replies from `f(request)`.
+    pub fn with_fn(f: impl Fn(&Request) -> Reply + Send + Sync + 'static) -> Script {
+        Script {
+            replies: Arc::new(f),
+            latency: Duration::ZERO,
+            token_delay: Duration::ZERO,
+            split: Split::Events,
+            piece_delay: Duration::ZERO,
+            usage: true,
+            api_key: None,
+            models: vec![MODEL.to_string()],
+            logprobs: true,
+            json_schema: true,
+            stream_options: true,
+        }
+    }
+    /// The same reply to every request.
+    pub fn always(reply: Reply) -> Script {
+        Script::with_fn(move |_| reply.clone())
+    }
+    /// `text` to every request.
+    pub fn text(text: impl Into<String>) -> Script {
+        Script::always(Reply::text(text))
+    }
+    /// These replies in order, then the last one forever (a plain "ok"
+    /// when the list is empty).
+    pub fn queue(replies: impl IntoIterator<Item = Reply>) -> Script {
+        let q: VecDeque<Reply> = replies.into_iter().collect();
+        let last = q.back().cloned().unwrap_or_else(|| Reply::text("ok"));
+        let q = Mutex::new(q);
+        Script::with_fn(move |_| {
+            q.lock()
+                .unwrap()
+                .pop_front()
+                .unwrap_or_else(|| last.clone())
+        })
+    }
+    /// These replies in a loop.
+    pub fn cycle(replies: Vec<Reply>) -> Script {
+        assert!(!replies.is_empty(), "cycle needs at least one reply");
+        Script::with_fn(move |r| replies[r.index % replies.len()].clone())
+    }
+    pub fn latency(mut self, d: Duration) -> Script {
+        self.latency = d;
+        self
+    }
+    pub fn token_delay(mut self, d: Duration) -> Script {
+        self.token_delay = d;
+        self
+    }
+    /// Cut SSE bytes every `n` bytes, pausing `pause` between pieces.
+    pub fn split_every(mut self, n: usize, pause: Duration) -> Script {
+        self.split = Split::Every(n.max(1));
+        self.piece_delay = pause;
+        self
+    }
+    /// Cut SSE bytes at random sizes in 1..=max, pausing between pieces.
+    pub fn split_random(mut self, max: usize, seed: u64, pause: Duration) -> Script {
+        self.split = Split::Random {
+            max: max.max(1),
+            seed,
+        };
+        self.piece_delay = pause;
+        self
+    }
+    pub fn no_usage(mut self) -> Script {
+        self.usage = false;
+        self
+    }
+    pub fn api_key(mut self, key: impl Into<String>) -> Script {
+        self.api_key = Some(key.into());
+        self
+    }
+    pub fn models(mut self, models: &[&str]) -> Script {
+        self.models = models.iter().map(|m| m.to_string()).collect();
+        self
+    }
+    pub fn no_logprobs(mut self) -> Script {
+        self.logprobs = false;
+        self
+    }
+    pub fn no_json_schema(mut self) -> Script {
+        self.json_schema = false;
+        self
+    }
+    pub fn no_stream_options(mut self) -> Script {
+        self.stream_options = false;
+        self
+    }
+}
+
+/// A JSON script for the standalone server
+/// (`examples/test_llm_server.rs --script FILE`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default)]
+pub struct ScriptFile {
+    /// Replies in order; with `cycle` they repeat, else the last repeats.
+    pub replies: Vec<Reply>,
+    pub cycle: bool,
+    pub latency_ms: u64,
+    pub token_delay_ms: u64,
+    pub split_every: Option<usize>,
+    pub usage: bool,
+    pub api_key: Option<String>,
+    pub models: Vec<String>,
+    pub logprobs: bool,
+    pub json_schema: bool,
+}
+
+impl Default for ScriptFile {
+    fn default() -> Self {
+        ScriptFile {
+            replies: vec![],
+            cycle: true,
+            latency_ms: 0,
+            token_delay_ms: 0,
+            split_every: None,
+            usage: true,
+            api_key: None,
+            models: vec![MODEL.to_string()],
+            logprobs: true,
+            json_schema: true,
+        }
+    }
+}
+
+impl ScriptFile {
+    pub fn into_script(self) -> Script {
+        let mut s = if self.replies.is_empty() {
+            Script::text("ok")
+        } else if self.cycle {
+            Script::cycle(self.replies)
+        } else {
+            Script::queue(self.replies)
+        };
+        s = s
+            .latency(Duration::from_millis(self.latency_ms))
+            .token_delay(Duration::from_millis(self.token_delay_ms));
+        if let Some(n) = self.split_every {
+            s = s.split_every(n, Duration::from_millis(1));
+        }
+        s.usage = self.usage;
+        s.api_key = self.api_key;
+        s.models = self.models;
+        s.logprobs = self.logprobs;
+        s.json_schema = self.json_schema;
+        s
+    }
+}
+
+/// Counters and captured requests.
+#[derive(Default)]
+struct Counters {
+    chat: AtomicUsize,
+    models: AtomicUsize,
+    embeddings: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    bodies: Mutex<Vec<Value>>,
+}
+
+struct ServerState {
+    script: Script,
+    counters: Counters,
+    keep_bodies: bool,
+}
+
+/// Holds one in-flight slot; released on drop or explicitly.
+struct InFlight(Option<Arc<ServerState>>);
+
+impl InFlight {
+    fn new(s: &Arc<ServerState>) -> InFlight {
+        let now = s.counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        s.counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(Some(s.clone()))
+    }
+    fn release(&mut self) {
+        if let Some(s) = self.0.take() {
+            s.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// A running test server. Dropping it stops the server.
+pub struct TestServer {
+    addr: SocketAddr,
+    state: Arc<ServerState>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TestServer {
+    /// Start on an ephemeral port of 127.0.0.1.
+    pub fn start(script: Script) -> TestServer {
+        TestServer::start_on(0, script, true)
+    }
+
+    /// Start on `port` (0 = ephemeral); `keep_bodies` records every chat
+    /// request body for [`bodies`](Self::bodies) (off for benches).
+    pub fn start_on(port: u16, script: Script, keep_bodies: bool) -> TestServer {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind 127.0.0.1");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let addr = listener.local_addr().expect("local addr");
+        let state = Arc::new(ServerState {
+            script,
+            counters: Counters::default(),
+            keep_bodies,
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let app = router(state.clone());
+        let thread = std::thread::Builder::new()
+            .name("test-llm-server".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("server runtime");
+                rt.block_on(async move {
+                    let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+                    tokio::select! {
+                        r = axum::serve(listener, app) => { r.expect("serve"); }
+                        _ = stopped => {}
+                    }
+                });
+                rt.shutdown_background();
+            })
+            .expect("server thread");
+        TestServer {
+            addr,
+            state,
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    /// `http://127.0.0.1:PORT/v1`
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+    /// A backend config for this server: its URL, the first listed model,
+    /// a 10 s timeout, no API key.
+    pub fn backend(&self) -> straddle::domain::BackendConfig {
+        straddle::domain::BackendConfig {
+            base_url: self.base_url(),
+            model: self
+                .state
+                .script
+                .models
+                .first()
+                .cloned()
+                .unwrap_or_else(|| MODEL.into()),
+            timeout_s: 10.0,
+            ..Default::default()
+        }
+    }
+    /// Chat-completion requests received (any outcome).
+    pub fn requests(&self) -> usize {
+        self.state.counters.chat.load(Ordering::SeqCst)
+    }
+    pub fn model_requests(&self) -> usize {
+        self.state.counters.models.load(Ordering::SeqCst)
+    }
+    pub fn embedding_requests(&self) -> usize {
+        self.state.counters.embeddings.load(Ordering::SeqCst)
+    }
+    /// Chat requests being answered right now.
+    pub fn in_flight(&self) -> usize {
+        self.state.counters.in_flight.load(Ordering::SeqCst)
+    }
+    /// The most chat requests ever answered at once.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.counters.max_in_flight.load(Ordering::SeqCst)
+    }
+    /// Bodies of the chat requests received, in arrival order.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.state.counters.bodies.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn router(state: Arc<ServerState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat))
+        .route("/v1/models", get(models))
+        .route("/v1/embeddings", post(embeddings))
+        .with_state(state)
+}
+
+fn error_json(code: StatusCode, message: &str, kind: &str) -> Response {
+    let body = json!({"error": {"message": message, "type": kind, "code": Value::Null}});
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// `Some(401)` when the script wants a key and the request lacks it.
+fn unauthorized(s: &ServerState, headers: &HeaderMap) -> Option<Response> {
+    let key = s.script.api_key.as_ref()?;
+    let got = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    (got != Some(key.as_str())).then(|| {
+        error_json(
+            StatusCode::UNAUTHORIZED,
+            "Incorrect API key provided",
+            "invalid_request_error",
+        )
+    })
+}
+
+async fn models(State(s): State<Arc<ServerState>>, headers: HeaderMap) -> Response {
+    s.counters.models.fetch_add(1, Ordering::SeqCst);
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let data: Vec<Value> = s
+        .script
+        .models
+        .iter()
+        .map(|m| json!({"id": m, "object": "model", "owned_by": "test"}))
+        .collect();
+    axum::Json(json!({"object": "list", "data": data})).into_response()
+}
+
+async fn embeddings(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    s.counters.embeddings.fetch_add(1, Ordering::SeqCst);
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "body is not JSON",
+            "invalid_request_error",
+        );
+    };
+    let inputs: Vec<String> = match &req["input"] {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) => a
+            .iter()
+            .map(|v| v.as_str().unwrap_or("").to_owned())
+            .collect(),
+        _ => vec![],
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed(t)}))
+        .collect();
+    axum::Json(
+        json!({"object": "list", "data": data, "model": req["model"],
+        "usage": {"prompt_tokens": 1, "total_tokens": 1}}),
+    )
+    .into_response()
+}
+
+/// A deterministic 8-dimensional unit vector from character trigrams.
+fn embed(text: &str) -> Vec<f64> {
+    let mut v = [0.0f64; 8];
+    let chars: Vec<char> = text.to_lowercase().chars().collect();
+    for w in chars.windows(3) {
+        let h = w
+            .iter()
+            .fold(17u64, |h, c| h.wrapping_mul(31).wrapping_add(*c as u64));
+        v[(h % 8) as usize] += 1.0;
+    }
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt().max(1e-9);
+    v.iter().map(|x| x / norm).collect()
+}
+
+async fn chat(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
+    let index = s.counters.chat.fetch_add(1, Ordering::SeqCst);
+    let mut guard = InFlight::new(&s);
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let Ok(body) = serde_json::from_slice::<Value>(&body) else {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "body is not JSON",
+            "invalid_request_error",
+        );
+    };
+    if s.keep_bodies {
+        s.counters.bodies.lock().unwrap().push(body.clone());
+    }
+    if let Some(r) = refuse(&s.script, &body) {
+        return r;
+    }
+    let req = Request { index, body };
+    let reply = (s.script.replies)(&req);
+    if !s.script.latency.is_zero() {
+        tokio::time::sleep(s.script.latency).await;
+    }
+    let stream = req.stream();
+    let plan = match plan(&s.script, &req, reply) {
+        Plan::Response(r) => return r,
+        Plan::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            return StatusCode::GATEWAY_TIMEOUT.into_response();
+        }
+        Plan::Events(p) => p,
+    };
+    if !stream {
+        guard.release();
+        return json_response(&plan.whole);
+    }
+    sse_response(&s.script, plan, guard)
+}
+
+/// 404 for unknown models, 400 for refused optional fields.
+fn refuse(script: &Script, body: &Value) -> Option<Response> {
+    let model = body["model"].as_str().unwrap_or("");
+    if !script.models.iter().any(|m| m == model) {
+        return Some(error_json(
+            StatusCode::NOT_FOUND,
+            &format!("The model `{model}` does not exist"),
+            "invalid_request_error",
+        ));
+    }
+    let refused = |field: &str, msg: &str| {
+        body.get(field)
+            .is_some()
+            .then(|| error_json(StatusCode::BAD_REQUEST, msg, "invalid_request_error"))
+    };
+    if !script.logprobs
+        && let Some(r) = refused("logprobs", "logprobs is not supported by this server")
+    {
+        return Some(r);
+    }
+    if !script.json_schema
+        && let Some(r) = refused("response_format", "response_format is not supported")
+    {
+        return Some(r);
+    }
+    if !script.stream_options
+        && let Some(r) = refused(
+            "stream_options",
+            "Unrecognized request argument: stream_options",
+        )
+    {
+        return Some(r);
+    }
+    None
+}
+
+/// What to send for one reply.
+enum Plan {
+    /// A complete response (status replies, raw bodies, malformed JSON).
+    Response(Response),
+    Hang,
+    Events(EventPlan),
+}
+
+/// A streamed reply as SSE frames, plus the whole-body form.
+struct EventPlan {
+    frames: Vec<String>,
+    /// Stall after the frames instead of ending.
+    hang_after: bool,
+    whole: Value,
+}
+
+fn plan(script: &Script, req: &Request, reply: Reply) -> Plan {
+    let model = req.body["model"].as_str().unwrap_or(MODEL).to_owned();
+    let id = format!("chatcmpl-{}", req.index);
+    let want_lp = req.body["logprobs"].as_bool().unwrap_or(false);
+    let include_usage = req.body["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
+    let chunk = |choices: Value, usage: Value| -> String {
+        let c = json!({"id": id, "object": "chat.completion.chunk", "created": 0,
+            "model": model, "choices": choices, "usage": usage});
+        format!("data: {c}\n\n")
+    };
+    let prompt_tokens = req.body["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .map(|m| m["content"].as_str().unwrap_or("").len() / 4 + 1)
+                .sum::<usize>()
+        })
+        .unwrap_or(0);
+    let (choices, lp): (Vec<Vec<String>>, Option<Vec<LpToken>>) = match reply {
+        Reply::Text { text } => (vec![word_tokens(&text)], None),
+        Reply::Tokens { tokens } => (vec![tokens], None),
+        Reply::Choices { choices } => (choices.iter().map(|c| word_tokens(c)).collect(), None),
+        Reply::Logprobs { tokens } => (
+            vec![tokens.iter().map(|t| t.token.clone()).collect()],
+            Some(tokens),
+        ),
+        Reply::Status {
+            code,
+            body,
+            headers,
+        } => {
+            let mut r = (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                body,
+            )
+                .into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            for (k, v) in headers {
+                r.headers_mut().insert(
+                    header::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                    HeaderValue::from_str(&v).expect("header value"),
+                );
+            }
+            return Plan::Response(r);
+        }
+        Reply::Hang => return Plan::Hang,
+        Reply::Raw {
+            status,
+            content_type,
+            body,
+        } => {
+            return Plan::Response(
+                (
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                    [(header::CONTENT_TYPE, content_type)],
+                    body,
+                )
+                    .into_response(),
+            );
+        }
+        Reply::Malformed { raw } => {
+            return Plan::Events(EventPlan {
+                frames: vec![format!("data: {raw}\n\n"), "data: [DONE]\n\n".into()],
+                hang_after: false,
+                whole: Value::String(raw),
+            });
+        }
+        Reply::Truncated { text } => {
+            let mut frames = vec![];
+            for t in word_tokens(&text) {
+                frames.push(chunk(
+                    json!([{"index": 0, "delta": {"content": t}, "finish_reason": null}]),
+                    Value::Null,
+                ));
+            }
+            return Plan::Events(EventPlan {
+                frames,
+                hang_after: false,
+                whole: Value::String(format!(
+                    "{{\"id\":\"{id}\",\"choices\":[{{\"index\":0,\"message\":{{\"content\":"
+                )),
+            });
+        }
+        Reply::HangMidStream { text } => {
+            let frames = word_tokens(&text)
+                .into_iter()
+                .map(|t| {
+                    chunk(
+                        json!([{"index": 0, "delta": {"content": t}, "finish_reason": null}]),
+                        Value::Null,
+                    )
+                })
+                .collect();
+            return Plan::Events(EventPlan {
+                frames,
+                hang_after: true,
+                whole: Value::Null,
+            });
+        }
+        Reply::StreamError { before, message } => {
+            let mut frames: Vec<String> = word_tokens(&before)
+                .into_iter()
+                .map(|t| {
+                    chunk(
+                        json!([{"index": 0, "delta": {"content": t}, "finish_reason": null}]),
+                        Value::Null,
+                    )
+                })
+                .collect();
+            let err = json!({"error": {"message": message, "type": "server_error"}});
+            frames.push(format!("data: {err}\n\n"));
+            return Plan::Events(EventPlan {
+                frames,
+                hang_after: false,
+                whole: err,
+            });
+        }
+    };
+    let completion_tokens: usize = choices.iter().map(Vec::len).sum();
+    let usage = json!({"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens});
+    let lp_json = |t: &LpToken| {
+        json!({"token": t.token, "logprob": t.logprob,
+            "top_logprobs": t.top.iter().map(|(tok, lp)| json!({"token": tok, "logprob": lp})).collect::<Vec<_>>()})
+    };
+    // SSE frames.
+    let mut frames = vec![": keep-alive\n\n".to_string()];
+    frames.push(chunk(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
+        Value::Null,
+    ));
+    for (ci, toks) in choices.iter().enumerate() {
+        for (ti, t) in toks.iter().enumerate() {
+            let mut c = json!({"index": ci, "delta": {"content": t}, "finish_reason": null});
+            if want_lp
+                && ci == 0
+                && let Some(lp) = &lp
+            {
+                c["logprobs"] = json!({"content": [lp_json(&lp[ti])]});
+            }
+            frames.push(chunk(json!([c]), Value::Null));
+        }
+    }
+    let finals: Vec<Value> = (0..choices.len())
+        .map(|ci| json!({"index": ci, "delta": {}, "finish_reason": "stop"}))
+        .collect();
+    frames.push(chunk(Value::Array(finals), Value::Null));
+    if include_usage && script.usage {
+        frames.push(chunk(json!([]), usage.clone()));
+    }
+    frames.push("data: [DONE]\n\n".into());
+    // Whole body.
+    let whole_choices: Vec<Value> = choices
+        .iter()
+        .enumerate()
+        .map(|(ci, toks)| {
+            let mut c = json!({"index": ci, "message": {"role": "assistant", "content": toks.concat()},
+                "finish_reason": "stop"});
+            if want_lp && ci == 0 && let Some(lp) = &lp {
+                c["logprobs"] = json!({"content": lp.iter().map(lp_json).collect::<Vec<_>>()});
+            }
+            c
+        })
+        .collect();
+    let mut whole = json!({"id": id, "object": "chat.completion", "created": 0, "model": model,
+        "choices": whole_choices});
+    if script.usage {
+        whole["usage"] = usage;
+    }
+    Plan::Events(EventPlan {
+        frames,
+        hang_after: false,
+        whole,
+    })
+}
+
+/// Split text into word-sized tokens that concatenate back to it.
+pub fn word_tokens(text: &str) -> Vec<String> {
+    let mut out = vec![];
+    let mut cur = String::new();
+    for c in text.chars() {
+        if c.is_whitespace() && !cur.is_empty() && !cur.ends_with(char::is_whitespace) {
+            out.push(std::mem::take(&mut cur));
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn json_response(whole: &Value) -> Response {
+    let body = match whole {
+        Value::String(raw) => raw.clone(),
+        v => v.to_string(),
+    };
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// Cut `frames` into byte pieces per the script's split.
+fn pieces(split: Split, frames: &[String], salt: u64) -> Vec<Bytes> {
+    match split {
+        Split::Events => frames.iter().map(|f| Bytes::from(f.clone())).collect(),
+        Split::Every(n) => {
+            let all: Vec<u8> = frames.concat().into_bytes();
+            all.chunks(n).map(Bytes::copy_from_slice).collect()
+        }
+        Split::Random { max, seed } => {
+            let all: Vec<u8> = frames.concat().into_bytes();
+            let mut state = seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut out = vec![];
+            let mut i = 0;
+            while i < all.len() {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                let n = 1 + (state % max as u64) as usize;
+                let end = (i + n).min(all.len());
+                out.push(Bytes::copy_from_slice(&all[i..end]));
+                i = end;
+            }
+            out
+        }
+    }
+}
+
+fn sse_response(script: &Script, plan: EventPlan, guard: InFlight) -> Response {
+    let paced = !script.token_delay.is_zero() || !script.piece_delay.is_zero() || plan.hang_after;
+    let body = if !paced && script.split == Split::Events {
+        // Fast path: one body, no per-frame scheduling.
+        let mut guard = guard;
+        guard.release();
+        Body::from(plan.frames.concat())
+    } else {
+        let items: Vec<(Bytes, Duration)> = if script.split == Split::Events {
+            plan.frames
+                .iter()
+                .map(|f| (Bytes::from(f.clone()), script.token_delay))
+                .collect()
+        } else {
+            pieces(script.split, &plan.frames, guard_salt(&plan.frames))
+                .into_iter()
+                .map(|b| (b, script.piece_delay))
+                .collect()
+        };
+        let hang = plan.hang_after;
+        let stream = futures_util::stream::unfold(
+            (VecDeque::from(items), Some(guard), true),
+            move |(mut items, mut guard, first)| async move {
+                let (bytes, delay) = match items.pop_front() {
+                    Some(x) => x,
+                    None if hang => {
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                        return None;
+                    }
+                    None => return None,
+                };
+                if !first && !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                if items.is_empty() && !hang {
+                    // The last piece: the client cannot have it before now.
+                    guard.take();
+                }
+                Some((Ok::<_, Infallible>(bytes), (items, guard, false)))
+            },
+        );
+        Body::from_stream(stream)
+    };
+    let mut r = Response::new(body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+fn guard_salt(frames: &[String]) -> u64 {
+    frames.iter().map(|f| f.len() as u64).sum()
+}
