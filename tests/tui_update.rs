@@ -174,7 +174,10 @@ fn edit_saves_and_asks_for_a_relabel() {
     assert!(matches!(st.mode, Mode::Edit { .. }));
     update(&mut st, code(KeyCode::End));
     for c in " Really".chars() {
-        assert!(update(&mut st, key(c)).is_empty(), "typing goes to the editor");
+        assert!(
+            update(&mut st, key(c)).is_empty(),
+            "typing goes to the editor"
+        );
     }
     let fx = update(&mut st, ctrl('s'));
     assert!(matches!(st.mode, Mode::Normal));
@@ -225,7 +228,10 @@ fn bulk_accept_in_filter_after_confirmation() {
     assert!(n > 5);
     for id in st.queue.ids() {
         let s = st.project.sample(*id).unwrap();
-        assert_eq!((s.effective_label(true), s.status()), ("HUM", Status::Pending));
+        assert_eq!(
+            (s.effective_label(true), s.status()),
+            ("HUM", Status::Pending)
+        );
     }
     let others_before = st.tally.per_class["LOC"];
     // Confirmation shows the count; anything but y cancels.
@@ -290,7 +296,10 @@ fn alpha_changes_reach_the_engine_and_the_journal() {
         ]
     );
     ack(&mut st, fx);
-    assert_eq!(st.project.generation.as_ref().unwrap().alpha_range, (0.55, 1.0));
+    assert_eq!(
+        st.project.generation.as_ref().unwrap().alpha_range,
+        (0.55, 1.0)
+    );
     update(&mut st, key('['));
     update(&mut st, key('['));
     assert_eq!(st.settings.alpha_range, (0.45, 0.9));
@@ -346,7 +355,12 @@ fn generation_keys() {
             "cannot reach http://x/v1: start the server".into(),
         )),
     );
-    assert!(st.last_error.as_deref().unwrap().contains("start the server"));
+    assert!(
+        st.last_error
+            .as_deref()
+            .unwrap()
+            .contains("start the server")
+    );
     assert_eq!(update(&mut st, key('q')), vec![Effect::Quit]);
     assert!(st.quit);
 }
@@ -490,7 +504,12 @@ fn export_dialog_builds_the_request() {
         &mut st,
         Msg::Exported(Ok("Exported 3 train rows to /p/exports/data.csv.".into())),
     );
-    assert!(st.notice.as_deref().unwrap().contains("/p/exports/data.csv"));
+    assert!(
+        st.notice
+            .as_deref()
+            .unwrap()
+            .contains("/p/exports/data.csv")
+    );
 }
 
 #[test]

@@ -124,7 +124,8 @@ impl Filter {
                         .iter()
                         .find(|c| c.name.eq_ignore_ascii_case(v))
                         .ok_or_else(|| {
-                            let names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
+                            let names: Vec<&str> =
+                                classes.iter().map(|c| c.name.as_str()).collect();
                             format!("no class '{v}' (classes: {})", names.join(", "))
                         })?;
                     f.class = Some(c.name.clone());
@@ -134,7 +135,11 @@ impl Filter {
                         "pending" | "p" => Status::Pending,
                         "accepted" | "a" => Status::Accepted,
                         "rejected" | "r" => Status::Rejected,
-                        _ => return Err(format!("status must be pending, accepted or rejected, not '{v}'")),
+                        _ => {
+                            return Err(format!(
+                                "status must be pending, accepted or rejected, not '{v}'"
+                            ));
+                        }
                     })
                 }
                 Some(("agree" | "ag", v)) => {
@@ -152,7 +157,10 @@ impl Filter {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.class.is_none() && self.status.is_none() && self.agree.is_none() && self.words.is_empty()
+        self.class.is_none()
+            && self.status.is_none()
+            && self.agree.is_none()
+            && self.words.is_empty()
     }
 
     /// Whether a sample passes (class = effective label).

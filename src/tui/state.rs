@@ -142,7 +142,10 @@ pub enum Msg {
     Stream(StreamMsg),
     Engine(EngineStatus),
     /// Live usage of this session's engine.
-    Usage { usage: Usage, req_per_s: f64 },
+    Usage {
+        usage: Usage,
+        req_per_s: f64,
+    },
     /// Export finished: a sentence naming the output path, or what went
     /// wrong.
     Exported(Result<String, String>),
@@ -197,7 +200,10 @@ pub enum Mode {
         area: Box<TextArea<'static>>,
     },
     /// Typing a filter.
-    Filter { input: String, error: Option<String> },
+    Filter {
+        input: String,
+        error: Option<String>,
+    },
     /// Bulk decision waiting for y/n.
     Confirm {
         kind: DecisionKind,
@@ -268,7 +274,8 @@ impl Tally {
             Origin::Generated => {
                 let label = s.effective_label(take_relabel);
                 if !self.per_class.contains_key(label) {
-                    self.per_class.insert(label.to_string(), ClassCounts::default());
+                    self.per_class
+                        .insert(label.to_string(), ClassCounts::default());
                 }
                 let c = self.per_class.get_mut(label).expect("just inserted");
                 for c in [c, &mut self.generated] {

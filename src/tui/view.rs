@@ -70,9 +70,11 @@ pub fn screen_layout(st: &State, area: Rect) -> ScreenLayout {
         Constraint::Length(36),
     ])
     .areas(body);
-    let [seeds, controls] =
-        Layout::vertical([Constraint::Fill(1), Constraint::Length(Control::ALL.len() as u16 + 2)])
-            .areas(left);
+    let [seeds, controls] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(Control::ALL.len() as u16 + 2),
+    ])
+    .areas(left);
     let stats_h = st.classes.len() as u16 + 9;
     let [streams, stats] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(stats_h)]).areas(right);
@@ -169,9 +171,11 @@ fn pane_block<'a>(t: &Theme, title: String, focused: bool) -> Block<'a> {
         .border_style(t.border(focused))
         .title(Span::styled(
             title,
-            Style::default()
-                .fg(t.title)
-                .add_modifier(if focused { Modifier::BOLD } else { Modifier::empty() }),
+            Style::default().fg(t.title).add_modifier(if focused {
+                Modifier::BOLD
+            } else {
+                Modifier::empty()
+            }),
         ))
 }
 
@@ -180,7 +184,11 @@ pub fn clip(s: &str, width: usize) -> String {
     let mut out = String::new();
     let mut w = 0;
     for c in s.chars() {
-        let c = if c == '\n' || c == '\r' || c == '\t' { ' ' } else { c };
+        let c = if c == '\n' || c == '\r' || c == '\t' {
+            ' '
+        } else {
+            c
+        };
         let cw = c.width().unwrap_or(0);
         if w + cw > width {
             if width > 0 && w < width && !out.is_empty() {
@@ -224,9 +232,16 @@ fn title_bar(f: &mut Frame, st: &State, l: &ScreenLayout) {
     };
     let line = Line::from(vec![
         Span::styled(" straddle ", t.selected()),
-        Span::styled(format!(" {} ", st.project_name), Style::default().fg(t.title)),
         Span::styled(
-            format!("· sort: {}{filter} · {} help", st.queue.sort.as_str(), st.keymap.hint(super::keymap::Action::Help)),
+            format!(" {} ", st.project_name),
+            Style::default().fg(t.title),
+        ),
+        Span::styled(
+            format!(
+                "· sort: {}{filter} · {} help",
+                st.queue.sort.as_str(),
+                st.keymap.hint(super::keymap::Action::Help)
+            ),
             t.muted(),
         ),
     ]);
@@ -246,7 +261,11 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     let n = st.queue.len();
     let pos = if n == 0 { 0 } else { st.review_sel + 1 };
     f.render_widget(
-        pane_block(t, format!(" Review {pos}/{n} · {} ", st.queue.sort.as_str()), focused),
+        pane_block(
+            t,
+            format!(" Review {pos}/{n} · {} ", st.queue.sort.as_str()),
+            focused,
+        ),
         r,
     );
     let (list, detail, header) = review_parts(r);
@@ -278,7 +297,9 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             "Nothing matches the filter.".to_string()
         };
         f.render_widget(
-            Paragraph::new(msg).style(t.muted()).wrap(Wrap { trim: true }),
+            Paragraph::new(msg)
+                .style(t.muted())
+                .wrap(Wrap { trim: true }),
             list,
         );
     }
@@ -396,14 +417,20 @@ fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
             .take(6)
             .map(|(k, c)| format!("{k} {c:.2}"))
             .collect();
-        out.push(Line::styled(format!("confidence: {}", txt.join(" · ")), t.muted()));
+        out.push(Line::styled(
+            format!("confidence: {}", txt.join(" · ")),
+            t.muted(),
+        ));
     }
     let tags = if tags.is_empty() {
         "none".to_string()
     } else {
         tags.join(", ")
     };
-    out.push(Line::styled(format!("doubt {score:.2}: {tags}"), Style::default().fg(t.warn)));
+    out.push(Line::styled(
+        format!("doubt {score:.2}: {tags}"),
+        Style::default().fg(t.warn),
+    ));
     let p = &s.provenance;
     let mut prov = Vec::new();
     if let Some(x) = &p.strategy {
@@ -453,7 +480,11 @@ fn seeds(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         .enumerate()
         .map(|(i, c)| {
             let k = st.tally.per_class.get(&c.name).copied().unwrap_or_default();
-            let num = if i < 9 { format!("{}", i + 1) } else { " ".into() };
+            let num = if i < 9 {
+                format!("{}", i + 1)
+            } else {
+                " ".into()
+            };
             let text = format!(
                 "{num} {} {:>3.1} {:>4} {:>4} {:>3}",
                 pad(&c.name, nw),
@@ -581,9 +612,10 @@ fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         );
         lines.push(Line::styled(clip(&head, w), style));
         let body = match &s.state {
-            StreamState::Failed(reason) => {
-                Line::styled(clip(&format!("  {reason}"), w), Style::default().fg(t.error))
-            }
+            StreamState::Failed(reason) => Line::styled(
+                clip(&format!("  {reason}"), w),
+                Style::default().fg(t.error),
+            ),
             _ => {
                 // Show the tail of the text that fits.
                 let tail: String = {
@@ -714,7 +746,10 @@ fn status_line(f: &mut Frame, st: &State, r: Rect) {
         )),
     ];
     if let Some(e) = &st.last_error {
-        spans.push(Span::styled(e.clone(), Style::default().fg(t.error).bg(t.status_bg)));
+        spans.push(Span::styled(
+            e.clone(),
+            Style::default().fg(t.error).bg(t.status_bg),
+        ));
     } else if let Some(n) = &st.notice {
         spans.push(Span::raw(n.clone()));
     }
