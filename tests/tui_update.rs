@@ -554,3 +554,45 @@ fn doubt_score_matches_doubt() {
         );
     }
 }
+
+#[test]
+fn deciding_the_last_row_wraps_to_the_first_pending() {
+    let mut st = fixture::state(30);
+    // The last pending row (decided samples sort below all pending ones).
+    st.review_sel = st
+        .queue
+        .ids()
+        .iter()
+        .rposition(|id| status(&st, *id) == Status::Pending)
+        .unwrap();
+    let last = selected(&st);
+    let fx = update(&mut st, key('a'));
+    assert!(!fx.is_empty());
+    let next = selected(&st);
+    assert_ne!(next, last);
+    assert_eq!(status(&st, next), Status::Pending);
+    ack(&mut st, fx);
+    // Pending come first under the doubt sort: the decided sample moved
+    // below every pending one.
+    let pending = st.tally.generated.pending as usize;
+    assert!(
+        st.queue.ids()[..pending]
+            .iter()
+            .all(|id| status(&st, *id) == Status::Pending)
+    );
+    assert!(st.queue.position(last).unwrap() >= pending);
+    assert_eq!(
+        selected(&st),
+        next,
+        "the selection stayed on the next sample"
+    );
+}
+
+#[test]
+fn esc_dismisses_the_message() {
+    let mut st = fixture::state(3);
+    update(&mut st, Msg::Error("boom".into()));
+    assert_eq!(st.message(), Some(("boom", true)));
+    update(&mut st, code(KeyCode::Esc));
+    assert_eq!(st.message(), None);
+}

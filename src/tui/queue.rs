@@ -9,7 +9,7 @@ use crate::domain::{Class, ProjectState, SampleId, SampleState, Status};
 /// Sort order of the review queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortBy {
-    /// Most doubtful first (the default).
+    /// Pending before decided, most doubtful first (the default).
     #[default]
     Doubt,
     Newest,
@@ -85,6 +85,16 @@ pub fn doubt(s: &SampleState) -> (f64, Vec<&'static str>) {
     };
     if s.is_edited() {
         tags.push("edited");
+    }
+    if let Some(d) = s.decision()
+        && let (crate::domain::Actor::Auto(_), Some(reason)) = (&d.by, &d.reason)
+    {
+        tags.retain(|t| *t != "unverified");
+        tags.push(match reason.as_str() {
+            "duplicate" => "duplicate",
+            "near_duplicate" => "near-dup",
+            _ => "auto",
+        });
     }
     (score, tags)
 }
@@ -222,7 +232,15 @@ impl ReviewQueue {
 
     fn key(&self, s: &SampleState, st: &ProjectState, classes: &[Class]) -> Key {
         let k = match self.sort {
-            SortBy::Doubt => -((doubt_score(s) * 1e6) as i64),
+            // Pending first, each part most doubtful first.
+            SortBy::Doubt => {
+                let decided = if s.status() == Status::Pending {
+                    0
+                } else {
+                    10_000_000
+                };
+                decided - (doubt_score(s) * 1e6) as i64
+            }
             SortBy::Newest => -(s.id as i64),
             SortBy::Class => {
                 let l = s.effective_label(st.take_relabel);

@@ -524,6 +524,16 @@ impl State {
         }
     }
 
+    /// The message to show: the last error, else the last notice
+    /// (`true` = error).
+    pub fn message(&self) -> Option<(&str, bool)> {
+        match (&self.last_error, &self.notice) {
+            (Some(e), _) => Some((e.as_str(), true)),
+            (None, Some(n)) => Some((n.as_str(), false)),
+            (None, None) => None,
+        }
+    }
+
     /// Whether the screen is too small for all panes at once.
     pub fn compact(&self) -> bool {
         self.size.0 < 100 || self.size.1 < 30
