@@ -213,7 +213,7 @@ fn review_session_in_tmux() {
     tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
     tmux.keys("g");
     let screen = tmux.wait_for("6 relabelled examples and an idle engine", |s| {
-        counts(s).is_some_and(|(n, ..)| n >= 6) && s.contains("idle") && !s.contains("unverified")
+        counts(s).is_some_and(|(n, ..)| n >= 6) && s.contains("idle") && !s.contains("no_verdict")
     });
     let (n, a0, r0, _) = counts(&screen).unwrap();
     assert_eq!((a0, r0), (0, 0), "nothing decided yet:\n{screen}");

@@ -382,7 +382,11 @@ fn sort_cycles_and_keeps_the_selected_sample() {
     let id = selected(&st);
     // Doubt first: the first row is at least as doubtful as the last.
     let d = |st: &State, i: usize| {
-        straddle::tui::queue::doubt(st.project.sample(st.queue.get(i).unwrap()).unwrap()).0
+        straddle::tui::queue::doubt(
+            st.project.sample(st.queue.get(i).unwrap()).unwrap(),
+            &st.queue.ctx,
+        )
+        .0
     };
     assert!(d(&st, 0) >= d(&st, st.queue.len() - 1));
     update(&mut st, key('s'));
@@ -545,13 +549,13 @@ fn seeds_are_editable_without_relabel() {
 }
 
 #[test]
-fn doubt_score_matches_doubt() {
-    let st = fixture::state(50);
-    for s in st.project.generated() {
-        assert_eq!(
-            straddle::tui::queue::doubt_score(s),
-            straddle::tui::queue::doubt(s).0
-        );
+fn cached_doubt_scores_match_augment() {
+    let mut st = fixture::state(50);
+    let ids: Vec<_> = st.project.generated().map(|s| s.id).collect();
+    for id in ids {
+        let s = st.project.sample(id).unwrap().clone();
+        let want = straddle::augment::doubt(&s, &st.queue.ctx).score;
+        assert_eq!(st.queue.score(&s), want);
     }
 }
 

@@ -337,7 +337,7 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
                 )
             }
         };
-        let (_, tags) = doubt(s);
+        let (_, tags) = doubt(s, &st.queue.ctx);
         let tags: String = tags.iter().map(|t| format!("[{t}]")).collect();
         let text_w = (list.width as usize).saturating_sub(fixed);
         let tag_w = tags.chars().count().min(text_w / 2);
@@ -396,7 +396,7 @@ fn sample_detail(f: &mut Frame, st: &State, r: Rect) {
 fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     let t = &st.theme;
     let mut out = Vec::new();
-    let (score, tags) = doubt(s);
+    let (score, tags) = doubt(s, &st.queue.ctx);
     let mut head = vec![
         status_glyph(t, s.status()),
         Span::raw(format!(" #{} {} ", s.id, s.status().as_str())),
