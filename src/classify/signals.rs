@@ -210,7 +210,14 @@ pub fn signals_for<S: AsRef<str>>(
     let enc = Encoded::new(&cfg.train.features, texts);
     let rows: Vec<usize> = (0..labels.len()).collect();
     let mut dynamics: EpochProbs = Vec::new();
-    Classifier::fit(classes, &enc, labels, &rows, &cfg.train, Some(&mut dynamics));
+    Classifier::fit(
+        classes,
+        &enc,
+        labels,
+        &rows,
+        &cfg.train,
+        Some(&mut dynamics),
+    );
     let oof = out_of_fold(classes, &enc, labels, cfg.folds, &cfg.train);
     let thresholds = class_thresholds(k, labels, &oof.proba);
     let mut support = vec![0usize; k];
@@ -350,7 +357,10 @@ mod project_tests {
                 ("apples are red", "B", Origin::Generated),
                 ("red trucks", "A", Origin::Validation),
             ],
-            vec![decide(4, DecisionKind::Accept), decide(5, DecisionKind::Reject)],
+            vec![
+                decide(4, DecisionKind::Accept),
+                decide(5, DecisionKind::Reject),
+            ],
         );
         let sig = signals(&st, &classes, &SignalConfig::default());
         let mut ids: Vec<_> = sig.keys().copied().collect();
