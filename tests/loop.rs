@@ -12,7 +12,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use straddle::domain::{
-    Class, NewSample, Origin, ProjectConfig, Provenance, RelabelSettings, Status, TaskConfig,
+    Class, GenerationSettings, NewSample, Origin, ProjectConfig, Provenance, RelabelSettings,
+    Status, TaskConfig,
 };
 use straddle::store::Project;
 use support::{Reply, Script, TestServer};
@@ -119,6 +120,12 @@ fn fake_llm(counter: Arc<AtomicUsize>) -> Script {
                 .expect("text line");
             return Reply::text(format!("{{\"label\": \"{}\"}}", keyword_label(text)));
         }
+        if let Some(at) = prompt.find("would belong to ") {
+            let class = prompt[at + 16..].split(':').next().unwrap();
+            return Reply::text(format!(
+                "Here are some reasons:\n1. It talks about {class} things.\n2. It uses {class} words.\n3. It uses {class} words."
+            ));
+        }
         let n = asked_n(&prompt);
         let target = target_of(&prompt);
         // An extrapolation prompt: reuse the odd words of the error.
@@ -150,7 +157,7 @@ fn sample(text: &str, label: &str, origin: Origin) -> NewSample {
     }
 }
 
-fn make_project(dir: &Path, server: &TestServer) -> Vec<String> {
+fn make_project(dir: &Path, server: &TestServer, generation: GenerationSettings) -> Vec<String> {
     let config = ProjectConfig {
         task: TaskConfig {
             name: "topics".into(),
@@ -165,7 +172,7 @@ fn make_project(dir: &Path, server: &TestServer) -> Vec<String> {
             })
             .collect(),
         backend: server.backend(),
-        generation: Default::default(),
+        generation,
         relabel: RelabelSettings {
             use_logprobs: false,
             votes: 1,
@@ -217,7 +224,7 @@ fn two_rounds_score_extrapolate_and_keep_heldout_out_of_the_export() {
     let server = TestServer::start(fake_llm(counter));
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    let held_texts = make_project(&dir, &server);
+    let held_texts = make_project(&dir, &server, GenerationSettings::default());
     let d = dir.to_str().unwrap();
 
     let out = straddle(&[
@@ -343,6 +350,76 @@ fn two_rounds_score_extrapolate_and_keep_heldout_out_of_the_export() {
             "held-out exported: {text}"
         );
     }
+}
+
+#[test]
+fn rationales_are_asked_once_and_condition_the_first_round() {
+    let server = TestServer::start(fake_llm(Arc::new(AtomicUsize::new(0))));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let settings = GenerationSettings {
+        use_rationales: true,
+        ..GenerationSettings::default()
+    };
+    make_project(&dir, &server, settings);
+    let d = dir.to_str().unwrap();
+    let args = ["loop", d, "--rounds", "1", "--per-round", "10"];
+    let out = straddle(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Project::open_read_only(&dir).unwrap();
+    let st = p.state();
+    assert_eq!(st.rationales.len(), 3);
+    for (class, list) in &st.rationales {
+        assert_eq!(
+            list,
+            &[
+                format!("It talks about {class} things."),
+                format!("It uses {class} words.")
+            ]
+        );
+    }
+    assert!(st.runs.iter().any(|(run, _)| run == "rationales"));
+    let made: Vec<_> = st.generated().collect();
+    assert_eq!(made.len(), 10);
+    for s in &made {
+        let r = s
+            .provenance
+            .rationale
+            .as_ref()
+            .expect("conditioned on a rationale");
+        assert!(st.rationales[&s.label].contains(r), "{r} for {}", s.label);
+    }
+    let bodies = server.bodies();
+    assert!(
+        bodies.iter().any(|b| b
+            .to_string()
+            .contains("Each text should fit this reason for")),
+        "the prompts carry the rationale"
+    );
+    // A second run does not ask again.
+    drop(p);
+    let before = server.requests();
+    let out = straddle(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let p = Project::open_read_only(&dir).unwrap();
+    assert_eq!(p.state().rationales["food"].len(), 2);
+    assert!(server.requests() > before);
+    assert_eq!(
+        p.state()
+            .runs
+            .iter()
+            .filter(|(r, _)| r == "rationales")
+            .count(),
+        1
+    );
 }
 
 #[test]

@@ -5,15 +5,13 @@
 //! rationale of the intended class for diversity (setting
 //! `use_rationales`).
 
-use rand::Rng;
-
 use serde::Serialize;
 
 use crate::augment::generator::Generator;
 use crate::augment::parse::{ParseContext, parse_generation};
 use crate::augment::sampling::splitmix64;
 use crate::augment::templates::{ClassContext, TaskContext};
-use crate::domain::{Class, Origin, ProjectConfig, ProjectState};
+use crate::domain::{Class, ProjectConfig, ProjectState};
 use crate::llm::{ChatRequest, Message};
 
 /// Template file name.
@@ -50,7 +48,6 @@ pub fn plan(
             description: c.description.clone(),
             examples: state
                 .seeds_of(&c.name)
-                .filter(|x| x.origin == Origin::Seed)
                 .take(s.shots)
                 .map(|x| x.text().to_string())
                 .collect(),
@@ -98,19 +95,6 @@ pub fn parse_rationales(reply: &str, prompt: &str, class_names: &[String]) -> Ve
         .collect()
 }
 
-/// A rationale of `class` drawn uniformly from the project's, if any.
-pub fn sample_rationale<'a>(
-    state: &'a ProjectState,
-    class: &str,
-    rng: &mut impl Rng,
-) -> Option<&'a str> {
-    let list = state.rationales.get(class)?;
-    if list.is_empty() {
-        return None;
-    }
-    Some(list[rng.random_range(0..list.len())].as_str())
-}
-
 /// Classes that have no rationales yet, in the given order.
 pub fn classes_without_rationales<'a>(state: &ProjectState, classes: &'a [String]) -> Vec<&'a str> {
     classes
@@ -118,4 +102,120 @@ pub fn classes_without_rationales<'a>(state: &ProjectState, classes: &'a [String
         .filter(|c| state.rationales.get(*c).is_none_or(|l| l.is_empty()))
         .map(String::as_str)
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::augment::generator::RequestKind;
+    use crate::augment::templates::Templates;
+    use crate::classify::data::tests::state_with;
+    use crate::domain::{
+        EventKind, GenerationSettings, Origin, RationalesAdded, Strategy, TaskConfig,
+    };
+
+    fn config() -> ProjectConfig {
+        ProjectConfig {
+            task: TaskConfig {
+                name: "topics".into(),
+                description: "Short posts.".into(),
+            },
+            classes: ["sports", "food"]
+                .iter()
+                .map(|c| Class {
+                    name: c.to_string(),
+                    description: format!("{c} talk"),
+                    weight: 1.0,
+                })
+                .collect(),
+            backend: Default::default(),
+            generation: GenerationSettings::default(),
+            relabel: Default::default(),
+        }
+    }
+
+    fn state() -> ProjectState {
+        state_with(
+            &[
+                ("a great goal", "sports", Origin::Seed),
+                ("hot soup", "food", Origin::Seed),
+            ],
+            vec![EventKind::RationalesAdded(RationalesAdded {
+                class: "sports".into(),
+                rationales: vec!["it reports a result".into(), "it names a team".into()],
+            })],
+        )
+    }
+
+    fn generator(use_rationales: bool, strategy: Strategy) -> Generator {
+        let cfg = config();
+        let settings = GenerationSettings {
+            use_rationales,
+            strategy,
+            ..GenerationSettings::default()
+        };
+        Generator::new(
+            &cfg,
+            cfg.classes.clone(),
+            settings,
+            Templates::builtin(),
+            &state(),
+        )
+    }
+
+    #[test]
+    fn plan_asks_each_missing_class_with_its_seeds() {
+        let cfg = config();
+        let st = state();
+        let names: Vec<String> = cfg.classes.iter().map(|c| c.name.clone()).collect();
+        assert_eq!(classes_without_rationales(&st, &names), ["food"]);
+        let g = generator(true, Strategy::Mix);
+        let reqs = plan(&g, &cfg, &cfg.classes, &st, &["food".to_string()]).unwrap();
+        assert_eq!(reqs.len(), 1);
+        let prompt = &reqs[0].1.messages[0].content;
+        assert!(
+            prompt.contains("List 5 distinct reasons why a text would belong to food"),
+            "{prompt}"
+        );
+        assert!(prompt.contains("   - hot soup"), "{prompt}");
+        assert!(
+            prompt.contains("2. food: texts which are about food talk"),
+            "{prompt}"
+        );
+    }
+
+    #[test]
+    fn parse_keeps_distinct_reasons() {
+        let reply = "Sure! Here are some reasons:\n1. It names a dish.\n2. It mentions taste.\n3. it names a dish.\n";
+        let got = parse_rationales(reply, "List 3 distinct reasons", &["food".to_string()]);
+        assert_eq!(got, ["It names a dish.", "It mentions taste."]);
+    }
+
+    #[test]
+    fn generate_requests_are_conditioned_on_a_sampled_rationale() {
+        for strategy in [Strategy::Mix, Strategy::Plain] {
+            let mut on = generator(true, strategy);
+            let mut off = generator(false, strategy);
+            let mut seen = std::collections::BTreeSet::new();
+            for _ in 0..30 {
+                let (a, b) = (on.plan_generate().unwrap(), off.plan_generate().unwrap());
+                let RequestKind::Generate { target } = &a.kind else {
+                    panic!("generate")
+                };
+                assert_eq!(a.kind, b.kind, "same draws with rationales on and off");
+                assert_eq!(b.provenance.rationale, None);
+                assert!(!b.prompt().contains("fit this reason"));
+                if target == "sports" {
+                    let r = a.provenance.rationale.clone().expect("a sports rationale");
+                    let line = format!("Each text should fit this reason for sports: {r}");
+                    assert!(a.prompt().contains(&line), "{}", a.prompt());
+                    seen.insert(r);
+                } else {
+                    assert_eq!(a.provenance.rationale, None, "food has none");
+                    assert_eq!(a.prompt(), b.prompt());
+                }
+            }
+            assert_eq!(seen.len(), 2, "both rationales get used");
+        }
+    }
 }
