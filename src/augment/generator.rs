@@ -498,8 +498,7 @@ impl Generator {
             })];
         }
         let mut out = Vec::new();
-        let mut id = state.next_sample_id();
-        for text in parsed.items {
+        for (id, text) in (state.next_sample_id()..).zip(parsed.items) {
             let dup = self.dedup.check_insert(id, &text);
             let mut p = prov.clone();
             if let Some(m) = dup {
@@ -526,7 +525,6 @@ impl Generator {
                     },
                 ));
             }
-            id += 1;
         }
         out
     }
