@@ -454,3 +454,18 @@ fn loop_without_heldout_examples_fails_before_any_request() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("no held-out examples"));
     assert_eq!(server.requests(), 0);
 }
+
+#[test]
+fn a_round_that_cannot_reach_the_model_records_no_score() {
+    let server = TestServer::start(fake_llm(Arc::new(AtomicUsize::new(0))).api_key("sesame"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    make_project(&dir, &server, GenerationSettings::default());
+    let out = straddle(&["loop", dir.to_str().unwrap(), "--rounds", "2"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("round 1 stopped"), "{err}");
+    let p = Project::open_read_only(&dir).unwrap();
+    assert!(p.state().rounds.is_empty());
+    assert_eq!(p.state().generated().count(), 0);
+}

@@ -165,9 +165,15 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
         let summary = run::run_planned(project, backend.clone(), planned, opts, "loop").await?;
         println!("Round {round}: {summary}");
         project = Project::open(&args.dir)?;
-        if summary.interrupted || summary.stopped.is_some() {
+        if summary.interrupted {
+            println!(
+                "Interrupted in round {round}; everything so far is saved (no score recorded for it)."
+            );
+            return Ok(());
+        }
+        if let Some(why) = summary.stopped {
             return Err(anyhow::anyhow!(
-                "round {round} stopped before its end; everything so far is saved (no score recorded for it)"
+                "round {round} stopped: {why}; everything so far is saved (no score recorded for it)"
             ));
         }
         let (scored, ev) = s3::score_round(project.state(), &names, &cfg, round)
