@@ -372,7 +372,12 @@ impl Generator {
         } else if r.votes > 1 && self.n_ok {
             request.temperature = Some(r.vote_temperature);
             request.n = Some(r.votes as u32);
-            request.seed = Some(sample);
+            // Seeded by the text, not the id, so a re-run hits the cache.
+            request.seed = Some(
+                s.text()
+                    .bytes()
+                    .fold(self.settings.seed, |h, b| splitmix64(h ^ u64::from(b))),
+            );
         } else {
             request.temperature = Some(0.0);
         }
@@ -471,8 +476,7 @@ impl Generator {
             })];
         }
         let mut out = Vec::new();
-        let mut id = state.next_sample_id();
-        for text in parsed.items {
+        for (id, text) in (state.next_sample_id()..).zip(parsed.items) {
             let dup = self.dedup.check_insert(id, &text);
             let mut p = prov.clone();
             if let Some(m) = dup {
@@ -499,7 +503,6 @@ impl Generator {
                     },
                 ));
             }
-            id += 1;
         }
         out
     }
