@@ -136,7 +136,7 @@ pub fn replay_with_threads(bytes: &[u8], state: &mut ProjectState, threads: usiz
             let line = line_base + item.line;
             match item.result {
                 Ok(ev) => {
-                    state.apply(&ev);
+                    state.apply_owned(ev);
                     report.events += 1;
                 }
                 Err(reason) => report.skipped.push(SkippedLine { line, reason }),
@@ -742,6 +742,32 @@ mod tests {
         );
         let newer = r#"{"v":9,"id":2,"ts":1,"type":"edited","data":{"sample":1,"text":"t"}}"#;
         assert!(parse_line(newer.as_bytes()).unwrap_err().contains("newer"));
+    }
+
+    #[test]
+    fn replay_folds_like_apply() {
+        let kinds: Vec<EventKind> = vec![add(1), add(3), add(2), accept(3), accept(7), add(4)];
+        let events: Vec<Event> = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Event {
+                v: 1,
+                id: i as u64 + 1,
+                ts: 9,
+                kind,
+            })
+            .collect();
+        let mut by_ref = ProjectState::new(true);
+        let mut bytes = Vec::new();
+        for e in &events {
+            by_ref.apply(e);
+            bytes.extend_from_slice(e.to_json_line().as_bytes());
+            bytes.push(b'\n');
+        }
+        let mut replayed = ProjectState::new(true);
+        replay(&bytes, &mut replayed);
+        assert_eq!(replayed, by_ref);
+        assert_eq!(replayed.warnings.len(), 2, "{:?}", replayed.warnings);
     }
 
     #[test]
