@@ -838,7 +838,14 @@ fn crash_recovery_torn_and_garbled_lines() {
         "m.csv",
         "text,label\nWhat does UFO stand for?,ABBR\n",
     );
-    ok(&straddle(&[&"import", &dir, &more]));
+    let out = straddle(&[&"import", &dir, &more]);
+    ok(&out);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(warned.contains("journal.jsonl:5: skipped"), "{warned}");
+    assert!(
+        warned.contains(&format!("journal.jsonl:{n}: skipped: torn last line")),
+        "{warned}"
+    );
     let torn: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

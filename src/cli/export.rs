@@ -44,6 +44,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         )));
     }
     let project = Project::open_read_only(&args.dir)?;
+    project.warn_about_journal();
     let rows = select_rows(&project, args.include_seeds);
     if rows.is_empty() {
         return Err(error::user(format!(

@@ -70,6 +70,17 @@ pub struct TornTail {
     pub saved_to: Option<PathBuf>,
 }
 
+impl LoadReport {
+    /// One message per problem, naming `journal` and the line, for the
+    /// user (e.g. on stderr before a command's own output).
+    pub fn messages(&self, journal: &Path) -> Vec<String> {
+        self.skipped
+            .iter()
+            .map(|s| format!("{}:{}: skipped: {}", journal.display(), s.line, s.reason))
+            .collect()
+    }
+}
+
 impl std::fmt::Display for SkippedLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "line {}: {}", self.line, self.reason)

@@ -184,6 +184,15 @@ impl Project {
     pub fn load_report(&self) -> &LoadReport {
         &self.report
     }
+    /// Print the load report's problems (skipped journal lines) to stderr
+    /// as warnings; commands call this so a damaged journal never goes
+    /// unnoticed.
+    pub fn warn_about_journal(&self) {
+        for m in self.report.messages(&self.journal_path()) {
+            eprintln!("warning: {m}");
+        }
+    }
+
     pub fn is_read_only(&self) -> bool {
         self.journal.is_none()
     }
