@@ -179,6 +179,8 @@ fn init_examples_are_ready_demo_projects() {
         for f in ["seeds.csv", "validation.csv", "descriptions.csv"] {
             assert!(dir.join("data").join(f).is_file(), "{name}/{f}");
         }
+        let ignore = std::fs::read_to_string(dir.join(".gitignore")).unwrap();
+        assert!(ignore.lines().any(|l| l == "straddle.lock"));
         let p = Project::open(&dir).unwrap();
         assert!(p.classes().iter().all(|c| !c.description.is_empty()));
     }

@@ -27,6 +27,10 @@ pub use config_file::{CONFIG_FILE, read_config, render_config, write_config};
 pub use journal::{GroupCommitHandle, GroupCommitWriter, Journal, LoadReport, SkippedLine, Ticket};
 pub use lock::{LOCK_FILE, ProjectLock};
 
+/// `.gitignore` of a new project: the folder is meant to be committed, but
+/// not the lock (it names a pid) or half-written temp files.
+const GITIGNORE: &str = "# straddle: the lock names the running process; temp files are transient.\nstraddle.lock\n.*.tmp-*\n";
+
 /// File name of the journal inside the project folder.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 
@@ -89,6 +93,8 @@ impl Project {
             std::fs::create_dir(&tmp)
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
             write_config(&tmp.join(CONFIG_FILE), &config)?;
+            std::fs::write(tmp.join(".gitignore"), GITIGNORE)
+                .with_context(|| format!("cannot write {}", tmp.join(".gitignore").display()))?;
             let mut state = ProjectState::new(config.relabel.take_relabel);
             let kinds = sample_kinds(&state, seeds);
             let (_, events) = Journal::create(&tmp.join(JOURNAL_FILE), kinds)?;
