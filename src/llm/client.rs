@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime};
 
 use eventsource_stream::{EventStreamError, Eventsource};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
@@ -461,7 +461,20 @@ impl LlmClient {
         if is_sse {
             let mut done = false;
             let mut events = resp.bytes_stream().eventsource();
-            while let Some(ev) = events.next().await {
+            // One delta per batch of events that arrived together: a token
+            // at a time from a real server, one update for a burst.
+            let mut unreported = false;
+            loop {
+                let next = match events.next().now_or_never() {
+                    Some(next) => next,
+                    None => {
+                        if std::mem::take(&mut unreported) {
+                            on_delta(acc.text0());
+                        }
+                        events.next().await
+                    }
+                };
+                let Some(ev) = next else { break };
                 let ev = ev.map_err(|e| match e {
                     EventStreamError::Transport(e) => {
                         let mut err = self.transport_error(&e);
@@ -498,9 +511,10 @@ impl LlmClient {
                     )
                     .with_raw(data));
                 }
-                if acc.push_json(data)? {
-                    on_delta(acc.text0());
-                }
+                unreported |= acc.push_json(data)?;
+            }
+            if unreported {
+                on_delta(acc.text0());
             }
             if !done && !acc.has_finish() {
                 return Err(LlmError::new(
