@@ -49,9 +49,9 @@ fn make_project(dir: &Path, n_gen: usize, n_held: usize) -> toy::ToyData {
     let held = toy::synthetic(n_held, 3, 15, 2);
     let c = &train.classes;
     let mut seeds = Vec::new();
-    for k in 0..3 {
+    for (k, class) in c.iter().enumerate() {
         for i in (0..60).filter(|&i| train.labels[i] == k).take(2) {
-            seeds.push(sample(&train.texts[i], &c[k], Origin::Seed));
+            seeds.push(sample(&train.texts[i], class, Origin::Seed));
         }
     }
     let mut p = Project::create(dir, config(c), seeds).unwrap();
@@ -153,17 +153,15 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
 fn eval_reads_a_test_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    let held = make_project(&dir, 100, 0);
+    make_project(&dir, 100, 0);
     let file = tmp.path().join("test.csv");
     let mut w = csv::Writer::from_path(&file).unwrap();
     w.write_record(["text", "label"]).unwrap();
-    for i in 0..40 {
-        let t = toy::synthetic(40, 3, 15, 9);
-        w.write_record([&t.texts[i], &t.classes[t.labels[i]]])
-            .unwrap();
+    let t = toy::synthetic(40, 3, 15, 9);
+    for (text, &label) in t.texts.iter().zip(&t.labels) {
+        w.write_record([text, &t.classes[label]]).unwrap();
     }
     w.flush().unwrap();
-    let _ = held;
     let out = straddle(&[
         "eval",
         dir.to_str().unwrap(),

@@ -87,6 +87,12 @@ fn compact_80x24_review_and_stats_tabs() {
     let mut st = busy_state(80, 24);
     insta::assert_snapshot!("compact_80x24_review", draw(&st, 80, 24).backend());
     st.focus = straddle::tui::state::Pane::Stats;
+    update(
+        &mut st,
+        Msg::Engine(EngineStatus::Unreachable(
+            "LLM backend unavailable: connection refused — start the server (scripts/local-llm.sh start) or point backend.base_url / --base-url at a running one; press g to retry. Review, edit and export still work.".into(),
+        )),
+    );
     insta::assert_snapshot!("compact_80x24_stats", draw(&st, 80, 24).backend());
 }
 

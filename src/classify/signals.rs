@@ -92,6 +92,18 @@ impl Signals {
         }
         d + (0.5 - self.oof_confidence).max(0.0)
     }
+
+    /// Fold these signals into an augment doubt score (adds [`Self::doubt`]
+    /// and the reason tags), so likely mislabels and ambiguous examples
+    /// rise in the review queue.
+    pub fn add_to(&self, d: &mut crate::augment::Doubt) {
+        d.score += self.doubt();
+        for r in &self.reasons {
+            if !d.reasons.contains(r) {
+                d.reasons.push(r);
+            }
+        }
+    }
 }
 
 /// Cross-validated probabilities.
@@ -370,5 +382,19 @@ mod project_tests {
             assert!((0.0..=1.0).contains(&s.oof_confidence));
             assert!(s.doubt() >= 0.0);
         }
+        let flagged = Signals {
+            confidence: 0.1,
+            variability: 0.05,
+            oof_confidence: 0.1,
+            oof_label: "B".into(),
+            reasons: vec![LIKELY_MISLABEL, HARD_TO_LEARN],
+        };
+        let mut d = crate::augment::Doubt {
+            score: 1.0,
+            reasons: vec!["disagrees"],
+        };
+        flagged.add_to(&mut d);
+        assert!((d.score - (1.0 + 1.0 + 0.4 + 0.4)).abs() < 1e-12);
+        assert_eq!(d.reasons, ["disagrees", LIKELY_MISLABEL, HARD_TO_LEARN]);
     }
 }

@@ -42,6 +42,8 @@ pub enum Action {
     Top,
     Bottom,
     Help,
+    /// Clear the error / notice bar.
+    Dismiss,
     Quit,
 }
 
@@ -234,6 +236,12 @@ pub const ACTIONS: &[ActionInfo] = &[
     row!(Action::Top, "top", "first row", ["home"]),
     row!(Action::Bottom, "bottom", "last row", ["end"]),
     row!(Action::Help, "help", "show / hide this help", ["?"]),
+    row!(
+        Action::Dismiss,
+        "dismiss",
+        "clear the message above the status line",
+        ["esc"]
+    ),
     row!(Action::Quit, "quit", "quit", ["q"]),
 ];
 

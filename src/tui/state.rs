@@ -380,7 +380,7 @@ impl State {
             zoom: false,
             mode: Mode::Normal,
             size: (120, 40),
-            queue: ReviewQueue::default(),
+            queue: ReviewQueue::new(crate::augment::DoubtContext::new([])),
             review_sel: 0,
             review_offset: 0,
             pending_select: None,
@@ -401,6 +401,7 @@ impl State {
             quit: false,
         };
         st.project = init.project;
+        st.queue.ctx = crate::augment::DoubtContext::from_state(&st.project);
         for c in &st.classes {
             st.tally.per_class.entry(c.name.clone()).or_default();
         }
@@ -469,8 +470,13 @@ impl State {
             .take()
             .or_else(|| self.queue.get(self.review_sel));
         let take = self.project.take_relabel;
+        let mut seeds_changed = false;
         for ev in events {
             let touched = Self::touched(&ev.kind);
+            seeds_changed |= touched
+                .and_then(|id| self.project.sample(id))
+                .is_some_and(|s| s.origin == Origin::Seed)
+                || matches!(&ev.kind, EventKind::SampleAdded(a) if a.origin == Origin::Seed);
             if let Some(id) = touched
                 && let Some(s) = self.project.sample(id)
             {
@@ -494,6 +500,11 @@ impl State {
                 self.tally.add(s, take, 1);
                 self.queue.insert(s, &self.project, &self.classes);
             }
+        }
+        if seeds_changed {
+            // New seed texts for the seed-similarity doubt signal; scores
+            // already cached are refreshed as their samples change.
+            self.queue.ctx = crate::augment::DoubtContext::from_state(&self.project);
         }
         self.follow_selection(sel_id);
         self.dirty = true;
@@ -521,6 +532,16 @@ impl State {
             0.0
         } else {
             self.settings.target_count as f64 * w / total
+        }
+    }
+
+    /// The message to show: the last error, else the last notice
+    /// (`true` = error).
+    pub fn message(&self) -> Option<(&str, bool)> {
+        match (&self.last_error, &self.notice) {
+            (Some(e), _) => Some((e.as_str(), true)),
+            (None, Some(n)) => Some((n.as_str(), false)),
+            (None, None) => None,
         }
     }
 

@@ -247,6 +247,10 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
             st.help_offset = 0;
             st.mode = Mode::Help
         }
+        Action::Dismiss => {
+            st.last_error = None;
+            st.notice = None;
+        }
         Action::Quit => {
             st.quit = true;
             fx.push(Effect::Quit);
@@ -282,21 +286,18 @@ fn decide(
 /// (stays put when there is none).
 fn advance_to_pending(st: &mut State) {
     let ids = st.queue.ids();
-    let next = ids
-        .iter()
-        .enumerate()
-        .skip(st.review_sel + 1)
-        .find(|(_, id)| {
-            st.project
-                .sample(**id)
-                .is_some_and(|s| s.status() == Status::Pending)
-        })
-        .map(|(i, _)| i);
+    let pending = |i: &usize| {
+        st.project
+            .sample(ids[*i])
+            .is_some_and(|s| s.status() == Status::Pending)
+    };
+    // After the current row, else from the top (the current row last).
+    let next = (st.review_sel + 1..ids.len())
+        .chain(0..=st.review_sel.min(ids.len().saturating_sub(1)))
+        .find(|i| *i != st.review_sel && pending(i));
     match next {
         Some(i) => st.review_sel = i,
-        None => {
-            st.review_sel = (st.review_sel + 1).min(ids.len().saturating_sub(1));
-        }
+        None => st.review_sel = (st.review_sel + 1).min(ids.len().saturating_sub(1)),
     }
 }
 

@@ -23,6 +23,8 @@ pub struct ScreenLayout {
     /// Tab labels with their x-range (compact / zoomed mode only).
     pub tabs: Vec<(Pane, u16, u16)>,
     pub panes: Vec<(Pane, Rect)>,
+    /// The error / notice bar above the status line (empty without one).
+    pub message: Rect,
     pub status: Rect,
 }
 
@@ -43,14 +45,23 @@ impl ScreenLayout {
 
 /// Compute the layout for a screen of `area`.
 pub fn screen_layout(st: &State, area: Rect) -> ScreenLayout {
-    let [title, body, status] = Layout::vertical([
+    let msg_h = st
+        .message()
+        .map(|(m, _)| {
+            let w = unicode_width::UnicodeWidthStr::width(m) + 1;
+            w.div_ceil(area.width.max(1) as usize).clamp(1, 3) as u16
+        })
+        .unwrap_or(0);
+    let [title, body, message, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
+        Constraint::Length(msg_h),
         Constraint::Length(1),
     ])
     .areas(area);
     let mut out = ScreenLayout {
         title,
+        message,
         status,
         ..ScreenLayout::default()
     };
@@ -135,6 +146,7 @@ pub fn render(f: &mut Frame, st: &State) {
             Pane::Stats => stats(f, st, *r, focused),
         }
     }
+    message_bar(f, st, layout.message);
     status_line(f, st, layout.status);
     match &st.mode {
         Mode::Help => help(f, st, area),
@@ -325,7 +337,7 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
                 )
             }
         };
-        let (_, tags) = doubt(s);
+        let (_, tags) = doubt(s, &st.queue.ctx);
         let tags: String = tags.iter().map(|t| format!("[{t}]")).collect();
         let text_w = (list.width as usize).saturating_sub(fixed);
         let tag_w = tags.chars().count().min(text_w / 2);
@@ -384,7 +396,7 @@ fn sample_detail(f: &mut Frame, st: &State, r: Rect) {
 fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     let t = &st.theme;
     let mut out = Vec::new();
-    let (score, tags) = doubt(s);
+    let (score, tags) = doubt(s, &st.queue.ctx);
     let mut head = vec![
         status_glyph(t, s.status()),
         Span::raw(format!(" #{} {} ", s.id, s.status().as_str())),
@@ -734,26 +746,40 @@ fn status_line(f: &mut Frame, st: &State, r: Rect) {
         EngineStatus::Idle => Style::default(),
     };
     let g = &st.tally.generated;
-    let mut spans = vec![
-        Span::raw(format!(" {} {} │ ", st.backend, st.model)),
+    let spans = vec![
+        Span::raw(" "),
         Span::styled(st.engine.label(), engine_style.add_modifier(Modifier::BOLD)),
         Span::raw(format!(
-            " │ {} gen · ✓{} ✗{} ·{} │ ",
+            " │ {} gen · ✓{} ✗{} ·{} │ {} {}",
             g.accepted + g.rejected + g.pending,
             g.accepted,
             g.rejected,
-            g.pending
+            g.pending,
+            st.backend,
+            st.model
         )),
     ];
-    if let Some(e) = &st.last_error {
-        spans.push(Span::styled(
-            e.clone(),
-            Style::default().fg(t.error).bg(t.status_bg),
-        ));
-    } else if let Some(n) = &st.notice {
-        spans.push(Span::raw(n.clone()));
-    }
     f.render_widget(Paragraph::new(Line::from(spans)).style(t.status_line()), r);
+}
+
+/// The last error (or notice) in full, wrapped above the status line.
+fn message_bar(f: &mut Frame, st: &State, r: Rect) {
+    let Some((m, is_error)) = st.message() else {
+        return;
+    };
+    let t = &st.theme;
+    let style = if is_error {
+        Style::default().fg(t.error).add_modifier(Modifier::BOLD)
+    } else {
+        Style::default().fg(t.accent)
+    };
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(Line::styled(format!(" {m}"), style))
+            .style(t.base())
+            .wrap(Wrap { trim: false }),
+        r,
+    );
 }
 
 fn centered(area: Rect, w: u16, h: u16) -> Rect {

@@ -415,6 +415,30 @@ pub async fn generate(
     Ok(summary)
 }
 
+/// Run generate requests planned elsewhere (the S3 loop's rounds): each
+/// reply is parsed, deduplicated, relabelled and auto-accepted exactly as
+/// in [`generate`], but no further requests are planned. Usage is recorded
+/// under `run_name`.
+pub async fn run_planned(
+    project: Project,
+    backend: BackendConfig,
+    planned: Vec<PlannedRequest>,
+    opts: RunOptions,
+    run_name: &'static str,
+) -> anyhow::Result<RunSummary> {
+    let len = planned.iter().map(|p| p.n).sum::<usize>() as u64;
+    let opts = RunOptions { count: 0, ..opts };
+    let (mut run, mut events) = Run::new(project, &backend, None, opts, len)?;
+    for p in planned {
+        run.expected += p.n;
+        run.submit(p);
+    }
+    let res = run.drive(&mut events).await;
+    let summary = run.finish(run_name)?;
+    res?;
+    Ok(summary)
+}
+
 /// Relabel every generated example without a verdict.
 pub async fn relabel(
     project: Project,
