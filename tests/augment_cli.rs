@@ -217,7 +217,7 @@ fn ctrl_c_stops_cleanly_with_everything_saved() {
     assert!(p.load_report().skipped.is_empty());
     let st = p.state();
     let n = st.generated().count();
-    assert!(n >= 3 && n < 300, "{n}");
+    assert!((3..300).contains(&n), "{n}");
     // The run's usage is recorded, and nothing was recorded as failed
     // because of the cancel.
     assert_eq!(st.runs.len(), 1);
