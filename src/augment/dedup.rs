@@ -11,10 +11,31 @@
 //! reports one below it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::parse::normalize;
 use super::sampling::splitmix64;
 use crate::domain::{Origin, ProjectState, SampleId, Status};
+
+/// Hasher for keys that are already well-mixed 64-bit hashes.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(*b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type BandMap = HashMap<u64, Vec<u32>, BuildHasherDefault<IdHasher>>;
 
 /// Signature length (hash functions).
 const HASHES: usize = 64;
@@ -34,9 +55,11 @@ fn hash_str(s: &str) -> u64 {
 pub fn shingles(normalized: &str) -> Vec<u64> {
     let words: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
     let mut out: Vec<u64> = words.iter().map(|w| hash_str(w)).collect();
-    for pair in words.windows(2) {
-        out.push(hash_str(&format!("{} {}", pair[0], pair[1])));
-    }
+    let bigrams: Vec<u64> = out
+        .windows(2)
+        .map(|p| splitmix64(p[0].rotate_left(17) ^ p[1] ^ 0x5851_F42D_4C95_7F2D))
+        .collect();
+    out.extend(bigrams);
     out.sort_unstable();
     out.dedup();
     out
@@ -119,7 +142,7 @@ pub struct DedupIndex {
     rows: usize,
     exact: HashMap<String, SampleId>,
     sets: Vec<(SampleId, Vec<u64>)>,
-    bands: Vec<HashMap<u64, Vec<u32>>>,
+    bands: Vec<BandMap>,
 }
 
 impl DedupIndex {
@@ -132,7 +155,7 @@ impl DedupIndex {
             rows,
             exact: HashMap::new(),
             sets: Vec::new(),
-            bands: vec![HashMap::new(); HASHES / rows],
+            bands: vec![BandMap::default(); HASHES / rows],
         }
     }
 

@@ -91,8 +91,7 @@ pub fn run_generate(args: super::GenerateArgs) -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Runtime::new()?;
     let summary = rt.block_on(run::generate(project, backend, settings, opts))?;
-    println!("{summary}");
-    Ok(())
+    finish(summary)
 }
 
 pub fn run_relabel(args: super::RelabelArgs) -> anyhow::Result<()> {
@@ -100,8 +99,18 @@ pub fn run_relabel(args: super::RelabelArgs) -> anyhow::Result<()> {
     let backend = backend_with_flags(project.config().backend.clone(), &args.backend);
     let rt = tokio::runtime::Runtime::new()?;
     let summary = rt.block_on(run::relabel(project, backend, args.backend.no_cache, true))?;
+    finish(summary)
+}
+
+/// Print the summary; a run stopped by a failure no retry fixes is an error.
+fn finish(summary: run::RunSummary) -> anyhow::Result<()> {
     println!("{summary}");
-    Ok(())
+    match (&summary.stopped, summary.fatal) {
+        (Some(why), true) => Err(crate::error::user(format!(
+            "{why} (check [backend] in straddle.toml, or run `straddle doctor DIR`)"
+        ))),
+        _ => Ok(()),
+    }
 }
 
 fn check_conf(flag: &str, v: Option<f64>) -> anyhow::Result<()> {

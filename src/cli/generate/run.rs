@@ -50,6 +50,8 @@ pub struct RunSummary {
     pub interrupted: bool,
     /// Why the run stopped early, if it did.
     pub stopped: Option<String>,
+    /// It stopped on a failure no retry fixes (wrong key, URL or model).
+    pub fatal: bool,
 }
 
 impl fmt::Display for RunSummary {
@@ -284,6 +286,7 @@ impl Run {
                 self.append(kinds)?;
                 if is_fatal(reason) && !self.stopping {
                     self.summary.stopped = Some(message);
+                    self.summary.fatal = true;
                     self.stop();
                 }
             }
