@@ -390,12 +390,12 @@ fn sort_cycles_and_keeps_the_selected_sample() {
     };
     assert!(d(&st, 0) >= d(&st, st.queue.len() - 1));
     update(&mut st, key('s'));
-    assert_eq!(st.queue.sort.as_str(), "newest");
+    assert_eq!(st.queue.sort().as_str(), "newest");
     assert_eq!(selected(&st), id);
     let first = st.queue.get(0).unwrap();
     assert!(st.queue.ids().iter().all(|x| *x <= first));
     update(&mut st, key('s'));
-    assert_eq!(st.queue.sort.as_str(), "class");
+    assert_eq!(st.queue.sort().as_str(), "class");
     assert_eq!(selected(&st), id);
 }
 
