@@ -363,10 +363,11 @@ impl ReviewQueue {
             let k = self.key(by, s, st, classes);
             self.orders[by.index()].insert(s.id, k);
         }
-        if self.filtered.is_some() && self.filter.matches(s, st.take_relabel) {
+        if let Some(f) = &mut self.filtered
+            && self.filter.matches(s, st.take_relabel)
+        {
             let keys = &self.orders[self.sort.index()].keys;
             let k = keys[&s.id];
-            let f = self.filtered.as_mut().expect("checked");
             let i = f.partition_point(|x| keys[x] < k);
             f.insert(i, s.id);
         }
