@@ -163,11 +163,13 @@ impl Filter {
 /// Sort key: smaller comes first; the id makes every key unique.
 type Key = (i64, SampleId);
 
-/// All generated samples in one sort order.
+/// All generated samples in one sort order, and the subset that passes
+/// the filter (when one is set).
 #[derive(Debug, Clone, Default)]
 struct Order {
     ids: Vec<SampleId>,
     keys: HashMap<SampleId, Key>,
+    filtered: Option<Vec<SampleId>>,
 }
 
 impl Order {
@@ -175,28 +177,45 @@ impl Order {
         self.keys.get(&id).copied()
     }
 
-    fn insert(&mut self, id: SampleId, k: Key) {
-        let i = self.ids.partition_point(|x| self.keys[x] < k);
-        self.ids.insert(i, id);
+    fn visible(&self) -> &[SampleId] {
+        self.filtered.as_deref().unwrap_or(&self.ids)
+    }
+
+    /// Insert `id` with key `k`; into the filtered view too when `passes`.
+    fn insert(&mut self, id: SampleId, k: Key, passes: bool) {
         self.keys.insert(id, k);
+        let keys = &self.keys;
+        let i = self.ids.partition_point(|x| keys[x] < k);
+        self.ids.insert(i, id);
+        if passes && let Some(f) = &mut self.filtered {
+            let i = f.partition_point(|x| keys[x] < k);
+            f.insert(i, id);
+        }
     }
 
     fn remove(&mut self, id: SampleId) {
-        if let Some(k) = self.keys.remove(&id)
-            && let Ok(i) = self
-                .ids
-                .binary_search_by_key(&k, |x| self.keys.get(x).copied().unwrap_or(k))
+        let Some(k) = self.key_of(id) else {
+            return;
+        };
+        let keys = &self.keys;
+        for v in [Some(&mut self.ids), self.filtered.as_mut()]
+            .into_iter()
+            .flatten()
         {
-            self.ids.remove(i);
+            if let Ok(i) = v.binary_search_by_key(&k, |x| keys[x]) {
+                v.remove(i);
+            }
         }
+        self.keys.remove(&id);
     }
 }
 
 /// Generated samples that pass the filter, in sort order.
 ///
-/// Every sort order is kept for all generated samples at once, updated
-/// sample by sample as events arrive, so switching the sort is free and a
-/// filter is one linear pass over an order that is already sorted.
+/// Every sort order is kept for all generated samples at once, with its
+/// filtered view, updated sample by sample as events arrive: switching the
+/// sort is free, and setting a filter is one sequential pass over the
+/// samples plus one pass per order (no sorting).
 #[derive(Debug, Clone)]
 pub struct ReviewQueue {
     sort: SortBy,
@@ -205,8 +224,6 @@ pub struct ReviewQueue {
     pub ctx: DoubtContext,
     /// One order per [`SortBy`], indexed by [`SortBy::index`].
     orders: [Order; 3],
-    /// The visible subset of the current order, when a filter is set.
-    filtered: Option<Vec<SampleId>>,
     /// Doubt score of every generated sample, computed when it changes.
     scores: HashMap<SampleId, f64>,
 }
@@ -226,7 +243,6 @@ impl ReviewQueue {
             filter: Filter::default(),
             ctx,
             orders: Default::default(),
-            filtered: None,
             scores: HashMap::new(),
         }
     }
@@ -255,10 +271,7 @@ impl ReviewQueue {
 
     /// Visible sample ids in order.
     pub fn ids(&self) -> &[SampleId] {
-        match &self.filtered {
-            Some(v) => v,
-            None => &self.order().ids,
-        }
+        self.order().visible()
     }
 
     pub fn len(&self) -> usize {
@@ -309,13 +322,12 @@ impl ReviewQueue {
         self.refilter(st);
     }
 
-    /// Switch the sort order: free without a filter, one pass with one.
-    pub fn set_sort(&mut self, sort: SortBy, st: &ProjectState) {
+    /// Switch the sort order (free: every order is kept).
+    pub fn set_sort(&mut self, sort: SortBy, _st: &ProjectState) {
         self.sort = sort;
-        self.refilter(st);
     }
 
-    /// Set the filter: one pass over the current order.
+    /// Set the filter.
     pub fn set_filter(&mut self, filter: Filter, st: &ProjectState) {
         self.filter = filter;
         self.refilter(st);
@@ -323,53 +335,48 @@ impl ReviewQueue {
 
     fn refilter(&mut self, st: &ProjectState) {
         if self.filter.is_empty() {
-            self.filtered = None;
+            for o in &mut self.orders {
+                o.filtered = None;
+            }
             return;
         }
+        // One pass in storage order (cache-friendly), then a bitmap look-up
+        // per id of each order.
         let take = st.take_relabel;
-        let v = self
-            .order()
-            .ids
+        let passes: Vec<bool> = st
+            .samples
             .iter()
-            .copied()
-            .filter(|id| st.sample(*id).is_some_and(|s| self.filter.matches(s, take)))
+            .map(|s| self.filter.matches(s, take))
             .collect();
-        self.filtered = Some(v);
+        for o in &mut self.orders {
+            o.filtered = Some(
+                o.ids
+                    .iter()
+                    .copied()
+                    .filter(|id| st.index_of(*id).is_some_and(|i| passes[i]))
+                    .collect(),
+            );
+        }
     }
 
     /// Take a sample out (before an event changes it).
     pub fn remove(&mut self, id: SampleId) {
         self.scores.remove(&id);
-        if let Some(k) = self.order().key_of(id)
-            && let Some(f) = &mut self.filtered
-        {
-            let keys = &self.orders[self.sort.index()].keys;
-            if let Ok(i) = f.binary_search_by_key(&k, |x| keys[x]) {
-                f.remove(i);
-            }
-        }
         for o in &mut self.orders {
             o.remove(id);
         }
     }
 
-    /// Put a generated sample (back) in place in every order, and in the
-    /// visible list if it passes the filter.
+    /// Put a generated sample (back) in place in every order (and filtered
+    /// view, if it passes the filter).
     pub fn insert(&mut self, s: &SampleState, st: &ProjectState, classes: &[Class]) {
         if s.origin != crate::domain::Origin::Generated {
             return;
         }
+        let passes = !self.filter.is_empty() && self.filter.matches(s, st.take_relabel);
         for by in SortBy::ALL {
             let k = self.key(by, s, st, classes);
-            self.orders[by.index()].insert(s.id, k);
-        }
-        if let Some(f) = &mut self.filtered
-            && self.filter.matches(s, st.take_relabel)
-        {
-            let keys = &self.orders[self.sort.index()].keys;
-            let k = keys[&s.id];
-            let i = f.partition_point(|x| keys[x] < k);
-            f.insert(i, s.id);
+            self.orders[by.index()].insert(s.id, k, passes);
         }
     }
 
