@@ -19,7 +19,12 @@ fn accuracy(m: &Classifier, d: &toy::ToyData) -> f64 {
 fn toy_task_reaches_known_accuracy() {
     let train = toy::synthetic(1000, 6, 15, 1);
     let test = toy::synthetic(2000, 6, 15, 2);
-    let m = Classifier::train(&train.classes, &train.texts, &train.labels, &TrainConfig::default());
+    let m = Classifier::train(
+        &train.classes,
+        &train.texts,
+        &train.labels,
+        &TrainConfig::default(),
+    );
     let acc = accuracy(&m, &test);
     println!("toy accuracy: {acc}");
     // Measured 0.781 with seed 0; chance is 1/6.
@@ -30,26 +35,43 @@ fn toy_task_reaches_known_accuracy() {
 fn training_is_deterministic_and_seed_sensitive() {
     let d = toy::synthetic(500, 4, 15, 5);
     let probe = toy::synthetic(50, 4, 15, 6);
-    let cfg = TrainConfig { seed: 42, ..TrainConfig::default() };
+    let cfg = TrainConfig {
+        seed: 42,
+        ..TrainConfig::default()
+    };
     let a = Classifier::train(&d.classes, &d.texts, &d.labels, &cfg);
     let b = Classifier::train(&d.classes, &d.texts, &d.labels, &cfg);
-    assert_eq!(a.predict_proba_batch(&probe.texts), b.predict_proba_batch(&probe.texts));
+    assert_eq!(
+        a.predict_proba_batch(&probe.texts),
+        b.predict_proba_batch(&probe.texts)
+    );
     let other = TrainConfig { seed: 43, ..cfg };
     let c = Classifier::train(&d.classes, &d.texts, &d.labels, &other);
-    assert_ne!(a.predict_proba_batch(&probe.texts), c.predict_proba_batch(&probe.texts));
+    assert_ne!(
+        a.predict_proba_batch(&probe.texts),
+        c.predict_proba_batch(&probe.texts)
+    );
 }
 
 #[test]
 fn probabilities_sum_to_one() {
     let d = toy::synthetic(300, 5, 15, 8);
     let m = Classifier::train(&d.classes, &d.texts, &d.labels, &TrainConfig::default());
-    let texts = ["", "?", "an entirely unseen sentence, with ünïcode", &d.texts[0]];
+    let texts = [
+        "",
+        "?",
+        "an entirely unseen sentence, with ünïcode",
+        &d.texts[0],
+    ];
     for p in m.predict_proba_batch(&texts) {
         assert_eq!(p.len(), 5);
         assert!(p.iter().all(|&x| (0.0..=1.0).contains(&x)));
         assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{p:?}");
     }
-    assert_eq!(m.predict(&d.texts[0]), argmax(&m.predict_proba(&d.texts[0])));
+    assert_eq!(
+        m.predict(&d.texts[0]),
+        argmax(&m.predict_proba(&d.texts[0]))
+    );
 }
 
 #[test]
@@ -63,7 +85,10 @@ fn class_weights_lift_a_rare_class() {
     let labels: Vec<usize> = keep.iter().map(|&i| d.labels[i]).collect();
     let test = toy::synthetic(1500, 3, 15, 12);
     let recall0 = |balance: bool| {
-        let cfg = TrainConfig { balance, ..TrainConfig::default() };
+        let cfg = TrainConfig {
+            balance,
+            ..TrainConfig::default()
+        };
         let m = Classifier::train(&d.classes, &texts, &labels, &cfg);
         let (mut hit, mut n) = (0, 0);
         for (t, &l) in test.texts.iter().zip(&test.labels) {
@@ -76,7 +101,10 @@ fn class_weights_lift_a_rare_class() {
     };
     let (plain, balanced) = (recall0(false), recall0(true));
     println!("rare-class recall: plain {plain}, balanced {balanced}");
-    assert!(balanced > plain + 0.05, "plain {plain}, balanced {balanced}");
+    assert!(
+        balanced > plain + 0.05,
+        "plain {plain}, balanced {balanced}"
+    );
 }
 
 #[test]
@@ -90,7 +118,9 @@ fn signals_find_flipped_labels() {
     let s = signals_for(&d.classes, &d.texts, &labels, &SignalConfig::default());
     assert_eq!(s.len(), 600);
     let flagged = |r: std::ops::Range<usize>| {
-        s[r].iter().filter(|x| x.reasons.contains(&LIKELY_MISLABEL)).count()
+        s[r].iter()
+            .filter(|x| x.reasons.contains(&LIKELY_MISLABEL))
+            .count()
     };
     let (noisy, clean) = (flagged(0..flipped), flagged(flipped..600));
     println!("flagged: {noisy}/{flipped} flipped, {clean}/570 clean");
@@ -102,5 +132,7 @@ fn signals_find_flipped_labels() {
         s[r].iter().map(f).sum::<f64>() / n
     };
     assert!(mean(0..flipped, |x| x.confidence) + 0.3 < mean(flipped..600, |x| x.confidence));
-    assert!(mean(0..flipped, |x| x.oof_confidence) + 0.3 < mean(flipped..600, |x| x.oof_confidence));
+    assert!(
+        mean(0..flipped, |x| x.oof_confidence) + 0.3 < mean(flipped..600, |x| x.oof_confidence)
+    );
 }

@@ -8,8 +8,8 @@ use std::process::Command;
 use serde_json::Value;
 use straddle::classify::toy;
 use straddle::domain::{
-    Actor, Class, Decision, DecisionKind, EventKind, NewSample, Origin, ProjectConfig,
-    Provenance, TaskConfig,
+    Actor, Class, Decision, DecisionKind, EventKind, NewSample, Origin, ProjectConfig, Provenance,
+    TaskConfig,
 };
 use straddle::store::Project;
 
@@ -49,9 +49,9 @@ fn make_project(dir: &Path, n_gen: usize, n_held: usize) -> toy::ToyData {
     let held = toy::synthetic(n_held, 3, 15, 2);
     let c = &train.classes;
     let mut seeds = Vec::new();
-    for k in 0..3 {
+    for (k, class) in c.iter().enumerate() {
         for i in (0..60).filter(|&i| train.labels[i] == k).take(2) {
-            seeds.push(sample(&train.texts[i], &c[k], Origin::Seed));
+            seeds.push(sample(&train.texts[i], class, Origin::Seed));
         }
     }
     let mut p = Project::create(dir, config(c), seeds).unwrap();
@@ -94,7 +94,11 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
     let dir = tmp.path().join("p");
     make_project(&dir, 300, 150);
     let out = straddle(&["eval", dir.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     for k in ["baseline", "augmented"] {
         for f in ["accuracy", "macro_f1"] {
@@ -116,7 +120,10 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
         assert!(v["baseline_f1"].is_f64() && v["augmented_f1"].is_f64());
         assert!(v["support"].as_u64().unwrap() > 0);
     }
-    assert_eq!(j["confusion"]["labels"], serde_json::json!(["class0", "class1", "class2"]));
+    assert_eq!(
+        j["confusion"]["labels"],
+        serde_json::json!(["class0", "class1", "class2"])
+    );
     let m = j["confusion"]["matrix"].as_array().unwrap();
     assert_eq!(m.len(), 3);
     let total: u64 = m
@@ -134,7 +141,10 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
     assert_eq!(out.stdout, again.stdout);
     let human = straddle(&["eval", dir.to_str().unwrap()]);
     let text = String::from_utf8(human.stdout).unwrap();
-    assert!(text.contains("baseline") && text.contains("augmented"), "{text}");
+    assert!(
+        text.contains("baseline") && text.contains("augmented"),
+        "{text}"
+    );
     assert!(text.contains("Held-out: 150 examples"), "{text}");
     assert!(text.contains("#1 class0"), "{text}");
 }
@@ -143,18 +153,27 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
 fn eval_reads_a_test_file() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    let held = make_project(&dir, 100, 0);
+    make_project(&dir, 100, 0);
     let file = tmp.path().join("test.csv");
     let mut w = csv::Writer::from_path(&file).unwrap();
     w.write_record(["text", "label"]).unwrap();
-    for i in 0..40 {
-        let t = toy::synthetic(40, 3, 15, 9);
-        w.write_record([&t.texts[i], &t.classes[t.labels[i]]]).unwrap();
+    let t = toy::synthetic(40, 3, 15, 9);
+    for (text, &label) in t.texts.iter().zip(&t.labels) {
+        w.write_record([text, &t.classes[label]]).unwrap();
     }
     w.flush().unwrap();
-    let _ = held;
-    let out = straddle(&["eval", dir.to_str().unwrap(), "--test", file.to_str().unwrap(), "--json"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = straddle(&[
+        "eval",
+        dir.to_str().unwrap(),
+        "--test",
+        file.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["augmented"]["n_test"], 40);
     // File examples have no sample id.
@@ -162,7 +181,12 @@ fn eval_reads_a_test_file() {
 
     // A label that is not a class is a clear user error.
     std::fs::write(&file, "text,label\nhello there,nope\n").unwrap();
-    let out = straddle(&["eval", dir.to_str().unwrap(), "--test", file.to_str().unwrap()]);
+    let out = straddle(&[
+        "eval",
+        dir.to_str().unwrap(),
+        "--test",
+        file.to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("nope"), "{err}");
@@ -196,7 +220,11 @@ fn heldout_examples_never_reach_the_export() {
         "--val-fraction",
         "0.2",
     ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut rows = 0;
     for f in std::fs::read_dir(tmp.path()).unwrap() {
         let f = f.unwrap().path();
@@ -208,8 +236,14 @@ fn heldout_examples_never_reach_the_export() {
             rows += 1;
             let row: Value = serde_json::from_str(line).unwrap();
             let text = row["text"].as_str().unwrap();
-            assert!(!held.texts.iter().any(|h| h == text), "held-out text exported: {text}");
+            assert!(
+                !held.texts.iter().any(|h| h == text),
+                "held-out text exported: {text}"
+            );
         }
     }
-    assert_eq!(rows, 56, "50 accepted + 6 seeds across train and validation");
+    assert_eq!(
+        rows, 56,
+        "50 accepted + 6 seeds across train and validation"
+    );
 }

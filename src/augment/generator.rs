@@ -135,6 +135,9 @@ pub struct Generator {
     /// Learnt from replies: the server returns logprobs / honours `n`.
     logprobs_ok: bool,
     n_ok: bool,
+    /// S3 rationales per class (`rationales_added`), drawn from when the
+    /// `use_rationales` setting is on.
+    rationales: BTreeMap<String, Vec<String>>,
 }
 
 impl Generator {
@@ -171,7 +174,13 @@ impl Generator {
             max_words: (longest * 4).max(60),
             logprobs_ok: true,
             n_ok: true,
+            rationales: state.rationales.clone(),
         }
+    }
+
+    /// Take the rationales recorded in `state` (after `rationales_added`).
+    pub fn set_rationales(&mut self, state: &ProjectState) {
+        self.rationales = state.rationales.clone();
     }
 
     pub fn settings(&self) -> &GenerationSettings {
@@ -264,7 +273,15 @@ impl Generator {
             major_pct,
             minor_pct,
         };
-        let prompt = self.templates.render(template, &ctx)?;
+        // Drawn last, so turning rationales on leaves every other draw as it was.
+        let rationale = self.draw_rationale(&target, &mut rng);
+        let prompt = self.templates.render(
+            template,
+            &WithRationale {
+                ctx: &ctx,
+                rationale: rationale.as_deref(),
+            },
+        )?;
         let mut request = ChatRequest::new(vec![Message::user(prompt)]);
         request.temperature = Some(s.temperature);
         request.max_tokens = Some(s.max_tokens);
@@ -278,6 +295,7 @@ impl Generator {
             template_hash: Some(self.templates.hash(template).to_string()),
             model: Some(self.model.clone()),
             temperature: Some(s.temperature),
+            rationale,
             ..Provenance::default()
         };
         provenance
@@ -291,6 +309,15 @@ impl Generator {
             shown_examples,
             labels: Vec::new(),
         })
+    }
+
+    /// A rationale of `target` when `use_rationales` is on and it has any.
+    fn draw_rationale(&self, target: &str, rng: &mut impl rand::Rng) -> Option<String> {
+        if !self.settings.use_rationales {
+            return None;
+        }
+        let list = self.rationales.get(target).filter(|l| !l.is_empty())?;
+        Some(list[rng.random_range(0..list.len())].clone())
     }
 
     fn task_ctx(&self) -> TaskContext {
@@ -372,7 +399,12 @@ impl Generator {
         } else if r.votes > 1 && self.n_ok {
             request.temperature = Some(r.vote_temperature);
             request.n = Some(r.votes as u32);
-            request.seed = Some(sample);
+            // Seeded by the text, not the id, so a re-run hits the cache.
+            request.seed = Some(
+                s.text()
+                    .bytes()
+                    .fold(self.settings.seed, |h, b| splitmix64(h ^ u64::from(b))),
+            );
         } else {
             request.temperature = Some(0.0);
         }
@@ -471,8 +503,7 @@ impl Generator {
             })];
         }
         let mut out = Vec::new();
-        let mut id = state.next_sample_id();
-        for text in parsed.items {
+        for (id, text) in (state.next_sample_id()..).zip(parsed.items) {
             let dup = self.dedup.check_insert(id, &text);
             let mut p = prov.clone();
             if let Some(m) = dup {
@@ -499,7 +530,6 @@ impl Generator {
                     },
                 ));
             }
-            id += 1;
         }
         out
     }
@@ -536,6 +566,15 @@ impl Generator {
             verdict,
         })]
     }
+}
+
+/// A generation context plus the optional S3 rationale (`rationale` in
+/// the templates; test it with `is defined` so a context without it renders).
+#[derive(serde::Serialize)]
+struct WithRationale<'a> {
+    #[serde(flatten)]
+    ctx: &'a GenerateContext,
+    rationale: Option<&'a str>,
 }
 
 /// Rejected by dedup.

@@ -27,6 +27,14 @@ pub const BUILTINS: &[(&str, &str)] = &[
     (MIX, include_str!("../../prompts/mix.j2")),
     (PLAIN, include_str!("../../prompts/plain.j2")),
     (RELABEL, include_str!("../../prompts/relabel.j2")),
+    (
+        crate::classify::extrapolate::TEMPLATE,
+        include_str!("../../prompts/extrapolate.j2"),
+    ),
+    (
+        crate::classify::rationales::TEMPLATE,
+        include_str!("../../prompts/rationales.j2"),
+    ),
 ];
 
 /// First 16 hex characters of the SHA-256 of a template's text.

@@ -42,7 +42,12 @@ impl LabelledSet {
     ) -> LabelledSet {
         let mut set = LabelledSet::default();
         for s in samples {
-            set.push(classes, s.id, s.text(), s.effective_label(state.take_relabel));
+            set.push(
+                classes,
+                s.id,
+                s.text(),
+                s.effective_label(state.take_relabel),
+            );
         }
         set
     }
@@ -95,12 +100,20 @@ pub(crate) mod tests {
     };
 
     /// A state from (text, label, origin) samples, then events.
-    pub(crate) fn state_with(samples: &[(&str, &str, Origin)], more: Vec<EventKind>) -> ProjectState {
+    pub(crate) fn state_with(
+        samples: &[(&str, &str, Origin)],
+        more: Vec<EventKind>,
+    ) -> ProjectState {
         let mut st = ProjectState::new(true);
         let mut id = 0;
         let mut ev = |kind: EventKind, st: &mut ProjectState| {
             id += 1;
-            st.apply(&Event { v: 1, id, ts: id, kind });
+            st.apply(&Event {
+                v: 1,
+                id,
+                ts: id,
+                kind,
+            });
         };
         for (i, (text, label, origin)) in samples.iter().enumerate() {
             let s = NewSample {
@@ -109,7 +122,10 @@ pub(crate) mod tests {
                 origin: *origin,
                 provenance: Provenance::default(),
             };
-            ev(EventKind::SampleAdded(SampleAdded::new(i as u64 + 1, s)), &mut st);
+            ev(
+                EventKind::SampleAdded(SampleAdded::new(i as u64 + 1, s)),
+                &mut st,
+            );
         }
         for k in more {
             ev(k, &mut st);
@@ -146,7 +162,10 @@ pub(crate) mod tests {
             vec![
                 decide(2, DecisionKind::Accept),
                 decide(4, DecisionKind::Reject),
-                EventKind::Edited(Edited { sample: 2, text: "gen edited".into() }),
+                EventKind::Edited(Edited {
+                    sample: 2,
+                    text: "gen edited".into(),
+                }),
                 EventKind::VerdictRecorded(VerdictRecorded {
                     sample: 8,
                     verdict: Verdict {

@@ -169,7 +169,10 @@ impl Evaluation {
                 a.per_class_f1[l],
             );
         }
-        let _ = writeln!(out, "\nconfusion (augmented; rows = truth, columns = predicted)");
+        let _ = writeln!(
+            out,
+            "\nconfusion (augmented; rows = truth, columns = predicted)"
+        );
         let cw = a
             .confusion
             .iter()
@@ -232,7 +235,10 @@ mod tests {
 
         let j = e.to_json();
         for k in ["baseline", "augmented"] {
-            assert!(j[k]["accuracy"].is_f64() && j[k]["macro_f1"].is_f64(), "{j}");
+            assert!(
+                j[k]["accuracy"].is_f64() && j[k]["macro_f1"].is_f64(),
+                "{j}"
+            );
         }
         assert_eq!(j["per_class"].as_object().unwrap().len(), 3);
         assert!(j["per_class"]["class0"]["augmented_f1"].is_f64());
@@ -246,6 +252,9 @@ mod tests {
             .sum();
         assert_eq!(total, 300);
         let table = e.render();
-        assert!(table.contains("augmented") && table.contains("#1 class0"), "{table}");
+        assert!(
+            table.contains("augmented") && table.contains("#1 class0"),
+            "{table}"
+        );
     }
 }

@@ -24,6 +24,8 @@ pub mod evaluate;
 pub mod extrapolate;
 pub mod features;
 pub mod model;
+pub mod rationales;
+pub mod s3;
 pub mod scores;
 pub mod signals;
 pub mod toy;

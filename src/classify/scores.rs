@@ -44,11 +44,7 @@ pub fn score(labels: &[String], truth: &[usize], pred: &[usize]) -> Scores {
         } else {
             f64::from(correct) / n as f64
         },
-        macro_f1: if f1_n == 0 {
-            0.0
-        } else {
-            f1_sum / f1_n as f64
-        },
+        macro_f1: if f1_n == 0 { 0.0 } else { f1_sum / f1_n as f64 },
         per_class_f1,
         labels: labels.to_vec(),
         confusion,

@@ -92,6 +92,18 @@ impl Signals {
         }
         d + (0.5 - self.oof_confidence).max(0.0)
     }
+
+    /// Fold these signals into an augment doubt score (adds [`Self::doubt`]
+    /// and the reason tags), so likely mislabels and ambiguous examples
+    /// rise in the review queue.
+    pub fn add_to(&self, d: &mut crate::augment::Doubt) {
+        d.score += self.doubt();
+        for r in &self.reasons {
+            if !d.reasons.contains(r) {
+                d.reasons.push(r);
+            }
+        }
+    }
 }
 
 /// Cross-validated probabilities.
@@ -210,7 +222,14 @@ pub fn signals_for<S: AsRef<str>>(
     let enc = Encoded::new(&cfg.train.features, texts);
     let rows: Vec<usize> = (0..labels.len()).collect();
     let mut dynamics: EpochProbs = Vec::new();
-    Classifier::fit(classes, &enc, labels, &rows, &cfg.train, Some(&mut dynamics));
+    Classifier::fit(
+        classes,
+        &enc,
+        labels,
+        &rows,
+        &cfg.train,
+        Some(&mut dynamics),
+    );
     let oof = out_of_fold(classes, &enc, labels, cfg.folds, &cfg.train);
     let thresholds = class_thresholds(k, labels, &oof.proba);
     let mut support = vec![0usize; k];
@@ -350,7 +369,10 @@ mod project_tests {
                 ("apples are red", "B", Origin::Generated),
                 ("red trucks", "A", Origin::Validation),
             ],
-            vec![decide(4, DecisionKind::Accept), decide(5, DecisionKind::Reject)],
+            vec![
+                decide(4, DecisionKind::Accept),
+                decide(5, DecisionKind::Reject),
+            ],
         );
         let sig = signals(&st, &classes, &SignalConfig::default());
         let mut ids: Vec<_> = sig.keys().copied().collect();
@@ -360,5 +382,19 @@ mod project_tests {
             assert!((0.0..=1.0).contains(&s.oof_confidence));
             assert!(s.doubt() >= 0.0);
         }
+        let flagged = Signals {
+            confidence: 0.1,
+            variability: 0.05,
+            oof_confidence: 0.1,
+            oof_label: "B".into(),
+            reasons: vec![LIKELY_MISLABEL, HARD_TO_LEARN],
+        };
+        let mut d = crate::augment::Doubt {
+            score: 1.0,
+            reasons: vec!["disagrees"],
+        };
+        flagged.add_to(&mut d);
+        assert!((d.score - (1.0 + 1.0 + 0.4 + 0.4)).abs() < 1e-12);
+        assert_eq!(d.reasons, ["disagrees", LIKELY_MISLABEL, HARD_TO_LEARN]);
     }
 }
