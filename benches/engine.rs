@@ -70,8 +70,7 @@ fn request(i: usize) -> ChatRequest {
 
 /// All jobs through the engine; the consumer reads every event.
 async fn engine_run(backend: &BackendConfig, n: usize) {
-    let (engine, mut events) =
-        Engine::start_with(backend, None, EngineOptions::default()).unwrap();
+    let (engine, mut events) = Engine::start_with(backend, None, EngineOptions::default()).unwrap();
     for i in 0..n {
         engine.submit(Job::new(request(i), i as u64));
     }
@@ -94,7 +93,10 @@ async fn engine_run(backend: &BackendConfig, n: usize) {
 /// The floor: reqwest + a semaphore, reading each SSE body to the end
 /// without parsing it.
 async fn baseline_run(backend: &BackendConfig, n: usize) {
-    let client = reqwest::Client::builder().tcp_nodelay(true).build().unwrap();
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .build()
+        .unwrap();
     let url = format!("{}/chat/completions", backend.base_url);
     let sem = Arc::new(tokio::sync::Semaphore::new(CONCURRENCY));
     let mut set = tokio::task::JoinSet::new();
@@ -122,7 +124,11 @@ async fn baseline_run(backend: &BackendConfig, n: usize) {
 /// CPU time of the client runtime's threads so far.
 fn client_cpu() -> Duration {
     let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+    for task in std::fs::read_dir("/proc/self/task")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
         if !comm.trim().starts_with(CLIENT_THREAD) {
             continue;
@@ -151,7 +157,10 @@ impl Pass {
     }
 }
 
-fn measure(rt: &Runtime, f: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>) -> Pass {
+fn measure(
+    rt: &Runtime,
+    f: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
+) -> Pass {
     rt.block_on(f()); // warm up
     let (c0, t0) = (client_cpu(), Instant::now());
     rt.block_on(f());
@@ -175,7 +184,9 @@ fn summary() {
         let b = b.clone();
         Box::pin(async move { baseline_run(&b, N).await })
     });
-    println!("\n== engine: {N} streamed requests of ~60 tokens, concurrency {CONCURRENCY}, no latency ==");
+    println!(
+        "\n== engine: {N} streamed requests of ~60 tokens, concurrency {CONCURRENCY}, no latency =="
+    );
     for (name, p) in [("engine", &eng), ("baseline reqwest+tokio", &base)] {
         println!(
             "{name:>24}: {:7.0} req/s  wall {:6.3} s  client CPU {:.3} ms/request",
@@ -203,7 +214,11 @@ fn summary() {
     println!(
         "== engine: {N} requests, 200 ms server latency, concurrency {CONCURRENCY} ==\n  wall {wall:.3} s, ideal {ideal:.3} s ({:+.1}%): {}\n",
         100.0 * (wall / ideal - 1.0),
-        if wall <= ideal * 1.1 { "MET (within 10%)" } else { "missed" }
+        if wall <= ideal * 1.1 {
+            "MET (within 10%)"
+        } else {
+            "missed"
+        }
     );
 }
 

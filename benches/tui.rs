@@ -54,9 +54,17 @@ fn keys(c: &mut Criterion) {
     });
 }
 
+/// Explicit re-orderings: these rebuild the queue (O(n log n)) by design.
+fn reorder(c: &mut Criterion) {
+    let mut st = fixture::state(N);
+    c.bench_function("key_cycle_sort_100k", |b| {
+        b.iter(|| update(&mut st, key(KeyCode::Char('s'))))
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = frame, keys
+    targets = frame, keys, reorder
 }
 criterion_main!(benches);

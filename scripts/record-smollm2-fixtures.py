@@ -4,7 +4,7 @@
 Renders prompts/*.j2 with jinja2 (same trim/lstrip settings as straddle),
 sends them to a running local server (scripts/local-llm.sh start PORT) and
 writes tests/fixtures/smollm2/NN-<kind>.json holding the request and the raw
-reply. Usage: record-smollm2-fixtures.py PORT
+reply. Usage: record-smollm2-fixtures.py PORT [extra]  (extra: files 32+ only)
 """
 import json, pathlib, random, sys, urllib.request
 
@@ -57,6 +57,29 @@ def record(i, kind, body):
     (OUT / f"{i:02d}-{kind}.json").write_text(json.dumps(item, indent=1, ensure_ascii=False) + "\n")
     print(i, kind, repr(item["reply"][:100]))
 
+def extra():
+    """JSON-array generation replies (a user's template override) and free
+    relabel answers at temperature 1 (labels in other cases, extra words)."""
+    rnd = random.Random(1)
+    names = [c[0] for c in CLASSES]
+    i = 32
+    for _ in range(5):
+        shown = sorted(rnd.sample(names, 4), key=names.index)
+        target, minor = rnd.sample(shown, 2)
+        major = rnd.randint(50, 95)
+        prompt = env.get_template("mix.j2").render(task=TASK, classes=cls(shown), n=4, target=target,
+                                                   minor=minor, major_pct=major, minor_pct=100 - major)
+        prompt = prompt.replace("Answer with a numbered list, one text per line, and nothing else.",
+                                'Answer with a JSON array of strings, like ["first text", "second text"].')
+        record(i, "mix", {"model": "smollm2", "messages": [{"role": "user", "content": prompt}],
+                          "temperature": 1.0, "max_tokens": 160, "seed": i})
+        i += 1
+    for text, _ in GENERATED:
+        prompt = env.get_template("relabel.j2").render(task=TASK, classes=cls(names), text=text, json=False)
+        record(i, "relabel", {"model": "smollm2", "messages": [{"role": "user", "content": prompt}],
+                              "temperature": 1.0, "max_tokens": 24, "seed": i})
+        i += 1
+
 def main():
     OUT.mkdir(parents=True, exist_ok=True)
     rnd = random.Random(0)
@@ -96,4 +119,7 @@ def main():
                               "temperature": 0.7, "max_tokens": 24, "seed": i})
         i += 1
 
-main()
+if len(sys.argv) > 2 and sys.argv[2] == "extra":
+    extra()
+else:
+    main()

@@ -293,6 +293,34 @@ async fn retry_after_seconds_is_honoured_and_slows_everyone_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_429s_halves_the_limit_once() {
+    // Eight requests in flight together are all refused (no retries, so
+    // no successes grow the limit back afterwards).
+    let server = TestServer::start(
+        Script::always(Reply::rate_limited("0")).latency(Duration::from_millis(20)),
+    );
+    let mut backend = server.backend();
+    backend.max_concurrency = 8;
+    backend.max_retries = 0;
+    let (engine, mut events) = start(&backend, None);
+    for i in 0..8 {
+        engine.submit(job(&format!("p{i}"), i));
+    }
+    let evs = run_until(&mut events, 8).await;
+    assert!(
+        terminals(&evs)
+            .values()
+            .all(|e| failed_reason(e) == FailReason::RateLimited)
+    );
+    let st = engine.stats();
+    assert_eq!(st.usage.failures["rate_limited"], 8);
+    assert_eq!(
+        st.effective_concurrency, 4,
+        "one congestion event, one halving"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_http_date_and_ratelimit_headers_are_honoured() {
     for reply in [
         Reply::Status {

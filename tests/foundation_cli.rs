@@ -13,7 +13,10 @@ use straddle::domain::{
 };
 use straddle::store::Project;
 
-fn straddle(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+/// A command-line argument of any path or string type.
+type Arg<'a> = &'a dyn AsRef<std::ffi::OsStr>;
+
+fn straddle(args: &[Arg]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_straddle"))
         .args(args.iter().map(|a| a.as_ref()))
         .output()
@@ -90,7 +93,7 @@ fn init_from_csv_tsv_and_jsonl() {
         ),
     ] {
         let dir = t.path().join(name);
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        let mut args: Vec<Arg> = vec![
             &"init",
             &dir,
             &"--seeds",
@@ -209,7 +212,7 @@ fn init_bad_inputs_exit_2_with_file_and_line_and_write_nothing() {
     let empty_jsonl = write(t.path(), "ej.jsonl", "{\"text\":\"\",\"label\":\"DESC\"}\n");
     let dir = t.path().join("p");
     let missing = t.path().join("missing.csv");
-    let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, Vec<String>)> = vec![
+    let cases: Vec<(Vec<Arg>, Vec<String>)> = vec![
         (
             vec![&"--seeds", &unknown, &"--descriptions", &desc],
             vec!["u.csv:3".into(), "unknown label 'HUMAN'".into()],
@@ -237,7 +240,7 @@ fn init_bad_inputs_exit_2_with_file_and_line_and_write_nothing() {
         (vec![&"--seeds", &missing], vec!["missing.csv".into()]),
     ];
     for (extra, needles) in cases {
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"init", &dir];
+        let mut args: Vec<Arg> = vec![&"init", &dir];
         args.extend(extra);
         let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
         bad(&straddle(&args), &needles);
@@ -615,7 +618,11 @@ fn export_csv_plain_and_with_provenance() {
         rdr.headers().unwrap().iter().collect::<Vec<_>>(),
         ["text", "label"]
     );
-    let mut n = rdr.records().map(|r| r.unwrap()).count();
+    let mut n = 0;
+    for r in rdr.records() {
+        assert_eq!(r.unwrap().len(), 2);
+        n += 1;
+    }
     let mut vr = csv::Reader::from_path(t.path().join("d.validation.csv")).unwrap();
     n += vr.records().count();
     assert_eq!(n, expected_rows(&dir, false).len());

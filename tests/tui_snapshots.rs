@@ -15,9 +15,23 @@ fn busy_state(w: u16, h: u16) -> State {
     update(&mut st, Msg::Resize(w, h));
     update(&mut st, Msg::Engine(EngineStatus::Running));
     let streams = [
-        (1, StreamKind::Generate, "LOC×HUM", Some(0.7), "Which city did Ada Lovelace live in when she wrote the notes?", true),
+        (
+            1,
+            StreamKind::Generate,
+            "LOC×HUM",
+            Some(0.7),
+            "Which city did Ada Lovelace live in when she wrote the notes?",
+            true,
+        ),
         (2, StreamKind::Relabel, "NUM", None, "NUM", true),
-        (3, StreamKind::Generate, "NUM×ENTY", Some(0.6), "How many species of platyp", false),
+        (
+            3,
+            StreamKind::Generate,
+            "NUM×ENTY",
+            Some(0.6),
+            "How many species of platyp",
+            false,
+        ),
     ];
     for (job, kind, classes, alpha, text, done) in streams {
         update(
@@ -73,6 +87,12 @@ fn compact_80x24_review_and_stats_tabs() {
     let mut st = busy_state(80, 24);
     insta::assert_snapshot!("compact_80x24_review", draw(&st, 80, 24).backend());
     st.focus = straddle::tui::state::Pane::Stats;
+    update(
+        &mut st,
+        Msg::Engine(EngineStatus::Unreachable(
+            "LLM backend unavailable: connection refused — start the server (scripts/local-llm.sh start) or point backend.base_url / --base-url at a running one; press g to retry. Review, edit and export still work.".into(),
+        )),
+    );
     insta::assert_snapshot!("compact_80x24_stats", draw(&st, 80, 24).backend());
 }
 
@@ -96,12 +116,30 @@ fn help_is_generated_from_the_keymap() {
 fn never_panics_at_any_size() {
     let modes: Vec<Vec<Msg>> = vec![
         vec![],
-        vec![Msg::Key(KeyEvent::new(KeyCode::Char('?'), KeyModifiers::NONE))],
-        vec![Msg::Key(KeyEvent::new(KeyCode::Char('e'), KeyModifiers::NONE))],
-        vec![Msg::Key(KeyEvent::new(KeyCode::Char('/'), KeyModifiers::NONE))],
-        vec![Msg::Key(KeyEvent::new(KeyCode::Char('A'), KeyModifiers::SHIFT))],
-        vec![Msg::Key(KeyEvent::new(KeyCode::Char('E'), KeyModifiers::SHIFT))],
-        vec![Msg::Key(KeyEvent::new(KeyCode::Char('z'), KeyModifiers::NONE))],
+        vec![Msg::Key(KeyEvent::new(
+            KeyCode::Char('?'),
+            KeyModifiers::NONE,
+        ))],
+        vec![Msg::Key(KeyEvent::new(
+            KeyCode::Char('e'),
+            KeyModifiers::NONE,
+        ))],
+        vec![Msg::Key(KeyEvent::new(
+            KeyCode::Char('/'),
+            KeyModifiers::NONE,
+        ))],
+        vec![Msg::Key(KeyEvent::new(
+            KeyCode::Char('A'),
+            KeyModifiers::SHIFT,
+        ))],
+        vec![Msg::Key(KeyEvent::new(
+            KeyCode::Char('E'),
+            KeyModifiers::SHIFT,
+        ))],
+        vec![Msg::Key(KeyEvent::new(
+            KeyCode::Char('z'),
+            KeyModifiers::NONE,
+        ))],
     ];
     let sizes = (1..=130u16)
         .step_by(7)

@@ -174,7 +174,10 @@ fn edit_saves_and_asks_for_a_relabel() {
     assert!(matches!(st.mode, Mode::Edit { .. }));
     update(&mut st, code(KeyCode::End));
     for c in " Really".chars() {
-        assert!(update(&mut st, key(c)).is_empty(), "typing goes to the editor");
+        assert!(
+            update(&mut st, key(c)).is_empty(),
+            "typing goes to the editor"
+        );
     }
     let fx = update(&mut st, ctrl('s'));
     assert!(matches!(st.mode, Mode::Normal));
@@ -225,7 +228,10 @@ fn bulk_accept_in_filter_after_confirmation() {
     assert!(n > 5);
     for id in st.queue.ids() {
         let s = st.project.sample(*id).unwrap();
-        assert_eq!((s.effective_label(true), s.status()), ("HUM", Status::Pending));
+        assert_eq!(
+            (s.effective_label(true), s.status()),
+            ("HUM", Status::Pending)
+        );
     }
     let others_before = st.tally.per_class["LOC"];
     // Confirmation shows the count; anything but y cancels.
@@ -290,7 +296,10 @@ fn alpha_changes_reach_the_engine_and_the_journal() {
         ]
     );
     ack(&mut st, fx);
-    assert_eq!(st.project.generation.as_ref().unwrap().alpha_range, (0.55, 1.0));
+    assert_eq!(
+        st.project.generation.as_ref().unwrap().alpha_range,
+        (0.55, 1.0)
+    );
     update(&mut st, key('['));
     update(&mut st, key('['));
     assert_eq!(st.settings.alpha_range, (0.45, 0.9));
@@ -346,7 +355,12 @@ fn generation_keys() {
             "cannot reach http://x/v1: start the server".into(),
         )),
     );
-    assert!(st.last_error.as_deref().unwrap().contains("start the server"));
+    assert!(
+        st.last_error
+            .as_deref()
+            .unwrap()
+            .contains("start the server")
+    );
     assert_eq!(update(&mut st, key('q')), vec![Effect::Quit]);
     assert!(st.quit);
 }
@@ -368,7 +382,11 @@ fn sort_cycles_and_keeps_the_selected_sample() {
     let id = selected(&st);
     // Doubt first: the first row is at least as doubtful as the last.
     let d = |st: &State, i: usize| {
-        straddle::tui::queue::doubt(st.project.sample(st.queue.get(i).unwrap()).unwrap()).0
+        straddle::tui::queue::doubt(
+            st.project.sample(st.queue.get(i).unwrap()).unwrap(),
+            &st.queue.ctx,
+        )
+        .0
     };
     assert!(d(&st, 0) >= d(&st, st.queue.len() - 1));
     update(&mut st, key('s'));
@@ -490,7 +508,12 @@ fn export_dialog_builds_the_request() {
         &mut st,
         Msg::Exported(Ok("Exported 3 train rows to /p/exports/data.csv.".into())),
     );
-    assert!(st.notice.as_deref().unwrap().contains("/p/exports/data.csv"));
+    assert!(
+        st.notice
+            .as_deref()
+            .unwrap()
+            .contains("/p/exports/data.csv")
+    );
 }
 
 #[test]
@@ -523,4 +546,57 @@ fn seeds_are_editable_without_relabel() {
     update(&mut st, code(KeyCode::Left));
     update(&mut st, code(KeyCode::Down));
     assert_eq!(st.class_sel, 2);
+}
+
+#[test]
+fn cached_doubt_scores_match_augment() {
+    let mut st = fixture::state(50);
+    let ids: Vec<_> = st.project.generated().map(|s| s.id).collect();
+    for id in ids {
+        let s = st.project.sample(id).unwrap().clone();
+        let want = straddle::augment::doubt(&s, &st.queue.ctx).score;
+        assert_eq!(st.queue.score(&s), want);
+    }
+}
+
+#[test]
+fn deciding_the_last_row_wraps_to_the_first_pending() {
+    let mut st = fixture::state(30);
+    // The last pending row (decided samples sort below all pending ones).
+    st.review_sel = st
+        .queue
+        .ids()
+        .iter()
+        .rposition(|id| status(&st, *id) == Status::Pending)
+        .unwrap();
+    let last = selected(&st);
+    let fx = update(&mut st, key('a'));
+    assert!(!fx.is_empty());
+    let next = selected(&st);
+    assert_ne!(next, last);
+    assert_eq!(status(&st, next), Status::Pending);
+    ack(&mut st, fx);
+    // Pending come first under the doubt sort: the decided sample moved
+    // below every pending one.
+    let pending = st.tally.generated.pending as usize;
+    assert!(
+        st.queue.ids()[..pending]
+            .iter()
+            .all(|id| status(&st, *id) == Status::Pending)
+    );
+    assert!(st.queue.position(last).unwrap() >= pending);
+    assert_eq!(
+        selected(&st),
+        next,
+        "the selection stayed on the next sample"
+    );
+}
+
+#[test]
+fn esc_dismisses_the_message() {
+    let mut st = fixture::state(3);
+    update(&mut st, Msg::Error("boom".into()));
+    assert_eq!(st.message(), Some(("boom", true)));
+    update(&mut st, code(KeyCode::Esc));
+    assert_eq!(st.message(), None);
 }

@@ -399,7 +399,12 @@ impl Generator {
         } else if r.votes > 1 && self.n_ok {
             request.temperature = Some(r.vote_temperature);
             request.n = Some(r.votes as u32);
-            request.seed = Some(sample);
+            // Seeded by the text, not the id, so a re-run hits the cache.
+            request.seed = Some(
+                s.text()
+                    .bytes()
+                    .fold(self.settings.seed, |h, b| splitmix64(h ^ u64::from(b))),
+            );
         } else {
             request.temperature = Some(0.0);
         }

@@ -12,7 +12,8 @@
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dropped {
     pub text: String,
-    /// "preamble", "outside_list", "echo", "truncated", "empty", "too_short",
+    /// "preamble", "outside_list", "code", "json_field", "echo", "truncated",
+    /// "empty", "too_short",
     /// "meta" (talks about a text instead of being one), "placeholder",
     /// "heading", "too_long".
     pub reason: &'static str,
@@ -205,7 +206,10 @@ fn strip_marker(line: &str) -> (Marker, &str) {
     }
     // "Example 1:", "Text 2.", "Sentence 3 -"
     for word in ["example", "text", "sentence", "question", "utterance"] {
-        if t.len() > word.len() && t[..word.len()].eq_ignore_ascii_case(word) {
+        if t.len() > word.len()
+            && t.get(..word.len())
+                .is_some_and(|h| h.eq_ignore_ascii_case(word))
+        {
             let rest = t[word.len()..].trim_start();
             let d = rest.bytes().take_while(u8::is_ascii_digit).count();
             if d > 0 {
@@ -254,16 +258,124 @@ fn is_fence_or_bracket(line: &str) -> bool {
     t.starts_with("```") || matches!(t, "[" | "]" | "{" | "}" | "]," | "},")
 }
 
-fn parse_lines(reply: &str, ctx: &ParseContext) -> Parsed {
-    let lines: Vec<(Marker, &str, &str)> = reply
-        .lines()
-        .filter(|l| !l.trim().is_empty() && !is_fence_or_bracket(l))
-        .map(|l| {
+/// Keys whose value is an example text (`"text": …`, `"second text": …`).
+fn is_text_key(key: &str) -> bool {
+    let k = key.to_lowercase();
+    ["text", "example", "sentence", "utterance", "question"]
+        .iter()
+        .any(|w| k.contains(w))
+}
+
+/// A `"key": value` line of (possibly broken) JSON or a Python dict:
+/// `Some(Some(value))` for a text key with a scalar value, `Some(None)`
+/// for any other key or a nested value, `None` when the line is not one.
+fn json_field(line: &str) -> Option<Option<String>> {
+    let t = line.trim();
+    let q = t.chars().next().filter(|c| *c == '"' || *c == '\'')?;
+    let rest = &t[1..];
+    let end = rest.find(q)?;
+    let key = &rest[..end];
+    let after = rest[end + 1..].trim_start().strip_prefix(':')?.trim();
+    if key.is_empty() || key.contains(':') {
+        return None;
+    }
+    if !is_text_key(key) || after.starts_with(['[', '{']) || after.is_empty() {
+        return Some(None);
+    }
+    Some(Some(after.trim_end_matches(',').trim().to_string()))
+}
+
+/// Remove HTML/XML tags (`<em>`, `<a href="…">`, `</a>`).
+fn strip_tags(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find('<') {
+        let tail = &rest[i + 1..];
+        let is_tag = tail.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/');
+        match tail.find('>') {
+            Some(j) if is_tag => {
+                out.push_str(&rest[..i]);
+                rest = &tail[j + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=i]);
+                rest = tail;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One line of a reply, classified.
+struct Line<'a> {
+    marker: Marker,
+    /// Text after the marker (or a JSON field's value).
+    text: String,
+    orig: &'a str,
+    /// Why the line is not a candidate at all, if it is not.
+    skip: Option<&'static str>,
+}
+
+fn classify_lines(reply: &str) -> Vec<Line<'_>> {
+    let mut out = Vec::new();
+    let mut in_code = false;
+    for l in reply.lines() {
+        let t = l.trim();
+        if let Some(lang) = t.strip_prefix("```") {
+            // Entering a fence: code unless it says json/text/markdown.
+            if !in_code && !lang.trim().is_empty() {
+                let lang = lang.trim().to_lowercase();
+                in_code = !["json", "text", "txt", "markdown", "md", "plaintext"]
+                    .contains(&lang.as_str());
+            } else {
+                in_code = false;
+            }
+            continue;
+        }
+        if t.is_empty() || is_fence_or_bracket(l) {
+            continue;
+        }
+        let mut line = Line {
+            marker: Marker::None,
+            text: String::new(),
+            orig: l,
+            skip: None,
+        };
+        if in_code || t.starts_with('#') || t.starts_with("//") || t.contains(" = {") {
+            line.skip = Some("code");
+        } else if let Some(field) = json_field(t) {
+            match field {
+                Some(v) => line.text = strip_tags(&v),
+                None => line.skip = Some("json_field"),
+            }
+        } else {
             let (m, rest) = strip_marker(l);
-            (m, rest, l)
-        })
-        .collect();
-    let has = |m| lines.iter().any(|(x, _, _)| *x == m);
+            line.marker = m;
+            line.text = strip_tags(rest);
+        }
+        out.push(line);
+    }
+    out
+}
+
+/// A list item that is only a heading ("1. **HUM**", "Example 2:") whose
+/// text follows on the next line.
+fn is_heading(text: &str, ctx: &ParseContext) -> bool {
+    let t = text
+        .trim()
+        .trim_matches('*')
+        .trim()
+        .trim_end_matches(':')
+        .trim();
+    t.is_empty()
+        || text.trim().trim_matches('*').trim_end().ends_with(':')
+        || ctx.class_names.iter().any(|c| c.eq_ignore_ascii_case(t))
+}
+
+fn parse_lines(reply: &str, ctx: &ParseContext) -> Parsed {
+    let lines = classify_lines(reply);
+    let has = |m| lines.iter().any(|l| l.skip.is_none() && l.marker == m);
     // Numbered items win; lines under them are explanations. Bullets are
     // used only when nothing is numbered.
     let (keep, format) = if has(Marker::Numbered) {
@@ -277,37 +389,48 @@ fn parse_lines(reply: &str, ctx: &ParseContext) -> Parsed {
         format,
         ..Default::default()
     };
+    let drop = |out: &mut Parsed, l: &Line<'_>, reason| {
+        out.dropped.push(Dropped {
+            text: l.orig.to_string(),
+            reason,
+        })
+    };
     let last_line = reply.trim_end().lines().last().unwrap_or("");
-    for (m, text, orig) in &lines {
-        if *m != keep {
-            if keep != Marker::None && *m == Marker::None && !out.items.is_empty() {
+    // Set after a heading-only item: the next plain line is its text.
+    let mut heading = false;
+    for l in &lines {
+        if let Some(reason) = l.skip {
+            drop(&mut out, l, reason);
+            continue;
+        }
+        let as_item = l.marker == keep || (heading && l.marker == Marker::None);
+        if !as_item {
+            if keep != Marker::None && l.marker == Marker::None && !out.items.is_empty() {
                 continue; // continuation / explanation of a list item
             }
-            out.dropped.push(Dropped {
-                text: orig.to_string(),
-                reason: if is_preamble(orig) {
-                    "preamble"
-                } else {
-                    "outside_list"
-                },
-            });
+            let reason = if is_preamble(l.orig) {
+                "preamble"
+            } else {
+                "outside_list"
+            };
+            drop(&mut out, l, reason);
             continue;
         }
-        if keep == Marker::None && is_preamble(text) {
-            out.dropped.push(Dropped {
-                text: orig.to_string(),
-                reason: "preamble",
-            });
+        if keep != Marker::None && l.marker == keep && is_heading(&l.text, ctx) {
+            heading = true;
+            drop(&mut out, l, "heading");
             continue;
         }
-        if ctx.truncated && *orig == last_line && !ends_cleanly(text) {
-            out.dropped.push(Dropped {
-                text: orig.to_string(),
-                reason: "truncated",
-            });
+        let was_heading = std::mem::replace(&mut heading, false);
+        if keep == Marker::None && !was_heading && is_preamble(&l.text) {
+            drop(&mut out, l, "preamble");
             continue;
         }
-        out.items.push(text.to_string());
+        if ctx.truncated && l.orig == last_line && !ends_cleanly(&l.text) {
+            drop(&mut out, l, "truncated");
+            continue;
+        }
+        out.items.push(l.text.clone());
     }
     out
 }
@@ -383,6 +506,8 @@ fn strip_label(s: &str, ctx: &ParseContext) -> String {
                 "answer",
                 "q",
                 "a",
+                "class",
+                "category",
             ]
             .iter()
             .any(|g| g.eq_ignore_ascii_case(w))
@@ -479,6 +604,7 @@ fn is_echo(item: &str, ctx: &ParseContext) -> bool {
         !pl.is_empty() && (pl == n || (pl.contains(&n) && n.len() * 2 >= pl.len()))
     }) || n.contains("each text must belong")
         || n.contains("numbered list")
+        || n.contains("texts which are about")
 }
 
 fn clean_item(raw: &str, ctx: &ParseContext) -> Result<String, &'static str> {
@@ -622,6 +748,23 @@ mod tests {
         let reasons: Vec<_> = p.dropped.iter().map(|d| d.reason).collect();
         assert_eq!(reasons, vec!["heading", "placeholder", "too_short"]);
         assert!(parse_generation("", &ctx()).items.is_empty());
+        // Multi-byte characters where a marker word could be.
+        assert_eq!(
+            parse_generation("[📌🏈]\nTex🏈 1: x", &ctx()).items.len(),
+            1
+        );
+    }
+
+    proptest::proptest! {
+        /// Any reply, however garbled, parses without panicking, and every
+        /// kept item is non-empty.
+        #[test]
+        fn never_panics(reply in "(\\PC|\n|[0-9]\\. |- |\"|\\(|\\)|%|:|```|\\[|\\]|\\{|\\}|📌|é){0,120}", truncated in proptest::bool::ANY) {
+            let p = parse_generation(&reply, &ParseContext { truncated, ..ctx() });
+            for it in &p.items {
+                proptest::prop_assert!(!it.trim().is_empty());
+            }
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ struct Prepared {
 
 struct Running {
     tag: u64,
+    started: Instant,
     job: Job,
     attempt: u32,
     prepared: Prepared,
@@ -61,6 +62,9 @@ pub(crate) struct Scheduler {
     running: HashMap<JobId, Running>,
     paused: bool,
     limit: AdaptiveLimit,
+    /// When the limit was last halved: 429s for requests sent before
+    /// then are the same congestion and do not halve it again.
+    last_decrease: Option<Instant>,
     hold_until: Option<Instant>,
     rpm: Option<TokenBucket>,
     tpm: Option<TokenBucket>,
@@ -91,6 +95,7 @@ impl Scheduler {
             running: HashMap::new(),
             paused: false,
             limit: AdaptiveLimit::new(backend.max_concurrency),
+            last_decrease: None,
             hold_until: None,
             rpm: backend
                 .requests_per_minute
@@ -326,6 +331,7 @@ impl Scheduler {
             p.id,
             Running {
                 tag,
+                started: now,
                 job: p.job,
                 attempt: p.attempt,
                 prepared,
@@ -377,8 +383,10 @@ impl Scheduler {
             .lock()
             .expect("stats")
             .failure(e.reason, now);
-        if e.reason == FailReason::RateLimited {
+        if e.reason == FailReason::RateLimited && self.last_decrease.is_none_or(|t| r.started >= t)
+        {
             self.limit.on_rate_limited();
+            self.last_decrease = Some(now);
         }
         let retry = e.reason.is_retryable() && r.attempt < self.max_retries;
         if !retry {

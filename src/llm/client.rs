@@ -480,6 +480,9 @@ impl LlmClient {
                 let data = ev.data.trim();
                 if data == "[DONE]" {
                     done = true;
+                    // Read to the end of the body so the connection goes
+                    // back to the pool instead of being closed.
+                    while let Some(Ok(_)) = events.next().await {}
                     break;
                 }
                 if data.is_empty() {

@@ -24,7 +24,7 @@ use crate::domain::{
 use crate::error;
 
 pub use config_file::{CONFIG_FILE, read_config, render_config, write_config};
-pub use journal::{GroupCommitHandle, GroupCommitWriter, Journal, LoadReport, SkippedLine};
+pub use journal::{GroupCommitHandle, GroupCommitWriter, Journal, LoadReport, SkippedLine, Ticket};
 pub use lock::{LOCK_FILE, ProjectLock};
 
 /// File name of the journal inside the project folder.

@@ -165,7 +165,11 @@ mod tests {
     fn bad_config_names_file_and_key() {
         let c = from_str("theme = 3\n", Path::new("/home/me/c.toml"));
         assert_eq!(c.warnings.len(), 1);
-        assert!(c.warnings[0].contains("/home/me/c.toml"), "{:?}", c.warnings);
+        assert!(
+            c.warnings[0].contains("/home/me/c.toml"),
+            "{:?}",
+            c.warnings
+        );
         assert!(c.warnings[0].contains("theme"), "{:?}", c.warnings);
         let c = from_str(
             "theme = \"neon\"\n[keys]\nacept = \"a\"\n",

@@ -42,6 +42,8 @@ pub enum Action {
     Top,
     Bottom,
     Help,
+    /// Clear the error / notice bar.
+    Dismiss,
     Quit,
 }
 
@@ -62,43 +64,184 @@ macro_rules! row {
 
 /// Every action, in help-screen order, with its default keys.
 pub const ACTIONS: &[ActionInfo] = &[
-    row!(Action::Accept, "accept", "accept the selected example", ["a"]),
-    row!(Action::Reject, "reject", "reject the selected example", ["x"]),
-    row!(Action::Skip, "skip", "skip to the next pending example", ["space"]),
-    row!(Action::Undo, "undo", "undo the last decision or edit", ["u"]),
-    row!(Action::Relabel(1), "relabel_1", "relabel to class 1 and accept", ["1"]),
-    row!(Action::Relabel(2), "relabel_2", "relabel to class 2 and accept", ["2"]),
-    row!(Action::Relabel(3), "relabel_3", "relabel to class 3 and accept", ["3"]),
-    row!(Action::Relabel(4), "relabel_4", "relabel to class 4 and accept", ["4"]),
-    row!(Action::Relabel(5), "relabel_5", "relabel to class 5 and accept", ["5"]),
-    row!(Action::Relabel(6), "relabel_6", "relabel to class 6 and accept", ["6"]),
-    row!(Action::Relabel(7), "relabel_7", "relabel to class 7 and accept", ["7"]),
-    row!(Action::Relabel(8), "relabel_8", "relabel to class 8 and accept", ["8"]),
-    row!(Action::Relabel(9), "relabel_9", "relabel to class 9 and accept", ["9"]),
-    row!(Action::Edit, "edit", "edit the text or seed (Ctrl-S saves, Esc cancels)", ["e"]),
-    row!(Action::Filter, "filter", "filter: class:X status:Y agree:yes|no text", ["/"]),
-    row!(Action::CycleSort, "sort", "cycle sort: doubt, newest, class", ["s"]),
-    row!(Action::BulkAccept, "bulk_accept", "accept everything in the filter", ["A"]),
-    row!(Action::BulkReject, "bulk_reject", "reject everything in the filter", ["X"]),
-    row!(Action::ToggleGeneration, "generate", "start / pause generation", ["g"]),
-    row!(Action::StopGeneration, "stop", "stop and cancel requests in flight", ["G"]),
+    row!(
+        Action::Accept,
+        "accept",
+        "accept the selected example",
+        ["a"]
+    ),
+    row!(
+        Action::Reject,
+        "reject",
+        "reject the selected example",
+        ["x"]
+    ),
+    row!(
+        Action::Skip,
+        "skip",
+        "skip to the next pending example",
+        ["space"]
+    ),
+    row!(
+        Action::Undo,
+        "undo",
+        "undo the last decision or edit",
+        ["u"]
+    ),
+    row!(
+        Action::Relabel(1),
+        "relabel_1",
+        "relabel to class 1 and accept",
+        ["1"]
+    ),
+    row!(
+        Action::Relabel(2),
+        "relabel_2",
+        "relabel to class 2 and accept",
+        ["2"]
+    ),
+    row!(
+        Action::Relabel(3),
+        "relabel_3",
+        "relabel to class 3 and accept",
+        ["3"]
+    ),
+    row!(
+        Action::Relabel(4),
+        "relabel_4",
+        "relabel to class 4 and accept",
+        ["4"]
+    ),
+    row!(
+        Action::Relabel(5),
+        "relabel_5",
+        "relabel to class 5 and accept",
+        ["5"]
+    ),
+    row!(
+        Action::Relabel(6),
+        "relabel_6",
+        "relabel to class 6 and accept",
+        ["6"]
+    ),
+    row!(
+        Action::Relabel(7),
+        "relabel_7",
+        "relabel to class 7 and accept",
+        ["7"]
+    ),
+    row!(
+        Action::Relabel(8),
+        "relabel_8",
+        "relabel to class 8 and accept",
+        ["8"]
+    ),
+    row!(
+        Action::Relabel(9),
+        "relabel_9",
+        "relabel to class 9 and accept",
+        ["9"]
+    ),
+    row!(
+        Action::Edit,
+        "edit",
+        "edit the text or seed (Ctrl-S saves, Esc cancels)",
+        ["e"]
+    ),
+    row!(
+        Action::Filter,
+        "filter",
+        "filter: class:X status:Y agree:yes|no text",
+        ["/"]
+    ),
+    row!(
+        Action::CycleSort,
+        "sort",
+        "cycle sort: doubt, newest, class",
+        ["s"]
+    ),
+    row!(
+        Action::BulkAccept,
+        "bulk_accept",
+        "accept everything in the filter",
+        ["A"]
+    ),
+    row!(
+        Action::BulkReject,
+        "bulk_reject",
+        "reject everything in the filter",
+        ["X"]
+    ),
+    row!(
+        Action::ToggleGeneration,
+        "generate",
+        "start / pause generation",
+        ["g"]
+    ),
+    row!(
+        Action::StopGeneration,
+        "stop",
+        "stop and cancel requests in flight",
+        ["G"]
+    ),
     row!(Action::AlphaDown, "alpha_down", "α down", ["["]),
     row!(Action::AlphaUp, "alpha_up", "α up", ["]"]),
-    row!(Action::Increase, "increase", "weight of class / selected control +", ["+", "="]),
-    row!(Action::Decrease, "decrease", "weight of class / selected control -", ["-"]),
-    row!(Action::Export, "export", "export the accepted examples", ["E"]),
-    row!(Action::FocusNext, "focus_next", "focus the next pane", ["tab"]),
-    row!(Action::FocusPrev, "focus_prev", "focus the previous pane", ["backtab"]),
+    row!(
+        Action::Increase,
+        "increase",
+        "weight of class / selected control +",
+        ["+", "="]
+    ),
+    row!(
+        Action::Decrease,
+        "decrease",
+        "weight of class / selected control -",
+        ["-"]
+    ),
+    row!(
+        Action::Export,
+        "export",
+        "export the accepted examples",
+        ["E"]
+    ),
+    row!(
+        Action::FocusNext,
+        "focus_next",
+        "focus the next pane",
+        ["tab"]
+    ),
+    row!(
+        Action::FocusPrev,
+        "focus_prev",
+        "focus the previous pane",
+        ["backtab"]
+    ),
     row!(Action::Zoom, "zoom", "zoom the focused pane", ["z"]),
     row!(Action::Up, "up", "move up", ["up", "k"]),
     row!(Action::Down, "down", "move down", ["down", "j"]),
-    row!(Action::Right, "right", "seeds: into the examples of the class", ["right", "l"]),
-    row!(Action::Left, "left", "seeds: back to the classes", ["left", "h"]),
+    row!(
+        Action::Right,
+        "right",
+        "seeds: into the examples of the class",
+        ["right", "l"]
+    ),
+    row!(
+        Action::Left,
+        "left",
+        "seeds: back to the classes",
+        ["left", "h"]
+    ),
     row!(Action::PageUp, "page_up", "page up", ["pageup"]),
     row!(Action::PageDown, "page_down", "page down", ["pagedown"]),
     row!(Action::Top, "top", "first row", ["home"]),
     row!(Action::Bottom, "bottom", "last row", ["end"]),
     row!(Action::Help, "help", "show / hide this help", ["?"]),
+    row!(
+        Action::Dismiss,
+        "dismiss",
+        "clear the message above the status line",
+        ["esc"]
+    ),
     row!(Action::Quit, "quit", "quit", ["q"]),
 ];
 
@@ -295,7 +438,9 @@ impl Keymap {
         ACTIONS
             .iter()
             .filter_map(|a| match a.action {
-                Action::Relabel(1) if digits => Some(("1–9".to_string(), "relabel to class n and accept")),
+                Action::Relabel(1) if digits => {
+                    Some(("1–9".to_string(), "relabel to class n and accept"))
+                }
                 Action::Relabel(_) if digits => None,
                 _ => Some((self.keys_for(a.action).join(" "), a.help)),
             })
@@ -335,7 +480,10 @@ mod tests {
             km.action(&key(KeyCode::Char('y'), KeyModifiers::NONE)),
             Some(Action::Accept)
         );
-        assert_eq!(km.action(&key(KeyCode::Char('a'), KeyModifiers::NONE)), None);
+        assert_eq!(
+            km.action(&key(KeyCode::Char('a'), KeyModifiers::NONE)),
+            None
+        );
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].contains("keys.nope"));
         assert!(errs[1].contains("keys.reject") && errs[1].contains("'ctrl-'"));

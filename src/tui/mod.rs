@@ -10,7 +10,9 @@ pub mod config;
 #[doc(hidden)]
 pub mod fixture;
 pub mod keymap;
+mod pipeline;
 pub mod queue;
+mod runtime;
 pub mod state;
 pub mod theme;
 pub mod update;
@@ -20,6 +22,11 @@ pub use state::{Effect, Init, Msg, State};
 pub use update::update;
 
 /// Open the TUI on the project in `args.dir` (or the current folder).
-pub fn run(_args: crate::cli::TuiArgs) -> anyhow::Result<()> {
-    Err(crate::error::user("the TUI runtime lands with the engine"))
+pub fn run(args: crate::cli::TuiArgs) -> anyhow::Result<()> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::current_dir()?,
+    };
+    let ui = config::load(config::config_path().as_deref());
+    runtime::run(dir, args.backend, ui)
 }

@@ -4,12 +4,13 @@
 
 use std::collections::HashMap;
 
+use crate::augment::DoubtContext;
 use crate::domain::{Class, ProjectState, SampleId, SampleState, Status};
 
 /// Sort order of the review queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SortBy {
-    /// Most doubtful first (the default).
+    /// Pending before decided, most doubtful first (the default).
     #[default]
     Doubt,
     Newest,
@@ -34,43 +35,26 @@ impl SortBy {
     }
 }
 
-/// Doubt of a generated sample: a score in 0..=1 (higher = look first) and
-/// short reason tags. Computed from the relabel verdict alone, so it is
-/// cheap and needs no model.
-pub fn doubt(s: &SampleState) -> (f64, Vec<&'static str>) {
-    let mut tags = Vec::new();
-    let score = match s.verdict() {
-        None => {
-            tags.push("unverified");
-            0.5
-        }
-        Some(v) if v.label.is_none() => {
-            tags.push("unparsable");
-            0.9
-        }
-        Some(v) => {
-            let conf = v.top_confidence();
-            let agrees = s.agrees() == Some(true);
-            if !agrees {
-                tags.push("disagree");
-            }
-            if conf < 0.7 {
-                tags.push("low-conf");
-            }
-            if v.confidence.len() > 1 && v.margin() < 0.2 {
-                tags.push("close");
-            }
-            if agrees {
-                (1.0 - conf).clamp(0.0, 0.49)
-            } else {
-                0.6 + 0.4 * conf
-            }
-        }
-    };
+/// Doubt of a generated sample: augment's score and reason tags (the
+/// same the CLI's review uses), plus what the queue knows besides: an
+/// edit, an automatic decision (duplicates).
+pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> (f64, Vec<&'static str>) {
+    let d = crate::augment::doubt(s, ctx);
+    let mut tags = d.reasons;
     if s.is_edited() {
         tags.push("edited");
     }
-    (score, tags)
+    if let Some(dec) = s.decision()
+        && let (crate::domain::Actor::Auto(_), Some(reason)) = (&dec.by, &dec.reason)
+    {
+        tags.retain(|t| *t != "no_verdict");
+        tags.push(match reason.as_str() {
+            "duplicate" => "duplicate",
+            "near_duplicate" => "near_dup",
+            _ => "auto",
+        });
+    }
+    (d.score, tags)
 }
 
 /// Agreement filter.
@@ -108,7 +92,8 @@ impl Filter {
                         .iter()
                         .find(|c| c.name.eq_ignore_ascii_case(v))
                         .ok_or_else(|| {
-                            let names: Vec<&str> = classes.iter().map(|c| c.name.as_str()).collect();
+                            let names: Vec<&str> =
+                                classes.iter().map(|c| c.name.as_str()).collect();
                             format!("no class '{v}' (classes: {})", names.join(", "))
                         })?;
                     f.class = Some(c.name.clone());
@@ -118,7 +103,11 @@ impl Filter {
                         "pending" | "p" => Status::Pending,
                         "accepted" | "a" => Status::Accepted,
                         "rejected" | "r" => Status::Rejected,
-                        _ => return Err(format!("status must be pending, accepted or rejected, not '{v}'")),
+                        _ => {
+                            return Err(format!(
+                                "status must be pending, accepted or rejected, not '{v}'"
+                            ));
+                        }
                     })
                 }
                 Some(("agree" | "ag", v)) => {
@@ -136,7 +125,10 @@ impl Filter {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.class.is_none() && self.status.is_none() && self.agree.is_none() && self.words.is_empty()
+        self.class.is_none()
+            && self.status.is_none()
+            && self.agree.is_none()
+            && self.words.is_empty()
     }
 
     /// Whether a sample passes (class = effective label).
@@ -172,17 +164,44 @@ impl Filter {
 type Key = (i64, SampleId);
 
 /// Generated samples that pass the filter, in sort order.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ReviewQueue {
     pub sort: SortBy,
     pub filter: Filter,
+    /// Seeds and thresholds for doubt scores.
+    pub ctx: DoubtContext,
     /// Visible sample ids, sorted by key.
     ids: Vec<SampleId>,
     /// Key of every visible sample.
     keys: HashMap<SampleId, Key>,
+    /// Doubt score of every generated sample, computed when it changes
+    /// (the seed-similarity part is not free; re-sorting reuses these).
+    scores: HashMap<SampleId, f64>,
 }
 
 impl ReviewQueue {
+    /// An empty queue scoring doubt against `ctx`.
+    pub fn new(ctx: DoubtContext) -> ReviewQueue {
+        ReviewQueue {
+            sort: SortBy::default(),
+            filter: Filter::default(),
+            ctx,
+            ids: Vec::new(),
+            keys: HashMap::new(),
+            scores: HashMap::new(),
+        }
+    }
+
+    /// The cached doubt score of a sample.
+    pub fn score(&mut self, s: &SampleState) -> f64 {
+        if let Some(x) = self.scores.get(&s.id) {
+            return *x;
+        }
+        let x = crate::augment::doubt(s, &self.ctx).score;
+        self.scores.insert(s.id, x);
+        x
+    }
+
     pub fn len(&self) -> usize {
         self.ids.len()
     }
@@ -196,9 +215,17 @@ impl ReviewQueue {
         self.ids.get(i).copied()
     }
 
-    fn key(&self, s: &SampleState, st: &ProjectState, classes: &[Class]) -> Key {
+    fn key(&mut self, s: &SampleState, st: &ProjectState, classes: &[Class]) -> Key {
         let k = match self.sort {
-            SortBy::Doubt => -((doubt(s).0 * 1e6) as i64),
+            // Pending first, each part most doubtful first.
+            SortBy::Doubt => {
+                let decided = if s.status() == Status::Pending {
+                    0
+                } else {
+                    100_000_000
+                };
+                decided - (self.score(s).min(50.0) * 1e6) as i64
+            }
             SortBy::Newest => -(s.id as i64),
             SortBy::Class => {
                 let l = s.effective_label(st.take_relabel);
@@ -213,11 +240,12 @@ impl ReviewQueue {
 
     /// Rebuild from scratch (sort or filter changed, or at start).
     pub fn rebuild(&mut self, st: &ProjectState, classes: &[Class]) {
-        let mut keyed: Vec<(Key, SampleId)> = st
-            .generated()
-            .filter(|s| self.filter.matches(s, st.take_relabel))
-            .map(|s| (self.key(s, st, classes), s.id))
-            .collect();
+        let mut keyed: Vec<(Key, SampleId)> = Vec::new();
+        for s in st.generated() {
+            if self.filter.matches(s, st.take_relabel) {
+                keyed.push((self.key(s, st, classes), s.id));
+            }
+        }
         keyed.sort_unstable_by_key(|(k, _)| *k);
         self.ids = keyed.iter().map(|(_, id)| *id).collect();
         self.keys = keyed.into_iter().map(|(k, id)| (id, k)).collect();
@@ -225,6 +253,7 @@ impl ReviewQueue {
 
     /// Take a sample out (before an event changes it).
     pub fn remove(&mut self, id: SampleId) {
+        self.scores.remove(&id);
         if let Some(k) = self.keys.remove(&id)
             && let Ok(i) = self.ids.binary_search_by_key(&k, |x| self.keys_of(*x, k))
         {

@@ -142,7 +142,10 @@ pub enum Msg {
     Stream(StreamMsg),
     Engine(EngineStatus),
     /// Live usage of this session's engine.
-    Usage { usage: Usage, req_per_s: f64 },
+    Usage {
+        usage: Usage,
+        req_per_s: f64,
+    },
     /// Export finished: a sentence naming the output path, or what went
     /// wrong.
     Exported(Result<String, String>),
@@ -197,7 +200,10 @@ pub enum Mode {
         area: Box<TextArea<'static>>,
     },
     /// Typing a filter.
-    Filter { input: String, error: Option<String> },
+    Filter {
+        input: String,
+        error: Option<String>,
+    },
     /// Bulk decision waiting for y/n.
     Confirm {
         kind: DecisionKind,
@@ -268,7 +274,8 @@ impl Tally {
             Origin::Generated => {
                 let label = s.effective_label(take_relabel);
                 if !self.per_class.contains_key(label) {
-                    self.per_class.insert(label.to_string(), ClassCounts::default());
+                    self.per_class
+                        .insert(label.to_string(), ClassCounts::default());
                 }
                 let c = self.per_class.get_mut(label).expect("just inserted");
                 for c in [c, &mut self.generated] {
@@ -373,7 +380,7 @@ impl State {
             zoom: false,
             mode: Mode::Normal,
             size: (120, 40),
-            queue: ReviewQueue::default(),
+            queue: ReviewQueue::new(crate::augment::DoubtContext::new([])),
             review_sel: 0,
             review_offset: 0,
             pending_select: None,
@@ -394,6 +401,7 @@ impl State {
             quit: false,
         };
         st.project = init.project;
+        st.queue.ctx = crate::augment::DoubtContext::from_state(&st.project);
         for c in &st.classes {
             st.tally.per_class.entry(c.name.clone()).or_default();
         }
@@ -462,8 +470,13 @@ impl State {
             .take()
             .or_else(|| self.queue.get(self.review_sel));
         let take = self.project.take_relabel;
+        let mut seeds_changed = false;
         for ev in events {
             let touched = Self::touched(&ev.kind);
+            seeds_changed |= touched
+                .and_then(|id| self.project.sample(id))
+                .is_some_and(|s| s.origin == Origin::Seed)
+                || matches!(&ev.kind, EventKind::SampleAdded(a) if a.origin == Origin::Seed);
             if let Some(id) = touched
                 && let Some(s) = self.project.sample(id)
             {
@@ -487,6 +500,11 @@ impl State {
                 self.tally.add(s, take, 1);
                 self.queue.insert(s, &self.project, &self.classes);
             }
+        }
+        if seeds_changed {
+            // New seed texts for the seed-similarity doubt signal; scores
+            // already cached are refreshed as their samples change.
+            self.queue.ctx = crate::augment::DoubtContext::from_state(&self.project);
         }
         self.follow_selection(sel_id);
         self.dirty = true;
@@ -514,6 +532,16 @@ impl State {
             0.0
         } else {
             self.settings.target_count as f64 * w / total
+        }
+    }
+
+    /// The message to show: the last error, else the last notice
+    /// (`true` = error).
+    pub fn message(&self) -> Option<(&str, bool)> {
+        match (&self.last_error, &self.notice) {
+            (Some(e), _) => Some((e.as_str(), true)),
+            (None, Some(n)) => Some((n.as_str(), false)),
+            (None, None) => None,
         }
     }
 

@@ -8,7 +8,10 @@ use std::str::FromStr;
 pub const BUILTIN: &[(&str, &str)] = &[
     ("dark", include_str!("../../themes/dark.toml")),
     ("light", include_str!("../../themes/light.toml")),
-    ("high-contrast", include_str!("../../themes/high-contrast.toml")),
+    (
+        "high-contrast",
+        include_str!("../../themes/high-contrast.toml"),
+    ),
 ];
 
 /// Resolved colors used by the views.
@@ -136,7 +139,9 @@ mod tests {
         for (n, _) in BUILTIN {
             assert_eq!(Theme::builtin(n).unwrap().name, *n);
         }
-        let bad = BUILTIN[0].1.replace("accept = \"green\"", "accept = \"greenish\"");
+        let bad = BUILTIN[0]
+            .1
+            .replace("accept = \"green\"", "accept = \"greenish\"");
         let err = Theme::parse("x", &bad).unwrap_err();
         assert!(err.contains("accept") && err.contains("greenish"), "{err}");
     }

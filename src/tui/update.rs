@@ -17,7 +17,7 @@ use crate::domain::{
 use super::keymap::{Action, KeySpec};
 use super::queue::Filter;
 use super::state::{
-    Control, EngineStatus, Effect, ExportForm, ExportRequest, MAX_STREAMS, Mode, Msg, Pane,
+    Control, Effect, EngineStatus, ExportForm, ExportRequest, MAX_STREAMS, Mode, Msg, Pane,
     STREAM_TAIL, State, StreamMsg, StreamRow, StreamState,
 };
 use super::view;
@@ -116,7 +116,10 @@ fn on_key(st: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
             let Mode::Confirm { kind, ids } = std::mem::take(&mut st.mode) else {
                 unreachable!()
             };
-            if matches!(k.code, KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter) {
+            if matches!(
+                k.code,
+                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter
+            ) {
                 bulk_decide(st, kind, ids, fx);
             } else {
                 st.notice = Some("bulk decision cancelled".into());
@@ -244,6 +247,10 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
             st.help_offset = 0;
             st.mode = Mode::Help
         }
+        Action::Dismiss => {
+            st.last_error = None;
+            st.notice = None;
+        }
         Action::Quit => {
             st.quit = true;
             fx.push(Effect::Quit);
@@ -279,21 +286,18 @@ fn decide(
 /// (stays put when there is none).
 fn advance_to_pending(st: &mut State) {
     let ids = st.queue.ids();
-    let next = ids
-        .iter()
-        .enumerate()
-        .skip(st.review_sel + 1)
-        .find(|(_, id)| {
-            st.project
-                .sample(**id)
-                .is_some_and(|s| s.status() == Status::Pending)
-        })
-        .map(|(i, _)| i);
+    let pending = |i: &usize| {
+        st.project
+            .sample(ids[*i])
+            .is_some_and(|s| s.status() == Status::Pending)
+    };
+    // After the current row, else from the top (the current row last).
+    let next = (st.review_sel + 1..ids.len())
+        .chain(0..=st.review_sel.min(ids.len().saturating_sub(1)))
+        .find(|i| *i != st.review_sel && pending(i));
     match next {
         Some(i) => st.review_sel = i,
-        None => {
-            st.review_sel = (st.review_sel + 1).min(ids.len().saturating_sub(1));
-        }
+        None => st.review_sel = (st.review_sel + 1).min(ids.len().saturating_sub(1)),
     }
 }
 
@@ -371,7 +375,10 @@ fn on_edit_key(st: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
             if text.is_empty() {
                 st.notice = Some("empty text not saved".into());
             } else if changed {
-                fx.push(Effect::Append(vec![EventKind::Edited(Edited { sample, text })]));
+                fx.push(Effect::Append(vec![EventKind::Edited(Edited {
+                    sample,
+                    text,
+                })]));
                 if generated {
                     fx.push(Effect::Relabel(sample));
                 }
@@ -412,9 +419,15 @@ fn on_export_key(form: &mut ExportForm, k: KeyEvent) -> Option<Option<ExportRequ
                 0 if delta != 0 => {
                     let was_default = r.out == default_out(r.format);
                     r.format = match (r.format, delta > 0) {
-                        (ExportFormat::Jsonl, true) | (ExportFormat::Hf, false) => ExportFormat::Csv,
-                        (ExportFormat::Csv, true) | (ExportFormat::Jsonl, false) => ExportFormat::Hf,
-                        (ExportFormat::Hf, true) | (ExportFormat::Csv, false) => ExportFormat::Jsonl,
+                        (ExportFormat::Jsonl, true) | (ExportFormat::Hf, false) => {
+                            ExportFormat::Csv
+                        }
+                        (ExportFormat::Csv, true) | (ExportFormat::Jsonl, false) => {
+                            ExportFormat::Hf
+                        }
+                        (ExportFormat::Hf, true) | (ExportFormat::Csv, false) => {
+                            ExportFormat::Jsonl
+                        }
                     };
                     if was_default {
                         r.out = default_out(r.format);
@@ -473,11 +486,7 @@ fn shift_alpha(g: &mut GenerationSettings, d: f64) {
 }
 
 /// Change generation settings: journal them and tell the engine.
-fn change_settings(
-    st: &mut State,
-    fx: &mut Vec<Effect>,
-    f: impl FnOnce(&mut GenerationSettings),
-) {
+fn change_settings(st: &mut State, fx: &mut Vec<Effect>, f: impl FnOnce(&mut GenerationSettings)) {
     let before = st.settings.clone();
     f(&mut st.settings);
     if st.settings == before {
@@ -525,10 +534,16 @@ fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
             g.target_count = g.target_count.saturating_add_signed(10 * dir as isize)
         }),
         Control::PerRequest => change_settings(st, fx, |g| {
-            g.per_request = g.per_request.saturating_add_signed(dir as isize).clamp(1, 50)
+            g.per_request = g
+                .per_request
+                .saturating_add_signed(dir as isize)
+                .clamp(1, 50)
         }),
         Control::Concurrency => {
-            let c = st.concurrency.saturating_add_signed(dir as isize).clamp(1, 256);
+            let c = st
+                .concurrency
+                .saturating_add_signed(dir as isize)
+                .clamp(1, 256);
             if c != st.concurrency {
                 st.concurrency = c;
                 fx.push(Effect::SetConcurrency(c));
@@ -623,11 +638,8 @@ fn on_mouse(st: &mut State, m: MouseEvent) {
         return;
     }
     st.focus = pane;
-    let row = |inner: Rect| -> Option<usize> {
-        inner
-            .contains(pos)
-            .then(|| (pos.y - inner.y) as usize)
-    };
+    let row =
+        |inner: Rect| -> Option<usize> { inner.contains(pos).then(|| (pos.y - inner.y) as usize) };
     match pane {
         Pane::Review => {
             if let Some(r) = row(view::review_parts(rect).0) {

@@ -23,6 +23,8 @@ pub struct ScreenLayout {
     /// Tab labels with their x-range (compact / zoomed mode only).
     pub tabs: Vec<(Pane, u16, u16)>,
     pub panes: Vec<(Pane, Rect)>,
+    /// The error / notice bar above the status line (empty without one).
+    pub message: Rect,
     pub status: Rect,
 }
 
@@ -43,14 +45,23 @@ impl ScreenLayout {
 
 /// Compute the layout for a screen of `area`.
 pub fn screen_layout(st: &State, area: Rect) -> ScreenLayout {
-    let [title, body, status] = Layout::vertical([
+    let msg_h = st
+        .message()
+        .map(|(m, _)| {
+            let w = unicode_width::UnicodeWidthStr::width(m) + 1;
+            w.div_ceil(area.width.max(1) as usize).clamp(1, 3) as u16
+        })
+        .unwrap_or(0);
+    let [title, body, message, status] = Layout::vertical([
         Constraint::Length(1),
         Constraint::Fill(1),
+        Constraint::Length(msg_h),
         Constraint::Length(1),
     ])
     .areas(area);
     let mut out = ScreenLayout {
         title,
+        message,
         status,
         ..ScreenLayout::default()
     };
@@ -70,9 +81,11 @@ pub fn screen_layout(st: &State, area: Rect) -> ScreenLayout {
         Constraint::Length(36),
     ])
     .areas(body);
-    let [seeds, controls] =
-        Layout::vertical([Constraint::Fill(1), Constraint::Length(Control::ALL.len() as u16 + 2)])
-            .areas(left);
+    let [seeds, controls] = Layout::vertical([
+        Constraint::Fill(1),
+        Constraint::Length(Control::ALL.len() as u16 + 2),
+    ])
+    .areas(left);
     let stats_h = st.classes.len() as u16 + 9;
     let [streams, stats] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(stats_h)]).areas(right);
@@ -133,6 +146,7 @@ pub fn render(f: &mut Frame, st: &State) {
             Pane::Stats => stats(f, st, *r, focused),
         }
     }
+    message_bar(f, st, layout.message);
     status_line(f, st, layout.status);
     match &st.mode {
         Mode::Help => help(f, st, area),
@@ -169,9 +183,11 @@ fn pane_block<'a>(t: &Theme, title: String, focused: bool) -> Block<'a> {
         .border_style(t.border(focused))
         .title(Span::styled(
             title,
-            Style::default()
-                .fg(t.title)
-                .add_modifier(if focused { Modifier::BOLD } else { Modifier::empty() }),
+            Style::default().fg(t.title).add_modifier(if focused {
+                Modifier::BOLD
+            } else {
+                Modifier::empty()
+            }),
         ))
 }
 
@@ -180,7 +196,11 @@ pub fn clip(s: &str, width: usize) -> String {
     let mut out = String::new();
     let mut w = 0;
     for c in s.chars() {
-        let c = if c == '\n' || c == '\r' || c == '\t' { ' ' } else { c };
+        let c = if c == '\n' || c == '\r' || c == '\t' {
+            ' '
+        } else {
+            c
+        };
         let cw = c.width().unwrap_or(0);
         if w + cw > width {
             if width > 0 && w < width && !out.is_empty() {
@@ -224,9 +244,16 @@ fn title_bar(f: &mut Frame, st: &State, l: &ScreenLayout) {
     };
     let line = Line::from(vec![
         Span::styled(" straddle ", t.selected()),
-        Span::styled(format!(" {} ", st.project_name), Style::default().fg(t.title)),
         Span::styled(
-            format!("· sort: {}{filter} · {} help", st.queue.sort.as_str(), st.keymap.hint(super::keymap::Action::Help)),
+            format!(" {} ", st.project_name),
+            Style::default().fg(t.title),
+        ),
+        Span::styled(
+            format!(
+                "· sort: {}{filter} · {} help",
+                st.queue.sort.as_str(),
+                st.keymap.hint(super::keymap::Action::Help)
+            ),
             t.muted(),
         ),
     ]);
@@ -246,7 +273,11 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     let n = st.queue.len();
     let pos = if n == 0 { 0 } else { st.review_sel + 1 };
     f.render_widget(
-        pane_block(t, format!(" Review {pos}/{n} · {} ", st.queue.sort.as_str()), focused),
+        pane_block(
+            t,
+            format!(" Review {pos}/{n} · {} ", st.queue.sort.as_str()),
+            focused,
+        ),
         r,
     );
     let (list, detail, header) = review_parts(r);
@@ -278,7 +309,9 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             "Nothing matches the filter.".to_string()
         };
         f.render_widget(
-            Paragraph::new(msg).style(t.muted()).wrap(Wrap { trim: true }),
+            Paragraph::new(msg)
+                .style(t.muted())
+                .wrap(Wrap { trim: true }),
             list,
         );
     }
@@ -304,7 +337,7 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
                 )
             }
         };
-        let (_, tags) = doubt(s);
+        let (_, tags) = doubt(s, &st.queue.ctx);
         let tags: String = tags.iter().map(|t| format!("[{t}]")).collect();
         let text_w = (list.width as usize).saturating_sub(fixed);
         let tag_w = tags.chars().count().min(text_w / 2);
@@ -363,7 +396,7 @@ fn sample_detail(f: &mut Frame, st: &State, r: Rect) {
 fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     let t = &st.theme;
     let mut out = Vec::new();
-    let (score, tags) = doubt(s);
+    let (score, tags) = doubt(s, &st.queue.ctx);
     let mut head = vec![
         status_glyph(t, s.status()),
         Span::raw(format!(" #{} {} ", s.id, s.status().as_str())),
@@ -396,14 +429,20 @@ fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
             .take(6)
             .map(|(k, c)| format!("{k} {c:.2}"))
             .collect();
-        out.push(Line::styled(format!("confidence: {}", txt.join(" · ")), t.muted()));
+        out.push(Line::styled(
+            format!("confidence: {}", txt.join(" · ")),
+            t.muted(),
+        ));
     }
     let tags = if tags.is_empty() {
         "none".to_string()
     } else {
         tags.join(", ")
     };
-    out.push(Line::styled(format!("doubt {score:.2}: {tags}"), Style::default().fg(t.warn)));
+    out.push(Line::styled(
+        format!("doubt {score:.2}: {tags}"),
+        Style::default().fg(t.warn),
+    ));
     let p = &s.provenance;
     let mut prov = Vec::new();
     if let Some(x) = &p.strategy {
@@ -453,7 +492,11 @@ fn seeds(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         .enumerate()
         .map(|(i, c)| {
             let k = st.tally.per_class.get(&c.name).copied().unwrap_or_default();
-            let num = if i < 9 { format!("{}", i + 1) } else { " ".into() };
+            let num = if i < 9 {
+                format!("{}", i + 1)
+            } else {
+                " ".into()
+            };
             let text = format!(
                 "{num} {} {:>3.1} {:>4} {:>4} {:>3}",
                 pad(&c.name, nw),
@@ -581,9 +624,10 @@ fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         );
         lines.push(Line::styled(clip(&head, w), style));
         let body = match &s.state {
-            StreamState::Failed(reason) => {
-                Line::styled(clip(&format!("  {reason}"), w), Style::default().fg(t.error))
-            }
+            StreamState::Failed(reason) => Line::styled(
+                clip(&format!("  {reason}"), w),
+                Style::default().fg(t.error),
+            ),
             _ => {
                 // Show the tail of the text that fits.
                 let tail: String = {
@@ -702,23 +746,40 @@ fn status_line(f: &mut Frame, st: &State, r: Rect) {
         EngineStatus::Idle => Style::default(),
     };
     let g = &st.tally.generated;
-    let mut spans = vec![
-        Span::raw(format!(" {} {} │ ", st.backend, st.model)),
+    let spans = vec![
+        Span::raw(" "),
         Span::styled(st.engine.label(), engine_style.add_modifier(Modifier::BOLD)),
         Span::raw(format!(
-            " │ {} gen · ✓{} ✗{} ·{} │ ",
+            " │ {} gen · ✓{} ✗{} ·{} │ {} {}",
             g.accepted + g.rejected + g.pending,
             g.accepted,
             g.rejected,
-            g.pending
+            g.pending,
+            st.backend,
+            st.model
         )),
     ];
-    if let Some(e) = &st.last_error {
-        spans.push(Span::styled(e.clone(), Style::default().fg(t.error).bg(t.status_bg)));
-    } else if let Some(n) = &st.notice {
-        spans.push(Span::raw(n.clone()));
-    }
     f.render_widget(Paragraph::new(Line::from(spans)).style(t.status_line()), r);
+}
+
+/// The last error (or notice) in full, wrapped above the status line.
+fn message_bar(f: &mut Frame, st: &State, r: Rect) {
+    let Some((m, is_error)) = st.message() else {
+        return;
+    };
+    let t = &st.theme;
+    let style = if is_error {
+        Style::default().fg(t.error).add_modifier(Modifier::BOLD)
+    } else {
+        Style::default().fg(t.accent)
+    };
+    f.render_widget(Clear, r);
+    f.render_widget(
+        Paragraph::new(Line::styled(format!(" {m}"), style))
+            .style(t.base())
+            .wrap(Wrap { trim: false }),
+        r,
+    );
 }
 
 fn centered(area: Rect, w: u16, h: u16) -> Rect {

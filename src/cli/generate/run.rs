@@ -33,6 +33,8 @@ pub struct RunOptions {
 /// Counts of one run, printed at the end.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RunSummary {
+    /// "generate" or "relabel".
+    pub run: &'static str,
     pub requests: u64,
     pub cached: u64,
     pub examples: usize,
@@ -52,6 +54,37 @@ pub struct RunSummary {
 
 impl fmt::Display for RunSummary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.run == "relabel" {
+            write!(
+                f,
+                "{} relabelled ({} agree, {} unparsable); {} requests ({} cached), \
+                 {} prompt + {} completion tokens",
+                self.relabelled,
+                self.agreeing,
+                self.unparsable_verdicts,
+                self.requests,
+                self.cached,
+                self.prompt_tokens,
+                self.completion_tokens,
+            )?;
+        } else {
+            self.fmt_generate(f)?;
+        }
+        if self.cost > 0.0 {
+            write!(f, ", cost {:.4}", self.cost)?;
+        }
+        if self.interrupted {
+            write!(f, " — interrupted, everything so far is saved")?;
+        }
+        if let Some(why) = &self.stopped {
+            write!(f, " — stopped: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+impl RunSummary {
+    fn fmt_generate(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
             "{} examples added ({} duplicates rejected), {} requests failed; {} relabelled \
@@ -68,17 +101,7 @@ impl fmt::Display for RunSummary {
             self.cached,
             self.prompt_tokens,
             self.completion_tokens,
-        )?;
-        if self.cost > 0.0 {
-            write!(f, ", cost {:.4}", self.cost)?;
-        }
-        if self.interrupted {
-            write!(f, " — interrupted, everything so far is saved")?;
-        }
-        if let Some(why) = &self.stopped {
-            write!(f, " — stopped: {why}")?;
-        }
-        Ok(())
+        )
     }
 }
 
@@ -181,8 +204,9 @@ impl Run {
             && self.generate_requests < self.max_generate_requests
             && self.inflight.len() < window
         {
-            let want = self.opts.count - self.summary.examples - self.expected;
-            let n = want.min(self.generator.settings().per_request.max(1));
+            // Always the full `per_request`: the prompt stays the same for
+            // the same request number, so a re-run is answered from the cache.
+            let n = self.generator.settings().per_request.max(1);
             let planned = self.generator.plan_generate_n(n)?;
             self.expected += n;
             self.generate_requests += 1;
@@ -261,11 +285,13 @@ impl Run {
                 if is_fatal(reason) && !self.stopping {
                     self.summary.stopped = Some(message);
                     self.stop();
-                } else if let RequestKind::Generate { .. } = planned.kind {
-                    self.fill()?;
                 }
             }
-            EngineEvent::Started { .. } | EngineEvent::Delta { .. } => {}
+            EngineEvent::Started { .. } | EngineEvent::Delta { .. } => return Ok(()),
+        }
+        // A slot is free (generate or relabel): top up the generate requests.
+        if self.opts.count > 0 {
+            self.fill()?;
         }
         self.message();
         Ok(())
@@ -320,7 +346,6 @@ impl Run {
                     self.submit(p);
                 }
             }
-            self.fill()?;
         }
         Ok(())
     }
@@ -353,8 +378,9 @@ impl Run {
     }
 
     /// Record the run's usage and return the summary.
-    fn finish(mut self, run: &str) -> anyhow::Result<RunSummary> {
+    fn finish(mut self, run: &'static str) -> anyhow::Result<RunSummary> {
         self.bar.finish_and_clear();
+        self.summary.run = run;
         let usage = self.engine.usage();
         self.summary.requests = usage.requests;
         self.summary.cached = usage.cached;
@@ -395,7 +421,7 @@ pub async fn run_planned(
     backend: BackendConfig,
     planned: Vec<PlannedRequest>,
     opts: RunOptions,
-    run_name: &str,
+    run_name: &'static str,
 ) -> anyhow::Result<RunSummary> {
     let len = planned.iter().map(|p| p.n).sum::<usize>() as u64;
     let opts = RunOptions { count: 0, ..opts };
