@@ -129,11 +129,11 @@ fn next_token(it: &mut std::iter::Peekable<std::str::Chars<'_>>, buf: &mut Vec<c
     };
     buf.clear();
     buf.push('<');
-    buf.extend(c.to_lowercase());
+    push_lower(buf, c);
     if c.is_alphanumeric() {
         while let Some(&n) = it.peek() {
             if n.is_alphanumeric() || n == '\'' {
-                buf.extend(n.to_lowercase());
+                push_lower(buf, n);
                 it.next();
             } else {
                 break;
@@ -142,6 +142,15 @@ fn next_token(it: &mut std::iter::Peekable<std::str::Chars<'_>>, buf: &mut Vec<c
     }
     buf.push('>');
     true
+}
+
+/// Lower-case `c` onto `buf` (ASCII without the Unicode tables).
+fn push_lower(buf: &mut Vec<char>, c: char) {
+    if c.is_ascii() {
+        buf.push(c.to_ascii_lowercase());
+    } else {
+        buf.extend(c.to_lowercase());
+    }
 }
 
 /// The tokens of a text, as the features see them.
