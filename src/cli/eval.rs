@@ -134,6 +134,12 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
     if project.generation_settings().use_rationales {
         ask_rationales(&mut project, &backend, &args.backend).await?;
     }
+    if args.auto_accept.is_none() {
+        println!(
+            "Note: new examples stay pending until reviewed, and only accepted ones are trained \
+             on; pass --auto-accept MIN_CONF to accept those the relabel agrees with."
+        );
+    }
     let names = project.class_names();
     let cfg = train_config(&project, names.len());
     let mut mistakes = if project.state().generated().next().is_some() {
