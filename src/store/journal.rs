@@ -28,6 +28,14 @@
 //!   append starts on a fresh line and cannot glue onto the torn bytes.
 //!
 //! A complete line (one that ends in `\n`) is never removed or rewritten.
+//!
+//! # Speed
+//!
+//! Replay parses each line in one pass (a hand-written serde visitor that
+//! relies on the key order straddle writes, falling back to
+//! [`Event::from_json_line`] for anything else), runs the parser on its own
+//! thread for journals over 4 MB, and moves `sample_added` payloads into
+//! the state instead of cloning them ([`ProjectState::apply_owned`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
