@@ -8,6 +8,8 @@
 #   scripts/local-llm.sh start [PORT]     # start the server in the background, wait until ready,
 #                                         # print its pid; logs go to $STRADDLE_LLM_DIR/server.log
 #   scripts/local-llm.sh stop             # stop the server started by `start`
+# llama-cpp-python serves one request at a time; by default a new request
+# interrupts the one being streamed (it ends empty), so that is turned off.
 set -euo pipefail
 
 LLM_DIR="${STRADDLE_LLM_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/straddle/local-llm}"
@@ -48,7 +50,8 @@ start() {
         return 0
     fi
     nohup "$PY" -m llama_cpp.server --model "$gguf" --model_alias smollm2 \
-        --host 127.0.0.1 --port "$port" --n_ctx 4096 >"$LLM_DIR/server.log" 2>&1 &
+        --host 127.0.0.1 --port "$port" --n_ctx 4096 \
+        --interrupt_requests False >"$LLM_DIR/server.log" 2>&1 &
     local pid=$!
     echo "$pid" >"$LLM_DIR/server.pid"
     for _ in $(seq 1 240); do

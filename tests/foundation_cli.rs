@@ -13,7 +13,10 @@ use straddle::domain::{
 };
 use straddle::store::Project;
 
-fn straddle(args: &[&dyn AsRef<std::ffi::OsStr>]) -> Output {
+/// A command-line argument of any path or string type.
+type Arg<'a> = &'a dyn AsRef<std::ffi::OsStr>;
+
+fn straddle(args: &[Arg]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_straddle"))
         .args(args.iter().map(|a| a.as_ref()))
         .output()
@@ -90,7 +93,7 @@ fn init_from_csv_tsv_and_jsonl() {
         ),
     ] {
         let dir = t.path().join(name);
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![
+        let mut args: Vec<Arg> = vec![
             &"init",
             &dir,
             &"--seeds",
@@ -176,6 +179,8 @@ fn init_examples_are_ready_demo_projects() {
         for f in ["seeds.csv", "validation.csv", "descriptions.csv"] {
             assert!(dir.join("data").join(f).is_file(), "{name}/{f}");
         }
+        let ignore = std::fs::read_to_string(dir.join(".gitignore")).unwrap();
+        assert!(ignore.lines().any(|l| l == "straddle.lock"));
         let p = Project::open(&dir).unwrap();
         assert!(p.classes().iter().all(|c| !c.description.is_empty()));
     }
@@ -209,7 +214,7 @@ fn init_bad_inputs_exit_2_with_file_and_line_and_write_nothing() {
     let empty_jsonl = write(t.path(), "ej.jsonl", "{\"text\":\"\",\"label\":\"DESC\"}\n");
     let dir = t.path().join("p");
     let missing = t.path().join("missing.csv");
-    let cases: Vec<(Vec<&dyn AsRef<std::ffi::OsStr>>, Vec<String>)> = vec![
+    let cases: Vec<(Vec<Arg>, Vec<String>)> = vec![
         (
             vec![&"--seeds", &unknown, &"--descriptions", &desc],
             vec!["u.csv:3".into(), "unknown label 'HUMAN'".into()],
@@ -237,7 +242,7 @@ fn init_bad_inputs_exit_2_with_file_and_line_and_write_nothing() {
         (vec![&"--seeds", &missing], vec!["missing.csv".into()]),
     ];
     for (extra, needles) in cases {
-        let mut args: Vec<&dyn AsRef<std::ffi::OsStr>> = vec![&"init", &dir];
+        let mut args: Vec<Arg> = vec![&"init", &dir];
         args.extend(extra);
         let needles: Vec<&str> = needles.iter().map(String::as_str).collect();
         bad(&straddle(&args), &needles);
@@ -615,7 +620,11 @@ fn export_csv_plain_and_with_provenance() {
         rdr.headers().unwrap().iter().collect::<Vec<_>>(),
         ["text", "label"]
     );
-    let mut n = rdr.records().map(|r| r.unwrap()).count();
+    let mut n = 0;
+    for r in rdr.records() {
+        assert_eq!(r.unwrap().len(), 2);
+        n += 1;
+    }
     let mut vr = csv::Reader::from_path(t.path().join("d.validation.csv")).unwrap();
     n += vr.records().count();
     assert_eq!(n, expected_rows(&dir, false).len());
@@ -673,10 +682,38 @@ fn export_hf_folder_with_dataset_card() {
     let train = read_jsonl(&out.join("train.jsonl"));
     let val = read_jsonl(&out.join("validation.jsonl"));
     assert_eq!(train.len() + val.len(), expected_rows(&dir, false).len());
-    // Same columns in every row of both splits (one Arrow schema).
-    let keys = |r: &Value| r.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    let k0 = keys(&train[0]);
-    assert!(train.iter().chain(&val).all(|r| keys(r) == k0));
+    // One Arrow schema for both splits: the same keys in every row, and
+    // every value of a key has the same JSON type (no nulls), even though
+    // only one row is edited (has an `original_text`).
+    let json_type = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let schema = |r: &Value| {
+        r.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), json_type(v)))
+            .collect::<Vec<_>>()
+    };
+    let s0 = schema(&train[0]);
+    assert!(s0.iter().all(|(_, t)| *t != "null"), "{s0:?}");
+    assert!(train.iter().chain(&val).all(|r| schema(r) == s0));
+    let edited: Vec<&Value> = train
+        .iter()
+        .chain(&val)
+        .filter(|r| r["origin"] == "edited")
+        .collect();
+    assert_eq!(edited.len(), 1);
+    let prov: Value = serde_json::from_str(edited[0]["provenance"].as_str().unwrap()).unwrap();
+    assert_eq!(prov["original_text"], "generated question number 1?");
+    assert_eq!(prov["text"], edited[0]["text"]);
+    assert_eq!(prov["alpha"], 0.75);
+    assert_eq!(edited[0]["model"], "tiny-model");
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(card.starts_with("---\n"));
     assert!(card.contains("path: train.jsonl") && card.contains("path: validation.jsonl"));
@@ -803,7 +840,14 @@ fn crash_recovery_torn_and_garbled_lines() {
         "m.csv",
         "text,label\nWhat does UFO stand for?,ABBR\n",
     );
-    ok(&straddle(&[&"import", &dir, &more]));
+    let out = straddle(&[&"import", &dir, &more]);
+    ok(&out);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(warned.contains("journal.jsonl:5: skipped"), "{warned}");
+    assert!(
+        warned.contains(&format!("journal.jsonl:{n}: skipped: torn last line")),
+        "{warned}"
+    );
     let torn: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

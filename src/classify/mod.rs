@@ -1,1 +1,40 @@
-//! See the crate docs.
+//! The small local classifier used by the S3 loop and for review signals.
+//!
+//! A multinomial linear model (softmax regression) over hashed word
+//! unigrams, bigrams and character n-grams — the fastText recipe without
+//! the hidden layer — trained with plain SGD, a linearly decaying learning
+//! rate and balanced class weights. Everything is deterministic given the
+//! seed in [`TrainConfig`]: features are hashed with a fixed hash, rows are
+//! shuffled with a seeded RNG and nothing iterates a `HashMap`.
+//!
+//! No ML crate fits this job without pulling in a large dependency tree
+//! (linfa/smartcore bring ndarray and dense features; fastText bindings
+//! need C++), and the whole model is a couple of hundred lines.
+//!
+//! * [`Classifier`] — train / `predict_proba`.
+//! * [`score`] — accuracy, macro-F1, per-class F1, confusion matrix.
+//! * [`evaluate`] / [`evaluate_project`] — baseline vs augmented on
+//!   held-out examples, with the augmented model's mistakes (for S3
+//!   error extrapolation).
+//! * [`signals`] — per-example confidence, variability and out-of-fold
+//!   self-confidence with doubt reason tags.
+
+pub mod data;
+pub mod evaluate;
+pub mod extrapolate;
+pub mod features;
+pub mod model;
+pub mod rationales;
+pub mod s3;
+pub mod scores;
+pub mod signals;
+pub mod toy;
+
+pub use data::{LabelledSet, heldout_set, review_pool, training_set};
+pub use evaluate::{Evaluation, Mistake, evaluate, evaluate_project};
+pub use features::{Encoded, FeatureConfig};
+pub use model::{Classifier, TrainConfig, argmax};
+pub use scores::score;
+pub use signals::{
+    AMBIGUOUS, HARD_TO_LEARN, LIKELY_MISLABEL, SignalConfig, Signals, signals, signals_for,
+};

@@ -1,9 +1,330 @@
 //! `straddle eval` and `straddle loop`.
+//!
+//! `eval` trains the small classifier twice — on the seeds alone (the
+//! baseline) and on the seeds plus the accepted generated examples — and
+//! scores both on held-out real examples: the project's imported
+//! validation/test examples, or a file given with `--test`. The project is
+//! opened read-only, so it works while the app holds the project.
 
-pub fn run_eval(_args: super::EvalArgs) -> anyhow::Result<()> {
-    Err(crate::error::user("`straddle eval` is not implemented yet"))
+use std::path::Path;
+
+use super::generate::{self, run, run::RunOptions};
+use crate::augment::{Generator, PlannedRequest};
+use crate::classify::{self, LabelledSet, TrainConfig, rationales, s3};
+use crate::domain::{BackendConfig, EventKind, RationalesAdded, Strategy, UsageRecorded};
+use crate::engine::{Engine, EngineEvent, Job};
+use crate::error;
+use crate::store::Project;
+use crate::store::seeds::{self, Columns};
+
+pub fn run_eval(args: super::EvalArgs) -> anyhow::Result<()> {
+    let project = Project::open_read_only(&args.dir)?;
+    let classes = project.class_names();
+    let (heldout, source) = match &args.test {
+        Some(file) => (
+            read_heldout_file(file, &classes, &project)?,
+            file.display().to_string(),
+        ),
+        None => (
+            classify::heldout_set(project.state(), &classes),
+            "the project's validation/test examples".to_string(),
+        ),
+    };
+    if heldout.is_empty() {
+        return Err(no_heldout_error(&args.dir));
+    }
+    let cfg = train_config(&project, classes.len());
+    let ev = classify::evaluate(
+        &classes,
+        &classify::training_set(project.state(), &classes, false),
+        &classify::training_set(project.state(), &classes, true),
+        &heldout,
+        &cfg,
+    );
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&ev.to_json())?);
+    } else {
+        println!("Held-out: {} examples from {source}.\n", heldout.len());
+        print!("{}", ev.render());
+        warn_unknown(&heldout);
+    }
+    Ok(())
 }
 
-pub fn run_loop(_args: super::LoopArgs) -> anyhow::Result<()> {
-    Err(crate::error::user("`straddle loop` is not implemented yet"))
+/// The classifier settings of a project: the defaults sized for its
+/// classes, seeded with the generation seed so scores are reproducible.
+pub fn train_config(project: &Project, classes: usize) -> TrainConfig {
+    TrainConfig::for_classes(classes, project.generation_settings().seed)
+}
+
+/// The user error for a project without held-out examples.
+pub fn no_heldout_error(dir: &Path) -> anyhow::Error {
+    error::user(format!(
+        "no held-out examples to score on in {}: import real labelled examples with \
+         `straddle import {} FILE --as validation` (or --as test), or pass --test FILE",
+        dir.display(),
+        dir.display()
+    ))
+}
+
+/// Read a held-out file (CSV/TSV/JSONL with `text` and `label`), checking
+/// every label against the project's classes.
+fn read_heldout_file(
+    file: &Path,
+    classes: &[String],
+    project: &Project,
+) -> anyhow::Result<LabelledSet> {
+    let examples = seeds::read_examples(file, &Columns::default())?;
+    let cfg_name = project.config_path().display().to_string();
+    seeds::check_labels(file, &examples, classes, &cfg_name)?;
+    let mut set = LabelledSet::default();
+    for e in &examples {
+        set.push(classes, 0, &e.text, &e.label);
+    }
+    Ok(set)
+}
+
+/// Held-out samples whose label is not a class are not scored; say so.
+fn warn_unknown(heldout: &LabelledSet) {
+    if heldout.unknown.is_empty() {
+        return;
+    }
+    eprintln!(
+        "note: {} held-out example(s) have a label that is not a class and were not scored (e.g. sample {} labelled '{}')",
+        heldout.unknown.len(),
+        heldout.unknown[0].0,
+        heldout.unknown[0].1
+    );
+}
+
+/// `straddle loop`: S3 rounds. Each round generates `--per-round`
+/// examples — the first round with the configured strategy (`mix`, or
+/// `plain` when configured) unless the project already has generated
+/// examples; later rounds (and a first round over existing examples) by
+/// extrapolating the held-out examples the classifier gets wrong (only
+/// validation ones when the project also has test examples) — then
+/// relabels them and applies the `--auto-accept` rule as they arrive (the
+/// same path as `straddle generate`), retrains from scratch, scores on the
+/// held-out examples and records a `round_scored` event. Everything is
+/// appended to the journal as it arrives.
+pub fn run_loop(args: super::LoopArgs) -> anyhow::Result<()> {
+    if let Some(m) = args.auto_accept
+        && !(0.0..=1.0).contains(&m)
+    {
+        return Err(error::user(format!(
+            "--auto-accept must be a confidence in [0, 1], got {m}"
+        )));
+    }
+    if args.per_round == 0 {
+        return Err(error::user("--per-round must be at least 1"));
+    }
+    let project = Project::open(&args.dir)?;
+    if classify::heldout_set(project.state(), &project.class_names()).is_empty() {
+        return Err(no_heldout_error(&args.dir));
+    }
+    drop(project);
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(loop_rounds(&args))
+}
+
+async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
+    let mut project = Project::open(&args.dir)?;
+    let mut backend = project.config().backend.clone();
+    args.backend.apply(&mut backend);
+    if project.generation_settings().use_rationales {
+        ask_rationales(&mut project, &backend, &args.backend).await?;
+    }
+    if args.auto_accept.is_none() {
+        println!(
+            "Note: new examples stay pending until reviewed, and only accepted ones are trained \
+             on; pass --auto-accept MIN_CONF to accept those the relabel agrees with."
+        );
+    }
+    let names = project.class_names();
+    let cfg = train_config(&project, names.len());
+    let mut mistakes = if project.state().generated().next().is_some() {
+        Some(classify::evaluate_project(project.state(), &names, None, &cfg).mistakes)
+    } else {
+        None
+    };
+    for _ in 0..args.rounds {
+        let round = s3::next_round(project.state());
+        let mut driver = generate::generator_for(&project)?;
+        let planned = plan_round(
+            &mut driver,
+            &project,
+            mistakes.as_deref(),
+            round,
+            args.per_round,
+        )?;
+        println!(
+            "Round {round}: {} requests, {}.",
+            planned.len(),
+            describe(&planned)
+        );
+        let opts = RunOptions {
+            count: 0,
+            relabel: project.config().relabel.enabled,
+            auto_accept: args.auto_accept,
+            no_cache: args.backend.no_cache,
+            progress: true,
+        };
+        let summary = run::run_planned(project, backend.clone(), planned, opts, "loop").await?;
+        println!("Round {round}: {summary}");
+        project = Project::open(&args.dir)?;
+        if summary.interrupted {
+            println!(
+                "Interrupted in round {round}; everything so far is saved (no score recorded for it)."
+            );
+            return Ok(());
+        }
+        if let Some(why) = summary.stopped {
+            return Err(anyhow::anyhow!(
+                "round {round} stopped: {why}; everything so far is saved (no score recorded for it)"
+            ));
+        }
+        let (scored, ev) = s3::score_round(project.state(), &names, &cfg, round)
+            .ok_or_else(|| no_heldout_error(&args.dir))?;
+        println!(
+            "Round {round}: accuracy {:.3} (seeds only {:.3}), macro-F1 {:.3} (seeds only {:.3}); \
+             {} of {} held-out examples wrong; trained on {}.",
+            scored.augmented.accuracy,
+            scored.baseline.accuracy,
+            scored.augmented.macro_f1,
+            scored.baseline.macro_f1,
+            scored.errors.len(),
+            scored.augmented.n_test,
+            scored.augmented.n_train,
+        );
+        project.append(vec![EventKind::RoundScored(scored)])?;
+        mistakes = Some(ev.mistakes);
+    }
+    Ok(())
+}
+
+/// The requests of one round: extrapolation from `mistakes` (see
+/// [`s3::extrapolation_sources`]) when there are any, else generation with
+/// the configured strategy (`mix` when the configured one is
+/// `extrapolate`), tagged with the round.
+fn plan_round(
+    driver: &mut Generator,
+    project: &Project,
+    mistakes: Option<&[classify::Mistake]>,
+    round: u32,
+    count: usize,
+) -> anyhow::Result<Vec<PlannedRequest>> {
+    let sources = s3::extrapolation_sources(project.state(), mistakes.unwrap_or_default());
+    if !sources.is_empty() {
+        return s3::plan_extrapolation(
+            driver,
+            &project.config().task,
+            &project.classes(),
+            &sources,
+            round,
+            count,
+        );
+    }
+    let mut settings = driver.settings().clone();
+    if settings.strategy == Strategy::Extrapolate {
+        settings.strategy = Strategy::Mix;
+        driver.set_settings(settings.clone(), project.state());
+    }
+    let per = settings.per_request.max(1);
+    let mut out = Vec::new();
+    let mut left = count;
+    while left > 0 {
+        let n = per.min(left);
+        let mut p = driver.plan_generate_n(n)?;
+        p.provenance.round = Some(round);
+        out.push(p);
+        left -= n;
+    }
+    Ok(out)
+}
+
+/// "extrapolating 3 held-out errors" / "mix".
+fn describe(planned: &[PlannedRequest]) -> String {
+    let errors: std::collections::BTreeSet<_> = planned
+        .iter()
+        .filter_map(|p| p.provenance.error_of)
+        .collect();
+    if !errors.is_empty() {
+        return format!("extrapolating {} held-out errors", errors.len());
+    }
+    planned
+        .first()
+        .and_then(|p| p.provenance.strategy.clone())
+        .unwrap_or_else(|| "nothing to do".into())
+}
+
+/// S3 seed synthesis: ask for rationales of every class that has none yet
+/// and record them (`rationales_added`). A failed or unreadable reply is
+/// reported and that class goes without.
+async fn ask_rationales(
+    project: &mut Project,
+    backend: &BackendConfig,
+    flags: &super::BackendFlags,
+) -> anyhow::Result<()> {
+    let names = project.class_names();
+    let missing: Vec<String> = rationales::classes_without_rationales(project.state(), &names)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let driver = generate::generator_for(project)?;
+    let requests = rationales::plan(
+        &driver,
+        project.config(),
+        &project.classes(),
+        project.state(),
+        &missing,
+    )?;
+    println!("Asking for rationales of {} classes.", requests.len());
+    let (engine, mut events) = Engine::start(backend, Some(flags.cache(project.cache_dir())))?;
+    for (i, (_, req)) in requests.iter().enumerate() {
+        engine.submit(Job::new(req.clone(), i as u64));
+    }
+    let mut open = requests.len();
+    while open > 0 {
+        let Some(ev) = events.recv().await else {
+            anyhow::bail!("the LLM engine stopped unexpectedly");
+        };
+        match ev {
+            EngineEvent::Finished { tag, response, .. } => {
+                open -= 1;
+                let (class, req) = &requests[tag as usize];
+                let prompt = &req.messages[0].content;
+                let list = rationales::parse_rationales(&response.text, prompt, &names);
+                if list.is_empty() {
+                    eprintln!("note: no rationales could be read for {class}; it goes without");
+                    continue;
+                }
+                project.append(vec![EventKind::RationalesAdded(RationalesAdded {
+                    class: class.clone(),
+                    rationales: list,
+                })])?;
+            }
+            EngineEvent::Failed {
+                tag,
+                reason,
+                message,
+                ..
+            } => {
+                open -= 1;
+                eprintln!(
+                    "note: asking for rationales of {} failed ({}: {message}); it goes without",
+                    requests[tag as usize].0,
+                    reason.as_str()
+                );
+            }
+            EngineEvent::Started { .. } | EngineEvent::Delta { .. } => {}
+        }
+    }
+    project.append(vec![EventKind::UsageRecorded(UsageRecorded {
+        run: "rationales".into(),
+        usage: engine.usage(),
+    })])?;
+    Ok(())
 }

@@ -67,15 +67,7 @@ fn base_config(
         generation: Default::default(),
         relabel: Default::default(),
     };
-    if let Some(u) = &args.backend.base_url {
-        cfg.backend.base_url = u.clone();
-    }
-    if let Some(m) = &args.backend.model {
-        cfg.backend.model = m.clone();
-    }
-    if let Some(c) = args.backend.concurrency {
-        cfg.backend.max_concurrency = c.max(1);
-    }
+    args.backend.apply(&mut cfg.backend);
     cfg
 }
 

@@ -85,7 +85,17 @@ pub fn stats_table(p: &Project) -> String {
         "class", "seed", "accepted", "rejected", "pending"
     );
     let mut t = ClassCounts::default();
-    for (name, c) in &counts {
+    // Config order first, then any other label that occurs.
+    let mut order = p.class_names();
+    order.extend(
+        counts
+            .keys()
+            .filter(|k| !order.contains(k))
+            .cloned()
+            .collect::<Vec<_>>(),
+    );
+    for name in &order {
+        let c = counts[name];
         let _ = writeln!(
             o,
             "{name:<width$}  {:>6}  {:>8}  {:>8}  {:>7}",

@@ -35,6 +35,7 @@ pub fn parse_config(text: &str) -> Result<ProjectConfig, String> {
             .unwrap_or_default();
         format!("{at}{}", e.message().trim())
     })?;
+    check_unknown_keys(text, &cfg)?;
     validate(&cfg)?;
     Ok(cfg)
 }
@@ -128,6 +129,162 @@ fn quote(s: &str) -> String {
 
 fn fv(x: f64) -> String {
     toml::Value::Float(x).to_string()
+}
+
+/// Compile-time guard: names every field of the config structs without
+/// `..`, so adding a field breaks the build here until `render_config`
+/// writes it too (the hand renderer would otherwise drop it silently).
+#[allow(dead_code)]
+fn every_field_is_rendered(cfg: &ProjectConfig) {
+    use crate::domain::{Class, GenerationSettings, RelabelSettings, TaskConfig};
+    let ProjectConfig {
+        task,
+        classes,
+        backend,
+        generation,
+        relabel,
+    } = cfg;
+    let TaskConfig {
+        name: _,
+        description: _,
+    } = task;
+    for Class {
+        name: _,
+        description: _,
+        weight: _,
+    } in classes
+    {}
+    let BackendConfig {
+        base_url: _,
+        model: _,
+        api_key_env: _,
+        max_concurrency: _,
+        requests_per_minute: _,
+        tokens_per_minute: _,
+        timeout_s: _,
+        max_retries: _,
+        price_input_per_m: _,
+        price_output_per_m: _,
+        headers: _,
+        extra_body: _,
+        stream: _,
+    } = backend;
+    let GenerationSettings {
+        strategy: _,
+        per_request: _,
+        classes_per_prompt: _,
+        shots: _,
+        alpha_range: _,
+        alpha: _,
+        temperature: _,
+        max_tokens: _,
+        target_count: _,
+        seed: _,
+        dedup_threshold: _,
+        use_rationales: _,
+    } = generation;
+    let RelabelSettings {
+        enabled: _,
+        context: _,
+        all_max_classes: _,
+        shots: _,
+        votes: _,
+        vote_temperature: _,
+        take_relabel: _,
+        use_logprobs: _,
+        use_json_schema: _,
+    } = relabel;
+}
+
+/// Keys in `text` that the config does not know (typos, settings from a
+/// newer straddle): the first one as an error naming its line.
+fn check_unknown_keys(text: &str, cfg: &ProjectConfig) -> Result<(), String> {
+    let Ok(user) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let Ok(toml::Value::Table(known)) = toml::Value::try_from(cfg) else {
+        return Ok(());
+    };
+    let mut unknown = None;
+    walk_unknown(&user, &known, "", &mut unknown);
+    match unknown {
+        None => Ok(()),
+        Some((path, key, section_known)) => {
+            let line = text
+                .lines()
+                .position(|l| {
+                    let t = l.trim_start();
+                    t.strip_prefix(key.as_str())
+                        .is_some_and(|r| r.trim_start().starts_with('='))
+                        || t.strip_prefix('[')
+                            .is_some_and(|r| r.trim_start_matches('[').starts_with(key.as_str()))
+                })
+                .map(|i| format!("line {}: ", i + 1))
+                .unwrap_or_default();
+            Err(format!(
+                "{line}unknown setting '{path}' (known here: {})",
+                section_known.join(", ")
+            ))
+        }
+    }
+}
+
+/// Depth-first search for the first key of `user` missing from `known`.
+fn walk_unknown(
+    user: &toml::Table,
+    known: &toml::Table,
+    prefix: &str,
+    out: &mut Option<(String, String, Vec<String>)>,
+) {
+    // Maps of free-form keys.
+    if prefix == "backend.headers" || prefix == "backend.extra_body" {
+        return;
+    }
+    for (k, v) in user {
+        if out.is_some() {
+            return;
+        }
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (v, known.get(k)) {
+            (_, None) => {
+                let mut keys: Vec<String> = known.keys().cloned().collect();
+                keys.extend(optional_keys(prefix).iter().map(|s| s.to_string()));
+                if !keys.contains(k) {
+                    *out = Some((path, k.clone(), keys));
+                }
+            }
+            (toml::Value::Table(u), Some(toml::Value::Table(kn))) => {
+                walk_unknown(u, kn, &path, out)
+            }
+            (toml::Value::Array(us), Some(toml::Value::Array(kns))) => {
+                for (u, kn) in us.iter().zip(kns) {
+                    if let (toml::Value::Table(u), toml::Value::Table(kn)) = (u, kn) {
+                        walk_unknown(u, kn, &path, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Optional settings that serialize to nothing when unset.
+fn optional_keys(section: &str) -> &'static [&'static str] {
+    match section {
+        "backend" => &[
+            "api_key_env",
+            "requests_per_minute",
+            "tokens_per_minute",
+            "price_input_per_m",
+            "price_output_per_m",
+        ],
+        "generation" => &["alpha"],
+        _ => &[],
+    }
 }
 
 /// Render a commented `straddle.toml`.
@@ -522,6 +679,25 @@ mod tests {
             + 1;
         let err = parse_config(&bad).unwrap_err();
         assert!(err.starts_with(&format!("line {line}:")), "{err}");
+        let typo = text.replacen("temperature = 1.0", "temprature = 1.0", 1);
+        let line = typo
+            .lines()
+            .position(|l| l.starts_with("temprature"))
+            .unwrap()
+            + 1;
+        let err = parse_config(&typo).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "line {line}: unknown setting 'generation.temprature'"
+            )),
+            "{err}"
+        );
+        let section = format!("{text}\n[extra]\nx = 1\n");
+        let err = parse_config(&section).unwrap_err();
+        assert!(err.contains("unknown setting 'extra'"), "{err}");
+        let class_typo = text.replacen("weight = 0.5", "wieght = 0.5", 1);
+        let err = parse_config(&class_typo).unwrap_err();
+        assert!(err.contains("'classes.wieght'"), "{err}");
         let dup = text.replacen("name = \"B c\"", "name = \"A\"", 1);
         let err = parse_config(&dup).unwrap_err();
         assert!(err.contains("classes[2]") && err.contains("twice"), "{err}");

@@ -1,5 +1,32 @@
 //! The terminal UI.
+//!
+//! * [`state`]: the app state, messages ([`Msg`]) and effects ([`Effect`]).
+//! * [`update()`]: pure `update(&mut State, Msg) -> Vec<Effect>`.
+//! * [`view`]: draws a `&State`; no I/O.
+//! * `runtime`: the one tokio loop that feeds messages in and runs effects.
+//! * [`keymap`], [`theme`], [`config`]: keys, colors, the user's config file.
 
-pub fn run(_args: crate::cli::TuiArgs) -> anyhow::Result<()> {
-    Err(crate::error::user("the TUI is not implemented yet"))
+pub mod config;
+#[doc(hidden)]
+pub mod fixture;
+pub mod keymap;
+mod pipeline;
+pub mod queue;
+mod runtime;
+pub mod state;
+pub mod theme;
+pub mod update;
+pub mod view;
+
+pub use state::{Effect, Init, Msg, State};
+pub use update::update;
+
+/// Open the TUI on the project in `args.dir` (or the current folder).
+pub fn run(args: crate::cli::TuiArgs) -> anyhow::Result<()> {
+    let dir = match args.dir {
+        Some(d) => d,
+        None => std::env::current_dir()?,
+    };
+    let ui = config::load(config::config_path().as_deref());
+    runtime::run(dir, args.backend, ui)
 }

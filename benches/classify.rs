@@ -1,0 +1,37 @@
+//! The small classifier: train on 10,000 texts of 15 words, 6 classes,
+//! 5 epochs (target < 1 s), predict 10,000 (target < 50 ms); review
+//! signals for a 2,000-example pool.
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::hint::black_box;
+use straddle::classify::{Classifier, SignalConfig, TrainConfig, signals_for, toy};
+
+fn bench(c: &mut Criterion) {
+    let d = toy::synthetic(10_000, 6, 15, 1);
+    let cfg = TrainConfig {
+        epochs: 5,
+        ..TrainConfig::default()
+    };
+    assert_eq!(cfg.epochs_for(d.texts.len()), 5);
+    let mut g = c.benchmark_group("classify");
+    g.sample_size(10);
+    g.bench_function("train_10k_6cls_5ep", |b| {
+        b.iter(|| Classifier::train(&d.classes, black_box(&d.texts), &d.labels, &cfg))
+    });
+    let model = Classifier::train(&d.classes, &d.texts, &d.labels, &cfg);
+    let probe = toy::synthetic(10_000, 6, 15, 2);
+    g.bench_function("predict_10k", |b| {
+        b.iter(|| model.predict_proba_batch(black_box(&probe.texts)))
+    });
+    // Review signals (one cartography training + 5-fold cross-validation)
+    // on a 2,000-example pool, as the TUI would compute them.
+    let pool = toy::synthetic(2_000, 6, 15, 3);
+    let scfg = SignalConfig::default();
+    g.bench_function("signals_2k_6cls", |b| {
+        b.iter(|| signals_for(&pool.classes, black_box(&pool.texts), &pool.labels, &scfg))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

@@ -1,0 +1,293 @@
+//! How doubtful a generated example is, and why: used to sort review so
+//! the examples that need a person come first.
+//!
+//! Reasons (short tags shown in the review pane):
+//! * `disagrees` — the relabel verdict differs from the intended label;
+//! * `unparsable` — the relabel answer could not be read;
+//! * `no_verdict` — not relabelled yet;
+//! * `low_conf` — the verdict's own confidence is below `low_confidence`;
+//! * `small_margin` — the top two classes are within `small_margin`;
+//! * `vote_split` — self-consistency votes were not unanimous;
+//! * `near_other_seed` — the text is closer to a seed of another class
+//!   than to any seed of its own (word-shingle Jaccard ≥ `near_seed`).
+
+use std::collections::HashMap;
+
+use super::dedup::shingles;
+use super::parse::normalize;
+use crate::domain::{Origin, ProjectState, SampleState, VerdictMethod};
+
+/// A doubt score (higher = look first) with its reasons.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Doubt {
+    pub score: f64,
+    pub reasons: Vec<&'static str>,
+}
+
+/// Seeds and thresholds for [`doubt`].
+#[derive(Debug, Clone)]
+pub struct DoubtContext {
+    /// Seed labels and shingle-set sizes.
+    seeds: Vec<(String, usize)>,
+    /// Shingle → seeds holding it (an inverted index keeps the check
+    /// proportional to the sample's length, not the number of seeds).
+    postings: HashMap<u64, Vec<u32>>,
+    pub low_confidence: f64,
+    pub small_margin: f64,
+    pub near_seed: f64,
+}
+
+impl DoubtContext {
+    /// Default thresholds: confidence < 0.6, margin < 0.2, seed Jaccard ≥ 0.3.
+    pub fn new<'a>(seeds: impl IntoIterator<Item = (&'a str, &'a str)>) -> DoubtContext {
+        let mut ctx = DoubtContext {
+            seeds: Vec::new(),
+            postings: HashMap::new(),
+            low_confidence: 0.6,
+            small_margin: 0.2,
+            near_seed: 0.3,
+        };
+        for (label, text) in seeds {
+            let sh = shingles(&normalize(text));
+            let i = ctx.seeds.len() as u32;
+            for s in &sh {
+                ctx.postings.entry(*s).or_default().push(i);
+            }
+            ctx.seeds.push((label.to_string(), sh.len()));
+        }
+        ctx
+    }
+
+    /// The seeds of a project.
+    pub fn from_state(state: &ProjectState) -> DoubtContext {
+        DoubtContext::new(
+            state
+                .samples
+                .iter()
+                .filter(|s| s.origin == Origin::Seed)
+                .map(|s| (s.label.as_str(), s.text())),
+        )
+    }
+
+    /// Highest Jaccard similarity to a seed of `label` and to a seed of any
+    /// other class: (own, other).
+    pub fn seed_similarity(&self, text: &str, label: &str) -> (f64, f64) {
+        let sh = shingles(&normalize(text));
+        let mut inter: HashMap<u32, usize> = HashMap::new();
+        for s in &sh {
+            if let Some(list) = self.postings.get(s) {
+                for &i in list {
+                    *inter.entry(i).or_default() += 1;
+                }
+            }
+        }
+        let (mut own, mut other) = (0.0f64, 0.0f64);
+        for (i, n) in inter {
+            let (l, len) = &self.seeds[i as usize];
+            let j = n as f64 / (sh.len() + len - n) as f64;
+            if l == label {
+                own = own.max(j);
+            } else {
+                other = other.max(j);
+            }
+        }
+        (own, other)
+    }
+}
+
+/// Score a sample. Seeds and held-out examples have no doubt.
+pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> Doubt {
+    let mut d = Doubt::default();
+    if s.origin != Origin::Generated {
+        return d;
+    }
+    let mut add = |score: f64, reason: &'static str| {
+        d.score += score;
+        d.reasons.push(reason);
+    };
+    match s.verdict() {
+        None => add(0.1, "no_verdict"),
+        Some(v) => match &v.label {
+            None => add(0.9, "unparsable"),
+            Some(l) => {
+                if *l != s.label {
+                    add(1.0, "disagrees");
+                }
+                let conf = v.top_confidence();
+                if v.method != VerdictMethod::Single {
+                    if conf < ctx.low_confidence {
+                        add(0.2 + ctx.low_confidence - conf, "low_conf");
+                    }
+                    let margin = v.margin();
+                    if v.confidence.len() > 1 && margin < ctx.small_margin {
+                        add(0.3 * (1.0 - margin / ctx.small_margin), "small_margin");
+                    }
+                }
+                if v.method == VerdictMethod::Vote && conf < 1.0 {
+                    add(0.3, "vote_split");
+                }
+            }
+        },
+    }
+    let (own, other) = ctx.seed_similarity(s.text(), &s.label);
+    if other >= ctx.near_seed && other > own {
+        add(0.5 * other, "near_other_seed");
+    }
+    d
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::{Provenance, Verdict};
+    use std::collections::BTreeMap;
+
+    fn sample(text: &str, label: &str, verdict: Option<Verdict>) -> SampleState {
+        SampleState {
+            id: 9,
+            original_text: text.into(),
+            label: label.into(),
+            origin: Origin::Generated,
+            provenance: Provenance::default(),
+            added_event: 1,
+            added_ts: 0,
+            edits: vec![],
+            verdicts: verdict.into_iter().map(|v| (2, v)).collect(),
+            decisions: vec![],
+        }
+    }
+
+    fn verdict(label: Option<&str>, conf: &[(&str, f64)], method: VerdictMethod) -> Verdict {
+        Verdict {
+            label: label.map(Into::into),
+            confidence: conf
+                .iter()
+                .map(|(c, p)| (c.to_string(), *p))
+                .collect::<BTreeMap<_, _>>(),
+            method,
+            votes: None,
+            raw: None,
+            model: None,
+            request_id: None,
+        }
+    }
+
+    fn ctx() -> DoubtContext {
+        DoubtContext::new([
+            ("HUM", "Who wrote the novel War and Peace?"),
+            ("LOC", "Where is the tallest mountain in Africa?"),
+        ])
+    }
+
+    #[test]
+    fn confident_agreement_has_no_doubt() {
+        let s = sample(
+            "Who composed the Moonlight Sonata?",
+            "HUM",
+            Some(verdict(
+                Some("HUM"),
+                &[("HUM", 0.95), ("LOC", 0.05)],
+                VerdictMethod::Logprobs,
+            )),
+        );
+        let d = doubt(&s, &ctx());
+        assert_eq!(d.reasons, Vec::<&str>::new());
+        assert_eq!(d.score, 0.0);
+    }
+
+    #[test]
+    fn each_reason() {
+        let c = ctx();
+        let reasons = |s: &SampleState| doubt(s, &c).reasons;
+        let t = "Who composed the Moonlight Sonata?";
+        assert_eq!(reasons(&sample(t, "HUM", None)), vec!["no_verdict"]);
+        assert_eq!(
+            reasons(&sample(
+                t,
+                "HUM",
+                Some(verdict(None, &[], VerdictMethod::Single))
+            )),
+            vec!["unparsable"]
+        );
+        assert_eq!(
+            reasons(&sample(
+                t,
+                "HUM",
+                Some(verdict(Some("LOC"), &[("LOC", 1.0)], VerdictMethod::Single))
+            )),
+            vec!["disagrees"]
+        );
+        assert_eq!(
+            reasons(&sample(
+                t,
+                "HUM",
+                Some(verdict(
+                    Some("HUM"),
+                    &[("HUM", 0.5), ("LOC", 0.45)],
+                    VerdictMethod::Logprobs
+                ))
+            )),
+            vec!["low_conf", "small_margin"]
+        );
+        assert_eq!(
+            reasons(&sample(
+                t,
+                "HUM",
+                Some(verdict(
+                    Some("HUM"),
+                    &[("HUM", 0.67), ("LOC", 0.33)],
+                    VerdictMethod::Vote
+                ))
+            )),
+            vec!["vote_split"]
+        );
+        // Intended HUM, but nearly a LOC seed.
+        let near = sample(
+            "Where is the tallest mountain in Europe?",
+            "HUM",
+            Some(verdict(Some("HUM"), &[("HUM", 1.0)], VerdictMethod::Single)),
+        );
+        assert_eq!(reasons(&near), vec!["near_other_seed"]);
+        let (own, other) = c.seed_similarity("Where is the tallest mountain in Europe?", "HUM");
+        assert!(own < 0.1, "{own}");
+        assert!(other > 0.5, "{other}");
+    }
+
+    #[test]
+    fn ordering_puts_disagreement_first() {
+        let c = ctx();
+        let t = "Who composed the Moonlight Sonata?";
+        let dis = doubt(
+            &sample(
+                t,
+                "HUM",
+                Some(verdict(
+                    Some("LOC"),
+                    &[("LOC", 0.9), ("HUM", 0.1)],
+                    VerdictMethod::Logprobs,
+                )),
+            ),
+            &c,
+        );
+        let low = doubt(
+            &sample(
+                t,
+                "HUM",
+                Some(verdict(
+                    Some("HUM"),
+                    &[("HUM", 0.55), ("LOC", 0.1)],
+                    VerdictMethod::Logprobs,
+                )),
+            ),
+            &c,
+        );
+        let none = doubt(&sample(t, "HUM", None), &c);
+        assert!(
+            dis.score > low.score && low.score > none.score,
+            "{dis:?} {low:?} {none:?}"
+        );
+        let mut seed = sample(t, "HUM", None);
+        seed.origin = Origin::Seed;
+        assert_eq!(doubt(&seed, &c), Doubt::default());
+    }
+}

@@ -1,0 +1,72 @@
+//! Bulk review rules, recorded as rule decisions
+//! (`Actor::Rule("accept-agreeing>=0.9")`).
+
+use crate::domain::{Actor, Decision, DecisionKind, EventKind, ProjectState, SampleState, Status};
+
+/// The rule's text as recorded, e.g. `accept-agreeing>=0.9`.
+pub fn accept_rule_name(min_conf: f64) -> String {
+    format!("accept-agreeing>={min_conf}")
+}
+
+/// The rule's text as recorded, e.g. `reject-disagreeing>=0.9`.
+pub fn reject_rule_name(min_conf: f64) -> String {
+    format!("reject-disagreeing>={min_conf}")
+}
+
+fn pending_generated(state: &ProjectState) -> impl Iterator<Item = &SampleState> {
+    state.generated().filter(|s| s.status() == Status::Pending)
+}
+
+/// Whether the accept rule takes this sample: pending, generated, and the
+/// relabel agrees with the intended label with confidence ≥ `min_conf`.
+pub fn accepts(s: &SampleState, min_conf: f64) -> bool {
+    s.agrees() == Some(true) && s.verdict().is_some_and(|v| v.top_confidence() >= min_conf)
+}
+
+/// Whether the reject rule takes this sample: the relabel disagrees with
+/// confidence ≥ `min_conf`.
+pub fn rejects(s: &SampleState, min_conf: f64) -> bool {
+    s.agrees() == Some(false) && s.verdict().is_some_and(|v| v.top_confidence() >= min_conf)
+}
+
+/// The rule decision for one sample, if a rule takes it (pending
+/// generated samples only; accept is tried first).
+pub fn decide(
+    s: &SampleState,
+    accept_min: Option<f64>,
+    reject_min: Option<f64>,
+) -> Option<EventKind> {
+    if s.origin != crate::domain::Origin::Generated || s.status() != Status::Pending {
+        return None;
+    }
+    let (kind, rule, reason) = if let Some(m) = accept_min.filter(|m| accepts(s, *m)) {
+        (DecisionKind::Accept, accept_rule_name(m), "relabel_agrees")
+    } else {
+        let m = reject_min.filter(|m| rejects(s, *m))?;
+        (
+            DecisionKind::Reject,
+            reject_rule_name(m),
+            "relabel_disagrees",
+        )
+    };
+    Some(EventKind::decided(
+        s.id,
+        Decision {
+            kind,
+            label: None,
+            reason: Some(reason.into()),
+            by: Actor::Rule(rule),
+        },
+    ))
+}
+
+/// `decided` events for the pending generated samples a rule takes.
+pub fn apply_rules(
+    state: &ProjectState,
+    accept_min: Option<f64>,
+    reject_min: Option<f64>,
+) -> Vec<EventKind> {
+    pending_generated(state)
+        .filter_map(|s| decide(s, accept_min, reject_min))
+        .collect()
+}

@@ -1,0 +1,197 @@
+//! Which samples of a project the classifier trains and is scored on.
+
+use crate::domain::{Origin, ProjectState, SampleId, SampleState, Status};
+
+/// Texts with labels (indices into the class list) and the samples they
+/// came from (`ids` is empty for examples read from a file).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LabelledSet {
+    pub ids: Vec<SampleId>,
+    pub texts: Vec<String>,
+    pub labels: Vec<usize>,
+    /// Examples left out because their label is not one of the classes:
+    /// (sample id or 0, label).
+    pub unknown: Vec<(SampleId, String)>,
+}
+
+impl LabelledSet {
+    pub fn len(&self) -> usize {
+        self.texts.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.texts.is_empty()
+    }
+
+    /// Add one example; a label outside `classes` goes to `unknown`.
+    pub fn push(&mut self, classes: &[String], id: SampleId, text: &str, label: &str) {
+        match classes.iter().position(|c| c == label) {
+            Some(l) => {
+                self.ids.push(id);
+                self.texts.push(text.to_string());
+                self.labels.push(l);
+            }
+            None => self.unknown.push((id, label.to_string())),
+        }
+    }
+
+    fn from_samples<'a>(
+        state: &ProjectState,
+        classes: &[String],
+        samples: impl Iterator<Item = &'a SampleState>,
+    ) -> LabelledSet {
+        let mut set = LabelledSet::default();
+        for s in samples {
+            set.push(
+                classes,
+                s.id,
+                s.text(),
+                s.effective_label(state.take_relabel),
+            );
+        }
+        set
+    }
+}
+
+/// Training data: the seeds, plus (with `with_generated`) the accepted
+/// generated examples, with their final text and effective label.
+pub fn training_set(state: &ProjectState, classes: &[String], with_generated: bool) -> LabelledSet {
+    LabelledSet::from_samples(
+        state,
+        classes,
+        state.samples.iter().filter(|s| match s.origin {
+            Origin::Seed => true,
+            Origin::Generated => with_generated && s.status() == Status::Accepted,
+            Origin::Validation | Origin::Test => false,
+        }),
+    )
+}
+
+/// The examples review signals are computed for: seeds and generated
+/// examples that are not rejected (pending ones included, since those are
+/// the ones a reviewer still has to judge).
+pub fn review_pool(state: &ProjectState, classes: &[String]) -> LabelledSet {
+    LabelledSet::from_samples(
+        state,
+        classes,
+        state.samples.iter().filter(|s| match s.origin {
+            Origin::Seed => true,
+            Origin::Generated => s.status() != Status::Rejected,
+            Origin::Validation | Origin::Test => false,
+        }),
+    )
+}
+
+/// The project's real held-out examples (origin validation or test).
+pub fn heldout_set(state: &ProjectState, classes: &[String]) -> LabelledSet {
+    LabelledSet::from_samples(
+        state,
+        classes,
+        state.samples.iter().filter(|s| s.origin.is_heldout()),
+    )
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::{
+        Actor, Decided, Decision, DecisionKind, Edited, Event, EventKind, NewSample, Provenance,
+        SampleAdded, Verdict, VerdictMethod, VerdictRecorded,
+    };
+
+    /// A state from (text, label, origin) samples, then events.
+    pub(crate) fn state_with(
+        samples: &[(&str, &str, Origin)],
+        more: Vec<EventKind>,
+    ) -> ProjectState {
+        let mut st = ProjectState::new(true);
+        let mut id = 0;
+        let mut ev = |kind: EventKind, st: &mut ProjectState| {
+            id += 1;
+            st.apply(&Event {
+                v: 1,
+                id,
+                ts: id,
+                kind,
+            });
+        };
+        for (i, (text, label, origin)) in samples.iter().enumerate() {
+            let s = NewSample {
+                text: text.to_string(),
+                label: label.to_string(),
+                origin: *origin,
+                provenance: Provenance::default(),
+            };
+            ev(
+                EventKind::SampleAdded(SampleAdded::new(i as u64 + 1, s)),
+                &mut st,
+            );
+        }
+        for k in more {
+            ev(k, &mut st);
+        }
+        st
+    }
+
+    pub(crate) fn decide(sample: SampleId, kind: DecisionKind) -> EventKind {
+        EventKind::Decided(Decided {
+            sample,
+            decision: Decision {
+                kind,
+                label: None,
+                reason: None,
+                by: Actor::Rule("test".into()),
+            },
+        })
+    }
+
+    #[test]
+    fn sets_pick_the_right_samples_with_final_text_and_label() {
+        let classes: Vec<String> = ["A", "B"].iter().map(|s| s.to_string()).collect();
+        let st = state_with(
+            &[
+                ("seed a", "A", Origin::Seed),
+                ("gen accepted", "A", Origin::Generated),
+                ("gen pending", "B", Origin::Generated),
+                ("gen rejected", "B", Origin::Generated),
+                ("held val", "A", Origin::Validation),
+                ("held test", "B", Origin::Test),
+                ("seed odd", "Z", Origin::Seed),
+                ("gen relabelled", "A", Origin::Generated),
+            ],
+            vec![
+                decide(2, DecisionKind::Accept),
+                decide(4, DecisionKind::Reject),
+                EventKind::Edited(Edited {
+                    sample: 2,
+                    text: "gen edited".into(),
+                }),
+                EventKind::VerdictRecorded(VerdictRecorded {
+                    sample: 8,
+                    verdict: Verdict {
+                        label: Some("B".into()),
+                        confidence: Default::default(),
+                        method: VerdictMethod::Single,
+                        votes: None,
+                        raw: None,
+                        model: None,
+                        request_id: None,
+                    },
+                }),
+                decide(8, DecisionKind::Accept),
+            ],
+        );
+        let seeds = training_set(&st, &classes, false);
+        assert_eq!(seeds.ids, [1]);
+        assert_eq!(seeds.unknown, [(7, "Z".to_string())]);
+        let aug = training_set(&st, &classes, true);
+        assert_eq!(aug.ids, [1, 2, 8]);
+        assert_eq!(aug.texts[1], "gen edited");
+        assert_eq!(aug.labels, [0, 0, 1], "relabel verdict taken");
+        let pool = review_pool(&st, &classes);
+        assert_eq!(pool.ids, [1, 2, 3, 8]);
+        let held = heldout_set(&st, &classes);
+        assert_eq!(held.ids, [5, 6]);
+        assert_eq!(held.labels, [0, 1]);
+    }
+}

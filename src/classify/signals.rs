@@ -1,0 +1,400 @@
+//! Training-dynamics signals for review.
+//!
+//! * **Dataset cartography** (Swayamdipta et al., 2020): train once on all
+//!   examples and record, at the end of every epoch, the probability the
+//!   model gives each example's own label. Its mean is the *confidence*, its
+//!   standard deviation the *variability*. Low confidence marks examples
+//!   that are hard to learn (often mislabelled); high variability marks
+//!   ambiguous ones.
+//! * **Out-of-fold self-confidence** (confident learning, Northcutt et al.,
+//!   2021 / cleanlab): split the examples into stratified folds, train on
+//!   all folds but one and score the held-out fold, so no example is ever
+//!   scored by a model that saw it. An example whose *confident label*
+//!   (the most probable class among those whose out-of-fold probability
+//!   reaches that class's average self-confidence) differs from its own
+//!   label is a likely mislabel.
+
+use std::collections::HashMap;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::Serialize;
+
+use super::features::Encoded;
+use super::model::{Classifier, EpochProbs, TrainConfig, argmax};
+use crate::domain::{ProjectState, SampleId};
+
+/// Reason tag: the out-of-fold model confidently prefers another class.
+pub const LIKELY_MISLABEL: &str = "likely_mislabel";
+/// Reason tag: the confidence in the label swings across epochs, or the
+/// out-of-fold model is torn between two classes.
+pub const AMBIGUOUS: &str = "ambiguous";
+/// Reason tag: the model never becomes confident in the label.
+pub const HARD_TO_LEARN: &str = "hard_to_learn";
+
+/// Settings of [`signals_for`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignalConfig {
+    pub train: TrainConfig,
+    /// Cross-validation folds (at least 2).
+    pub folds: usize,
+    /// Variability at or above this is "ambiguous".
+    pub ambiguous_variability: f64,
+    /// Out-of-fold margin between the two most probable classes below this
+    /// is "ambiguous".
+    pub ambiguous_margin: f64,
+    /// Mean confidence below this is "hard to learn".
+    pub hard_confidence: f64,
+}
+
+impl Default for SignalConfig {
+    fn default() -> Self {
+        SignalConfig {
+            train: TrainConfig::default(),
+            folds: 5,
+            ambiguous_variability: 0.2,
+            ambiguous_margin: 0.1,
+            hard_confidence: 0.3,
+        }
+    }
+}
+
+/// Signals of one example.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signals {
+    /// Mean over epochs of the probability of the example's label
+    /// (trained on all examples, this one included).
+    pub confidence: f64,
+    /// Standard deviation of that probability across epochs.
+    pub variability: f64,
+    /// Probability of its label from a model that never saw it.
+    pub oof_confidence: f64,
+    /// The out-of-fold model's most probable class.
+    pub oof_label: String,
+    /// Doubt reasons: [`LIKELY_MISLABEL`], [`AMBIGUOUS`], [`HARD_TO_LEARN`].
+    pub reasons: Vec<&'static str>,
+}
+
+impl Signals {
+    /// A doubt contribution for the review queue (higher = look first):
+    /// 1.0 for a likely mislabel, 0.4 for hard to learn, 0.3 for ambiguous,
+    /// plus how far the out-of-fold confidence is below 0.5.
+    pub fn doubt(&self) -> f64 {
+        let mut d = 0.0;
+        for r in &self.reasons {
+            d += match *r {
+                LIKELY_MISLABEL => 1.0,
+                HARD_TO_LEARN => 0.4,
+                AMBIGUOUS => 0.3,
+                _ => 0.0,
+            };
+        }
+        d + (0.5 - self.oof_confidence).max(0.0)
+    }
+
+    /// Fold these signals into an augment doubt score (adds [`Self::doubt`]
+    /// and the reason tags), so likely mislabels and ambiguous examples
+    /// rise in the review queue.
+    pub fn add_to(&self, d: &mut crate::augment::Doubt) {
+        d.score += self.doubt();
+        for r in &self.reasons {
+            if !d.reasons.contains(r) {
+                d.reasons.push(r);
+            }
+        }
+    }
+}
+
+/// Cross-validated probabilities.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutOfFold {
+    /// Fold of each example.
+    pub fold: Vec<usize>,
+    /// Probabilities per example from the model of its fold.
+    pub proba: Vec<Vec<f64>>,
+    /// Rows each fold's model was trained on.
+    pub train_rows: Vec<Vec<usize>>,
+}
+
+/// Stratified fold assignment: each class's examples are shuffled (seeded)
+/// and dealt round-robin, continuing where the previous class stopped so
+/// fold sizes stay even.
+pub fn assign_folds(labels: &[usize], k: usize, folds: usize, seed: u64) -> Vec<usize> {
+    let folds = folds.max(1);
+    let mut rng = StdRng::seed_from_u64(seed ^ 0xf01d);
+    let mut out = vec![0; labels.len()];
+    let mut next = 0;
+    for c in 0..k {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == c).collect();
+        members.shuffle(&mut rng);
+        for i in members {
+            out[i] = next % folds;
+            next += 1;
+        }
+    }
+    out
+}
+
+/// K-fold cross-validated probabilities: each fold is scored by a model
+/// trained on the other folds only.
+pub fn out_of_fold(
+    classes: &[String],
+    enc: &Encoded,
+    labels: &[usize],
+    folds: usize,
+    cfg: &TrainConfig,
+) -> OutOfFold {
+    let folds = folds.max(2);
+    let fold = assign_folds(labels, classes.len(), folds, cfg.seed);
+    let mut proba = vec![Vec::new(); labels.len()];
+    let mut train_rows = Vec::with_capacity(folds);
+    for f in 0..folds {
+        let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != f).collect();
+        let model = Classifier::fit(classes, enc, labels, &train, cfg, None);
+        for i in (0..labels.len()).filter(|&i| fold[i] == f) {
+            proba[i] = model.predict_proba_row(enc, i);
+        }
+        train_rows.push(train);
+    }
+    OutOfFold {
+        fold,
+        proba,
+        train_rows,
+    }
+}
+
+/// Mean and population standard deviation.
+fn mean_std(xs: &[f32]) -> (f64, f64) {
+    if xs.is_empty() {
+        return (0.0, 0.0);
+    }
+    let n = xs.len() as f64;
+    let mean = xs.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+    let var = xs
+        .iter()
+        .map(|&x| (f64::from(x) - mean).powi(2))
+        .sum::<f64>()
+        / n;
+    (mean, var.sqrt())
+}
+
+/// Per-class threshold: the average out-of-fold probability of class `c`
+/// over the examples labelled `c` (`None` for a class without examples).
+fn class_thresholds(k: usize, labels: &[usize], proba: &[Vec<f64>]) -> Vec<Option<f64>> {
+    let mut sum = vec![0.0; k];
+    let mut n = vec![0usize; k];
+    for (&l, p) in labels.iter().zip(proba) {
+        sum[l] += p[l];
+        n[l] += 1;
+    }
+    (0..k)
+        .map(|c| (n[c] > 0).then(|| sum[c] / n[c] as f64))
+        .collect()
+}
+
+/// The confident label: the most probable class among those whose
+/// probability reaches the class threshold.
+fn confident_label(p: &[f64], thresholds: &[Option<f64>]) -> Option<usize> {
+    (0..p.len())
+        .filter(|&c| thresholds[c].is_some_and(|t| p[c] >= t))
+        .max_by(|&a, &b| p[a].total_cmp(&p[b]).then(b.cmp(&a)))
+}
+
+fn top_two_margin(p: &[f64]) -> f64 {
+    let mut v = p.to_vec();
+    v.sort_by(|a, b| b.total_cmp(a));
+    match v.as_slice() {
+        [] => 0.0,
+        [a] => *a,
+        [a, b, ..] => a - b,
+    }
+}
+
+/// Signals for a labelled set of texts, in input order.
+pub fn signals_for<S: AsRef<str>>(
+    classes: &[String],
+    texts: &[S],
+    labels: &[usize],
+    cfg: &SignalConfig,
+) -> Vec<Signals> {
+    let k = classes.len();
+    let enc = Encoded::new(&cfg.train.features, texts);
+    let rows: Vec<usize> = (0..labels.len()).collect();
+    let mut dynamics: EpochProbs = Vec::new();
+    Classifier::fit(
+        classes,
+        &enc,
+        labels,
+        &rows,
+        &cfg.train,
+        Some(&mut dynamics),
+    );
+    let oof = out_of_fold(classes, &enc, labels, cfg.folds, &cfg.train);
+    let thresholds = class_thresholds(k, labels, &oof.proba);
+    let mut support = vec![0usize; k];
+    for &l in labels {
+        support[l] += 1;
+    }
+    (0..labels.len())
+        .map(|i| {
+            let y = labels[i];
+            let p = &oof.proba[i];
+            let (confidence, variability) = mean_std(&dynamics[i]);
+            let mut reasons = Vec::new();
+            // With fewer examples of its class than folds, the other folds
+            // may not have seen the class at all: no mislabel verdict then.
+            let below_own = thresholds[y].is_some_and(|t| p[y] < t);
+            if support[y] >= cfg.folds
+                && below_own
+                && confident_label(p, &thresholds).is_some_and(|c| c != y)
+            {
+                reasons.push(LIKELY_MISLABEL);
+            }
+            if variability >= cfg.ambiguous_variability || top_two_margin(p) < cfg.ambiguous_margin
+            {
+                reasons.push(AMBIGUOUS);
+            }
+            if confidence < cfg.hard_confidence {
+                reasons.push(HARD_TO_LEARN);
+            }
+            Signals {
+                confidence,
+                variability,
+                oof_confidence: p[y],
+                oof_label: classes[argmax(p)].clone(),
+                reasons,
+            }
+        })
+        .collect()
+}
+
+/// Signals for the project's training pool: seeds plus generated examples
+/// that are not rejected, each with its effective label (per the state's
+/// relabel policy). Held-out examples and labels outside `classes` are
+/// left out.
+pub fn signals(
+    state: &ProjectState,
+    classes: &[String],
+    cfg: &SignalConfig,
+) -> HashMap<SampleId, Signals> {
+    let pool = super::data::review_pool(state, classes);
+    let out = signals_for(classes, &pool.texts, &pool.labels, cfg);
+    pool.ids.into_iter().zip(out).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::toy;
+
+    #[test]
+    fn folds_are_stratified_and_even() {
+        let labels = [0, 0, 0, 0, 1, 1, 1, 1, 1, 2];
+        let f = assign_folds(&labels, 3, 3, 7);
+        let mut sizes = [0; 3];
+        for &x in &f {
+            sizes[x] += 1;
+        }
+        assert_eq!(sizes.iter().max().unwrap() - sizes.iter().min().unwrap(), 1);
+        for c in 0..2 {
+            let folds_of_c: std::collections::BTreeSet<_> =
+                (0..10).filter(|&i| labels[i] == c).map(|i| f[i]).collect();
+            assert_eq!(folds_of_c.len(), 3, "class {c} spread over all folds");
+        }
+        assert_eq!(f, assign_folds(&labels, 3, 3, 7));
+    }
+
+    #[test]
+    fn out_of_fold_never_trains_on_the_scored_row() {
+        let d = toy::synthetic(200, 4, 12, 3);
+        let cfg = TrainConfig::default();
+        let enc = Encoded::new(&cfg.features, &d.texts);
+        let oof = out_of_fold(&d.classes, &enc, &d.labels, 5, &cfg);
+        assert_eq!(oof.train_rows.len(), 5);
+        for i in 0..d.labels.len() {
+            let f = oof.fold[i];
+            assert!(!oof.train_rows[f].contains(&i), "row {i} in its own fold");
+            // Every other row of another fold is used.
+            assert_eq!(
+                oof.train_rows[f].len(),
+                oof.fold.iter().filter(|&&g| g != f).count()
+            );
+            assert!((oof.proba[i].iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+    }
+
+    /// A memorisable example: its label is carried only by a word no other
+    /// example has, in a text that otherwise reads like another class. A
+    /// model that saw it is confident; one that did not is not.
+    #[test]
+    fn out_of_fold_confidence_does_not_see_the_example() {
+        let classes: Vec<String> = ["sport", "food"].iter().map(|s| s.to_string()).collect();
+        let mut texts = Vec::new();
+        let mut labels = Vec::new();
+        for i in 0..20 {
+            texts.push(format!("the team won the match game {i}"));
+            labels.push(0);
+            texts.push(format!("a tasty soup with bread dish {i}"));
+            labels.push(1);
+        }
+        texts.push("the team won the match zzqxv".into());
+        labels.push(1);
+        let sig = signals_for(&classes, &texts, &labels, &SignalConfig::default());
+        let odd = sig.last().unwrap();
+        assert!(odd.confidence > 0.5, "in-sample memorises: {odd:?}");
+        assert!(odd.oof_confidence < 0.2, "out-of-fold does not: {odd:?}");
+        assert_eq!(odd.oof_label, "sport");
+        assert!(odd.reasons.contains(&LIKELY_MISLABEL), "{odd:?}");
+        let clean = &sig[0];
+        assert!(!clean.reasons.contains(&LIKELY_MISLABEL), "{clean:?}");
+    }
+}
+
+#[cfg(test)]
+mod project_tests {
+    use super::*;
+    use crate::classify::data::tests::{decide, state_with};
+    use crate::domain::{DecisionKind, Origin};
+
+    #[test]
+    fn project_signals_cover_the_review_pool_only() {
+        let classes: Vec<String> = ["A", "B"].iter().map(|s| s.to_string()).collect();
+        let st = state_with(
+            &[
+                ("apples and pears", "A", Origin::Seed),
+                ("cars and trucks", "B", Origin::Seed),
+                ("pears are sweet", "A", Origin::Generated),
+                ("trucks are loud", "B", Origin::Generated),
+                ("apples are red", "B", Origin::Generated),
+                ("red trucks", "A", Origin::Validation),
+            ],
+            vec![
+                decide(4, DecisionKind::Accept),
+                decide(5, DecisionKind::Reject),
+            ],
+        );
+        let sig = signals(&st, &classes, &SignalConfig::default());
+        let mut ids: Vec<_> = sig.keys().copied().collect();
+        ids.sort();
+        assert_eq!(ids, [1, 2, 3, 4]);
+        for s in sig.values() {
+            assert!((0.0..=1.0).contains(&s.oof_confidence));
+            assert!(s.doubt() >= 0.0);
+        }
+        let flagged = Signals {
+            confidence: 0.1,
+            variability: 0.05,
+            oof_confidence: 0.1,
+            oof_label: "B".into(),
+            reasons: vec![LIKELY_MISLABEL, HARD_TO_LEARN],
+        };
+        let mut d = crate::augment::Doubt {
+            score: 1.0,
+            reasons: vec!["disagrees"],
+        };
+        flagged.add_to(&mut d);
+        assert!((d.score - (1.0 + 1.0 + 0.4 + 0.4)).abs() < 1e-12);
+        assert_eq!(d.reasons, ["disagrees", LIKELY_MISLABEL, HARD_TO_LEARN]);
+    }
+}

@@ -1,0 +1,189 @@
+//! The user's TUI config file, laid over built-in defaults.
+//!
+//! Location: `$STRADDLE_CONFIG` if set, else `config.toml` in the user's
+//! config dir (`directories`; e.g. `~/.config/straddle/config.toml`).
+//!
+//! ```toml
+//! theme = "light"            # dark | light | high-contrast | path/to/theme.toml
+//! [keys]
+//! accept = ["a", "enter"]    # action name = key or list of keys
+//! reject = "x"
+//! ```
+//!
+//! Nothing here is fatal: a bad file or entry yields a message naming the
+//! file and key, and the defaults stay in place for it.
+
+use std::path::{Path, PathBuf};
+
+use super::keymap::Keymap;
+use super::theme::Theme;
+
+/// What the TUI runs with.
+#[derive(Debug, Clone, Default)]
+pub struct UiConfig {
+    pub keymap: Keymap,
+    pub theme: Theme,
+    /// Problems found while loading (shown in the status line).
+    pub warnings: Vec<String>,
+}
+
+/// Where the config file is looked for.
+pub fn config_path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("STRADDLE_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    directories::ProjectDirs::from("", "", "straddle").map(|d| d.config_dir().join("config.toml"))
+}
+
+/// Load the config at `path` (missing file = defaults).
+pub fn load(path: Option<&Path>) -> UiConfig {
+    let Some(path) = path else {
+        return UiConfig::default();
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => from_str(&text, path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => UiConfig::default(),
+        Err(e) => UiConfig {
+            warnings: vec![format!("{}: cannot read: {e}", path.display())],
+            ..UiConfig::default()
+        },
+    }
+}
+
+/// Parse config text; `path` only names the file in messages.
+pub fn from_str(text: &str, path: &Path) -> UiConfig {
+    let file = path.display();
+    let table: toml::Table = match toml::from_str(text) {
+        Ok(t) => t,
+        Err(e) => {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
+                .unwrap_or(1);
+            return UiConfig {
+                warnings: vec![format!(
+                    "{file}:{line}: {}; using defaults",
+                    e.message().trim()
+                )],
+                ..UiConfig::default()
+            };
+        }
+    };
+    let mut warnings = Vec::new();
+    let mut theme_name = None;
+    let mut overrides: Vec<(String, Vec<String>)> = Vec::new();
+    for (key, value) in &table {
+        match (key.as_str(), value) {
+            ("theme", toml::Value::String(s)) => theme_name = Some(s.clone()),
+            ("theme", _) => warnings.push(format!(
+                "{file}: theme: expected a string (a theme name or a .toml path)"
+            )),
+            ("keys", toml::Value::Table(keys)) => {
+                for (action, v) in keys {
+                    let specs = match v {
+                        toml::Value::String(s) => Some(vec![s.clone()]),
+                        toml::Value::Array(a) => a
+                            .iter()
+                            .map(|x| x.as_str().map(str::to_string))
+                            .collect::<Option<Vec<_>>>(),
+                        _ => None,
+                    };
+                    match specs {
+                        Some(specs) => overrides.push((action.clone(), specs)),
+                        None => warnings.push(format!(
+                            "{file}: keys.{action}: expected a key or a list of keys"
+                        )),
+                    }
+                }
+            }
+            ("keys", _) => warnings.push(format!("{file}: keys: expected a table")),
+            (other, _) => warnings.push(format!(
+                "{file}: unknown setting '{other}' (known: theme, keys)"
+            )),
+        }
+    }
+    let (keymap, errs) = Keymap::with_overrides(&overrides);
+    warnings.extend(errs.into_iter().map(|e| format!("{file}: {e}")));
+    let theme = match theme_name.as_deref() {
+        None => Theme::default(),
+        Some(name) => match load_theme(name, path) {
+            Ok(t) => t,
+            Err(e) => {
+                warnings.push(format!("{file}: theme: {e}"));
+                Theme::default()
+            }
+        },
+    };
+    UiConfig {
+        keymap,
+        theme,
+        warnings,
+    }
+}
+
+/// A built-in theme by name, or a theme file (relative to the config file).
+fn load_theme(name: &str, config_file: &Path) -> Result<Theme, String> {
+    if let Some(t) = Theme::builtin(name) {
+        return Ok(t);
+    }
+    if !name.ends_with(".toml") {
+        let names: Vec<&str> = super::theme::BUILTIN.iter().map(|(n, _)| *n).collect();
+        return Err(format!(
+            "unknown theme '{name}' (built-in: {}; or a path to a .toml file)",
+            names.join(", ")
+        ));
+    }
+    let p = config_file
+        .parent()
+        .map(|d| d.join(name))
+        .unwrap_or_else(|| PathBuf::from(name));
+    let text = std::fs::read_to_string(&p).map_err(|e| format!("{}: {e}", p.display()))?;
+    Theme::parse(name, &text).map_err(|e| format!("{}: {e}", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tui::keymap::Action;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    #[test]
+    fn good_config_is_laid_over_defaults() {
+        let c = from_str(
+            "theme = \"light\"\n[keys]\naccept = \"y\"\nreject = [\"n\", \"x\"]\n",
+            Path::new("/c.toml"),
+        );
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+        assert_eq!(c.theme.name, "light");
+        let y = KeyEvent::new(KeyCode::Char('y'), KeyModifiers::NONE);
+        assert_eq!(c.keymap.action(&y), Some(Action::Accept));
+        let u = KeyEvent::new(KeyCode::Char('u'), KeyModifiers::NONE);
+        assert_eq!(c.keymap.action(&u), Some(Action::Undo));
+    }
+
+    #[test]
+    fn bad_config_names_file_and_key() {
+        let c = from_str("theme = 3\n", Path::new("/home/me/c.toml"));
+        assert_eq!(c.warnings.len(), 1);
+        assert!(
+            c.warnings[0].contains("/home/me/c.toml"),
+            "{:?}",
+            c.warnings
+        );
+        assert!(c.warnings[0].contains("theme"), "{:?}", c.warnings);
+        let c = from_str(
+            "theme = \"neon\"\n[keys]\nacept = \"a\"\n",
+            Path::new("/c.toml"),
+        );
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(c.warnings.iter().any(|w| w.contains("keys.acept")));
+        assert!(c.warnings.iter().any(|w| w.contains("neon")));
+        assert_eq!(c.theme.name, "dark");
+        let c = from_str("colour = \"x\"\n", Path::new("/c.toml"));
+        assert!(c.warnings[0].contains("colour"), "{:?}", c.warnings);
+        let c = from_str("[keys]\naccept = 5\n", Path::new("/c.toml"));
+        assert!(c.warnings[0].contains("keys.accept"), "{:?}", c.warnings);
+        let c = from_str("theme = \"dark\"\n[keys\n", Path::new("/c.toml"));
+        assert!(c.warnings[0].starts_with("/c.toml:2:"), "{:?}", c.warnings);
+    }
+}

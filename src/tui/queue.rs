@@ -1,0 +1,389 @@
+//! The review queue: generated samples in sort order, filtered, kept
+//! incrementally so a key press or an arriving sample never re-sorts the
+//! whole project (a sample moves with one binary search + one insert).
+
+use std::collections::HashMap;
+
+use crate::augment::DoubtContext;
+use crate::domain::{Class, ProjectState, SampleId, SampleState, Status};
+
+/// Sort order of the review queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortBy {
+    /// Pending before decided, most doubtful first (the default).
+    #[default]
+    Doubt,
+    Newest,
+    /// By effective label in class order, then id.
+    Class,
+}
+
+impl SortBy {
+    pub fn next(self) -> SortBy {
+        match self {
+            SortBy::Doubt => SortBy::Newest,
+            SortBy::Newest => SortBy::Class,
+            SortBy::Class => SortBy::Doubt,
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SortBy::Doubt => "doubt",
+            SortBy::Newest => "newest",
+            SortBy::Class => "class",
+        }
+    }
+}
+
+/// Doubt of a generated sample: augment's score and reason tags (the
+/// same the CLI's review uses), plus what the queue knows besides: an
+/// edit, an automatic decision (duplicates).
+pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> (f64, Vec<&'static str>) {
+    let d = crate::augment::doubt(s, ctx);
+    let mut tags = d.reasons;
+    if s.is_edited() {
+        tags.push("edited");
+    }
+    if let Some(dec) = s.decision()
+        && let (crate::domain::Actor::Auto(_), Some(reason)) = (&dec.by, &dec.reason)
+    {
+        tags.retain(|t| *t != "no_verdict");
+        tags.push(match reason.as_str() {
+            "duplicate" => "duplicate",
+            "near_duplicate" => "near_dup",
+            _ => "auto",
+        });
+    }
+    (d.score, tags)
+}
+
+/// Agreement filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Agree {
+    Yes,
+    No,
+    /// No parsable verdict yet.
+    None,
+}
+
+/// A parsed `/` filter: `class:X status:Y agree:yes|no|none` plus free
+/// text (case-insensitive substring). All given parts must match.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Filter {
+    pub raw: String,
+    pub class: Option<String>,
+    pub status: Option<Status>,
+    pub agree: Option<Agree>,
+    /// Lower-cased words that must all occur in the text.
+    pub words: Vec<String>,
+}
+
+impl Filter {
+    /// Parse filter text; class names are matched case-insensitively.
+    pub fn parse(text: &str, classes: &[Class]) -> Result<Filter, String> {
+        let mut f = Filter {
+            raw: text.trim().to_string(),
+            ..Filter::default()
+        };
+        for tok in text.split_whitespace() {
+            match tok.split_once(':') {
+                Some(("class" | "c", v)) => {
+                    let c = classes
+                        .iter()
+                        .find(|c| c.name.eq_ignore_ascii_case(v))
+                        .ok_or_else(|| {
+                            let names: Vec<&str> =
+                                classes.iter().map(|c| c.name.as_str()).collect();
+                            format!("no class '{v}' (classes: {})", names.join(", "))
+                        })?;
+                    f.class = Some(c.name.clone());
+                }
+                Some(("status" | "s", v)) => {
+                    f.status = Some(match v {
+                        "pending" | "p" => Status::Pending,
+                        "accepted" | "a" => Status::Accepted,
+                        "rejected" | "r" => Status::Rejected,
+                        _ => {
+                            return Err(format!(
+                                "status must be pending, accepted or rejected, not '{v}'"
+                            ));
+                        }
+                    })
+                }
+                Some(("agree" | "ag", v)) => {
+                    f.agree = Some(match v {
+                        "yes" | "y" => Agree::Yes,
+                        "no" | "n" => Agree::No,
+                        "none" => Agree::None,
+                        _ => return Err(format!("agree must be yes, no or none, not '{v}'")),
+                    })
+                }
+                _ => f.words.push(tok.to_lowercase()),
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.class.is_none()
+            && self.status.is_none()
+            && self.agree.is_none()
+            && self.words.is_empty()
+    }
+
+    /// Whether a sample passes (class = effective label).
+    pub fn matches(&self, s: &SampleState, take_relabel: bool) -> bool {
+        if let Some(c) = &self.class
+            && s.effective_label(take_relabel) != c
+        {
+            return false;
+        }
+        if let Some(st) = self.status
+            && s.status() != st
+        {
+            return false;
+        }
+        if let Some(a) = self.agree {
+            let ok = matches!(
+                (a, s.agrees()),
+                (Agree::Yes, Some(true)) | (Agree::No, Some(false)) | (Agree::None, None)
+            );
+            if !ok {
+                return false;
+            }
+        }
+        if !self.words.is_empty() {
+            let t = s.text().to_lowercase();
+            return self.words.iter().all(|w| t.contains(w.as_str()));
+        }
+        true
+    }
+}
+
+/// Sort key: smaller comes first; the id makes every key unique.
+type Key = (i64, SampleId);
+
+/// All generated samples in one sort order, and the subset that passes
+/// the filter (when one is set).
+#[derive(Debug, Clone, Default)]
+struct Order {
+    ids: Vec<SampleId>,
+    keys: HashMap<SampleId, Key>,
+    filtered: Option<Vec<SampleId>>,
+}
+
+impl Order {
+    fn key_of(&self, id: SampleId) -> Option<Key> {
+        self.keys.get(&id).copied()
+    }
+
+    fn visible(&self) -> &[SampleId] {
+        self.filtered.as_deref().unwrap_or(&self.ids)
+    }
+
+    /// Insert `id` with key `k`; into the filtered view too when `passes`.
+    fn insert(&mut self, id: SampleId, k: Key, passes: bool) {
+        self.keys.insert(id, k);
+        let keys = &self.keys;
+        let i = self.ids.partition_point(|x| keys[x] < k);
+        self.ids.insert(i, id);
+        if passes && let Some(f) = &mut self.filtered {
+            let i = f.partition_point(|x| keys[x] < k);
+            f.insert(i, id);
+        }
+    }
+
+    fn remove(&mut self, id: SampleId) {
+        let Some(k) = self.key_of(id) else {
+            return;
+        };
+        let keys = &self.keys;
+        for v in [Some(&mut self.ids), self.filtered.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(i) = v.binary_search_by_key(&k, |x| keys[x]) {
+                v.remove(i);
+            }
+        }
+        self.keys.remove(&id);
+    }
+}
+
+/// Generated samples that pass the filter, in sort order.
+///
+/// Every sort order is kept for all generated samples at once, with its
+/// filtered view, updated sample by sample as events arrive: switching the
+/// sort is free, and setting a filter is one sequential pass over the
+/// samples plus one pass per order (no sorting).
+#[derive(Debug, Clone)]
+pub struct ReviewQueue {
+    sort: SortBy,
+    filter: Filter,
+    /// Seeds and thresholds for doubt scores.
+    pub ctx: DoubtContext,
+    /// One order per [`SortBy`], indexed by [`SortBy::index`].
+    orders: [Order; 3],
+    /// Doubt score of every generated sample, computed when it changes.
+    scores: HashMap<SampleId, f64>,
+}
+
+impl SortBy {
+    const ALL: [SortBy; 3] = [SortBy::Doubt, SortBy::Newest, SortBy::Class];
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl ReviewQueue {
+    /// An empty queue scoring doubt against `ctx`.
+    pub fn new(ctx: DoubtContext) -> ReviewQueue {
+        ReviewQueue {
+            sort: SortBy::default(),
+            filter: Filter::default(),
+            ctx,
+            orders: Default::default(),
+            scores: HashMap::new(),
+        }
+    }
+
+    pub fn sort(&self) -> SortBy {
+        self.sort
+    }
+
+    pub fn filter(&self) -> &Filter {
+        &self.filter
+    }
+
+    /// The cached doubt score of a sample.
+    pub fn score(&mut self, s: &SampleState) -> f64 {
+        if let Some(x) = self.scores.get(&s.id) {
+            return *x;
+        }
+        let x = crate::augment::doubt(s, &self.ctx).score;
+        self.scores.insert(s.id, x);
+        x
+    }
+
+    fn order(&self) -> &Order {
+        &self.orders[self.sort.index()]
+    }
+
+    /// Visible sample ids in order.
+    pub fn ids(&self) -> &[SampleId] {
+        self.order().visible()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids().is_empty()
+    }
+    pub fn get(&self, i: usize) -> Option<SampleId> {
+        self.ids().get(i).copied()
+    }
+
+    fn key(&mut self, by: SortBy, s: &SampleState, st: &ProjectState, classes: &[Class]) -> Key {
+        let k = match by {
+            // Pending first, each part most doubtful first.
+            SortBy::Doubt => {
+                let decided = if s.status() == Status::Pending {
+                    0
+                } else {
+                    100_000_000
+                };
+                decided - (self.score(s).min(50.0) * 1e6) as i64
+            }
+            SortBy::Newest => -(s.id as i64),
+            SortBy::Class => {
+                let l = s.effective_label(st.take_relabel);
+                classes
+                    .iter()
+                    .position(|c| c.name == l)
+                    .unwrap_or(classes.len()) as i64
+            }
+        };
+        (k, s.id)
+    }
+
+    /// Build every order from scratch (at start).
+    pub fn rebuild(&mut self, st: &ProjectState, classes: &[Class]) {
+        for by in SortBy::ALL {
+            let mut keyed: Vec<(Key, SampleId)> = Vec::new();
+            for s in st.generated() {
+                keyed.push((self.key(by, s, st, classes), s.id));
+            }
+            keyed.sort_unstable_by_key(|(k, _)| *k);
+            let o = &mut self.orders[by.index()];
+            o.ids = keyed.iter().map(|(_, id)| *id).collect();
+            o.keys = keyed.into_iter().map(|(k, id)| (id, k)).collect();
+        }
+        self.refilter(st);
+    }
+
+    /// Switch the sort order (free: every order is kept).
+    pub fn set_sort(&mut self, sort: SortBy, _st: &ProjectState) {
+        self.sort = sort;
+    }
+
+    /// Set the filter.
+    pub fn set_filter(&mut self, filter: Filter, st: &ProjectState) {
+        self.filter = filter;
+        self.refilter(st);
+    }
+
+    fn refilter(&mut self, st: &ProjectState) {
+        if self.filter.is_empty() {
+            for o in &mut self.orders {
+                o.filtered = None;
+            }
+            return;
+        }
+        // One pass in storage order (cache-friendly), then a bitmap look-up
+        // per id of each order.
+        let take = st.take_relabel;
+        let passes: Vec<bool> = st
+            .samples
+            .iter()
+            .map(|s| self.filter.matches(s, take))
+            .collect();
+        for o in &mut self.orders {
+            o.filtered = Some(
+                o.ids
+                    .iter()
+                    .copied()
+                    .filter(|id| st.index_of(*id).is_some_and(|i| passes[i]))
+                    .collect(),
+            );
+        }
+    }
+
+    /// Take a sample out (before an event changes it).
+    pub fn remove(&mut self, id: SampleId) {
+        self.scores.remove(&id);
+        for o in &mut self.orders {
+            o.remove(id);
+        }
+    }
+
+    /// Put a generated sample (back) in place in every order (and filtered
+    /// view, if it passes the filter).
+    pub fn insert(&mut self, s: &SampleState, st: &ProjectState, classes: &[Class]) {
+        if s.origin != crate::domain::Origin::Generated {
+            return;
+        }
+        let passes = !self.filter.is_empty() && self.filter.matches(s, st.take_relabel);
+        for by in SortBy::ALL {
+            let k = self.key(by, s, st, classes);
+            self.orders[by.index()].insert(s.id, k, passes);
+        }
+    }
+
+    /// Position of a visible sample.
+    pub fn position(&self, id: SampleId) -> Option<usize> {
+        let o = self.order();
+        let k = o.key_of(id)?;
+        self.ids().binary_search_by_key(&k, |x| o.keys[x]).ok()
+    }
+}

@@ -1,0 +1,426 @@
+//! The runtime: one tokio loop that selects over terminal input, store
+//! acknowledgements and engine events, feeds them to `update`, runs the
+//! effects and redraws only when something changed (at most ~30 fps; an
+//! idle app sleeps in `select!` with no timer armed).
+//!
+//! Durability: journal appends run on a dedicated writer thread that owns
+//! the `Project`. While an append caused by a key is in flight the loop
+//! does not read the terminal, so a decision is on disk before the next key
+//! is handled.
+
+use anyhow::Context as _;
+use crossterm::event::{
+    DisableBracketedPaste, DisableMouseCapture, EnableBracketedPaste, EnableMouseCapture, Event,
+    EventStream,
+};
+use crossterm::execute;
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use futures_util::StreamExt;
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use std::io::Stdout;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+use crate::cli::{BackendFlags, ExportFormat};
+use crate::domain::{Event as JournalEvent, EventKind};
+use crate::store::Project;
+
+use super::config::UiConfig;
+use super::pipeline::{Pipeline, PipelineOut};
+use super::state::{Effect, ExportRequest, Init, Msg, State};
+use super::{update, view};
+
+/// Shortest time between two frames.
+const FRAME: Duration = Duration::from_millis(33);
+/// How often live usage is polled while requests run.
+const USAGE_EVERY: Duration = Duration::from_millis(500);
+
+/// Who asked for an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// A key press: the terminal is not read until it is acknowledged.
+    Key,
+    /// The generation pipeline.
+    Pipeline,
+}
+
+struct StoreJob {
+    kinds: Vec<EventKind>,
+    origin: Origin,
+}
+
+struct StoreDone {
+    origin: Origin,
+    result: Result<Vec<JournalEvent>, String>,
+}
+
+/// The writer thread: owns the project, appends in order, answers each job.
+fn spawn_writer(
+    mut project: Project,
+    done: mpsc::UnboundedSender<StoreDone>,
+) -> (
+    std::sync::mpsc::Sender<StoreJob>,
+    std::thread::JoinHandle<()>,
+) {
+    let (tx, rx) = std::sync::mpsc::channel::<StoreJob>();
+    let handle = std::thread::Builder::new()
+        .name("straddle-journal".into())
+        .spawn(move || {
+            for job in rx {
+                let result = project.append(job.kinds).map_err(|e| format!("{e:#}"));
+                if done
+                    .send(StoreDone {
+                        origin: job.origin,
+                        result,
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        })
+        .expect("spawn the journal writer thread");
+    (tx, handle)
+}
+
+/// Put the terminal back: raw mode off, main screen, mouse and paste off.
+pub fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(
+        std::io::stdout(),
+        DisableBracketedPaste,
+        DisableMouseCapture,
+        LeaveAlternateScreen,
+        crossterm::cursor::Show
+    );
+}
+
+/// Restores the terminal when dropped (normal exit and error paths).
+struct TerminalGuard;
+
+impl Drop for TerminalGuard {
+    fn drop(&mut self) {
+        restore_terminal();
+    }
+}
+
+fn setup_terminal() -> anyhow::Result<(Terminal<CrosstermBackend<Stdout>>, TerminalGuard)> {
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        prev(info);
+    }));
+    enable_raw_mode().context("cannot switch the terminal to raw mode")?;
+    let guard = TerminalGuard;
+    execute!(
+        std::io::stdout(),
+        EnterAlternateScreen,
+        EnableMouseCapture,
+        EnableBracketedPaste
+    )
+    .context("cannot set up the terminal")?;
+    let term = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    Ok((term, guard))
+}
+
+/// Open the project and run the app until the user quits.
+pub fn run(dir: PathBuf, flags: BackendFlags, ui: UiConfig) -> anyhow::Result<()> {
+    let project = Project::open(&dir)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run_async(project, flags, ui))
+}
+
+async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyhow::Result<()> {
+    let mut config = project.config().clone();
+    flags.apply(&mut config.backend);
+    let dir = project.dir().to_path_buf();
+    let mut st = State::new(Init {
+        project: project.state().clone(),
+        project_name: config.task.name.clone(),
+        classes: project.classes(),
+        settings: project.generation_settings(),
+        concurrency: config.backend.max_concurrency,
+        backend: config.backend.base_url.clone(),
+        model: config.backend.model.clone(),
+        ui,
+    });
+    let report = project.load_report();
+    if st.last_error.is_none() && !report.skipped.is_empty() {
+        st.last_error = Some(format!(
+            "journal: {} unreadable line(s) skipped (first: line {})",
+            report.skipped.len(),
+            report.skipped[0].line
+        ));
+    }
+    let pipeline = Pipeline::new(&config, &project, &flags);
+    let (done_tx, done_rx) = mpsc::unbounded_channel();
+    let (store_tx, writer) = spawn_writer(project, done_tx);
+
+    let (mut term, guard) = setup_terminal()?;
+    let size = term.size()?;
+    st.size = (size.width, size.height);
+    let mut app = App {
+        st,
+        store_tx,
+        done_rx,
+        key_acks: 0,
+        pipeline_acks: 0,
+        pipeline,
+        dir,
+    };
+    let result = app.run(&mut term).await;
+    let App { store_tx, .. } = app;
+    drop(store_tx);
+    let _ = writer.join();
+    drop(term);
+    drop(guard);
+    result
+}
+
+struct App {
+    st: State,
+    store_tx: std::sync::mpsc::Sender<StoreJob>,
+    done_rx: mpsc::UnboundedReceiver<StoreDone>,
+    /// Appends from keys not yet acknowledged.
+    key_acks: usize,
+    pipeline_acks: usize,
+    pipeline: Pipeline,
+    dir: PathBuf,
+}
+
+enum Input {
+    Term(Option<std::io::Result<Event>>),
+    Store(StoreDone),
+    Engine(crate::engine::EngineEvent),
+    Exported(Result<String, String>),
+    Frame,
+    Usage,
+}
+
+impl App {
+    async fn run(&mut self, term: &mut Terminal<CrosstermBackend<Stdout>>) -> anyhow::Result<()> {
+        let mut input = EventStream::new();
+        let (export_tx, mut export_rx) = mpsc::unbounded_channel();
+        let mut last_draw = Instant::now() - FRAME;
+        let mut usage_timer = tokio::time::interval(USAGE_EVERY);
+        usage_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut quitting = false;
+        let mut was_busy = false;
+        loop {
+            if self.st.dirty && last_draw.elapsed() >= FRAME {
+                term.draw(|f| view::render(f, &self.st))?;
+                self.st.dirty = false;
+                last_draw = Instant::now();
+            }
+            if self.st.quit && !quitting {
+                quitting = true;
+                let fx = self.pipeline.shutdown();
+                self.run_effects_from(fx, Origin::Pipeline, &export_tx);
+            }
+            if quitting && self.key_acks == 0 && self.pipeline_acks == 0 {
+                break;
+            }
+            let busy = self.pipeline.busy();
+            if was_busy && !busy {
+                // One last look at the usage once requests stop.
+                self.handle(Input::Usage, &export_tx)?;
+            }
+            was_busy = busy;
+            let frame_due = self.st.dirty.then(|| last_draw + FRAME);
+            let read_keys = self.key_acks == 0 && !quitting;
+            let next = tokio::select! {
+                Some(d) = self.done_rx.recv() => Input::Store(d),
+                ev = input.next(), if read_keys => Input::Term(ev),
+                Some(e) = self.pipeline.recv() => Input::Engine(e),
+                Some(r) = export_rx.recv() => Input::Exported(r),
+                _ = sleep_until(frame_due), if frame_due.is_some() => Input::Frame,
+                _ = usage_timer.tick(), if busy => Input::Usage,
+            };
+            self.handle(next, &export_tx)?;
+            // Drain whatever else is queued before drawing.
+            while let Ok(d) = self.done_rx.try_recv() {
+                self.handle(Input::Store(d), &export_tx)?;
+            }
+            while let Some(e) = self.pipeline.try_recv() {
+                self.handle(Input::Engine(e), &export_tx)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn handle(
+        &mut self,
+        input: Input,
+        export_tx: &mpsc::UnboundedSender<Result<String, String>>,
+    ) -> anyhow::Result<()> {
+        match input {
+            Input::Term(None) => self.st.quit = true,
+            Input::Term(Some(Err(e))) => return Err(e).context("reading the terminal"),
+            Input::Term(Some(Ok(ev))) => {
+                let msg = match ev {
+                    Event::Key(k) => Msg::Key(k),
+                    Event::Mouse(m) => Msg::Mouse(m),
+                    Event::Paste(p) => Msg::Paste(p),
+                    Event::Resize(w, h) => Msg::Resize(w, h),
+                    _ => return Ok(()),
+                };
+                let fx = update(&mut self.st, msg);
+                self.run_effects_from(fx, Origin::Key, export_tx);
+            }
+            Input::Store(done) => {
+                match done.origin {
+                    Origin::Key => self.key_acks = self.key_acks.saturating_sub(1),
+                    Origin::Pipeline => self.pipeline_acks = self.pipeline_acks.saturating_sub(1),
+                }
+                let (msg, events) = match done.result {
+                    Ok(events) => (Msg::Appended(events.clone()), Some(events)),
+                    Err(e) => (Msg::AppendFailed(e), None),
+                };
+                let fx = update(&mut self.st, msg);
+                self.run_effects_from(fx, Origin::Key, export_tx);
+                let ours = done.origin == Origin::Pipeline;
+                let out = self.pipeline.on_appended(&self.st, events.as_deref(), ours);
+                self.apply_pipeline(out, export_tx);
+            }
+            Input::Engine(ev) => {
+                let out = self.pipeline.on_engine_event(&self.st, ev);
+                self.apply_pipeline(out, export_tx);
+            }
+            Input::Exported(r) => {
+                update(&mut self.st, Msg::Exported(r));
+            }
+            Input::Usage => {
+                let (usage, req_per_s) = self.pipeline.usage();
+                update(&mut self.st, Msg::Usage { usage, req_per_s });
+            }
+            Input::Frame => {}
+        }
+        Ok(())
+    }
+
+    fn apply_pipeline(
+        &mut self,
+        out: PipelineOut,
+        export_tx: &mpsc::UnboundedSender<Result<String, String>>,
+    ) {
+        for m in out.msgs {
+            let fx = update(&mut self.st, m);
+            self.run_effects_from(fx, Origin::Key, export_tx);
+        }
+        if let Some(kinds) = out.append {
+            self.append(kinds, Origin::Pipeline);
+        }
+    }
+
+    fn append(&mut self, kinds: Vec<EventKind>, origin: Origin) {
+        if kinds.is_empty() {
+            return;
+        }
+        match origin {
+            Origin::Key => self.key_acks += 1,
+            Origin::Pipeline => self.pipeline_acks += 1,
+        }
+        if self.store_tx.send(StoreJob { kinds, origin }).is_err() {
+            match origin {
+                Origin::Key => self.key_acks -= 1,
+                Origin::Pipeline => self.pipeline_acks -= 1,
+            }
+            update(
+                &mut self.st,
+                Msg::AppendFailed("the journal writer stopped".into()),
+            );
+        }
+    }
+
+    fn run_effects_from(
+        &mut self,
+        fx: Vec<Effect>,
+        origin: Origin,
+        export_tx: &mpsc::UnboundedSender<Result<String, String>>,
+    ) {
+        for e in fx {
+            match e {
+                Effect::Append(kinds) => self.append(kinds, origin),
+                Effect::Export(req) => spawn_export(self.dir.clone(), req, export_tx.clone()),
+                Effect::Quit => self.st.quit = true,
+                other => {
+                    let out = self.pipeline.on_effect(&self.st, other);
+                    self.apply_pipeline(out, export_tx);
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(t: Option<Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Export in a child `straddle export` (same options and code as the CLI;
+/// the project is read read-only, and its output cannot garble the screen).
+fn spawn_export(
+    dir: PathBuf,
+    req: ExportRequest,
+    tx: mpsc::UnboundedSender<Result<String, String>>,
+) {
+    tokio::task::spawn_blocking(move || {
+        let _ = tx.send(export_blocking(&dir, &req));
+    });
+}
+
+fn export_blocking(dir: &std::path::Path, req: &ExportRequest) -> Result<String, String> {
+    let exe =
+        std::env::current_exe().map_err(|e| format!("cannot find the straddle binary: {e}"))?;
+    let out = if req.out.is_absolute() {
+        req.out.clone()
+    } else {
+        dir.join(&req.out)
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("export")
+        .arg(dir)
+        .arg("--format")
+        .arg(match req.format {
+            ExportFormat::Jsonl => "jsonl",
+            ExportFormat::Csv => "csv",
+            ExportFormat::Hf => "hf",
+        })
+        .arg("--out")
+        .arg(&out)
+        .arg("--val-fraction")
+        .arg(req.val_fraction.to_string())
+        .arg("--seed")
+        .arg(req.seed.to_string());
+    if req.include_seeds {
+        cmd.arg("--include-seeds");
+    }
+    if req.with_provenance {
+        cmd.arg("--with-provenance");
+    }
+    let o = cmd
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run straddle export: {e}"))?;
+    if o.status.success() {
+        let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        Ok(if text.is_empty() {
+            format!("exported to {}", out.display())
+        } else {
+            text
+        })
+    } else {
+        let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
+        Err(err.strip_prefix("error: ").unwrap_or(&err).to_string())
+    }
+}

@@ -1,0 +1,552 @@
+//! The app state and the messages and effects that drive it.
+//!
+//! `State` holds the TUI's own copy of the project fold (`ProjectState`),
+//! updated only from events the store has acknowledged, plus everything the
+//! views need, kept incrementally (review queue order, per-class tallies,
+//! seed lists) so neither a key press nor a frame scans the whole project.
+
+use crossterm::event::{KeyEvent, MouseEvent};
+use ratatui_textarea::TextArea;
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+
+use crate::cli::ExportFormat;
+use crate::domain::{
+    Class, ClassCounts, DecisionKind, Event, EventKind, GenerationSettings, Origin, ProjectState,
+    SampleId, SampleState, Status, Usage,
+};
+
+use super::config::UiConfig;
+use super::keymap::Keymap;
+use super::queue::ReviewQueue;
+use super::theme::Theme;
+
+/// The five panes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Pane {
+    Review,
+    Seeds,
+    Streams,
+    Controls,
+    Stats,
+}
+
+impl Pane {
+    /// Focus order (Tab).
+    pub const ALL: [Pane; 5] = [
+        Pane::Review,
+        Pane::Seeds,
+        Pane::Controls,
+        Pane::Streams,
+        Pane::Stats,
+    ];
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Review => "Review",
+            Pane::Seeds => "Seeds",
+            Pane::Streams => "Streams",
+            Pane::Controls => "Controls",
+            Pane::Stats => "Stats",
+        }
+    }
+}
+
+/// What the generation engine is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EngineStatus {
+    Idle,
+    Running,
+    Paused,
+    /// Waiting before a retry (rate limit, server error), with the reason.
+    Backoff(String),
+    /// The backend cannot be reached; the message says how to fix it.
+    Unreachable(String),
+}
+
+impl EngineStatus {
+    pub fn label(&self) -> String {
+        match self {
+            EngineStatus::Idle => "idle".into(),
+            EngineStatus::Running => "running".into(),
+            EngineStatus::Paused => "paused".into(),
+            EngineStatus::Backoff(r) => format!("backoff: {r}"),
+            EngineStatus::Unreachable(_) => "unreachable".into(),
+        }
+    }
+}
+
+/// What a stream row is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamKind {
+    Generate,
+    Relabel,
+}
+
+/// State of one request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamState {
+    Running,
+    Finished,
+    Failed(String),
+}
+
+/// One request in the Streams pane.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRow {
+    pub job: u64,
+    pub kind: StreamKind,
+    /// Class pair / class, e.g. "LOC×HUM".
+    pub classes: String,
+    pub alpha: Option<f64>,
+    /// Tail of the tokens received so far.
+    pub text: String,
+    /// Characters received.
+    pub chars: usize,
+    pub state: StreamState,
+}
+
+/// Progress of requests, as the runtime reports it from engine events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamMsg {
+    Started {
+        job: u64,
+        kind: StreamKind,
+        classes: String,
+        alpha: Option<f64>,
+    },
+    /// The text received so far (the whole of it, not an increment).
+    Delta {
+        job: u64,
+        text: String,
+    },
+    Finished {
+        job: u64,
+    },
+    Failed {
+        job: u64,
+        reason: String,
+    },
+}
+
+/// Everything that can happen to the app.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Paste(String),
+    Resize(u16, u16),
+    /// The store wrote these events (ids and timestamps assigned).
+    Appended(Vec<Event>),
+    /// The store could not write; nothing was applied.
+    AppendFailed(String),
+    Stream(StreamMsg),
+    Engine(EngineStatus),
+    /// Live usage of this session's engine.
+    Usage {
+        usage: Usage,
+        req_per_s: f64,
+    },
+    /// Export finished: a sentence naming the output path, or what went
+    /// wrong.
+    Exported(Result<String, String>),
+    /// An error from the runtime to show in the status line.
+    Error(String),
+    /// An informational note for the status line.
+    Notice(String),
+}
+
+/// Export options (the same as the CLI's `export`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportRequest {
+    pub format: ExportFormat,
+    pub out: PathBuf,
+    pub include_seeds: bool,
+    pub val_fraction: f64,
+    pub seed: u64,
+    pub with_provenance: bool,
+}
+
+/// What `update` asks the runtime to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Append to the journal; the runtime answers with `Msg::Appended`
+    /// and handles no further key before that.
+    Append(Vec<EventKind>),
+    StartGeneration,
+    PauseGeneration,
+    ResumeGeneration,
+    /// Stop and cancel everything in flight.
+    StopGeneration,
+    /// The next requests use these settings.
+    ApplySettings(GenerationSettings),
+    /// The next requests use these class weights.
+    ApplyWeights(Vec<Class>),
+    SetConcurrency(usize),
+    /// Ask the LLM to relabel a sample (after an edit).
+    Relabel(SampleId),
+    Export(ExportRequest),
+    Quit,
+}
+
+/// Modal input state.
+#[derive(Debug, Clone, Default)]
+pub enum Mode {
+    #[default]
+    Normal,
+    Help,
+    /// Editing a sample's text.
+    Edit {
+        sample: SampleId,
+        area: Box<TextArea<'static>>,
+    },
+    /// Typing a filter.
+    Filter {
+        input: String,
+        error: Option<String>,
+    },
+    /// Bulk decision waiting for y/n.
+    Confirm {
+        kind: DecisionKind,
+        ids: Vec<SampleId>,
+    },
+    Export(ExportForm),
+}
+
+/// The export dialog.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportForm {
+    pub field: usize,
+    pub req: ExportRequest,
+}
+
+impl ExportForm {
+    pub const FIELDS: usize = 6;
+}
+
+/// One row of the Controls pane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Strategy,
+    Alpha,
+    Temperature,
+    Concurrency,
+    Target,
+    PerRequest,
+}
+
+impl Control {
+    pub const ALL: [Control; 6] = [
+        Control::Strategy,
+        Control::Alpha,
+        Control::Temperature,
+        Control::Concurrency,
+        Control::Target,
+        Control::PerRequest,
+    ];
+    pub fn label(self) -> &'static str {
+        match self {
+            Control::Strategy => "strategy",
+            Control::Alpha => "α",
+            Control::Temperature => "temperature",
+            Control::Concurrency => "concurrency",
+            Control::Target => "target",
+            Control::PerRequest => "per request",
+        }
+    }
+}
+
+/// Per-class counts and relabel agreement, kept incrementally.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Tally {
+    pub per_class: BTreeMap<String, ClassCounts>,
+    pub generated: ClassCounts,
+    /// Generated samples with a parsable verdict, and those agreeing.
+    pub verdicts: u64,
+    pub agreeing: u64,
+}
+
+impl Tally {
+    fn add(&mut self, s: &SampleState, take_relabel: bool, sign: i64) {
+        let f = |x: &mut u64| *x = x.saturating_add_signed(sign);
+        match s.origin {
+            Origin::Seed => f(&mut self.per_class.entry(s.label.clone()).or_default().seed),
+            Origin::Validation | Origin::Test => {}
+            Origin::Generated => {
+                let label = s.effective_label(take_relabel);
+                if !self.per_class.contains_key(label) {
+                    self.per_class
+                        .insert(label.to_string(), ClassCounts::default());
+                }
+                let c = self.per_class.get_mut(label).expect("just inserted");
+                for c in [c, &mut self.generated] {
+                    match s.status() {
+                        Status::Pending => f(&mut c.pending),
+                        Status::Accepted => f(&mut c.accepted),
+                        Status::Rejected => f(&mut c.rejected),
+                    }
+                }
+                if let Some(a) = s.agrees() {
+                    f(&mut self.verdicts);
+                    if a {
+                        f(&mut self.agreeing);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The whole app state.
+#[derive(Debug, Clone)]
+pub struct State {
+    pub project: ProjectState,
+    pub project_name: String,
+    pub classes: Vec<Class>,
+    pub settings: GenerationSettings,
+    pub concurrency: usize,
+    pub backend: String,
+    pub model: String,
+    pub keymap: Keymap,
+    pub theme: Theme,
+
+    pub focus: Pane,
+    pub zoom: bool,
+    pub mode: Mode,
+    pub size: (u16, u16),
+
+    pub queue: ReviewQueue,
+    /// Selected row of the review queue, and its sample.
+    pub review_sel: usize,
+    pub review_offset: usize,
+    /// Sample to select once the next acknowledged events are applied
+    /// (the target of an undo).
+    pub pending_select: Option<SampleId>,
+    pub class_sel: usize,
+    /// Selected seed example of the selected class (`None`: the class
+    /// list has the cursor).
+    pub seed_sel: Option<usize>,
+    pub control_sel: usize,
+    pub stream_offset: usize,
+    pub help_offset: usize,
+
+    pub tally: Tally,
+    /// Seed sample ids in journal order.
+    pub seeds: Vec<SampleId>,
+
+    pub engine: EngineStatus,
+    pub streams: VecDeque<StreamRow>,
+    /// Usage of this session's engine (the journal's usage is in `project`).
+    pub live_usage: Usage,
+    pub req_per_s: f64,
+
+    pub notice: Option<String>,
+    pub last_error: Option<String>,
+    /// Set when something visible changed since the last frame.
+    pub dirty: bool,
+    pub quit: bool,
+}
+
+/// How many finished streams to keep.
+pub const MAX_STREAMS: usize = 64;
+/// How much streamed text to keep per row.
+pub const STREAM_TAIL: usize = 400;
+
+/// What a `State` starts from.
+#[derive(Debug, Clone)]
+pub struct Init {
+    pub project: ProjectState,
+    pub project_name: String,
+    pub classes: Vec<Class>,
+    pub settings: GenerationSettings,
+    pub concurrency: usize,
+    pub backend: String,
+    pub model: String,
+    pub ui: UiConfig,
+}
+
+impl State {
+    pub fn new(init: Init) -> State {
+        let mut st = State {
+            project: ProjectState::new(init.project.take_relabel),
+            project_name: init.project_name,
+            classes: init.classes,
+            settings: init.settings,
+            concurrency: init.concurrency.max(1),
+            backend: init.backend,
+            model: init.model,
+            keymap: init.ui.keymap,
+            theme: init.ui.theme,
+            focus: Pane::Review,
+            zoom: false,
+            mode: Mode::Normal,
+            size: (120, 40),
+            queue: ReviewQueue::new(crate::augment::DoubtContext::new([])),
+            review_sel: 0,
+            review_offset: 0,
+            pending_select: None,
+            class_sel: 0,
+            seed_sel: None,
+            control_sel: 0,
+            stream_offset: 0,
+            help_offset: 0,
+            tally: Tally::default(),
+            seeds: Vec::new(),
+            engine: EngineStatus::Idle,
+            streams: VecDeque::new(),
+            live_usage: Usage::default(),
+            req_per_s: 0.0,
+            notice: None,
+            last_error: init.ui.warnings.first().cloned(),
+            dirty: true,
+            quit: false,
+        };
+        st.project = init.project;
+        st.queue.ctx = crate::augment::DoubtContext::from_state(&st.project);
+        for c in &st.classes {
+            st.tally.per_class.entry(c.name.clone()).or_default();
+        }
+        let take = st.project.take_relabel;
+        for s in &st.project.samples {
+            st.tally.add(s, take, 1);
+            if s.origin == Origin::Seed {
+                st.seeds.push(s.id);
+            }
+        }
+        st.queue.rebuild(&st.project, &st.classes);
+        st
+    }
+
+    /// The selected sample of the review queue.
+    pub fn selected_sample(&self) -> Option<&SampleState> {
+        self.queue
+            .get(self.review_sel)
+            .and_then(|id| self.project.sample(id))
+    }
+
+    pub fn selected_class(&self) -> Option<&Class> {
+        self.classes.get(self.class_sel)
+    }
+
+    /// Seed examples of the selected class.
+    pub fn class_seeds(&self) -> Vec<&SampleState> {
+        let Some(c) = self.selected_class() else {
+            return Vec::new();
+        };
+        self.seeds
+            .iter()
+            .filter_map(|id| self.project.sample(*id))
+            .filter(|s| s.label == c.name)
+            .collect()
+    }
+
+    /// The sample `e` edits: the selected seed when the Seeds pane has a
+    /// seed selected, else the selected review sample.
+    pub fn edit_target(&self) -> Option<&SampleState> {
+        if self.focus == Pane::Seeds {
+            return self
+                .seed_sel
+                .and_then(|i| self.class_seeds().get(i).copied());
+        }
+        self.selected_sample()
+    }
+
+    /// Sample touched by an event, if any.
+    fn touched(kind: &EventKind) -> Option<SampleId> {
+        match kind {
+            EventKind::SampleAdded(a) => Some(a.id),
+            EventKind::VerdictRecorded(v) => Some(v.sample),
+            EventKind::Decided(d) => Some(d.sample),
+            EventKind::Edited(e) => Some(e.sample),
+            EventKind::Undone(u) => Some(u.sample),
+            _ => None,
+        }
+    }
+
+    /// Apply acknowledged events: the fold, the tallies and the queue move
+    /// together, one sample at a time.
+    pub fn apply_events(&mut self, events: &[Event]) {
+        let sel_id = self
+            .pending_select
+            .take()
+            .or_else(|| self.queue.get(self.review_sel));
+        let take = self.project.take_relabel;
+        let mut seeds_changed = false;
+        for ev in events {
+            let touched = Self::touched(&ev.kind);
+            seeds_changed |= touched
+                .and_then(|id| self.project.sample(id))
+                .is_some_and(|s| s.origin == Origin::Seed)
+                || matches!(&ev.kind, EventKind::SampleAdded(a) if a.origin == Origin::Seed);
+            if let Some(id) = touched
+                && let Some(s) = self.project.sample(id)
+            {
+                self.tally.add(s, take, -1);
+                self.queue.remove(id);
+            }
+            self.project.apply(ev);
+            match &ev.kind {
+                EventKind::WeightChanged(w) => {
+                    if let Some(c) = self.classes.iter_mut().find(|c| c.name == w.class) {
+                        c.weight = w.weight;
+                    }
+                }
+                EventKind::SettingsChanged(s) => self.settings = s.generation.clone(),
+                EventKind::SampleAdded(a) if a.origin == Origin::Seed => self.seeds.push(a.id),
+                _ => {}
+            }
+            if let Some(id) = touched
+                && let Some(s) = self.project.sample(id)
+            {
+                self.tally.add(s, take, 1);
+                self.queue.insert(s, &self.project, &self.classes);
+            }
+        }
+        if seeds_changed {
+            // New seed texts for the seed-similarity doubt signal; scores
+            // already cached are refreshed as their samples change.
+            self.queue.ctx = crate::augment::DoubtContext::from_state(&self.project);
+        }
+        self.follow_selection(sel_id);
+        self.dirty = true;
+    }
+
+    /// Keep the selection on the same sample after the queue moved (or on
+    /// the same row when the sample left the queue).
+    pub fn follow_selection(&mut self, sel_id: Option<SampleId>) {
+        if let Some(i) = sel_id.and_then(|id| self.queue.position(id)) {
+            self.review_sel = i;
+        }
+        self.review_sel = self.review_sel.min(self.queue.len().saturating_sub(1));
+    }
+
+    /// Per-class target share of `target_count`, by weight.
+    pub fn target_for(&self, class: &str) -> f64 {
+        let total: f64 = self.classes.iter().map(|c| c.weight.max(0.0)).sum();
+        let w = self
+            .classes
+            .iter()
+            .find(|c| c.name == class)
+            .map(|c| c.weight.max(0.0))
+            .unwrap_or(0.0);
+        if total <= 0.0 {
+            0.0
+        } else {
+            self.settings.target_count as f64 * w / total
+        }
+    }
+
+    /// The message to show: the last error, else the last notice
+    /// (`true` = error).
+    pub fn message(&self) -> Option<(&str, bool)> {
+        match (&self.last_error, &self.notice) {
+            (Some(e), _) => Some((e.as_str(), true)),
+            (None, Some(n)) => Some((n.as_str(), false)),
+            (None, None) => None,
+        }
+    }
+
+    /// Whether the screen is too small for all panes at once.
+    pub fn compact(&self) -> bool {
+        self.size.0 < 100 || self.size.1 < 30
+    }
+}

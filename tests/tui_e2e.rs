@@ -1,0 +1,338 @@
+//! End to end: the real `straddle` binary in tmux against the local test
+//! LLM server. Open a project, start generation, wait until the review
+//! queue is full and relabelled, accept two, reject one, undo one, quit;
+//! then `straddle stats --json` must show exactly those decisions.
+//!
+//! Waiting is always on a condition seen on screen (polled with a bounded
+//! deadline), never a sleep standing in for synchronisation.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use support::{Reply, Script, TestServer};
+
+const BIN: &str = env!("CARGO_BIN_EXE_straddle");
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A tmux server of our own (private socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(command: &str, w: u16, h: u16) -> Tmux {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let t = Tmux {
+            socket: format!(
+                "straddle-e2e-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            ),
+        };
+        let ok = t
+            .cmd()
+            .args(["new-session", "-d", "-s", "app", "-x"])
+            .arg(w.to_string())
+            .arg("-y")
+            .arg(h.to_string())
+            .arg(command)
+            .status()
+            .expect("tmux must be installed (.ci/run installs it)");
+        assert!(ok.success(), "tmux new-session failed");
+        t
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new("tmux");
+        c.args(["-L", &self.socket, "-f", "/dev/null"]);
+        c
+    }
+
+    fn screen(&self) -> String {
+        let o = self
+            .cmd()
+            .args(["capture-pane", "-p", "-t", "app"])
+            .output()
+            .expect("tmux capture-pane");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn keys(&self, keys: &str) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-t", "app", "-l", keys])
+            .status()
+            .expect("tmux send-keys");
+        assert!(ok.success());
+    }
+
+    /// A named key ("Enter", "Escape", "Tab").
+    fn key(&self, name: &str) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-t", "app", name])
+            .status()
+            .expect("tmux send-keys");
+        assert!(ok.success());
+    }
+
+    fn alive(&self) -> bool {
+        self.cmd()
+            .args(["has-session", "-t", "app"])
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    }
+
+    /// Poll the screen until `cond` holds; panic with the last screen.
+    fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if cond(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < DEADLINE,
+                "timed out waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_exit(&self) {
+        let start = Instant::now();
+        while self.alive() {
+            assert!(
+                start.elapsed() < DEADLINE,
+                "the app did not quit; screen:\n{}",
+                self.screen()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self
+            .cmd()
+            .arg("kill-server")
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Replies: a numbered list of distinct questions for generation prompts,
+/// a JSON label for relabel prompts.
+fn script() -> Script {
+    let counter = AtomicUsize::new(0);
+    const WORDS: &[&str] = &[
+        "amber", "harbor", "violin", "glacier", "orchard", "lantern", "meteor", "canyon",
+        "saffron", "tundra", "quartz", "falcon", "marble", "prairie", "cobalt", "willow",
+    ];
+    Script::with_fn(move |req| {
+        let prompt = req.last_message();
+        if prompt.contains("Classify the text") {
+            return Reply::text(r#"{"label": "LOC"}"#);
+        }
+        let n = prompt
+            .split("Write ")
+            .nth(1)
+            .and_then(|s| s.split_whitespace().next())
+            .and_then(|s| s.parse::<usize>().ok())
+            .unwrap_or(3);
+        let mut out = String::new();
+        for i in 1..=n {
+            let k = counter.fetch_add(1, Ordering::SeqCst);
+            let w = |j: usize| WORDS[(k * 7 + j * 5 + k / 16) % WORDS.len()];
+            out.push_str(&format!(
+                "{i}. Where is the {} {} museum number {k} near the {} {}?\n",
+                w(0),
+                w(1),
+                w(2),
+                w(3)
+            ));
+        }
+        Reply::text(out)
+    })
+}
+
+fn straddle(args: &[&str]) -> std::process::Output {
+    Command::new(BIN).args(args).output().expect("run straddle")
+}
+
+fn set_generation(dir: &Path, target: usize, per_request: usize) {
+    let path = dir.join("straddle.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut cfg: toml::Table = toml::from_str(&text).unwrap();
+    let g = cfg
+        .entry("generation")
+        .or_insert_with(|| toml::Value::Table(Default::default()))
+        .as_table_mut()
+        .unwrap();
+    g.insert("target_count".into(), toml::Value::Integer(target as i64));
+    g.insert(
+        "per_request".into(),
+        toml::Value::Integer(per_request as i64),
+    );
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+}
+
+/// "N gen · ✓A ✗R ·P" from the status line.
+fn counts(screen: &str) -> Option<(u64, u64, u64, u64)> {
+    let line = screen.lines().rev().find(|l| l.contains(" gen · ✓"))?;
+    let rest = line.split(" gen · ✓").collect::<Vec<_>>();
+    let n = rest[0].split_whitespace().last()?.parse().ok()?;
+    let mut it = rest[1].split_whitespace();
+    let a = it.next()?.parse().ok()?;
+    let r = it.next()?.trim_start_matches('✗').parse().ok()?;
+    let p = it.next()?.trim_start_matches('·').parse().ok()?;
+    Some((n, a, r, p))
+}
+
+#[test]
+fn review_session_in_tmux() {
+    let server = TestServer::start(script());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    let d = dir.to_str().unwrap();
+    let url = server.base_url();
+    let model = server.backend().model;
+    let o = straddle(&[
+        "init",
+        d,
+        "--example",
+        "trec6",
+        "--base-url",
+        &url,
+        "--model",
+        &model,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    set_generation(&dir, 6, 3);
+
+    let missing_config = tmp.path().join("no-config.toml");
+    let tmux = Tmux::start(
+        &format!(
+            "STRADDLE_CONFIG='{}' '{BIN}' tui '{d}' --base-url '{url}' --no-cache",
+            missing_config.display()
+        ),
+        120,
+        40,
+    );
+    tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
+    tmux.keys("g");
+    let screen = tmux.wait_for("6 relabelled examples and an idle engine", |s| {
+        counts(s).is_some_and(|(n, ..)| n >= 6) && s.contains("idle") && !s.contains("no_verdict")
+    });
+    let (n, a0, r0, _) = counts(&screen).unwrap();
+    assert_eq!((a0, r0), (0, 0), "nothing decided yet:\n{screen}");
+
+    tmux.keys("a");
+    tmux.wait_for("one accepted", |s| counts(s).is_some_and(|c| c.1 == 1));
+    tmux.keys("a");
+    tmux.wait_for("two accepted", |s| counts(s).is_some_and(|c| c.1 == 2));
+    tmux.keys("x");
+    tmux.wait_for("one rejected", |s| counts(s).is_some_and(|c| c.2 == 1));
+    tmux.keys("u");
+    tmux.wait_for("the reject undone", |s| {
+        counts(s).is_some_and(|c| (c.1, c.2) == (2, 0))
+    });
+    // Export from the TUI with the dialog's defaults; the path is shown.
+    tmux.keys("E");
+    tmux.wait_for("the export dialog", |s| s.contains("validation share"));
+    tmux.key("Enter");
+    let out = dir.join("exports").join("data.jsonl");
+    tmux.wait_for("the export message", |s| {
+        s.contains("Exported") && s.contains("data.jsonl")
+    });
+    let rows: usize = ["data.jsonl", "data.validation.jsonl"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(dir.join("exports").join(f)).ok())
+        .map(|t| t.lines().count())
+        .sum();
+    assert!(out.is_file());
+    assert_eq!(rows, 2, "the two accepted examples are exported");
+
+    tmux.keys("q");
+    tmux.wait_exit();
+
+    let o = straddle(&["stats", d, "--json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let t = &stats["totals"];
+    assert_eq!(t["accepted"], 2, "{stats:#}");
+    assert_eq!(t["rejected"], 0, "{stats:#}");
+    assert_eq!(t["pending"].as_u64().unwrap(), n - 2, "{stats:#}");
+    assert!(
+        stats["usage"]["requests"].as_u64().unwrap() > 0,
+        "{stats:#}"
+    );
+
+    // The journal holds exactly three key decisions and one undo.
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let of = |ty: &str| {
+        journal
+            .lines()
+            .filter(|l| l.contains(&format!("\"type\":\"{ty}\"")))
+            .count()
+    };
+    assert_eq!(of("decided"), 3);
+    assert_eq!(of("undone"), 1);
+}
+
+/// A backend that refuses connections: a clear message with the fix, and
+/// the rest of the app (navigation, export) keeps working.
+#[test]
+fn unreachable_backend_is_reported_and_the_app_keeps_working() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    let d = dir.to_str().unwrap();
+    let o = straddle(&["init", d, "--example", "trec6", "--base-url", &url]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // No retries: the first refused connection is final.
+    let path = dir.join("straddle.toml");
+    let mut cfg: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cfg["backend"]
+        .as_table_mut()
+        .unwrap()
+        .insert("max_retries".into(), toml::Value::Integer(0));
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+
+    let tmux = Tmux::start(
+        &format!(
+            "STRADDLE_CONFIG='{}' '{BIN}' tui '{d}'",
+            tmp.path().join("none.toml").display()
+        ),
+        120,
+        40,
+    );
+    tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
+    tmux.keys("g");
+    let s = tmux.wait_for("the unreachable message", |s| {
+        s.contains("unreachable") && s.contains("LLM backend unavailable")
+    });
+    assert!(
+        s.contains("base_url"),
+        "the message says how to fix it:\n{s}"
+    );
+    // Still responsive: move focus, open and run an export.
+    tmux.key("Tab");
+    tmux.wait_for("focus on Seeds", |s| s.contains("┏ Seeds"));
+    tmux.keys("E");
+    tmux.wait_for("the export dialog", |s| s.contains("validation share"));
+    tmux.key("Enter");
+    tmux.wait_for("the export's answer", |s| s.contains("nothing to export"));
+    tmux.keys("q");
+    tmux.wait_exit();
+}

@@ -1,0 +1,649 @@
+//! Unit tests of the TUI's pure `update`: every action, with the store
+//! played by `fixture::ack` (effects → acknowledged events → update).
+
+use crossterm::event::{
+    KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind,
+};
+use straddle::domain::{
+    Actor, DecisionKind, EventKind, GenerationSettings, SampleId, Status, Undone,
+};
+use straddle::tui::fixture::{self, ack};
+use straddle::tui::state::{Control, EngineStatus, Mode, Pane, StreamKind, StreamMsg, StreamState};
+use straddle::tui::{Effect, Msg, State, update};
+
+fn key(c: char) -> Msg {
+    let m = if c.is_ascii_uppercase() {
+        KeyModifiers::SHIFT
+    } else {
+        KeyModifiers::NONE
+    };
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), m))
+}
+
+fn code(c: KeyCode) -> Msg {
+    Msg::Key(KeyEvent::new(c, KeyModifiers::NONE))
+}
+
+fn ctrl(c: char) -> Msg {
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), KeyModifiers::CONTROL))
+}
+
+/// Press a key and let the fake store acknowledge what it appends.
+fn press(st: &mut State, m: Msg) -> Vec<Effect> {
+    let fx = update(st, m);
+    ack(st, fx)
+}
+
+fn selected(st: &State) -> SampleId {
+    st.selected_sample().expect("a selected sample").id
+}
+
+fn status(st: &State, id: SampleId) -> Status {
+    st.project.sample(id).unwrap().status()
+}
+
+/// Select the first pending sample.
+fn first_pending(st: &mut State) -> SampleId {
+    let i = st
+        .queue
+        .ids()
+        .iter()
+        .position(|id| status(st, *id) == Status::Pending)
+        .unwrap();
+    st.review_sel = i;
+    selected(st)
+}
+
+#[test]
+fn accept_appends_a_decision_and_moves_on() {
+    let mut st = fixture::state(40);
+    let id = first_pending(&mut st);
+    let fx = update(&mut st, key('a'));
+    assert_eq!(fx.len(), 1);
+    let Effect::Append(kinds) = &fx[0] else {
+        panic!("{fx:?}")
+    };
+    let [EventKind::Decided(d)] = kinds.as_slice() else {
+        panic!("{kinds:?}")
+    };
+    assert_eq!(d.sample, id);
+    assert_eq!(d.decision.kind, DecisionKind::Accept);
+    assert_eq!(d.decision.by, Actor::Key("a".into()));
+    // The selection already moved on to the next pending sample.
+    let next = selected(&st);
+    assert_ne!(next, id);
+    assert_eq!(status(&st, next), Status::Pending);
+    let before = st.tally.generated;
+    assert!(ack(&mut st, fx).is_empty());
+    assert_eq!(status(&st, id), Status::Accepted);
+    assert_eq!(st.tally.generated.accepted, before.accepted + 1);
+    assert_eq!(st.tally.generated.pending, before.pending - 1);
+    assert_eq!(selected(&st), next, "selection stays on the next sample");
+}
+
+#[test]
+fn reject_appends_a_reject() {
+    let mut st = fixture::state(40);
+    let id = first_pending(&mut st);
+    press(&mut st, key('x'));
+    assert_eq!(status(&st, id), Status::Rejected);
+    let d = st.project.sample(id).unwrap().decision().unwrap();
+    assert_eq!(d.by, Actor::Key("x".into()));
+}
+
+#[test]
+fn skip_moves_without_deciding() {
+    let mut st = fixture::state(40);
+    let id = first_pending(&mut st);
+    let fx = update(&mut st, code(KeyCode::Char(' ')));
+    assert!(fx.is_empty());
+    assert_ne!(selected(&st), id);
+    assert_eq!(status(&st, id), Status::Pending);
+}
+
+#[test]
+fn undo_after_several_decisions_walks_back() {
+    // A project with only undecided generated samples.
+    let journal: Vec<_> = fixture::events(30)
+        .into_iter()
+        .filter(|e| !matches!(e.kind, EventKind::Decided(_)))
+        .collect();
+    let mut st = fixture::state_with(&journal);
+    let a = selected(&st);
+    press(&mut st, key('a'));
+    let b = selected(&st);
+    press(&mut st, key('x'));
+    let c = selected(&st);
+    press(&mut st, key('3'));
+    assert_eq!(
+        (status(&st, a), status(&st, b), status(&st, c)),
+        (Status::Accepted, Status::Rejected, Status::Accepted)
+    );
+    assert_eq!(st.project.sample(c).unwrap().effective_label(true), "ENTY");
+
+    // Undo three times: c, then b, then a — each an `undone` event.
+    let fx = update(&mut st, key('u'));
+    let Effect::Append(kinds) = &fx[0] else {
+        panic!()
+    };
+    let [EventKind::Undone(Undone { sample, .. })] = kinds.as_slice() else {
+        panic!("{kinds:?}")
+    };
+    assert_eq!(*sample, c);
+    ack(&mut st, fx);
+    assert_eq!(status(&st, c), Status::Pending);
+    assert_eq!(selected(&st), c, "undo selects the sample it touched");
+    press(&mut st, key('u'));
+    assert_eq!(status(&st, b), Status::Pending);
+    assert_eq!(status(&st, a), Status::Accepted);
+    press(&mut st, key('u'));
+    assert_eq!(status(&st, a), Status::Pending);
+    assert_eq!(st.tally.generated.accepted + st.tally.generated.rejected, 0);
+    // Nothing left: no effect, a notice.
+    assert!(update(&mut st, key('u')).is_empty());
+    assert_eq!(st.notice.as_deref(), Some("nothing to undo"));
+}
+
+#[test]
+fn relabel_key_accepts_with_the_class() {
+    let mut st = fixture::state(40);
+    let id = first_pending(&mut st);
+    let hum_before = st.tally.per_class["HUM"].accepted;
+    let fx = update(&mut st, key('4'));
+    let Effect::Append(kinds) = &fx[0] else {
+        panic!()
+    };
+    let EventKind::Decided(d) = &kinds[0] else {
+        panic!()
+    };
+    assert_eq!(d.decision.label.as_deref(), Some("HUM"));
+    assert_eq!(d.decision.kind, DecisionKind::Accept);
+    ack(&mut st, fx);
+    assert_eq!(st.project.sample(id).unwrap().effective_label(true), "HUM");
+    assert_eq!(st.tally.per_class["HUM"].accepted, hum_before + 1);
+    // A class number that does not exist does nothing.
+    assert!(update(&mut st, key('9')).is_empty());
+}
+
+#[test]
+fn edit_saves_and_asks_for_a_relabel() {
+    let mut st = fixture::state(20);
+    let id = selected(&st);
+    let old = st.project.sample(id).unwrap().text().to_string();
+    assert!(update(&mut st, key('e')).is_empty());
+    assert!(matches!(st.mode, Mode::Edit { .. }));
+    update(&mut st, code(KeyCode::End));
+    for c in " Really".chars() {
+        assert!(
+            update(&mut st, key(c)).is_empty(),
+            "typing goes to the editor"
+        );
+    }
+    let fx = update(&mut st, ctrl('s'));
+    assert!(matches!(st.mode, Mode::Normal));
+    let text = format!("{old} Really");
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Append(vec![EventKind::Edited(straddle::domain::Edited {
+                sample: id,
+                text: text.clone()
+            })]),
+            Effect::Relabel(id),
+        ]
+    );
+    ack(&mut st, fx);
+    assert_eq!(st.project.sample(id).unwrap().text(), text);
+    // Esc cancels without effects.
+    update(&mut st, key('e'));
+    update(&mut st, key('z'));
+    assert!(update(&mut st, code(KeyCode::Esc)).is_empty());
+    assert!(matches!(st.mode, Mode::Normal));
+    assert_eq!(st.project.sample(id).unwrap().text(), text);
+    // Undo reverts the edit.
+    press(&mut st, key('u'));
+    assert_eq!(st.project.sample(id).unwrap().text(), old);
+}
+
+fn type_filter(st: &mut State, text: &str) {
+    update(st, key('/'));
+    while let Mode::Filter { input, .. } = &st.mode {
+        if input.is_empty() {
+            break;
+        }
+        update(st, code(KeyCode::Backspace));
+    }
+    for c in text.chars() {
+        update(st, key(c));
+    }
+    update(st, code(KeyCode::Enter));
+}
+
+#[test]
+fn bulk_accept_in_filter_after_confirmation() {
+    let mut st = fixture::state(200);
+    type_filter(&mut st, "class:hum status:pending");
+    assert!(matches!(st.mode, Mode::Normal), "{:?}", st.mode);
+    let n = st.queue.len();
+    assert!(n > 5);
+    for id in st.queue.ids() {
+        let s = st.project.sample(*id).unwrap();
+        assert_eq!(
+            (s.effective_label(true), s.status()),
+            ("HUM", Status::Pending)
+        );
+    }
+    let others_before = st.tally.per_class["LOC"];
+    // Confirmation shows the count; anything but y cancels.
+    assert!(update(&mut st, key('A')).is_empty());
+    assert!(matches!(&st.mode, Mode::Confirm { ids, .. } if ids.len() == n));
+    assert!(update(&mut st, key('n')).is_empty());
+    assert!(matches!(st.mode, Mode::Normal));
+    update(&mut st, key('A'));
+    let fx = update(&mut st, key('y'));
+    let Effect::Append(kinds) = &fx[0] else {
+        panic!()
+    };
+    assert_eq!(kinds.len(), n);
+    assert!(kinds.iter().all(|k| matches!(k, EventKind::Decided(d)
+        if d.decision.kind == DecisionKind::Accept && matches!(d.decision.by, Actor::Rule(_)))));
+    ack(&mut st, fx);
+    // The accepted samples left the `status:pending` filter.
+    assert_eq!(st.queue.len(), 0);
+    assert_eq!(st.tally.per_class["HUM"].pending, 0);
+    assert_eq!(st.tally.per_class["LOC"], others_before);
+    // A bad filter keeps the prompt open with a message.
+    update(&mut st, key('/'));
+    for c in " status:maybe".chars() {
+        update(&mut st, key(c));
+    }
+    update(&mut st, code(KeyCode::Enter));
+    assert!(matches!(&st.mode, Mode::Filter { error: Some(e), .. } if e.contains("maybe")));
+}
+
+#[test]
+fn bulk_reject_with_text_filter() {
+    let mut st = fixture::state(100);
+    type_filter(&mut st, "everest");
+    let ids: Vec<_> = st.queue.ids().to_vec();
+    assert!(!ids.is_empty());
+    update(&mut st, key('X'));
+    let fx = update(&mut st, code(KeyCode::Enter));
+    ack(&mut st, fx);
+    for id in ids {
+        assert_eq!(status(&st, id), Status::Rejected);
+    }
+}
+
+#[test]
+fn alpha_changes_reach_the_engine_and_the_journal() {
+    let mut st = fixture::state(10);
+    assert_eq!(st.settings.alpha_range, (0.5, 1.0));
+    let fx = update(&mut st, key(']'));
+    let want = GenerationSettings {
+        alpha_range: (0.55, 1.0),
+        ..GenerationSettings::default()
+    };
+    assert_eq!(
+        fx,
+        vec![
+            Effect::Append(vec![EventKind::SettingsChanged(
+                straddle::domain::SettingsChanged {
+                    generation: want.clone()
+                }
+            )]),
+            Effect::ApplySettings(want),
+        ]
+    );
+    ack(&mut st, fx);
+    assert_eq!(
+        st.project.generation.as_ref().unwrap().alpha_range,
+        (0.55, 1.0)
+    );
+    update(&mut st, key('['));
+    update(&mut st, key('['));
+    assert_eq!(st.settings.alpha_range, (0.45, 0.9));
+}
+
+#[test]
+fn weight_and_controls_reach_the_engine() {
+    let mut st = fixture::state(10);
+    update(&mut st, code(KeyCode::Tab));
+    assert_eq!(st.focus, Pane::Seeds);
+    update(&mut st, code(KeyCode::Down));
+    let fx = update(&mut st, key('+'));
+    assert_eq!(fx.len(), 2);
+    assert!(matches!(&fx[0], Effect::Append(k) if matches!(&k[0],
+        EventKind::WeightChanged(w) if w.class == "DESC" && w.weight == 1.25)));
+    assert!(matches!(&fx[1], Effect::ApplyWeights(c) if c[1].weight == 1.25 && c[0].weight == 1.0));
+    ack(&mut st, fx);
+    assert_eq!(st.project.weights["DESC"], 1.25);
+    // Target share follows the weight.
+    assert!(st.target_for("DESC") > st.target_for("ABBR"));
+
+    update(&mut st, code(KeyCode::Tab));
+    assert_eq!(st.focus, Pane::Controls);
+    let conc = Control::ALL
+        .iter()
+        .position(|c| *c == Control::Concurrency)
+        .unwrap();
+    for _ in 0..conc {
+        update(&mut st, code(KeyCode::Down));
+    }
+    assert_eq!(update(&mut st, key('+')), vec![Effect::SetConcurrency(5)]);
+    update(&mut st, code(KeyCode::Down));
+    let fx = update(&mut st, key('-'));
+    assert!(matches!(&fx[1], Effect::ApplySettings(g) if g.target_count == 190));
+    update(&mut st, code(KeyCode::Home));
+    let fx = update(&mut st, key('+'));
+    assert!(matches!(&fx[1], Effect::ApplySettings(g)
+        if g.strategy == straddle::domain::Strategy::Plain));
+}
+
+#[test]
+fn generation_keys() {
+    let mut st = fixture::state(5);
+    assert_eq!(update(&mut st, key('g')), vec![Effect::StartGeneration]);
+    assert_eq!(st.engine, EngineStatus::Running);
+    assert_eq!(update(&mut st, key('g')), vec![Effect::PauseGeneration]);
+    assert_eq!(update(&mut st, key('g')), vec![Effect::ResumeGeneration]);
+    assert_eq!(update(&mut st, key('G')), vec![Effect::StopGeneration]);
+    assert_eq!(st.engine, EngineStatus::Idle);
+    update(
+        &mut st,
+        Msg::Engine(EngineStatus::Unreachable(
+            "cannot reach http://x/v1: start the server".into(),
+        )),
+    );
+    assert!(
+        st.last_error
+            .as_deref()
+            .unwrap()
+            .contains("start the server")
+    );
+    assert_eq!(update(&mut st, key('q')), vec![Effect::Quit]);
+    assert!(st.quit);
+}
+
+#[test]
+fn key_release_is_ignored() {
+    let mut st = fixture::state(5);
+    let mut k = KeyEvent::new(KeyCode::Char('q'), KeyModifiers::NONE);
+    k.kind = KeyEventKind::Release;
+    assert!(update(&mut st, Msg::Key(k)).is_empty());
+    assert!(!st.quit);
+}
+
+#[test]
+fn sort_cycles_and_keeps_the_selected_sample() {
+    let mut st = fixture::state(60);
+    update(&mut st, code(KeyCode::Down));
+    update(&mut st, code(KeyCode::Down));
+    let id = selected(&st);
+    // Doubt first: the first row is at least as doubtful as the last.
+    let d = |st: &State, i: usize| {
+        straddle::tui::queue::doubt(
+            st.project.sample(st.queue.get(i).unwrap()).unwrap(),
+            &st.queue.ctx,
+        )
+        .0
+    };
+    assert!(d(&st, 0) >= d(&st, st.queue.len() - 1));
+    update(&mut st, key('s'));
+    assert_eq!(st.queue.sort().as_str(), "newest");
+    assert_eq!(selected(&st), id);
+    let first = st.queue.get(0).unwrap();
+    assert!(st.queue.ids().iter().all(|x| *x <= first));
+    update(&mut st, key('s'));
+    assert_eq!(st.queue.sort().as_str(), "class");
+    assert_eq!(selected(&st), id);
+}
+
+#[test]
+fn arriving_samples_and_verdicts_slot_into_the_queue() {
+    let mut st = fixture::state(20);
+    let sel = selected(&st);
+    let n = st.queue.len();
+    let next = st.project.next_sample_id();
+    let kinds = fixture::events(1)
+        .into_iter()
+        .skip(12)
+        .map(|mut e| {
+            match &mut e.kind {
+                EventKind::SampleAdded(a) => a.id = next,
+                EventKind::VerdictRecorded(v) => v.sample = next,
+                _ => {}
+            }
+            e.kind
+        })
+        .collect();
+    ack(&mut st, vec![Effect::Append(kinds)]);
+    assert_eq!(st.queue.len(), n + 1);
+    assert_eq!(selected(&st), sel, "selection follows its sample");
+    assert!(st.queue.position(next).is_some());
+}
+
+#[test]
+fn mouse_focuses_and_selects() {
+    let mut st = fixture::state(30);
+    let layout = straddle::tui::view::screen_layout(&st, ratatui::layout::Rect::new(0, 0, 120, 40));
+    let seeds = layout.pane(Pane::Seeds).unwrap();
+    let click = |x, y| {
+        Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::Down(MouseButton::Left),
+            column: x,
+            row: y,
+            modifiers: KeyModifiers::NONE,
+        })
+    };
+    // Third class row: border + header + 2.
+    update(&mut st, click(seeds.x + 3, seeds.y + 4));
+    assert_eq!((st.focus, st.class_sel), (Pane::Seeds, 2));
+    let review = layout.pane(Pane::Review).unwrap();
+    let (list, _, _) = straddle::tui::view::review_parts(review);
+    update(&mut st, click(list.x + 5, list.y + 3));
+    assert_eq!((st.focus, st.review_sel), (Pane::Review, 3));
+    update(
+        &mut st,
+        Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::ScrollDown,
+            column: list.x + 5,
+            row: list.y + 3,
+            modifiers: KeyModifiers::NONE,
+        }),
+    );
+    assert_eq!(st.review_sel, 6);
+}
+
+#[test]
+fn streams_show_tokens_as_they_arrive() {
+    let mut st = fixture::state(0);
+    update(
+        &mut st,
+        Msg::Stream(StreamMsg::Started {
+            job: 7,
+            kind: StreamKind::Generate,
+            classes: "LOC×HUM".into(),
+            alpha: Some(0.7),
+        }),
+    );
+    for t in ["Where ", "Where is ", "Where is Ada?"] {
+        update(
+            &mut st,
+            Msg::Stream(StreamMsg::Delta {
+                job: 7,
+                text: t.into(),
+            }),
+        );
+    }
+    assert_eq!(st.streams[0].text, "Where is Ada?");
+    assert_eq!(st.streams[0].chars, 13);
+    update(
+        &mut st,
+        Msg::Stream(StreamMsg::Failed {
+            job: 7,
+            reason: "timeout".into(),
+        }),
+    );
+    assert_eq!(st.streams[0].state, StreamState::Failed("timeout".into()));
+}
+
+#[test]
+fn export_dialog_builds_the_request() {
+    let mut st = fixture::state(5);
+    update(&mut st, key('E'));
+    assert!(matches!(st.mode, Mode::Export(_)));
+    update(&mut st, code(KeyCode::Right)); // jsonl → csv
+    update(&mut st, code(KeyCode::Down));
+    update(&mut st, code(KeyCode::Down));
+    update(&mut st, code(KeyCode::Right)); // include seeds
+    let fx = update(&mut st, code(KeyCode::Enter));
+    let [Effect::Export(req)] = fx.as_slice() else {
+        panic!("{fx:?}")
+    };
+    assert_eq!(req.format, straddle::cli::ExportFormat::Csv);
+    assert_eq!(req.out, std::path::PathBuf::from("exports/data.csv"));
+    assert!(req.include_seeds);
+    update(
+        &mut st,
+        Msg::Exported(Ok("Exported 3 train rows to /p/exports/data.csv.".into())),
+    );
+    assert!(
+        st.notice
+            .as_deref()
+            .unwrap()
+            .contains("/p/exports/data.csv")
+    );
+}
+
+#[test]
+fn failed_append_is_reported_and_changes_nothing() {
+    let mut st = fixture::state(10);
+    let id = first_pending(&mut st);
+    update(&mut st, key('a'));
+    update(&mut st, Msg::AppendFailed("disk full".into()));
+    assert_eq!(status(&st, id), Status::Pending);
+    assert!(st.last_error.as_deref().unwrap().contains("disk full"));
+}
+
+#[test]
+fn seeds_are_editable_without_relabel() {
+    let mut st = fixture::state(5);
+    update(&mut st, code(KeyCode::Tab));
+    assert_eq!(st.focus, Pane::Seeds);
+    update(&mut st, code(KeyCode::Down)); // DESC
+    update(&mut st, code(KeyCode::Right)); // into its seeds
+    update(&mut st, code(KeyCode::Down)); // second seed
+    let seed = st.class_seeds()[1].id;
+    update(&mut st, key('e'));
+    assert!(matches!(st.mode, Mode::Edit { sample, .. } if sample == seed));
+    update(&mut st, code(KeyCode::End));
+    update(&mut st, key('!'));
+    let fx = update(&mut st, ctrl('s'));
+    assert_eq!(fx.len(), 1, "a seed is not relabelled: {fx:?}");
+    ack(&mut st, fx);
+    assert!(st.project.sample(seed).unwrap().text().ends_with('!'));
+    update(&mut st, code(KeyCode::Left));
+    update(&mut st, code(KeyCode::Down));
+    assert_eq!(st.class_sel, 2);
+}
+
+#[test]
+fn cached_doubt_scores_match_augment() {
+    let mut st = fixture::state(50);
+    let ids: Vec<_> = st.project.generated().map(|s| s.id).collect();
+    for id in ids {
+        let s = st.project.sample(id).unwrap().clone();
+        let want = straddle::augment::doubt(&s, &st.queue.ctx).score;
+        assert_eq!(st.queue.score(&s), want);
+    }
+}
+
+#[test]
+fn deciding_the_last_row_wraps_to_the_first_pending() {
+    let mut st = fixture::state(30);
+    // The last pending row (decided samples sort below all pending ones).
+    st.review_sel = st
+        .queue
+        .ids()
+        .iter()
+        .rposition(|id| status(&st, *id) == Status::Pending)
+        .unwrap();
+    let last = selected(&st);
+    let fx = update(&mut st, key('a'));
+    assert!(!fx.is_empty());
+    let next = selected(&st);
+    assert_ne!(next, last);
+    assert_eq!(status(&st, next), Status::Pending);
+    ack(&mut st, fx);
+    // Pending come first under the doubt sort: the decided sample moved
+    // below every pending one.
+    let pending = st.tally.generated.pending as usize;
+    assert!(
+        st.queue.ids()[..pending]
+            .iter()
+            .all(|id| status(&st, *id) == Status::Pending)
+    );
+    assert!(st.queue.position(last).unwrap() >= pending);
+    assert_eq!(
+        selected(&st),
+        next,
+        "the selection stayed on the next sample"
+    );
+}
+
+#[test]
+fn esc_dismisses_the_message() {
+    let mut st = fixture::state(3);
+    update(&mut st, Msg::Error("boom".into()));
+    assert_eq!(st.message(), Some(("boom", true)));
+    update(&mut st, code(KeyCode::Esc));
+    assert_eq!(st.message(), None);
+}
+
+#[test]
+fn filtered_view_stays_consistent_across_arrivals_and_sorts() {
+    let mut st = fixture::state(60);
+    type_filter(&mut st, "class:LOC");
+    let check = |st: &State| {
+        let want: std::collections::BTreeSet<_> = st
+            .project
+            .generated()
+            .filter(|s| s.effective_label(true) == "LOC")
+            .map(|s| s.id)
+            .collect();
+        let got: std::collections::BTreeSet<_> = st.queue.ids().iter().copied().collect();
+        assert_eq!(got, want);
+        assert_eq!(got.len(), st.queue.len(), "no duplicates");
+    };
+    check(&st);
+    // New samples: a LOC one shows up, a NUM one does not.
+    let next = st.project.next_sample_id();
+    let add = |id, label: &str| {
+        EventKind::SampleAdded(straddle::domain::SampleAdded::new(
+            id,
+            straddle::domain::NewSample {
+                text: format!("new {id}"),
+                label: label.into(),
+                origin: straddle::domain::Origin::Generated,
+                provenance: Default::default(),
+            },
+        ))
+    };
+    ack(
+        &mut st,
+        vec![Effect::Append(vec![add(next, "LOC"), add(next + 1, "NUM")])],
+    );
+    assert!(st.queue.position(next).is_some());
+    assert!(st.queue.position(next + 1).is_none());
+    check(&st);
+    for _ in 0..3 {
+        update(&mut st, key('s'));
+        check(&st);
+    }
+    // Relabelling a LOC sample to HUM takes it out of the view.
+    let id = selected(&st);
+    press(&mut st, key('4'));
+    assert!(st.queue.position(id).is_none());
+    check(&st);
+}
