@@ -1,9 +1,10 @@
 //! The small classifier: train on 10,000 texts of 15 words, 6 classes,
-//! 5 epochs (target < 1 s), predict 10,000 (target < 50 ms).
+//! 5 epochs (target < 1 s), predict 10,000 (target < 50 ms); review
+//! signals for a 2,000-example pool.
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use straddle::classify::{Classifier, TrainConfig, toy};
+use straddle::classify::{Classifier, SignalConfig, TrainConfig, signals_for, toy};
 
 fn bench(c: &mut Criterion) {
     let d = toy::synthetic(10_000, 6, 15, 1);
@@ -21,6 +22,13 @@ fn bench(c: &mut Criterion) {
     let probe = toy::synthetic(10_000, 6, 15, 2);
     g.bench_function("predict_10k", |b| {
         b.iter(|| model.predict_proba_batch(black_box(&probe.texts)))
+    });
+    // Review signals (one cartography training + 5-fold cross-validation)
+    // on a 2,000-example pool, as the TUI would compute them.
+    let pool = toy::synthetic(2_000, 6, 15, 3);
+    let scfg = SignalConfig::default();
+    g.bench_function("signals_2k_6cls", |b| {
+        b.iter(|| signals_for(&pool.classes, black_box(&pool.texts), &pool.labels, &scfg))
     });
     g.finish();
 }

@@ -70,7 +70,15 @@ fn request(i: usize) -> ChatRequest {
 
 /// All jobs through the engine; the consumer reads every event.
 async fn engine_run(backend: &BackendConfig, n: usize) {
-    let (engine, mut events) = Engine::start_with(backend, None, EngineOptions::default()).unwrap();
+    engine_run_with(backend, n, true).await
+}
+
+async fn engine_run_with(backend: &BackendConfig, n: usize, deltas_on: bool) {
+    let options = EngineOptions {
+        deltas: deltas_on,
+        ..EngineOptions::default()
+    };
+    let (engine, mut events) = Engine::start_with(backend, None, options).unwrap();
     for i in 0..n {
         engine.submit(Job::new(request(i), i as u64));
     }
@@ -87,7 +95,7 @@ async fn engine_run(backend: &BackendConfig, n: usize) {
             EngineEvent::Started { .. } => {}
         }
     }
-    assert!(deltas >= n * 60);
+    assert!(!deltas_on || deltas >= n);
 }
 
 /// The floor: reqwest + a semaphore, reading each SSE body to the end
@@ -123,6 +131,11 @@ async fn baseline_run(backend: &BackendConfig, n: usize) {
 
 /// CPU time of the client runtime's threads so far.
 fn client_cpu() -> Duration {
+    thread_cpu(CLIENT_THREAD)
+}
+
+/// CPU time of the threads whose name starts with `prefix`.
+fn thread_cpu(prefix: &str) -> Duration {
     let mut ns = 0u64;
     for task in std::fs::read_dir("/proc/self/task")
         .into_iter()
@@ -130,7 +143,7 @@ fn client_cpu() -> Duration {
         .flatten()
     {
         let comm = std::fs::read_to_string(task.path().join("comm")).unwrap_or_default();
-        if !comm.trim().starts_with(CLIENT_THREAD) {
+        if !comm.trim().starts_with(prefix) {
             continue;
         }
         let sched = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
@@ -146,6 +159,7 @@ fn client_cpu() -> Duration {
 struct Pass {
     wall: Duration,
     cpu: Duration,
+    server_cpu: Duration,
 }
 
 impl Pass {
@@ -162,12 +176,13 @@ fn measure(
     f: impl Fn() -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>,
 ) -> Pass {
     rt.block_on(f()); // warm up
-    let (c0, t0) = (client_cpu(), Instant::now());
+    let (c0, s0, t0) = (client_cpu(), thread_cpu("test-llm-server"), Instant::now());
     rt.block_on(f());
     let wall = t0.elapsed();
     Pass {
         wall,
         cpu: client_cpu().saturating_sub(c0),
+        server_cpu: thread_cpu("test-llm-server").saturating_sub(s0),
     }
 }
 
@@ -180,6 +195,10 @@ fn summary() {
         let b = b.clone();
         Box::pin(async move { engine_run(&b, N).await })
     });
+    let quiet = measure(&rt, || {
+        let b = b.clone();
+        Box::pin(async move { engine_run_with(&b, N, false).await })
+    });
     let base = measure(&rt, || {
         let b = b.clone();
         Box::pin(async move { baseline_run(&b, N).await })
@@ -187,14 +206,20 @@ fn summary() {
     println!(
         "\n== engine: {N} streamed requests of ~60 tokens, concurrency {CONCURRENCY}, no latency =="
     );
-    for (name, p) in [("engine", &eng), ("baseline reqwest+tokio", &base)] {
+    for (name, p) in [
+        ("engine", &eng),
+        ("engine without deltas", &quiet),
+        ("baseline reqwest+tokio", &base),
+    ] {
         println!(
-            "{name:>24}: {:7.0} req/s  wall {:6.3} s  client CPU {:.3} ms/request",
+            "{name:>24}: {:7.0} req/s  wall {:6.3} s  client CPU {:.3} ms/request  server CPU {:.3} ms/request",
             p.rps(),
             p.wall.as_secs_f64(),
-            p.cpu_ms_per_req()
+            p.cpu_ms_per_req(),
+            p.server_cpu.as_secs_f64() * 1000.0 / N as f64
         );
     }
+    println!("  server connections: {}", srv.connections());
     let absolute = eng.rps() >= 2000.0 && eng.cpu_ms_per_req() < 0.5;
     let relative = eng.rps() >= 0.8 * base.rps();
     println!(

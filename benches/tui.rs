@@ -54,11 +54,26 @@ fn keys(c: &mut Criterion) {
     });
 }
 
-/// Explicit re-orderings: these rebuild the queue (O(n log n)) by design.
+/// Re-ordering keys: switching the sort is free (every order is kept);
+/// applying a filter is one linear pass over the current order.
 fn reorder(c: &mut Criterion) {
     let mut st = fixture::state(N);
     c.bench_function("key_cycle_sort_100k", |b| {
         b.iter(|| update(&mut st, key(KeyCode::Char('s'))))
+    });
+    for ch in "/class:HUM".chars() {
+        update(&mut st, key(KeyCode::Char(ch)));
+    }
+    update(&mut st, key(KeyCode::Enter));
+    c.bench_function("key_cycle_sort_filtered_100k", |b| {
+        b.iter(|| update(&mut st, key(KeyCode::Char('s'))))
+    });
+    // `/` opens the prompt with the current filter, Enter re-applies it.
+    c.bench_function("keys_reapply_filter_100k", |b| {
+        b.iter(|| {
+            update(&mut st, key(KeyCode::Char('/')));
+            update(&mut st, key(KeyCode::Enter))
+        })
     });
 }
 

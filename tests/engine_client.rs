@@ -48,8 +48,13 @@ async fn sse_split_inside_utf8_characters_reassembles_exactly() {
             r.usage.completion_tokens as usize,
             support::word_tokens(TRICKY).len()
         );
-        // deltas are growing prefixes ending in the full text
-        assert!(deltas.len() > 3, "script {i}: {} deltas", deltas.len());
+        // deltas are growing prefixes ending in the full text; pieces
+        // that arrive apart give separate deltas
+        assert!(
+            i == 0 || deltas.len() > 3,
+            "script {i}: {} deltas",
+            deltas.len()
+        );
         for w in deltas.windows(2) {
             assert!(w[1].starts_with(&w[0]) && w[1].len() > w[0].len());
         }
@@ -261,4 +266,89 @@ async fn api_key_comes_from_the_named_env_var() {
     let client = LlmClient::new(&backend).unwrap();
     assert_eq!(client.chat(&req("x"), |_| {}).await.unwrap().text, "ok");
     assert!(!format!("{client:?}").contains("sekrit"));
+}
+
+fn sse(frames: &[&str]) -> Reply {
+    Reply::Raw {
+        status: 200,
+        content_type: "text/event-stream".into(),
+        body: frames.iter().map(|f| format!("{f}\n\n")).collect(),
+    }
+}
+
+#[tokio::test]
+async fn odd_but_valid_streams_are_accepted() {
+    let cases = [
+        // ends without [DONE], after a finish_reason
+        sse(&[
+            r#"data: {"choices":[{"index":0,"delta":{"content":"no "}}]}"#,
+            r#"data: {"choices":[{"index":0,"delta":{"content":"done"},"finish_reason":"stop"}]}"#,
+        ]),
+        // comments, keep-alives, empty data, CRLF line ends, multi-line data
+        Reply::Raw {
+            status: 200,
+            content_type: "text/event-stream; charset=utf-8".into(),
+            body: ": ping\r\n\r\ndata:\r\n\r\ndata: {\"choices\":[{\"index\":0,\r\ndata: \"delta\":{\"content\":\"no done\"}}]}\r\n\r\n: ping\r\n\r\ndata: [DONE]\r\n\r\n".into(),
+        },
+        // a server that ignores stream=true and answers with one JSON body
+        Reply::Raw {
+            status: 200,
+            content_type: "application/json".into(),
+            body: r#"{"choices":[{"index":0,"message":{"content":"no done"},"finish_reason":"stop"}]}"#.into(),
+        },
+    ];
+    for reply in cases {
+        let server = TestServer::start(Script::always(reply.clone()));
+        let client = LlmClient::new(&server.backend()).unwrap();
+        let r = client
+            .chat(&req("x"), |_| {})
+            .await
+            .unwrap_or_else(|e| panic!("{reply:?}: {e}"));
+        assert_eq!(r.text, "no done", "{reply:?}");
+        assert!(r.usage.estimated);
+    }
+}
+
+#[tokio::test]
+async fn error_events_and_endless_streams_fail_cleanly() {
+    let server = TestServer::start(Script::always(sse(&[
+        r#"data: {"choices":[{"index":0,"delta":{"content":"par"}}]}"#,
+        "event: error\ndata: {\"error\":{\"message\":\"worker died\"}}",
+    ])));
+    let client = LlmClient::new(&server.backend()).unwrap();
+    let err = client.chat(&req("x"), |_| {}).await.unwrap_err();
+    assert_eq!(err.reason, FailReason::StreamError);
+    assert!(err.message.contains("worker died"), "{err}");
+
+    // ends without [DONE] and without finish_reason: truncated
+    let server = TestServer::start(Script::always(sse(&[
+        r#"data: {"choices":[{"index":0,"delta":{"content":"par"}}]}"#,
+    ])));
+    let client = LlmClient::new(&server.backend()).unwrap();
+    let err = client.chat(&req("x"), |_| {}).await.unwrap_err();
+    assert_eq!(err.reason, FailReason::Truncated);
+}
+
+#[tokio::test]
+async fn connections_are_reused_after_a_stream() {
+    let server = TestServer::start(Script::text("one two three"));
+    let client = LlmClient::new(&server.backend()).unwrap();
+    for _ in 0..10 {
+        client.chat(&req("x"), |_| {}).await.unwrap();
+    }
+    assert_eq!(server.requests(), 10);
+    assert_eq!(server.connections(), 1, "keep-alive after [DONE]");
+}
+
+#[tokio::test]
+async fn paced_tokens_arrive_as_separate_deltas() {
+    let server = TestServer::start(
+        Script::text("one two three four five six").token_delay(Duration::from_millis(5)),
+    );
+    let client = LlmClient::new(&server.backend()).unwrap();
+    let (res, deltas) = chat_with_deltas(&client, &req("x")).await;
+    assert_eq!(res.unwrap().text, "one two three four five six");
+    // one per token unless the machine stalls the client for 5 ms
+    assert!(deltas.len() >= 4, "{deltas:?}");
+    assert_eq!(deltas[0], "one");
 }

@@ -179,6 +179,8 @@ fn init_examples_are_ready_demo_projects() {
         for f in ["seeds.csv", "validation.csv", "descriptions.csv"] {
             assert!(dir.join("data").join(f).is_file(), "{name}/{f}");
         }
+        let ignore = std::fs::read_to_string(dir.join(".gitignore")).unwrap();
+        assert!(ignore.lines().any(|l| l == "straddle.lock"));
         let p = Project::open(&dir).unwrap();
         assert!(p.classes().iter().all(|c| !c.description.is_empty()));
     }
@@ -680,10 +682,38 @@ fn export_hf_folder_with_dataset_card() {
     let train = read_jsonl(&out.join("train.jsonl"));
     let val = read_jsonl(&out.join("validation.jsonl"));
     assert_eq!(train.len() + val.len(), expected_rows(&dir, false).len());
-    // Same columns in every row of both splits (one Arrow schema).
-    let keys = |r: &Value| r.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
-    let k0 = keys(&train[0]);
-    assert!(train.iter().chain(&val).all(|r| keys(r) == k0));
+    // One Arrow schema for both splits: the same keys in every row, and
+    // every value of a key has the same JSON type (no nulls), even though
+    // only one row is edited (has an `original_text`).
+    let json_type = |v: &Value| match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    };
+    let schema = |r: &Value| {
+        r.as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), json_type(v)))
+            .collect::<Vec<_>>()
+    };
+    let s0 = schema(&train[0]);
+    assert!(s0.iter().all(|(_, t)| *t != "null"), "{s0:?}");
+    assert!(train.iter().chain(&val).all(|r| schema(r) == s0));
+    let edited: Vec<&Value> = train
+        .iter()
+        .chain(&val)
+        .filter(|r| r["origin"] == "edited")
+        .collect();
+    assert_eq!(edited.len(), 1);
+    let prov: Value = serde_json::from_str(edited[0]["provenance"].as_str().unwrap()).unwrap();
+    assert_eq!(prov["original_text"], "generated question number 1?");
+    assert_eq!(prov["text"], edited[0]["text"]);
+    assert_eq!(prov["alpha"], 0.75);
+    assert_eq!(edited[0]["model"], "tiny-model");
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
     assert!(card.starts_with("---\n"));
     assert!(card.contains("path: train.jsonl") && card.contains("path: validation.jsonl"));
@@ -810,7 +840,14 @@ fn crash_recovery_torn_and_garbled_lines() {
         "m.csv",
         "text,label\nWhat does UFO stand for?,ABBR\n",
     );
-    ok(&straddle(&[&"import", &dir, &more]));
+    let out = straddle(&[&"import", &dir, &more]);
+    ok(&out);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(warned.contains("journal.jsonl:5: skipped"), "{warned}");
+    assert!(
+        warned.contains(&format!("journal.jsonl:{n}: skipped: torn last line")),
+        "{warned}"
+    );
     let torn: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().path())

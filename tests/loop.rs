@@ -311,8 +311,19 @@ fn two_rounds_score_extrapolate_and_keep_heldout_out_of_the_export() {
         assert_eq!(pv.minor.as_deref(), Some(pv.classes[1].as_str()));
         *sources.entry(err).or_insert(0) += 1;
     }
-    // 12 examples at 5 per request: 3 requests, one per error.
-    assert_eq!(sources.len(), r1_errors.len().min(3));
+    // 12 examples at 5 per request: 3 requests, one per error; only
+    // validation errors seed prompts (the test examples stay unseen).
+    let validation_errors = r1_errors
+        .iter()
+        .filter(|e| st.sample(**e).unwrap().origin == Origin::Validation)
+        .count();
+    assert!(validation_errors > 0);
+    assert_eq!(sources.len(), validation_errors.min(3));
+    assert!(
+        sources
+            .keys()
+            .all(|e| st.sample(*e).unwrap().origin == Origin::Validation)
+    );
 
     // Every generated example was relabelled and decided by the rule.
     for s in st.generated() {

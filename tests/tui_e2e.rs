@@ -25,8 +25,13 @@ struct Tmux {
 
 impl Tmux {
     fn start(command: &str, w: u16, h: u16) -> Tmux {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
         let t = Tmux {
-            socket: format!("straddle-e2e-{}", std::process::id()),
+            socket: format!(
+                "straddle-e2e-{}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::SeqCst)
+            ),
         };
         let ok = t
             .cmd()
@@ -60,6 +65,16 @@ impl Tmux {
         let ok = self
             .cmd()
             .args(["send-keys", "-t", "app", "-l", keys])
+            .status()
+            .expect("tmux send-keys");
+        assert!(ok.success());
+    }
+
+    /// A named key ("Enter", "Escape", "Tab").
+    fn key(&self, name: &str) {
+        let ok = self
+            .cmd()
+            .args(["send-keys", "-t", "app", name])
             .status()
             .expect("tmux send-keys");
         assert!(ok.success());
@@ -228,6 +243,22 @@ fn review_session_in_tmux() {
     tmux.wait_for("the reject undone", |s| {
         counts(s).is_some_and(|c| (c.1, c.2) == (2, 0))
     });
+    // Export from the TUI with the dialog's defaults; the path is shown.
+    tmux.keys("E");
+    tmux.wait_for("the export dialog", |s| s.contains("validation share"));
+    tmux.key("Enter");
+    let out = dir.join("exports").join("data.jsonl");
+    tmux.wait_for("the export message", |s| {
+        s.contains("Exported") && s.contains("data.jsonl")
+    });
+    let rows: usize = ["data.jsonl", "data.validation.jsonl"]
+        .iter()
+        .filter_map(|f| std::fs::read_to_string(dir.join("exports").join(f)).ok())
+        .map(|t| t.lines().count())
+        .sum();
+    assert!(out.is_file());
+    assert_eq!(rows, 2, "the two accepted examples are exported");
+
     tmux.keys("q");
     tmux.wait_exit();
 
@@ -253,4 +284,55 @@ fn review_session_in_tmux() {
     };
     assert_eq!(of("decided"), 3);
     assert_eq!(of("undone"), 1);
+}
+
+/// A backend that refuses connections: a clear message with the fix, and
+/// the rest of the app (navigation, export) keeps working.
+#[test]
+fn unreachable_backend_is_reported_and_the_app_keeps_working() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    let d = dir.to_str().unwrap();
+    let o = straddle(&["init", d, "--example", "trec6", "--base-url", &url]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // No retries: the first refused connection is final.
+    let path = dir.join("straddle.toml");
+    let mut cfg: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    cfg["backend"]
+        .as_table_mut()
+        .unwrap()
+        .insert("max_retries".into(), toml::Value::Integer(0));
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+
+    let tmux = Tmux::start(
+        &format!(
+            "STRADDLE_CONFIG='{}' '{BIN}' tui '{d}'",
+            tmp.path().join("none.toml").display()
+        ),
+        120,
+        40,
+    );
+    tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
+    tmux.keys("g");
+    let s = tmux.wait_for("the unreachable message", |s| {
+        s.contains("unreachable") && s.contains("LLM backend unavailable")
+    });
+    assert!(
+        s.contains("base_url"),
+        "the message says how to fix it:\n{s}"
+    );
+    // Still responsive: move focus, open and run an export.
+    tmux.key("Tab");
+    tmux.wait_for("focus on Seeds", |s| s.contains("┏ Seeds"));
+    tmux.keys("E");
+    tmux.wait_for("the export dialog", |s| s.contains("validation share"));
+    tmux.key("Enter");
+    tmux.wait_for("the export's answer", |s| s.contains("nothing to export"));
+    tmux.keys("q");
+    tmux.wait_exit();
 }

@@ -390,12 +390,12 @@ fn sort_cycles_and_keeps_the_selected_sample() {
     };
     assert!(d(&st, 0) >= d(&st, st.queue.len() - 1));
     update(&mut st, key('s'));
-    assert_eq!(st.queue.sort.as_str(), "newest");
+    assert_eq!(st.queue.sort().as_str(), "newest");
     assert_eq!(selected(&st), id);
     let first = st.queue.get(0).unwrap();
     assert!(st.queue.ids().iter().all(|x| *x <= first));
     update(&mut st, key('s'));
-    assert_eq!(st.queue.sort.as_str(), "class");
+    assert_eq!(st.queue.sort().as_str(), "class");
     assert_eq!(selected(&st), id);
 }
 
@@ -599,4 +599,51 @@ fn esc_dismisses_the_message() {
     assert_eq!(st.message(), Some(("boom", true)));
     update(&mut st, code(KeyCode::Esc));
     assert_eq!(st.message(), None);
+}
+
+#[test]
+fn filtered_view_stays_consistent_across_arrivals_and_sorts() {
+    let mut st = fixture::state(60);
+    type_filter(&mut st, "class:LOC");
+    let check = |st: &State| {
+        let want: std::collections::BTreeSet<_> = st
+            .project
+            .generated()
+            .filter(|s| s.effective_label(true) == "LOC")
+            .map(|s| s.id)
+            .collect();
+        let got: std::collections::BTreeSet<_> = st.queue.ids().iter().copied().collect();
+        assert_eq!(got, want);
+        assert_eq!(got.len(), st.queue.len(), "no duplicates");
+    };
+    check(&st);
+    // New samples: a LOC one shows up, a NUM one does not.
+    let next = st.project.next_sample_id();
+    let add = |id, label: &str| {
+        EventKind::SampleAdded(straddle::domain::SampleAdded::new(
+            id,
+            straddle::domain::NewSample {
+                text: format!("new {id}"),
+                label: label.into(),
+                origin: straddle::domain::Origin::Generated,
+                provenance: Default::default(),
+            },
+        ))
+    };
+    ack(
+        &mut st,
+        vec![Effect::Append(vec![add(next, "LOC"), add(next + 1, "NUM")])],
+    );
+    assert!(st.queue.position(next).is_some());
+    assert!(st.queue.position(next + 1).is_none());
+    check(&st);
+    for _ in 0..3 {
+        update(&mut st, key('s'));
+        check(&st);
+    }
+    // Relabelling a LOC sample to HUM takes it out of the view.
+    let id = selected(&st);
+    press(&mut st, key('4'));
+    assert!(st.queue.position(id).is_none());
+    check(&st);
 }

@@ -65,15 +65,7 @@ impl FeatureConfig {
             }
             prev = Some(wh);
             if self.char_min > 0 {
-                for n in self.char_min..=self.char_max {
-                    // A whole short word as an n-gram duplicates the unigram.
-                    if n >= chars.len() {
-                        break;
-                    }
-                    for w in chars.windows(n) {
-                        out.push((hash_chars(SALT_CHAR, w.iter().copied()) & mask) as u32);
-                    }
-                }
+                self.char_ngrams(&chars, mask, out);
             }
         }
         if out.len() == start {
@@ -82,18 +74,39 @@ impl FeatureConfig {
     }
 }
 
+impl FeatureConfig {
+    /// Character n-grams of `<token>` of every length in
+    /// `char_min..=char_max`, except the whole `<token>` (it duplicates the
+    /// unigram). FNV is a prefix hash, so one pass per start position
+    /// yields every length.
+    fn char_ngrams(&self, chars: &[char], mask: u64, out: &mut Vec<u32>) {
+        let longest = self.char_max.min(chars.len() - 1);
+        for i in 0..chars.len() {
+            let mut h = FNV_BASIS ^ SALT_CHAR;
+            for (j, &c) in chars[i..].iter().enumerate().take(longest) {
+                h = fnv_step(h, c);
+                let n = j + 1;
+                if n >= self.char_min && n < chars.len() {
+                    out.push((mix(h) & mask) as u32);
+                }
+            }
+        }
+    }
+}
+
+const FNV_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn fnv_step(h: u64, c: char) -> u64 {
+    (h ^ c as u64).wrapping_mul(0x0000_0100_0000_01b3)
+}
+
 const SALT_WORD: u64 = 0x9e37_79b9_7f4a_7c15;
 const SALT_BIGRAM: u64 = 0xc2b2_ae3d_27d4_eb4f;
 const SALT_CHAR: u64 = 0x1656_67b1_9e37_79f9;
 const SALT_EMPTY: u64 = 0x27d4_eb2f_1656_67c5;
 
 fn hash_chars(salt: u64, chars: impl Iterator<Item = char>) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ salt;
-    for c in chars {
-        h ^= c as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    mix(h)
+    mix(chars.fold(FNV_BASIS ^ salt, fnv_step))
 }
 
 /// Final avalanche (from SplitMix64) so low bits are well spread.
@@ -116,11 +129,11 @@ fn next_token(it: &mut std::iter::Peekable<std::str::Chars<'_>>, buf: &mut Vec<c
     };
     buf.clear();
     buf.push('<');
-    buf.extend(c.to_lowercase());
+    push_lower(buf, c);
     if c.is_alphanumeric() {
         while let Some(&n) = it.peek() {
             if n.is_alphanumeric() || n == '\'' {
-                buf.extend(n.to_lowercase());
+                push_lower(buf, n);
                 it.next();
             } else {
                 break;
@@ -129,6 +142,15 @@ fn next_token(it: &mut std::iter::Peekable<std::str::Chars<'_>>, buf: &mut Vec<c
     }
     buf.push('>');
     true
+}
+
+/// Lower-case `c` onto `buf` (ASCII without the Unicode tables).
+fn push_lower(buf: &mut Vec<char>, c: char) {
+    if c.is_ascii() {
+        buf.push(c.to_ascii_lowercase());
+    } else {
+        buf.extend(c.to_lowercase());
+    }
 }
 
 /// The tokens of a text, as the features see them.
@@ -211,6 +233,26 @@ mod tests {
         sa.sort();
         sb.sort();
         assert_ne!(sa, sb);
+    }
+
+    #[test]
+    fn char_ngrams_are_every_window_but_the_whole_token() {
+        let cfg = FeatureConfig::default();
+        let mask = (cfg.buckets() - 1) as u64;
+        for word in ["<a>", "<ab>", "<moon>", "<ünïcode>"] {
+            let chars: Vec<char> = word.chars().collect();
+            let mut got = Vec::new();
+            cfg.char_ngrams(&chars, mask, &mut got);
+            let mut want = Vec::new();
+            for n in cfg.char_min..=cfg.char_max.min(chars.len() - 1) {
+                for w in chars.windows(n) {
+                    want.push((hash_chars(SALT_CHAR, w.iter().copied()) & mask) as u32);
+                }
+            }
+            got.sort();
+            want.sort();
+            assert_eq!(got, want, "{word}");
+        }
     }
 
     #[test]

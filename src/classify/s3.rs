@@ -12,7 +12,7 @@ use super::model::TrainConfig;
 use crate::augment::generator::{Generator, PlannedRequest, RequestKind};
 use crate::augment::sampling::splitmix64;
 use crate::augment::templates::{ClassContext, TaskContext};
-use crate::domain::{Class, ProjectState, RoundScored, TaskConfig};
+use crate::domain::{Class, Origin, ProjectState, RoundScored, TaskConfig};
 use crate::llm::{ChatRequest, Message};
 
 /// What `extrapolate.j2` sees.
@@ -58,6 +58,26 @@ pub fn score_round(
         errors: ev.mistakes.iter().map(|m| m.id).collect(),
     };
     Some((scored, ev))
+}
+
+/// The mistakes extrapolation may use. With both validation and test
+/// examples in the project only validation errors seed prompts, so the
+/// test examples stay unseen by the LLM and their score stays honest (as
+/// in S3, where the errors come from a validation set); with only one kind,
+/// its errors are used.
+pub fn extrapolation_sources(state: &ProjectState, mistakes: &[Mistake]) -> Vec<Mistake> {
+    let has = |o: Origin| state.samples.iter().any(|s| s.origin == o);
+    let validation_only = has(Origin::Validation) && has(Origin::Test);
+    mistakes
+        .iter()
+        .filter(|m| {
+            !validation_only
+                || state
+                    .sample(m.id)
+                    .is_some_and(|s| s.origin == Origin::Validation)
+        })
+        .cloned()
+        .collect()
 }
 
 /// The number of the next round (one past the last recorded).
@@ -297,6 +317,28 @@ mod tests {
         assert_eq!(made[1].status(), Status::Pending);
         assert_eq!(made[1].label, "sports");
         assert_eq!(made[1].provenance.error_of, Some(2));
+    }
+
+    #[test]
+    fn test_examples_seed_prompts_only_without_validation_examples() {
+        let both = state_with(
+            &[
+                ("a", "sports", Origin::Validation),
+                ("b", "food", Origin::Test),
+            ],
+            vec![],
+        );
+        let ms = [
+            mistake(1, "a", "sports", "food", 0.6),
+            mistake(2, "b", "food", "sports", 0.6),
+        ];
+        let ids = |v: Vec<Mistake>| v.into_iter().map(|m| m.id).collect::<Vec<_>>();
+        assert_eq!(ids(extrapolation_sources(&both, &ms)), [1]);
+        let test_only = state_with(
+            &[("a", "sports", Origin::Test), ("b", "food", Origin::Test)],
+            vec![],
+        );
+        assert_eq!(ids(extrapolation_sources(&test_only, &ms)), [1, 2]);
     }
 
     #[test]

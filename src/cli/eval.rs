@@ -101,7 +101,8 @@ fn warn_unknown(heldout: &LabelledSet) {
 /// examples — the first round with the configured strategy (`mix`, or
 /// `plain` when configured) unless the project already has generated
 /// examples; later rounds (and a first round over existing examples) by
-/// extrapolating the held-out examples the classifier gets wrong — then
+/// extrapolating the held-out examples the classifier gets wrong (only
+/// validation ones when the project also has test examples) — then
 /// relabels them and applies the `--auto-accept` rule as they arrive (the
 /// same path as `straddle generate`), retrains from scratch, scores on the
 /// held-out examples and records a `round_scored` event. Everything is
@@ -132,6 +133,12 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
     args.backend.apply(&mut backend);
     if project.generation_settings().use_rationales {
         ask_rationales(&mut project, &backend, &args.backend).await?;
+    }
+    if args.auto_accept.is_none() {
+        println!(
+            "Note: new examples stay pending until reviewed, and only accepted ones are trained \
+             on; pass --auto-accept MIN_CONF to accept those the relabel agrees with."
+        );
     }
     let names = project.class_names();
     let cfg = train_config(&project, names.len());
@@ -195,9 +202,10 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The requests of one round: extrapolation from `mistakes` when there
-/// are any, else generation with the configured strategy (`mix` when the
-/// configured one is `extrapolate`), tagged with the round.
+/// The requests of one round: extrapolation from `mistakes` (see
+/// [`s3::extrapolation_sources`]) when there are any, else generation with
+/// the configured strategy (`mix` when the configured one is
+/// `extrapolate`), tagged with the round.
 fn plan_round(
     driver: &mut Generator,
     project: &Project,
@@ -205,12 +213,13 @@ fn plan_round(
     round: u32,
     count: usize,
 ) -> anyhow::Result<Vec<PlannedRequest>> {
-    if let Some(m) = mistakes.filter(|m| !m.is_empty()) {
+    let sources = s3::extrapolation_sources(project.state(), mistakes.unwrap_or_default());
+    if !sources.is_empty() {
         return s3::plan_extrapolation(
             driver,
             &project.config().task,
             &project.classes(),
-            m,
+            &sources,
             round,
             count,
         );

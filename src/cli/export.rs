@@ -44,6 +44,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         )));
     }
     let project = Project::open_read_only(&args.dir)?;
+    project.warn_about_journal();
     let rows = select_rows(&project, args.include_seeds);
     if rows.is_empty() {
         return Err(error::user(format!(
@@ -183,22 +184,58 @@ fn ensure_parent(p: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn jsonl_bytes(rows: &[Row<'_>]) -> Vec<u8> {
+fn jsonl_bytes(rows: &[Row<'_>], row: fn(&Row<'_>) -> Value) -> Vec<u8> {
     let mut out = String::new();
     for r in rows {
-        out.push_str(&row_json(r).to_string());
+        out.push_str(&row(r).to_string());
         out.push('\n');
     }
     out.into_bytes()
 }
 
+/// Columns of the `hf` rows that are strings ("" when unset).
+const HF_STRING_COLS: &[&str] = &[
+    "origin",
+    "intended_label",
+    "strategy",
+    "model",
+    "request_id",
+    "verdict_label",
+    "decision",
+    "actor",
+];
+
+/// The `hf` row: a fixed schema that `datasets` infers the same way for
+/// every split. Arrow types a column that is null in every row of a split
+/// as `null`, and `datasets` then fails to cast the other split to it (a
+/// `round` or `original_text` that occurs only in validation would do
+/// that). So here strings are "" when unset, and the full provenance with
+/// its optional numbers (alpha, confidence, temperature, round) travels as
+/// one JSON-encoded string column, `provenance`.
+fn hf_row_json(r: &Row<'_>) -> Value {
+    let full = row_json(r);
+    let mut o = serde_json::Map::new();
+    o.insert("text".into(), full["text"].clone());
+    o.insert("label".into(), full["label"].clone());
+    o.insert("id".into(), full["id"].clone());
+    for c in HF_STRING_COLS {
+        let v = match &full[*c] {
+            Value::Null => Value::String(String::new()),
+            v => v.clone(),
+        };
+        o.insert(c.to_string(), v);
+    }
+    o.insert("provenance".into(), Value::String(full.to_string()));
+    Value::Object(o)
+}
+
 fn write_jsonl(out: &Path, split: &Split<'_>) -> anyhow::Result<Vec<PathBuf>> {
     ensure_parent(out)?;
-    write_atomic(out, &jsonl_bytes(&split.train))?;
+    write_atomic(out, &jsonl_bytes(&split.train, row_json))?;
     let mut written = vec![out.to_path_buf()];
     if !split.validation.is_empty() {
         let vp = validation_path(out, "jsonl");
-        write_atomic(&vp, &jsonl_bytes(&split.validation))?;
+        write_atomic(&vp, &jsonl_bytes(&split.validation, row_json))?;
         written.push(vp);
     }
     Ok(written)
@@ -276,14 +313,14 @@ fn write_hf(
     std::fs::create_dir_all(out)
         .map_err(|e| error::user(format!("cannot create folder {}: {e}", out.display())))?;
     let train = out.join("train.jsonl");
-    write_atomic(&train, &jsonl_bytes(&split.train))?;
+    write_atomic(&train, &jsonl_bytes(&split.train, hf_row_json))?;
     let mut written = vec![train];
     let val = out.join("validation.jsonl");
     if split.validation.is_empty() {
         // A stale file from an earlier export would be read as a split.
         let _ = std::fs::remove_file(&val);
     } else {
-        write_atomic(&val, &jsonl_bytes(&split.validation))?;
+        write_atomic(&val, &jsonl_bytes(&split.validation, hf_row_json))?;
         written.push(val);
     }
     let readme = out.join("README.md");
@@ -466,10 +503,12 @@ fn dataset_card(project: &Project, split: &Split<'_>, args: &ExportArgs) -> Stri
     let _ = writeln!(
         w,
         "## Fields\n\n`text`, `label` (final label after relabel and review), `id`, `origin` \
-         (seed / generated / edited), `intended_label`, `original_text` (before a hand edit), \
-         `strategy`, `classes`, `minor`, `alpha`, `template`, `template_hash`, `model`, \
-         `request_id`, `temperature`, `round`, `source`, `verdict_label`, `verdict_confidence`, \
-         `verdict_method`, `decision`, `actor` (who decided: `key:<key>`, `rule:<rule>`).\n"
+         (seed / generated / edited), `intended_label`, `strategy`, `model`, `request_id`, \
+         `verdict_label`, `decision`, `actor` (who decided: `key:<key>`, `rule:<rule>`); \
+         these are \"\" when they do not apply. `provenance` is a JSON string with the \
+         full record: the fields above plus `original_text` (before a hand edit), `classes`, \
+         `minor`, `alpha`, `template`, `template_hash`, `temperature`, `round`, `source`, \
+         `verdict_confidence`, `verdict_method`.\n"
     );
     o
 }

@@ -19,6 +19,7 @@ pub fn run(args: super::ImportArgs) -> anyhow::Result<()> {
         super::ImportRole::Test => Origin::Test,
     };
     let mut project = Project::open(&args.dir)?;
+    project.warn_about_journal();
     let cols = Columns {
         text: args.text_col.clone(),
         label: args.label_col.clone(),

@@ -201,25 +201,9 @@ impl ProjectState {
         self.last_event_id = self.last_event_id.max(ev.id);
         match &ev.kind {
             EventKind::SampleAdded(a) => {
-                if self.samples.last().is_some_and(|s| s.id >= a.id) {
-                    self.warnings.push(format!(
-                        "event {}: sample id {} is not above the previous one; ignored",
-                        ev.id, a.id
-                    ));
-                    return;
+                if self.accepts_sample(ev.id, a) {
+                    self.push_sample(ev.id, ev.ts, a.clone());
                 }
-                self.samples.push(SampleState {
-                    id: a.id,
-                    original_text: a.text.clone(),
-                    label: a.label.clone(),
-                    origin: a.origin,
-                    provenance: a.provenance.clone(),
-                    added_event: ev.id,
-                    added_ts: ev.ts,
-                    edits: Vec::new(),
-                    verdicts: Vec::new(),
-                    decisions: Vec::new(),
-                });
             }
             EventKind::GenerationFailed(f) => self.failures.push((ev.id, f.clone())),
             EventKind::VerdictRecorded(v) => {
@@ -266,6 +250,50 @@ impl ProjectState {
                     .extend(r.rationales.iter().cloned());
             }
         }
+    }
+
+    /// [`ProjectState::apply`] for an event the caller is done with: a
+    /// `sample_added` moves its text and provenance into the state instead
+    /// of cloning them (journal replay applies many of these).
+    pub fn apply_owned(&mut self, ev: Event) {
+        match ev.kind {
+            EventKind::SampleAdded(a) => {
+                self.events += 1;
+                self.last_event_id = self.last_event_id.max(ev.id);
+                if self.accepts_sample(ev.id, &a) {
+                    self.push_sample(ev.id, ev.ts, a);
+                }
+            }
+            _ => self.apply(&ev),
+        }
+    }
+
+    /// Sample ids must increase; a `sample_added` that breaks that is
+    /// ignored with a warning.
+    fn accepts_sample(&mut self, event: EventId, a: &super::SampleAdded) -> bool {
+        if self.samples.last().is_some_and(|s| s.id >= a.id) {
+            self.warnings.push(format!(
+                "event {event}: sample id {} is not above the previous one; ignored",
+                a.id
+            ));
+            return false;
+        }
+        true
+    }
+
+    fn push_sample(&mut self, event: EventId, ts: u64, a: super::SampleAdded) {
+        self.samples.push(SampleState {
+            id: a.id,
+            original_text: a.text,
+            label: a.label,
+            origin: a.origin,
+            provenance: a.provenance,
+            added_event: event,
+            added_ts: ts,
+            edits: Vec::new(),
+            verdicts: Vec::new(),
+            decisions: Vec::new(),
+        });
     }
 
     /// The most recent undoable event: (event id, sample id).

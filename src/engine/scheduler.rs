@@ -261,7 +261,10 @@ impl Scheduler {
         }
         self.sampling.apply(&mut p.job.request);
         let body = self.client.body(&p.job.request);
-        let key = ResponseCache::key(self.client.host(), self.client.model(), &body);
+        let key = match &self.cache {
+            Some(_) => ResponseCache::key(self.client.host(), self.client.model(), &body),
+            None => String::new(),
+        };
         let token_estimate = f64::from(p.job.request.estimate_prompt_tokens())
             + f64::from(p.job.request.max_tokens.unwrap_or(256));
         let prep = Prepared {

@@ -5,12 +5,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime};
 
-use eventsource_stream::{EventStreamError, Eventsource};
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
-use super::sse::{Accumulator, error_message};
+use super::sse::{Accumulator, SseParser, error_message};
 use super::{ChatRequest, ChatResponse, FailReason, LlmError};
 use crate::domain::BackendConfig;
 
@@ -460,47 +459,59 @@ impl LlmClient {
         let mut acc = Accumulator::default();
         if is_sse {
             let mut done = false;
-            let mut events = resp.bytes_stream().eventsource();
-            while let Some(ev) = events.next().await {
-                let ev = ev.map_err(|e| match e {
-                    EventStreamError::Transport(e) => {
-                        let mut err = self.transport_error(&e);
-                        if err.reason == FailReason::Connect {
-                            err.reason = FailReason::Truncated;
+            let mut body = resp.bytes_stream();
+            let mut parser = SseParser::default();
+            // One delta per batch of bytes that arrived together: a token
+            // at a time from a real server, one update for a burst.
+            let mut unreported = false;
+            'read: loop {
+                let next = match body.next().now_or_never() {
+                    Some(next) => next,
+                    None => {
+                        if std::mem::take(&mut unreported) {
+                            on_delta(acc.text0());
                         }
-                        err
+                        body.next().await
                     }
-                    EventStreamError::Utf8(e) => {
-                        LlmError::new(FailReason::Malformed, format!("stream is not UTF-8: {e}"))
+                };
+                let Some(chunk) = next else { break };
+                let chunk = chunk.map_err(|e| {
+                    let mut err = self.transport_error(&e);
+                    if err.reason == FailReason::Connect {
+                        err.reason = FailReason::Truncated;
                     }
-                    EventStreamError::Parser(e) => {
-                        LlmError::new(FailReason::Malformed, format!("bad SSE: {e:?}"))
-                    }
+                    err
                 })?;
-                let data = ev.data.trim();
-                if data == "[DONE]" {
-                    done = true;
-                    // Read to the end of the body so the connection goes
-                    // back to the pool instead of being closed.
-                    while let Some(Ok(_)) = events.next().await {}
-                    break;
+                parser.push(&chunk);
+                while let Some(ev) = parser.next_event().map_err(|e| {
+                    LlmError::new(FailReason::Malformed, format!("stream is not UTF-8: {e}"))
+                })? {
+                    let data = ev.data.trim();
+                    if data == "[DONE]" {
+                        done = true;
+                        // Read to the end of the body so the connection goes
+                        // back to the pool instead of being closed.
+                        while let Some(Ok(_)) = body.next().await {}
+                        break 'read;
+                    }
+                    if data.is_empty() {
+                        continue;
+                    }
+                    if ev.event == "error" {
+                        let msg = serde_json::from_str::<Value>(data)
+                            .map(|v| error_message(v.get("error").unwrap_or(&v)))
+                            .unwrap_or_else(|_| data.to_owned());
+                        return Err(LlmError::new(
+                            FailReason::StreamError,
+                            format!("server error: {msg}"),
+                        )
+                        .with_raw(data));
+                    }
+                    unreported |= acc.push_json(data)?;
                 }
-                if data.is_empty() {
-                    continue;
-                }
-                if ev.event == "error" {
-                    let msg = serde_json::from_str::<Value>(data)
-                        .map(|v| error_message(v.get("error").unwrap_or(&v)))
-                        .unwrap_or_else(|_| data.to_owned());
-                    return Err(LlmError::new(
-                        FailReason::StreamError,
-                        format!("server error: {msg}"),
-                    )
-                    .with_raw(data));
-                }
-                if acc.push_json(data)? {
-                    on_delta(acc.text0());
-                }
+            }
+            if unreported {
+                on_delta(acc.text0());
             }
             if !done && !acc.has_finish() {
                 return Err(LlmError::new(

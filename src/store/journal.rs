@@ -70,6 +70,17 @@ pub struct TornTail {
     pub saved_to: Option<PathBuf>,
 }
 
+impl LoadReport {
+    /// One message per problem, naming `journal` and the line, for the
+    /// user (e.g. on stderr before a command's own output).
+    pub fn messages(&self, journal: &Path) -> Vec<String> {
+        self.skipped
+            .iter()
+            .map(|s| format!("{}:{}: skipped: {}", journal.display(), s.line, s.reason))
+            .collect()
+    }
+}
+
 impl std::fmt::Display for SkippedLine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "line {}: {}", self.line, self.reason)
@@ -113,46 +124,52 @@ pub fn replay(bytes: &[u8], state: &mut ProjectState) -> Replay {
 /// benchmarks; the result never depends on it).
 pub fn replay_with_threads(bytes: &[u8], state: &mut ProjectState, threads: usize) -> Replay {
     let chunks = split_chunks(bytes, threads.max(1));
-    let parsed: Vec<Chunk> = if chunks.len() == 1 {
-        vec![parse_chunk(bytes, 0)]
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = chunks
-                .iter()
-                .map(|&(a, b)| s.spawn(move || parse_chunk(&bytes[a..b], a)))
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("journal parser thread panicked"))
-                .collect()
-        })
+    let mut acc = Replay {
+        report: LoadReport::default(),
+        tail_start: None,
+        tail_is_event: false,
     };
-    let mut report = LoadReport::default();
-    let mut tail_start = None;
-    let mut tail_is_event = false;
     let mut line_base = 0usize;
-    for chunk in parsed {
-        for item in chunk.items {
-            let line = line_base + item.line;
-            match item.result {
-                Ok(ev) => {
-                    state.apply(&ev);
-                    report.events += 1;
-                }
-                Err(reason) => report.skipped.push(SkippedLine { line, reason }),
+    std::thread::scope(|s| {
+        // Later chunks are parsed on worker threads while this thread
+        // parses and applies the first one line by line.
+        let workers: Vec<_> = chunks[1..]
+            .iter()
+            .map(|&(a, b)| s.spawn(move || parse_chunk(&bytes[a..b], a)))
+            .collect();
+        let (a, b) = chunks[0];
+        let info = scan_chunk(&bytes[a..b], a, |line, result| {
+            take(&mut acc.report, state, line, result)
+        });
+        line_base = finish_chunk(&mut acc, line_base, info);
+        for w in workers {
+            let chunk = w.join().expect("journal parser thread panicked");
+            for item in chunk.items {
+                take(&mut acc.report, state, line_base + item.line, item.result);
             }
+            line_base = finish_chunk(&mut acc, line_base, chunk.info);
         }
-        if let Some((start, is_event)) = chunk.tail {
-            tail_start = Some(start);
-            tail_is_event = is_event;
+    });
+    acc
+}
+
+/// Apply one parsed line or record why it was skipped.
+fn take(report: &mut LoadReport, state: &mut ProjectState, line: usize, r: Result<Event, String>) {
+    match r {
+        Ok(ev) => {
+            state.apply_owned(ev);
+            report.events += 1;
         }
-        line_base += chunk.lines;
+        Err(reason) => report.skipped.push(SkippedLine { line, reason }),
     }
-    Replay {
-        report,
-        tail_start,
-        tail_is_event,
+}
+
+fn finish_chunk(acc: &mut Replay, line_base: usize, info: ChunkInfo) -> usize {
+    if let Some((start, is_event)) = info.tail {
+        acc.tail_start = Some(start);
+        acc.tail_is_event = is_event;
     }
+    line_base + info.lines
 }
 
 /// Below this size a journal is parsed on one thread.
@@ -183,16 +200,34 @@ struct Item {
     result: Result<Event, String>,
 }
 
-struct Chunk {
-    items: Vec<Item>,
+/// What a chunk held besides its lines.
+struct ChunkInfo {
     /// Lines in the chunk, counting a final line without `\n`.
     lines: usize,
     /// Absolute start of a final line without `\n`, and whether it parsed.
     tail: Option<(usize, bool)>,
 }
 
+struct Chunk {
+    items: Vec<Item>,
+    info: ChunkInfo,
+}
+
 fn parse_chunk(bytes: &[u8], base: usize) -> Chunk {
     let mut items = Vec::with_capacity(bytes.len() / 200 + 1);
+    let info = scan_chunk(bytes, base, |line, result| {
+        items.push(Item { line, result })
+    });
+    Chunk { items, info }
+}
+
+/// Parse every non-blank line of `bytes` (which starts at absolute offset
+/// `base`) and hand it to `sink` with its 1-based line number in the chunk.
+fn scan_chunk(
+    bytes: &[u8],
+    base: usize,
+    mut sink: impl FnMut(usize, Result<Event, String>),
+) -> ChunkInfo {
     let mut tail = None;
     let mut start = 0usize;
     let mut line = 0usize;
@@ -206,27 +241,24 @@ fn parse_chunk(bytes: &[u8], base: usize) -> Chunk {
         let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
         // An editor may have added a byte-order mark.
         let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
-        let blank = raw.iter().all(u8::is_ascii_whitespace);
-        let result = (!blank).then(|| parse_line(raw));
-        if !complete {
-            tail = Some((base + start, matches!(result, Some(Ok(_)))));
-        }
-        if let Some(result) = result {
+        if !raw.iter().all(u8::is_ascii_whitespace) {
+            let result = parse_line(raw);
+            if !complete {
+                tail = Some((base + start, result.is_ok()));
+            }
             let result = match result {
                 Err(reason) if !complete => Err(format!(
                     "torn last line (no newline; a write was interrupted): {reason}"
                 )),
                 other => other,
             };
-            items.push(Item { line, result });
+            sink(line, result);
+        } else if !complete {
+            tail = Some((base + start, false));
         }
         start = end + 1;
     }
-    Chunk {
-        items,
-        lines: line,
-        tail,
-    }
+    ChunkInfo { lines: line, tail }
 }
 
 fn memchr_nl(b: &[u8]) -> Option<usize> {
@@ -742,6 +774,32 @@ mod tests {
         );
         let newer = r#"{"v":9,"id":2,"ts":1,"type":"edited","data":{"sample":1,"text":"t"}}"#;
         assert!(parse_line(newer.as_bytes()).unwrap_err().contains("newer"));
+    }
+
+    #[test]
+    fn replay_folds_like_apply() {
+        let kinds: Vec<EventKind> = vec![add(1), add(3), add(2), accept(3), accept(7), add(4)];
+        let events: Vec<Event> = kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, kind)| Event {
+                v: 1,
+                id: i as u64 + 1,
+                ts: 9,
+                kind,
+            })
+            .collect();
+        let mut by_ref = ProjectState::new(true);
+        let mut bytes = Vec::new();
+        for e in &events {
+            by_ref.apply(e);
+            bytes.extend_from_slice(e.to_json_line().as_bytes());
+            bytes.push(b'\n');
+        }
+        let mut replayed = ProjectState::new(true);
+        replay(&bytes, &mut replayed);
+        assert_eq!(replayed, by_ref);
+        assert_eq!(replayed.warnings.len(), 2, "{:?}", replayed.warnings);
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub use config_file::{CONFIG_FILE, read_config, render_config, write_config};
 pub use journal::{GroupCommitHandle, GroupCommitWriter, Journal, LoadReport, SkippedLine, Ticket};
 pub use lock::{LOCK_FILE, ProjectLock};
 
+/// `.gitignore` of a new project: the folder is meant to be committed, but
+/// not the lock (it names a pid) or half-written temp files.
+const GITIGNORE: &str = "# straddle: the lock names the running process; temp files are transient.\nstraddle.lock\n.*.tmp-*\n";
+
 /// File name of the journal inside the project folder.
 pub const JOURNAL_FILE: &str = "journal.jsonl";
 
@@ -89,6 +93,8 @@ impl Project {
             std::fs::create_dir(&tmp)
                 .with_context(|| format!("cannot create {}", tmp.display()))?;
             write_config(&tmp.join(CONFIG_FILE), &config)?;
+            std::fs::write(tmp.join(".gitignore"), GITIGNORE)
+                .with_context(|| format!("cannot write {}", tmp.join(".gitignore").display()))?;
             let mut state = ProjectState::new(config.relabel.take_relabel);
             let kinds = sample_kinds(&state, seeds);
             let (_, events) = Journal::create(&tmp.join(JOURNAL_FILE), kinds)?;
@@ -184,6 +190,15 @@ impl Project {
     pub fn load_report(&self) -> &LoadReport {
         &self.report
     }
+    /// Print the load report's problems (skipped journal lines) to stderr
+    /// as warnings; commands call this so a damaged journal never goes
+    /// unnoticed.
+    pub fn warn_about_journal(&self) {
+        for m in self.report.messages(&self.journal_path()) {
+            eprintln!("warning: {m}");
+        }
+    }
+
     pub fn is_read_only(&self) -> bool {
         self.journal.is_none()
     }

@@ -163,20 +163,76 @@ impl Filter {
 /// Sort key: smaller comes first; the id makes every key unique.
 type Key = (i64, SampleId);
 
+/// All generated samples in one sort order, and the subset that passes
+/// the filter (when one is set).
+#[derive(Debug, Clone, Default)]
+struct Order {
+    ids: Vec<SampleId>,
+    keys: HashMap<SampleId, Key>,
+    filtered: Option<Vec<SampleId>>,
+}
+
+impl Order {
+    fn key_of(&self, id: SampleId) -> Option<Key> {
+        self.keys.get(&id).copied()
+    }
+
+    fn visible(&self) -> &[SampleId] {
+        self.filtered.as_deref().unwrap_or(&self.ids)
+    }
+
+    /// Insert `id` with key `k`; into the filtered view too when `passes`.
+    fn insert(&mut self, id: SampleId, k: Key, passes: bool) {
+        self.keys.insert(id, k);
+        let keys = &self.keys;
+        let i = self.ids.partition_point(|x| keys[x] < k);
+        self.ids.insert(i, id);
+        if passes && let Some(f) = &mut self.filtered {
+            let i = f.partition_point(|x| keys[x] < k);
+            f.insert(i, id);
+        }
+    }
+
+    fn remove(&mut self, id: SampleId) {
+        let Some(k) = self.key_of(id) else {
+            return;
+        };
+        let keys = &self.keys;
+        for v in [Some(&mut self.ids), self.filtered.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if let Ok(i) = v.binary_search_by_key(&k, |x| keys[x]) {
+                v.remove(i);
+            }
+        }
+        self.keys.remove(&id);
+    }
+}
+
 /// Generated samples that pass the filter, in sort order.
+///
+/// Every sort order is kept for all generated samples at once, with its
+/// filtered view, updated sample by sample as events arrive: switching the
+/// sort is free, and setting a filter is one sequential pass over the
+/// samples plus one pass per order (no sorting).
 #[derive(Debug, Clone)]
 pub struct ReviewQueue {
-    pub sort: SortBy,
-    pub filter: Filter,
+    sort: SortBy,
+    filter: Filter,
     /// Seeds and thresholds for doubt scores.
     pub ctx: DoubtContext,
-    /// Visible sample ids, sorted by key.
-    ids: Vec<SampleId>,
-    /// Key of every visible sample.
-    keys: HashMap<SampleId, Key>,
-    /// Doubt score of every generated sample, computed when it changes
-    /// (the seed-similarity part is not free; re-sorting reuses these).
+    /// One order per [`SortBy`], indexed by [`SortBy::index`].
+    orders: [Order; 3],
+    /// Doubt score of every generated sample, computed when it changes.
     scores: HashMap<SampleId, f64>,
+}
+
+impl SortBy {
+    const ALL: [SortBy; 3] = [SortBy::Doubt, SortBy::Newest, SortBy::Class];
+    fn index(self) -> usize {
+        self as usize
+    }
 }
 
 impl ReviewQueue {
@@ -186,10 +242,17 @@ impl ReviewQueue {
             sort: SortBy::default(),
             filter: Filter::default(),
             ctx,
-            ids: Vec::new(),
-            keys: HashMap::new(),
+            orders: Default::default(),
             scores: HashMap::new(),
         }
+    }
+
+    pub fn sort(&self) -> SortBy {
+        self.sort
+    }
+
+    pub fn filter(&self) -> &Filter {
+        &self.filter
     }
 
     /// The cached doubt score of a sample.
@@ -202,21 +265,27 @@ impl ReviewQueue {
         x
     }
 
-    pub fn len(&self) -> usize {
-        self.ids.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.ids.is_empty()
-    }
-    pub fn ids(&self) -> &[SampleId] {
-        &self.ids
-    }
-    pub fn get(&self, i: usize) -> Option<SampleId> {
-        self.ids.get(i).copied()
+    fn order(&self) -> &Order {
+        &self.orders[self.sort.index()]
     }
 
-    fn key(&mut self, s: &SampleState, st: &ProjectState, classes: &[Class]) -> Key {
-        let k = match self.sort {
+    /// Visible sample ids in order.
+    pub fn ids(&self) -> &[SampleId] {
+        self.order().visible()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.ids().is_empty()
+    }
+    pub fn get(&self, i: usize) -> Option<SampleId> {
+        self.ids().get(i).copied()
+    }
+
+    fn key(&mut self, by: SortBy, s: &SampleState, st: &ProjectState, classes: &[Class]) -> Key {
+        let k = match by {
             // Pending first, each part most doubtful first.
             SortBy::Doubt => {
                 let decided = if s.status() == Status::Pending {
@@ -238,50 +307,83 @@ impl ReviewQueue {
         (k, s.id)
     }
 
-    /// Rebuild from scratch (sort or filter changed, or at start).
+    /// Build every order from scratch (at start).
     pub fn rebuild(&mut self, st: &ProjectState, classes: &[Class]) {
-        let mut keyed: Vec<(Key, SampleId)> = Vec::new();
-        for s in st.generated() {
-            if self.filter.matches(s, st.take_relabel) {
-                keyed.push((self.key(s, st, classes), s.id));
+        for by in SortBy::ALL {
+            let mut keyed: Vec<(Key, SampleId)> = Vec::new();
+            for s in st.generated() {
+                keyed.push((self.key(by, s, st, classes), s.id));
             }
+            keyed.sort_unstable_by_key(|(k, _)| *k);
+            let o = &mut self.orders[by.index()];
+            o.ids = keyed.iter().map(|(_, id)| *id).collect();
+            o.keys = keyed.into_iter().map(|(k, id)| (id, k)).collect();
         }
-        keyed.sort_unstable_by_key(|(k, _)| *k);
-        self.ids = keyed.iter().map(|(_, id)| *id).collect();
-        self.keys = keyed.into_iter().map(|(k, id)| (id, k)).collect();
+        self.refilter(st);
+    }
+
+    /// Switch the sort order (free: every order is kept).
+    pub fn set_sort(&mut self, sort: SortBy, _st: &ProjectState) {
+        self.sort = sort;
+    }
+
+    /// Set the filter.
+    pub fn set_filter(&mut self, filter: Filter, st: &ProjectState) {
+        self.filter = filter;
+        self.refilter(st);
+    }
+
+    fn refilter(&mut self, st: &ProjectState) {
+        if self.filter.is_empty() {
+            for o in &mut self.orders {
+                o.filtered = None;
+            }
+            return;
+        }
+        // One pass in storage order (cache-friendly), then a bitmap look-up
+        // per id of each order.
+        let take = st.take_relabel;
+        let passes: Vec<bool> = st
+            .samples
+            .iter()
+            .map(|s| self.filter.matches(s, take))
+            .collect();
+        for o in &mut self.orders {
+            o.filtered = Some(
+                o.ids
+                    .iter()
+                    .copied()
+                    .filter(|id| st.index_of(*id).is_some_and(|i| passes[i]))
+                    .collect(),
+            );
+        }
     }
 
     /// Take a sample out (before an event changes it).
     pub fn remove(&mut self, id: SampleId) {
         self.scores.remove(&id);
-        if let Some(k) = self.keys.remove(&id)
-            && let Ok(i) = self.ids.binary_search_by_key(&k, |x| self.keys_of(*x, k))
-        {
-            self.ids.remove(i);
+        for o in &mut self.orders {
+            o.remove(id);
         }
     }
 
-    /// Key lookup used inside binary search: `id`'s key, where the removed
-    /// id itself is looked up through `removed_key`.
-    fn keys_of(&self, id: SampleId, removed_key: Key) -> Key {
-        self.keys.get(&id).copied().unwrap_or(removed_key)
-    }
-
-    /// Put a sample (back) in place if it is generated and passes the filter.
+    /// Put a generated sample (back) in place in every order (and filtered
+    /// view, if it passes the filter).
     pub fn insert(&mut self, s: &SampleState, st: &ProjectState, classes: &[Class]) {
-        if s.origin != crate::domain::Origin::Generated || !self.filter.matches(s, st.take_relabel)
-        {
+        if s.origin != crate::domain::Origin::Generated {
             return;
         }
-        let k = self.key(s, st, classes);
-        let i = self.ids.partition_point(|x| self.keys[x] < k);
-        self.ids.insert(i, s.id);
-        self.keys.insert(s.id, k);
+        let passes = !self.filter.is_empty() && self.filter.matches(s, st.take_relabel);
+        for by in SortBy::ALL {
+            let k = self.key(by, s, st, classes);
+            self.orders[by.index()].insert(s.id, k, passes);
+        }
     }
 
     /// Position of a visible sample.
     pub fn position(&self, id: SampleId) -> Option<usize> {
-        let k = *self.keys.get(&id)?;
-        self.ids.binary_search_by_key(&k, |x| self.keys[x]).ok()
+        let o = self.order();
+        let k = o.key_of(id)?;
+        self.ids().binary_search_by_key(&k, |x| o.keys[x]).ok()
     }
 }

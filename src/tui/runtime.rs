@@ -213,6 +213,7 @@ impl App {
         let mut usage_timer = tokio::time::interval(USAGE_EVERY);
         usage_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut quitting = false;
+        let mut was_busy = false;
         loop {
             if self.st.dirty && last_draw.elapsed() >= FRAME {
                 term.draw(|f| view::render(f, &self.st))?;
@@ -227,8 +228,13 @@ impl App {
             if quitting && self.key_acks == 0 && self.pipeline_acks == 0 {
                 break;
             }
-            let frame_due = self.st.dirty.then(|| last_draw + FRAME);
             let busy = self.pipeline.busy();
+            if was_busy && !busy {
+                // One last look at the usage once requests stop.
+                self.handle(Input::Usage, &export_tx)?;
+            }
+            was_busy = busy;
+            let frame_due = self.st.dirty.then(|| last_draw + FRAME);
             let read_keys = self.key_acks == 0 && !quitting;
             let next = tokio::select! {
                 Some(d) = self.done_rx.recv() => Input::Store(d),

@@ -396,7 +396,7 @@ impl State {
             live_usage: Usage::default(),
             req_per_s: 0.0,
             notice: None,
-            last_error: init.ui.warnings.first().cloned(),
+            last_error: (!init.ui.warnings.is_empty()).then(|| init.ui.warnings.join("; ")),
             dirty: true,
             quit: false,
         };

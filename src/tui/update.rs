@@ -177,14 +177,13 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         }
         Action::Filter => {
             st.mode = Mode::Filter {
-                input: st.queue.filter.raw.clone(),
+                input: st.queue.filter().raw.clone(),
                 error: None,
             }
         }
         Action::CycleSort => {
             let sel = st.queue.get(st.review_sel);
-            st.queue.sort = st.queue.sort.next();
-            st.queue.rebuild(&st.project, &st.classes);
+            st.queue.set_sort(st.queue.sort().next(), &st.project);
             st.follow_selection(sel);
         }
         Action::BulkAccept => confirm_bulk(st, DecisionKind::Accept),
@@ -303,8 +302,7 @@ fn advance_to_pending(st: &mut State) {
 
 fn set_filter(st: &mut State, f: Filter) {
     let sel = st.queue.get(st.review_sel);
-    st.queue.filter = f;
-    st.queue.rebuild(&st.project, &st.classes);
+    st.queue.set_filter(f, &st.project);
     st.review_sel = 0;
     st.follow_selection(sel);
 }
@@ -335,7 +333,7 @@ fn bulk_decide(st: &mut State, kind: DecisionKind, ids: Vec<SampleId>, fx: &mut 
             DecisionKind::Accept => "accept",
             DecisionKind::Reject => "reject",
         },
-        st.queue.filter.raw
+        st.queue.filter().raw
     );
     let n = ids.len();
     let events = ids

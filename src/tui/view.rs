@@ -155,10 +155,10 @@ pub fn render(f: &mut Frame, st: &State) {
                 crate::domain::DecisionKind::Accept => "Accept",
                 crate::domain::DecisionKind::Reject => "Reject",
             };
-            let filter = if st.queue.filter.raw.is_empty() {
+            let filter = if st.queue.filter().raw.is_empty() {
                 "all generated".to_string()
             } else {
-                format!("filter '{}'", st.queue.filter.raw)
+                format!("filter '{}'", st.queue.filter().raw)
             };
             let text = vec![
                 Line::from(format!("{verb} {} examples in {filter}?", ids.len())),
@@ -237,10 +237,10 @@ fn title_bar(f: &mut Frame, st: &State, l: &ScreenLayout) {
         f.render_widget(Paragraph::new(Line::from(spans)), l.title);
         return;
     }
-    let filter = if st.queue.filter.raw.is_empty() {
+    let filter = if st.queue.filter().raw.is_empty() {
         String::new()
     } else {
-        format!(" · filter: {}", st.queue.filter.raw)
+        format!(" · filter: {}", st.queue.filter().raw)
     };
     let line = Line::from(vec![
         Span::styled(" straddle ", t.selected()),
@@ -251,7 +251,7 @@ fn title_bar(f: &mut Frame, st: &State, l: &ScreenLayout) {
         Span::styled(
             format!(
                 "· sort: {}{filter} · {} help",
-                st.queue.sort.as_str(),
+                st.queue.sort().as_str(),
                 st.keymap.hint(super::keymap::Action::Help)
             ),
             t.muted(),
@@ -275,7 +275,7 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     f.render_widget(
         pane_block(
             t,
-            format!(" Review {pos}/{n} · {} ", st.queue.sort.as_str()),
+            format!(" Review {pos}/{n} · {} ", st.queue.sort().as_str()),
             focused,
         ),
         r,

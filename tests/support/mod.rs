@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -355,6 +355,8 @@ struct Counters {
     in_flight: AtomicUsize,
     max_in_flight: AtomicUsize,
     bodies: Mutex<Vec<Value>>,
+    /// Client addresses seen (one per TCP connection).
+    peers: Mutex<std::collections::HashSet<SocketAddr>>,
 }
 
 struct ServerState {
@@ -422,7 +424,10 @@ impl TestServer {
                 rt.block_on(async move {
                     let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
                     tokio::select! {
-                        r = axum::serve(listener, app) => { r.expect("serve"); }
+                        r = axum::serve(
+                            listener,
+                            app.into_make_service_with_connect_info::<SocketAddr>(),
+                        ) => { r.expect("serve"); }
                         _ = stopped => {}
                     }
                 });
@@ -477,6 +482,10 @@ impl TestServer {
     /// The most chat requests ever answered at once.
     pub fn max_in_flight(&self) -> usize {
         self.state.counters.max_in_flight.load(Ordering::SeqCst)
+    }
+    /// TCP connections that sent chat requests (keep-alive reuses one).
+    pub fn connections(&self) -> usize {
+        self.state.counters.peers.lock().unwrap().len()
     }
     /// Bodies of the chat requests received, in arrival order.
     pub fn bodies(&self) -> Vec<Value> {
@@ -593,8 +602,14 @@ fn embed(text: &str) -> Vec<f64> {
     v.iter().map(|x| x / norm).collect()
 }
 
-async fn chat(State(s): State<Arc<ServerState>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn chat(
+    State(s): State<Arc<ServerState>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let index = s.counters.chat.fetch_add(1, Ordering::SeqCst);
+    s.counters.peers.lock().unwrap().insert(peer);
     let mut guard = InFlight::new(&s);
     if let Some(r) = unauthorized(&s, &headers) {
         return r;
