@@ -308,6 +308,8 @@ pub struct State {
     pub model: String,
     pub keymap: Keymap,
     pub theme: Theme,
+    /// Where diagnostics are logged (shown on the help screen).
+    pub log_file: Option<PathBuf>,
 
     pub focus: Pane,
     pub zoom: bool,
@@ -376,6 +378,7 @@ impl State {
             model: init.model,
             keymap: init.ui.keymap,
             theme: init.ui.theme,
+            log_file: init.ui.log_file,
             focus: Pane::Review,
             zoom: false,
             mode: Mode::Normal,

@@ -805,7 +805,7 @@ fn popup(f: &mut Frame, t: &Theme, area: Rect, title: &str, lines: Vec<Line>, w:
 fn help(f: &mut Frame, st: &State, area: Rect) {
     let t = &st.theme;
     let rows = st.keymap.help_rows();
-    let lines: Vec<Line> = rows
+    let mut lines: Vec<Line> = rows
         .iter()
         .skip(st.help_offset.min(rows.len().saturating_sub(1)))
         .map(|(k, h)| {
@@ -815,6 +815,12 @@ fn help(f: &mut Frame, st: &State, area: Rect) {
             ])
         })
         .collect();
+    if let Some(p) = &st.log_file {
+        lines.push(Line::styled(
+            format!("log: {} (STRADDLE_LOG=debug for more)", p.display()),
+            t.muted(),
+        ));
+    }
     popup(
         f,
         t,
@@ -822,7 +828,7 @@ fn help(f: &mut Frame, st: &State, area: Rect) {
         "Keys (↑↓ scroll, any other key closes)",
         lines,
         70,
-        rows.len() as u16,
+        rows.len() as u16 + u16::from(st.log_file.is_some()),
     );
 }
 
