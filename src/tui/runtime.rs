@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use crate::cli::{BackendFlags, ExportFormat};
+use crate::cli::{BackendFlags, ExportArgs};
 use crate::domain::{Event as JournalEvent, EventKind};
 use crate::store::Project;
 
@@ -367,8 +367,9 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
-/// Export in a child `straddle export` (same options and code as the CLI;
-/// the project is read read-only, and its output cannot garble the screen).
+/// Export on a blocking thread with the CLI's code (`cli::export`): the
+/// project is read read-only from disk, which holds every acknowledged
+/// event, and nothing is printed (the screen stays intact).
 fn spawn_export(
     dir: PathBuf,
     req: ExportRequest,
@@ -380,47 +381,28 @@ fn spawn_export(
 }
 
 fn export_blocking(dir: &std::path::Path, req: &ExportRequest) -> Result<String, String> {
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the straddle binary: {e}"))?;
     let out = if req.out.is_absolute() {
         req.out.clone()
     } else {
         dir.join(&req.out)
     };
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("export")
-        .arg(dir)
-        .arg("--format")
-        .arg(match req.format {
-            ExportFormat::Jsonl => "jsonl",
-            ExportFormat::Csv => "csv",
-            ExportFormat::Hf => "hf",
-        })
-        .arg("--out")
-        .arg(&out)
-        .arg("--val-fraction")
-        .arg(req.val_fraction.to_string())
-        .arg("--seed")
-        .arg(req.seed.to_string());
-    if req.include_seeds {
-        cmd.arg("--include-seeds");
-    }
-    if req.with_provenance {
-        cmd.arg("--with-provenance");
-    }
-    let o = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run straddle export: {e}"))?;
-    if o.status.success() {
-        let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        Ok(if text.is_empty() {
-            format!("exported to {}", out.display())
-        } else {
-            text
-        })
-    } else {
-        let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
-        Err(err.strip_prefix("error: ").unwrap_or(&err).to_string())
+    let args = ExportArgs {
+        dir: dir.to_path_buf(),
+        format: req.format,
+        out,
+        include_seeds: req.include_seeds,
+        val_fraction: req.val_fraction,
+        seed: req.seed,
+        with_provenance: req.with_provenance,
+    };
+    match crate::cli::export::export(&args) {
+        Ok(report) => {
+            tracing::info!("tui export: {}", report.summary());
+            Ok(report.summary())
+        }
+        Err(e) => {
+            tracing::warn!("tui export failed: {e:#}");
+            Err(format!("{e:#}"))
+        }
     }
 }
