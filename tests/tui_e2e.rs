@@ -235,6 +235,19 @@ fn review_session_in_tmux() {
 
     tmux.keys("a");
     tmux.wait_for("one accepted", |s| counts(s).is_some_and(|c| c.1 == 1));
+    // The engine went idle before that key, and the journal writer works in
+    // order: the session's usage is on disk already, not only at quit.
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let usage_lines = |j: &str| {
+        j.lines()
+            .filter(|l| l.contains("\"type\":\"usage_recorded\"") && l.contains("\"run\":\"tui\""))
+            .count()
+    };
+    assert_eq!(
+        usage_lines(&journal),
+        1,
+        "usage journaled on idle:\n{journal}"
+    );
     tmux.keys("a");
     tmux.wait_for("two accepted", |s| counts(s).is_some_and(|c| c.1 == 2));
     tmux.keys("x");
@@ -269,8 +282,10 @@ fn review_session_in_tmux() {
     assert_eq!(t["accepted"], 2, "{stats:#}");
     assert_eq!(t["rejected"], 0, "{stats:#}");
     assert_eq!(t["pending"].as_u64().unwrap(), n - 2, "{stats:#}");
-    assert!(
-        stats["usage"]["requests"].as_u64().unwrap() > 0,
+    // Every request counted once: the idle record plus nothing new at quit.
+    assert_eq!(
+        stats["usage"]["requests"].as_u64().unwrap(),
+        server.requests() as u64,
         "{stats:#}"
     );
 
@@ -284,6 +299,7 @@ fn review_session_in_tmux() {
     };
     assert_eq!(of("decided"), 3);
     assert_eq!(of("undone"), 1);
+    assert_eq!(usage_lines(&journal), 1, "no empty usage record at quit");
 }
 
 /// A backend that refuses connections: a clear message with the fix, and

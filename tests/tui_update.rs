@@ -647,3 +647,64 @@ fn filtered_view_stays_consistent_across_arrivals_and_sorts() {
     assert!(st.queue.position(id).is_none());
     check(&st);
 }
+
+#[test]
+fn usage_journaled_mid_session_is_not_counted_twice() {
+    use straddle::domain::{Usage, UsageRecorded};
+    use straddle::tui::state::{USAGE_RUN, usage_since};
+    let mut st = fixture::state(10);
+    let journal_before = st.project.usage.requests;
+    let reading = |requests: u64, tokens: u64| Usage {
+        requests,
+        prompt_tokens: tokens,
+        failures: [("timeout".to_string(), requests / 2)].into(),
+        ..Usage::default()
+    };
+    // The engine has done 4 requests; none journaled yet.
+    update(
+        &mut st,
+        Msg::Usage {
+            usage: reading(4, 400),
+            req_per_s: 1.0,
+        },
+    );
+    assert_eq!(st.total_usage().requests, journal_before + 4);
+    // The pipeline journals the burst (the delta since its last record).
+    let delta = usage_since(&reading(4, 400), &Usage::default());
+    ack(
+        &mut st,
+        vec![Effect::Append(vec![EventKind::UsageRecorded(
+            UsageRecorded {
+                run: USAGE_RUN.into(),
+                usage: delta,
+            },
+        )])],
+    );
+    assert_eq!(st.project.usage.requests, journal_before + 4);
+    assert_eq!(st.total_usage().requests, journal_before + 4, "not twice");
+    // More requests, then a second record of only the new part.
+    update(
+        &mut st,
+        Msg::Usage {
+            usage: reading(10, 1000),
+            req_per_s: 1.0,
+        },
+    );
+    assert_eq!(st.total_usage().requests, journal_before + 10);
+    let delta = usage_since(&reading(10, 1000), &reading(4, 400));
+    assert_eq!((delta.requests, delta.prompt_tokens), (6, 600));
+    assert_eq!(delta.failures.get("timeout"), Some(&3));
+    ack(
+        &mut st,
+        vec![Effect::Append(vec![EventKind::UsageRecorded(
+            UsageRecorded {
+                run: USAGE_RUN.into(),
+                usage: delta,
+            },
+        )])],
+    );
+    let total = st.total_usage();
+    assert_eq!(total.requests, journal_before + 10);
+    assert_eq!(st.project.usage.requests, journal_before + 10);
+    assert_eq!(total.prompt_tokens, st.project.usage.prompt_tokens);
+}

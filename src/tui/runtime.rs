@@ -46,6 +46,9 @@ pub(crate) enum Origin {
     Key,
     /// The generation pipeline.
     Pipeline,
+    /// A `usage_recorded` event (outside the pipeline's one-reply-at-a-time
+    /// protocol).
+    Usage,
 }
 
 struct StoreJob {
@@ -173,6 +176,7 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         done_rx,
         key_acks: 0,
         pipeline_acks: 0,
+        usage_acks: 0,
         pipeline,
         dir,
     };
@@ -192,6 +196,7 @@ struct App {
     /// Appends from keys not yet acknowledged.
     key_acks: usize,
     pipeline_acks: usize,
+    usage_acks: usize,
     pipeline: Pipeline,
     dir: PathBuf,
 }
@@ -222,10 +227,11 @@ impl App {
             }
             if self.st.quit && !quitting {
                 quitting = true;
-                let fx = self.pipeline.shutdown();
-                self.run_effects_from(fx, Origin::Pipeline, &export_tx);
+                if let Some(k) = self.pipeline.shutdown() {
+                    self.append(vec![k], Origin::Usage);
+                }
             }
-            if quitting && self.key_acks == 0 && self.pipeline_acks == 0 {
+            if quitting && self.key_acks == 0 && self.pipeline_acks == 0 && self.usage_acks == 0 {
                 break;
             }
             let busy = self.pipeline.busy();
@@ -276,10 +282,8 @@ impl App {
                 self.run_effects_from(fx, Origin::Key, export_tx);
             }
             Input::Store(done) => {
-                match done.origin {
-                    Origin::Key => self.key_acks = self.key_acks.saturating_sub(1),
-                    Origin::Pipeline => self.pipeline_acks = self.pipeline_acks.saturating_sub(1),
-                }
+                let n = self.acks(done.origin);
+                *n = n.saturating_sub(1);
                 let (msg, events) = match done.result {
                     Ok(events) => (Msg::Appended(events.clone()), Some(events)),
                     Err(e) => (Msg::AppendFailed(e), None),
@@ -318,21 +322,27 @@ impl App {
         if let Some(kinds) = out.append {
             self.append(kinds, Origin::Pipeline);
         }
+        if let Some(k) = out.usage {
+            self.append(vec![k], Origin::Usage);
+        }
+    }
+
+    /// Unacknowledged appends from `origin`.
+    fn acks(&mut self, origin: Origin) -> &mut usize {
+        match origin {
+            Origin::Key => &mut self.key_acks,
+            Origin::Pipeline => &mut self.pipeline_acks,
+            Origin::Usage => &mut self.usage_acks,
+        }
     }
 
     fn append(&mut self, kinds: Vec<EventKind>, origin: Origin) {
         if kinds.is_empty() {
             return;
         }
-        match origin {
-            Origin::Key => self.key_acks += 1,
-            Origin::Pipeline => self.pipeline_acks += 1,
-        }
+        *self.acks(origin) += 1;
         if self.store_tx.send(StoreJob { kinds, origin }).is_err() {
-            match origin {
-                Origin::Key => self.key_acks -= 1,
-                Origin::Pipeline => self.pipeline_acks -= 1,
-            }
+            *self.acks(origin) -= 1;
             update(
                 &mut self.st,
                 Msg::AppendFailed("the journal writer stopped".into()),

@@ -681,8 +681,7 @@ fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             format!("{:.0}%", a as f64 * 100.0 / b as f64)
         }
     };
-    let mut u = st.project.usage.clone();
-    u.add(&st.live_usage);
+    let u = st.total_usage();
     lines.push(Line::from(""));
     lines.push(Line::from(format!(
         "✓{} ✗{} · {} pending",
