@@ -54,7 +54,7 @@ pub(crate) struct Pipeline {
     paused: bool,
     /// The backend failed in a way retrying will not fix (connect, auth).
     blocked: bool,
-    replies: VecDeque<(PlannedRequest, Result<Reply, Failure>)>,
+    replies: VecDeque<(JobId, PlannedRequest, Result<Reply, Failure>)>,
     appending: bool,
     /// Relabels asked for by edits, sent once the edit is acknowledged.
     deferred_relabels: Vec<SampleId>,
@@ -387,7 +387,7 @@ impl Pipeline {
                     if self.running && !self.paused {
                         out.msgs.push(Msg::Engine(EngineStatus::Running));
                     }
-                    self.replies.push_back((p, Ok(response)));
+                    self.replies.push_back((id, p, Ok(response)));
                 }
             }
             EngineEvent::Failed {
@@ -419,7 +419,7 @@ impl Pipeline {
                                 "request #{id} failed ({}): {message}",
                                 reason.as_str()
                             )));
-                            self.replies.push_back((p, Err((reason, message, raw))));
+                            self.replies.push_back((id, p, Err((reason, message, raw))));
                         }
                     }
                 }
@@ -477,12 +477,24 @@ impl Pipeline {
         if self.appending || out.append.is_some() {
             return;
         }
-        while let Some((p, r)) = self.replies.pop_front() {
+        while let Some((job, p, r)) = self.replies.pop_front() {
             let Some(g) = self.generator.as_mut() else {
                 return;
             };
             let events = match r {
-                Ok(reply) => g.on_reply(&st.project, &p, &reply),
+                Ok(reply) => {
+                    let events = g.on_reply(&st.project, &p, &reply);
+                    // A reply that held no example: the stream says why.
+                    for e in &events {
+                        if let EventKind::GenerationFailed(f) = e {
+                            out.msgs.push(Msg::Stream(StreamMsg::Failed {
+                                job,
+                                reason: f.reason.clone(),
+                            }));
+                        }
+                    }
+                    events
+                }
                 Err((reason, message, raw)) => {
                     g.on_failure(&p, reason.as_str(), &message, raw.as_deref())
                 }

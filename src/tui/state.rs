@@ -339,6 +339,9 @@ pub struct State {
     pub streams: VecDeque<StreamRow>,
     /// Usage of this session's engine (the journal's usage is in `project`).
     pub live_usage: Usage,
+    /// `generation_failed` events of this session, and the last reason.
+    pub failed: u64,
+    pub last_failure: Option<String>,
     /// The part of `live_usage` already journaled (`usage_recorded` events
     /// of this session), so it is not counted twice.
     pub journaled_usage: Usage,
@@ -439,6 +442,8 @@ impl State {
             streams: VecDeque::new(),
             live_usage: Usage::default(),
             journaled_usage: Usage::default(),
+            failed: 0,
+            last_failure: None,
             req_per_s: 0.0,
             notice: None,
             last_error: (!init.ui.warnings.is_empty()).then(|| init.ui.warnings.join("; ")),
@@ -541,6 +546,10 @@ impl State {
                 EventKind::UsageRecorded(u) if u.run == USAGE_RUN => {
                     self.journaled_usage.add(&u.usage)
                 }
+                EventKind::GenerationFailed(g) => {
+                    self.failed += 1;
+                    self.last_failure = Some(g.reason.clone());
+                }
                 _ => {}
             }
             if let Some(id) = touched
@@ -590,6 +599,14 @@ impl State {
         let mut u = self.project.usage.clone();
         u.add(&usage_since(&self.live_usage, &self.journaled_usage));
         u
+    }
+
+    /// "3 failed (empty_reply)": this session's generation failures.
+    pub fn failures_label(&self) -> Option<String> {
+        (self.failed > 0).then(|| match &self.last_failure {
+            Some(r) => format!("{} failed ({r})", self.failed),
+            None => format!("{} failed", self.failed),
+        })
     }
 
     /// The message to show: the last error, else the last notice

@@ -700,6 +700,12 @@ fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         "${:.4} · {} req · {:.1} req/s",
         u.cost, u.requests, st.req_per_s
     )));
+    if let Some(f) = st.failures_label() {
+        lines.push(Line::styled(
+            format!("generation: {f}"),
+            Style::default().fg(t.error),
+        ));
+    }
     if let Some(round) = st.project.rounds.last() {
         lines.push(Line::from(format!(
             "round {}: macro-F1 {:.3} (baseline {:.3})",
@@ -745,19 +751,22 @@ fn status_line(f: &mut Frame, st: &State, r: Rect) {
         EngineStatus::Idle => Style::default(),
     };
     let g = &st.tally.generated;
-    let spans = vec![
+    let mut spans = vec![
         Span::raw(" "),
         Span::styled(st.engine.label(), engine_style.add_modifier(Modifier::BOLD)),
         Span::raw(format!(
-            " │ {} gen · ✓{} ✗{} ·{} │ {} {}",
+            " │ {} gen · ✓{} ✗{} ·{}",
             g.accepted + g.rejected + g.pending,
             g.accepted,
             g.rejected,
             g.pending,
-            st.backend,
-            st.model
         )),
     ];
+    if let Some(f) = st.failures_label() {
+        spans.push(Span::raw(" · "));
+        spans.push(Span::styled(f, Style::default().fg(t.error)));
+    }
+    spans.push(Span::raw(format!(" │ {} {}", st.backend, st.model)));
     f.render_widget(Paragraph::new(Line::from(spans)).style(t.status_line()), r);
 }
 
