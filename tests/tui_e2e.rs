@@ -195,8 +195,18 @@ fn counts(screen: &str) -> Option<(u64, u64, u64, u64)> {
     Some((n, a, r, p))
 }
 
+/// A review row without a verdict yet: its llm column shows "…".
+fn unrelabelled_row(screen: &str) -> bool {
+    screen.lines().flat_map(|l| l.split('┃')).any(|cell| {
+        let mut it = cell.split_whitespace();
+        matches!(it.next(), Some("·" | "✓" | "✗")) && it.nth(1) == Some("…")
+    })
+}
+
 #[test]
 fn review_session_in_tmux() {
+    let row = "│1 ABBR  1.0 │┃· ENTY …         .   What about┃│";
+    assert!(unrelabelled_row(row) && !unrelabelled_row(&row.replace('…', "HUM")));
     let server = TestServer::start(script());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("proj");
@@ -228,7 +238,7 @@ fn review_session_in_tmux() {
     tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
     tmux.keys("g");
     let screen = tmux.wait_for("6 relabelled examples and an idle engine", |s| {
-        counts(s).is_some_and(|(n, ..)| n >= 6) && s.contains("idle") && !s.contains("no_verdict")
+        counts(s).is_some_and(|(n, ..)| n >= 6) && s.contains("idle") && !unrelabelled_row(s)
     });
     let (n, a0, r0, _) = counts(&screen).unwrap();
     assert_eq!((a0, r0), (0, 0), "nothing decided yet:\n{screen}");
