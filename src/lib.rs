@@ -13,5 +13,6 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod llm;
+pub mod logging;
 pub mod store;
 pub mod tui;

@@ -1,10 +1,27 @@
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
-    let cli = straddle::cli::Cli::parse();
+    // Before anything else, so every tracing call lands in the file.
+    let log = straddle::logging::init();
+    let where_ = match &log {
+        Some(p) => format!("Log file: {}", p.display()),
+        None => match straddle::logging::log_path() {
+            Some(p) => format!("Log file: {} (cannot be opened; not logging)", p.display()),
+            None => "Log file: none (no home folder found)".to_string(),
+        },
+    };
+    let help = format!(
+        "{where_}\n  (set STRADDLE_LOG_FILE to move it, STRADDLE_LOG=debug for more detail)"
+    );
+    let matches = straddle::cli::Cli::command().after_help(help).get_matches();
+    let cli = match straddle::cli::Cli::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
     match straddle::cli::run(cli) {
         Ok(()) => {}
         Err(err) => {
+            tracing::error!("{err:#}");
             eprintln!("error: {err:#}");
             std::process::exit(straddle::error::exit_code(&err));
         }

@@ -195,8 +195,18 @@ fn counts(screen: &str) -> Option<(u64, u64, u64, u64)> {
     Some((n, a, r, p))
 }
 
+/// A review row without a verdict yet: its llm column shows "…".
+fn unrelabelled_row(screen: &str) -> bool {
+    screen.lines().flat_map(|l| l.split('┃')).any(|cell| {
+        let mut it = cell.split_whitespace();
+        matches!(it.next(), Some("·" | "✓" | "✗")) && it.nth(1) == Some("…")
+    })
+}
+
 #[test]
 fn review_session_in_tmux() {
+    let row = "│1 ABBR  1.0 │┃· ENTY …         .   What about┃│";
+    assert!(unrelabelled_row(row) && !unrelabelled_row(&row.replace('…', "HUM")));
     let server = TestServer::start(script());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("proj");
@@ -228,13 +238,26 @@ fn review_session_in_tmux() {
     tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
     tmux.keys("g");
     let screen = tmux.wait_for("6 relabelled examples and an idle engine", |s| {
-        counts(s).is_some_and(|(n, ..)| n >= 6) && s.contains("idle") && !s.contains("no_verdict")
+        counts(s).is_some_and(|(n, ..)| n >= 6) && s.contains("idle") && !unrelabelled_row(s)
     });
     let (n, a0, r0, _) = counts(&screen).unwrap();
     assert_eq!((a0, r0), (0, 0), "nothing decided yet:\n{screen}");
 
     tmux.keys("a");
     tmux.wait_for("one accepted", |s| counts(s).is_some_and(|c| c.1 == 1));
+    // The engine went idle before that key, and the journal writer works in
+    // order: the session's usage is on disk already, not only at quit.
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let usage_lines = |j: &str| {
+        j.lines()
+            .filter(|l| l.contains("\"type\":\"usage_recorded\"") && l.contains("\"run\":\"tui\""))
+            .count()
+    };
+    assert_eq!(
+        usage_lines(&journal),
+        1,
+        "usage journaled on idle:\n{journal}"
+    );
     tmux.keys("a");
     tmux.wait_for("two accepted", |s| counts(s).is_some_and(|c| c.1 == 2));
     tmux.keys("x");
@@ -269,8 +292,10 @@ fn review_session_in_tmux() {
     assert_eq!(t["accepted"], 2, "{stats:#}");
     assert_eq!(t["rejected"], 0, "{stats:#}");
     assert_eq!(t["pending"].as_u64().unwrap(), n - 2, "{stats:#}");
-    assert!(
-        stats["usage"]["requests"].as_u64().unwrap() > 0,
+    // Every request counted once: the idle record plus nothing new at quit.
+    assert_eq!(
+        stats["usage"]["requests"].as_u64().unwrap(),
+        server.requests() as u64,
         "{stats:#}"
     );
 
@@ -284,6 +309,7 @@ fn review_session_in_tmux() {
     };
     assert_eq!(of("decided"), 3);
     assert_eq!(of("undone"), 1);
+    assert_eq!(usage_lines(&journal), 1, "no empty usage record at quit");
 }
 
 /// A backend that refuses connections: a clear message with the fix, and

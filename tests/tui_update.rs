@@ -647,3 +647,141 @@ fn filtered_view_stays_consistent_across_arrivals_and_sorts() {
     assert!(st.queue.position(id).is_none());
     check(&st);
 }
+
+#[test]
+fn usage_journaled_mid_session_is_not_counted_twice() {
+    use straddle::domain::{Usage, UsageRecorded};
+    use straddle::tui::state::{USAGE_RUN, usage_since};
+    let mut st = fixture::state(10);
+    let journal_before = st.project.usage.requests;
+    let reading = |requests: u64, tokens: u64| Usage {
+        requests,
+        prompt_tokens: tokens,
+        failures: [("timeout".to_string(), requests / 2)].into(),
+        ..Usage::default()
+    };
+    // The engine has done 4 requests; none journaled yet.
+    update(
+        &mut st,
+        Msg::Usage {
+            usage: reading(4, 400),
+            req_per_s: 1.0,
+        },
+    );
+    assert_eq!(st.total_usage().requests, journal_before + 4);
+    // The pipeline journals the burst (the delta since its last record).
+    let delta = usage_since(&reading(4, 400), &Usage::default());
+    ack(
+        &mut st,
+        vec![Effect::Append(vec![EventKind::UsageRecorded(
+            UsageRecorded {
+                run: USAGE_RUN.into(),
+                usage: delta,
+            },
+        )])],
+    );
+    assert_eq!(st.project.usage.requests, journal_before + 4);
+    assert_eq!(st.total_usage().requests, journal_before + 4, "not twice");
+    // More requests, then a second record of only the new part.
+    update(
+        &mut st,
+        Msg::Usage {
+            usage: reading(10, 1000),
+            req_per_s: 1.0,
+        },
+    );
+    assert_eq!(st.total_usage().requests, journal_before + 10);
+    let delta = usage_since(&reading(10, 1000), &reading(4, 400));
+    assert_eq!((delta.requests, delta.prompt_tokens), (6, 600));
+    assert_eq!(delta.failures.get("timeout"), Some(&3));
+    ack(
+        &mut st,
+        vec![Effect::Append(vec![EventKind::UsageRecorded(
+            UsageRecorded {
+                run: USAGE_RUN.into(),
+                usage: delta,
+            },
+        )])],
+    );
+    let total = st.total_usage();
+    assert_eq!(total.requests, journal_before + 10);
+    assert_eq!(st.project.usage.requests, journal_before + 10);
+    assert_eq!(total.prompt_tokens, st.project.usage.prompt_tokens);
+}
+
+#[test]
+fn generation_failures_are_counted_and_shown() {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use straddle::domain::GenerationFailed;
+    let mut st = fixture::state(10);
+    assert_eq!(st.failures_label(), None);
+    // A stream whose reply held no example.
+    update(
+        &mut st,
+        Msg::Stream(StreamMsg::Started {
+            job: 7,
+            kind: StreamKind::Generate,
+            classes: "LOC×HUM".into(),
+            alpha: Some(0.7),
+        }),
+    );
+    update(&mut st, Msg::Stream(StreamMsg::Finished { job: 7 }));
+    update(
+        &mut st,
+        Msg::Stream(StreamMsg::Failed {
+            job: 7,
+            reason: "empty_reply".into(),
+        }),
+    );
+    let row = st.streams.iter().find(|r| r.job == 7).unwrap();
+    assert_eq!(row.state, StreamState::Failed("empty_reply".into()));
+    let failed = |reason: &str| {
+        EventKind::GenerationFailed(GenerationFailed {
+            reason: reason.into(),
+            raw: String::new(),
+            provenance: Default::default(),
+        })
+    };
+    ack(
+        &mut st,
+        vec![Effect::Append(vec![
+            failed("timeout"),
+            failed("unparsable"),
+        ])],
+    );
+    ack(&mut st, vec![Effect::Append(vec![failed("empty_reply")])]);
+    assert_eq!(st.failed, 3);
+    assert_eq!(
+        st.failures_label().as_deref(),
+        Some("3 failed (empty_reply)")
+    );
+    // Status line, Stats pane and the stream's row all say so.
+    let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    term.draw(|f| straddle::tui::view::render(f, &st)).unwrap();
+    let screen: Vec<String> = (0..40)
+        .map(|y| {
+            (0..120)
+                .map(|x| term.backend().buffer()[(x, y)].symbol().to_string())
+                .collect()
+        })
+        .collect();
+    let status = &screen[39];
+    assert!(status.contains("· 3 failed (empty_reply) │"), "{status}");
+    assert!(
+        screen
+            .iter()
+            .any(|l| l.contains("generation: 3 failed (empty_reply)")),
+        "{}",
+        screen.join("\n")
+    );
+    let head = screen
+        .iter()
+        .position(|l| l.contains("✗ #7 gen LOC×HUM"))
+        .unwrap();
+    assert!(
+        screen[head + 1].contains("empty_reply"),
+        "{}",
+        screen[head + 1]
+    );
+}

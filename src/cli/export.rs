@@ -36,16 +36,66 @@ struct Split<'a> {
     validation: Vec<Row<'a>>,
 }
 
+/// What an export wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExportReport {
+    /// Files written, train first (for `hf` also the dataset card).
+    pub files: Vec<PathBuf>,
+    /// Rows in the train and validation splits.
+    pub train: usize,
+    pub validation: usize,
+}
+
+impl ExportReport {
+    /// One sentence: the row counts and where they went.
+    pub fn summary(&self) -> String {
+        format!(
+            "Exported {} train and {} validation rows to {}.",
+            self.train,
+            self.validation,
+            self.files
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+/// `straddle export`: [`export_from`] plus journal warnings on stderr and
+/// the summary on stdout.
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
+    check_args(&args)?;
+    let project = Project::open_read_only(&args.dir)?;
+    project.warn_about_journal();
+    println!("{}", export_from(&project, &args)?.summary());
+    Ok(())
+}
+
+/// Open the project in `args.dir` read-only (works while the app holds
+/// it) and export it. Prints nothing; relative paths in `args.out` are
+/// taken relative to the current folder, as on the command line.
+pub fn export(args: &ExportArgs) -> anyhow::Result<ExportReport> {
+    check_args(args)?;
+    let project = Project::open_read_only(&args.dir)?;
+    export_from(&project, args)
+}
+
+fn check_args(args: &ExportArgs) -> anyhow::Result<()> {
     if !(0.0..1.0).contains(&args.val_fraction) {
         return Err(error::user(format!(
             "--val-fraction must be in [0, 1), got {}",
             args.val_fraction
         )));
     }
-    let project = Project::open_read_only(&args.dir)?;
-    project.warn_about_journal();
-    let rows = select_rows(&project, args.include_seeds);
+    Ok(())
+}
+
+/// Export an opened project as `args` say (`args.dir` is used only in
+/// messages). Prints nothing.
+pub fn export_from(project: &Project, args: &ExportArgs) -> anyhow::Result<ExportReport> {
+    check_args(args)?;
+    let rows = select_rows(project, args.include_seeds);
     if rows.is_empty() {
         return Err(error::user(format!(
             "nothing to export from {}: no accepted generated examples{}",
@@ -58,22 +108,16 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         )));
     }
     let split = split_rows(rows, args.val_fraction, args.seed);
-    let written = match args.format {
+    let files = match args.format {
         ExportFormat::Jsonl => write_jsonl(&args.out, &split)?,
         ExportFormat::Csv => write_csv(&args.out, &split, args.with_provenance)?,
-        ExportFormat::Hf => write_hf(&args.out, &project, &split, &args)?,
+        ExportFormat::Hf => write_hf(&args.out, project, &split, args)?,
     };
-    println!(
-        "Exported {} train and {} validation rows to {}.",
-        split.train.len(),
-        split.validation.len(),
-        written
-            .iter()
-            .map(|p| p.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    Ok(())
+    Ok(ExportReport {
+        files,
+        train: split.train.len(),
+        validation: split.validation.len(),
+    })
 }
 
 fn select_rows(project: &Project, include_seeds: bool) -> Vec<Row<'_>> {

@@ -25,6 +25,8 @@ pub struct UiConfig {
     pub theme: Theme,
     /// Problems found while loading (shown in the status line).
     pub warnings: Vec<String>,
+    /// Where diagnostics are logged (shown on the help screen).
+    pub log_file: Option<PathBuf>,
 }
 
 /// Where the config file is looked for.
@@ -118,6 +120,7 @@ pub fn from_str(text: &str, path: &Path) -> UiConfig {
         keymap,
         theme,
         warnings,
+        log_file: None,
     }
 }
 

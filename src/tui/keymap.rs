@@ -242,7 +242,7 @@ pub const ACTIONS: &[ActionInfo] = &[
         "clear the message above the status line",
         ["esc"]
     ),
-    row!(Action::Quit, "quit", "quit", ["q"]),
+    row!(Action::Quit, "quit", "quit", ["q", "ctrl-c"]),
 ];
 
 /// A normalized key: code plus the modifiers that matter (ctrl, alt).

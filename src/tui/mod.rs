@@ -27,6 +27,7 @@ pub fn run(args: crate::cli::TuiArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => std::env::current_dir()?,
     };
-    let ui = config::load(config::config_path().as_deref());
+    let mut ui = config::load(config::config_path().as_deref());
+    ui.log_file = crate::logging::log_path();
     runtime::run(dir, args.backend, ui)
 }

@@ -21,7 +21,9 @@ use crate::engine::{Engine, EngineEvent, EngineHandle, FailReason, Job, JobId};
 use crate::llm::ResponseCache;
 use crate::store::Project;
 
-use super::state::{Effect, EngineStatus, Msg, State, StreamKind, StreamMsg};
+use super::state::{
+    Effect, EngineStatus, Msg, State, StreamKind, StreamMsg, USAGE_RUN, usage_is_empty, usage_since,
+};
 
 /// What the pipeline wants done after an input.
 #[derive(Default)]
@@ -29,6 +31,8 @@ pub(crate) struct PipelineOut {
     pub msgs: Vec<Msg>,
     /// Events to append (origin: pipeline).
     pub append: Option<Vec<EventKind>>,
+    /// A `usage_recorded` event to append (usage since the last one).
+    pub usage: Option<EventKind>,
 }
 
 type Failure = (FailReason, String, Option<String>);
@@ -50,11 +54,13 @@ pub(crate) struct Pipeline {
     paused: bool,
     /// The backend failed in a way retrying will not fix (connect, auth).
     blocked: bool,
-    replies: VecDeque<(PlannedRequest, Result<Reply, Failure>)>,
+    replies: VecDeque<(JobId, PlannedRequest, Result<Reply, Failure>)>,
     appending: bool,
     /// Relabels asked for by edits, sent once the edit is acknowledged.
     deferred_relabels: Vec<SampleId>,
     concurrency: usize,
+    /// The engine's usage as of the last `usage_recorded` event.
+    recorded: Usage,
 }
 
 impl Pipeline {
@@ -77,6 +83,7 @@ impl Pipeline {
             appending: false,
             deferred_relabels: Vec::new(),
             concurrency: config.backend.max_concurrency.max(1),
+            recorded: Usage::default(),
         }
     }
 
@@ -111,23 +118,40 @@ impl Pipeline {
         }
     }
 
-    /// Cancel everything; record this session's usage.
-    pub fn shutdown(&mut self) -> Vec<Effect> {
+    /// Cancel everything; the usage not journaled yet, as an event.
+    pub fn shutdown(&mut self) -> Option<EventKind> {
         self.running = false;
-        let Some((h, _)) = &self.engine else {
-            return Vec::new();
-        };
-        h.cancel_all();
-        let usage = h.usage();
-        if usage.requests + usage.cached == 0 {
-            return Vec::new();
+        if let Some(h) = self.handle() {
+            h.cancel_all();
         }
-        vec![Effect::Append(vec![EventKind::UsageRecorded(
-            UsageRecorded {
-                run: "tui".into(),
-                usage,
-            },
-        )])]
+        self.usage_record()
+    }
+
+    /// A `usage_recorded` event with the usage since the last one, if any
+    /// (so a crash loses at most the current burst).
+    fn usage_record(&mut self) -> Option<EventKind> {
+        let now = self.handle()?.usage();
+        let delta = usage_since(&now, &self.recorded);
+        if usage_is_empty(&delta) {
+            return None;
+        }
+        self.recorded = now;
+        Some(EventKind::UsageRecorded(UsageRecorded {
+            run: USAGE_RUN.into(),
+            usage: delta,
+        }))
+    }
+
+    fn record_usage(&mut self, out: &mut PipelineOut) {
+        if out.usage.is_none() {
+            out.usage = self.usage_record();
+        }
+    }
+
+    /// Nothing is running any more: say so and journal the usage.
+    fn went_idle(&mut self, out: &mut PipelineOut) {
+        out.msgs.push(Msg::Engine(EngineStatus::Idle));
+        self.record_usage(out);
     }
 
     /// Make sure the engine and the generator exist.
@@ -200,6 +224,7 @@ impl Pipeline {
                 if let Some(h) = self.handle() {
                     h.pause();
                 }
+                self.record_usage(&mut out);
             }
             Effect::ResumeGeneration => {
                 self.paused = false;
@@ -216,6 +241,7 @@ impl Pipeline {
                     h.cancel_all();
                     h.resume();
                 }
+                self.record_usage(&mut out);
             }
             Effect::ApplySettings(g) => {
                 if let Some(gen_) = &mut self.generator {
@@ -288,7 +314,7 @@ impl Pipeline {
                 && self.replies.is_empty()
                 && !self.appending
             {
-                out.msgs.push(Msg::Engine(EngineStatus::Idle));
+                self.went_idle(out);
             }
             return;
         }
@@ -307,7 +333,7 @@ impl Pipeline {
                     self.running = false;
                     out.msgs
                         .push(Msg::Error(format!("cannot plan a request: {e:#}")));
-                    out.msgs.push(Msg::Engine(EngineStatus::Idle));
+                    self.went_idle(out);
                     return;
                 }
                 None => return,
@@ -319,7 +345,7 @@ impl Pipeline {
             out.msgs
                 .push(Msg::Notice(format!("target of {target} examples reached")));
             if self.jobs.is_empty() {
-                out.msgs.push(Msg::Engine(EngineStatus::Idle));
+                self.went_idle(out);
             }
         }
     }
@@ -361,7 +387,7 @@ impl Pipeline {
                     if self.running && !self.paused {
                         out.msgs.push(Msg::Engine(EngineStatus::Running));
                     }
-                    self.replies.push_back((p, Ok(response)));
+                    self.replies.push_back((id, p, Ok(response)));
                 }
             }
             EngineEvent::Failed {
@@ -393,7 +419,7 @@ impl Pipeline {
                                 "request #{id} failed ({}): {message}",
                                 reason.as_str()
                             )));
-                            self.replies.push_back((p, Err((reason, message, raw))));
+                            self.replies.push_back((id, p, Err((reason, message, raw))));
                         }
                     }
                 }
@@ -451,12 +477,24 @@ impl Pipeline {
         if self.appending || out.append.is_some() {
             return;
         }
-        while let Some((p, r)) = self.replies.pop_front() {
+        while let Some((job, p, r)) = self.replies.pop_front() {
             let Some(g) = self.generator.as_mut() else {
                 return;
             };
             let events = match r {
-                Ok(reply) => g.on_reply(&st.project, &p, &reply),
+                Ok(reply) => {
+                    let events = g.on_reply(&st.project, &p, &reply);
+                    // A reply that held no example: the stream says why.
+                    for e in &events {
+                        if let EventKind::GenerationFailed(f) = e {
+                            out.msgs.push(Msg::Stream(StreamMsg::Failed {
+                                job,
+                                reason: f.reason.clone(),
+                            }));
+                        }
+                    }
+                    events
+                }
                 Err((reason, message, raw)) => {
                     g.on_failure(&p, reason.as_str(), &message, raw.as_deref())
                 }

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use crate::cli::{BackendFlags, ExportFormat};
+use crate::cli::{BackendFlags, ExportArgs};
 use crate::domain::{Event as JournalEvent, EventKind};
 use crate::store::Project;
 
@@ -46,6 +46,9 @@ pub(crate) enum Origin {
     Key,
     /// The generation pipeline.
     Pipeline,
+    /// A `usage_recorded` event (outside the pipeline's one-reply-at-a-time
+    /// protocol).
+    Usage,
 }
 
 struct StoreJob {
@@ -173,6 +176,7 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         done_rx,
         key_acks: 0,
         pipeline_acks: 0,
+        usage_acks: 0,
         pipeline,
         dir,
     };
@@ -192,6 +196,7 @@ struct App {
     /// Appends from keys not yet acknowledged.
     key_acks: usize,
     pipeline_acks: usize,
+    usage_acks: usize,
     pipeline: Pipeline,
     dir: PathBuf,
 }
@@ -222,10 +227,11 @@ impl App {
             }
             if self.st.quit && !quitting {
                 quitting = true;
-                let fx = self.pipeline.shutdown();
-                self.run_effects_from(fx, Origin::Pipeline, &export_tx);
+                if let Some(k) = self.pipeline.shutdown() {
+                    self.append(vec![k], Origin::Usage);
+                }
             }
-            if quitting && self.key_acks == 0 && self.pipeline_acks == 0 {
+            if quitting && self.key_acks == 0 && self.pipeline_acks == 0 && self.usage_acks == 0 {
                 break;
             }
             let busy = self.pipeline.busy();
@@ -276,10 +282,8 @@ impl App {
                 self.run_effects_from(fx, Origin::Key, export_tx);
             }
             Input::Store(done) => {
-                match done.origin {
-                    Origin::Key => self.key_acks = self.key_acks.saturating_sub(1),
-                    Origin::Pipeline => self.pipeline_acks = self.pipeline_acks.saturating_sub(1),
-                }
+                let n = self.acks(done.origin);
+                *n = n.saturating_sub(1);
                 let (msg, events) = match done.result {
                     Ok(events) => (Msg::Appended(events.clone()), Some(events)),
                     Err(e) => (Msg::AppendFailed(e), None),
@@ -318,21 +322,27 @@ impl App {
         if let Some(kinds) = out.append {
             self.append(kinds, Origin::Pipeline);
         }
+        if let Some(k) = out.usage {
+            self.append(vec![k], Origin::Usage);
+        }
+    }
+
+    /// Unacknowledged appends from `origin`.
+    fn acks(&mut self, origin: Origin) -> &mut usize {
+        match origin {
+            Origin::Key => &mut self.key_acks,
+            Origin::Pipeline => &mut self.pipeline_acks,
+            Origin::Usage => &mut self.usage_acks,
+        }
     }
 
     fn append(&mut self, kinds: Vec<EventKind>, origin: Origin) {
         if kinds.is_empty() {
             return;
         }
-        match origin {
-            Origin::Key => self.key_acks += 1,
-            Origin::Pipeline => self.pipeline_acks += 1,
-        }
+        *self.acks(origin) += 1;
         if self.store_tx.send(StoreJob { kinds, origin }).is_err() {
-            match origin {
-                Origin::Key => self.key_acks -= 1,
-                Origin::Pipeline => self.pipeline_acks -= 1,
-            }
+            *self.acks(origin) -= 1;
             update(
                 &mut self.st,
                 Msg::AppendFailed("the journal writer stopped".into()),
@@ -367,8 +377,9 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
-/// Export in a child `straddle export` (same options and code as the CLI;
-/// the project is read read-only, and its output cannot garble the screen).
+/// Export on a blocking thread with the CLI's code (`cli::export`): the
+/// project is read read-only from disk, which holds every acknowledged
+/// event, and nothing is printed (the screen stays intact).
 fn spawn_export(
     dir: PathBuf,
     req: ExportRequest,
@@ -380,47 +391,28 @@ fn spawn_export(
 }
 
 fn export_blocking(dir: &std::path::Path, req: &ExportRequest) -> Result<String, String> {
-    let exe =
-        std::env::current_exe().map_err(|e| format!("cannot find the straddle binary: {e}"))?;
     let out = if req.out.is_absolute() {
         req.out.clone()
     } else {
         dir.join(&req.out)
     };
-    let mut cmd = std::process::Command::new(exe);
-    cmd.arg("export")
-        .arg(dir)
-        .arg("--format")
-        .arg(match req.format {
-            ExportFormat::Jsonl => "jsonl",
-            ExportFormat::Csv => "csv",
-            ExportFormat::Hf => "hf",
-        })
-        .arg("--out")
-        .arg(&out)
-        .arg("--val-fraction")
-        .arg(req.val_fraction.to_string())
-        .arg("--seed")
-        .arg(req.seed.to_string());
-    if req.include_seeds {
-        cmd.arg("--include-seeds");
-    }
-    if req.with_provenance {
-        cmd.arg("--with-provenance");
-    }
-    let o = cmd
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run straddle export: {e}"))?;
-    if o.status.success() {
-        let text = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        Ok(if text.is_empty() {
-            format!("exported to {}", out.display())
-        } else {
-            text
-        })
-    } else {
-        let err = String::from_utf8_lossy(&o.stderr).trim().to_string();
-        Err(err.strip_prefix("error: ").unwrap_or(&err).to_string())
+    let args = ExportArgs {
+        dir: dir.to_path_buf(),
+        format: req.format,
+        out,
+        include_seeds: req.include_seeds,
+        val_fraction: req.val_fraction,
+        seed: req.seed,
+        with_provenance: req.with_provenance,
+    };
+    match crate::cli::export::export(&args) {
+        Ok(report) => {
+            tracing::info!("tui export: {}", report.summary());
+            Ok(report.summary())
+        }
+        Err(e) => {
+            tracing::warn!("tui export failed: {e:#}");
+            Err(format!("{e:#}"))
+        }
     }
 }

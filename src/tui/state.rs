@@ -308,6 +308,8 @@ pub struct State {
     pub model: String,
     pub keymap: Keymap,
     pub theme: Theme,
+    /// Where diagnostics are logged (shown on the help screen).
+    pub log_file: Option<PathBuf>,
 
     pub focus: Pane,
     pub zoom: bool,
@@ -337,6 +339,12 @@ pub struct State {
     pub streams: VecDeque<StreamRow>,
     /// Usage of this session's engine (the journal's usage is in `project`).
     pub live_usage: Usage,
+    /// `generation_failed` events of this session, and the last reason.
+    pub failed: u64,
+    pub last_failure: Option<String>,
+    /// The part of `live_usage` already journaled (`usage_recorded` events
+    /// of this session), so it is not counted twice.
+    pub journaled_usage: Usage,
     pub req_per_s: f64,
 
     pub notice: Option<String>,
@@ -344,6 +352,44 @@ pub struct State {
     /// Set when something visible changed since the last frame.
     pub dirty: bool,
     pub quit: bool,
+}
+
+/// The `run` of the TUI's `usage_recorded` events.
+pub const USAGE_RUN: &str = "tui";
+
+/// Usage between two readings of the same engine (`now` minus `before`);
+/// latency percentiles are `now`'s.
+pub fn usage_since(now: &Usage, before: &Usage) -> Usage {
+    let mut failures = now.failures.clone();
+    for (k, v) in &before.failures {
+        if let Some(n) = failures.get_mut(k) {
+            *n = n.saturating_sub(*v);
+        }
+    }
+    failures.retain(|_, n| *n > 0);
+    Usage {
+        requests: now.requests.saturating_sub(before.requests),
+        cached: now.cached.saturating_sub(before.cached),
+        prompt_tokens: now.prompt_tokens.saturating_sub(before.prompt_tokens),
+        completion_tokens: now
+            .completion_tokens
+            .saturating_sub(before.completion_tokens),
+        failures,
+        cost: (now.cost - before.cost).max(0.0),
+        latency_p50_ms: now.latency_p50_ms,
+        latency_p90_ms: now.latency_p90_ms,
+        latency_p99_ms: now.latency_p99_ms,
+        wall_s: (now.wall_s - before.wall_s).max(0.0),
+    }
+}
+
+/// No request, token or failure counted.
+pub fn usage_is_empty(u: &Usage) -> bool {
+    u.requests == 0
+        && u.cached == 0
+        && u.prompt_tokens == 0
+        && u.completion_tokens == 0
+        && u.failures.is_empty()
 }
 
 /// How many finished streams to keep.
@@ -376,6 +422,7 @@ impl State {
             model: init.model,
             keymap: init.ui.keymap,
             theme: init.ui.theme,
+            log_file: init.ui.log_file,
             focus: Pane::Review,
             zoom: false,
             mode: Mode::Normal,
@@ -394,9 +441,12 @@ impl State {
             engine: EngineStatus::Idle,
             streams: VecDeque::new(),
             live_usage: Usage::default(),
+            journaled_usage: Usage::default(),
+            failed: 0,
+            last_failure: None,
             req_per_s: 0.0,
             notice: None,
-            last_error: init.ui.warnings.first().cloned(),
+            last_error: (!init.ui.warnings.is_empty()).then(|| init.ui.warnings.join("; ")),
             dirty: true,
             quit: false,
         };
@@ -492,6 +542,14 @@ impl State {
                 }
                 EventKind::SettingsChanged(s) => self.settings = s.generation.clone(),
                 EventKind::SampleAdded(a) if a.origin == Origin::Seed => self.seeds.push(a.id),
+                // Only this session writes the journal while the app runs.
+                EventKind::UsageRecorded(u) if u.run == USAGE_RUN => {
+                    self.journaled_usage.add(&u.usage)
+                }
+                EventKind::GenerationFailed(g) => {
+                    self.failed += 1;
+                    self.last_failure = Some(g.reason.clone());
+                }
                 _ => {}
             }
             if let Some(id) = touched
@@ -533,6 +591,22 @@ impl State {
         } else {
             self.settings.target_count as f64 * w / total
         }
+    }
+
+    /// LLM usage of the project: the journal's plus this session's part
+    /// not journaled yet.
+    pub fn total_usage(&self) -> Usage {
+        let mut u = self.project.usage.clone();
+        u.add(&usage_since(&self.live_usage, &self.journaled_usage));
+        u
+    }
+
+    /// "3 failed (empty_reply)": this session's generation failures.
+    pub fn failures_label(&self) -> Option<String> {
+        (self.failed > 0).then(|| match &self.last_failure {
+            Some(r) => format!("{} failed ({r})", self.failed),
+            None => format!("{} failed", self.failed),
+        })
     }
 
     /// The message to show: the last error, else the last notice

@@ -281,18 +281,25 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         r,
     );
     let (list, detail, header) = review_parts(r);
+    // Label columns are cut to a sixth of the width each, so the text keeps
+    // most of it; the detail below shows the full labels and reasons.
     let lw = st
         .classes
         .iter()
         .map(|c| c.name.chars().count())
         .max()
         .unwrap_or(5)
-        .clamp(5, 10);
-    let fixed = 2 + lw + 1 + lw + 1 + 4 + 1;
+        .clamp(4, (list.width as usize / 6).clamp(4, 10));
+    let fixed = 2 + lw + 1 + lw + 1 + 4 + 1 + DOUBT_W + 1;
     f.render_widget(
         Paragraph::new(Line::styled(
             clip(
-                &format!("  {} {} conf text", pad("label", lw), pad("llm", lw)),
+                &format!(
+                    "  {} {} conf {} text",
+                    pad(if lw >= 5 { "label" } else { "lbl" }, lw),
+                    pad("llm", lw),
+                    pad("why", DOUBT_W)
+                ),
                 header.width as usize,
             ),
             t.muted().add_modifier(Modifier::UNDERLINED),
@@ -338,14 +345,7 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             }
         };
         let (_, tags) = doubt(s, &st.queue.ctx);
-        let tags: String = tags.iter().map(|t| format!("[{t}]")).collect();
         let text_w = (list.width as usize).saturating_sub(fixed);
-        let tag_w = tags.chars().count().min(text_w / 2);
-        let body = if tag_w > 0 {
-            format!("{} {}", clip(&tags, tag_w), s.text())
-        } else {
-            s.text().to_string()
-        };
         let mut spans = vec![
             status_glyph(t, s.status()),
             Span::raw(" "),
@@ -355,7 +355,12 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             Span::raw(" "),
             Span::styled(vc, vstyle),
             Span::raw(" "),
-            Span::raw(clip(&body, text_w)),
+            Span::styled(
+                pad(&doubt_codes(&tags), DOUBT_W),
+                Style::default().fg(t.warn),
+            ),
+            Span::raw(" "),
+            Span::raw(clip(s.text(), text_w)),
         ];
         if i == st.review_sel {
             for sp in &mut spans {
@@ -375,6 +380,48 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     } else {
         sample_detail(f, st, detail);
     }
+}
+
+/// Width of the review list's doubt column.
+const DOUBT_W: usize = 3;
+
+/// One-character codes of the doubt reasons in the review list (the
+/// detail below the list and the help screen spell them out). Reasons the
+/// llm column already shows (no verdict `…`, unparsable `?`, a red label
+/// for a disagreement) get a code too, so the column alone tells why.
+pub const DOUBT_CODES: &[(&str, char, &str)] = &[
+    ("disagrees", '!', "LLM disagrees"),
+    ("unparsable", '?', "verdict unreadable"),
+    ("no_verdict", '.', "not relabelled yet"),
+    ("low_conf", 'c', "low confidence"),
+    ("small_margin", 'm', "small margin"),
+    ("vote_split", 'v', "votes split"),
+    ("near_other_seed", 's', "near another class's seed"),
+    ("edited", 'e', "edited"),
+    ("duplicate", 'D', "duplicate"),
+    ("near_dup", 'd', "near-duplicate"),
+    ("auto", 'a', "auto-decided"),
+];
+
+/// The legend of [`DOUBT_CODES`], for the help screen.
+pub fn doubt_legend() -> String {
+    let items: Vec<String> = DOUBT_CODES
+        .iter()
+        .map(|(_, c, what)| format!("{c} {what}"))
+        .collect();
+    format!("review \"why\" column: {}", items.join(" · "))
+}
+
+/// The codes of `tags`, in order ("!c" = disagrees, low confidence).
+pub fn doubt_codes(tags: &[&str]) -> String {
+    tags.iter()
+        .map(|t| {
+            DOUBT_CODES
+                .iter()
+                .find(|(name, _, _)| name == t)
+                .map_or('*', |(_, c, _)| *c)
+        })
+        .collect()
 }
 
 fn sample_detail(f: &mut Frame, st: &State, r: Rect) {
@@ -681,8 +728,7 @@ fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             format!("{:.0}%", a as f64 * 100.0 / b as f64)
         }
     };
-    let mut u = st.project.usage.clone();
-    u.add(&st.live_usage);
+    let u = st.total_usage();
     lines.push(Line::from(""));
     lines.push(Line::from(format!(
         "✓{} ✗{} · {} pending",
@@ -701,6 +747,12 @@ fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         "${:.4} · {} req · {:.1} req/s",
         u.cost, u.requests, st.req_per_s
     )));
+    if let Some(f) = st.failures_label() {
+        lines.push(Line::styled(
+            format!("generation: {f}"),
+            Style::default().fg(t.error),
+        ));
+    }
     if let Some(round) = st.project.rounds.last() {
         lines.push(Line::from(format!(
             "round {}: macro-F1 {:.3} (baseline {:.3})",
@@ -746,19 +798,22 @@ fn status_line(f: &mut Frame, st: &State, r: Rect) {
         EngineStatus::Idle => Style::default(),
     };
     let g = &st.tally.generated;
-    let spans = vec![
+    let mut spans = vec![
         Span::raw(" "),
         Span::styled(st.engine.label(), engine_style.add_modifier(Modifier::BOLD)),
         Span::raw(format!(
-            " │ {} gen · ✓{} ✗{} ·{} │ {} {}",
+            " │ {} gen · ✓{} ✗{} ·{}",
             g.accepted + g.rejected + g.pending,
             g.accepted,
             g.rejected,
             g.pending,
-            st.backend,
-            st.model
         )),
     ];
+    if let Some(f) = st.failures_label() {
+        spans.push(Span::raw(" · "));
+        spans.push(Span::styled(f, Style::default().fg(t.error)));
+    }
+    spans.push(Span::raw(format!(" │ {} {}", st.backend, st.model)));
     f.render_widget(Paragraph::new(Line::from(spans)).style(t.status_line()), r);
 }
 
@@ -804,16 +859,29 @@ fn popup(f: &mut Frame, t: &Theme, area: Rect, title: &str, lines: Vec<Line>, w:
 
 fn help(f: &mut Frame, st: &State, area: Rect) {
     let t = &st.theme;
-    let rows = st.keymap.help_rows();
-    let lines: Vec<Line> = rows
+    let key = |k: String, what: String, style: Style| {
+        Line::from(vec![Span::styled(pad(&k, 14), style), Span::raw(what)])
+    };
+    let mut lines: Vec<Line> = st
+        .keymap
+        .help_rows()
         .iter()
-        .skip(st.help_offset.min(rows.len().saturating_sub(1)))
-        .map(|(k, h)| {
-            Line::from(vec![
-                Span::styled(pad(k, 14), Style::default().fg(t.accent)),
-                Span::raw(*h),
-            ])
-        })
+        .map(|(k, h)| key(k.to_string(), h.to_string(), Style::default().fg(t.accent)))
+        .collect();
+    let legend = doubt_legend();
+    // Popup inner width is 68: the legend wraps over a few lines.
+    let legend_h = unicode_width::UnicodeWidthStr::width(legend.as_str()).div_ceil(60);
+    lines.push(Line::styled(legend, t.muted()));
+    if let Some(p) = &st.log_file {
+        lines.push(Line::styled(
+            format!("log: {} (STRADDLE_LOG=debug for more)", p.display()),
+            t.muted(),
+        ));
+    }
+    let h = (lines.len() + legend_h.saturating_sub(1)) as u16;
+    let lines: Vec<Line> = lines
+        .into_iter()
+        .skip(st.help_offset.min(h.saturating_sub(1) as usize))
         .collect();
     popup(
         f,
@@ -822,7 +890,7 @@ fn help(f: &mut Frame, st: &State, area: Rect) {
         "Keys (↑↓ scroll, any other key closes)",
         lines,
         70,
-        rows.len() as u16,
+        h,
     );
 }
 
