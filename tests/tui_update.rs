@@ -785,3 +785,55 @@ fn generation_failures_are_counted_and_shown() {
         screen[head + 1]
     );
 }
+
+#[test]
+fn applied_filters_agree_with_filter_matches() {
+    use straddle::tui::queue::Filter;
+    let mut st = fixture::state(120);
+    // Change some samples first: decisions, a relabel, an edit.
+    first_pending(&mut st);
+    press(&mut st, key('a'));
+    press(&mut st, key('x'));
+    press(&mut st, key('3'));
+    let edited = first_pending(&mut st);
+    press(&mut st, key('e'));
+    press(&mut st, ctrl('a'));
+    press(&mut st, ctrl('k'));
+    for c in "Zebra CROSSING question".chars() {
+        press(&mut st, key(c));
+    }
+    press(&mut st, ctrl('s'));
+    assert_eq!(
+        st.project.sample(edited).unwrap().text(),
+        "Zebra CROSSING question"
+    );
+    let filters = [
+        "status:accepted",
+        "status:pending agree:no",
+        "agree:none",
+        "agree:yes class:hum",
+        "class:ENTY",
+        "eiffel",
+        "zebra crossing",
+        "question status:rejected",
+        "class:LOC nothing-has-this",
+    ];
+    for text in filters {
+        type_filter(&mut st, text);
+        let f = Filter::parse(text, &st.classes).unwrap();
+        let want: std::collections::BTreeSet<_> = st
+            .project
+            .generated()
+            .filter(|s| f.matches(s, st.project.take_relabel))
+            .map(|s| s.id)
+            .collect();
+        for _ in 0..3 {
+            let got: std::collections::BTreeSet<_> = st.queue.ids().iter().copied().collect();
+            assert_eq!(got, want, "filter '{text}'");
+            assert_eq!(got.len(), st.queue.len(), "no duplicates");
+            update(&mut st, key('s'));
+        }
+    }
+    type_filter(&mut st, "zebra");
+    assert_eq!(st.queue.ids(), &[edited]);
+}

@@ -214,8 +214,9 @@ impl Order {
 ///
 /// Every sort order is kept for all generated samples at once, with its
 /// filtered view, updated sample by sample as events arrive: switching the
-/// sort is free, and setting a filter is one sequential pass over the
-/// samples plus one pass per order (no sorting).
+/// sort is free, and setting a filter is one sequential pass over compact
+/// per-sample facts (label, status, agreement; lower-cased texts for
+/// words) kept as samples change, plus one pass per order (no sorting).
 #[derive(Debug, Clone)]
 pub struct ReviewQueue {
     sort: SortBy,
@@ -226,6 +227,23 @@ pub struct ReviewQueue {
     orders: [Order; 3],
     /// Doubt score of every generated sample, computed when it changes.
     scores: HashMap<SampleId, f64>,
+    /// What the filter looks at, per sample id, kept as samples change so
+    /// applying a filter never touches the samples themselves.
+    meta: Vec<Meta>,
+    /// Lower-cased text per sample id (generated samples only).
+    lower: Vec<Box<str>>,
+    /// Effective labels seen, interned (`Meta::label` indexes this).
+    labels: Vec<String>,
+}
+
+/// The filterable facts of one generated sample, 8 bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct Meta {
+    present: bool,
+    status: Option<Status>,
+    agree: Option<bool>,
+    /// Index into `ReviewQueue::labels` of the effective label.
+    label: u32,
 }
 
 impl SortBy {
@@ -244,6 +262,9 @@ impl ReviewQueue {
             ctx,
             orders: Default::default(),
             scores: HashMap::new(),
+            meta: Vec::new(),
+            lower: Vec::new(),
+            labels: Vec::new(),
         }
     }
 
@@ -313,6 +334,9 @@ impl ReviewQueue {
             let mut keyed: Vec<(Key, SampleId)> = Vec::new();
             for s in st.generated() {
                 keyed.push((self.key(by, s, st, classes), s.id));
+                if by == SortBy::Doubt {
+                    self.set_meta(s, st.take_relabel);
+                }
             }
             keyed.sort_unstable_by_key(|(k, _)| *k);
             let o = &mut self.orders[by.index()];
@@ -333,35 +357,78 @@ impl ReviewQueue {
         self.refilter(st);
     }
 
-    fn refilter(&mut self, st: &ProjectState) {
+    fn refilter(&mut self, _st: &ProjectState) {
         if self.filter.is_empty() {
             for o in &mut self.orders {
                 o.filtered = None;
             }
             return;
         }
-        // One pass in storage order (cache-friendly), then a bitmap look-up
-        // per id of each order.
-        let take = st.take_relabel;
-        let passes: Vec<bool> = st
-            .samples
+        // One sequential pass over the compact per-id facts (and the
+        // lower-cased texts when words are given), then a bitmap look-up
+        // per id of each order: the samples themselves are not touched.
+        let f = &self.filter;
+        let label = match &f.class {
+            Some(c) => match self.labels.iter().position(|l| l == c) {
+                Some(i) => Some(i as u32),
+                // No sample has that label.
+                None => Some(u32::MAX),
+            },
+            None => None,
+        };
+        let agree = f.agree.map(|a| match a {
+            Agree::Yes => Some(true),
+            Agree::No => Some(false),
+            Agree::None => None,
+        });
+        let passes: Vec<bool> = self
+            .meta
             .iter()
-            .map(|s| self.filter.matches(s, take))
+            .zip(&self.lower)
+            .map(|(m, text)| {
+                m.present
+                    && label.is_none_or(|l| m.label == l)
+                    && f.status.is_none_or(|s| m.status == Some(s))
+                    && agree.is_none_or(|a| m.agree == a)
+                    && f.words.iter().all(|w| text.contains(w.as_str()))
+            })
             .collect();
+        let pass = |id: &SampleId| passes.get(*id as usize).copied().unwrap_or(false);
         for o in &mut self.orders {
-            o.filtered = Some(
-                o.ids
-                    .iter()
-                    .copied()
-                    .filter(|id| st.index_of(*id).is_some_and(|i| passes[i]))
-                    .collect(),
-            );
+            o.filtered = Some(o.ids.iter().copied().filter(pass).collect());
         }
+    }
+
+    /// Record the filterable facts of a generated sample.
+    fn set_meta(&mut self, s: &SampleState, take_relabel: bool) {
+        let i = s.id as usize;
+        if self.meta.len() <= i {
+            self.meta.resize(i + 1, Meta::default());
+            self.lower.resize(i + 1, Box::default());
+        }
+        let l = s.effective_label(take_relabel);
+        let label = match self.labels.iter().position(|x| x == l) {
+            Some(p) => p,
+            None => {
+                self.labels.push(l.to_string());
+                self.labels.len() - 1
+            }
+        } as u32;
+        self.meta[i] = Meta {
+            present: true,
+            status: Some(s.status()),
+            agree: s.agrees(),
+            label,
+        };
+        self.lower[i] = s.text().to_lowercase().into_boxed_str();
     }
 
     /// Take a sample out (before an event changes it).
     pub fn remove(&mut self, id: SampleId) {
         self.scores.remove(&id);
+        if let Some(m) = self.meta.get_mut(id as usize) {
+            m.present = false;
+        }
         for o in &mut self.orders {
             o.remove(id);
         }
@@ -373,6 +440,7 @@ impl ReviewQueue {
         if s.origin != crate::domain::Origin::Generated {
             return;
         }
+        self.set_meta(s, st.take_relabel);
         let passes = !self.filter.is_empty() && self.filter.matches(s, st.take_relabel);
         for by in SortBy::ALL {
             let k = self.key(by, s, st, classes);
