@@ -136,3 +136,15 @@ fn signals_find_flipped_labels() {
         mean(0..flipped, |x| x.oof_confidence) + 0.3 < mean(flipped..600, |x| x.oof_confidence)
     );
 }
+
+#[test]
+fn large_batches_predict_the_same_as_one_by_one() {
+    let d = toy::synthetic(300, 4, 15, 21);
+    let m = Classifier::train(&d.classes, &d.texts, &d.labels, &TrainConfig::default());
+    let big = toy::synthetic(5000, 4, 15, 22);
+    let batch = m.predict_proba_batch(&big.texts);
+    assert_eq!(batch.len(), 5000);
+    for i in [0, 1, 2499, 2500, 2501, 4999] {
+        assert_eq!(batch[i], m.predict_proba(&big.texts[i]), "row {i}");
+    }
+}

@@ -179,3 +179,24 @@ fn unknown_model_lists_the_available_ones() {
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("model qwen2.5-7b"), "{out}");
 }
+
+#[test]
+fn a_base_url_without_v1_is_pointed_out() {
+    let server = TestServer::start(Script::text("ok"));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let mut backend = server.backend();
+    backend.base_url = format!("http://{}", server.addr());
+    project(&dir, backend);
+    let (code, out) = doctor(&dir, &[], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("warn  server") && out.contains("/models"),
+        "{out}"
+    );
+    assert!(
+        out.contains("FAIL  completion") && out.contains("404"),
+        "{out}"
+    );
+    assert!(out.contains("it should end in /v1"), "{out}");
+}

@@ -204,11 +204,14 @@ fn generate_relabel_review_export_with_smollm2() {
         "0.9",
     ]);
     let out = dir.join("exports/train.jsonl");
+    // With the seeds, so there is something to export even when the tiny
+    // model's examples were all rejected.
     straddle(&[
         "export",
         d,
         "--format",
         "jsonl",
+        "--include-seeds",
         "--out",
         out.to_str().unwrap(),
     ]);
@@ -279,24 +282,36 @@ fn generate_relabel_review_export_with_smollm2() {
             assert!(matches!(d.by, straddle::domain::Actor::Rule(_)), "{d:?}");
         }
     }
-    // Export rows are valid.
-    let text = std::fs::read_to_string(&out).unwrap();
-    let mut rows = 0;
-    for line in text.lines() {
-        let row: serde_json::Value = serde_json::from_str(line).expect("JSONL row");
-        assert!(!row["text"].as_str().unwrap().trim().is_empty());
-        assert!(classes.contains(row["label"].as_str().unwrap()));
-        assert_eq!(row["decision"], "accept");
-        rows += 1;
-    }
+    // Export rows are valid: seeds, and the accepted generated examples.
     let accepted = kept
         .iter()
         .filter(|s| s.status() == straddle::domain::Status::Accepted)
         .count();
-    let validation = std::fs::read_to_string(dir.join("exports/train.validation.jsonl"))
-        .map(|t| t.lines().count())
-        .unwrap_or(0);
-    assert_eq!(rows + validation, accepted);
+    let mut generated_rows = 0;
+    let mut seed_rows = 0;
+    let validation = dir.join("exports/train.validation.jsonl");
+    for file in [out.clone(), validation] {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        for line in text.lines() {
+            let row: serde_json::Value = serde_json::from_str(line).expect("JSONL row");
+            assert!(!row["text"].as_str().unwrap().trim().is_empty());
+            assert!(classes.contains(row["label"].as_str().unwrap()));
+            match row["origin"].as_str().unwrap() {
+                "seed" => seed_rows += 1,
+                "generated" | "edited" => {
+                    assert_eq!(row["decision"], "accept");
+                    generated_rows += 1;
+                }
+                other => panic!("unexpected origin {other} in {line}"),
+            }
+        }
+    }
+    assert_eq!(generated_rows, accepted);
+    let seeds = st
+        .samples
+        .iter()
+        .filter(|s| s.origin == straddle::domain::Origin::Seed);
+    assert_eq!(seed_rows, seeds.count());
 
     // Figures of this run.
     let usage = &st.usage;
@@ -309,7 +324,7 @@ fn generate_relabel_review_export_with_smollm2() {
          parse failure rate (requests): {pfr:.1}%\n\
          relabel: {parsable} parsable verdicts, agreement {agr:.1}%, unparsable {unp:.1}%\n\
          usage: {} requests, {} prompt + {} completion tokens\n\
-         generate: {gen_out}relabel: {rel_out}review: {rev_out}",
+         generate: {gen_out}relabel: {rel_out}{rev_out}",
         usage.requests,
         usage.prompt_tokens,
         usage.completion_tokens,

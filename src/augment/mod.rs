@@ -2,6 +2,23 @@
 //! classes and α, output parsing, relabel parsing, dedup, doubt scores and
 //! the pure [`Generator`] that the CLI, the TUI and the S3 loop drive.
 //! No I/O except [`templates::Templates::load`].
+//!
+//! One request's life:
+//!
+//! 1. [`Generator::plan_generate`] draws the classes, α and shots
+//!    ([`sampling`], deterministic in the settings' seed and the request
+//!    number) and renders `mix.j2`/`plain.j2` ([`templates`]).
+//! 2. The caller sends it (engine) and hands the reply to
+//!    [`Generator::on_reply`], which parses it ([`parse`]), checks every
+//!    text against the [`DedupIndex`] and returns the events to append:
+//!    `sample_added` per text, a `decided` reject by `Auto("dedup")` per
+//!    duplicate, or one `generation_failed` with the raw reply.
+//! 3. [`Generator::plan_relabel`] renders `relabel.j2` for a sample, asking
+//!    for JSON constrained to the class names and for logprobs; its reply
+//!    becomes a `verdict_recorded` ([`relabel`]). Without logprobs the next
+//!    relabels ask for `votes` choices (`n`); a server that ignores `n`
+//!    gets single answers (confidence 1.0, method `single`).
+//! 4. [`doubt()`] sorts the review queue; [`rules`] decide in bulk.
 
 pub mod dedup;
 pub mod doubt;

@@ -292,7 +292,9 @@ mod tests {
                 },
             )
             .unwrap();
-        assert!(out.contains("Write 3 new, diverse, short texts that belong to HUM."));
+        assert!(
+            out.contains("Write 3 new, diverse, short texts that belong to HUM, without repeating")
+        );
         assert!(!out.contains("LOC"));
         let rl = t
             .render(

@@ -85,6 +85,9 @@ pub struct Classifier {
     bias: Vec<f32>,
 }
 
+/// Batches at least this large are predicted on several threads.
+const PARALLEL_MIN: usize = 2048;
+
 /// Per training row, the model's probability of the row's label after each
 /// epoch (`probs[row][epoch]`), for dataset cartography.
 pub type EpochProbs = Vec<Vec<f32>>;
@@ -196,8 +199,27 @@ impl Classifier {
         self.proba_of(enc.row(i))
     }
 
-    /// Probabilities for many texts.
-    pub fn predict_proba_batch<S: AsRef<str>>(&self, texts: &[S]) -> Vec<Vec<f64>> {
+    /// Probabilities for many texts, in order. Large batches are split
+    /// over the available cores (the result does not depend on it).
+    pub fn predict_proba_batch<S: AsRef<str> + Sync>(&self, texts: &[S]) -> Vec<Vec<f64>> {
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if threads < 2 || texts.len() < PARALLEL_MIN {
+            return self.predict_chunk(texts);
+        }
+        let chunk = texts.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let parts: Vec<_> = texts
+                .chunks(chunk)
+                .map(|c| scope.spawn(move || self.predict_chunk(c)))
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().expect("prediction thread panicked"))
+                .collect()
+        })
+    }
+
+    fn predict_chunk<S: AsRef<str>>(&self, texts: &[S]) -> Vec<Vec<f64>> {
         let mut buf = Vec::with_capacity(256);
         texts
             .iter()

@@ -218,7 +218,9 @@ pub async fn diagnose(backend: &BackendConfig, config: &str) -> Report {
             ),
         )),
         Err(e) => {
-            let c = if e.reason == FailReason::NotFound {
+            // A 404 from a server that listed models means the model; from
+            // one that did not, most likely the URL.
+            let c = if e.reason == FailReason::NotFound && models.is_some() {
                 unknown_model(backend, config, models.as_deref().unwrap_or(&[]))
             } else {
                 fail_with_fix("completion", &e, backend, config)

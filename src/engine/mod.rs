@@ -91,9 +91,10 @@ impl Job {
 #[derive(Debug, Clone, PartialEq)]
 pub enum EngineEvent {
     /// An attempt went out (`attempt` counts from 0; retries send it again,
-    /// and the next `Delta` starts the text over).
+    /// and the next `Delta` starts the text over). Not sent for cache hits.
     Started { id: JobId, tag: u64, attempt: u32 },
-    /// The text of the first choice so far.
+    /// The text of the first choice so far: one per network read, so one
+    /// per token from a real server and one per burst from a fast one.
     Delta { id: JobId, tag: u64, text: String },
     /// The answer (`response.cached` when it came from the cache);
     /// `latency` of the successful attempt (zero for cache hits).
@@ -309,7 +310,11 @@ impl EngineHandle {
     pub fn set_sampling(&self, s: Sampling) {
         self.send(Command::SetSampling(s));
     }
-    /// Usage so far (tokens, requests, cache hits, failures, latency, cost).
+    /// Usage so far: network requests answered, cache hits, tokens of the
+    /// network answers, cost, latency percentiles of successful attempts,
+    /// wall time from the first dispatch to the last result, and failures by
+    /// reason counted per failed attempt (a 429 that was retried counts).
+    /// Cancellations are not failures.
     pub fn usage(&self) -> Usage {
         self.shared.stats.lock().expect("stats lock").usage()
     }

@@ -28,6 +28,14 @@
 //!   append starts on a fresh line and cannot glue onto the torn bytes.
 //!
 //! A complete line (one that ends in `\n`) is never removed or rewritten.
+//!
+//! # Speed
+//!
+//! Replay parses each line in one pass (a hand-written serde visitor that
+//! relies on the key order straddle writes, falling back to
+//! [`Event::from_json_line`] for anything else), runs the parser on its own
+//! thread for journals over 4 MB, and moves `sample_added` payloads into
+//! the state instead of cloning them ([`ProjectState::apply_owned`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -108,50 +116,65 @@ pub struct Replay {
 /// Replay journal bytes into `state`. Never fails: unreadable lines are
 /// reported and skipped. Blank lines are ignored silently.
 ///
-/// Large journals are parsed in parallel: the bytes are cut at line
-/// boundaries into one chunk per available core, the chunks are parsed on
-/// scoped threads, and the events are applied in file order on this thread.
+/// Large journals are replayed as a two-stage pipeline: a scoped thread
+/// parses lines (the larger half of the work) and hands them over in small
+/// batches through a bounded channel, while this thread folds them into the
+/// state in file order. Batches are recycled, so the memory in flight stays
+/// small (parsing everything first and applying after would touch another
+/// ~400 bytes per event).
 pub fn replay(bytes: &[u8], state: &mut ProjectState) -> Replay {
     let threads = if bytes.len() < PARALLEL_MIN_BYTES {
         1
     } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     };
     replay_with_threads(bytes, state, threads)
 }
 
-/// [`replay`] with an explicit number of parser threads (for tests and
-/// benchmarks; the result never depends on it).
+/// [`replay`] on one thread (`threads` = 1) or pipelined (more); the
+/// result never depends on it.
 pub fn replay_with_threads(bytes: &[u8], state: &mut ProjectState, threads: usize) -> Replay {
-    let chunks = split_chunks(bytes, threads.max(1));
     let mut acc = Replay {
         report: LoadReport::default(),
         tail_start: None,
         tail_is_event: false,
     };
-    let mut line_base = 0usize;
+    if threads <= 1 {
+        let info = scan_chunk(bytes, 0, |line, r| take(&mut acc.report, state, line, r));
+        finish_chunk(&mut acc, info);
+        return acc;
+    }
     std::thread::scope(|s| {
-        // Later chunks are parsed on worker threads while this thread
-        // parses and applies the first one line by line.
-        let workers: Vec<_> = chunks[1..]
-            .iter()
-            .map(|&(a, b)| s.spawn(move || parse_chunk(&bytes[a..b], a)))
-            .collect();
-        let (a, b) = chunks[0];
-        let info = scan_chunk(&bytes[a..b], a, |line, result| {
-            take(&mut acc.report, state, line, result)
+        let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(8);
+        let (back_tx, back_rx) = mpsc::channel::<Vec<Item>>();
+        let parser = s.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            let info = scan_chunk(bytes, 0, |line, result| {
+                batch.push(Item { line, result });
+                if batch.len() == BATCH {
+                    let next = back_rx
+                        .try_recv()
+                        .unwrap_or_else(|_| Vec::with_capacity(BATCH));
+                    let _ = tx.send(std::mem::replace(&mut batch, next));
+                }
+            });
+            let _ = tx.send(batch);
+            info
         });
-        line_base = finish_chunk(&mut acc, line_base, info);
-        for w in workers {
-            let chunk = w.join().expect("journal parser thread panicked");
-            for item in chunk.items {
-                take(&mut acc.report, state, line_base + item.line, item.result);
+        for mut batch in rx {
+            for item in batch.drain(..) {
+                take(&mut acc.report, state, item.line, item.result);
             }
-            line_base = finish_chunk(&mut acc, line_base, chunk.info);
+            let _ = back_tx.send(batch);
         }
+        let info = parser.join().expect("journal parser thread panicked");
+        finish_chunk(&mut acc, info);
     });
     acc
 }
+
+/// Lines per batch handed from the parser to the folding thread.
+const BATCH: usize = 256;
 
 /// Apply one parsed line or record why it was skipped.
 fn take(report: &mut LoadReport, state: &mut ProjectState, line: usize, r: Result<Event, String>) {
@@ -164,61 +187,27 @@ fn take(report: &mut LoadReport, state: &mut ProjectState, line: usize, r: Resul
     }
 }
 
-fn finish_chunk(acc: &mut Replay, line_base: usize, info: ChunkInfo) -> usize {
+fn finish_chunk(acc: &mut Replay, info: ChunkInfo) {
     if let Some((start, is_event)) = info.tail {
         acc.tail_start = Some(start);
         acc.tail_is_event = is_event;
     }
-    line_base + info.lines
 }
 
 /// Below this size a journal is parsed on one thread.
 const PARALLEL_MIN_BYTES: usize = 4 << 20;
 
-/// Cut `bytes` into up to one chunk per core, each ending after a `\n`
-/// (except the last).
-fn split_chunks(bytes: &[u8], n: usize) -> Vec<(usize, usize)> {
-    let mut out = Vec::with_capacity(n);
-    let mut start = 0;
-    for i in 1..n {
-        let target = (bytes.len() * i / n).max(start);
-        let Some(nl) = memchr_nl(&bytes[target..]) else {
-            break;
-        };
-        let end = target + nl + 1;
-        out.push((start, end));
-        start = end;
-    }
-    out.push((start, bytes.len()));
-    out
-}
-
-/// One parsed line of a chunk (blank lines are left out).
+/// One parsed line (blank lines are left out).
 struct Item {
-    /// 1-based line number within the chunk.
+    /// 1-based line number.
     line: usize,
     result: Result<Event, String>,
 }
 
-/// What a chunk held besides its lines.
+/// What the scan found besides the lines.
 struct ChunkInfo {
-    /// Lines in the chunk, counting a final line without `\n`.
-    lines: usize,
     /// Absolute start of a final line without `\n`, and whether it parsed.
     tail: Option<(usize, bool)>,
-}
-
-struct Chunk {
-    items: Vec<Item>,
-    info: ChunkInfo,
-}
-
-fn parse_chunk(bytes: &[u8], base: usize) -> Chunk {
-    let mut items = Vec::with_capacity(bytes.len() / 200 + 1);
-    let info = scan_chunk(bytes, base, |line, result| {
-        items.push(Item { line, result })
-    });
-    Chunk { items, info }
 }
 
 /// Parse every non-blank line of `bytes` (which starts at absolute offset
@@ -258,7 +247,7 @@ fn scan_chunk(
         }
         start = end + 1;
     }
-    ChunkInfo { lines: line, tail }
+    ChunkInfo { tail }
 }
 
 fn memchr_nl(b: &[u8]) -> Option<usize> {

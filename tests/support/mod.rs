@@ -836,16 +836,24 @@ fn plan(script: &Script, req: &Request, reply: Reply) -> Plan {
         json!([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]),
         Value::Null,
     ));
+    // Token frames are formatted directly (the common case, kept cheap so
+    // the server is not what a benchmark measures).
+    let prefix = format!(
+        r#"data: {{"id":"{id}","object":"chat.completion.chunk","created":0,"model":{},"choices":["#,
+        Value::String(model.clone())
+    );
     for (ci, toks) in choices.iter().enumerate() {
         for (ti, t) in toks.iter().enumerate() {
-            let mut c = json!({"index": ci, "delta": {"content": t}, "finish_reason": null});
-            if want_lp
-                && ci == 0
-                && let Some(lp) = &lp
-            {
-                c["logprobs"] = json!({"content": [lp_json(&lp[ti])]});
-            }
-            frames.push(chunk(json!([c]), Value::Null));
+            let lp_field = match &lp {
+                Some(lp) if want_lp && ci == 0 => {
+                    format!(r#","logprobs":{{"content":[{}]}}"#, lp_json(&lp[ti]))
+                }
+                _ => String::new(),
+            };
+            frames.push(format!(
+                r#"{prefix}{{"index":{ci},"delta":{{"content":{}}},"finish_reason":null{lp_field}}}]}}"#,
+                Value::String(t.clone())
+            ) + "\n\n");
         }
     }
     let finals: Vec<Value> = (0..choices.len())
@@ -856,6 +864,13 @@ fn plan(script: &Script, req: &Request, reply: Reply) -> Plan {
         frames.push(chunk(json!([]), usage.clone()));
     }
     frames.push("data: [DONE]\n\n".into());
+    if req.stream() {
+        return Plan::Events(EventPlan {
+            frames,
+            hang_after: false,
+            whole: Value::Null,
+        });
+    }
     // Whole body.
     let whole_choices: Vec<Value> = choices
         .iter()
