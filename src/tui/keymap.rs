@@ -28,6 +28,10 @@ pub enum Action {
     Increase,
     Decrease,
     Export,
+    /// Run one S3 round: train, score, extrapolate the errors.
+    RunRound,
+    /// Recompute the training-dynamics review signals.
+    Signals,
     FocusNext,
     FocusPrev,
     Zoom,
@@ -203,6 +207,18 @@ pub const ACTIONS: &[ActionInfo] = &[
         "export",
         "export the accepted examples",
         ["E"]
+    ),
+    row!(
+        Action::RunRound,
+        "s3_round",
+        "S3 round: train, score, extrapolate errors",
+        ["R"]
+    ),
+    row!(
+        Action::Signals,
+        "signals",
+        "recompute training signals (review doubt)",
+        ["T"]
     ),
     row!(
         Action::FocusNext,

@@ -13,6 +13,7 @@ pub mod keymap;
 mod pipeline;
 pub mod queue;
 mod runtime;
+pub mod s3;
 pub mod state;
 pub mod theme;
 pub mod update;

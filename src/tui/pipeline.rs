@@ -266,9 +266,62 @@ impl Pipeline {
                     self.deferred_relabels.push(id);
                 }
             }
-            Effect::Append(_) | Effect::Export(_) | Effect::Quit => {}
+            Effect::Extrapolate { round, mistakes } => {
+                self.extrapolate(st, round, &mistakes, &mut out)
+            }
+            Effect::Append(_)
+            | Effect::Export(_)
+            | Effect::RunRound { .. }
+            | Effect::ComputeSignals
+            | Effect::Quit => {}
         }
         out
+    }
+
+    /// S3: plan extrapolation requests for held-out `mistakes` and send
+    /// them; their replies stream, get relabelled, dedup'd and reviewed
+    /// like every other generated example.
+    fn extrapolate(
+        &mut self,
+        st: &State,
+        round: u32,
+        mistakes: &[crate::classify::Mistake],
+        out: &mut PipelineOut,
+    ) {
+        if !self.ensure(st, out) {
+            return;
+        }
+        let Some(g) = &self.generator else {
+            return;
+        };
+        let count = super::s3::round_count(&st.settings, mistakes.len());
+        match crate::classify::s3::plan_extrapolation(
+            g,
+            &self.config.task,
+            &st.classes,
+            mistakes,
+            round,
+            count,
+        ) {
+            Ok(planned) => {
+                let n = planned.len();
+                for p in planned {
+                    self.submit(p);
+                }
+                let paused = if self.paused {
+                    " (generation is paused: press g to resume)"
+                } else {
+                    ""
+                };
+                out.msgs.push(Msg::Notice(format!(
+                    "S3 round {round}: {n} extrapolation request(s) from {} held-out error(s){paused}",
+                    mistakes.len()
+                )));
+            }
+            Err(e) => out.msgs.push(Msg::Error(format!(
+                "S3 round {round}: cannot plan extrapolation: {e:#}"
+            ))),
+        }
     }
 
     fn relabel_in_flight(&self, id: SampleId) -> bool {

@@ -227,6 +227,8 @@ pub struct ReviewQueue {
     orders: [Order; 3],
     /// Doubt score of every generated sample, computed when it changes.
     scores: HashMap<SampleId, f64>,
+    /// Training-dynamics signals (S3), folded into doubt scores and tags.
+    signals: HashMap<SampleId, crate::classify::Signals>,
     /// What the filter looks at, per sample id, kept as samples change so
     /// applying a filter never touches the samples themselves.
     meta: Vec<Meta>,
@@ -262,6 +264,7 @@ impl ReviewQueue {
             ctx,
             orders: Default::default(),
             scores: HashMap::new(),
+            signals: HashMap::new(),
             meta: Vec::new(),
             lower: Vec::new(),
             labels: Vec::new(),
@@ -281,9 +284,60 @@ impl ReviewQueue {
         if let Some(x) = self.scores.get(&s.id) {
             return *x;
         }
-        let x = crate::augment::doubt(s, &self.ctx).score;
-        self.scores.insert(s.id, x);
-        x
+        let mut d = crate::augment::doubt(s, &self.ctx);
+        if let Some(sig) = self.signals.get(&s.id) {
+            sig.add_to(&mut d);
+        }
+        self.scores.insert(s.id, d.score);
+        d.score
+    }
+
+    /// Doubt score and reason tags of a sample as the queue sees them:
+    /// [`doubt`] plus the training-dynamics signals, if any.
+    pub fn doubt(&self, s: &SampleState) -> (f64, Vec<&'static str>) {
+        let (mut score, mut tags) = doubt(s, &self.ctx);
+        if let Some(sig) = self.signals.get(&s.id) {
+            score += sig.doubt();
+            for r in &sig.reasons {
+                if !tags.contains(r) {
+                    tags.push(r);
+                }
+            }
+        }
+        (score, tags)
+    }
+
+    /// Replace the training-dynamics signals. Only samples whose signals
+    /// changed (new, gone or different) get new keys: each moves with a
+    /// remove + insert, so the orders stay sorted without a re-sort.
+    pub fn set_signals(
+        &mut self,
+        signals: HashMap<SampleId, crate::classify::Signals>,
+        st: &ProjectState,
+        classes: &[Class],
+    ) {
+        let mut changed: Vec<SampleId> = signals
+            .iter()
+            .filter(|(id, sig)| self.signals.get(id) != Some(sig))
+            .map(|(id, _)| *id)
+            .collect();
+        changed.extend(self.signals.keys().filter(|id| !signals.contains_key(id)));
+        changed.sort_unstable();
+        self.signals = signals;
+        for id in changed {
+            let Some(s) = st.sample(id) else { continue };
+            if s.origin != crate::domain::Origin::Generated || self.orders[0].key_of(id).is_none()
+            {
+                continue;
+            }
+            self.remove(id);
+            self.insert(s, st, classes);
+        }
+    }
+
+    /// Signals of a sample, if computed.
+    pub fn signals_of(&self, id: SampleId) -> Option<&crate::classify::Signals> {
+        self.signals.get(&id)
     }
 
     fn order(&self) -> &Order {

@@ -167,6 +167,7 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (store_tx, writer) = spawn_writer(project, done_tx);
 
+    let (bg_tx, bg_rx) = mpsc::unbounded_channel();
     let (mut term, guard) = setup_terminal()?;
     let size = term.size()?;
     st.size = (size.width, size.height);
@@ -179,6 +180,8 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         usage_acks: 0,
         pipeline,
         dir,
+        bg_tx,
+        bg_rx,
     };
     let result = app.run(&mut term).await;
     let App { store_tx, .. } = app;
@@ -199,6 +202,9 @@ struct App {
     usage_acks: usize,
     pipeline: Pipeline,
     dir: PathBuf,
+    /// Results of background jobs (S3 rounds, signals) as messages.
+    bg_tx: mpsc::UnboundedSender<Msg>,
+    bg_rx: mpsc::UnboundedReceiver<Msg>,
 }
 
 enum Input {
@@ -206,6 +212,8 @@ enum Input {
     Store(StoreDone),
     Engine(crate::engine::EngineEvent),
     Exported(Result<String, String>),
+    /// A background job's answer.
+    Background(Msg),
     Frame,
     Usage,
 }
@@ -247,6 +255,7 @@ impl App {
                 ev = input.next(), if read_keys => Input::Term(ev),
                 Some(e) = self.pipeline.recv() => Input::Engine(e),
                 Some(r) = export_rx.recv() => Input::Exported(r),
+                Some(m) = self.bg_rx.recv() => Input::Background(m),
                 _ = sleep_until(frame_due), if frame_due.is_some() => Input::Frame,
                 _ = usage_timer.tick(), if busy => Input::Usage,
             };
@@ -300,6 +309,10 @@ impl App {
             }
             Input::Exported(r) => {
                 update(&mut self.st, Msg::Exported(r));
+            }
+            Input::Background(m) => {
+                let fx = update(&mut self.st, m);
+                self.run_effects_from(fx, Origin::Key, export_tx);
             }
             Input::Usage => {
                 let (usage, req_per_s) = self.pipeline.usage();
@@ -361,6 +374,12 @@ impl App {
                 Effect::Append(kinds) => self.append(kinds, origin),
                 Effect::Export(req) => spawn_export(self.dir.clone(), req, export_tx.clone()),
                 Effect::Quit => self.st.quit = true,
+                Effect::RunRound { round } => {
+                    super::s3::spawn_round(self.dir.clone(), round, self.bg_tx.clone())
+                }
+                Effect::ComputeSignals => {
+                    super::s3::spawn_signals(self.dir.clone(), self.bg_tx.clone())
+                }
                 other => {
                     let out = self.pipeline.on_effect(&self.st, other);
                     self.apply_pipeline(out, export_tx);

@@ -153,6 +153,10 @@ pub enum Msg {
     Error(String),
     /// An informational note for the status line.
     Notice(String),
+    /// An S3 round job finished (scores, mistakes, signals) or failed.
+    RoundDone(Result<super::s3::RoundResult, String>),
+    /// Training-dynamics signals of the review pool, or what went wrong.
+    Signals(Result<std::collections::HashMap<SampleId, crate::classify::Signals>, String>),
 }
 
 /// Export options (the same as the CLI's `export`).
@@ -185,6 +189,20 @@ pub enum Effect {
     /// Ask the LLM to relabel a sample (after an edit).
     Relabel(SampleId),
     Export(ExportRequest),
+    /// Train, score and compute signals off the UI task for S3 round
+    /// `round`; answered by `Msg::RoundDone`.
+    RunRound {
+        round: u32,
+    },
+    /// Compute training-dynamics signals off the UI task; answered by
+    /// `Msg::Signals`.
+    ComputeSignals,
+    /// Plan extrapolation requests for these held-out mistakes and feed
+    /// them to the generation pipeline.
+    Extrapolate {
+        round: u32,
+        mistakes: Vec<crate::classify::Mistake>,
+    },
     Quit,
 }
 
@@ -349,6 +367,8 @@ pub struct State {
 
     pub notice: Option<String>,
     pub last_error: Option<String>,
+    /// S3 round and signal jobs.
+    pub s3: super::s3::S3Status,
     /// Set when something visible changed since the last frame.
     pub dirty: bool,
     pub quit: bool,
@@ -447,6 +467,7 @@ impl State {
             req_per_s: 0.0,
             notice: None,
             last_error: (!init.ui.warnings.is_empty()).then(|| init.ui.warnings.join("; ")),
+            s3: Default::default(),
             dirty: true,
             quit: false,
         };

@@ -16,6 +16,7 @@ use crate::domain::{
 
 use super::keymap::{Action, KeySpec};
 use super::queue::Filter;
+use super::s3;
 use super::state::{
     Control, Effect, EngineStatus, ExportForm, ExportRequest, MAX_STREAMS, Mode, Msg, Pane,
     STREAM_TAIL, State, StreamMsg, StreamRow, StreamState,
@@ -39,7 +40,10 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
             st.size = (w, h);
             st.dirty = true;
         }
-        Msg::Appended(events) => st.apply_events(&events),
+        Msg::Appended(events) => {
+            st.apply_events(&events);
+            s3::after_append(st, &mut fx);
+        }
         Msg::AppendFailed(e) => {
             st.pending_select = None;
             st.last_error = Some(format!("journal write failed, nothing recorded: {e}"));
@@ -72,6 +76,14 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
         }
         Msg::Notice(n) => {
             st.notice = Some(n);
+            st.dirty = true;
+        }
+        Msg::RoundDone(r) => {
+            s3::on_round_done(st, r, &mut fx);
+            st.dirty = true;
+        }
+        Msg::Signals(r) => {
+            s3::on_signals(st, r);
             st.dirty = true;
         }
     }
@@ -186,6 +198,8 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
             st.queue.set_sort(st.queue.sort().next(), &st.project);
             st.follow_selection(sel);
         }
+        Action::RunRound => s3::run_round(st, fx),
+        Action::Signals => s3::compute_signals(st, fx),
         Action::BulkAccept => confirm_bulk(st, DecisionKind::Accept),
         Action::BulkReject => confirm_bulk(st, DecisionKind::Reject),
         Action::ToggleGeneration => match st.engine {

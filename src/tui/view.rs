@@ -12,7 +12,6 @@ use unicode_width::UnicodeWidthChar;
 use crate::cli::ExportFormat;
 use crate::domain::{SampleState, Status};
 
-use super::queue::doubt;
 use super::state::{Control, EngineStatus, Mode, Pane, State, StreamKind, StreamState};
 use super::theme::Theme;
 
@@ -86,7 +85,9 @@ pub fn screen_layout(st: &State, area: Rect) -> ScreenLayout {
         Constraint::Length(Control::ALL.len() as u16 + 2),
     ])
     .areas(left);
-    let stats_h = st.classes.len() as u16 + 9;
+    // Room for the S3 sparkline and the last rounds once there are any.
+    let s3_h = if st.project.rounds.is_empty() { 1 } else { 4 };
+    let stats_h = st.classes.len() as u16 + 8 + s3_h;
     let [streams, stats] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(stats_h)]).areas(right);
     out.panes = vec![
@@ -344,7 +345,7 @@ fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
                 )
             }
         };
-        let (_, tags) = doubt(s, &st.queue.ctx);
+        let (_, tags) = st.queue.doubt(s);
         let text_w = (list.width as usize).saturating_sub(fixed);
         let mut spans = vec![
             status_glyph(t, s.status()),
@@ -401,6 +402,9 @@ pub const DOUBT_CODES: &[(&str, char, &str)] = &[
     ("duplicate", 'D', "duplicate"),
     ("near_dup", 'd', "near-duplicate"),
     ("auto", 'a', "auto-decided"),
+    ("likely_mislabel", 'L', "classifier: likely mislabel"),
+    ("ambiguous", '~', "classifier: ambiguous"),
+    ("hard_to_learn", 'h', "classifier: hard to learn"),
 ];
 
 /// The legend of [`DOUBT_CODES`], for the help screen.
@@ -443,7 +447,7 @@ fn sample_detail(f: &mut Frame, st: &State, r: Rect) {
 fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     let t = &st.theme;
     let mut out = Vec::new();
-    let (score, tags) = doubt(s, &st.queue.ctx);
+    let (score, tags) = st.queue.doubt(s);
     let mut head = vec![
         status_glyph(t, s.status()),
         Span::raw(format!(" #{} {} ", s.id, s.status().as_str())),
@@ -753,12 +757,8 @@ fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             Style::default().fg(t.error),
         ));
     }
-    if let Some(round) = st.project.rounds.last() {
-        lines.push(Line::from(format!(
-            "round {}: macro-F1 {:.3} (baseline {:.3})",
-            round.round, round.augmented.macro_f1, round.baseline.macro_f1
-        )));
-    }
+    let rows = (i.height as usize).saturating_sub(lines.len());
+    lines.extend(super::s3::stats_lines(st, w, rows));
     let lines: Vec<Line> = lines
         .into_iter()
         .map(|l| {
