@@ -165,3 +165,45 @@ fn never_panics_at_any_size() {
         draw(&st, w, h);
     }
 }
+
+/// Two recorded S3 rounds: the Stats pane shows the per-round scores (and
+/// the latest confusion matrix once zoomed).
+#[test]
+fn stats_pane_with_two_rounds() {
+    use straddle::domain::{EventKind, RoundScored, Scores};
+    let mut st = busy_state(120, 40);
+    let labels: Vec<String> = fixture::classes().into_iter().map(|c| c.name).collect();
+    let scores = |f1: f64, right: u32| Scores {
+        accuracy: f1,
+        macro_f1: f1,
+        labels: labels.clone(),
+        confusion: (0..labels.len())
+            .map(|i| {
+                (0..labels.len())
+                    .map(|j| if i == j { right } else { u32::from((i + j) % 4 == 1) })
+                    .collect()
+            })
+            .collect(),
+        n_train: 24,
+        n_test: 60,
+        ..Scores::default()
+    };
+    let rounds = [(1, 0.412, 0.533, 6), (2, 0.412, 0.618, 8)];
+    let kinds = rounds
+        .iter()
+        .map(|&(round, base, aug, right)| {
+            EventKind::RoundScored(RoundScored {
+                round,
+                baseline: scores(base, 5),
+                augmented: scores(aug, right),
+                errors: (1..=(10 - right as u64)).collect(),
+            })
+        })
+        .collect();
+    let events = fixture::stamp(kinds, st.project.last_event_id);
+    update(&mut st, Msg::Appended(events));
+    insta::assert_snapshot!("stats_two_rounds_120x40", draw(&st, 120, 40).backend());
+    st.focus = straddle::tui::state::Pane::Stats;
+    st.zoom = true;
+    insta::assert_snapshot!("stats_two_rounds_zoomed", draw(&st, 120, 40).backend());
+}

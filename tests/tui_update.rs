@@ -837,3 +837,191 @@ fn applied_filters_agree_with_filter_matches() {
     type_filter(&mut st, "zebra");
     assert_eq!(st.queue.ids(), &[edited]);
 }
+
+// ---- S3: rounds and training signals ------------------------------------
+
+use straddle::classify::{LIKELY_MISLABEL, Mistake, Signals};
+use straddle::domain::{NewSample, Origin, Provenance, RoundScored, SampleAdded, Scores};
+use straddle::tui::queue::SortBy;
+use straddle::tui::s3::RoundResult;
+
+/// Add samples of `origin` through the fake store; returns their ids.
+fn add_samples(st: &mut State, origin: Origin, texts: &[(&str, &str)]) -> Vec<SampleId> {
+    let first = st.project.samples.iter().map(|s| s.id).max().unwrap_or(0) + 1;
+    let kinds: Vec<EventKind> = texts
+        .iter()
+        .enumerate()
+        .map(|(i, (text, label))| {
+            EventKind::SampleAdded(SampleAdded::new(
+                first + i as u64,
+                NewSample {
+                    text: text.to_string(),
+                    label: label.to_string(),
+                    origin,
+                    provenance: Provenance::default(),
+                },
+            ))
+        })
+        .collect();
+    let rest = ack(st, vec![Effect::Append(kinds)]);
+    assert!(rest.is_empty(), "{rest:?}");
+    (first..first + texts.len() as u64).collect()
+}
+
+fn mislabel(label: &str) -> Signals {
+    Signals {
+        confidence: 0.1,
+        variability: 0.05,
+        oof_confidence: 0.05,
+        oof_label: label.into(),
+        reasons: vec![LIKELY_MISLABEL],
+    }
+}
+
+fn scores(macro_f1: f64, labels: &[&str]) -> Scores {
+    Scores {
+        accuracy: macro_f1,
+        macro_f1,
+        labels: labels.iter().map(|l| l.to_string()).collect(),
+        confusion: vec![vec![1; labels.len()]; labels.len()],
+        n_train: 12,
+        n_test: 2,
+        ..Scores::default()
+    }
+}
+
+/// The last pending sample in doubt order (the least doubtful).
+fn least_doubtful_pending(st: &State) -> SampleId {
+    *st.queue
+        .ids()
+        .iter()
+        .rev()
+        .find(|id| status(st, **id) == Status::Pending)
+        .unwrap()
+}
+
+#[test]
+fn round_key_without_heldout_examples_says_how_to_import_them() {
+    let mut st = fixture::state(20);
+    let fx = press(&mut st, key('R'));
+    assert!(fx.is_empty(), "{fx:?}");
+    let err = st.last_error.clone().unwrap();
+    assert!(err.contains("--as validation"), "{err}");
+    assert!(!st.s3.round_running);
+}
+
+#[test]
+fn round_key_runs_one_round_off_the_ui_and_its_result_updates_state_and_queue() {
+    let mut st = fixture::state(40);
+    let val = add_samples(
+        &mut st,
+        Origin::Validation,
+        &[("Who wrote Hamlet?", "HUM"), ("Where is Lima?", "LOC")],
+    );
+    let fx = press(&mut st, key('R'));
+    assert_eq!(fx, vec![Effect::RunRound { round: 1 }]);
+    assert!(st.s3.round_running);
+    // A second press while it runs starts nothing.
+    assert!(press(&mut st, key('R')).is_empty());
+
+    assert_eq!(st.queue.sort(), SortBy::Doubt);
+    let flagged = least_doubtful_pending(&st);
+    let before = st.queue.position(flagged).unwrap();
+    let mistake = Mistake {
+        id: val[1],
+        text: "Where is Lima?".into(),
+        truth: "LOC".into(),
+        predicted: "HUM".into(),
+        confidence: 0.6,
+    };
+    let result = RoundResult {
+        scored: RoundScored {
+            round: 1,
+            baseline: scores(0.25, &["HUM", "LOC"]),
+            augmented: scores(0.5, &["HUM", "LOC"]),
+            errors: vec![val[1]],
+        },
+        mistakes: vec![mistake.clone()],
+        signals: [(flagged, mislabel("NUM"))].into_iter().collect(),
+    };
+    let fx = update(&mut st, Msg::RoundDone(Ok(result)));
+    assert!(!st.s3.round_running);
+    assert!(
+        matches!(&fx[0], Effect::Append(k) if matches!(k.as_slice(), [EventKind::RoundScored(r)] if r.round == 1)),
+        "{fx:?}"
+    );
+    assert_eq!(
+        fx[1],
+        Effect::Extrapolate {
+            round: 1,
+            mistakes: vec![mistake]
+        }
+    );
+    let rest = ack(&mut st, fx);
+    assert_eq!(rest.len(), 1);
+    assert_eq!(st.project.rounds.len(), 1);
+    assert_eq!(st.project.rounds[0].augmented.macro_f1, 0.5);
+    // The likely mislabel rose in the review queue and carries the tag.
+    let after = st.queue.position(flagged).unwrap();
+    assert!(after < before, "moved from {before} to {after}");
+    let s = st.project.sample(flagged).unwrap();
+    assert!(st.queue.doubt(s).1.contains(&LIKELY_MISLABEL));
+    // The next round is numbered 2.
+    assert_eq!(press(&mut st, key('R')), vec![Effect::RunRound { round: 2 }]);
+}
+
+#[test]
+fn a_failed_round_reports_and_allows_another() {
+    let mut st = fixture::state(10);
+    add_samples(&mut st, Origin::Test, &[("Where is Lima?", "LOC")]);
+    press(&mut st, key('R'));
+    let fx = update(&mut st, Msg::RoundDone(Err("disk on fire".into())));
+    assert!(fx.is_empty());
+    assert!(st.last_error.as_deref().unwrap().contains("disk on fire"));
+    assert_eq!(press(&mut st, key('R')), vec![Effect::RunRound { round: 1 }]);
+}
+
+#[test]
+fn signals_re_sort_only_the_changed_samples_and_refresh_as_the_pool_grows() {
+    let mut st = fixture::state(40);
+    assert!(
+        update(&mut st, Msg::Signals(Ok(Default::default()))).is_empty(),
+        "signals without a request"
+    );
+    assert_eq!(press(&mut st, key('T')), vec![Effect::ComputeSignals]);
+    let order: Vec<SampleId> = st.queue.ids().to_vec();
+    let flagged = least_doubtful_pending(&st);
+    update(
+        &mut st,
+        Msg::Signals(Ok([(flagged, mislabel("ABBR"))].into_iter().collect())),
+    );
+    let moved: Vec<SampleId> = st.queue.ids().to_vec();
+    assert!(st.queue.position(flagged).unwrap() < order.iter().position(|x| *x == flagged).unwrap());
+    // Every other sample kept its relative order.
+    let without = |v: &[SampleId]| v.iter().copied().filter(|x| *x != flagged).collect::<Vec<_>>();
+    assert_eq!(without(&order), without(&moved));
+    // Signals gone: back where it was.
+    press(&mut st, key('T'));
+    update(&mut st, Msg::Signals(Ok(Default::default())));
+    assert_eq!(st.queue.ids(), order.as_slice());
+
+    // Once computed, signals are refreshed after 50 new examples, not before.
+    let texts: Vec<(String, &str)> = (0..50).map(|i| (format!("new question {i}?"), "NUM")).collect();
+    let refs: Vec<(&str, &str)> = texts.iter().map(|(t, l)| (t.as_str(), *l)).collect();
+    add_samples(&mut st, Origin::Generated, &refs[..49]);
+    let last = st.project.samples.iter().map(|s| s.id).max().unwrap() + 1;
+    let kinds = vec![EventKind::SampleAdded(SampleAdded::new(
+        last,
+        NewSample {
+            text: refs[49].0.into(),
+            label: "NUM".into(),
+            origin: Origin::Generated,
+            provenance: Provenance::default(),
+        },
+    ))];
+    assert_eq!(
+        ack(&mut st, vec![Effect::Append(kinds)]),
+        vec![Effect::ComputeSignals]
+    );
+    assert!(st.s3.signals_running);
+}

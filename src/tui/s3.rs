@@ -224,11 +224,21 @@ pub(crate) fn spawn_signals(dir: PathBuf, tx: UnboundedSender<Msg>) {
 
 const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
 
-/// A text sparkline of values in [0, 1].
+/// A text sparkline scaled from the smallest to the largest value (all
+/// equal: a flat middle line), so small gains between rounds show.
 pub fn sparkline(values: &[f64]) -> String {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let span = hi - lo;
     values
         .iter()
-        .map(|v| SPARK[((v.clamp(0.0, 1.0) * 7.0).round()) as usize])
+        .map(|v| {
+            if span < 1e-9 {
+                SPARK[3]
+            } else {
+                SPARK[(((v - lo) / span) * 7.0).round() as usize]
+            }
+        })
         .collect()
 }
 
@@ -256,11 +266,14 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
         return out;
     }
     let f1s: Vec<f64> = rounds.iter().map(|r| r.augmented.macro_f1).collect();
-    let spark_w = width.saturating_sub(12).max(1);
-    let spark = sparkline(&f1s[f1s.len().saturating_sub(spark_w)..]);
+    let spark_w = width.saturating_sub(26).max(1);
+    let shown = &f1s[f1s.len().saturating_sub(spark_w)..];
+    let lo = shown.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = shown.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     out.push(Line::from(vec![
         Span::raw("S3 macro-F1 "),
-        Span::styled(spark, Style::default().fg(t.bar)),
+        Span::styled(sparkline(shown), Style::default().fg(t.bar)),
+        Span::styled(format!(" {lo:.2}–{hi:.2}"), t.muted()),
         Span::raw(busy),
     ]));
     let matrix = confusion_lines(st, width);
@@ -330,4 +343,26 @@ fn confusion_lines(st: &State, width: usize) -> Vec<Line<'static>> {
         out.push(Line::from(spans));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_spans_min_to_max() {
+        assert_eq!(sparkline(&[0.4, 0.5, 0.6]), "▁▅█");
+        assert_eq!(sparkline(&[0.5, 0.5]), "▄▄");
+        assert_eq!(sparkline(&[]), "");
+    }
+
+    #[test]
+    fn round_count_is_per_request_per_error_capped() {
+        let s = GenerationSettings {
+            per_request: 5,
+            ..GenerationSettings::default()
+        };
+        assert_eq!(round_count(&s, 3), 15);
+        assert_eq!(round_count(&s, 1000), 5 * MAX_ROUND_REQUESTS);
+    }
 }
