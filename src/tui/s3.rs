@@ -365,4 +365,86 @@ mod tests {
         assert_eq!(round_count(&s, 3), 15);
         assert_eq!(round_count(&s, 1000), 5 * MAX_ROUND_REQUESTS);
     }
+
+    fn sample(text: &str, label: &str, origin: crate::domain::Origin) -> crate::domain::NewSample {
+        crate::domain::NewSample {
+            text: text.into(),
+            label: label.into(),
+            origin,
+            provenance: Default::default(),
+        }
+    }
+
+    /// The round job reads the project from disk, trains, scores on the
+    /// held-out examples and computes signals for the review pool, on a
+    /// blocking thread, answering with `Msg::RoundDone`.
+    #[test]
+    fn the_round_job_scores_a_real_project_off_the_calling_task() {
+        use crate::domain::{Class, Origin, ProjectConfig, TaskConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let config = ProjectConfig {
+            task: TaskConfig {
+                name: "topics".into(),
+                description: "Short posts.".into(),
+            },
+            classes: ["sports", "food"]
+                .iter()
+                .map(|c| Class {
+                    name: c.to_string(),
+                    description: format!("{c} talk"),
+                    weight: 1.0,
+                })
+                .collect(),
+            backend: Default::default(),
+            generation: GenerationSettings::default(),
+            relabel: Default::default(),
+        };
+        let mut seeds = Vec::new();
+        for i in 0..6 {
+            seeds.push(sample(&format!("goal match team score {i}"), "sports", Origin::Seed));
+            seeds.push(sample(&format!("soup bread dinner taste {i}"), "food", Origin::Seed));
+        }
+        seeds.push(sample("the team scored a goal", "sports", Origin::Validation));
+        seeds.push(sample("bread and soup for dinner", "food", Origin::Validation));
+        let project = crate::store::Project::create(dir.path(), config, seeds).unwrap();
+        drop(project);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let msg = rt.block_on(async {
+            spawn_round(dir.path().to_path_buf(), 1, tx);
+            rx.recv().await.unwrap()
+        });
+        let Msg::RoundDone(Ok(r)) = msg else {
+            panic!("{msg:?}")
+        };
+        assert_eq!(r.scored.round, 1);
+        assert_eq!(r.scored.augmented.n_test, 2);
+        assert_eq!(r.scored.augmented.n_train, 12);
+        assert_eq!(r.scored.augmented.labels, ["sports", "food"]);
+        assert_eq!(r.signals.len(), 12, "one per seed");
+        assert_eq!(
+            r.scored.errors,
+            r.mistakes.iter().map(|m| m.id).collect::<Vec<_>>()
+        );
+
+        // Without held-out examples the job says how to add them.
+        let empty = tempfile::tempdir().unwrap();
+        let cfg = crate::store::Project::open(dir.path()).unwrap().config().clone();
+        drop(crate::store::Project::create(
+            empty.path(),
+            cfg,
+            vec![sample("goal", "sports", Origin::Seed)],
+        ));
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let msg = rt.block_on(async {
+            spawn_round(empty.path().to_path_buf(), 1, tx);
+            rx.recv().await.unwrap()
+        });
+        let Msg::RoundDone(Err(e)) = msg else {
+            panic!("{msg:?}")
+        };
+        assert!(e.contains("--as validation"), "{e}");
+    }
 }
