@@ -362,3 +362,61 @@ fn unreachable_backend_is_reported_and_the_app_keeps_working() {
     tmux.keys("q");
     tmux.wait_exit();
 }
+
+/// S3 from the TUI: with the example's validation examples, `R` trains
+/// and scores off the UI (the Stats pane shows round 1), records
+/// `round_scored`, and the misclassified validation examples seed
+/// extrapolation requests that stream through the running pipeline, get
+/// relabelled and land in the review queue. (Without held-out data the key
+/// says how to import it: a `tui_update` test.)
+#[test]
+fn s3_round_from_the_tui() {
+    let server = TestServer::start(script());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    let d = dir.to_str().unwrap();
+    let url = server.base_url();
+    let model = server.backend().model;
+    let o = straddle(&[
+        "init", d, "--example", "trec6", "--base-url", &url, "--model", &model,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    set_generation(&dir, 0, 2);
+    let tui = format!(
+        "STRADDLE_CONFIG='{}' '{BIN}' tui '{d}' --base-url '{url}' --no-cache",
+        tmp.path().join("none.toml").display()
+    );
+
+    let tmux = Tmux::start(&tui, 120, 40);
+    tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
+    tmux.keys("R");
+    tmux.wait_for("round 1 in the Stats pane", |s| s.contains("│r1  0."));
+    let journal = || std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let scored: serde_json::Value = journal()
+        .lines()
+        .find(|l| l.contains("\"type\":\"round_scored\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .expect("a round_scored event");
+    let errors = scored["data"]["errors"].as_array().cloned().unwrap_or_default();
+    // A handful of seeds per class gets some validation examples wrong.
+    assert!(!errors.is_empty(), "{scored}");
+    // Extrapolated examples arrive, relabelled, and the engine settles.
+    tmux.wait_for("extrapolated examples, relabelled", |s| {
+        counts(s).is_some_and(|(n, ..)| n >= 2) && s.contains("idle") && !unrelabelled_row(s)
+    });
+    tmux.keys("q");
+    tmux.wait_exit();
+
+    let added: Vec<serde_json::Value> = journal()
+        .lines()
+        .filter(|l| l.contains("\"type\":\"sample_added\"") && l.contains("\"generated\""))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!added.is_empty(), "extrapolated examples were added");
+    for a in &added {
+        let p = &a["data"]["provenance"];
+        assert_eq!(p["strategy"], "extrapolate", "{a}");
+        assert_eq!(p["round"], 1, "{a}");
+        assert!(errors.contains(&p["error_of"]), "{a} seeded by an error");
+    }
+}
