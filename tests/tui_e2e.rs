@@ -378,7 +378,14 @@ fn s3_round_from_the_tui() {
     let url = server.base_url();
     let model = server.backend().model;
     let o = straddle(&[
-        "init", d, "--example", "trec6", "--base-url", &url, "--model", &model,
+        "init",
+        d,
+        "--example",
+        "trec6",
+        "--base-url",
+        &url,
+        "--model",
+        &model,
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     set_generation(&dir, 0, 2);
@@ -397,7 +404,10 @@ fn s3_round_from_the_tui() {
         .find(|l| l.contains("\"type\":\"round_scored\""))
         .map(|l| serde_json::from_str(l).unwrap())
         .expect("a round_scored event");
-    let errors = scored["data"]["errors"].as_array().cloned().unwrap_or_default();
+    let errors = scored["data"]["errors"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     // A handful of seeds per class gets some validation examples wrong.
     assert!(!errors.is_empty(), "{scored}");
     // Extrapolated examples arrive, relabelled, and the engine settles.

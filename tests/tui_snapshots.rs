@@ -180,7 +180,13 @@ fn stats_pane_with_two_rounds() {
         confusion: (0..labels.len())
             .map(|i| {
                 (0..labels.len())
-                    .map(|j| if i == j { right } else { u32::from((i + j) % 4 == 1) })
+                    .map(|j| {
+                        if i == j {
+                            right
+                        } else {
+                            u32::from((i + j) % 4 == 1)
+                        }
+                    })
                     .collect()
             })
             .collect(),

@@ -944,7 +944,7 @@ fn round_key_runs_one_round_off_the_ui_and_its_result_updates_state_and_queue() 
         mistakes: vec![mistake.clone()],
         signals: [(flagged, mislabel("NUM"))].into_iter().collect(),
     };
-    let fx = update(&mut st, Msg::RoundDone(Ok(result)));
+    let fx = update(&mut st, Msg::RoundDone(Ok(Box::new(result))));
     assert!(!st.s3.round_running);
     assert!(
         matches!(&fx[0], Effect::Append(k) if matches!(k.as_slice(), [EventKind::RoundScored(r)] if r.round == 1)),
@@ -967,7 +967,10 @@ fn round_key_runs_one_round_off_the_ui_and_its_result_updates_state_and_queue() 
     let s = st.project.sample(flagged).unwrap();
     assert!(st.queue.doubt(s).1.contains(&LIKELY_MISLABEL));
     // The next round is numbered 2.
-    assert_eq!(press(&mut st, key('R')), vec![Effect::RunRound { round: 2 }]);
+    assert_eq!(
+        press(&mut st, key('R')),
+        vec![Effect::RunRound { round: 2 }]
+    );
 }
 
 #[test]
@@ -978,7 +981,10 @@ fn a_failed_round_reports_and_allows_another() {
     let fx = update(&mut st, Msg::RoundDone(Err("disk on fire".into())));
     assert!(fx.is_empty());
     assert!(st.last_error.as_deref().unwrap().contains("disk on fire"));
-    assert_eq!(press(&mut st, key('R')), vec![Effect::RunRound { round: 1 }]);
+    assert_eq!(
+        press(&mut st, key('R')),
+        vec![Effect::RunRound { round: 1 }]
+    );
 }
 
 #[test]
@@ -996,9 +1002,16 @@ fn signals_re_sort_only_the_changed_samples_and_refresh_as_the_pool_grows() {
         Msg::Signals(Ok([(flagged, mislabel("ABBR"))].into_iter().collect())),
     );
     let moved: Vec<SampleId> = st.queue.ids().to_vec();
-    assert!(st.queue.position(flagged).unwrap() < order.iter().position(|x| *x == flagged).unwrap());
+    assert!(
+        st.queue.position(flagged).unwrap() < order.iter().position(|x| *x == flagged).unwrap()
+    );
     // Every other sample kept its relative order.
-    let without = |v: &[SampleId]| v.iter().copied().filter(|x| *x != flagged).collect::<Vec<_>>();
+    let without = |v: &[SampleId]| {
+        v.iter()
+            .copied()
+            .filter(|x| *x != flagged)
+            .collect::<Vec<_>>()
+    };
     assert_eq!(without(&order), without(&moved));
     // Signals gone: back where it was.
     press(&mut st, key('T'));
@@ -1006,7 +1019,9 @@ fn signals_re_sort_only_the_changed_samples_and_refresh_as_the_pool_grows() {
     assert_eq!(st.queue.ids(), order.as_slice());
 
     // Once computed, signals are refreshed after 50 new examples, not before.
-    let texts: Vec<(String, &str)> = (0..50).map(|i| (format!("new question {i}?"), "NUM")).collect();
+    let texts: Vec<(String, &str)> = (0..50)
+        .map(|i| (format!("new question {i}?"), "NUM"))
+        .collect();
     let refs: Vec<(&str, &str)> = texts.iter().map(|(t, l)| (t.as_str(), *l)).collect();
     add_samples(&mut st, Origin::Generated, &refs[..49]);
     let last = st.project.samples.iter().map(|s| s.id).max().unwrap() + 1;

@@ -311,6 +311,9 @@ impl Pipeline {
                 let paused = if self.paused {
                     " (generation is paused: press g to resume)"
                 } else {
+                    if n > 0 {
+                        out.msgs.push(Msg::Engine(EngineStatus::Running));
+                    }
                     ""
                 };
                 out.msgs.push(Msg::Notice(format!(

@@ -326,8 +326,7 @@ impl ReviewQueue {
         self.signals = signals;
         for id in changed {
             let Some(s) = st.sample(id) else { continue };
-            if s.origin != crate::domain::Origin::Generated || self.orders[0].key_of(id).is_none()
-            {
+            if s.origin != crate::domain::Origin::Generated || self.orders[0].key_of(id).is_none() {
                 continue;
             }
             self.remove(id);

@@ -111,11 +111,11 @@ pub fn after_append(st: &mut State, fx: &mut Vec<Effect>) {
 
 /// A round job finished: record the scores, fold in the signals, and ask
 /// the pipeline to extrapolate the errors.
-pub fn on_round_done(st: &mut State, r: Result<RoundResult, String>, fx: &mut Vec<Effect>) {
+pub fn on_round_done(st: &mut State, r: Result<Box<RoundResult>, String>, fx: &mut Vec<Effect>) {
     st.s3.round_running = false;
     st.s3.signals_running = false;
     let r = match r {
-        Ok(r) => r,
+        Ok(r) => *r,
         Err(e) => {
             st.last_error = Some(format!("S3 round failed: {e}"));
             return;
@@ -180,7 +180,9 @@ pub fn round_count(settings: &GenerationSettings, errors: usize) -> usize {
 /// project read-only from disk (which holds every acknowledged event).
 pub(crate) fn spawn_round(dir: PathBuf, round: u32, tx: UnboundedSender<Msg>) {
     tokio::task::spawn_blocking(move || {
-        let r = round_blocking(&dir, round).map_err(|e| format!("{e:#}"));
+        let r = round_blocking(&dir, round)
+            .map(Box::new)
+            .map_err(|e| format!("{e:#}"));
         let _ = tx.send(Msg::RoundDone(r));
     });
 }
@@ -199,10 +201,7 @@ fn round_blocking(dir: &Path, round: u32) -> anyhow::Result<RoundResult> {
     })
 }
 
-fn signals_of(
-    project: &crate::store::Project,
-    names: &[String],
-) -> HashMap<SampleId, Signals> {
+fn signals_of(project: &crate::store::Project, names: &[String]) -> HashMap<SampleId, Signals> {
     let cfg = SignalConfig {
         train: crate::cli::eval::train_config(project, names.len()),
         ..SignalConfig::default()
@@ -401,11 +400,27 @@ mod tests {
         };
         let mut seeds = Vec::new();
         for i in 0..6 {
-            seeds.push(sample(&format!("goal match team score {i}"), "sports", Origin::Seed));
-            seeds.push(sample(&format!("soup bread dinner taste {i}"), "food", Origin::Seed));
+            seeds.push(sample(
+                &format!("goal match team score {i}"),
+                "sports",
+                Origin::Seed,
+            ));
+            seeds.push(sample(
+                &format!("soup bread dinner taste {i}"),
+                "food",
+                Origin::Seed,
+            ));
         }
-        seeds.push(sample("the team scored a goal", "sports", Origin::Validation));
-        seeds.push(sample("bread and soup for dinner", "food", Origin::Validation));
+        seeds.push(sample(
+            "the team scored a goal",
+            "sports",
+            Origin::Validation,
+        ));
+        seeds.push(sample(
+            "bread and soup for dinner",
+            "food",
+            Origin::Validation,
+        ));
         let project = crate::store::Project::create(dir.path(), config, seeds).unwrap();
         drop(project);
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -431,7 +446,10 @@ mod tests {
 
         // Without held-out examples the job says how to add them.
         let empty = tempfile::tempdir().unwrap();
-        let cfg = crate::store::Project::open(dir.path()).unwrap().config().clone();
+        let cfg = crate::store::Project::open(dir.path())
+            .unwrap()
+            .config()
+            .clone();
         drop(crate::store::Project::create(
             empty.path(),
             cfg,

@@ -154,7 +154,7 @@ pub enum Msg {
     /// An informational note for the status line.
     Notice(String),
     /// An S3 round job finished (scores, mistakes, signals) or failed.
-    RoundDone(Result<super::s3::RoundResult, String>),
+    RoundDone(Result<Box<super::s3::RoundResult>, String>),
     /// Training-dynamics signals of the review pool, or what went wrong.
     Signals(Result<std::collections::HashMap<SampleId, crate::classify::Signals>, String>),
 }
