@@ -966,6 +966,10 @@ fn round_key_runs_one_round_off_the_ui_and_its_result_updates_state_and_queue() 
     assert!(after < before, "moved from {before} to {after}");
     let s = st.project.sample(flagged).unwrap();
     assert!(st.queue.doubt(s).1.contains(&LIKELY_MISLABEL));
+    let line = straddle::tui::s3::signal_line(&st, flagged)
+        .unwrap()
+        .to_string();
+    assert!(line.contains("out-of-fold 0.05 (prefers NUM)"), "{line}");
     // The next round is numbered 2.
     assert_eq!(
         press(&mut st, key('R')),

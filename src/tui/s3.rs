@@ -174,6 +174,20 @@ pub fn round_count(settings: &GenerationSettings, errors: usize) -> usize {
     settings.per_request.max(1) * errors.min(MAX_ROUND_REQUESTS)
 }
 
+/// The classifier's view of a sample for the review detail: confidence
+/// in its label across epochs (± variability) and out of fold, and the
+/// class the out-of-fold model prefers.
+pub fn signal_line(st: &State, id: SampleId) -> Option<Line<'static>> {
+    let sig = st.queue.signals_of(id)?;
+    Some(Line::styled(
+        format!(
+            "classifier: label conf {:.2} ± {:.2} · out-of-fold {:.2} (prefers {})",
+            sig.confidence, sig.variability, sig.oof_confidence, sig.oof_label
+        ),
+        st.theme.muted(),
+    ))
+}
+
 // ---- runtime side (blocking threads) ------------------------------------
 
 /// Train, score and compute signals on a blocking thread, reading the

@@ -494,6 +494,9 @@ fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         format!("doubt {score:.2}: {tags}"),
         Style::default().fg(t.warn),
     ));
+    if let Some(l) = super::s3::signal_line(st, s.id) {
+        out.push(l);
+    }
     let p = &s.provenance;
     let mut prov = Vec::new();
     if let Some(x) = &p.strategy {
