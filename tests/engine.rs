@@ -76,6 +76,7 @@ fn check_lifecycles(events: &[EngineEvent]) {
                 );
                 e.2 = text.clone();
             }
+            EngineEvent::Backoff { .. } => {}
             _ => e.1 = true,
         }
     }

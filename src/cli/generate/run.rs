@@ -290,7 +290,9 @@ impl Run {
                     self.stop();
                 }
             }
-            EngineEvent::Started { .. } | EngineEvent::Delta { .. } => return Ok(()),
+            EngineEvent::Started { .. }
+            | EngineEvent::Delta { .. }
+            | EngineEvent::Backoff { .. } => return Ok(()),
         }
         // A slot is free (generate or relabel): top up the generate requests.
         if self.opts.count > 0 {
