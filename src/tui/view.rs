@@ -674,12 +674,13 @@ fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool, now: Instant) {
             StreamKind::Relabel => "relabel",
         };
         let alpha = s.alpha.map(|a| format!(" α{a:.2}")).unwrap_or_default();
+        // Up front, so a narrow pane still shows it.
         let retry = s
             .retry_at
-            .map(|at| format!(" · {}", retry_in(at, now)))
+            .map(|at| format!(" {} ·", retry_in(at, now)))
             .unwrap_or_default();
         let head = format!(
-            "{glyph} #{} {kind} {}{alpha} {}ch{retry}",
+            "{glyph} #{}{retry} {kind} {}{alpha} {}ch",
             s.job, s.classes, s.chars
         );
         lines.push(Line::styled(clip(&head, w), style));
