@@ -783,10 +783,7 @@ async fn server_errors_announce_each_retry_with_status_and_attempt() {
         ]
     );
     // Exponential backoff from the 5 ms base, capped at 40 ms, with jitter.
-    assert!(
-        b.iter().all(|x| x.4 <= Duration::from_millis(40)),
-        "{b:?}"
-    );
+    assert!(b.iter().all(|x| x.4 <= Duration::from_millis(40)), "{b:?}");
     // The last attempt is not announced: it ends the job instead.
     let last_backoff = evs
         .iter()

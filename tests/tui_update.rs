@@ -856,7 +856,13 @@ mod backoff {
         })
     }
 
-    fn backoff(job: u64, reason: FailReason, status: Option<u16>, attempt: u32, until: Instant) -> Msg {
+    fn backoff(
+        job: u64,
+        reason: FailReason,
+        status: Option<u16>,
+        attempt: u32,
+        until: Instant,
+    ) -> Msg {
         Msg::Backoff(Backoff {
             job,
             reason: Backoff::reason_text(reason, status),
@@ -894,7 +900,10 @@ mod backoff {
         let now = Instant::now();
         let until = now + Duration::from_secs(12);
         st.dirty = false;
-        update(&mut st, backoff(7, FailReason::RateLimited, Some(429), 1, until));
+        update(
+            &mut st,
+            backoff(7, FailReason::RateLimited, Some(429), 1, until),
+        );
         assert!(st.dirty);
         assert_eq!(
             st.engine.label(now),
@@ -939,7 +948,10 @@ mod backoff {
         update(&mut st, started(8));
         let now = Instant::now();
         let until = now + Duration::from_millis(1_500);
-        update(&mut st, backoff(7, FailReason::ServerError, Some(503), 3, until));
+        update(
+            &mut st,
+            backoff(7, FailReason::ServerError, Some(503), 3, until),
+        );
         assert_eq!(
             st.engine.label(now),
             "backoff: server error 503, retry in 2 s (attempt 3/5)"

@@ -23,7 +23,8 @@ use crate::llm::ResponseCache;
 use crate::store::Project;
 
 use super::state::{
-    Backoff, Effect, EngineStatus, Msg, State, StreamKind, StreamMsg, USAGE_RUN, usage_is_empty, usage_since,
+    Backoff, Effect, EngineStatus, Msg, State, StreamKind, StreamMsg, USAGE_RUN, usage_is_empty,
+    usage_since,
 };
 
 /// What the pipeline wants done after an input.

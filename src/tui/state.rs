@@ -12,11 +12,11 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::cli::ExportFormat;
-use crate::engine::FailReason;
 use crate::domain::{
     Class, ClassCounts, DecisionKind, Event, EventKind, GenerationSettings, Origin, ProjectState,
     SampleId, SampleState, Status, Usage,
 };
+use crate::engine::FailReason;
 
 use super::config::UiConfig;
 use super::keymap::Keymap;

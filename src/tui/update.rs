@@ -17,8 +17,8 @@ use crate::domain::{
 use super::keymap::{Action, KeySpec};
 use super::queue::Filter;
 use super::state::{
-    Backoff, Control, Effect, EngineStatus, ExportForm, ExportRequest, MAX_STREAMS, Mode, Msg, Pane,
-    STREAM_TAIL, State, StreamMsg, StreamRow, StreamState,
+    Backoff, Control, Effect, EngineStatus, ExportForm, ExportRequest, MAX_STREAMS, Mode, Msg,
+    Pane, STREAM_TAIL, State, StreamMsg, StreamRow, StreamState,
 };
 use super::view;
 

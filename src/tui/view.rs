@@ -13,11 +13,9 @@ use crate::cli::ExportFormat;
 use crate::domain::{SampleState, Status};
 
 use super::queue::doubt;
-use super::state::{
-    Control, EngineStatus, Mode, Pane, State, StreamKind, StreamState, retry_in,
-};
-use std::time::Instant;
+use super::state::{Control, EngineStatus, Mode, Pane, State, StreamKind, StreamState, retry_in};
 use super::theme::Theme;
+use std::time::Instant;
 
 /// Where everything is on screen; shared by the views and mouse handling.
 #[derive(Debug, Clone, Default)]
@@ -814,7 +812,10 @@ fn status_line(f: &mut Frame, st: &State, r: Rect, now: Instant) {
     let g = &st.tally.generated;
     let mut spans = vec![
         Span::raw(" "),
-        Span::styled(st.engine.label(now), engine_style.add_modifier(Modifier::BOLD)),
+        Span::styled(
+            st.engine.label(now),
+            engine_style.add_modifier(Modifier::BOLD),
+        ),
         Span::raw(format!(
             " │ {} gen · ✓{} ✗{} ·{}",
             g.accepted + g.rejected + g.pending,
