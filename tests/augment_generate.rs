@@ -315,7 +315,11 @@ async fn relabel_finds_the_llama_cpp_schema_form_with_one_extra_request() {
     assert_eq!(summary.relabelled, 5, "{summary}");
     assert_eq!(summary.unparsable_verdicts, 0);
     assert_all_loc(&dir, 5);
-    assert_eq!(server.requests(), 6, "one refused OpenAI-form request, then 5");
+    assert_eq!(
+        server.requests(),
+        6,
+        "one refused OpenAI-form request, then 5"
+    );
     let bodies = server.bodies();
     assert_eq!(bodies[0]["response_format"]["type"], "json_schema");
     for b in &bodies[1..] {
@@ -343,5 +347,9 @@ async fn relabel_parses_free_text_when_both_schema_forms_are_refused() {
     let bodies = server.bodies();
     assert_eq!(bodies[0]["response_format"]["type"], "json_schema");
     assert_eq!(bodies[1]["response_format"]["type"], "json_object");
-    assert!(bodies[2..].iter().all(|b| b.get("response_format").is_none()));
+    assert!(
+        bodies[2..]
+            .iter()
+            .all(|b| b.get("response_format").is_none())
+    );
 }

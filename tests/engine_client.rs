@@ -228,13 +228,20 @@ async fn llama_cpp_500_on_the_openai_schema_form_switches_to_json_object_once() 
     assert_eq!(client.capabilities().schema_form, SchemaForm::JsonSchema);
     let resp = client.chat(&schema_req(), |_| {}).await.unwrap();
     assert_eq!(resp.text, "{\"label\": \"a\"}");
-    assert_eq!(server.requests(), 2, "the OpenAI form, then the llama.cpp form");
+    assert_eq!(
+        server.requests(),
+        2,
+        "the OpenAI form, then the llama.cpp form"
+    );
     let caps = client.capabilities();
     assert_eq!(caps.json_schema, Capability::Supported);
     assert_eq!(caps.schema_form, SchemaForm::JsonObject);
     let bodies = server.bodies();
     assert_eq!(bodies[0]["response_format"]["type"], "json_schema");
-    assert_eq!(bodies[0]["response_format"]["json_schema"]["schema"], schema());
+    assert_eq!(
+        bodies[0]["response_format"]["json_schema"]["schema"],
+        schema()
+    );
     assert_eq!(
         bodies[1]["response_format"],
         json!({"type": "json_object", "schema": schema()})

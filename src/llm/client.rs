@@ -20,7 +20,8 @@ pub enum Capability {
     Unknown,
     /// Accepted (and, for logprobs, actually returned).
     Supported,
-    /// Rejected with a 400 naming it, or accepted but ignored; no longer sent.
+    /// Rejected with a 400/422 naming it (a JSON schema: in both
+    /// [`SchemaForm`]s), or accepted but ignored; no longer sent.
     Refused,
 }
 
@@ -443,14 +444,16 @@ impl LlmClient {
         let prompt_estimate = estimate_body_prompt(&body);
         loop {
             match self.post(&body, prompt_estimate, on_delta).await {
-                Err(e) if self.degrade(&mut body, &e) => {
-                    tracing::info!("server refused an optional feature, retrying without: {e}");
-                }
+                Err(e) => match self.degrade(&mut body, &e) {
+                    Some(retry) => {
+                        tracing::info!("server refused an optional feature, retrying {retry}: {e}")
+                    }
+                    None => return Err(e),
+                },
                 Ok(ok) => {
                     self.learn(&body, &ok.0);
                     return Ok(ok);
                 }
-                Err(e) => return Err(e),
             }
         }
     }
@@ -480,17 +483,18 @@ impl LlmClient {
     /// JSON schema in the OpenAI form, switch to the llama.cpp form) and
     /// remember. 400/422 name any optional field; a 500 counts only for
     /// `response_format` (llama-cpp-python's validation errors are 500s).
-    fn degrade(&self, body: &mut Map<String, Value>, err: &LlmError) -> bool {
+    /// Returns how the retry differs, `None` when this is no refusal.
+    fn degrade(&self, body: &mut Map<String, Value>, err: &LlmError) -> Option<&'static str> {
         let client_error = matches!(err.status, Some(400 | 422));
         if !client_error && err.status != Some(500) {
-            return false;
+            return None;
         }
         let text = format!("{} {}", err.message, err.raw.as_deref().unwrap_or("")).to_lowercase();
         if client_error && body.contains_key("logprobs") && text.contains("logprob") {
             self.set_cap(Cap::Logprobs, Capability::Refused);
             body.remove("logprobs");
             body.remove("top_logprobs");
-            return true;
+            return Some("without logprobs");
         }
         let schema_words: &[&str] = if client_error {
             &["response_format", "json_schema", "schema", "grammar"]
@@ -500,26 +504,26 @@ impl LlmClient {
         if let Some(rf) = body.get_mut("response_format")
             && schema_words.iter().any(|w| text.contains(w))
         {
-            match SchemaForm::parse(rf) {
+            return Some(match SchemaForm::parse(rf) {
                 Some((SchemaForm::JsonSchema, name, schema)) => {
                     let other = SchemaForm::JsonObject;
                     *rf = other.response_format(name, schema.clone());
                     self.set_schema_form(other);
+                    "with the JSON schema as response_format json_object+schema"
                 }
                 _ => {
                     self.set_cap(Cap::JsonSchema, Capability::Refused);
                     body.remove("response_format");
+                    "without response_format"
                 }
-            }
-            return true;
+            });
         }
-        if client_error && body.contains_key("stream_options") && text.contains("stream_options")
-        {
+        if client_error && body.contains_key("stream_options") && text.contains("stream_options") {
             self.set_cap(Cap::StreamUsage, Capability::Refused);
             body.remove("stream_options");
-            return true;
+            return Some("without stream_options");
         }
-        false
+        None
     }
 
     /// After a success: note which optional features the server honoured.
