@@ -92,7 +92,7 @@ async fn engine_run_with(backend: &BackendConfig, n: usize, deltas_on: bool) {
             }
             EngineEvent::Failed { message, .. } => panic!("request failed: {message}"),
             EngineEvent::Delta { text, .. } => deltas += text.len().min(1),
-            EngineEvent::Started { .. } => {}
+            EngineEvent::Started { .. } | EngineEvent::Backoff { .. } => {}
         }
     }
     assert!(!deltas_on || deltas >= n);

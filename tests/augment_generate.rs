@@ -251,3 +251,105 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A project with seeds and `n` generated questions awaiting a relabel;
+/// relabels ask one class at a time without logprobs or votes, so every
+/// sample costs exactly one request.
+fn relabel_project(server: &TestServer, dir: &Path, n: usize) {
+    let mut config = config(server);
+    config.backend.max_concurrency = 1;
+    config.relabel = RelabelSettings {
+        use_logprobs: false,
+        votes: 1,
+        ..RelabelSettings::default()
+    };
+    let mut p = Project::create(dir, config, seeds()).unwrap();
+    let generated = (0..n)
+        .map(|i| NewSample {
+            text: format!("Where is city number {i}?"),
+            label: "HUM".into(),
+            origin: Origin::Generated,
+            provenance: Provenance {
+                classes: vec!["HUM".into(), "LOC".into()],
+                ..Provenance::default()
+            },
+        })
+        .collect();
+    p.add_samples(generated).unwrap();
+}
+
+/// JSON when a schema was sent, free text otherwise; always LOC.
+fn loc_script() -> Script {
+    Script::with_fn(|r| {
+        if r.body.get("response_format").is_some() {
+            Reply::text(r#"{"label": "LOC"}"#)
+        } else {
+            Reply::text("The answer is LOC.")
+        }
+    })
+}
+
+async fn relabel_all(dir: &Path) -> run::RunSummary {
+    let p = Project::open(dir).unwrap();
+    let backend = p.config().backend.clone();
+    run::relabel(p, backend, true, false).await.unwrap()
+}
+
+fn assert_all_loc(dir: &Path, n: usize) {
+    let p = Project::open_read_only(dir).unwrap();
+    let verdicts: Vec<_> = p
+        .state()
+        .generated()
+        .map(|s| s.verdict().expect("verdict").label.clone())
+        .collect();
+    assert_eq!(verdicts, vec![Some("LOC".to_string()); n]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabel_finds_the_llama_cpp_schema_form_with_one_extra_request() {
+    let server = TestServer::start(loc_script().llama_cpp_response_format());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    relabel_project(&server, &dir, 5);
+    let summary = relabel_all(&dir).await;
+    assert_eq!(summary.relabelled, 5, "{summary}");
+    assert_eq!(summary.unparsable_verdicts, 0);
+    assert_all_loc(&dir, 5);
+    assert_eq!(
+        server.requests(),
+        6,
+        "one refused OpenAI-form request, then 5"
+    );
+    let bodies = server.bodies();
+    assert_eq!(bodies[0]["response_format"]["type"], "json_schema");
+    for b in &bodies[1..] {
+        let rf = &b["response_format"];
+        assert_eq!(rf["type"], "json_object", "{b}");
+        // Constrained to the class names offered (all six fit the prompt).
+        assert_eq!(
+            rf["schema"]["properties"]["label"]["enum"],
+            serde_json::json!(CLASSES)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabel_parses_free_text_when_both_schema_forms_are_refused() {
+    let server = TestServer::start(loc_script().no_json_schema());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    relabel_project(&server, &dir, 5);
+    let summary = relabel_all(&dir).await;
+    assert_eq!(summary.relabelled, 5, "{summary}");
+    assert_eq!(summary.unparsable_verdicts, 0);
+    assert_all_loc(&dir, 5);
+    assert_eq!(server.requests(), 7, "two refusals (one per form), then 5");
+    let bodies = server.bodies();
+    assert_eq!(bodies[0]["response_format"]["type"], "json_schema");
+    assert_eq!(bodies[1]["response_format"]["type"], "json_object");
+    assert!(
+        bodies[2..]
+            .iter()
+            .all(|b| b.get("response_format").is_none())
+    );
+}

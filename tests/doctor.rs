@@ -76,10 +76,36 @@ fn healthy_server_passes_every_check() {
         assert!(out.contains(line), "missing {line:?} in\n{out}");
     }
     assert!(out.contains("The backend is ready."), "{out}");
+    assert!(out.contains("json_schema (OpenAI form)"), "{out}");
     assert!(
         server.bodies().iter().any(|b| b["stream"] == true),
         "completion was streamed"
     );
+}
+
+#[test]
+fn llama_cpp_server_reports_the_json_object_schema_form() {
+    let server = TestServer::start(healthy_script().llama_cpp_response_format());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    project(&dir, server.backend());
+    let (code, out) = doctor(&dir, &[], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("json schema"))
+        .unwrap_or_default();
+    assert!(
+        line.trim_start().starts_with("ok    json schema")
+            && line.contains("json_object+schema (llama.cpp form"),
+        "{out}"
+    );
+    let forms: Vec<_> = server
+        .bodies()
+        .iter()
+        .filter_map(|b| b["response_format"]["type"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(forms, ["json_schema", "json_object"]);
 }
 
 #[test]

@@ -76,6 +76,7 @@ fn check_lifecycles(events: &[EngineEvent]) {
                 );
                 e.2 = text.clone();
             }
+            EngineEvent::Backoff { .. } => {}
             _ => e.1 = true,
         }
     }
@@ -700,4 +701,97 @@ async fn dropping_the_handle_drains_the_queue() {
             .unwrap()
             .is_none()
     );
+}
+
+/// The `Backoff` events of a run, in order.
+fn backoffs(events: &[EngineEvent]) -> Vec<(FailReason, Option<u16>, u32, u32, Duration)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::Backoff {
+                reason,
+                status,
+                attempt,
+                max_retries,
+                wait,
+                ..
+            } => Some((*reason, *status, *attempt, *max_retries, *wait)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_announces_the_backoff_with_reason_and_retry_after_then_finishes() {
+    let server = TestServer::start(Script::queue([
+        Reply::rate_limited("1"),
+        Reply::text("after the wait"),
+    ]));
+    let mut backend = server.backend();
+    backend.max_retries = 5;
+    let (engine, mut events) = start(&backend, None);
+    engine.submit(job("a", 9));
+    let evs = run_until(&mut events, 1).await;
+    assert_eq!(finished_text(terminals(&evs)[&9]), "after the wait");
+    let b = backoffs(&evs);
+    assert_eq!(b.len(), 1, "{evs:#?}");
+    let (reason, status, attempt, max_retries, wait) = b[0];
+    assert_eq!(reason, FailReason::RateLimited);
+    assert_eq!(reason.as_str(), "rate_limited");
+    assert_eq!(status, Some(429));
+    assert_eq!((attempt, max_retries), (1, 5));
+    // Retry-After: 1, not the test's 5 ms backoff.
+    assert!(
+        wait >= Duration::from_millis(990) && wait <= Duration::from_millis(1100),
+        "{wait:?}"
+    );
+    // Order: first attempt, the announcement, then the retry and its end.
+    let kinds: Vec<&str> = evs
+        .iter()
+        .filter(|e| !matches!(e, EngineEvent::Delta { .. }))
+        .map(|e| match e {
+            EngineEvent::Started { attempt: 0, .. } => "started0",
+            EngineEvent::Started { attempt: 1, .. } => "started1",
+            EngineEvent::Backoff { .. } => "backoff",
+            EngineEvent::Finished { .. } => "finished",
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["started0", "backoff", "started1", "finished"]);
+    assert!(evs.iter().all(|e| e.tag() == 9));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_announce_each_retry_with_status_and_attempt() {
+    let server = TestServer::start(Script::always(Reply::status(
+        503,
+        r#"{"error":{"message":"overloaded"}}"#,
+    )));
+    let mut backend = server.backend();
+    backend.max_retries = 2;
+    let (engine, mut events) = start(&backend, None);
+    engine.submit(job("a", 1));
+    let evs = run_until(&mut events, 1).await;
+    assert_eq!(failed_reason(terminals(&evs)[&1]), FailReason::ServerError);
+    let b = backoffs(&evs);
+    let seen: Vec<_> = b.iter().map(|x| (x.0, x.1, x.2, x.3)).collect();
+    assert_eq!(
+        seen,
+        [
+            (FailReason::ServerError, Some(503), 1, 2),
+            (FailReason::ServerError, Some(503), 2, 2),
+        ]
+    );
+    // Exponential backoff from the 5 ms base, capped at 40 ms, with jitter.
+    assert!(b.iter().all(|x| x.4 <= Duration::from_millis(40)), "{b:?}");
+    // The last attempt is not announced: it ends the job instead.
+    let last_backoff = evs
+        .iter()
+        .rposition(|e| matches!(e, EngineEvent::Backoff { .. }))
+        .unwrap();
+    let last_start = evs
+        .iter()
+        .rposition(|e| matches!(e, EngineEvent::Started { attempt: 2, .. }))
+        .unwrap();
+    assert!(last_backoff < last_start);
 }

@@ -6,7 +6,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::json;
-use straddle::llm::{Capability, ChatRequest, FailReason, LlmClient, Message};
+use straddle::llm::{Capability, ChatRequest, FailReason, LlmClient, Message, SchemaForm};
 use support::{LpToken, Reply, Script, TestServer};
 
 fn req(text: &str) -> ChatRequest {
@@ -197,13 +197,115 @@ async fn refused_logprobs_and_schema_degrade_and_are_remembered() {
     assert_eq!(caps.json_schema, Capability::Refused);
     assert_eq!(caps.stream_usage, Capability::Refused);
     let first = server.requests();
-    assert_eq!(first, 4, "one refusal per optional feature, then success");
+    assert_eq!(
+        first, 5,
+        "one refusal per optional feature (two for the schema: both forms), then success"
+    );
     // the next request goes straight through without them
     client.chat(&r, |_| {}).await.unwrap();
     assert_eq!(server.requests(), first + 1);
     let last = server.bodies().pop().unwrap();
     assert!(last.get("logprobs").is_none() && last.get("response_format").is_none());
     assert!(last.get("stream_options").is_none());
+}
+
+fn schema() -> serde_json::Value {
+    json!({"type": "object", "properties": {"label": {"type": "string", "enum": ["a", "b"]}},
+        "required": ["label"]})
+}
+
+fn schema_req() -> ChatRequest {
+    let mut r = req("classify");
+    r.set_json_schema("label", schema());
+    r
+}
+
+#[tokio::test]
+async fn llama_cpp_500_on_the_openai_schema_form_switches_to_json_object_once() {
+    let server = TestServer::start(Script::text("{\"label\": \"a\"}").llama_cpp_response_format());
+    let client = LlmClient::new(&server.backend()).unwrap();
+    assert_eq!(client.capabilities().json_schema, Capability::Unknown);
+    assert_eq!(client.capabilities().schema_form, SchemaForm::JsonSchema);
+    let resp = client.chat(&schema_req(), |_| {}).await.unwrap();
+    assert_eq!(resp.text, "{\"label\": \"a\"}");
+    assert_eq!(
+        server.requests(),
+        2,
+        "the OpenAI form, then the llama.cpp form"
+    );
+    let caps = client.capabilities();
+    assert_eq!(caps.json_schema, Capability::Supported);
+    assert_eq!(caps.schema_form, SchemaForm::JsonObject);
+    let bodies = server.bodies();
+    assert_eq!(bodies[0]["response_format"]["type"], "json_schema");
+    assert_eq!(
+        bodies[0]["response_format"]["json_schema"]["schema"],
+        schema()
+    );
+    assert_eq!(
+        bodies[1]["response_format"],
+        json!({"type": "json_object", "schema": schema()})
+    );
+    // Remembered: later requests (and clones of the client) go straight to it.
+    client.clone().chat(&schema_req(), |_| {}).await.unwrap();
+    assert_eq!(server.requests(), 3);
+    assert_eq!(
+        server.bodies()[2]["response_format"],
+        json!({"type": "json_object", "schema": schema()})
+    );
+}
+
+#[tokio::test]
+async fn openai_server_keeps_the_json_schema_form_and_422_also_switches() {
+    let server = TestServer::start(Script::text("{}").only_response_formats(&["json_schema"], 400));
+    let client = LlmClient::new(&server.backend()).unwrap();
+    client.chat(&schema_req(), |_| {}).await.unwrap();
+    assert_eq!(server.requests(), 1);
+    let caps = client.capabilities();
+    assert_eq!(
+        (caps.json_schema, caps.schema_form),
+        (Capability::Supported, SchemaForm::JsonSchema)
+    );
+    // A caller's llama.cpp-form schema is sent in the form this server takes.
+    let mut r = req("classify");
+    r.response_format = Some(json!({"type": "json_object", "schema": schema()}));
+    client.chat(&r, |_| {}).await.unwrap();
+    assert_eq!(server.requests(), 2);
+    assert_eq!(server.bodies()[1]["response_format"]["type"], "json_schema");
+
+    let server = TestServer::start(Script::text("{}").only_response_formats(&["json_object"], 422));
+    let client = LlmClient::new(&server.backend()).unwrap();
+    client.chat(&schema_req(), |_| {}).await.unwrap();
+    assert_eq!(server.requests(), 2);
+    assert_eq!(client.capabilities().schema_form, SchemaForm::JsonObject);
+}
+
+#[tokio::test]
+async fn a_500_not_naming_response_format_is_an_error_not_a_refusal() {
+    let server = TestServer::start(Script::queue([Reply::server_error(), Reply::text("{}")]));
+    let client = LlmClient::new(&server.backend()).unwrap();
+    let err = client.chat(&schema_req(), |_| {}).await.unwrap_err();
+    assert_eq!(err.reason, FailReason::ServerError);
+    assert_eq!(server.requests(), 1, "no retry inside the client");
+    let caps = client.capabilities();
+    assert_eq!(
+        (caps.json_schema, caps.schema_form),
+        (Capability::Unknown, SchemaForm::JsonSchema)
+    );
+}
+
+#[tokio::test]
+async fn a_server_refusing_both_schema_forms_gets_none_after_two_refusals() {
+    let server = TestServer::start(Script::text("a").only_response_formats(&["text"], 500));
+    let client = LlmClient::new(&server.backend()).unwrap();
+    let resp = client.chat(&schema_req(), |_| {}).await.unwrap();
+    assert_eq!(resp.text, "a");
+    assert_eq!(server.requests(), 3);
+    assert!(server.bodies()[2].get("response_format").is_none());
+    assert_eq!(client.capabilities().json_schema, Capability::Refused);
+    client.chat(&schema_req(), |_| {}).await.unwrap();
+    assert_eq!(server.requests(), 4);
+    assert!(server.bodies()[3].get("response_format").is_none());
 }
 
 #[tokio::test]

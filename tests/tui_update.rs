@@ -1044,3 +1044,161 @@ fn signals_re_sort_only_the_changed_samples_and_refresh_as_the_pool_grows() {
     );
     assert!(st.s3.signals_running);
 }
+
+mod backoff {
+    use super::*;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use std::time::{Duration, Instant};
+    use straddle::engine::FailReason;
+    use straddle::tui::state::Backoff;
+    use straddle::tui::view;
+
+    fn started(job: u64) -> Msg {
+        Msg::Stream(StreamMsg::Started {
+            job,
+            kind: StreamKind::Generate,
+            classes: "LOC×HUM".into(),
+            alpha: Some(0.7),
+        })
+    }
+
+    fn backoff(
+        job: u64,
+        reason: FailReason,
+        status: Option<u16>,
+        attempt: u32,
+        until: Instant,
+    ) -> Msg {
+        Msg::Backoff(Backoff {
+            job,
+            reason: Backoff::reason_text(reason, status),
+            attempt,
+            max_retries: 5,
+            until,
+        })
+    }
+
+    /// The screen as text, drawn as of `now`.
+    fn screen(st: &State, now: Instant) -> String {
+        let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
+        term.draw(|f| view::render_at(f, st, now)).unwrap();
+        let buf = term.backend().buffer();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    fn running_with_stream(job: u64) -> State {
+        let mut st = fixture::state(5);
+        update(&mut st, Msg::Engine(EngineStatus::Running));
+        update(&mut st, started(job));
+        st
+    }
+
+    #[test]
+    fn backoff_shows_the_reason_and_a_countdown_until_the_retry_starts() {
+        let mut st = running_with_stream(7);
+        let now = Instant::now();
+        let until = now + Duration::from_secs(12);
+        st.dirty = false;
+        update(
+            &mut st,
+            backoff(7, FailReason::RateLimited, Some(429), 1, until),
+        );
+        assert!(st.dirty);
+        assert_eq!(
+            st.engine.label(now),
+            "backoff: rate limited, retry in 12 s (attempt 1/5)"
+        );
+        // The countdown is computed when drawing, from the stored deadline.
+        assert_eq!(
+            st.engine.label(now + Duration::from_millis(10_500)),
+            "backoff: rate limited, retry in 2 s (attempt 1/5)"
+        );
+        assert_eq!(
+            st.engine.label(until),
+            "backoff: rate limited, retrying (attempt 1/5)"
+        );
+        assert_eq!(st.streams[0].retry_at, Some(until));
+        let text = screen(&st, now + Duration::from_secs(3));
+        assert!(
+            text.contains("backoff: rate limited, retry in 9 s (attempt 1/5)"),
+            "{text}"
+        );
+        assert!(text.contains("⟳ #7 retry in 9 s · gen LOC×HUM"), "{text}");
+
+        // Redraws only while a countdown runs, at most a second apart.
+        assert_eq!(st.next_tick(now), Some(now + Duration::from_secs(1)));
+        let mid = now + Duration::from_millis(2_700);
+        assert_eq!(st.next_tick(mid), Some(mid + Duration::from_millis(300)));
+        assert_eq!(st.next_tick(until), None);
+
+        // The retry goes out: the backoff is over, the row starts over.
+        update(&mut st, started(7));
+        assert_eq!(st.engine, EngineStatus::Running);
+        assert_eq!(st.streams.len(), 1);
+        assert_eq!(st.streams[0].retry_at, None);
+        assert_eq!(st.streams[0].state, StreamState::Running);
+        assert_eq!(st.next_tick(now), None);
+        assert!(!screen(&st, now).contains("backoff"));
+    }
+
+    #[test]
+    fn a_finished_request_ends_a_server_error_backoff() {
+        let mut st = running_with_stream(7);
+        update(&mut st, started(8));
+        let now = Instant::now();
+        let until = now + Duration::from_millis(1_500);
+        update(
+            &mut st,
+            backoff(7, FailReason::ServerError, Some(503), 3, until),
+        );
+        assert_eq!(
+            st.engine.label(now),
+            "backoff: server error 503, retry in 2 s (attempt 3/5)"
+        );
+        update(&mut st, Msg::Stream(StreamMsg::Finished { job: 8 }));
+        assert_eq!(st.engine, EngineStatus::Running);
+        // Job 7 itself still waits: its row keeps counting down.
+        let row = st.streams.iter().find(|r| r.job == 7).unwrap();
+        assert_eq!(row.retry_at, Some(until));
+        update(&mut st, Msg::Stream(StreamMsg::Finished { job: 7 }));
+        assert_eq!(st.next_tick(now), None);
+    }
+
+    #[test]
+    fn a_backoff_while_paused_keeps_the_paused_status() {
+        let mut st = fixture::state(5);
+        update(&mut st, key('g'));
+        update(&mut st, started(3));
+        update(&mut st, key('g'));
+        assert_eq!(st.engine, EngineStatus::Paused);
+        let now = Instant::now();
+        let until = now + Duration::from_secs(4);
+        update(&mut st, backoff(3, FailReason::Timeout, None, 1, until));
+        assert_eq!(st.engine, EngineStatus::Paused);
+        assert_eq!(st.streams[0].retry_at, Some(until));
+        // Pausing during a backoff: `g` pauses rather than resumes.
+        update(&mut st, key('g'));
+        update(&mut st, backoff(3, FailReason::Timeout, None, 1, until));
+        assert!(matches!(st.engine, EngineStatus::Backoff(_)));
+        assert_eq!(update(&mut st, key('g')), vec![Effect::PauseGeneration]);
+        assert_eq!(st.engine, EngineStatus::Paused);
+    }
+
+    #[test]
+    fn reasons_read_as_words() {
+        let t = Backoff::reason_text;
+        assert_eq!(t(FailReason::RateLimited, Some(429)), "rate limited");
+        assert_eq!(t(FailReason::ServerError, Some(502)), "server error 502");
+        assert_eq!(t(FailReason::ServerError, None), "server error");
+        assert_eq!(t(FailReason::Connect, None), "cannot connect");
+        assert_eq!(t(FailReason::Truncated, None), "reply cut off");
+    }
+}

@@ -70,49 +70,6 @@ impl PlannedRequest {
 /// A finished reply.
 pub type Reply = ChatResponse;
 
-/// How to ask for JSON constrained to the class names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JsonStyle {
-    /// OpenAI: `{"type":"json_schema","json_schema":{"name":…,"schema":…}}`.
-    JsonSchema,
-    /// llama-cpp-python (and llama.cpp's server):
-    /// `{"type":"json_object","schema":…}`.
-    JsonObject,
-}
-
-impl JsonStyle {
-    /// `JsonObject` for a server on the loopback interface (the local
-    /// llama.cpp servers straddle starts), `JsonSchema` elsewhere. The
-    /// llama-cpp-python server answers 500 to the OpenAI form, so guessing
-    /// wrong there would cost every relabel; a hosted API that refuses the
-    /// other form with a 400 only loses the constraint (the engine drops
-    /// the field and retries).
-    pub fn for_base_url(url: &str) -> JsonStyle {
-        let host = url
-            .split("://")
-            .nth(1)
-            .unwrap_or(url)
-            .split(['/', ':'])
-            .next()
-            .unwrap_or("");
-        if matches!(host, "127.0.0.1" | "localhost" | "[" | "0.0.0.0") || url.contains("[::1]") {
-            JsonStyle::JsonObject
-        } else {
-            JsonStyle::JsonSchema
-        }
-    }
-
-    pub fn response_format(self, schema: serde_json::Value) -> serde_json::Value {
-        match self {
-            JsonStyle::JsonSchema => serde_json::json!({
-                "type": "json_schema",
-                "json_schema": {"name": "label", "strict": true, "schema": schema}
-            }),
-            JsonStyle::JsonObject => serde_json::json!({"type": "json_object", "schema": schema}),
-        }
-    }
-}
-
 /// Key in `Provenance::extra` holding the request counter.
 pub const REQUEST_KEY: &str = "request";
 /// Key in `Provenance::extra` naming the sample a duplicate repeats.
@@ -126,7 +83,6 @@ pub struct Generator {
     settings: GenerationSettings,
     relabel: RelabelSettings,
     model: String,
-    json_style: JsonStyle,
     templates: Templates,
     counter: u64,
     dedup: DedupIndex,
@@ -167,7 +123,6 @@ impl Generator {
             settings,
             relabel: config.relabel.clone(),
             model: config.backend.model.clone(),
-            json_style: JsonStyle::for_base_url(&config.backend.base_url),
             templates,
             counter,
             seeds,
@@ -198,10 +153,6 @@ impl Generator {
 
     pub fn set_classes(&mut self, classes: Vec<Class>) {
         self.classes = classes;
-    }
-
-    pub fn set_json_style(&mut self, style: JsonStyle) {
-        self.json_style = style;
     }
 
     pub fn templates(&self) -> &Templates {
@@ -409,7 +360,9 @@ impl Generator {
             request.temperature = Some(0.0);
         }
         if r.use_json_schema {
-            request.response_format = Some(self.json_style.response_format(label_schema(&labels)));
+            // The client sends it in the form the server takes (or not at
+            // all, and the label is parsed from free text).
+            request.set_json_schema("label", label_schema(&labels));
         }
         let provenance = Provenance {
             template: Some(templates::RELABEL.to_string()),
@@ -794,10 +747,13 @@ mod tests {
         assert_eq!(rp.labels, vec!["HUM", "LOC", "NUM"]);
         assert_eq!(rp.request.logprobs, Some(true));
         assert_eq!(rp.request.temperature, Some(0.0));
-        // The default backend is local: llama.cpp-style JSON.
+        // Asked for in the OpenAI form whatever the server; the client
+        // picks the wire form.
+        let rf = rp.request.response_format.as_ref().unwrap();
+        assert_eq!(rf["type"], "json_schema");
         assert_eq!(
-            rp.request.response_format.as_ref().unwrap()["type"],
-            "json_object"
+            rf["json_schema"]["schema"]["properties"]["label"]["enum"],
+            serde_json::json!(["HUM", "LOC", "NUM"])
         );
         assert!(rp.prompt().contains("Text: Who painted the Mona Lisa?"));
         // A reply without logprobs: single verdict; the next plan votes.
@@ -816,22 +772,6 @@ mod tests {
         assert_eq!(g.plan_relabel(&st, id).unwrap().request.n, None);
         apply(&mut st, evs);
         assert!(Generator::needs_relabel(&st).is_empty());
-    }
-
-    #[test]
-    fn json_style_by_host() {
-        assert_eq!(
-            JsonStyle::for_base_url("http://127.0.0.1:8765/v1"),
-            JsonStyle::JsonObject
-        );
-        assert_eq!(
-            JsonStyle::for_base_url("http://localhost/v1"),
-            JsonStyle::JsonObject
-        );
-        assert_eq!(
-            JsonStyle::for_base_url("https://api.openai.com/v1"),
-            JsonStyle::JsonSchema
-        );
     }
 
     #[test]

@@ -31,5 +31,5 @@ pub mod templates;
 
 pub use dedup::{DedupIndex, DupKind, DupMatch};
 pub use doubt::{Doubt, DoubtContext, doubt};
-pub use generator::{Generator, JsonStyle, PlannedRequest, Reply, RequestKind};
+pub use generator::{Generator, PlannedRequest, Reply, RequestKind};
 pub use templates::Templates;

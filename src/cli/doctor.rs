@@ -3,7 +3,8 @@
 //!
 //! Checks, in order: the API key variable, that the server answers at
 //! `/models`, that the model is listed, that a tiny streamed completion
-//! works, and whether logprobs and JSON-schema output are supported (the
+//! works, and whether logprobs and JSON-schema output are supported (and in
+//! which `response_format` form the server takes the schema; the
 //! relabel step uses them when they are, and degrades when not). Opens the
 //! project read-only, so it runs beside the app. Exit status 1 when a
 //! required check fails.
@@ -14,7 +15,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::domain::BackendConfig;
-use crate::llm::{Capability, ChatRequest, FailReason, LlmClient, LlmError, Message};
+use crate::llm::{Capability, ChatRequest, FailReason, LlmClient, LlmError, Message, SchemaForm};
 use crate::store::Project;
 
 /// Outcome of one check.
@@ -351,45 +352,56 @@ async fn json_schema_check(client: &LlmClient) -> Check {
     )]);
     req.max_tokens = Some(30);
     req.temperature = Some(0.0);
-    req.response_format = Some(json!({
-        "type": "json_schema",
-        "json_schema": {
-            "name": "verdict",
-            "strict": true,
-            "schema": {
-                "type": "object",
-                "properties": {"label": {"type": "string", "enum": ["positive", "negative"]}},
-                "required": ["label"],
-                "additionalProperties": false
-            }
-        }
-    }));
+    req.set_json_schema(
+        "verdict",
+        json!({
+            "type": "object",
+            "properties": {"label": {"type": "string", "enum": ["positive", "negative"]}},
+            "required": ["label"],
+            "additionalProperties": false
+        }),
+    );
     match client.chat(&req, |_| {}).await {
         Ok(r) if client.capabilities().json_schema == Capability::Supported => {
+            let form = schema_form_words(client.capabilities().schema_form);
             if serde_json::from_str::<serde_json::Value>(r.text.trim()).is_ok_and(|v| v.is_object())
             {
                 check(
                     "json schema",
                     Status::Ok,
-                    "supported: relabel answers are constrained JSON",
+                    format!("supported {form}: relabel answers are constrained JSON"),
                 )
             } else {
                 check(
                     "json schema",
                     Status::Warn,
-                    "accepted but not enforced (the answer was not JSON): relabel parses free text",
+                    format!(
+                        "accepted {form} but not enforced (the answer was not JSON): relabel \
+                         parses free text"
+                    ),
                 )
             }
         }
         Ok(_) => check(
             "json schema",
             Status::Warn,
-            "not supported: relabel parses free-text answers",
+            "not supported (refused as response_format json_schema and as json_object+schema): \
+             relabel parses free-text answers",
         ),
         Err(e) => check(
             "json schema",
             Status::Warn,
             format!("probe failed: {}", e.message),
         ),
+    }
+}
+
+/// Which `response_format` form the server took, for the report.
+fn schema_form_words(form: SchemaForm) -> &'static str {
+    match form {
+        SchemaForm::JsonSchema => "as response_format json_schema (OpenAI form)",
+        SchemaForm::JsonObject => {
+            "as response_format json_object+schema (llama.cpp form; the OpenAI form was refused)"
+        }
     }
 }

@@ -319,7 +319,9 @@ async fn ask_rationales(
                     reason.as_str()
                 );
             }
-            EngineEvent::Started { .. } | EngineEvent::Delta { .. } => {}
+            EngineEvent::Started { .. }
+            | EngineEvent::Delta { .. }
+            | EngineEvent::Backoff { .. } => {}
         }
     }
     project.append(vec![EventKind::UsageRecorded(UsageRecorded {

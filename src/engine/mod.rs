@@ -5,7 +5,7 @@
 //!        ▲                                        │  (queue, caps,          │ (HTTP via LlmClient,
 //!        └────── usage()/stats() (shared) ────────┤   buckets, retries)     │  deltas straight out)
 //!                                                 ▼                         ▼
-//!                              mpsc::UnboundedReceiver<EngineEvent>  (Started, Delta, Finished, Failed)
+//!                   mpsc::UnboundedReceiver<EngineEvent>  (Started, Delta, Backoff, Finished, Failed)
 //! ```
 //!
 //! # Using it
@@ -21,6 +21,7 @@
 //!         EngineEvent::Delta { text, .. } => { /* text so far */ }
 //!         EngineEvent::Finished { tag, response, .. } => { assert_eq!(tag, 42); let _ = response.text; break }
 //!         EngineEvent::Failed { reason, message, .. } => { eprintln!("{reason}: {message}"); break }
+//!         EngineEvent::Backoff { reason, wait, .. } => eprintln!("{reason}, retry in {wait:?}"),
 //!         EngineEvent::Started { .. } => {}
 //!     }
 //! }
@@ -32,6 +33,8 @@
 //! * Every submitted job ends in exactly one [`EngineEvent::Finished`] or
 //!   [`EngineEvent::Failed`]; its `Started`/`Delta` events come before it.
 //!   A job cancelled after its answer already arrived still finishes.
+//!   A retry is announced by a [`EngineEvent::Backoff`] (why, which
+//!   attempt, how long until it goes out) before its `Started`.
 //! * At most `concurrency` requests are in flight (fewer after 429s: the
 //!   limit halves on each and grows back by one per window of successes).
 //! * `requests_per_minute` / `tokens_per_minute` are token buckets with
@@ -104,6 +107,25 @@ pub enum EngineEvent {
         response: ChatResponse,
         latency: Duration,
     },
+    /// An attempt failed and the job waits before it is sent again.
+    /// Sent once per retry, before that retry's `Started`.
+    Backoff {
+        id: JobId,
+        tag: u64,
+        /// Why the last attempt failed.
+        reason: FailReason,
+        /// Its HTTP status, if it got one (e.g. 503).
+        status: Option<u16>,
+        /// The attempt that will go out next (the `attempt` of the coming
+        /// `Started`, so 1 for the first retry); at most `max_retries`.
+        attempt: u32,
+        /// The backend's `max_retries`.
+        max_retries: u32,
+        /// How long until the retry may go out: the server's
+        /// `Retry-After` or the backoff delay, or longer while a
+        /// rate-limit hold keeps every dispatch waiting.
+        wait: Duration,
+    },
     /// Given up: the reason of the last attempt, a message saying what
     /// happened (and how many attempts were made), the raw reply if any.
     Failed {
@@ -120,6 +142,7 @@ impl EngineEvent {
         match self {
             EngineEvent::Started { id, .. }
             | EngineEvent::Delta { id, .. }
+            | EngineEvent::Backoff { id, .. }
             | EngineEvent::Finished { id, .. }
             | EngineEvent::Failed { id, .. } => *id,
         }
@@ -128,6 +151,7 @@ impl EngineEvent {
         match self {
             EngineEvent::Started { tag, .. }
             | EngineEvent::Delta { tag, .. }
+            | EngineEvent::Backoff { tag, .. }
             | EngineEvent::Finished { tag, .. }
             | EngineEvent::Failed { tag, .. } => *tag,
         }

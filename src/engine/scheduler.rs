@@ -418,6 +418,17 @@ impl Scheduler {
         if e.reason == FailReason::RateLimited {
             self.hold(now + delay);
         }
+        let not_before = now + delay;
+        let ready = self.hold_until.map_or(not_before, |h| h.max(not_before));
+        self.emit(EngineEvent::Backoff {
+            id,
+            tag: r.tag,
+            reason: e.reason,
+            status: e.status,
+            attempt: r.attempt + 1,
+            max_retries: self.max_retries,
+            wait: ready - now,
+        });
         tracing::debug!(
             "job {id}: attempt {} failed ({}), retrying in {delay:?}",
             r.attempt,
@@ -427,7 +438,7 @@ impl Scheduler {
             id,
             job: r.job,
             attempt: r.attempt + 1,
-            not_before: Some(now + delay),
+            not_before: Some(not_before),
             prepared: Some(r.prepared),
         });
     }

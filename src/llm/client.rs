@@ -20,7 +20,8 @@ pub enum Capability {
     Unknown,
     /// Accepted (and, for logprobs, actually returned).
     Supported,
-    /// Rejected with a 400 naming it, or accepted but ignored; no longer sent.
+    /// Rejected with a 400/422 naming it (a JSON schema: in both
+    /// [`SchemaForm`]s), or accepted but ignored; no longer sent.
     Refused,
 }
 
@@ -34,13 +35,70 @@ impl Capability {
     }
 }
 
+/// How a server wants a JSON-schema `response_format` written. Callers
+/// always ask in the OpenAI form ([`ChatRequest::set_json_schema`](super::ChatRequest::set_json_schema));
+/// the client rewrites it into the form the server takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchemaForm {
+    /// OpenAI, vLLM, Ollama and most hosted APIs:
+    /// `{"type":"json_schema","json_schema":{"name":…,"strict":true,"schema":…}}`.
+    JsonSchema,
+    /// llama.cpp's server via llama-cpp-python (which answers the OpenAI
+    /// form with a 500): `{"type":"json_object","schema":…}`.
+    JsonObject,
+}
+
+impl SchemaForm {
+    /// The `response_format` asking for JSON matching `schema`, in this form.
+    pub fn response_format(self, name: &str, schema: Value) -> Value {
+        match self {
+            SchemaForm::JsonSchema => json!({
+                "type": "json_schema",
+                "json_schema": {"name": name, "strict": true, "schema": schema}
+            }),
+            SchemaForm::JsonObject => json!({"type": "json_object", "schema": schema}),
+        }
+    }
+
+    /// The form, name and schema of a JSON-schema `response_format` (in
+    /// either form); `None` for anything else (`text`, bare `json_object`).
+    pub fn parse(response_format: &Value) -> Option<(SchemaForm, &str, &Value)> {
+        match response_format.get("type")?.as_str()? {
+            "json_schema" => {
+                let js = response_format.get("json_schema")?;
+                let name = js.get("name").and_then(Value::as_str).unwrap_or("response");
+                Some((SchemaForm::JsonSchema, name, js.get("schema")?))
+            }
+            "json_object" => Some((
+                SchemaForm::JsonObject,
+                "response",
+                response_format.get("schema")?,
+            )),
+            _ => None,
+        }
+    }
+
+    /// Short name for messages: `json_schema` or `json_object+schema`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SchemaForm::JsonSchema => "json_schema",
+            SchemaForm::JsonObject => "json_object+schema",
+        }
+    }
+}
+
 /// What the client has learnt about the server so far.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Capabilities {
     /// `logprobs` / `top_logprobs`.
     pub logprobs: Capability,
-    /// `response_format` (JSON schema).
+    /// JSON-schema output (`response_format`) in either [`SchemaForm`];
+    /// `Refused` once the server refused both.
     pub json_schema: Capability,
+    /// The form JSON-schema requests are sent in: the one the server took
+    /// when `json_schema` is `Supported`, the one tried next while it is
+    /// `Unknown` (the OpenAI form until a server refuses it).
+    pub schema_form: SchemaForm,
     /// `stream_options.include_usage`.
     pub stream_usage: Capability,
 }
@@ -157,6 +215,8 @@ struct Inner {
     stream: bool,
     timeout: Duration,
     caps: [AtomicU8; 3],
+    /// 0: [`SchemaForm::JsonSchema`], 1: [`SchemaForm::JsonObject`].
+    schema_form: AtomicU8,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -238,6 +298,7 @@ impl LlmClient {
                 stream: backend.stream,
                 timeout: Duration::from_secs_f64(backend.timeout_s.max(0.001)),
                 caps: Default::default(),
+                schema_form: AtomicU8::new(0),
             }),
         })
     }
@@ -263,8 +324,24 @@ impl LlmClient {
         Capabilities {
             logprobs: self.cap(Cap::Logprobs),
             json_schema: self.cap(Cap::JsonSchema),
+            schema_form: self.schema_form(),
             stream_usage: self.cap(Cap::StreamUsage),
         }
+    }
+
+    fn schema_form(&self) -> SchemaForm {
+        match self.inner.schema_form.load(Ordering::Relaxed) {
+            0 => SchemaForm::JsonSchema,
+            _ => SchemaForm::JsonObject,
+        }
+    }
+
+    fn set_schema_form(&self, form: SchemaForm) {
+        let v = match form {
+            SchemaForm::JsonSchema => 0,
+            SchemaForm::JsonObject => 1,
+        };
+        self.inner.schema_form.store(v, Ordering::Relaxed);
     }
 
     fn cap(&self, c: Cap) -> Capability {
@@ -325,8 +402,12 @@ impl LlmClient {
     }
 
     /// Send a body built by [`body`](Self::body): adds the streaming
-    /// fields, drops capabilities the server refused before, and on a 400
-    /// that names one retries at once without it (remembering that).
+    /// fields, drops capabilities the server refused before, writes a
+    /// JSON-schema `response_format` in the form the server takes, and on a
+    /// 400/422 that names an optional field retries at once without it
+    /// (remembering that). A refused JSON schema is first retried in the
+    /// other [`SchemaForm`] (also on a 500 naming `response_format`, which
+    /// is how llama-cpp-python refuses the OpenAI form), then without.
     /// Bounded by the backend's timeout.
     pub async fn send(
         &self,
@@ -353,6 +434,7 @@ impl LlmClient {
     ) -> Result<(ChatResponse, RateLimitInfo), LlmError> {
         let mut body = body.clone();
         self.strip_refused(&mut body);
+        self.shape_schema(&mut body);
         if self.inner.stream {
             body.insert("stream".into(), Value::Bool(true));
             if self.cap(Cap::StreamUsage) != Capability::Refused {
@@ -362,14 +444,16 @@ impl LlmClient {
         let prompt_estimate = estimate_body_prompt(&body);
         loop {
             match self.post(&body, prompt_estimate, on_delta).await {
-                Err(e) if matches!(e.status, Some(400 | 422)) && self.degrade(&mut body, &e) => {
-                    tracing::info!("server refused an optional feature, retrying without: {e}");
-                }
+                Err(e) => match self.degrade(&mut body, &e) {
+                    Some(retry) => {
+                        tracing::info!("server refused an optional feature, retrying {retry}: {e}")
+                    }
+                    None => return Err(e),
+                },
                 Ok(ok) => {
                     self.learn(&body, &ok.0);
                     return Ok(ok);
                 }
-                Err(e) => return Err(e),
             }
         }
     }
@@ -384,30 +468,62 @@ impl LlmClient {
         }
     }
 
-    /// On a 400 naming an optional field we sent: mark it refused, drop it.
-    fn degrade(&self, body: &mut Map<String, Value>, err: &LlmError) -> bool {
+    /// Write a JSON-schema `response_format` in the form this server takes.
+    fn shape_schema(&self, body: &mut Map<String, Value>) {
+        let form = self.schema_form();
+        if let Some(rf) = body.get_mut("response_format")
+            && let Some((sent, name, schema)) = SchemaForm::parse(rf)
+            && sent != form
+        {
+            *rf = form.response_format(name, schema.clone());
+        }
+    }
+
+    /// On a refusal naming an optional field we sent: drop it (or, for a
+    /// JSON schema in the OpenAI form, switch to the llama.cpp form) and
+    /// remember. 400/422 name any optional field; a 500 counts only for
+    /// `response_format` (llama-cpp-python's validation errors are 500s).
+    /// Returns how the retry differs, `None` when this is no refusal.
+    fn degrade(&self, body: &mut Map<String, Value>, err: &LlmError) -> Option<&'static str> {
+        let client_error = matches!(err.status, Some(400 | 422));
+        if !client_error && err.status != Some(500) {
+            return None;
+        }
         let text = format!("{} {}", err.message, err.raw.as_deref().unwrap_or("")).to_lowercase();
-        if body.contains_key("logprobs") && text.contains("logprob") {
+        if client_error && body.contains_key("logprobs") && text.contains("logprob") {
             self.set_cap(Cap::Logprobs, Capability::Refused);
             body.remove("logprobs");
             body.remove("top_logprobs");
-            return true;
+            return Some("without logprobs");
         }
-        if body.contains_key("response_format")
-            && ["response_format", "json_schema", "schema", "grammar"]
-                .iter()
-                .any(|w| text.contains(w))
+        let schema_words: &[&str] = if client_error {
+            &["response_format", "json_schema", "schema", "grammar"]
+        } else {
+            &["response_format", "json_schema"]
+        };
+        if let Some(rf) = body.get_mut("response_format")
+            && schema_words.iter().any(|w| text.contains(w))
         {
-            self.set_cap(Cap::JsonSchema, Capability::Refused);
-            body.remove("response_format");
-            return true;
+            return Some(match SchemaForm::parse(rf) {
+                Some((SchemaForm::JsonSchema, name, schema)) => {
+                    let other = SchemaForm::JsonObject;
+                    *rf = other.response_format(name, schema.clone());
+                    self.set_schema_form(other);
+                    "with the JSON schema as response_format json_object+schema"
+                }
+                _ => {
+                    self.set_cap(Cap::JsonSchema, Capability::Refused);
+                    body.remove("response_format");
+                    "without response_format"
+                }
+            });
         }
-        if body.contains_key("stream_options") && text.contains("stream_options") {
+        if client_error && body.contains_key("stream_options") && text.contains("stream_options") {
             self.set_cap(Cap::StreamUsage, Capability::Refused);
             body.remove("stream_options");
-            return true;
+            return Some("without stream_options");
         }
-        false
+        None
     }
 
     /// After a success: note which optional features the server honoured.
@@ -423,7 +539,10 @@ impl LlmClient {
                 },
             );
         }
-        if body.contains_key("response_format") {
+        if let Some(rf) = body.get("response_format") {
+            if let Some((form, _, _)) = SchemaForm::parse(rf) {
+                self.set_schema_form(form);
+            }
             self.set_cap(Cap::JsonSchema, Capability::Supported);
         }
         if body.contains_key("stream_options") && !resp.usage.estimated {

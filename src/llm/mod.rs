@@ -4,7 +4,9 @@
 //!   JSON reply) and `/v1/models`. One client is shared by all requests of a
 //!   run; it remembers per server which optional capabilities (logprobs,
 //!   JSON-schema output, `stream_options.include_usage`) the server refused
-//!   and stops sending them ([`Capabilities`]).
+//!   and stops sending them ([`Capabilities`]). JSON-schema output is asked
+//!   for in the OpenAI form; the client finds out per server whether it
+//!   takes that or llama.cpp's `json_object`+`schema` form ([`SchemaForm`]).
 //! * [`ResponseCache`] stores finished responses on disk, keyed by a hash of
 //!   the server host, the model and the request body.
 //! * [`LlmError`] carries a [`FailReason`] so callers can decide what to
@@ -20,7 +22,7 @@ mod error;
 mod sse;
 
 pub use cache::ResponseCache;
-pub use client::{Capabilities, Capability, LlmClient, RateLimitInfo};
+pub use client::{Capabilities, Capability, LlmClient, RateLimitInfo, SchemaForm};
 pub use error::{FailReason, LlmError};
 
 use serde::{Deserialize, Serialize};
@@ -74,7 +76,9 @@ pub struct ChatRequest {
     pub logprobs: Option<bool>,
     pub top_logprobs: Option<u32>,
     /// E.g. `{"type":"json_schema","json_schema":{…}}` (optional capability,
-    /// degraded like `logprobs`).
+    /// degraded like `logprobs`). A JSON schema (set it with
+    /// [`set_json_schema`](Self::set_json_schema)) is sent in the form the
+    /// server takes, see [`SchemaForm`].
     pub response_format: Option<Value>,
     /// Any other body fields; they override the backend's `extra_body`.
     pub extra: Map<String, Value>,
@@ -87,6 +91,13 @@ impl ChatRequest {
             messages,
             ..ChatRequest::default()
         }
+    }
+    /// Ask for JSON matching `schema` (an optional capability). Written in
+    /// the OpenAI form, which is also what the response cache keys on; the
+    /// client sends whichever [`SchemaForm`] the server takes, or nothing
+    /// when it takes neither (the answer is then free text).
+    pub fn set_json_schema(&mut self, name: &str, schema: Value) {
+        self.response_format = Some(SchemaForm::JsonSchema.response_format(name, schema));
     }
     /// Rough prompt size in tokens (4 characters a token), used for rate
     /// limiting and as the fallback when a server reports no usage.

@@ -10,6 +10,7 @@
 //! soon as it is in the journal; an edited one again after its edit.
 
 use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::augment::{Generator, PlannedRequest, Reply, RequestKind, Templates};
@@ -22,7 +23,8 @@ use crate::llm::ResponseCache;
 use crate::store::Project;
 
 use super::state::{
-    Effect, EngineStatus, Msg, State, StreamKind, StreamMsg, USAGE_RUN, usage_is_empty, usage_since,
+    Backoff, Effect, EngineStatus, Msg, State, StreamKind, StreamMsg, USAGE_RUN, usage_is_empty,
+    usage_since,
 };
 
 /// What the pipeline wants done after an input.
@@ -415,21 +417,31 @@ impl Pipeline {
                 let Some(p) = self.jobs.get(&id) else {
                     return out;
                 };
-                if attempt == 0 {
-                    out.msgs.push(Msg::Stream(StreamMsg::Started {
+                // A retry (attempt > 0) restarts the job's row.
+                tracing::debug!("request #{id}: attempt {attempt} sent");
+                out.msgs.push(Msg::Stream(StreamMsg::Started {
+                    job: id,
+                    kind: stream_kind(p),
+                    classes: stream_label(st, p),
+                    alpha: p.provenance.alpha,
+                }));
+            }
+            EngineEvent::Backoff {
+                id,
+                reason,
+                status,
+                attempt,
+                max_retries,
+                wait,
+                ..
+            } => {
+                if self.jobs.contains_key(&id) {
+                    out.msgs.push(Msg::Backoff(Backoff {
                         job: id,
-                        kind: stream_kind(p),
-                        classes: stream_label(st, p),
-                        alpha: p.provenance.alpha,
-                    }));
-                } else {
-                    out.msgs.push(Msg::Engine(EngineStatus::Backoff(format!(
-                        "retrying request #{id} (attempt {})",
-                        attempt + 1
-                    ))));
-                    out.msgs.push(Msg::Stream(StreamMsg::Delta {
-                        job: id,
-                        text: String::new(),
+                        reason: Backoff::reason_text(reason, status),
+                        attempt,
+                        max_retries,
+                        until: Instant::now() + wait,
                     }));
                 }
             }

@@ -1,7 +1,9 @@
 //! The runtime: one tokio loop that selects over terminal input, store
 //! acknowledgements and engine events, feeds them to `update`, runs the
 //! effects and redraws only when something changed (at most ~30 fps; an
-//! idle app sleeps in `select!` with no timer armed).
+//! idle app sleeps in `select!` with no timer armed — the one timer besides
+//! frames and usage polls is a once-a-second tick while a retry countdown
+//! is on screen).
 //!
 //! Durability: journal appends run on a dedicated writer thread that owns
 //! the `Project`. While an append caused by a key is in flight the loop
@@ -216,6 +218,8 @@ enum Input {
     Background(Msg),
     Frame,
     Usage,
+    /// A countdown on screen changed.
+    Tick,
 }
 
 impl App {
@@ -249,6 +253,9 @@ impl App {
             }
             was_busy = busy;
             let frame_due = self.st.dirty.then(|| last_draw + FRAME);
+            // Only while a retry countdown is on screen: once a second
+            // at most, and never when idle.
+            let tick = self.st.next_tick(Instant::now());
             let read_keys = self.key_acks == 0 && !quitting;
             let next = tokio::select! {
                 Some(d) = self.done_rx.recv() => Input::Store(d),
@@ -258,6 +265,7 @@ impl App {
                 Some(m) = self.bg_rx.recv() => Input::Background(m),
                 _ = sleep_until(frame_due), if frame_due.is_some() => Input::Frame,
                 _ = usage_timer.tick(), if busy => Input::Usage,
+                _ = sleep_until(tick), if tick.is_some() => Input::Tick,
             };
             self.handle(next, &export_tx)?;
             // Drain whatever else is queued before drawing.
@@ -317,6 +325,9 @@ impl App {
             Input::Usage => {
                 let (usage, req_per_s) = self.pipeline.usage();
                 update(&mut self.st, Msg::Usage { usage, req_per_s });
+            }
+            Input::Tick => {
+                update(&mut self.st, Msg::Tick);
             }
             Input::Frame => {}
         }

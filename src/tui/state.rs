@@ -9,12 +9,14 @@ use crossterm::event::{KeyEvent, MouseEvent};
 use ratatui_textarea::TextArea;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use crate::cli::ExportFormat;
 use crate::domain::{
     Class, ClassCounts, DecisionKind, Event, EventKind, GenerationSettings, Origin, ProjectState,
     SampleId, SampleState, Status, Usage,
 };
+use crate::engine::FailReason;
 
 use super::config::UiConfig;
 use super::keymap::Keymap;
@@ -58,21 +60,101 @@ pub enum EngineStatus {
     Running,
     Paused,
     /// Waiting before a retry (rate limit, server error), with the reason.
-    Backoff(String),
+    Backoff(Backoff),
     /// The backend cannot be reached; the message says how to fix it.
     Unreachable(String),
 }
 
 impl EngineStatus {
-    pub fn label(&self) -> String {
+    /// The status line's word(s); a backoff's countdown is taken at `now`.
+    pub fn label(&self, now: Instant) -> String {
         match self {
             EngineStatus::Idle => "idle".into(),
             EngineStatus::Running => "running".into(),
             EngineStatus::Paused => "paused".into(),
-            EngineStatus::Backoff(r) => format!("backoff: {r}"),
+            EngineStatus::Backoff(b) => format!("backoff: {}", b.label(now)),
             EngineStatus::Unreachable(_) => "unreachable".into(),
         }
     }
+}
+
+/// A request the engine will send again after a wait.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Backoff {
+    pub job: u64,
+    /// Why the last attempt failed, for people: "rate limited",
+    /// "server error 503" (see [`Backoff::reason_text`]).
+    pub reason: String,
+    /// The attempt that goes out next (1 = first retry).
+    pub attempt: u32,
+    pub max_retries: u32,
+    /// When the retry may go out (the countdown is computed from it when
+    /// drawing, so nothing ticks to keep it current).
+    pub until: Instant,
+}
+
+impl Backoff {
+    /// "rate limited, retry in 12 s (attempt 1/5)"; "retrying" once the
+    /// deadline has passed.
+    pub fn label(&self, now: Instant) -> String {
+        format!(
+            "{}, {} (attempt {}/{})",
+            self.reason,
+            retry_in(self.until, now),
+            self.attempt,
+            self.max_retries
+        )
+    }
+
+    /// A failure reason in words, with the HTTP status where it helps.
+    pub fn reason_text(reason: FailReason, status: Option<u16>) -> String {
+        let words = match reason {
+            FailReason::RateLimited => "rate limited",
+            FailReason::ServerError => "server error",
+            FailReason::Timeout => "timed out",
+            FailReason::Connect => "cannot connect",
+            FailReason::Malformed => "malformed reply",
+            FailReason::Truncated => "reply cut off",
+            FailReason::StreamError => "error in stream",
+            other => other.as_str(),
+        };
+        match status {
+            Some(code) if reason == FailReason::ServerError => format!("{words} {code}"),
+            _ => words.to_string(),
+        }
+    }
+}
+
+/// "retry in 12 s" (whole seconds, rounded up), or "retrying" when due.
+pub fn retry_in(until: Instant, now: Instant) -> String {
+    let left = until.saturating_duration_since(now);
+    if left.is_zero() {
+        return "retrying".into();
+    }
+    let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+    format!("retry in {secs} s")
+}
+
+/// When a countdown shown at `now` next changes its whole-second value
+/// (at most one second ahead), for the deadline that changes first;
+/// `None` when no deadline is still ahead.
+pub fn next_countdown_change(
+    deadlines: impl IntoIterator<Item = Instant>,
+    now: Instant,
+) -> Option<Instant> {
+    deadlines
+        .into_iter()
+        .filter(|d| *d > now)
+        .map(|d| {
+            let left = d - now;
+            let frac = Duration::from_nanos(u64::from(left.subsec_nanos()));
+            now + if frac.is_zero() {
+                Duration::from_secs(1)
+            } else {
+                frac
+            }
+        })
+        .min()
 }
 
 /// What a stream row is for.
@@ -103,6 +185,8 @@ pub struct StreamRow {
     /// Characters received.
     pub chars: usize,
     pub state: StreamState,
+    /// Set while the request waits to be sent again.
+    pub retry_at: Option<Instant>,
 }
 
 /// Progress of requests, as the runtime reports it from engine events.
@@ -141,6 +225,12 @@ pub enum Msg {
     AppendFailed(String),
     Stream(StreamMsg),
     Engine(EngineStatus),
+    /// A request failed and will be retried after a wait: the status line
+    /// shows why and counts down; its Streams row says "retry in N s".
+    /// A later `Started` or `Finished` ends the backoff state.
+    Backoff(Backoff),
+    /// Time passed while a countdown is on screen: redraw.
+    Tick,
     /// Live usage of this session's engine.
     Usage {
         usage: Usage,
@@ -638,6 +728,18 @@ impl State {
             (None, Some(n)) => Some((n.as_str(), false)),
             (None, None) => None,
         }
+    }
+
+    /// When the screen must be redrawn for a countdown (a backoff in the
+    /// status line or a stream row) to stay right; `None` when none is
+    /// running, so an idle app does not wake.
+    pub fn next_tick(&self, now: Instant) -> Option<Instant> {
+        let engine = match &self.engine {
+            EngineStatus::Backoff(b) => Some(b.until),
+            _ => None,
+        };
+        let rows = self.streams.iter().filter_map(|r| r.retry_at);
+        next_countdown_change(engine.into_iter().chain(rows), now)
     }
 
     /// Whether the screen is too small for all panes at once.

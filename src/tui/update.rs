@@ -18,8 +18,8 @@ use super::keymap::{Action, KeySpec};
 use super::queue::Filter;
 use super::s3;
 use super::state::{
-    Control, Effect, EngineStatus, ExportForm, ExportRequest, MAX_STREAMS, Mode, Msg, Pane,
-    STREAM_TAIL, State, StreamMsg, StreamRow, StreamState,
+    Backoff, Control, Effect, EngineStatus, ExportForm, ExportRequest, MAX_STREAMS, Mode, Msg,
+    Pane, STREAM_TAIL, State, StreamMsg, StreamRow, StreamState,
 };
 use super::view;
 
@@ -50,6 +50,8 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
             st.dirty = true;
         }
         Msg::Stream(s) => on_stream(st, s),
+        Msg::Backoff(b) => on_backoff(st, b),
+        Msg::Tick => st.dirty = true,
         Msg::Engine(e) => {
             if let EngineStatus::Unreachable(m) = &e {
                 st.last_error = Some(m.clone());
@@ -679,6 +681,26 @@ fn on_mouse(st: &mut State, m: MouseEvent) {
     }
 }
 
+/// A retry is pending: its row counts down, and the status line shows it
+/// unless generation is paused or stopped (requests already out may still
+/// fail and wait then).
+fn on_backoff(st: &mut State, b: Backoff) {
+    st.dirty = true;
+    if let Some(r) = st.streams.iter_mut().find(|r| r.job == b.job) {
+        r.retry_at = Some(b.until);
+    }
+    if matches!(st.engine, EngineStatus::Running | EngineStatus::Backoff(_)) {
+        st.engine = EngineStatus::Backoff(b);
+    }
+}
+
+/// Requests are moving again: a backoff shown in the status line is over.
+fn end_backoff(st: &mut State) {
+    if let EngineStatus::Backoff(_) = st.engine {
+        st.engine = EngineStatus::Running;
+    }
+}
+
 fn on_stream(st: &mut State, m: StreamMsg) {
     st.dirty = true;
     match m {
@@ -688,6 +710,15 @@ fn on_stream(st: &mut State, m: StreamMsg) {
             classes,
             alpha,
         } => {
+            end_backoff(st);
+            if let Some(r) = st.streams.iter_mut().find(|r| r.job == job) {
+                // A retry: the text starts over.
+                r.text.clear();
+                r.chars = 0;
+                r.state = StreamState::Running;
+                r.retry_at = None;
+                return;
+            }
             st.streams.push_front(StreamRow {
                 job,
                 kind,
@@ -696,6 +727,7 @@ fn on_stream(st: &mut State, m: StreamMsg) {
                 text: String::new(),
                 chars: 0,
                 state: StreamState::Running,
+                retry_at: None,
             });
             while st.streams.len() > MAX_STREAMS {
                 match st
@@ -720,7 +752,10 @@ fn on_stream(st: &mut State, m: StreamMsg) {
                 r.text = text[cut..].to_string();
             }
         }
-        StreamMsg::Finished { job } => set_stream(st, job, StreamState::Finished),
+        StreamMsg::Finished { job } => {
+            end_backoff(st);
+            set_stream(st, job, StreamState::Finished)
+        }
         StreamMsg::Failed { job, reason } => set_stream(st, job, StreamState::Failed(reason)),
     }
 }
@@ -728,5 +763,6 @@ fn on_stream(st: &mut State, m: StreamMsg) {
 fn set_stream(st: &mut State, job: u64, s: StreamState) {
     if let Some(r) = st.streams.iter_mut().find(|r| r.job == job) {
         r.state = s;
+        r.retry_at = None;
     }
 }

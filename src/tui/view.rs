@@ -12,8 +12,9 @@ use unicode_width::UnicodeWidthChar;
 use crate::cli::ExportFormat;
 use crate::domain::{SampleState, Status};
 
-use super::state::{Control, EngineStatus, Mode, Pane, State, StreamKind, StreamState};
+use super::state::{Control, EngineStatus, Mode, Pane, State, StreamKind, StreamState, retry_in};
 use super::theme::Theme;
+use std::time::Instant;
 
 /// Where everything is on screen; shared by the views and mouse handling.
 #[derive(Debug, Clone, Default)]
@@ -132,6 +133,11 @@ pub fn seeds_parts(r: Rect, n_classes: usize) -> (Rect, Rect, Rect) {
 
 /// Draw the whole screen.
 pub fn render(f: &mut Frame, st: &State) {
+    render_at(f, st, Instant::now());
+}
+
+/// Draw the whole screen with countdowns (retry in N s) taken at `now`.
+pub fn render_at(f: &mut Frame, st: &State, now: Instant) {
     let area = f.area();
     let t = &st.theme;
     f.render_widget(Block::default().style(t.base()), area);
@@ -142,13 +148,13 @@ pub fn render(f: &mut Frame, st: &State) {
         match p {
             Pane::Review => review(f, st, *r, focused),
             Pane::Seeds => seeds(f, st, *r, focused),
-            Pane::Streams => streams(f, st, *r, focused),
+            Pane::Streams => streams(f, st, *r, focused, now),
             Pane::Controls => controls(f, st, *r, focused),
             Pane::Stats => stats(f, st, *r, focused),
         }
     }
     message_bar(f, st, layout.message);
-    status_line(f, st, layout.status);
+    status_line(f, st, layout.status, now);
     match &st.mode {
         Mode::Help => help(f, st, area),
         Mode::Confirm { kind, ids } => {
@@ -644,7 +650,7 @@ fn controls(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     f.render_widget(Paragraph::new(lines), i);
 }
 
-fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool) {
+fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool, now: Instant) {
     let t = &st.theme;
     let running = st
         .streams
@@ -663,6 +669,7 @@ fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             break;
         }
         let (glyph, style) = match &s.state {
+            StreamState::Running if s.retry_at.is_some() => ("⟳", Style::default().fg(t.warn)),
             StreamState::Running => ("▶", Style::default().fg(t.pending)),
             StreamState::Finished => ("✓", Style::default().fg(t.accept)),
             StreamState::Failed(_) => ("✗", Style::default().fg(t.reject)),
@@ -672,8 +679,13 @@ fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             StreamKind::Relabel => "relabel",
         };
         let alpha = s.alpha.map(|a| format!(" α{a:.2}")).unwrap_or_default();
+        // Up front, so a narrow pane still shows it.
+        let retry = s
+            .retry_at
+            .map(|at| format!(" {} ·", retry_in(at, now)))
+            .unwrap_or_default();
         let head = format!(
-            "{glyph} #{} {kind} {}{alpha} {}ch",
+            "{glyph} #{}{retry} {kind} {}{alpha} {}ch",
             s.job, s.classes, s.chars
         );
         lines.push(Line::styled(clip(&head, w), style));
@@ -775,7 +787,7 @@ fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     f.render_widget(Paragraph::new(lines), i);
 }
 
-fn status_line(f: &mut Frame, st: &State, r: Rect) {
+fn status_line(f: &mut Frame, st: &State, r: Rect, now: Instant) {
     let t = &st.theme;
     if let Mode::Filter { input, error } = &st.mode {
         let mut spans = vec![
@@ -803,7 +815,10 @@ fn status_line(f: &mut Frame, st: &State, r: Rect) {
     let g = &st.tally.generated;
     let mut spans = vec![
         Span::raw(" "),
-        Span::styled(st.engine.label(), engine_style.add_modifier(Modifier::BOLD)),
+        Span::styled(
+            st.engine.label(now),
+            engine_style.add_modifier(Modifier::BOLD),
+        ),
         Span::raw(format!(
             " │ {} gen · ✓{} ✗{} ·{}",
             g.accepted + g.rejected + g.pending,

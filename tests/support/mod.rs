@@ -188,6 +188,13 @@ pub struct Script {
     pub logprobs: bool,
     /// Accept `response_format` (else 400 naming it).
     pub json_schema: bool,
+    /// When set, accept `response_format` only with one of these `type`s
+    /// (e.g. `["text", "json_object"]`, like llama-cpp-python); others are
+    /// refused with status `response_format_refusal` and a validation
+    /// error naming `response_format`.
+    pub response_format_types: Option<Vec<String>>,
+    /// Status of that refusal (llama-cpp-python: 500; OpenAI-style: 400).
+    pub response_format_refusal: u16,
     /// Accept `stream_options` (else 400 naming it).
     pub stream_options: bool,
 }
@@ -209,6 +216,8 @@ impl Script {
             models: vec![MODEL.to_string()],
             logprobs: true,
             json_schema: true,
+            response_format_types: None,
+            response_format_refusal: 400,
             stream_options: true,
         }
     }
@@ -281,6 +290,19 @@ impl Script {
         self.json_schema = false;
         self
     }
+    /// Accept `response_format` only with these `type`s; refuse the others
+    /// with `status` (see [`Script::response_format_types`]).
+    pub fn only_response_formats(mut self, types: &[&str], status: u16) -> Script {
+        self.response_format_types = Some(types.iter().map(|t| t.to_string()).collect());
+        self.response_format_refusal = status;
+        self
+    }
+    /// Like llama.cpp's server via llama-cpp-python: `response_format`
+    /// takes `text` or `json_object` (with an optional `schema`); the
+    /// OpenAI `json_schema` form gets a 500.
+    pub fn llama_cpp_response_format(self) -> Script {
+        self.only_response_formats(&["text", "json_object"], 500)
+    }
     pub fn no_stream_options(mut self) -> Script {
         self.stream_options = false;
         self
@@ -303,6 +325,9 @@ pub struct ScriptFile {
     pub models: Vec<String>,
     pub logprobs: bool,
     pub json_schema: bool,
+    /// See [`Script::response_format_types`].
+    pub response_format_types: Option<Vec<String>>,
+    pub response_format_refusal: Option<u16>,
 }
 
 impl Default for ScriptFile {
@@ -318,6 +343,8 @@ impl Default for ScriptFile {
             models: vec![MODEL.to_string()],
             logprobs: true,
             json_schema: true,
+            response_format_types: None,
+            response_format_refusal: None,
         }
     }
 }
@@ -342,6 +369,10 @@ impl ScriptFile {
         s.models = self.models;
         s.logprobs = self.logprobs;
         s.json_schema = self.json_schema;
+        s.response_format_types = self.response_format_types;
+        if let Some(code) = self.response_format_refusal {
+            s.response_format_refusal = code;
+        }
         s
     }
 }
@@ -648,7 +679,8 @@ async fn chat(
     sse_response(&s.script, plan, guard)
 }
 
-/// 404 for unknown models, 400 for refused optional fields.
+/// 404 for unknown models, 400 (or the scripted status) for refused
+/// optional fields.
 fn refuse(script: &Script, body: &Value) -> Option<Response> {
     let model = body["model"].as_str().unwrap_or("");
     if !script.models.iter().any(|m| m == model) {
@@ -673,6 +705,9 @@ fn refuse(script: &Script, body: &Value) -> Option<Response> {
     {
         return Some(r);
     }
+    if let Some(r) = refuse_response_format_type(script, body) {
+        return Some(r);
+    }
     if !script.stream_options
         && let Some(r) = refused(
             "stream_options",
@@ -682,6 +717,33 @@ fn refuse(script: &Script, body: &Value) -> Option<Response> {
         return Some(r);
     }
     None
+}
+
+/// A `response_format` whose `type` the script does not take, refused
+/// the way llama-cpp-python does (a pydantic validation error).
+fn refuse_response_format_type(script: &Script, body: &Value) -> Option<Response> {
+    let types = script.response_format_types.as_ref()?;
+    let kind = body.get("response_format")?["type"].as_str().unwrap_or("");
+    if types.iter().any(|t| t == kind) {
+        return None;
+    }
+    let expected = types
+        .iter()
+        .map(|t| format!("'{t}'"))
+        .collect::<Vec<_>>()
+        .join(" or ");
+    let msg = format!(
+        "1 validation error:\n  {{'type': 'literal_error', 'loc': ('body', 'response_format', \
+         'type'), 'msg': \"Input should be {expected}\", 'input': '{kind}'}}"
+    );
+    let code = StatusCode::from_u16(script.response_format_refusal)
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let kind = if code.is_server_error() {
+        "internal_server_error"
+    } else {
+        "invalid_request_error"
+    };
+    Some(error_json(code, &msg, kind))
 }
 
 /// What to send for one reply.

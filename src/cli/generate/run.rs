@@ -158,7 +158,6 @@ impl Run {
         bar_len: u64,
     ) -> anyhow::Result<(Run, tokio::sync::mpsc::UnboundedReceiver<EngineEvent>)> {
         let mut generator = generator_for(&project)?;
-        generator.set_json_style(crate::augment::JsonStyle::for_base_url(&backend.base_url));
         if let Some(s) = settings {
             generator.set_settings(s, project.state());
         }
@@ -290,7 +289,9 @@ impl Run {
                     self.stop();
                 }
             }
-            EngineEvent::Started { .. } | EngineEvent::Delta { .. } => return Ok(()),
+            EngineEvent::Started { .. }
+            | EngineEvent::Delta { .. }
+            | EngineEvent::Backoff { .. } => return Ok(()),
         }
         // A slot is free (generate or relabel): top up the generate requests.
         if self.opts.count > 0 {
