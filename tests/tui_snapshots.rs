@@ -166,12 +166,9 @@ fn never_panics_at_any_size() {
     }
 }
 
-/// Two recorded S3 rounds: the Stats pane shows the per-round scores (and
-/// the latest confusion matrix once zoomed).
-#[test]
-fn stats_pane_with_two_rounds() {
+/// Record two S3 rounds (scores of all six classes, a confusion matrix).
+fn add_two_rounds(st: &mut State) {
     use straddle::domain::{EventKind, RoundScored, Scores};
-    let mut st = busy_state(120, 40);
     let labels: Vec<String> = fixture::classes().into_iter().map(|c| c.name).collect();
     let scores = |f1: f64, right: u32| Scores {
         accuracy: f1,
@@ -207,9 +204,28 @@ fn stats_pane_with_two_rounds() {
         })
         .collect();
     let events = fixture::stamp(kinds, st.project.last_event_id);
-    update(&mut st, Msg::Appended(events));
+    update(st, Msg::Appended(events));
+}
+
+/// Two recorded S3 rounds: the Stats pane shows the per-round scores (and
+/// the latest confusion matrix once zoomed).
+#[test]
+fn stats_pane_with_two_rounds() {
+    let mut st = busy_state(120, 40);
+    add_two_rounds(&mut st);
     insta::assert_snapshot!("stats_two_rounds_120x40", draw(&st, 120, 40).backend());
     st.focus = straddle::tui::state::Pane::Stats;
     st.zoom = true;
     insta::assert_snapshot!("stats_two_rounds_zoomed", draw(&st, 120, 40).backend());
+    // Every size with rounds, Stats focused, zoomed or not: no panic.
+    for w in (1..=130u16).step_by(9) {
+        for h in (1..=45u16).step_by(4) {
+            let mut st = busy_state(w, h);
+            add_two_rounds(&mut st);
+            st.focus = straddle::tui::state::Pane::Stats;
+            draw(&st, w, h);
+            st.zoom = true;
+            draw(&st, w, h);
+        }
+    }
 }

@@ -312,8 +312,13 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
     }
     if fit_matrix && out.len() + matrix.len() <= rows {
         out.extend(matrix);
-    } else if !matrix.is_empty() && out.len() < rows && !st.zoom {
-        out.push(Line::styled("z: zoom for the confusion matrix", t.muted()));
+    } else if !matrix.is_empty() && out.len() < rows {
+        let hint = if st.zoom || st.compact() {
+            "confusion matrix: needs a taller terminal"
+        } else {
+            "z: zoom for the confusion matrix"
+        };
+        out.push(Line::styled(hint, t.muted()));
     }
     out
 }
