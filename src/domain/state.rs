@@ -181,12 +181,7 @@ impl ProjectState {
         self.index_of(id).map(|i| &self.samples[i])
     }
 
-    fn sample_mut(
-        &mut self,
-        id: SampleId,
-        event: EventId,
-        ty: &str,
-    ) -> Option<&mut SampleState> {
+    fn sample_mut(&mut self, id: SampleId, event: EventId, ty: &str) -> Option<&mut SampleState> {
         match self.index_of(id) {
             Some(i) => Some(&mut self.samples[i]),
             None => {

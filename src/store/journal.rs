@@ -165,14 +165,14 @@ pub fn replay_reader<R: Read + Send>(
 ) -> std::io::Result<Replay> {
     let mut report = LoadReport::default();
     let end = if threads <= 1 {
-        scan_reader(reader, block_size(), |line, r| take(&mut report, state, line, r))?
+        scan_reader(reader, BLOCK, |line, r| take(&mut report, state, line, r))?
     } else {
         std::thread::scope(|s| {
             let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(8);
             let (back_tx, back_rx) = mpsc::channel::<Vec<Item>>();
             let parser = s.spawn(move || {
                 let mut batch = Vec::with_capacity(BATCH);
-                let end = scan_reader(reader, block_size(), |line, result| {
+                let end = scan_reader(reader, BLOCK, |line, result| {
                     batch.push(Item { line, result });
                     if batch.len() == BATCH {
                         let next = back_rx
@@ -287,14 +287,6 @@ fn scan_reader<R: Read>(
         line,
         len: base + filled as u64,
     })
-}
-
-/// Read buffer size (`STRADDLE_REPLAY_BLOCK` overrides it, for measuring).
-fn block_size() -> usize {
-    std::env::var("STRADDLE_REPLAY_BLOCK")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(BLOCK)
 }
 
 /// Parse one line (without its `\n`; `complete` is false for a torn tail)
