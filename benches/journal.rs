@@ -34,6 +34,11 @@ use straddle::domain::{
 };
 use straddle::store::{GroupCommitWriter, Journal, Project};
 
+/// The same allocator as the `straddle` binary (see `src/main.rs`), so the
+/// figures are what the app gets.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SAMPLES: u64 = 100_000;
 const DECISIONS: u64 = 10_000;
 

@@ -181,14 +181,12 @@ impl ProjectState {
         self.index_of(id).map(|i| &self.samples[i])
     }
 
-    fn sample_mut(&mut self, id: SampleId, ev: &Event) -> Option<&mut SampleState> {
+    fn sample_mut(&mut self, id: SampleId, event: EventId, ty: &str) -> Option<&mut SampleState> {
         match self.index_of(id) {
             Some(i) => Some(&mut self.samples[i]),
             None => {
                 self.warnings.push(format!(
-                    "event {} ({}) refers to unknown sample {id}; ignored",
-                    ev.id,
-                    ev.type_name()
+                    "event {event} ({ty}) refers to unknown sample {id}; ignored"
                 ));
                 None
             }
@@ -197,35 +195,43 @@ impl ProjectState {
 
     /// Apply one event.
     pub fn apply(&mut self, ev: &Event) {
+        self.apply_owned(ev.clone());
+    }
+
+    /// [`ProjectState::apply`] for an event the caller is done with: its
+    /// payload (texts, provenance, verdicts, decisions) is moved into the
+    /// state instead of cloned (journal replay applies many of these).
+    pub fn apply_owned(&mut self, ev: Event) {
         self.events += 1;
         self.last_event_id = self.last_event_id.max(ev.id);
-        match &ev.kind {
+        let (id, ty) = (ev.id, ev.type_name());
+        match ev.kind {
             EventKind::SampleAdded(a) => {
-                if self.accepts_sample(ev.id, a) {
-                    self.push_sample(ev.id, ev.ts, a.clone());
+                if self.accepts_sample(id, &a) {
+                    self.push_sample(id, ev.ts, a);
                 }
             }
-            EventKind::GenerationFailed(f) => self.failures.push((ev.id, f.clone())),
+            EventKind::GenerationFailed(f) => self.failures.push((id, f)),
             EventKind::VerdictRecorded(v) => {
-                if let Some(s) = self.sample_mut(v.sample, ev) {
-                    s.verdicts.push((ev.id, v.verdict.clone()));
+                if let Some(s) = self.sample_mut(v.sample, id, ty) {
+                    push_lean(&mut s.verdicts, (id, v.verdict));
                 }
             }
             EventKind::Decided(d) => {
-                if let Some(s) = self.sample_mut(d.sample, ev) {
-                    s.decisions.push((ev.id, d.decision.clone()));
-                    self.undo_stack.push((ev.id, d.sample));
+                if let Some(s) = self.sample_mut(d.sample, id, ty) {
+                    push_lean(&mut s.decisions, (id, d.decision));
+                    self.undo_stack.push((id, d.sample));
                 }
             }
             EventKind::Edited(e) => {
-                if let Some(s) = self.sample_mut(e.sample, ev) {
-                    s.edits.push((ev.id, e.text.clone()));
-                    self.undo_stack.push((ev.id, e.sample));
+                if let Some(s) = self.sample_mut(e.sample, id, ty) {
+                    push_lean(&mut s.edits, (id, e.text));
+                    self.undo_stack.push((id, e.sample));
                 }
             }
             EventKind::Undone(u) => {
                 let target = u.event;
-                if let Some(s) = self.sample_mut(u.sample, ev) {
+                if let Some(s) = self.sample_mut(u.sample, id, ty) {
                     s.decisions.retain(|(id, _)| *id != target);
                     s.edits.retain(|(id, _)| *id != target);
                     s.verdicts.retain(|(id, _)| *id != target);
@@ -234,37 +240,21 @@ impl ProjectState {
                     self.undo_stack.remove(pos);
                 }
             }
-            EventKind::SettingsChanged(s) => self.generation = Some(s.generation.clone()),
+            EventKind::SettingsChanged(s) => self.generation = Some(s.generation),
             EventKind::WeightChanged(w) => {
-                self.weights.insert(w.class.clone(), w.weight);
+                self.weights.insert(w.class, w.weight);
             }
             EventKind::UsageRecorded(u) => {
                 self.usage.add(&u.usage);
-                self.runs.push((u.run.clone(), u.usage.clone()));
+                self.runs.push((u.run, u.usage));
             }
-            EventKind::RoundScored(r) => self.rounds.push(r.clone()),
+            EventKind::RoundScored(r) => self.rounds.push(r),
             EventKind::RationalesAdded(r) => {
                 self.rationales
-                    .entry(r.class.clone())
+                    .entry(r.class)
                     .or_default()
-                    .extend(r.rationales.iter().cloned());
+                    .extend(r.rationales);
             }
-        }
-    }
-
-    /// [`ProjectState::apply`] for an event the caller is done with: a
-    /// `sample_added` moves its text and provenance into the state instead
-    /// of cloning them (journal replay applies many of these).
-    pub fn apply_owned(&mut self, ev: Event) {
-        match ev.kind {
-            EventKind::SampleAdded(a) => {
-                self.events += 1;
-                self.last_event_id = self.last_event_id.max(ev.id);
-                if self.accepts_sample(ev.id, &a) {
-                    self.push_sample(ev.id, ev.ts, a);
-                }
-            }
-            _ => self.apply(&ev),
         }
     }
 
@@ -342,6 +332,16 @@ impl ProjectState {
             .iter()
             .filter(|s| s.origin == Origin::Generated)
     }
+}
+
+/// Push onto a per-sample history. Most samples get one verdict and one
+/// decision, so a history starts with room for exactly one entry (a plain
+/// `push` would reserve four: ~1 KB per sample of untouched memory).
+fn push_lean<T>(v: &mut Vec<T>, item: T) {
+    if v.capacity() == 0 {
+        v.reserve_exact(1);
+    }
+    v.push(item);
 }
 
 #[cfg(test)]

@@ -157,15 +157,12 @@ impl Project {
         let config = read_config(&dir.join(CONFIG_FILE))?;
         let mut state = ProjectState::new(config.relabel.take_relabel);
         let path = dir.join(JOURNAL_FILE);
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => {
-                return Err(anyhow::Error::new(e)
-                    .context(format!("cannot read journal {}", path.display())));
-            }
-        };
-        let report = journal::replay(&bytes, &mut state).report;
+        let report = match std::fs::File::open(&path) {
+            Ok(file) => journal::replay_file(&file, &mut state),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LoadReport::default()),
+            Err(e) => Err(e),
+        }
+        .with_context(|| format!("cannot read journal {}", path.display()))?;
         log_report(dir, &report);
         Ok(Project {
             dir: dir.to_path_buf(),
