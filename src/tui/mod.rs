@@ -7,6 +7,7 @@
 //! * [`keymap`], [`theme`], [`config`]: keys, colors, the user's config file.
 
 pub mod config;
+pub mod export_form;
 #[doc(hidden)]
 pub mod fixture;
 pub mod keymap;

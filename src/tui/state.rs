@@ -320,15 +320,26 @@ pub enum Mode {
     Export(ExportForm),
 }
 
-/// The export dialog.
+/// The export dialog (its fields: [`super::export_form::ExportField`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportForm {
     pub field: usize,
     pub req: ExportRequest,
 }
 
-impl ExportForm {
-    pub const FIELDS: usize = 6;
+impl Mode {
+    /// The keymap mode keys are looked up in.
+    pub fn key_mode(&self) -> super::keymap::KeyMode {
+        use super::keymap::KeyMode;
+        match self {
+            Mode::Normal => KeyMode::Normal,
+            Mode::Help => KeyMode::Help,
+            Mode::Edit { .. } => KeyMode::Edit,
+            Mode::Filter { .. } => KeyMode::Filter,
+            Mode::Confirm { .. } => KeyMode::Confirm,
+            Mode::Export(_) => KeyMode::Export,
+        }
+    }
 }
 
 /// One row of the Controls pane.

@@ -60,7 +60,10 @@ pub(super) fn status_line(f: &mut Frame, st: &State, r: Rect, now: Instant) {
         match error {
             Some(e) => spans.push(Span::styled(format!("  {e}"), Style::default().fg(t.error))),
             None => spans.push(Span::styled(
-                "  class:X status:pending|accepted|rejected agree:yes|no|none words · Enter apply · Esc cancel",
+                format!(
+                    "  class:X status:pending|accepted|rejected agree:yes|no|none words · {}",
+                    st.keymap.hint_line(crate::tui::keymap::KeyMode::Filter)
+                ),
                 t.muted(),
             )),
         }

@@ -2,14 +2,14 @@
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
-use ratatui::style::Style;
+use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Clear, Paragraph, Wrap};
 
-use crate::cli::ExportFormat;
-
 use super::{doubt_legend, pad, pane_block};
-use crate::tui::state::State;
+use crate::tui::export_form::ExportField;
+use crate::tui::keymap::KeyMode;
+use crate::tui::state::{ExportForm, State};
 use crate::tui::theme::Theme;
 
 pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
@@ -40,17 +40,41 @@ pub(super) fn popup(
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
 }
 
+/// The help screen: every mode's rows of the keymap, the normal mode's
+/// first.
 pub(super) fn help(f: &mut Frame, st: &State, area: Rect) {
     let t = &st.theme;
-    let key = |k: String, what: String, style: Style| {
-        Line::from(vec![Span::styled(pad(&k, 14), style), Span::raw(what)])
+    let key = |k: &str, what: &str, style: Style| {
+        Line::from(vec![
+            Span::styled(pad(k, 14), style),
+            Span::raw(what.to_string()),
+        ])
     };
-    let mut lines: Vec<Line> = st
-        .keymap
-        .help_rows()
-        .iter()
-        .map(|(k, h)| key(k.to_string(), h.to_string(), Style::default().fg(t.accent)))
-        .collect();
+    let accent = Style::default().fg(t.accent);
+    let sections = st.keymap.help_sections();
+    let mut lines: Vec<Line> = Vec::new();
+    let mut rest: Vec<Line> = Vec::new();
+    for (mode, rows) in &sections {
+        let out = if *mode == KeyMode::Normal {
+            &mut lines
+        } else {
+            rest.push(Line::from(""));
+            let entry: Vec<String> = mode
+                .entered_by()
+                .iter()
+                .map(|a| st.keymap.hint(*a))
+                .collect();
+            rest.push(Line::styled(
+                format!("{} (after {})", mode.title(), entry.join(" / ")),
+                t.muted().add_modifier(Modifier::UNDERLINED),
+            ));
+            &mut rest
+        };
+        out.extend(rows.iter().map(|r| key(&r.label, r.help, accent)));
+        if !mode.unbound_help().is_empty() {
+            out.push(key("other keys", mode.unbound_help(), t.muted()));
+        }
+    }
     let legend = doubt_legend();
     // Popup inner width is 68: the legend wraps over a few lines.
     let legend_h = unicode_width::UnicodeWidthStr::width(legend.as_str()).div_ceil(60);
@@ -61,62 +85,39 @@ pub(super) fn help(f: &mut Frame, st: &State, area: Rect) {
             t.muted(),
         ));
     }
+    lines.extend(rest);
     let h = (lines.len() + legend_h.saturating_sub(1)) as u16;
     let lines: Vec<Line> = lines
         .into_iter()
         .skip(st.help_offset.min(h.saturating_sub(1) as usize))
         .collect();
-    popup(
-        f,
-        t,
-        area,
-        "Keys (↑↓ scroll, any other key closes)",
-        lines,
-        70,
-        h,
-    );
+    let title = format!("Keys ({})", st.keymap.hint_line(KeyMode::Help));
+    popup(f, t, area, &title, lines, 70, h);
 }
 
-pub(super) fn export_dialog(
-    f: &mut Frame,
-    st: &State,
-    area: Rect,
-    form: &crate::tui::state::ExportForm,
-) {
+/// The export form: [`ExportField::ALL`] with their values.
+pub(super) fn export_dialog(f: &mut Frame, st: &State, area: Rect, form: &ExportForm) {
     let t = &st.theme;
-    let r = &form.req;
-    let fmt = match r.format {
-        ExportFormat::Jsonl => "jsonl",
-        ExportFormat::Csv => "csv",
-        ExportFormat::Hf => "hf",
-    };
-    let yes = |b: bool| if b { "yes" } else { "no" };
-    let fields = [
-        ("format", fmt.to_string()),
-        ("out", r.out.display().to_string()),
-        ("include seeds", yes(r.include_seeds).into()),
-        ("validation share", format!("{:.2}", r.val_fraction)),
-        ("split seed", r.seed.to_string()),
-        ("provenance columns", yes(r.with_provenance).into()),
-    ];
-    let mut lines: Vec<Line> = fields
+    let mut lines: Vec<Line> = ExportField::ALL
         .iter()
         .enumerate()
-        .map(|(i, (k, v))| {
+        .map(|(i, field)| {
             let style = if i == form.field {
                 t.selected()
             } else {
                 Style::default()
             };
-            Line::styled(format!("{} {v}", pad(k, 20)), style)
+            let v = field.value(&form.req);
+            Line::styled(format!("{} {v}", pad(field.label(), 20)), style)
         })
         .collect();
     lines.push(Line::from(""));
     lines.push(Line::styled(
-        "↑↓ field · ←→ change · type the path · Enter export · Esc cancel",
+        st.keymap.hint_line(KeyMode::Export),
         t.muted(),
     ));
-    popup(f, t, area, "Export", lines, 72, 8);
+    let h = lines.len() as u16;
+    popup(f, t, area, "Export", lines, 72, h);
 }
 
 /// The bulk-decision confirmation.
@@ -140,7 +141,7 @@ pub(super) fn confirm(
     let text = vec![
         Line::from(format!("{verb} {n} examples in {filter}?")),
         Line::from(""),
-        Line::styled("y = yes, any other key = no", t.muted()),
+        Line::styled(st.keymap.hint_line(KeyMode::Confirm), t.muted()),
     ];
     popup(f, t, area, "Bulk decision", text, 60, 5);
 }

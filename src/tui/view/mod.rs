@@ -239,7 +239,10 @@ fn render_editor(f: &mut Frame, st: &State, area: &ratatui_textarea::TextArea<'s
     let block = Block::default()
         .borders(Borders::TOP)
         .border_style(Style::default().fg(st.theme.accent))
-        .title(" edit · Ctrl-S save · Esc cancel ");
+        .title(format!(
+            " edit · {} ",
+            st.keymap.hint_line(super::keymap::KeyMode::Edit)
+        ));
     let inner = block.inner(r);
     f.render_widget(block, r);
     f.render_widget(area, inner);
