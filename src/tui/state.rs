@@ -630,7 +630,12 @@ impl State {
             EventKind::Decided(d) => Some(d.sample),
             EventKind::Edited(e) => Some(e.sample),
             EventKind::Undone(u) => Some(u.sample),
-            _ => None,
+            EventKind::GenerationFailed(_)
+            | EventKind::SettingsChanged(_)
+            | EventKind::WeightChanged(_)
+            | EventKind::UsageRecorded(_)
+            | EventKind::RoundScored(_)
+            | EventKind::RationalesAdded(_) => None,
         }
     }
 
@@ -672,7 +677,15 @@ impl State {
                     self.failed += 1;
                     self.last_failure = Some(g.reason.clone());
                 }
-                _ => {}
+                // Read from the fold (`self.project`) where they are shown.
+                EventKind::SampleAdded(_)
+                | EventKind::UsageRecorded(_)
+                | EventKind::VerdictRecorded(_)
+                | EventKind::Decided(_)
+                | EventKind::Edited(_)
+                | EventKind::Undone(_)
+                | EventKind::RoundScored(_)
+                | EventKind::RationalesAdded(_) => {}
             }
             if let Some(id) = touched
                 && let Some(s) = self.project.sample(id)

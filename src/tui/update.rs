@@ -424,7 +424,7 @@ fn on_paste(st: &mut State, text: &str) {
             area.insert_str(text);
         }
         Mode::Filter { input, .. } => input.push_str(&text.replace(['\n', '\r'], " ")),
-        _ => return,
+        Mode::Normal | Mode::Help | Mode::Confirm { .. } | Mode::Export(_) => return,
     }
     st.dirty = true;
 }

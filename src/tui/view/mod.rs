@@ -171,7 +171,7 @@ pub fn render_at(f: &mut Frame, st: &State, now: Instant) {
         Mode::Help => dialogs::help(f, st, area),
         Mode::Confirm { kind, ids } => dialogs::confirm(f, st, area, *kind, ids.len()),
         Mode::Export(form) => dialogs::export_dialog(f, st, area, form),
-        _ => {}
+        Mode::Normal | Mode::Edit { .. } | Mode::Filter { .. } => {}
     }
 }
 
