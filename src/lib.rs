@@ -15,4 +15,7 @@ pub mod error;
 pub mod llm;
 pub mod logging;
 pub mod store;
+#[cfg(any(test, feature = "test-fixtures"))]
+#[doc(hidden)]
+pub mod testing;
 pub mod tui;

@@ -354,8 +354,9 @@ mod tests {
 #[cfg(test)]
 mod project_tests {
     use super::*;
-    use crate::classify::data::tests::{decide, state_with};
+    use crate::classify::data::tests::decide;
     use crate::domain::{DecisionKind, Origin};
+    use crate::testing::state_with;
 
     #[test]
     fn project_signals_cover_the_review_pool_only() {

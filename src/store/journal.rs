@@ -725,7 +725,8 @@ impl GroupCommitHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Actor, Decision, DecisionKind, NewSample, Origin, SampleAdded};
+    use crate::domain::{NewSample, Origin, SampleAdded};
+    use crate::testing::accept;
 
     fn add(id: u64) -> EventKind {
         EventKind::SampleAdded(SampleAdded::new(
@@ -737,18 +738,6 @@ mod tests {
                 provenance: Default::default(),
             },
         ))
-    }
-
-    fn accept(id: u64) -> EventKind {
-        EventKind::decided(
-            id,
-            Decision {
-                kind: DecisionKind::Accept,
-                label: None,
-                reason: None,
-                by: Actor::Key("a".into()),
-            },
-        )
     }
 
     #[test]

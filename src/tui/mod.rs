@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod export_form;
+#[cfg(any(test, feature = "test-fixtures"))]
 #[doc(hidden)]
 pub mod fixture;
 pub mod keymap;

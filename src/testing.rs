@@ -1,0 +1,103 @@
+//! Builders shared by the tests, so each test says only what is particular
+//! to it: a project config, samples, a decision, a folded state.
+//!
+//! Compiled for unit tests (`cfg(test)`) and, through the `test-fixtures`
+//! feature, for the integration tests and benches (the crate's
+//! dev-dependency on itself turns the feature on for them); never in a
+//! release build. `tests/support` re-exports it beside the binary runner,
+//! the tmux driver and the test LLM server; [`crate::tui::fixture`] builds
+//! on it for the TUI's fixed project.
+
+use crate::domain::{
+    Actor, BackendConfig, Class, Decision, DecisionKind, Event, EventKind, NewSample, Origin,
+    ProjectConfig, ProjectState, Provenance, SampleAdded, TaskConfig,
+};
+
+/// Classes named `names`, each described by `describe(name)`, weight 1.
+pub fn classes(names: &[&str], describe: impl Fn(&str) -> String) -> Vec<Class> {
+    names
+        .iter()
+        .map(|n| Class {
+            name: n.to_string(),
+            description: describe(n),
+            weight: 1.0,
+        })
+        .collect()
+}
+
+/// A config for task `name` (`description`) with `classes` and every
+/// other section at its default. Change a section with struct update:
+/// `ProjectConfig { backend, ..project_config(…) }`.
+pub fn project_config(name: &str, description: &str, classes: Vec<Class>) -> ProjectConfig {
+    ProjectConfig {
+        task: TaskConfig {
+            name: name.into(),
+            description: description.into(),
+        },
+        classes,
+        backend: BackendConfig::default(),
+        generation: Default::default(),
+        relabel: Default::default(),
+    }
+}
+
+/// The small "topics" task several tests share: short posts of the given
+/// classes, each described as "{class} talk".
+pub fn topics_config(names: &[&str]) -> ProjectConfig {
+    project_config(
+        "topics",
+        "Short posts.",
+        classes(names, |c| format!("{c} talk")),
+    )
+}
+
+/// A new sample without provenance.
+pub fn sample(text: &str, label: &str, origin: Origin) -> NewSample {
+    NewSample {
+        text: text.into(),
+        label: label.into(),
+        origin,
+        provenance: Provenance::default(),
+    }
+}
+
+/// A seed example.
+pub fn seed(text: &str, label: &str) -> NewSample {
+    sample(text, label, Origin::Seed)
+}
+
+/// `sample` accepted with the `a` key.
+pub fn accept(sample: u64) -> EventKind {
+    EventKind::decided(
+        sample,
+        Decision {
+            kind: DecisionKind::Accept,
+            label: None,
+            reason: None,
+            by: Actor::Key("a".into()),
+        },
+    )
+}
+
+/// A state folded from (text, label, origin) samples (ids 1, 2, …), then
+/// `more` events.
+pub fn state_with(samples: &[(&str, &str, Origin)], more: Vec<EventKind>) -> ProjectState {
+    let mut st = ProjectState::new(true);
+    let kinds = samples
+        .iter()
+        .enumerate()
+        .map(|(i, (text, label, origin))| {
+            EventKind::SampleAdded(SampleAdded::new(i as u64 + 1, sample(text, label, *origin)))
+        })
+        .chain(more);
+    for (i, kind) in kinds.enumerate() {
+        let id = i as u64 + 1;
+        st.apply(&Event {
+            v: 1,
+            id,
+            ts: id,
+            kind,
+        });
+    }
+    st
+}
