@@ -10,3 +10,5 @@ scripts/local-llm.sh install
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --all-targets --locked
+# The tests marked #[ignore] need the local model installed above.
+cargo test --tests --locked -- --ignored

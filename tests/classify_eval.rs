@@ -2,44 +2,24 @@
 //! `--test FILE`, the error without held-out data, and that held-out
 //! examples never reach the training export.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use straddle::classify::toy;
-use straddle::domain::{
-    Actor, Class, Decision, DecisionKind, EventKind, NewSample, Origin, ProjectConfig, Provenance,
-    TaskConfig,
-};
+use straddle::domain::{NewSample, Origin, ProjectConfig};
 use straddle::store::Project;
+use support::cli::straddle;
+use support::project::{accept, classes, project_config, sample};
 
-fn config(classes: &[String]) -> ProjectConfig {
-    ProjectConfig {
-        task: TaskConfig {
-            name: "toy".into(),
-            description: "Made-up words.".into(),
-        },
-        classes: classes
-            .iter()
-            .map(|c| Class {
-                name: c.clone(),
-                description: format!("texts of {c}"),
-                weight: 1.0,
-            })
-            .collect(),
-        backend: Default::default(),
-        generation: Default::default(),
-        relabel: Default::default(),
-    }
-}
-
-fn sample(text: &str, label: &str, origin: Origin) -> NewSample {
-    NewSample {
-        text: text.into(),
-        label: label.into(),
-        origin,
-        provenance: Provenance::default(),
-    }
+fn config(names: &[String]) -> ProjectConfig {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    project_config(
+        "toy",
+        "Made-up words.",
+        classes(&names, |c| format!("texts of {c}")),
+    )
 }
 
 /// A project with 2 seeds per class, `n_gen` accepted generated examples
@@ -59,33 +39,13 @@ fn make_project(dir: &Path, n_gen: usize, n_held: usize) -> toy::ToyData {
         .map(|i| sample(&train.texts[i], &c[train.labels[i]], Origin::Generated))
         .collect();
     let ids = p.add_samples(generated).unwrap();
-    let accept = ids
-        .iter()
-        .map(|&id| {
-            EventKind::decided(
-                id,
-                Decision {
-                    kind: DecisionKind::Accept,
-                    label: None,
-                    reason: None,
-                    by: Actor::Rule("test".into()),
-                },
-            )
-        })
-        .collect();
+    let accept = ids.iter().map(|&id| accept(id)).collect();
     p.append(accept).unwrap();
     let held_samples: Vec<NewSample> = (0..n_held)
         .map(|i| sample(&held.texts[i], &c[held.labels[i]], Origin::Validation))
         .collect();
     p.add_samples(held_samples).unwrap();
     held
-}
-
-fn straddle(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_straddle"))
-        .args(args)
-        .output()
-        .expect("run straddle")
 }
 
 #[test]
