@@ -153,7 +153,7 @@ fn ctrl_c_stops_cleanly_with_everything_saved() {
     let dir = tmp.path().join("p");
     let d = dir.to_str().unwrap();
     init(&dir, &server);
-    let child = command(["generate", d, "--count", "300", "--concurrency", "2"])
+    let child = command(&["generate", d, "--count", "300", "--concurrency", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

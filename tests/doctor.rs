@@ -19,7 +19,7 @@ fn project(dir: &Path, backend: BackendConfig) {
 }
 
 fn doctor(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut cmd = command(["doctor"]);
+    let mut cmd = command(&["doctor"]);
     cmd.arg(dir).args(extra);
     for (k, v) in env {
         cmd.env(k, v);

@@ -160,7 +160,7 @@ fn review_session_in_tmux() {
     tmux.wait_exit();
 
     let stats: serde_json::Value =
-        serde_json::from_str(&ok(&straddle(["stats", d, "--json"]))).unwrap();
+        serde_json::from_str(&ok(&straddle(&["stats", d, "--json"]))).unwrap();
     let t = &stats["totals"];
     assert_eq!(t["accepted"], 2, "{stats:#}");
     assert_eq!(t["rejected"], 0, "{stats:#}");

@@ -1222,16 +1222,7 @@ fn every_mode_runs_what_its_help_shows() {
         ),
     ]);
     assert!(errs.is_empty(), "{errs:?}");
-    let ev = |k: KeySpec| {
-        let mut m = KeyModifiers::NONE;
-        if k.ctrl {
-            m |= KeyModifiers::CONTROL;
-        }
-        if k.alt {
-            m |= KeyModifiers::ALT;
-        }
-        Msg::Key(KeyEvent::new(k.code, m))
-    };
+    let ev = |k: KeySpec| Msg::Key(k.event());
     let mut checked = 0;
     for km in [Keymap::default(), remapped] {
         for (mode, rows) in km.help_sections() {

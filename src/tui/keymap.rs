@@ -423,6 +423,19 @@ impl KeySpec {
         }
     }
 
+    /// A key event that [`KeySpec::from_event`] reads back as this key
+    /// (what a test presses for a key the keymap shows).
+    pub fn event(&self) -> KeyEvent {
+        let mut m = KeyModifiers::NONE;
+        if self.ctrl {
+            m |= KeyModifiers::CONTROL;
+        }
+        if self.alt {
+            m |= KeyModifiers::ALT;
+        }
+        KeyEvent::new(self.code, m)
+    }
+
     /// Parse "a", "A", "ctrl-s", "alt-x", "space", "tab", "backtab",
     /// "shift-tab", "enter", "esc", "up", "pagedown", "f5", …
     pub fn parse(s: &str) -> Result<KeySpec, String> {
@@ -819,17 +832,6 @@ mod tests {
         assert!(help.iter().any(|(k, h)| k == "a" && h.contains("accept")));
     }
 
-    fn event(k: KeySpec) -> KeyEvent {
-        let mut m = KeyModifiers::NONE;
-        if k.ctrl {
-            m |= KeyModifiers::CONTROL;
-        }
-        if k.alt {
-            m |= KeyModifiers::ALT;
-        }
-        KeyEvent::new(k.code, m)
-    }
-
     /// A keymap with keys moved around in every mode, so the checks below
     /// do not pass by the defaults' luck.
     fn remapped() -> Keymap {
@@ -857,7 +859,7 @@ mod tests {
                 for r in rows {
                     assert!(!r.keys.is_empty() || r.label.is_empty(), "{r:?}");
                     for (k, a) in &r.keys {
-                        assert_eq!(km.input(mode, &event(*k)), Input::Act(*a), "{mode:?} {r:?}");
+                        assert_eq!(km.input(mode, &k.event()), Input::Act(*a), "{mode:?} {r:?}");
                         let shown = r.label == "1–9" && k.label().len() == 1
                             || r.label.split(' ').any(|l| l == k.label());
                         assert!(shown, "{mode:?}: {} not in '{}'", k.label(), r.label);
@@ -866,7 +868,7 @@ mod tests {
                 for h in km.hint_items(mode) {
                     assert!(h.label.contains(&h.keys[0].0.label()));
                     for (k, a) in &h.keys {
-                        assert_eq!(km.input(mode, &event(*k)), Input::Act(*a), "{mode:?} {h:?}");
+                        assert_eq!(km.input(mode, &k.event()), Input::Act(*a), "{mode:?} {h:?}");
                         assert!(h.label.contains(&k.label()), "{h:?}");
                     }
                     let line = km.hint_line(mode);

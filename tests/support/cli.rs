@@ -2,7 +2,7 @@
 //!
 //! ```ignore
 //! use support::cli::{ok, run_ok, straddle};
-//! let out = straddle(["stats", dir, "--json"]);   // any mix of &str, &Path, String
+//! let out = straddle(&["stats", d, "--json"]);    // &str, String, &Path… (one type a call)
 //! let stdout = ok(&out);                           // asserts success, shows stderr if not
 //! support::cli::init_example(&dir, "trec6", &server.base_url(), Some(MODEL));
 //! support::cli::edit_config(&dir, |t| { t["backend"]["max_retries"] = 0.into(); });
@@ -16,26 +16,21 @@ use std::process::{Command, Output};
 /// benches; the test server example, which shares this folder, never runs
 /// the binary.
 pub fn bin() -> &'static str {
-    option_env!("CARGO_BIN_EXE_straddle").expect("only integration tests run the binary")
+    match option_env!("CARGO_BIN_EXE_straddle") {
+        Some(path) => path,
+        None => panic!("only integration tests and benches run the binary"),
+    }
 }
 
 /// The binary with `args`, ready for more (`.env(…)`, `.stdin(…)`).
-pub fn command<I, S>(args: I) -> Command
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+pub fn command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     let mut c = Command::new(bin());
     c.args(args);
     c
 }
 
 /// Run the binary with `args` to completion.
-pub fn straddle<I, S>(args: I) -> Output
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+pub fn straddle<S: AsRef<OsStr>>(args: &[S]) -> Output {
     command(args).output().expect("run straddle")
 }
 
@@ -53,11 +48,7 @@ pub fn ok(out: &Output) -> String {
 }
 
 /// Run `args`, assert success, return stdout.
-pub fn run_ok<I, S>(args: I) -> String
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<OsStr>,
-{
+pub fn run_ok<S: AsRef<OsStr>>(args: &[S]) -> String {
     ok(&straddle(args))
 }
 
@@ -85,7 +76,7 @@ pub fn init_example(dir: &Path, example: &str, base_url: &str, model: Option<&st
     if let Some(m) = model {
         args.extend([OsStr::new("--model"), OsStr::new(m)]);
     }
-    ok(&straddle(args));
+    ok(&straddle(&args));
 }
 
 /// Change the project's `straddle.toml` as a TOML table.
