@@ -3,10 +3,14 @@
 
 pub mod config;
 pub mod event;
+pub mod heldout;
 pub mod state;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use config::*;
 pub use event::*;
+pub use heldout::Mistake;
 pub use state::*;
 
 use serde::{Deserialize, Serialize};

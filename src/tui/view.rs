@@ -9,7 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 use unicode_width::UnicodeWidthChar;
 
-use crate::cli::ExportFormat;
+use crate::app::export::ExportFormat;
 use crate::domain::{SampleState, Status};
 
 use super::state::{Control, EngineStatus, Mode, Pane, State, StreamKind, StreamState, retry_in};
@@ -500,7 +500,7 @@ fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         format!("doubt {score:.2}: {tags}"),
         Style::default().fg(t.warn),
     ));
-    if let Some(l) = super::s3::signal_line(st, s.id) {
+    if let Some(l) = super::s3_view::signal_line(st, s.id) {
         out.push(l);
     }
     let p = &s.provenance;
@@ -773,7 +773,7 @@ fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         ));
     }
     let rows = (i.height as usize).saturating_sub(lines.len());
-    lines.extend(super::s3::stats_lines(st, w, rows));
+    lines.extend(super::s3_view::stats_lines(st, w, rows));
     let lines: Vec<Line> = lines
         .into_iter()
         .map(|l| {
