@@ -36,7 +36,10 @@ impl BackendFlags {
 
     /// The project's backend with these overrides: the one every request
     /// window and engine of a run is sized from.
-    pub fn effective(&self, backend: &crate::domain::BackendConfig) -> crate::domain::BackendConfig {
+    pub fn effective(
+        &self,
+        backend: &crate::domain::BackendConfig,
+    ) -> crate::domain::BackendConfig {
         let mut b = backend.clone();
         self.apply(&mut b);
         b

@@ -133,7 +133,10 @@ pub enum Note {
         message: String,
     },
     /// A reply held nothing usable (`empty_reply`, `unparsable`).
-    NothingUsable { request: RequestId, reason: String },
+    NothingUsable {
+        request: RequestId,
+        reason: String,
+    },
 }
 
 /// What the front end must do after an input.
@@ -170,11 +173,18 @@ pub enum Phase {
 /// Why generation ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum StopReason {
-    TargetReached { target: usize },
+    TargetReached {
+        target: usize,
+    },
     /// Too many requests for too few new examples.
-    Fruitless { requests: usize },
+    Fruitless {
+        requests: usize,
+    },
     /// A failure no retry fixes.
-    Backend { kind: FailReason, message: String },
+    Backend {
+        kind: FailReason,
+        message: String,
+    },
     /// A request could not be planned (e.g. every weight is 0).
     Plan(String),
     /// Stopped by the person (the TUI's `G`, Ctrl-C).
@@ -264,7 +274,9 @@ enum Pending {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Appending {
     /// A generate request's reply: it frees its slot on the ack.
-    Generate { n: usize },
+    Generate {
+        n: usize,
+    },
     Relabel,
     AutoAccept,
 }
@@ -368,10 +380,7 @@ impl Session {
                 self.exact = exact;
                 self.have = match self.cfg.counting {
                     Counting::ThisRun => 0,
-                    Counting::Project => state
-                        .generated()
-                        .filter(|s| !is_dup_rejected(s))
-                        .count(),
+                    Counting::Project => state.generated().filter(|s| !is_dup_rejected(s)).count(),
                 };
                 self.report.generate_requests = 0;
                 self.set_budget();
@@ -416,7 +425,8 @@ impl Session {
             Command::Classes(c) => self.generator.set_classes(c),
             Command::SetConcurrency(n) => {
                 self.cfg.concurrency = n.max(1);
-                out.control.push(Control::SetConcurrency(self.concurrency()));
+                out.control
+                    .push(Control::SetConcurrency(self.concurrency()));
             }
             Command::Relabel(ids) => {
                 for id in ids {
@@ -582,7 +592,13 @@ impl Session {
     }
 
     /// Our append is in the journal: count it, queue what follows.
-    fn recorded(&mut self, state: &ProjectState, what: Appending, events: &[Event], out: &mut Output) {
+    fn recorded(
+        &mut self,
+        state: &ProjectState,
+        what: Appending,
+        events: &[Event],
+        out: &mut Output,
+    ) {
         match what {
             Appending::Generate { n } => {
                 self.generate_open = self.generate_open.saturating_sub(1);
@@ -723,8 +739,9 @@ impl Session {
             match self.generator.plan_error(round) {
                 Some(Ok(p)) => self.submit(p, out),
                 Some(Err(e)) => {
-                    out.notes
-                        .push(Note::Error(format!("S3 round: cannot plan extrapolation: {e:#}")));
+                    out.notes.push(Note::Error(format!(
+                        "S3 round: cannot plan extrapolation: {e:#}"
+                    )));
                     self.errors = None;
                 }
                 None => self.errors = None,
@@ -759,7 +776,8 @@ impl Session {
                 }
                 Err(e) => {
                     let m = format!("{e:#}");
-                    out.notes.push(Note::Error(format!("cannot plan a request: {m}")));
+                    out.notes
+                        .push(Note::Error(format!("cannot plan a request: {m}")));
                     self.end(StopReason::Plan(m), out);
                     return;
                 }
@@ -767,9 +785,8 @@ impl Session {
         }
         if self.have >= self.target && self.generate_open == 0 {
             let target = self.target;
-            out.notes.push(Note::Info(format!(
-                "target of {target} examples reached"
-            )));
+            out.notes
+                .push(Note::Info(format!("target of {target} examples reached")));
             self.end(StopReason::TargetReached { target }, out);
         }
     }
@@ -843,5 +860,534 @@ impl Session {
         format!(
             "LLM backend unavailable: {message} — {fix}; press g to retry. Review, edit and export still work."
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session driven by scripted engine events and acknowledgements,
+    //! with no engine, journal or terminal. The drift cases of issue 9
+    //! (what counts, the fruitless guard, the request window, which
+    //! strategies plan) each have a test here that the two orchestrators
+    //! this session replaced would fail.
+    use super::*;
+    use crate::augment::Templates;
+    use crate::domain::testing::{apply, state_with};
+    use crate::domain::{ProjectConfig, Strategy, TaskConfig};
+    use crate::llm::ChatResponse;
+    use std::time::Duration;
+
+    fn config() -> ProjectConfig {
+        let class = |n: &str, d: &str| Class {
+            name: n.into(),
+            description: d.into(),
+            weight: 1.0,
+        };
+        ProjectConfig {
+            task: TaskConfig {
+                name: "trec".into(),
+                description: "Questions.".into(),
+            },
+            classes: vec![class("HUM", "a person"), class("LOC", "a place")],
+            backend: Default::default(),
+            generation: GenerationSettings {
+                per_request: 2,
+                ..Default::default()
+            },
+            relabel: Default::default(),
+        }
+    }
+
+    struct Rig {
+        s: Session,
+        st: ProjectState,
+        /// Jobs submitted and not answered yet, in order.
+        open: VecDeque<Job>,
+        words: usize,
+    }
+
+    fn rig(counting: Counting, concurrency: usize, relabel: bool) -> Rig {
+        rig_with(counting, concurrency, relabel, config().generation)
+    }
+
+    fn rig_with(
+        counting: Counting,
+        concurrency: usize,
+        relabel: bool,
+        settings: GenerationSettings,
+    ) -> Rig {
+        let cfg = config();
+        let st = state_with(
+            &[
+                ("Who wrote Hamlet?", "HUM", Origin::Seed),
+                ("Where is Lima?", "LOC", Origin::Seed),
+            ],
+            vec![],
+        );
+        let g = Generator::new(
+            &cfg,
+            cfg.classes.clone(),
+            settings,
+            Templates::builtin(),
+            &st,
+        );
+        let s = Session::new(
+            g,
+            SessionConfig {
+                relabel,
+                auto_accept: Some(0.5),
+                concurrency,
+                counting,
+                backend: cfg.backend.clone(),
+            },
+        );
+        Rig {
+            s,
+            st,
+            open: VecDeque::new(),
+            words: 0,
+        }
+    }
+
+    fn response(text: &str) -> ChatResponse {
+        ChatResponse {
+            text: text.into(),
+            choices: vec![text.into()],
+            finish_reason: Some("stop".into()),
+            usage: Default::default(),
+            logprobs: None,
+            cached: false,
+            model: "m".into(),
+            request_id: "r".into(),
+        }
+    }
+
+    impl Rig {
+        /// Carry out an output as a front end would: remember the jobs,
+        /// append (acknowledging at once) until nothing is left to append.
+        fn run(&mut self, mut out: Output) -> Vec<Control> {
+            let mut controls = Vec::new();
+            loop {
+                self.open.extend(out.submit.drain(..));
+                controls.append(&mut out.control);
+                let Some(kinds) = out.append.take() else {
+                    return controls;
+                };
+                let events = apply(&mut self.st, kinds);
+                out = self.s.on_appended(&self.st, &events, true);
+            }
+        }
+
+        fn command(&mut self, c: Command) -> Vec<Control> {
+            let out = self.s.command(&self.st, c);
+            self.run(out)
+        }
+
+        fn start(&mut self, target: usize) {
+            self.command(Command::Start {
+                target: Some(target),
+                round: None,
+                exact: false,
+            });
+        }
+
+        fn answer(&mut self, job: Job, text: &str) {
+            let ev = EngineEvent::Finished {
+                id: job.tag,
+                tag: job.tag,
+                response: response(text),
+                latency: Duration::ZERO,
+            };
+            let out = self.s.on_engine(&self.st, ev);
+            self.run(out);
+        }
+
+        fn fail(&mut self, job: Job, reason: FailReason) -> Vec<Control> {
+            let ev = EngineEvent::Failed {
+                id: job.tag,
+                tag: job.tag,
+                reason,
+                message: "boom".into(),
+                raw: None,
+            };
+            let out = self.s.on_engine(&self.st, ev);
+            self.run(out)
+        }
+
+        /// Answer the oldest open job: a generate request with `n` new
+        /// questions, a relabel with its sample's label.
+        fn answer_next(&mut self, n: usize) -> bool {
+            let Some(job) = self.open.pop_front() else {
+                return false;
+            };
+            let relabel = match self.s.request(job.tag).map(|p| &p.kind) {
+                Some(RequestKind::Relabel { sample }) => {
+                    self.st.sample(*sample).map(|s| s.label.clone())
+                }
+                _ => None,
+            };
+            let text = if let Some(label) = relabel {
+                format!("{{\"label\": \"{label}\"}}")
+            } else {
+                (0..n)
+                    .map(|i| {
+                        self.words += 1;
+                        format!(
+                            "{}. Who built tower number {} in city {}?",
+                            i + 1,
+                            self.words,
+                            self.words * 7
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            self.answer(job, &text);
+            true
+        }
+
+        fn generate_jobs(&self) -> usize {
+            self.open
+                .iter()
+                .filter(|j| j.request.response_format.is_none())
+                .count()
+        }
+
+        fn kept(&self) -> usize {
+            self.st.generated().filter(|s| !is_dup_rejected(s)).count()
+        }
+    }
+
+    /// Drift 1: the TUI counted every generated sample, duplicates
+    /// included, toward the target. Only new non-duplicates count.
+    #[test]
+    fn duplicates_do_not_count_toward_the_target() {
+        let mut r = rig(Counting::Project, 1, false);
+        r.start(4);
+        assert_eq!(r.generate_jobs(), 1);
+        // Two texts, both repeats of the seeds: nothing counts.
+        let job = r.open.pop_front().unwrap();
+        r.answer(job, "1. Who wrote Hamlet?\n2. Where is Lima?");
+        assert_eq!(
+            r.st.generated().count(),
+            2,
+            "recorded, rejected as duplicates"
+        );
+        assert_eq!(r.kept(), 0);
+        assert_eq!(r.s.report().duplicates, 2);
+        assert_eq!(r.s.status().have, 0);
+        assert_eq!(r.s.status().phase, Phase::Running);
+        assert_eq!(r.generate_jobs(), 1, "another request goes out");
+        while r.answer_next(2) {}
+        assert_eq!(r.kept(), 4);
+        assert_eq!(r.s.status().have, 4);
+        assert_eq!(
+            r.s.status().stop,
+            Some(StopReason::TargetReached { target: 4 })
+        );
+        assert_eq!(r.s.status().phase, Phase::Idle);
+    }
+
+    /// Counting::Project starts from what the project already holds;
+    /// ThisRun from zero.
+    #[test]
+    fn project_counting_starts_from_the_existing_examples() {
+        let mut r = rig(Counting::Project, 4, false);
+        r.start(4);
+        while r.answer_next(2) {}
+        assert_eq!(r.kept(), 4);
+        r.start(6);
+        assert_eq!(r.s.status().have, 4);
+        assert_eq!(r.generate_jobs(), 1, "one request for the two missing");
+        let mut r = rig(Counting::ThisRun, 4, false);
+        r.start(4);
+        while r.answer_next(2) {}
+        r.start(4);
+        assert_eq!(r.s.status().have, 0);
+        assert_eq!(r.generate_jobs(), 2);
+    }
+
+    /// Drift 2: the TUI kept sending requests while the model returned
+    /// nothing usable. The guard stops after about four times the
+    /// requests the target needs, and says why.
+    #[test]
+    fn fruitless_requests_stop_the_session() {
+        let mut r = rig(Counting::Project, 3, false);
+        r.start(4);
+        let mut answered = 0;
+        while let Some(job) = r.open.pop_front() {
+            r.answer(job, "");
+            answered += 1;
+            assert!(answered < 100, "the guard never fired");
+        }
+        // 4 examples at 2 per request: 2 requests needed, 2·4+4 allowed.
+        assert_eq!(answered, 12);
+        assert_eq!(r.s.report().generate_requests, 12);
+        assert_eq!(
+            r.s.status().stop,
+            Some(StopReason::Fruitless { requests: 12 })
+        );
+        assert_eq!(r.s.status().phase, Phase::Idle);
+        assert_eq!(r.s.report().failures.get("empty_reply"), Some(&12));
+        assert_eq!(r.s.report().dominant_failure(), Some(("empty_reply", 12)));
+        assert_eq!(r.st.failures.len(), 12, "each is journaled");
+    }
+
+    /// Drift 4: `--concurrency 64` did not reach the request window (the
+    /// CLI read `max_concurrency` from straddle.toml). The window is the
+    /// session's concurrency, and a request is planned only when a slot
+    /// frees, never queued ahead.
+    #[test]
+    fn the_window_is_the_effective_concurrency_and_plans_lazily() {
+        let mut r = rig(Counting::ThisRun, 64, false);
+        r.start(10_000);
+        assert_eq!(r.generate_jobs(), 64);
+        assert_eq!(r.s.report().generate_requests, 64);
+        // One answer frees one slot: exactly one more request.
+        r.answer_next(2);
+        assert_eq!(r.generate_jobs(), 64);
+        assert_eq!(r.s.report().generate_requests, 65);
+        // A slot is held until the reply is in the journal.
+        let job = r.open.pop_front().unwrap();
+        let out = r.s.on_engine(
+            &r.st,
+            EngineEvent::Finished {
+                id: job.tag,
+                tag: job.tag,
+                response: response("1. Who carved stone number nine?\n2. Who owns boat seven?"),
+                latency: Duration::ZERO,
+            },
+        );
+        assert!(out.submit.is_empty(), "nothing planned before the ack");
+        assert!(out.append.is_some());
+        r.run(out);
+        assert_eq!(r.generate_jobs(), 64);
+        // Raising the concurrency opens more slots at once.
+        let controls = r.command(Command::SetConcurrency(80));
+        assert_eq!(controls, [Control::SetConcurrency(80)]);
+        assert_eq!(r.generate_jobs(), 80);
+    }
+
+    /// Drift 3: the TUI's Controls pane cycled to `extrapolate`, which the
+    /// generator then refused. A strategy that needs held-out errors is not
+    /// planned from the settings: starting with it stops with a clear
+    /// reason; an S3 round runs it.
+    #[test]
+    fn extrapolate_runs_from_an_s3_round_not_from_the_settings() {
+        let settings = GenerationSettings {
+            per_request: 2,
+            strategy: Strategy::Extrapolate,
+            ..Default::default()
+        };
+        let mut r = rig_with(Counting::ThisRun, 2, false, settings);
+        let out = r.s.command(
+            &r.st,
+            Command::Start {
+                target: Some(4),
+                round: None,
+                exact: false,
+            },
+        );
+        assert!(out.submit.is_empty());
+        assert!(
+            matches!(&out.notes[..], [Note::Error(m)] if m.contains("S3 round")),
+            "{:?}",
+            out.notes
+        );
+        assert!(matches!(r.s.status().stop, Some(StopReason::Plan(_))));
+        assert!(r.s.status().stop.unwrap().is_fatal());
+
+        let mistakes = vec![Mistake {
+            id: 0,
+            text: "Where was Ada Lovelace born?".into(),
+            truth: "LOC".into(),
+            predicted: "HUM".into(),
+            confidence: 0.9,
+        }];
+        // 5 examples at 2 per request: 3 requests, 2 slots: planned as
+        // slots free.
+        r.command(Command::Extrapolate {
+            round: 1,
+            mistakes,
+            count: 5,
+        });
+        assert_eq!(r.generate_jobs(), 2);
+        r.answer_next(2);
+        assert_eq!(r.generate_jobs(), 2);
+        r.answer_next(2);
+        r.answer_next(1);
+        assert!(r.open.is_empty());
+        assert!(!r.s.busy());
+        let made: Vec<_> = r.st.generated().collect();
+        assert_eq!(made.len(), 5);
+        assert!(made.iter().all(|s| s.label == "LOC"
+            && s.provenance.strategy.as_deref() == Some("extrapolate")
+            && s.provenance.round == Some(1)));
+    }
+
+    #[test]
+    fn replies_are_appended_one_at_a_time_then_relabelled_and_auto_accepted() {
+        let mut r = rig(Counting::ThisRun, 2, true);
+        r.start(4);
+        let (a, b) = (r.open.pop_front().unwrap(), r.open.pop_front().unwrap());
+        // Both replies arrive before any ack: only the first is appended.
+        let fin = |job: &Job, text: &str| EngineEvent::Finished {
+            id: job.tag,
+            tag: job.tag,
+            response: response(text),
+            latency: Duration::ZERO,
+        };
+        let o1 = r.s.on_engine(
+            &r.st,
+            fin(&a, "1. Who built the first car?\n2. Who sailed first?"),
+        );
+        let o2 = r.s.on_engine(
+            &r.st,
+            fin(&b, "1. Who won the first race?\n2. Who flew first?"),
+        );
+        assert!(o1.append.is_some());
+        assert!(o2.append.is_none(), "waits for the first ack");
+        let events = apply(&mut r.st, o1.append.unwrap());
+        let o3 = r.s.on_appended(&r.st, &events, true);
+        // The first reply's two examples go to relabel; the second reply
+        // is appended now, with ids after the first's.
+        assert_eq!(o3.submit.len(), 2);
+        assert!(
+            o3.submit
+                .iter()
+                .all(|j| j.request.response_format.is_some())
+        );
+        let kinds = o3.append.as_ref().unwrap();
+        assert!(matches!(&kinds[0], EventKind::SampleAdded(s) if s.id == 5));
+        r.run(o3);
+        // A key's append in between is someone else's: no count moves.
+        let other = apply(
+            &mut r.st,
+            vec![EventKind::decided(
+                3,
+                crate::domain::Decision {
+                    kind: crate::domain::DecisionKind::Reject,
+                    label: None,
+                    reason: None,
+                    by: crate::domain::Actor::Key("x".into()),
+                },
+            )],
+        );
+        let out = r.s.on_appended(&r.st, &other, false);
+        assert!(out.append.is_none() && out.submit.is_empty());
+        while r.answer_next(2) {}
+        let rep = r.s.report();
+        assert_eq!(rep.examples, 4);
+        assert_eq!(rep.relabelled, 4);
+        assert_eq!(rep.agreeing, 4);
+        assert_eq!(
+            rep.auto_accepted, 3,
+            "sample 3 was decided before its verdict"
+        );
+        assert!(!r.s.busy());
+    }
+
+    #[test]
+    fn a_failure_no_retry_fixes_blocks_and_names_the_fix() {
+        let mut r = rig(Counting::Project, 3, false);
+        r.start(10);
+        let job = r.open.pop_front().unwrap();
+        let controls = r.fail(job, FailReason::Auth);
+        assert_eq!(controls, [Control::CancelAll]);
+        let Phase::Blocked(m) = r.s.status().phase else {
+            panic!("{:?}", r.s.status())
+        };
+        assert!(m.contains("api_key_env"), "{m}");
+        assert!(r.s.status().stop.unwrap().is_fatal());
+        // The cancelled ones end without events or new plans.
+        while let Some(job) = r.open.pop_front() {
+            r.fail(job, FailReason::Cancelled);
+        }
+        assert!(!r.s.busy());
+        assert_eq!(r.s.report().failures.get("auth"), Some(&1));
+        assert!(r.st.failures.is_empty());
+        // g again: a fresh start.
+        r.start(10);
+        assert_eq!(r.s.status().phase, Phase::Running);
+        assert_eq!(r.generate_jobs(), 3);
+    }
+
+    #[test]
+    fn pause_holds_planning_and_stop_cancels() {
+        let mut r = rig(Counting::ThisRun, 2, false);
+        r.start(10);
+        assert_eq!(r.command(Command::Pause), [Control::Pause]);
+        r.answer_next(2);
+        assert_eq!(r.generate_jobs(), 1, "nothing planned while paused");
+        assert_eq!(r.command(Command::Resume), [Control::Resume]);
+        assert_eq!(r.generate_jobs(), 2);
+        assert_eq!(
+            r.command(Command::Stop),
+            [Control::CancelAll, Control::Resume]
+        );
+        r.answer_next(2);
+        assert_eq!(
+            r.generate_jobs(),
+            1,
+            "the answered one is kept, none planned"
+        );
+        assert_eq!(r.s.status().stop, Some(StopReason::Stopped));
+        assert!(!r.s.status().stop.unwrap().is_fatal());
+    }
+
+    #[test]
+    fn settings_and_weights_are_taken_from_acknowledged_events() {
+        let mut r = rig(Counting::ThisRun, 1, false);
+        let mut g = r.s.generator().settings().clone();
+        g.strategy = Strategy::Plain;
+        let ev = apply(
+            &mut r.st,
+            vec![
+                EventKind::SettingsChanged(crate::domain::SettingsChanged { generation: g }),
+                EventKind::WeightChanged(crate::domain::WeightChanged {
+                    class: "HUM".into(),
+                    weight: 0.0,
+                }),
+            ],
+        );
+        r.s.on_appended(&r.st, &ev, false);
+        r.start(6);
+        for _ in 0..3 {
+            let job = r.open.pop_front().unwrap();
+            let p = r.s.request(job.tag).unwrap();
+            assert_eq!(p.provenance.strategy.as_deref(), Some("plain"));
+            assert_eq!(
+                p.kind,
+                RequestKind::Generate {
+                    target: "LOC".into()
+                }
+            );
+            r.open.push_front(job);
+            r.answer_next(2);
+        }
+    }
+
+    #[test]
+    fn an_edit_is_relabelled_once_acknowledged() {
+        let mut r = rig(Counting::ThisRun, 1, true);
+        r.start(2);
+        r.answer_next(2);
+        while r.open.pop_front().is_some() {}
+        let mut r2 = r;
+        r2.command(Command::RelabelAfterEdit(3));
+        assert!(r2.open.is_empty(), "not before the edit is in the journal");
+        let ev = apply(
+            &mut r2.st,
+            vec![EventKind::Edited(crate::domain::Edited {
+                sample: 3,
+                text: "Who built the tallest tower?".into(),
+            })],
+        );
+        let out = r2.s.on_appended(&r2.st, &ev, false);
+        assert_eq!(out.submit.len(), 1);
+        assert!(
+            r2.s.request(out.submit[0].tag)
+                .is_some_and(|p| p.kind == RequestKind::Relabel { sample: 3 })
+        );
     }
 }

@@ -42,8 +42,7 @@ pub fn round(
     round: u32,
 ) -> Result<RoundResult, String> {
     let cfg = train_config(settings, names.len());
-    let (scored, ev) =
-        s3::score_round(state, names, &cfg, round).ok_or_else(no_heldout_message)?;
+    let (scored, ev) = s3::score_round(state, names, &cfg, round).ok_or_else(no_heldout_message)?;
     Ok(RoundResult {
         scored,
         mistakes: ev.mistakes,

@@ -143,7 +143,8 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
     };
     for _ in 0..args.rounds {
         let round = s3::next_round(project.state());
-        let sources = s3::extrapolation_sources(project.state(), mistakes.as_deref().unwrap_or_default());
+        let sources =
+            s3::extrapolation_sources(project.state(), mistakes.as_deref().unwrap_or_default());
         let work = if sources.is_empty() {
             // The configured strategy (`mix` when it is one an S3 round
             // feeds, such as `extrapolate`).
@@ -163,7 +164,10 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
             println!(
                 "Round {round}: {} examples, extrapolating {} held-out errors.",
                 args.per_round,
-                sources.len().min(args.per_round.div_ceil(project.generation_settings().per_request.max(1)))
+                sources.len().min(
+                    args.per_round
+                        .div_ceil(project.generation_settings().per_request.max(1))
+                )
             );
             run::RoundWork::Errors(sources)
         };

@@ -315,7 +315,8 @@ impl Driver {
                 }));
             }
             EngineEvent::Finished { tag, .. } => {
-                out.msgs.push(Msg::Stream(StreamMsg::Finished { job: *tag }));
+                out.msgs
+                    .push(Msg::Stream(StreamMsg::Finished { job: *tag }));
             }
             EngineEvent::Failed {
                 tag,

@@ -8,10 +8,10 @@
 //! * [`keymap`], [`theme`], [`config`]: keys, colors, the user's config file.
 
 pub mod config;
+mod driver;
 #[doc(hidden)]
 pub mod fixture;
 pub mod keymap;
-mod driver;
 pub mod queue;
 mod runtime;
 pub mod s3;

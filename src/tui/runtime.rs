@@ -320,9 +320,9 @@ impl App {
                 let fx = update(&mut self.st, msg);
                 self.run_effects_from(fx, Origin::Key, export_tx);
                 let ours = done.origin == Origin::Session;
-                let out = self
-                    .driver
-                    .on_appended(&self.st, events.as_deref().unwrap_or_default(), ours);
+                let out =
+                    self.driver
+                        .on_appended(&self.st, events.as_deref().unwrap_or_default(), ours);
                 self.apply_driver(out, export_tx);
             }
             Input::Engine(ev) => {

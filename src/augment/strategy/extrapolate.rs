@@ -222,9 +222,7 @@ mod tests {
     use crate::augment::generator::{Generator, Reply};
     use crate::augment::templates::Templates;
     use crate::domain::testing::state_with;
-    use crate::domain::{
-        Class, GenerationSettings, Origin, ProjectConfig, Status, TaskConfig,
-    };
+    use crate::domain::{Class, GenerationSettings, Origin, ProjectConfig, Status, TaskConfig};
 
     fn classes() -> Vec<Class> {
         ["sports", "food", "weather"]
@@ -269,7 +267,6 @@ mod tests {
             .map(Result::unwrap)
             .collect()
     }
-
 
     fn m(id: u64, truth: &str, conf: f64) -> Mistake {
         Mistake {
@@ -418,5 +415,4 @@ mod tests {
         assert_eq!(made[1].label, "sports");
         assert_eq!(made[1].provenance.error_of, Some(2));
     }
-
 }

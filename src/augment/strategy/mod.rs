@@ -233,7 +233,8 @@ mod tests {
         ] {
             // A new variant fails to compile here until it is listed.
             match kind {
-                domain::Strategy::Mix | domain::Strategy::Plain | domain::Strategy::Extrapolate => {}
+                domain::Strategy::Mix | domain::Strategy::Plain | domain::Strategy::Extrapolate => {
+                }
             }
             assert_eq!(REGISTRY.iter().filter(|s| s.kind() == kind).count(), 1);
             assert_eq!(get(kind).name(), kind.as_str());

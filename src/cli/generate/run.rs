@@ -11,7 +11,9 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::generator_for;
-use crate::app::session::{Command, Control, Counting, Note, Output, Session, SessionConfig, StopReason};
+use crate::app::session::{
+    Command, Control, Counting, Note, Output, Session, SessionConfig, StopReason,
+};
 use crate::domain::{BackendConfig, EventKind, GenerationSettings, Mistake, UsageRecorded};
 use crate::engine::{Engine, EngineEvent, EngineHandle};
 use crate::llm::ResponseCache;
