@@ -126,7 +126,8 @@ pub enum Control {
 pub enum Note {
     Info(String),
     Error(String),
-    /// A request failed for good (after the engine's retries).
+    /// A request failed for good (after the engine's retries); a failure
+    /// that blocks the session shows as [`Phase::Blocked`] instead.
     RequestFailed {
         request: RequestId,
         kind: FailReason,
@@ -266,7 +267,7 @@ type Failure = (FailReason, String, Option<String>);
 /// Work waiting for the one append slot.
 #[derive(Debug)]
 enum Pending {
-    Reply(RequestId, PlannedRequest, Result<Reply, Failure>),
+    Reply(RequestId, Box<PlannedRequest>, Result<Reply, Failure>),
     AutoAccept(EventKind),
 }
 
@@ -480,7 +481,8 @@ impl Session {
         match ev {
             EngineEvent::Finished { tag, response, .. } => {
                 if let Some(p) = self.requests.remove(&tag) {
-                    self.pending.push_back(Pending::Reply(tag, p, Ok(response)));
+                    self.pending
+                        .push_back(Pending::Reply(tag, Box::new(p), Ok(response)));
                 }
             }
             EngineEvent::Failed {
@@ -521,11 +523,6 @@ impl Session {
             .entry(reason.as_str().to_string())
             .or_default() += 1;
         tracing::warn!("request failed: {}: {message}", reason.as_str());
-        out.notes.push(Note::RequestFailed {
-            request: tag,
-            kind: reason,
-            message: message.clone(),
-        });
         if matches!(
             reason,
             FailReason::Connect | FailReason::Auth | FailReason::NotFound
@@ -541,8 +538,16 @@ impl Session {
             }
             return;
         }
-        self.pending
-            .push_back(Pending::Reply(tag, p, Err((reason, message, raw))));
+        out.notes.push(Note::RequestFailed {
+            request: tag,
+            kind: reason,
+            message: message.clone(),
+        });
+        self.pending.push_back(Pending::Reply(
+            tag,
+            Box::new(p),
+            Err((reason, message, raw)),
+        ));
     }
 
     /// The store wrote `events` (`ours`: the batch this session asked
@@ -671,7 +676,7 @@ impl Session {
     /// Append the next reply, then fill free slots.
     fn step(&mut self, state: &ProjectState, out: &mut Output) {
         self.next_append(state, out);
-        self.fill(state, out);
+        self.fill(out);
     }
 
     fn next_append(&mut self, state: &ProjectState, out: &mut Output) {
@@ -727,8 +732,7 @@ impl Session {
     }
 
     /// Plan requests into free slots: S3 errors first, then the target.
-    fn fill(&mut self, state: &ProjectState, out: &mut Output) {
-        let _ = state;
+    fn fill(&mut self, out: &mut Output) {
         if !self.may_plan() {
             return;
         }

@@ -264,7 +264,7 @@ impl Driver {
             return out;
         }
         if let Some(o) = self.session.as_mut().map(|s| s.command(&st.project, cmd)) {
-            self.carry(st, o, &mut out);
+            self.carry(o, &mut out);
         }
         self.show(&mut out);
         out
@@ -334,7 +334,7 @@ impl Driver {
             Some(s) => s.on_engine(&st.project, ev),
             None => return out,
         };
-        self.carry(st, o, &mut out);
+        self.carry(o, &mut out);
         self.show(&mut out);
         out
     }
@@ -347,15 +347,14 @@ impl Driver {
             .as_mut()
             .map(|s| s.on_appended(&st.project, events, ours))
         {
-            self.carry(st, o, &mut out);
+            self.carry(o, &mut out);
         }
         self.show(&mut out);
         out
     }
 
     /// Send the session's jobs and controls; pass its append and notes on.
-    fn carry(&mut self, st: &State, o: Output, out: &mut DriverOut) {
-        let _ = st;
+    fn carry(&mut self, o: Output, out: &mut DriverOut) {
         if let Some((h, _)) = &self.engine {
             for c in o.control {
                 match c {

@@ -86,6 +86,13 @@ impl fmt::Display for RunSummary {
         }
         if let Some(why) = &self.stopped {
             write!(f, " — stopped: {why}")?;
+            if let Some((kind, n)) = self
+                .failures
+                .iter()
+                .max_by_key(|(k, n)| (**n, std::cmp::Reverse(*k)))
+            {
+                write!(f, " (most failures: {kind}, {n}×)")?;
+            }
         }
         Ok(())
     }
