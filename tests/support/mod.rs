@@ -436,7 +436,9 @@ impl Drop for InFlight {
     }
 }
 
-/// Wait until `n` requests are in flight (or were, once), or `max_wait`.
+/// Wait until `n` requests are in flight (or were, once), or `max_wait`;
+/// either opens the gate for good, so a client that never gets there is
+/// held once, not on every request.
 async fn hold(s: &ServerState, n: usize, max_wait: Duration) {
     let deadline = tokio::time::Instant::now() + max_wait;
     loop {
@@ -450,7 +452,10 @@ async fn hold(s: &ServerState, n: usize, max_wait: Duration) {
         }
         tokio::select! {
             _ = &mut arrived => {}
-            _ = tokio::time::sleep_until(deadline) => return,
+            _ = tokio::time::sleep_until(deadline) => {
+                s.gate_open.store(true, Ordering::SeqCst);
+                return;
+            }
         }
     }
 }
