@@ -306,6 +306,8 @@ pub struct Session {
     halted: bool,
     round: Option<u32>,
     exact: bool,
+    /// A pause interrupted a running generation (resume runs it again).
+    resume_running: bool,
     report: Report,
 }
 
@@ -330,6 +332,7 @@ impl Session {
             halted: false,
             round: None,
             exact: false,
+            resume_running: false,
             report: Report::default(),
         }
     }
@@ -395,17 +398,16 @@ impl Session {
             }
             Command::Pause => {
                 if matches!(self.phase, Phase::Running | Phase::Idle) {
+                    self.resume_running = self.phase == Phase::Running;
                     self.phase = Phase::Paused;
                 }
                 out.control.push(Control::Pause);
             }
             Command::Resume => {
-                if matches!(self.phase, Phase::Paused | Phase::Blocked(_)) {
-                    self.phase = if self.stop.is_none() {
-                        Phase::Running
-                    } else {
-                        Phase::Idle
-                    };
+                match self.phase {
+                    Phase::Paused if self.resume_running => self.phase = Phase::Running,
+                    Phase::Paused | Phase::Blocked(_) => self.phase = Phase::Idle,
+                    Phase::Running | Phase::Idle => {}
                 }
                 out.control.push(Control::Resume);
             }
@@ -1337,6 +1339,12 @@ mod tests {
         );
         assert_eq!(r.s.status().stop, Some(StopReason::Stopped));
         assert!(!r.s.status().stop.unwrap().is_fatal());
+        // A pause of an idle session resumes to idle, not to generating.
+        let mut r = rig(Counting::ThisRun, 2, false);
+        r.command(Command::Pause);
+        r.command(Command::Resume);
+        assert_eq!(r.s.status().phase, Phase::Idle);
+        assert!(r.open.is_empty());
     }
 
     #[test]

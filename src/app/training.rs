@@ -62,3 +62,49 @@ pub fn signals(
     };
     classify::signals(state, names, &cfg)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Origin;
+    use crate::domain::testing::state_with;
+
+    /// A round on a snapshot: trains, scores on the held-out examples and
+    /// computes signals for the review pool, with no project on disk.
+    #[test]
+    fn a_round_scores_a_snapshot_and_says_how_to_add_heldout_examples() {
+        let mut rows: Vec<(String, &str, Origin)> = Vec::new();
+        for i in 0..6 {
+            rows.push((format!("goal match team score {i}"), "sports", Origin::Seed));
+            rows.push((format!("soup bread dinner taste {i}"), "food", Origin::Seed));
+        }
+        rows.push((
+            "the team scored a goal".into(),
+            "sports",
+            Origin::Validation,
+        ));
+        rows.push((
+            "bread and soup for dinner".into(),
+            "food",
+            Origin::Validation,
+        ));
+        let rows: Vec<(&str, &str, Origin)> =
+            rows.iter().map(|(t, l, o)| (t.as_str(), *l, *o)).collect();
+        let st = state_with(&rows, vec![]);
+        let names = vec!["sports".to_string(), "food".to_string()];
+        let settings = GenerationSettings::default();
+        let r = round(&st, &names, &settings, 1).unwrap();
+        assert_eq!(r.scored.round, 1);
+        assert_eq!(r.scored.augmented.n_test, 2);
+        assert_eq!(r.scored.augmented.n_train, 12);
+        assert_eq!(r.scored.augmented.labels, ["sports", "food"]);
+        assert_eq!(r.signals.len(), 12, "one per seed");
+        assert_eq!(
+            r.scored.errors,
+            r.mistakes.iter().map(|m| m.id).collect::<Vec<_>>()
+        );
+        let seeds_only = state_with(&rows[..12], vec![]);
+        let e = round(&seeds_only, &names, &settings, 1).unwrap_err();
+        assert!(e.contains("--as validation"), "{e}");
+    }
+}
