@@ -1,6 +1,9 @@
-//! The pure generation driver shared by the CLI, the TUI and the S3 loop.
+//! Requests and replies of one project, with no I/O and no rules about
+//! when to ask: the generation session (`app::session`) decides that and
+//! calls this.
 //!
-//! [`Generator`] plans the next request ([`PlannedRequest`]: the chat
+//! [`Generator`] plans the next request (through the configured
+//! [`strategy`](super::strategy)) ([`PlannedRequest`]: the chat
 //! request, its provenance and what it is for) and turns a reply into
 //! journal events: `sample_added` for every example found, a `decided`
 //! reject for each duplicate (reason `duplicate`/`near_duplicate`, by

@@ -1,6 +1,7 @@
-//! Strategies: prompt building (templates from `prompts/`), sampling of
-//! classes and α, output parsing, relabel parsing, dedup, doubt scores and
-//! the pure [`Generator`] that the CLI, the TUI and the S3 loop drive.
+//! Strategies behind one interface ([`strategy`]), prompt building
+//! (templates from `prompts/`), sampling of classes and α, output parsing,
+//! relabel parsing, dedup, doubt scores, S3 rationales, and the pure
+//! [`Generator`] the generation session (`app::session`) drives.
 //! No I/O except [`templates::Templates::load`].
 //!
 //! One request's life:
