@@ -37,6 +37,15 @@
 //! Replies are turned into events one at a time, each appended and
 //! acknowledged before the next, because `sample_added` ids are counted
 //! from the state (see `augment::generator`).
+//!
+//! Where the next pieces plug in: a class scheduler is asked once per free
+//! slot (`Generator::plan_generate_n` in `fill`, never a queue of plans);
+//! a strategy joins through `augment::strategy`; failure kinds and stop
+//! reasons are in [`Report::failures`] and [`StopReason`] (a breaker is one
+//! more reason); other job kinds (embeddings) travel as the engine jobs of
+//! [`Output::submit`]; a batch file carries those jobs (tagged with their
+//! [`RequestId`]) and brings replies back as `EngineEvent::Finished` with
+//! the same tag.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
