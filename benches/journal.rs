@@ -28,12 +28,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use straddle::domain::testing::{accept, classes, project_config};
 use straddle::domain::{
     EventKind, NewSample, Origin, ProjectConfig, Provenance, Verdict, VerdictMethod,
     VerdictRecorded,
 };
 use straddle::store::{GroupCommitWriter, Journal, Project};
-use straddle::testing::{accept, classes, project_config};
 
 /// The same allocator as the `straddle` binary (see `src/main.rs`), so the
 /// figures are what the app gets.

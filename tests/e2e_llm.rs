@@ -9,6 +9,9 @@
 //! and writes the run's figures (examples per request, prompt tokens per
 //! kept example, parse failure rate, relabel agreement) to
 //! `$CARGO_TARGET_TMPDIR/e2e_llm_report.txt` and stderr.
+//!
+//! Ignored by plain `cargo test` (a fresh clone has no model); run it with
+//! `scripts/test.sh` or `cargo test --test e2e_llm -- --include-ignored`.
 
 mod support;
 
@@ -158,7 +161,7 @@ fn tune_config(dir: &Path) {
 }
 
 #[test]
-#[ignore = "needs the local model: `scripts/local-llm.sh install`; scripts/test.sh runs it"]
+#[ignore = "needs the local llama.cpp server; scripts/test.sh runs it"]
 fn generate_relabel_review_export_with_smollm2() {
     let tmp = tempfile::tempdir().unwrap();
     let (server, port) = start_server(tmp.path());

@@ -432,8 +432,8 @@ fn a_round_that_cannot_reach_the_model_records_no_score() {
     let dir = tmp.path().join("p");
     make_project(&dir, &server, GenerationSettings::default());
     let out = straddle(&["loop", dir.to_str().unwrap(), "--rounds", "2"]);
-    assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("round 1 stopped"), "{err}");
     let p = Project::open_read_only(&dir).unwrap();
     assert!(p.state().rounds.is_empty());

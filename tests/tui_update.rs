@@ -286,22 +286,24 @@ fn alpha_changes_reach_the_engine_and_the_journal() {
     };
     assert_eq!(
         fx,
-        vec![
-            Effect::Append(vec![EventKind::SettingsChanged(
-                straddle::domain::SettingsChanged {
-                    generation: want.clone()
-                }
-            )]),
-            Effect::ApplySettings(want),
-        ]
+        vec![Effect::Append(vec![EventKind::SettingsChanged(
+            straddle::domain::SettingsChanged {
+                generation: want.clone()
+            }
+        )])]
     );
+    // Shown (and used by the session) once acknowledged.
+    assert_eq!(st.settings.alpha_range, (0.5, 1.0));
     ack(&mut st, fx);
+    assert_eq!(st.settings.alpha_range, (0.55, 1.0));
     assert_eq!(
         st.project.generation.as_ref().unwrap().alpha_range,
         (0.55, 1.0)
     );
-    update(&mut st, key('['));
-    update(&mut st, key('['));
+    for _ in 0..2 {
+        let fx = update(&mut st, key('['));
+        ack(&mut st, fx);
+    }
     assert_eq!(st.settings.alpha_range, (0.45, 0.9));
 }
 
@@ -312,11 +314,12 @@ fn weight_and_controls_reach_the_engine() {
     assert_eq!(st.focus, Pane::Seeds);
     update(&mut st, code(KeyCode::Down));
     let fx = update(&mut st, key('+'));
-    assert_eq!(fx.len(), 2);
+    assert_eq!(fx.len(), 1);
     assert!(matches!(&fx[0], Effect::Append(k) if matches!(&k[0],
         EventKind::WeightChanged(w) if w.class == "DESC" && w.weight == 1.25)));
-    assert!(matches!(&fx[1], Effect::ApplyWeights(c) if c[1].weight == 1.25 && c[0].weight == 1.0));
+    assert_eq!(st.classes[1].weight, 1.0, "shown once acknowledged");
     ack(&mut st, fx);
+    assert_eq!(st.classes[1].weight, 1.25);
     assert_eq!(st.project.weights["DESC"], 1.25);
     // Target share follows the weight.
     assert!(st.target_for("DESC") > st.target_for("ABBR"));
@@ -333,21 +336,40 @@ fn weight_and_controls_reach_the_engine() {
     assert_eq!(update(&mut st, key('+')), vec![Effect::SetConcurrency(5)]);
     update(&mut st, code(KeyCode::Down));
     let fx = update(&mut st, key('-'));
-    assert!(matches!(&fx[1], Effect::ApplySettings(g) if g.target_count == 190));
+    assert!(matches!(&fx[..], [Effect::Append(k)] if matches!(&k[..],
+        [EventKind::SettingsChanged(g)] if g.generation.target_count == 190)));
+    ack(&mut st, fx);
+    assert_eq!(st.settings.target_count, 190);
     update(&mut st, code(KeyCode::Home));
-    let fx = update(&mut st, key('+'));
-    assert!(matches!(&fx[1], Effect::ApplySettings(g)
-        if g.strategy == straddle::domain::Strategy::Plain));
+    // The strategy control cycles through the strategies that plan from
+    // the settings only: mix → plain → mix (never `extrapolate`, which an
+    // S3 round runs and generation refused).
+    let mut seen = Vec::new();
+    for _ in 0..4 {
+        let fx = update(&mut st, key('+'));
+        ack(&mut st, fx);
+        seen.push(st.settings.strategy);
+    }
+    use straddle::domain::Strategy::{Mix, Plain};
+    assert_eq!(seen, [Plain, Mix, Plain, Mix]);
+    let fx = update(&mut st, key('-'));
+    ack(&mut st, fx);
+    assert_eq!(st.settings.strategy, Plain);
 }
 
 #[test]
 fn generation_keys() {
     let mut st = fixture::state(5);
+    // The status is the session's answer (`Msg::Engine`), never set by a key.
     assert_eq!(update(&mut st, key('g')), vec![Effect::StartGeneration]);
-    assert_eq!(st.engine, EngineStatus::Running);
+    assert_eq!(st.engine, EngineStatus::Idle);
+    update(&mut st, Msg::Engine(EngineStatus::Running));
     assert_eq!(update(&mut st, key('g')), vec![Effect::PauseGeneration]);
+    update(&mut st, Msg::Engine(EngineStatus::Paused));
     assert_eq!(update(&mut st, key('g')), vec![Effect::ResumeGeneration]);
+    update(&mut st, Msg::Engine(EngineStatus::Running));
     assert_eq!(update(&mut st, key('G')), vec![Effect::StopGeneration]);
+    update(&mut st, Msg::Engine(EngineStatus::Idle));
     assert_eq!(st.engine, EngineStatus::Idle);
     update(
         &mut st,
@@ -954,7 +976,8 @@ fn round_key_runs_one_round_off_the_ui_and_its_result_updates_state_and_queue() 
         fx[1],
         Effect::Extrapolate {
             round: 1,
-            mistakes: vec![mistake]
+            mistakes: vec![mistake],
+            count: st.settings.per_request,
         }
     );
     let rest = ack(&mut st, fx);
@@ -966,7 +989,7 @@ fn round_key_runs_one_round_off_the_ui_and_its_result_updates_state_and_queue() 
     assert!(after < before, "moved from {before} to {after}");
     let s = st.project.sample(flagged).unwrap();
     assert!(st.queue.doubt(s).1.contains(&LIKELY_MISLABEL));
-    let line = straddle::tui::s3::signal_line(&st, flagged)
+    let line = straddle::tui::s3_view::signal_line(&st, flagged)
         .unwrap()
         .to_string();
     assert!(line.contains("out-of-fold 0.05 (prefers NUM)"), "{line}");
@@ -1174,21 +1197,25 @@ mod backoff {
 
     #[test]
     fn a_backoff_while_paused_keeps_the_paused_status() {
+        // The session answers each key with its status (`Msg::Engine`).
         let mut st = fixture::state(5);
-        update(&mut st, key('g'));
+        assert_eq!(update(&mut st, key('g')), vec![Effect::StartGeneration]);
+        update(&mut st, Msg::Engine(EngineStatus::Running));
         update(&mut st, started(3));
-        update(&mut st, key('g'));
-        assert_eq!(st.engine, EngineStatus::Paused);
+        assert_eq!(update(&mut st, key('g')), vec![Effect::PauseGeneration]);
+        update(&mut st, Msg::Engine(EngineStatus::Paused));
         let now = Instant::now();
         let until = now + Duration::from_secs(4);
         update(&mut st, backoff(3, FailReason::Timeout, None, 1, until));
         assert_eq!(st.engine, EngineStatus::Paused);
         assert_eq!(st.streams[0].retry_at, Some(until));
         // Pausing during a backoff: `g` pauses rather than resumes.
-        update(&mut st, key('g'));
+        assert_eq!(update(&mut st, key('g')), vec![Effect::ResumeGeneration]);
+        update(&mut st, Msg::Engine(EngineStatus::Running));
         update(&mut st, backoff(3, FailReason::Timeout, None, 1, until));
         assert!(matches!(st.engine, EngineStatus::Backoff(_)));
         assert_eq!(update(&mut st, key('g')), vec![Effect::PauseGeneration]);
+        update(&mut st, Msg::Engine(EngineStatus::Paused));
         assert_eq!(st.engine, EngineStatus::Paused);
     }
 

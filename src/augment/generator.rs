@@ -1,6 +1,9 @@
-//! The pure generation driver shared by the CLI, the TUI and the S3 loop.
+//! Requests and replies of one project, with no I/O and no rules about
+//! when to ask: the generation session (`app::session`) decides that and
+//! calls this.
 //!
-//! [`Generator`] plans the next request ([`PlannedRequest`]: the chat
+//! [`Generator`] plans the next request (through the configured
+//! [`strategy`](super::strategy)) ([`PlannedRequest`]: the chat
 //! request, its provenance and what it is for) and turns a reply into
 //! journal events: `sample_added` for every example found, a `decided`
 //! reject for each duplicate (reason `duplicate`/`near_duplicate`, by
@@ -19,10 +22,10 @@ use std::collections::BTreeMap;
 use super::dedup::DedupIndex;
 use super::parse::{ParseContext, parse_generation};
 use super::relabel::{RelabelReply, label_schema, verdict_from};
-use super::sampling::{alpha_pcts, pick, pick_shots, rng_for, splitmix64};
+use super::sampling::splitmix64;
+use super::strategy::{self, Ask, ErrorSource, PlanContext, extrapolate::ErrorRound};
 use super::templates::{
-    self, ClassContext, GenerateContext, RelabelContext as RelabelTmplContext, TaskContext,
-    Templates,
+    self, ClassContext, RelabelContext as RelabelTmplContext, TaskContext, Templates,
 };
 use crate::domain::{
     Actor, Class, Decision, DecisionKind, EventKind, GenerationFailed, GenerationSettings,
@@ -56,6 +59,11 @@ pub struct PlannedRequest {
 }
 
 impl PlannedRequest {
+    /// The engine job that runs it, tagged `tag`.
+    pub fn job(&self, tag: u64) -> crate::engine::Job {
+        crate::engine::Job::new(self.request.clone(), tag)
+    }
+
     /// The rendered prompt (all message contents).
     pub fn prompt(&self) -> String {
         self.request
@@ -176,99 +184,40 @@ impl Generator {
         Ok(p)
     }
 
-    /// The next generate request without consuming it (`straddle prompt`).
-    pub fn peek_generate(&self, n: usize) -> anyhow::Result<PlannedRequest> {
-        let s = &self.settings;
-        let strategy = match s.strategy {
-            Strategy::Extrapolate => {
-                return Err(crate::error::user(
-                    "the extrapolate strategy is planned by the S3 loop (`straddle loop`), not by generate",
-                ));
-            }
-            other => other,
-        };
-        let mut rng = rng_for(s.seed, self.counter);
-        let pk = pick(&self.classes, s, &mut rng).ok_or_else(|| {
-            crate::error::user("every class has weight 0: nothing to generate (raise a weight)")
-        })?;
-        let mut shown_examples = Vec::new();
-        let classes: Vec<ClassContext> = pk
-            .shown
-            .iter()
-            .map(|&i| {
-                let c = &self.classes[i];
-                let pool = self.seeds.get(&c.name).map(Vec::as_slice).unwrap_or(&[]);
-                let examples = pick_shots(pool, s.shots, &mut rng);
-                shown_examples.extend(examples.iter().cloned());
-                ClassContext {
-                    name: c.name.clone(),
-                    description: c.description.clone(),
-                    examples,
-                }
-            })
-            .collect();
-        let target = self.classes[pk.target].name.clone();
-        let minor = pk.minor.map(|i| self.classes[i].name.clone());
-        let (major_pct, minor_pct) = alpha_pcts(pk.alpha);
-        let template = if strategy == Strategy::Mix {
-            templates::MIX
-        } else {
-            templates::PLAIN
-        };
-        let ctx = GenerateContext {
-            task: self.task_ctx(),
-            classes,
-            n,
-            target: target.clone(),
-            minor: minor.clone(),
-            major_pct,
-            minor_pct,
-        };
-        // Drawn last, so turning rationales on leaves every other draw as it was.
-        let rationale = self.draw_rationale(&target, &mut rng);
-        let prompt = self.templates.render(
-            template,
-            &WithRationale {
-                ctx: &ctx,
-                rationale: rationale.as_deref(),
-            },
-        )?;
-        let mut request = ChatRequest::new(vec![Message::user(prompt)]);
-        request.temperature = Some(s.temperature);
-        request.max_tokens = Some(s.max_tokens);
-        request.seed = Some(splitmix64(s.seed ^ self.counter));
-        let mut provenance = Provenance {
-            strategy: Some(strategy.as_str().to_string()),
-            classes: ctx.classes.iter().map(|c| c.name.clone()).collect(),
-            minor,
-            alpha: (strategy == Strategy::Mix).then_some(pk.alpha),
-            template: Some(template.to_string()),
-            template_hash: Some(self.templates.hash(template).to_string()),
-            model: Some(self.model.clone()),
-            temperature: Some(s.temperature),
-            rationale,
-            ..Provenance::default()
-        };
-        provenance
-            .extra
-            .insert(REQUEST_KEY.into(), serde_json::json!(self.counter));
-        Ok(PlannedRequest {
-            request,
-            kind: RequestKind::Generate { target },
-            provenance,
-            n,
-            shown_examples,
-            labels: Vec::new(),
-        })
+    /// What strategies read to plan (see [`PlanContext`]).
+    pub fn plan_context(&self) -> PlanContext<'_> {
+        PlanContext {
+            task: &self.task,
+            classes: &self.classes,
+            settings: &self.settings,
+            templates: &self.templates,
+            seeds: &self.seeds,
+            rationales: &self.rationales,
+            model: &self.model,
+            counter: self.counter,
+        }
     }
 
-    /// A rationale of `target` when `use_rationales` is on and it has any.
-    fn draw_rationale(&self, target: &str, rng: &mut impl rand::Rng) -> Option<String> {
-        if !self.settings.use_rationales {
-            return None;
-        }
-        let list = self.rationales.get(target).filter(|l| !l.is_empty())?;
-        Some(list[rng.random_range(0..list.len())].clone())
+    /// The next generate request of the configured strategy without
+    /// consuming it (`straddle prompt`).
+    pub fn peek_generate(&self, n: usize) -> anyhow::Result<PlannedRequest> {
+        strategy::get(self.settings.strategy).plan(&self.plan_context(), &Ask { n, error: None })
+    }
+
+    /// Plan the next request of an S3 extrapolation round (`None` when the
+    /// round has handed out all its requests). Extrapolation requests do
+    /// not use the request counter of the settings-planned ones.
+    pub fn plan_error(&self, round: &mut ErrorRound) -> Option<anyhow::Result<PlannedRequest>> {
+        let (mistake, repeat, n) = round.next_ask()?;
+        let ask = Ask {
+            n,
+            error: Some(ErrorSource {
+                mistake: &mistake,
+                round: round.round,
+                repeat,
+            }),
+        };
+        Some(strategy::get(Strategy::Extrapolate).plan(&self.plan_context(), &ask))
     }
 
     fn task_ctx(&self) -> TaskContext {
@@ -443,7 +392,18 @@ impl Generator {
             max_words: self.max_words,
         };
         let parsed = parse_generation(&reply.text, &ctx);
-        if parsed.items.is_empty() {
+        let strategy = planned
+            .provenance
+            .strategy
+            .as_deref()
+            .and_then(|s| s.parse::<Strategy>().ok())
+            .map(strategy::get);
+        let items: Vec<String> = parsed
+            .items
+            .into_iter()
+            .filter(|t| strategy.is_none_or(|s| s.keep(planned, t)))
+            .collect();
+        if items.is_empty() {
             let reason = if reply.text.trim().is_empty() {
                 "empty_reply"
             } else {
@@ -456,7 +416,7 @@ impl Generator {
             })];
         }
         let mut out = Vec::new();
-        for (id, text) in (state.next_sample_id()..).zip(parsed.items) {
+        for (id, text) in (state.next_sample_id()..).zip(items) {
             let dup = self.dedup.check_insert(id, &text);
             let mut p = prov.clone();
             if let Some(m) = dup {
@@ -521,15 +481,6 @@ impl Generator {
     }
 }
 
-/// A generation context plus the optional S3 rationale (`rationale` in
-/// the templates; test it with `is defined` so a context without it renders).
-#[derive(serde::Serialize)]
-struct WithRationale<'a> {
-    #[serde(flatten)]
-    ctx: &'a GenerateContext,
-    rationale: Option<&'a str>,
-}
-
 /// Rejected by dedup.
 pub fn is_dup_rejected(s: &crate::domain::SampleState) -> bool {
     s.decision().is_some_and(|d| {
@@ -552,6 +503,7 @@ fn next_counter(state: &ProjectState) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::augment::sampling::alpha_pcts;
     use crate::domain::{Event, TaskConfig, VerdictMethod};
 
     pub(crate) fn config() -> ProjectConfig {

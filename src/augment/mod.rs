@@ -1,13 +1,16 @@
-//! Strategies: prompt building (templates from `prompts/`), sampling of
-//! classes and α, output parsing, relabel parsing, dedup, doubt scores and
-//! the pure [`Generator`] that the CLI, the TUI and the S3 loop drive.
+//! Strategies behind one interface ([`strategy`]), prompt building
+//! (templates from `prompts/`), sampling of classes and α, output parsing,
+//! relabel parsing, dedup, doubt scores, S3 rationales, and the pure
+//! [`Generator`] the generation session (`app::session`) drives.
 //! No I/O except [`templates::Templates::load`].
 //!
 //! One request's life:
 //!
-//! 1. [`Generator::plan_generate`] draws the classes, α and shots
-//!    ([`sampling`], deterministic in the settings' seed and the request
-//!    number) and renders `mix.j2`/`plain.j2` ([`templates`]).
+//! 1. [`Generator::plan_generate`] asks the configured [`strategy`] to plan
+//!    (`mix`/`plain` draw the classes, α and shots with [`sampling`],
+//!    deterministic in the settings' seed and the request number, and render
+//!    `mix.j2`/`plain.j2` with [`templates`]; `extrapolate` plans from an
+//!    S3 round's held-out errors, [`Generator::plan_error`]).
 //! 2. The caller sends it (engine) and hands the reply to
 //!    [`Generator::on_reply`], which parses it ([`parse`]), checks every
 //!    text against the [`DedupIndex`] and returns the events to append:
@@ -24,12 +27,15 @@ pub mod dedup;
 pub mod doubt;
 pub mod generator;
 pub mod parse;
+pub mod rationales;
 pub mod relabel;
 pub mod rules;
 pub mod sampling;
+pub mod strategy;
 pub mod templates;
 
 pub use dedup::{DedupIndex, DupKind, DupMatch};
 pub use doubt::{Doubt, DoubtContext, doubt};
 pub use generator::{Generator, PlannedRequest, Reply, RequestKind};
+pub use strategy::Strategy;
 pub use templates::Templates;

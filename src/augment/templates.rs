@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 /// Template for class-boundary (mix) generation.
-pub const MIX: &str = "mix.j2";
+pub const MIX: &str = super::strategy::mix::TEMPLATE;
 /// Template for plain (one class) generation.
-pub const PLAIN: &str = "plain.j2";
+pub const PLAIN: &str = super::strategy::plain::TEMPLATE;
 /// Template for the relabel (few-shot classifier) step.
 pub const RELABEL: &str = "relabel.j2";
 
@@ -28,11 +28,11 @@ pub const BUILTINS: &[(&str, &str)] = &[
     (PLAIN, include_str!("../../prompts/plain.j2")),
     (RELABEL, include_str!("../../prompts/relabel.j2")),
     (
-        crate::classify::extrapolate::TEMPLATE,
+        super::strategy::extrapolate::TEMPLATE,
         include_str!("../../prompts/extrapolate.j2"),
     ),
     (
-        crate::classify::rationales::TEMPLATE,
+        super::rationales::TEMPLATE,
         include_str!("../../prompts/rationales.j2"),
     ),
 ];

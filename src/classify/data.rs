@@ -95,11 +95,11 @@ pub fn heldout_set(state: &ProjectState, classes: &[String]) -> LabelledSet {
 pub(crate) mod tests {
     use super::*;
     // Re-exported for the tests that still import it from here.
+    pub(crate) use crate::domain::testing::state_with;
     use crate::domain::{
         Actor, Decided, Decision, DecisionKind, Edited, EventKind, Verdict, VerdictMethod,
         VerdictRecorded,
     };
-    pub(crate) use crate::testing::state_with;
 
     pub(crate) fn decide(sample: SampleId, kind: DecisionKind) -> EventKind {
         EventKind::Decided(Decided {

@@ -7,19 +7,9 @@ use serde_json::{Value, json};
 use super::data::{self, LabelledSet};
 use super::model::{Classifier, TrainConfig, argmax};
 use super::scores::score;
-use crate::domain::{ProjectState, SampleId, Scores};
+use crate::domain::{ProjectState, Scores};
 
-/// A held-out example the augmented model gets wrong.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Mistake {
-    /// The held-out sample (0 when it came from a file).
-    pub id: SampleId,
-    pub text: String,
-    pub truth: String,
-    pub predicted: String,
-    /// The model's probability of its (wrong) prediction.
-    pub confidence: f64,
-}
+pub use crate::domain::Mistake;
 
 /// Both models' scores and the augmented model's mistakes.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -21,10 +21,8 @@
 
 pub mod data;
 pub mod evaluate;
-pub mod extrapolate;
 pub mod features;
 pub mod model;
-pub mod rationales;
 pub mod s3;
 pub mod scores;
 pub mod signals;

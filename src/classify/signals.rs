@@ -355,8 +355,8 @@ mod tests {
 mod project_tests {
     use super::*;
     use crate::classify::data::tests::decide;
+    use crate::domain::testing::state_with;
     use crate::domain::{DecisionKind, Origin};
-    use crate::testing::state_with;
 
     #[test]
     fn project_signals_cover_the_review_pool_only() {

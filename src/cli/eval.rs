@@ -9,8 +9,9 @@
 use std::path::Path;
 
 use super::generate::{self, run, run::RunOptions};
-use crate::augment::{Generator, PlannedRequest};
-use crate::classify::{self, LabelledSet, TrainConfig, rationales, s3};
+use crate::app::training::train_config;
+use crate::augment::rationales;
+use crate::classify::{self, LabelledSet, s3};
 use crate::domain::{BackendConfig, EventKind, RationalesAdded, Strategy, UsageRecorded};
 use crate::engine::{Engine, EngineEvent, Job};
 use crate::error;
@@ -33,7 +34,7 @@ pub fn run_eval(args: super::EvalArgs) -> anyhow::Result<()> {
     if heldout.is_empty() {
         return Err(no_heldout_error(&args.dir));
     }
-    let cfg = train_config(&project, classes.len());
+    let cfg = train_config(&project.generation_settings(), classes.len());
     let ev = classify::evaluate(
         &classes,
         &classify::training_set(project.state(), &classes, false),
@@ -49,12 +50,6 @@ pub fn run_eval(args: super::EvalArgs) -> anyhow::Result<()> {
         warn_unknown(&heldout);
     }
     Ok(())
-}
-
-/// The classifier settings of a project: the defaults sized for its
-/// classes, seeded with the generation seed so scores are reproducible.
-pub fn train_config(project: &Project, classes: usize) -> TrainConfig {
-    TrainConfig::for_classes(classes, project.generation_settings().seed)
 }
 
 /// The user error for a project without held-out examples.
@@ -129,8 +124,7 @@ pub fn run_loop(args: super::LoopArgs) -> anyhow::Result<()> {
 
 async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
     let mut project = Project::open(&args.dir)?;
-    let mut backend = project.config().backend.clone();
-    args.backend.apply(&mut backend);
+    let backend = args.backend.effective(&project.config().backend);
     if project.generation_settings().use_rationales {
         ask_rationales(&mut project, &backend, &args.backend).await?;
     }
@@ -141,7 +135,7 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
         );
     }
     let names = project.class_names();
-    let cfg = train_config(&project, names.len());
+    let cfg = train_config(&project.generation_settings(), names.len());
     let mut mistakes = if project.state().generated().next().is_some() {
         Some(classify::evaluate_project(project.state(), &names, None, &cfg).mistakes)
     } else {
@@ -149,19 +143,34 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
     };
     for _ in 0..args.rounds {
         let round = s3::next_round(project.state());
-        let mut driver = generate::generator_for(&project)?;
-        let planned = plan_round(
-            &mut driver,
-            &project,
-            mistakes.as_deref(),
-            round,
-            args.per_round,
-        )?;
-        println!(
-            "Round {round}: {} requests, {}.",
-            planned.len(),
-            describe(&planned)
-        );
+        let sources =
+            s3::extrapolation_sources(project.state(), mistakes.as_deref().unwrap_or_default());
+        let work = if sources.is_empty() {
+            // The configured strategy (`mix` when it is one an S3 round
+            // feeds, such as `extrapolate`).
+            let mut settings = project.generation_settings();
+            if crate::augment::strategy::get(settings.strategy).input()
+                != crate::augment::strategy::Input::Settings
+            {
+                settings.strategy = Strategy::Mix;
+            }
+            println!(
+                "Round {round}: {} examples, {}.",
+                args.per_round,
+                settings.strategy.as_str()
+            );
+            run::RoundWork::Generate(settings)
+        } else {
+            println!(
+                "Round {round}: {} examples, extrapolating {} held-out errors.",
+                args.per_round,
+                sources.len().min(
+                    args.per_round
+                        .div_ceil(project.generation_settings().per_request.max(1))
+                )
+            );
+            run::RoundWork::Errors(sources)
+        };
         let opts = RunOptions {
             count: 0,
             relabel: project.config().relabel.enabled,
@@ -169,9 +178,10 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
             no_cache: args.backend.no_cache,
             progress: true,
         };
-        let summary = run::run_planned(project, backend.clone(), planned, opts, "loop").await?;
+        let (summary, p) =
+            run::round(project, backend.clone(), round, work, args.per_round, opts).await?;
+        project = p;
         println!("Round {round}: {summary}");
-        project = Project::open(&args.dir)?;
         if summary.interrupted {
             println!(
                 "Interrupted in round {round}; everything so far is saved (no score recorded for it)."
@@ -200,61 +210,6 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
         mistakes = Some(ev.mistakes);
     }
     Ok(())
-}
-
-/// The requests of one round: extrapolation from `mistakes` (see
-/// [`s3::extrapolation_sources`]) when there are any, else generation with
-/// the configured strategy (`mix` when the configured one is
-/// `extrapolate`), tagged with the round.
-fn plan_round(
-    driver: &mut Generator,
-    project: &Project,
-    mistakes: Option<&[classify::Mistake]>,
-    round: u32,
-    count: usize,
-) -> anyhow::Result<Vec<PlannedRequest>> {
-    let sources = s3::extrapolation_sources(project.state(), mistakes.unwrap_or_default());
-    if !sources.is_empty() {
-        return s3::plan_extrapolation(
-            driver,
-            &project.config().task,
-            &project.classes(),
-            &sources,
-            round,
-            count,
-        );
-    }
-    let mut settings = driver.settings().clone();
-    if settings.strategy == Strategy::Extrapolate {
-        settings.strategy = Strategy::Mix;
-        driver.set_settings(settings.clone(), project.state());
-    }
-    let per = settings.per_request.max(1);
-    let mut out = Vec::new();
-    let mut left = count;
-    while left > 0 {
-        let n = per.min(left);
-        let mut p = driver.plan_generate_n(n)?;
-        p.provenance.round = Some(round);
-        out.push(p);
-        left -= n;
-    }
-    Ok(out)
-}
-
-/// "extrapolating 3 held-out errors" / "mix".
-fn describe(planned: &[PlannedRequest]) -> String {
-    let errors: std::collections::BTreeSet<_> = planned
-        .iter()
-        .filter_map(|p| p.provenance.error_of)
-        .collect();
-    if !errors.is_empty() {
-        return format!("extrapolating {} held-out errors", errors.len());
-    }
-    planned
-        .first()
-        .and_then(|p| p.provenance.strategy.clone())
-        .unwrap_or_else(|| "nothing to do".into())
 }
 
 /// S3 seed synthesis: ask for rationales of every class that has none yet

@@ -18,28 +18,24 @@ pub(crate) fn generator_for(project: &Project) -> anyhow::Result<Generator> {
     ))
 }
 
-/// The project's backend with this run's command-line overrides.
-pub(crate) fn backend_with_flags(
-    mut b: crate::domain::BackendConfig,
-    f: &super::BackendFlags,
-) -> crate::domain::BackendConfig {
-    if let Some(u) = &f.base_url {
-        b.base_url = u.clone();
-    }
-    if let Some(m) = &f.model {
-        b.model = m.clone();
-    }
-    if let Some(c) = f.concurrency {
-        b.max_concurrency = c.max(1);
-    }
-    b
-}
-
 fn check_args(a: &super::GenerateArgs) -> anyhow::Result<()> {
     check_conf("--alpha", a.alpha)?;
     check_conf("--auto-accept", a.auto_accept)?;
     if a.count == 0 {
         return Err(crate::error::user("--count must be at least 1"));
+    }
+    if let Some(s) = a.strategy
+        && crate::augment::strategy::get(s).input() != crate::augment::strategy::Input::Settings
+    {
+        return Err(crate::error::user(format!(
+            "the {} strategy is planned by an S3 round (`straddle loop`, or R in the terminal UI), \
+             not by generate (use {})",
+            s.as_str(),
+            crate::augment::strategy::from_settings()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )));
     }
     for (flag, v) in [("--classes", a.classes), ("--per-request", a.per_request)] {
         if v == Some(0) {
@@ -80,7 +76,7 @@ fn settings_with_flags(
 pub fn run_generate(args: super::GenerateArgs) -> anyhow::Result<()> {
     check_args(&args)?;
     let project = Project::open(&args.dir)?;
-    let backend = backend_with_flags(project.config().backend.clone(), &args.backend);
+    let backend = args.backend.effective(&project.config().backend);
     let settings = settings_with_flags(project.generation_settings(), &args);
     let opts = run::RunOptions {
         count: args.count,
@@ -96,7 +92,7 @@ pub fn run_generate(args: super::GenerateArgs) -> anyhow::Result<()> {
 
 pub fn run_relabel(args: super::RelabelArgs) -> anyhow::Result<()> {
     let project = Project::open(&args.dir)?;
-    let backend = backend_with_flags(project.config().backend.clone(), &args.backend);
+    let backend = args.backend.effective(&project.config().backend);
     let rt = tokio::runtime::Runtime::new()?;
     let summary = rt.block_on(run::relabel(project, backend, args.backend.no_cache, true))?;
     finish(summary)
@@ -106,6 +102,7 @@ pub fn run_relabel(args: super::RelabelArgs) -> anyhow::Result<()> {
 fn finish(summary: run::RunSummary) -> anyhow::Result<()> {
     println!("{summary}");
     match (&summary.stopped, summary.fatal) {
+        (Some(why), true) if summary.plan_error => Err(crate::error::user(why.clone())),
         (Some(why), true) => Err(crate::error::user(format!(
             "{why} (check [backend] in straddle.toml, or run `straddle doctor DIR`)"
         ))),

@@ -49,61 +49,14 @@ pub enum Command {
     Tui(TuiArgs),
 }
 
-/// Flags shared by every command that calls the LLM; they override
-/// `[backend]` in `straddle.toml` for this run.
-#[derive(Debug, Clone, Default, Args)]
-pub struct BackendFlags {
-    /// Base URL of an OpenAI-compatible server, e.g. http://127.0.0.1:8765/v1
-    #[arg(long)]
-    pub base_url: Option<String>,
-    /// Model name.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Maximum requests in flight.
-    #[arg(long)]
-    pub concurrency: Option<usize>,
-    /// Ask the server even where the response cache has an answer.
-    #[arg(long)]
-    pub no_cache: bool,
-}
-
-impl BackendFlags {
-    /// Overlay the flags that were given on the project's `[backend]`.
-    pub fn apply(&self, backend: &mut crate::domain::BackendConfig) {
-        if let Some(url) = &self.base_url {
-            backend.base_url = url.clone();
-        }
-        if let Some(model) = &self.model {
-            backend.model = model.clone();
-        }
-        if let Some(n) = self.concurrency {
-            backend.max_concurrency = n.max(1);
-        }
-    }
-
-    /// The response cache in `cache_dir`, write-only under `--no-cache`.
-    pub fn cache(&self, cache_dir: impl Into<std::path::PathBuf>) -> crate::llm::ResponseCache {
-        let cache = crate::llm::ResponseCache::new(cache_dir);
-        if self.no_cache {
-            cache.write_only()
-        } else {
-            cache
-        }
-    }
-}
+pub use crate::app::backend::BackendFlags;
+pub use crate::app::export::ExportFormat;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ImportRole {
     Seed,
     Validation,
     Test,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ExportFormat {
-    Jsonl,
-    Csv,
-    Hf,
 }
 
 #[derive(Debug, Args)]
@@ -294,24 +247,22 @@ fn parse_range(s: &str) -> Result<(f64, f64), String> {
     Ok((lo, hi))
 }
 
-/// Run a parsed command line.
-pub fn run(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
-        Some(Command::Init(a)) => init::run(a),
-        Some(Command::Import(a)) => import::run(a),
-        Some(Command::Export(a)) => export::run(a),
-        Some(Command::Stats(a)) => stats::run(a),
-        Some(Command::Doctor(a)) => doctor::run(a),
-        Some(Command::Generate(a)) => generate::run_generate(a),
-        Some(Command::Relabel(a)) => generate::run_relabel(a),
-        Some(Command::Review(a)) => generate::run_review(a),
-        Some(Command::Prompt(a)) => generate::run_prompt(a),
-        Some(Command::Eval(a)) => eval::run_eval(a),
-        Some(Command::Loop(a)) => eval::run_loop(a),
-        Some(Command::Tui(a)) => crate::tui::run(a),
-        None => crate::tui::run(TuiArgs {
-            dir: None,
-            backend: BackendFlags::default(),
-        }),
+/// Run a headless command (`straddle::run` sends `tui` to the terminal UI).
+pub fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Init(a) => init::run(a),
+        Command::Import(a) => import::run(a),
+        Command::Export(a) => export::run(a),
+        Command::Stats(a) => stats::run(a),
+        Command::Doctor(a) => doctor::run(a),
+        Command::Generate(a) => generate::run_generate(a),
+        Command::Relabel(a) => generate::run_relabel(a),
+        Command::Review(a) => generate::run_review(a),
+        Command::Prompt(a) => generate::run_prompt(a),
+        Command::Eval(a) => eval::run_eval(a),
+        Command::Loop(a) => eval::run_loop(a),
+        Command::Tui(_) => Err(anyhow::anyhow!(
+            "the terminal UI is opened by straddle::run, not by a headless command"
+        )),
     }
 }

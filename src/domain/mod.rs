@@ -3,10 +3,15 @@
 
 pub mod config;
 pub mod event;
+pub mod heldout;
 pub mod state;
+#[cfg(any(test, feature = "test-fixtures"))]
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::*;
 pub use event::*;
+pub use heldout::Mistake;
 pub use state::*;
 
 use serde::{Deserialize, Serialize};

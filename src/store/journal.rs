@@ -725,8 +725,8 @@ impl GroupCommitHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::testing::accept;
     use crate::domain::{NewSample, Origin, SampleAdded};
-    use crate::testing::accept;
 
     fn add(id: u64) -> EventKind {
         EventKind::SampleAdded(SampleAdded::new(

@@ -214,6 +214,23 @@ impl Project {
         Ok(events)
     }
 
+    /// Split the project into its state, which becomes the caller's one
+    /// fold of the journal, and a [`ProjectWriter`] that only appends (and
+    /// keeps the project lock): for a process that folds acknowledged
+    /// events itself, such as the terminal UI with its writer thread.
+    pub fn into_writer(self) -> anyhow::Result<(ProjectState, ProjectWriter)> {
+        let journal = self.journal.ok_or_else(|| {
+            anyhow::anyhow!("project {} was opened read-only", self.dir.display())
+        })?;
+        Ok((
+            self.state,
+            ProjectWriter {
+                journal,
+                _lock: self._lock,
+            },
+        ))
+    }
+
     /// Add samples (ids assigned densely after the last one), durably.
     pub fn add_samples(&mut self, samples: Vec<NewSample>) -> anyhow::Result<Vec<SampleId>> {
         let kinds = sample_kinds(&self.state, samples);
@@ -370,5 +387,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
 fn sync_dir(dir: &Path) {
     if let Ok(f) = std::fs::File::open(dir) {
         let _ = f.sync_all();
+    }
+}
+
+/// The append side of an open project (see [`Project::into_writer`]).
+pub struct ProjectWriter {
+    journal: Journal,
+    _lock: Option<ProjectLock>,
+}
+
+impl ProjectWriter {
+    /// Append durably (as [`Project::append`]) without folding: the events
+    /// come back with ids and timestamps for the caller to apply.
+    pub fn append(&mut self, kinds: Vec<EventKind>) -> anyhow::Result<Vec<Event>> {
+        self.journal.append(kinds)
     }
 }

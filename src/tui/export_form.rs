@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use crate::cli::ExportFormat;
+use crate::app::export::ExportFormat;
 
 use super::state::{ExportForm, ExportRequest};
 

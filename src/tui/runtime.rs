@@ -6,9 +6,13 @@
 //! is on screen).
 //!
 //! Durability: journal appends run on a dedicated writer thread that owns
-//! the `Project`. While an append caused by a key is in flight the loop
-//! does not read the terminal, so a decision is on disk before the next key
-//! is handled.
+//! the project's append side (`ProjectWriter`, no fold of its own). While
+//! an append caused by a key is in flight the loop does not read the
+//! terminal, so a decision is on disk before the next key is handled.
+//!
+//! One fold per process: `State::project`, updated from acknowledged
+//! events only. Jobs (S3 round, training signals, export) get a snapshot
+//! of it, never a re-read of the journal file.
 
 use anyhow::Context as _;
 use crossterm::event::{
@@ -27,13 +31,14 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-use crate::cli::{BackendFlags, ExportArgs};
-use crate::domain::{Event as JournalEvent, EventKind};
-use crate::store::Project;
+use crate::app::BackendFlags;
+use crate::app::export::{ExportRequest, Source};
+use crate::domain::{Event as JournalEvent, EventKind, ProjectConfig};
+use crate::store::{Project, ProjectWriter};
 
 use super::config::UiConfig;
-use super::pipeline::{Pipeline, PipelineOut};
-use super::state::{Effect, ExportRequest, Init, Msg, State};
+use super::driver::{Ask, Driver, DriverOut};
+use super::state::{Effect, Init, Msg, State};
 use super::{update, view};
 
 /// Shortest time between two frames.
@@ -46,9 +51,9 @@ const USAGE_EVERY: Duration = Duration::from_millis(500);
 pub(crate) enum Origin {
     /// A key press: the terminal is not read until it is acknowledged.
     Key,
-    /// The generation pipeline.
-    Pipeline,
-    /// A `usage_recorded` event (outside the pipeline's one-reply-at-a-time
+    /// The generation session.
+    Session,
+    /// A `usage_recorded` event (outside the session's one-batch-at-a-time
     /// protocol).
     Usage,
 }
@@ -63,9 +68,10 @@ struct StoreDone {
     result: Result<Vec<JournalEvent>, String>,
 }
 
-/// The writer thread: owns the project, appends in order, answers each job.
+/// The writer thread: owns the journal's append side, appends in order,
+/// answers each job.
 fn spawn_writer(
-    mut project: Project,
+    mut project: ProjectWriter,
     done: mpsc::UnboundedSender<StoreDone>,
 ) -> (
     std::sync::mpsc::Sender<StoreJob>,
@@ -147,17 +153,21 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
     let mut config = project.config().clone();
     flags.apply(&mut config.backend);
     let dir = project.dir().to_path_buf();
+    let report = project.load_report().clone();
+    let classes = project.classes();
+    let settings = project.generation_settings();
+    let driver = Driver::new(&config, project.cache_dir(), &project.prompts_dir(), &flags);
+    let (state, writer_side) = project.into_writer()?;
     let mut st = State::new(Init {
-        project: project.state().clone(),
+        project: state,
         project_name: config.task.name.clone(),
-        classes: project.classes(),
-        settings: project.generation_settings(),
+        classes,
+        settings,
         concurrency: config.backend.max_concurrency,
         backend: config.backend.base_url.clone(),
         model: config.backend.model.clone(),
         ui,
     });
-    let report = project.load_report();
     if st.last_error.is_none() && !report.skipped.is_empty() {
         st.last_error = Some(format!(
             "journal: {} unreadable line(s) skipped (first: line {})",
@@ -165,9 +175,8 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
             report.skipped[0].line
         ));
     }
-    let pipeline = Pipeline::new(&config, &project, &flags);
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let (store_tx, writer) = spawn_writer(project, done_tx);
+    let (store_tx, writer) = spawn_writer(writer_side, done_tx);
 
     let (bg_tx, bg_rx) = mpsc::unbounded_channel();
     let (mut term, guard) = setup_terminal()?;
@@ -178,9 +187,10 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         store_tx,
         done_rx,
         key_acks: 0,
-        pipeline_acks: 0,
+        session_acks: 0,
         usage_acks: 0,
-        pipeline,
+        driver,
+        config,
         dir,
         bg_tx,
         bg_rx,
@@ -200,9 +210,11 @@ struct App {
     done_rx: mpsc::UnboundedReceiver<StoreDone>,
     /// Appends from keys not yet acknowledged.
     key_acks: usize,
-    pipeline_acks: usize,
+    session_acks: usize,
     usage_acks: usize,
-    pipeline: Pipeline,
+    driver: Driver,
+    /// With the command line's backend overrides.
+    config: ProjectConfig,
     dir: PathBuf,
     /// Results of background jobs (S3 rounds, signals) as messages.
     bg_tx: mpsc::UnboundedSender<Msg>,
@@ -239,14 +251,14 @@ impl App {
             }
             if self.st.quit && !quitting {
                 quitting = true;
-                if let Some(k) = self.pipeline.shutdown() {
+                if let Some(k) = self.driver.shutdown() {
                     self.append(vec![k], Origin::Usage);
                 }
             }
-            if quitting && self.key_acks == 0 && self.pipeline_acks == 0 && self.usage_acks == 0 {
+            if quitting && self.key_acks == 0 && self.session_acks == 0 && self.usage_acks == 0 {
                 break;
             }
-            let busy = self.pipeline.busy();
+            let busy = self.driver.busy();
             if was_busy && !busy {
                 // One last look at the usage once requests stop.
                 self.handle(Input::Usage, &export_tx)?;
@@ -260,7 +272,7 @@ impl App {
             let next = tokio::select! {
                 Some(d) = self.done_rx.recv() => Input::Store(d),
                 ev = input.next(), if read_keys => Input::Term(ev),
-                Some(e) = self.pipeline.recv() => Input::Engine(e),
+                Some(e) = self.driver.recv() => Input::Engine(e),
                 Some(r) = export_rx.recv() => Input::Exported(r),
                 Some(m) = self.bg_rx.recv() => Input::Background(m),
                 _ = sleep_until(frame_due), if frame_due.is_some() => Input::Frame,
@@ -272,7 +284,7 @@ impl App {
             while let Ok(d) = self.done_rx.try_recv() {
                 self.handle(Input::Store(d), &export_tx)?;
             }
-            while let Some(e) = self.pipeline.try_recv() {
+            while let Some(e) = self.driver.try_recv() {
                 self.handle(Input::Engine(e), &export_tx)?;
             }
         }
@@ -307,13 +319,15 @@ impl App {
                 };
                 let fx = update(&mut self.st, msg);
                 self.run_effects_from(fx, Origin::Key, export_tx);
-                let ours = done.origin == Origin::Pipeline;
-                let out = self.pipeline.on_appended(&self.st, events.as_deref(), ours);
-                self.apply_pipeline(out, export_tx);
+                let ours = done.origin == Origin::Session;
+                let out =
+                    self.driver
+                        .on_appended(&self.st, events.as_deref().unwrap_or_default(), ours);
+                self.apply_driver(out, export_tx);
             }
             Input::Engine(ev) => {
-                let out = self.pipeline.on_engine_event(&self.st, ev);
-                self.apply_pipeline(out, export_tx);
+                let out = self.driver.on_engine_event(&self.st, ev);
+                self.apply_driver(out, export_tx);
             }
             Input::Exported(r) => {
                 update(&mut self.st, Msg::Exported(r));
@@ -323,7 +337,7 @@ impl App {
                 self.run_effects_from(fx, Origin::Key, export_tx);
             }
             Input::Usage => {
-                let (usage, req_per_s) = self.pipeline.usage();
+                let (usage, req_per_s) = self.driver.usage();
                 update(&mut self.st, Msg::Usage { usage, req_per_s });
             }
             Input::Tick => {
@@ -334,9 +348,9 @@ impl App {
         Ok(())
     }
 
-    fn apply_pipeline(
+    fn apply_driver(
         &mut self,
-        out: PipelineOut,
+        out: DriverOut,
         export_tx: &mpsc::UnboundedSender<Result<String, String>>,
     ) {
         for m in out.msgs {
@@ -344,7 +358,7 @@ impl App {
             self.run_effects_from(fx, Origin::Key, export_tx);
         }
         if let Some(kinds) = out.append {
-            self.append(kinds, Origin::Pipeline);
+            self.append(kinds, Origin::Session);
         }
         if let Some(k) = out.usage {
             self.append(vec![k], Origin::Usage);
@@ -355,7 +369,7 @@ impl App {
     fn acks(&mut self, origin: Origin) -> &mut usize {
         match origin {
             Origin::Key => &mut self.key_acks,
-            Origin::Pipeline => &mut self.pipeline_acks,
+            Origin::Session => &mut self.session_acks,
             Origin::Usage => &mut self.usage_acks,
         }
     }
@@ -381,21 +395,45 @@ impl App {
         export_tx: &mpsc::UnboundedSender<Result<String, String>>,
     ) {
         for e in fx {
-            match e {
-                Effect::Append(kinds) => self.append(kinds, origin),
-                Effect::Export(req) => spawn_export(self.dir.clone(), req, export_tx.clone()),
-                Effect::Quit => self.st.quit = true,
+            let ask = match e {
+                Effect::Append(kinds) => {
+                    self.append(kinds, origin);
+                    continue;
+                }
+                Effect::Export(req) => {
+                    self.spawn_export(req, export_tx.clone());
+                    continue;
+                }
+                Effect::Quit => {
+                    self.st.quit = true;
+                    continue;
+                }
                 Effect::RunRound { round } => {
-                    super::s3::spawn_round(self.dir.clone(), round, self.bg_tx.clone())
+                    self.spawn_round(round);
+                    continue;
                 }
                 Effect::ComputeSignals => {
-                    super::s3::spawn_signals(self.dir.clone(), self.bg_tx.clone())
+                    self.spawn_signals();
+                    continue;
                 }
-                other => {
-                    let out = self.pipeline.on_effect(&self.st, other);
-                    self.apply_pipeline(out, export_tx);
-                }
-            }
+                Effect::StartGeneration => Ask::Start,
+                Effect::PauseGeneration => Ask::Pause,
+                Effect::ResumeGeneration => Ask::Resume,
+                Effect::StopGeneration => Ask::Stop,
+                Effect::SetConcurrency(n) => Ask::SetConcurrency(n),
+                Effect::Relabel(id) => Ask::RelabelAfterEdit(id),
+                Effect::Extrapolate {
+                    round,
+                    mistakes,
+                    count,
+                } => Ask::Extrapolate {
+                    round,
+                    mistakes,
+                    count,
+                },
+            };
+            let out = self.driver.ask(&self.st, ask);
+            self.apply_driver(out, export_tx);
         }
     }
 }
@@ -407,42 +445,57 @@ async fn sleep_until(t: Option<Instant>) {
     }
 }
 
-/// Export on a blocking thread with the CLI's code (`cli::export`): the
-/// project is read read-only from disk, which holds every acknowledged
-/// event, and nothing is printed (the screen stays intact).
-fn spawn_export(
-    dir: PathBuf,
-    req: ExportRequest,
-    tx: mpsc::UnboundedSender<Result<String, String>>,
-) {
-    tokio::task::spawn_blocking(move || {
-        let _ = tx.send(export_blocking(&dir, &req));
-    });
-}
+impl App {
+    /// Export a snapshot of the state on a blocking thread with the
+    /// shared export code; nothing is printed (the screen stays intact).
+    fn spawn_export(&self, req: ExportRequest, tx: mpsc::UnboundedSender<Result<String, String>>) {
+        let (dir, config) = (self.dir.clone(), self.config.clone());
+        let (state, settings) = (self.st.project.clone(), self.st.settings.clone());
+        tokio::task::spawn_blocking(move || {
+            let mut req = req;
+            if !req.out.is_absolute() {
+                req.out = dir.join(&req.out);
+            }
+            let src = Source {
+                dir: &dir,
+                config: &config,
+                state: &state,
+                settings: &settings,
+            };
+            let r = match crate::app::export::export_from(&src, &req) {
+                Ok(report) => {
+                    tracing::info!("tui export: {}", report.summary());
+                    Ok(report.summary())
+                }
+                Err(e) => {
+                    tracing::warn!("tui export failed: {e:#}");
+                    Err(format!("{e:#}"))
+                }
+            };
+            let _ = tx.send(r);
+        });
+    }
 
-fn export_blocking(dir: &std::path::Path, req: &ExportRequest) -> Result<String, String> {
-    let out = if req.out.is_absolute() {
-        req.out.clone()
-    } else {
-        dir.join(&req.out)
-    };
-    let args = ExportArgs {
-        dir: dir.to_path_buf(),
-        format: req.format,
-        out,
-        include_seeds: req.include_seeds,
-        val_fraction: req.val_fraction,
-        seed: req.seed,
-        with_provenance: req.with_provenance,
-    };
-    match crate::cli::export::export(&args) {
-        Ok(report) => {
-            tracing::info!("tui export: {}", report.summary());
-            Ok(report.summary())
-        }
-        Err(e) => {
-            tracing::warn!("tui export failed: {e:#}");
-            Err(format!("{e:#}"))
-        }
+    /// Train, score and compute signals on a blocking thread, on a
+    /// snapshot of the state (every acknowledged event).
+    fn spawn_round(&self, round: u32) {
+        let (state, settings) = (self.st.project.clone(), self.st.settings.clone());
+        let names: Vec<String> = self.st.classes.iter().map(|c| c.name.clone()).collect();
+        let tx = self.bg_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = crate::app::training::round(&state, &names, &settings, round).map(Box::new);
+            let _ = tx.send(Msg::RoundDone(r));
+        });
+    }
+
+    /// Training signals of the review pool on a blocking thread.
+    fn spawn_signals(&self) {
+        let (state, settings) = (self.st.project.clone(), self.st.settings.clone());
+        let names: Vec<String> = self.st.classes.iter().map(|c| c.name.clone()).collect();
+        let tx = self.bg_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = crate::app::training::signals(&state, &names, &settings);
+            let _ = tx.send(Msg::Signals(Ok(r)));
+        });
     }
 }

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use crate::cli::ExportFormat;
+pub use crate::app::export::ExportRequest;
 use crate::domain::{
     Class, ClassCounts, DecisionKind, Event, EventKind, GenerationSettings, Origin, ProjectState,
     SampleId, SampleState, Status, Usage,
@@ -244,20 +244,9 @@ pub enum Msg {
     /// An informational note for the status line.
     Notice(String),
     /// An S3 round job finished (scores, mistakes, signals) or failed.
-    RoundDone(Result<Box<super::s3::RoundResult>, String>),
+    RoundDone(Result<Box<crate::app::training::RoundResult>, String>),
     /// Training-dynamics signals of the review pool, or what went wrong.
     Signals(Result<std::collections::HashMap<SampleId, crate::classify::Signals>, String>),
-}
-
-/// Export options (the same as the CLI's `export`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExportRequest {
-    pub format: ExportFormat,
-    pub out: PathBuf,
-    pub include_seeds: bool,
-    pub val_fraction: f64,
-    pub seed: u64,
-    pub with_provenance: bool,
 }
 
 /// What `update` asks the runtime to do.
@@ -266,17 +255,20 @@ pub enum Effect {
     /// Append to the journal; the runtime answers with `Msg::Appended`
     /// and handles no further key before that.
     Append(Vec<EventKind>),
+    /// Generation commands for the session; the engine status shown is
+    /// the session's answer (`Msg::Engine`), never set by `update`.
+    /// Settings and class weights need no effect of their own: `update`
+    /// appends `settings_changed` / `weight_changed`, and both the view and
+    /// the session take the new values from the acknowledged events.
     StartGeneration,
     PauseGeneration,
     ResumeGeneration,
     /// Stop and cancel everything in flight.
     StopGeneration,
-    /// The next requests use these settings.
-    ApplySettings(GenerationSettings),
-    /// The next requests use these class weights.
-    ApplyWeights(Vec<Class>),
+    /// Not journaled (a property of this session, like the command line's
+    /// `--concurrency`), so shown at once.
     SetConcurrency(usize),
-    /// Ask the LLM to relabel a sample (after an edit).
+    /// Ask the LLM to relabel a sample once its edit is acknowledged.
     Relabel(SampleId),
     Export(ExportRequest),
     /// Train, score and compute signals off the UI task for S3 round
@@ -287,11 +279,12 @@ pub enum Effect {
     /// Compute training-dynamics signals off the UI task; answered by
     /// `Msg::Signals`.
     ComputeSignals,
-    /// Plan extrapolation requests for these held-out mistakes and feed
-    /// them to the generation pipeline.
+    /// Extrapolate these held-out mistakes into `count` new examples
+    /// through the generation session.
     Extrapolate {
         round: u32,
-        mistakes: Vec<crate::classify::Mistake>,
+        mistakes: Vec<crate::domain::Mistake>,
+        count: usize,
     },
     Quit,
 }
@@ -760,7 +753,10 @@ impl State {
     pub fn next_tick(&self, now: Instant) -> Option<Instant> {
         let engine = match &self.engine {
             EngineStatus::Backoff(b) => Some(b.until),
-            _ => None,
+            EngineStatus::Idle
+            | EngineStatus::Running
+            | EngineStatus::Paused
+            | EngineStatus::Unreachable(_) => None,
         };
         let rows = self.streams.iter().filter_map(|r| r.retry_at);
         next_countdown_change(engine.into_iter().chain(rows), now)

@@ -194,24 +194,13 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         Action::Signals => s3::compute_signals(st, fx),
         Action::BulkAccept => confirm_bulk(st, DecisionKind::Accept),
         Action::BulkReject => confirm_bulk(st, DecisionKind::Reject),
-        Action::ToggleGeneration => match st.engine {
-            EngineStatus::Idle | EngineStatus::Unreachable(_) => {
-                st.engine = EngineStatus::Running;
-                fx.push(Effect::StartGeneration);
-            }
-            EngineStatus::Running | EngineStatus::Backoff(_) => {
-                st.engine = EngineStatus::Paused;
-                fx.push(Effect::PauseGeneration);
-            }
-            EngineStatus::Paused => {
-                st.engine = EngineStatus::Running;
-                fx.push(Effect::ResumeGeneration);
-            }
-        },
-        Action::StopGeneration => {
-            st.engine = EngineStatus::Idle;
-            fx.push(Effect::StopGeneration);
-        }
+        // The status changes when the session answers (`Msg::Engine`).
+        Action::ToggleGeneration => fx.push(match st.engine {
+            EngineStatus::Idle | EngineStatus::Unreachable(_) => Effect::StartGeneration,
+            EngineStatus::Running | EngineStatus::Backoff(_) => Effect::PauseGeneration,
+            EngineStatus::Paused => Effect::ResumeGeneration,
+        }),
+        Action::StopGeneration => fx.push(Effect::StopGeneration),
         Action::AlphaDown => change_settings(st, fx, |g| shift_alpha(g, -0.05)),
         Action::AlphaUp => change_settings(st, fx, |g| shift_alpha(g, 0.05)),
         Action::Increase => adjust(st, 1, fx),
@@ -449,19 +438,17 @@ fn shift_alpha(g: &mut GenerationSettings, d: f64) {
     }
 }
 
-/// Change generation settings: journal them and tell the engine.
+/// Change generation settings: journal them. The Controls pane and the
+/// generation session take them from the acknowledged event.
 fn change_settings(st: &mut State, fx: &mut Vec<Effect>, f: impl FnOnce(&mut GenerationSettings)) {
-    let before = st.settings.clone();
-    f(&mut st.settings);
-    if st.settings == before {
+    let mut g = st.settings.clone();
+    f(&mut g);
+    if g == st.settings {
         return;
     }
     fx.push(Effect::Append(vec![EventKind::SettingsChanged(
-        SettingsChanged {
-            generation: st.settings.clone(),
-        },
+        SettingsChanged { generation: g },
     )]));
-    fx.push(Effect::ApplySettings(st.settings.clone()));
 }
 
 /// `+` / `-`: the selected control when Controls has focus, else the
@@ -469,26 +456,27 @@ fn change_settings(st: &mut State, fx: &mut Vec<Effect>, f: impl FnOnce(&mut Gen
 fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
     let d = dir as f64;
     if st.focus != Pane::Controls {
-        let Some(c) = st.classes.get_mut(st.class_sel) else {
+        let Some(c) = st.classes.get(st.class_sel) else {
             return;
         };
         let w = round2((c.weight + 0.25 * d).clamp(0.0, 100.0));
         if w == c.weight {
             return;
         }
-        c.weight = w;
+        // Shown (and used by the session) once acknowledged.
         let class = c.name.clone();
         fx.push(Effect::Append(vec![EventKind::WeightChanged(
             WeightChanged { class, weight: w },
         )]));
-        fx.push(Effect::ApplyWeights(st.classes.clone()));
         return;
     }
     match Control::ALL[st.control_sel.min(Control::ALL.len() - 1)] {
+        // Only the strategies that plan from the settings: `extrapolate`
+        // runs from an S3 round (R).
         Control::Strategy => change_settings(st, fx, |g| {
-            const S: [Strategy; 3] = [Strategy::Mix, Strategy::Plain, Strategy::Extrapolate];
-            let i = S.iter().position(|s| *s == g.strategy).unwrap_or(0) as i64;
-            g.strategy = S[(i + dir).rem_euclid(3) as usize];
+            let s: Vec<Strategy> = crate::augment::strategy::from_settings().collect();
+            let i = s.iter().position(|s| *s == g.strategy).unwrap_or(0) as i64;
+            g.strategy = s[(i + dir).rem_euclid(s.len() as i64) as usize];
         }),
         Control::Alpha => change_settings(st, fx, |g| shift_alpha(g, 0.05 * d)),
         Control::Temperature => change_settings(st, fx, |g| {

@@ -205,6 +205,11 @@ pub struct Script {
     pub response_format_refusal: u16,
     /// Accept `stream_options` (else 400 naming it).
     pub stream_options: bool,
+    /// Hold each chat request until this many are in flight at once (then
+    /// answer every one without delay), or until the wait runs out: a
+    /// client that keeps N requests in flight is seen doing so however
+    /// fast the server answers. See [`Script::hold_until_in_flight`].
+    pub hold: Option<(usize, Duration)>,
 }
 
 /// The model the test server lists by default.
@@ -227,6 +232,7 @@ impl Script {
             response_format_types: None,
             response_format_refusal: 400,
             stream_options: true,
+            hold: None,
         }
     }
     /// The same reply to every request.
@@ -313,6 +319,13 @@ impl Script {
     }
     pub fn no_stream_options(mut self) -> Script {
         self.stream_options = false;
+        self
+    }
+    /// Hold requests until `n` are in flight together (once reached, the
+    /// gate stays open), at most `max_wait` each. Assert with
+    /// [`TestServer::max_in_flight`].
+    pub fn hold_until_in_flight(mut self, n: usize, max_wait: Duration) -> Script {
+        self.hold = Some((n, max_wait));
         self
     }
 }
@@ -402,6 +415,10 @@ struct ServerState {
     script: Script,
     counters: Counters,
     keep_bodies: bool,
+    /// Woken whenever a request comes in (for [`Script::hold`]).
+    arrived: tokio::sync::Notify,
+    /// The hold's count was reached.
+    gate_open: std::sync::atomic::AtomicBool,
 }
 
 /// Holds one in-flight slot; released on drop or explicitly.
@@ -411,6 +428,7 @@ impl InFlight {
     fn new(s: &Arc<ServerState>) -> InFlight {
         let now = s.counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         s.counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        s.arrived.notify_waiters();
         InFlight(Some(s.clone()))
     }
     fn release(&mut self) {
@@ -423,6 +441,30 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.release();
+    }
+}
+
+/// Wait until `n` requests are in flight (or were, once), or `max_wait`;
+/// either opens the gate for good, so a client that never gets there is
+/// held once, not on every request.
+async fn hold(s: &ServerState, n: usize, max_wait: Duration) {
+    let deadline = tokio::time::Instant::now() + max_wait;
+    loop {
+        let arrived = s.arrived.notified();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        if s.gate_open.load(Ordering::SeqCst) || s.counters.in_flight.load(Ordering::SeqCst) >= n {
+            s.gate_open.store(true, Ordering::SeqCst);
+            s.arrived.notify_waiters();
+            return;
+        }
+        tokio::select! {
+            _ = &mut arrived => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                s.gate_open.store(true, Ordering::SeqCst);
+                return;
+            }
+        }
     }
 }
 
@@ -450,6 +492,8 @@ impl TestServer {
             script,
             counters: Counters::default(),
             keep_bodies,
+            arrived: tokio::sync::Notify::new(),
+            gate_open: std::sync::atomic::AtomicBool::new(false),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
@@ -665,6 +709,9 @@ async fn chat(
     }
     if let Some(r) = refuse(&s.script, &body) {
         return r;
+    }
+    if let Some((n, max_wait)) = s.script.hold {
+        hold(&s, n, max_wait).await;
     }
     let req = Request { index, body };
     let reply = (s.script.replies)(&req);

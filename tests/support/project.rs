@@ -4,10 +4,10 @@
 
 use std::path::Path;
 
+#[allow(unused_imports)] // not every test uses every builder
+pub use straddle::domain::testing::*;
 use straddle::domain::{NewSample, ProjectConfig};
 use straddle::store::Project;
-#[allow(unused_imports)] // not every test uses every builder
-pub use straddle::testing::*;
 
 /// Create a project folder at `dir` with `config` and `samples`.
 pub fn create(dir: &Path, config: ProjectConfig, samples: Vec<NewSample>) -> Project {

@@ -34,7 +34,12 @@ impl Tmux {
             .arg(h.to_string())
             .arg(command)
             .status()
-            .expect("tmux must be installed (.ci/run installs it)");
+            .unwrap_or_else(|e| {
+                panic!(
+                    "tmux is not installed ({e}): tests/tui_e2e.rs drives the real binary in \
+                     tmux (no model needed); install it, e.g. `apt-get install tmux`"
+                )
+            });
         assert!(ok.success(), "tmux new-session failed");
         t
     }

@@ -1,19 +1,21 @@
-//! The headless generate / relabel loop: the pure [`Generator`] plans,
-//! the engine runs the requests, the store records every event before the
-//! next one is handled. Ctrl-C stops submitting, cancels what is in flight
-//! and records the run's usage; everything answered so far is on disk.
+//! The headless driver of the generation session (`app::session`): it
+//! carries the session's jobs to the engine, its events to the journal
+//! (appended before the next input is handled) and the acknowledgements
+//! back, and draws a progress bar. Ctrl-C stops the session, cancels what
+//! is in flight and records the run's usage; everything answered so far
+//! is on disk. The rules (what counts, when to stop) are the session's.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::generator_for;
-use crate::augment::generator::is_dup_rejected;
-use crate::augment::{Generator, PlannedRequest, RequestKind, rules};
-use crate::domain::{BackendConfig, EventKind, GenerationSettings, UsageRecorded};
-use crate::engine::{Engine, EngineEvent, EngineHandle, FailReason, Job};
+use crate::app::session::{
+    Command, Control, Counting, Note, Output, Session, SessionConfig, StopReason,
+};
+use crate::domain::{BackendConfig, EventKind, GenerationSettings, Mistake, UsageRecorded};
+use crate::engine::{Engine, EngineEvent, EngineHandle};
 use crate::llm::ResponseCache;
 use crate::store::Project;
 
@@ -52,6 +54,10 @@ pub struct RunSummary {
     pub stopped: Option<String>,
     /// It stopped on a failure no retry fixes (wrong key, URL or model).
     pub fatal: bool,
+    /// It stopped because no request could be planned (a user error).
+    pub plan_error: bool,
+    /// Failures by kind (see `app::session::Report::failures`).
+    pub failures: std::collections::BTreeMap<String, usize>,
 }
 
 impl fmt::Display for RunSummary {
@@ -80,6 +86,13 @@ impl fmt::Display for RunSummary {
         }
         if let Some(why) = &self.stopped {
             write!(f, " — stopped: {why}")?;
+            if let Some((kind, n)) = self
+                .failures
+                .iter()
+                .max_by_key(|(k, n)| (**n, std::cmp::Reverse(*k)))
+            {
+                write!(f, " (most failures: {kind}, {n}×)")?;
+            }
         }
         Ok(())
     }
@@ -107,27 +120,13 @@ impl RunSummary {
     }
 }
 
-/// Failures that no further request will fix.
-fn is_fatal(r: FailReason) -> bool {
-    matches!(
-        r,
-        FailReason::Auth | FailReason::NotFound | FailReason::Connect
-    )
-}
-
-struct Run {
+struct Driver {
     project: Project,
-    generator: Generator,
+    session: Session,
     engine: EngineHandle,
-    inflight: HashMap<u64, PlannedRequest>,
-    next_tag: u64,
-    opts: RunOptions,
-    summary: RunSummary,
-    /// Examples asked for by generate requests in flight.
-    expected: usize,
-    generate_requests: usize,
-    max_generate_requests: usize,
-    stopping: bool,
+    events: tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
+    relabel: bool,
+    interrupted: bool,
     bar: ProgressBar,
 }
 
@@ -149,14 +148,16 @@ fn progress_bar(len: u64, show: bool) -> ProgressBar {
     bar
 }
 
-impl Run {
+impl Driver {
+    /// `backend` is the effective one (flags included): the engine and
+    /// the session's request window are sized from it.
     fn new(
         project: Project,
         backend: &BackendConfig,
         settings: Option<GenerationSettings>,
-        opts: RunOptions,
+        opts: &RunOptions,
         bar_len: u64,
-    ) -> anyhow::Result<(Run, tokio::sync::mpsc::UnboundedReceiver<EngineEvent>)> {
+    ) -> anyhow::Result<Driver> {
         let mut generator = generator_for(&project)?;
         if let Some(s) = settings {
             generator.set_settings(s, project.state());
@@ -168,70 +169,79 @@ impl Run {
             cache
         };
         let (engine, events) = Engine::start(backend, Some(cache))?;
-        let per = generator.settings().per_request.max(1);
-        let max_generate_requests = opts.count.div_ceil(per) * 4 + 4;
-        let bar = progress_bar(bar_len, opts.progress);
-        Ok((
-            Run {
-                project,
-                generator,
-                engine,
-                inflight: HashMap::new(),
-                next_tag: 1,
-                opts,
-                summary: RunSummary::default(),
-                expected: 0,
-                generate_requests: 0,
-                max_generate_requests,
-                stopping: false,
-                bar,
+        let session = Session::new(
+            generator,
+            SessionConfig {
+                relabel: opts.relabel,
+                auto_accept: opts.auto_accept,
+                concurrency: backend.max_concurrency,
+                counting: Counting::ThisRun,
+                backend: backend.clone(),
             },
+        );
+        Ok(Driver {
+            project,
+            session,
+            engine,
             events,
-        ))
+            relabel: opts.relabel,
+            interrupted: false,
+            bar: progress_bar(bar_len, opts.progress),
+        })
     }
 
-    fn submit(&mut self, planned: PlannedRequest) {
-        let tag = self.next_tag;
-        self.next_tag += 1;
-        self.engine.submit(Job::new(planned.request.clone(), tag));
-        self.inflight.insert(tag, planned);
+    fn command(&mut self, cmd: Command) -> anyhow::Result<()> {
+        let out = self.session.command(self.project.state(), cmd);
+        self.apply(out)
     }
 
-    /// Keep enough generate requests queued to reach the count.
-    fn fill(&mut self) -> anyhow::Result<()> {
-        let window = self.project.config().backend.max_concurrency.max(1) * 2;
-        while !self.stopping
-            && self.summary.examples + self.expected < self.opts.count
-            && self.generate_requests < self.max_generate_requests
-            && self.inflight.len() < window
-        {
-            // Always the full `per_request`: the prompt stays the same for
-            // the same request number, so a re-run is answered from the cache.
-            let n = self.generator.settings().per_request.max(1);
-            let planned = self.generator.plan_generate_n(n)?;
-            self.expected += n;
-            self.generate_requests += 1;
-            self.submit(planned);
+    /// Carry out the session's output; appends are acknowledged at once.
+    fn apply(&mut self, mut out: Output) -> anyhow::Result<()> {
+        loop {
+            for job in out.submit.drain(..) {
+                self.engine.submit(job);
+            }
+            for c in out.control.drain(..) {
+                match c {
+                    Control::Pause => self.engine.pause(),
+                    Control::Resume => self.engine.resume(),
+                    Control::CancelAll => self.engine.cancel_all(),
+                    Control::SetConcurrency(n) => self.engine.set_concurrency(n),
+                }
+            }
+            for n in out.notes.drain(..) {
+                match n {
+                    Note::Info(m) => tracing::info!("{m}"),
+                    Note::Error(m) => tracing::warn!("{m}"),
+                    Note::RequestFailed { .. } => {}
+                    Note::NothingUsable { request, reason } => {
+                        tracing::debug!("request {request}: {reason}")
+                    }
+                }
+            }
+            let Some(kinds) = out.append.take() else {
+                break;
+            };
+            let events = self.project.append(kinds)?;
+            out = self
+                .session
+                .on_appended(self.project.state(), &events, true);
         }
-        if !self.stopping
-            && self.generate_requests >= self.max_generate_requests
-            && self.summary.examples + self.expected < self.opts.count
-            && self.summary.stopped.is_none()
-        {
-            self.summary.stopped = Some(format!(
-                "{} requests made, too few new examples (the model repeats itself or replies \
-                 with nothing usable; see `straddle stats`)",
-                self.generate_requests
-            ));
-        }
+        self.progress();
         Ok(())
     }
 
-    fn message(&mut self) {
+    fn progress(&mut self) {
+        let r = self.session.report();
+        self.bar.set_position(if self.relabel {
+            r.relabelled as u64
+        } else {
+            r.examples as u64
+        });
         let u = self.engine.usage();
         let mut msg = format!(
             "accepted {} · tokens {} · req {}",
-            self.summary.auto_accepted,
+            r.auto_accepted,
             u.prompt_tokens + u.completion_tokens,
             u.requests
         );
@@ -241,140 +251,22 @@ impl Run {
         self.bar.set_message(msg);
     }
 
-    fn append(&mut self, kinds: Vec<EventKind>) -> anyhow::Result<Vec<crate::domain::Event>> {
-        if kinds.is_empty() {
-            return Ok(Vec::new());
-        }
-        self.project.append(kinds)
-    }
-
-    fn on_event(&mut self, ev: EngineEvent) -> anyhow::Result<()> {
-        match ev {
-            EngineEvent::Finished { tag, response, .. } => {
-                let Some(planned) = self.inflight.remove(&tag) else {
-                    return Ok(());
-                };
-                let kinds = self
-                    .generator
-                    .on_reply(self.project.state(), &planned, &response);
-                self.recorded(&planned, kinds)?;
-            }
-            EngineEvent::Failed {
-                tag,
-                reason,
-                message,
-                raw,
-                ..
-            } => {
-                let Some(planned) = self.inflight.remove(&tag) else {
-                    return Ok(());
-                };
-                if let RequestKind::Generate { .. } = planned.kind {
-                    self.expected = self.expected.saturating_sub(planned.n);
-                }
-                if reason == FailReason::Cancelled {
-                    return Ok(());
-                }
-                tracing::warn!("request failed: {}: {message}", reason.as_str());
-                let kinds =
-                    self.generator
-                        .on_failure(&planned, reason.as_str(), &message, raw.as_deref());
-                if !kinds.is_empty() {
-                    self.summary.failed_requests += 1;
-                }
-                self.append(kinds)?;
-                if is_fatal(reason) && !self.stopping {
-                    self.summary.stopped = Some(message);
-                    self.summary.fatal = true;
-                    self.stop();
-                }
-            }
-            EngineEvent::Started { .. }
-            | EngineEvent::Delta { .. }
-            | EngineEvent::Backoff { .. } => return Ok(()),
-        }
-        // A slot is free (generate or relabel): top up the generate requests.
-        if self.opts.count > 0 {
-            self.fill()?;
-        }
-        self.message();
-        Ok(())
-    }
-
-    /// Append a reply's events, count them, and queue relabels.
-    fn recorded(&mut self, planned: &PlannedRequest, kinds: Vec<EventKind>) -> anyhow::Result<()> {
-        let events = self.append(kinds)?;
-        let mut new_ids = Vec::new();
-        for e in &events {
-            match &e.kind {
-                EventKind::SampleAdded(a) => new_ids.push(a.id),
-                EventKind::GenerationFailed(_) => self.summary.failed_requests += 1,
-                EventKind::VerdictRecorded(v) => {
-                    self.summary.relabelled += 1;
-                    let s = self.project.state().sample(v.sample);
-                    match s.and_then(|s| s.agrees()) {
-                        None => self.summary.unparsable_verdicts += 1,
-                        Some(true) => self.summary.agreeing += 1,
-                        Some(false) => {}
-                    }
-                    if let Some(s) = s
-                        && let Some(k) = rules::decide(s, self.opts.auto_accept, None)
-                    {
-                        self.append(vec![k])?;
-                        self.summary.auto_accepted += 1;
-                    }
-                    self.bar.inc(1);
-                }
-                _ => {}
-            }
-        }
-        if let RequestKind::Generate { .. } = planned.kind {
-            self.expected = self.expected.saturating_sub(planned.n);
-            let st = self.project.state();
-            let kept: Vec<u64> = new_ids
-                .into_iter()
-                .filter(|id| st.sample(*id).is_some_and(|s| !is_dup_rejected(s)))
-                .collect();
-            let added = events
-                .iter()
-                .filter(|e| matches!(e.kind, EventKind::SampleAdded(_)))
-                .count();
-            self.summary.duplicates += added - kept.len();
-            self.summary.examples += kept.len();
-            if !self.opts.relabel {
-                self.bar.inc(kept.len() as u64);
-            }
-            if self.opts.relabel && !self.stopping {
-                for id in kept {
-                    let p = self.generator.plan_relabel(self.project.state(), id)?;
-                    self.submit(p);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn stop(&mut self) {
-        self.stopping = true;
-        self.engine.cancel_all();
-    }
-
-    /// Handle engine events until nothing is in flight; Ctrl-C stops.
-    async fn drive(
-        &mut self,
-        events: &mut tokio::sync::mpsc::UnboundedReceiver<EngineEvent>,
-    ) -> anyhow::Result<()> {
+    /// Handle engine events until the session is done; Ctrl-C stops.
+    async fn drive(&mut self) -> anyhow::Result<()> {
         let mut ctrl_c = Box::pin(tokio::signal::ctrl_c());
-        while !self.inflight.is_empty() {
+        while self.session.busy() {
             tokio::select! {
-                ev = events.recv() => match ev {
-                    Some(ev) => self.on_event(ev)?,
+                ev = self.events.recv() => match ev {
+                    Some(ev) => {
+                        let out = self.session.on_engine(self.project.state(), ev);
+                        self.apply(out)?;
+                    }
                     None => break,
                 },
-                _ = &mut ctrl_c, if !self.stopping => {
-                    self.summary.interrupted = true;
+                _ = &mut ctrl_c, if !self.interrupted => {
+                    self.interrupted = true;
                     self.bar.println("stopping: cancelling requests in flight (everything answered so far is saved)");
-                    self.stop();
+                    self.command(Command::Stop)?;
                 }
             }
         }
@@ -382,25 +274,49 @@ impl Run {
     }
 
     /// Record the run's usage and return the summary.
-    fn finish(mut self, run: &'static str) -> anyhow::Result<RunSummary> {
+    fn finish(self, run: &'static str) -> anyhow::Result<RunSummary> {
+        Ok(self.finish_keep(run)?.0)
+    }
+
+    /// [`finish`](Self::finish), handing the project (and its fold) back.
+    fn finish_keep(mut self, run: &'static str) -> anyhow::Result<(RunSummary, Project)> {
         self.bar.finish_and_clear();
-        self.summary.run = run;
+        let r = self.session.report().clone();
         let usage = self.engine.usage();
-        self.summary.requests = usage.requests;
-        self.summary.cached = usage.cached;
-        self.summary.prompt_tokens = usage.prompt_tokens;
-        self.summary.completion_tokens = usage.completion_tokens;
-        self.summary.cost = usage.cost;
+        let stop = self.session.status().stop;
+        let summary = RunSummary {
+            run,
+            requests: usage.requests,
+            cached: usage.cached,
+            examples: r.examples,
+            duplicates: r.duplicates,
+            failed_requests: r.failed_requests,
+            relabelled: r.relabelled,
+            unparsable_verdicts: r.unparsable_verdicts,
+            agreeing: r.agreeing,
+            auto_accepted: r.auto_accepted,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            cost: usage.cost,
+            interrupted: self.interrupted,
+            fatal: stop.as_ref().is_some_and(StopReason::is_fatal),
+            plan_error: matches!(stop, Some(StopReason::Plan(_))),
+            stopped: match stop {
+                Some(StopReason::TargetReached { .. } | StopReason::Stopped) | None => None,
+                Some(why) => Some(why.to_string()),
+            },
+            failures: r.failures,
+        };
         self.project
             .append(vec![EventKind::UsageRecorded(UsageRecorded {
                 run: run.into(),
                 usage,
             })])?;
-        Ok(self.summary)
+        Ok((summary, self.project))
     }
 }
 
-/// Generate `opts.count` examples (relabelling each as it arrives).
+/// Generate `opts.count` new examples (relabelling each as it arrives).
 pub async fn generate(
     project: Project,
     backend: BackendConfig,
@@ -408,36 +324,68 @@ pub async fn generate(
     opts: RunOptions,
 ) -> anyhow::Result<RunSummary> {
     let len = opts.count as u64;
-    let (mut run, mut events) = Run::new(project, &backend, Some(settings), opts, len)?;
-    run.fill()?;
-    let res = run.drive(&mut events).await;
-    let summary = run.finish("generate")?;
+    let count = opts.count;
+    let mut d = Driver::new(project, &backend, Some(settings), &opts, len)?;
+    let res = match d.command(Command::Start {
+        target: Some(count),
+        round: None,
+        exact: false,
+    }) {
+        Ok(()) => d.drive().await,
+        Err(e) => Err(e),
+    };
+    let summary = d.finish("generate")?;
     res?;
     Ok(summary)
 }
 
-/// Run generate requests planned elsewhere (the S3 loop's rounds): each
-/// reply is parsed, deduplicated, relabelled and auto-accepted exactly as
-/// in [`generate`], but no further requests are planned. Usage is recorded
-/// under `run_name`.
-pub async fn run_planned(
+/// What one S3 round of `straddle loop` generates.
+#[derive(Debug, Clone)]
+pub enum RoundWork {
+    /// Extrapolate these held-out errors.
+    Errors(Vec<Mistake>),
+    /// Nothing to extrapolate yet: generate with these settings.
+    Generate(GenerationSettings),
+}
+
+/// One S3 round of generation: `count` examples from `work`, parsed,
+/// deduplicated, relabelled and auto-accepted exactly as in [`generate`].
+/// Usage is recorded under `loop`. The project comes back with every
+/// event of the round in its state.
+pub async fn round(
     project: Project,
     backend: BackendConfig,
-    planned: Vec<PlannedRequest>,
+    round: u32,
+    work: RoundWork,
+    count: usize,
     opts: RunOptions,
-    run_name: &'static str,
-) -> anyhow::Result<RunSummary> {
-    let len = planned.iter().map(|p| p.n).sum::<usize>() as u64;
-    let opts = RunOptions { count: 0, ..opts };
-    let (mut run, mut events) = Run::new(project, &backend, None, opts, len)?;
-    for p in planned {
-        run.expected += p.n;
-        run.submit(p);
-    }
-    let res = run.drive(&mut events).await;
-    let summary = run.finish(run_name)?;
+) -> anyhow::Result<(RunSummary, Project)> {
+    let (settings, cmd) = match work {
+        RoundWork::Errors(mistakes) => (
+            None,
+            Command::Extrapolate {
+                round,
+                mistakes,
+                count,
+            },
+        ),
+        RoundWork::Generate(s) => (
+            Some(s),
+            Command::Start {
+                target: Some(count),
+                round: Some(round),
+                exact: true,
+            },
+        ),
+    };
+    let mut d = Driver::new(project, &backend, settings, &opts, count as u64)?;
+    let res = match d.command(cmd) {
+        Ok(()) => d.drive().await,
+        Err(e) => Err(e),
+    };
+    let done = d.finish_keep("loop")?;
     res?;
-    Ok(summary)
+    Ok(done)
 }
 
 /// Relabel every generated example without a verdict.
@@ -447,7 +395,7 @@ pub async fn relabel(
     no_cache: bool,
     progress: bool,
 ) -> anyhow::Result<RunSummary> {
-    let ids = Generator::needs_relabel(project.state());
+    let waiting = crate::augment::Generator::needs_relabel(project.state()).len();
     let opts = RunOptions {
         count: 0,
         relabel: true,
@@ -455,13 +403,12 @@ pub async fn relabel(
         no_cache,
         progress,
     };
-    let (mut run, mut events) = Run::new(project, &backend, None, opts, ids.len() as u64)?;
-    for id in ids {
-        let p = run.generator.plan_relabel(run.project.state(), id)?;
-        run.submit(p);
-    }
-    let res = run.drive(&mut events).await;
-    let summary = run.finish("relabel")?;
+    let mut d = Driver::new(project, &backend, None, &opts, waiting as u64)?;
+    let res = match d.command(Command::RelabelPending) {
+        Ok(()) => d.drive().await,
+        Err(e) => Err(e),
+    };
+    let summary = d.finish("relabel")?;
     res?;
     Ok(summary)
 }

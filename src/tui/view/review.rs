@@ -245,7 +245,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         format!("doubt {score:.2}: {tags}"),
         Style::default().fg(t.warn),
     ));
-    if let Some(l) = crate::tui::s3::signal_line(st, s.id) {
+    if let Some(l) = crate::tui::s3_view::signal_line(st, s.id) {
         out.push(l);
     }
     let p = &s.provenance;

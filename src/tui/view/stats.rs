@@ -69,7 +69,7 @@ pub(super) fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         ));
     }
     let rows = (i.height as usize).saturating_sub(lines.len());
-    lines.extend(crate::tui::s3::stats_lines(st, w, rows));
+    lines.extend(crate::tui::s3_view::stats_lines(st, w, rows));
     let lines: Vec<Line> = lines
         .into_iter()
         .map(|l| {

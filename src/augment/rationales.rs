@@ -7,10 +7,10 @@
 
 use serde::Serialize;
 
-use crate::augment::generator::Generator;
-use crate::augment::parse::{ParseContext, parse_generation};
-use crate::augment::sampling::splitmix64;
-use crate::augment::templates::{ClassContext, TaskContext};
+use super::generator::Generator;
+use super::parse::{ParseContext, parse_generation};
+use super::sampling::splitmix64;
+use super::templates::{ClassContext, TaskContext};
 use crate::domain::{Class, ProjectConfig, ProjectState};
 use crate::llm::{ChatRequest, Message};
 
@@ -109,11 +109,11 @@ mod tests {
     use super::*;
     use crate::augment::generator::RequestKind;
     use crate::augment::templates::Templates;
+    use crate::domain::testing::state_with;
     use crate::domain::{EventKind, GenerationSettings, Origin, RationalesAdded, Strategy};
-    use crate::testing::state_with;
 
     fn config() -> ProjectConfig {
-        crate::testing::topics_config(&["sports", "food"])
+        crate::domain::testing::topics_config(&["sports", "food"])
     }
 
     fn state() -> ProjectState {

@@ -5,12 +5,13 @@
 //! feature, for the integration tests and benches (the crate's
 //! dev-dependency on itself turns the feature on for them); never in a
 //! release build. `tests/support` re-exports it beside the binary runner,
-//! the tmux driver and the test LLM server; [`crate::tui::fixture`] builds
-//! on it for the TUI's fixed project.
+//! the tmux driver and the test LLM server; `tui::fixture` builds on it
+//! for the TUI's fixed project. It lives in `domain` so that every layer's
+//! tests may use it.
 
-use crate::domain::{
+use super::{
     Actor, BackendConfig, Class, Decision, DecisionKind, Event, EventKind, NewSample, Origin,
-    ProjectConfig, ProjectState, Provenance, SampleAdded, TaskConfig,
+    ProjectConfig, ProjectState, Provenance, TaskConfig,
 };
 
 /// Classes named `names`, each described by `describe(name)`, weight 1.
@@ -83,21 +84,35 @@ pub fn accept(sample: u64) -> EventKind {
 /// `more` events.
 pub fn state_with(samples: &[(&str, &str, Origin)], more: Vec<EventKind>) -> ProjectState {
     let mut st = ProjectState::new(true);
-    let kinds = samples
+    let mut kinds: Vec<EventKind> = samples
         .iter()
         .enumerate()
         .map(|(i, (text, label, origin))| {
-            EventKind::SampleAdded(SampleAdded::new(i as u64 + 1, sample(text, label, *origin)))
+            EventKind::SampleAdded(super::SampleAdded::new(
+                i as u64 + 1,
+                sample(text, label, *origin),
+            ))
         })
-        .chain(more);
-    for (i, kind) in kinds.enumerate() {
-        let id = i as u64 + 1;
-        st.apply(&Event {
-            v: 1,
-            id,
-            ts: id,
-            kind,
-        });
-    }
+        .collect();
+    kinds.extend(more);
+    apply(&mut st, kinds);
     st
+}
+
+/// Apply events with the next ids, as the store would.
+pub fn apply(st: &mut ProjectState, kinds: Vec<EventKind>) -> Vec<Event> {
+    kinds
+        .into_iter()
+        .map(|kind| {
+            let id = st.last_event_id + 1;
+            let e = Event {
+                v: 1,
+                id,
+                ts: id,
+                kind,
+            };
+            st.apply(&e);
+            e
+        })
+        .collect()
 }

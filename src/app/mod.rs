@@ -1,0 +1,17 @@
+//! The application layer: jobs every front end shares, above the engine,
+//! `augment` and `classify`, below `cli` and `tui`.
+//!
+//! * [`session`]: the one I/O-free generation session (generate, relabel,
+//!   S3 extrapolation) the CLI and the TUI drive.
+//! * [`export`]: JSONL / CSV / Hugging Face export of a state snapshot.
+//! * [`training`]: training settings, an S3 round and training signals on
+//!   a state snapshot.
+//! * [`backend`]: command-line overrides of `[backend]`.
+
+pub mod backend;
+pub mod export;
+pub mod session;
+pub mod training;
+
+pub use backend::BackendFlags;
+pub use session::{Command, Counting, Output, Session, SessionConfig};

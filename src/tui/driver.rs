@@ -1,0 +1,432 @@
+//! The TUI's driver of the generation session (`app::session`): it starts
+//! the engine and the session when first needed, turns effects into
+//! session commands, carries the session's jobs to the engine and its
+//! events to the journal (through the runtime's writer), turns engine
+//! events into Streams-pane messages, and journals the engine's usage in
+//! bursts. Every rule (what counts toward the target, when to stop, which
+//! strategies run, the request window) is the session's.
+//!
+//! Streams-pane rows are keyed by the session's request id (the engine
+//! job's tag), which the session's notes name too.
+//!
+//! Engine status has one writer: [`Driver::status`], derived from the
+//! session's phase, is sent as `Msg::Engine` whenever it changes; `update`
+//! never sets it (a retry countdown is shown over it while requests wait).
+
+use std::time::Instant;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::app::BackendFlags;
+use crate::app::session::{
+    Command, Control, Counting, Note, Output, Phase, Session, SessionConfig,
+};
+use crate::augment::{Generator, PlannedRequest, RequestKind, Templates};
+use crate::domain::{
+    BackendConfig, Event, EventKind, Mistake, ProjectConfig, ProjectState, Usage, UsageRecorded,
+};
+use crate::engine::{Engine, EngineEvent, EngineHandle};
+use crate::llm::ResponseCache;
+
+use super::state::{
+    Backoff, EngineStatus, Msg, State, StreamKind, StreamMsg, USAGE_RUN, usage_is_empty,
+    usage_since,
+};
+
+/// What the runtime must do after an input.
+#[derive(Default)]
+pub(crate) struct DriverOut {
+    pub msgs: Vec<Msg>,
+    /// Events to append for the session (acknowledge with `ours = true`).
+    pub append: Option<Vec<EventKind>>,
+    /// A `usage_recorded` event (usage since the last one).
+    pub usage: Option<EventKind>,
+}
+
+/// What the runtime asks of generation (from `update`'s effects).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Ask {
+    Start,
+    Pause,
+    Resume,
+    Stop,
+    SetConcurrency(usize),
+    RelabelAfterEdit(crate::domain::SampleId),
+    Extrapolate {
+        round: u32,
+        mistakes: Vec<Mistake>,
+        count: usize,
+    },
+}
+
+pub(crate) struct Driver {
+    config: ProjectConfig,
+    /// The effective backend (command-line overrides included).
+    backend: BackendConfig,
+    cache: ResponseCache,
+    templates: Result<Templates, String>,
+    concurrency: usize,
+    engine: Option<(EngineHandle, UnboundedReceiver<EngineEvent>)>,
+    session: Option<Session>,
+    /// Why the engine could not start.
+    unreachable: Option<String>,
+    /// The status last sent to `update`.
+    shown: EngineStatus,
+    /// The engine's usage as of the last `usage_recorded` event.
+    recorded: Usage,
+}
+
+impl Driver {
+    /// `config.backend` already carries the command line's overrides.
+    pub fn new(
+        config: &ProjectConfig,
+        cache_dir: std::path::PathBuf,
+        prompts_dir: &std::path::Path,
+        flags: &BackendFlags,
+    ) -> Driver {
+        Driver {
+            backend: config.backend.clone(),
+            config: config.clone(),
+            cache: flags.cache(cache_dir),
+            templates: Templates::load(prompts_dir).map_err(|e| format!("{e:#}")),
+            concurrency: config.backend.max_concurrency.max(1),
+            engine: None,
+            session: None,
+            unreachable: None,
+            shown: EngineStatus::Idle,
+            recorded: Usage::default(),
+        }
+    }
+
+    /// Requests are running or wanted (the runtime polls usage then).
+    pub fn busy(&self) -> bool {
+        self.engine.is_some()
+            && self
+                .session
+                .as_ref()
+                .is_some_and(|s| s.busy() || s.status().phase == Phase::Running)
+    }
+
+    /// The next engine event; never resolves without an engine.
+    pub async fn recv(&mut self) -> Option<EngineEvent> {
+        match &mut self.engine {
+            Some((_, rx)) => match rx.recv().await {
+                Some(e) => Some(e),
+                None => std::future::pending().await,
+            },
+            None => std::future::pending().await,
+        }
+    }
+
+    pub fn try_recv(&mut self) -> Option<EngineEvent> {
+        self.engine.as_mut().and_then(|(_, rx)| rx.try_recv().ok())
+    }
+
+    /// Live usage and requests per second.
+    pub fn usage(&self) -> (Usage, f64) {
+        match &self.engine {
+            Some((h, _)) => {
+                let s = h.stats();
+                (s.usage, s.requests_per_s)
+            }
+            None => (Usage::default(), 0.0),
+        }
+    }
+
+    /// Cancel everything; the usage not journaled yet, as an event.
+    pub fn shutdown(&mut self) -> Option<EventKind> {
+        if let Some((h, _)) = &self.engine {
+            h.cancel_all();
+        }
+        self.usage_record()
+    }
+
+    fn usage_record(&mut self) -> Option<EventKind> {
+        let now = self.engine.as_ref()?.0.usage();
+        let delta = usage_since(&now, &self.recorded);
+        if usage_is_empty(&delta) {
+            return None;
+        }
+        self.recorded = now;
+        Some(EventKind::UsageRecorded(UsageRecorded {
+            run: USAGE_RUN.into(),
+            usage: delta,
+        }))
+    }
+
+    /// The status to show: the session's phase (idle while requests are
+    /// still out counts as running).
+    pub fn status(&self) -> EngineStatus {
+        if let Some(m) = &self.unreachable {
+            return EngineStatus::Unreachable(m.clone());
+        }
+        let Some(s) = &self.session else {
+            return EngineStatus::Idle;
+        };
+        match s.status().phase {
+            Phase::Running => EngineStatus::Running,
+            Phase::Paused => EngineStatus::Paused,
+            Phase::Blocked(m) => EngineStatus::Unreachable(m),
+            Phase::Idle if s.busy() => EngineStatus::Running,
+            Phase::Idle => EngineStatus::Idle,
+        }
+    }
+
+    /// Make sure the engine and the session exist.
+    fn ensure(&mut self, st: &State, out: &mut DriverOut) -> bool {
+        if self.engine.is_none() {
+            let mut backend = self.backend.clone();
+            backend.max_concurrency = self.concurrency;
+            match Engine::start(&backend, Some(self.cache.clone())) {
+                Ok(e) => {
+                    self.engine = Some(e);
+                    self.unreachable = None;
+                }
+                Err(e) => {
+                    self.unreachable = Some(format!(
+                        "backend {}: {e:#} — fix [backend] in straddle.toml or pass --base-url",
+                        self.backend.base_url
+                    ));
+                    return false;
+                }
+            }
+        }
+        if self.session.is_none() {
+            let templates = match &self.templates {
+                Ok(t) => t.clone(),
+                Err(e) => {
+                    out.msgs.push(Msg::Error(format!("prompt templates: {e}")));
+                    return false;
+                }
+            };
+            let generator = Generator::new(
+                &self.config,
+                st.classes.clone(),
+                st.settings.clone(),
+                templates,
+                &st.project,
+            );
+            self.session = Some(Session::new(
+                generator,
+                SessionConfig {
+                    relabel: self.config.relabel.enabled,
+                    auto_accept: None,
+                    concurrency: self.concurrency,
+                    counting: Counting::Project,
+                    backend: self.backend.clone(),
+                },
+            ));
+        }
+        true
+    }
+
+    /// Carry out an ask from `update`.
+    pub fn ask(&mut self, st: &State, ask: Ask) -> DriverOut {
+        let mut out = DriverOut::default();
+        let cmd = match ask {
+            Ask::SetConcurrency(n) => {
+                self.concurrency = n.max(1);
+                Command::SetConcurrency(n)
+            }
+            Ask::Pause => {
+                self.record_usage(&mut out);
+                Command::Pause
+            }
+            Ask::Stop => {
+                self.record_usage(&mut out);
+                Command::Stop
+            }
+            Ask::Resume => Command::Resume,
+            Ask::Start => {
+                self.unreachable = None;
+                Command::Start {
+                    target: None,
+                    round: None,
+                    exact: false,
+                }
+            }
+            Ask::RelabelAfterEdit(id) => Command::RelabelAfterEdit(id),
+            Ask::Extrapolate {
+                round,
+                mistakes,
+                count,
+            } => Command::Extrapolate {
+                round,
+                mistakes,
+                count,
+            },
+        };
+        let needs_engine = !matches!(
+            cmd,
+            Command::SetConcurrency(_) | Command::Pause | Command::Stop
+        );
+        if needs_engine && !self.ensure(st, &mut out) {
+            self.show(&mut out);
+            return out;
+        }
+        if let Some(o) = self.session.as_mut().map(|s| s.command(&st.project, cmd)) {
+            self.carry(o, &mut out);
+        }
+        self.show(&mut out);
+        out
+    }
+
+    /// An engine event: stream progress, then the session.
+    pub fn on_engine_event(&mut self, st: &State, ev: EngineEvent) -> DriverOut {
+        let mut out = DriverOut::default();
+        let Some(s) = &self.session else {
+            return out;
+        };
+        match &ev {
+            EngineEvent::Started { tag, attempt, .. } => {
+                let Some(p) = s.request(*tag) else {
+                    return out;
+                };
+                tracing::debug!("request #{tag}: attempt {attempt} sent");
+                out.msgs.push(Msg::Stream(StreamMsg::Started {
+                    job: *tag,
+                    kind: stream_kind(p),
+                    classes: stream_label(&st.project, p),
+                    alpha: p.provenance.alpha,
+                }));
+            }
+            EngineEvent::Backoff {
+                tag,
+                reason,
+                status,
+                attempt,
+                max_retries,
+                wait,
+                ..
+            } => {
+                if s.request(*tag).is_some() {
+                    out.msgs.push(Msg::Backoff(Backoff {
+                        job: *tag,
+                        reason: Backoff::reason_text(*reason, *status),
+                        attempt: *attempt,
+                        max_retries: *max_retries,
+                        until: Instant::now() + *wait,
+                    }));
+                }
+            }
+            EngineEvent::Delta { tag, text, .. } => {
+                out.msgs.push(Msg::Stream(StreamMsg::Delta {
+                    job: *tag,
+                    text: text.clone(),
+                }));
+            }
+            EngineEvent::Finished { tag, .. } => {
+                out.msgs
+                    .push(Msg::Stream(StreamMsg::Finished { job: *tag }));
+            }
+            EngineEvent::Failed {
+                tag,
+                reason,
+                message,
+                ..
+            } => {
+                out.msgs.push(Msg::Stream(StreamMsg::Failed {
+                    job: *tag,
+                    reason: format!("{}: {message}", reason.as_str()),
+                }));
+            }
+        }
+        let o = match self.session.as_mut() {
+            Some(s) => s.on_engine(&st.project, ev),
+            None => return out,
+        };
+        self.carry(o, &mut out);
+        self.show(&mut out);
+        out
+    }
+
+    /// The store acknowledged an append (`ours`: the session's).
+    pub fn on_appended(&mut self, st: &State, events: &[Event], ours: bool) -> DriverOut {
+        let mut out = DriverOut::default();
+        if let Some(o) = self
+            .session
+            .as_mut()
+            .map(|s| s.on_appended(&st.project, events, ours))
+        {
+            self.carry(o, &mut out);
+        }
+        self.show(&mut out);
+        out
+    }
+
+    /// Send the session's jobs and controls; pass its append and notes on.
+    fn carry(&mut self, o: Output, out: &mut DriverOut) {
+        if let Some((h, _)) = &self.engine {
+            for c in o.control {
+                match c {
+                    Control::Pause => h.pause(),
+                    Control::Resume => h.resume(),
+                    Control::CancelAll => h.cancel_all(),
+                    Control::SetConcurrency(n) => h.set_concurrency(n),
+                }
+            }
+            for job in o.submit {
+                h.submit(job);
+            }
+        }
+        for n in o.notes {
+            out.msgs.push(match n {
+                Note::Info(m) => Msg::Notice(m),
+                Note::Error(m) => Msg::Error(m),
+                Note::RequestFailed {
+                    request,
+                    kind,
+                    message,
+                } => Msg::Error(format!(
+                    "request #{request} failed ({}): {message}",
+                    kind.as_str()
+                )),
+                Note::NothingUsable { request, reason } => Msg::Stream(StreamMsg::Failed {
+                    job: request,
+                    reason,
+                }),
+            });
+        }
+        if o.append.is_some() {
+            out.append = o.append;
+        }
+    }
+
+    /// Say when the status changed; journal the usage once idle.
+    fn show(&mut self, out: &mut DriverOut) {
+        let now = self.status();
+        if now != self.shown {
+            if now == EngineStatus::Idle || matches!(now, EngineStatus::Unreachable(_)) {
+                self.record_usage(out);
+            }
+            self.shown = now.clone();
+            out.msgs.push(Msg::Engine(now));
+        }
+    }
+
+    fn record_usage(&mut self, out: &mut DriverOut) {
+        if out.usage.is_none() {
+            out.usage = self.usage_record();
+        }
+    }
+}
+
+fn stream_kind(p: &PlannedRequest) -> StreamKind {
+    match p.kind {
+        RequestKind::Generate { .. } => StreamKind::Generate,
+        RequestKind::Relabel { .. } => StreamKind::Relabel,
+    }
+}
+
+/// "A×B" for a mix request, "A" for plain, "#id A" for a relabel.
+fn stream_label(st: &ProjectState, p: &PlannedRequest) -> String {
+    match &p.kind {
+        RequestKind::Generate { target } => match &p.provenance.minor {
+            Some(m) => format!("{target}×{m}"),
+            None => target.clone(),
+        },
+        RequestKind::Relabel { sample } => {
+            let label = st.sample(*sample).map(|s| s.label.as_str()).unwrap_or("?");
+            format!("#{sample} {label}")
+        }
+    }
+}

@@ -1,0 +1,165 @@
+//! The S3 parts of the views: the classifier's line in the review
+//! detail, and the per-round scores and latest confusion matrix in the
+//! Stats pane. (`update`'s side of S3 is `tui::s3`; the jobs are
+//! `app::training`.)
+
+use ratatui::style::Style;
+use ratatui::text::{Line, Span};
+
+use crate::domain::SampleId;
+
+use super::state::State;
+
+/// The classifier's view of a sample for the review detail: confidence
+/// in its label across epochs (± variability) and out of fold, and the
+/// class the out-of-fold model prefers.
+pub fn signal_line(st: &State, id: SampleId) -> Option<Line<'static>> {
+    let sig = st.queue.signals_of(id)?;
+    Some(Line::styled(
+        format!(
+            "classifier: label conf {:.2} ± {:.2} · out-of-fold {:.2} (prefers {})",
+            sig.confidence, sig.variability, sig.oof_confidence, sig.oof_label
+        ),
+        st.theme.muted(),
+    ))
+}
+
+const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// A text sparkline scaled from the smallest to the largest value (all
+/// equal: a flat middle line), so small gains between rounds show.
+pub fn sparkline(values: &[f64]) -> String {
+    let lo = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let span = hi - lo;
+    values
+        .iter()
+        .map(|v| {
+            if span < 1e-9 {
+                SPARK[3]
+            } else {
+                SPARK[(((v - lo) / span) * 7.0).round() as usize]
+            }
+        })
+        .collect()
+}
+
+/// The S3 part of the Stats pane within `rows` lines of `width`: a
+/// sparkline of the augmented macro-F1 per round, one row per round
+/// (latest last: baseline → augmented, errors) and, when it fits, the
+/// latest confusion matrix (rows: truth, columns: prediction).
+pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> {
+    let t = &st.theme;
+    let rounds = &st.project.rounds;
+    let mut out = Vec::new();
+    if rows == 0 {
+        return out;
+    }
+    let busy = if st.s3.round_running {
+        " (running…)"
+    } else {
+        ""
+    };
+    if rounds.is_empty() {
+        out.push(Line::styled(
+            format!("S3: no round yet · R runs one{busy}"),
+            t.muted(),
+        ));
+        return out;
+    }
+    let f1s: Vec<f64> = rounds.iter().map(|r| r.augmented.macro_f1).collect();
+    let spark_w = width.saturating_sub(26).max(1);
+    let shown = &f1s[f1s.len().saturating_sub(spark_w)..];
+    let lo = shown.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = shown.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    out.push(Line::from(vec![
+        Span::raw("S3 macro-F1 "),
+        Span::styled(sparkline(shown), Style::default().fg(t.bar)),
+        Span::styled(format!(" {lo:.2}–{hi:.2}"), t.muted()),
+        Span::raw(busy),
+    ]));
+    let matrix = confusion_lines(st, width);
+    // Round rows first (at least the latest), the matrix only if it fits
+    // whole below them.
+    let left = rows.saturating_sub(out.len());
+    let fit_matrix = !matrix.is_empty() && left > matrix.len();
+    let round_rows = if fit_matrix {
+        (left - matrix.len()).min(rounds.len())
+    } else {
+        left.min(rounds.len())
+    };
+    for r in &rounds[rounds.len() - round_rows..] {
+        let d = r.augmented.macro_f1 - r.baseline.macro_f1;
+        out.push(Line::from(format!(
+            "r{:<2} {:.3} → {:.3} {:+.3} {}✗",
+            r.round,
+            r.baseline.macro_f1,
+            r.augmented.macro_f1,
+            d,
+            r.errors.len()
+        )));
+    }
+    if fit_matrix && out.len() + matrix.len() <= rows {
+        out.extend(matrix);
+    } else if !matrix.is_empty() && out.len() < rows {
+        let hint = if st.zoom || st.compact() {
+            "confusion matrix: needs a taller terminal"
+        } else {
+            "z: zoom for the confusion matrix"
+        };
+        out.push(Line::styled(hint, t.muted()));
+    }
+    out
+}
+
+/// The latest round's confusion matrix (augmented model), or nothing when
+/// it does not fit `width`.
+fn confusion_lines(st: &State, width: usize) -> Vec<Line<'static>> {
+    let Some(r) = st.project.rounds.last() else {
+        return Vec::new();
+    };
+    let s = &r.augmented;
+    if s.labels.is_empty() || s.confusion.len() != s.labels.len() {
+        return Vec::new();
+    }
+    let max = s.confusion.iter().flatten().copied().max().unwrap_or(0);
+    let cell = max.to_string().len().max(2) + 1;
+    let lw = 5;
+    if lw + cell * s.labels.len() > width {
+        return Vec::new();
+    }
+    let short = |l: &str, n: usize| -> String { l.chars().take(n).collect() };
+    let mut out = Vec::with_capacity(s.labels.len() + 1);
+    let mut head = format!("{:<lw$}", "t\\p");
+    for l in &s.labels {
+        head.push_str(&format!("{:>cell$}", short(l, cell - 1)));
+    }
+    out.push(Line::styled(head, st.theme.muted()));
+    for (i, (l, row)) in s.labels.iter().zip(&s.confusion).enumerate() {
+        let mut spans = vec![Span::raw(format!("{:<lw$}", short(l, lw - 1)))];
+        for (j, n) in row.iter().enumerate() {
+            let text = format!("{n:>cell$}");
+            spans.push(if i == j {
+                Span::styled(text, Style::default().fg(st.theme.bar))
+            } else if *n > 0 {
+                Span::styled(text, Style::default().fg(st.theme.error))
+            } else {
+                Span::styled(text, st.theme.muted())
+            });
+        }
+        out.push(Line::from(spans));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkline_spans_min_to_max() {
+        assert_eq!(sparkline(&[0.4, 0.5, 0.6]), "▁▅█");
+        assert_eq!(sparkline(&[0.5, 0.5]), "▄▄");
+        assert_eq!(sparkline(&[]), "");
+    }
+}
