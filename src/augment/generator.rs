@@ -17,7 +17,7 @@
 use std::collections::BTreeMap;
 
 use super::dedup::DedupIndex;
-use super::parse::{ParseContext, parse_generation};
+use super::parse::{ParseContext, REJECTED_KEY, parse_generation, word_range};
 use super::relabel::{RelabelReply, label_schema, verdict_from};
 use super::sampling::{alpha_pcts, pick, pick_shots, rng_for, splitmix64};
 use super::templates::{
@@ -88,6 +88,8 @@ pub struct Generator {
     dedup: DedupIndex,
     seeds: BTreeMap<String, Vec<String>>,
     max_words: usize,
+    /// Words in the shortest and longest seed.
+    seed_words: Option<(usize, usize)>,
     /// Learnt from replies: the server returns logprobs / honours `n`.
     logprobs_ok: bool,
     n_ok: bool,
@@ -127,6 +129,13 @@ impl Generator {
             counter,
             seeds,
             max_words: (longest * 4).max(60),
+            seed_words: word_range(
+                state
+                    .samples
+                    .iter()
+                    .filter(|s| s.origin == Origin::Seed)
+                    .map(|s| s.text()),
+            ),
             logprobs_ok: true,
             n_ok: true,
             rationales: state.rationales.clone(),
@@ -437,12 +446,20 @@ impl Generator {
         }
         let ctx = ParseContext {
             class_names: self.classes.iter().map(|c| c.name.clone()).collect(),
+            class_descriptions: self.classes.iter().map(|c| c.description.clone()).collect(),
+            task: self.task.description.clone(),
             prompt: planned.prompt(),
             shown_examples: planned.shown_examples.clone(),
             truncated: reply.finish_reason.as_deref() == Some("length"),
             max_words: self.max_words,
+            asked: planned.n,
+            seed_words: self.seed_words,
         };
         let parsed = parse_generation(&reply.text, &ctx);
+        // The parser's rejections go on the reply's first event.
+        if !parsed.dropped.is_empty() {
+            prov.extra.insert(REJECTED_KEY.into(), parsed.counts_json());
+        }
         if parsed.items.is_empty() {
             let reason = if reply.text.trim().is_empty() {
                 "empty_reply"
@@ -456,9 +473,12 @@ impl Generator {
             })];
         }
         let mut out = Vec::new();
-        for (id, text) in (state.next_sample_id()..).zip(parsed.items) {
+        for (i, (id, text)) in (state.next_sample_id()..).zip(parsed.items).enumerate() {
             let dup = self.dedup.check_insert(id, &text);
             let mut p = prov.clone();
+            if i > 0 {
+                p.extra.remove(REJECTED_KEY);
+            }
             if let Some(m) = dup {
                 p.extra
                     .insert(DUPLICATE_OF_KEY.into(), serde_json::json!(m.of));
@@ -733,6 +753,56 @@ mod tests {
         assert_eq!(generator(&st).counter(), 2);
         let evs = g.on_failure(&p, "timeout", "no answer in 120 s", None);
         assert_eq!(evs[0].type_name(), "generation_failed");
+    }
+
+    #[test]
+    fn parser_rejections_are_journalled_once_per_reply() {
+        let mut st = state_with_seeds();
+        let mut g = generator(&st);
+        let p = g.plan_generate_n(2).unwrap();
+        let evs = g.on_reply(
+            &st,
+            &p,
+            &reply("Sentence 1\nWho built the first airplane?\nHUM (Human)\nWho sailed around the world first?\nWho founded Rome?"),
+        );
+        let provs: Vec<&Provenance> = evs
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::SampleAdded(a) => Some(&a.provenance),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(provs.len(), 2, "{evs:?}");
+        assert_eq!(
+            provs[0].extra[super::super::parse::REJECTED_KEY],
+            serde_json::json!({"heading": 1, "class_name": 1, "extra": 1})
+        );
+        assert!(
+            !provs[1]
+                .extra
+                .contains_key(super::super::parse::REJECTED_KEY)
+        );
+        apply(&mut st, evs);
+        // A reply with nothing usable carries its counts on the failure.
+        let p = g.plan_generate_n(2).unwrap();
+        let evs = g.on_reply(&st, &p, &reply("<text>\nLOC"));
+        apply(&mut st, evs);
+        let sum = super::super::parse::sum_rejections(
+            st.samples
+                .iter()
+                .map(|s| &s.provenance)
+                .chain(st.failures.iter().map(|(_, f)| &f.provenance)),
+        );
+        let want: BTreeMap<String, u64> = [
+            ("class_name", 2),
+            ("extra", 1),
+            ("heading", 1),
+            ("placeholder", 1),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(sum, want);
     }
 
     #[test]
