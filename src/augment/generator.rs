@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use super::dedup::DedupIndex;
 use super::parse::{ParseContext, REJECTED_KEY, parse_generation, word_range};
 use super::relabel::{RelabelReply, label_schema, verdict_from};
-use super::sampling::{alpha_pcts, pick, pick_shots, rng_for, splitmix64};
+use super::sampling::{ClassSchedule, alpha_pcts, pick_shots, pick_with, rng_for, splitmix64};
 use super::templates::{
     self, ClassContext, GenerateContext, RelabelContext as RelabelTmplContext, TaskContext,
     Templates,
@@ -96,6 +96,31 @@ pub struct Generator {
     /// S3 rationales per class (`rationales_added`), drawn from when the
     /// `use_rationales` setting is on.
     rationales: BTreeMap<String, Vec<String>>,
+    /// Examples per class and per (class, minor) pair: accepted + pending
+    /// at construction (or [`Generator::sync_schedule`]) plus every
+    /// planned request's `n`, so the plan sequence of a run depends only
+    /// on the state it started from (a re-run hits the cache).
+    schedule: ClassSchedule,
+}
+
+/// Accepted + pending generated examples per class and per intended/minor
+/// pair: what the deficit scheduler plans against.
+pub fn schedule_from(state: &ProjectState, classes: &[Class]) -> ClassSchedule {
+    let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+    let counts = state
+        .class_counts(&names)
+        .into_iter()
+        .map(|(k, c)| (k, (c.accepted + c.pending) as u64));
+    let mut pairs: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for s in state.generated() {
+        if s.status() == crate::domain::Status::Rejected {
+            continue;
+        }
+        if let Some(m) = &s.provenance.minor {
+            *pairs.entry((s.label.clone(), m.clone())).or_insert(0) += 1;
+        }
+    }
+    ClassSchedule::new(counts, pairs)
 }
 
 impl Generator {
@@ -119,6 +144,7 @@ impl Generator {
         }
         let counter = next_counter(state);
         Generator {
+            schedule: schedule_from(state, &classes),
             task: config.task.clone(),
             classes,
             dedup: DedupIndex::from_state(state, settings.dedup_threshold),
@@ -164,6 +190,13 @@ impl Generator {
         self.classes = classes;
     }
 
+    /// Plan against the counts of `state` again (rejects and yields since
+    /// the generator was made); planned requests not yet answered are not
+    /// in `state` and are forgotten, so call it between runs or rounds.
+    pub fn sync_schedule(&mut self, state: &ProjectState) {
+        self.schedule = schedule_from(state, &self.classes);
+    }
+
     pub fn templates(&self) -> &Templates {
         &self.templates
     }
@@ -182,6 +215,10 @@ impl Generator {
     pub fn plan_generate_n(&mut self, n: usize) -> anyhow::Result<PlannedRequest> {
         let p = self.peek_generate(n)?;
         self.counter += 1;
+        if let RequestKind::Generate { target } = &p.kind {
+            self.schedule
+                .add(target, p.provenance.minor.as_deref(), n as u64);
+        }
         Ok(p)
     }
 
@@ -197,9 +234,14 @@ impl Generator {
             other => other,
         };
         let mut rng = rng_for(s.seed, self.counter);
-        let pk = pick(&self.classes, s, &mut rng).ok_or_else(|| {
-            crate::error::user("every class has weight 0: nothing to generate (raise a weight)")
-        })?;
+        let no_weight =
+            || crate::error::user("every class has weight 0: nothing to generate (raise a weight)");
+        // Target (and minor) by deficit against the weights; the rest drawn.
+        let (target, minor) = self
+            .schedule
+            .next(&self.classes, strategy == Strategy::Mix, n)
+            .ok_or_else(no_weight)?;
+        let pk = pick_with(&self.classes, s, &mut rng, target, minor).ok_or_else(no_weight)?;
         let mut shown_examples = Vec::new();
         let classes: Vec<ClassContext> = pk
             .shown
@@ -753,6 +795,67 @@ mod tests {
         assert_eq!(generator(&st).counter(), 2);
         let evs = g.on_failure(&p, "timeout", "no answer in 120 s", None);
         assert_eq!(evs[0].type_name(), "generation_failed");
+    }
+
+    #[test]
+    fn targets_follow_the_weights_exactly() {
+        let st = state_with_seeds();
+        let mut g = generator(&st);
+        let mut classes = config().classes;
+        classes[2].weight = 2.0; // NUM twice as often
+        g.set_classes(classes.clone());
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        let mut pairs: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for _ in 0..40 {
+            let p = g.plan_generate_n(5).unwrap();
+            let RequestKind::Generate { target } = &p.kind else {
+                panic!()
+            };
+            *count.entry(target.clone()).or_default() += 1;
+            let minor = p.provenance.minor.clone().unwrap();
+            *pairs.entry((target.clone(), minor)).or_default() += 1;
+        }
+        assert_eq!(count["HUM"], 10);
+        assert_eq!(count["LOC"], 10);
+        assert_eq!(count["NUM"], 20);
+        // Minor classes by weight too: NUM is the minor of HUM twice as
+        // often as LOC is.
+        assert_eq!(
+            pairs[&("HUM".to_string(), "NUM".to_string())],
+            7,
+            "{pairs:?}"
+        );
+        assert_eq!(
+            pairs[&("HUM".to_string(), "LOC".to_string())],
+            3,
+            "{pairs:?}"
+        );
+        // A weight change applies to the very next plan.
+        classes[0].weight = 100.0;
+        g.set_classes(classes);
+        let p = g.plan_generate_n(5).unwrap();
+        assert_eq!(
+            p.kind,
+            RequestKind::Generate {
+                target: "HUM".into()
+            }
+        );
+        // Counts come from the journal: a generator made on a state where
+        // HUM has examples plans the others first.
+        let mut st2 = state_with_seeds();
+        let mut g2 = generator(&st2);
+        let p = g2.plan_generate_n(3).unwrap();
+        let evs = g2.on_reply(
+            &st2,
+            &p,
+            &reply("1. Who led the army?\n2. Who built the wall?\n3. Who won the war?"),
+        );
+        apply(&mut st2, evs);
+        let next = generator(&st2).plan_generate_n(3).unwrap();
+        assert_ne!(
+            next.kind, p.kind,
+            "the class that has 3 examples is not next"
+        );
     }
 
     #[test]
