@@ -110,7 +110,7 @@ pub fn schedule_from(state: &ProjectState, classes: &[Class]) -> ClassSchedule {
     let counts = state
         .class_counts(&names)
         .into_iter()
-        .map(|(k, c)| (k, (c.accepted + c.pending) as u64));
+        .map(|(k, c)| (k, c.accepted + c.pending));
     let mut pairs: BTreeMap<(String, String), u64> = BTreeMap::new();
     for s in state.generated() {
         if s.status() == crate::domain::Status::Rejected {
