@@ -19,7 +19,9 @@ use std::collections::BTreeMap;
 use super::dedup::DedupIndex;
 use super::parse::{ParseContext, REJECTED_KEY, parse_generation, word_range};
 use super::relabel::{RelabelReply, label_schema, verdict_from};
-use super::sampling::{ClassSchedule, alpha_pcts, pick_shots, pick_with, rng_for, splitmix64};
+use super::sampling::{
+    ClassSchedule, alpha_pcts, pick_shots, pick_with, rng_for, splitmix64, stream_seed,
+};
 use super::templates::{
     self, ClassContext, GenerateContext, RelabelContext as RelabelTmplContext, TaskContext,
     Templates,
@@ -72,6 +74,9 @@ pub type Reply = ChatResponse;
 
 /// Key in `Provenance::extra` holding the request counter.
 pub const REQUEST_KEY: &str = "request";
+/// Key in `Provenance::extra` holding the seed stream of the run that
+/// planned the request (see [`stream_seed`]).
+pub const STREAM_KEY: &str = "stream";
 /// Key in `Provenance::extra` naming the sample a duplicate repeats.
 pub const DUPLICATE_OF_KEY: &str = "duplicate_of";
 
@@ -101,6 +106,8 @@ pub struct Generator {
     /// planned request's `n`, so the plan sequence of a run depends only
     /// on the state it started from (a re-run hits the cache).
     schedule: ClassSchedule,
+    /// This run's seed stream: one past the highest recorded.
+    stream: u64,
 }
 
 /// Accepted + pending generated examples per class and per intended/minor
@@ -145,6 +152,7 @@ impl Generator {
         let counter = next_counter(state);
         Generator {
             schedule: schedule_from(state, &classes),
+            stream: next_stream(state),
             task: config.task.clone(),
             classes,
             dedup: DedupIndex::from_state(state, settings.dedup_threshold),
@@ -201,6 +209,18 @@ impl Generator {
         &self.templates
     }
 
+    /// The seed stream this generator draws from (a fresh one per run:
+    /// one past the highest in the journal).
+    pub fn stream(&self) -> u64 {
+        self.stream
+    }
+
+    /// Draw from stream `stream` instead: replays the run that recorded it
+    /// (with the same settings, state and request counter).
+    pub fn set_stream(&mut self, stream: u64) {
+        self.stream = stream;
+    }
+
     /// Number of the next generate request.
     pub fn counter(&self) -> u64 {
         self.counter
@@ -233,7 +253,8 @@ impl Generator {
             }
             other => other,
         };
-        let mut rng = rng_for(s.seed, self.counter);
+        let seed = stream_seed(s.seed, self.stream);
+        let mut rng = rng_for(seed, self.counter);
         let no_weight =
             || crate::error::user("every class has weight 0: nothing to generate (raise a weight)");
         // Target (and minor) by deficit against the weights; the rest drawn.
@@ -287,7 +308,7 @@ impl Generator {
         let mut request = ChatRequest::new(vec![Message::user(prompt)]);
         request.temperature = Some(s.temperature);
         request.max_tokens = Some(s.max_tokens);
-        request.seed = Some(splitmix64(s.seed ^ self.counter));
+        request.seed = Some(splitmix64(seed ^ self.counter));
         let mut provenance = Provenance {
             strategy: Some(strategy.as_str().to_string()),
             classes: ctx.classes.iter().map(|c| c.name.clone()).collect(),
@@ -303,6 +324,9 @@ impl Generator {
         provenance
             .extra
             .insert(REQUEST_KEY.into(), serde_json::json!(self.counter));
+        provenance
+            .extra
+            .insert(STREAM_KEY.into(), serde_json::json!(self.stream));
         Ok(PlannedRequest {
             request,
             kind: RequestKind::Generate { target },
@@ -599,6 +623,18 @@ pub fn is_dup_rejected(s: &crate::domain::SampleState) -> bool {
     })
 }
 
+/// One past the highest seed stream recorded in the project (0 for none).
+pub fn next_stream(state: &ProjectState) -> u64 {
+    let of = |p: &Provenance| p.extra.get(STREAM_KEY).and_then(|v| v.as_u64());
+    state
+        .samples
+        .iter()
+        .filter_map(|s| of(&s.provenance))
+        .chain(state.failures.iter().filter_map(|(_, f)| of(&f.provenance)))
+        .max()
+        .map_or(0, |m| m + 1)
+}
+
 /// One past the highest request counter recorded in the project.
 fn next_counter(state: &ProjectState) -> u64 {
     let of = |p: &Provenance| p.extra.get(REQUEST_KEY).and_then(|v| v.as_u64());
@@ -791,8 +827,28 @@ mod tests {
             other => panic!("{other:?}"),
         }
         apply(&mut st, evs);
-        // Counters continue after what the journal holds.
+        // Counters continue after what the journal holds; so does the
+        // seed stream: the next run draws fresh.
         assert_eq!(generator(&st).counter(), 2);
+        assert_eq!(g.stream(), 0);
+        assert_eq!(p.provenance.extra[STREAM_KEY], serde_json::json!(0));
+        let mut next = generator(&st);
+        assert_eq!(next.stream(), 1);
+        let fresh = next.plan_generate().unwrap();
+        assert_eq!(fresh.provenance.extra[STREAM_KEY], serde_json::json!(1));
+        // Replaying stream 0 from the same counter repeats its request.
+        let mut replay = generator(&st);
+        replay.set_stream(0);
+        let mut again = g.clone();
+        again.set_stream(0);
+        assert_eq!(
+            replay.peek_generate(5).unwrap().request.seed,
+            again.peek_generate(5).unwrap().request.seed
+        );
+        assert_ne!(
+            fresh.request.seed,
+            replay.peek_generate(5).unwrap().request.seed
+        );
         let evs = g.on_failure(&p, "timeout", "no answer in 120 s", None);
         assert_eq!(evs[0].type_name(), "generation_failed");
     }

@@ -28,6 +28,19 @@ pub fn splitmix64(mut x: u64) -> u64 {
     x ^ (x >> 31)
 }
 
+/// The seed stream of run number `run`: the settings' seed itself for run
+/// 0 (so journals from before streams replay as they were), else a fresh
+/// mix of both. Each run (and each S3 round) of a project draws from its
+/// own stream, recorded with every request (`Provenance::extra["stream"]`)
+/// so a run can be replayed.
+pub fn stream_seed(seed: u64, run: u64) -> u64 {
+    if run == 0 {
+        seed
+    } else {
+        splitmix64(seed ^ splitmix64(run.wrapping_add(0x5eed)))
+    }
+}
+
 /// The RNG for request number `counter` of a run with seed `seed`.
 pub fn rng_for(seed: u64, counter: u64) -> StdRng {
     StdRng::seed_from_u64(splitmix64(seed ^ splitmix64(counter)))
@@ -341,6 +354,15 @@ mod tests {
                 weight: *w,
             })
             .collect()
+    }
+
+    #[test]
+    fn streams_differ_per_run_and_keep_run_zero() {
+        assert_eq!(stream_seed(7, 0), 7);
+        let seeds: std::collections::HashSet<u64> = (0..1000).map(|r| stream_seed(7, r)).collect();
+        assert_eq!(seeds.len(), 1000);
+        assert_eq!(stream_seed(7, 3), stream_seed(7, 3));
+        assert_ne!(stream_seed(7, 3), stream_seed(8, 3));
     }
 
     #[test]
