@@ -353,6 +353,18 @@ impl Generator {
         }
     }
 
+    /// What the relabel request depends on besides the text: model,
+    /// template hash and relabel settings. A judge report is valid for
+    /// this fingerprint only.
+    pub fn relabel_fingerprint(&self) -> String {
+        format!(
+            "model={} template={} relabel={}",
+            self.model,
+            self.templates.hash(templates::RELABEL),
+            serde_json::to_string(&self.relabel).unwrap_or_default()
+        )
+    }
+
     /// Generated samples still to relabel: no verdict and not rejected as
     /// duplicates.
     pub fn needs_relabel(state: &ProjectState) -> Vec<SampleId> {

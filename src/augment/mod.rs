@@ -22,6 +22,7 @@
 
 pub mod dedup;
 pub mod doubt;
+pub mod filter;
 pub mod generator;
 pub mod parse;
 pub mod relabel;

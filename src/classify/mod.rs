@@ -23,6 +23,7 @@ pub mod data;
 pub mod evaluate;
 pub mod extrapolate;
 pub mod features;
+pub mod judge;
 pub mod model;
 pub mod rationales;
 pub mod s3;

@@ -10,6 +10,8 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod init;
+pub mod judge;
+pub mod review;
 pub mod stats;
 
 /// Grow a handful of labelled examples into a curated text-classification
@@ -39,6 +41,8 @@ pub enum Command {
     Relabel(RelabelArgs),
     /// Apply bulk review rules (recorded as rule decisions).
     Review(ReviewArgs),
+    /// Measure the LLM relabeler on the held-out validation examples.
+    Judge(JudgeArgs),
     /// Print one rendered prompt for inspection.
     Prompt(PromptArgs),
     /// Train the small classifier and score it on held-out examples.
@@ -231,6 +235,33 @@ pub struct ReviewArgs {
     /// Reject pending examples whose relabel disagrees with confidence ≥ MIN_CONF.
     #[arg(long)]
     pub reject_disagreeing: Option<f64>,
+    /// Accept every generated example the filter passes (pending ones
+    /// unless the filter names a status).
+    #[arg(long)]
+    pub accept_all: bool,
+    /// Reject every generated example the filter passes.
+    #[arg(long)]
+    pub reject_all: bool,
+    /// What --accept-all/--reject-all take, as the TUI's `/`:
+    /// 'class:X status:pending|accepted|rejected agree:yes|no|none WORDS'.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Apply rules that trust the relabeler even when `straddle judge`
+    /// found it no better than chance (or never measured it).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    pub dir: PathBuf,
+    /// At most this many validation examples (spread over the classes).
+    #[arg(long, default_value_t = 100)]
+    pub sample: usize,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub backend: BackendFlags,
 }
 
 #[derive(Debug, Args)]
@@ -304,7 +335,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Doctor(a)) => doctor::run(a),
         Some(Command::Generate(a)) => generate::run_generate(a),
         Some(Command::Relabel(a)) => generate::run_relabel(a),
-        Some(Command::Review(a)) => generate::run_review(a),
+        Some(Command::Review(a)) => review::run(a),
+        Some(Command::Judge(a)) => judge::run(a),
         Some(Command::Prompt(a)) => generate::run_prompt(a),
         Some(Command::Eval(a)) => eval::run_eval(a),
         Some(Command::Loop(a)) => eval::run_loop(a),

@@ -3,10 +3,12 @@
 
 pub mod config;
 pub mod event;
+pub mod judge;
 pub mod state;
 
 pub use config::*;
 pub use event::*;
+pub use judge::*;
 pub use state::*;
 
 use serde::{Deserialize, Serialize};
