@@ -142,7 +142,14 @@ fn a_judge_at_chance_makes_the_bulk_rules_refuse() {
         assert!(err.contains("not clearly better than chance"), "{err}");
         assert!(err.contains("--force"), "{err}");
     }
+    // Auto-accept while generating trusts it as well.
+    let out = straddle(&["generate", d, "--count", "3", "--auto-accept", "0.5"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not clearly better than chance"));
     assert!(decisions(&dir).is_empty(), "nothing was decided");
+    let stats: serde_json::Value = serde_json::from_str(&ok(&["stats", d, "--json"])).unwrap();
+    assert_eq!(stats["judges"]["relabel"]["trusted"], false);
+    assert_eq!(stats["judges"]["relabel"]["n"], 30);
 
     // `doctor` shows the verdict.
     let doc = String::from_utf8_lossy(&straddle(&["doctor", d]).stdout).into_owned();

@@ -79,6 +79,11 @@ fn settings_with_flags(
 pub fn run_generate(args: super::GenerateArgs) -> anyhow::Result<()> {
     check_args(&args)?;
     let project = Project::open(&args.dir)?;
+    if args.auto_accept.is_some()
+        && let Some(note) = super::review::judge_gate(&project, args.force)?
+    {
+        eprintln!("{note}");
+    }
     let backend = backend_with_flags(project.config().backend.clone(), &args.backend);
     let settings = settings_with_flags(project.generation_settings(), &args);
     let opts = run::RunOptions {

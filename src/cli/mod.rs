@@ -215,6 +215,10 @@ pub struct GenerateArgs {
     /// Apply the accept rule as examples arrive (MIN_CONF).
     #[arg(long)]
     pub auto_accept: Option<f64>,
+    /// Auto-accept even when `straddle judge` found the relabeler no
+    /// better than chance (or never measured it).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub backend: BackendFlags,
 }
@@ -295,6 +299,10 @@ pub struct LoopArgs {
     /// Accept examples whose relabel agrees with confidence ≥ MIN_CONF.
     #[arg(long)]
     pub auto_accept: Option<f64>,
+    /// Auto-accept even when `straddle judge` found the relabeler no
+    /// better than chance (or never measured it).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub backend: BackendFlags,
 }

@@ -24,6 +24,20 @@ fn check_conf(flag: &str, v: Option<f64>) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether a rule may trust the relabeler of `project` (see
+/// [`relabel_gate`]): a note to print, or a user error unless `force`.
+pub fn judge_gate(project: &Project, force: bool) -> anyhow::Result<Option<String>> {
+    let g = super::generate::generator_for(project)?;
+    match relabel_gate(project.state(), &g.relabel_fingerprint()) {
+        Ok(note) => Ok(note),
+        Err(why) if force => Ok(Some(format!(
+            "note: --force: trusting the relabeler although {}",
+            why.split(':').next().unwrap_or(&why)
+        ))),
+        Err(why) => Err(crate::error::user(why)),
+    }
+}
+
 /// The events a review command line asks for, after the judge gate.
 /// Pure given the project state: `Err` is a user error to print.
 pub fn review_events(
@@ -89,18 +103,11 @@ pub fn review_events(
         || matches!(filter.agree, Some(Agree::Yes | Agree::No))
         || (st.take_relabel && filter.class.is_some())
         || bulk_takes_relabel;
-    let mut note = None;
-    if trusts_judge && !events.is_empty() {
-        let g = super::generate::generator_for(project)?;
-        match relabel_gate(project.state(), &g.relabel_fingerprint()) {
-            Ok(n) => note = n,
-            Err(_) if args.force => {
-                note =
-                    Some("note: --force: applying a rule that trusts an unproven relabeler".into())
-            }
-            Err(why) => return Err(crate::error::user(why)),
-        }
-    }
+    let note = if trusts_judge && !events.is_empty() {
+        judge_gate(project, args.force)?
+    } else {
+        None
+    };
     Ok((events, note))
 }
 

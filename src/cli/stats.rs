@@ -44,6 +44,17 @@ pub fn stats_json(p: &Project) -> serde_json::Value {
         },
         "failures": st.failures.len(),
         "parse_rejected": parse_rejected(st),
+        "judges": st.judges.iter().map(|(name, j)| {
+            let r = &j.report;
+            (name.clone(), json!({
+                "accuracy": r.accuracy,
+                "macro_f1": r.macro_f1,
+                "n": r.n,
+                "chance": r.chance,
+                "majority": r.majority,
+                "trusted": r.trusted(),
+            }))
+        }).collect::<serde_json::Map<String, serde_json::Value>>(),
         "rounds": st.rounds.len(),
     })
 }
@@ -156,6 +167,19 @@ pub fn stats_table(p: &Project) -> String {
     if !u.failures.is_empty() {
         let f: Vec<String> = u.failures.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(o, "request failures: {}", f.join(", "));
+    }
+    for (name, j) in &st.judges {
+        let r = &j.report;
+        let _ = writeln!(
+            o,
+            "{name} judge: {}{}",
+            r.headline(),
+            if r.trusted() {
+                ""
+            } else {
+                " — not trusted by bulk rules"
+            }
+        );
     }
     let rejected = parse_rejected(st);
     if !rejected.is_empty() {
