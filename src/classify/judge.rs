@@ -104,6 +104,46 @@ pub fn judge_report(
     }
 }
 
+/// The report of a judge scored elsewhere from its confusion matrix
+/// (rows: truth, columns: answers): the small classifier of `eval`.
+pub fn report_from_scores(judge: &str, s: &crate::domain::Scores) -> JudgeReport {
+    let (mut truth, mut answers) = (Vec::new(), Vec::new());
+    for (t, row) in s.confusion.iter().enumerate() {
+        for (p, &c) in row.iter().enumerate() {
+            for _ in 0..c {
+                truth.push(t);
+                answers.push(Some(p));
+            }
+        }
+    }
+    judge_report(judge, &s.labels, &truth, &answers)
+}
+
+/// "clearly better than chance (0.17) and the majority class (0.20)" or
+/// what it is not clearly better than.
+pub fn verdict_line(r: &JudgeReport) -> String {
+    let vs = |better: bool, what: &str, level: f64, p: f64| {
+        format!(
+            "{} {what} ({level:.2}, p = {p:.3})",
+            if better {
+                "clearly better than"
+            } else {
+                "NOT clearly better than"
+            }
+        )
+    };
+    format!(
+        "{}; {}",
+        vs(r.better_than_chance(), "chance", r.chance, r.p_vs_chance),
+        vs(
+            r.better_than_majority(),
+            "the majority class",
+            r.majority,
+            r.p_vs_majority
+        )
+    )
+}
+
 /// Up to `max` of `n` items, spread over `truth`'s classes (round robin
 /// over the classes, each class in a fixed pseudo-random order from
 /// `seed`), returned as sorted indices. Deterministic, so a repeated
