@@ -867,21 +867,17 @@ const GENERIC_WORDS: &[&str] = &[
     "query",
     "article",
     "plot",
-    "option",
-    "answer",
     "response",
-    "title",
-    "story",
     "description",
-    "output",
-    "input",
     "label",
     "class",
     "category",
 ];
 
 /// A generic label and a number and nothing else: "Sentence 3",
-/// "Example 5:", "**Movie plot summary 1**", "Text #2", "HUM 4".
+/// "Example 5:", "**Movie plot summary 1**", "Text #2", "HUM 4". The word
+/// before the number must be a word for a text (or a class name), so
+/// "Apollo 11" or "Toy Story 3" are not placeholders.
 fn is_label_number(s: &str, ctx: &ParseContext) -> bool {
     let t = s.trim().trim_matches('*').trim();
     let t = t
@@ -901,12 +897,14 @@ fn is_label_number(s: &str, ctx: &ParseContext) -> bool {
     {
         return false;
     }
+    let last_word = head[head.len() - 1].to_lowercase();
     head.iter()
         .all(|w| w.chars().all(|c| c.is_alphabetic() || c == '-'))
-        && head.iter().any(|w| {
-            GENERIC_WORDS.contains(&w.to_lowercase().as_str())
-                || ctx.class_names.iter().any(|c| c.eq_ignore_ascii_case(w))
-        })
+        && (GENERIC_WORDS.contains(&last_word.as_str())
+            || ctx
+                .class_names
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&last_word)))
 }
 
 /// Text without parenthesised groups: "ABBR (Abbreviation)" → "ABBR".
@@ -1136,8 +1134,8 @@ mod tests {
         assert_eq!(dropped[1].0, "numbering_only");
         // Not a placeholder: a name with a number inside a real text.
         assert_eq!(
-            items("1. When did Apollo 11 land?\n2. Apollo 11"),
-            vec!["When did Apollo 11 land?", "Apollo 11"]
+            items("1. When did Apollo 11 land?\n2. Apollo 11\n3. Toy Story 3"),
+            vec!["When did Apollo 11 land?", "Apollo 11", "Toy Story 3"]
         );
     }
 
