@@ -813,16 +813,16 @@ fn is_echo(item: &str, ctx: &ParseContext) -> bool {
     })
 }
 
-/// Phrases of an instruction, not of an example.
+/// Phrases of the instruction, not of an example (normalised; specific
+/// enough that a real text — "make a numbered list of my tasks" — does
+/// not contain them).
 const TASK_PHRASES: &[&str] = &[
-    "text classification",
-    "classification dataset",
+    "text classification dataset",
     "new example texts",
-    "new diverse",
+    "new diverse short texts",
     "like the examples above",
-    "the classes are",
     "each text must belong",
-    "numbered list",
+    "answer with a numbered list",
     "one text per line",
     "texts which are about",
 ];
@@ -1160,10 +1160,15 @@ mod tests {
             ],
             "{dropped:?}"
         );
-        // A real text that mentions a place is kept.
+        // Real texts that mention a place or a list are kept.
         assert_eq!(
-            items("1. Which city is a place people visit most in Spain?"),
-            vec!["Which city is a place people visit most in Spain?"]
+            items(
+                "1. Which city is a place people visit most in Spain?\n2. Make a numbered list of my tasks for today"
+            ),
+            vec![
+                "Which city is a place people visit most in Spain?",
+                "Make a numbered list of my tasks for today"
+            ]
         );
     }
 
