@@ -5,12 +5,16 @@
 //!
 //! One request's life:
 //!
-//! 1. [`Generator::plan_generate`] draws the classes, α and shots
-//!    ([`sampling`], deterministic in the settings' seed and the request
-//!    number) and renders `mix.j2`/`plain.j2` ([`templates`]).
+//! 1. [`Generator::plan_generate`] schedules the intended class (and the
+//!    minor class of a mix pair) by deficit against the weights
+//!    ([`sampling::ClassSchedule`]), draws the other shown classes, α and
+//!    shots ([`sampling`], deterministic in the settings' seed, the run's
+//!    seed stream and the request number) and renders
+//!    `mix.j2`/`plain.j2` ([`templates`]).
 //! 2. The caller sends it (engine) and hands the reply to
 //!    [`Generator::on_reply`], which parses it ([`parse`]), checks every
-//!    text against the [`DedupIndex`] and returns the events to append:
+//!    text against the [`DedupIndex`] and returns the events to append
+//!    (the parser's rejections per reason ride on the first one):
 //!    `sample_added` per text, a `decided` reject by `Auto("dedup")` per
 //!    duplicate, or one `generation_failed` with the raw reply.
 //! 3. [`Generator::plan_relabel`] renders `relabel.j2` for a sample, asking
@@ -18,7 +22,8 @@
 //!    becomes a `verdict_recorded` ([`relabel`]). Without logprobs the next
 //!    relabels ask for `votes` choices (`n`); a server that ignores `n`
 //!    gets single answers (confidence 1.0, method `single`).
-//! 4. [`doubt()`] sorts the review queue; [`rules`] decide in bulk.
+//! 4. [`doubt()`] sorts the review queue; [`rules`] decide in bulk (the
+//!    front ends check `classify::judge::relabel_gate` first).
 
 pub mod dedup;
 pub mod doubt;
