@@ -4,7 +4,7 @@
 //! lists, JSON in or out of a code fence, preambles ("Sure! Here are…"),
 //! explanations under each item, labels in front of items, quotes, mix
 //! annotations like "(80% HUM, 20% LOC)", echoes of the instruction,
-//! headings and placeholders ("Sentence 3", "<text>"), class names and
+//! headings and placeholders ("Sentence 3", `<text>`), class names and
 //! class descriptions instead of examples, and a last item cut off at
 //! `max_tokens`. [`parse_generation`] keeps what looks like an example —
 //! never more than were asked for — and says for every other piece why it
@@ -37,7 +37,7 @@ pub enum Reject {
     TooLong,
     /// Talks about a text instead of being one ("This text is about…").
     Meta,
-    /// Stands for a text: "[Sentence 1]", "<text>", "Example 5".
+    /// Stands for a text: "[Sentence 1]", `<text>`, "Example 5".
     Placeholder,
     /// Titles the item below it ("**Example 1: LOC**", "Sentence 2").
     Heading,
@@ -836,7 +836,7 @@ fn restates_task(item: &str, ctx: &ParseContext) -> bool {
         || n.starts_with("write ") && n.contains(" texts")
 }
 
-/// "<text>", "<sentence 3>": one angle-bracketed word group and nothing else.
+/// `<text>`, `<sentence 3>`: one angle-bracketed word group and nothing else.
 fn is_angle_placeholder(s: &str) -> bool {
     let t = s.trim().trim_matches('*').trim();
     t.len() >= 3
