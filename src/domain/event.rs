@@ -53,6 +53,9 @@ pub enum EventKind {
     RoundScored(RoundScored),
     /// S3 rationales for a class.
     RationalesAdded(RationalesAdded),
+    /// A judge (the relabeler, the small classifier) scored on held-out
+    /// examples.
+    JudgeScored(super::JudgeScored),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -199,6 +202,7 @@ impl Event {
             "usage_recorded" => EventKind::UsageRecorded(p(ty, data)?),
             "round_scored" => EventKind::RoundScored(p(ty, data)?),
             "rationales_added" => EventKind::RationalesAdded(p(ty, data)?),
+            "judge_scored" => EventKind::JudgeScored(p(ty, data)?),
             other => return Err(LineError::UnknownType(other.to_string())),
         };
         Ok(Event {
@@ -234,6 +238,7 @@ impl EventKind {
             EventKind::UsageRecorded(_) => "usage_recorded",
             EventKind::RoundScored(_) => "round_scored",
             EventKind::RationalesAdded(_) => "rationales_added",
+            EventKind::JudgeScored(_) => "judge_scored",
         }
     }
 

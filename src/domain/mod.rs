@@ -4,6 +4,7 @@
 pub mod config;
 pub mod event;
 pub mod heldout;
+pub mod judge;
 pub mod state;
 #[cfg(test)]
 pub(crate) mod testing;
@@ -11,6 +12,7 @@ pub(crate) mod testing;
 pub use config::*;
 pub use event::*;
 pub use heldout::Mistake;
+pub use judge::*;
 pub use state::*;
 
 use serde::{Deserialize, Serialize};
