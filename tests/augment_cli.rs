@@ -83,6 +83,14 @@ fn generate_relabel_review_prompt() {
     let relabel_prompt = run_ok(&["prompt", d, "--relabel"]);
     assert!(relabel_prompt.contains("Text: "));
 
+    // The rules trust the relabeler only once it is measured on the
+    // held-out questions: "Who…" → HUM, else LOC gets HUM and LOC right,
+    // clearly better than chance (1/6) and than the majority class.
+    let judged = run_ok(&["judge", d]);
+    assert!(
+        judged.contains("bulk rules may trust its verdicts"),
+        "{judged}"
+    );
     let out = run_ok(&[
         "review",
         d,
@@ -104,7 +112,7 @@ fn generate_relabel_review_prompt() {
         assert_eq!(d.by, Actor::Rule(want.1.into()));
     }
     let runs: Vec<_> = p.state().runs.iter().map(|(r, _)| r.clone()).collect();
-    assert_eq!(runs, vec!["generate", "relabel"]);
+    assert_eq!(runs, vec!["generate", "relabel", "judge"]);
 }
 
 #[test]

@@ -173,6 +173,11 @@ fn generate_relabel_review_export_with_smollm2() {
     tune_config(&dir);
     let gen_out = straddle(&["generate", d, "--count", "20", "--strategy", "mix"]);
     let rel_out = straddle(&["relabel", d]);
+    // The relabeler measured on the held-out questions. The tiny model is
+    // usually near chance, so the rules below need --force; the report
+    // says so either way.
+    let judge_out = straddle(&["judge", d, "--sample", "30"]);
+    assert!(judge_out.contains("chance"), "{judge_out}");
     let rev_out = straddle(&[
         "review",
         d,
@@ -180,6 +185,7 @@ fn generate_relabel_review_export_with_smollm2() {
         "0.5",
         "--reject-disagreeing",
         "0.9",
+        "--force",
     ]);
     let out = dir.join("exports/train.jsonl");
     // With the seeds, so there is something to export even when the tiny
@@ -302,7 +308,7 @@ fn generate_relabel_review_export_with_smollm2() {
          parse failure rate (requests): {pfr:.1}%\n\
          relabel: {parsable} parsable verdicts, agreement {agr:.1}%, unparsable {unp:.1}%\n\
          usage: {} requests, {} prompt + {} completion tokens\n\
-         generate: {gen_out}relabel: {rel_out}{rev_out}",
+         generate: {gen_out}relabel: {rel_out}judge: {judge_out}{rev_out}",
         usage.requests,
         usage.prompt_tokens,
         usage.completion_tokens,

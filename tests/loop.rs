@@ -212,6 +212,8 @@ fn two_rounds_score_extrapolate_and_keep_heldout_out_of_the_export() {
         "12",
         "--auto-accept",
         "0.9",
+        // The relabeler is not measured here (`straddle judge`).
+        "--force",
         "--base-url",
         &server.base_url(),
     ]);

@@ -257,6 +257,31 @@ fn add_two_rounds(st: &mut State) {
     update(st, Msg::Appended(events));
 }
 
+/// A recorded judge report: the Stats pane says how the relabeler did
+/// on the held-out examples, and whether bulk rules trust it.
+#[test]
+fn stats_pane_shows_the_relabel_judge() {
+    use straddle::classify::judge::judge_report;
+    use straddle::domain::{EventKind, JudgeScored};
+    let mut st = busy_state(120, 40);
+    let labels: Vec<String> = fixture::classes().into_iter().map(|c| c.name).collect();
+    let truth: Vec<usize> = (0..60).map(|i| i % labels.len()).collect();
+    let always_first = vec![Some(0); 60];
+    let report = judge_report("relabel", &labels, &truth, &always_first);
+    let events = fixture::stamp(
+        vec![EventKind::JudgeScored(JudgeScored {
+            report,
+            fingerprint: "test".into(),
+        })],
+        st.project.last_event_id,
+    );
+    update(&mut st, Msg::Appended(events));
+    let screen = format!("{:?}", draw(&st, 120, 40).backend());
+    let level = 1.0 / labels.len() as f64;
+    let want = format!("judge {level:.2} (chance {level:.2}) ✗");
+    assert!(screen.contains(&want), "{want} not in\n{screen}");
+}
+
 /// Two recorded S3 rounds: the Stats pane shows the per-round scores (and
 /// the latest confusion matrix once zoomed).
 #[test]

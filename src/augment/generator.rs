@@ -20,9 +20,9 @@
 use std::collections::BTreeMap;
 
 use super::dedup::DedupIndex;
-use super::parse::{ParseContext, parse_generation};
+use super::parse::{ParseContext, REJECTED_KEY, parse_generation, word_range};
 use super::relabel::{RelabelReply, label_schema, verdict_from};
-use super::sampling::splitmix64;
+use super::sampling::{ClassSchedule, splitmix64};
 use super::strategy::{self, Ask, ErrorSource, PlanContext, extrapolate::ErrorRound};
 use super::templates::{
     self, ClassContext, RelabelContext as RelabelTmplContext, TaskContext, Templates,
@@ -80,6 +80,9 @@ pub type Reply = ChatResponse;
 
 /// Key in `Provenance::extra` holding the request counter.
 pub const REQUEST_KEY: &str = "request";
+/// Key in `Provenance::extra` holding the seed stream of the run that
+/// planned the request (see [`stream_seed`]).
+pub const STREAM_KEY: &str = "stream";
 /// Key in `Provenance::extra` naming the sample a duplicate repeats.
 pub const DUPLICATE_OF_KEY: &str = "duplicate_of";
 
@@ -96,12 +99,41 @@ pub struct Generator {
     dedup: DedupIndex,
     seeds: BTreeMap<String, Vec<String>>,
     max_words: usize,
+    /// Words in the shortest and longest seed.
+    seed_words: Option<(usize, usize)>,
     /// Learnt from replies: the server returns logprobs / honours `n`.
     logprobs_ok: bool,
     n_ok: bool,
     /// S3 rationales per class (`rationales_added`), drawn from when the
     /// `use_rationales` setting is on.
     rationales: BTreeMap<String, Vec<String>>,
+    /// Examples per class and per (class, minor) pair: accepted + pending
+    /// at construction (or [`Generator::sync_schedule`]) plus every
+    /// planned request's `n`, so the plan sequence of a run depends only
+    /// on the state it started from (a re-run hits the cache).
+    schedule: ClassSchedule,
+    /// This run's seed stream: one past the highest recorded.
+    stream: u64,
+}
+
+/// Accepted + pending generated examples per class and per intended/minor
+/// pair: what the deficit scheduler plans against.
+pub fn schedule_from(state: &ProjectState, classes: &[Class]) -> ClassSchedule {
+    let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
+    let counts = state
+        .class_counts(&names)
+        .into_iter()
+        .map(|(k, c)| (k, c.accepted + c.pending));
+    let mut pairs: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for s in state.generated() {
+        if s.status() == crate::domain::Status::Rejected {
+            continue;
+        }
+        if let Some(m) = &s.provenance.minor {
+            *pairs.entry((s.label.clone(), m.clone())).or_insert(0) += 1;
+        }
+    }
+    ClassSchedule::new(counts, pairs)
 }
 
 impl Generator {
@@ -125,6 +157,8 @@ impl Generator {
         }
         let counter = next_counter(state);
         Generator {
+            schedule: schedule_from(state, &classes),
+            stream: next_stream(state),
             task: config.task.clone(),
             classes,
             dedup: DedupIndex::from_state(state, settings.dedup_threshold),
@@ -135,6 +169,13 @@ impl Generator {
             counter,
             seeds,
             max_words: (longest * 4).max(60),
+            seed_words: word_range(
+                state
+                    .samples
+                    .iter()
+                    .filter(|s| s.origin == Origin::Seed)
+                    .map(|s| s.text()),
+            ),
             logprobs_ok: true,
             n_ok: true,
             rationales: state.rationales.clone(),
@@ -163,8 +204,27 @@ impl Generator {
         self.classes = classes;
     }
 
+    /// Plan against the counts of `state` again (rejects and yields since
+    /// the generator was made); planned requests not yet answered are not
+    /// in `state` and are forgotten, so call it between runs or rounds.
+    pub fn sync_schedule(&mut self, state: &ProjectState) {
+        self.schedule = schedule_from(state, &self.classes);
+    }
+
     pub fn templates(&self) -> &Templates {
         &self.templates
+    }
+
+    /// The seed stream this generator draws from (a fresh one per run:
+    /// one past the highest in the journal).
+    pub fn stream(&self) -> u64 {
+        self.stream
+    }
+
+    /// Draw from stream `stream` instead: replays the run that recorded it
+    /// (with the same settings, state and request counter).
+    pub fn set_stream(&mut self, stream: u64) {
+        self.stream = stream;
     }
 
     /// Number of the next generate request.
@@ -181,6 +241,10 @@ impl Generator {
     pub fn plan_generate_n(&mut self, n: usize) -> anyhow::Result<PlannedRequest> {
         let p = self.peek_generate(n)?;
         self.counter += 1;
+        if let RequestKind::Generate { target } = &p.kind {
+            self.schedule
+                .add(target, p.provenance.minor.as_deref(), n as u64);
+        }
         Ok(p)
     }
 
@@ -195,6 +259,8 @@ impl Generator {
             rationales: &self.rationales,
             model: &self.model,
             counter: self.counter,
+            schedule: &self.schedule,
+            stream: self.stream,
         }
     }
 
@@ -225,6 +291,18 @@ impl Generator {
             name: self.task.name.clone(),
             description: self.task.description.clone(),
         }
+    }
+
+    /// What the relabel request depends on besides the text: model,
+    /// template hash and relabel settings. A judge report is valid for
+    /// this fingerprint only.
+    pub fn relabel_fingerprint(&self) -> String {
+        format!(
+            "model={} template={} relabel={}",
+            self.model,
+            self.templates.hash(templates::RELABEL),
+            serde_json::to_string(&self.relabel).unwrap_or_default()
+        )
     }
 
     /// Generated samples still to relabel: no verdict and not rejected as
@@ -386,12 +464,20 @@ impl Generator {
         }
         let ctx = ParseContext {
             class_names: self.classes.iter().map(|c| c.name.clone()).collect(),
+            class_descriptions: self.classes.iter().map(|c| c.description.clone()).collect(),
+            task: self.task.description.clone(),
             prompt: planned.prompt(),
             shown_examples: planned.shown_examples.clone(),
             truncated: reply.finish_reason.as_deref() == Some("length"),
             max_words: self.max_words,
+            asked: planned.n,
+            seed_words: self.seed_words,
         };
         let parsed = parse_generation(&reply.text, &ctx);
+        // The parser's rejections go on the reply's first event.
+        if !parsed.dropped.is_empty() {
+            prov.extra.insert(REJECTED_KEY.into(), parsed.counts_json());
+        }
         let strategy = planned
             .provenance
             .strategy
@@ -416,9 +502,12 @@ impl Generator {
             })];
         }
         let mut out = Vec::new();
-        for (id, text) in (state.next_sample_id()..).zip(items) {
+        for (i, (id, text)) in (state.next_sample_id()..).zip(items).enumerate() {
             let dup = self.dedup.check_insert(id, &text);
             let mut p = prov.clone();
+            if i > 0 {
+                p.extra.remove(REJECTED_KEY);
+            }
             if let Some(m) = dup {
                 p.extra
                     .insert(DUPLICATE_OF_KEY.into(), serde_json::json!(m.of));
@@ -486,6 +575,18 @@ pub fn is_dup_rejected(s: &crate::domain::SampleState) -> bool {
     s.decision().is_some_and(|d| {
         d.kind == DecisionKind::Reject && matches!(d.by, Actor::Auto(ref a) if a == "dedup")
     })
+}
+
+/// One past the highest seed stream recorded in the project (0 for none).
+pub fn next_stream(state: &ProjectState) -> u64 {
+    let of = |p: &Provenance| p.extra.get(STREAM_KEY).and_then(|v| v.as_u64());
+    state
+        .samples
+        .iter()
+        .filter_map(|s| of(&s.provenance))
+        .chain(state.failures.iter().filter_map(|(_, f)| of(&f.provenance)))
+        .max()
+        .map_or(0, |m| m + 1)
 }
 
 /// One past the highest request counter recorded in the project.
@@ -681,10 +782,141 @@ mod tests {
             other => panic!("{other:?}"),
         }
         apply(&mut st, evs);
-        // Counters continue after what the journal holds.
+        // Counters continue after what the journal holds; so does the
+        // seed stream: the next run draws fresh.
         assert_eq!(generator(&st).counter(), 2);
+        assert_eq!(g.stream(), 0);
+        assert_eq!(p.provenance.extra[STREAM_KEY], serde_json::json!(0));
+        let mut next = generator(&st);
+        assert_eq!(next.stream(), 1);
+        let fresh = next.plan_generate().unwrap();
+        assert_eq!(fresh.provenance.extra[STREAM_KEY], serde_json::json!(1));
+        // Replaying stream 0 from the same counter repeats its request.
+        let mut replay = generator(&st);
+        replay.set_stream(0);
+        let mut again = g.clone();
+        again.set_stream(0);
+        assert_eq!(
+            replay.peek_generate(5).unwrap().request.seed,
+            again.peek_generate(5).unwrap().request.seed
+        );
+        assert_ne!(
+            fresh.request.seed,
+            replay.peek_generate(5).unwrap().request.seed
+        );
         let evs = g.on_failure(&p, "timeout", "no answer in 120 s", None);
         assert_eq!(evs[0].type_name(), "generation_failed");
+    }
+
+    #[test]
+    fn targets_follow_the_weights_exactly() {
+        let st = state_with_seeds();
+        let mut g = generator(&st);
+        let mut classes = config().classes;
+        classes[2].weight = 2.0; // NUM twice as often
+        g.set_classes(classes.clone());
+        let mut count: BTreeMap<String, usize> = BTreeMap::new();
+        let mut pairs: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for _ in 0..40 {
+            let p = g.plan_generate_n(5).unwrap();
+            let RequestKind::Generate { target } = &p.kind else {
+                panic!()
+            };
+            *count.entry(target.clone()).or_default() += 1;
+            let minor = p.provenance.minor.clone().unwrap();
+            *pairs.entry((target.clone(), minor)).or_default() += 1;
+        }
+        assert_eq!(count["HUM"], 10);
+        assert_eq!(count["LOC"], 10);
+        assert_eq!(count["NUM"], 20);
+        // Minor classes by weight too: NUM is the minor of HUM twice as
+        // often as LOC is.
+        assert_eq!(
+            pairs[&("HUM".to_string(), "NUM".to_string())],
+            7,
+            "{pairs:?}"
+        );
+        assert_eq!(
+            pairs[&("HUM".to_string(), "LOC".to_string())],
+            3,
+            "{pairs:?}"
+        );
+        // A weight change applies to the very next plan.
+        classes[0].weight = 100.0;
+        g.set_classes(classes);
+        let p = g.plan_generate_n(5).unwrap();
+        assert_eq!(
+            p.kind,
+            RequestKind::Generate {
+                target: "HUM".into()
+            }
+        );
+        // Counts come from the journal: a generator made on a state where
+        // HUM has examples plans the others first.
+        let mut st2 = state_with_seeds();
+        let mut g2 = generator(&st2);
+        let p = g2.plan_generate_n(3).unwrap();
+        let evs = g2.on_reply(
+            &st2,
+            &p,
+            &reply("1. Who led the army?\n2. Who built the wall?\n3. Who won the war?"),
+        );
+        apply(&mut st2, evs);
+        let next = generator(&st2).plan_generate_n(3).unwrap();
+        assert_ne!(
+            next.kind, p.kind,
+            "the class that has 3 examples is not next"
+        );
+    }
+
+    #[test]
+    fn parser_rejections_are_journalled_once_per_reply() {
+        let mut st = state_with_seeds();
+        let mut g = generator(&st);
+        let p = g.plan_generate_n(2).unwrap();
+        let evs = g.on_reply(
+            &st,
+            &p,
+            &reply("Sentence 1\nWho built the first airplane?\nHUM (Human)\nWho sailed around the world first?\nWho founded Rome?"),
+        );
+        let provs: Vec<&Provenance> = evs
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::SampleAdded(a) => Some(&a.provenance),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(provs.len(), 2, "{evs:?}");
+        assert_eq!(
+            provs[0].extra[super::super::parse::REJECTED_KEY],
+            serde_json::json!({"heading": 1, "class_name": 1, "extra": 1})
+        );
+        assert!(
+            !provs[1]
+                .extra
+                .contains_key(super::super::parse::REJECTED_KEY)
+        );
+        apply(&mut st, evs);
+        // A reply with nothing usable carries its counts on the failure.
+        let p = g.plan_generate_n(2).unwrap();
+        let evs = g.on_reply(&st, &p, &reply("<text>\nLOC"));
+        apply(&mut st, evs);
+        let sum = super::super::parse::sum_rejections(
+            st.samples
+                .iter()
+                .map(|s| &s.provenance)
+                .chain(st.failures.iter().map(|(_, f)| &f.provenance)),
+        );
+        let want: BTreeMap<String, u64> = [
+            ("class_name", 2),
+            ("extra", 1),
+            ("heading", 1),
+            ("placeholder", 1),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        assert_eq!(sum, want);
     }
 
     #[test]

@@ -7,13 +7,17 @@
 //! One request's life:
 //!
 //! 1. [`Generator::plan_generate`] asks the configured [`strategy`] to plan
-//!    (`mix`/`plain` draw the classes, α and shots with [`sampling`],
-//!    deterministic in the settings' seed and the request number, and render
-//!    `mix.j2`/`plain.j2` with [`templates`]; `extrapolate` plans from an
-//!    S3 round's held-out errors, [`Generator::plan_error`]).
+//!    (`mix`/`plain` schedule the intended class, and the minor class of a
+//!    mix pair, by deficit against the weights ([`sampling::ClassSchedule`]),
+//!    draw the other shown classes, α and shots with [`sampling`],
+//!    deterministic in the settings' seed, the run's seed stream and the
+//!    request number, and render `mix.j2`/`plain.j2` with [`templates`];
+//!    `extrapolate` plans from an S3 round's held-out errors,
+//!    [`Generator::plan_error`]).
 //! 2. The caller sends it (engine) and hands the reply to
 //!    [`Generator::on_reply`], which parses it ([`parse`]), checks every
-//!    text against the [`DedupIndex`] and returns the events to append:
+//!    text against the [`DedupIndex`] and returns the events to append
+//!    (the parser's rejections per reason ride on the first one):
 //!    `sample_added` per text, a `decided` reject by `Auto("dedup")` per
 //!    duplicate, or one `generation_failed` with the raw reply.
 //! 3. [`Generator::plan_relabel`] renders `relabel.j2` for a sample, asking
@@ -21,10 +25,12 @@
 //!    becomes a `verdict_recorded` ([`relabel`]). Without logprobs the next
 //!    relabels ask for `votes` choices (`n`); a server that ignores `n`
 //!    gets single answers (confidence 1.0, method `single`).
-//! 4. [`doubt()`] sorts the review queue; [`rules`] decide in bulk.
+//! 4. [`doubt()`] sorts the review queue; [`rules`] decide in bulk (the
+//!    front ends check `classify::judge::relabel_gate` first).
 
 pub mod dedup;
 pub mod doubt;
+pub mod filter;
 pub mod generator;
 pub mod parse;
 pub mod rationales;

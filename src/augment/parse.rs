@@ -3,20 +3,123 @@
 //! Real models (small ones especially) answer with numbered or bulleted
 //! lists, JSON in or out of a code fence, preambles ("Sure! Here are…"),
 //! explanations under each item, labels in front of items, quotes, mix
-//! annotations like "(80% HUM, 20% LOC)", echoes of the instruction and a
-//! last item cut off at `max_tokens`. [`parse_generation`] keeps what looks
-//! like an example and says why it dropped the rest. Repeats are *not*
-//! dropped here: dedup records them as rejected duplicates.
+//! annotations like "(80% HUM, 20% LOC)", echoes of the instruction,
+//! headings and placeholders ("Sentence 3", `<text>`), class names and
+//! class descriptions instead of examples, and a last item cut off at
+//! `max_tokens`. [`parse_generation`] keeps what looks like an example —
+//! never more than were asked for — and says for every other piece why it
+//! dropped it ([`Reject`]), so the counts per reason can be shown.
+//! Repeats are *not* dropped here: dedup records them as rejected
+//! duplicates.
+
+use std::collections::BTreeMap;
+
+/// Why a piece of a reply was not taken as an example.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reject {
+    /// "Sure! Here are five examples:".
+    Preamble,
+    /// A plain line beside a list.
+    OutsideList,
+    /// Inside a code block, or a line of code.
+    Code,
+    /// A JSON field that is not an example text (`"id": 3`).
+    JsonField,
+    /// Repeats a line of the instruction.
+    Echo,
+    /// The last item, cut at `max_tokens`.
+    Truncated,
+    /// No words.
+    Empty,
+    /// Fewer words than an example can have (or far fewer than the seeds).
+    TooShort,
+    /// Far longer than the seeds.
+    TooLong,
+    /// Talks about a text instead of being one ("This text is about…").
+    Meta,
+    /// Stands for a text: "[Sentence 1]", `<text>`, "Example 5".
+    Placeholder,
+    /// Titles the item below it ("**Example 1: LOC**", "Sentence 2").
+    Heading,
+    /// A list number and nothing else ("3.").
+    NumberingOnly,
+    /// A class name ("ABBR (Abbreviation)").
+    ClassName,
+    /// A class description ("texts which are about a place").
+    ClassDescription,
+    /// Restates the task or the instruction ("Write 5 new texts…").
+    RestatesTask,
+    /// More items than the request asked for.
+    Extra,
+}
+
+impl Reject {
+    /// Every reason, in display order.
+    pub const ALL: [Reject; 17] = [
+        Reject::Preamble,
+        Reject::OutsideList,
+        Reject::Code,
+        Reject::JsonField,
+        Reject::Echo,
+        Reject::Truncated,
+        Reject::Empty,
+        Reject::TooShort,
+        Reject::TooLong,
+        Reject::Meta,
+        Reject::Placeholder,
+        Reject::Heading,
+        Reject::NumberingOnly,
+        Reject::ClassName,
+        Reject::ClassDescription,
+        Reject::RestatesTask,
+        Reject::Extra,
+    ];
+
+    /// The snake_case name used in the journal, `stats` and snapshots.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::Preamble => "preamble",
+            Reject::OutsideList => "outside_list",
+            Reject::Code => "code",
+            Reject::JsonField => "json_field",
+            Reject::Echo => "echo",
+            Reject::Truncated => "truncated",
+            Reject::Empty => "empty",
+            Reject::TooShort => "too_short",
+            Reject::TooLong => "too_long",
+            Reject::Meta => "meta",
+            Reject::Placeholder => "placeholder",
+            Reject::Heading => "heading",
+            Reject::NumberingOnly => "numbering_only",
+            Reject::ClassName => "class_name",
+            Reject::ClassDescription => "class_description",
+            Reject::RestatesTask => "restates_task",
+            Reject::Extra => "extra",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<Reject> {
+        Reject::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Reject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl PartialEq<&str> for Reject {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
 
 /// A piece of the reply that was not taken as an example, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dropped {
     pub text: String,
-    /// "preamble", "outside_list", "code", "json_field", "echo", "truncated",
-    /// "empty", "too_short",
-    /// "meta" (talks about a text instead of being one), "placeholder",
-    /// "heading", "too_long".
-    pub reason: &'static str,
+    pub reason: Reject,
 }
 
 /// The examples found in one reply.
@@ -28,11 +131,58 @@ pub struct Parsed {
     pub format: &'static str,
 }
 
+impl Parsed {
+    /// Dropped pieces per reason (reasons that occurred only).
+    pub fn counts(&self) -> BTreeMap<Reject, usize> {
+        let mut m = BTreeMap::new();
+        for d in &self.dropped {
+            *m.entry(d.reason).or_insert(0) += 1;
+        }
+        m
+    }
+
+    /// [`Parsed::counts`] keyed by reason name, as journalled
+    /// (see [`REJECTED_KEY`]).
+    pub fn counts_json(&self) -> serde_json::Value {
+        let m: serde_json::Map<String, serde_json::Value> = self
+            .counts()
+            .into_iter()
+            .map(|(r, n)| (r.as_str().to_string(), serde_json::json!(n)))
+            .collect();
+        serde_json::Value::Object(m)
+    }
+}
+
+/// Key in `Provenance::extra` of the first event of a reply (its first
+/// `sample_added`, or its `generation_failed`) holding the parser's
+/// rejections per reason: `{"heading": 2, "extra": 1}`.
+pub const REJECTED_KEY: &str = "parse_rejected";
+
+/// Sum the journalled parser rejections per reason name over provenances.
+pub fn sum_rejections<'a>(
+    provenances: impl IntoIterator<Item = &'a crate::domain::Provenance>,
+) -> BTreeMap<String, u64> {
+    let mut out = BTreeMap::new();
+    for p in provenances {
+        if let Some(serde_json::Value::Object(m)) = p.extra.get(REJECTED_KEY) {
+            for (k, v) in m {
+                *out.entry(k.clone()).or_insert(0) += v.as_u64().unwrap_or(0);
+            }
+        }
+    }
+    out
+}
+
 /// What the parser knows about the request.
 #[derive(Debug, Clone, Default)]
 pub struct ParseContext {
-    /// Class names (a leading "NAME:" label is stripped from items).
+    /// Class names (a leading "NAME:" label is stripped from items; an
+    /// item that is only a class name is rejected).
     pub class_names: Vec<String>,
+    /// Class descriptions (an item that is one is rejected).
+    pub class_descriptions: Vec<String>,
+    /// The task description (an item that restates it is rejected).
+    pub task: String,
     /// The rendered prompt, to recognise echoes of the instruction.
     pub prompt: String,
     /// Texts shown as examples in the prompt (not echoes: dedup judges them).
@@ -41,6 +191,30 @@ pub struct ParseContext {
     pub truncated: bool,
     /// Items longer than this many words are dropped (0 = no limit).
     pub max_words: usize,
+    /// Items asked for: later ones are dropped as [`Reject::Extra`]
+    /// (0 = no cap).
+    pub asked: usize,
+    /// Words in the shortest and the longest seed: items far outside this
+    /// range are dropped (see [`word_limits`]).
+    pub seed_words: Option<(usize, usize)>,
+}
+
+/// The accepted number of words (inclusive) for seeds of `lo..=hi` words:
+/// at least a third of the shortest seed (and 2), at most three times the
+/// longest (and 20 more than it).
+pub fn word_limits(lo: usize, hi: usize) -> (usize, usize) {
+    ((lo / 3).max(2), (hi * 3).max(hi + 20))
+}
+
+/// Word counts of the shortest and longest of `texts` (`None` if empty).
+pub fn word_range<'a>(texts: impl IntoIterator<Item = &'a str>) -> Option<(usize, usize)> {
+    texts
+        .into_iter()
+        .map(|t| t.split_whitespace().count())
+        .fold(None, |acc, n| match acc {
+            None => Some((n, n)),
+            Some((a, b)) => Some((a.min(n), b.max(n))),
+        })
 }
 
 /// Lower-case, keep letters/digits, collapse everything else to one space.
@@ -74,6 +248,10 @@ pub fn parse_generation(reply: &str, ctx: &ParseContext) -> Parsed {
     let mut items = Vec::new();
     for raw in std::mem::take(&mut parsed.items) {
         match clean_item(&raw, ctx) {
+            Ok(_) if ctx.asked > 0 && items.len() >= ctx.asked => parsed.dropped.push(Dropped {
+                text: raw,
+                reason: Reject::Extra,
+            }),
             Ok(t) => items.push(t),
             Err(reason) => parsed.dropped.push(Dropped { text: raw, reason }),
         }
@@ -314,7 +492,7 @@ struct Line<'a> {
     text: String,
     orig: &'a str,
     /// Why the line is not a candidate at all, if it is not.
-    skip: Option<&'static str>,
+    skip: Option<Reject>,
 }
 
 fn classify_lines(reply: &str) -> Vec<Line<'_>> {
@@ -343,16 +521,21 @@ fn classify_lines(reply: &str) -> Vec<Line<'_>> {
             skip: None,
         };
         if in_code || t.starts_with('#') || t.starts_with("//") || t.contains(" = {") {
-            line.skip = Some("code");
+            line.skip = Some(Reject::Code);
         } else if let Some(field) = json_field(t) {
             match field {
                 Some(v) => line.text = strip_tags(&v),
-                None => line.skip = Some("json_field"),
+                None => line.skip = Some(Reject::JsonField),
             }
         } else {
             let (m, rest) = strip_marker(l);
             line.marker = m;
-            line.text = strip_tags(rest);
+            // "<text>" alone is a placeholder, not a tag to strip.
+            line.text = if is_angle_placeholder(rest) {
+                rest.trim().to_string()
+            } else {
+                strip_tags(rest)
+            };
         }
         out.push(line);
     }
@@ -373,6 +556,17 @@ fn is_heading(text: &str, ctx: &ParseContext) -> bool {
         || ctx.class_names.iter().any(|c| c.eq_ignore_ascii_case(t))
 }
 
+/// Why a list item is only a heading whose text follows on the next
+/// line, if it is one: nothing but a number, a label ending in ':', a
+/// class name, or a generic label with a number ("Sentence 2").
+fn heading_reason(text: &str, ctx: &ParseContext) -> Option<Reject> {
+    let t = text.trim().trim_matches('*').trim();
+    if t.is_empty() {
+        return Some(Reject::NumberingOnly);
+    }
+    (is_heading(text, ctx) || is_label_number(t, ctx)).then_some(Reject::Heading)
+}
+
 fn parse_lines(reply: &str, ctx: &ParseContext) -> Parsed {
     let lines = classify_lines(reply);
     let has = |m| lines.iter().any(|l| l.skip.is_none() && l.marker == m);
@@ -389,7 +583,7 @@ fn parse_lines(reply: &str, ctx: &ParseContext) -> Parsed {
         format,
         ..Default::default()
     };
-    let drop = |out: &mut Parsed, l: &Line<'_>, reason| {
+    let drop = |out: &mut Parsed, l: &Line<'_>, reason: Reject| {
         out.dropped.push(Dropped {
             text: l.orig.to_string(),
             reason,
@@ -398,7 +592,7 @@ fn parse_lines(reply: &str, ctx: &ParseContext) -> Parsed {
     let last_line = reply.trim_end().lines().last().unwrap_or("");
     // Set after a heading-only item: the next plain line is its text.
     let mut heading = false;
-    for l in &lines {
+    for (i, l) in lines.iter().enumerate() {
         if let Some(reason) = l.skip {
             drop(&mut out, l, reason);
             continue;
@@ -409,25 +603,39 @@ fn parse_lines(reply: &str, ctx: &ParseContext) -> Parsed {
                 continue; // continuation / explanation of a list item
             }
             let reason = if is_preamble(l.orig) {
-                "preamble"
+                Reject::Preamble
             } else {
-                "outside_list"
+                Reject::OutsideList
             };
             drop(&mut out, l, reason);
             continue;
         }
-        if keep != Marker::None && l.marker == keep && is_heading(&l.text, ctx) {
+        // A heading needs its text on the next line; alone, a generic
+        // label with a number is a placeholder (left to `clean_item`).
+        let text_follows = lines.get(i + 1).is_some_and(|n| {
+            n.skip.is_none() && n.marker == Marker::None && clean_item(&n.text, ctx).is_ok()
+        });
+        let heading_here = if keep != Marker::None && l.marker == keep {
+            heading_reason(&l.text, ctx)
+        } else if keep == Marker::None && text_follows && is_label_number(&l.text, ctx) {
+            Some(Reject::Heading)
+        } else {
+            None
+        };
+        if let Some(reason) = heading_here
+            && (reason != Reject::Heading || text_follows || !is_label_number(&l.text, ctx))
+        {
             heading = true;
-            drop(&mut out, l, "heading");
+            drop(&mut out, l, reason);
             continue;
         }
         let was_heading = std::mem::replace(&mut heading, false);
         if keep == Marker::None && !was_heading && is_preamble(&l.text) {
-            drop(&mut out, l, "preamble");
+            drop(&mut out, l, Reject::Preamble);
             continue;
         }
         if ctx.truncated && l.orig == last_line && !ends_cleanly(&l.text) {
-            drop(&mut out, l, "truncated");
+            drop(&mut out, l, Reject::Truncated);
             continue;
         }
         out.items.push(l.text.clone());
@@ -602,15 +810,172 @@ fn is_echo(item: &str, ctx: &ParseContext) -> bool {
     ctx.prompt.lines().any(|l| {
         let pl = normalize(l);
         !pl.is_empty() && (pl == n || (pl.contains(&n) && n.len() * 2 >= pl.len()))
-    }) || n.contains("each text must belong")
-        || n.contains("numbered list")
-        || n.contains("texts which are about")
+    })
 }
 
-fn clean_item(raw: &str, ctx: &ParseContext) -> Result<String, &'static str> {
+/// Phrases of the instruction, not of an example (normalised; specific
+/// enough that a real text — "make a numbered list of my tasks" — does
+/// not contain them).
+const TASK_PHRASES: &[&str] = &[
+    "text classification dataset",
+    "new example texts",
+    "new diverse short texts",
+    "like the examples above",
+    "each text must belong",
+    "answer with a numbered list",
+    "one text per line",
+    "texts which are about",
+];
+
+/// Whether an item restates the task or the instruction.
+fn restates_task(item: &str, ctx: &ParseContext) -> bool {
+    let n = normalize(item);
+    let task = normalize(&ctx.task);
+    (!task.is_empty() && task.split(' ').count() >= 3 && (n == task || n.contains(&task)))
+        || TASK_PHRASES.iter().any(|p| n.contains(p))
+        || n.starts_with("write ") && n.contains(" texts")
+}
+
+/// `<text>`, `<sentence 3>`: one angle-bracketed word group and nothing else.
+fn is_angle_placeholder(s: &str) -> bool {
+    let t = s.trim().trim_matches('*').trim();
+    t.len() >= 3
+        && t.starts_with('<')
+        && t.ends_with('>')
+        && t.matches('<').count() == 1
+        && t[1..t.len() - 1].split_whitespace().count() <= 4
+}
+
+/// Words that name a text rather than being one ("Movie plot summary 1").
+const GENERIC_WORDS: &[&str] = &[
+    "sentence",
+    "sentences",
+    "example",
+    "examples",
+    "text",
+    "texts",
+    "question",
+    "questions",
+    "utterance",
+    "summary",
+    "item",
+    "headline",
+    "review",
+    "sample",
+    "tweet",
+    "message",
+    "query",
+    "article",
+    "plot",
+    "response",
+    "description",
+    "label",
+    "class",
+    "category",
+];
+
+/// A generic label and a number and nothing else: "Sentence 3",
+/// "Example 5:", "**Movie plot summary 1**", "Text #2", "HUM 4". The word
+/// before the number must be a word for a text (or a class name), so
+/// "Apollo 11" or "Toy Story 3" are not placeholders.
+fn is_label_number(s: &str, ctx: &ParseContext) -> bool {
+    let t = s.trim().trim_matches('*').trim();
+    let t = t
+        .trim_end_matches([':', '.', ')'])
+        .trim()
+        .trim_matches('*')
+        .trim();
+    let words: Vec<&str> = t.split_whitespace().collect();
+    let Some((last, head)) = words.split_last() else {
+        return false;
+    };
+    let num = last.trim_start_matches('#');
+    if head.is_empty()
+        || head.len() > 4
+        || num.is_empty()
+        || !num.chars().all(|c| c.is_ascii_digit())
+    {
+        return false;
+    }
+    let last_word = head[head.len() - 1].to_lowercase();
+    head.iter()
+        .all(|w| w.chars().all(|c| c.is_alphabetic() || c == '-'))
+        && (GENERIC_WORDS.contains(&last_word.as_str())
+            || ctx
+                .class_names
+                .iter()
+                .any(|c| c.eq_ignore_ascii_case(&last_word)))
+}
+
+/// Text without parenthesised groups: "ABBR (Abbreviation)" → "ABBR".
+fn without_parens(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut depth = 0usize;
+    for ch in s.chars() {
+        match ch {
+            '(' | '[' => depth += 1,
+            ')' | ']' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(ch),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Only a class name, maybe with a gloss: "ABBR", "ABBR (Abbreviation)",
+/// "LOC - location".
+fn is_class_name(item: &str, ctx: &ParseContext) -> bool {
+    let n = normalize(&without_parens(item));
+    // "NAME - gloss" (a "NAME: text" label is stripped elsewhere).
+    let glossed = item
+        .split_once(" - ")
+        .or_else(|| item.split_once(" – "))
+        .filter(|(_, gloss)| gloss.split_whitespace().count() <= 3 && !gloss.contains('?'))
+        .map(|(head, _)| normalize(head));
+    ctx.class_names.iter().any(|c| {
+        let c = normalize(c);
+        !c.is_empty() && (n == c || glossed.as_deref() == Some(c.as_str()))
+    })
+}
+
+/// Is (mostly) a class description: contains one of at least two words
+/// with little else, or opens like one ("texts which are about …").
+fn is_class_description(item: &str, ctx: &ParseContext) -> bool {
+    let n = normalize(item);
+    if [
+        "texts which are",
+        "text which is",
+        "texts about",
+        "texts that are",
+    ]
+    .iter()
+    .any(|p| n.starts_with(p))
+    {
+        return true;
+    }
+    let rest = n.replace("texts which are about", "");
+    ctx.class_descriptions.iter().any(|d| {
+        let d = normalize(d);
+        d.split(' ').count() >= 2 && n.contains(&d) && rest.trim().len() <= d.len() + 24
+    })
+}
+
+fn word_count(s: &str) -> usize {
+    s.split_whitespace()
+        .filter(|w| w.chars().any(char::is_alphanumeric))
+        .count()
+}
+
+fn clean_item(raw: &str, ctx: &ParseContext) -> Result<String, Reject> {
     let mut t = raw.trim().trim_matches('*').trim().to_string();
     if t.ends_with(':') {
-        return Err("heading");
+        return Err(Reject::Heading);
+    }
+    if is_angle_placeholder(&t) || is_label_number(&t, ctx) {
+        return Err(Reject::Placeholder);
+    }
+    if is_class_name(&t, ctx) {
+        return Err(Reject::ClassName);
     }
     t = strip_label(&t, ctx);
     if let Some(core) = quoted_core(&t) {
@@ -622,26 +987,50 @@ fn clean_item(raw: &str, ctx: &ParseContext) -> Result<String, &'static str> {
     t = strip_label(&t, ctx);
     let inner = t.trim_start_matches('[').trim_end_matches(']');
     if t.starts_with('[') && t.ends_with(']') && !inner.contains('[') {
-        return Err("placeholder");
+        return Err(Reject::Placeholder);
+    }
+    if is_angle_placeholder(&t) || is_label_number(&t, ctx) {
+        return Err(Reject::Placeholder);
     }
     if t.chars().filter(|c| c.is_alphabetic()).count() < 3 {
-        return Err("empty");
+        let numbering =
+            t.chars().any(|c| c.is_ascii_digit()) && t.chars().all(|c| !c.is_alphabetic());
+        return Err(if numbering {
+            Reject::NumberingOnly
+        } else {
+            Reject::Empty
+        });
     }
-    if t.split_whitespace()
-        .filter(|w| w.chars().any(char::is_alphanumeric))
-        .count()
-        < 2
-    {
-        return Err("too_short");
+    if word_count(&t) < 2 {
+        return Err(Reject::TooShort);
+    }
+    if is_class_name(&t, ctx) {
+        return Err(Reject::ClassName);
+    }
+    if is_class_description(&t, ctx) {
+        return Err(Reject::ClassDescription);
+    }
+    if restates_task(&t, ctx) {
+        return Err(Reject::RestatesTask);
     }
     if is_meta(&t) {
-        return Err("meta");
+        return Err(Reject::Meta);
     }
-    if ctx.max_words > 0 && t.split_whitespace().count() > ctx.max_words {
-        return Err("too_long");
+    let words = word_count(&t);
+    if ctx.max_words > 0 && words > ctx.max_words {
+        return Err(Reject::TooLong);
+    }
+    if let Some((lo, hi)) = ctx.seed_words {
+        let (min, max) = word_limits(lo, hi);
+        if words < min {
+            return Err(Reject::TooShort);
+        }
+        if words > max {
+            return Err(Reject::TooLong);
+        }
     }
     if is_echo(&t, ctx) {
-        return Err("echo");
+        return Err(Reject::Echo);
     }
     Ok(t)
 }
@@ -661,7 +1050,154 @@ mod tests {
             shown_examples: vec!["Who wrote Hamlet?".into()],
             truncated: false,
             max_words: 80,
+            ..ParseContext::default()
         }
+    }
+
+    /// The context the generator gives: descriptions, task, cap, seed range.
+    fn strict() -> ParseContext {
+        ParseContext {
+            class_descriptions: vec![
+                "a person".into(),
+                "a place such as a city or a country".into(),
+                "an entity".into(),
+            ],
+            task: "Questions people ask a search engine.".into(),
+            asked: 3,
+            seed_words: Some((4, 8)),
+            ..ctx()
+        }
+    }
+
+    fn reasons(reply: &str, c: &ParseContext) -> (Vec<String>, Vec<(String, String)>) {
+        let p = parse_generation(reply, c);
+        let d = p
+            .dropped
+            .iter()
+            .map(|d| (d.reason.to_string(), d.text.trim().to_string()))
+            .collect();
+        (p.items, d)
+    }
+
+    #[test]
+    fn never_more_than_asked() {
+        let r = "1. Who led the army?\n2. Who built the bridge?\n3. Who sang the anthem?\n4. Who won the cup?\n5. Who wrote the law?";
+        let p = parse_generation(r, &strict());
+        assert_eq!(p.items.len(), 3);
+        assert_eq!(p.items[2], "Who sang the anthem?");
+        let c = p.counts();
+        assert_eq!(c.get(&Reject::Extra), Some(&2));
+        assert_eq!(c.len(), 1);
+        assert_eq!(p.counts_json(), serde_json::json!({"extra": 2}));
+        // Rejected items do not use up the quota.
+        let r = "1. Sentence 1\n2. Who led the army?\n3. HUM\n4. Who built the bridge?\n5. Who won the cup?";
+        assert_eq!(parse_generation(r, &strict()).items.len(), 3);
+        // No cap when nothing was said.
+        assert_eq!(
+            items("1. Who led it?\n2. Who built it?\n3. Who won it?\n4. Who sang it?").len(),
+            4
+        );
+    }
+
+    #[test]
+    fn headings_and_placeholders() {
+        // "Sentence n" lines title the text below them.
+        let r = "Sentence 1\nWho led the army at Waterloo?\nSentence 2\nWho painted the Sistine Chapel?";
+        let (kept, dropped) = reasons(r, &strict());
+        assert_eq!(
+            kept,
+            vec![
+                "Who led the army at Waterloo?",
+                "Who painted the Sistine Chapel?"
+            ]
+        );
+        assert_eq!(
+            dropped,
+            vec![
+                ("heading".into(), "Sentence 1".into()),
+                ("heading".into(), "Sentence 2".into())
+            ]
+        );
+        // Alone they stand for a text.
+        let r = "1. Sentence 3\n2. Example 5\n3. <text>\n4. Movie plot summary 1\n5. **Text #2**\n6. Who founded Rome?";
+        let (kept, dropped) = reasons(r, &strict());
+        assert_eq!(kept, vec!["Who founded Rome?"]);
+        let why: Vec<_> = dropped.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(why, vec!["placeholder"; 5], "{dropped:?}");
+        // A number alone, under it the text.
+        let (kept, dropped) = reasons(
+            "1.\nWho founded Carthage?\n2)\n3. Who sailed first?",
+            &strict(),
+        );
+        assert_eq!(kept, vec!["Who founded Carthage?", "Who sailed first?"]);
+        assert_eq!(dropped[0].0, "numbering_only");
+        assert_eq!(dropped[1].0, "numbering_only");
+        // Not a placeholder: a name with a number inside a real text.
+        assert_eq!(
+            items("1. When did Apollo 11 land?\n2. Apollo 11\n3. Toy Story 3"),
+            vec!["When did Apollo 11 land?", "Apollo 11", "Toy Story 3"]
+        );
+    }
+
+    #[test]
+    fn class_names_descriptions_and_the_task() {
+        let r = "1. ABBR (Abbreviation)\n2. HUM\n3. LOC - location\n4. Texts which are about a person\n5. A place such as a city or a country\n6. Questions people ask a search engine.\n7. Write 5 new, diverse, short texts like the examples above.\n8. Where is the tallest tower in Asia?";
+        let mut c = strict();
+        c.class_names.push("ABBR".into());
+        let (kept, dropped) = reasons(r, &c);
+        assert_eq!(kept, vec!["Where is the tallest tower in Asia?"]);
+        let why: Vec<_> = dropped.iter().map(|d| d.0.as_str()).collect();
+        assert_eq!(
+            why,
+            vec![
+                "heading", // "HUM" alone titles the next item
+                "class_name",
+                "class_name",
+                "class_description",
+                "class_description",
+                "restates_task",
+                "restates_task"
+            ],
+            "{dropped:?}"
+        );
+        // Real texts that mention a place or a list are kept.
+        assert_eq!(
+            items(
+                "1. Which city is a place people visit most in Spain?\n2. Make a numbered list of my tasks for today"
+            ),
+            vec![
+                "Which city is a place people visit most in Spain?",
+                "Make a numbered list of my tasks for today"
+            ]
+        );
+    }
+
+    #[test]
+    fn length_against_the_seeds() {
+        assert_eq!(word_limits(4, 8), (2, 28));
+        assert_eq!(word_limits(30, 40), (10, 120));
+        assert_eq!(word_range(["a b c", "a", "a b c d e"]), Some((1, 5)));
+        assert_eq!(word_range(Vec::<&str>::new()), None);
+        let long = format!("1. Who {}?\n2. Who led it?", "very ".repeat(30));
+        let (kept, dropped) = reasons(&long, &strict());
+        assert_eq!(kept, vec!["Who led it?"]);
+        assert_eq!(dropped[0].0, "too_long");
+        let c = ParseContext {
+            seed_words: Some((30, 40)),
+            ..strict()
+        };
+        let (kept, dropped) = reasons(
+            "1. Stocks fell.\n2. Stocks fell sharply on Monday as investors weighed the outlook for rates.",
+            &c,
+        );
+        assert_eq!(kept.len(), 1);
+        assert_eq!(dropped[0].0, "too_short");
+        assert_eq!(Reject::from_name("class_name"), Some(Reject::ClassName));
+        assert!(
+            Reject::ALL
+                .iter()
+                .all(|r| Reject::from_name(r.as_str()) == Some(*r))
+        );
     }
 
     fn items(reply: &str) -> Vec<String> {
@@ -738,7 +1274,10 @@ mod tests {
         let p = parse_generation(r, &ctx());
         // Shown examples and repeats pass (dedup records them); the echo does not.
         assert_eq!(p.items, vec!["Who wrote Hamlet?", "Who wrote Hamlet?"]);
-        assert!(p.dropped.iter().any(|d| d.reason == "echo"), "{p:?}");
+        assert!(
+            p.dropped.iter().any(|d| d.reason == "restates_task"),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -70,3 +70,41 @@ pub fn apply_rules(
         .filter_map(|s| decide(s, accept_min, reject_min))
         .collect()
 }
+
+/// The rule's text as recorded, e.g. `accept-all[class:HUM agree:yes]`.
+pub fn all_rule_name(kind: DecisionKind, filter: &super::filter::Filter) -> String {
+    let verb = match kind {
+        DecisionKind::Accept => "accept-all",
+        DecisionKind::Reject => "reject-all",
+    };
+    format!("{verb}[{}]", filter.raw)
+}
+
+/// `decided` events that accept (or reject) every generated sample the
+/// filter passes — pending ones only unless the filter names a status —
+/// that is not already decided that way. Recorded as
+/// `Actor::Rule(all_rule_name(..))` with reason `bulk`.
+pub fn decide_all(
+    state: &ProjectState,
+    filter: &super::filter::Filter,
+    kind: DecisionKind,
+) -> Vec<EventKind> {
+    let rule = all_rule_name(kind, filter);
+    state
+        .generated()
+        .filter(|s| filter.status.is_some() || s.status() == Status::Pending)
+        .filter(|s| filter.matches(s, state.take_relabel))
+        .filter(|s| s.decision().is_none_or(|d| d.kind != kind))
+        .map(|s| {
+            EventKind::decided(
+                s.id,
+                Decision {
+                    kind,
+                    label: None,
+                    reason: Some("bulk".into()),
+                    by: Actor::Rule(rule.clone()),
+                },
+            )
+        })
+        .collect()
+}

@@ -37,6 +37,69 @@ pub const BUILTINS: &[(&str, &str)] = &[
     ),
 ];
 
+/// Openings of a description that already names the texts ("Questions
+/// asking for…", "Messages where…"): kept as they are.
+const TEXT_NOUNS: &[&str] = &[
+    "text",
+    "texts",
+    "question",
+    "questions",
+    "message",
+    "messages",
+    "sentence",
+    "sentences",
+    "utterance",
+    "utterances",
+    "request",
+    "requests",
+    "query",
+    "queries",
+    "tweet",
+    "tweets",
+    "post",
+    "posts",
+    "review",
+    "reviews",
+    "article",
+    "articles",
+    "headline",
+    "headlines",
+    "news",
+    "examples",
+    "anything",
+    "everything",
+];
+
+/// A class description as it reads after "NAME: " in a prompt, whatever
+/// its shape (the `about` filter of the templates). A phrase ("a place",
+/// "sports results") completes "texts which are about …", the PromptMix
+/// form; a full sentence ("The user asks to hear a joke.", ending in
+/// `.`/`!`/`?` with at least four words) or a description that already
+/// names the texts ("Questions about taxes", "News about companies…") is
+/// kept as written, so the prompt never says "texts which are about The
+/// user asks…".
+pub fn describe_class(description: &str) -> String {
+    let d = description.trim();
+    if d.is_empty() {
+        return String::new();
+    }
+    let first = d
+        .split(|c: char| !c.is_alphanumeric())
+        .next()
+        .unwrap_or("")
+        .to_lowercase();
+    let sentence = d.ends_with(['.', '!', '?']) && d.split_whitespace().count() >= 4;
+    if sentence || TEXT_NOUNS.contains(&first.as_str()) {
+        d.to_string()
+    } else {
+        format!("texts which are about {d}")
+    }
+}
+
+fn about_filter(value: String) -> String {
+    describe_class(&value)
+}
+
 /// First 16 hex characters of the SHA-256 of a template's text.
 pub fn template_hash(text: &str) -> String {
     let digest = Sha256::digest(text.as_bytes());
@@ -153,6 +216,7 @@ impl Templates {
         env.set_trim_blocks(true);
         env.set_lstrip_blocks(true);
         env.set_keep_trailing_newline(false);
+        env.add_filter("about", about_filter);
         env.add_template(name, &src.text)
             .map_err(|e| crate::error::user(format!("template {}: {e:#}", src.origin)))?;
         let tmpl = env.get_template(name)?;
@@ -313,6 +377,26 @@ mod tests {
         );
         assert!(rl.contains("Text: Who built the Eiffel tower?"));
         insta::assert_snapshot!(rl);
+    }
+
+    #[test]
+    fn descriptions_read_well_whatever_their_shape() {
+        assert_eq!(describe_class("a place"), "texts which are about a place");
+        assert_eq!(
+            describe_class("The user asks to hear a joke."),
+            "The user asks to hear a joke."
+        );
+        assert_eq!(
+            describe_class("Questions about taxes"),
+            "Questions about taxes"
+        );
+        assert_eq!(
+            describe_class("News about companies."),
+            "News about companies."
+        );
+        // A short phrase with a full stop is still a phrase.
+        assert_eq!(describe_class("sports."), "texts which are about sports.");
+        assert_eq!(describe_class("  "), "");
     }
 
     #[test]

@@ -116,9 +116,20 @@ impl Evaluation {
                 )
             })
             .collect();
+        let judge = |s: &Scores| {
+            let r = super::judge::report_from_scores("classifier", s);
+            json!({
+                "chance": r.chance,
+                "majority": r.majority,
+                "p_vs_chance": r.p_vs_chance,
+                "p_vs_majority": r.p_vs_majority,
+                "trusted": r.trusted(),
+            })
+        };
         json!({
             "baseline": summary(&self.baseline),
             "augmented": summary(a),
+            "judge": {"baseline": judge(&self.baseline), "augmented": judge(a)},
             "per_class": per_class,
             "confusion": {"labels": a.labels, "matrix": a.confusion},
             "errors": self.mistakes,
@@ -144,7 +155,12 @@ impl Evaluation {
                 s.accuracy, s.macro_f1, s.n_train
             );
         }
-        let _ = writeln!(out, "\nheld-out examples: {}\n", a.n_test);
+        let _ = writeln!(out, "\nheld-out examples: {}", a.n_test);
+        for (name, s) in [("baseline", b), ("augmented", a)] {
+            let r = super::judge::report_from_scores("classifier", s);
+            let _ = writeln!(out, "{name}: {}", super::judge::verdict_line(&r));
+        }
+        out.push('\n');
         let _ = writeln!(
             out,
             "{:<w$}  {:>8}  {:>8}  {:>7}",
@@ -244,6 +260,15 @@ mod tests {
         let table = e.render();
         assert!(
             table.contains("augmented") && table.contains("#1 class0"),
+            "{table}"
+        );
+        // The classifier is a judge too: measured against chance and the
+        // majority class of the held-out set.
+        let ja = &j["judge"]["augmented"];
+        assert!((ja["chance"].as_f64().unwrap() - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!(ja["trusted"], true, "{ja}");
+        assert!(
+            table.contains("augmented: clearly better than chance"),
             "{table}"
         );
     }

@@ -22,6 +22,7 @@
 pub mod data;
 pub mod evaluate;
 pub mod features;
+pub mod judge;
 pub mod model;
 pub mod s3;
 pub mod scores;

@@ -97,12 +97,46 @@ pub fn run(args: super::DoctorArgs) -> anyhow::Result<()> {
         .build()?;
     let report = rt.block_on(diagnose(&backend, &config_path.display().to_string()));
     print!("{}", report.render());
+    print!("{}", judge_lines(&project));
     match report.failures() {
         0 => Ok(()),
         n => Err(anyhow::anyhow!(
             "the backend check found {n} problem{}",
             if n == 1 { "" } else { "s" }
         )),
+    }
+}
+
+/// What `straddle judge` last found about the relabeler, and whether it
+/// still applies (same model, template, relabel settings).
+pub fn judge_lines(project: &crate::store::Project) -> String {
+    let st = project.state();
+    let heldout = st.samples.iter().filter(|s| s.origin.is_heldout()).count();
+    let fingerprint = super::generate::generator_for(project)
+        .map(|g| g.relabel_fingerprint())
+        .unwrap_or_default();
+    match st.judges.get(crate::classify::judge::RELABEL_JUDGE) {
+        None if heldout == 0 => "relabel judge: not measured (no held-out examples:              `straddle import DIR FILE --as validation`)\n"
+            .to_string(),
+        None => format!(
+            "relabel judge: not measured yet on the {heldout} held-out examples — run `straddle judge DIR`\n"
+        ),
+        Some(j) => {
+            let r = &j.report;
+            let stale = if j.fingerprint == fingerprint {
+                ""
+            } else {
+                " (stale: measured with another model, template or setting — run `straddle judge DIR`)"
+            };
+            format!(
+                "relabel judge: {}{stale}\n  {}\n",
+                r.headline(),
+                match r.distrust() {
+                    None => "clearly better than chance and the majority class: bulk rules may trust it".to_string(),
+                    Some(why) => format!("{why}: bulk rules that trust it refuse without --force"),
+                }
+            )
+        }
     }
 }
 

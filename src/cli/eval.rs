@@ -117,6 +117,13 @@ pub fn run_loop(args: super::LoopArgs) -> anyhow::Result<()> {
     if classify::heldout_set(project.state(), &project.class_names()).is_empty() {
         return Err(no_heldout_error(&args.dir));
     }
+    // Auto-accept trusts the relabeler: only when it is measured and
+    // clearly better than chance (or forced).
+    if args.auto_accept.is_some()
+        && let Some(note) = super::review::judge_gate(&project, args.force)?
+    {
+        eprintln!("{note}");
+    }
     drop(project);
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(loop_rounds(&args))

@@ -1,7 +1,6 @@
-//! `straddle generate`, `relabel`, `review`, `prompt`.
+//! `straddle generate`, `relabel`, `prompt` (`review` is in `review.rs`).
 
-use crate::augment::{Generator, Templates, rules};
-use crate::domain::Status;
+use crate::augment::{Generator, Templates};
 use crate::store::Project;
 
 pub mod run;
@@ -76,6 +75,11 @@ fn settings_with_flags(
 pub fn run_generate(args: super::GenerateArgs) -> anyhow::Result<()> {
     check_args(&args)?;
     let project = Project::open(&args.dir)?;
+    if args.auto_accept.is_some()
+        && let Some(note) = super::review::judge_gate(&project, args.force)?
+    {
+        eprintln!("{note}");
+    }
     let backend = args.backend.effective(&project.config().backend);
     let settings = settings_with_flags(project.generation_settings(), &args);
     let opts = run::RunOptions {
@@ -118,39 +122,6 @@ fn check_conf(flag: &str, v: Option<f64>) -> anyhow::Result<()> {
             "{flag} must be between 0 and 1, got {v}"
         )));
     }
-    Ok(())
-}
-
-pub fn run_review(args: super::ReviewArgs) -> anyhow::Result<()> {
-    check_conf("--accept-agreeing", args.accept_agreeing)?;
-    check_conf("--reject-disagreeing", args.reject_disagreeing)?;
-    if args.accept_agreeing.is_none() && args.reject_disagreeing.is_none() {
-        return Err(crate::error::user(
-            "nothing to do: give --accept-agreeing MIN_CONF and/or --reject-disagreeing MIN_CONF \
-             (review by hand in the terminal UI: `straddle tui DIR`)",
-        ));
-    }
-    let mut project = Project::open(&args.dir)?;
-    let events = rules::apply_rules(
-        project.state(),
-        args.accept_agreeing,
-        args.reject_disagreeing,
-    );
-    let n = events.len();
-    project.append(events)?;
-    let st = project.state();
-    let pending = st
-        .generated()
-        .filter(|s| s.status() == Status::Pending)
-        .count();
-    let (acc, rej) = st.generated().fold((0, 0), |(a, r), s| match s.status() {
-        Status::Accepted => (a + 1, r),
-        Status::Rejected => (a, r + 1),
-        Status::Pending => (a, r),
-    });
-    println!(
-        "review: {n} decided by rule; generated examples now {acc} accepted, {rej} rejected, {pending} pending"
-    );
     Ok(())
 }
 

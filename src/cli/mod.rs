@@ -10,6 +10,8 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod init;
+pub mod judge;
+pub mod review;
 pub mod stats;
 
 /// Grow a handful of labelled examples into a curated text-classification
@@ -39,6 +41,8 @@ pub enum Command {
     Relabel(RelabelArgs),
     /// Apply bulk review rules (recorded as rule decisions).
     Review(ReviewArgs),
+    /// Measure the LLM relabeler on the held-out validation examples.
+    Judge(JudgeArgs),
     /// Print one rendered prompt for inspection.
     Prompt(PromptArgs),
     /// Train the small classifier and score it on held-out examples.
@@ -164,6 +168,10 @@ pub struct GenerateArgs {
     /// Apply the accept rule as examples arrive (MIN_CONF).
     #[arg(long)]
     pub auto_accept: Option<f64>,
+    /// Auto-accept even when `straddle judge` found the relabeler no
+    /// better than chance (or never measured it).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub backend: BackendFlags,
 }
@@ -184,6 +192,33 @@ pub struct ReviewArgs {
     /// Reject pending examples whose relabel disagrees with confidence ≥ MIN_CONF.
     #[arg(long)]
     pub reject_disagreeing: Option<f64>,
+    /// Accept every generated example the filter passes (pending ones
+    /// unless the filter names a status).
+    #[arg(long)]
+    pub accept_all: bool,
+    /// Reject every generated example the filter passes.
+    #[arg(long)]
+    pub reject_all: bool,
+    /// What --accept-all/--reject-all take, as the TUI's `/`:
+    /// 'class:X status:pending|accepted|rejected agree:yes|no|none WORDS'.
+    #[arg(long)]
+    pub filter: Option<String>,
+    /// Apply rules that trust the relabeler even when `straddle judge`
+    /// found it no better than chance (or never measured it).
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct JudgeArgs {
+    pub dir: PathBuf,
+    /// At most this many validation examples (spread over the classes).
+    #[arg(long, default_value_t = 100)]
+    pub sample: usize,
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub backend: BackendFlags,
 }
 
 #[derive(Debug, Args)]
@@ -217,6 +252,10 @@ pub struct LoopArgs {
     /// Accept examples whose relabel agrees with confidence ≥ MIN_CONF.
     #[arg(long)]
     pub auto_accept: Option<f64>,
+    /// Auto-accept even when `straddle judge` found the relabeler no
+    /// better than chance (or never measured it).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub backend: BackendFlags,
 }
@@ -257,7 +296,8 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Doctor(a) => doctor::run(a),
         Command::Generate(a) => generate::run_generate(a),
         Command::Relabel(a) => generate::run_relabel(a),
-        Command::Review(a) => generate::run_review(a),
+        Command::Review(a) => review::run(a),
+        Command::Judge(a) => judge::run(a),
         Command::Prompt(a) => generate::run_prompt(a),
         Command::Eval(a) => eval::run_eval(a),
         Command::Loop(a) => eval::run_loop(a),

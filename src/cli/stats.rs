@@ -4,7 +4,8 @@
 
 use serde_json::json;
 
-use crate::domain::{ClassCounts, Origin};
+use crate::augment::parse::sum_rejections;
+use crate::domain::{ClassCounts, Origin, ProjectState};
 use crate::store::Project;
 
 /// The stats of a project as JSON (the `--json` output).
@@ -42,8 +43,31 @@ pub fn stats_json(p: &Project) -> serde_json::Value {
             "failures": u.failures,
         },
         "failures": st.failures.len(),
+        "parse_rejected": parse_rejected(st),
+        "judges": st.judges.iter().map(|(name, j)| {
+            let r = &j.report;
+            (name.clone(), json!({
+                "accuracy": r.accuracy,
+                "macro_f1": r.macro_f1,
+                "n": r.n,
+                "chance": r.chance,
+                "majority": r.majority,
+                "trusted": r.trusted(),
+            }))
+        }).collect::<serde_json::Map<String, serde_json::Value>>(),
         "rounds": st.rounds.len(),
     })
+}
+
+/// Pieces of generation replies the parser did not take, per reason
+/// (journalled on the first event of each reply).
+pub fn parse_rejected(st: &ProjectState) -> std::collections::BTreeMap<String, u64> {
+    sum_rejections(
+        st.samples
+            .iter()
+            .map(|s| &s.provenance)
+            .chain(st.failures.iter().map(|(_, f)| &f.provenance)),
+    )
 }
 
 pub fn run(args: super::StatsArgs) -> anyhow::Result<()> {
@@ -143,6 +167,24 @@ pub fn stats_table(p: &Project) -> String {
     if !u.failures.is_empty() {
         let f: Vec<String> = u.failures.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(o, "request failures: {}", f.join(", "));
+    }
+    for (name, j) in &st.judges {
+        let r = &j.report;
+        let _ = writeln!(
+            o,
+            "{name} judge: {}{}",
+            r.headline(),
+            if r.trusted() {
+                ""
+            } else {
+                " — not trusted by bulk rules"
+            }
+        );
+    }
+    let rejected = parse_rejected(st);
+    if !rejected.is_empty() {
+        let f: Vec<String> = rejected.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        let _ = writeln!(o, "parser rejected: {}", f.join(", "));
     }
     o
 }

@@ -59,6 +59,9 @@ macro_rules! for_each_event_kind {
             RoundScored(RoundScored) = "round_scored",
             /// S3 rationales for a class.
             RationalesAdded(RationalesAdded) = "rationales_added",
+            /// A judge (the relabeler, the small classifier) scored on held-out
+            /// examples.
+            JudgeScored(super::JudgeScored) = "judge_scored",
         }
     };
 }

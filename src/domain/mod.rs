@@ -4,6 +4,7 @@
 pub mod config;
 pub mod event;
 pub mod heldout;
+pub mod judge;
 pub mod state;
 #[cfg(any(test, feature = "test-fixtures"))]
 #[doc(hidden)]
@@ -12,6 +13,7 @@ pub mod testing;
 pub use config::*;
 pub use event::*;
 pub use heldout::Mistake;
+pub use judge::*;
 pub use state::*;
 
 use serde::{Deserialize, Serialize};

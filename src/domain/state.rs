@@ -130,6 +130,8 @@ pub struct ProjectState {
     pub runs: Vec<(String, Usage)>,
     pub rounds: Vec<RoundScored>,
     pub rationales: BTreeMap<String, Vec<String>>,
+    /// The latest score of each judge, by judge name.
+    pub judges: BTreeMap<String, super::JudgeScored>,
     /// Undoable events (`decided`, `edited`) not yet undone, oldest first.
     pub undo_stack: Vec<(EventId, SampleId)>,
     /// Relabel policy used by [`SampleState::effective_label`].
@@ -157,6 +159,7 @@ impl ProjectState {
             runs: Vec::new(),
             rounds: Vec::new(),
             rationales: BTreeMap::new(),
+            judges: BTreeMap::new(),
             undo_stack: Vec::new(),
             take_relabel,
             warnings: Vec::new(),
@@ -249,6 +252,9 @@ impl ProjectState {
                 self.runs.push((u.run, u.usage));
             }
             EventKind::RoundScored(r) => self.rounds.push(r),
+            EventKind::JudgeScored(j) => {
+                self.judges.insert(j.report.judge.clone(), j);
+            }
             EventKind::RationalesAdded(r) => {
                 self.rationales
                     .entry(r.class)

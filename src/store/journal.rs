@@ -790,6 +790,25 @@ mod tests {
                 raw: "?".into(),
                 provenance: Default::default(),
             }),
+            EventKind::JudgeScored(JudgeScored {
+                report: JudgeReport {
+                    judge: "relabel".into(),
+                    labels: vec!["A".into(), "B".into()],
+                    n: 2,
+                    correct: 1,
+                    unanswered: 0,
+                    accuracy: 0.5,
+                    macro_f1: 0.25,
+                    confusion: vec![vec![1, 0, 0], vec![1, 0, 0]],
+                    answers: [("A".to_string(), 2)].into(),
+                    chance: 0.5,
+                    majority: 0.5,
+                    majority_label: "A".into(),
+                    p_vs_chance: 0.75,
+                    p_vs_majority: 0.75,
+                },
+                fingerprint: "m".into(),
+            }),
         ];
         // One example of every kind in the table: a new kind fails here
         // until it has one.

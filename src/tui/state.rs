@@ -628,7 +628,8 @@ impl State {
             | EventKind::WeightChanged(_)
             | EventKind::UsageRecorded(_)
             | EventKind::RoundScored(_)
-            | EventKind::RationalesAdded(_) => None,
+            | EventKind::RationalesAdded(_)
+            | EventKind::JudgeScored(_) => None,
         }
     }
 
@@ -678,7 +679,8 @@ impl State {
                 | EventKind::Edited(_)
                 | EventKind::Undone(_)
                 | EventKind::RoundScored(_)
-                | EventKind::RationalesAdded(_) => {}
+                | EventKind::RationalesAdded(_)
+                | EventKind::JudgeScored(_) => {}
             }
             if let Some(id) = touched
                 && let Some(s) = self.project.sample(id)

@@ -24,8 +24,10 @@ pub mod plain;
 
 use std::collections::BTreeMap;
 
-use super::generator::{PlannedRequest, REQUEST_KEY, RequestKind};
-use super::sampling::{alpha_pcts, pick, pick_shots, rng_for, splitmix64};
+use super::generator::{PlannedRequest, REQUEST_KEY, RequestKind, STREAM_KEY};
+use super::sampling::{
+    ClassSchedule, alpha_pcts, pick_shots, pick_with, rng_for, splitmix64, stream_seed,
+};
 use super::templates::{ClassContext, GenerateContext, TaskContext, Templates};
 use crate::domain::{self, Class, GenerationSettings, Mistake, Provenance, TaskConfig};
 use crate::llm::{ChatRequest, Message};
@@ -54,6 +56,13 @@ pub struct PlanContext<'a> {
     /// Number of this request among the settings-planned ones (drives the
     /// draws, so a re-run plans the same prompts and hits the cache).
     pub counter: u64,
+    /// Examples per class and per intended/minor pair so far (accepted +
+    /// pending + planned): the deficit scheduler picks the intended class
+    /// (and the minor one of a mix pair) from it.
+    pub schedule: &'a ClassSchedule,
+    /// This run's seed stream (one past the highest recorded; see
+    /// [`stream_seed`]).
+    pub stream: u64,
 }
 
 impl PlanContext<'_> {
@@ -131,10 +140,14 @@ pub(crate) fn class_prompt(
     template: &str,
 ) -> anyhow::Result<PlannedRequest> {
     let s = cx.settings;
-    let mut rng = rng_for(s.seed, cx.counter);
-    let pk = pick(cx.classes, s, &mut rng).ok_or_else(|| {
-        crate::error::user("every class has weight 0: nothing to generate (raise a weight)")
-    })?;
+    let mix = kind == domain::Strategy::Mix;
+    let seed = stream_seed(s.seed, cx.stream);
+    let mut rng = rng_for(seed, cx.counter);
+    let no_weight =
+        || crate::error::user("every class has weight 0: nothing to generate (raise a weight)");
+    // Target (and minor) by deficit against the weights; the rest drawn.
+    let (target, minor) = cx.schedule.next(cx.classes, mix, n).ok_or_else(no_weight)?;
+    let pk = pick_with(cx.classes, s, &mut rng, target, minor).ok_or_else(no_weight)?;
     let mut shown_examples = Vec::new();
     let classes: Vec<ClassContext> = pk
         .shown
@@ -175,8 +188,7 @@ pub(crate) fn class_prompt(
     let mut request = ChatRequest::new(vec![Message::user(prompt)]);
     request.temperature = Some(s.temperature);
     request.max_tokens = Some(s.max_tokens);
-    request.seed = Some(splitmix64(s.seed ^ cx.counter));
-    let mix = kind == domain::Strategy::Mix;
+    request.seed = Some(splitmix64(seed ^ cx.counter));
     let mut provenance = Provenance {
         strategy: Some(kind.as_str().to_string()),
         classes: ctx.classes.iter().map(|c| c.name.clone()).collect(),
@@ -192,6 +204,9 @@ pub(crate) fn class_prompt(
     provenance
         .extra
         .insert(REQUEST_KEY.into(), serde_json::json!(cx.counter));
+    provenance
+        .extra
+        .insert(STREAM_KEY.into(), serde_json::json!(cx.stream));
     Ok(PlannedRequest {
         request,
         kind: RequestKind::Generate { target },

@@ -68,6 +68,19 @@ pub(super) fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             Style::default().fg(t.error),
         ));
     }
+    // What `straddle judge` found: bulk rules refuse an untrusted judge.
+    if let Some(j) = st.project.judges.get("relabel") {
+        let r = &j.report;
+        let (mark, style) = if r.trusted() {
+            ("✓", t.muted())
+        } else {
+            ("✗", Style::default().fg(t.warn))
+        };
+        lines.push(Line::styled(
+            format!("judge {:.2} (chance {:.2}) {mark}", r.accuracy, r.chance),
+            style,
+        ));
+    }
     let rows = (i.height as usize).saturating_sub(lines.len());
     lines.extend(crate::tui::s3_view::stats_lines(st, w, rows));
     let lines: Vec<Line> = lines
