@@ -136,9 +136,15 @@ fn fake_llm(counter: Arc<AtomicUsize>) -> Script {
                     .collect()
             })
             .unwrap_or_default();
+        // Texts depend on the request (its sampling seed), not on the order
+        // replies happen to be served in, so a run is the same every time.
+        let base = req.body["seed"].as_u64().map(|s| (s % 1_000_003) as usize * 16);
         let items: Vec<String> = (1..=n)
             .map(|i| {
-                let k = counter.fetch_add(1, Ordering::SeqCst);
+                let k = match base {
+                    Some(b) => b + i,
+                    None => counter.fetch_add(1, Ordering::SeqCst),
+                };
                 format!("{i}. {}", text_of(target, k, &odd))
             })
             .collect();
