@@ -211,7 +211,100 @@ fn texts(n: usize) -> Vec<String> {
         .collect()
 }
 
+/// CPU seconds (user + system) this process has used, from /proc (Linux);
+/// 0 elsewhere. On a shared machine, wall time says little: texts per
+/// CPU-second says what the embedder costs.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name's closing parenthesis; utime and stime
+    // are the 14th and 15th fields of the line, in clock ticks (100 a second).
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Embed `texts` with `f`, print wall and CPU time.
+fn timed(label: &str, n: usize, f: impl FnOnce()) {
+    let (t0, c0) = (Instant::now(), cpu_seconds());
+    f();
+    let (wall, cpu) = (t0.elapsed().as_secs_f64(), cpu_seconds() - c0);
+    eprintln!(
+        "{label}: {n} texts in {wall:.2} s wall = {:.0} texts/s; {cpu:.1} CPU-s = {:.0} texts per CPU-second",
+        n as f64 / wall,
+        n as f64 / cpu.max(1e-9)
+    );
+}
+
+/// A deterministic unit vector of 384 dimensions.
+fn unit_vector(seed: u64) -> Vec<f32> {
+    let mut x = splitmix64(seed);
+    let mut v: Vec<f32> = (0..384)
+        .map(|_| {
+            x = splitmix64(x);
+            (x % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect();
+    straddle::embed::l2_normalize(&mut v);
+    v
+}
+
+/// The denoiser on 10,000 samples: 6 classes of 10 seeds, 20 instruction
+/// sentences, two attribute dimensions (no model needed).
+fn bench_denoise(c: &mut Criterion) {
+    use straddle::embed::denoise::{AttributeCounts, DenoiseSettings, judge};
+    let seeds: Vec<Vec<f32>> = (0..60).map(unit_vector).collect();
+    let instructions: Vec<Vec<f32>> = (100..120).map(unit_vector).collect();
+    let samples: Vec<Vec<f32>> = (1000..11_000).map(unit_vector).collect();
+    let mut counts = AttributeCounts::new();
+    for (dim, values) in [
+        ("tone", ["formal", "casual", "angry"]),
+        ("length", ["short", "long", "medium"]),
+    ] {
+        for (i, v) in values.iter().enumerate() {
+            counts
+                .entry(dim.to_string())
+                .or_default()
+                .insert(v.to_string(), 10 * (i as u64 + 1));
+        }
+    }
+    let attrs = [
+        ("tone".to_string(), "angry".to_string()),
+        ("length".to_string(), "short".to_string()),
+    ];
+    let settings = DenoiseSettings::default();
+    let mut g = c.benchmark_group("denoise");
+    g.throughput(Throughput::Elements(samples.len() as u64));
+    g.bench_function("judge_10k_samples", |b| {
+        b.iter(|| {
+            let noisy = samples
+                .iter()
+                .enumerate()
+                .filter(|(i, v)| {
+                    let class = i % 6;
+                    judge(
+                        v,
+                        "C",
+                        seeds[class * 10..class * 10 + 10].iter().map(Vec::as_slice),
+                        seeds.iter().map(Vec::as_slice),
+                        &attrs,
+                        &counts,
+                        instructions.iter().map(Vec::as_slice),
+                        &settings,
+                    )
+                    .is_noise()
+                })
+                .count();
+            black_box(noisy)
+        })
+    });
+    g.finish();
+}
+
 fn bench(c: &mut Criterion) {
+    bench_denoise(c);
     let dir = default_model_dir();
     let model = match LocalEmbedder::load(&dir) {
         Ok(m) => m,
@@ -222,24 +315,30 @@ fn bench(c: &mut Criterion) {
     };
     let all = texts(10_000);
     let tokens: usize = all.iter().map(|t| model.token_ids(t).len()).sum();
-    let t0 = Instant::now();
-    let v = model.embed_sync(&all);
-    let secs = t0.elapsed().as_secs_f64();
     eprintln!(
-        "local {}: 10,000 texts ({:.1} tokens each with [CLS]/[SEP]) in {secs:.2} s = {:.0} texts/s",
-        default_model_dir().display(),
+        "10,000 texts, {:.1} tokens each with [CLS]/[SEP]; {} threads",
         tokens as f64 / all.len() as f64,
-        all.len() as f64 / secs
+        std::thread::available_parallelism().map_or(1, |n| n.get())
     );
-    black_box(v);
+    timed("minilm", all.len(), || {
+        black_box(model.embed_sync(&all));
+    });
     quality_report(&model);
 
+    let statics = StaticEmbedder::load_or_distill(&dir, &model, StaticVariant::CenteredZipf)
+        .expect("static table");
+    timed("static (CenteredZipf)", all.len(), || {
+        black_box(statics.embed_sync(&all));
+    });
     let sample: Vec<String> = all[..256].to_vec();
     let mut g = c.benchmark_group("embed_local");
     g.sample_size(10);
     g.throughput(Throughput::Elements(sample.len() as u64));
     g.bench_function("minilm_256_texts", |b| {
         b.iter(|| black_box(model.embed_sync(&sample)))
+    });
+    g.bench_function("static_256_texts", |b| {
+        b.iter(|| black_box(statics.embed_sync(&sample)))
     });
     g.bench_function("tokenize_256_texts", |b| {
         b.iter(|| {

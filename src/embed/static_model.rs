@@ -222,3 +222,58 @@ impl Embedder for StaticEmbedder {
         Box::pin(async move { Ok(self.embed_sync(texts)) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vocab() -> WordPiece {
+        let toks = [
+            "[PAD]",
+            "[UNK]",
+            "[CLS]",
+            "[SEP]",
+            "[unused0]",
+            "cat",
+            "dog",
+            "##s",
+        ];
+        WordPiece::from_tokens(toks.iter().map(|s| s.to_string()).collect()).unwrap()
+    }
+
+    #[test]
+    fn a_text_is_the_normalised_sum_of_its_pieces() {
+        // 2 dimensions; rows per token id.
+        let table = vec![
+            9.0, 9.0, // [PAD] (skipped)
+            0.0, 1.0, // [UNK]
+            1.0, 1.0, // [CLS]
+            1.0, 1.0, // [SEP]
+            5.0, 5.0, // [unused0] (skipped)
+            3.0, 0.0, // cat
+            0.0, 4.0, // dog
+            1.0, 0.0, // ##s
+        ];
+        let raw =
+            StaticEmbedder::from_raw(vocab(), table.clone(), 2, StaticVariant::Raw, "t".into());
+        assert_eq!(raw.embed_sync(&["cat"]), [vec![1.0, 0.0]]);
+        let dogs = &raw.embed_sync(&["dogs"])[0];
+        assert!(
+            (dogs[0] - 1.0 / 17f32.sqrt()).abs() < 1e-6
+                && (dogs[1] - 4.0 / 17f32.sqrt()).abs() < 1e-6
+        );
+        assert_eq!(raw.embed_sync(&["cat dog"]), [vec![0.6, 0.8]]);
+        assert_eq!(raw.dim(), Some(2));
+        // Centered: the mean of the live rows (not [PAD], [unusedN]) is
+        // subtracted, so "cat" points away from the shared direction.
+        let c = StaticEmbedder::from_raw(vocab(), table, 2, StaticVariant::Centered, "t".into());
+        let mean = [
+            (0.0 + 1.0 + 1.0 + 3.0 + 0.0 + 1.0) / 6.0,
+            (1.0 + 1.0 + 1.0 + 0.0 + 4.0 + 0.0) / 6.0,
+        ];
+        let mut want = vec![3.0 - mean[0], 0.0 - mean[1]];
+        l2_normalize(&mut want);
+        let got = &c.embed_sync(&["cat"])[0];
+        assert!((got[0] - want[0]).abs() < 1e-6 && (got[1] - want[1]).abs() < 1e-6);
+    }
+}
