@@ -276,6 +276,7 @@ fn bench_denoise(c: &mut Criterion) {
     ];
     let settings = DenoiseSettings::default();
     let mut g = c.benchmark_group("denoise");
+    g.sample_size(10);
     g.throughput(Throughput::Elements(samples.len() as u64));
     g.bench_function("judge_10k_samples", |b| {
         b.iter(|| {

@@ -7,10 +7,9 @@
 //! attention mask, L2 norm) on the same weights, with the Python
 //! `tokenizers` package for the ids.
 
-use std::path::PathBuf;
-
+use straddle::domain::EmbeddingsConfig;
 use straddle::embed::{
-    Embedder, LocalEmbedder, VectorStore, cosine, default_model_dir, embed_blocking,
+    Embedder, LocalEmbedder, VectorStore, cosine, default_model_dir, embed_blocking, from_config,
 };
 
 fn model() -> LocalEmbedder {
@@ -87,6 +86,18 @@ fn tokens_and_vectors_match_sentence_transformers() {
 
 #[test]
 #[ignore = "needs the local embedder weights; scripts/test.sh installs them"]
+fn the_default_config_loads_the_installed_model() {
+    let e = from_config(&EmbeddingsConfig::default())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("local is the default backend");
+    assert_eq!(e.model_id(), "local:all-MiniLM-L6-v2");
+    assert_eq!(e.dim(), Some(384));
+    let v = embed_blocking(e.as_ref(), &[SENTENCES[0].to_string()]).unwrap();
+    assert!((v[0][0] - 0.082048).abs() < 2e-5, "{:?}", &v[0][..4]);
+}
+
+#[test]
+#[ignore = "needs the local embedder weights; scripts/test.sh installs them"]
 fn paraphrases_are_closer_than_unrelated_sentences() {
     let m = model();
     let v = m.embed_sync(&[
@@ -125,12 +136,34 @@ fn vector_store_reuses_vectors_across_opens() {
     assert_eq!(store.get(SENTENCES[1]).unwrap(), first[1].as_slice());
 }
 
-/// Shared data sets beside the project (`../shared/data`), if present.
-pub fn shared_data() -> Option<PathBuf> {
-    [
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/data"),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data"),
-    ]
-    .into_iter()
-    .find(|p| p.join("clinc20.jsonl").is_file())
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the local embedder weights; scripts/test.sh installs them"]
+async fn vectors_for_a_project_state_on_a_multi_threaded_runtime() {
+    use straddle::domain::{Event, EventKind, NewSample, Origin, ProjectState, SampleAdded};
+    let m = model();
+    let mut state = ProjectState::default();
+    for (i, t) in SENTENCES.iter().enumerate() {
+        let id = i as u64 + 1;
+        state.apply(&Event {
+            v: 1,
+            id,
+            ts: id,
+            kind: EventKind::SampleAdded(SampleAdded::new(
+                id,
+                NewSample {
+                    text: t.to_string(),
+                    label: "A".into(),
+                    origin: Origin::Seed,
+                    provenance: Default::default(),
+                },
+            )),
+        });
+    }
+    let cache = tempfile::tempdir().unwrap();
+    let v = straddle::embed::vectors_for(cache.path(), &state, &m)
+        .await
+        .unwrap();
+    assert_eq!(v.len(), 4);
+    let direct = m.embed_sync(&[SENTENCES[3]]);
+    assert!(cosine(&v[&4], &direct[0]) > 0.99999);
 }

@@ -69,10 +69,10 @@ pub enum EmbedError {
 /// Something that turns texts into L2-normalised vectors of one fixed size.
 ///
 /// `embed` returns one vector per input, in input order. Local backends
-/// compute inside the future, on the calling thread plus helper threads
-/// (it is CPU work: from async code with many texts, call it from
-/// `tokio::task::spawn_blocking` or accept the pause); use
-/// [`embed_blocking`] from synchronous code.
+/// compute inside the future, on the calling thread plus helper threads;
+/// on a multi-threaded tokio runtime they do it through `block_in_place`,
+/// so the runtime's other tasks move on (on a current-thread runtime they
+/// hold it for the duration). Use [`embed_blocking`] from synchronous code.
 pub trait Embedder: Send + Sync {
     /// Identifies the model for caching: vectors from different ids are
     /// never mixed (`local:all-MiniLM-L6-v2`, `api:host/model`).
@@ -124,6 +124,16 @@ pub(crate) fn block_on<T>(fut: impl std::future::Future<Output = T>) -> T {
             .build()
             .expect("a tokio runtime for embedding")
             .block_on(fut),
+    }
+}
+
+/// Run CPU-bound `f` from async code: through `block_in_place` on a
+/// multi-threaded tokio runtime (the runtime moves its other tasks to
+/// another worker meanwhile), directly anywhere else.
+pub(crate) fn cpu_bound<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
     }
 }
 

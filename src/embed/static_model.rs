@@ -219,7 +219,7 @@ impl Embedder for StaticEmbedder {
         &'a self,
         texts: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
-        Box::pin(async move { Ok(self.embed_sync(texts)) })
+        Box::pin(async move { Ok(super::cpu_bound(|| self.embed_sync(texts))) })
     }
 }
 
