@@ -43,9 +43,16 @@ fn shared_rows(name: &str) -> Vec<(String, String)> {
         .collect()
 }
 
+/// The shared sets' texts: CLINC, tweets and financial news, or only the
+/// sets named in `STRADDLE_EMBED_TEXTS` (comma-separated, e.g. `clinc20`).
 fn shared_texts() -> Vec<String> {
-    ["clinc20", "tweet_emotion", "financial_phrasebank"]
-        .iter()
+    let chosen = std::env::var("STRADDLE_EMBED_TEXTS").unwrap_or_default();
+    let sets: Vec<&str> = if chosen.trim().is_empty() {
+        vec!["clinc20", "tweet_emotion", "financial_phrasebank"]
+    } else {
+        chosen.split(',').map(str::trim).collect()
+    };
+    sets.iter()
         .flat_map(|f| shared_rows(f).into_iter().map(|(t, _)| t))
         .collect()
 }
