@@ -68,8 +68,8 @@ pub struct EmbeddingsConfig {
     /// `~/.cache/straddle/embedder/all-MiniLM-L6-v2`, where
     /// `scripts/embedder.sh install` puts it.
     pub model_dir: Option<String>,
-    /// `local`: `"minilm"` (the transformer: best quality, about 200–500
-    /// texts/s on two cores) or `"static"` (a table distilled from it once:
+    /// `local`: `"minilm"` (the transformer: best quality, about 300–600
+    /// texts per CPU-second) or `"static"` (a table distilled from it once:
     /// 20,000+ texts/s, noticeably weaker on short, informal texts).
     pub local_model: LocalModel,
     /// `api`: base URL including `/v1`.

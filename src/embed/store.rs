@@ -1,12 +1,12 @@
 //! Vectors kept on disk beside the LLM cache, one compact file per model:
 //! `cache/embeddings/<model>.vec`.
 //!
-//! The file is an 16-byte header (`STRVEC1\0`, the dimension as u32 LE, 4
+//! The file is a 16-byte header (`STRVEC1\0`, the dimension as u32 LE, 4
 //! reserved bytes) followed by fixed-size records: the 32-byte key — the
 //! response cache's SHA-256 content address of (model, text), see
 //! [`ResponseCache::key`] — and the vector as `dim` little-endian f32.
-//! Records are appended; a torn last record (a crash mid-write) is cut
-//! off on the next open. A sample whose text is edited simply has a new
+//! Records are appended; a torn last record (a crash mid-write) is ignored
+//! when the file is read, and the file is rewritten whole on the next store. A sample whose text is edited simply has a new
 //! key; entries nobody asks for any more are dropped when the file is more
 //! than half dead ([`vectors_for`] compacts it).
 

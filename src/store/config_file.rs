@@ -374,7 +374,7 @@ fn render_embeddings(w: &mut String, e: &crate::domain::EmbeddingsConfig) {
     );
     line(
         w,
-        "local: \"minilm\" (the transformer, best quality, ~200-500 texts/s on two cores) or \"static\" (a token table distilled from it on first use: 20,000+ texts/s, weaker on short informal texts).",
+        "local: \"minilm\" (the transformer, best quality, ~300-600 texts per CPU-second) or \"static\" (a token table distilled from it on first use: 20,000+ texts/s, weaker on short informal texts).",
         "local_model",
         v(match e.local_model {
             crate::domain::LocalModel::Minilm => "minilm",
