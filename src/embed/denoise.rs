@@ -221,6 +221,66 @@ pub fn judge<'a>(
     }
 }
 
+/// Counts of attribute values over the attribute lists of the examples
+/// so far (e.g. the accepted ones), for [`over_representation`].
+pub fn attribute_counts<'a>(
+    examples: impl IntoIterator<Item = &'a [(String, String)]>,
+) -> AttributeCounts {
+    let mut counts = AttributeCounts::new();
+    for attrs in examples {
+        for (dim, value) in attrs {
+            *counts
+                .entry(dim.clone())
+                .or_default()
+                .entry(value.clone())
+                .or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// The seed vectors of a project per class, with the settings: what
+/// generation needs to judge its examples one by one.
+#[derive(Debug, Clone, Default)]
+pub struct Denoiser {
+    pub settings: DenoiseSettings,
+    /// Seed embeddings per class name.
+    pub seeds: BTreeMap<String, Vec<Vec<f32>>>,
+}
+
+impl Denoiser {
+    pub fn new(settings: DenoiseSettings, seeds: BTreeMap<String, Vec<Vec<f32>>>) -> Denoiser {
+        Denoiser { settings, seeds }
+    }
+
+    /// [`judge`] an example of `class` against that class's seeds, every
+    /// seed (for the echo rule) and `instructions` (embeddings of the
+    /// prompt's [`instruction_sentences`]).
+    pub fn judge(
+        &self,
+        vector: &[f32],
+        class: &str,
+        attributes: &[(String, String)],
+        counts: &AttributeCounts,
+        instructions: &[Vec<f32>],
+    ) -> Judgement {
+        judge(
+            vector,
+            class,
+            self.seeds
+                .get(class)
+                .into_iter()
+                .flatten()
+                .map(Vec::as_slice),
+            self.seeds.values().flatten().map(Vec::as_slice),
+            attributes,
+            counts,
+            instructions.iter().map(Vec::as_slice),
+            &self.settings,
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,6 +349,32 @@ mod tests {
             echo.reason.as_deref(),
             Some("repeats the instructions (1.00)")
         );
+    }
+
+    #[test]
+    fn denoiser_uses_the_class_seeds_and_counts() {
+        let a = [("tone".to_string(), "formal".to_string())];
+        let b = [
+            ("tone".to_string(), "angry".to_string()),
+            ("length".to_string(), "short".to_string()),
+        ];
+        let counts = attribute_counts([&a[..], &a[..], &b[..]]);
+        assert_eq!(counts["tone"]["formal"], 2);
+        assert_eq!(counts["tone"]["angry"], 1);
+        assert_eq!(over_representation(&b, &counts), Some((0.5 + 1.0) / 2.0));
+        let mut seeds = BTreeMap::new();
+        seeds.insert("A".to_string(), vec![unit(&[1.0, 0.0])]);
+        seeds.insert("B".to_string(), vec![unit(&[0.0, 1.0])]);
+        let d = Denoiser::new(DenoiseSettings::default(), seeds);
+        let v = unit(&[0.0, 1.0]);
+        let as_b = d.judge(&v, "B", &[], &counts, &[]);
+        assert_eq!(as_b.seed_similarity, Some(1.0));
+        assert!(!as_b.is_noise());
+        let as_a = d.judge(&v, "A", &[], &counts, &[]);
+        assert_eq!(as_a.reason.as_deref(), Some("far from every A seed (0.00)"));
+        let unknown = d.judge(&v, "C", &[], &counts, &[]);
+        assert_eq!(unknown.seed_similarity, None);
+        assert_eq!(unknown.noise, 0.5);
     }
 
     #[test]
