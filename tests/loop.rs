@@ -138,7 +138,9 @@ fn fake_llm(counter: Arc<AtomicUsize>) -> Script {
             .unwrap_or_default();
         // Texts depend on the request (its sampling seed), not on the order
         // replies happen to be served in, so a run is the same every time.
-        let base = req.body["seed"].as_u64().map(|s| (s % 1_000_003) as usize * 16);
+        let base = req.body["seed"]
+            .as_u64()
+            .map(|s| (s % 1_000_003) as usize * 16);
         let items: Vec<String> = (1..=n)
             .map(|i| {
                 let k = match base {

@@ -910,6 +910,7 @@ mod tests {
                 ..Default::default()
             },
             relabel: Default::default(),
+            embeddings: Default::default(),
         }
     }
 

@@ -626,6 +626,7 @@ mod tests {
             backend: Default::default(),
             generation: Default::default(),
             relabel: Default::default(),
+            embeddings: Default::default(),
         }
     }
 

@@ -39,6 +39,7 @@ pub fn project_config(name: &str, description: &str, classes: Vec<Class>) -> Pro
         backend: BackendConfig::default(),
         generation: Default::default(),
         relabel: Default::default(),
+        embeddings: Default::default(),
     }
 }
 
