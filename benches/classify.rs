@@ -1,10 +1,18 @@
 //! The small classifier: train on 10,000 texts of 15 words, 6 classes,
 //! 5 epochs (target < 1 s), predict 10,000 (target < 50 ms); review
 //! signals for a 2,000-example pool.
+//!
+//! The embedding model (logistic regression on 384-dimensional vectors,
+//! embeddings excluded): fit 10,000 rows of 6 classes (target < 1 s), the
+//! same with the out-of-fold temperature (5 folds), and predict 10,000
+//! (target < 100 ms).
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use std::hint::black_box;
-use straddle::classify::{Classifier, SignalConfig, TrainConfig, signals_for, toy};
+use straddle::classify::{
+    Classifier, LinearConfig, LinearModel, SignalConfig, TrainConfig, fit_calibrated, signals_for,
+    toy,
+};
 
 fn bench(c: &mut Criterion) {
     let d = toy::synthetic(10_000, 6, 15, 1);
@@ -29,6 +37,25 @@ fn bench(c: &mut Criterion) {
     let scfg = SignalConfig::default();
     g.bench_function("signals_2k_6cls", |b| {
         b.iter(|| signals_for(&pool.classes, black_box(&pool.texts), &pool.labels, &scfg))
+    });
+
+    // Embedding model on stand-in embeddings (unit vectors around class
+    // centres, overlapping enough that the fit does not stop early).
+    let (x, y) = toy::blobs(10_000, 6, 384, 2.0, 4);
+    let names: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
+    let lcfg = LinearConfig::default();
+    let rows: Vec<usize> = (0..x.len()).collect();
+    g.bench_function("linear_fit_10k_384d_6cls", |b| {
+        b.iter(|| LinearModel::fit(&names, black_box(&x), &y, &rows, &lcfg))
+    });
+    g.bench_function("linear_fit_calibrated_10k_384d_6cls", |b| {
+        b.iter(|| fit_calibrated(&names, black_box(&x), &y, &lcfg))
+    });
+    let lin = LinearModel::fit(&names, &x, &y, &rows, &lcfg);
+    eprintln!("linear fit: {} L-BFGS iterations", lin.iterations());
+    let (px, _) = toy::blobs(10_000, 6, 384, 2.0, 5);
+    g.bench_function("linear_predict_10k_384d", |b| {
+        b.iter(|| lin.predict_proba_batch(black_box(&px)))
     });
     g.finish();
 }
