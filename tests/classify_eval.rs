@@ -30,6 +30,7 @@ fn config(classes: &[String]) -> ProjectConfig {
         backend: Default::default(),
         generation: Default::default(),
         relabel: Default::default(),
+        embeddings: Default::default(),
     }
 }
 

@@ -20,6 +20,7 @@ fn project(dir: &Path, backend: BackendConfig) {
         backend,
         generation: Default::default(),
         relabel: Default::default(),
+        embeddings: Default::default(),
     };
     Project::create(dir, config, vec![]).unwrap();
 }

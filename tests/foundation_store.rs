@@ -27,6 +27,7 @@ fn config() -> ProjectConfig {
         backend: Default::default(),
         generation: Default::default(),
         relabel: Default::default(),
+        embeddings: Default::default(),
     }
 }
 

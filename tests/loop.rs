@@ -458,6 +458,7 @@ fn loop_without_heldout_examples_fails_before_any_request() {
         backend: server.backend(),
         generation: Default::default(),
         relabel: Default::default(),
+        embeddings: Default::default(),
     };
     Project::create(&dir, config, vec![sample("x y", "a", Origin::Seed)]).unwrap();
     let out = straddle(&["loop", dir.to_str().unwrap(), "--rounds", "1"]);

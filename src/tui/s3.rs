@@ -416,6 +416,7 @@ mod tests {
             backend: Default::default(),
             generation: GenerationSettings::default(),
             relabel: Default::default(),
+            embeddings: Default::default(),
         };
         let mut seeds = Vec::new();
         for i in 0..6 {
