@@ -6,6 +6,7 @@
 //! `llm` and `engine` talk to servers, `augment` builds prompts and parses
 //! replies, `classify` is the small local model, `tui` the terminal app and
 //! `cli` the headless commands that drive the same core.
+pub mod app;
 pub mod augment;
 pub mod classify;
 pub mod cli;

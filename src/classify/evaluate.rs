@@ -245,7 +245,7 @@ impl Evaluation {
             "{:<w$}  {:<21}  {:<21}  {:>7}",
             "model", "accuracy [95% CI]", "macro-F1 [95% CI]", "trained"
         );
-        for (name, s, i) in [("seeds only", b, &c.old), ("+ curated", a, &c.new)] {
+        for (name, s, i) in [("baseline", b, &c.old), ("augmented", a, &c.new)] {
             let _ = writeln!(
                 out,
                 "{name:<w$}  {:<21}  {:<21}  {:>7}",
@@ -266,6 +266,11 @@ impl Evaluation {
             c.verdict().as_str()
         );
         let (uniform, majority) = self.chance();
+        let _ = writeln!(
+            out,
+            "(baseline: seeds only; augmented: seeds + accepted examples; difference: augmented − \
+             baseline, paired)"
+        );
         let _ = writeln!(
             out,
             "\nheld-out examples: {}; chance accuracy {uniform:.3} (uniform), {majority:.3} (majority class); \
@@ -374,7 +379,7 @@ mod tests {
         assert_eq!(total, 300);
         let table = e.render();
         assert!(
-            table.contains("+ curated") && table.contains("#1 class0"),
+            table.contains("augmented") && table.contains("difference") && table.contains("#1 class0"),
             "{table}"
         );
     }

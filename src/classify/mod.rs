@@ -26,12 +26,14 @@
 pub mod bootstrap;
 pub mod data;
 pub mod dense;
+pub mod doubt;
 pub mod evaluate;
 pub mod extrapolate;
 pub mod features;
 pub mod linear;
 pub mod model;
 pub mod rationales;
+pub mod reliability;
 pub mod s3;
 pub mod scores;
 pub mod signals;
@@ -48,7 +50,9 @@ pub use linear::{CrossFit, LinearConfig, LinearModel, fit_calibrated};
 pub use small::{SmallModel, TextEncoder};
 pub use features::{Encoded, FeatureConfig};
 pub use model::{Classifier, TrainConfig, argmax};
+pub use reliability::{Bucket, ece};
 pub use scores::score;
 pub use signals::{
     AMBIGUOUS, HARD_TO_LEARN, LIKELY_MISLABEL, SignalConfig, Signals, signals, signals_for,
+    signals_for_vectors, signals_with,
 };

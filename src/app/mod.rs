@@ -1,0 +1,4 @@
+//! Application jobs: they combine the layers below (store, classify,
+//! embed, …) for the front ends.
+
+pub mod small_model;
