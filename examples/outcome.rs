@@ -299,6 +299,23 @@ fn main() -> anyhow::Result<()> {
         let (ms, _) = mean_sd(&fit_ms);
         let (it, _) = mean_sd(&iters);
         eprintln!("{set}: calibrated fit {ms:.1} ms on average, {it:.0} L-BFGS iterations");
+        // Speed on every row of the set (embeddings excluded).
+        let all: Vec<usize> = (0..x.len()).collect();
+        let t = Instant::now();
+        let big = straddle::classify::LinearModel::fit(&classes, &x, &labels, &all, &lcfg);
+        let fit_big = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        let cal = fit_calibrated(&classes, &x, &labels, &lcfg);
+        let cal_big = t.elapsed().as_secs_f64() * 1000.0;
+        let t = Instant::now();
+        let _ = cal.model.predict_proba_batch(&x);
+        let pred_big = t.elapsed().as_secs_f64() * 1000.0;
+        eprintln!(
+            "{set}: all {} rows: fit {fit_big:.0} ms ({} iterations), calibrated fit {cal_big:.0} ms, \
+             predict {pred_big:.1} ms",
+            x.len(),
+            big.iterations()
+        );
         table.push((set.clone(), k, extra, cells));
     }
     println!(

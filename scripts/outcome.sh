@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA="${STRADDLE_DATA:-../shared/data}"
+[ -d "$DATA" ] || [ -n "${STRADDLE_DATA:-}" ] || DATA=../../shared/data   # a worktree one level deeper
 if [ ! -d "$DATA" ]; then
     echo "outcome: $DATA is missing (the public labelled sets); set STRADDLE_DATA=DIR" >&2
     exit 2
