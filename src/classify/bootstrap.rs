@@ -95,6 +95,19 @@ impl Comparison {
         self.verdict() == Verdict::Better
     }
 
+    /// One line for a status bar or a round report, e.g. "macro-F1 +0.031
+    /// [−0.012, +0.075] vs seeds only: no clear change".
+    pub fn headline(&self) -> String {
+        let d = &self.macro_f1_diff;
+        format!(
+            "macro-F1 {:+.3} [{:+.3}, {:+.3}] vs seeds only: {}",
+            d.estimate,
+            d.low,
+            d.high,
+            self.verdict().as_str()
+        )
+    }
+
     /// The verdict on the macro-F1 difference.
     pub fn verdict(&self) -> Verdict {
         Verdict::of(&self.macro_f1_diff)
@@ -251,6 +264,7 @@ mod tests {
         assert_eq!(c.verdict(), Verdict::Unclear);
         assert!(!c.is_improvement());
         assert!(c.too_small().unwrap().contains("8 examples"));
+        assert!(c.headline().ends_with("no clear change"), "{}", c.headline());
     }
 
     #[test]

@@ -141,6 +141,32 @@ pub fn evaluate_project_with(
     evaluate_with(model, classes, &seeds, &augmented, &heldout)
 }
 
+/// An S3 round's scoring with the given small model: what
+/// `s3::score_round` does with the n-gram model (train on seeds and on
+/// seeds + accepted, score on the held-out examples, record the augmented
+/// model's errors); `Ok(None)` without held-out examples. The round should
+/// report [`Comparison::headline`] and call the change an improvement only
+/// when [`Comparison::is_improvement`] holds.
+pub fn score_round_with(
+    model: &SmallModel<'_>,
+    state: &ProjectState,
+    classes: &[String],
+    round: u32,
+) -> anyhow::Result<Option<(crate::domain::RoundScored, Evaluation)>> {
+    let heldout = data::heldout_set(state, classes);
+    if heldout.is_empty() {
+        return Ok(None);
+    }
+    let ev = evaluate_project_with(model, state, classes, Some(heldout))?;
+    let scored = crate::domain::RoundScored {
+        round,
+        baseline: ev.baseline.clone(),
+        augmented: ev.augmented.clone(),
+        errors: ev.mistakes.iter().map(|m| m.id).collect(),
+    };
+    Ok(Some((scored, ev)))
+}
+
 fn summary(s: &Scores, i: &bootstrap::ScoreIntervals) -> Value {
     json!({
         "accuracy": s.accuracy,
@@ -382,5 +408,63 @@ mod tests {
             table.contains("augmented") && table.contains("difference") && table.contains("#1 class0"),
             "{table}"
         );
+    }
+
+    /// The embedding path end to end with a toy encoder: evaluate_with and
+    /// score_round_with train the linear model on the encoder's vectors and
+    /// report it; a failing encoder is an error, not a panic.
+    #[test]
+    fn embedding_model_through_evaluate_and_a_round() {
+        use crate::classify::data::tests::state_with;
+        use crate::classify::small::HashedBagEncoder;
+        use crate::classify::{LinearConfig, TextEncoder};
+        use crate::domain::Origin;
+        let enc = HashedBagEncoder { dim: 256 };
+        let cfg = LinearConfig::default();
+        let model = SmallModel::Embedding {
+            encoder: &enc,
+            cfg: &cfg,
+        };
+        let big = toy::synthetic(400, 3, 12, 1);
+        let test = set(&toy::synthetic(200, 3, 12, 2));
+        let mut seeds = set(&big);
+        seeds.ids.truncate(6);
+        seeds.texts.truncate(6);
+        seeds.labels.truncate(6);
+        let e = evaluate_with(&model, &big.classes, &seeds, &set(&big), &test).unwrap();
+        assert_eq!(e.model, "embedding");
+        assert!(e.augmented.accuracy > 0.55, "{:?}", e.augmented);
+        assert!(e.comparison.is_improvement(), "{}", e.comparison.headline());
+
+        let classes: Vec<String> = ["A", "B"].iter().map(|s| s.to_string()).collect();
+        let st = state_with(
+            &[
+                ("apples and pears", "A", Origin::Seed),
+                ("cars and trucks", "B", Origin::Seed),
+                ("pears and apples", "A", Origin::Validation),
+                ("trucks and cars", "B", Origin::Validation),
+            ],
+            vec![],
+        );
+        let (scored, ev) = score_round_with(&model, &st, &classes, 3).unwrap().unwrap();
+        assert_eq!(scored.round, 3);
+        assert_eq!(ev.augmented.n_test, 2);
+        assert!(ev.comparison.too_small().is_some() || ev.comparison.accuracy_diff.half_width() <= 0.05);
+
+        struct Broken;
+        impl TextEncoder for Broken {
+            fn encode(&self, _: &[String]) -> anyhow::Result<crate::classify::Dense> {
+                anyhow::bail!("no model")
+            }
+            fn name(&self) -> String {
+                "broken".into()
+            }
+        }
+        let bad = SmallModel::Embedding {
+            encoder: &Broken,
+            cfg: &cfg,
+        };
+        let err = score_round_with(&bad, &st, &classes, 1).unwrap_err();
+        assert!(err.to_string().contains("no model"));
     }
 }

@@ -21,14 +21,14 @@
 //! of modesty. The out-of-fold probabilities are kept: they are what doubt
 //! and training signals need (no row is judged by a model that saw it).
 //!
-//! A hand-written solver: the model is ~300 lines and a linear-algebra
-//! crate would bring more code than it saves. Rows are split over threads
-//! for large problems; the result does not depend on the split beyond
-//! float rounding.
+//! A hand-written solver: L-BFGS is ~80 lines and an optimisation crate
+//! would bring more code than it saves. The objective is two matrix
+//! products per evaluation, done by matrixmultiply's SGEMM (already a
+//! dependency of the embedder).
 
 use serde::{Deserialize, Serialize};
 
-use super::dense::{Dense, axpy, dot};
+use super::dense::{Dense, axpy, dot, gemm};
 use super::signals::assign_folds;
 
 /// How to fit.
@@ -78,10 +78,6 @@ pub struct LinearModel {
     /// L-BFGS iterations the fit took.
     iterations: usize,
 }
-
-/// Problems with at least this many `rows · dim · classes` multiply-adds
-/// are split over threads.
-const PARALLEL_WORK: usize = 1 << 22;
 
 impl LinearModel {
     /// Fit on the given rows of `x` (labels are indices into `classes`).
@@ -161,31 +157,21 @@ impl LinearModel {
         softmax_t(&self.logits(x), self.temperature)
     }
 
-    /// Calibrated probabilities for every row of `x`. Large batches are
-    /// split over the available cores.
+    /// Calibrated probabilities for every row of `x` (one matrix product).
     pub fn predict_proba_batch(&self, x: &Dense) -> Vec<Vec<f64>> {
-        let n = x.len();
-        let threads = threads_for(n * self.dim * self.classes.len().max(1));
-        let chunk = n.div_ceil(threads).max(1);
-        let idx: Vec<usize> = (0..n).collect();
-        let run = |part: &[usize]| -> Vec<Vec<f64>> {
-            let mut z = vec![0f32; self.classes.len()];
-            part.iter()
-                .map(|&i| {
-                    self.logits_into(x.row(i), &mut z);
-                    softmax_t(&z, self.temperature)
-                })
-                .collect()
-        };
-        if threads < 2 {
-            return run(&idx);
+        let (k, d, n) = (self.classes.len(), self.dim, x.len());
+        if n == 0 {
+            return Vec::new();
         }
-        std::thread::scope(|s| {
-            let hs: Vec<_> = idx.chunks(chunk).map(|c| s.spawn(move || run(c))).collect();
-            hs.into_iter()
-                .flat_map(|h| h.join().expect("prediction thread panicked"))
-                .collect()
-        })
+        assert_eq!(x.dim(), d, "rows of {} floats for a model of {d}", x.dim());
+        let mut z = vec![0f32; n * k];
+        for zi in z.chunks_exact_mut(k.max(1)) {
+            zi.copy_from_slice(&self.bias);
+        }
+        gemm((n, d, k), x.as_flat(), (d, 1), &self.weights, (1, d), 1.0, &mut z, (k, 1));
+        z.chunks_exact(k.max(1))
+            .map(|zi| softmax_t(zi, self.temperature))
+            .collect()
     }
 }
 
@@ -341,34 +327,20 @@ pub fn softmax_t(z: &[f32], t: f64) -> Vec<f64> {
     p
 }
 
-fn threads_for(work: usize) -> usize {
-    if work < PARALLEL_WORK {
-        return 1;
-    }
-    std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
-}
-
-/// The data of one fit.
-struct Problem<'a> {
-    x: &'a Dense,
-    labels: &'a [usize],
-    rows: &'a [usize],
+/// The data of one fit: the rows gathered into one contiguous matrix so
+/// the objective is two matrix products.
+struct Problem {
+    x: Dense,
+    y: Vec<usize>,
     /// Per-row weight divided by the total weight.
     w: Vec<f32>,
     k: usize,
     /// `1 / (C · N)`.
     lambda: f32,
-    threads: usize,
 }
 
-impl<'a> Problem<'a> {
-    fn new(
-        x: &'a Dense,
-        labels: &'a [usize],
-        rows: &'a [usize],
-        k: usize,
-        cfg: &LinearConfig,
-    ) -> Self {
+impl Problem {
+    fn new(x: &Dense, labels: &[usize], rows: &[usize], k: usize, cfg: &LinearConfig) -> Self {
         let mut counts = vec![0usize; k];
         for &r in rows {
             counts[labels[r]] += 1;
@@ -386,15 +358,12 @@ impl<'a> Problem<'a> {
             })
             .collect();
         let total: f32 = rows.iter().map(|&r| cw[labels[r]]).sum();
-        let w = rows.iter().map(|&r| cw[labels[r]] / total).collect();
         Problem {
-            x,
-            labels,
-            rows,
-            w,
+            x: x.select(rows),
+            y: rows.iter().map(|&r| labels[r]).collect(),
+            w: rows.iter().map(|&r| cw[labels[r]] / total).collect(),
             k,
-            lambda: (1.0 / (cfg.c * total as f64)) as f32,
-            threads: threads_for(n * x.dim() * k),
+            lambda: (1.0 / (cfg.c * f64::from(total))) as f32,
         }
     }
 
@@ -404,78 +373,41 @@ impl<'a> Problem<'a> {
 
     /// Objective and gradient at `theta = [W (k×d), b (k)]`.
     fn eval(&self, theta: &[f32], grad: &mut [f32]) -> f64 {
-        let (k, d) = (self.k, self.dim());
-        let n = self.rows.len();
-        let part = |lo: usize, hi: usize, g: &mut [f32]| -> f64 {
-            g.fill(0.0);
-            let (wts, bias) = theta.split_at(k * d);
-            let (gw, gb) = g.split_at_mut(k * d);
-            let mut z = vec![0f32; k];
-            let mut loss = 0f64;
-            for j in lo..hi {
-                let r = self.rows[j];
-                let x = self.x.row(r);
-                for c in 0..k {
-                    z[c] = dot(&wts[c * d..(c + 1) * d], x) + bias[c];
-                }
-                let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let mut s = 0f32;
-                for zc in z.iter_mut() {
-                    *zc = (*zc - max).exp();
-                    s += *zc;
-                }
-                let y = self.labels[r];
-                let sw = self.w[j];
-                loss += f64::from(sw) * -f64::from((z[y] / s).max(f32::MIN_POSITIVE).ln());
-                for c in 0..k {
-                    let dz = sw * (z[c] / s - if c == y { 1.0 } else { 0.0 });
-                    if dz != 0.0 {
-                        axpy(&mut gw[c * d..(c + 1) * d], dz, x);
-                        gb[c] += dz;
-                    }
-                }
+        let (k, d, n) = (self.k, self.dim(), self.y.len());
+        let (wts, bias) = theta.split_at(k * d);
+        // Z = X·Wᵀ (n×k), then Z ← weighted (softmax(Z + b) − onehot).
+        let mut z = vec![0f32; n * k];
+        gemm((n, d, k), self.x.as_flat(), (d, 1), wts, (1, d), 0.0, &mut z, (k, 1));
+        let mut loss = 0f64;
+        let (gw, gb) = grad.split_at_mut(k * d);
+        gb.fill(0.0);
+        for (i, zi) in z.chunks_exact_mut(k).enumerate() {
+            let mut max = f32::NEG_INFINITY;
+            for (zc, b) in zi.iter_mut().zip(bias) {
+                *zc += b;
+                max = max.max(*zc);
             }
-            loss
-        };
-        let mut loss = if self.threads < 2 {
-            part(0, n, grad)
-        } else {
-            let chunk = n.div_ceil(self.threads);
-            let results: Vec<(f64, Vec<f32>)> = std::thread::scope(|s| {
-                let hs: Vec<_> = (0..n)
-                    .step_by(chunk)
-                    .map(|lo| {
-                        let part = &part;
-                        s.spawn(move || {
-                            let mut g = vec![0f32; theta.len()];
-                            let l = part(lo, (lo + chunk).min(n), &mut g);
-                            (l, g)
-                        })
-                    })
-                    .collect();
-                hs.into_iter()
-                    .map(|h| h.join().expect("training thread panicked"))
-                    .collect()
-            });
-            grad.fill(0.0);
-            let mut loss = 0.0;
-            for (l, g) in results {
-                loss += l;
-                for (a, b) in grad.iter_mut().zip(&g) {
-                    *a += b;
-                }
+            let mut s = 0f32;
+            for zc in zi.iter_mut() {
+                *zc = (*zc - max).exp();
+                s += *zc;
             }
-            loss
-        };
-        let wts = &theta[..k * d];
-        loss += 0.5 * f64::from(self.lambda) * wts.iter().map(|&v| f64::from(v * v)).sum::<f64>();
-        axpy(&mut grad[..k * d], self.lambda, wts);
-        loss
+            let (y, sw) = (self.y[i], self.w[i]);
+            loss += f64::from(sw) * -f64::from((zi[y] / s).max(f32::MIN_POSITIVE).ln());
+            for (c, zc) in zi.iter_mut().enumerate() {
+                *zc = sw * (*zc / s - if c == y { 1.0 } else { 0.0 });
+                gb[c] += *zc;
+            }
+        }
+        // ∇W = Zᵀ·X (k×d) + λW.
+        gw.copy_from_slice(wts);
+        gemm((k, n, d), &z, (1, k), self.x.as_flat(), (d, 1), self.lambda, gw, (d, 1));
+        loss + 0.5 * f64::from(self.lambda) * wts.iter().map(|&v| f64::from(v * v)).sum::<f64>()
     }
 }
 
 /// Minimise the problem's objective from `theta`; returns the iterations.
-fn lbfgs(p: &Problem<'_>, theta: &mut [f32], cfg: &LinearConfig) -> usize {
+fn lbfgs(p: &Problem, theta: &mut [f32], cfg: &LinearConfig) -> usize {
     let len = theta.len();
     let mut g = vec![0f32; len];
     let mut f = p.eval(theta, &mut g);
@@ -583,7 +515,7 @@ mod tests {
         crate::classify::toy::blobs(n, k, d, spread * (d as f32).sqrt(), seed)
     }
 
-    fn grad_norm(p: &Problem<'_>, theta: &[f32]) -> f32 {
+    fn grad_norm(p: &Problem, theta: &[f32]) -> f32 {
         let mut g = vec![0f32; theta.len()];
         p.eval(theta, &mut g);
         g.iter().fold(0f32, |m, v| m.max(v.abs()))

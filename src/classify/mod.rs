@@ -45,6 +45,7 @@ pub use bootstrap::{Comparison, Interval, Verdict};
 pub use dense::Dense;
 pub use evaluate::{
     Evaluation, Mistake, evaluate, evaluate_project, evaluate_project_with, evaluate_with,
+    score_round_with,
 };
 pub use linear::{CrossFit, LinearConfig, LinearModel, fit_calibrated};
 pub use small::{SmallModel, TextEncoder};
