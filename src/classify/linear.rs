@@ -111,6 +111,11 @@ impl LinearModel {
         m.iterations = lbfgs(&problem, &mut theta, cfg);
         m.bias = theta.split_off(k * d);
         m.weights = theta;
+        // The problem was solved on centred rows: fold the centre into the
+        // bias so the model applies to raw rows.
+        for c in 0..k {
+            m.bias[c] -= dot(&m.weights[c * d..(c + 1) * d], &problem.mean);
+        }
         m
     }
 
@@ -328,9 +333,13 @@ pub fn softmax_t(z: &[f32], t: f64) -> Vec<f64> {
 }
 
 /// The data of one fit: the rows gathered into one contiguous matrix so
-/// the objective is two matrix products.
+/// the objective is two matrix products, and centred. Centring changes no
+/// prediction (the unpenalised bias absorbs it) but sentence embeddings
+/// share a large common component, and removing it makes the problem far
+/// better conditioned: fewer L-BFGS iterations.
 struct Problem {
     x: Dense,
+    mean: Vec<f32>,
     y: Vec<usize>,
     /// Per-row weight divided by the total weight.
     w: Vec<f32>,
@@ -358,8 +367,18 @@ impl Problem {
             })
             .collect();
         let total: f32 = rows.iter().map(|&r| cw[labels[r]]).sum();
+        let d = x.dim();
+        let mut mean = vec![0f32; d];
+        for &r in rows {
+            axpy(&mut mean, 1.0 / n as f32, x.row(r));
+        }
+        let mut flat = Vec::with_capacity(n * d);
+        for &r in rows {
+            flat.extend(x.row(r).iter().zip(&mean).map(|(v, m)| v - m));
+        }
         Problem {
-            x: x.select(rows),
+            x: Dense::from_flat(d.max(1), flat),
+            mean,
             y: rows.iter().map(|&r| labels[r]).collect(),
             w: rows.iter().map(|&r| cw[labels[r]] / total).collect(),
             k,
@@ -554,9 +573,12 @@ mod tests {
         let cfg = LinearConfig::default();
         let rows: Vec<usize> = (0..x.len()).collect();
         let m = LinearModel::fit(&names(4), &x, &y, &rows, &cfg);
-        let mut theta = m.weights.clone();
-        theta.extend_from_slice(&m.bias);
         let p = Problem::new(&x, &y, &rows, 4, &cfg);
+        // Back to the centred problem's parameters.
+        let mut theta = m.weights.clone();
+        for c in 0..4 {
+            theta.push(m.bias[c] + dot(&m.weights[c * 16..(c + 1) * 16], &p.mean));
+        }
         assert!(
             f64::from(grad_norm(&p, &theta)) < 1e-3,
             "not converged after {} iterations",
