@@ -250,9 +250,32 @@ pub fn fit_calibrated(
     }
     let fold = assign_folds(labels, k, folds, cfg.seed);
     let mut oof_logits = vec![Vec::new(); n];
-    for f in 0..folds {
+    // The fold models are independent: fit them on the available cores
+    // (the result does not depend on how many).
+    let fit_fold = |f: usize| {
         let train: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
-        let fm = LinearModel::fit(classes, x, labels, &train, cfg);
+        LinearModel::fit(classes, x, labels, &train, cfg)
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let fold_models: Vec<LinearModel> = if threads < 2 || n * x.dim() * k < (1 << 20) {
+        (0..folds).map(fit_fold).collect()
+    } else {
+        let mut out = Vec::with_capacity(folds);
+        for chunk in (0..folds).collect::<Vec<_>>().chunks(threads) {
+            std::thread::scope(|s| {
+                let hs: Vec<_> = chunk
+                    .iter()
+                    .map(|&f| {
+                        let fit_fold = &fit_fold;
+                        s.spawn(move || fit_fold(f))
+                    })
+                    .collect();
+                out.extend(hs.into_iter().map(|h| h.join().expect("fold fit panicked")));
+            });
+        }
+        out
+    };
+    for (f, fm) in fold_models.iter().enumerate() {
         for i in 0..n {
             fm.logits_into(x.row(i), &mut z);
             if fold[i] == f {
