@@ -58,7 +58,10 @@ fn bench(c: &mut Criterion) {
     let names: Vec<String> = (0..6).map(|i| format!("c{i}")).collect();
     let rows: Vec<usize> = (0..x.len()).collect();
     let m = LinearModel::fit(&names, &x, &y, &rows, &LinearConfig::default());
-    eprintln!("linear fit on 10k stand-in rows: {} L-BFGS iterations", m.iterations());
+    eprintln!(
+        "linear fit on 10k stand-in rows: {} L-BFGS iterations",
+        m.iterations()
+    );
     g.bench_function("linear_fit_10k_384d_6cls", |b| {
         b.iter(|| LinearModel::fit(&names, black_box(&x), &y, &rows, &LinearConfig::default()))
     });

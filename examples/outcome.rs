@@ -206,7 +206,9 @@ fn main() -> anyhow::Result<()> {
         let vecs = rt.block_on(store.embed(&embedder, &texts))?;
         let x = Dense::from_rows(&vecs);
         let cx = match &curated {
-            Some(c) => Some(Dense::from_rows(&rt.block_on(store.embed(&embedder, &c.texts))?)),
+            Some(c) => Some(Dense::from_rows(
+                &rt.block_on(store.embed(&embedder, &c.texts))?,
+            )),
             None => None,
         };
         eprintln!(
@@ -234,7 +236,11 @@ fn main() -> anyhow::Result<()> {
             }
             let test = &rest[args.val..args.val + args.test];
             let pool = &rest[args.val + args.test..];
-            let real: Vec<usize> = seeds.iter().chain(&pool[..extra.min(pool.len())]).copied().collect();
+            let real: Vec<usize> = seeds
+                .iter()
+                .chain(&pool[..extra.min(pool.len())])
+                .copied()
+                .collect();
             let truth: Vec<usize> = test.iter().map(|&i| labels[i]).collect();
             let conditions: Vec<(usize, Vec<usize>, bool)> = vec![
                 (0, seeds.clone(), false),
@@ -293,7 +299,9 @@ fn main() -> anyhow::Result<()> {
                 cells[1][c].f1.push(s.macro_f1);
                 cells[1][c]
                     .ece
-                    .push(reliability::ece(&reliability::reliability(&proba, &truth, 10)));
+                    .push(reliability::ece(&reliability::reliability(
+                        &proba, &truth, 10,
+                    )));
             }
         }
         let (ms, _) = mean_sd(&fit_ms);

@@ -173,10 +173,20 @@ fn eval_uses_the_embedding_model() {
     p.add_samples(held).unwrap();
     drop(p);
     let out = Command::new(env!("CARGO_BIN_EXE_straddle"))
-        .args(["eval", dir.to_str().unwrap(), "--json", "--model", "embedding"])
+        .args([
+            "eval",
+            dir.to_str().unwrap(),
+            "--json",
+            "--model",
+            "embedding",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["model"], "embedding");
     assert_eq!(j["baseline"]["n_train"], 8);

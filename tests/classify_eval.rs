@@ -114,7 +114,10 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
             let x = j[k][f].as_f64().unwrap();
             let ci = &j[k][format!("{f}_ci")];
             let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
-            assert!(lo <= x && x <= hi && hi - lo > 0.0, "{k}.{f} {x} in [{lo}, {hi}]");
+            assert!(
+                lo <= x && x <= hi && hi - lo > 0.0,
+                "{k}.{f} {x} in [{lo}, {hi}]"
+            );
         }
     }
     // 300 more examples of a learnable task: a clear, paired gain.
@@ -162,7 +165,10 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
         "{text}"
     );
     assert!(text.contains("Held-out: 150 examples"), "{text}");
-    assert!(text.contains("difference") && text.contains("better"), "{text}");
+    assert!(
+        text.contains("difference") && text.contains("better"),
+        "{text}"
+    );
     assert!(text.contains("chance accuracy 0.333"), "{text}");
     assert!(text.contains("#1 class0"), "{text}");
 }

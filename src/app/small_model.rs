@@ -61,7 +61,10 @@ impl TextEncoder for ProjectEncoder {
                 .cloned()
                 .collect();
             let fresh = embed::embed_blocking(&*self.embedder, &missing)?;
-            let mut fresh = missing.into_iter().zip(fresh).collect::<std::collections::HashMap<_, _>>();
+            let mut fresh = missing
+                .into_iter()
+                .zip(fresh)
+                .collect::<std::collections::HashMap<_, _>>();
             texts
                 .iter()
                 .map(|t| match store.get(t) {

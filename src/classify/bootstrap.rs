@@ -117,7 +117,10 @@ impl Comparison {
     /// difference's interval is wider than ±5 points and includes 0), a
     /// plain sentence saying so and roughly how many examples would.
     pub fn too_small(&self) -> Option<String> {
-        let hw = self.macro_f1_diff.half_width().max(self.accuracy_diff.half_width());
+        let hw = self
+            .macro_f1_diff
+            .half_width()
+            .max(self.accuracy_diff.half_width());
         if self.verdict() != Verdict::Unclear || hw <= RESOLVE {
             return None;
         }
@@ -137,7 +140,15 @@ impl Comparison {
 /// Confusion counts → (accuracy, macro-F1), with [`super::score`]'s
 /// convention: a class with neither true examples nor predictions is left
 /// out of the macro average.
-fn acc_f1(k: usize, truth: &[usize], pred: &[usize], idx: &[usize], tp: &mut [u32], sup: &mut [u32], prd: &mut [u32]) -> (f64, f64) {
+fn acc_f1(
+    k: usize,
+    truth: &[usize],
+    pred: &[usize],
+    idx: &[usize],
+    tp: &mut [u32],
+    sup: &mut [u32],
+    prd: &mut [u32],
+) -> (f64, f64) {
     tp.fill(0);
     sup.fill(0);
     prd.fill(0);
@@ -162,7 +173,11 @@ fn acc_f1(k: usize, truth: &[usize], pred: &[usize], idx: &[usize], tp: &mut [u3
     let n = idx.len().max(1) as f64;
     (
         f64::from(correct) / n,
-        if present == 0 { 0.0 } else { f1 / f64::from(present) },
+        if present == 0 {
+            0.0
+        } else {
+            f1 / f64::from(present)
+        },
     )
 }
 
@@ -256,15 +271,27 @@ mod tests {
         assert!((c.old.accuracy.estimate - so.accuracy).abs() < 1e-12);
         assert!((c.old.macro_f1.estimate - so.macro_f1).abs() < 1e-12);
         assert!((c.new.macro_f1.estimate - sn.macro_f1).abs() < 1e-12);
-        for i in [c.old.accuracy, c.new.macro_f1, c.accuracy_diff, c.macro_f1_diff] {
-            assert!(i.low <= i.estimate + 1e-9 && i.estimate <= i.high + 1e-9, "{i:?}");
+        for i in [
+            c.old.accuracy,
+            c.new.macro_f1,
+            c.accuracy_diff,
+            c.macro_f1_diff,
+        ] {
+            assert!(
+                i.low <= i.estimate + 1e-9 && i.estimate <= i.high + 1e-9,
+                "{i:?}"
+            );
         }
         assert_eq!(c, compare(3, &truth, &old, &new, 500, 1), "seeded");
         // Eight examples cannot tell a change.
         assert_eq!(c.verdict(), Verdict::Unclear);
         assert!(!c.is_improvement());
         assert!(c.too_small().unwrap().contains("8 examples"));
-        assert!(c.headline().ends_with("no clear change"), "{}", c.headline());
+        assert!(
+            c.headline().ends_with("no clear change"),
+            "{}",
+            c.headline()
+        );
     }
 
     #[test]
@@ -272,14 +299,19 @@ mod tests {
         let n = 2000;
         let truth: Vec<usize> = (0..n).map(|i| i % 4).collect();
         let old: Vec<usize> = (0..n).map(|i| if i % 2 == 0 { i % 4 } else { 0 }).collect();
-        let new: Vec<usize> = (0..n).map(|i| if i % 10 != 0 { i % 4 } else { 0 }).collect();
+        let new: Vec<usize> = (0..n)
+            .map(|i| if i % 10 != 0 { i % 4 } else { 0 })
+            .collect();
         let c = compare(4, &truth, &old, &new, 500, 2);
         assert_eq!(c.verdict(), Verdict::Better);
         assert!(c.is_improvement());
         assert!(c.too_small().is_none());
         let back = compare(4, &truth, &new, &old, 500, 2);
         assert_eq!(back.verdict(), Verdict::Worse);
-        assert!(back.too_small().is_none(), "clearly worse is not 'too small'");
+        assert!(
+            back.too_small().is_none(),
+            "clearly worse is not 'too small'"
+        );
     }
 
     /// The acceptance test: over 200 simulated held-out draws from a
@@ -310,7 +342,10 @@ mod tests {
         }
         let whole = compare(k, &truth, &old, &new, 0, 0);
         let (true_acc, true_f1) = (whole.accuracy_diff.estimate, whole.macro_f1_diff.estimate);
-        assert!(true_acc.abs() > 0.01, "a real difference to cover: {true_acc}");
+        assert!(
+            true_acc.abs() > 0.01,
+            "a real difference to cover: {true_acc}"
+        );
         let (mut cov_acc, mut cov_f1) = (0, 0);
         let draws = 200;
         let n = 300;
@@ -318,8 +353,10 @@ mod tests {
             let idx: Vec<usize> = (0..n).map(|_| rng.random_range(0..pop)).collect();
             let pick = |v: &[usize]| idx.iter().map(|&i| v[i]).collect::<Vec<_>>();
             let c = compare(k, &pick(&truth), &pick(&old), &pick(&new), 400, d);
-            cov_acc += usize::from(c.accuracy_diff.low <= true_acc && true_acc <= c.accuracy_diff.high);
-            cov_f1 += usize::from(c.macro_f1_diff.low <= true_f1 && true_f1 <= c.macro_f1_diff.high);
+            cov_acc +=
+                usize::from(c.accuracy_diff.low <= true_acc && true_acc <= c.accuracy_diff.high);
+            cov_f1 +=
+                usize::from(c.macro_f1_diff.low <= true_f1 && true_f1 <= c.macro_f1_diff.high);
         }
         let (ca, cf) = (cov_acc as f64 / draws as f64, cov_f1 as f64 / draws as f64);
         assert!(ca >= 0.90, "accuracy-difference coverage {ca}");

@@ -29,7 +29,7 @@ impl Dense {
     /// When `data.len()` is not a multiple of `dim`.
     pub fn from_flat(dim: usize, data: Vec<f32>) -> Dense {
         assert!(
-            dim > 0 && data.len() % dim == 0,
+            dim > 0 && data.len().is_multiple_of(dim),
             "{} floats do not make rows of {dim}",
             data.len()
         );

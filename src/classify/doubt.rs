@@ -195,13 +195,20 @@ mod tests {
         let d = model_doubt(&x, &y, &oof, &all, &all, &ModelDoubtConfig::default());
         for &i in &flipped {
             assert!(d[i].reasons.contains(&MODEL_DISAGREES), "{i}: {:?}", d[i]);
-            assert!(d[i].reasons.contains(&NEIGHBOURS_DISAGREE), "{i}: {:?}", d[i]);
+            assert!(
+                d[i].reasons.contains(&NEIGHBOURS_DISAGREE),
+                "{i}: {:?}",
+                d[i]
+            );
             assert!(d[i].score() > 1.5);
         }
         let clean_flagged = all
             .iter()
             .filter(|i| !flipped.contains(i) && !d[**i].reasons.is_empty())
             .count();
-        assert!(clean_flagged < 15, "{clean_flagged} of 296 clean rows doubted");
+        assert!(
+            clean_flagged < 15,
+            "{clean_flagged} of 296 clean rows doubted"
+        );
     }
 }

@@ -265,7 +265,8 @@ impl Evaluation {
         let c = &self.comparison;
         let mut out = String::new();
         let w = a.labels.iter().map(|l| l.len()).max().unwrap_or(5).max(10);
-        let ci = |i: &bootstrap::Interval| format!("{:.3} [{:.3}, {:.3}]", i.estimate, i.low, i.high);
+        let ci =
+            |i: &bootstrap::Interval| format!("{:.3} [{:.3}, {:.3}]", i.estimate, i.low, i.high);
         let _ = writeln!(
             out,
             "{:<w$}  {:<21}  {:<21}  {:>7}",
@@ -280,9 +281,8 @@ impl Evaluation {
                 s.n_train
             );
         }
-        let signed = |i: &bootstrap::Interval| {
-            format!("{:+.3} [{:+.3}, {:+.3}]", i.estimate, i.low, i.high)
-        };
+        let signed =
+            |i: &bootstrap::Interval| format!("{:+.3} [{:+.3}, {:+.3}]", i.estimate, i.low, i.high);
         let _ = writeln!(
             out,
             "{:<w$}  {:<21}  {:<21}  {}",
@@ -405,7 +405,9 @@ mod tests {
         assert_eq!(total, 300);
         let table = e.render();
         assert!(
-            table.contains("augmented") && table.contains("difference") && table.contains("#1 class0"),
+            table.contains("augmented")
+                && table.contains("difference")
+                && table.contains("#1 class0"),
             "{table}"
         );
     }
@@ -449,7 +451,9 @@ mod tests {
         let (scored, ev) = score_round_with(&model, &st, &classes, 3).unwrap().unwrap();
         assert_eq!(scored.round, 3);
         assert_eq!(ev.augmented.n_test, 2);
-        assert!(ev.comparison.too_small().is_some() || ev.comparison.accuracy_diff.half_width() <= 0.05);
+        assert!(
+            ev.comparison.too_small().is_some() || ev.comparison.accuracy_diff.half_width() <= 0.05
+        );
 
         struct Broken;
         impl TextEncoder for Broken {

@@ -173,7 +173,16 @@ impl LinearModel {
         for zi in z.chunks_exact_mut(k.max(1)) {
             zi.copy_from_slice(&self.bias);
         }
-        gemm((n, d, k), x.as_flat(), (d, 1), &self.weights, (1, d), 1.0, &mut z, (k, 1));
+        gemm(
+            (n, d, k),
+            x.as_flat(),
+            (d, 1),
+            &self.weights,
+            (1, d),
+            1.0,
+            &mut z,
+            (k, 1),
+        );
         z.chunks_exact(k.max(1))
             .map(|zi| softmax_t(zi, self.temperature))
             .collect()
@@ -419,7 +428,16 @@ impl Problem {
         let (wts, bias) = theta.split_at(k * d);
         // Z = X·Wᵀ (n×k), then Z ← weighted (softmax(Z + b) − onehot).
         let mut z = vec![0f32; n * k];
-        gemm((n, d, k), self.x.as_flat(), (d, 1), wts, (1, d), 0.0, &mut z, (k, 1));
+        gemm(
+            (n, d, k),
+            self.x.as_flat(),
+            (d, 1),
+            wts,
+            (1, d),
+            0.0,
+            &mut z,
+            (k, 1),
+        );
         let mut loss = 0f64;
         let (gw, gb) = grad.split_at_mut(k * d);
         gb.fill(0.0);
@@ -443,7 +461,16 @@ impl Problem {
         }
         // ∇W = Zᵀ·X (k×d) + λW.
         gw.copy_from_slice(wts);
-        gemm((k, n, d), &z, (1, k), self.x.as_flat(), (d, 1), self.lambda, gw, (d, 1));
+        gemm(
+            (k, n, d),
+            &z,
+            (1, k),
+            self.x.as_flat(),
+            (d, 1),
+            self.lambda,
+            gw,
+            (d, 1),
+        );
         loss + 0.5 * f64::from(self.lambda) * wts.iter().map(|&v| f64::from(v * v)).sum::<f64>()
     }
 }
@@ -677,9 +704,15 @@ mod tests {
         let (x, y) = blobs(200, 4, 16, 0.5, 5);
         let cf = fit_calibrated(&names(4), &x, &y, &LinearConfig::default());
         assert_eq!(cf.oof_logits.len(), 200);
-        assert!(cf.in_sample.iter().all(|v| v.len() == 5), "4 fold models + final");
+        assert!(
+            cf.in_sample.iter().all(|v| v.len() == 5),
+            "4 fold models + final"
+        );
         let oof = cf.oof_proba().unwrap();
-        assert!(oof.iter().all(|p| (p.iter().sum::<f64>() - 1.0).abs() < 1e-9));
+        assert!(
+            oof.iter()
+                .all(|p| (p.iter().sum::<f64>() - 1.0).abs() < 1e-9)
+        );
         assert!(cf.model.temperature() > 0.05 && cf.model.temperature() < 20.0);
         // Two rows per class: two folds; one row in a class: no folds.
         let tiny = x.select(&[0, 1, 2, 3]);

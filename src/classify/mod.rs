@@ -40,16 +40,15 @@ pub mod signals;
 pub mod small;
 pub mod toy;
 
-pub use data::{LabelledSet, heldout_set, review_pool, training_set};
 pub use bootstrap::{Comparison, Interval, Verdict};
+pub use data::{LabelledSet, heldout_set, review_pool, training_set};
 pub use dense::Dense;
 pub use evaluate::{
     Evaluation, Mistake, evaluate, evaluate_project, evaluate_project_with, evaluate_with,
     score_round_with,
 };
-pub use linear::{CrossFit, LinearConfig, LinearModel, fit_calibrated};
-pub use small::{SmallModel, TextEncoder};
 pub use features::{Encoded, FeatureConfig};
+pub use linear::{CrossFit, LinearConfig, LinearModel, fit_calibrated};
 pub use model::{Classifier, TrainConfig, argmax};
 pub use reliability::{Bucket, ece};
 pub use scores::score;
@@ -57,3 +56,4 @@ pub use signals::{
     AMBIGUOUS, HARD_TO_LEARN, LIKELY_MISLABEL, SignalConfig, Signals, signals, signals_for,
     signals_for_vectors, signals_with,
 };
+pub use small::{SmallModel, TextEncoder};

@@ -361,7 +361,10 @@ pub fn signals_with(
             };
             signals_for(classes, &pool.texts, &pool.labels, &cfg)
         }
-        super::SmallModel::Embedding { encoder, cfg: linear } => {
+        super::SmallModel::Embedding {
+            encoder,
+            cfg: linear,
+        } => {
             let x = super::small::encode_checked(*encoder, &pool.texts)?;
             signals_for_vectors(classes, &x, &pool.labels, cfg, linear)
         }
@@ -448,9 +451,16 @@ mod tests {
         let cfg = SignalConfig::default();
         let sig = signals_for_vectors(&classes, &x, &y, &cfg, &LinearConfig::default());
         assert_eq!(sig.len(), 120);
-        assert!(sig[flipped].reasons.contains(&LIKELY_MISLABEL), "{:?}", sig[flipped]);
+        assert!(
+            sig[flipped].reasons.contains(&LIKELY_MISLABEL),
+            "{:?}",
+            sig[flipped]
+        );
         assert!(sig[flipped].oof_confidence < 0.2, "{:?}", sig[flipped]);
-        let flagged = sig.iter().filter(|s| s.reasons.contains(&LIKELY_MISLABEL)).count();
+        let flagged = sig
+            .iter()
+            .filter(|s| s.reasons.contains(&LIKELY_MISLABEL))
+            .count();
         assert!(flagged <= 4, "{flagged} of 120 flagged");
         for s in &sig {
             assert!((0.0..=1.0).contains(&s.oof_confidence) && (0.0..=1.0).contains(&s.confidence));

@@ -80,7 +80,11 @@ impl SmallModel<'_> {
                 let x = encode_checked(*encoder, &train.texts)?;
                 let t = encode_checked(*encoder, test)?;
                 if !x.is_empty() && !t.is_empty() && x.dim() != t.dim() {
-                    anyhow::bail!("the encoder returned vectors of {} and {} dimensions", x.dim(), t.dim());
+                    anyhow::bail!(
+                        "the encoder returned vectors of {} and {} dimensions",
+                        x.dim(),
+                        t.dim()
+                    );
                 }
                 let fit = fit_calibrated(classes, &x, &train.labels, cfg);
                 Ok(fit.model.predict_proba_batch(&t))
