@@ -58,6 +58,7 @@ fn config() -> ProjectConfig {
         backend: Default::default(),
         generation: Default::default(),
         relabel: Default::default(),
+        embeddings: Default::default(),
     }
 }
 

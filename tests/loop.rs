@@ -178,6 +178,7 @@ fn make_project(dir: &Path, server: &TestServer, generation: GenerationSettings)
             votes: 1,
             ..RelabelSettings::default()
         },
+        embeddings: Default::default(),
     };
     let mut seeds = Vec::new();
     for (c, v) in VOCAB {

@@ -46,6 +46,17 @@ pub enum EmbeddingBackend {
     None,
 }
 
+/// Which local embedding model `[embeddings] local_model` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalModel {
+    /// all-MiniLM-L6-v2 itself.
+    #[default]
+    Minilm,
+    /// A static token table distilled from it (model2vec's method).
+    Static,
+}
+
 /// `[embeddings]`: sentence embeddings for denoising, nearest classes and
 /// the embedding classifier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +68,10 @@ pub struct EmbeddingsConfig {
     /// `~/.cache/straddle/embedder/all-MiniLM-L6-v2`, where
     /// `scripts/embedder.sh install` puts it.
     pub model_dir: Option<String>,
+    /// `local`: `"minilm"` (the transformer: best quality, about 200–500
+    /// texts/s on two cores) or `"static"` (a table distilled from it once:
+    /// 20,000+ texts/s, noticeably weaker on short, informal texts).
+    pub local_model: LocalModel,
     /// `api`: base URL including `/v1`.
     pub base_url: String,
     /// `api`: the embedding model's name.
@@ -77,6 +92,7 @@ impl Default for EmbeddingsConfig {
         EmbeddingsConfig {
             backend: EmbeddingBackend::Local,
             model_dir: None,
+            local_model: LocalModel::Minilm,
             base_url: "http://127.0.0.1:8765/v1".into(),
             model: "all-MiniLM-L6-v2".into(),
             api_key_env: None,

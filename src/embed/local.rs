@@ -32,6 +32,7 @@ pub fn default_model_dir() -> PathBuf {
 
 /// A BERT sentence embedder running on the CPU, on up to `threads` threads.
 pub struct LocalEmbedder {
+    dir: PathBuf,
     bert: Bert,
     vocab: WordPiece,
     id: String,
@@ -79,6 +80,7 @@ impl LocalEmbedder {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let max_len = bert.max_len().min(MAX_SEQ_LEN);
         Ok(LocalEmbedder {
+            dir: dir.to_path_buf(),
             bert,
             vocab,
             id: format!("local:{name}"),
@@ -98,6 +100,11 @@ impl LocalEmbedder {
     pub fn with_batch_size(mut self, n: usize) -> LocalEmbedder {
         self.batch_size = n.max(1);
         self
+    }
+
+    /// The model folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub fn tokenizer(&self) -> &WordPiece {

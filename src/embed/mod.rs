@@ -21,12 +21,15 @@
 
 mod api;
 pub mod bert;
+pub mod denoise;
 mod local;
+mod static_model;
 mod store;
 pub mod wordpiece;
 
 pub use api::ApiEmbedder;
 pub use local::{LocalEmbedder, default_model_dir};
+pub use static_model::{STATIC_FILE, StaticEmbedder, StaticVariant, distill_table};
 pub use store::{VectorStore, vectors_for};
 
 use std::path::PathBuf;
@@ -34,7 +37,7 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use crate::domain::{EmbeddingBackend, EmbeddingsConfig};
+use crate::domain::{EmbeddingBackend, EmbeddingsConfig, LocalModel};
 use crate::llm::LlmError;
 
 /// The script that installs the local embedder's weights.
@@ -82,12 +85,23 @@ pub trait Embedder: Send + Sync {
 }
 
 /// The embedder `[embeddings]` asks for; `Ok(None)` for `backend = "none"`.
-/// The local model is loaded now (about a second), so a missing install is
-/// reported here with the fix ([`EmbedError::MissingWeights`]).
+/// The local model is loaded now (about a second; `local_model = "static"`
+/// distils its table on first use, under a minute), so a missing install
+/// is reported here with the fix ([`EmbedError::MissingWeights`]).
 pub fn from_config(cfg: &EmbeddingsConfig) -> Result<Option<Arc<dyn Embedder>>, EmbedError> {
     Ok(match cfg.backend {
         EmbeddingBackend::None => None,
-        EmbeddingBackend::Local => Some(Arc::new(LocalEmbedder::from_config(cfg)?)),
+        EmbeddingBackend::Local => {
+            let model = LocalEmbedder::from_config(cfg)?;
+            match cfg.local_model {
+                LocalModel::Minilm => Some(Arc::new(model)),
+                LocalModel::Static => Some(Arc::new(StaticEmbedder::load_or_distill(
+                    model.dir(),
+                    &model,
+                    StaticVariant::CenteredZipf,
+                )?)),
+            }
+        }
         EmbeddingBackend::Api => Some(Arc::new(ApiEmbedder::new(cfg)?)),
     })
 }

@@ -72,10 +72,7 @@ impl VectorStore {
         let rec = KEY + 4 * dim;
         for r in bytes[HEADER..].chunks_exact(rec) {
             let key: Key = r[..KEY].try_into().unwrap_or([0; KEY]);
-            let v = r[KEY..]
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect();
+            let v = super::bert::f32s_from_le(&r[KEY..]);
             self.map.insert(key, v);
         }
         // Duplicate keys (two processes appended the same text) make the

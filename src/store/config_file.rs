@@ -198,6 +198,7 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
     let crate::domain::EmbeddingsConfig {
         backend: _,
         model_dir: _,
+        local_model: _,
         base_url: _,
         model: _,
         api_key_env: _,
@@ -370,6 +371,15 @@ fn render_embeddings(w: &mut String, e: &crate::domain::EmbeddingsConfig) {
         "model_dir",
         e.model_dir.as_deref().map(v),
         "\"/path/to/all-MiniLM-L6-v2\"",
+    );
+    line(
+        w,
+        "local: \"minilm\" (the transformer, best quality, ~200-500 texts/s on two cores) or \"static\" (a token table distilled from it on first use: 20,000+ texts/s, weaker on short informal texts).",
+        "local_model",
+        v(match e.local_model {
+            crate::domain::LocalModel::Minilm => "minilm",
+            crate::domain::LocalModel::Static => "static",
+        }),
     );
     line(
         w,
