@@ -4,9 +4,17 @@
 //! for).
 //!
 //! Front ends call [`choose`] once and hand the result's
-//! [`Chosen::model`] to `classify::evaluate_with`, `classify::signals_with`
-//! or an S3 round; vectors come from the project's vector store when known
-//! and from the embedder otherwise.
+//! [`Chosen::model`] on; vectors come from the project's vector store when
+//! known and from the embedder otherwise. Where it goes:
+//!
+//! * `eval`: `classify::evaluate_with` (wired in `cli/eval.rs`).
+//! * An S3 round (`loop`, the TUI's `R`): `classify::score_round_with`
+//!   instead of `s3::score_round`; report `ev.comparison.headline()` and
+//!   call the round an improvement only if `ev.comparison.is_improvement()`.
+//! * Training signals (the TUI's `T`): `classify::signals_with`.
+//! * Review doubt: `classify::doubt::project_doubt` with
+//!   [`Chosen::encoder`] and [`Chosen::linear`] (reasons
+//!   `model_disagrees`, `low_model_confidence`, `neighbours_disagree`).
 
 use std::path::Path;
 use std::sync::Arc;

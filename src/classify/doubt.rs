@@ -161,6 +161,52 @@ pub fn model_doubt(
         .collect()
 }
 
+/// [`model_doubt`] for a project's review pool (seeds and generated
+/// examples that are not rejected, with their effective labels), keyed by
+/// sample: the embedding model is fitted on the pool with out-of-fold
+/// calibration, and neighbours are the trusted samples (seeds and accepted
+/// examples). What the review order folds in beside the relabel verdict;
+/// fails only when the encoder does. Without folds (a class with a single
+/// example) there is no out-of-fold opinion and only neighbours count.
+pub fn project_doubt(
+    state: &crate::domain::ProjectState,
+    classes: &[String],
+    encoder: &dyn super::TextEncoder,
+    linear: &super::LinearConfig,
+    cfg: &ModelDoubtConfig,
+) -> anyhow::Result<std::collections::HashMap<crate::domain::SampleId, ModelDoubt>> {
+    use crate::domain::{Origin, Status};
+    let pool = super::data::review_pool(state, classes);
+    if pool.is_empty() {
+        return Ok(Default::default());
+    }
+    let x = super::small::encode_checked(encoder, &pool.texts)?;
+    let fit = super::fit_calibrated(classes, &x, &pool.labels, linear);
+    let k = classes.len().max(1);
+    let oof = fit
+        .oof_proba()
+        .unwrap_or_else(|| vec![vec![1.0 / k as f64; k]; pool.len()]);
+    let trusted: Vec<usize> = pool
+        .ids
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| {
+            state
+                .sample(**id)
+                .is_some_and(|s| s.origin == Origin::Seed || s.status() == Status::Accepted)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let rows: Vec<usize> = (0..pool.len()).collect();
+    let mut out = model_doubt(&x, &pool.labels, &oof, &rows, &trusted, cfg);
+    if fit.oof_proba().is_none() {
+        for d in &mut out {
+            d.reasons.retain(|r| *r == NEIGHBOURS_DISAGREE);
+        }
+    }
+    Ok(pool.ids.into_iter().zip(out).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,6 +223,41 @@ mod tests {
         assert_eq!(nearest(&x, 0, &[0, 1, 2, 3], 2), vec![1, 3]);
         assert_eq!(nearest(&x, 2, &[0, 1, 2, 3], 10), vec![3, 1, 0]);
         assert!(nearest(&x, 0, &[0], 3).is_empty());
+    }
+
+    #[test]
+    fn project_doubt_covers_the_review_pool() {
+        use crate::classify::data::tests::{decide, state_with};
+        use crate::classify::small::HashedBagEncoder;
+        use crate::domain::{DecisionKind, Origin};
+        let classes: Vec<String> = ["fruit", "cars"].iter().map(|s| s.to_string()).collect();
+        let mut samples = Vec::new();
+        for i in 0..6 {
+            samples.push((format!("apples pears plums {i}"), "fruit", Origin::Seed));
+            samples.push((format!("trucks engines wheels {i}"), "cars", Origin::Seed));
+        }
+        samples.push(("apples pears plums ripe".into(), "cars", Origin::Generated));
+        samples.push(("trucks wheels fast".into(), "cars", Origin::Generated));
+        samples.push(("apples held out".into(), "fruit", Origin::Validation));
+        let refs: Vec<(&str, &str, Origin)> = samples
+            .iter()
+            .map(|(t, l, o)| (t.as_str(), *l, *o))
+            .collect();
+        let st = state_with(&refs, vec![decide(14, DecisionKind::Accept)]);
+        let d = project_doubt(
+            &st,
+            &classes,
+            &HashedBagEncoder { dim: 64 },
+            &crate::classify::LinearConfig::default(),
+            &ModelDoubtConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(d.len(), 14, "seeds + generated, no held-out");
+        assert!(!d.contains_key(&15));
+        let odd = &d[&13];
+        assert!(odd.reasons.contains(&MODEL_DISAGREES), "{odd:?}");
+        assert!(odd.reasons.contains(&NEIGHBOURS_DISAGREE), "{odd:?}");
+        assert!(d[&14].reasons.is_empty(), "{:?}", d[&14]);
     }
 
     /// Rows with a flipped label are flagged by the model and by their
