@@ -216,8 +216,21 @@ fn main() -> anyhow::Result<()> {
             texts.len(),
             t0.elapsed().as_secs_f64()
         );
+        // Embedding + hashed n-grams (1,024 columns at weight 0.5).
+        let hx = straddle::classify::dense::concat(
+            &x,
+            &straddle::classify::dense::hashed_ngrams(&texts, 1024),
+            0.5,
+        );
+        let hcx = cx.as_ref().zip(curated.as_ref()).map(|(cx, cs)| {
+            straddle::classify::dense::concat(
+                cx,
+                &straddle::classify::dense::hashed_ngrams(&cs.texts, 1024),
+                0.5,
+            )
+        });
         // cells[model][condition]
-        let mut cells: [[Cell; 3]; 2] = Default::default();
+        let mut cells: [[Cell; 3]; 3] = Default::default();
         let mut fit_ms = Vec::new();
         let mut iters = Vec::new();
         for draw in 0..args.draws {
@@ -254,13 +267,16 @@ fn main() -> anyhow::Result<()> {
                 let mut tr_texts: Vec<String> = rows.iter().map(|&i| texts[i].clone()).collect();
                 let mut tr_labels: Vec<usize> = rows.iter().map(|&i| labels[i]).collect();
                 let mut tr_x = x.select(&rows);
+                let mut tr_hx = hx.select(&rows);
                 if with_curated {
                     let cs = curated.as_ref().expect("checked");
                     let cxm = cx.as_ref().expect("embedded with the curated set");
+                    let hcxm = hcx.as_ref().expect("built with the curated set");
                     tr_texts.extend(cs.texts.iter().cloned());
                     tr_labels.extend(&cs.labels);
                     for i in 0..cs.len() {
                         tr_x.push(cxm.row(i));
+                        tr_hx.push(hcxm.row(i));
                     }
                 }
                 let te_texts: Vec<String> = test.iter().map(|&i| texts[i].clone()).collect();
@@ -331,12 +347,15 @@ fn main() -> anyhow::Result<()> {
     );
     println!("|---|---|---|---|---|---|---|");
     for (set, k, extra, cells) in &table {
-        for (m, name) in ["n-gram", "embedding"].iter().enumerate() {
-            let ece = if m == 1 {
+        for (m, name) in ["n-gram", "embedding", "embedding + n-grams"]
+            .iter()
+            .enumerate()
+        {
+            let ece = if m >= 1 {
                 format!(
                     "{:.3} / {:.3}",
-                    mean_sd(&cells[1][0].ece).0,
-                    mean_sd(&cells[1][1].ece).0
+                    mean_sd(&cells[m][0].ece).0,
+                    mean_sd(&cells[m][1].ece).0
                 )
             } else {
                 "–".into()

@@ -93,6 +93,45 @@ impl Dense {
     }
 }
 
+/// Rows of `a` followed by `weight ×` rows of `b` (the optional
+/// embedding + n-gram features of the linear model).
+///
+/// # Panics
+/// When the two have different numbers of rows.
+pub fn concat(a: &Dense, b: &Dense, weight: f32) -> Dense {
+    assert_eq!(a.len(), b.len(), "rows to concatenate");
+    let d = a.dim() + b.dim();
+    let mut flat = Vec::with_capacity(a.len() * d);
+    for i in 0..a.len() {
+        flat.extend_from_slice(a.row(i));
+        flat.extend(b.row(i).iter().map(|v| v * weight));
+    }
+    Dense { dim: d, data: flat }
+}
+
+/// The hashed word and character n-grams of each text (the n-gram model's
+/// features) folded into `dim` dense columns and L2-normalised: what can
+/// be appended to a sentence embedding ([`concat`]) for a linear model on
+/// both.
+pub fn hashed_ngrams<S: AsRef<str>>(texts: &[S], dim: usize) -> Dense {
+    let cfg = super::FeatureConfig::default();
+    let mut m = Dense::new(dim);
+    m.data.reserve(texts.len() * dim);
+    let mut buf = Vec::new();
+    for t in texts {
+        buf.clear();
+        cfg.extract_into(t.as_ref(), &mut buf);
+        let mut v = vec![0f32; dim];
+        for &f in &buf {
+            v[f as usize % dim] += 1.0;
+        }
+        let n = norm2(&v).sqrt().max(1e-12);
+        v.iter_mut().for_each(|x| *x /= n);
+        m.data.extend_from_slice(&v);
+    }
+    m
+}
+
 /// Dot product.
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -208,6 +247,19 @@ mod tests {
                 assert!((c[i * 2 + j] - want).abs() < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn concat_and_hashed_ngrams() {
+        let a = Dense::from_rows(&[vec![1.0], vec![2.0]]);
+        let h = hashed_ngrams(&["the cat", "the cat"], 16);
+        assert_eq!((h.len(), h.dim()), (2, 16));
+        assert!((norm2(h.row(0)) - 1.0).abs() < 1e-5);
+        assert_eq!(h.row(0), h.row(1));
+        let c = concat(&a, &h, 0.5);
+        assert_eq!(c.dim(), 17);
+        assert_eq!(c.row(1)[0], 2.0);
+        assert!((norm2(&c.row(0)[1..]) - 0.25).abs() < 1e-5);
     }
 
     #[test]

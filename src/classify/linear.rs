@@ -45,7 +45,8 @@ pub struct LinearConfig {
     /// Weight rows by `n / (classes_present · n_class)`.
     pub balance: bool,
     /// Folds for the out-of-fold temperature (capped by the smallest
-    /// class; with fewer than 2 rows in some class no temperature is fitted).
+    /// class, and at 3 from [`LARGE`] rows on; with fewer than 2 rows in
+    /// some class no temperature is fitted).
     pub calibration_folds: usize,
     /// Seed of the fold assignment.
     pub seed: u64,
@@ -215,6 +216,9 @@ impl CrossFit {
     }
 }
 
+/// From this many rows on, [`fit_calibrated`] uses at most 3 folds.
+pub const LARGE: usize = 5000;
+
 /// Number of folds possible for these labels: `cfg.calibration_folds`
 /// capped by the smallest class present; 0 when some class has fewer than
 /// two rows or fewer than two classes are present.
@@ -242,7 +246,14 @@ pub fn fit_calibrated(
     let n = labels.len();
     let all: Vec<usize> = (0..n).collect();
     let mut model = LinearModel::fit(classes, x, labels, &all, cfg);
-    let folds = folds_for(labels, k, cfg.calibration_folds);
+    // With many rows, 3 folds give the temperature (one number) and the
+    // out-of-fold probabilities plenty of data at 4 fits instead of 6.
+    let wanted = if n >= LARGE {
+        cfg.calibration_folds.min(3)
+    } else {
+        cfg.calibration_folds
+    };
+    let folds = folds_for(labels, k, wanted);
     let mut in_sample: Vec<Vec<f32>> = vec![Vec::with_capacity(folds + 1); n];
     let mut z = vec![0f32; k];
     if folds == 0 {
@@ -259,31 +270,12 @@ pub fn fit_calibrated(
     }
     let fold = assign_folds(labels, k, folds, cfg.seed);
     let mut oof_logits = vec![Vec::new(); n];
-    // The fold models are independent: fit them on the available cores
-    // (the result does not depend on how many).
-    let fit_fold = |f: usize| {
-        let train: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
-        LinearModel::fit(classes, x, labels, &train, cfg)
-    };
-    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
-    let fold_models: Vec<LinearModel> = if threads < 2 || n * x.dim() * k < (1 << 20) {
-        (0..folds).map(fit_fold).collect()
-    } else {
-        let mut out = Vec::with_capacity(folds);
-        for chunk in (0..folds).collect::<Vec<_>>().chunks(threads) {
-            std::thread::scope(|s| {
-                let hs: Vec<_> = chunk
-                    .iter()
-                    .map(|&f| {
-                        let fit_fold = &fit_fold;
-                        s.spawn(move || fit_fold(f))
-                    })
-                    .collect();
-                out.extend(hs.into_iter().map(|h| h.join().expect("fold fit panicked")));
-            });
-        }
-        out
-    };
+    let fold_models: Vec<LinearModel> = (0..folds)
+        .map(|f| {
+            let train: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
+            LinearModel::fit(classes, x, labels, &train, cfg)
+        })
+        .collect();
     for (f, fm) in fold_models.iter().enumerate() {
         for i in 0..n {
             fm.logits_into(x.row(i), &mut z);

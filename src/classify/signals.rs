@@ -254,7 +254,11 @@ pub fn signals_for_vectors(
         ..linear.clone()
     };
     let fit = fit_calibrated(classes, x, labels, &lcfg);
-    let folds = super::linear::folds_for(labels, classes.len(), cfg.folds);
+    let folds = if fit.oof_logits.is_empty() {
+        0
+    } else {
+        fit.fold.iter().max().map_or(0, |f| f + 1)
+    };
     let proba = fit
         .oof_proba()
         .unwrap_or_else(|| fit.model.predict_proba_batch(x));
