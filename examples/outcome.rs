@@ -318,6 +318,26 @@ fn main() -> anyhow::Result<()> {
                     .push(reliability::ece(&reliability::reliability(
                         &proba, &truth, 10,
                     )));
+                // embedding + n-grams
+                let fit = fit_calibrated(
+                    &classes,
+                    &tr_hx,
+                    &tr_labels,
+                    &LinearConfig {
+                        seed: draw as u64,
+                        ..lcfg.clone()
+                    },
+                );
+                let proba = fit.model.predict_proba_batch(&hx.select(test));
+                let pred: Vec<usize> = proba.iter().map(|p| argmax(p)).collect();
+                let s = score(&classes, &truth, &pred);
+                cells[2][c].acc.push(s.accuracy);
+                cells[2][c].f1.push(s.macro_f1);
+                cells[2][c]
+                    .ece
+                    .push(reliability::ece(&reliability::reliability(
+                        &proba, &truth, 10,
+                    )));
             }
         }
         let (ms, _) = mean_sd(&fit_ms);
@@ -351,7 +371,7 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .enumerate()
         {
-            let ece = if m >= 1 {
+            let ece = if m >= 1 && !cells[m][0].ece.is_empty() {
                 format!(
                     "{:.3} / {:.3}",
                     mean_sd(&cells[m][0].ece).0,
