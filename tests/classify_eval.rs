@@ -53,7 +53,7 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
     make_project(&dir, 300, 150);
-    let out = straddle(&["eval", dir.to_str().unwrap(), "--json"]);
+    let out = straddle(&["eval", dir.to_str().unwrap(), "--json", "--model", "ngram"]);
     assert!(
         out.status.success(),
         "{}",
@@ -67,6 +67,24 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
         }
         assert_eq!(j[k]["n_test"], 150);
     }
+    assert_eq!(j["model"], "ngram");
+    for k in ["baseline", "augmented"] {
+        for f in ["accuracy", "macro_f1"] {
+            let x = j[k][f].as_f64().unwrap();
+            let ci = &j[k][format!("{f}_ci")];
+            let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+            assert!(
+                lo <= x && x <= hi && hi - lo > 0.0,
+                "{k}.{f} {x} in [{lo}, {hi}]"
+            );
+        }
+    }
+    // 300 more examples of a learnable task: a clear, paired gain.
+    let d = &j["difference"];
+    assert!(d["accuracy_ci"][0].as_f64().unwrap() > 0.0, "{d}");
+    assert_eq!(d["verdict"], "better", "{d}");
+    assert!(d["too_small"].is_null(), "{d}");
+    assert_eq!(j["chance"]["uniform"].as_f64().unwrap(), 1.0 / 3.0);
     assert_eq!(j["baseline"]["n_train"], 6);
     assert_eq!(j["augmented"]["n_train"], 306);
     assert!(
@@ -97,15 +115,20 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
     assert_eq!(j["errors"].as_array().unwrap().len() as u64, total - diag);
 
     // Same numbers twice (deterministic), and a readable table.
-    let again = straddle(&["eval", dir.to_str().unwrap(), "--json"]);
+    let again = straddle(&["eval", dir.to_str().unwrap(), "--json", "--model", "ngram"]);
     assert_eq!(out.stdout, again.stdout);
-    let human = straddle(&["eval", dir.to_str().unwrap()]);
+    let human = straddle(&["eval", dir.to_str().unwrap(), "--model", "ngram"]);
     let text = String::from_utf8(human.stdout).unwrap();
     assert!(
         text.contains("baseline") && text.contains("augmented"),
         "{text}"
     );
     assert!(text.contains("Held-out: 150 examples"), "{text}");
+    assert!(
+        text.contains("difference") && text.contains("better"),
+        "{text}"
+    );
+    assert!(text.contains("chance accuracy 0.333"), "{text}");
     assert!(text.contains("#1 class0"), "{text}");
 }
 
@@ -157,7 +180,7 @@ fn eval_without_heldout_data_exits_2() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
     make_project(&dir, 20, 0);
-    let out = straddle(&["eval", dir.to_str().unwrap(), "--json"]);
+    let out = straddle(&["eval", dir.to_str().unwrap(), "--json", "--model", "ngram"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no held-out examples"), "{err}");

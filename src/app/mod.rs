@@ -7,10 +7,13 @@
 //! * [`training`]: training settings, an S3 round and training signals on
 //!   a state snapshot.
 //! * [`backend`]: command-line overrides of `[backend]`.
+//! * [`small_model`]: which small model (embedding or n-gram) a project's
+//!   `eval`, S3 round and signals use.
 
 pub mod backend;
 pub mod export;
 pub mod session;
+pub mod small_model;
 pub mod training;
 
 pub use backend::BackendFlags;
