@@ -14,5 +14,6 @@ pub mod engine;
 pub mod error;
 pub mod llm;
 pub mod logging;
+pub mod secrets;
 pub mod store;
 pub mod tui;

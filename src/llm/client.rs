@@ -235,6 +235,8 @@ impl LlmClient {
     /// variable `backend.api_key_env` now; a missing variable is not an
     /// error here (local servers need no key) but 401 replies name it.
     pub fn new(backend: &BackendConfig) -> Result<LlmClient, LlmError> {
+        // From here on the key is redacted from anything leaving the process.
+        crate::secrets::register_backend(backend);
         let key = backend
             .api_key_env
             .as_deref()

@@ -118,6 +118,10 @@ pub struct Replay {
     pub tail_line: usize,
     /// Bytes read in all.
     pub len: u64,
+    /// Byte offset and 1-based line of the header of a batch at the end
+    /// that is not complete (a crash mid-append): its events were not
+    /// applied, and [`Journal::open`] cuts it away.
+    pub torn_batch: Option<(u64, usize)>,
 }
 
 /// Replay journal bytes into `state`. Never fails: unreadable lines are
@@ -200,6 +204,7 @@ pub fn replay_reader<R: Read + Send>(
         tail: end.tail_bytes,
         tail_line: if end.tail.is_some() { end.line } else { 0 },
         len: end.len,
+        torn_batch: end.torn_batch.map(|t| (t.offset, t.line)),
     })
 }
 
@@ -240,11 +245,73 @@ struct ScanEnd {
     line: usize,
     /// Bytes read.
     len: u64,
+    /// A batch at the end whose lines are not all there (see [`Batch`]).
+    torn_batch: Option<TornBatch>,
+}
+
+/// A batch whose header announced more lines than follow it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TornBatch {
+    /// Byte offset of the header line.
+    offset: u64,
+    /// 1-based line of the header.
+    line: usize,
+    announced: usize,
+    found: usize,
+}
+
+/// The header line of a multi-event append: `{"batch":N}`, followed by
+/// exactly `N` event lines. Replay applies the `N` events only when all of
+/// them are there, so an append cut short (a crash, `kill -9` half-way
+/// through a big import) is never applied in part.
+fn batch_header(n: usize) -> String {
+    format!("{{\"batch\":{n}}}")
+}
+
+/// `N` if `raw` is a batch header.
+fn parse_batch_header(raw: &[u8]) -> Option<usize> {
+    let rest = raw.strip_prefix(b"{\"batch\":")?;
+    let rest = rest.strip_suffix(b"}")?;
+    std::str::from_utf8(rest)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+}
+
+/// The batch being read: its header and the lines seen so far (held back
+/// until the last one arrives).
+struct Batch {
+    offset: u64,
+    line: usize,
+    announced: usize,
+    items: Vec<(usize, Result<Event, String>)>,
+}
+
+impl Batch {
+    fn torn(&self) -> TornBatch {
+        TornBatch {
+            offset: self.offset,
+            line: self.line,
+            announced: self.announced,
+            found: self.items.len(),
+        }
+    }
+}
+
+fn torn_batch_reason(t: &TornBatch, why: &str) -> String {
+    format!(
+        "torn batch: {} events announced, {} complete lines follow ({why}); none of them applied",
+        t.announced, t.found
+    )
 }
 
 /// Read `reader` block by block, parse every non-blank line and hand it to
 /// `sink` with its 1-based line number. A line longer than the buffer
-/// grows it.
+/// grows it. The lines of a batch are handed over only once the batch is
+/// complete; an incomplete one is handed over as one skipped line (its
+/// header) and, at the end of the file, reported in [`ScanEnd::torn_batch`].
 fn scan_reader<R: Read>(
     mut reader: R,
     block: usize,
@@ -254,6 +321,7 @@ fn scan_reader<R: Read>(
     let mut filled = 0usize; // valid bytes in `buf`
     let mut base = 0u64; // file offset of buf[0]
     let mut line = 0usize;
+    let mut batch: Option<Batch> = None;
     loop {
         if filled == buf.len() {
             buf.resize(buf.len() * 2, 0);
@@ -268,7 +336,35 @@ fn scan_reader<R: Read>(
         let mut start = 0usize;
         while let Some(i) = memchr_nl(&buf[start..filled]) {
             line += 1;
-            scan_line(&buf[start..start + i], true, line, &mut sink);
+            let raw = &buf[start..start + i];
+            if let Some(n) = parse_batch_header(raw) {
+                if let Some(b) = batch.take() {
+                    let t = b.torn();
+                    sink(t.line, Err(torn_batch_reason(&t, "another batch starts")));
+                }
+                batch = Some(Batch {
+                    offset: base + start as u64,
+                    line,
+                    announced: n,
+                    items: Vec::with_capacity(n.min(1 << 16)),
+                });
+            } else if let Some(b) = batch.as_mut() {
+                // Every complete line after the header is one of its lines
+                // (line 0 marks a blank one, which is not handed over).
+                let mut got = None;
+                scan_line(raw, true, line, &mut |l, r| got = Some((l, r)));
+                b.items.push(got.unwrap_or((0, Err(String::new()))));
+                if b.items.len() >= b.announced {
+                    let b = batch.take().expect("batch present");
+                    for (l, r) in b.items {
+                        if l > 0 {
+                            sink(l, r);
+                        }
+                    }
+                }
+            } else {
+                scan_line(raw, true, line, &mut sink);
+            }
             start += i + 1;
         }
         buf.copy_within(start..filled, 0);
@@ -276,7 +372,18 @@ fn scan_reader<R: Read>(
         base += start as u64;
     }
     let mut tail = None;
-    if filled > 0 {
+    let mut torn_batch = None;
+    if let Some(b) = batch.take() {
+        let t = b.torn();
+        if filled > 0 {
+            line += 1;
+        }
+        sink(
+            t.line,
+            Err(torn_batch_reason(&t, "the append was interrupted")),
+        );
+        torn_batch = Some(t);
+    } else if filled > 0 {
         line += 1;
         tail = Some((base, scan_line(&buf[..filled], false, line, &mut sink)));
     }
@@ -286,6 +393,7 @@ fn scan_reader<R: Read>(
         tail_bytes: if tail.is_some() { buf } else { Vec::new() },
         line,
         len: base + filled as u64,
+        torn_batch,
     })
 }
 
@@ -434,6 +542,7 @@ impl Journal {
             .create(true)
             .open(path)
             .with_context(|| format!("cannot open journal {}", path.display()))?;
+        lock_journal(&file, path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let Replay {
             mut report,
@@ -442,9 +551,34 @@ impl Journal {
             tail,
             tail_line: line,
             mut len,
+            torn_batch,
         } = replay_reader(&file, state, threads_for(size))
             .with_context(|| format!("cannot read journal {}", path.display()))?;
-        if let Some(start) = tail_start {
+        if let Some((start, line)) = torn_batch {
+            // Like a torn line: keep the bytes aside, cut them off.
+            let mut torn = Vec::new();
+            {
+                use std::io::{Seek, SeekFrom};
+                let mut f = &file;
+                f.seek(SeekFrom::Start(start))
+                    .and_then(|_| f.read_to_end(&mut torn))
+                    .with_context(|| format!("cannot read journal {}", path.display()))?;
+            }
+            let saved = save_torn(path, &torn)?;
+            file.set_len(start)
+                .and_then(|_| file.sync_data())
+                .with_context(|| format!("cannot repair journal {}", path.display()))?;
+            len = start;
+            if let Some(s) = report.skipped.iter_mut().find(|s| s.line == line) {
+                s.reason
+                    .push_str(&format!("; its bytes were moved to {}", saved.display()));
+            }
+            report.torn_tail = Some(TornTail {
+                line,
+                bytes: torn.len(),
+                saved_to: Some(saved),
+            });
+        } else if let Some(start) = tail_start {
             let saved_to = if tail_is_event {
                 file.write_all(b"\n")
                     .and_then(|_| file.sync_data())
@@ -513,7 +647,7 @@ impl Journal {
             return Ok(Vec::new());
         }
         let ts = now_ms();
-        let events: Vec<Event> = kinds
+        let mut events: Vec<Event> = kinds
             .into_iter()
             .enumerate()
             .map(|(i, kind)| Event {
@@ -523,10 +657,13 @@ impl Journal {
                 kind,
             })
             .collect();
-        let mut buf = String::with_capacity(events.len() * 160);
-        for e in &events {
-            buf.push_str(&e.to_json_line());
+        let mut buf = String::with_capacity(events.len() * 160 + 40);
+        if events.len() > 1 {
+            buf.push_str(&batch_header(events.len()));
             buf.push('\n');
+        }
+        for e in &mut events {
+            push_redacted(&mut buf, e);
         }
         self.write_durably(buf.as_bytes())?;
         self.next_id += events.len() as u64;
@@ -552,6 +689,47 @@ impl Journal {
             }
         }
     }
+}
+
+/// Hold an exclusive OS lock (`flock` via `File::try_lock`, std since
+/// Rust 1.89, so no extra crate) on the open journal for as long as the
+/// [`Journal`] lives. The project's `straddle.lock` names the holder for
+/// the message, but a lock file can be deleted (`git clean -X`) and a
+/// second process would then lock a fresh one; the journal cannot be
+/// deleted without deleting the project, so this lock is the one that
+/// keeps a second writer out. The OS drops it when the process dies, so
+/// a stale lock never blocks.
+fn lock_journal(file: &File, path: &Path) -> anyhow::Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::error::user(format!(
+            "{} is in use by another straddle process (its lock file may have been deleted); \
+             close it there first",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+        }
+    }
+}
+
+/// Append `e` as one line to `buf` with every secret redacted
+/// ([`crate::secrets::redact`]: the journal is meant to be committed). When
+/// a secret was found, `e` is replaced by the redacted event, so the state
+/// folds exactly what is on disk.
+fn push_redacted(buf: &mut String, e: &mut Event) {
+    let line = e.to_json_line();
+    let line = match crate::secrets::redact(&line) {
+        std::borrow::Cow::Borrowed(_) => line,
+        std::borrow::Cow::Owned(clean) => {
+            if let Ok(ev) = Event::from_json_line(&clean) {
+                *e = ev;
+            }
+            clean
+        }
+    };
+    buf.push_str(&line);
+    buf.push('\n');
 }
 
 /// Copy torn bytes to `journal.torn-<unix-ms>` beside the journal.

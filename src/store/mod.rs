@@ -134,6 +134,7 @@ impl Project {
     pub fn open(dir: &Path) -> anyhow::Result<Project> {
         check_project_dir(dir)?;
         let lock = ProjectLock::acquire(dir)?;
+        check_journal_present(dir)?;
         let config = read_config(&dir.join(CONFIG_FILE))?;
         let mut state = ProjectState::new(config.relabel.take_relabel);
         let (journal, report) = Journal::open(&dir.join(JOURNAL_FILE), &mut state)?;
@@ -157,9 +158,9 @@ impl Project {
         let config = read_config(&dir.join(CONFIG_FILE))?;
         let mut state = ProjectState::new(config.relabel.take_relabel);
         let path = dir.join(JOURNAL_FILE);
+        check_journal_present(dir)?;
         let report = match std::fs::File::open(&path) {
             Ok(file) => journal::replay_file(&file, &mut state),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LoadReport::default()),
             Err(e) => Err(e),
         }
         .with_context(|| format!("cannot read journal {}", path.display()))?;
@@ -312,6 +313,22 @@ fn check_project_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.join(CONFIG_FILE).is_file() {
         return Err(error::user(format!(
             "{} is not a straddle project: it has no {CONFIG_FILE}",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A user error when `straddle.toml` has no `journal.jsonl` beside it: the
+/// journal is the project's data, and opening without it would show an
+/// empty project and restart ids at 1.
+fn check_journal_present(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(JOURNAL_FILE);
+    if path.symlink_metadata().is_err() {
+        return Err(error::user(format!(
+            "{} is missing: {} has a {CONFIG_FILE} but no journal (restore it from a copy \
+             or version control; a new project starts with `straddle init`)",
+            path.display(),
             dir.display()
         )));
     }
