@@ -169,8 +169,10 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
             no_cache: args.backend.no_cache,
             progress: true,
         };
+        let config = project.config_path().display().to_string();
         let summary = run::run_planned(project, backend.clone(), planned, opts, "loop").await?;
         println!("Round {round}: {summary}");
+        super::generate::no_progress_error(&summary, &backend, &config)?;
         project = Project::open(&args.dir)?;
         if summary.interrupted {
             println!(

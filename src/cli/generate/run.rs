@@ -52,6 +52,8 @@ pub struct RunSummary {
     pub stopped: Option<String>,
     /// It stopped on a failure no retry fixes (wrong key, URL or model).
     pub fatal: bool,
+    /// Failed requests by cause, and the circuit breaker.
+    pub failures: crate::engine::FailureTally,
 }
 
 impl fmt::Display for RunSummary {
@@ -59,11 +61,12 @@ impl fmt::Display for RunSummary {
         if self.run == "relabel" {
             write!(
                 f,
-                "{} relabelled ({} agree, {} unparsable); {} requests ({} cached), \
-                 {} prompt + {} completion tokens",
+                "{} relabelled ({} agree, {} unparsable), {} requests failed; {} requests \
+                 ({} cached), {} prompt + {} completion tokens",
                 self.relabelled,
                 self.agreeing,
                 self.unparsable_verdicts,
+                self.failed_requests,
                 self.requests,
                 self.cached,
                 self.prompt_tokens,
@@ -254,6 +257,7 @@ impl Run {
                 let Some(planned) = self.inflight.remove(&tag) else {
                     return Ok(());
                 };
+                self.summary.failures.success();
                 let kinds = self
                     .generator
                     .on_reply(self.project.state(), &planned, &response);
@@ -279,19 +283,25 @@ impl Run {
                 let kinds =
                     self.generator
                         .on_failure(&planned, reason.as_str(), &message, raw.as_deref());
-                if !kinds.is_empty() {
-                    self.summary.failed_requests += 1;
-                }
+                // Every failed request counts, relabels included.
+                self.summary.failed_requests += 1;
                 self.append(kinds)?;
+                if self.summary.failures.failure(reason) {
+                    self.trip_breaker();
+                }
                 if is_fatal(reason) && !self.stopping {
                     self.summary.stopped = Some(message);
                     self.summary.fatal = true;
                     self.stop();
                 }
             }
-            EngineEvent::Started { .. }
-            | EngineEvent::Delta { .. }
-            | EngineEvent::Backoff { .. } => return Ok(()),
+            EngineEvent::Backoff { reason, .. } => {
+                if self.summary.failures.attempt_failed(reason) {
+                    self.trip_breaker();
+                }
+                return Ok(());
+            }
+            EngineEvent::Started { .. } | EngineEvent::Delta { .. } => return Ok(()),
         }
         // A slot is free (generate or relabel): top up the generate requests.
         if self.opts.count > 0 {
@@ -352,6 +362,18 @@ impl Run {
             }
         }
         Ok(())
+    }
+
+    /// The circuit breaker tripped: say so and stop.
+    fn trip_breaker(&mut self) {
+        let config = self.project.config_path().display().to_string();
+        let backend = &self.project.config().backend;
+        if let Some(msg) = self.summary.failures.breaker_message(backend, &config)
+            && !self.stopping
+        {
+            self.summary.stopped = Some(msg);
+            self.stop();
+        }
     }
 
     fn stop(&mut self) {
