@@ -96,7 +96,7 @@ pub fn run(args: super::DoctorArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let report = rt.block_on(diagnose(&backend, &config_path.display().to_string()));
-    print!("{}", report.render());
+    crate::out!("{}", report.render());
     match report.failures() {
         0 => Ok(()),
         n => Err(anyhow::anyhow!(

@@ -117,7 +117,7 @@ fn finish(
     backend: &crate::domain::BackendConfig,
     config: &str,
 ) -> anyhow::Result<()> {
-    println!("{summary}");
+    crate::outln!("{summary}");
     match (&summary.stopped, summary.fatal) {
         (Some(why), true) => Err(crate::error::user(format!(
             "{why} (check [backend] in straddle.toml, or run `straddle doctor DIR`)"
@@ -182,7 +182,7 @@ pub fn run_review(args: super::ReviewArgs) -> anyhow::Result<()> {
         Status::Rejected => (a, r + 1),
         Status::Pending => (a, r),
     });
-    println!(
+    crate::outln!(
         "review: {n} decided by rule; generated examples now {acc} accepted, {rej} rejected, {pending} pending"
     );
     Ok(())
@@ -205,6 +205,6 @@ pub fn run_prompt(args: super::PromptArgs) -> anyhow::Result<()> {
         g.set_settings(s, project.state());
         g.peek_generate(g.settings().per_request)?
     };
-    println!("{}", planned.prompt());
+    crate::outln!("{}", planned.prompt());
     Ok(())
 }

@@ -48,7 +48,7 @@ pub fn run(args: super::ImportArgs) -> anyhow::Result<()> {
     let skipped = total - fresh.len();
     let samples = seeds::to_samples(&args.file, fresh, origin);
     let ids = project.add_samples(samples)?;
-    println!(
+    crate::outln!(
         "Imported {} {} example{} into {}{}.",
         ids.len(),
         origin.as_str(),

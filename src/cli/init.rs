@@ -166,7 +166,7 @@ fn print_summary(p: &Project) {
     let st = p.state();
     let count = |o: Origin| st.samples.iter().filter(|s| s.origin == o).count();
     let held = count(Origin::Validation) + count(Origin::Test);
-    println!(
+    crate::outln!(
         "Created {}: {} classes, {} seed examples{}.",
         p.dir().display(),
         p.config().classes.len(),
@@ -185,13 +185,13 @@ fn print_summary(p: &Project) {
         .map(|c| c.name.as_str())
         .collect();
     if !undescribed.is_empty() {
-        println!(
+        crate::outln!(
             "Classes without a description: {} — add one per class in {} (the LLM sees them).",
             undescribed.join(", "),
             p.config_path().display()
         );
     }
-    println!(
+    crate::outln!(
         "Next: check [backend] in {}, then run `straddle tui {}` (or `straddle generate {} --count 50`).",
         p.config_path().display(),
         p.dir().display(),

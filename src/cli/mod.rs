@@ -10,6 +10,7 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod init;
+pub mod out;
 pub mod stats;
 
 /// Grow a handful of labelled examples into a curated text-classification

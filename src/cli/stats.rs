@@ -58,12 +58,8 @@ pub fn run(args: super::StatsArgs) -> anyhow::Result<()> {
 
 /// Print to stdout; a closed pipe (`| head`) is not an error.
 pub fn print_stdout(text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    super::out::write(false, text);
+    Ok(())
 }
 
 /// The human-readable form.

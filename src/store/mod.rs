@@ -193,7 +193,7 @@ impl Project {
     /// unnoticed.
     pub fn warn_about_journal(&self) {
         for m in self.report.messages(&self.journal_path()) {
-            eprintln!("warning: {m}");
+            crate::errln!("warning: {m}");
         }
     }
 

@@ -175,6 +175,22 @@ fn read_delimited(
         if rec.iter().all(|f| f.trim().is_empty()) {
             continue;
         }
+        if rec.len() != headers.len() {
+            // A row with a field too many or too few would be read into
+            // the wrong columns ("Hello, how are you,A" as text "Hello",
+            // label "how are you"): refuse it instead.
+            let hint = if delim == b'\t' {
+                "a TSV field cannot hold a tab (quotes are not special in TSV)"
+            } else {
+                "quote a field that holds a comma: \"Hello, how are you\",A"
+            };
+            return Err(error::user(format!(
+                "{}:{line}: expected {} fields, found {}; {hint}",
+                path.display(),
+                headers.len(),
+                rec.len()
+            )));
+        }
         let get = |i: usize, what: &str| -> anyhow::Result<String> {
             rec.get(i).map(|s| s.trim().to_string()).ok_or_else(|| {
                 error::user(format!(
@@ -205,6 +221,13 @@ fn check(path: &Path, line: usize, text: String, label: String) -> anyhow::Resul
             path.display()
         )));
     }
+    if let Some(why) = crate::store::config_file::class_name_problem(label.trim()) {
+        return Err(error::user(format!(
+            "{}:{line}: label '{}' {why}",
+            path.display(),
+            label.trim().escape_debug()
+        )));
+    }
     Ok(Example {
         text,
         label: label.trim().to_string(),
@@ -226,10 +249,9 @@ fn read_jsonl(path: &Path, content: &str, cols: &Columns) -> anyhow::Result<Vec<
         let field = |key: &str, flag: &str| -> anyhow::Result<String> {
             match obj.get(key) {
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
-                Some(serde_json::Value::Bool(b)) => Ok(b.to_string()),
+                // `true` or `3` is more likely a mistake than a label.
                 Some(other) => Err(error::user(format!(
-                    "{}:{line}: '{key}' must be a string, found {}",
+                    "{}:{line}: '{key}' must be a string, found {} ({other}); write it in quotes",
                     path.display(),
                     json_kind(other)
                 ))),
@@ -349,10 +371,11 @@ fn push_description(
     label: String,
     description: String,
 ) -> anyhow::Result<()> {
-    if label.trim().is_empty() {
+    if let Some(why) = crate::store::config_file::class_name_problem(label.trim()) {
         return Err(error::user(format!(
-            "{}:{line}: empty label",
-            path.display()
+            "{}:{line}: label '{}' {why}",
+            path.display(),
+            label.trim().escape_debug()
         )));
     }
     if let Some(prev) = out.iter().find(|d| d.label == label) {
