@@ -87,7 +87,11 @@ fn init_from_files(args: &super::InitArgs) -> anyhow::Result<Project> {
         text: args.text_col.clone(),
         label: args.label_col.clone(),
     };
-    let examples = seeds::read_examples(seeds_path, &cols)?;
+    let (examples, warnings) =
+        seeds::dedup_examples(seeds_path, seeds::read_examples(seeds_path, &cols)?);
+    for w in warnings {
+        crate::errln!("warning: {w}");
+    }
     let classes = match &args.descriptions {
         Some(dpath) => {
             let descs = seeds::read_descriptions(dpath)?;

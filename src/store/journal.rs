@@ -670,6 +670,76 @@ impl Journal {
         Ok(events)
     }
 
+    /// Append `n` events produced one at a time by `produce` (which calls
+    /// the function it is given once per event) as one batch, without
+    /// holding them: lines go to the file in 1 MB writes as they come,
+    /// then one fsync. Replay applies the batch only once all `n` lines
+    /// are there (see [`batch_header`]), so a crash half-way applies none
+    /// of it. On error (from `produce`, the disk, or a count other than
+    /// `n`) the file is truncated back and no id is consumed. Returns the
+    /// id of the first event.
+    pub fn append_with(
+        &mut self,
+        n: usize,
+        produce: impl FnOnce(&mut dyn FnMut(EventKind) -> anyhow::Result<()>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<EventId> {
+        let first = self.next_id;
+        if n == 0 {
+            return Ok(first);
+        }
+        let ts = now_ms();
+        let mut buf = String::with_capacity(1 << 20);
+        if n > 1 {
+            buf.push_str(&batch_header(n));
+            buf.push('\n');
+        }
+        let mut count = 0usize;
+        let mut written = 0u64;
+        let file = &mut self.file;
+        let res = produce(&mut |kind| {
+            if count >= n {
+                anyhow::bail!("more than the {n} events announced");
+            }
+            let mut e = Event {
+                v: SCHEMA_VERSION,
+                id: first + count as u64,
+                ts,
+                kind,
+            };
+            push_redacted(&mut buf, &mut e);
+            count += 1;
+            if buf.len() >= 1 << 20 {
+                file.write_all(buf.as_bytes())?;
+                written += buf.len() as u64;
+                buf.clear();
+            }
+            Ok(())
+        })
+        .and_then(|()| {
+            if count != n {
+                anyhow::bail!("{count} events produced, {n} announced");
+            }
+            Ok(())
+        })
+        .and_then(|()| {
+            file.write_all(buf.as_bytes())?;
+            written += buf.len() as u64;
+            file.sync_data()?;
+            Ok(())
+        });
+        match res {
+            Ok(()) => {
+                self.len += written;
+                self.next_id += n as u64;
+                Ok(first)
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                Err(e.context(format!("cannot append to journal {}", self.path.display())))
+            }
+        }
+    }
+
     /// Write bytes and fsync; roll back on failure.
     fn write_durably(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         let res = self

@@ -215,6 +215,24 @@ impl Project {
         Ok(events)
     }
 
+    /// Append `n` events streamed by `produce` as one atomic batch (see
+    /// [`Journal::append_with`]) without holding them in memory, and close
+    /// the project: the events are not folded into this state (that is
+    /// what would cost the memory), so it is consumed. Returns the id of
+    /// the first event.
+    pub fn append_stream(
+        mut self,
+        n: usize,
+        produce: impl FnOnce(&mut dyn FnMut(EventKind) -> anyhow::Result<()>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<crate::domain::EventId> {
+        let dir = self.dir.clone();
+        let journal = self
+            .journal
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("project {} was opened read-only", dir.display()))?;
+        journal.append_with(n, produce)
+    }
+
     /// Add samples (ids assigned densely after the last one), durably.
     pub fn add_samples(&mut self, samples: Vec<NewSample>) -> anyhow::Result<Vec<SampleId>> {
         let kinds = sample_kinds(&self.state, samples);

@@ -132,6 +132,9 @@ struct Run {
     max_generate_requests: usize,
     stopping: bool,
     bar: ProgressBar,
+    /// Usage already in the journal (recorded as deltas with each append,
+    /// so a killed run's requests still count).
+    usage_recorded: crate::domain::Usage,
 }
 
 fn progress_bar(len: u64, show: bool) -> ProgressBar {
@@ -188,6 +191,7 @@ impl Run {
                 max_generate_requests,
                 stopping: false,
                 bar,
+                usage_recorded: Default::default(),
             },
             events,
         ))
@@ -244,11 +248,22 @@ impl Run {
         self.bar.set_message(msg);
     }
 
-    fn append(&mut self, kinds: Vec<EventKind>) -> anyhow::Result<Vec<crate::domain::Event>> {
+    fn append(&mut self, mut kinds: Vec<EventKind>) -> anyhow::Result<Vec<crate::domain::Event>> {
         if kinds.is_empty() {
             return Ok(Vec::new());
         }
-        self.project.append(kinds)
+        // The usage since the last append rides along (same write, same fsync).
+        let now = self.engine.usage();
+        let delta = now.since(&self.usage_recorded);
+        if !delta.is_empty() {
+            kinds.push(EventKind::UsageRecorded(UsageRecorded {
+                run: self.summary.run.into(),
+                usage: delta,
+            }));
+        }
+        let events = self.project.append(kinds)?;
+        self.usage_recorded = now;
+        Ok(events)
     }
 
     fn on_event(&mut self, ev: EngineEvent) -> anyhow::Result<()> {
@@ -413,10 +428,12 @@ impl Run {
         self.summary.prompt_tokens = usage.prompt_tokens;
         self.summary.completion_tokens = usage.completion_tokens;
         self.summary.cost = usage.cost;
+        // The rest not yet recorded with an append (always one event, so a
+        // run is on record even when it used nothing).
         self.project
             .append(vec![EventKind::UsageRecorded(UsageRecorded {
                 run: run.into(),
-                usage,
+                usage: usage.since(&self.usage_recorded),
             })])?;
         Ok(self.summary)
     }
@@ -431,6 +448,7 @@ pub async fn generate(
 ) -> anyhow::Result<RunSummary> {
     let len = opts.count as u64;
     let (mut run, mut events) = Run::new(project, &backend, Some(settings), opts, len)?;
+    run.summary.run = "generate";
     run.fill()?;
     let res = run.drive(&mut events).await;
     let summary = run.finish("generate")?;
@@ -452,6 +470,7 @@ pub async fn run_planned(
     let len = planned.iter().map(|p| p.n).sum::<usize>() as u64;
     let opts = RunOptions { count: 0, ..opts };
     let (mut run, mut events) = Run::new(project, &backend, None, opts, len)?;
+    run.summary.run = run_name;
     for p in planned {
         run.expected += p.n;
         run.submit(p);
@@ -478,6 +497,7 @@ pub async fn relabel(
         progress,
     };
     let (mut run, mut events) = Run::new(project, &backend, None, opts, ids.len() as u64)?;
+    run.summary.run = "relabel";
     for id in ids {
         let p = run.generator.plan_relabel(run.project.state(), id)?;
         run.submit(p);
