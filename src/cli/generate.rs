@@ -165,6 +165,7 @@ pub fn run_review(args: super::ReviewArgs) -> anyhow::Result<()> {
         ));
     }
     let mut project = Project::open(&args.dir)?;
+    project.warn_about_journal();
     let events = rules::apply_rules(
         project.state(),
         args.accept_agreeing,

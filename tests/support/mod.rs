@@ -1143,15 +1143,28 @@ fn reset_mid_stream(req: &Request, text: &str) -> Response {
             vec![Bytes::from(whole[..half].to_string())],
         )
     };
-    let items: Vec<Result<Bytes, std::io::Error>> = first
-        .into_iter()
-        .map(Ok)
-        .chain(std::iter::once(Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionReset,
-            "reset by test server",
-        ))))
-        .collect();
-    let mut r = Response::new(Body::from_stream(futures_util::stream::iter(items)));
+    // The bytes go out first (with the headers), then the stream fails a
+    // moment later and hyper aborts the connection: a reset mid-reply.
+    let mut items: VecDeque<Bytes> = first.into();
+    let stream = futures_util::stream::unfold((), move |()| {
+        let next = items.pop_front();
+        async move {
+            match next {
+                Some(b) => Some((Ok(b), ())),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "reset by test server",
+                        )),
+                        (),
+                    ))
+                }
+            }
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
