@@ -17,7 +17,7 @@ use straddle::domain::Origin;
 use straddle::store::{JOURNAL_FILE, Project};
 use support::{Script, TestServer};
 
-const ROUNDS: usize = 6;
+const ROUNDS: usize = 8;
 
 fn run_ok(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_straddle"))
@@ -43,6 +43,32 @@ fn kill_after(args: &[&str], delay: Duration) -> bool {
     std::thread::sleep(delay); // the random kill moment, not synchronisation
     let finished = child.try_wait().unwrap().is_some();
     let _ = child.kill(); // SIGKILL on Unix
+    child.wait().unwrap();
+    finished
+}
+
+/// Start `args` and kill it with SIGKILL once the journal has grown past
+/// `size` (the run is writing) plus `extra`, or when it ends. The wait is
+/// a bounded poll. Returns whether it had finished by itself.
+fn kill_while_writing(args: &[&str], journal: &Path, size: u64, extra: Duration) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_straddle"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    for _ in 0..30_000 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if std::fs::metadata(journal).map(|m| m.len()).unwrap_or(0) > size {
+            std::thread::sleep(extra);
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
     child.wait().unwrap();
     finished
 }
@@ -77,7 +103,7 @@ fn kill_9_during_import_applies_all_or_nothing() {
     let mut imported = 0usize;
     for round in 0..ROUNDS {
         // A fresh file per round, so each import adds all its rows.
-        let rows = 60_000;
+        let rows = 20_000;
         let body: String = (0..rows)
             .map(|i| {
                 format!(
@@ -89,8 +115,18 @@ fn kill_9_during_import_applies_all_or_nothing() {
         let file = tmp.path().join(format!("r{round}.csv"));
         std::fs::write(&file, format!("text,label\n{body}")).unwrap();
         let before = lines(&dir);
-        let delay = Duration::from_millis(rng.random_range(5..400));
-        let finished = kill_after(&["import", d, file.to_str().unwrap()], delay);
+        let jpath = dir.join(JOURNAL_FILE);
+        let size = std::fs::metadata(&jpath).unwrap().len();
+        let args = ["import", d, file.to_str().unwrap()];
+        // Odd rounds: a random moment; even rounds: while the batch is
+        // being written (the journal has started to grow).
+        let delay =
+            Duration::from_millis(rng.random_range(0..if round % 2 == 0 { 30 } else { 3000 }));
+        let finished = if round % 2 == 0 {
+            kill_while_writing(&args, &jpath, size, delay)
+        } else {
+            kill_after(&args, delay)
+        };
         let p = check_prefix(&dir, &before);
         let n = p.state().samples.len() - 2;
         assert!(
@@ -99,6 +135,7 @@ fn kill_9_during_import_applies_all_or_nothing() {
              expected {imported} or {}",
             imported + rows
         );
+        eprintln!("import round {round}: killed after {delay:?}, finished {finished}, rows {n}");
         imported = n;
         // Ids stay dense and unique.
         for (i, s) in p.state().samples.iter().enumerate() {
@@ -137,6 +174,7 @@ fn kill_9_during_generate_loses_nothing_acknowledged() {
         &server.backend().model,
     ]);
     let mut rng = rand::rngs::StdRng::seed_from_u64(9);
+    let mut generated = 0;
     for round in 0..ROUNDS {
         let before = lines(&dir);
         let delay = Duration::from_millis(rng.random_range(50..1500));
@@ -152,6 +190,9 @@ fn kill_9_during_generate_loses_nothing_acknowledged() {
             assert_eq!(s.id, i as u64 + 1, "round {round}");
         }
         assert!(st.samples.iter().any(|s| s.origin == Origin::Seed));
+        let now = st.generated().count();
+        assert!(now >= generated, "round {round}: generated samples lost");
+        generated = now;
         // A torn tail or batch was cut and reported, never applied.
         let r = p.load_report();
         assert!(
@@ -160,4 +201,8 @@ fn kill_9_during_generate_loses_nothing_acknowledged() {
             r.skipped
         );
     }
+    assert!(
+        generated > 0,
+        "the runs were killed mid-way, not before they began"
+    );
 }

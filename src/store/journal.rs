@@ -373,16 +373,34 @@ fn scan_reader<R: Read>(
     }
     let mut tail = None;
     let mut torn_batch = None;
-    if let Some(b) = batch.take() {
-        let t = b.torn();
+    if let Some(mut b) = batch.take() {
         if filled > 0 {
             line += 1;
         }
-        sink(
-            t.line,
-            Err(torn_batch_reason(&t, "the append was interrupted")),
-        );
-        torn_batch = Some(t);
+        // Only the final newline missing: the batch is whole.
+        let mut last = None;
+        if filled > 0 && b.items.len() + 1 == b.announced {
+            scan_line(&buf[..filled], true, line, &mut |l, r| last = Some((l, r)));
+        }
+        match last {
+            Some((l, Ok(ev))) => {
+                b.items.push((l, Ok(ev)));
+                for (l, r) in b.items {
+                    if l > 0 {
+                        sink(l, r);
+                    }
+                }
+                tail = Some((base, true));
+            }
+            _ => {
+                let t = b.torn();
+                sink(
+                    t.line,
+                    Err(torn_batch_reason(&t, "the append was interrupted")),
+                );
+                torn_batch = Some(t);
+            }
+        }
     } else if filled > 0 {
         line += 1;
         tail = Some((base, scan_line(&buf[..filled], false, line, &mut sink)));
@@ -1107,7 +1125,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");
         let kinds: Vec<EventKind> = (1..=40).flat_map(|i| [add(i), accept(i)]).collect();
-        drop(Journal::create(&path, kinds).unwrap());
+        // One event per append: no batch header, so line n is event n.
+        let (mut j, _) = Journal::create(&path, vec![]).unwrap();
+        for k in kinds {
+            j.append(vec![k]).unwrap();
+        }
+        drop(j);
         let mut bytes = std::fs::read(&path).unwrap();
         // Garble line 7, add a blank line, tear the end.
         let l7 = bytes
@@ -1207,7 +1230,8 @@ mod tests {
         let (mut j, report) = Journal::open(&path, &mut st).unwrap();
         assert_eq!(report.events, 2);
         assert_eq!(report.skipped.len(), 1);
-        assert_eq!(report.skipped[0].line, 3);
+        // Line 1 is the header of the two-event batch.
+        assert_eq!(report.skipped[0].line, 4);
         let torn = report.torn_tail.unwrap();
         let saved = torn.saved_to.unwrap();
         assert_eq!(
@@ -1284,5 +1308,112 @@ mod tests {
         let mut st = ProjectState::new(true);
         let r = replay(&std::fs::read(&path).unwrap(), &mut st).report;
         assert_eq!((r.events, r.skipped.len()), (221, 0));
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use crate::domain::{NewSample, Origin, SampleAdded};
+
+    fn add(id: u64) -> EventKind {
+        EventKind::SampleAdded(SampleAdded::new(
+            id,
+            NewSample {
+                text: format!("text {id}"),
+                label: "A".into(),
+                origin: Origin::Seed,
+                provenance: Default::default(),
+            },
+        ))
+    }
+
+    #[test]
+    fn a_batch_is_applied_whole_or_not_at_all_at_every_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut j, _) = Journal::create(&path, vec![add(1)]).unwrap();
+        j.append((2..=6).map(add).collect()).unwrap();
+        drop(j);
+        let full = std::fs::read(&path).unwrap();
+        let header = full.iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert!(full[header..].starts_with(b"{\"batch\":5}\n"));
+        for cut in header..full.len() {
+            let mut st = ProjectState::new(true);
+            let r = replay(&full[..cut], &mut st);
+            let n = st.samples.len();
+            // Cut only the final newline: the batch is whole.
+            let whole = cut == full.len() - 1;
+            assert_eq!(n, if whole { 6 } else { 1 }, "cut at {cut}");
+            if !whole && cut >= header + 12 {
+                assert_eq!(
+                    r.torn_batch.map(|t| t.0),
+                    Some(header as u64),
+                    "cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_cut_off_by_another_is_skipped_and_reported() {
+        let mut bytes = Vec::new();
+        let line = |id: u64| {
+            let e = Event {
+                v: SCHEMA_VERSION,
+                id,
+                ts: 1,
+                kind: add(id),
+            };
+            e.to_json_line() + "\n"
+        };
+        bytes.extend(line(1).as_bytes());
+        bytes.extend(b"{\"batch\":3}\n");
+        bytes.extend(line(2).as_bytes());
+        bytes.extend(b"{\"batch\":2}\n");
+        bytes.extend(line(2).as_bytes());
+        bytes.extend(line(3).as_bytes());
+        let mut st = ProjectState::new(true);
+        let r = replay(&bytes, &mut st);
+        assert_eq!(st.samples.len(), 3);
+        assert_eq!(r.report.skipped.len(), 1);
+        assert_eq!(r.report.skipped[0].line, 2);
+        assert!(r.report.skipped[0].reason.contains("another batch starts"));
+        assert_eq!(r.torn_batch, None);
+    }
+
+    #[test]
+    fn append_with_rolls_back_on_a_wrong_count_or_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut j, _) = Journal::create(&path, vec![add(1)]).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        assert!(
+            j.append_with(3, |push| {
+                push(add(2))?;
+                push(add(3))
+            })
+            .is_err()
+        );
+        assert!(
+            j.append_with(2, |push| {
+                push(add(2))?;
+                anyhow::bail!("reader failed")
+            })
+            .is_err()
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(j.next_id(), 2);
+        let first = j
+            .append_with(2, |push| {
+                push(add(2))?;
+                push(add(3))
+            })
+            .unwrap();
+        assert_eq!(first, 2);
+        drop(j);
+        let mut st = ProjectState::new(true);
+        replay(&std::fs::read(&path).unwrap(), &mut st);
+        assert_eq!(st.samples.len(), 3);
     }
 }
