@@ -668,7 +668,10 @@ impl Journal {
             len: 0,
             next_id: 1,
         };
-        let events = j.append(kinds)?;
+        // No batch header: a new journal is made in a temporary folder and
+        // renamed into place (`Project::create`), which is atomic already,
+        // and its lines stay independent (a damaged one costs only itself).
+        let events = j.append_lines(kinds, false)?;
         Ok((j, events))
     }
 
@@ -685,6 +688,12 @@ impl Journal {
     /// them durable with one fsync. On error nothing is appended (the file
     /// is truncated back) and no id is consumed.
     pub fn append(&mut self, kinds: Vec<EventKind>) -> anyhow::Result<Vec<Event>> {
+        self.append_lines(kinds, true)
+    }
+
+    /// [`Journal::append`]; `batched` writes the batch header for more
+    /// than one event.
+    fn append_lines(&mut self, kinds: Vec<EventKind>, batched: bool) -> anyhow::Result<Vec<Event>> {
         if kinds.is_empty() {
             return Ok(Vec::new());
         }
@@ -700,7 +709,7 @@ impl Journal {
             })
             .collect();
         let mut buf = String::with_capacity(events.len() * 160 + 40);
-        if events.len() > 1 {
+        if batched && events.len() > 1 {
             buf.push_str(&batch_header(events.len()));
             buf.push('\n');
         }
@@ -1254,8 +1263,7 @@ mod tests {
         let (mut j, report) = Journal::open(&path, &mut st).unwrap();
         assert_eq!(report.events, 2);
         assert_eq!(report.skipped.len(), 1);
-        // Line 1 is the header of the two-event batch.
-        assert_eq!(report.skipped[0].line, 4);
+        assert_eq!(report.skipped[0].line, 3);
         let torn = report.torn_tail.unwrap();
         let saved = torn.saved_to.unwrap();
         assert_eq!(
