@@ -47,6 +47,11 @@ fn ok(o: Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+fn ok_out(o: Output) -> Vec<u8> {
+    assert!(o.status.success(), "{}", text(&o));
+    o.stdout
+}
+
 fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     let p = dir.join(name);
     std::fs::write(&p, content).unwrap();
@@ -385,6 +390,17 @@ fn generate_and_relabel_exit_non_zero_when_every_request_fails() {
     assert!(
         all.contains("server_error") && all.contains("look at its log"),
         "{all}"
+    );
+    // The run's usage agrees with its failure events.
+    let stats: Value = serde_json::from_slice(&ok_out(straddle(&["stats", d, "--json"]))).unwrap();
+    let failed = stats["failures_by_reason"]["server_error"]
+        .as_u64()
+        .unwrap();
+    assert!(failed > 0);
+    assert_eq!(
+        stats["usage"]["failures"]["server_error"].as_u64(),
+        Some(failed),
+        "{stats}"
     );
 
     // A generated example to relabel, then relabel against the 503s.

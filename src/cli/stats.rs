@@ -41,7 +41,16 @@ pub fn stats_json(p: &Project) -> serde_json::Value {
             "cost": u.cost,
             "failures": u.failures,
         },
+        // `generation_failed` events (failed requests and unusable
+        // replies); `usage.failures` counts failed requests of every kind.
         "failures": st.failures.len(),
+        "failures_by_reason": st.failures.iter().fold(
+            std::collections::BTreeMap::<&str, u64>::new(),
+            |mut m, (_, f)| {
+                *m.entry(f.reason.as_str()).or_default() += 1;
+                m
+            },
+        ),
         "rounds": st.rounds.len(),
     })
 }
