@@ -881,3 +881,45 @@ fn import_streams_a_big_file_as_one_batch() {
         "example text number 19999 for the import"
     );
 }
+
+#[test]
+fn the_dataset_card_table_survives_pipes_and_newlines() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let seeds = write(tmp.path(), "s.csv", "text,label\nHello,A|B\nBye,C\n");
+    let descs = write(
+        tmp.path(),
+        "d.csv",
+        "label,description\nA|B,\"pipes | and\nnewlines\"\nC,plain\n",
+    );
+    ok(straddle(&[
+        "init",
+        dir.to_str().unwrap(),
+        "--seeds",
+        seeds.to_str().unwrap(),
+        "--descriptions",
+        descs.to_str().unwrap(),
+    ]));
+    let out = tmp.path().join("hf");
+    ok(straddle(&[
+        "export",
+        dir.to_str().unwrap(),
+        "--format",
+        "hf",
+        "--out",
+        out.to_str().unwrap(),
+        "--include-seeds",
+    ]));
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    let table: Vec<&str> = card
+        .lines()
+        .skip_while(|l| !l.starts_with("| class |"))
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    assert_eq!(table.len(), 5, "header, rule, two classes, total:\n{card}");
+    for row in &table {
+        let cells = row.replace("\\|", "").matches('|').count();
+        assert_eq!(cells, 5, "{row}");
+    }
+    assert!(card.contains("A\\|B"), "{card}");
+}
