@@ -261,7 +261,7 @@ fn a_huge_reply_fails_as_too_large_and_stores_at_most_4_kib() {
     assert!(text(&out).contains("too_large"), "{}", text(&out));
     let grown = std::fs::metadata(dir.join(JOURNAL_FILE)).unwrap().len() - before;
     assert!(grown < 200 << 10, "journal grew by {grown} bytes");
-    let cache: u64 = files(&dir.join("cache").as_path().to_path_buf())
+    let cache: u64 = files(&dir.join("cache"))
         .iter()
         .map(|(_, b)| b.len() as u64)
         .sum::<u64>();
