@@ -172,7 +172,6 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
         let config = project.config_path().display().to_string();
         let summary = run::run_planned(project, backend.clone(), planned, opts, "loop").await?;
         crate::outln!("Round {round}: {summary}");
-        super::generate::no_progress_error(&summary, &backend, &config)?;
         project = Project::open(&args.dir)?;
         if summary.interrupted {
             crate::outln!(
@@ -185,6 +184,7 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
                 "round {round} stopped: {why}; everything so far is saved (no score recorded for it)"
             ));
         }
+        super::generate::no_progress_error(&summary, &backend, &config)?;
         let (scored, ev) = s3::score_round(project.state(), &names, &cfg, round)
             .ok_or_else(|| no_heldout_error(&args.dir))?;
         crate::outln!(

@@ -134,8 +134,8 @@ pub(crate) fn no_progress_error(
     config: &str,
 ) -> anyhow::Result<()> {
     let t = &summary.failures;
-    if let Some(msg) = t.breaker_message(backend, config) {
-        return Err(anyhow::anyhow!("{msg}"));
+    if let (Some(why), Some(_)) = (&summary.stopped, t.tripped()) {
+        return Err(anyhow::anyhow!("{why}"));
     }
     let progress = summary.examples > 0 || summary.relabelled > 0;
     match t.no_progress(progress, backend, config) {

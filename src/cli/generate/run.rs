@@ -301,13 +301,13 @@ impl Run {
                 // Every failed request counts, relabels included.
                 self.summary.failed_requests += 1;
                 self.append(kinds)?;
-                if self.summary.failures.failure(reason) {
-                    self.trip_breaker();
-                }
+                let tripped = self.summary.failures.failure(reason);
                 if is_fatal(reason) && !self.stopping {
                     self.summary.stopped = Some(message);
                     self.summary.fatal = true;
                     self.stop();
+                } else if tripped {
+                    self.trip_breaker();
                 }
             }
             EngineEvent::Backoff { reason, .. } => {
