@@ -4,7 +4,7 @@
 //! and so by `scripts/test.sh`.
 //!
 //! ```text
-//! 0  domain, error                  plain data, no I/O
+//! 0  domain, error, secrets         plain data, no I/O
 //! 1  store, llm, logging            the project folder, the HTTP client
 //! 2  engine, augment, classify,     scheduling, prompts/parsing/strategies,
 //!    embed                          the small classifier, embeddings
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 /// A module's layer; `None` for one the table does not know yet.
 fn layer(module: &str) -> Option<u8> {
     Some(match module {
-        "domain" | "error" => 0,
+        "domain" | "error" | "secrets" => 0,
         "store" | "llm" | "logging" => 1,
         "engine" | "augment" | "classify" | "embed" => 2,
         "app" => 3,
