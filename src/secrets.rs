@@ -109,6 +109,14 @@ pub fn redact_owned(text: String) -> String {
     }
 }
 
+/// Text made safe to print: secrets redacted, controls escaped.
+pub fn clean(s: &str) -> std::borrow::Cow<'_, str> {
+    match redact(s) {
+        std::borrow::Cow::Borrowed(b) => escape_controls(b),
+        std::borrow::Cow::Owned(o) => std::borrow::Cow::Owned(escape_controls(&o).into_owned()),
+    }
+}
+
 /// Whether `c` must not reach a terminal raw: C0/C1 controls (but `\n`
 /// and `\t`), DEL, and the bidirectional overrides that reorder text.
 fn is_unsafe(c: char) -> bool {

@@ -10,18 +10,9 @@
 //! a closed pipe (`straddle eval --json | head -1`) as the end of output
 //! rather than a panic.
 
-use std::borrow::Cow;
 use std::io::Write;
 
-pub use crate::secrets::escape_controls;
-
-/// Text made safe to print: secrets redacted, controls escaped.
-pub fn clean(s: &str) -> Cow<'_, str> {
-    match crate::secrets::redact(s) {
-        Cow::Borrowed(b) => escape_controls(b),
-        Cow::Owned(o) => Cow::Owned(escape_controls(&o).into_owned()),
-    }
-}
+pub use crate::secrets::{clean, escape_controls};
 
 /// Write `text` cleaned to stdout (`err` false) or stderr. A closed pipe
 /// ends the process quietly (exit 0): the reader has what it wanted.
@@ -63,6 +54,7 @@ macro_rules! errln {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::borrow::Cow;
 
     #[test]
     fn escapes_terminal_controls_but_keeps_layout() {

@@ -193,7 +193,13 @@ impl Project {
     /// unnoticed.
     pub fn warn_about_journal(&self) {
         for m in self.report.messages(&self.journal_path()) {
-            crate::errln!("warning: {m}");
+            // Cleaned as the CLI's output is (the store cannot use the
+            // CLI's macros: they live a layer above).
+            let line = format!("warning: {m}\n");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                crate::secrets::clean(&line).as_bytes(),
+            );
         }
     }
 
