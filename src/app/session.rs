@@ -1372,6 +1372,109 @@ mod tests {
         assert_eq!(r.generate_jobs(), 3);
     }
 
+    /// Issue 10: a server that keeps timing out trips the breaker after
+    /// `BREAKER_AFTER` failed attempts in a row (retries included); the
+    /// session blocks with the breaker's fix, cancels what is in flight,
+    /// and a fresh start rearms it. An answer in between resets the streak.
+    #[test]
+    fn the_circuit_breaker_blocks_after_a_streak_of_failed_attempts() {
+        use crate::engine::failures::BREAKER_AFTER;
+        let mut r = rig(Counting::ThisRun, 2, false);
+        r.start(100);
+        let backoff = |tag: u64| EngineEvent::Backoff {
+            id: tag,
+            tag,
+            reason: FailReason::Timeout,
+            status: None,
+            attempt: 1,
+            max_retries: 50,
+            wait: Duration::ZERO,
+        };
+        let tag = r.open[0].tag;
+        for _ in 0..BREAKER_AFTER - 1 {
+            let out = r.s.on_engine(&r.st, backoff(tag));
+            assert!(out.control.is_empty());
+        }
+        // An answer ends the streak.
+        r.answer_next(2);
+        assert_eq!(r.s.report().failures.tripped(), None);
+        let tag = r.open[0].tag;
+        let mut controls = Vec::new();
+        for _ in 0..BREAKER_AFTER - 1 {
+            let out = r.s.on_engine(&r.st, backoff(tag));
+            controls.extend(r.run(out));
+        }
+        assert!(controls.is_empty());
+        assert_eq!(r.s.status().phase, Phase::Running);
+        // The last attempt fails for good: the streak is long enough.
+        let job = r.open.pop_front().unwrap();
+        let controls = r.fail(job, FailReason::Timeout);
+        assert_eq!(controls, [Control::CancelAll]);
+        let Phase::Blocked(m) = r.s.status().phase else {
+            panic!("{:?}", r.s.status())
+        };
+        assert!(
+            m.contains("circuit breaker") && m.contains("timeout_s"),
+            "{m}"
+        );
+        let stop = r.s.status().stop.unwrap();
+        assert!(matches!(
+            stop,
+            StopReason::Breaker {
+                kind: FailReason::Timeout,
+                ..
+            }
+        ));
+        assert!(!stop.is_fatal());
+        assert_eq!(r.s.report().failures.get("timeout"), Some(&1));
+        assert_eq!(r.st.failures.len(), 1, "the failed request is journaled");
+        // The cancelled ones end; nothing new is planned while blocked.
+        while let Some(job) = r.open.pop_front() {
+            r.fail(job, FailReason::Cancelled);
+        }
+        assert!(!r.s.busy());
+        assert!(r.open.is_empty());
+        // g again: rearmed, generating.
+        r.start(100);
+        assert_eq!(r.s.status().phase, Phase::Running);
+        assert_eq!(r.s.report().failures.tripped(), None);
+        assert_eq!(r.generate_jobs(), 2);
+    }
+
+    /// A failure no retry fixes wins over a breaker that trips with it.
+    #[test]
+    fn a_fatal_failure_wins_over_the_breaker() {
+        use crate::engine::failures::BREAKER_AFTER;
+        let mut r = rig(Counting::ThisRun, 1, false);
+        r.start(100);
+        let tag = r.open[0].tag;
+        for _ in 0..BREAKER_AFTER - 1 {
+            let out = r.s.on_engine(
+                &r.st,
+                EngineEvent::Backoff {
+                    id: tag,
+                    tag,
+                    reason: FailReason::Connect,
+                    status: None,
+                    attempt: 1,
+                    max_retries: 50,
+                    wait: Duration::ZERO,
+                },
+            );
+            r.run(out);
+        }
+        let job = r.open.pop_front().unwrap();
+        r.fail(job, FailReason::Connect);
+        assert!(r.s.report().failures.tripped().is_some());
+        assert!(matches!(
+            r.s.status().stop,
+            Some(StopReason::Backend {
+                kind: FailReason::Connect,
+                ..
+            })
+        ));
+    }
+
     #[test]
     fn pause_holds_planning_and_stop_cancels() {
         let mut r = rig(Counting::ThisRun, 2, false);
