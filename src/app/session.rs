@@ -46,8 +46,9 @@
 //! Where the next pieces plug in: a class scheduler is asked once per free
 //! slot (`Generator::plan_generate_n` in `fill`, never a queue of plans);
 //! a strategy joins through `augment::strategy`; failure kinds and stop
-//! reasons are in [`Report::failures`] and [`StopReason`]; other job kinds (embeddings) travel as the engine jobs of
-//! [`Output::submit`]; a batch file carries those jobs (tagged with their
+//! reasons are in [`Report::failures`] and [`StopReason`]; other job
+//! kinds (embeddings) travel as the engine jobs of [`Output::submit`]; a
+//! batch file carries those jobs (tagged with their
 //! [`RequestId`]) and brings replies back as `EngineEvent::Finished` with
 //! the same tag.
 
