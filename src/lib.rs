@@ -18,6 +18,7 @@ pub mod engine;
 pub mod error;
 pub mod llm;
 pub mod logging;
+pub mod secrets;
 pub mod store;
 pub mod tui;
 

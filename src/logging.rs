@@ -59,7 +59,11 @@ pub fn filter(spec: Option<&str>) -> EnvFilter {
 pub fn init() -> Option<PathBuf> {
     let path = log_path()?;
     let file = open(&path).ok()?;
-    let writer = LogWriter::new(file, secrets_from_env());
+    let secrets = secrets_from_env();
+    for s in &secrets {
+        crate::secrets::register(s);
+    }
+    let writer = LogWriter::new(file, secrets);
     let spec = std::env::var("STRADDLE_LOG").ok();
     tracing_subscriber::fmt()
         .with_env_filter(filter(spec.as_deref()))
@@ -110,12 +114,10 @@ fn secrets_from_env() -> Vec<String> {
 
 /// Replace anything that looks like a credential in one log line.
 pub fn scrub(line: &str, secrets: &[String]) -> String {
-    let mut out = line.to_string();
-    for s in secrets {
-        if out.contains(s.as_str()) {
-            out = out.replace(s.as_str(), "[redacted]");
-        }
-    }
+    // Registered secrets (the configured key, however the server echoes
+    // it), then the ones given, then anything shaped like a credential.
+    let out = crate::secrets::redact(line);
+    let mut out = crate::secrets::redact_with(&out, secrets).into_owned();
     // `Bearer <token>` and `Authorization: <value>` (any case).
     for marker in ["bearer ", "authorization: ", "authorization=", "api-key: "] {
         out = redact_after(&out, marker);

@@ -29,7 +29,7 @@ fn main() {
         Ok(()) => {}
         Err(err) => {
             tracing::error!("{err:#}");
-            eprintln!("error: {err:#}");
+            straddle::cli::out::write(true, &format!("error: {err:#}\n"));
             std::process::exit(straddle::error::exit_code(&err));
         }
     }

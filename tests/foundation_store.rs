@@ -166,10 +166,7 @@ fn open_errors_are_clear_user_errors() {
     let err = Project::open(&dir).unwrap_err();
     let msg = err.to_string();
     assert_eq!(straddle::error::exit_code(&err), 2);
-    assert!(
-        msg.contains("straddle.toml") && msg.contains(&format!("line {line}")),
-        "{msg}"
-    );
+    assert!(msg.contains(&format!("straddle.toml:{line}: ")), "{msg}");
     let bad = text.replacen("weight = 1.0", "weight = -3.0", 1);
     std::fs::write(&path, &bad).unwrap();
     let msg = Project::open(&dir).unwrap_err().to_string();

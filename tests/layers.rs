@@ -4,7 +4,7 @@
 //! and so by `scripts/test.sh`.
 //!
 //! ```text
-//! 0  domain, error                  plain data, no I/O
+//! 0  domain, error, secrets         plain data, no I/O
 //! 1  store, llm, logging            the project folder, the HTTP client
 //! 2  engine, augment, classify,     scheduling, prompts/parsing/strategies,
 //!    embed                          the small classifier, embeddings
@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 /// A module's layer; `None` for one the table does not know yet.
 fn layer(module: &str) -> Option<u8> {
     Some(match module {
-        "domain" | "error" => 0,
+        "domain" | "error" | "secrets" => 0,
         "store" | "llm" | "logging" => 1,
         "engine" | "augment" | "classify" | "embed" => 2,
         "app" => 3,
@@ -80,6 +80,31 @@ fn graph() -> BTreeMap<(String, String), String> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
+    // `#[macro_export]` macros live at the crate root (`crate::outln!`):
+    // an import of one is an import of the module that defines it.
+    let mut macros = BTreeMap::new();
+    for f in &files {
+        let Some(m) = module_of(&src, f) else {
+            continue;
+        };
+        let text = std::fs::read_to_string(f).unwrap();
+        let mut exported = false;
+        for line in text.lines().map(str::trim_start) {
+            if line.starts_with("#[macro_export]") {
+                exported = true;
+            } else if let Some(rest) = line.strip_prefix("macro_rules!") {
+                if exported {
+                    let name: String = rest
+                        .trim_start()
+                        .chars()
+                        .take_while(|c| c.is_alphanumeric() || *c == '_')
+                        .collect();
+                    macros.insert(name, m.clone());
+                }
+                exported = false;
+            }
+        }
+    }
     let mut edges = BTreeMap::new();
     for f in files {
         let Some(from) = module_of(&src, &f) else {
@@ -87,6 +112,7 @@ fn graph() -> BTreeMap<(String, String), String> {
         };
         let text = std::fs::read_to_string(&f).unwrap();
         for (line, to) in crate_paths(&text) {
+            let to = macros.get(&to).cloned().unwrap_or(to);
             if to != from {
                 edges
                     .entry((from.clone(), to))

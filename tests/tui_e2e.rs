@@ -217,6 +217,55 @@ fn unreachable_backend_is_reported_and_the_app_keeps_working() {
     tmux.wait_exit();
 }
 
+/// A server that never answers trips the generation session's circuit
+/// breaker in the TUI too: generation stops with the breaker's message
+/// and fix instead of retrying on (issue 10).
+#[test]
+fn a_hanging_server_trips_the_breaker_in_the_tui() {
+    let server = TestServer::start(Script::always(Reply::Hang));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    let d = dir.to_str().unwrap();
+    let (url, model) = (server.base_url(), server.backend().model);
+    let o = straddle(&[
+        "init",
+        d,
+        "--example",
+        "trec6",
+        "--base-url",
+        &url,
+        "--model",
+        &model,
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let path = dir.join("straddle.toml");
+    let mut cfg: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let backend = cfg["backend"].as_table_mut().unwrap();
+    backend.insert("max_retries".into(), toml::Value::Integer(50));
+    backend.insert("timeout_s".into(), toml::Value::Float(0.2));
+    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+
+    let tmux = Tmux::start(
+        &format!(
+            "STRADDLE_CONFIG='{}' '{}' tui '{d}'",
+            tmp.path().join("none.toml").display(),
+            bin()
+        ),
+        160,
+        40,
+    );
+    tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
+    tmux.keys("g");
+    tmux.wait_for("the breaker's message", |s| s.contains("circuit breaker"));
+    assert!(
+        server.requests() < 40,
+        "{} requests: the breaker stopped the retries",
+        server.requests()
+    );
+    tmux.keys("q");
+    tmux.wait_exit();
+}
+
 /// S3 from the TUI: with the example's validation examples, `R` trains
 /// and scores off the UI (the Stats pane shows round 1), records
 /// `round_scored`, and the misclassified validation examples seed

@@ -23,7 +23,7 @@ use crate::domain::{
     Status,
 };
 use crate::error;
-use crate::store::{Project, write_atomic};
+use crate::store::Project;
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -142,6 +142,18 @@ pub fn export_from(src: &Source<'_>, args: &ExportRequest) -> anyhow::Result<Exp
         )));
     }
     let split = split_rows(rows, args.val_fraction, args.seed);
+    if args.format != ExportFormat::Hf && args.out.is_dir() {
+        return Err(error::user(format!(
+            "--out {} is a folder; give a file name (e.g. {}/data.{})",
+            args.out.display(),
+            args.out.display(),
+            if args.format == ExportFormat::Csv {
+                "csv"
+            } else {
+                "jsonl"
+            }
+        )));
+    }
     let files = match args.format {
         ExportFormat::Jsonl => write_jsonl(&args.out, &split)?,
         ExportFormat::Csv => write_csv(&args.out, &split, args.with_provenance)?,
@@ -239,6 +251,14 @@ fn row_json(r: &Row<'_>) -> Value {
 }
 
 /// `out` with `.validation` before the extension: `a/x.jsonl` → `a/x.validation.jsonl`.
+/// Write an export file atomically, with every registered secret redacted
+/// (a key a server echoed into a generated text does not leave in a
+/// dataset).
+fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let text = String::from_utf8_lossy(bytes);
+    crate::store::write_atomic(path, crate::secrets::redact(&text).as_bytes())
+}
+
 fn validation_path(out: &Path, ext: &str) -> PathBuf {
     let stem = out
         .file_stem()
@@ -345,6 +365,19 @@ fn csv_cell(v: &Value) -> String {
     }
 }
 
+/// A CSV cell safe to open in a spreadsheet: control characters escaped
+/// (newlines and tabs are fine inside a quoted cell), and a cell starting
+/// with `=`, `+`, `-`, `@`, tab or carriage return prefixed with `'` so it
+/// is not run as a formula (OWASP's rule for CSV injection).
+pub fn csv_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    let cell = crate::secrets::escape_controls(cell);
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        cell
+    }
+}
+
 fn csv_bytes(rows: &[Row<'_>], provenance: bool) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["text", "label"];
@@ -358,7 +391,7 @@ fn csv_bytes(rows: &[Row<'_>], provenance: bool) -> anyhow::Result<Vec<u8>> {
             let j = row_json(r);
             rec.extend(PROVENANCE_COLS.iter().map(|c| csv_cell(&j[*c])));
         }
-        w.write_record(&rec)?;
+        w.write_record(rec.iter().map(|c| csv_safe(c).into_owned()))?;
     }
     w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))
 }
@@ -408,6 +441,15 @@ fn write_hf(
 
 /// The `README.md` dataset card: YAML header naming the splits, then class
 /// counts, generation settings, model and acceptance figures.
+/// Text for one cell of a Markdown table: `|` escaped, line breaks and
+/// other control characters turned into spaces.
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|")
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
 fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> String {
     let cfg = src.config;
     let st = src.state;
@@ -448,11 +490,12 @@ fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> St
             .classes
             .iter()
             .find(|c| c.name == *n)
-            .map(|c| c.description.replace('|', "\\|"))
+            .map(|c| md_cell(&c.description))
             .unwrap_or_default();
         let _ = writeln!(
             w,
-            "| {n} | {desc} | {} | {} |",
+            "| {} | {desc} | {} | {} |",
+            md_cell(n),
             count(&split.train, n),
             count(&split.validation, n)
         );

@@ -30,9 +30,14 @@
 //!   the settings; an S3 round hands its held-out errors to the
 //!   `extrapolate` strategy ([`Command::Extrapolate`]), whose requests are
 //!   planned in the same window.
-//! * **Failures**: counted per kind ([`Report::failures`]); a failure no
-//!   retry fixes (connection, key, URL/model) blocks the session, cancels
-//!   what is in flight and names the fix.
+//! * **Failures**: counted per kind in a [`FailureTally`]
+//!   ([`Report::failures`]), which also keeps the circuit breaker's streak
+//!   (every retried attempt, every final failure, every answer); a failure
+//!   no retry fixes (connection, key, URL/model) blocks the session,
+//!   cancels what is in flight and names the fix; so does a tripped
+//!   breaker ([`StopReason::Breaker`]) when no such failure came first.
+//!   A front end turns the tally into the no-progress exit
+//!   ([`FailureTally::no_progress`]).
 //!
 //! Replies are turned into events one at a time, each appended and
 //! acknowledged before the next, because `sample_added` ids are counted
@@ -41,13 +46,13 @@
 //! Where the next pieces plug in: a class scheduler is asked once per free
 //! slot (`Generator::plan_generate_n` in `fill`, never a queue of plans);
 //! a strategy joins through `augment::strategy`; failure kinds and stop
-//! reasons are in [`Report::failures`] and [`StopReason`] (a breaker is one
-//! more reason); other job kinds (embeddings) travel as the engine jobs of
-//! [`Output::submit`]; a batch file carries those jobs (tagged with their
+//! reasons are in [`Report::failures`] and [`StopReason`]; other job
+//! kinds (embeddings) travel as the engine jobs of [`Output::submit`]; a
+//! batch file carries those jobs (tagged with their
 //! [`RequestId`]) and brings replies back as `EngineEvent::Finished` with
 //! the same tag.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use crate::augment::generator::is_dup_rejected;
 use crate::augment::strategy::extrapolate::ErrorRound;
@@ -56,7 +61,7 @@ use crate::domain::{
     BackendConfig, Class, Event, EventKind, GenerationSettings, Mistake, Origin, ProjectState,
     SampleId,
 };
-use crate::engine::{EngineEvent, FailReason, Job};
+use crate::engine::{EngineEvent, FailReason, FailureTally, Job};
 
 /// The session's number for a request; the engine job's tag.
 pub type RequestId = u64;
@@ -195,6 +200,12 @@ pub enum StopReason {
         kind: FailReason,
         message: String,
     },
+    /// The circuit breaker tripped: too many failed attempts of one kind
+    /// in a row (see `engine::failures`); the message names the fix.
+    Breaker {
+        kind: FailReason,
+        message: String,
+    },
     /// A request could not be planned (e.g. every weight is 0).
     Plan(String),
     /// Stopped by the person (the TUI's `G`, Ctrl-C).
@@ -219,7 +230,9 @@ impl std::fmt::Display for StopReason {
                 "{requests} requests made, too few new examples (the model repeats itself or \
                  replies with nothing usable; see `straddle stats`)"
             ),
-            StopReason::Backend { message, .. } => f.write_str(message),
+            StopReason::Backend { message, .. } | StopReason::Breaker { message, .. } => {
+                f.write_str(message)
+            }
             StopReason::Plan(m) => write!(f, "cannot plan a request: {m}"),
             StopReason::Stopped => f.write_str("stopped"),
         }
@@ -232,7 +245,8 @@ pub struct Report {
     /// New non-duplicate examples.
     pub examples: usize,
     pub duplicates: usize,
-    /// Generate requests recorded as `generation_failed`.
+    /// Generate requests recorded as `generation_failed`, and relabel
+    /// requests that failed.
     pub failed_requests: usize,
     pub relabelled: usize,
     pub unparsable_verdicts: usize,
@@ -242,17 +256,14 @@ pub struct Report {
     pub generate_requests: usize,
     /// Failures by kind: the engine's reasons (`timeout`, `server_error`…)
     /// and the reply's (`empty_reply`, `unparsable`); cancelled requests
-    /// are not failures.
-    pub failures: BTreeMap<String, usize>,
+    /// are not failures. It also holds the circuit breaker.
+    pub failures: FailureTally,
 }
 
 impl Report {
     /// The most frequent failure kind and its count.
     pub fn dominant_failure(&self) -> Option<(&str, usize)> {
-        self.failures
-            .iter()
-            .max_by_key(|(k, n)| (**n, std::cmp::Reverse(k.as_str())))
-            .map(|(k, n)| (k.as_str(), *n))
+        self.failures.dominant_kind().map(|(k, n)| (k, n as usize))
     }
 }
 
@@ -396,6 +407,7 @@ impl Session {
                     Counting::Project => state.generated().filter(|s| !is_dup_rejected(s)).count(),
                 };
                 self.report.generate_requests = 0;
+                self.report.failures.rearm();
                 self.set_budget();
                 self.stop = None;
                 self.halted = false;
@@ -492,6 +504,7 @@ impl Session {
         match ev {
             EngineEvent::Finished { tag, response, .. } => {
                 if let Some(p) = self.requests.remove(&tag) {
+                    self.report.failures.success();
                     self.pending
                         .push_back(Pending::Reply(tag, Box::new(p), Ok(response)));
                 }
@@ -507,9 +520,15 @@ impl Session {
                     self.failed(tag, p, reason, message, raw, &mut out);
                 }
             }
-            EngineEvent::Started { .. }
-            | EngineEvent::Delta { .. }
-            | EngineEvent::Backoff { .. } => return out,
+            EngineEvent::Backoff { tag, reason, .. } => {
+                if !self.requests.contains_key(&tag) {
+                    return out;
+                }
+                if self.report.failures.attempt_failed(reason) {
+                    self.trip(&mut out);
+                }
+            }
+            EngineEvent::Started { .. } | EngineEvent::Delta { .. } => return out,
         }
         self.step(state, &mut out);
         out
@@ -528,12 +547,13 @@ impl Session {
             self.settle(&p);
             return;
         }
-        *self
-            .report
-            .failures
-            .entry(reason.as_str().to_string())
-            .or_default() += 1;
+        let tripped = self.report.failures.failure(reason);
+        if let RequestKind::Relabel { .. } = p.kind {
+            self.report.failed_requests += 1;
+        }
         tracing::warn!("request failed: {}: {message}", reason.as_str());
+        // A failure no retry fixes wins over the breaker: its fix is the
+        // more precise one.
         if matches!(
             reason,
             FailReason::Connect | FailReason::Auth | FailReason::NotFound
@@ -559,6 +579,32 @@ impl Session {
             Box::new(p),
             Err((reason, message, raw)),
         ));
+        if tripped {
+            self.trip(out);
+        }
+    }
+
+    /// The circuit breaker tripped: block (as a failure no retry fixes
+    /// does) with its message, and cancel what is in flight; a start
+    /// rearms it. Replies already in hand are still recorded.
+    fn trip(&mut self, out: &mut Output) {
+        if matches!(self.phase, Phase::Blocked(_)) {
+            return;
+        }
+        let Some((kind, _)) = self.report.failures.tripped() else {
+            return;
+        };
+        let message = self
+            .report
+            .failures
+            .breaker_message(&self.cfg.backend, "straddle.toml")
+            .unwrap_or_default();
+        out.notes.push(Note::Error(message.clone()));
+        self.phase = Phase::Blocked(format!(
+            "{message}; press g to retry. Review, edit and export still work."
+        ));
+        self.stop = Some(StopReason::Breaker { kind, message });
+        out.control.push(Control::CancelAll);
     }
 
     /// The store wrote `events` (`ours`: the batch this session asked
@@ -631,7 +677,7 @@ impl Session {
                         EventKind::GenerationFailed(f) => {
                             self.report.failed_requests += 1;
                             if matches!(f.reason.as_str(), "empty_reply" | "unparsable") {
-                                *self.report.failures.entry(f.reason.clone()).or_default() += 1;
+                                self.report.failures.unusable(&f.reason);
                             }
                         }
                         _ => {}
@@ -1326,6 +1372,109 @@ mod tests {
         r.start(10);
         assert_eq!(r.s.status().phase, Phase::Running);
         assert_eq!(r.generate_jobs(), 3);
+    }
+
+    /// Issue 10: a server that keeps timing out trips the breaker after
+    /// `BREAKER_AFTER` failed attempts in a row (retries included); the
+    /// session blocks with the breaker's fix, cancels what is in flight,
+    /// and a fresh start rearms it. An answer in between resets the streak.
+    #[test]
+    fn the_circuit_breaker_blocks_after_a_streak_of_failed_attempts() {
+        use crate::engine::failures::BREAKER_AFTER;
+        let mut r = rig(Counting::ThisRun, 2, false);
+        r.start(100);
+        let backoff = |tag: u64| EngineEvent::Backoff {
+            id: tag,
+            tag,
+            reason: FailReason::Timeout,
+            status: None,
+            attempt: 1,
+            max_retries: 50,
+            wait: Duration::ZERO,
+        };
+        let tag = r.open[0].tag;
+        for _ in 0..BREAKER_AFTER - 1 {
+            let out = r.s.on_engine(&r.st, backoff(tag));
+            assert!(out.control.is_empty());
+        }
+        // An answer ends the streak.
+        r.answer_next(2);
+        assert_eq!(r.s.report().failures.tripped(), None);
+        let tag = r.open[0].tag;
+        let mut controls = Vec::new();
+        for _ in 0..BREAKER_AFTER - 1 {
+            let out = r.s.on_engine(&r.st, backoff(tag));
+            controls.extend(r.run(out));
+        }
+        assert!(controls.is_empty());
+        assert_eq!(r.s.status().phase, Phase::Running);
+        // The last attempt fails for good: the streak is long enough.
+        let job = r.open.pop_front().unwrap();
+        let controls = r.fail(job, FailReason::Timeout);
+        assert_eq!(controls, [Control::CancelAll]);
+        let Phase::Blocked(m) = r.s.status().phase else {
+            panic!("{:?}", r.s.status())
+        };
+        assert!(
+            m.contains("circuit breaker") && m.contains("timeout_s"),
+            "{m}"
+        );
+        let stop = r.s.status().stop.unwrap();
+        assert!(matches!(
+            stop,
+            StopReason::Breaker {
+                kind: FailReason::Timeout,
+                ..
+            }
+        ));
+        assert!(!stop.is_fatal());
+        assert_eq!(r.s.report().failures.get("timeout"), Some(&1));
+        assert_eq!(r.st.failures.len(), 1, "the failed request is journaled");
+        // The cancelled ones end; nothing new is planned while blocked.
+        while let Some(job) = r.open.pop_front() {
+            r.fail(job, FailReason::Cancelled);
+        }
+        assert!(!r.s.busy());
+        assert!(r.open.is_empty());
+        // g again: rearmed, generating.
+        r.start(100);
+        assert_eq!(r.s.status().phase, Phase::Running);
+        assert_eq!(r.s.report().failures.tripped(), None);
+        assert_eq!(r.generate_jobs(), 2);
+    }
+
+    /// A failure no retry fixes wins over a breaker that trips with it.
+    #[test]
+    fn a_fatal_failure_wins_over_the_breaker() {
+        use crate::engine::failures::BREAKER_AFTER;
+        let mut r = rig(Counting::ThisRun, 1, false);
+        r.start(100);
+        let tag = r.open[0].tag;
+        for _ in 0..BREAKER_AFTER - 1 {
+            let out = r.s.on_engine(
+                &r.st,
+                EngineEvent::Backoff {
+                    id: tag,
+                    tag,
+                    reason: FailReason::Connect,
+                    status: None,
+                    attempt: 1,
+                    max_retries: 50,
+                    wait: Duration::ZERO,
+                },
+            );
+            r.run(out);
+        }
+        let job = r.open.pop_front().unwrap();
+        r.fail(job, FailReason::Connect);
+        assert!(r.s.report().failures.tripped().is_some());
+        assert!(matches!(
+            r.s.status().stop,
+            Some(StopReason::Backend {
+                kind: FailReason::Connect,
+                ..
+            })
+        ));
     }
 
     #[test]

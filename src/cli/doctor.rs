@@ -101,8 +101,8 @@ pub fn run(args: super::DoctorArgs) -> anyhow::Result<()> {
     report
         .checks
         .push(rt.block_on(embeddings_check(&project.config().embeddings, &config)));
-    print!("{}", report.render());
-    print!("{}", judge_lines(&project));
+    crate::out!("{}", report.render());
+    crate::out!("{}", judge_lines(&project));
     match report.failures() {
         0 => Ok(()),
         n => Err(anyhow::anyhow!(
@@ -391,31 +391,7 @@ fn unknown_model(backend: &BackendConfig, config: &str, available: &[String]) ->
 /// A failed request, with the fix for its reason.
 fn fail_with_fix(name: &'static str, e: &LlmError, backend: &BackendConfig, config: &str) -> Check {
     let c = check(name, Status::Fail, e.message.clone());
-    let fix = match e.reason {
-        FailReason::Connect => format!(
-            "start the server (the bundled local model: scripts/local-llm.sh start), or point \
-             base_url under [backend] in {config} (or --base-url) at a running OpenAI-compatible \
-             server, e.g. http://127.0.0.1:8765/v1"
-        ),
-        FailReason::Auth => match &backend.api_key_env {
-            Some(var) => format!("export {var}=<your API key> (a valid key for {})", backend.base_url),
-            None => format!(
-                "put the key in an environment variable (export OPENAI_API_KEY=…) and set \
-                 api_key_env = \"OPENAI_API_KEY\" under [backend] in {config}"
-            ),
-        },
-        FailReason::Timeout => format!(
-            "the server did not answer within timeout_s = {} s: check it is not overloaded, \
-             or raise timeout_s under [backend] in {config}",
-            backend.timeout_s
-        ),
-        FailReason::NotFound => format!(
-            "check base_url under [backend] in {config}: it should end in /v1"
-        ),
-        FailReason::RateLimited => "the server is rate limiting: wait, or lower requests_per_minute / max_concurrency".to_string(),
-        FailReason::ServerError => "the server failed internally: look at its log".to_string(),
-        _ => "the server does not speak the OpenAI chat-completions protocol as expected; check base_url".to_string(),
-    };
+    let fix = crate::engine::failures::fix_for(e.reason, backend, config);
     c.fix(fix)
 }
 

@@ -40,7 +40,7 @@ pub fn run_eval(args: super::EvalArgs) -> anyhow::Result<()> {
     }
     let chosen = small_model::choose(&project, args.model, true)?;
     if let Some(note) = &chosen.note {
-        eprintln!("note: {note}");
+        crate::errln!("note: {note}");
     }
     let model = chosen.model();
     let ev = classify::evaluate_with(
@@ -51,14 +51,14 @@ pub fn run_eval(args: super::EvalArgs) -> anyhow::Result<()> {
         &heldout,
     )?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&ev.to_json())?);
+        crate::outln!("{}", serde_json::to_string_pretty(&ev.to_json())?);
     } else {
-        println!(
+        crate::outln!(
             "Held-out: {} examples from {source}. Small model: {}.\n",
             heldout.len(),
             model.describe()
         );
-        print!("{}", ev.render());
+        crate::out!("{}", ev.render());
         warn_unknown(&heldout);
     }
     Ok(())
@@ -96,7 +96,7 @@ fn warn_unknown(heldout: &LabelledSet) {
     if heldout.unknown.is_empty() {
         return;
     }
-    eprintln!(
+    crate::errln!(
         "note: {} held-out example(s) have a label that is not a class and were not scored (e.g. sample {} labelled '{}')",
         heldout.unknown.len(),
         heldout.unknown[0].0,
@@ -134,7 +134,7 @@ pub fn run_loop(args: super::LoopArgs) -> anyhow::Result<()> {
     if args.auto_accept.is_some()
         && let Some(note) = super::review::judge_gate(&project, args.force)?
     {
-        eprintln!("{note}");
+        crate::errln!("{note}");
     }
     drop(project);
     let rt = tokio::runtime::Runtime::new()?;
@@ -148,7 +148,7 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
         ask_rationales(&mut project, &backend, &args.backend).await?;
     }
     if args.auto_accept.is_none() {
-        println!(
+        crate::outln!(
             "Note: new examples stay pending until reviewed, and only accepted ones are trained \
              on; pass --auto-accept MIN_CONF to accept those the relabel agrees with."
         );
@@ -173,14 +173,14 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
             {
                 settings.strategy = Strategy::Mix;
             }
-            println!(
+            crate::outln!(
                 "Round {round}: {} examples, {}.",
                 args.per_round,
                 settings.strategy.as_str()
             );
             run::RoundWork::Generate(settings)
         } else {
-            println!(
+            crate::outln!(
                 "Round {round}: {} examples, extrapolating {} held-out errors.",
                 args.per_round,
                 sources.len().min(
@@ -197,12 +197,13 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
             no_cache: args.backend.no_cache,
             progress: true,
         };
+        let config = project.config_path().display().to_string();
         let (summary, p) =
             run::round(project, backend.clone(), round, work, args.per_round, opts).await?;
         project = p;
-        println!("Round {round}: {summary}");
+        crate::outln!("Round {round}: {summary}");
         if summary.interrupted {
-            println!(
+            crate::outln!(
                 "Interrupted in round {round}; everything so far is saved (no score recorded for it)."
             );
             return Ok(());
@@ -212,9 +213,10 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
                 "round {round} stopped: {why}; everything so far is saved (no score recorded for it)"
             ));
         }
+        super::generate::no_progress_error(&summary, &backend, &config)?;
         let (scored, ev) = s3::score_round(project.state(), &names, &cfg, round)
             .ok_or_else(|| no_heldout_error(&args.dir))?;
-        println!(
+        crate::outln!(
             "Round {round}: accuracy {:.3} (seeds only {:.3}), macro-F1 {:.3} (seeds only {:.3}); \
              {} of {} held-out examples wrong; trained on {}.",
             scored.augmented.accuracy,
@@ -255,7 +257,7 @@ async fn ask_rationales(
         project.state(),
         &missing,
     )?;
-    println!("Asking for rationales of {} classes.", requests.len());
+    crate::outln!("Asking for rationales of {} classes.", requests.len());
     let (engine, mut events) = Engine::start(backend, Some(flags.cache(project.cache_dir())))?;
     for (i, (_, req)) in requests.iter().enumerate() {
         engine.submit(Job::new(req.clone(), i as u64));
@@ -272,7 +274,7 @@ async fn ask_rationales(
                 let prompt = &req.messages[0].content;
                 let list = rationales::parse_rationales(&response.text, prompt, &names);
                 if list.is_empty() {
-                    eprintln!("note: no rationales could be read for {class}; it goes without");
+                    crate::errln!("note: no rationales could be read for {class}; it goes without");
                     continue;
                 }
                 project.append(vec![EventKind::RationalesAdded(RationalesAdded {
@@ -287,7 +289,7 @@ async fn ask_rationales(
                 ..
             } => {
                 open -= 1;
-                eprintln!(
+                crate::errln!(
                     "note: asking for rationales of {} failed ({}: {message}); it goes without",
                     requests[tag as usize].0,
                     reason.as_str()

@@ -1,6 +1,7 @@
 //! `straddle export`: the project opened read-only, exported by
 //! [`app::export`](crate::app::export), the summary on stdout.
 
+pub use crate::app::export::csv_safe;
 use crate::app::export::{ExportRequest, Source, export_from};
 use crate::store::Project;
 
@@ -37,6 +38,6 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         state: project.state(),
         settings: &settings,
     };
-    println!("{}", export_from(&src, &req)?.summary());
+    crate::outln!("{}", export_from(&src, &req)?.summary());
     Ok(())
 }

@@ -78,7 +78,7 @@ pub fn run_generate(args: super::GenerateArgs) -> anyhow::Result<()> {
     if args.auto_accept.is_some()
         && let Some(note) = super::review::judge_gate(&project, args.force)?
     {
-        eprintln!("{note}");
+        crate::errln!("{note}");
     }
     let backend = args.backend.effective(&project.config().backend);
     let settings = settings_with_flags(project.generation_settings(), &args);
@@ -90,27 +90,58 @@ pub fn run_generate(args: super::GenerateArgs) -> anyhow::Result<()> {
         progress: true,
     };
     let rt = tokio::runtime::Runtime::new()?;
-    let summary = rt.block_on(run::generate(project, backend, settings, opts))?;
-    finish(summary)
+    let config = project.config_path().display().to_string();
+    let summary = rt.block_on(run::generate(project, backend.clone(), settings, opts))?;
+    finish(summary, &backend, &config)
 }
 
 pub fn run_relabel(args: super::RelabelArgs) -> anyhow::Result<()> {
     let project = Project::open(&args.dir)?;
     let backend = args.backend.effective(&project.config().backend);
+    let config = project.config_path().display().to_string();
     let rt = tokio::runtime::Runtime::new()?;
-    let summary = rt.block_on(run::relabel(project, backend, args.backend.no_cache, true))?;
-    finish(summary)
+    let summary = rt.block_on(run::relabel(
+        project,
+        backend.clone(),
+        args.backend.no_cache,
+        true,
+    ))?;
+    finish(summary, &backend, &config)
 }
 
-/// Print the summary; a run stopped by a failure no retry fixes is an error.
-fn finish(summary: run::RunSummary) -> anyhow::Result<()> {
-    println!("{summary}");
+/// Print the summary; a run stopped by a failure no retry fixes, by the
+/// circuit breaker, or one that made no progress because requests failed
+/// is an error.
+fn finish(
+    summary: run::RunSummary,
+    backend: &crate::domain::BackendConfig,
+    config: &str,
+) -> anyhow::Result<()> {
+    crate::outln!("{summary}");
     match (&summary.stopped, summary.fatal) {
         (Some(why), true) if summary.plan_error => Err(crate::error::user(why.clone())),
         (Some(why), true) => Err(crate::error::user(format!(
             "{why} (check [backend] in straddle.toml, or run `straddle doctor DIR`)"
         ))),
-        _ => Ok(()),
+        _ => no_progress_error(&summary, backend, config),
+    }
+}
+
+/// An error when the run's requests failed: the breaker tripped, or
+/// nothing was added or relabelled while requests failed.
+pub(crate) fn no_progress_error(
+    summary: &run::RunSummary,
+    backend: &crate::domain::BackendConfig,
+    config: &str,
+) -> anyhow::Result<()> {
+    let t = &summary.failures;
+    if let (Some(why), Some(_)) = (&summary.stopped, t.tripped()) {
+        return Err(anyhow::anyhow!("{why}"));
+    }
+    let progress = summary.examples > 0 || summary.relabelled > 0;
+    match t.no_progress(progress, backend, config) {
+        Some(msg) => Err(anyhow::anyhow!("{msg}")),
+        None => Ok(()),
     }
 }
 
@@ -142,6 +173,6 @@ pub fn run_prompt(args: super::PromptArgs) -> anyhow::Result<()> {
         g.set_settings(s, project.state());
         g.peek_generate(g.settings().per_request)?
     };
-    println!("{}", planned.prompt());
+    crate::outln!("{}", planned.prompt());
     Ok(())
 }

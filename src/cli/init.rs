@@ -88,7 +88,11 @@ fn init_from_files(args: &super::InitArgs) -> anyhow::Result<Project> {
         text: args.text_col.clone(),
         label: args.label_col.clone(),
     };
-    let examples = seeds::read_examples(seeds_path, &cols)?;
+    let (examples, warnings) =
+        seeds::dedup_examples(seeds_path, seeds::read_examples(seeds_path, &cols)?);
+    for w in warnings {
+        crate::errln!("warning: {w}");
+    }
     let classes = match &args.descriptions {
         Some(dpath) => {
             let descs = seeds::read_descriptions(dpath)?;
@@ -167,7 +171,7 @@ fn print_summary(p: &Project) {
     let st = p.state();
     let count = |o: Origin| st.samples.iter().filter(|s| s.origin == o).count();
     let held = count(Origin::Validation) + count(Origin::Test);
-    println!(
+    crate::outln!(
         "Created {}: {} classes, {} seed examples{}.",
         p.dir().display(),
         p.config().classes.len(),
@@ -186,13 +190,13 @@ fn print_summary(p: &Project) {
         .map(|c| c.name.as_str())
         .collect();
     if !undescribed.is_empty() {
-        println!(
+        crate::outln!(
             "Classes without a description: {} — add one per class in {} (the LLM sees them).",
             undescribed.join(", "),
             p.config_path().display()
         );
     }
-    println!(
+    crate::outln!(
         "Next: check [backend] in {}, then run `straddle tui {}` (or `straddle generate {} --count 50`).",
         p.config_path().display(),
         p.dir().display(),

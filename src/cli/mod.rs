@@ -11,6 +11,7 @@ pub mod generate;
 pub mod import;
 pub mod init;
 pub mod judge;
+pub mod out;
 pub mod review;
 pub mod stats;
 

@@ -113,9 +113,10 @@ pub fn review_events(
 
 pub fn run(args: super::ReviewArgs) -> anyhow::Result<()> {
     let mut project = Project::open(&args.dir)?;
+    project.warn_about_journal();
     let (events, note) = review_events(&project, &args)?;
     if let Some(n) = note {
-        eprintln!("{n}");
+        crate::errln!("{n}");
     }
     let n = events.len();
     project.append(events)?;
@@ -128,7 +129,7 @@ pub fn run(args: super::ReviewArgs) -> anyhow::Result<()> {
             Status::Pending => pending += 1,
         }
     }
-    println!(
+    crate::outln!(
         "review: {n} decided by rule; generated examples now {acc} accepted, {rej} rejected, {pending} pending"
     );
     Ok(())

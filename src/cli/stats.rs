@@ -42,6 +42,8 @@ pub fn stats_json(p: &Project) -> serde_json::Value {
             "cost": u.cost,
             "failures": u.failures,
         },
+        // `generation_failed` events (failed requests and unusable
+        // replies); `usage.failures` counts failed requests of every kind.
         "failures": st.failures.len(),
         "parse_rejected": parse_rejected(st),
         "judges": st.judges.iter().map(|(name, j)| {
@@ -55,6 +57,13 @@ pub fn stats_json(p: &Project) -> serde_json::Value {
                 "trusted": r.trusted(),
             }))
         }).collect::<serde_json::Map<String, serde_json::Value>>(),
+        "failures_by_reason": st.failures.iter().fold(
+            std::collections::BTreeMap::<&str, u64>::new(),
+            |mut m, (_, f)| {
+                *m.entry(f.reason.as_str()).or_default() += 1;
+                m
+            },
+        ),
         "rounds": st.rounds.len(),
     })
 }
@@ -82,12 +91,8 @@ pub fn run(args: super::StatsArgs) -> anyhow::Result<()> {
 
 /// Print to stdout; a closed pipe (`| head`) is not an error.
 pub fn print_stdout(text: &str) -> anyhow::Result<()> {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
+    super::out::write(false, text);
+    Ok(())
 }
 
 /// The human-readable form.

@@ -235,6 +235,39 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// What was used since `earlier` (a snapshot of the same running
+    /// counter): the counts' differences, the current latency
+    /// percentiles. Recording deltas as a run goes keeps a killed run's
+    /// usage on record.
+    pub fn since(&self, earlier: &Usage) -> Usage {
+        let mut failures = BTreeMap::new();
+        for (k, v) in &self.failures {
+            let d = v.saturating_sub(earlier.failures.get(k).copied().unwrap_or(0));
+            if d > 0 {
+                failures.insert(k.clone(), d);
+            }
+        }
+        Usage {
+            requests: self.requests.saturating_sub(earlier.requests),
+            cached: self.cached.saturating_sub(earlier.cached),
+            prompt_tokens: self.prompt_tokens.saturating_sub(earlier.prompt_tokens),
+            completion_tokens: self
+                .completion_tokens
+                .saturating_sub(earlier.completion_tokens),
+            failures,
+            cost: (self.cost - earlier.cost).max(0.0),
+            latency_p50_ms: self.latency_p50_ms,
+            latency_p90_ms: self.latency_p90_ms,
+            latency_p99_ms: self.latency_p99_ms,
+            wall_s: (self.wall_s - earlier.wall_s).max(0.0),
+        }
+    }
+
+    /// Whether nothing was used.
+    pub fn is_empty(&self) -> bool {
+        self.requests == 0 && self.cached == 0 && self.failures.is_empty()
+    }
+
     /// Add counts of another run (latency percentiles take the other's).
     pub fn add(&mut self, o: &Usage) {
         self.requests += o.requests;

@@ -126,7 +126,9 @@ pub struct ProjectState {
     pub weights: BTreeMap<String, f64>,
     /// Cumulative LLM usage.
     pub usage: Usage,
-    /// Usage per run, in order.
+    /// Usage per run, in order. A run records its usage as it goes (one
+    /// `usage_recorded` per append, so a killed run still counts); records
+    /// in a row with the same run name fold into one entry.
     pub runs: Vec<(String, Usage)>,
     pub rounds: Vec<RoundScored>,
     pub rationales: BTreeMap<String, Vec<String>>,
@@ -249,7 +251,10 @@ impl ProjectState {
             }
             EventKind::UsageRecorded(u) => {
                 self.usage.add(&u.usage);
-                self.runs.push((u.run, u.usage));
+                match self.runs.last_mut() {
+                    Some((run, usage)) if *run == u.run => usage.add(&u.usage),
+                    _ => self.runs.push((u.run, u.usage)),
+                }
             }
             EventKind::RoundScored(r) => self.rounds.push(r),
             EventKind::JudgeScored(j) => {

@@ -58,6 +58,7 @@
 //! * Dropping every handle lets the queue drain, then the task ends;
 //!   dropping the receiver cancels everything.
 
+pub mod failures;
 mod limits;
 mod scheduler;
 mod stats;
@@ -72,6 +73,7 @@ use tokio::sync::mpsc;
 use crate::domain::{BackendConfig, Usage};
 pub use crate::llm::FailReason;
 use crate::llm::{Capabilities, ChatRequest, ChatResponse, LlmClient, ResponseCache};
+pub use failures::FailureTally;
 
 /// Id the engine assigns to a submitted job (unique per engine, from 1).
 pub type JobId = u64;

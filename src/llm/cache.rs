@@ -94,7 +94,9 @@ impl ResponseCache {
         std::fs::create_dir_all(folder)?;
         let mut stored = resp.clone();
         stored.cached = false;
-        let bytes = serde_json::to_vec(&stored).map_err(std::io::Error::other)?;
+        let text = serde_json::to_string(&stored).map_err(std::io::Error::other)?;
+        // No secret on disk, even when a server echoed the key in its reply.
+        let bytes = crate::secrets::redact_owned(text).into_bytes();
         let tmp = folder.join(format!(
             ".{key}.{}.{}.tmp",
             std::process::id(),

@@ -10,7 +10,7 @@ use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, Header
 use serde_json::{Map, Value, json};
 
 use super::sse::{Accumulator, SseParser, error_message};
-use super::{ChatRequest, ChatResponse, FailReason, LlmError};
+use super::{ChatRequest, ChatResponse, FailReason, LlmError, reply_cap};
 use crate::domain::BackendConfig;
 
 /// Whether a server takes an optional request feature.
@@ -235,6 +235,8 @@ impl LlmClient {
     /// variable `backend.api_key_env` now; a missing variable is not an
     /// error here (local servers need no key) but 401 replies name it.
     pub fn new(backend: &BackendConfig) -> Result<LlmClient, LlmError> {
+        // From here on the key is redacted from anything leaving the process.
+        crate::secrets::register_backend(backend);
         let key = backend
             .api_key_env
             .as_deref()
@@ -566,8 +568,21 @@ impl LlmClient {
             .map_err(|e| self.transport_error(&e))?;
         let status = resp.status();
         let limits = RateLimitInfo::from_headers(resp.headers());
+        let cap = reply_cap(
+            body.get("max_tokens")
+                .or_else(|| body.get("max_completion_tokens"))
+                .and_then(Value::as_u64)
+                .map(|v| v.min(u32::MAX as u64) as u32),
+            body.get("n")
+                .and_then(Value::as_u64)
+                .map(|v| v.min(128) as u32),
+        );
         if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
+            // An error page is read up to 64 KiB (4 KiB of it is kept).
+            let text = read_capped(resp, 64 << 10)
+                .await
+                .map(|(b, _)| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default();
             return Err(self.status_error(status.as_u16(), &text, limits));
         }
         let is_sse = resp
@@ -583,6 +598,7 @@ impl LlmClient {
             // One delta per batch of bytes that arrived together: a token
             // at a time from a real server, one update for a burst.
             let mut unreported = false;
+            let mut read = 0usize;
             'read: loop {
                 let next = match body.next().now_or_never() {
                     Some(next) => next,
@@ -594,13 +610,11 @@ impl LlmClient {
                     }
                 };
                 let Some(chunk) = next else { break };
-                let chunk = chunk.map_err(|e| {
-                    let mut err = self.transport_error(&e);
-                    if err.reason == FailReason::Connect {
-                        err.reason = FailReason::Truncated;
-                    }
-                    err
-                })?;
+                let chunk = chunk.map_err(|e| self.body_error(&e))?;
+                read += chunk.len();
+                if read > cap {
+                    return Err(too_large(cap, acc.text0()));
+                }
                 parser.push(&chunk);
                 while let Some(ev) = parser.next_event().map_err(|e| {
                     LlmError::new(FailReason::Malformed, format!("stream is not UTF-8: {e}"))
@@ -642,7 +656,12 @@ impl LlmClient {
                 ));
             }
         } else {
-            let bytes = resp.bytes().await.map_err(|e| self.transport_error(&e))?;
+            let (bytes, complete) = read_capped(resp, cap)
+                .await
+                .map_err(|e| self.body_error(&e))?;
+            if !complete {
+                return Err(too_large(cap, &String::from_utf8_lossy(&bytes)));
+            }
             let text = String::from_utf8_lossy(&bytes);
             if acc.push_json(&text)? {
                 on_delta(acc.text0());
@@ -655,6 +674,21 @@ impl LlmClient {
         let mut err = LlmError::from_reqwest(e);
         if err.reason == FailReason::Connect {
             err.message = format!("cannot reach {}: {}", self.inner.base_url, err.message);
+        }
+        err
+    }
+
+    /// A failure while reading the body of a reply that had started: the
+    /// connection was reset or closed mid-reply, which is a cut-off answer
+    /// (`truncated`), not a malformed one.
+    fn body_error(&self, e: &reqwest::Error) -> LlmError {
+        let mut err = self.transport_error(e);
+        if matches!(err.reason, FailReason::Connect | FailReason::Malformed) {
+            err.reason = FailReason::Truncated;
+            err.message = format!(
+                "the connection to {} broke mid-reply: {}",
+                self.inner.base_url, err.message
+            );
         }
         err
     }
@@ -823,6 +857,39 @@ impl LlmClient {
                 ))
             })
     }
+}
+
+/// Read a body up to `cap` bytes; `false` when there was more (the rest
+/// is not read: the connection is dropped, not drained).
+async fn read_capped(
+    resp: reqwest::Response,
+    cap: usize,
+) -> Result<(Vec<u8>, bool), reqwest::Error> {
+    let mut out = Vec::new();
+    let mut body = resp.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk?;
+        if out.len() + chunk.len() > cap {
+            let room = cap - out.len();
+            out.extend_from_slice(&chunk[..room]);
+            return Ok((out, false));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok((out, true))
+}
+
+/// The error for a reply past `cap` bytes; keeps (at most 4 KiB of) its start.
+fn too_large(cap: usize, start: &str) -> LlmError {
+    LlmError::new(
+        FailReason::TooLarge,
+        format!(
+            "the reply exceeded {} KiB, far more than max_tokens allows; reading stopped \
+             (is base_url an OpenAI-compatible server, and does it honour max_tokens?)",
+            cap >> 10
+        ),
+    )
+    .with_raw(start)
 }
 
 /// Prompt tokens estimated from the `messages` of a body.

@@ -27,6 +27,9 @@ pub enum FailReason {
     Truncated,
     /// The server sent an `error` object inside the stream or a 200 body.
     StreamError,
+    /// The reply grew past the cap derived from `max_tokens` (see
+    /// [`reply_cap`]); reading stopped there.
+    TooLarge,
 }
 
 impl FailReason {
@@ -44,6 +47,7 @@ impl FailReason {
             FailReason::Malformed => "malformed",
             FailReason::Truncated => "truncated",
             FailReason::StreamError => "stream_error",
+            FailReason::TooLarge => "too_large",
         }
     }
 
@@ -66,6 +70,19 @@ impl std::fmt::Display for FailReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Most bytes of a reply read for a request asking for `max_tokens`
+/// tokens in `n` choices (4096 tokens when it does not say): 2 KiB per
+/// token — a streamed token with five `top_logprobs` is about 600 bytes
+/// of SSE — plus 64 KiB of headroom. A reply beyond it is no answer to the
+/// request (a misconfigured server, a proxy's error page in a loop), and
+/// reading it whole would let one reply fill the memory, the journal and
+/// the cache; it fails as [`FailReason::TooLarge`] instead.
+pub fn reply_cap(max_tokens: Option<u32>, n: Option<u32>) -> usize {
+    let tokens = max_tokens.unwrap_or(4096).max(1) as usize;
+    let n = n.unwrap_or(1).clamp(1, 128) as usize;
+    (64 << 10) + tokens.saturating_mul(2048).saturating_mul(n)
 }
 
 /// A failed request: the reason, a human message, the HTTP status and the

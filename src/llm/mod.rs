@@ -23,7 +23,7 @@ mod sse;
 
 pub use cache::ResponseCache;
 pub use client::{Capabilities, Capability, LlmClient, RateLimitInfo, SchemaForm};
-pub use error::{FailReason, LlmError};
+pub use error::{FailReason, LlmError, reply_cap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};

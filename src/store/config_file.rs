@@ -23,7 +23,17 @@ pub fn read_config(path: &Path) -> anyhow::Result<ProjectConfig> {
         let line = line_of(e.as_bytes(), e.utf8_error().valid_up_to());
         error::user(format!("{}:{line}: not valid UTF-8", path.display()))
     })?;
-    parse_config(&text).map_err(|msg| error::user(format!("{}: {msg}", path.display())))
+    parse_config(&text).map_err(|msg| {
+        // "line N: …" becomes "FILE:N: …", the form editors jump to.
+        let located = msg.strip_prefix("line ").and_then(|rest| {
+            let (n, rest) = rest.split_once(": ")?;
+            n.parse::<usize>().ok().map(|n| (n, rest))
+        });
+        match located {
+            Some((n, rest)) => error::user(format!("{}:{n}: {rest}", path.display())),
+            None => error::user(format!("{}: {msg}", path.display())),
+        }
+    })
 }
 
 /// Parse and validate config text; the error says which line or key.
@@ -36,8 +46,88 @@ pub fn parse_config(text: &str) -> Result<ProjectConfig, String> {
         format!("{at}{}", e.message().trim())
     })?;
     check_unknown_keys(text, &cfg)?;
-    validate(&cfg)?;
+    validate(&cfg).map_err(|msg| match key_line(text, &msg) {
+        Some(n) => format!("line {n}: {msg}"),
+        None => msg,
+    })?;
     Ok(cfg)
+}
+
+/// The line setting the key a [`validate`] message starts with
+/// (`backend.timeout_s: …`, `classes[2].name: …`, `classes[2] ('x').weight: …`).
+fn key_line(text: &str, msg: &str) -> Option<usize> {
+    let path = msg.split(": ").next()?;
+    let path: String = {
+        // Drop a "('name')" annotation.
+        let mut p = path.to_string();
+        if let (Some(a), Some(b)) = (p.find(" ('"), p.rfind("')")) {
+            p.replace_range(a..b + 2, "");
+        }
+        p
+    };
+    let (section, key) = path.rsplit_once('.')?;
+    let (header, nth) = match section.split_once('[') {
+        Some((name, idx)) => (
+            format!("[[{name}]]"),
+            idx.trim_end_matches(']').parse::<usize>().ok()?,
+        ),
+        None => (format!("[{section}]"), 1),
+    };
+    let mut seen = 0;
+    let mut inside = false;
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim();
+        if t.starts_with('[') {
+            inside = t.replace(' ', "") == header && {
+                seen += 1;
+                seen == nth
+            };
+            continue;
+        }
+        if inside
+            && t.strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        {
+            return Some(i + 1);
+        }
+    }
+    None
+}
+
+/// A user error unless `x` is a finite number in `lo..=hi`.
+fn check_range(key: &str, x: f64, lo: f64, hi: f64) -> Result<(), String> {
+    if x.is_finite() && (lo..=hi).contains(&x) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{key}: must be a number from {lo} to {hi}, got {x}"
+        ))
+    }
+}
+
+/// A user error unless `n` is in `lo..=hi`.
+fn check_count(key: &str, n: u64, lo: u64, hi: u64) -> Result<(), String> {
+    if (lo..=hi).contains(&n) {
+        Ok(())
+    } else {
+        Err(format!("{key}: must be from {lo} to {hi}, got {n}"))
+    }
+}
+
+/// Why `name` cannot be a class name, if it cannot: it is shown on one
+/// line in the terminal, in prompts, in CSV and in the dataset card.
+pub fn class_name_problem(name: &str) -> Option<&'static str> {
+    if name.trim().is_empty() {
+        Some("must not be blank")
+    } else if name.contains(['\n', '\r']) {
+        Some("must be a single line")
+    } else if name.chars().any(char::is_control) {
+        Some("must be printable (it holds a control character)")
+    } else if name.trim() != name {
+        Some("must not start or end with spaces")
+    } else {
+        None
+    }
 }
 
 fn line_of(bytes: &[u8], offset: usize) -> usize {
@@ -56,8 +146,12 @@ pub fn validate(cfg: &ProjectConfig) -> Result<(), String> {
     let mut seen = std::collections::HashSet::new();
     for (i, c) in cfg.classes.iter().enumerate() {
         let key = format!("classes[{}] ('{}')", i + 1, c.name);
-        if c.name.trim().is_empty() {
-            return Err(format!("classes[{}].name: must not be empty", i + 1));
+        if let Some(why) = class_name_problem(&c.name) {
+            return Err(format!(
+                "classes[{}].name: {why}: '{}'",
+                i + 1,
+                c.name.escape_debug()
+            ));
         }
         if !seen.insert(c.name.as_str()) {
             return Err(format!("{key}: class name appears twice"));
@@ -93,6 +187,51 @@ pub fn validate(cfg: &ProjectConfig) -> Result<(), String> {
     if cfg.backend.max_concurrency == 0 {
         return Err("backend.max_concurrency: must be at least 1".into());
     }
+    // Every float finite and in range, every count bounded: a NaN price
+    // would record usage that cannot be read back, an infinite timeout
+    // panics, a huge retry count never ends.
+    let b = &cfg.backend;
+    check_count("backend.max_concurrency", b.max_concurrency as u64, 1, 1024)?;
+    check_range("backend.timeout_s", b.timeout_s, 0.001, 86_400.0)?;
+    check_count("backend.max_retries", b.max_retries as u64, 0, 100)?;
+    if let Some(n) = b.requests_per_minute {
+        check_count("backend.requests_per_minute", n as u64, 1, 10_000_000)?;
+    }
+    if let Some(n) = b.tokens_per_minute {
+        check_count("backend.tokens_per_minute", n as u64, 1, u32::MAX as u64)?;
+    }
+    if let Some(p) = b.price_input_per_m {
+        check_range("backend.price_input_per_m", p, 0.0, 1e6)?;
+    }
+    if let Some(p) = b.price_output_per_m {
+        check_range("backend.price_output_per_m", p, 0.0, 1e6)?;
+    }
+    check_range("generation.temperature", g.temperature, 0.0, 2.0)?;
+    check_count("generation.max_tokens", g.max_tokens as u64, 1, 1_000_000)?;
+    check_count("generation.per_request", g.per_request as u64, 1, 1000)?;
+    check_count(
+        "generation.classes_per_prompt",
+        g.classes_per_prompt as u64,
+        1,
+        1000,
+    )?;
+    check_count("generation.shots", g.shots as u64, 0, 1000)?;
+    check_count(
+        "generation.target_count",
+        g.target_count as u64,
+        0,
+        100_000_000,
+    )?;
+    let r = &cfg.relabel;
+    check_range("relabel.vote_temperature", r.vote_temperature, 0.0, 2.0)?;
+    check_count("relabel.votes", r.votes as u64, 0, 100)?;
+    check_count("relabel.shots", r.shots as u64, 0, 1000)?;
+    check_count(
+        "relabel.all_max_classes",
+        r.all_max_classes as u64,
+        0,
+        100_000,
+    )?;
     Ok(())
 }
 

@@ -39,7 +39,7 @@
 //! cloning it ([`ProjectState::apply_owned`]).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -118,6 +118,10 @@ pub struct Replay {
     pub tail_line: usize,
     /// Bytes read in all.
     pub len: u64,
+    /// Byte offset and 1-based line of the header of a batch at the end
+    /// that is not complete (a crash mid-append): its events were not
+    /// applied, and [`Journal::open`] cuts it away.
+    pub torn_batch: Option<(u64, usize)>,
 }
 
 /// Replay journal bytes into `state`. Never fails: unreadable lines are
@@ -129,7 +133,7 @@ pub fn replay(bytes: &[u8], state: &mut ProjectState) -> Replay {
 /// [`replay`] on one thread (`threads` = 1) or pipelined (more); the
 /// result never depends on it.
 pub fn replay_with_threads(bytes: &[u8], state: &mut ProjectState, threads: usize) -> Replay {
-    replay_reader(bytes, state, threads).expect("reading a slice cannot fail")
+    replay_reader(std::io::Cursor::new(bytes), state, threads).expect("reading a slice cannot fail")
 }
 
 /// Replay an open journal file from its start (see [`replay_reader`]).
@@ -158,7 +162,35 @@ fn threads_for(len: u64) -> usize {
 /// small batches through a bounded channel, while this thread folds them
 /// into the state in file order. Batches are recycled, so the memory in
 /// flight stays small.
-pub fn replay_reader<R: Read + Send>(
+///
+/// A batch (see [`batch_header`]) is applied as it is read; if it turns
+/// out torn at the end, the state is rebuilt by replaying again up to its
+/// header (rare: only after a crash), so a partial batch is never applied
+/// and a complete one costs no buffering.
+pub fn replay_reader<R: Read + Seek + Send>(
+    mut reader: R,
+    state: &mut ProjectState,
+    threads: usize,
+) -> std::io::Result<Replay> {
+    let start = reader.stream_position()?;
+    let pristine = state.clone();
+    let first = replay_stream(&mut reader, state, threads)?;
+    let Some((offset, line)) = first.torn_batch else {
+        return Ok(first);
+    };
+    *state = pristine;
+    reader.seek(SeekFrom::Start(start))?;
+    let mut again = replay_stream((&mut reader).take(offset - start), state, threads)?;
+    if let Some(torn) = first.report.skipped.iter().find(|s| s.line == line) {
+        again.report.skipped.push(torn.clone());
+    }
+    again.torn_batch = first.torn_batch;
+    again.len = first.len;
+    Ok(again)
+}
+
+/// One pass of [`replay_reader`]: batches are applied as they come.
+fn replay_stream<R: Read + Send>(
     reader: R,
     state: &mut ProjectState,
     threads: usize,
@@ -200,6 +232,7 @@ pub fn replay_reader<R: Read + Send>(
         tail: end.tail_bytes,
         tail_line: if end.tail.is_some() { end.line } else { 0 },
         len: end.len,
+        torn_batch: end.torn_batch.map(|t| (t.offset, t.line)),
     })
 }
 
@@ -240,11 +273,73 @@ struct ScanEnd {
     line: usize,
     /// Bytes read.
     len: u64,
+    /// A batch at the end whose lines are not all there (see [`Batch`]).
+    torn_batch: Option<TornBatch>,
+}
+
+/// A batch whose header announced more lines than follow it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct TornBatch {
+    /// Byte offset of the header line.
+    offset: u64,
+    /// 1-based line of the header.
+    line: usize,
+    announced: usize,
+    found: usize,
+}
+
+/// The header line of a multi-event append: `{"batch":N}`, followed by
+/// exactly `N` event lines. Replay applies the `N` events only when all of
+/// them are there, so an append cut short (a crash, `kill -9` half-way
+/// through a big import) is never applied in part.
+fn batch_header(n: usize) -> String {
+    format!("{{\"batch\":{n}}}")
+}
+
+/// `N` if `raw` is a batch header.
+fn parse_batch_header(raw: &[u8]) -> Option<usize> {
+    let rest = raw.strip_prefix(b"{\"batch\":")?;
+    let rest = rest.strip_suffix(b"}")?;
+    std::str::from_utf8(rest)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|&n| n > 0)
+}
+
+/// The batch being read: its header and how many of its lines were seen.
+struct Batch {
+    offset: u64,
+    line: usize,
+    announced: usize,
+    found: usize,
+}
+
+impl Batch {
+    fn torn(&self) -> TornBatch {
+        TornBatch {
+            offset: self.offset,
+            line: self.line,
+            announced: self.announced,
+            found: self.found,
+        }
+    }
+}
+
+fn torn_batch_reason(t: &TornBatch, why: &str) -> String {
+    format!(
+        "torn batch: {} events announced, {} complete lines follow ({why}); none of them applied",
+        t.announced, t.found
+    )
 }
 
 /// Read `reader` block by block, parse every non-blank line and hand it to
 /// `sink` with its 1-based line number. A line longer than the buffer
-/// grows it.
+/// grows it. Batch headers are counted against the lines that follow; a
+/// batch that ends early is reported as one skipped line (its header) and,
+/// at the end of the file, in [`ScanEnd::torn_batch`] (its lines were
+/// handed over: [`replay_reader`] replays again without them).
 fn scan_reader<R: Read>(
     mut reader: R,
     block: usize,
@@ -254,6 +349,7 @@ fn scan_reader<R: Read>(
     let mut filled = 0usize; // valid bytes in `buf`
     let mut base = 0u64; // file offset of buf[0]
     let mut line = 0usize;
+    let mut batch: Option<Batch> = None;
     loop {
         if filled == buf.len() {
             buf.resize(buf.len() * 2, 0);
@@ -268,7 +364,36 @@ fn scan_reader<R: Read>(
         let mut start = 0usize;
         while let Some(i) = memchr_nl(&buf[start..filled]) {
             line += 1;
-            scan_line(&buf[start..start + i], true, line, &mut sink);
+            let raw = &buf[start..start + i];
+            if let Some(n) = parse_batch_header(raw) {
+                if let Some(b) = batch.take() {
+                    // Not at the end, so not a crash (the cut on open
+                    // removes those): a hand edit. Its lines were read.
+                    sink(
+                        b.line,
+                        Err(format!(
+                            "incomplete batch: {} events announced, {} lines follow before \
+                             another batch starts; those were read",
+                            b.announced, b.found
+                        )),
+                    );
+                }
+                batch = Some(Batch {
+                    offset: base + start as u64,
+                    line,
+                    announced: n,
+                    found: 0,
+                });
+            } else if let Some(b) = batch.as_mut() {
+                // Every complete line after the header is one of its lines.
+                scan_line(raw, true, line, &mut sink);
+                b.found += 1;
+                if b.found >= b.announced {
+                    batch = None;
+                }
+            } else {
+                scan_line(raw, true, line, &mut sink);
+            }
             start += i + 1;
         }
         buf.copy_within(start..filled, 0);
@@ -276,7 +401,31 @@ fn scan_reader<R: Read>(
         base += start as u64;
     }
     let mut tail = None;
-    if filled > 0 {
+    let mut torn_batch = None;
+    if let Some(b) = batch.take() {
+        if filled > 0 {
+            line += 1;
+        }
+        // Only the final newline missing: the batch is whole.
+        let mut last = None;
+        if filled > 0 && b.found + 1 == b.announced {
+            scan_line(&buf[..filled], true, line, &mut |l, r| last = Some((l, r)));
+        }
+        match last {
+            Some((l, Ok(ev))) => {
+                sink(l, Ok(ev));
+                tail = Some((base, true));
+            }
+            _ => {
+                let t = b.torn();
+                sink(
+                    t.line,
+                    Err(torn_batch_reason(&t, "the append was interrupted")),
+                );
+                torn_batch = Some(t);
+            }
+        }
+    } else if filled > 0 {
         line += 1;
         tail = Some((base, scan_line(&buf[..filled], false, line, &mut sink)));
     }
@@ -286,6 +435,7 @@ fn scan_reader<R: Read>(
         tail_bytes: if tail.is_some() { buf } else { Vec::new() },
         line,
         len: base + filled as u64,
+        torn_batch,
     })
 }
 
@@ -434,6 +584,7 @@ impl Journal {
             .create(true)
             .open(path)
             .with_context(|| format!("cannot open journal {}", path.display()))?;
+        lock_journal(&file, path)?;
         let size = file.metadata().map(|m| m.len()).unwrap_or(0);
         let Replay {
             mut report,
@@ -442,9 +593,34 @@ impl Journal {
             tail,
             tail_line: line,
             mut len,
+            torn_batch,
         } = replay_reader(&file, state, threads_for(size))
             .with_context(|| format!("cannot read journal {}", path.display()))?;
-        if let Some(start) = tail_start {
+        if let Some((start, line)) = torn_batch {
+            // Like a torn line: keep the bytes aside, cut them off.
+            let mut torn = Vec::new();
+            {
+                use std::io::{Seek, SeekFrom};
+                let mut f = &file;
+                f.seek(SeekFrom::Start(start))
+                    .and_then(|_| f.read_to_end(&mut torn))
+                    .with_context(|| format!("cannot read journal {}", path.display()))?;
+            }
+            let saved = save_torn(path, &torn)?;
+            file.set_len(start)
+                .and_then(|_| file.sync_data())
+                .with_context(|| format!("cannot repair journal {}", path.display()))?;
+            len = start;
+            if let Some(s) = report.skipped.iter_mut().find(|s| s.line == line) {
+                s.reason
+                    .push_str(&format!("; its bytes were moved to {}", saved.display()));
+            }
+            report.torn_tail = Some(TornTail {
+                line,
+                bytes: torn.len(),
+                saved_to: Some(saved),
+            });
+        } else if let Some(start) = tail_start {
             let saved_to = if tail_is_event {
                 file.write_all(b"\n")
                     .and_then(|_| file.sync_data())
@@ -492,7 +668,10 @@ impl Journal {
             len: 0,
             next_id: 1,
         };
-        let events = j.append(kinds)?;
+        // No batch header: a new journal is made in a temporary folder and
+        // renamed into place (`Project::create`), which is atomic already,
+        // and its lines stay independent (a damaged one costs only itself).
+        let events = j.append_lines(kinds, false)?;
         Ok((j, events))
     }
 
@@ -509,11 +688,17 @@ impl Journal {
     /// them durable with one fsync. On error nothing is appended (the file
     /// is truncated back) and no id is consumed.
     pub fn append(&mut self, kinds: Vec<EventKind>) -> anyhow::Result<Vec<Event>> {
+        self.append_lines(kinds, true)
+    }
+
+    /// [`Journal::append`]; `batched` writes the batch header for more
+    /// than one event.
+    fn append_lines(&mut self, kinds: Vec<EventKind>, batched: bool) -> anyhow::Result<Vec<Event>> {
         if kinds.is_empty() {
             return Ok(Vec::new());
         }
         let ts = now_ms();
-        let events: Vec<Event> = kinds
+        let mut events: Vec<Event> = kinds
             .into_iter()
             .enumerate()
             .map(|(i, kind)| Event {
@@ -523,14 +708,87 @@ impl Journal {
                 kind,
             })
             .collect();
-        let mut buf = String::with_capacity(events.len() * 160);
-        for e in &events {
-            buf.push_str(&e.to_json_line());
+        let mut buf = String::with_capacity(events.len() * 160 + 40);
+        if batched && events.len() > 1 {
+            buf.push_str(&batch_header(events.len()));
             buf.push('\n');
+        }
+        for e in &mut events {
+            push_redacted(&mut buf, e);
         }
         self.write_durably(buf.as_bytes())?;
         self.next_id += events.len() as u64;
         Ok(events)
+    }
+
+    /// Append `n` events produced one at a time by `produce` (which calls
+    /// the function it is given once per event) as one batch, without
+    /// holding them: lines go to the file in 1 MB writes as they come,
+    /// then one fsync. Replay applies the batch only once all `n` lines
+    /// are there (see [`batch_header`]), so a crash half-way applies none
+    /// of it. On error (from `produce`, the disk, or a count other than
+    /// `n`) the file is truncated back and no id is consumed. Returns the
+    /// id of the first event.
+    pub fn append_with(
+        &mut self,
+        n: usize,
+        produce: impl FnOnce(&mut dyn FnMut(EventKind) -> anyhow::Result<()>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<EventId> {
+        let first = self.next_id;
+        if n == 0 {
+            return Ok(first);
+        }
+        let ts = now_ms();
+        let mut buf = String::with_capacity(1 << 20);
+        if n > 1 {
+            buf.push_str(&batch_header(n));
+            buf.push('\n');
+        }
+        let mut count = 0usize;
+        let mut written = 0u64;
+        let file = &mut self.file;
+        let res = produce(&mut |kind| {
+            if count >= n {
+                anyhow::bail!("more than the {n} events announced");
+            }
+            let mut e = Event {
+                v: SCHEMA_VERSION,
+                id: first + count as u64,
+                ts,
+                kind,
+            };
+            push_redacted(&mut buf, &mut e);
+            count += 1;
+            if buf.len() >= 1 << 20 {
+                file.write_all(buf.as_bytes())?;
+                written += buf.len() as u64;
+                buf.clear();
+            }
+            Ok(())
+        })
+        .and_then(|()| {
+            if count != n {
+                anyhow::bail!("{count} events produced, {n} announced");
+            }
+            Ok(())
+        })
+        .and_then(|()| {
+            file.write_all(buf.as_bytes())?;
+            written += buf.len() as u64;
+            file.sync_data()?;
+            Ok(())
+        });
+        match res {
+            Ok(()) => {
+                self.len += written;
+                self.next_id += n as u64;
+                Ok(first)
+            }
+            Err(e) => {
+                let _ = self.file.set_len(self.len);
+                Err(e.context(format!("cannot append to journal {}", self.path.display())))
+            }
+        }
     }
 
     /// Write bytes and fsync; roll back on failure.
@@ -552,6 +810,47 @@ impl Journal {
             }
         }
     }
+}
+
+/// Hold an exclusive OS lock (`flock` via `File::try_lock`, std since
+/// Rust 1.89, so no extra crate) on the open journal for as long as the
+/// [`Journal`] lives. The project's `straddle.lock` names the holder for
+/// the message, but a lock file can be deleted (`git clean -X`) and a
+/// second process would then lock a fresh one; the journal cannot be
+/// deleted without deleting the project, so this lock is the one that
+/// keeps a second writer out. The OS drops it when the process dies, so
+/// a stale lock never blocks.
+fn lock_journal(file: &File, path: &Path) -> anyhow::Result<()> {
+    match file.try_lock() {
+        Ok(()) => Ok(()),
+        Err(std::fs::TryLockError::WouldBlock) => Err(crate::error::user(format!(
+            "{} is in use by another straddle process (its lock file may have been deleted); \
+             close it there first",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(anyhow::Error::new(e).context(format!("cannot lock {}", path.display())))
+        }
+    }
+}
+
+/// Append `e` as one line to `buf` with every secret redacted
+/// ([`crate::secrets::redact`]: the journal is meant to be committed). When
+/// a secret was found, `e` is replaced by the redacted event, so the state
+/// folds exactly what is on disk.
+fn push_redacted(buf: &mut String, e: &mut Event) {
+    let line = e.to_json_line();
+    let line = match crate::secrets::redact(&line) {
+        std::borrow::Cow::Borrowed(_) => line,
+        std::borrow::Cow::Owned(clean) => {
+            if let Ok(ev) = Event::from_json_line(&clean) {
+                *e = ev;
+            }
+            clean
+        }
+    };
+    buf.push_str(&line);
+    buf.push('\n');
 }
 
 /// Copy torn bytes to `journal.torn-<unix-ms>` beside the journal.
@@ -877,7 +1176,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");
         let kinds: Vec<EventKind> = (1..=40).flat_map(|i| [add(i), accept(i)]).collect();
-        drop(Journal::create(&path, kinds).unwrap());
+        // One event per append: no batch header, so line n is event n.
+        let (mut j, _) = Journal::create(&path, vec![]).unwrap();
+        for k in kinds {
+            j.append(vec![k]).unwrap();
+        }
+        drop(j);
         let mut bytes = std::fs::read(&path).unwrap();
         // Garble line 7, add a blank line, tear the end.
         let l7 = bytes
@@ -1054,5 +1358,111 @@ mod tests {
         let mut st = ProjectState::new(true);
         let r = replay(&std::fs::read(&path).unwrap(), &mut st).report;
         assert_eq!((r.events, r.skipped.len()), (221, 0));
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+    use crate::domain::{NewSample, Origin, SampleAdded};
+
+    fn add(id: u64) -> EventKind {
+        EventKind::SampleAdded(SampleAdded::new(
+            id,
+            NewSample {
+                text: format!("text {id}"),
+                label: "A".into(),
+                origin: Origin::Seed,
+                provenance: Default::default(),
+            },
+        ))
+    }
+
+    #[test]
+    fn a_batch_is_applied_whole_or_not_at_all_at_every_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut j, _) = Journal::create(&path, vec![add(1)]).unwrap();
+        j.append((2..=6).map(add).collect()).unwrap();
+        drop(j);
+        let full = std::fs::read(&path).unwrap();
+        let header = full.iter().position(|&b| b == b'\n').unwrap() + 1;
+        assert!(full[header..].starts_with(b"{\"batch\":5}\n"));
+        for cut in header..full.len() {
+            let mut st = ProjectState::new(true);
+            let r = replay(&full[..cut], &mut st);
+            let n = st.samples.len();
+            // Cut only the final newline: the batch is whole.
+            let whole = cut == full.len() - 1;
+            assert_eq!(n, if whole { 6 } else { 1 }, "cut at {cut}");
+            if !whole && cut >= header + 12 {
+                assert_eq!(
+                    r.torn_batch.map(|t| t.0),
+                    Some(header as u64),
+                    "cut at {cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_batch_cut_off_by_another_is_skipped_and_reported() {
+        let mut bytes = Vec::new();
+        let line = |id: u64| {
+            let e = Event {
+                v: SCHEMA_VERSION,
+                id,
+                ts: 1,
+                kind: add(id),
+            };
+            e.to_json_line() + "\n"
+        };
+        bytes.extend(line(1).as_bytes());
+        bytes.extend(b"{\"batch\":3}\n");
+        bytes.extend(line(2).as_bytes());
+        bytes.extend(b"{\"batch\":2}\n");
+        bytes.extend(line(2).as_bytes());
+        bytes.extend(line(3).as_bytes());
+        let mut st = ProjectState::new(true);
+        let r = replay(&bytes, &mut st);
+        assert_eq!(r.report.skipped.len(), 1);
+        assert_eq!(r.report.skipped[0].line, 2);
+        assert!(r.report.skipped[0].reason.contains("another batch starts"));
+        assert_eq!(r.torn_batch, None);
+    }
+
+    #[test]
+    fn append_with_rolls_back_on_a_wrong_count_or_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut j, _) = Journal::create(&path, vec![add(1)]).unwrap();
+        let before = std::fs::read(&path).unwrap();
+        assert!(
+            j.append_with(3, |push| {
+                push(add(2))?;
+                push(add(3))
+            })
+            .is_err()
+        );
+        assert!(
+            j.append_with(2, |push| {
+                push(add(2))?;
+                anyhow::bail!("reader failed")
+            })
+            .is_err()
+        );
+        assert_eq!(std::fs::read(&path).unwrap(), before);
+        assert_eq!(j.next_id(), 2);
+        let first = j
+            .append_with(2, |push| {
+                push(add(2))?;
+                push(add(3))
+            })
+            .unwrap();
+        assert_eq!(first, 2);
+        drop(j);
+        let mut st = ProjectState::new(true);
+        replay(&std::fs::read(&path).unwrap(), &mut st);
+        assert_eq!(st.samples.len(), 3);
     }
 }

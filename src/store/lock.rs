@@ -3,6 +3,11 @@
 //! [`ProjectLock`] is dropped) and naming the holder's pid for the message a
 //! second process shows. The file itself is left in place on release; only
 //! the OS lock matters, so a stale file from a crash never blocks anyone.
+//!
+//! A lock file can be deleted while held (`git clean -X`), and a second
+//! process would then lock a fresh one; so the journal itself is locked
+//! too, for as long as it is open for writing (see `Journal::open`). That
+//! lock is the one that keeps a second writer out.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};

@@ -134,6 +134,7 @@ impl Project {
     pub fn open(dir: &Path) -> anyhow::Result<Project> {
         check_project_dir(dir)?;
         let lock = ProjectLock::acquire(dir)?;
+        check_journal_present(dir)?;
         let config = read_config(&dir.join(CONFIG_FILE))?;
         let mut state = ProjectState::new(config.relabel.take_relabel);
         let (journal, report) = Journal::open(&dir.join(JOURNAL_FILE), &mut state)?;
@@ -157,9 +158,9 @@ impl Project {
         let config = read_config(&dir.join(CONFIG_FILE))?;
         let mut state = ProjectState::new(config.relabel.take_relabel);
         let path = dir.join(JOURNAL_FILE);
+        check_journal_present(dir)?;
         let report = match std::fs::File::open(&path) {
             Ok(file) => journal::replay_file(&file, &mut state),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(LoadReport::default()),
             Err(e) => Err(e),
         }
         .with_context(|| format!("cannot read journal {}", path.display()))?;
@@ -192,7 +193,13 @@ impl Project {
     /// unnoticed.
     pub fn warn_about_journal(&self) {
         for m in self.report.messages(&self.journal_path()) {
-            eprintln!("warning: {m}");
+            // Cleaned as the CLI's output is (the store cannot use the
+            // CLI's macros: they live a layer above).
+            let line = format!("warning: {m}\n");
+            let _ = std::io::Write::write_all(
+                &mut std::io::stderr(),
+                crate::secrets::clean(&line).as_bytes(),
+            );
         }
     }
 
@@ -229,6 +236,24 @@ impl Project {
                 _lock: self._lock,
             },
         ))
+    }
+
+    /// Append `n` events streamed by `produce` as one atomic batch (see
+    /// [`Journal::append_with`]) without holding them in memory, and close
+    /// the project: the events are not folded into this state (that is
+    /// what would cost the memory), so it is consumed. Returns the id of
+    /// the first event.
+    pub fn append_stream(
+        mut self,
+        n: usize,
+        produce: impl FnOnce(&mut dyn FnMut(EventKind) -> anyhow::Result<()>) -> anyhow::Result<()>,
+    ) -> anyhow::Result<crate::domain::EventId> {
+        let dir = self.dir.clone();
+        let journal = self
+            .journal
+            .as_mut()
+            .ok_or_else(|| anyhow::anyhow!("project {} was opened read-only", dir.display()))?;
+        journal.append_with(n, produce)
     }
 
     /// Add samples (ids assigned densely after the last one), durably.
@@ -329,6 +354,22 @@ fn check_project_dir(dir: &Path) -> anyhow::Result<()> {
     if !dir.join(CONFIG_FILE).is_file() {
         return Err(error::user(format!(
             "{} is not a straddle project: it has no {CONFIG_FILE}",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// A user error when `straddle.toml` has no `journal.jsonl` beside it: the
+/// journal is the project's data, and opening without it would show an
+/// empty project and restart ids at 1.
+fn check_journal_present(dir: &Path) -> anyhow::Result<()> {
+    let path = dir.join(JOURNAL_FILE);
+    if path.symlink_metadata().is_err() {
+        return Err(error::user(format!(
+            "{} is missing: {} has a {CONFIG_FILE} but no journal (restore it from a copy \
+             or version control; a new project starts with `straddle init`)",
+            path.display(),
             dir.display()
         )));
     }

@@ -99,34 +99,98 @@ pub fn detect_format(path: &Path, content: &str) -> Format {
 /// Read labelled examples. Fails (user error, file:line) on a missing text
 /// or label column, an empty text or label, a malformed row.
 pub fn read_examples(path: &Path, cols: &Columns) -> anyhow::Result<Vec<Example>> {
-    parse_examples(path, &read_utf8(path)?, cols)
+    let mut out = Vec::new();
+    for_each_example(path, cols, |e| {
+        out.push(e);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// [`read_examples`] on content already in memory; `path` names it in
 /// errors and picks the format.
 pub fn parse_examples(path: &Path, content: &str, cols: &Columns) -> anyhow::Result<Vec<Example>> {
     let content = content.strip_prefix('\u{feff}').unwrap_or(content);
-    let out = match detect_format(path, content) {
-        Format::Csv => read_delimited(path, content, b',', cols)?,
-        Format::Tsv => read_delimited(path, content, b'\t', cols)?,
-        Format::Jsonl => read_jsonl(path, content, cols)?,
-    };
-    if out.is_empty() {
+    let fmt = detect_format(path, content);
+    let mut out = Vec::new();
+    let n = examples_from(path, fmt, content.as_bytes(), cols, &mut |e| {
+        out.push(e);
+        Ok(())
+    })?;
+    no_rows(path, n)?;
+    Ok(out)
+}
+
+/// Stream the examples of a file to `f`, one at a time, without holding
+/// the file or the examples in memory (a million-row import costs a read
+/// buffer, not the file twice). Returns how many there were; the first
+/// error (a malformed row, or one `f` returns) stops the read.
+pub fn for_each_example(
+    path: &Path,
+    cols: &Columns,
+    mut f: impl FnMut(Example) -> anyhow::Result<()>,
+) -> anyhow::Result<usize> {
+    use std::io::BufRead;
+    let file = std::fs::File::open(path)
+        .map_err(|e| error::user(format!("cannot read {}: {e}", path.display())))?;
+    let mut r = std::io::BufReader::with_capacity(1 << 16, file);
+    let head = r
+        .fill_buf()
+        .map_err(|e| error::user(format!("cannot read {}: {e}", path.display())))?;
+    let bom = head.starts_with(b"\xEF\xBB\xBF");
+    let fmt = detect_format(path, &String::from_utf8_lossy(head));
+    if bom {
+        r.consume(3);
+    }
+    let n = examples_from(path, fmt, r, cols, &mut f)?;
+    no_rows(path, n)?;
+    Ok(n)
+}
+
+fn no_rows(path: &Path, n: usize) -> anyhow::Result<()> {
+    if n == 0 {
         return Err(error::user(format!(
             "{}: no examples found (the file has no data rows)",
             path.display()
         )));
     }
-    Ok(out)
+    Ok(())
 }
 
-fn csv_reader(content: &str, delim: u8, headers: bool) -> csv::Reader<&[u8]> {
+type Sink<'a> = dyn FnMut(Example) -> anyhow::Result<()> + 'a;
+
+fn examples_from<R: std::io::BufRead>(
+    path: &Path,
+    fmt: Format,
+    r: R,
+    cols: &Columns,
+    f: &mut Sink<'_>,
+) -> anyhow::Result<usize> {
+    match fmt {
+        Format::Csv => read_delimited(path, r, b',', cols, f),
+        Format::Tsv => read_delimited(path, r, b'\t', cols, f),
+        Format::Jsonl => read_jsonl(path, r, cols, f),
+    }
+}
+
+/// A field as UTF-8, or a user error naming the line and the byte.
+fn utf8_field<'a>(path: &Path, line: usize, b: &'a [u8]) -> anyhow::Result<&'a str> {
+    std::str::from_utf8(b).map_err(|e| {
+        error::user(format!(
+            "{}:{line}: not valid UTF-8 (byte {} of the field); save the file as UTF-8",
+            path.display(),
+            e.valid_up_to() + 1
+        ))
+    })
+}
+
+fn csv_reader<R: std::io::Read>(r: R, delim: u8, headers: bool) -> csv::Reader<R> {
     csv::ReaderBuilder::new()
         .delimiter(delim)
         .has_headers(headers)
         .flexible(true)
         .quoting(delim == b',')
-        .from_reader(content.as_bytes())
+        .from_reader(r)
 }
 
 fn csv_err(path: &Path, e: csv::Error) -> anyhow::Error {
@@ -142,16 +206,21 @@ fn csv_err(path: &Path, e: csv::Error) -> anyhow::Error {
     error::user(format!("{}:{line}: malformed row: {msg}", path.display()))
 }
 
-fn read_delimited(
+fn read_delimited<R: std::io::Read>(
     path: &Path,
-    content: &str,
+    r: R,
     delim: u8,
     cols: &Columns,
-) -> anyhow::Result<Vec<Example>> {
-    let mut rdr = csv_reader(content, delim, true);
-    let headers = rdr.headers().map_err(|e| csv_err(path, e))?.clone();
+    f: &mut Sink<'_>,
+) -> anyhow::Result<usize> {
+    let mut rdr = csv_reader(r, delim, true);
+    let headers = rdr.byte_headers().map_err(|e| csv_err(path, e))?.clone();
+    let headers: Vec<String> = headers
+        .iter()
+        .map(|h| utf8_field(path, 1, h).map(str::to_string))
+        .collect::<anyhow::Result<_>>()?;
     let find = |name: &str| headers.iter().position(|h| h.trim() == name);
-    let names = || headers.iter().collect::<Vec<_>>().join(", ");
+    let names = || headers.join(", ");
     let ti = find(&cols.text).ok_or_else(|| {
         error::user(format!(
             "{}:1: no '{}' column (columns: {}); name the text column with --text-col",
@@ -168,28 +237,38 @@ fn read_delimited(
             names()
         ))
     })?;
-    let mut out = Vec::new();
-    for rec in rdr.records() {
-        let rec = rec.map_err(|e| csv_err(path, e))?;
+    let mut n = 0;
+    let mut rec = csv::ByteRecord::new();
+    while rdr
+        .read_byte_record(&mut rec)
+        .map_err(|e| csv_err(path, e))?
+    {
         let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
-        if rec.iter().all(|f| f.trim().is_empty()) {
+        if rec.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) {
             continue;
         }
-        let get = |i: usize, what: &str| -> anyhow::Result<String> {
-            rec.get(i).map(|s| s.trim().to_string()).ok_or_else(|| {
-                error::user(format!(
-                    "{}:{line}: row has {} fields, no {what} field (column {})",
-                    path.display(),
-                    rec.len(),
-                    i + 1
-                ))
-            })
-        };
-        let text = get(ti, "text")?;
-        let label = get(li, "label")?;
-        out.push(check(path, line, text, label)?);
+        if rec.len() != headers.len() {
+            // A row with a field too many or too few would be read into
+            // the wrong columns ("Hello, how are you,A" as text "Hello",
+            // label "how are you"): refuse it instead.
+            let hint = if delim == b'\t' {
+                "a TSV field cannot hold a tab (quotes are not special in TSV)"
+            } else {
+                "quote a field that holds a comma: \"Hello, how are you\",A"
+            };
+            return Err(error::user(format!(
+                "{}:{line}: expected {} fields, found {}; {hint}",
+                path.display(),
+                headers.len(),
+                rec.len()
+            )));
+        }
+        let text = utf8_field(path, line, &rec[ti])?.trim().to_string();
+        let label = utf8_field(path, line, &rec[li])?.trim().to_string();
+        f(check(path, line, text, label)?)?;
+        n += 1;
     }
-    Ok(out)
+    Ok(n)
 }
 
 fn check(path: &Path, line: usize, text: String, label: String) -> anyhow::Result<Example> {
@@ -205,6 +284,13 @@ fn check(path: &Path, line: usize, text: String, label: String) -> anyhow::Resul
             path.display()
         )));
     }
+    if let Some(why) = crate::store::config_file::class_name_problem(label.trim()) {
+        return Err(error::user(format!(
+            "{}:{line}: label '{}' {why}",
+            path.display(),
+            label.trim().escape_debug()
+        )));
+    }
     Ok(Example {
         text,
         label: label.trim().to_string(),
@@ -212,10 +298,25 @@ fn check(path: &Path, line: usize, text: String, label: String) -> anyhow::Resul
     })
 }
 
-fn read_jsonl(path: &Path, content: &str, cols: &Columns) -> anyhow::Result<Vec<Example>> {
-    let mut out = Vec::new();
-    for (i, raw) in content.lines().enumerate() {
-        let line = i + 1;
+fn read_jsonl<R: std::io::BufRead>(
+    path: &Path,
+    mut r: R,
+    cols: &Columns,
+    f: &mut Sink<'_>,
+) -> anyhow::Result<usize> {
+    let mut n = 0;
+    let mut buf = Vec::new();
+    let mut line = 0;
+    loop {
+        buf.clear();
+        let got = r
+            .read_until(b'\n', &mut buf)
+            .map_err(|e| error::user(format!("cannot read {}: {e}", path.display())))?;
+        if got == 0 {
+            break;
+        }
+        line += 1;
+        let raw = utf8_field(path, line, &buf)?;
         if raw.trim().is_empty() {
             continue;
         }
@@ -226,10 +327,9 @@ fn read_jsonl(path: &Path, content: &str, cols: &Columns) -> anyhow::Result<Vec<
         let field = |key: &str, flag: &str| -> anyhow::Result<String> {
             match obj.get(key) {
                 Some(serde_json::Value::String(s)) => Ok(s.clone()),
-                Some(serde_json::Value::Number(n)) => Ok(n.to_string()),
-                Some(serde_json::Value::Bool(b)) => Ok(b.to_string()),
+                // `true` or `3` is more likely a mistake than a label.
                 Some(other) => Err(error::user(format!(
-                    "{}:{line}: '{key}' must be a string, found {}",
+                    "{}:{line}: '{key}' must be a string, found {} ({other}); write it in quotes",
                     path.display(),
                     json_kind(other)
                 ))),
@@ -245,9 +345,10 @@ fn read_jsonl(path: &Path, content: &str, cols: &Columns) -> anyhow::Result<Vec<
         };
         let text = field(&cols.text, "--text-col")?;
         let label = field(&cols.label, "--label-col")?;
-        out.push(check(path, line, text.trim().to_string(), label)?);
+        f(check(path, line, text.trim().to_string(), label)?)?;
+        n += 1;
     }
-    Ok(out)
+    Ok(n)
 }
 
 fn json_kind(v: &serde_json::Value) -> &'static str {
@@ -304,7 +405,7 @@ pub fn parse_descriptions(path: &Path, content: &str) -> anyhow::Result<Vec<Desc
         }
         fmt => {
             let delim = if fmt == Format::Tsv { b'\t' } else { b',' };
-            let mut rdr = csv_reader(content, delim, false);
+            let mut rdr = csv_reader(content.as_bytes(), delim, false);
             for rec in rdr.records() {
                 let rec = rec.map_err(|e| csv_err(path, e))?;
                 let line = rec.position().map(|p| p.line() as usize).unwrap_or(0);
@@ -349,10 +450,11 @@ fn push_description(
     label: String,
     description: String,
 ) -> anyhow::Result<()> {
-    if label.trim().is_empty() {
+    if let Some(why) = crate::store::config_file::class_name_problem(label.trim()) {
         return Err(error::user(format!(
-            "{}:{line}: empty label",
-            path.display()
+            "{}:{line}: label '{}' {why}",
+            path.display(),
+            label.trim().escape_debug()
         )));
     }
     if let Some(prev) = out.iter().find(|d| d.label == label) {
@@ -388,6 +490,56 @@ pub fn check_labels(
         )));
     }
     Ok(())
+}
+
+/// Drop exact duplicates (same text and label, after the first) and say
+/// so; report texts that appear with more than one label (kept: which one
+/// is right is the user's call). One warning line per kind of problem,
+/// with counts and the first lines, `file:line`.
+pub fn dedup_examples(path: &Path, examples: Vec<Example>) -> (Vec<Example>, Vec<String>) {
+    use std::collections::HashMap;
+    let mut first: HashMap<(String, String), usize> = HashMap::new();
+    let mut label_of: HashMap<String, (String, usize)> = HashMap::new();
+    let (mut dups, mut conflicts) = (Vec::new(), Vec::new());
+    let mut kept = Vec::with_capacity(examples.len());
+    for e in examples {
+        let key = (e.text.clone(), e.label.clone());
+        if let Some(&at) = first.get(&key) {
+            dups.push((e.line, at));
+            continue;
+        }
+        first.insert(key, e.line);
+        match label_of.get(&e.text) {
+            Some((l, at)) if *l != e.label => {
+                conflicts.push((e.line, *at, l.clone(), e.label.clone()))
+            }
+            Some(_) => {}
+            None => {
+                label_of.insert(e.text.clone(), (e.label.clone(), e.line));
+            }
+        }
+        kept.push(e);
+    }
+    let p = path.display();
+    let mut msgs = Vec::new();
+    if !dups.is_empty() {
+        let (line, at) = dups[0];
+        msgs.push(format!(
+            "{p}:{line}: {} exact duplicate example{} dropped (this one repeats line {at})",
+            dups.len(),
+            if dups.len() == 1 { "" } else { "s" }
+        ));
+    }
+    if !conflicts.is_empty() {
+        let (line, at, a, b) = &conflicts[0];
+        msgs.push(format!(
+            "{p}:{line}: {} text{} labelled differently elsewhere (this one '{b}', line {at} \
+             '{a}'); both kept — fix the file if one is wrong",
+            conflicts.len(),
+            if conflicts.len() == 1 { "" } else { "s" }
+        ));
+    }
+    (kept, msgs)
 }
 
 /// `NewSample`s for examples read from `path`, with `source` provenance

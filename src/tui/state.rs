@@ -116,6 +116,7 @@ impl Backoff {
             FailReason::Malformed => "malformed reply",
             FailReason::Truncated => "reply cut off",
             FailReason::StreamError => "error in stream",
+            FailReason::TooLarge => "reply too large",
             other => other.as_str(),
         };
         match status {

@@ -90,6 +90,16 @@ pub enum Reply {
         content_type: String,
         body: String,
     },
+    /// Echo the request's `Authorization` header back, as a server
+    /// refusing a key does ("Incorrect API key provided: Bearer sk-…", and
+    /// the bare key after `key=`): with `code` 200 in the completion text,
+    /// else in an OpenAI-style error body with that status.
+    EchoKey { code: u16 },
+    /// A normal completion `bytes` long, streamed in 64 KiB tokens.
+    Huge { bytes: usize },
+    /// Stream `text`, then reset the connection mid-reply (no
+    /// `finish_reason`, no `[DONE]`; in JSON mode: half a body, then reset).
+    ResetMidStream { text: String },
 }
 
 /// A token with its logprob and alternatives.
@@ -714,7 +724,14 @@ async fn chat(
         hold(&s, n, max_wait).await;
     }
     let req = Request { index, body };
-    let reply = (s.script.replies)(&req);
+    let reply = match (s.script.replies)(&req) {
+        Reply::EchoKey { code } => echo_key(&headers, code),
+        Reply::Huge { bytes } => Reply::Tokens {
+            tokens: huge_tokens(bytes),
+        },
+        Reply::ResetMidStream { text } => return reset_mid_stream(&req, &text),
+        r => r,
+    };
     if !s.script.latency.is_zero() {
         tokio::time::sleep(s.script.latency).await;
     }
@@ -868,6 +885,9 @@ fn plan(script: &Script, req: &Request, reply: Reply) -> Plan {
             return Plan::Response(r);
         }
         Reply::Hang => return Plan::Hang,
+        Reply::EchoKey { .. } | Reply::Huge { .. } | Reply::ResetMidStream { .. } => {
+            unreachable!("mapped in `chat`")
+        }
         Reply::Raw {
             status,
             content_type,
@@ -1119,4 +1139,88 @@ fn sse_response(script: &Script, plan: EventPlan, guard: InFlight) -> Response {
 
 fn guard_salt(frames: &[String]) -> u64 {
     frames.iter().map(|f| f.len() as u64).sum()
+}
+
+/// The reply of [`Reply::EchoKey`].
+fn echo_key(headers: &HeaderMap, code: u16) -> Reply {
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("(none)");
+    let bare = auth.strip_prefix("Bearer ").unwrap_or(auth);
+    let msg = format!("Incorrect API key provided: {auth} (key={bare})");
+    if code == 200 {
+        Reply::text(format!("1. {msg}\n2. Your key is {bare}"))
+    } else {
+        Reply::status(
+            code,
+            json!({"error": {"message": msg, "type": "invalid_request_error"}}).to_string(),
+        )
+    }
+}
+
+/// `bytes` of text in 64 KiB tokens (ASCII words, so every cut is a
+/// character boundary).
+fn huge_tokens(bytes: usize) -> Vec<String> {
+    let piece: String = "lorem ipsum ".repeat(64 << 10 >> 4);
+    let piece = &piece[..(64 << 10).min(piece.len())];
+    let mut out = vec![];
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(piece.len());
+        out.push(piece[..n].to_string());
+        left -= n;
+    }
+    out
+}
+
+/// The response of [`Reply::ResetMidStream`]: some bytes, then a body
+/// error, on which hyper aborts the connection.
+fn reset_mid_stream(req: &Request, text: &str) -> Response {
+    let (ctype, first): (&str, Vec<Bytes>) = if req.stream() {
+        let frames = word_tokens(text)
+            .into_iter()
+            .map(|t| {
+                let c = json!({"id": format!("chatcmpl-{}", req.index),
+                    "object": "chat.completion.chunk", "created": 0, "model": MODEL,
+                    "choices": [{"index": 0, "delta": {"content": t}, "finish_reason": null}]});
+                Bytes::from(format!("data: {c}\n\n"))
+            })
+            .collect();
+        ("text/event-stream", frames)
+    } else {
+        let whole = json!({"id": "x", "object": "chat.completion", "choices": [{"index": 0,
+            "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]})
+        .to_string();
+        let half = whole.len() / 2;
+        (
+            "application/json",
+            vec![Bytes::from(whole[..half].to_string())],
+        )
+    };
+    // The bytes go out first (with the headers), then the stream fails a
+    // moment later and hyper aborts the connection: a reset mid-reply.
+    let mut items: VecDeque<Bytes> = first.into();
+    let stream = futures_util::stream::unfold((), move |()| {
+        let next = items.pop_front();
+        async move {
+            match next {
+                Some(b) => Some((Ok(b), ())),
+                None => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    Some((
+                        Err(std::io::Error::new(
+                            std::io::ErrorKind::ConnectionReset,
+                            "reset by test server",
+                        )),
+                        (),
+                    ))
+                }
+            }
+        }
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
 }

@@ -56,8 +56,9 @@ pub struct RunSummary {
     pub fatal: bool,
     /// It stopped because no request could be planned (a user error).
     pub plan_error: bool,
-    /// Failures by kind (see `app::session::Report::failures`).
-    pub failures: std::collections::BTreeMap<String, usize>,
+    /// Failures by kind and the circuit breaker (see
+    /// `app::session::Report::failures`).
+    pub failures: crate::engine::FailureTally,
 }
 
 impl fmt::Display for RunSummary {
@@ -65,11 +66,12 @@ impl fmt::Display for RunSummary {
         if self.run == "relabel" {
             write!(
                 f,
-                "{} relabelled ({} agree, {} unparsable); {} requests ({} cached), \
-                 {} prompt + {} completion tokens",
+                "{} relabelled ({} agree, {} unparsable), {} requests failed; {} requests \
+                 ({} cached), {} prompt + {} completion tokens",
                 self.relabelled,
                 self.agreeing,
                 self.unparsable_verdicts,
+                self.failed_requests,
                 self.requests,
                 self.cached,
                 self.prompt_tokens,
@@ -86,11 +88,7 @@ impl fmt::Display for RunSummary {
         }
         if let Some(why) = &self.stopped {
             write!(f, " — stopped: {why}")?;
-            if let Some((kind, n)) = self
-                .failures
-                .iter()
-                .max_by_key(|(k, n)| (**n, std::cmp::Reverse(*k)))
-            {
+            if let Some((kind, n)) = self.failures.dominant_kind() {
                 write!(f, " (most failures: {kind}, {n}×)")?;
             }
         }
@@ -121,6 +119,8 @@ impl RunSummary {
 }
 
 struct Driver {
+    /// The run's name for its `usage_recorded` events.
+    run: &'static str,
     project: Project,
     session: Session,
     engine: EngineHandle,
@@ -128,6 +128,9 @@ struct Driver {
     relabel: bool,
     interrupted: bool,
     bar: ProgressBar,
+    /// Usage already in the journal (recorded as deltas with each append,
+    /// so a killed run's requests still count).
+    usage_recorded: crate::domain::Usage,
 }
 
 fn progress_bar(len: u64, show: bool) -> ProgressBar {
@@ -152,6 +155,7 @@ impl Driver {
     /// `backend` is the effective one (flags included): the engine and
     /// the session's request window are sized from it.
     fn new(
+        run: &'static str,
         project: Project,
         backend: &BackendConfig,
         settings: Option<GenerationSettings>,
@@ -180,6 +184,7 @@ impl Driver {
             },
         );
         Ok(Driver {
+            run,
             project,
             session,
             engine,
@@ -187,6 +192,7 @@ impl Driver {
             relabel: opts.relabel,
             interrupted: false,
             bar: progress_bar(bar_len, opts.progress),
+            usage_recorded: Default::default(),
         })
     }
 
@@ -219,10 +225,21 @@ impl Driver {
                     }
                 }
             }
-            let Some(kinds) = out.append.take() else {
+            let Some(mut kinds) = out.append.take() else {
                 break;
             };
+            // The usage since the last append rides along (same write,
+            // same fsync); the session skips it in the acknowledgement.
+            let now = self.engine.usage();
+            let delta = now.since(&self.usage_recorded);
+            if !delta.is_empty() {
+                kinds.push(EventKind::UsageRecorded(UsageRecorded {
+                    run: self.run.into(),
+                    usage: delta,
+                }));
+            }
             let events = self.project.append(kinds)?;
+            self.usage_recorded = now;
             out = self
                 .session
                 .on_appended(self.project.state(), &events, true);
@@ -274,12 +291,13 @@ impl Driver {
     }
 
     /// Record the run's usage and return the summary.
-    fn finish(self, run: &'static str) -> anyhow::Result<RunSummary> {
-        Ok(self.finish_keep(run)?.0)
+    fn finish(self) -> anyhow::Result<RunSummary> {
+        Ok(self.finish_keep()?.0)
     }
 
     /// [`finish`](Self::finish), handing the project (and its fold) back.
-    fn finish_keep(mut self, run: &'static str) -> anyhow::Result<(RunSummary, Project)> {
+    fn finish_keep(mut self) -> anyhow::Result<(RunSummary, Project)> {
+        let run = self.run;
         self.bar.finish_and_clear();
         let r = self.session.report().clone();
         let usage = self.engine.usage();
@@ -307,10 +325,12 @@ impl Driver {
             },
             failures: r.failures,
         };
+        // The rest not yet recorded with an append (always one event, so a
+        // run is on record even when it used nothing).
         self.project
             .append(vec![EventKind::UsageRecorded(UsageRecorded {
                 run: run.into(),
-                usage,
+                usage: usage.since(&self.usage_recorded),
             })])?;
         Ok((summary, self.project))
     }
@@ -325,7 +345,7 @@ pub async fn generate(
 ) -> anyhow::Result<RunSummary> {
     let len = opts.count as u64;
     let count = opts.count;
-    let mut d = Driver::new(project, &backend, Some(settings), &opts, len)?;
+    let mut d = Driver::new("generate", project, &backend, Some(settings), &opts, len)?;
     let res = match d.command(Command::Start {
         target: Some(count),
         round: None,
@@ -334,7 +354,7 @@ pub async fn generate(
         Ok(()) => d.drive().await,
         Err(e) => Err(e),
     };
-    let summary = d.finish("generate")?;
+    let summary = d.finish()?;
     res?;
     Ok(summary)
 }
@@ -378,12 +398,12 @@ pub async fn round(
             },
         ),
     };
-    let mut d = Driver::new(project, &backend, settings, &opts, count as u64)?;
+    let mut d = Driver::new("loop", project, &backend, settings, &opts, count as u64)?;
     let res = match d.command(cmd) {
         Ok(()) => d.drive().await,
         Err(e) => Err(e),
     };
-    let done = d.finish_keep("loop")?;
+    let done = d.finish_keep()?;
     res?;
     Ok(done)
 }
@@ -403,12 +423,12 @@ pub async fn relabel(
         no_cache,
         progress,
     };
-    let mut d = Driver::new(project, &backend, None, &opts, waiting as u64)?;
+    let mut d = Driver::new("relabel", project, &backend, None, &opts, waiting as u64)?;
     let res = match d.command(Command::RelabelPending) {
         Ok(()) => d.drive().await,
         Err(e) => Err(e),
     };
-    let summary = d.finish("relabel")?;
+    let summary = d.finish()?;
     res?;
     Ok(summary)
 }
