@@ -92,7 +92,9 @@ async fn engine_run_with(backend: &BackendConfig, n: usize, deltas_on: bool) {
             }
             EngineEvent::Failed { message, .. } => panic!("request failed: {message}"),
             EngineEvent::Delta { text, .. } => deltas += text.len().min(1),
-            EngineEvent::Started { .. } | EngineEvent::Backoff { .. } => {}
+            EngineEvent::Started { .. }
+            | EngineEvent::Backoff { .. }
+            | EngineEvent::Limit { .. } => {}
         }
     }
     assert!(!deltas_on || deltas >= n);

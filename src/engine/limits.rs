@@ -55,41 +55,302 @@ impl TokenBucket {
     }
 }
 
-/// Additive-increase / multiplicative-decrease limit on requests in flight,
-/// below the user's cap: halved on each 429, grown by one per "window" of
-/// successes.
+/// Why the limit on requests in flight last changed (shown in status
+/// lines as `limit N (why)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitReason {
+    /// Adaptive concurrency is off: the user's cap (halved on 429s).
+    Fixed,
+    /// The first value: adaptive concurrency starts low.
+    Start,
+    /// Latency stayed flat over a window of replies: one more (doubling
+    /// until the first sign of congestion).
+    LatencyFlat,
+    /// Latency rose but throughput rose with it: one more.
+    ThroughputGrowing,
+    /// Latency rose without throughput: requests wait in the server's
+    /// queue, so fewer go out.
+    Queueing,
+    /// A stream ended before its answer did (empty, cut, no
+    /// `finish_reason`): the server drops requests when more arrive.
+    StreamsCut,
+    /// Timeouts, 5xx or dropped connections: the server is overloaded.
+    Failures,
+    /// HTTP 429.
+    RateLimited,
+    /// The user changed the cap.
+    Cap,
+}
+
+impl LimitReason {
+    /// Short words for a status line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitReason::Fixed => "fixed",
+            LimitReason::Start => "starting low",
+            LimitReason::LatencyFlat => "latency flat",
+            LimitReason::ThroughputGrowing => "throughput growing",
+            LimitReason::Queueing => "server queueing",
+            LimitReason::StreamsCut => "streams cut",
+            LimitReason::Failures => "failures",
+            LimitReason::RateLimited => "rate limited",
+            LimitReason::Cap => "cap changed",
+        }
+    }
+}
+
+impl std::fmt::Display for LimitReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Latency that counts as "flat": up to `TOLERANCE` times the no-load
+/// latency plus `SLACK` (client-side scheduling noise of a busy process
+/// is a few ms; an LLM reply takes hundreds).
+const TOLERANCE: f64 = 1.5;
+const SLACK_S: f64 = 0.05;
+/// Throughput has to grow by this factor between windows to justify a
+/// latency rise.
+const RATE_GAIN: f64 = 1.15;
+/// Successes needed before probing again at a level where streams were
+/// cut (doubling with each cut at the same level).
+const PROBE_WAIT: u32 = 8;
+/// Where adaptive concurrency starts.
+const START: usize = 1;
+
+/// The limit on requests in flight, below the user's cap.
+///
+/// Fixed (`adaptive = false`): the cap, halved on each 429 and grown back
+/// by one per window of successes.
+///
+/// Adaptive: a latency-gradient limit in the spirit of TCP Vegas and
+/// Netflix's concurrency-limits Gradient2, with AIMD on losses.
+/// * It starts at one request and, in *slow start*, doubles after every
+///   window of replies (one window = as many replies as the limit) whose
+///   latency stays flat: none above `1.5 ×` the lowest latency seen plus
+///   50 ms (one reply that waited in the server's queue shows it). The latency of an attempt is its time to the first streamed
+///   text (queueing shows there; output length does not), else the whole
+///   reply.
+/// * After the first congestion it grows by one per flat window.
+/// * A window whose latency rose is accepted only if throughput (replies
+///   per second over the window) rose by 15 % with a higher limit (a
+///   server that batches); else the limit shrinks by the latency gradient
+///   `limit × flat / mean latency` (by one at least, by half at most): a
+///   one-slot server settles at one or two requests in flight, never more
+///   than one waiting.
+/// * A stream cut short (empty, no `finish_reason`, truncated), a timeout,
+///   a 5xx or a dropped connection halves it (once per congestion event:
+///   failures of requests sent before the last decrease do not count
+///   again), and the level where it happened is probed again only after
+///   8, 16, 32… successes, so a server that drops a stream when another
+///   request arrives costs a few wasted requests, not half of them.
+/// * A 429 halves it too (the caller also holds dispatching).
+/// * Windows where fewer than half the limit were in flight say nothing
+///   about the server and are skipped (the caller was the bottleneck).
 #[derive(Debug, Clone)]
 pub(crate) struct AdaptiveLimit {
+    adaptive: bool,
     cap: usize,
     limit: f64,
+    reason: LimitReason,
+    slow_start: bool,
+    /// Lowest latency seen (seconds): the no-load latency.
+    rtt_min: f64,
+    win_start: Option<Instant>,
+    win_n: u32,
+    win_lat: f64,
+    win_max: f64,
+    prev_rate: f64,
+    prev_limit: usize,
+    /// When the limit was last decreased: failures of requests sent
+    /// before then belong to the same congestion event.
+    last_decrease: Option<Instant>,
+    /// Level where streams were last cut (0: none) and the successes
+    /// needed / counted since before probing it again.
+    ceiling: usize,
+    probe_wait: u32,
+    probe_credit: u32,
 }
 
 impl AdaptiveLimit {
-    pub(crate) fn new(cap: usize) -> AdaptiveLimit {
+    pub(crate) fn with_mode(cap: usize, adaptive: bool) -> AdaptiveLimit {
         let cap = cap.max(1);
+        let (limit, reason) = if adaptive {
+            (START.min(cap) as f64, LimitReason::Start)
+        } else {
+            (cap as f64, LimitReason::Fixed)
+        };
         AdaptiveLimit {
+            adaptive,
             cap,
-            limit: cap as f64,
+            limit,
+            reason,
+            slow_start: true,
+            rtt_min: f64::INFINITY,
+            win_start: None,
+            win_n: 0,
+            win_lat: 0.0,
+            win_max: 0.0,
+            prev_rate: 0.0,
+            prev_limit: 0,
+            last_decrease: None,
+            ceiling: 0,
+            probe_wait: PROBE_WAIT,
+            probe_credit: 0,
         }
+    }
+    pub(crate) fn adaptive(&self) -> bool {
+        self.adaptive
     }
     pub(crate) fn cap(&self) -> usize {
         self.cap
+    }
+    pub(crate) fn reason(&self) -> LimitReason {
+        self.reason
     }
     /// The number of requests allowed in flight now.
     pub(crate) fn current(&self) -> usize {
         (self.limit.floor() as usize).clamp(1, self.cap)
     }
-    /// The user changed the cap: take it as the new limit.
+    /// The user changed the cap: fixed, it is the new limit; adaptive, the
+    /// limit stays where it is (below the new cap).
     pub(crate) fn set_cap(&mut self, cap: usize) {
         self.cap = cap.max(1);
-        self.limit = self.cap as f64;
+        if self.adaptive {
+            self.limit = self.limit.min(self.cap as f64);
+        } else {
+            self.limit = self.cap as f64;
+        }
+        self.reason = LimitReason::Cap;
+        self.reset_window();
     }
-    pub(crate) fn on_rate_limited(&mut self) {
+
+    fn reset_window(&mut self) {
+        self.win_start = None;
+        self.win_n = 0;
+        self.win_lat = 0.0;
+        self.win_max = 0.0;
+    }
+
+    /// A 429 for a request sent at `sent`.
+    pub(crate) fn on_rate_limited(&mut self, sent: Instant, now: Instant) {
+        self.decrease(sent, now, LimitReason::RateLimited, false);
+    }
+
+    /// A stream cut short (`cut`) or a timeout / 5xx / dropped connection
+    /// for a request sent at `sent`. Ignored when fixed.
+    pub(crate) fn on_loss(&mut self, sent: Instant, now: Instant, cut: bool) {
+        if self.adaptive {
+            let why = if cut {
+                LimitReason::StreamsCut
+            } else {
+                LimitReason::Failures
+            };
+            self.decrease(sent, now, why, true);
+        }
+    }
+
+    fn decrease(&mut self, sent: Instant, now: Instant, why: LimitReason, ceiling: bool) {
+        if self.last_decrease.is_some_and(|t| sent < t) {
+            return;
+        }
+        let at = self.current();
+        if ceiling {
+            self.probe_wait = if self.ceiling == at {
+                self.probe_wait.saturating_mul(2)
+            } else {
+                PROBE_WAIT
+            };
+            self.ceiling = at;
+            self.probe_credit = 0;
+        }
         self.limit = (self.limit / 2.0).max(1.0);
+        self.slow_start = false;
+        self.reason = why;
+        self.last_decrease = Some(now);
+        self.reset_window();
     }
-    pub(crate) fn on_success(&mut self) {
-        if self.limit < self.cap as f64 {
-            self.limit = (self.limit + 1.0 / self.limit).min(self.cap as f64);
+
+    /// A reply arrived for a request sent at `sent`: `latency` is its
+    /// queueing signal (time to first text), `in_flight` the requests in
+    /// flight when it ended (itself included).
+    pub(crate) fn on_success(
+        &mut self,
+        sent: Instant,
+        latency: Duration,
+        in_flight: usize,
+        now: Instant,
+    ) {
+        if !self.adaptive {
+            if self.limit < self.cap as f64 {
+                self.limit = (self.limit + 1.0 / self.limit).min(self.cap as f64);
+            }
+            return;
+        }
+        self.probe_credit = self.probe_credit.saturating_add(1);
+        let lat = latency.as_secs_f64();
+        self.rtt_min = self.rtt_min.min(lat);
+        let current = self.current();
+        if in_flight * 2 < current || self.last_decrease.is_some_and(|t| sent < t) {
+            // The caller, not the server, held the pace; or the reply
+            // belongs to the time before the last decrease.
+            return;
+        }
+        let start = *self.win_start.get_or_insert(sent);
+        self.win_n += 1;
+        self.win_lat += lat;
+        self.win_max = self.win_max.max(lat);
+        if (self.win_n as usize) < current {
+            return;
+        }
+        let n = f64::from(self.win_n);
+        let mean = self.win_lat / n;
+        let max = self.win_max;
+        let rate = n / now.saturating_duration_since(start).as_secs_f64().max(1e-6);
+        self.reset_window();
+        let flat = self.rtt_min * TOLERANCE + SLACK_S;
+        let (grow, why) = if max <= flat {
+            (true, LimitReason::LatencyFlat)
+        } else if current > self.prev_limit && rate > self.prev_rate * RATE_GAIN {
+            (true, LimitReason::ThroughputGrowing)
+        } else {
+            (false, LimitReason::Queueing)
+        };
+        self.prev_rate = rate;
+        self.prev_limit = current;
+        if grow {
+            let mut next = if self.slow_start && why == LimitReason::LatencyFlat {
+                self.limit * 2.0
+            } else {
+                self.limit + 1.0
+            };
+            if self.ceiling > 0 {
+                if current >= self.ceiling {
+                    // A window at the old ceiling went well: forget it.
+                    self.ceiling = 0;
+                    self.probe_wait = PROBE_WAIT;
+                } else if self.probe_credit < self.probe_wait {
+                    next = next.min((self.ceiling - 1) as f64);
+                } else {
+                    next = next.min(self.ceiling as f64);
+                }
+            }
+            let next = next.min(self.cap as f64);
+            if next.floor() > self.limit.floor() {
+                self.reason = why;
+            }
+            self.limit = next.max(self.limit);
+        } else {
+            self.slow_start = false;
+            let next = (self.limit * flat / mean.max(flat))
+                .min(self.limit - 1.0)
+                .max(self.limit / 2.0)
+                .max(1.0);
+            if next.floor() < self.limit.floor() {
+                self.reason = why;
+            }
+            self.limit = next;
         }
     }
 }
@@ -130,16 +391,19 @@ mod tests {
 
     #[test]
     fn adaptive_limit_halves_and_recovers() {
-        let mut l = AdaptiveLimit::new(8);
+        let mut l = AdaptiveLimit::with_mode(8, false);
         assert_eq!(l.current(), 8);
-        l.on_rate_limited();
+        let t = Instant::now();
+        let ms = Duration::from_millis;
+        l.on_rate_limited(t, t);
         assert_eq!(l.current(), 4);
-        l.on_rate_limited();
-        l.on_rate_limited();
-        l.on_rate_limited();
+        l.on_rate_limited(t + ms(1), t + ms(1));
+        l.on_rate_limited(t + ms(2), t + ms(2));
+        l.on_rate_limited(t + ms(3), t + ms(3));
         assert_eq!(l.current(), 1);
+        let t = Instant::now();
         for _ in 0..200 {
-            l.on_success();
+            l.on_success(t, Duration::from_millis(10), 8, t);
         }
         assert_eq!(l.current(), 8);
         l.set_cap(3);
