@@ -165,6 +165,7 @@ impl Scheduler {
         }
         let now = (self.limit.current(), self.limit.reason());
         if now != self.reported {
+            tracing::debug!("adaptive limit {} ({})", now.0, now.1);
             self.reported = now;
             self.shared
                 .limit_reason
