@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use straddle::domain::BackendConfig;
 use straddle::engine::{Engine, EngineEvent, EngineOptions, FailReason, Job, LimitReason};
 use straddle::llm::{ChatRequest, Message};
-use support::{Reply, Script, TestServer};
+use support::{Script, TestServer};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const DEADLINE: Duration = Duration::from_secs(60);

@@ -781,7 +781,9 @@ async fn chat(
             return r;
         }
     }
-    if !s.script.latency.is_zero() && !(s.script.interrupting && req.stream()) {
+    // An interrupting server's stream spent its service time above.
+    let served = s.script.interrupting && req.stream();
+    if !s.script.latency.is_zero() && !served {
         tokio::time::sleep(s.script.latency).await;
     }
     let stream = req.stream();
