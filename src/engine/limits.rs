@@ -158,6 +158,9 @@ pub(crate) struct AdaptiveLimit {
     /// Lowest latency seen (seconds): the no-load latency.
     rtt_min: f64,
     win_start: Option<Instant>,
+    /// When the last counted reply arrived (a window's rate runs from
+    /// there: replies delivered per second).
+    last_done: Option<Instant>,
     win_n: u32,
     win_lat: f64,
     win_max: f64,
@@ -166,6 +169,9 @@ pub(crate) struct AdaptiveLimit {
     /// When the limit was last decreased: failures of requests sent
     /// before then belong to the same congestion event.
     last_decrease: Option<Instant>,
+    /// When the limit last changed: a window only counts replies to
+    /// requests sent at the current limit.
+    changed_at: Option<Instant>,
     /// Level where streams were last cut (0: none) and the successes
     /// needed / counted since before probing it again.
     ceiling: usize,
@@ -189,12 +195,14 @@ impl AdaptiveLimit {
             slow_start: true,
             rtt_min: f64::INFINITY,
             win_start: None,
+            last_done: None,
             win_n: 0,
             win_lat: 0.0,
             win_max: 0.0,
             prev_rate: 0.0,
             prev_limit: 0,
             last_decrease: None,
+            changed_at: None,
             ceiling: 0,
             probe_wait: PROBE_WAIT,
             probe_credit: 0,
@@ -269,6 +277,7 @@ impl AdaptiveLimit {
         self.slow_start = false;
         self.reason = why;
         self.last_decrease = Some(now);
+        self.changed_at = Some(now);
         self.reset_window();
     }
 
@@ -292,12 +301,14 @@ impl AdaptiveLimit {
         let lat = latency.as_secs_f64();
         self.rtt_min = self.rtt_min.min(lat);
         let current = self.current();
-        if in_flight * 2 < current || self.last_decrease.is_some_and(|t| sent < t) {
-            // The caller, not the server, held the pace; or the reply
-            // belongs to the time before the last decrease.
+        if in_flight * 2 < current || self.changed_at.is_some_and(|t| sent < t) {
+            // The caller, not the server, held the pace; or the request
+            // went out under another limit.
+            self.last_done = Some(now);
             return;
         }
-        let start = *self.win_start.get_or_insert(sent);
+        let start = *self.win_start.get_or_insert(self.last_done.unwrap_or(sent));
+        self.last_done = Some(now);
         self.win_n += 1;
         self.win_lat += lat;
         self.win_max = self.win_max.max(lat);
@@ -339,6 +350,7 @@ impl AdaptiveLimit {
             let next = next.min(self.cap as f64);
             if next.floor() > self.limit.floor() {
                 self.reason = why;
+                self.changed_at = Some(now);
             }
             self.limit = next.max(self.limit);
         } else {
@@ -349,6 +361,7 @@ impl AdaptiveLimit {
                 .max(1.0);
             if next.floor() < self.limit.floor() {
                 self.reason = why;
+                self.changed_at = Some(now);
             }
             self.limit = next;
         }
@@ -408,6 +421,126 @@ mod tests {
         assert_eq!(l.current(), 8);
         l.set_cap(3);
         assert_eq!(l.current(), 3);
+    }
+
+    /// A simulated server with `slots` parallel slots (FIFO queue, fixed
+    /// `service` time each) driven through the limit: `n` requests, all
+    /// wanted at once. Returns (wall, highest limit, longest latency).
+    fn simulate(
+        slots: usize,
+        cap: usize,
+        n: usize,
+        service: Duration,
+    ) -> (Duration, usize, Duration) {
+        let t0 = Instant::now();
+        let mut l = AdaptiveLimit::with_mode(cap, true);
+        let mut free = vec![t0; slots]; // when each slot is next free
+        let mut running: Vec<(Instant, Instant)> = vec![]; // (sent, done)
+        let (mut sent, mut now) = (0, t0);
+        let (mut top, mut longest) = (l.current(), Duration::ZERO);
+        for _ in 0..10 * n {
+            while running.len() < l.current() && sent < n {
+                let slot = (0..slots).min_by_key(|&i| free[i]).unwrap();
+                let done = free[slot].max(now) + service;
+                free[slot] = done;
+                running.push((now, done));
+                sent += 1;
+            }
+            let Some(i) = (0..running.len()).min_by_key(|&i| running[i].1) else {
+                break;
+            };
+            let in_flight = running.len();
+            let (s, d) = running.swap_remove(i);
+            now = d;
+            longest = longest.max(d - s);
+            l.on_success(s, d - s, in_flight, d);
+            top = top.max(l.current());
+            assert!((1..=cap).contains(&l.current()));
+        }
+        assert_eq!(sent, n);
+        assert!(running.is_empty());
+        (now - t0, top, longest)
+    }
+
+    #[test]
+    fn a_one_slot_server_gets_one_or_two_and_stays_busy() {
+        let ms = Duration::from_millis;
+        let (wall, top, longest) = simulate(1, 8, 40, ms(200));
+        assert!(top <= 2, "limit reached {top}");
+        assert!(longest <= ms(400), "{longest:?}");
+        assert!(wall <= ms(40 * 200 + 1), "{wall:?}");
+    }
+
+    #[test]
+    fn a_server_that_keeps_up_gets_the_cap_after_log2_windows() {
+        let ms = Duration::from_millis;
+        // 64 slots: latency never rises; 1+2+…+32 = 63 replies to reach 64.
+        let (_, top, longest) = simulate(64, 64, 200, ms(100));
+        assert_eq!(top, 64);
+        assert_eq!(longest, ms(100));
+    }
+
+    proptest::proptest! {
+        /// Whatever the server's parallelism, the limit stays within
+        /// [1, cap], requests never wait more than a few service times
+        /// (queueing below the 50 ms slack is not seen),
+        /// and the wall time stays near the ideal `n / min(slots, cap)`.
+        #[test]
+        fn the_limit_finds_the_servers_slots(slots in 1usize..12, cap in 1usize..24, service_ms in 50u64..2000) {
+            let service = Duration::from_millis(service_ms);
+            let n = 40 * slots.min(cap);
+            let (wall, top, longest) = simulate(slots, cap, n, service);
+            let ideal = service * (n / slots.min(cap)) as u32;
+            proptest::prop_assert!(top <= cap);
+            // At most one overshoot past "flat" (1.5 × service + 50 ms):
+            // twice that, plus the reply's own service time.
+            let bound = service * 4 + Duration::from_millis(100);
+            proptest::prop_assert!(longest <= bound, "longest {:?}", longest);
+            proptest::prop_assert!(wall.as_secs_f64() <= ideal.as_secs_f64() * 1.3,
+                "wall {:?} ideal {:?} top {}", wall, ideal, top);
+        }
+
+        /// Any mix of replies, losses, 429s and cap changes keeps the
+        /// limit in [1, cap]; a loss or a 429 of a request sent after the
+        /// last decrease never raises it; fixed mode is the cap until a 429.
+        #[test]
+        fn the_limit_stays_in_bounds(
+            adaptive in proptest::bool::ANY,
+            cap in 1usize..64,
+            ops in proptest::collection::vec((0u8..5, 0u64..3000, 0usize..80), 1..300),
+        ) {
+            let t0 = Instant::now();
+            let mut l = AdaptiveLimit::with_mode(cap, adaptive);
+            let mut cap = cap;
+            let mut now = t0;
+            for (op, ms, k) in ops {
+                now += Duration::from_millis(ms % 50 + 1);
+                let sent = now - Duration::from_millis(ms).min(now - t0);
+                let before = l.current();
+                match op {
+                    0 | 1 => l.on_success(sent, Duration::from_millis(ms), k, now),
+                    2 => {
+                        l.on_loss(now, now, k % 2 == 0);
+                        proptest::prop_assert!(l.current() <= before);
+                        if adaptive {
+                            proptest::prop_assert!(l.current() < before || before == 1);
+                        }
+                    }
+                    3 => {
+                        l.on_rate_limited(now, now);
+                        proptest::prop_assert!(l.current() < before || before == 1);
+                    }
+                    _ => {
+                        cap = k.max(1);
+                        l.set_cap(cap);
+                        if !adaptive {
+                            proptest::prop_assert_eq!(l.current(), cap);
+                        }
+                    }
+                }
+                proptest::prop_assert!((1..=cap).contains(&l.current()));
+            }
+        }
     }
 
     #[test]
