@@ -145,7 +145,8 @@ pub enum EngineEvent {
     },
     /// The adaptive limit on requests in flight changed (or its reason
     /// did): not about a job (id and tag 0). Only with `adaptive = true`;
-    /// the first one comes before the first dispatch.
+    /// the first one comes before the first dispatch, and a change a reply
+    /// caused comes before that reply's `Finished`/`Failed`/`Backoff`.
     Limit { limit: usize, reason: LimitReason },
 }
 

@@ -405,6 +405,8 @@ impl Scheduler {
                     self.limit
                         .on_success(r.started, signal, self.running.len() + 1, now);
                 }
+                // Before the reply: a session refills its window from it.
+                self.report_limit();
                 self.emit(EngineEvent::Finished {
                     id: done.id,
                     tag: r.tag,
@@ -434,6 +436,7 @@ impl Scheduler {
             FailReason::Truncated => self.limit.on_loss(r.started, now, true),
             _ => {}
         }
+        self.report_limit();
         let retry = e.reason.is_retryable() && r.attempt < self.max_retries;
         if !retry {
             let attempts = r.attempt + 1;
