@@ -370,6 +370,10 @@ pub struct ScriptFile {
     /// See [`Script::response_format_types`].
     pub response_format_types: Option<Vec<String>>,
     pub response_format_refusal: Option<u16>,
+    /// See [`Script::one_at_a_time`].
+    pub one_at_a_time: bool,
+    /// See [`Script::interrupting`].
+    pub interrupting: bool,
 }
 
 impl Default for ScriptFile {
@@ -387,6 +391,8 @@ impl Default for ScriptFile {
             json_schema: true,
             response_format_types: None,
             response_format_refusal: None,
+            one_at_a_time: false,
+            interrupting: false,
         }
     }
 }
@@ -414,6 +420,12 @@ impl ScriptFile {
         s.response_format_types = self.response_format_types;
         if let Some(code) = self.response_format_refusal {
             s.response_format_refusal = code;
+        }
+        if self.one_at_a_time {
+            s = s.one_at_a_time();
+        }
+        if self.interrupting {
+            s = s.interrupting();
         }
         s
     }
