@@ -20,9 +20,11 @@
 //!   duplicates ([`Counting`] says whether the count starts at zero for
 //!   this run or at the project's total).
 //! * **The request window**: generate requests are planned only when one
-//!   of the `concurrency` slots is free (the *effective* concurrency, with
-//!   command-line overrides), one at a time, never queued ahead; a request
-//!   holds its slot until its reply is in the journal.
+//!   of the window's slots is free, one at a time, never queued ahead; a
+//!   request holds its slot until its reply is in the journal. The window
+//!   is the *effective* concurrency (with command-line overrides), or the
+//!   engine's adaptive limit when that is lower
+//!   ([`EngineEvent::Limit`], shown in [`SessionStatus::limit`]).
 //! * **The fruitless-request guard**: a run that has made about four
 //!   times the requests its target needs stops and says so
 //!   ([`StopReason::Fruitless`]).
@@ -61,7 +63,7 @@ use crate::domain::{
     BackendConfig, Class, Event, EventKind, GenerationSettings, Mistake, Origin, ProjectState,
     SampleId,
 };
-use crate::engine::{EngineEvent, FailReason, FailureTally, Job};
+use crate::engine::{EngineEvent, FailReason, FailureTally, Job, LimitReason};
 
 /// The session's number for a request; the engine job's tag.
 pub type RequestId = u64;
@@ -280,6 +282,9 @@ pub struct SessionStatus {
     pub generate_open: usize,
     /// Why generation last ended, if it did.
     pub stop: Option<StopReason>,
+    /// The engine's adaptive limit on requests in flight and why it last
+    /// changed (`None` when the limit is fixed).
+    pub limit: Option<(usize, LimitReason)>,
 }
 
 type Failure = (FailReason, String, Option<String>);
@@ -329,6 +334,8 @@ pub struct Session {
     /// A pause interrupted a running generation (resume runs it again).
     resume_running: bool,
     report: Report,
+    /// The engine's adaptive limit, once reported.
+    limit: Option<(usize, LimitReason)>,
 }
 
 impl Session {
@@ -354,6 +361,7 @@ impl Session {
             exact: false,
             resume_running: false,
             report: Report::default(),
+            limit: None,
         }
     }
 
@@ -373,6 +381,7 @@ impl Session {
             in_flight: self.requests.len(),
             generate_open: self.generate_open,
             stop: self.stop.clone(),
+            limit: self.limit,
         }
     }
 
@@ -388,6 +397,13 @@ impl Session {
 
     fn concurrency(&self) -> usize {
         self.cfg.concurrency.max(1)
+    }
+
+    /// Generate requests that may be open at once: the concurrency, or
+    /// the engine's adaptive limit when lower.
+    fn window(&self) -> usize {
+        let c = self.concurrency();
+        self.limit.map_or(c, |(l, _)| c.min(l.max(1)))
     }
 
     /// Handle a command.
@@ -528,6 +544,7 @@ impl Session {
                     self.trip(&mut out);
                 }
             }
+            EngineEvent::Limit { limit, reason } => self.limit = Some((limit, reason)),
             EngineEvent::Started { .. } | EngineEvent::Delta { .. } => return out,
         }
         self.step(state, &mut out);
@@ -793,7 +810,7 @@ impl Session {
         if !self.may_plan() {
             return;
         }
-        while self.generate_open < self.concurrency() {
+        while self.generate_open < self.window() {
             let Some(round) = self.errors.as_mut() else {
                 break;
             };
@@ -815,7 +832,7 @@ impl Session {
             return;
         }
         let per = self.generator.settings().per_request.max(1);
-        while self.generate_open < self.concurrency() && self.have + self.expected < self.target {
+        while self.generate_open < self.window() && self.have + self.expected < self.target {
             if self.report.generate_requests >= self.budget {
                 self.end(
                     StopReason::Fruitless {
@@ -1228,6 +1245,37 @@ mod tests {
         let controls = r.command(Command::SetConcurrency(80));
         assert_eq!(controls, [Control::SetConcurrency(80)]);
         assert_eq!(r.generate_jobs(), 80);
+    }
+
+    /// The engine's adaptive limit narrows the window below the
+    /// concurrency (and never widens it past it): a lower limit plans
+    /// nothing until enough requests end; a higher one fills at once.
+    #[test]
+    fn the_window_follows_the_engines_adaptive_limit() {
+        let mut r = rig(Counting::ThisRun, 8, false);
+        let limit = |n| EngineEvent::Limit {
+            limit: n,
+            reason: LimitReason::Start,
+        };
+        let out = r.s.on_engine(&r.st, limit(1));
+        r.run(out);
+        r.start(10_000);
+        assert_eq!(r.generate_jobs(), 1);
+        assert_eq!(r.s.status().limit, Some((1, LimitReason::Start)));
+        let out = r.s.on_engine(&r.st, limit(4));
+        r.run(out);
+        assert_eq!(r.generate_jobs(), 4);
+        let out = r.s.on_engine(&r.st, limit(2));
+        r.run(out);
+        assert_eq!(r.generate_jobs(), 4, "open requests are not cancelled");
+        r.answer_next(2);
+        r.answer_next(2);
+        assert_eq!(r.generate_jobs(), 2, "no new request until below the limit");
+        r.answer_next(2);
+        assert_eq!(r.generate_jobs(), 2, "one ends, one more");
+        let out = r.s.on_engine(&r.st, limit(64));
+        r.run(out);
+        assert_eq!(r.generate_jobs(), 8, "the concurrency still caps it");
     }
 
     /// Drift 3: the TUI's Controls pane cycled to `extrapolate`, which the

@@ -297,7 +297,8 @@ async fn ask_rationales(
             }
             EngineEvent::Started { .. }
             | EngineEvent::Delta { .. }
-            | EngineEvent::Backoff { .. } => {}
+            | EngineEvent::Backoff { .. }
+            | EngineEvent::Limit { .. } => {}
         }
     }
     project.append(vec![EventKind::UsageRecorded(UsageRecorded {

@@ -128,6 +128,10 @@ pub struct BackendConfig {
     pub extra_body: serde_json::Map<String, serde_json::Value>,
     /// Use streaming (SSE) requests.
     pub stream: bool,
+    /// Find the server's real parallelism below `max_concurrency`
+    /// (start at one request, grow while latency stays flat; see
+    /// `engine`); `false`: always `max_concurrency`.
+    pub adaptive: bool,
 }
 
 impl Default for BackendConfig {
@@ -146,6 +150,7 @@ impl Default for BackendConfig {
             headers: BTreeMap::new(),
             extra_body: serde_json::Map::new(),
             stream: true,
+            adaptive: true,
         }
     }
 }

@@ -5,7 +5,7 @@
 //!        ▲                                        │  (queue, caps,          │ (HTTP via LlmClient,
 //!        └────── usage()/stats() (shared) ────────┤   buckets, retries)     │  deltas straight out)
 //!                                                 ▼                         ▼
-//!                   mpsc::UnboundedReceiver<EngineEvent>  (Started, Delta, Backoff, Finished, Failed)
+//!                   mpsc::UnboundedReceiver<EngineEvent>  (Started, Delta, Backoff, Finished, Failed, Limit)
 //! ```
 //!
 //! # Using it
@@ -22,7 +22,7 @@
 //!         EngineEvent::Finished { tag, response, .. } => { assert_eq!(tag, 42); let _ = response.text; break }
 //!         EngineEvent::Failed { reason, message, .. } => { eprintln!("{reason}: {message}"); break }
 //!         EngineEvent::Backoff { reason, wait, .. } => eprintln!("{reason}, retry in {wait:?}"),
-//!         EngineEvent::Started { .. } => {}
+//!         EngineEvent::Started { .. } | EngineEvent::Limit { .. } => {}
 //!     }
 //! }
 //! # let _ = id; Ok(()) }
@@ -35,8 +35,15 @@
 //!   A job cancelled after its answer already arrived still finishes.
 //!   A retry is announced by a [`EngineEvent::Backoff`] (why, which
 //!   attempt, how long until it goes out) before its `Started`.
-//! * At most `concurrency` requests are in flight (fewer after 429s: the
-//!   limit halves on each and grows back by one per window of successes).
+//! * At most `concurrency` requests are in flight. With `adaptive = true`
+//!   in `[backend]` (the default) fewer: the engine finds the server's
+//!   real parallelism (see `limits::AdaptiveLimit`: it starts at one,
+//!   grows while latency stays flat or throughput grows, shrinks when
+//!   latency rises without throughput, when streams are cut short and on
+//!   timeouts, 5xx and 429s) and reports each change of the limit as an
+//!   [`EngineEvent::Limit`] with its [`LimitReason`]. Fixed
+//!   (`adaptive = false`): the cap, halved on each 429 and grown back by
+//!   one per window of successes, no `Limit` events.
 //! * `requests_per_minute` / `tokens_per_minute` are token buckets with
 //!   about one second of burst; tokens are estimated before a request
 //!   (prompt characters / 4 + `max_tokens`) and corrected after.
@@ -60,6 +67,7 @@
 
 pub mod failures;
 mod limits;
+pub use limits::LimitReason;
 mod scheduler;
 mod stats;
 
@@ -137,6 +145,11 @@ pub enum EngineEvent {
         message: String,
         raw: Option<String>,
     },
+    /// The adaptive limit on requests in flight changed (or its reason
+    /// did): not about a job (id and tag 0). Only with `adaptive = true`;
+    /// the first one comes before the first dispatch, and a change a reply
+    /// caused comes before that reply's `Finished`/`Failed`/`Backoff`.
+    Limit { limit: usize, reason: LimitReason },
 }
 
 impl EngineEvent {
@@ -147,6 +160,7 @@ impl EngineEvent {
             | EngineEvent::Backoff { id, .. }
             | EngineEvent::Finished { id, .. }
             | EngineEvent::Failed { id, .. } => *id,
+            EngineEvent::Limit { .. } => 0,
         }
     }
     pub fn tag(&self) -> u64 {
@@ -156,6 +170,7 @@ impl EngineEvent {
             | EngineEvent::Backoff { tag, .. }
             | EngineEvent::Finished { tag, .. }
             | EngineEvent::Failed { tag, .. } => *tag,
+            EngineEvent::Limit { .. } => 0,
         }
     }
     /// `Finished` or `Failed`: the last event of its job.
@@ -221,8 +236,13 @@ pub struct EngineStats {
     pub paused: bool,
     /// The user's cap.
     pub concurrency: usize,
-    /// The cap after 429 slow-downs.
+    /// The limit in force: the cap after 429 slow-downs, or the adaptive
+    /// limit.
     pub effective_concurrency: usize,
+    /// Whether the limit adapts to the server.
+    pub adaptive: bool,
+    /// Why the limit last changed.
+    pub limit_reason: LimitReason,
     pub usage: Usage,
     /// Network requests finished per second of wall time.
     pub requests_per_s: f64,
@@ -261,6 +281,12 @@ impl Engine {
             paused: AtomicBool::new(false),
             concurrency: AtomicUsize::new(backend.max_concurrency.max(1)),
             effective: AtomicUsize::new(backend.max_concurrency.max(1)),
+            adaptive: backend.adaptive,
+            limit_reason: Mutex::new(if backend.adaptive {
+                LimitReason::Start
+            } else {
+                LimitReason::Fixed
+            }),
             client: client.clone(),
         });
         let sched =
@@ -285,6 +311,8 @@ pub(crate) struct Shared {
     pub(crate) paused: AtomicBool,
     pub(crate) concurrency: AtomicUsize,
     pub(crate) effective: AtomicUsize,
+    pub(crate) adaptive: bool,
+    pub(crate) limit_reason: Mutex<LimitReason>,
     pub(crate) client: LlmClient,
 }
 
@@ -358,6 +386,8 @@ impl EngineHandle {
             paused: self.shared.paused.load(Ordering::Relaxed),
             concurrency: self.shared.concurrency.load(Ordering::Relaxed),
             effective_concurrency: self.shared.effective.load(Ordering::Relaxed),
+            adaptive: self.shared.adaptive,
+            limit_reason: *self.shared.limit_reason.lock().expect("limit reason"),
             usage,
             requests_per_s,
             capabilities: self.shared.client.capabilities(),

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::limits::{AdaptiveLimit, TokenBucket, backoff};
+use super::limits::{AdaptiveLimit, LimitReason, TokenBucket, backoff};
 use super::{Command, EngineEvent, EngineOptions, Job, JobId, Sampling, Shared};
 use crate::domain::BackendConfig;
 use crate::llm::{ChatResponse, FailReason, LlmClient, LlmError, RateLimitInfo, ResponseCache};
@@ -47,6 +47,8 @@ struct Done {
     id: JobId,
     result: Result<(ChatResponse, RateLimitInfo), LlmError>,
     latency: Duration,
+    /// Time to the first text (streams), the queueing signal.
+    first_text: Option<Duration>,
 }
 
 pub(crate) struct Scheduler {
@@ -62,9 +64,8 @@ pub(crate) struct Scheduler {
     running: HashMap<JobId, Running>,
     paused: bool,
     limit: AdaptiveLimit,
-    /// When the limit was last halved: 429s for requests sent before
-    /// then are the same congestion and do not halve it again.
-    last_decrease: Option<Instant>,
+    /// The limit and reason last sent as [`EngineEvent::Limit`].
+    reported: (usize, LimitReason),
     hold_until: Option<Instant>,
     rpm: Option<TokenBucket>,
     tpm: Option<TokenBucket>,
@@ -94,8 +95,8 @@ impl Scheduler {
             queue: VecDeque::new(),
             running: HashMap::new(),
             paused: false,
-            limit: AdaptiveLimit::new(backend.max_concurrency),
-            last_decrease: None,
+            limit: AdaptiveLimit::with_mode(backend.max_concurrency, backend.adaptive),
+            reported: (0, LimitReason::Fixed),
             hold_until: None,
             rpm: backend
                 .requests_per_minute
@@ -110,6 +111,7 @@ impl Scheduler {
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut handles_open = true;
         loop {
+            self.report_limit();
             let wake = self.dispatch();
             self.publish();
             if !handles_open && self.queue.is_empty() && self.running.is_empty() {
@@ -154,6 +156,27 @@ impl Scheduler {
         s.paused.store(self.paused, Ordering::Relaxed);
         s.concurrency.store(self.limit.cap(), Ordering::Relaxed);
         s.effective.store(self.limit.current(), Ordering::Relaxed);
+    }
+
+    /// Tell the caller when the adaptive limit (or its reason) changed.
+    fn report_limit(&mut self) {
+        if !self.limit.adaptive() {
+            return;
+        }
+        let now = (self.limit.current(), self.limit.reason());
+        if now != self.reported {
+            tracing::debug!("adaptive limit {} ({})", now.0, now.1);
+            self.reported = now;
+            self.shared
+                .limit_reason
+                .lock()
+                .expect("limit reason")
+                .clone_from(&now.1);
+            let _ = self.events.send(EngineEvent::Limit {
+                limit: now.0,
+                reason: now.1,
+            });
+        }
     }
 
     fn emit(&self, ev: EngineEvent) {
@@ -325,7 +348,8 @@ impl Scheduler {
             cache: self.cache.clone(),
             body: prepared.body.clone(),
             key: prepared.key.clone(),
-            events: self.options.deltas.then(|| self.events.clone()),
+            deltas: self.options.deltas,
+            events: self.events.clone(),
             done: self.done_tx.clone(),
             cancel: cancel.clone(),
         };
@@ -349,7 +373,15 @@ impl Scheduler {
             return;
         };
         let now = Instant::now();
-        match done.result {
+        let result = match done.result {
+            Ok((response, _)) if ended_empty(&response) => Err(LlmError::new(
+                FailReason::Truncated,
+                "the stream ended empty, without a finish_reason (a server that drops the \
+                 request it serves when another arrives?)",
+            )),
+            r => r,
+        };
+        match result {
             Ok((response, limits)) => {
                 let u = response.usage;
                 self.shared
@@ -364,7 +396,17 @@ impl Scheduler {
                 if let Some(h) = limits.hold() {
                     self.hold(now + h);
                 }
-                self.limit.on_success();
+                if !response.cached && response.finish_reason.is_none() {
+                    // Ended without saying why: cut short (llama-cpp-python
+                    // ends the stream it serves when a new request arrives).
+                    self.limit.on_loss(r.started, now, true);
+                } else {
+                    let signal = done.first_text.unwrap_or(done.latency);
+                    self.limit
+                        .on_success(r.started, signal, self.running.len() + 1, now);
+                }
+                // Before the reply: a session refills its window from it.
+                self.report_limit();
                 self.emit(EngineEvent::Finished {
                     id: done.id,
                     tag: r.tag,
@@ -386,11 +428,15 @@ impl Scheduler {
             .lock()
             .expect("stats")
             .failure(e.reason, now);
-        if e.reason == FailReason::RateLimited && self.last_decrease.is_none_or(|t| r.started >= t)
-        {
-            self.limit.on_rate_limited();
-            self.last_decrease = Some(now);
+        match e.reason {
+            FailReason::RateLimited => self.limit.on_rate_limited(r.started, now),
+            FailReason::Timeout | FailReason::ServerError | FailReason::Connect => {
+                self.limit.on_loss(r.started, now, false)
+            }
+            FailReason::Truncated => self.limit.on_loss(r.started, now, true),
+            _ => {}
         }
+        self.report_limit();
         let retry = e.reason.is_retryable() && r.attempt < self.max_retries;
         if !retry {
             let attempts = r.attempt + 1;
@@ -449,6 +495,13 @@ impl Scheduler {
     }
 }
 
+/// A network reply with no text and no `finish_reason`: a stream the
+/// server ended before answering (llama-cpp-python does so to the request
+/// it serves when another arrives). Retried, never cached.
+fn ended_empty(r: &ChatResponse) -> bool {
+    !r.cached && r.finish_reason.is_none() && r.text.is_empty()
+}
+
 /// One HTTP attempt, run as its own task.
 struct Attempt {
     id: JobId,
@@ -457,7 +510,8 @@ struct Attempt {
     cache: Option<ResponseCache>,
     body: Arc<Map<String, Value>>,
     key: Arc<str>,
-    events: Option<mpsc::UnboundedSender<EngineEvent>>,
+    deltas: bool,
+    events: mpsc::UnboundedSender<EngineEvent>,
     done: mpsc::UnboundedSender<Done>,
     cancel: CancellationToken,
 }
@@ -466,10 +520,14 @@ impl Attempt {
     async fn run(self) {
         let start = Instant::now();
         let (id, tag) = (self.id, self.tag);
-        let events = self.events.clone();
-        let mut on_delta = move |text: &str| {
-            if let Some(ev) = &events {
-                let _ = ev.send(EngineEvent::Delta {
+        let (events, deltas) = (&self.events, self.deltas);
+        let mut first_text = None;
+        let mut on_delta = |text: &str| {
+            if first_text.is_none() {
+                first_text = Some(start.elapsed());
+            }
+            if deltas {
+                let _ = events.send(EngineEvent::Delta {
                     id,
                     tag,
                     text: text.to_owned(),
@@ -482,6 +540,7 @@ impl Attempt {
             r = self.client.send(&self.body, &mut on_delta) => r,
         };
         if let (Ok((resp, _)), Some(cache)) = (&result, &self.cache)
+            && !ended_empty(resp)
             && let Err(e) = cache.put(&self.key, resp)
         {
             tracing::warn!("cannot write cache entry in {}: {e}", cache.dir().display());
@@ -490,6 +549,7 @@ impl Attempt {
             id,
             result,
             latency: start.elapsed(),
+            first_text,
         });
     }
 }

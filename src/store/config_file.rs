@@ -308,6 +308,7 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         headers: _,
         extra_body: _,
         stream: _,
+        adaptive: _,
     } = backend;
     let GenerationSettings {
         strategy: _,
@@ -635,6 +636,12 @@ fn render_backend(w: &mut String, b: &BackendConfig) {
         "0.60",
     );
     line(w, "Use streaming (SSE) responses.", "stream", v(b.stream));
+    line(
+        w,
+        "Find the server's real parallelism: start at one request in flight, grow while latency stays flat or throughput grows, shrink when requests queue, streams are cut short or requests time out; never above max_concurrency. false: always max_concurrency (a server known to take that many).",
+        "adaptive",
+        v(b.adaptive),
+    );
     let headers: toml::Table = b
         .headers
         .iter()

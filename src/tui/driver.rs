@@ -318,6 +318,10 @@ impl Driver {
                 out.msgs
                     .push(Msg::Stream(StreamMsg::Finished { job: *tag }));
             }
+            EngineEvent::Limit { limit, reason } => {
+                out.msgs
+                    .push(Msg::Limit(format!("limit {limit} ({reason})")));
+            }
             EngineEvent::Failed {
                 tag,
                 reason,

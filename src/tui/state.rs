@@ -226,6 +226,8 @@ pub enum Msg {
     AppendFailed(String),
     Stream(StreamMsg),
     Engine(EngineStatus),
+    /// The engine's adaptive limit changed: "limit 3 (latency flat)".
+    Limit(String),
     /// A request failed and will be retried after a wait: the status line
     /// shows why and counts down; its Streams row says "retry in N s".
     /// A later `Started` or `Finished` ends the backoff state.
@@ -449,6 +451,8 @@ pub struct State {
     pub seeds: Vec<SampleId>,
 
     pub engine: EngineStatus,
+    /// The engine's adaptive limit and why, for the status line.
+    pub limit: Option<String>,
     pub streams: VecDeque<StreamRow>,
     /// Usage of this session's engine (the journal's usage is in `project`).
     pub live_usage: Usage,
@@ -554,6 +558,7 @@ impl State {
             tally: Tally::default(),
             seeds: Vec::new(),
             engine: EngineStatus::Idle,
+            limit: None,
             streams: VecDeque::new(),
             live_usage: Usage::default(),
             journaled_usage: Usage::default(),

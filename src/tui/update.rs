@@ -57,6 +57,10 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
             st.engine = e;
             st.dirty = true;
         }
+        Msg::Limit(l) => {
+            st.limit = Some(l);
+            st.dirty = true;
+        }
         Msg::Usage { usage, req_per_s } => {
             st.live_usage = usage;
             st.req_per_s = req_per_s;

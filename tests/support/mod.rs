@@ -16,6 +16,12 @@
 //! assert!(server.max_in_flight() <= 4);
 //! ```
 //!
+//! Two modes play servers with a single slot: [`Script::one_at_a_time`]
+//! serves one chat request at a time and queues the others (a default
+//! llama.cpp / llama-cpp-python server), and [`Script::interrupting`]
+//! also ends the stream it is serving, empty, when another request
+//! arrives (llama-cpp-python without `--interrupt_requests False`).
+//!
 //! Replies come from a [`Script`]: a queue (then a default), or a function
 //! of the request. Each [`Reply`] is a normal answer (streamed when the
 //! request says `stream: true`), or one of the failure modes an engine has
@@ -220,6 +226,15 @@ pub struct Script {
     /// client that keeps N requests in flight is seen doing so however
     /// fast the server answers. See [`Script::hold_until_in_flight`].
     pub hold: Option<(usize, Duration)>,
+    /// Serve one chat request at a time; the others wait their turn
+    /// (the `latency` is each one's service time).
+    pub one_at_a_time: bool,
+    /// With `one_at_a_time`: while another request waits for the slot, a
+    /// streaming one in its service time (`latency`) ends at once with
+    /// `data: [DONE]` and no text or `finish_reason`, as llama-cpp-python
+    /// does unless started with `--interrupt_requests False` (a waiting
+    /// request holds its outer lock, which the stream being served checks).
+    pub interrupting: bool,
 }
 
 /// The model the test server lists by default.
@@ -243,6 +258,8 @@ impl Script {
             response_format_refusal: 400,
             stream_options: true,
             hold: None,
+            one_at_a_time: false,
+            interrupting: false,
         }
     }
     /// The same reply to every request.
@@ -338,6 +355,18 @@ impl Script {
         self.hold = Some((n, max_wait));
         self
     }
+    /// One chat request at a time, the others queued (see the field).
+    pub fn one_at_a_time(mut self) -> Script {
+        self.one_at_a_time = true;
+        self
+    }
+    /// One at a time, and a new arrival ends the stream being served
+    /// (see [`Script::interrupting`](Script#structfield.interrupting)).
+    pub fn interrupting(mut self) -> Script {
+        self.one_at_a_time = true;
+        self.interrupting = true;
+        self
+    }
 }
 
 /// A JSON script for the standalone server
@@ -359,6 +388,10 @@ pub struct ScriptFile {
     /// See [`Script::response_format_types`].
     pub response_format_types: Option<Vec<String>>,
     pub response_format_refusal: Option<u16>,
+    /// See [`Script::one_at_a_time`].
+    pub one_at_a_time: bool,
+    /// See [`Script::interrupting`].
+    pub interrupting: bool,
 }
 
 impl Default for ScriptFile {
@@ -376,6 +409,8 @@ impl Default for ScriptFile {
             json_schema: true,
             response_format_types: None,
             response_format_refusal: None,
+            one_at_a_time: false,
+            interrupting: false,
         }
     }
 }
@@ -404,6 +439,12 @@ impl ScriptFile {
         if let Some(code) = self.response_format_refusal {
             s.response_format_refusal = code;
         }
+        if self.one_at_a_time {
+            s = s.one_at_a_time();
+        }
+        if self.interrupting {
+            s = s.interrupting();
+        }
         s
     }
 }
@@ -429,19 +470,32 @@ struct ServerState {
     arrived: tokio::sync::Notify,
     /// The hold's count was reached.
     gate_open: std::sync::atomic::AtomicBool,
+    /// The single slot of `one_at_a_time`.
+    slot: Arc<tokio::sync::Semaphore>,
+    /// Chat requests waiting for the slot (for `interrupting`), and a
+    /// wake-up when one starts waiting.
+    waiting: AtomicUsize,
+    arrival: tokio::sync::Notify,
+    /// Streams ended by a new arrival.
+    interrupted: AtomicUsize,
 }
 
-/// Holds one in-flight slot; released on drop or explicitly.
-struct InFlight(Option<Arc<ServerState>>);
+/// Holds one in-flight slot (and the `one_at_a_time` slot, if taken);
+/// released on drop or explicitly.
+struct InFlight(
+    Option<Arc<ServerState>>,
+    Option<tokio::sync::OwnedSemaphorePermit>,
+);
 
 impl InFlight {
     fn new(s: &Arc<ServerState>) -> InFlight {
         let now = s.counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         s.counters.max_in_flight.fetch_max(now, Ordering::SeqCst);
         s.arrived.notify_waiters();
-        InFlight(Some(s.clone()))
+        InFlight(Some(s.clone()), None)
     }
     fn release(&mut self) {
+        self.1.take();
         if let Some(s) = self.0.take() {
             s.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
         }
@@ -504,6 +558,10 @@ impl TestServer {
             keep_bodies,
             arrived: tokio::sync::Notify::new(),
             gate_open: std::sync::atomic::AtomicBool::new(false),
+            slot: Arc::new(tokio::sync::Semaphore::new(1)),
+            waiting: AtomicUsize::new(0),
+            arrival: tokio::sync::Notify::new(),
+            interrupted: AtomicUsize::new(0),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
@@ -575,6 +633,11 @@ impl TestServer {
     /// The most chat requests ever answered at once.
     pub fn max_in_flight(&self) -> usize {
         self.state.counters.max_in_flight.load(Ordering::SeqCst)
+    }
+    /// Streams an `interrupting` server ended because another request
+    /// arrived.
+    pub fn interrupted(&self) -> usize {
+        self.state.counters_interrupted()
     }
     /// TCP connections that sent chat requests (keep-alive reuses one).
     pub fn connections(&self) -> usize {
@@ -732,7 +795,32 @@ async fn chat(
         Reply::ResetMidStream { text } => return reset_mid_stream(&req, &text),
         r => r,
     };
-    if !s.script.latency.is_zero() {
+    if s.script.one_at_a_time {
+        s.waiting.fetch_add(1, Ordering::SeqCst);
+        s.arrival.notify_waiters();
+        /// Not waiting any more, also when the client gives up.
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+        let waiting = Waiting(&s.waiting);
+        guard.1 = Some(s.slot.clone().acquire_owned().await.expect("slot"));
+        drop(waiting);
+        if s.script.interrupting && req.stream() && serve_until_arrival(&s).await {
+            s.interrupted.fetch_add(1, Ordering::SeqCst);
+            let mut r = Response::new(Body::from("data: [DONE]\n\n"));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/event-stream"),
+            );
+            return r;
+        }
+    }
+    // An interrupting server's stream spent its service time above.
+    let served = s.script.interrupting && req.stream();
+    if !s.script.latency.is_zero() && !served {
         tokio::time::sleep(s.script.latency).await;
     }
     let stream = req.stream();
@@ -749,6 +837,31 @@ async fn chat(
         return json_response(&plan.whole);
     }
     sse_response(&s.script, plan, guard)
+}
+
+impl ServerState {
+    fn counters_interrupted(&self) -> usize {
+        self.interrupted.load(Ordering::SeqCst)
+    }
+}
+
+/// The service time (`latency`) of the request holding the slot; `true`
+/// when another request waits meanwhile (the stream is to end empty).
+async fn serve_until_arrival(s: &ServerState) -> bool {
+    let done = tokio::time::sleep(s.script.latency);
+    tokio::pin!(done);
+    loop {
+        let arrived = s.arrival.notified();
+        tokio::pin!(arrived);
+        arrived.as_mut().enable();
+        if s.waiting.load(Ordering::SeqCst) > 0 {
+            return true;
+        }
+        tokio::select! {
+            _ = &mut done => return false,
+            _ = &mut arrived => {}
+        }
+    }
 }
 
 /// 404 for unknown models, 400 (or the scripted status) for refused

@@ -265,6 +265,9 @@ impl Driver {
         if u.cost > 0.0 {
             msg.push_str(&format!(" · cost {:.4}", u.cost));
         }
+        if let Some((limit, why)) = self.session.status().limit {
+            msg.push_str(&format!(" · limit {limit} ({why})"));
+        }
         self.bar.set_message(msg);
     }
 

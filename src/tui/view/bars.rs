@@ -96,6 +96,9 @@ pub(super) fn status_line(f: &mut Frame, st: &State, r: Rect, now: Instant) {
         spans.push(Span::raw(" · "));
         spans.push(Span::styled(f, Style::default().fg(t.error)));
     }
+    if let Some(l) = &st.limit {
+        spans.push(Span::raw(format!(" │ {l}")));
+    }
     spans.push(Span::raw(format!(" │ {} {}", st.backend, st.model)));
     f.render_widget(Paragraph::new(Line::from(spans)).style(t.status_line()), r);
 }
