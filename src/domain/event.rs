@@ -56,6 +56,10 @@ pub enum EventKind {
     /// A judge (the relabeler, the small classifier) scored on held-out
     /// examples.
     JudgeScored(super::JudgeScored),
+    /// Requests written to a batch input file (`straddle batch prepare`).
+    BatchPlanned(BatchPlanned),
+    /// A batch was uploaded, or its remote status changed.
+    BatchUpdated(BatchUpdated),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -150,6 +154,39 @@ pub struct RationalesAdded {
     pub rationales: Vec<String>,
 }
 
+/// A batch of planned requests, written to `batches/NAME/` (the OpenAI
+/// batch input file and the plans its replies are read with).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchPlanned {
+    /// The local name (`b1`, `b2`, …), the prefix of every custom id.
+    pub batch: String,
+    /// The custom ids, in file order.
+    pub custom_ids: Vec<String>,
+    /// SHA-256 of the input file and of the plan file.
+    pub input_sha256: String,
+    pub plan_sha256: String,
+    /// The seed stream the requests were drawn from and the request
+    /// counter after them (a later run draws fresh ones).
+    pub stream: u64,
+    pub next_request: u64,
+}
+
+/// Where a batch stands at the provider (the latest fields win).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchUpdated {
+    pub batch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_file_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_file_id: Option<String>,
+}
+
 /// Why a journal line could not be read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LineError {
@@ -203,6 +240,8 @@ impl Event {
             "round_scored" => EventKind::RoundScored(p(ty, data)?),
             "rationales_added" => EventKind::RationalesAdded(p(ty, data)?),
             "judge_scored" => EventKind::JudgeScored(p(ty, data)?),
+            "batch_planned" => EventKind::BatchPlanned(p(ty, data)?),
+            "batch_updated" => EventKind::BatchUpdated(p(ty, data)?),
             other => return Err(LineError::UnknownType(other.to_string())),
         };
         Ok(Event {
@@ -239,6 +278,8 @@ impl EventKind {
             EventKind::RoundScored(_) => "round_scored",
             EventKind::RationalesAdded(_) => "rationales_added",
             EventKind::JudgeScored(_) => "judge_scored",
+            EventKind::BatchPlanned(_) => "batch_planned",
+            EventKind::BatchUpdated(_) => "batch_updated",
         }
     }
 
