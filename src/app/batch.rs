@@ -52,6 +52,19 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The generator of a project with its live settings and templates (as
+/// `straddle generate` makes it).
+pub fn generator_for(project: &Project) -> anyhow::Result<Generator> {
+    let templates = crate::augment::Templates::load(&project.prompts_dir())?;
+    Ok(Generator::new(
+        project.config(),
+        project.classes(),
+        project.generation_settings(),
+        templates,
+        project.state(),
+    ))
+}
+
 /// What [`prepare`] wrote.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
@@ -128,7 +141,9 @@ pub fn prepare(
     let name = format!("b{n}");
     let (mut plans, generator) = plan(generator, state, backend, count, relabel);
     let already = planned_relabels(state);
-    plans.retain(|p| !matches!(p.kind, RequestKind::Relabel { sample } if already.contains(&sample)));
+    plans.retain(
+        |p| !matches!(p.kind, RequestKind::Relabel { sample } if already.contains(&sample)),
+    );
     if plans.is_empty() {
         return Err(crate::error::user(
             "nothing to plan: give --count N, or --relabel with generated examples not yet relabelled or planned",
@@ -245,18 +260,15 @@ fn ingested(state: &ProjectState) -> HashSet<String> {
 }
 
 /// The plans of a batch, checked against the journal's hash.
-fn load_plans(
-    project: &Project,
-    name: &str,
-) -> anyhow::Result<HashMap<String, PlannedRequest>> {
+fn load_plans(project: &Project, name: &str) -> anyhow::Result<HashMap<String, PlannedRequest>> {
     let (b, _) = project
         .state()
         .batches
         .get(name)
         .ok_or_else(|| anyhow::anyhow!("batch {name} was never planned in this project"))?;
     let path = batch_dir(project.dir(), name).join("plan.jsonl");
-    let bytes = std::fs::read(&path)
-        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let bytes =
+        std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     if sha256(&bytes) != b.plan_sha256 {
         anyhow::bail!(
             "{} changed since batch {name} was planned (its SHA-256 differs from the journal's)",
@@ -323,7 +335,9 @@ pub fn ingest(
         {
             Ok(l) => l,
             Err(e) if at == last => {
-                bad(format!("torn last line (no newline, not JSON: {e}); re-fetch the file"));
+                bad(format!(
+                    "torn last line (no newline, not JSON: {e}); re-fetch the file"
+                ));
                 continue;
             }
             Err(e) => {
@@ -439,7 +453,9 @@ pub async fn submit(
                     anyhow::bail!("{} changed since it was planned", path.display());
                 }
                 let f = client.upload_batch_file("input.jsonl", bytes).await?;
-                project.append(vec![update(&b.batch, |u| u.input_file_id = Some(f.clone()))])?;
+                project.append(vec![update(&b.batch, |u| {
+                    u.input_file_id = Some(f.clone())
+                })])?;
                 f
             }
         };
@@ -537,10 +553,11 @@ pub async fn fetch(
     for u in ready {
         let dir = batch_dir(project.dir(), &u.batch);
         let mut total = IngestReport::default();
-        let files: BTreeSet<(&str, &String)> = [("output", &u.output_file_id), ("errors", &u.error_file_id)]
-            .into_iter()
-            .filter_map(|(k, f)| f.as_ref().map(|f| (k, f)))
-            .collect();
+        let files: BTreeSet<(&str, &String)> =
+            [("output", &u.output_file_id), ("errors", &u.error_file_id)]
+                .into_iter()
+                .filter_map(|(k, f)| f.as_ref().map(|f| (k, f)))
+                .collect();
         for (kind, file_id) in files {
             let bytes = client.file_content(file_id).await?;
             let path = dir.join(format!("{kind}.jsonl"));
@@ -556,7 +573,9 @@ pub async fn fetch(
             total.failed += r.failed;
             total.errors.extend(r.errors);
         }
-        project.append(vec![update(&u.batch, |x| x.status = Some("ingested".into()))])?;
+        project.append(vec![update(&u.batch, |x| {
+            x.status = Some("ingested".into())
+        })])?;
         out.push((u.batch.clone(), total));
     }
     Ok(out)

@@ -588,7 +588,14 @@ pub fn next_stream(state: &ProjectState) -> u64 {
         .chain(state.failures.iter().filter_map(|(_, f)| of(&f.provenance)))
         .max()
         .map_or(0, |m| m + 1)
-        .max(state.batches.values().map(|(b, _)| b.stream + 1).max().unwrap_or(0))
+        .max(
+            state
+                .batches
+                .values()
+                .map(|(b, _)| b.stream + 1)
+                .max()
+                .unwrap_or(0),
+        )
 }
 
 /// One past the highest request counter recorded in the project.
@@ -601,7 +608,14 @@ fn next_counter(state: &ProjectState) -> u64 {
         .chain(state.failures.iter().filter_map(|(_, f)| of(&f.provenance)))
         .max()
         .map_or(0, |m| m + 1)
-        .max(state.batches.values().map(|(b, _)| b.next_request).max().unwrap_or(0))
+        .max(
+            state
+                .batches
+                .values()
+                .map(|(b, _)| b.next_request)
+                .max()
+                .unwrap_or(0),
+        )
 }
 
 #[cfg(test)]

@@ -296,13 +296,19 @@ mod tests {
         let vllm = format!(r#"{{"id":"b","custom_id":"b1-g0","response":{body}}}"#);
         for l in [openai, vllm] {
             match result(&l) {
-                LineResult::Reply(r) => assert_eq!((r.text.as_str(), r.model.as_str()), ("hi", "x")),
+                LineResult::Reply(r) => {
+                    assert_eq!((r.text.as_str(), r.model.as_str()), ("hi", "x"))
+                }
                 LineResult::Failed(e) => panic!("{e:?}"),
             }
         }
         let failed = r#"{"id":"b","custom_id":"b1-g1","response":{"status_code":500,"body":{"error":{"message":"boom"}}},"error":null}"#;
-        assert!(matches!(result(failed), LineResult::Failed(e) if e.reason == FailReason::ServerError && e.message.contains("boom")));
+        assert!(
+            matches!(result(failed), LineResult::Failed(e) if e.reason == FailReason::ServerError && e.message.contains("boom"))
+        );
         let expired = r#"{"id":"b","custom_id":"b1-g2","response":null,"error":{"code":"batch_expired","message":"late"}}"#;
-        assert!(matches!(result(expired), LineResult::Failed(e) if e.reason == FailReason::Cancelled));
+        assert!(
+            matches!(result(expired), LineResult::Failed(e) if e.reason == FailReason::Cancelled)
+        );
     }
 }
