@@ -17,6 +17,10 @@ use straddle::domain::{
 };
 use straddle::store::Project;
 
+/// As in the binary (`src/main.rs`).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const CLASSES: [&str; 6] = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"];
 
 fn main() {

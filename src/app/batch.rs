@@ -358,8 +358,9 @@ pub fn ingest(
             .entry(batch.to_string())
             .or_insert_with(|| load_plans(project, batch).map_err(|e| format!("{e:#}")));
         let plan = match table {
-            Ok(t) => match t.get(&id) {
-                Some(p) => p.clone(),
+            // Taken, not cloned: a custom id is handed over once.
+            Ok(t) => match t.remove(&id) {
+                Some(p) => p,
                 None => {
                     bad(format!("unknown custom_id {id}"));
                     continue;
