@@ -3,7 +3,8 @@
 //! file (five new questions per line, OpenAI output format), and ingested
 //! through the generation session. The ingest must take < 5 s in a release
 //! build. A measurement, not a criterion run: one ingest of 100k lines is
-//! the figure (`STRADDLE_BENCH_LINES` changes the size).
+//! the figure (`STRADDLE_BENCH_LINES` and `STRADDLE_BENCH_PER` change
+//! the size).
 //!
 //! `cargo bench --bench batch`
 
@@ -31,7 +32,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    let per = 5;
+    // Examples per line (`STRADDLE_BENCH_PER`, default 5 as in a mix run).
+    let per: usize = std::env::var("STRADDLE_BENCH_PER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
     let config = ProjectConfig {

@@ -16,6 +16,12 @@
 //!   batch id and the custom id in each example's provenance. A custom id
 //!   already in the journal is skipped, so ingesting twice adds nothing;
 //!   bad lines are reported as `file:line: why` and the rest is kept.
+//!   Events are staged and written in groups ([`Project::stage`]); a
+//!   crash loses at most the unwritten groups, which a re-run ingests
+//!   (a reply whose events were torn in the middle of a line keeps the
+//!   examples before the tear, as a live reply would). Expired or
+//!   cancelled lines are reported, not recorded: the next `prepare`
+//!   plans afresh.
 //! * [`submit`], [`refresh`] and [`fetch`] follow a batch through
 //!   `/v1/files` and `/v1/batches`; every step journals what it learnt
 //!   (`batch_updated`) and can be re-run after a crash.
