@@ -61,6 +61,7 @@ fn main() {
             ..Default::default()
         },
         relabel: Default::default(),
+        embeddings: Default::default(),
     };
     let seeds = CLASSES
         .iter()

@@ -28,9 +28,10 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use straddle::domain::testing::{accept, classes, project_config};
 use straddle::domain::{
-    Actor, Class, Decision, DecisionKind, EventKind, NewSample, Origin, ProjectConfig, Provenance,
-    TaskConfig, Verdict, VerdictMethod, VerdictRecorded,
+    EventKind, NewSample, Origin, ProjectConfig, Provenance, Verdict, VerdictMethod,
+    VerdictRecorded,
 };
 use straddle::store::{GroupCommitWriter, Journal, Project};
 
@@ -43,33 +44,12 @@ const SAMPLES: u64 = 100_000;
 const DECISIONS: u64 = 10_000;
 
 fn config() -> ProjectConfig {
-    ProjectConfig {
-        task: TaskConfig {
-            name: "bench".into(),
-            description: "bench".into(),
-        },
-        classes: (0..6)
-            .map(|i| Class {
-                name: format!("C{i}"),
-                description: format!("class {i}"),
-                weight: 1.0,
-            })
-            .collect(),
-        backend: Default::default(),
-        generation: Default::default(),
-        relabel: Default::default(),
-    }
-}
-
-fn decide(sample: u64) -> EventKind {
-    EventKind::decided(
-        sample,
-        Decision {
-            kind: DecisionKind::Accept,
-            label: None,
-            reason: None,
-            by: Actor::Key("a".into()),
-        },
+    let names: Vec<String> = (0..6).map(|i| format!("C{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    project_config(
+        "bench",
+        "bench",
+        classes(&names, |n| format!("class {}", &n[1..])),
     )
 }
 
@@ -115,7 +95,7 @@ fn big_project(root: &Path) -> PathBuf {
             },
         }));
     }
-    kinds.extend(ids.iter().map(|&id| decide(id)));
+    kinds.extend(ids.iter().map(|&id| accept(id)));
     p.append(kinds).unwrap();
     assert_eq!(p.state().events, 3 * SAMPLES);
     dir
@@ -158,7 +138,7 @@ fn group_commit_run(dir: &Path, threads: u64) -> Duration {
             let h = writer.handle();
             s.spawn(move || {
                 for i in 0..per {
-                    h.append(vec![decide(1 + (t * per + i) % 100)]).unwrap();
+                    h.append(vec![accept(1 + (t * per + i) % 100)]).unwrap();
                 }
             });
         }
@@ -180,7 +160,7 @@ fn group_commit_async_run(dir: &Path) -> Duration {
         let tasks: Vec<_> = (0..DECISIONS)
             .map(|i| {
                 let h = writer.handle();
-                tokio::spawn(async move { h.submit(vec![decide(1 + i % 100)]).await.unwrap() })
+                tokio::spawn(async move { h.submit(vec![accept(1 + i % 100)]).await.unwrap() })
             })
             .collect();
         for t in tasks {
@@ -210,7 +190,7 @@ fn bench_append(c: &mut Criterion) {
         let mut p = Project::open(&dir).unwrap();
         b.iter(|| {
             for chunk in 0..DECISIONS / 100 {
-                let kinds = (0..100).map(|i| decide(1 + (chunk + i) % 100)).collect();
+                let kinds = (0..100).map(|i| accept(1 + (chunk + i) % 100)).collect();
                 p.append(kinds).unwrap();
             }
         })
@@ -225,7 +205,7 @@ fn bench_append(c: &mut Criterion) {
         let mut p = Project::open(&dir).unwrap();
         b.iter(|| {
             for i in 0..200 {
-                p.append(vec![decide(1 + i % 100)]).unwrap();
+                p.append(vec![accept(1 + i % 100)]).unwrap();
             }
         })
     });

@@ -13,6 +13,7 @@ pub mod augment;
 pub mod classify;
 pub mod cli;
 pub mod domain;
+pub mod embed;
 pub mod engine;
 pub mod error;
 pub mod llm;

@@ -4,30 +4,13 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use straddle::domain::{Actor, DecisionKind};
 use straddle::store::Project;
+use support::cli::{command, init_example, run_ok, straddle};
 use support::{Script, TestServer};
-
-fn straddle(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_straddle"))
-        .args(args)
-        .output()
-        .expect("run straddle")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = straddle(args);
-    assert!(
-        out.status.success(),
-        "straddle {args:?}: {}\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Numbered lists of fresh questions; relabels answer by the first word.
 fn script() -> Script {
@@ -51,17 +34,12 @@ fn script() -> Script {
 }
 
 fn init(dir: &Path, server: &TestServer) {
-    let d = dir.to_str().unwrap();
-    ok(&[
-        "init",
-        d,
-        "--example",
+    init_example(
+        dir,
         "trec6",
-        "--base-url",
         &server.base_url(),
-        "--model",
-        &server.backend().model,
-    ]);
+        Some(&server.backend().model),
+    );
 }
 
 #[test]
@@ -72,13 +50,13 @@ fn generate_relabel_review_prompt() {
     let d = dir.to_str().unwrap();
     init(&dir, &server);
 
-    let prompt = ok(&["prompt", d, "--strategy", "mix"]);
+    let prompt = run_ok(&["prompt", d, "--strategy", "mix"]);
     assert!(prompt.contains("The classes are:"));
     assert!(prompt.contains("% to "), "{prompt}");
-    let plain = ok(&["prompt", d, "--strategy", "plain"]);
+    let plain = run_ok(&["prompt", d, "--strategy", "plain"]);
     assert!(plain.contains("The class is:"));
 
-    let out = ok(&[
+    let out = run_ok(&[
         "generate",
         d,
         "--count",
@@ -100,20 +78,20 @@ fn generate_relabel_review_prompt() {
     );
     drop(p);
 
-    let out = ok(&["relabel", d]);
+    let out = run_ok(&["relabel", d]);
     assert!(out.contains("6 relabelled"), "{out}");
-    let relabel_prompt = ok(&["prompt", d, "--relabel"]);
+    let relabel_prompt = run_ok(&["prompt", d, "--relabel"]);
     assert!(relabel_prompt.contains("Text: "));
 
     // The rules trust the relabeler only once it is measured on the
     // held-out questions: "Who…" → HUM, else LOC gets HUM and LOC right,
     // clearly better than chance (1/6) and than the majority class.
-    let judged = ok(&["judge", d]);
+    let judged = run_ok(&["judge", d]);
     assert!(
         judged.contains("bulk rules may trust its verdicts"),
         "{judged}"
     );
-    let out = ok(&[
+    let out = run_ok(&[
         "review",
         d,
         "--accept-agreeing",
@@ -183,8 +161,7 @@ fn ctrl_c_stops_cleanly_with_everything_saved() {
     let dir = tmp.path().join("p");
     let d = dir.to_str().unwrap();
     init(&dir, &server);
-    let child = Command::new(env!("CARGO_BIN_EXE_straddle"))
-        .args(["generate", d, "--count", "300", "--concurrency", "2"])
+    let child = command(&["generate", d, "--count", "300", "--concurrency", "2"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

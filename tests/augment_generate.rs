@@ -106,6 +106,7 @@ fn config(server: &TestServer) -> ProjectConfig {
             ..Default::default()
         },
         relabel: RelabelSettings::default(),
+        embeddings: Default::default(),
     }
 }
 

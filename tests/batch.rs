@@ -86,6 +86,7 @@ fn config(server: &TestServer) -> ProjectConfig {
             use_logprobs: false,
             ..Default::default()
         },
+        embeddings: Default::default(),
     }
 }
 

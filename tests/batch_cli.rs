@@ -81,6 +81,7 @@ fn config(server: &TestServer) -> ProjectConfig {
             use_logprobs: false,
             ..Default::default()
         },
+        embeddings: Default::default(),
     }
 }
 

@@ -2,44 +2,24 @@
 //! `--test FILE`, the error without held-out data, and that held-out
 //! examples never reach the training export.
 
+mod support;
+
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::Value;
 use straddle::classify::toy;
-use straddle::domain::{
-    Actor, Class, Decision, DecisionKind, EventKind, NewSample, Origin, ProjectConfig, Provenance,
-    TaskConfig,
-};
+use straddle::domain::{NewSample, Origin, ProjectConfig};
 use straddle::store::Project;
+use support::cli::straddle;
+use support::project::{accept, classes, project_config, sample};
 
-fn config(classes: &[String]) -> ProjectConfig {
-    ProjectConfig {
-        task: TaskConfig {
-            name: "toy".into(),
-            description: "Made-up words.".into(),
-        },
-        classes: classes
-            .iter()
-            .map(|c| Class {
-                name: c.clone(),
-                description: format!("texts of {c}"),
-                weight: 1.0,
-            })
-            .collect(),
-        backend: Default::default(),
-        generation: Default::default(),
-        relabel: Default::default(),
-    }
-}
-
-fn sample(text: &str, label: &str, origin: Origin) -> NewSample {
-    NewSample {
-        text: text.into(),
-        label: label.into(),
-        origin,
-        provenance: Provenance::default(),
-    }
+fn config(names: &[String]) -> ProjectConfig {
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    project_config(
+        "toy",
+        "Made-up words.",
+        classes(&names, |c| format!("texts of {c}")),
+    )
 }
 
 /// A project with 2 seeds per class, `n_gen` accepted generated examples
@@ -59,20 +39,7 @@ fn make_project(dir: &Path, n_gen: usize, n_held: usize) -> toy::ToyData {
         .map(|i| sample(&train.texts[i], &c[train.labels[i]], Origin::Generated))
         .collect();
     let ids = p.add_samples(generated).unwrap();
-    let accept = ids
-        .iter()
-        .map(|&id| {
-            EventKind::decided(
-                id,
-                Decision {
-                    kind: DecisionKind::Accept,
-                    label: None,
-                    reason: None,
-                    by: Actor::Rule("test".into()),
-                },
-            )
-        })
-        .collect();
+    let accept = ids.iter().map(|&id| accept(id)).collect();
     p.append(accept).unwrap();
     let held_samples: Vec<NewSample> = (0..n_held)
         .map(|i| sample(&held.texts[i], &c[held.labels[i]], Origin::Validation))
@@ -81,19 +48,12 @@ fn make_project(dir: &Path, n_gen: usize, n_held: usize) -> toy::ToyData {
     held
 }
 
-fn straddle(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_straddle"))
-        .args(args)
-        .output()
-        .expect("run straddle")
-}
-
 #[test]
 fn eval_json_has_the_schema_and_augmented_beats_baseline() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
     make_project(&dir, 300, 150);
-    let out = straddle(&["eval", dir.to_str().unwrap(), "--json"]);
+    let out = straddle(&["eval", dir.to_str().unwrap(), "--json", "--model", "ngram"]);
     assert!(
         out.status.success(),
         "{}",
@@ -107,6 +67,24 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
         }
         assert_eq!(j[k]["n_test"], 150);
     }
+    assert_eq!(j["model"], "ngram");
+    for k in ["baseline", "augmented"] {
+        for f in ["accuracy", "macro_f1"] {
+            let x = j[k][f].as_f64().unwrap();
+            let ci = &j[k][format!("{f}_ci")];
+            let (lo, hi) = (ci[0].as_f64().unwrap(), ci[1].as_f64().unwrap());
+            assert!(
+                lo <= x && x <= hi && hi - lo > 0.0,
+                "{k}.{f} {x} in [{lo}, {hi}]"
+            );
+        }
+    }
+    // 300 more examples of a learnable task: a clear, paired gain.
+    let d = &j["difference"];
+    assert!(d["accuracy_ci"][0].as_f64().unwrap() > 0.0, "{d}");
+    assert_eq!(d["verdict"], "better", "{d}");
+    assert!(d["too_small"].is_null(), "{d}");
+    assert_eq!(j["chance"]["uniform"].as_f64().unwrap(), 1.0 / 3.0);
     assert_eq!(j["baseline"]["n_train"], 6);
     assert_eq!(j["augmented"]["n_train"], 306);
     assert!(
@@ -137,15 +115,20 @@ fn eval_json_has_the_schema_and_augmented_beats_baseline() {
     assert_eq!(j["errors"].as_array().unwrap().len() as u64, total - diag);
 
     // Same numbers twice (deterministic), and a readable table.
-    let again = straddle(&["eval", dir.to_str().unwrap(), "--json"]);
+    let again = straddle(&["eval", dir.to_str().unwrap(), "--json", "--model", "ngram"]);
     assert_eq!(out.stdout, again.stdout);
-    let human = straddle(&["eval", dir.to_str().unwrap()]);
+    let human = straddle(&["eval", dir.to_str().unwrap(), "--model", "ngram"]);
     let text = String::from_utf8(human.stdout).unwrap();
     assert!(
         text.contains("baseline") && text.contains("augmented"),
         "{text}"
     );
     assert!(text.contains("Held-out: 150 examples"), "{text}");
+    assert!(
+        text.contains("difference") && text.contains("better"),
+        "{text}"
+    );
+    assert!(text.contains("chance accuracy 0.333"), "{text}");
     assert!(text.contains("#1 class0"), "{text}");
 }
 
@@ -197,7 +180,7 @@ fn eval_without_heldout_data_exits_2() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
     make_project(&dir, 20, 0);
-    let out = straddle(&["eval", dir.to_str().unwrap(), "--json"]);
+    let out = straddle(&["eval", dir.to_str().unwrap(), "--json", "--model", "ngram"]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no held-out examples"), "{err}");

@@ -4,33 +4,27 @@
 mod support;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-use straddle::domain::{BackendConfig, ProjectConfig, TaskConfig};
-use straddle::store::Project;
+use straddle::domain::{BackendConfig, ProjectConfig};
+use support::cli::command;
+use support::project::{create, project_config};
 use support::{Reply, Script, TestServer};
 
 fn project(dir: &Path, backend: BackendConfig) {
     let config = ProjectConfig {
-        task: TaskConfig {
-            name: "t".into(),
-            description: "test".into(),
-        },
-        classes: vec![],
         backend,
-        generation: Default::default(),
-        relabel: Default::default(),
+        ..project_config("t", "test", vec![])
     };
-    Project::create(dir, config, vec![]).unwrap();
+    create(dir, config, vec![]);
 }
 
 fn doctor(dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_straddle"));
-    cmd.arg("doctor").arg(dir).args(extra);
+    let mut cmd = command(&["doctor"]);
+    cmd.arg(dir).args(extra);
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out: Output = cmd.output().unwrap();
+    let out = cmd.output().unwrap();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),

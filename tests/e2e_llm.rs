@@ -13,15 +13,18 @@
 //! Ignored by plain `cargo test` (a fresh clone has no model); run it with
 //! `scripts/test.sh` or `cargo test --test e2e_llm -- --include-ignored`.
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use straddle::augment::generator::{REQUEST_KEY, is_dup_rejected};
 use straddle::store::Project;
+use support::cli::{edit_config, free_port, init_example, run_ok, section};
 
 /// `${STRADDLE_LLM_DIR:-${XDG_CACHE_HOME:-~/.cache}/straddle/local-llm}`,
 /// as in scripts/local-llm.sh.
@@ -84,14 +87,6 @@ impl ServerGuard {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// GET /v1/models answers 200.
 fn ready(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
@@ -148,33 +143,21 @@ fn start_server(tmp: &Path) -> (ServerGuard, u16) {
     (guard, port)
 }
 
+/// Run the binary, assert success, return stdout.
 fn straddle(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_straddle"))
-        .args(args)
-        .output()
-        .expect("run straddle");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "straddle {args:?} failed ({}):\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
+    run_ok(args)
 }
 
 /// Keep the tiny model quick on two cores: short answers, two at a time.
 fn tune_config(dir: &Path) {
-    let path = dir.join("straddle.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut v: toml::Table = text.parse().unwrap();
-    let g = v["generation"].as_table_mut().unwrap();
-    g.insert("max_tokens".into(), toml::Value::Integer(160));
-    g.insert("per_request".into(), toml::Value::Integer(5));
-    let b = v["backend"].as_table_mut().unwrap();
-    b.insert("max_concurrency".into(), toml::Value::Integer(2));
-    b.insert("timeout_s".into(), toml::Value::Float(300.0));
-    std::fs::write(&path, toml::to_string(&v).unwrap()).unwrap();
+    edit_config(dir, |cfg| {
+        let g = section(cfg, "generation");
+        g.insert("max_tokens".into(), 160.into());
+        g.insert("per_request".into(), 5.into());
+        let b = section(cfg, "backend");
+        b.insert("max_concurrency".into(), 2.into());
+        b.insert("timeout_s".into(), 300.0.into());
+    });
 }
 
 #[test]
@@ -186,16 +169,7 @@ fn generate_relabel_review_export_with_smollm2() {
     let d = dir.to_str().unwrap();
     let url = format!("http://127.0.0.1:{port}/v1");
 
-    straddle(&[
-        "init",
-        d,
-        "--example",
-        "trec6",
-        "--base-url",
-        &url,
-        "--model",
-        "smollm2",
-    ]);
+    init_example(&dir, "trec6", &url, Some("smollm2"));
     tune_config(&dir);
     let gen_out = straddle(&["generate", d, "--count", "20", "--strategy", "mix"]);
     let rel_out = straddle(&["relabel", d]);

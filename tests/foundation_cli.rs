@@ -2,9 +2,11 @@
 //! the examples, every bad-input case, import, export in each format, stats,
 //! crash recovery and the project lock.
 
+mod support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 use straddle::domain::{
@@ -12,36 +14,14 @@ use straddle::domain::{
     VerdictMethod, VerdictRecorded,
 };
 use straddle::store::Project;
+use support::cli::{bad, ok};
 
 /// A command-line argument of any path or string type.
 type Arg<'a> = &'a dyn AsRef<std::ffi::OsStr>;
 
+/// The binary with mixed path and string arguments.
 fn straddle(args: &[Arg]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_straddle"))
-        .args(args.iter().map(|a| a.as_ref()))
-        .output()
-        .expect("run straddle")
-}
-
-fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "expected success, got {:?}\nstdout: {}\nstderr: {}",
-        out.status.code(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Asserts exit code 2 and that stderr contains every needle; returns stderr.
-fn bad(out: &Output, needles: &[&str]) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(2), "expected exit 2; stderr: {err}");
-    for n in needles {
-        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
-    }
-    err
+    support::cli::straddle(args)
 }
 
 fn write(dir: &Path, name: &str, content: &str) -> PathBuf {

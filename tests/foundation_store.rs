@@ -1,53 +1,23 @@
 //! The store as a library: journal recovery (property test), the project
 //! lock, config errors, atomic create and the live overlays.
 
+mod support;
+
 use std::path::Path;
 
 use proptest::prelude::*;
 use straddle::domain::{
-    Actor, Class, Decision, DecisionKind, Event, EventKind, NewSample, Origin, ProjectConfig,
-    ProjectState, SampleAdded, SettingsChanged, TaskConfig, WeightChanged,
+    Event, EventKind, NewSample, Origin, ProjectConfig, ProjectState, SampleAdded, SettingsChanged,
+    WeightChanged,
 };
 use straddle::store::{CONFIG_FILE, JOURNAL_FILE, Project, journal, render_config};
+use support::project::{accept, classes, project_config, seed};
 
 fn config() -> ProjectConfig {
-    ProjectConfig {
-        task: TaskConfig {
-            name: "t".into(),
-            description: "test".into(),
-        },
-        classes: ["A", "B", "C"]
-            .iter()
-            .map(|n| Class {
-                name: n.to_string(),
-                description: format!("about {n}"),
-                weight: 1.0,
-            })
-            .collect(),
-        backend: Default::default(),
-        generation: Default::default(),
-        relabel: Default::default(),
-    }
-}
-
-fn seed(text: &str, label: &str) -> NewSample {
-    NewSample {
-        text: text.into(),
-        label: label.into(),
-        origin: Origin::Seed,
-        provenance: Default::default(),
-    }
-}
-
-fn accept(sample: u64) -> EventKind {
-    EventKind::decided(
-        sample,
-        Decision {
-            kind: DecisionKind::Accept,
-            label: None,
-            reason: None,
-            by: Actor::Key("a".into()),
-        },
+    project_config(
+        "t",
+        "test",
+        classes(&["A", "B", "C"], |n| format!("about {n}")),
     )
 }
 

@@ -7,15 +7,13 @@ mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use straddle::domain::{
-    Class, GenerationSettings, NewSample, Origin, ProjectConfig, Provenance, RelabelSettings,
-    Status, TaskConfig,
-};
+use straddle::domain::{GenerationSettings, Origin, ProjectConfig, RelabelSettings, Status};
 use straddle::store::Project;
+use support::cli::straddle;
+use support::project::{classes, project_config, sample};
 use support::{Reply, Script, TestServer};
 
 /// Each class owns a vocabulary; the fake LLM writes and classifies texts
@@ -138,9 +136,17 @@ fn fake_llm(counter: Arc<AtomicUsize>) -> Script {
                     .collect()
             })
             .unwrap_or_default();
+        // Texts depend on the request (its sampling seed), not on the order
+        // replies happen to be served in, so a run is the same every time.
+        let base = req.body["seed"]
+            .as_u64()
+            .map(|s| (s % 1_000_003) as usize * 16);
         let items: Vec<String> = (1..=n)
             .map(|i| {
-                let k = counter.fetch_add(1, Ordering::SeqCst);
+                let k = match base {
+                    Some(b) => b + i,
+                    None => counter.fetch_add(1, Ordering::SeqCst),
+                };
                 format!("{i}. {}", text_of(target, k, &odd))
             })
             .collect();
@@ -148,29 +154,9 @@ fn fake_llm(counter: Arc<AtomicUsize>) -> Script {
     })
 }
 
-fn sample(text: &str, label: &str, origin: Origin) -> NewSample {
-    NewSample {
-        text: text.into(),
-        label: label.into(),
-        origin,
-        provenance: Provenance::default(),
-    }
-}
-
 fn make_project(dir: &Path, server: &TestServer, generation: GenerationSettings) -> Vec<String> {
+    let names: Vec<&str> = VOCAB.iter().map(|(c, _)| *c).collect();
     let config = ProjectConfig {
-        task: TaskConfig {
-            name: "topics".into(),
-            description: "Short posts people write.".into(),
-        },
-        classes: VOCAB
-            .iter()
-            .map(|(c, _)| Class {
-                name: c.to_string(),
-                description: format!("{c} topics"),
-                weight: 1.0,
-            })
-            .collect(),
         backend: server.backend(),
         generation,
         relabel: RelabelSettings {
@@ -178,6 +164,11 @@ fn make_project(dir: &Path, server: &TestServer, generation: GenerationSettings)
             votes: 1,
             ..RelabelSettings::default()
         },
+        ..project_config(
+            "topics",
+            "Short posts people write.",
+            classes(&names, |c| format!("{c} topics")),
+        )
     };
     let mut seeds = Vec::new();
     for (c, v) in VOCAB {
@@ -209,13 +200,6 @@ fn make_project(dir: &Path, server: &TestServer, generation: GenerationSettings)
     let texts = held.iter().map(|s| s.text.clone()).collect();
     p.add_samples(held).unwrap();
     texts
-}
-
-fn straddle(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_straddle"))
-        .args(args)
-        .output()
-        .expect("run straddle")
 }
 
 #[test]
@@ -441,25 +425,8 @@ fn loop_without_heldout_examples_fails_before_any_request() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
     let config = ProjectConfig {
-        task: TaskConfig {
-            name: "t".into(),
-            description: String::new(),
-        },
-        classes: vec![
-            Class {
-                name: "a".into(),
-                description: String::new(),
-                weight: 1.0,
-            },
-            Class {
-                name: "b".into(),
-                description: String::new(),
-                weight: 1.0,
-            },
-        ],
         backend: server.backend(),
-        generation: Default::default(),
-        relabel: Default::default(),
+        ..project_config("t", "", classes(&["a", "b"], |_| String::new()))
     };
     Project::create(&dir, config, vec![sample("x y", "a", Origin::Seed)]).unwrap();
     let out = straddle(&["loop", dir.to_str().unwrap(), "--rounds", "1"]);

@@ -9,128 +9,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
+use support::cli::{bin, edit_config, free_port, init_example, ok, section, straddle};
+use support::tmux::Tmux;
 use support::{Reply, Script, TestServer};
-
-const BIN: &str = env!("CARGO_BIN_EXE_straddle");
-const DEADLINE: Duration = Duration::from_secs(60);
-
-/// A tmux server of our own (private socket), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(command: &str, w: u16, h: u16) -> Tmux {
-        static NEXT: AtomicUsize = AtomicUsize::new(0);
-        let t = Tmux {
-            socket: format!(
-                "straddle-e2e-{}-{}",
-                std::process::id(),
-                NEXT.fetch_add(1, Ordering::SeqCst)
-            ),
-        };
-        let ok = t
-            .cmd()
-            .args(["new-session", "-d", "-s", "app", "-x"])
-            .arg(w.to_string())
-            .arg("-y")
-            .arg(h.to_string())
-            .arg(command)
-            .status()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "tmux is not installed ({e}): tests/tui_e2e.rs drives the real binary in \
-                     tmux (no model needed); install it, e.g. `apt-get install tmux`"
-                )
-            });
-        assert!(ok.success(), "tmux new-session failed");
-        t
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new("tmux");
-        c.args(["-L", &self.socket, "-f", "/dev/null"]);
-        c
-    }
-
-    fn screen(&self) -> String {
-        let o = self
-            .cmd()
-            .args(["capture-pane", "-p", "-t", "app"])
-            .output()
-            .expect("tmux capture-pane");
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &str) {
-        let ok = self
-            .cmd()
-            .args(["send-keys", "-t", "app", "-l", keys])
-            .status()
-            .expect("tmux send-keys");
-        assert!(ok.success());
-    }
-
-    /// A named key ("Enter", "Escape", "Tab").
-    fn key(&self, name: &str) {
-        let ok = self
-            .cmd()
-            .args(["send-keys", "-t", "app", name])
-            .status()
-            .expect("tmux send-keys");
-        assert!(ok.success());
-    }
-
-    fn alive(&self) -> bool {
-        self.cmd()
-            .args(["has-session", "-t", "app"])
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-    }
-
-    /// Poll the screen until `cond` holds; panic with the last screen.
-    fn wait_for(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let s = self.screen();
-            if cond(&s) {
-                return s;
-            }
-            assert!(
-                start.elapsed() < DEADLINE,
-                "timed out waiting for {what}; screen:\n{s}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn wait_exit(&self) {
-        let start = Instant::now();
-        while self.alive() {
-            assert!(
-                start.elapsed() < DEADLINE,
-                "the app did not quit; screen:\n{}",
-                self.screen()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self
-            .cmd()
-            .arg("kill-server")
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
 
 /// Replies: a numbered list of distinct questions for generation prompts,
 /// a JSON label for relabel prompts.
@@ -167,25 +50,32 @@ fn script() -> Script {
     })
 }
 
-fn straddle(args: &[&str]) -> std::process::Output {
-    Command::new(BIN).args(args).output().expect("run straddle")
+fn set_generation(dir: &Path, target: usize, per_request: usize) {
+    edit_config(dir, |cfg| {
+        let g = section(cfg, "generation");
+        g.insert("target_count".into(), (target as i64).into());
+        g.insert("per_request".into(), (per_request as i64).into());
+    });
 }
 
-fn set_generation(dir: &Path, target: usize, per_request: usize) {
-    let path = dir.join("straddle.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let mut cfg: toml::Table = toml::from_str(&text).unwrap();
-    let g = cfg
-        .entry("generation")
-        .or_insert_with(|| toml::Value::Table(Default::default()))
-        .as_table_mut()
-        .unwrap();
-    g.insert("target_count".into(), toml::Value::Integer(target as i64));
-    g.insert(
-        "per_request".into(),
-        toml::Value::Integer(per_request as i64),
+/// `straddle tui DIR` in a 120×40 tmux, against `url` when given, with
+/// no user config; waits for the first screen.
+fn open_tui(tmp: &Path, dir: &Path, url: Option<&str>) -> Tmux {
+    let backend = url
+        .map(|u| format!(" --base-url '{u}' --no-cache"))
+        .unwrap_or_default();
+    let tmux = Tmux::start(
+        &format!(
+            "STRADDLE_CONFIG='{}' '{}' tui '{}'{backend}",
+            tmp.join("no-config.toml").display(),
+            bin(),
+            dir.display()
+        ),
+        120,
+        40,
     );
-    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
+    tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
+    tmux
 }
 
 /// "N gen · ✓A ✗R ·P" from the status line.
@@ -217,30 +107,9 @@ fn review_session_in_tmux() {
     let dir = tmp.path().join("proj");
     let d = dir.to_str().unwrap();
     let url = server.base_url();
-    let model = server.backend().model;
-    let o = straddle(&[
-        "init",
-        d,
-        "--example",
-        "trec6",
-        "--base-url",
-        &url,
-        "--model",
-        &model,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    init_example(&dir, "trec6", &url, Some(&server.backend().model));
     set_generation(&dir, 6, 3);
-
-    let missing_config = tmp.path().join("no-config.toml");
-    let tmux = Tmux::start(
-        &format!(
-            "STRADDLE_CONFIG='{}' '{BIN}' tui '{d}' --base-url '{url}' --no-cache",
-            missing_config.display()
-        ),
-        120,
-        40,
-    );
-    tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
+    let tmux = open_tui(tmp.path(), &dir, Some(&url));
     tmux.keys("g");
     let screen = tmux.wait_for("6 relabelled examples and an idle engine", |s| {
         counts(s).is_some_and(|(n, ..)| n >= 6) && s.contains("idle") && !unrelabelled_row(s)
@@ -290,9 +159,8 @@ fn review_session_in_tmux() {
     tmux.keys("q");
     tmux.wait_exit();
 
-    let o = straddle(&["stats", d, "--json"]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&straddle(&["stats", d, "--json"]))).unwrap();
     let t = &stats["totals"];
     assert_eq!(t["accepted"], 2, "{stats:#}");
     assert_eq!(t["rejected"], 0, "{stats:#}");
@@ -321,34 +189,15 @@ fn review_session_in_tmux() {
 /// the rest of the app (navigation, export) keeps working.
 #[test]
 fn unreachable_backend_is_reported_and_the_app_keeps_working() {
-    let port = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let url = format!("http://127.0.0.1:{port}/v1");
+    let url = format!("http://127.0.0.1:{}/v1", free_port());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("proj");
-    let d = dir.to_str().unwrap();
-    let o = straddle(&["init", d, "--example", "trec6", "--base-url", &url]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    init_example(&dir, "trec6", &url, None);
     // No retries: the first refused connection is final.
-    let path = dir.join("straddle.toml");
-    let mut cfg: toml::Table = toml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    cfg["backend"]
-        .as_table_mut()
-        .unwrap()
-        .insert("max_retries".into(), toml::Value::Integer(0));
-    std::fs::write(&path, toml::to_string(&cfg).unwrap()).unwrap();
-
-    let tmux = Tmux::start(
-        &format!(
-            "STRADDLE_CONFIG='{}' '{BIN}' tui '{d}'",
-            tmp.path().join("none.toml").display()
-        ),
-        120,
-        40,
-    );
-    tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
+    edit_config(&dir, |cfg| {
+        section(cfg, "backend").insert("max_retries".into(), 0.into());
+    });
+    let tmux = open_tui(tmp.path(), &dir, None);
     tmux.keys("g");
     let s = tmux.wait_for("the unreachable message", |s| {
         s.contains("unreachable") && s.contains("LLM backend unavailable")
@@ -379,28 +228,10 @@ fn s3_round_from_the_tui() {
     let server = TestServer::start(script());
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("proj");
-    let d = dir.to_str().unwrap();
     let url = server.base_url();
-    let model = server.backend().model;
-    let o = straddle(&[
-        "init",
-        d,
-        "--example",
-        "trec6",
-        "--base-url",
-        &url,
-        "--model",
-        &model,
-    ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    init_example(&dir, "trec6", &url, Some(&server.backend().model));
     set_generation(&dir, 0, 2);
-    let tui = format!(
-        "STRADDLE_CONFIG='{}' '{BIN}' tui '{d}' --base-url '{url}' --no-cache",
-        tmp.path().join("none.toml").display()
-    );
-
-    let tmux = Tmux::start(&tui, 120, 40);
-    tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
+    let tmux = open_tui(tmp.path(), &dir, Some(&url));
     tmux.keys("R");
     tmux.wait_for("round 1 in the Stats pane", |s| s.contains("│r1  0."));
     let journal = || std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();

@@ -111,6 +111,56 @@ fn help_is_generated_from_the_keymap() {
     insta::assert_snapshot!(term.backend());
 }
 
+/// Scrolled through, the help screen shows every mode's part with every
+/// row of it; the hint line of each mode is drawn where that mode shows it.
+#[test]
+fn help_and_hint_lines_show_every_mode() {
+    use straddle::tui::keymap::KeyMode;
+    let mut st = busy_state(120, 40);
+    let press = |st: &mut State, c: KeyCode| {
+        update(st, Msg::Key(KeyEvent::new(c, KeyModifiers::NONE)));
+    };
+    press(&mut st, KeyCode::Char('?'));
+    let mut seen = String::new();
+    for _ in 0..60 {
+        seen.push_str(&format!("{}", draw(&st, 120, 40).backend()));
+        press(&mut st, KeyCode::Down);
+    }
+    for (mode, rows) in st.keymap.help_sections() {
+        if mode != KeyMode::Normal {
+            assert!(seen.contains(mode.title()), "{mode:?} section missing");
+        }
+        for r in rows {
+            assert!(
+                seen.contains(&format!("{:<14}{}", r.label, r.help)),
+                "{mode:?} {r:?}"
+            );
+        }
+    }
+    press(&mut st, KeyCode::Esc);
+    let hint = |st: &State, mode: KeyMode| {
+        let line = st.keymap.hint_line(mode);
+        // The part that fits: the first two items.
+        line.split(" · ").take(2).collect::<Vec<_>>().join(" · ")
+    };
+    for (open, mode) in [
+        (KeyCode::Char('/'), KeyMode::Filter),
+        (KeyCode::Char('E'), KeyMode::Export),
+        (KeyCode::Char('A'), KeyMode::Confirm),
+        (KeyCode::Char('e'), KeyMode::Edit),
+    ] {
+        press(&mut st, open);
+        assert_eq!(st.mode.key_mode(), mode);
+        let screen = format!("{}", draw(&st, 120, 40).backend());
+        assert!(
+            screen.contains(&hint(&st, mode)),
+            "{mode:?}: {}",
+            hint(&st, mode)
+        );
+        press(&mut st, KeyCode::Esc);
+    }
+}
+
 /// Every mode at every size from 1×1 up: drawing never panics.
 #[test]
 fn never_panics_at_any_size() {

@@ -1229,3 +1229,106 @@ mod backoff {
         assert_eq!(t(FailReason::Truncated, None), "reply cut off");
     }
 }
+
+/// For every mode other than normal and every key its part of the help
+/// screen shows — with the default keys and with keys moved around in the
+/// config — pressing that key in that mode does what the row says.
+#[test]
+fn every_mode_runs_what_its_help_shows() {
+    use straddle::tui::keymap::{Action, KeyMode, KeySpec, Keymap};
+    let (remapped, errs) = Keymap::with_overrides(&[
+        ("help".into(), vec!["h".into()]),
+        ("help_keys.down".into(), vec!["n".into()]),
+        ("filter_keys.apply".into(), vec!["ctrl-j".into()]),
+        ("confirm_keys.yes".into(), vec!["o".into()]),
+        ("edit_keys.save".into(), vec!["F2".into()]),
+        ("export_keys.run".into(), vec!["r".into()]),
+        (
+            "export_keys.next".into(),
+            vec!["ctrl-n".into(), "tab".into()],
+        ),
+    ]);
+    assert!(errs.is_empty(), "{errs:?}");
+    let ev = |k: KeySpec| Msg::Key(k.event());
+    let mut checked = 0;
+    for km in [Keymap::default(), remapped] {
+        for (mode, rows) in km.help_sections() {
+            if mode == KeyMode::Normal {
+                continue; // every normal action has its own test above
+            }
+            for (spec, action) in rows.into_iter().flat_map(|r| r.keys) {
+                let mut st = fixture::state(40);
+                st.keymap = km.clone();
+                let open = km.specs_for(mode.entered_by()[0])[0];
+                update(&mut st, ev(open));
+                assert_eq!(st.mode.key_mode(), mode, "{} opens {mode:?}", open.label());
+                // Something to tell the actions of the mode apart.
+                match mode {
+                    KeyMode::Help => st.help_offset = 2,
+                    KeyMode::Filter | KeyMode::Edit => {
+                        update(&mut st, key('Q'));
+                    }
+                    KeyMode::Export => {
+                        for _ in 0..3 {
+                            update(&mut st, ev(km.specs_for(Action::FieldNext)[0]));
+                        }
+                    }
+                    KeyMode::Confirm | KeyMode::Normal => {}
+                }
+                let fx = update(&mut st, ev(spec));
+                let why = format!(
+                    "{mode:?} {} → {action:?}: {:?} {fx:?}",
+                    spec.label(),
+                    st.mode
+                );
+                let normal = matches!(st.mode, Mode::Normal);
+                let form = |st: &State| match &st.mode {
+                    Mode::Export(f) => (f.field, f.req.val_fraction),
+                    _ => panic!("{why}"),
+                };
+                match action {
+                    Action::HelpUp => assert_eq!(st.help_offset, 1, "{why}"),
+                    Action::HelpDown => assert_eq!(st.help_offset, 3, "{why}"),
+                    Action::FilterApply => {
+                        assert!(normal && st.queue.filter().raw == "Q", "{why}")
+                    }
+                    Action::HelpClose
+                    | Action::FilterCancel
+                    | Action::EditCancel
+                    | Action::ExportCancel => {
+                        assert!(
+                            normal && fx.is_empty() && st.queue.filter().raw.is_empty(),
+                            "{why}"
+                        )
+                    }
+                    Action::ConfirmYes => assert!(
+                        normal && matches!(&fx[..], [Effect::Append(k)] if k.len() > 1),
+                        "{why}"
+                    ),
+                    Action::ConfirmNo => assert!(
+                        normal
+                            && fx.is_empty()
+                            && st.notice.as_deref() == Some("bulk decision cancelled"),
+                        "{why}"
+                    ),
+                    Action::EditSave => assert!(
+                        normal
+                            && matches!(&fx[0], Effect::Append(k) if matches!(&k[0], EventKind::Edited(e) if e.text.contains('Q'))),
+                        "{why}"
+                    ),
+                    Action::FieldPrev => assert_eq!(form(&st), (2, 0.1), "{why}"),
+                    Action::FieldNext => assert_eq!(form(&st), (4, 0.1), "{why}"),
+                    Action::FieldDecrease => assert_eq!(form(&st), (3, 0.05), "{why}"),
+                    Action::FieldIncrease => assert_eq!(form(&st), (3, 0.15), "{why}"),
+                    Action::ExportRun => assert!(
+                        normal && matches!(&fx[..], [Effect::Export(r)] if r.val_fraction == 0.1),
+                        "{why}"
+                    ),
+                    other => panic!("{other:?} is not an action of {mode:?}"),
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40, "{checked}");
+}

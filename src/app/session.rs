@@ -925,6 +925,7 @@ mod tests {
                 ..Default::default()
             },
             relabel: Default::default(),
+            embeddings: Default::default(),
         }
     }
 

@@ -643,6 +643,7 @@ mod tests {
             backend: Default::default(),
             generation: Default::default(),
             relabel: Default::default(),
+            embeddings: Default::default(),
         }
     }
 

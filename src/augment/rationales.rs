@@ -110,28 +110,10 @@ mod tests {
     use crate::augment::generator::RequestKind;
     use crate::augment::templates::Templates;
     use crate::domain::testing::state_with;
-    use crate::domain::{
-        EventKind, GenerationSettings, Origin, RationalesAdded, Strategy, TaskConfig,
-    };
+    use crate::domain::{EventKind, GenerationSettings, Origin, RationalesAdded, Strategy};
 
     fn config() -> ProjectConfig {
-        ProjectConfig {
-            task: TaskConfig {
-                name: "topics".into(),
-                description: "Short posts.".into(),
-            },
-            classes: ["sports", "food"]
-                .iter()
-                .map(|c| Class {
-                    name: c.to_string(),
-                    description: format!("{c} talk"),
-                    weight: 1.0,
-                })
-                .collect(),
-            backend: Default::default(),
-            generation: GenerationSettings::default(),
-            relabel: Default::default(),
-        }
+        crate::domain::testing::topics_config(&["sports", "food"])
     }
 
     fn state() -> ProjectState {

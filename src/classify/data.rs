@@ -94,44 +94,12 @@ pub fn heldout_set(state: &ProjectState, classes: &[String]) -> LabelledSet {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    // Re-exported for the tests that still import it from here.
+    pub(crate) use crate::domain::testing::state_with;
     use crate::domain::{
-        Actor, Decided, Decision, DecisionKind, Edited, Event, EventKind, NewSample, Provenance,
-        SampleAdded, Verdict, VerdictMethod, VerdictRecorded,
+        Actor, Decided, Decision, DecisionKind, Edited, EventKind, Verdict, VerdictMethod,
+        VerdictRecorded,
     };
-
-    /// A state from (text, label, origin) samples, then events.
-    pub(crate) fn state_with(
-        samples: &[(&str, &str, Origin)],
-        more: Vec<EventKind>,
-    ) -> ProjectState {
-        let mut st = ProjectState::new(true);
-        let mut id = 0;
-        let mut ev = |kind: EventKind, st: &mut ProjectState| {
-            id += 1;
-            st.apply(&Event {
-                v: 1,
-                id,
-                ts: id,
-                kind,
-            });
-        };
-        for (i, (text, label, origin)) in samples.iter().enumerate() {
-            let s = NewSample {
-                text: text.to_string(),
-                label: label.to_string(),
-                origin: *origin,
-                provenance: Provenance::default(),
-            };
-            ev(
-                EventKind::SampleAdded(SampleAdded::new(i as u64 + 1, s)),
-                &mut st,
-            );
-        }
-        for k in more {
-            ev(k, &mut st);
-        }
-        st
-    }
 
     pub(crate) fn decide(sample: SampleId, kind: DecisionKind) -> EventKind {
         EventKind::Decided(Decided {

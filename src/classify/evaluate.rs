@@ -1,41 +1,50 @@
 //! Train on seeds alone (baseline) and on seeds + accepted examples
-//! (augmented), score both on held-out real examples.
+//! (augmented), score both on held-out real examples, and say how sure
+//! the scores and their difference are (paired bootstrap, see
+//! [`super::bootstrap`]).
 
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::bootstrap::{self, Comparison};
 use super::data::{self, LabelledSet};
-use super::model::{Classifier, TrainConfig, argmax};
+use super::model::{TrainConfig, argmax};
 use super::scores::score;
+use super::small::SmallModel;
 use crate::domain::{ProjectState, Scores};
 
 pub use crate::domain::Mistake;
 
-/// Both models' scores and the augmented model's mistakes.
+/// Both models' scores, how sure they are, and the augmented model's
+/// mistakes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Evaluation {
+    /// Which small model was trained ([`SmallModel::kind`]).
+    pub model: String,
     pub baseline: Scores,
     pub augmented: Scores,
+    /// Bootstrap intervals of both scores and of their paired difference
+    /// (augmented − baseline).
+    pub comparison: Comparison,
     pub mistakes: Vec<Mistake>,
 }
 
 /// Train one model and score it on `heldout`; returns its predictions too.
 fn train_and_score(
+    model: &SmallModel<'_>,
     classes: &[String],
     train: &LabelledSet,
     heldout: &LabelledSet,
-    cfg: &TrainConfig,
-) -> (Scores, Vec<Vec<f64>>) {
-    let model = Classifier::train(classes, &train.texts, &train.labels, cfg);
-    let proba = model.predict_proba_batch(&heldout.texts);
+) -> anyhow::Result<(Scores, Vec<Vec<f64>>)> {
+    let proba = model.fit_predict(classes, train, &heldout.texts)?;
     let pred: Vec<usize> = proba.iter().map(|p| argmax(p)).collect();
     let mut s = score(classes, &heldout.labels, &pred);
     s.n_train = train.len();
-    (s, proba)
+    Ok((s, proba))
 }
 
 /// Score the baseline (trained on `seeds`) and the augmented model
-/// (trained on `augmented`) on `heldout`.
+/// (trained on `augmented`) on `heldout` with the n-gram model.
 pub fn evaluate(
     classes: &[String],
     seeds: &LabelledSet,
@@ -43,8 +52,31 @@ pub fn evaluate(
     heldout: &LabelledSet,
     cfg: &TrainConfig,
 ) -> Evaluation {
-    let (baseline, _) = train_and_score(classes, seeds, heldout, cfg);
-    let (augmented, proba) = train_and_score(classes, augmented, heldout, cfg);
+    evaluate_with(&SmallModel::Ngram(cfg), classes, seeds, augmented, heldout)
+        .expect("the n-gram model needs no encoder and cannot fail")
+}
+
+/// Score the baseline (trained on `seeds`) and the augmented model
+/// (trained on `augmented`) on `heldout` with the given small model; fails
+/// only when the model's encoder does.
+pub fn evaluate_with(
+    model: &SmallModel<'_>,
+    classes: &[String],
+    seeds: &LabelledSet,
+    augmented: &LabelledSet,
+    heldout: &LabelledSet,
+) -> anyhow::Result<Evaluation> {
+    let (baseline, base_proba) = train_and_score(model, classes, seeds, heldout)?;
+    let (augmented, proba) = train_and_score(model, classes, augmented, heldout)?;
+    let pred = |p: &[Vec<f64>]| p.iter().map(|q| argmax(q)).collect::<Vec<_>>();
+    let comparison = bootstrap::compare(
+        classes.len(),
+        &heldout.labels,
+        &pred(&base_proba),
+        &pred(&proba),
+        bootstrap::RESAMPLES,
+        0,
+    );
     let mistakes = proba
         .iter()
         .enumerate()
@@ -60,11 +92,13 @@ pub fn evaluate(
             })
         })
         .collect();
-    Evaluation {
+    Ok(Evaluation {
+        model: model.kind().to_string(),
         baseline,
         augmented,
+        comparison,
         mistakes,
-    }
+    })
 }
 
 /// [`evaluate`] on a project: seeds vs seeds + accepted generated examples,
@@ -81,10 +115,54 @@ pub fn evaluate_project(
     evaluate(classes, &seeds, &augmented, &heldout, cfg)
 }
 
-fn summary(s: &Scores) -> Value {
+/// [`evaluate_project`] with the given small model: what an S3 round
+/// calls to score the project's data with the embedding model. The round
+/// should call its change an improvement only when
+/// [`Comparison::is_improvement`] says so.
+pub fn evaluate_project_with(
+    model: &SmallModel<'_>,
+    state: &ProjectState,
+    classes: &[String],
+    heldout: Option<LabelledSet>,
+) -> anyhow::Result<Evaluation> {
+    let heldout = heldout.unwrap_or_else(|| data::heldout_set(state, classes));
+    let seeds = data::training_set(state, classes, false);
+    let augmented = data::training_set(state, classes, true);
+    evaluate_with(model, classes, &seeds, &augmented, &heldout)
+}
+
+/// An S3 round's scoring with the given small model: what
+/// `s3::score_round` does with the n-gram model (train on seeds and on
+/// seeds + accepted, score on the held-out examples, record the augmented
+/// model's errors); `Ok(None)` without held-out examples. The round should
+/// report [`Comparison::headline`] and call the change an improvement only
+/// when [`Comparison::is_improvement`] holds.
+pub fn score_round_with(
+    model: &SmallModel<'_>,
+    state: &ProjectState,
+    classes: &[String],
+    round: u32,
+) -> anyhow::Result<Option<(crate::domain::RoundScored, Evaluation)>> {
+    let heldout = data::heldout_set(state, classes);
+    if heldout.is_empty() {
+        return Ok(None);
+    }
+    let ev = evaluate_project_with(model, state, classes, Some(heldout))?;
+    let scored = crate::domain::RoundScored {
+        round,
+        baseline: ev.baseline.clone(),
+        augmented: ev.augmented.clone(),
+        errors: ev.mistakes.iter().map(|m| m.id).collect(),
+    };
+    Ok(Some((scored, ev)))
+}
+
+fn summary(s: &Scores, i: &bootstrap::ScoreIntervals) -> Value {
     json!({
         "accuracy": s.accuracy,
         "macro_f1": s.macro_f1,
+        "accuracy_ci": [i.accuracy.low, i.accuracy.high],
+        "macro_f1_ci": [i.macro_f1.low, i.macro_f1.high],
         "n_train": s.n_train,
         "n_test": s.n_test,
     })
@@ -92,14 +170,22 @@ fn summary(s: &Scores) -> Value {
 
 impl Evaluation {
     /// The `eval --json` document:
-    /// `{"baseline": {accuracy, macro_f1, n_train, n_test},
-    ///   "augmented": {…}, "per_class": {CLASS: {baseline_f1, augmented_f1,
-    ///   support}}, "confusion": {"labels": […], "matrix": [[…]]},
+    /// `{"model": "embedding"|"ngram",
+    ///   "baseline": {accuracy, macro_f1, accuracy_ci: [lo, hi], macro_f1_ci,
+    ///   n_train, n_test}, "augmented": {…},
+    ///   "difference": {accuracy, accuracy_ci, macro_f1, macro_f1_ci,
+    ///   verdict: "better"|"worse"|"unclear", too_small: null|"…"},
+    ///   "confidence_level": 0.95, "chance": {uniform, majority},
+    ///   "per_class": {CLASS: {baseline_f1, augmented_f1, support}},
+    ///   "confusion": {"labels": […], "matrix": [[…]]},
     ///   "errors": [{id, text, truth, predicted, confidence}]}`.
-    /// The confusion matrix is the augmented model's (rows: truth, columns:
+    /// Intervals are percentile bootstrap intervals over the held-out
+    /// examples; the difference (augmented − baseline) is paired. The
+    /// confusion matrix is the augmented model's (rows: truth, columns:
     /// prediction).
     pub fn to_json(&self) -> Value {
         let a = &self.augmented;
+        let c = &self.comparison;
         let per_class: serde_json::Map<String, Value> = a
             .labels
             .iter()
@@ -126,9 +212,26 @@ impl Evaluation {
                 "trusted": r.trusted(),
             })
         };
+        let verdict = match c.verdict() {
+            bootstrap::Verdict::Better => "better",
+            bootstrap::Verdict::Worse => "worse",
+            bootstrap::Verdict::Unclear => "unclear",
+        };
+        let (uniform, majority) = self.chance();
         json!({
-            "baseline": summary(&self.baseline),
-            "augmented": summary(a),
+            "model": self.model,
+            "baseline": summary(&self.baseline, &c.old),
+            "augmented": summary(a, &c.new),
+            "difference": {
+                "accuracy": c.accuracy_diff.estimate,
+                "accuracy_ci": [c.accuracy_diff.low, c.accuracy_diff.high],
+                "macro_f1": c.macro_f1_diff.estimate,
+                "macro_f1_ci": [c.macro_f1_diff.low, c.macro_f1_diff.high],
+                "verdict": verdict,
+                "too_small": c.too_small(),
+            },
+            "confidence_level": c.level,
+            "chance": {"uniform": uniform, "majority": majority},
             "judge": {"baseline": judge(&self.baseline), "augmented": judge(a)},
             "per_class": per_class,
             "confusion": {"labels": a.labels, "matrix": a.confusion},
@@ -136,26 +239,74 @@ impl Evaluation {
         })
     }
 
+    /// Chance-level accuracy on the held-out set: guessing uniformly, and
+    /// always answering its most common class.
+    pub fn chance(&self) -> (f64, f64) {
+        let a = &self.augmented;
+        let k = a.labels.len().max(1);
+        let most = a
+            .confusion
+            .iter()
+            .map(|r| r.iter().sum::<u32>())
+            .max()
+            .unwrap_or(0);
+        let majority = if a.n_test == 0 {
+            0.0
+        } else {
+            f64::from(most) / a.n_test as f64
+        };
+        (1.0 / k as f64, majority)
+    }
+
     /// A readable report: the two scores, F1 per class and the confusion
     /// matrix.
     pub fn render(&self) -> String {
         use std::fmt::Write;
         let (b, a) = (&self.baseline, &self.augmented);
+        let c = &self.comparison;
         let mut out = String::new();
-        let w = a.labels.iter().map(|l| l.len()).max().unwrap_or(5).max(9);
+        let w = a.labels.iter().map(|l| l.len()).max().unwrap_or(5).max(10);
+        let ci =
+            |i: &bootstrap::Interval| format!("{:.3} [{:.3}, {:.3}]", i.estimate, i.low, i.high);
         let _ = writeln!(
             out,
-            "{:<w$}  {:>8}  {:>8}  {:>7}",
-            "model", "accuracy", "macro-F1", "trained"
+            "{:<w$}  {:<21}  {:<21}  {:>7}",
+            "model", "accuracy [95% CI]", "macro-F1 [95% CI]", "trained"
         );
-        for (name, s) in [("baseline", b), ("augmented", a)] {
+        for (name, s, i) in [("baseline", b, &c.old), ("augmented", a, &c.new)] {
             let _ = writeln!(
                 out,
-                "{name:<w$}  {:>8.3}  {:>8.3}  {:>7}",
-                s.accuracy, s.macro_f1, s.n_train
+                "{name:<w$}  {:<21}  {:<21}  {:>7}",
+                ci(&i.accuracy),
+                ci(&i.macro_f1),
+                s.n_train
             );
         }
-        let _ = writeln!(out, "\nheld-out examples: {}", a.n_test);
+        let signed =
+            |i: &bootstrap::Interval| format!("{:+.3} [{:+.3}, {:+.3}]", i.estimate, i.low, i.high);
+        let _ = writeln!(
+            out,
+            "{:<w$}  {:<21}  {:<21}  {}",
+            "difference",
+            signed(&c.accuracy_diff),
+            signed(&c.macro_f1_diff),
+            c.verdict().as_str()
+        );
+        let (uniform, majority) = self.chance();
+        let _ = writeln!(
+            out,
+            "(baseline: seeds only; augmented: seeds + accepted examples; difference: augmented − \
+             baseline, paired)"
+        );
+        let _ = writeln!(
+            out,
+            "\nheld-out examples: {}; chance accuracy {uniform:.3} (uniform), {majority:.3} (majority class); \
+             small model: {}",
+            a.n_test, self.model
+        );
+        if let Some(msg) = c.too_small() {
+            let _ = writeln!(out, "{msg}");
+        }
         for (name, s) in [("baseline", b), ("augmented", a)] {
             let r = super::judge::report_from_scores("classifier", s);
             let _ = writeln!(out, "{name}: {}", super::judge::verdict_line(&r));
@@ -259,7 +410,9 @@ mod tests {
         assert_eq!(total, 300);
         let table = e.render();
         assert!(
-            table.contains("augmented") && table.contains("#1 class0"),
+            table.contains("augmented")
+                && table.contains("difference")
+                && table.contains("#1 class0"),
             "{table}"
         );
         // The classifier is a judge too: measured against chance and the
@@ -271,5 +424,65 @@ mod tests {
             table.contains("augmented: clearly better than chance"),
             "{table}"
         );
+    }
+
+    /// The embedding path end to end with a toy encoder: evaluate_with and
+    /// score_round_with train the linear model on the encoder's vectors and
+    /// report it; a failing encoder is an error, not a panic.
+    #[test]
+    fn embedding_model_through_evaluate_and_a_round() {
+        use crate::classify::data::tests::state_with;
+        use crate::classify::small::HashedBagEncoder;
+        use crate::classify::{LinearConfig, TextEncoder};
+        use crate::domain::Origin;
+        let enc = HashedBagEncoder { dim: 256 };
+        let cfg = LinearConfig::default();
+        let model = SmallModel::Embedding {
+            encoder: &enc,
+            cfg: &cfg,
+        };
+        let big = toy::synthetic(400, 3, 12, 1);
+        let test = set(&toy::synthetic(200, 3, 12, 2));
+        let mut seeds = set(&big);
+        seeds.ids.truncate(6);
+        seeds.texts.truncate(6);
+        seeds.labels.truncate(6);
+        let e = evaluate_with(&model, &big.classes, &seeds, &set(&big), &test).unwrap();
+        assert_eq!(e.model, "embedding");
+        assert!(e.augmented.accuracy > 0.55, "{:?}", e.augmented);
+        assert!(e.comparison.is_improvement(), "{}", e.comparison.headline());
+
+        let classes: Vec<String> = ["A", "B"].iter().map(|s| s.to_string()).collect();
+        let st = state_with(
+            &[
+                ("apples and pears", "A", Origin::Seed),
+                ("cars and trucks", "B", Origin::Seed),
+                ("pears and apples", "A", Origin::Validation),
+                ("trucks and cars", "B", Origin::Validation),
+            ],
+            vec![],
+        );
+        let (scored, ev) = score_round_with(&model, &st, &classes, 3).unwrap().unwrap();
+        assert_eq!(scored.round, 3);
+        assert_eq!(ev.augmented.n_test, 2);
+        assert!(
+            ev.comparison.too_small().is_some() || ev.comparison.accuracy_diff.half_width() <= 0.05
+        );
+
+        struct Broken;
+        impl TextEncoder for Broken {
+            fn encode(&self, _: &[String]) -> anyhow::Result<crate::classify::Dense> {
+                anyhow::bail!("no model")
+            }
+            fn name(&self) -> String {
+                "broken".into()
+            }
+        }
+        let bad = SmallModel::Embedding {
+            encoder: &Broken,
+            cfg: &cfg,
+        };
+        let err = score_round_with(&bad, &st, &classes, 1).unwrap_err();
+        assert!(err.to_string().contains("no model"));
     }
 }

@@ -11,7 +11,11 @@
 //! (linfa/smartcore bring ndarray and dense features; fastText bindings
 //! need C++), and the whole model is a couple of hundred lines.
 //!
-//! * [`Classifier`] — train / `predict_proba`.
+//! * [`Classifier`] — the n-gram model: train / `predict_proba`.
+//! * [`LinearModel`] — logistic regression on sentence embeddings
+//!   ([`linear`]), calibrated out of fold; [`SmallModel`] picks one of the
+//!   two behind one interface.
+//! * [`bootstrap`] — intervals for scores and paired differences.
 //! * [`score`] — accuracy, macro-F1, per-class F1, confusion matrix.
 //! * [`evaluate`] / [`evaluate_project`] — baseline vs augmented on
 //!   held-out examples, with the augmented model's mistakes (for S3
@@ -19,21 +23,36 @@
 //! * [`signals`] — per-example confidence, variability and out-of-fold
 //!   self-confidence with doubt reason tags.
 
+pub mod bootstrap;
 pub mod data;
+pub mod dense;
+pub mod doubt;
 pub mod evaluate;
 pub mod features;
 pub mod judge;
+pub mod linear;
 pub mod model;
+pub mod reliability;
 pub mod s3;
 pub mod scores;
 pub mod signals;
+pub mod small;
 pub mod toy;
 
+pub use bootstrap::{Comparison, Interval, Verdict};
 pub use data::{LabelledSet, heldout_set, review_pool, training_set};
-pub use evaluate::{Evaluation, Mistake, evaluate, evaluate_project};
+pub use dense::Dense;
+pub use evaluate::{
+    Evaluation, Mistake, evaluate, evaluate_project, evaluate_project_with, evaluate_with,
+    score_round_with,
+};
 pub use features::{Encoded, FeatureConfig};
+pub use linear::{CrossFit, LinearConfig, LinearModel, fit_calibrated};
 pub use model::{Classifier, TrainConfig, argmax};
+pub use reliability::{Bucket, ece};
 pub use scores::score;
 pub use signals::{
     AMBIGUOUS, HARD_TO_LEARN, LIKELY_MISLABEL, SignalConfig, Signals, signals, signals_for,
+    signals_for_vectors, signals_with,
 };
+pub use small::{SmallModel, TextEncoder};

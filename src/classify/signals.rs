@@ -22,6 +22,7 @@ use rand::seq::SliceRandom;
 use serde::Serialize;
 
 use super::features::Encoded;
+use super::linear::{LinearConfig, fit_calibrated};
 use super::model::{Classifier, EpochProbs, TrainConfig, argmax};
 use crate::domain::{ProjectState, SampleId};
 
@@ -218,7 +219,6 @@ pub fn signals_for<S: AsRef<str>>(
     labels: &[usize],
     cfg: &SignalConfig,
 ) -> Vec<Signals> {
-    let k = classes.len();
     let enc = Encoded::new(&cfg.train.features, texts);
     let rows: Vec<usize> = (0..labels.len()).collect();
     let mut dynamics: EpochProbs = Vec::new();
@@ -231,7 +231,71 @@ pub fn signals_for<S: AsRef<str>>(
         Some(&mut dynamics),
     );
     let oof = out_of_fold(classes, &enc, labels, cfg.folds, &cfg.train);
-    let thresholds = class_thresholds(k, labels, &oof.proba);
+    signals_from(classes, labels, &dynamics, &oof.proba, cfg.folds, None, cfg)
+}
+
+/// Signals for a labelled set of sentence vectors with the embedding model
+/// ([`super::linear`]), in input order. The out-of-fold probabilities are
+/// calibrated ([`fit_calibrated`]); "confidence" and "variability" are
+/// the mean and spread of the label's probability over the models that
+/// trained on the row (the fold models that kept it and the final one) —
+/// the full-batch fit has no epochs to follow. Without folds (some class
+/// with a single example) the final model's own probabilities stand in
+/// and no row is called a likely mislabel.
+pub fn signals_for_vectors(
+    classes: &[String],
+    x: &super::Dense,
+    labels: &[usize],
+    cfg: &SignalConfig,
+    linear: &LinearConfig,
+) -> Vec<Signals> {
+    let lcfg = LinearConfig {
+        calibration_folds: cfg.folds,
+        ..linear.clone()
+    };
+    let fit = fit_calibrated(classes, x, labels, &lcfg);
+    let folds = if fit.oof_logits.is_empty() {
+        0
+    } else {
+        fit.fold.iter().max().map_or(0, |f| f + 1)
+    };
+    let proba = fit
+        .oof_proba()
+        .unwrap_or_else(|| fit.model.predict_proba_batch(x));
+    // No folds: require more support than any class has, so no mislabels.
+    let min_support = if folds == 0 { usize::MAX } else { folds };
+    signals_from(
+        classes,
+        labels,
+        &fit.in_sample,
+        &proba,
+        min_support,
+        Some(CALIBRATED_MISLABEL),
+        cfg,
+    )
+}
+
+/// With calibrated out-of-fold probabilities, another class this probable
+/// is a confident label even when it falls short of that class's average
+/// self-confidence (which nears 1 for well-separated classes).
+const CALIBRATED_MISLABEL: f64 = 0.5;
+
+/// Signals from training dynamics (`dynamics[row]`: the label's
+/// probability at each checkpoint) and out-of-fold probabilities. A row is
+/// a likely mislabel only when its class has at least `min_support`
+/// examples. `calibrated`: the probabilities are calibrated and a class at
+/// least this probable counts as confident (see [`CALIBRATED_MISLABEL`]).
+fn signals_from(
+    classes: &[String],
+    labels: &[usize],
+    dynamics: &[Vec<f32>],
+    oof: &[Vec<f64>],
+    min_support: usize,
+    calibrated: Option<f64>,
+    cfg: &SignalConfig,
+) -> Vec<Signals> {
+    let k = classes.len();
+    let thresholds = class_thresholds(k, labels, oof);
     let mut support = vec![0usize; k];
     for &l in labels {
         support[l] += 1;
@@ -239,16 +303,16 @@ pub fn signals_for<S: AsRef<str>>(
     (0..labels.len())
         .map(|i| {
             let y = labels[i];
-            let p = &oof.proba[i];
+            let p = &oof[i];
             let (confidence, variability) = mean_std(&dynamics[i]);
             let mut reasons = Vec::new();
             // With fewer examples of its class than folds, the other folds
             // may not have seen the class at all: no mislabel verdict then.
             let below_own = thresholds[y].is_some_and(|t| p[y] < t);
-            if support[y] >= cfg.folds
-                && below_own
-                && confident_label(p, &thresholds).is_some_and(|c| c != y)
-            {
+            let top = argmax(p);
+            let confident_other = confident_label(p, &thresholds).is_some_and(|c| c != y)
+                || calibrated.is_some_and(|m| top != y && p[top] >= m);
+            if support[y] >= min_support && below_own && confident_other {
                 reasons.push(LIKELY_MISLABEL);
             }
             if variability >= cfg.ambiguous_variability || top_two_margin(p) < cfg.ambiguous_margin
@@ -281,6 +345,35 @@ pub fn signals(
     let pool = super::data::review_pool(state, classes);
     let out = signals_for(classes, &pool.texts, &pool.labels, cfg);
     pool.ids.into_iter().zip(out).collect()
+}
+
+/// [`signals`] with the given small model (the embedding model computes
+/// them on the encoder's vectors with [`signals_for_vectors`]); fails only
+/// when the encoder does.
+pub fn signals_with(
+    model: &super::SmallModel<'_>,
+    state: &ProjectState,
+    classes: &[String],
+    cfg: &SignalConfig,
+) -> anyhow::Result<HashMap<SampleId, Signals>> {
+    let pool = super::data::review_pool(state, classes);
+    let out = match model {
+        super::SmallModel::Ngram(train) => {
+            let cfg = SignalConfig {
+                train: (*train).clone(),
+                ..cfg.clone()
+            };
+            signals_for(classes, &pool.texts, &pool.labels, &cfg)
+        }
+        super::SmallModel::Embedding {
+            encoder,
+            cfg: linear,
+        } => {
+            let x = super::small::encode_checked(*encoder, &pool.texts)?;
+            signals_for_vectors(classes, &x, &pool.labels, cfg, linear)
+        }
+    };
+    Ok(pool.ids.into_iter().zip(out).collect())
 }
 
 #[cfg(test)]
@@ -349,12 +442,45 @@ mod tests {
         let clean = &sig[0];
         assert!(!clean.reasons.contains(&LIKELY_MISLABEL), "{clean:?}");
     }
+
+    /// The embedding model's signals: a row whose vector sits in another
+    /// class's cluster is a likely mislabel, judged out of fold; clean rows
+    /// are not; with a single example in a class nobody is called one.
+    #[test]
+    fn vector_signals_flag_a_row_in_the_wrong_cluster() {
+        let (x, mut y) = toy::blobs(120, 3, 32, 0.5, 8);
+        let classes: Vec<String> = (0..3).map(|i| format!("c{i}")).collect();
+        let flipped = 7;
+        y[flipped] = (y[flipped] + 1) % 3;
+        let cfg = SignalConfig::default();
+        let sig = signals_for_vectors(&classes, &x, &y, &cfg, &LinearConfig::default());
+        assert_eq!(sig.len(), 120);
+        assert!(
+            sig[flipped].reasons.contains(&LIKELY_MISLABEL),
+            "{:?}",
+            sig[flipped]
+        );
+        assert!(sig[flipped].oof_confidence < 0.2, "{:?}", sig[flipped]);
+        let flagged = sig
+            .iter()
+            .filter(|s| s.reasons.contains(&LIKELY_MISLABEL))
+            .count();
+        assert!(flagged <= 4, "{flagged} of 120 flagged");
+        for s in &sig {
+            assert!((0.0..=1.0).contains(&s.oof_confidence) && (0.0..=1.0).contains(&s.confidence));
+        }
+        let tiny = x.select(&[0, 1, 2, 3, 4]);
+        let ty = [0, 0, 1, 1, 2];
+        let sig = signals_for_vectors(&classes, &tiny, &ty, &cfg, &LinearConfig::default());
+        assert!(sig.iter().all(|s| !s.reasons.contains(&LIKELY_MISLABEL)));
+    }
 }
 
 #[cfg(test)]
 mod project_tests {
     use super::*;
-    use crate::classify::data::tests::{decide, state_with};
+    use crate::classify::data::tests::decide;
+    use crate::domain::testing::state_with;
     use crate::domain::{DecisionKind, Origin};
 
     #[test]

@@ -70,3 +70,32 @@ pub fn synthetic(n: usize, k: usize, words: usize, seed: u64) -> ToyData {
         labels,
     }
 }
+
+/// `n` dense rows of `d` floats around `k` class centres (fixed, independent
+/// of `seed`), with Gaussian noise of `spread` per axis, each row L2-
+/// normalised like a sentence embedding; labels drawn uniformly. A
+/// stand-in for embeddings in tests and benchmarks.
+pub fn blobs(n: usize, k: usize, d: usize, spread: f32, seed: u64) -> (super::Dense, Vec<usize>) {
+    use rand_distr::{Distribution, Normal};
+    let normal = Normal::new(0.0f32, 1.0).expect("unit normal");
+    let mut crng = StdRng::seed_from_u64(0xb10b);
+    let centres: Vec<Vec<f32>> = (0..k)
+        .map(|_| (0..d).map(|_| normal.sample(&mut crng)).collect())
+        .collect();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut x = super::Dense::new(d);
+    let mut y = Vec::with_capacity(n);
+    let scale = 1.0 / (d as f32).sqrt();
+    for _ in 0..n {
+        let c = rng.random_range(0..k);
+        let mut row: Vec<f32> = centres[c]
+            .iter()
+            .map(|m| (m + spread * normal.sample(&mut rng)) * scale)
+            .collect();
+        let norm = super::dense::norm2(&row).sqrt().max(1e-12);
+        row.iter_mut().for_each(|v| *v /= norm);
+        x.push(&row);
+        y.push(c);
+    }
+    (x, y)
+}

@@ -14,7 +14,8 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use crate::domain::BackendConfig;
+use crate::domain::{BackendConfig, EmbeddingsConfig};
+use crate::embed::EmbedError;
 use crate::llm::{Capability, ChatRequest, FailReason, LlmClient, LlmError, Message, SchemaForm};
 use crate::store::Project;
 
@@ -95,7 +96,11 @@ pub fn run(args: super::DoctorArgs) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let report = rt.block_on(diagnose(&backend, &config_path.display().to_string()));
+    let config = config_path.display().to_string();
+    let mut report = rt.block_on(diagnose(&backend, &config));
+    report
+        .checks
+        .push(rt.block_on(embeddings_check(&project.config().embeddings, &config)));
     print!("{}", report.render());
     print!("{}", judge_lines(&project));
     match report.failures() {
@@ -268,6 +273,65 @@ pub async fn diagnose(backend: &BackendConfig, config: &str) -> Report {
     checks.push(logprobs_check(&client).await);
     checks.push(json_schema_check(&client).await);
     report(checks)
+}
+
+/// The `[embeddings]` backend: the local model's weights load, or the API
+/// answers with vectors. A warning, not a failure: generation works
+/// without embeddings, only the features that need them are off.
+pub async fn embeddings_check(cfg: &EmbeddingsConfig, config: &str) -> Check {
+    const NAME: &str = "embeddings";
+    let started = Instant::now();
+    // One attempt: doctor reports, it does not wait out a retry schedule.
+    let cfg = &EmbeddingsConfig {
+        max_retries: 0,
+        ..cfg.clone()
+    };
+    let embedder = match crate::embed::from_config(cfg) {
+        Ok(Some(e)) => e,
+        Ok(None) => return check(NAME, Status::Ok, "off (backend = \"none\")"),
+        Err(EmbedError::MissingWeights(dir)) => {
+            return check(
+                NAME,
+                Status::Warn,
+                format!("no local model in {}", dir.display()),
+            )
+            .fix(format!(
+                "run {} (or set model_dir, or backend = \"api\" / \"none\", under [embeddings] in {config})",
+                crate::embed::INSTALL_HINT
+            ));
+        }
+        Err(e) => {
+            return check(NAME, Status::Warn, e.to_string()).fix(format!(
+                "reinstall with {} or fix [embeddings] in {config}",
+                crate::embed::INSTALL_HINT
+            ));
+        }
+    };
+    match embedder.embed(&["straddle doctor".to_string()]).await {
+        Ok(v) => check(
+            NAME,
+            Status::Ok,
+            format!(
+                "{}: {} dimensions ({} ms)",
+                embedder.model_id(),
+                v.first().map_or(0, Vec::len),
+                started.elapsed().as_millis()
+            ),
+        ),
+        Err(EmbedError::Api(e)) => {
+            let backend = BackendConfig {
+                base_url: cfg.base_url.clone(),
+                api_key_env: cfg.api_key_env.clone(),
+                timeout_s: cfg.timeout_s,
+                ..BackendConfig::default()
+            };
+            let mut c = fail_with_fix(NAME, &e, &backend, config);
+            c.status = Status::Warn;
+            c.fix = c.fix.map(|f| f.replace("[backend]", "[embeddings]"));
+            c
+        }
+        Err(e) => check(NAME, Status::Warn, e.to_string()),
+    }
 }
 
 fn skip_rest(mut checks: Vec<Check>) -> Vec<Check> {

@@ -3,12 +3,16 @@
 //! `eval` trains the small classifier twice — on the seeds alone (the
 //! baseline) and on the seeds plus the accepted generated examples — and
 //! scores both on held-out real examples: the project's imported
-//! validation/test examples, or a file given with `--test`. The project is
-//! opened read-only, so it works while the app holds the project.
+//! validation/test examples, or a file given with `--test`. The small model
+//! is logistic regression on sentence embeddings when an embedder is
+//! configured (`--model` chooses), else the n-gram model. Scores come with
+//! bootstrap intervals and the paired interval of their difference. The
+//! project is opened read-only, so it works while the app holds the project.
 
 use std::path::Path;
 
 use super::generate::{self, run, run::RunOptions};
+use crate::app::small_model;
 use crate::app::training::train_config;
 use crate::augment::rationales;
 use crate::classify::{self, LabelledSet, s3};
@@ -34,18 +38,26 @@ pub fn run_eval(args: super::EvalArgs) -> anyhow::Result<()> {
     if heldout.is_empty() {
         return Err(no_heldout_error(&args.dir));
     }
-    let cfg = train_config(&project.generation_settings(), classes.len());
-    let ev = classify::evaluate(
+    let chosen = small_model::choose(&project, args.model, true)?;
+    if let Some(note) = &chosen.note {
+        eprintln!("note: {note}");
+    }
+    let model = chosen.model();
+    let ev = classify::evaluate_with(
+        &model,
         &classes,
         &classify::training_set(project.state(), &classes, false),
         &classify::training_set(project.state(), &classes, true),
         &heldout,
-        &cfg,
-    );
+    )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&ev.to_json())?);
     } else {
-        println!("Held-out: {} examples from {source}.\n", heldout.len());
+        println!(
+            "Held-out: {} examples from {source}. Small model: {}.\n",
+            heldout.len(),
+            model.describe()
+        );
         print!("{}", ev.render());
         warn_unknown(&heldout);
     }

@@ -66,6 +66,7 @@ fn base_config(
         backend: Default::default(),
         generation: Default::default(),
         relabel: Default::default(),
+        embeddings: Default::default(),
     };
     args.backend.apply(&mut cfg.backend);
     cfg

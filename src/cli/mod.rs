@@ -243,6 +243,11 @@ pub struct EvalArgs {
     pub test: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
+    /// The small model: `auto` (logistic regression on sentence
+    /// embeddings when an embedder is configured and installed, else
+    /// hashed n-grams), `embedding` or `ngram`.
+    #[arg(long, value_enum, default_value_t)]
+    pub model: crate::app::small_model::ModelChoice,
 }
 
 #[derive(Debug, Args)]

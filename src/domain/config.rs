@@ -20,6 +20,8 @@ pub struct ProjectConfig {
     pub generation: GenerationSettings,
     #[serde(default)]
     pub relabel: RelabelSettings,
+    #[serde(default)]
+    pub embeddings: EmbeddingsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +31,76 @@ pub struct TaskConfig {
     /// One or two sentences that tell the LLM what the texts are.
     #[serde(default)]
     pub description: String,
+}
+
+/// Which sentence-embedding backend `[embeddings]` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbeddingBackend {
+    /// In-process all-MiniLM-L6-v2 (weights installed by `scripts/embedder.sh install`).
+    #[default]
+    Local,
+    /// Any OpenAI-compatible `/v1/embeddings` server.
+    Api,
+    /// No embeddings: the features that need them are off.
+    None,
+}
+
+/// Which local embedding model `[embeddings] local_model` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LocalModel {
+    /// all-MiniLM-L6-v2 itself.
+    #[default]
+    Minilm,
+    /// A static token table distilled from it (model2vec's method).
+    Static,
+}
+
+/// `[embeddings]`: sentence embeddings for denoising, nearest classes and
+/// the embedding classifier.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EmbeddingsConfig {
+    pub backend: EmbeddingBackend,
+    /// `local`: the model folder (`config.json`, `model.safetensors`,
+    /// `vocab.txt` or `tokenizer.json`). Unset: `$STRADDLE_EMBEDDER_DIR`, else
+    /// `~/.cache/straddle/embedder/all-MiniLM-L6-v2`, where
+    /// `scripts/embedder.sh install` puts it.
+    pub model_dir: Option<String>,
+    /// `local`: `"minilm"` (the transformer: best quality, about 300–600
+    /// texts per CPU-second) or `"static"` (a table distilled from it once:
+    /// 20,000+ texts/s, noticeably weaker on short, informal texts).
+    pub local_model: LocalModel,
+    /// `api`: base URL including `/v1`.
+    pub base_url: String,
+    /// `api`: the embedding model's name.
+    pub model: String,
+    /// `api`: name of the environment variable holding the API key.
+    pub api_key_env: Option<String>,
+    /// Texts per request (`api`) or per forward pass (`local`).
+    pub batch_size: usize,
+    /// `api`: seconds per request.
+    pub timeout_s: f64,
+    /// `api`: retries of a request that failed with 429, 5xx, a timeout or
+    /// a dropped connection.
+    pub max_retries: u32,
+}
+
+impl Default for EmbeddingsConfig {
+    fn default() -> Self {
+        EmbeddingsConfig {
+            backend: EmbeddingBackend::Local,
+            model_dir: None,
+            local_model: LocalModel::Minilm,
+            base_url: "http://127.0.0.1:8765/v1".into(),
+            model: "all-MiniLM-L6-v2".into(),
+            api_key_env: None,
+            batch_size: 64,
+            timeout_s: 60.0,
+            max_retries: 4,
+        }
+    }
 }
 
 /// `[backend]`: an OpenAI-compatible chat-completions server.

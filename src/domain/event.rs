@@ -26,41 +26,86 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// What happened.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(tag = "type", content = "data", rename_all = "snake_case")]
-pub enum EventKind {
-    /// A sample entered the project; its id is assigned by replay order
-    /// (the n-th `sample_added` has id n) and repeated here for readers.
-    SampleAdded(SampleAdded),
-    /// A generation request yielded nothing usable; the raw reply is kept.
-    GenerationFailed(GenerationFailed),
-    /// The LLM relabelled a sample.
-    VerdictRecorded(VerdictRecorded),
-    /// A person or rule accepted/rejected a sample.
-    Decided(Decided),
-    /// The text of a sample was edited.
-    Edited(Edited),
-    /// An earlier `decided`, `edited` or `verdict_recorded` event is undone.
-    Undone(Undone),
-    /// Live change of generation settings (full new settings).
-    SettingsChanged(SettingsChanged),
-    /// Class weight changed live.
-    WeightChanged(WeightChanged),
-    /// LLM usage of one run.
-    UsageRecorded(UsageRecorded),
-    /// S3 round scores.
-    RoundScored(RoundScored),
-    /// S3 rationales for a class.
-    RationalesAdded(RationalesAdded),
-    /// A judge (the relabeler, the small classifier) scored on held-out
-    /// examples.
-    JudgeScored(super::JudgeScored),
-    /// Requests written to a batch input file (`straddle batch prepare`).
-    BatchPlanned(BatchPlanned),
-    /// A batch was uploaded, or its remote status changed.
-    BatchUpdated(BatchUpdated),
+/// The one table of event kinds: variant, payload type and the name
+/// written in the journal's `type` field. It calls the macro `$m` with the
+/// whole table; [`EventKind`] (and its serde names), [`EventKind::NAMES`],
+/// [`EventKind::type_name`], the reference parser
+/// ([`Event::from_json_line`]) and the journal's fast parser are all
+/// generated from it. A new kind is one line here plus its payload struct;
+/// every `match` on [`EventKind`] that must handle it then fails to compile.
+macro_rules! for_each_event_kind {
+    ($m:ident) => {
+        $m! {
+            /// A sample entered the project; its id is assigned by replay order
+            /// (the n-th `sample_added` has id n) and repeated here for readers.
+            SampleAdded(SampleAdded) = "sample_added",
+            /// A generation request yielded nothing usable; the raw reply is kept.
+            GenerationFailed(GenerationFailed) = "generation_failed",
+            /// The LLM relabelled a sample.
+            VerdictRecorded(VerdictRecorded) = "verdict_recorded",
+            /// A person or rule accepted/rejected a sample.
+            Decided(Decided) = "decided",
+            /// The text of a sample was edited.
+            Edited(Edited) = "edited",
+            /// An earlier `decided`, `edited` or `verdict_recorded` event is undone.
+            Undone(Undone) = "undone",
+            /// Live change of generation settings (full new settings).
+            SettingsChanged(SettingsChanged) = "settings_changed",
+            /// Class weight changed live.
+            WeightChanged(WeightChanged) = "weight_changed",
+            /// LLM usage of one run.
+            UsageRecorded(UsageRecorded) = "usage_recorded",
+            /// S3 round scores.
+            RoundScored(RoundScored) = "round_scored",
+            /// S3 rationales for a class.
+            RationalesAdded(RationalesAdded) = "rationales_added",
+            /// A judge (the relabeler, the small classifier) scored on held-out
+            /// examples.
+            JudgeScored(super::JudgeScored) = "judge_scored",
+            /// Requests written to a batch input file (`straddle batch prepare`).
+            BatchPlanned(BatchPlanned) = "batch_planned",
+            /// A batch was uploaded, or its remote status changed.
+            BatchUpdated(BatchUpdated) = "batch_updated",
+        }
+    };
 }
+pub(crate) use for_each_event_kind;
+
+macro_rules! define_event_kind {
+    ($($(#[$doc:meta])* $v:ident($t:ty) = $name:literal,)*) => {
+        /// What happened.
+        #[derive(Debug, Clone, PartialEq, Serialize)]
+        #[serde(tag = "type", content = "data")]
+        pub enum EventKind {
+            $($(#[$doc])* #[serde(rename = $name)] $v($t),)*
+        }
+
+        impl EventKind {
+            /// Every kind's journal name, in table order.
+            pub const NAMES: &'static [&'static str] = &[$($name),*];
+
+            /// The event type as written in the journal.
+            pub fn type_name(&self) -> &'static str {
+                match self {
+                    $(EventKind::$v(_) => $name,)*
+                }
+            }
+
+            /// Parse the payload `data` of an event of type `ty`.
+            fn from_payload(ty: &str, data: &str) -> Result<EventKind, LineError> {
+                let payload = |e: serde_json::Error| LineError::Payload {
+                    ty: ty.to_string(),
+                    msg: e.to_string(),
+                };
+                match ty {
+                    $($name => serde_json::from_str(data).map(EventKind::$v).map_err(payload),)*
+                    other => Err(LineError::UnknownType(other.to_string())),
+                }
+            }
+        }
+    };
+}
+for_each_event_kind!(define_event_kind);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleAdded {
@@ -219,31 +264,7 @@ impl Event {
         if raw.v > super::SCHEMA_VERSION {
             return Err(LineError::NewerSchema(raw.v));
         }
-        let data = raw.data.get();
-        fn p<'a, T: Deserialize<'a>>(ty: &str, data: &'a str) -> Result<T, LineError> {
-            serde_json::from_str(data).map_err(|e| LineError::Payload {
-                ty: ty.to_string(),
-                msg: e.to_string(),
-            })
-        }
-        let ty = raw.ty.as_ref();
-        let kind = match ty {
-            "sample_added" => EventKind::SampleAdded(p(ty, data)?),
-            "generation_failed" => EventKind::GenerationFailed(p(ty, data)?),
-            "verdict_recorded" => EventKind::VerdictRecorded(p(ty, data)?),
-            "decided" => EventKind::Decided(p(ty, data)?),
-            "edited" => EventKind::Edited(p(ty, data)?),
-            "undone" => EventKind::Undone(p(ty, data)?),
-            "settings_changed" => EventKind::SettingsChanged(p(ty, data)?),
-            "weight_changed" => EventKind::WeightChanged(p(ty, data)?),
-            "usage_recorded" => EventKind::UsageRecorded(p(ty, data)?),
-            "round_scored" => EventKind::RoundScored(p(ty, data)?),
-            "rationales_added" => EventKind::RationalesAdded(p(ty, data)?),
-            "judge_scored" => EventKind::JudgeScored(p(ty, data)?),
-            "batch_planned" => EventKind::BatchPlanned(p(ty, data)?),
-            "batch_updated" => EventKind::BatchUpdated(p(ty, data)?),
-            other => return Err(LineError::UnknownType(other.to_string())),
-        };
+        let kind = EventKind::from_payload(raw.ty.as_ref(), raw.data.get())?;
         Ok(Event {
             v: raw.v,
             id: raw.id,
@@ -264,25 +285,6 @@ impl Event {
 }
 
 impl EventKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            EventKind::SampleAdded(_) => "sample_added",
-            EventKind::GenerationFailed(_) => "generation_failed",
-            EventKind::VerdictRecorded(_) => "verdict_recorded",
-            EventKind::Decided(_) => "decided",
-            EventKind::Edited(_) => "edited",
-            EventKind::Undone(_) => "undone",
-            EventKind::SettingsChanged(_) => "settings_changed",
-            EventKind::WeightChanged(_) => "weight_changed",
-            EventKind::UsageRecorded(_) => "usage_recorded",
-            EventKind::RoundScored(_) => "round_scored",
-            EventKind::RationalesAdded(_) => "rationales_added",
-            EventKind::JudgeScored(_) => "judge_scored",
-            EventKind::BatchPlanned(_) => "batch_planned",
-            EventKind::BatchUpdated(_) => "batch_updated",
-        }
-    }
-
     /// Convenience: a `decided` event.
     pub fn decided(sample: SampleId, decision: Decision) -> EventKind {
         EventKind::Decided(Decided { sample, decision })

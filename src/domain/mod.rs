@@ -6,8 +6,9 @@ pub mod event;
 pub mod heldout;
 pub mod judge;
 pub mod state;
-#[cfg(test)]
-pub(crate) mod testing;
+#[cfg(any(test, feature = "test-fixtures"))]
+#[doc(hidden)]
+pub mod testing;
 
 pub use config::*;
 pub use event::*;

@@ -1,23 +1,97 @@
-//! Test-only builders of project states from plain events (used by the
-//! unit tests of every layer above `domain`).
+//! Builders shared by the tests, so each test says only what is particular
+//! to it: a project config, samples, a decision, a folded state.
+//!
+//! Compiled for unit tests (`cfg(test)`) and, through the `test-fixtures`
+//! feature, for the integration tests and benches (the crate's
+//! dev-dependency on itself turns the feature on for them); never in a
+//! release build. `tests/support` re-exports it beside the binary runner,
+//! the tmux driver and the test LLM server; `tui::fixture` builds on it
+//! for the TUI's fixed project. It lives in `domain` so that every layer's
+//! tests may use it.
 
-use super::{Event, EventKind, NewSample, Origin, ProjectState, Provenance, SampleAdded};
+use super::{
+    Actor, BackendConfig, Class, Decision, DecisionKind, Event, EventKind, NewSample, Origin,
+    ProjectConfig, ProjectState, Provenance, TaskConfig,
+};
 
-/// A state from (text, label, origin) samples, then events.
-pub(crate) fn state_with(samples: &[(&str, &str, Origin)], more: Vec<EventKind>) -> ProjectState {
+/// Classes named `names`, each described by `describe(name)`, weight 1.
+pub fn classes(names: &[&str], describe: impl Fn(&str) -> String) -> Vec<Class> {
+    names
+        .iter()
+        .map(|n| Class {
+            name: n.to_string(),
+            description: describe(n),
+            weight: 1.0,
+        })
+        .collect()
+}
+
+/// A config for task `name` (`description`) with `classes` and every
+/// other section at its default. Change a section with struct update:
+/// `ProjectConfig { backend, ..project_config(…) }`.
+pub fn project_config(name: &str, description: &str, classes: Vec<Class>) -> ProjectConfig {
+    ProjectConfig {
+        task: TaskConfig {
+            name: name.into(),
+            description: description.into(),
+        },
+        classes,
+        backend: BackendConfig::default(),
+        generation: Default::default(),
+        relabel: Default::default(),
+        embeddings: Default::default(),
+    }
+}
+
+/// The small "topics" task several tests share: short posts of the given
+/// classes, each described as "{class} talk".
+pub fn topics_config(names: &[&str]) -> ProjectConfig {
+    project_config(
+        "topics",
+        "Short posts.",
+        classes(names, |c| format!("{c} talk")),
+    )
+}
+
+/// A new sample without provenance.
+pub fn sample(text: &str, label: &str, origin: Origin) -> NewSample {
+    NewSample {
+        text: text.into(),
+        label: label.into(),
+        origin,
+        provenance: Provenance::default(),
+    }
+}
+
+/// A seed example.
+pub fn seed(text: &str, label: &str) -> NewSample {
+    sample(text, label, Origin::Seed)
+}
+
+/// `sample` accepted with the `a` key.
+pub fn accept(sample: u64) -> EventKind {
+    EventKind::decided(
+        sample,
+        Decision {
+            kind: DecisionKind::Accept,
+            label: None,
+            reason: None,
+            by: Actor::Key("a".into()),
+        },
+    )
+}
+
+/// A state folded from (text, label, origin) samples (ids 1, 2, …), then
+/// `more` events.
+pub fn state_with(samples: &[(&str, &str, Origin)], more: Vec<EventKind>) -> ProjectState {
     let mut st = ProjectState::new(true);
     let mut kinds: Vec<EventKind> = samples
         .iter()
         .enumerate()
         .map(|(i, (text, label, origin))| {
-            EventKind::SampleAdded(SampleAdded::new(
+            EventKind::SampleAdded(super::SampleAdded::new(
                 i as u64 + 1,
-                NewSample {
-                    text: text.to_string(),
-                    label: label.to_string(),
-                    origin: *origin,
-                    provenance: Provenance::default(),
-                },
+                sample(text, label, *origin),
             ))
         })
         .collect();
@@ -27,7 +101,7 @@ pub(crate) fn state_with(samples: &[(&str, &str, Origin)], more: Vec<EventKind>)
 }
 
 /// Apply events with the next ids, as the store would.
-pub(crate) fn apply(st: &mut ProjectState, kinds: Vec<EventKind>) -> Vec<Event> {
+pub fn apply(st: &mut ProjectState, kinds: Vec<EventKind>) -> Vec<Event> {
     kinds
         .into_iter()
         .map(|kind| {

@@ -750,6 +750,84 @@ impl LlmClient {
                 ))
             })
     }
+
+    /// One `/embeddings` request for `inputs` (one attempt, bounded by the
+    /// timeout; retrying is the caller's business, see
+    /// [`crate::embed::ApiEmbedder`]). Returns the vectors in input order,
+    /// as the server sent them (not normalised), and the prompt tokens the
+    /// server reported (estimated from the characters when it sent none).
+    pub async fn embeddings(&self, inputs: &[String]) -> Result<(Vec<Vec<f32>>, u32), LlmError> {
+        let url = format!("{}/embeddings", self.inner.base_url);
+        let body = json!({"model": self.inner.model, "input": inputs});
+        let fut = async {
+            let resp = self
+                .inner
+                .http
+                .post(&url)
+                .header(CONTENT_TYPE, "application/json")
+                .body(serde_json::to_vec(&body).unwrap_or_default())
+                .send()
+                .await
+                .map_err(|e| self.transport_error(&e))?;
+            let status = resp.status();
+            let limits = RateLimitInfo::from_headers(resp.headers());
+            let text = resp.text().await.map_err(|e| self.transport_error(&e))?;
+            if !status.is_success() {
+                return Err(self.status_error(status.as_u16(), &text, limits));
+            }
+            let malformed = |what: String| {
+                LlmError::new(FailReason::Malformed, format!("/embeddings reply {what}"))
+                    .with_raw(text.as_str())
+            };
+            let v: Value =
+                serde_json::from_str(&text).map_err(|e| malformed(format!("is not JSON: {e}")))?;
+            let data = v
+                .get("data")
+                .and_then(Value::as_array)
+                .ok_or_else(|| malformed("has no `data` list".into()))?;
+            let mut out: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+            for (pos, item) in data.iter().enumerate() {
+                let index = item
+                    .get("index")
+                    .and_then(Value::as_u64)
+                    .map_or(pos, |i| i as usize);
+                let vec: Vec<f32> = item
+                    .get("embedding")
+                    .and_then(Value::as_array)
+                    .ok_or_else(|| malformed(format!("item {pos} has no `embedding` list")))?
+                    .iter()
+                    .map(|x| x.as_f64().map(|x| x as f32))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| malformed(format!("item {pos} holds a non-number")))?;
+                match out.get_mut(index) {
+                    Some(slot) => *slot = Some(vec),
+                    None => return Err(malformed(format!("has index {index} out of range"))),
+                }
+            }
+            let vectors = out
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .ok_or_else(|| malformed(format!("misses some of the {} inputs", inputs.len())))?;
+            let tokens = v
+                .pointer("/usage/prompt_tokens")
+                .and_then(Value::as_u64)
+                .map(|t| t as u32)
+                .unwrap_or_else(|| {
+                    super::estimate_tokens_from_chars(
+                        inputs.iter().map(|t| t.chars().count()).sum(),
+                    )
+                });
+            Ok((vectors, tokens))
+        };
+        tokio::time::timeout(self.inner.timeout, fut)
+            .await
+            .unwrap_or_else(|_| {
+                Err(LlmError::new(
+                    FailReason::Timeout,
+                    format!("{url} did not answer in time"),
+                ))
+            })
+    }
 }
 
 /// Prompt tokens estimated from the `messages` of a body.

@@ -143,6 +143,7 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         backend,
         generation,
         relabel,
+        embeddings,
     } = cfg;
     let TaskConfig {
         name: _,
@@ -194,6 +195,17 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         use_logprobs: _,
         use_json_schema: _,
     } = relabel;
+    let crate::domain::EmbeddingsConfig {
+        backend: _,
+        model_dir: _,
+        local_model: _,
+        base_url: _,
+        model: _,
+        api_key_env: _,
+        batch_size: _,
+        timeout_s: _,
+        max_retries: _,
+    } = embeddings;
 }
 
 /// Keys in `text` that the config does not know (typos, settings from a
@@ -283,6 +295,7 @@ fn optional_keys(section: &str) -> &'static [&'static str] {
             "price_output_per_m",
         ],
         "generation" => &["alpha"],
+        "embeddings" => &["model_dir", "api_key_env"],
         _ => &[],
     }
 }
@@ -334,7 +347,72 @@ pub fn render_config(cfg: &ProjectConfig) -> String {
     render_backend(w, &cfg.backend);
     render_generation(w, cfg);
     render_relabel(w, cfg);
+    render_embeddings(w, &cfg.embeddings);
     o
+}
+
+fn render_embeddings(w: &mut String, e: &crate::domain::EmbeddingsConfig) {
+    use crate::domain::EmbeddingBackend;
+    let _ = writeln!(w, "\n[embeddings]");
+    let backend = match e.backend {
+        EmbeddingBackend::Local => "local",
+        EmbeddingBackend::Api => "api",
+        EmbeddingBackend::None => "none",
+    };
+    line(
+        w,
+        "Sentence embeddings (denoising, nearest classes, the embedding classifier): \"local\" (all-MiniLM-L6-v2 in-process; install once with scripts/embedder.sh install), \"api\" (an OpenAI-compatible /v1/embeddings) or \"none\".",
+        "backend",
+        v(backend),
+    );
+    opt_line(
+        w,
+        "local: folder of the model (config.json, model.safetensors, vocab.txt); default ~/.cache/straddle/embedder/all-MiniLM-L6-v2",
+        "model_dir",
+        e.model_dir.as_deref().map(v),
+        "\"/path/to/all-MiniLM-L6-v2\"",
+    );
+    line(
+        w,
+        "local: \"minilm\" (the transformer, best quality, ~300-600 texts per CPU-second) or \"static\" (a token table distilled from it on first use: 20,000+ texts/s, weaker on short informal texts).",
+        "local_model",
+        v(match e.local_model {
+            crate::domain::LocalModel::Minilm => "minilm",
+            crate::domain::LocalModel::Static => "static",
+        }),
+    );
+    line(
+        w,
+        "api: base URL of the embeddings server, including /v1.",
+        "base_url",
+        v(e.base_url.as_str()),
+    );
+    line(
+        w,
+        "api: embedding model name.",
+        "model",
+        v(e.model.as_str()),
+    );
+    opt_line(
+        w,
+        "api: name of the environment variable holding the API key (the key itself is never written anywhere)",
+        "api_key_env",
+        e.api_key_env.as_deref().map(v),
+        "\"OPENAI_API_KEY\"",
+    );
+    line(
+        w,
+        "Texts per request (api) or per forward pass (local).",
+        "batch_size",
+        v(e.batch_size as i64),
+    );
+    line(w, "api: seconds per request.", "timeout_s", fv(e.timeout_s));
+    line(
+        w,
+        "api: retries after 429, 5xx, timeouts and dropped connections.",
+        "max_retries",
+        v(e.max_retries as i64),
+    );
 }
 
 fn line(w: &mut String, comment: &str, key: &str, value: String) {
@@ -632,7 +710,9 @@ mod tests {
             backend: Default::default(),
             generation: Default::default(),
             relabel: Default::default(),
+            embeddings: Default::default(),
         };
+        cfg.embeddings.api_key_env = Some("EMB_KEY".into());
         cfg.backend.headers.insert("X-Org".into(), "me".into());
         cfg.backend
             .extra_body

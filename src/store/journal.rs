@@ -363,6 +363,19 @@ mod fast {
 
     struct EventVisitor;
 
+    macro_rules! fast_dispatch {
+        ($($(#[$doc:meta])* $v:ident($t:ty) = $name:literal,)*) => {
+            /// Deserialize the payload of a `ty` event straight from the map.
+            fn kind_from<'de, A: MapAccess<'de>>(ty: &str, m: &mut A) -> Result<EventKind, A::Error> {
+                match ty {
+                    $($name => m.next_value().map(EventKind::$v),)*
+                    _ => Err(de::Error::custom("unknown type")),
+                }
+            }
+        };
+    }
+    crate::domain::event::for_each_event_kind!(fast_dispatch);
+
     impl<'de> Visitor<'de> for EventVisitor {
         type Value = FastEvent;
 
@@ -384,20 +397,7 @@ mod fast {
                         let ty = ty
                             .as_deref()
                             .ok_or_else(|| de::Error::custom("data before type"))?;
-                        kind = Some(match ty {
-                            "sample_added" => EventKind::SampleAdded(m.next_value()?),
-                            "generation_failed" => EventKind::GenerationFailed(m.next_value()?),
-                            "verdict_recorded" => EventKind::VerdictRecorded(m.next_value()?),
-                            "decided" => EventKind::Decided(m.next_value()?),
-                            "edited" => EventKind::Edited(m.next_value()?),
-                            "undone" => EventKind::Undone(m.next_value()?),
-                            "settings_changed" => EventKind::SettingsChanged(m.next_value()?),
-                            "weight_changed" => EventKind::WeightChanged(m.next_value()?),
-                            "usage_recorded" => EventKind::UsageRecorded(m.next_value()?),
-                            "round_scored" => EventKind::RoundScored(m.next_value()?),
-                            "rationales_added" => EventKind::RationalesAdded(m.next_value()?),
-                            _ => return Err(de::Error::custom("unknown type")),
-                        });
+                        kind = Some(kind_from(ty, &mut m)?);
                     }
                     Field::Other => {
                         m.next_value::<IgnoredAny>()?;
@@ -763,7 +763,8 @@ impl GroupCommitHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Actor, Decision, DecisionKind, NewSample, Origin, SampleAdded};
+    use crate::domain::testing::accept;
+    use crate::domain::{NewSample, Origin, SampleAdded};
 
     fn add(id: u64) -> EventKind {
         EventKind::SampleAdded(SampleAdded::new(
@@ -775,18 +776,6 @@ mod tests {
                 provenance: Default::default(),
             },
         ))
-    }
-
-    fn accept(id: u64) -> EventKind {
-        EventKind::decided(
-            id,
-            Decision {
-                kind: DecisionKind::Accept,
-                label: None,
-                reason: None,
-                by: Actor::Key("a".into()),
-            },
-        )
     }
 
     #[test]
@@ -839,7 +828,48 @@ mod tests {
                 raw: "?".into(),
                 provenance: Default::default(),
             }),
+            EventKind::JudgeScored(JudgeScored {
+                report: JudgeReport {
+                    judge: "relabel".into(),
+                    labels: vec!["A".into(), "B".into()],
+                    n: 2,
+                    correct: 1,
+                    unanswered: 0,
+                    accuracy: 0.5,
+                    macro_f1: 0.25,
+                    confusion: vec![vec![1, 0, 0], vec![1, 0, 0]],
+                    answers: [("A".to_string(), 2)].into(),
+                    chance: 0.5,
+                    majority: 0.5,
+                    majority_label: "A".into(),
+                    p_vs_chance: 0.75,
+                    p_vs_majority: 0.75,
+                },
+                fingerprint: "m".into(),
+            }),
+            EventKind::BatchPlanned(crate::domain::BatchPlanned {
+                batch: "b1".into(),
+                custom_ids: vec!["b1-g0".into(), "b1-s3".into()],
+                input_sha256: "ab".into(),
+                plan_sha256: "cd".into(),
+                stream: 2,
+                next_request: 7,
+            }),
+            EventKind::BatchUpdated(crate::domain::BatchUpdated {
+                batch: "b1".into(),
+                remote_id: Some("batch_1".into()),
+                status: Some("completed".into()),
+                ..Default::default()
+            }),
         ];
+        // One example of every kind in the table: a new kind fails here
+        // until it has one.
+        let mut names: Vec<&str> = kinds.iter().map(EventKind::type_name).collect();
+        names.sort_unstable();
+        names.dedup();
+        let mut all = EventKind::NAMES.to_vec();
+        all.sort_unstable();
+        assert_eq!(names, all, "an example of every event kind");
         for (i, kind) in kinds.into_iter().enumerate() {
             let ev = Event {
                 v: 1,
@@ -848,6 +878,8 @@ mod tests {
                 kind,
             };
             let line = ev.to_json_line();
+            let ty = format!(r#""type":"{}","data":"#, ev.type_name());
+            assert!(line.contains(&ty), "serde name is the table's: {line}");
             let fast::FastEvent(got) = serde_json::from_str(&line).unwrap();
             assert_eq!(got, ev, "{line}");
             assert_eq!(

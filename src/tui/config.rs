@@ -8,14 +8,19 @@
 //! [keys]
 //! accept = ["a", "enter"]    # action name = key or list of keys
 //! reject = "x"
+//! [filter_keys]              # the other modes: help_keys, filter_keys,
+//! apply = ["enter", "ctrl-j"] # confirm_keys, edit_keys, export_keys
 //! ```
+//!
+//! The action names of each table are in [`super::keymap::ACTIONS`]; the
+//! help screen (`?`) lists them all with their keys.
 //!
 //! Nothing here is fatal: a bad file or entry yields a message naming the
 //! file and key, and the defaults stay in place for it.
 
 use std::path::{Path, PathBuf};
 
-use super::keymap::Keymap;
+use super::keymap::{KeyMode, Keymap};
 use super::theme::Theme;
 
 /// What the TUI runs with.
@@ -80,7 +85,11 @@ pub fn from_str(text: &str, path: &Path) -> UiConfig {
             ("theme", _) => warnings.push(format!(
                 "{file}: theme: expected a string (a theme name or a .toml path)"
             )),
-            ("keys", toml::Value::Table(keys)) => {
+            (section, toml::Value::Table(keys)) if mode_of(section).is_some() => {
+                let prefix = match mode_of(section) {
+                    Some(KeyMode::Normal) | None => String::new(),
+                    Some(_) => format!("{section}."),
+                };
                 for (action, v) in keys {
                     let specs = match v {
                         toml::Value::String(s) => Some(vec![s.clone()]),
@@ -91,16 +100,19 @@ pub fn from_str(text: &str, path: &Path) -> UiConfig {
                         _ => None,
                     };
                     match specs {
-                        Some(specs) => overrides.push((action.clone(), specs)),
+                        Some(specs) => overrides.push((format!("{prefix}{action}"), specs)),
                         None => warnings.push(format!(
-                            "{file}: keys.{action}: expected a key or a list of keys"
+                            "{file}: {section}.{action}: expected a key or a list of keys"
                         )),
                     }
                 }
             }
-            ("keys", _) => warnings.push(format!("{file}: keys: expected a table")),
+            (section, _) if mode_of(section).is_some() => {
+                warnings.push(format!("{file}: {section}: expected a table"))
+            }
             (other, _) => warnings.push(format!(
-                "{file}: unknown setting '{other}' (known: theme, keys)"
+                "{file}: unknown setting '{other}' (known: theme, {})",
+                KeyMode::ALL.map(KeyMode::section).join(", ")
             )),
         }
     }
@@ -122,6 +134,11 @@ pub fn from_str(text: &str, path: &Path) -> UiConfig {
         warnings,
         log_file: None,
     }
+}
+
+/// The key mode whose table is `section` (`keys`, `filter_keys`, …).
+fn mode_of(section: &str) -> Option<KeyMode> {
+    KeyMode::ALL.into_iter().find(|m| m.section() == section)
 }
 
 /// A built-in theme by name, or a theme file (relative to the config file).
@@ -188,5 +205,44 @@ mod tests {
         assert!(c.warnings[0].contains("keys.accept"), "{:?}", c.warnings);
         let c = from_str("theme = \"dark\"\n[keys\n", Path::new("/c.toml"));
         assert!(c.warnings[0].starts_with("/c.toml:2:"), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn mode_tables_rebind_their_mode_only() {
+        let c = from_str(
+            "[keys]\nfilter = \"f\"\n[filter_keys]\napply = \"ctrl-j\"\n[export_keys]\nrun = \"F10\"\nnope = \"x\"\n[edit_keys]\nsave = 3\n",
+            Path::new("/c.toml"),
+        );
+        assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("export_keys.nope: unknown action"))
+        );
+        assert!(
+            c.warnings
+                .iter()
+                .any(|w| w.contains("edit_keys.save: expected"))
+        );
+        let f = KeyEvent::new(KeyCode::Char('f'), KeyModifiers::NONE);
+        assert_eq!(c.keymap.action(&f), Some(Action::Filter));
+        let j = KeyEvent::new(KeyCode::Char('j'), KeyModifiers::CONTROL);
+        assert_eq!(
+            c.keymap.action_in(KeyMode::Filter, &j),
+            Some(Action::FilterApply)
+        );
+        let f10 = KeyEvent::new(KeyCode::F(10), KeyModifiers::NONE);
+        assert_eq!(
+            c.keymap.action_in(KeyMode::Export, &f10),
+            Some(Action::ExportRun)
+        );
+        // Untouched: edit still saves with ctrl-s, normal `j` still moves.
+        let s = KeyEvent::new(KeyCode::Char('s'), KeyModifiers::CONTROL);
+        assert_eq!(
+            c.keymap.action_in(KeyMode::Edit, &s),
+            Some(Action::EditSave)
+        );
+        let jj = KeyEvent::new(KeyCode::Char('j'), KeyModifiers::NONE);
+        assert_eq!(c.keymap.action(&jj), Some(Action::Down));
     }
 }

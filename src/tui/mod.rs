@@ -9,6 +9,8 @@
 
 pub mod config;
 mod driver;
+pub mod export_form;
+#[cfg(any(test, feature = "test-fixtures"))]
 #[doc(hidden)]
 pub mod fixture;
 pub mod keymap;

@@ -313,15 +313,26 @@ pub enum Mode {
     Export(ExportForm),
 }
 
-/// The export dialog.
+/// The export dialog (its fields: [`super::export_form::ExportField`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportForm {
     pub field: usize,
     pub req: ExportRequest,
 }
 
-impl ExportForm {
-    pub const FIELDS: usize = 6;
+impl Mode {
+    /// The keymap mode keys are looked up in.
+    pub fn key_mode(&self) -> super::keymap::KeyMode {
+        use super::keymap::KeyMode;
+        match self {
+            Mode::Normal => KeyMode::Normal,
+            Mode::Help => KeyMode::Help,
+            Mode::Edit { .. } => KeyMode::Edit,
+            Mode::Filter { .. } => KeyMode::Filter,
+            Mode::Confirm { .. } => KeyMode::Confirm,
+            Mode::Export(_) => KeyMode::Export,
+        }
+    }
 }
 
 /// One row of the Controls pane.
@@ -612,7 +623,15 @@ impl State {
             EventKind::Decided(d) => Some(d.sample),
             EventKind::Edited(e) => Some(e.sample),
             EventKind::Undone(u) => Some(u.sample),
-            _ => None,
+            EventKind::GenerationFailed(_)
+            | EventKind::SettingsChanged(_)
+            | EventKind::WeightChanged(_)
+            | EventKind::UsageRecorded(_)
+            | EventKind::RoundScored(_)
+            | EventKind::RationalesAdded(_)
+            | EventKind::JudgeScored(_)
+            | EventKind::BatchPlanned(_)
+            | EventKind::BatchUpdated(_) => None,
         }
     }
 
@@ -654,7 +673,18 @@ impl State {
                     self.failed += 1;
                     self.last_failure = Some(g.reason.clone());
                 }
-                _ => {}
+                // Read from the fold (`self.project`) where they are shown.
+                EventKind::SampleAdded(_)
+                | EventKind::UsageRecorded(_)
+                | EventKind::VerdictRecorded(_)
+                | EventKind::Decided(_)
+                | EventKind::Edited(_)
+                | EventKind::Undone(_)
+                | EventKind::RoundScored(_)
+                | EventKind::RationalesAdded(_)
+                | EventKind::JudgeScored(_)
+                | EventKind::BatchPlanned(_)
+                | EventKind::BatchUpdated(_) => {}
             }
             if let Some(id) = touched
                 && let Some(s) = self.project.sample(id)
@@ -729,7 +759,10 @@ impl State {
     pub fn next_tick(&self, now: Instant) -> Option<Instant> {
         let engine = match &self.engine {
             EngineStatus::Backoff(b) => Some(b.until),
-            _ => None,
+            EngineStatus::Idle
+            | EngineStatus::Running
+            | EngineStatus::Paused
+            | EngineStatus::Unreachable(_) => None,
         };
         let rows = self.streams.iter().filter_map(|r| r.retry_at);
         next_countdown_change(engine.into_iter().chain(rows), now)

@@ -6,20 +6,18 @@ use crossterm::event::{
 };
 use ratatui::layout::{Position, Rect};
 use ratatui_textarea::TextArea;
-use std::path::PathBuf;
 
-use crate::app::export::ExportFormat;
 use crate::domain::{
     Actor, Decided, Decision, DecisionKind, Edited, EventKind, GenerationSettings, SampleId,
     SettingsChanged, Status, Strategy, Undone, WeightChanged,
 };
 
-use super::keymap::{Action, KeySpec};
+use super::keymap::{Action, Input, KeySpec};
 use super::queue::Filter;
 use super::s3;
 use super::state::{
-    Backoff, Control, Effect, EngineStatus, ExportForm, ExportRequest, MAX_STREAMS, Mode, Msg,
-    Pane, STREAM_TAIL, State, StreamMsg, StreamRow, StreamState,
+    Backoff, Control, Effect, EngineStatus, ExportForm, MAX_STREAMS, Mode, Msg, Pane, STREAM_TAIL,
+    State, StreamMsg, StreamRow, StreamState,
 };
 use super::view;
 
@@ -93,29 +91,39 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
     fx
 }
 
+/// A key: looked up in the keymap of the current mode ([`Keymap::input`]),
+/// so what the help screen and hint lines show is what runs.
+///
+/// [`Keymap::input`]: super::keymap::Keymap::input
 fn on_key(st: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
-    match &mut st.mode {
-        Mode::Normal => {
-            if let Some(a) = st.keymap.action(&k) {
-                let label = KeySpec::from_event(&k).label();
-                act(st, a, &label, fx);
-            }
+    // A text field of the export form takes printable keys before the
+    // form's bindings (`-`, `+` and space are part of a path there).
+    if let Mode::Export(form) = &mut st.mode
+        && form.current().takes_text()
+    {
+        let plain = !k
+            .modifiers
+            .intersects(KeyModifiers::CONTROL | KeyModifiers::ALT);
+        match k.code {
+            KeyCode::Char(c) if plain => return form.current().type_char(&mut form.req, Some(c)),
+            KeyCode::Backspace => return form.current().type_char(&mut form.req, None),
+            _ => {}
         }
-        Mode::Help => match k.code {
-            KeyCode::Down | KeyCode::Char('j') => st.help_offset += 1,
-            KeyCode::Up | KeyCode::Char('k') => st.help_offset = st.help_offset.saturating_sub(1),
-            _ => st.mode = Mode::Normal,
-        },
-        Mode::Edit { .. } => on_edit_key(st, k, fx),
+    }
+    match st.keymap.input(st.mode.key_mode(), &k) {
+        Input::Act(a) => {
+            let label = KeySpec::from_event(&k).label();
+            act(st, a, &label, fx);
+        }
+        Input::Text => on_text(st, k),
+        Input::Ignore => {}
+    }
+}
+
+/// A key no binding of the mode took, in a mode that takes text.
+fn on_text(st: &mut State, k: KeyEvent) {
+    match &mut st.mode {
         Mode::Filter { input, error } => match k.code {
-            KeyCode::Esc => st.mode = Mode::Normal,
-            KeyCode::Enter => match Filter::parse(input, &st.classes) {
-                Ok(f) => {
-                    st.mode = Mode::Normal;
-                    set_filter(st, f);
-                }
-                Err(e) => *error = Some(e),
-            },
             KeyCode::Backspace => {
                 input.pop();
                 *error = None;
@@ -126,32 +134,14 @@ fn on_key(st: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
             }
             _ => {}
         },
-        Mode::Confirm { .. } => {
-            let Mode::Confirm { kind, ids } = std::mem::take(&mut st.mode) else {
-                unreachable!()
-            };
-            if matches!(
-                k.code,
-                KeyCode::Char('y') | KeyCode::Char('Y') | KeyCode::Enter
-            ) {
-                bulk_decide(st, kind, ids, fx);
-            } else {
-                st.notice = Some("bulk decision cancelled".into());
-            }
+        Mode::Edit { area, .. } => {
+            area.input(k);
         }
-        Mode::Export(form) => {
-            if let Some(req) = on_export_key(form, k) {
-                st.mode = Mode::Normal;
-                if let Some(req) = req {
-                    st.notice = Some(format!("exporting to {} …", req.out.display()));
-                    fx.push(Effect::Export(req));
-                }
-            }
-        }
+        Mode::Normal | Mode::Help | Mode::Confirm { .. } | Mode::Export(_) => {}
     }
 }
 
-/// Run an action of the keymap (Normal mode).
+/// Run an action of the keymap.
 fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
     match a {
         Action::Accept => decide(st, DecisionKind::Accept, None, key, fx),
@@ -215,19 +205,7 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         Action::AlphaUp => change_settings(st, fx, |g| shift_alpha(g, 0.05)),
         Action::Increase => adjust(st, 1, fx),
         Action::Decrease => adjust(st, -1, fx),
-        Action::Export => {
-            st.mode = Mode::Export(ExportForm {
-                field: 0,
-                req: ExportRequest {
-                    format: ExportFormat::Jsonl,
-                    out: default_out(ExportFormat::Jsonl),
-                    include_seeds: false,
-                    val_fraction: 0.1,
-                    seed: 0,
-                    with_provenance: false,
-                },
-            })
-        }
+        Action::Export => st.mode = Mode::Export(ExportForm::new()),
         Action::FocusNext => cycle_focus(st, 1),
         Action::FocusPrev => cycle_focus(st, Pane::ALL.len() - 1),
         Action::Zoom => st.zoom = !st.zoom,
@@ -258,6 +236,49 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         Action::Quit => {
             st.quit = true;
             fx.push(Effect::Quit);
+        }
+        Action::HelpUp => st.help_offset = st.help_offset.saturating_sub(1),
+        Action::HelpDown => st.help_offset += 1,
+        Action::HelpClose | Action::FilterCancel | Action::EditCancel | Action::ExportCancel => {
+            st.mode = Mode::Normal
+        }
+        Action::FilterApply => {
+            if let Mode::Filter { input, error } = &mut st.mode {
+                match Filter::parse(input, &st.classes) {
+                    Ok(f) => {
+                        st.mode = Mode::Normal;
+                        set_filter(st, f);
+                    }
+                    Err(e) => *error = Some(e),
+                }
+            }
+        }
+        Action::ConfirmYes | Action::ConfirmNo => {
+            if let Mode::Confirm { kind, ids } = std::mem::take(&mut st.mode) {
+                if a == Action::ConfirmYes {
+                    bulk_decide(st, kind, ids, fx);
+                } else {
+                    st.notice = Some("bulk decision cancelled".into());
+                }
+            }
+        }
+        Action::EditSave => save_edit(st, fx),
+        Action::FieldPrev | Action::FieldNext => {
+            if let Mode::Export(form) = &mut st.mode {
+                form.move_field(if a == Action::FieldNext { 1 } else { -1 });
+            }
+        }
+        Action::FieldDecrease | Action::FieldIncrease => {
+            if let Mode::Export(form) = &mut st.mode {
+                form.current()
+                    .step(&mut form.req, a == Action::FieldIncrease);
+            }
+        }
+        Action::ExportRun => {
+            if let Mode::Export(form) = std::mem::take(&mut st.mode) {
+                st.notice = Some(format!("exporting to {} …", form.req.out.display()));
+                fx.push(Effect::Export(form.req));
+            }
         }
     }
 }
@@ -359,36 +380,29 @@ fn bulk_decide(st: &mut State, kind: DecisionKind, ids: Vec<SampleId>, fx: &mut 
     fx.push(Effect::Append(events));
 }
 
-fn on_edit_key(st: &mut State, k: KeyEvent, fx: &mut Vec<Effect>) {
-    let Mode::Edit { sample, area } = &mut st.mode else {
+/// Save the editor's text: an `Edited` event when it changed, and a new
+/// relabel for a generated example.
+fn save_edit(st: &mut State, fx: &mut Vec<Effect>) {
+    let Mode::Edit { sample, area } = &st.mode else {
         return;
     };
-    let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
-    match k.code {
-        KeyCode::Esc => st.mode = Mode::Normal,
-        KeyCode::Char('s') if ctrl => {
-            let text = area.lines().join("\n").trim().to_string();
-            let sample = *sample;
-            st.mode = Mode::Normal;
-            let changed = st.project.sample(sample).is_some_and(|s| s.text() != text);
-            let generated = st
-                .project
-                .sample(sample)
-                .is_some_and(|s| s.origin == crate::domain::Origin::Generated);
-            if text.is_empty() {
-                st.notice = Some("empty text not saved".into());
-            } else if changed {
-                fx.push(Effect::Append(vec![EventKind::Edited(Edited {
-                    sample,
-                    text,
-                })]));
-                if generated {
-                    fx.push(Effect::Relabel(sample));
-                }
-            }
-        }
-        _ => {
-            area.input(k);
+    let text = area.lines().join("\n").trim().to_string();
+    let sample = *sample;
+    st.mode = Mode::Normal;
+    let changed = st.project.sample(sample).is_some_and(|s| s.text() != text);
+    let generated = st
+        .project
+        .sample(sample)
+        .is_some_and(|s| s.origin == crate::domain::Origin::Generated);
+    if text.is_empty() {
+        st.notice = Some("empty text not saved".into());
+    } else if changed {
+        fx.push(Effect::Append(vec![EventKind::Edited(Edited {
+            sample,
+            text,
+        })]));
+        if generated {
+            fx.push(Effect::Relabel(sample));
         }
     }
 }
@@ -399,73 +413,9 @@ fn on_paste(st: &mut State, text: &str) {
             area.insert_str(text);
         }
         Mode::Filter { input, .. } => input.push_str(&text.replace(['\n', '\r'], " ")),
-        _ => return,
+        Mode::Normal | Mode::Help | Mode::Confirm { .. } | Mode::Export(_) => return,
     }
     st.dirty = true;
-}
-
-/// Export dialog keys. `Some(None)` = cancelled, `Some(Some(req))` = go.
-fn on_export_key(form: &mut ExportForm, k: KeyEvent) -> Option<Option<ExportRequest>> {
-    let r = &mut form.req;
-    match k.code {
-        KeyCode::Esc => return Some(None),
-        KeyCode::Enter => return Some(Some(r.clone())),
-        KeyCode::Up | KeyCode::BackTab => form.field = form.field.saturating_sub(1),
-        KeyCode::Down | KeyCode::Tab => form.field = (form.field + 1).min(ExportForm::FIELDS - 1),
-        code => {
-            let delta = match code {
-                KeyCode::Left | KeyCode::Char('-') => -1,
-                KeyCode::Right | KeyCode::Char('+') | KeyCode::Char(' ') => 1,
-                _ => 0,
-            };
-            match form.field {
-                0 if delta != 0 => {
-                    let was_default = r.out == default_out(r.format);
-                    r.format = match (r.format, delta > 0) {
-                        (ExportFormat::Jsonl, true) | (ExportFormat::Hf, false) => {
-                            ExportFormat::Csv
-                        }
-                        (ExportFormat::Csv, true) | (ExportFormat::Jsonl, false) => {
-                            ExportFormat::Hf
-                        }
-                        (ExportFormat::Hf, true) | (ExportFormat::Csv, false) => {
-                            ExportFormat::Jsonl
-                        }
-                    };
-                    if was_default {
-                        r.out = default_out(r.format);
-                    }
-                }
-                1 => {
-                    let mut s = r.out.to_string_lossy().into_owned();
-                    match code {
-                        KeyCode::Backspace => {
-                            s.pop();
-                        }
-                        KeyCode::Char(c) => s.push(c),
-                        _ => {}
-                    }
-                    r.out = PathBuf::from(s);
-                }
-                2 if delta != 0 => r.include_seeds = !r.include_seeds,
-                3 if delta != 0 => {
-                    r.val_fraction = round2((r.val_fraction + 0.05 * delta as f64).clamp(0.0, 0.9))
-                }
-                4 if delta != 0 => r.seed = r.seed.saturating_add_signed(delta),
-                5 if delta != 0 => r.with_provenance = !r.with_provenance,
-                _ => {}
-            }
-        }
-    }
-    None
-}
-
-fn default_out(f: ExportFormat) -> PathBuf {
-    PathBuf::from(match f {
-        ExportFormat::Jsonl => "exports/data.jsonl",
-        ExportFormat::Csv => "exports/data.csv",
-        ExportFormat::Hf => "exports/hf",
-    })
 }
 
 fn round2(x: f64) -> f64 {

@@ -30,7 +30,15 @@
 //! sync and async code alike; dropping the [`TestServer`] stops it.
 //! `cargo run --example test_llm_server -- --port N --script FILE` runs it
 //! standalone with a JSON [`ScriptFile`].
+//!
+//! Beside the server, the shared helpers of the integration tests:
+//! [`cli`] runs the real binary (and edits a project's `straddle.toml`),
+//! [`tmux`] drives it in a terminal, [`project`] builds projects in process.
 #![allow(dead_code)]
+
+pub mod cli;
+pub mod project;
+pub mod tmux;
 
 use std::collections::VecDeque;
 use std::convert::Infallible;

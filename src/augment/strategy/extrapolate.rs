@@ -245,6 +245,7 @@ mod tests {
             backend: Default::default(),
             generation: GenerationSettings::default(),
             relabel: Default::default(),
+            embeddings: Default::default(),
         }
     }
 

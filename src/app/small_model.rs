@@ -1,0 +1,171 @@
+//! Which small model a project uses, built from its settings: logistic
+//! regression on the configured embedder's vectors by default, the hashed
+//! n-gram model when no embedder is configured or installed (or when asked
+//! for).
+//!
+//! Front ends call [`choose`] once and hand the result's
+//! [`Chosen::model`] on; vectors come from the project's vector store when
+//! known and from the embedder otherwise. Where it goes:
+//!
+//! * `eval`: `classify::evaluate_with` (wired in `cli/eval.rs`).
+//! * An S3 round (`loop`, the TUI's `R`): `classify::score_round_with`
+//!   instead of `s3::score_round`; report `ev.comparison.headline()` and
+//!   call the round an improvement only if `ev.comparison.is_improvement()`.
+//! * Training signals (the TUI's `T`): `classify::signals_with`.
+//! * Review doubt: `classify::doubt::project_doubt` with
+//!   [`Chosen::encoder`] and [`Chosen::linear`] (reasons
+//!   `model_disagrees`, `low_model_confidence`, `neighbours_disagree`).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::classify::{Dense, LinearConfig, SmallModel, TextEncoder, TrainConfig};
+use crate::embed::{self, EmbedError, Embedder, VectorStore};
+use crate::store::Project;
+
+/// What the user asked for (`--model`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ModelChoice {
+    /// The embedding model when an embedder is configured and installed,
+    /// else the n-gram model.
+    #[default]
+    Auto,
+    /// The embedding model; an error when there is no embedder.
+    Embedding,
+    /// The hashed n-gram model.
+    Ngram,
+}
+
+/// A project's embedder as a [`TextEncoder`]: vectors already in the
+/// project's store are reused; new ones are computed and, unless the
+/// encoder is read-only, appended to the store.
+pub struct ProjectEncoder {
+    embedder: Arc<dyn Embedder>,
+    store: std::sync::Mutex<VectorStore>,
+    read_only: bool,
+}
+
+impl ProjectEncoder {
+    /// An encoder over `embedder` with the store under `cache_dir`.
+    /// `read_only` never writes the store (for commands that open the
+    /// project read-only while another process holds it).
+    pub fn new(embedder: Arc<dyn Embedder>, cache_dir: &Path, read_only: bool) -> ProjectEncoder {
+        let store = VectorStore::open(cache_dir, embedder.model_id());
+        ProjectEncoder {
+            embedder,
+            store: std::sync::Mutex::new(store),
+            read_only,
+        }
+    }
+}
+
+impl TextEncoder for ProjectEncoder {
+    fn encode(&self, texts: &[String]) -> anyhow::Result<Dense> {
+        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = if self.read_only {
+            let missing: Vec<String> = texts
+                .iter()
+                .filter(|t| store.get(t).is_none())
+                .cloned()
+                .collect();
+            let fresh = embed::embed_blocking(&*self.embedder, &missing)?;
+            let mut fresh = missing
+                .into_iter()
+                .zip(fresh)
+                .collect::<std::collections::HashMap<_, _>>();
+            texts
+                .iter()
+                .map(|t| match store.get(t) {
+                    Some(v) => v.to_vec(),
+                    None => fresh.remove(t).unwrap_or_default(),
+                })
+                .collect::<Vec<_>>()
+        } else {
+            embed::block_on(store.embed(&*self.embedder, texts))?
+        };
+        if let Some(bad) = rows.iter().find(|r| r.len() != rows[0].len()) {
+            anyhow::bail!(
+                "the embedder returned vectors of {} and {} dimensions",
+                rows[0].len(),
+                bad.len()
+            );
+        }
+        Ok(Dense::from_rows(&rows))
+    }
+
+    fn name(&self) -> String {
+        self.embedder.model_id().to_string()
+    }
+}
+
+/// The small model a project gets.
+pub struct Chosen {
+    pub ngram: TrainConfig,
+    pub linear: LinearConfig,
+    pub encoder: Option<ProjectEncoder>,
+    /// Why the n-gram model is used when the embedding one was not ruled
+    /// out by the user (no embedder configured, weights missing…).
+    pub note: Option<String>,
+}
+
+impl Chosen {
+    /// The model to train.
+    pub fn model(&self) -> SmallModel<'_> {
+        match &self.encoder {
+            Some(e) => SmallModel::Embedding {
+                encoder: e,
+                cfg: &self.linear,
+            },
+            None => SmallModel::Ngram(&self.ngram),
+        }
+    }
+}
+
+/// The classifier settings of a project: sized for its classes and seeded
+/// with the generation seed so scores are reproducible.
+pub fn configs(project: &Project) -> (TrainConfig, LinearConfig) {
+    let seed = project.generation_settings().seed;
+    (
+        TrainConfig::for_classes(project.class_names().len(), seed),
+        LinearConfig {
+            seed,
+            ..LinearConfig::default()
+        },
+    )
+}
+
+/// Build the small model `choice` asks for on `project`. `read_only`: see
+/// [`ProjectEncoder::new`].
+pub fn choose(project: &Project, choice: ModelChoice, read_only: bool) -> anyhow::Result<Chosen> {
+    let (ngram, linear) = configs(project);
+    let mut chosen = Chosen {
+        ngram,
+        linear,
+        encoder: None,
+        note: None,
+    };
+    if choice == ModelChoice::Ngram {
+        return Ok(chosen);
+    }
+    match embed::from_config(&project.config().embeddings) {
+        Ok(Some(e)) => {
+            chosen.encoder = Some(ProjectEncoder::new(e, &project.cache_dir(), read_only));
+        }
+        Ok(None) if choice == ModelChoice::Auto => {
+            chosen.note = Some(
+                "no embedder configured ([embeddings] backend = \"none\"): using the n-gram model"
+                    .into(),
+            );
+        }
+        Ok(None) => {
+            return Err(crate::error::user(
+                "--model embedding needs an embedder: set [embeddings] backend in straddle.toml",
+            ));
+        }
+        Err(e @ EmbedError::MissingWeights(_)) if choice == ModelChoice::Auto => {
+            chosen.note = Some(format!("{e}; using the n-gram model meanwhile"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    Ok(chosen)
+}

@@ -1,0 +1,275 @@
+//! Dense feature rows (sentence embeddings) and the two vector kernels the
+//! linear model spends its time in.
+//!
+//! Rows are stored back to back in one `Vec<f32>`. The kernels are written
+//! with eight independent accumulators so the compiler turns them into SIMD
+//! without `-ffast-math` (a single running float sum cannot be reordered).
+
+use serde::{Deserialize, Serialize};
+
+/// `n` rows of `dim` floats, row-major.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Dense {
+    dim: usize,
+    data: Vec<f32>,
+}
+
+impl Dense {
+    /// An empty matrix whose rows will have `dim` columns.
+    pub fn new(dim: usize) -> Dense {
+        Dense {
+            dim,
+            data: Vec::new(),
+        }
+    }
+
+    /// A matrix from row-major data.
+    ///
+    /// # Panics
+    /// When `data.len()` is not a multiple of `dim`.
+    pub fn from_flat(dim: usize, data: Vec<f32>) -> Dense {
+        assert!(
+            dim > 0 && data.len().is_multiple_of(dim),
+            "{} floats do not make rows of {dim}",
+            data.len()
+        );
+        Dense { dim, data }
+    }
+
+    /// A matrix from rows of equal length (`dim` is taken from the first
+    /// row; an empty slice gives a 0-column matrix).
+    ///
+    /// # Panics
+    /// When the rows differ in length.
+    pub fn from_rows<R: AsRef<[f32]>>(rows: &[R]) -> Dense {
+        let dim = rows.first().map_or(0, |r| r.as_ref().len());
+        let mut m = Dense::new(dim);
+        m.data.reserve(dim * rows.len());
+        for r in rows {
+            m.push(r.as_ref());
+        }
+        m
+    }
+
+    /// Append a row.
+    ///
+    /// # Panics
+    /// When its length is not `dim`.
+    pub fn push(&mut self, row: &[f32]) {
+        assert_eq!(row.len(), self.dim, "row of {} floats", row.len());
+        self.data.extend_from_slice(row);
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len().checked_div(self.dim).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Row `i`.
+    pub fn row(&self, i: usize) -> &[f32] {
+        &self.data[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The rows at `idx`, in that order.
+    pub fn select(&self, idx: &[usize]) -> Dense {
+        let mut m = Dense::new(self.dim);
+        m.data.reserve(idx.len() * self.dim);
+        for &i in idx {
+            m.data.extend_from_slice(self.row(i));
+        }
+        m
+    }
+
+    /// All the data, row-major.
+    pub fn as_flat(&self) -> &[f32] {
+        &self.data
+    }
+}
+
+/// Rows of `a` followed by `weight ×` rows of `b` (the optional
+/// embedding + n-gram features of the linear model).
+///
+/// # Panics
+/// When the two have different numbers of rows.
+pub fn concat(a: &Dense, b: &Dense, weight: f32) -> Dense {
+    assert_eq!(a.len(), b.len(), "rows to concatenate");
+    let d = a.dim() + b.dim();
+    let mut flat = Vec::with_capacity(a.len() * d);
+    for i in 0..a.len() {
+        flat.extend_from_slice(a.row(i));
+        flat.extend(b.row(i).iter().map(|v| v * weight));
+    }
+    Dense { dim: d, data: flat }
+}
+
+/// The hashed word and character n-grams of each text (the n-gram model's
+/// features) folded into `dim` dense columns and L2-normalised: what can
+/// be appended to a sentence embedding ([`concat`]) for a linear model on
+/// both.
+pub fn hashed_ngrams<S: AsRef<str>>(texts: &[S], dim: usize) -> Dense {
+    let cfg = super::FeatureConfig::default();
+    let mut m = Dense::new(dim);
+    m.data.reserve(texts.len() * dim);
+    let mut buf = Vec::new();
+    for t in texts {
+        buf.clear();
+        cfg.extract_into(t.as_ref(), &mut buf);
+        let mut v = vec![0f32; dim];
+        for &f in &buf {
+            v[f as usize % dim] += 1.0;
+        }
+        let n = norm2(&v).sqrt().max(1e-12);
+        v.iter_mut().for_each(|x| *x /= n);
+        m.data.extend_from_slice(&v);
+    }
+    m
+}
+
+/// Dot product.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    debug_assert_eq!(a.len(), b.len());
+    let mut acc = [0f32; 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for l in 0..8 {
+            acc[l] += x[l] * y[l];
+        }
+    }
+    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+    for (x, y) in ra.iter().zip(rb) {
+        s += x * y;
+    }
+    s
+}
+
+/// `y += a·x`.
+#[inline]
+pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
+    debug_assert_eq!(y.len(), x.len());
+    for (yi, xi) in y.iter_mut().zip(x) {
+        *yi += a * xi;
+    }
+}
+
+/// `C = A·B + beta·C` for an `m×k` matrix `A` and a `k×n` matrix `B`
+/// given by their slices and (row, column) strides in elements, through
+/// matrixmultiply's blocked SGEMM (runtime-detected AVX2/FMA).
+///
+/// # Panics
+/// When a slice is too short for its dimensions and strides.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+    (rsc, csc): (usize, usize),
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    let last = |rows: usize, cols: usize, rs: usize, cs: usize| {
+        (rows.max(1) - 1) * rs + (cols.max(1) - 1) * cs
+    };
+    if k > 0 {
+        assert!(last(m, k, rsa, csa) < a.len(), "A too short");
+        assert!(last(k, n, rsb, csb) < b.len(), "B too short");
+    }
+    assert!(last(m, n, rsc, csc) < c.len(), "C too short");
+    // SAFETY: the asserts above check that every element the dimensions
+    // and strides address lies inside its slice; C is borrowed mutably, so
+    // it aliases neither A nor B.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            rsc as isize,
+            csc as isize,
+        );
+    }
+}
+
+/// Squared Euclidean norm.
+pub fn norm2(a: &[f32]) -> f32 {
+    dot(a, a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernels_match_the_naive_sums() {
+        let a: Vec<f32> = (0..37).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..37).map(|i| (i as f32 * 0.11).cos()).collect();
+        let naive: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        assert!((dot(&a, &b) - naive).abs() < 1e-5);
+        let mut y = b.clone();
+        axpy(&mut y, 2.0, &a);
+        for i in 0..37 {
+            assert!((y[i] - (b[i] + 2.0 * a[i])).abs() < 1e-6);
+        }
+        assert!((norm2(&a) - a.iter().map(|x| x * x).sum::<f32>()).abs() < 1e-5);
+    }
+
+    #[test]
+    fn gemm_matches_the_naive_product_with_transposes() {
+        // A: 3×4, B: 4×2 stored transposed (2×4).
+        let a: Vec<f32> = (0..12).map(|i| i as f32 * 0.5 - 2.0).collect();
+        let bt: Vec<f32> = (0..8).map(|i| (i as f32).sin()).collect();
+        let mut c = vec![1.0f32; 6];
+        gemm((3, 4, 2), &a, (4, 1), &bt, (1, 4), 0.0, &mut c, (2, 1));
+        for i in 0..3 {
+            for j in 0..2 {
+                let want: f32 = (0..4).map(|l| a[i * 4 + l] * bt[j * 4 + l]).sum();
+                assert!((c[i * 2 + j] - want).abs() < 1e-5);
+            }
+        }
+    }
+
+    #[test]
+    fn concat_and_hashed_ngrams() {
+        let a = Dense::from_rows(&[vec![1.0], vec![2.0]]);
+        let h = hashed_ngrams(&["the cat", "the cat"], 16);
+        assert_eq!((h.len(), h.dim()), (2, 16));
+        assert!((norm2(h.row(0)) - 1.0).abs() < 1e-5);
+        assert_eq!(h.row(0), h.row(1));
+        let c = concat(&a, &h, 0.5);
+        assert_eq!(c.dim(), 17);
+        assert_eq!(c.row(1)[0], 2.0);
+        assert!((norm2(&c.row(0)[1..]) - 0.25).abs() < 1e-5);
+    }
+
+    #[test]
+    fn rows_select_and_shape() {
+        let m = Dense::from_rows(&[vec![1.0, 2.0], vec![3.0, 4.0], vec![5.0, 6.0]]);
+        assert_eq!((m.len(), m.dim()), (3, 2));
+        assert_eq!(m.row(1), &[3.0, 4.0]);
+        let s = m.select(&[2, 0]);
+        assert_eq!(s.as_flat(), &[5.0, 6.0, 1.0, 2.0]);
+        assert!(Dense::from_rows::<Vec<f32>>(&[]).is_empty());
+        assert_eq!(Dense::new(4).len(), 0);
+    }
+}

@@ -1,0 +1,295 @@
+//! Doubt from the small model, as reasons for the review order: pure
+//! functions over the embedding model's out-of-fold probabilities and the
+//! sentence vectors.
+//!
+//! * [`MODEL_DISAGREES`] — a model that never saw the example prefers
+//!   another class, with calibrated confidence of at least
+//!   `disagree_confidence`.
+//! * [`LOW_MODEL_CONFIDENCE`] — that model gives the intended label less
+//!   than `low_confidence` (calibrated), without preferring another class
+//!   firmly: the example sits between classes.
+//! * [`NEIGHBOURS_DISAGREE`] — most of its nearest trusted examples in
+//!   embedding space (cosine) carry another label.
+//!
+//! Calibrated probabilities mean these thresholds read as stated: "0.7"
+//! is right about 70% of the time (see the reliability test).
+
+use serde::Serialize;
+
+use super::dense::{Dense, dot};
+use super::model::argmax;
+
+/// Reason tag: the out-of-fold model confidently prefers another class.
+pub const MODEL_DISAGREES: &str = "model_disagrees";
+/// Reason tag: the out-of-fold model gives the label a low probability.
+pub const LOW_MODEL_CONFIDENCE: &str = "low_model_confidence";
+/// Reason tag: the nearest trusted examples mostly carry another label.
+pub const NEIGHBOURS_DISAGREE: &str = "neighbours_disagree";
+
+/// Thresholds of [`model_doubt`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelDoubtConfig {
+    pub disagree_confidence: f64,
+    pub low_confidence: f64,
+    /// Neighbours looked at.
+    pub neighbours: usize,
+    /// Share of neighbours with the intended label below which they
+    /// disagree (and another label must hold the majority).
+    pub neighbour_agreement: f64,
+}
+
+impl Default for ModelDoubtConfig {
+    fn default() -> Self {
+        ModelDoubtConfig {
+            disagree_confidence: 0.6,
+            low_confidence: 0.3,
+            neighbours: 5,
+            neighbour_agreement: 0.4,
+        }
+    }
+}
+
+/// The model's doubt about one example.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelDoubt {
+    /// Calibrated out-of-fold probability of the intended label.
+    pub label_probability: f64,
+    /// The out-of-fold model's class and its probability.
+    pub predicted: usize,
+    pub predicted_probability: f64,
+    /// Share of the nearest trusted examples carrying the intended label
+    /// (`None` without neighbours).
+    pub neighbour_agreement: Option<f64>,
+    /// The label most of those neighbours carry.
+    pub neighbour_label: Option<usize>,
+    pub reasons: Vec<&'static str>,
+}
+
+impl ModelDoubt {
+    /// Contribution to the review order (higher = look first): 1.0 for a
+    /// confident disagreement, 0.5 for disagreeing neighbours, 0.3 for low
+    /// confidence, plus how far the label's probability is below 0.5.
+    pub fn score(&self) -> f64 {
+        let mut d = 0.0;
+        for r in &self.reasons {
+            d += match *r {
+                MODEL_DISAGREES => 1.0,
+                NEIGHBOURS_DISAGREE => 0.5,
+                LOW_MODEL_CONFIDENCE => 0.3,
+                _ => 0.0,
+            };
+        }
+        d + (0.5 - self.label_probability).max(0.0)
+    }
+}
+
+/// Indices of the `m` rows of `refs` nearest to `x.row(i)` by dot product
+/// (cosine for unit vectors), skipping `i` itself; nearest first.
+pub fn nearest(x: &Dense, i: usize, refs: &[usize], m: usize) -> Vec<usize> {
+    let q = x.row(i);
+    let mut scored: Vec<(f32, usize)> = refs
+        .iter()
+        .filter(|&&r| r != i)
+        .map(|&r| (dot(q, x.row(r)), r))
+        .collect();
+    let m = m.min(scored.len());
+    if m == 0 {
+        return Vec::new();
+    }
+    scored.select_nth_unstable_by(m - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.truncate(m);
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    scored.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Doubt about each row of `rows` (in that order): `labels[i]` is the
+/// intended label of row `i` of `x`, `oof[i]` its calibrated out-of-fold
+/// probabilities, and `trusted` the rows whose labels are trusted as
+/// neighbours (seeds and accepted examples).
+///
+/// # Panics
+/// When `x`, `labels` and `oof` differ in length.
+pub fn model_doubt(
+    x: &Dense,
+    labels: &[usize],
+    oof: &[Vec<f64>],
+    rows: &[usize],
+    trusted: &[usize],
+    cfg: &ModelDoubtConfig,
+) -> Vec<ModelDoubt> {
+    assert!(x.len() == labels.len() && labels.len() == oof.len());
+    let k = oof.first().map_or(0, Vec::len);
+    rows.iter()
+        .map(|&i| {
+            let p = &oof[i];
+            let y = labels[i];
+            let pred = argmax(p);
+            let mut reasons = Vec::new();
+            if pred != y && p[pred] >= cfg.disagree_confidence {
+                reasons.push(MODEL_DISAGREES);
+            } else if p[y] < cfg.low_confidence {
+                reasons.push(LOW_MODEL_CONFIDENCE);
+            }
+            let near = nearest(x, i, trusted, cfg.neighbours);
+            let (agreement, majority) = if near.is_empty() {
+                (None, None)
+            } else {
+                let mut votes = vec![0usize; k.max(y + 1)];
+                for &r in &near {
+                    if labels[r] < votes.len() {
+                        votes[labels[r]] += 1;
+                    }
+                }
+                let share = votes[y] as f64 / near.len() as f64;
+                let top = (0..votes.len())
+                    .max_by(|&a, &b| votes[a].cmp(&votes[b]).then(b.cmp(&a)))
+                    .unwrap_or(y);
+                (Some(share), Some(top))
+            };
+            if agreement.is_some_and(|a| a < cfg.neighbour_agreement) && majority != Some(y) {
+                reasons.push(NEIGHBOURS_DISAGREE);
+            }
+            ModelDoubt {
+                label_probability: p[y],
+                predicted: pred,
+                predicted_probability: p[pred],
+                neighbour_agreement: agreement,
+                neighbour_label: majority,
+                reasons,
+            }
+        })
+        .collect()
+}
+
+/// [`model_doubt`] for a project's review pool (seeds and generated
+/// examples that are not rejected, with their effective labels), keyed by
+/// sample: the embedding model is fitted on the pool with out-of-fold
+/// calibration, and neighbours are the trusted samples (seeds and accepted
+/// examples). What the review order folds in beside the relabel verdict;
+/// fails only when the encoder does. Without folds (a class with a single
+/// example) there is no out-of-fold opinion and only neighbours count.
+pub fn project_doubt(
+    state: &crate::domain::ProjectState,
+    classes: &[String],
+    encoder: &dyn super::TextEncoder,
+    linear: &super::LinearConfig,
+    cfg: &ModelDoubtConfig,
+) -> anyhow::Result<std::collections::HashMap<crate::domain::SampleId, ModelDoubt>> {
+    use crate::domain::{Origin, Status};
+    let pool = super::data::review_pool(state, classes);
+    if pool.is_empty() {
+        return Ok(Default::default());
+    }
+    let x = super::small::encode_checked(encoder, &pool.texts)?;
+    let fit = super::fit_calibrated(classes, &x, &pool.labels, linear);
+    let k = classes.len().max(1);
+    let oof = fit
+        .oof_proba()
+        .unwrap_or_else(|| vec![vec![1.0 / k as f64; k]; pool.len()]);
+    let trusted: Vec<usize> = pool
+        .ids
+        .iter()
+        .enumerate()
+        .filter(|(_, id)| {
+            state
+                .sample(**id)
+                .is_some_and(|s| s.origin == Origin::Seed || s.status() == Status::Accepted)
+        })
+        .map(|(i, _)| i)
+        .collect();
+    let rows: Vec<usize> = (0..pool.len()).collect();
+    let mut out = model_doubt(&x, &pool.labels, &oof, &rows, &trusted, cfg);
+    if fit.oof_proba().is_none() {
+        for d in &mut out {
+            d.reasons.retain(|r| *r == NEIGHBOURS_DISAGREE);
+        }
+    }
+    Ok(pool.ids.into_iter().zip(out).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::{LinearConfig, fit_calibrated, toy};
+
+    #[test]
+    fn nearest_skips_itself_and_orders_by_similarity() {
+        let x = Dense::from_rows(&[
+            vec![1.0, 0.0],
+            vec![0.9, 0.1],
+            vec![0.0, 1.0],
+            vec![0.7, 0.7],
+        ]);
+        assert_eq!(nearest(&x, 0, &[0, 1, 2, 3], 2), vec![1, 3]);
+        assert_eq!(nearest(&x, 2, &[0, 1, 2, 3], 10), vec![3, 1, 0]);
+        assert!(nearest(&x, 0, &[0], 3).is_empty());
+    }
+
+    #[test]
+    fn project_doubt_covers_the_review_pool() {
+        use crate::classify::data::tests::{decide, state_with};
+        use crate::classify::small::HashedBagEncoder;
+        use crate::domain::{DecisionKind, Origin};
+        let classes: Vec<String> = ["fruit", "cars"].iter().map(|s| s.to_string()).collect();
+        let mut samples = Vec::new();
+        for i in 0..6 {
+            samples.push((format!("apples pears plums {i}"), "fruit", Origin::Seed));
+            samples.push((format!("trucks engines wheels {i}"), "cars", Origin::Seed));
+        }
+        samples.push(("apples pears plums ripe".into(), "cars", Origin::Generated));
+        samples.push(("trucks wheels fast".into(), "cars", Origin::Generated));
+        samples.push(("apples held out".into(), "fruit", Origin::Validation));
+        let refs: Vec<(&str, &str, Origin)> = samples
+            .iter()
+            .map(|(t, l, o)| (t.as_str(), *l, *o))
+            .collect();
+        let st = state_with(&refs, vec![decide(14, DecisionKind::Accept)]);
+        let d = project_doubt(
+            &st,
+            &classes,
+            &HashedBagEncoder { dim: 64 },
+            &crate::classify::LinearConfig::default(),
+            &ModelDoubtConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(d.len(), 14, "seeds + generated, no held-out");
+        assert!(!d.contains_key(&15));
+        let odd = &d[&13];
+        assert!(odd.reasons.contains(&MODEL_DISAGREES), "{odd:?}");
+        assert!(odd.reasons.contains(&NEIGHBOURS_DISAGREE), "{odd:?}");
+        assert!(d[&14].reasons.is_empty(), "{:?}", d[&14]);
+    }
+
+    /// Rows with a flipped label are flagged by the model and by their
+    /// neighbours; nearly all clean rows are not.
+    #[test]
+    fn flipped_labels_are_doubted_and_clean_ones_mostly_not() {
+        let (x, mut y) = toy::blobs(300, 4, 32, 0.6, 11);
+        let flipped = [3usize, 50, 120, 250];
+        for &i in &flipped {
+            y[i] = (y[i] + 1) % 4;
+        }
+        let names: Vec<String> = (0..4).map(|i| format!("c{i}")).collect();
+        let fit = fit_calibrated(&names, &x, &y, &LinearConfig::default());
+        let oof = fit.oof_proba().unwrap();
+        let all: Vec<usize> = (0..300).collect();
+        let d = model_doubt(&x, &y, &oof, &all, &all, &ModelDoubtConfig::default());
+        for &i in &flipped {
+            assert!(d[i].reasons.contains(&MODEL_DISAGREES), "{i}: {:?}", d[i]);
+            assert!(
+                d[i].reasons.contains(&NEIGHBOURS_DISAGREE),
+                "{i}: {:?}",
+                d[i]
+            );
+            assert!(d[i].score() > 1.5);
+        }
+        let clean_flagged = all
+            .iter()
+            .filter(|i| !flipped.contains(i) && !d[**i].reasons.is_empty())
+            .count();
+        assert!(
+            clean_flagged < 15,
+            "{clean_flagged} of 296 clean rows doubted"
+        );
+    }
+}

@@ -1,0 +1,74 @@
+//! The Streams pane: requests in flight with their tokens arriving.
+
+use ratatui::Frame;
+use ratatui::layout::Rect;
+use ratatui::style::Style;
+use ratatui::text::Line;
+use ratatui::widgets::Paragraph;
+
+use super::{clip, inner, pane_block};
+use crate::tui::state::{State, StreamKind, StreamState, retry_in};
+use std::time::Instant;
+
+pub(super) fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool, now: Instant) {
+    let t = &st.theme;
+    let running = st
+        .streams
+        .iter()
+        .filter(|s| s.state == StreamState::Running)
+        .count();
+    f.render_widget(
+        pane_block(t, format!(" Streams · {running} in flight "), focused),
+        r,
+    );
+    let i = inner(r);
+    let w = i.width as usize;
+    let mut lines = Vec::new();
+    for s in st.streams.iter().skip(st.stream_offset) {
+        if lines.len() + 2 > i.height as usize {
+            break;
+        }
+        let (glyph, style) = match &s.state {
+            StreamState::Running if s.retry_at.is_some() => ("⟳", Style::default().fg(t.warn)),
+            StreamState::Running => ("▶", Style::default().fg(t.pending)),
+            StreamState::Finished => ("✓", Style::default().fg(t.accept)),
+            StreamState::Failed(_) => ("✗", Style::default().fg(t.reject)),
+        };
+        let kind = match s.kind {
+            StreamKind::Generate => "gen",
+            StreamKind::Relabel => "relabel",
+        };
+        let alpha = s.alpha.map(|a| format!(" α{a:.2}")).unwrap_or_default();
+        // Up front, so a narrow pane still shows it.
+        let retry = s
+            .retry_at
+            .map(|at| format!(" {} ·", retry_in(at, now)))
+            .unwrap_or_default();
+        let head = format!(
+            "{glyph} #{}{retry} {kind} {}{alpha} {}ch",
+            s.job, s.classes, s.chars
+        );
+        lines.push(Line::styled(clip(&head, w), style));
+        let body = match &s.state {
+            StreamState::Failed(reason) => Line::styled(
+                clip(&format!("  {reason}"), w),
+                Style::default().fg(t.error),
+            ),
+            _ => {
+                // Show the tail of the text that fits.
+                let tail: String = {
+                    let flat = s.text.replace('\n', " ");
+                    let chars: Vec<char> = flat.chars().collect();
+                    let keep = w.saturating_sub(2);
+                    chars[chars.len().saturating_sub(keep)..].iter().collect()
+                };
+                Line::styled(clip(&format!("  {tail}"), w), t.muted())
+            }
+        };
+        lines.push(body);
+    }
+    if lines.is_empty() {
+        lines.push(Line::styled("no requests yet", t.muted()));
+    }
+    f.render_widget(Paragraph::new(lines), i);
+}
