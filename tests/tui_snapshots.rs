@@ -282,6 +282,49 @@ fn stats_pane_shows_the_relabel_judge() {
     assert!(screen.contains(&want), "{want} not in\n{screen}");
 }
 
+/// Open batches (`straddle batch`) head the Streams pane; an ingested one
+/// is gone.
+#[test]
+fn streams_pane_shows_open_batches() {
+    use straddle::domain::{BatchPlanned, BatchUpdated, EventKind};
+    let mut st = busy_state(120, 40);
+    let planned = |b: &str| {
+        EventKind::BatchPlanned(BatchPlanned {
+            batch: b.into(),
+            custom_ids: vec![format!("{b}-g0"), format!("{b}-g1")],
+            input_sha256: "x".into(),
+            plan_sha256: "y".into(),
+            stream: 1,
+            next_request: 2,
+        })
+    };
+    let events = fixture::stamp(
+        vec![
+            planned("b1"),
+            planned("b2"),
+            EventKind::BatchUpdated(BatchUpdated {
+                batch: "b1".into(),
+                remote_id: Some("batch_9".into()),
+                status: Some("in_progress".into()),
+                ..Default::default()
+            }),
+            EventKind::BatchUpdated(BatchUpdated {
+                batch: "b2".into(),
+                status: Some("ingested".into()),
+                ..Default::default()
+            }),
+        ],
+        st.project.last_event_id,
+    );
+    update(&mut st, Msg::Appended(events));
+    let screen = format!("{:?}", draw(&st, 120, 40).backend());
+    assert!(
+        screen.contains("⧗ batch b1 in_progress · 2 req"),
+        "{screen}"
+    );
+    assert!(!screen.contains("batch b2"), "{screen}");
+}
+
 /// Two recorded S3 rounds: the Stats pane shows the per-round scores (and
 /// the latest confusion matrix once zoomed).
 #[test]

@@ -6,11 +6,14 @@
 //! * [`export`]: JSONL / CSV / Hugging Face export of a state snapshot.
 //! * [`training`]: training settings, an S3 round and training signals on
 //!   a state snapshot.
+//! * [`batch`]: batch files (OpenAI Batch API, `vllm run-batch`) that
+//!   carry the session's requests and bring its replies back.
 //! * [`backend`]: command-line overrides of `[backend]`.
 //! * [`small_model`]: which small model (embedding or n-gram) a project's
 //!   `eval`, S3 round and signals use.
 
 pub mod backend;
+pub mod batch;
 pub mod export;
 pub mod session;
 pub mod small_model;

@@ -889,6 +889,21 @@ impl Session {
         self.requests.insert(id, p);
     }
 
+    /// Take a request another carrier sends (a batch file, `app::batch`):
+    /// it is in flight under the returned id until its reply (or failure)
+    /// comes back through [`Session::on_engine`] like a live one. Nothing
+    /// is planned for it and it does not count against the budget.
+    pub fn carry(&mut self, p: PlannedRequest) -> RequestId {
+        let id = self.next_id;
+        self.next_id += 1;
+        if let RequestKind::Generate { .. } = p.kind {
+            self.generate_open += 1;
+            self.expected += p.n;
+        }
+        self.requests.insert(id, p);
+        id
+    }
+
     fn relabel_pending(&mut self, state: &ProjectState, out: &mut Output) {
         let waiting: Vec<SampleId> = Generator::needs_relabel(state)
             .into_iter()

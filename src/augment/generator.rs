@@ -35,7 +35,7 @@ use crate::domain::{
 use crate::llm::{ChatRequest, ChatResponse, Message};
 
 /// What a planned request is for.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum RequestKind {
     /// New examples for class `target`.
     Generate { target: String },
@@ -43,8 +43,9 @@ pub enum RequestKind {
     Relabel { sample: SampleId },
 }
 
-/// A request ready to send, with what is needed to read its reply.
-#[derive(Debug, Clone)]
+/// A request ready to send, with what is needed to read its reply (a
+/// batch file keeps it as one JSON line, see `app::batch`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PlannedRequest {
     pub request: ChatRequest,
     pub kind: RequestKind,
@@ -587,6 +588,14 @@ pub fn next_stream(state: &ProjectState) -> u64 {
         .chain(state.failures.iter().filter_map(|(_, f)| of(&f.provenance)))
         .max()
         .map_or(0, |m| m + 1)
+        .max(
+            state
+                .batches
+                .values()
+                .map(|(b, _)| b.stream + 1)
+                .max()
+                .unwrap_or(0),
+        )
 }
 
 /// One past the highest request counter recorded in the project.
@@ -599,6 +608,14 @@ fn next_counter(state: &ProjectState) -> u64 {
         .chain(state.failures.iter().filter_map(|(_, f)| of(&f.provenance)))
         .max()
         .map_or(0, |m| m + 1)
+        .max(
+            state
+                .batches
+                .values()
+                .map(|(b, _)| b.next_request)
+                .max()
+                .unwrap_or(0),
+        )
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
+pub mod batch;
 pub mod doctor;
 pub mod eval;
 pub mod export;
@@ -50,6 +51,8 @@ pub enum Command {
     Eval(EvalArgs),
     /// Run S3 rounds: generate, relabel, review, train, score, extrapolate.
     Loop(LoopArgs),
+    /// Batch files: plan requests for a batch engine, submit, follow, ingest.
+    Batch(batch::BatchArgs),
     /// Open the terminal UI (the default without a subcommand).
     Tui(TuiArgs),
 }
@@ -307,6 +310,7 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Prompt(a) => generate::run_prompt(a),
         Command::Eval(a) => eval::run_eval(a),
         Command::Loop(a) => eval::run_loop(a),
+        Command::Batch(a) => batch::run(a),
         Command::Tui(_) => Err(anyhow::anyhow!(
             "the terminal UI is opened by straddle::run, not by a headless command"
         )),

@@ -62,6 +62,10 @@ macro_rules! for_each_event_kind {
             /// A judge (the relabeler, the small classifier) scored on held-out
             /// examples.
             JudgeScored(super::JudgeScored) = "judge_scored",
+            /// Requests written to a batch input file (`straddle batch prepare`).
+            BatchPlanned(BatchPlanned) = "batch_planned",
+            /// A batch was uploaded, or its remote status changed.
+            BatchUpdated(BatchUpdated) = "batch_updated",
         }
     };
 }
@@ -193,6 +197,39 @@ pub struct RoundScored {
 pub struct RationalesAdded {
     pub class: String,
     pub rationales: Vec<String>,
+}
+
+/// A batch of planned requests, written to `batches/NAME/` (the OpenAI
+/// batch input file and the plans its replies are read with).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BatchPlanned {
+    /// The local name (`b1`, `b2`, …), the prefix of every custom id.
+    pub batch: String,
+    /// The custom ids, in file order.
+    pub custom_ids: Vec<String>,
+    /// SHA-256 of the input file and of the plan file.
+    pub input_sha256: String,
+    pub plan_sha256: String,
+    /// The seed stream the requests were drawn from and the request
+    /// counter after them (a later run draws fresh ones).
+    pub stream: u64,
+    pub next_request: u64,
+}
+
+/// Where a batch stands at the provider (the latest fields win).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchUpdated {
+    pub batch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_file_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_file_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_file_id: Option<String>,
 }
 
 /// Why a journal line could not be read.

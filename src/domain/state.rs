@@ -140,6 +140,8 @@ pub struct ProjectState {
     pub take_relabel: bool,
     /// Events that referenced unknown samples (hand edits, skipped lines).
     pub warnings: Vec<String>,
+    /// Batches by local name: as planned, and the latest remote fields.
+    pub batches: BTreeMap<String, (super::BatchPlanned, super::BatchUpdated)>,
 }
 
 impl Default for ProjectState {
@@ -165,6 +167,7 @@ impl ProjectState {
             undo_stack: Vec::new(),
             take_relabel,
             warnings: Vec::new(),
+            batches: BTreeMap::new(),
         }
     }
 
@@ -265,6 +268,30 @@ impl ProjectState {
                     .entry(r.class)
                     .or_default()
                     .extend(r.rationales);
+            }
+            EventKind::BatchPlanned(b) => {
+                let up = super::BatchUpdated {
+                    batch: b.batch.clone(),
+                    ..Default::default()
+                };
+                self.batches.insert(b.batch.clone(), (b, up));
+            }
+            EventKind::BatchUpdated(u) => {
+                if let Some((_, cur)) = self.batches.get_mut(&u.batch) {
+                    let keep = |new: Option<String>, old: &mut Option<String>| {
+                        if new.is_some() {
+                            *old = new;
+                        }
+                    };
+                    keep(u.input_file_id, &mut cur.input_file_id);
+                    keep(u.remote_id, &mut cur.remote_id);
+                    keep(u.status, &mut cur.status);
+                    keep(u.output_file_id, &mut cur.output_file_id);
+                    keep(u.error_file_id, &mut cur.error_file_id);
+                } else {
+                    self.warnings
+                        .push(format!("event {id}: batch {} was never planned", u.batch));
+                }
             }
         }
     }

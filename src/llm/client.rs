@@ -305,6 +305,11 @@ impl LlmClient {
         })
     }
 
+    /// The HTTP client (with the key and headers), for the batch calls.
+    pub(super) fn http(&self) -> &reqwest::Client {
+        &self.inner.http
+    }
+
     pub fn base_url(&self) -> &str {
         &self.inner.base_url
     }
@@ -670,7 +675,7 @@ impl LlmClient {
         Ok((acc.finish(prompt_estimate, &self.inner.model), limits))
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> LlmError {
+    pub(super) fn transport_error(&self, e: &reqwest::Error) -> LlmError {
         let mut err = LlmError::from_reqwest(e);
         if err.reason == FailReason::Connect {
             err.message = format!("cannot reach {}: {}", self.inner.base_url, err.message);
@@ -694,7 +699,7 @@ impl LlmClient {
     }
 
     /// Classify a non-2xx reply.
-    fn status_error(&self, status: u16, body: &str, limits: RateLimitInfo) -> LlmError {
+    pub(super) fn status_error(&self, status: u16, body: &str, limits: RateLimitInfo) -> LlmError {
         let detail = serde_json::from_str::<Value>(body)
             .ok()
             .map(|v| error_message(v.get("error").unwrap_or(&v)))

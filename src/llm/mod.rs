@@ -16,6 +16,7 @@
 //! `BackendConfig::api_key_env`; it lives only in memory and is never
 //! logged, cached or written anywhere.
 
+pub mod batch;
 pub mod cache;
 mod client;
 mod error;

@@ -572,6 +572,8 @@ pub struct Journal {
     /// Current length: a failed write is truncated back to it.
     len: u64,
     next_id: EventId,
+    /// Lines of [`Journal::stage`] not written yet.
+    staged: String,
 }
 
 impl Journal {
@@ -649,6 +651,7 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             len,
+            staged: String::new(),
             next_id: state.last_event_id + 1,
         };
         Ok((journal, report))
@@ -666,6 +669,7 @@ impl Journal {
             path: path.to_path_buf(),
             file,
             len: 0,
+            staged: String::new(),
             next_id: 1,
         };
         // No batch header: a new journal is made in a temporary folder and
@@ -688,6 +692,7 @@ impl Journal {
     /// them durable with one fsync. On error nothing is appended (the file
     /// is truncated back) and no id is consumed.
     pub fn append(&mut self, kinds: Vec<EventKind>) -> anyhow::Result<Vec<Event>> {
+        self.flush()?;
         self.append_lines(kinds, true)
     }
 
@@ -697,25 +702,8 @@ impl Journal {
         if kinds.is_empty() {
             return Ok(Vec::new());
         }
-        let ts = now_ms();
-        let mut events: Vec<Event> = kinds
-            .into_iter()
-            .enumerate()
-            .map(|(i, kind)| Event {
-                v: SCHEMA_VERSION,
-                id: self.next_id + i as u64,
-                ts,
-                kind,
-            })
-            .collect();
-        let mut buf = String::with_capacity(events.len() * 160 + 40);
-        if batched && events.len() > 1 {
-            buf.push_str(&batch_header(events.len()));
-            buf.push('\n');
-        }
-        for e in &mut events {
-            push_redacted(&mut buf, e);
-        }
+        let mut buf = String::with_capacity(kinds.len() * 160 + 40);
+        let events = encode(self.next_id, kinds, batched, &mut buf);
         self.write_durably(buf.as_bytes())?;
         self.next_id += events.len() as u64;
         Ok(events)
@@ -734,6 +722,7 @@ impl Journal {
         n: usize,
         produce: impl FnOnce(&mut dyn FnMut(EventKind) -> anyhow::Result<()>) -> anyhow::Result<()>,
     ) -> anyhow::Result<EventId> {
+        self.flush()?;
         let first = self.next_id;
         if n == 0 {
             return Ok(first);
@@ -791,6 +780,27 @@ impl Journal {
         }
     }
 
+    /// Assign ids and timestamps and keep the lines for [`Journal::flush`]
+    /// (one write and one fsync for many small appends, e.g. a batch
+    /// ingest; a crash before the flush loses only what was staged).
+    /// [`Journal::append`] flushes first, so the order is kept.
+    /// Each staged group of more than one event is a batch of its own
+    /// (replay applies it whole or not at all), redacted like an append.
+    pub fn stage(&mut self, kinds: Vec<EventKind>) -> Vec<Event> {
+        let events = encode(self.next_id, kinds, true, &mut self.staged);
+        self.next_id += events.len() as u64;
+        events
+    }
+
+    /// Write what was staged durably.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        let buf = std::mem::take(&mut self.staged);
+        self.write_durably(buf.as_bytes())
+    }
+
     /// Write bytes and fsync; roll back on failure.
     fn write_durably(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
         let res = self
@@ -838,6 +848,31 @@ fn lock_journal(file: &File, path: &Path) -> anyhow::Result<()> {
 /// ([`crate::secrets::redact`]: the journal is meant to be committed). When
 /// a secret was found, `e` is replaced by the redacted event, so the state
 /// folds exactly what is on disk.
+/// Events `first`, `first + 1`, … of `kinds`, stamped now, as redacted
+/// journal lines appended to `buf` (behind a batch header when `batched`
+/// and there is more than one).
+fn encode(first: EventId, kinds: Vec<EventKind>, batched: bool, buf: &mut String) -> Vec<Event> {
+    let ts = now_ms();
+    let mut events: Vec<Event> = kinds
+        .into_iter()
+        .enumerate()
+        .map(|(i, kind)| Event {
+            v: SCHEMA_VERSION,
+            id: first + i as u64,
+            ts,
+            kind,
+        })
+        .collect();
+    if batched && events.len() > 1 {
+        buf.push_str(&batch_header(events.len()));
+        buf.push('\n');
+    }
+    for e in &mut events {
+        push_redacted(buf, e);
+    }
+    events
+}
+
 fn push_redacted(buf: &mut String, e: &mut Event) {
     let line = e.to_json_line();
     let line = match crate::secrets::redact(&line) {
@@ -1107,6 +1142,20 @@ mod tests {
                     p_vs_majority: 0.75,
                 },
                 fingerprint: "m".into(),
+            }),
+            EventKind::BatchPlanned(crate::domain::BatchPlanned {
+                batch: "b1".into(),
+                custom_ids: vec!["b1-g0".into(), "b1-s3".into()],
+                input_sha256: "ab".into(),
+                plan_sha256: "cd".into(),
+                stream: 2,
+                next_request: 7,
+            }),
+            EventKind::BatchUpdated(crate::domain::BatchUpdated {
+                batch: "b1".into(),
+                remote_id: Some("batch_1".into()),
+                status: Some("completed".into()),
+                ..Default::default()
             }),
         ];
         // One example of every kind in the table: a new kind fails here

@@ -221,6 +221,29 @@ impl Project {
         Ok(events)
     }
 
+    /// Stage events (applied to the state now, written by
+    /// [`Project::flush`] or the next [`Project::append`]): for many small
+    /// appends whose loss in a crash is recovered by re-running (a batch
+    /// ingest is idempotent).
+    pub fn stage(&mut self, kinds: Vec<EventKind>) -> anyhow::Result<Vec<Event>> {
+        let journal = self.journal.as_mut().ok_or_else(|| {
+            anyhow::anyhow!("project {} was opened read-only", self.dir.display())
+        })?;
+        let events = journal.stage(kinds);
+        for e in &events {
+            self.state.apply(e);
+        }
+        Ok(events)
+    }
+
+    /// Write staged events durably.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        match self.journal.as_mut() {
+            Some(j) => j.flush(),
+            None => Ok(()),
+        }
+    }
+
     /// Split the project into its state, which becomes the caller's one
     /// fold of the journal, and a [`ProjectWriter`] that only appends (and
     /// keeps the project lock): for a process that folds acknowledged

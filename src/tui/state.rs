@@ -635,7 +635,9 @@ impl State {
             | EventKind::UsageRecorded(_)
             | EventKind::RoundScored(_)
             | EventKind::RationalesAdded(_)
-            | EventKind::JudgeScored(_) => None,
+            | EventKind::JudgeScored(_)
+            | EventKind::BatchPlanned(_)
+            | EventKind::BatchUpdated(_) => None,
         }
     }
 
@@ -686,7 +688,9 @@ impl State {
                 | EventKind::Undone(_)
                 | EventKind::RoundScored(_)
                 | EventKind::RationalesAdded(_)
-                | EventKind::JudgeScored(_) => {}
+                | EventKind::JudgeScored(_)
+                | EventKind::BatchPlanned(_)
+                | EventKind::BatchUpdated(_) => {}
             }
             if let Some(id) = touched
                 && let Some(s) = self.project.sample(id)

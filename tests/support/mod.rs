@@ -1,6 +1,8 @@
 //! A local OpenAI-compatible LLM server for tests, benches and the TUI e2e
 //! test: `/v1/chat/completions` (streaming SSE and JSON), `/v1/models`,
-//! `/v1/embeddings`, on 127.0.0.1 with an ephemeral port.
+//! `/v1/embeddings`, and the Batch API (`/v1/files` upload and content,
+//! `/v1/batches` create, retrieve, list, cancel; see [`BatchMode`]), on
+//! 127.0.0.1 with an ephemeral port.
 //!
 //! ```ignore
 //! mod support;
@@ -449,6 +451,40 @@ impl ScriptFile {
     }
 }
 
+/// How the emulated Batch API finishes a batch. Every batch is answered
+/// line by line with the script when it is created; it reports
+/// `validating`, then `in_progress` on the first retrieve, then its final
+/// status on the second.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub enum BatchMode {
+    /// `completed`: answered lines in the output file, scripted failures
+    /// (status replies) in the error file.
+    #[default]
+    Complete,
+    /// `expired` after answering the first `done` lines; the rest are
+    /// `batch_expired` lines of the error file.
+    Expire { done: usize },
+}
+
+/// One emulated batch.
+struct EmuBatch {
+    obj: Value,
+    retrieves: usize,
+    final_status: &'static str,
+    output: Option<String>,
+    errors: Option<String>,
+}
+
+#[derive(Default)]
+struct BatchApi {
+    mode: BatchMode,
+    files: std::collections::HashMap<String, Vec<u8>>,
+    batches: Vec<EmuBatch>,
+    /// Bodies of every batch input line, in order.
+    bodies: Vec<Value>,
+    creates: usize,
+}
+
 /// Counters and captured requests.
 #[derive(Default)]
 struct Counters {
@@ -478,6 +514,7 @@ struct ServerState {
     arrival: tokio::sync::Notify,
     /// Streams ended by a new arrival.
     interrupted: AtomicUsize,
+    batch: Mutex<BatchApi>,
 }
 
 /// Holds one in-flight slot (and the `one_at_a_time` slot, if taken);
@@ -562,6 +599,7 @@ impl TestServer {
             waiting: AtomicUsize::new(0),
             arrival: tokio::sync::Notify::new(),
             interrupted: AtomicUsize::new(0),
+            batch: Mutex::new(BatchApi::default()),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
@@ -647,6 +685,22 @@ impl TestServer {
     pub fn bodies(&self) -> Vec<Value> {
         self.state.counters.bodies.lock().unwrap().clone()
     }
+    /// How batches created from now on finish.
+    pub fn set_batch_mode(&self, mode: BatchMode) {
+        self.state.batch.lock().unwrap().mode = mode;
+    }
+    /// Batches created at `/v1/batches`.
+    pub fn batches_created(&self) -> usize {
+        self.state.batch.lock().unwrap().creates
+    }
+    /// Files uploaded or made (input, output, error).
+    pub fn files(&self) -> usize {
+        self.state.batch.lock().unwrap().files.len()
+    }
+    /// Bodies of the batch input lines answered, in order.
+    pub fn batch_bodies(&self) -> Vec<Value> {
+        self.state.batch.lock().unwrap().bodies.clone()
+    }
 }
 
 impl Drop for TestServer {
@@ -665,6 +719,11 @@ fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/chat/completions", post(chat))
         .route("/v1/models", get(models))
         .route("/v1/embeddings", post(embeddings))
+        .route("/v1/files", post(upload_file))
+        .route("/v1/files/{id}/content", get(file_content))
+        .route("/v1/batches", post(create_batch).get(list_batches))
+        .route("/v1/batches/{id}", get(retrieve_batch))
+        .route("/v1/batches/{id}/cancel", post(cancel_batch))
         .with_state(state)
 }
 
@@ -1336,4 +1395,292 @@ fn reset_mid_stream(req: &Request, text: &str) -> Response {
     r.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
     r
+}
+
+/// `POST /v1/files` (multipart: `purpose`, `file`).
+async fn upload_file(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(boundary) = ct.split("boundary=").nth(1) else {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "not multipart",
+            "invalid_request_error",
+        );
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let purpose_ok = text.contains("name=\"purpose\"\r\n\r\nbatch\r\n");
+    let file = text
+        .split(&format!("--{boundary}"))
+        .find(|p| p.contains("name=\"file\""))
+        .and_then(|p| p.split_once("\r\n\r\n"))
+        .map(|(_, c)| c.strip_suffix("\r\n").unwrap_or(c).to_string());
+    let Some(file) = file.filter(|_| purpose_ok) else {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "need purpose=batch and a file",
+            "invalid_request_error",
+        );
+    };
+    let mut b = s.batch.lock().unwrap();
+    let id = format!("file-{}", b.files.len() + 1);
+    let bytes = file.len();
+    b.files.insert(id.clone(), file.into_bytes());
+    axum::Json(
+        json!({"id": id, "object": "file", "bytes": bytes, "purpose": "batch",
+        "filename": "input.jsonl"}),
+    )
+    .into_response()
+}
+
+async fn file_content(
+    State(s): State<Arc<ServerState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    match s.batch.lock().unwrap().files.get(&id) {
+        Some(f) => f.clone().into_response(),
+        None => error_json(
+            StatusCode::NOT_FOUND,
+            "no such file",
+            "invalid_request_error",
+        ),
+    }
+}
+
+/// Answer one batch line with the script.
+fn batch_line(s: &ServerState, index: usize, line: &Value, expired: bool) -> (bool, String) {
+    let custom_id = line["custom_id"].clone();
+    let id = format!("batch_req_{index}");
+    let err = |code: &str, msg: &str| {
+        json!({"id": id, "custom_id": custom_id, "response": null,
+            "error": {"code": code, "message": msg}})
+        .to_string()
+    };
+    if expired {
+        return (
+            false,
+            err("batch_expired", "not answered within the completion window"),
+        );
+    }
+    let req = Request {
+        index,
+        body: line["body"].clone(),
+    };
+    let reply = (s.script.replies)(&req);
+    let respond = |status: u16, body: Value| {
+        json!({"id": id, "custom_id": custom_id, "error": null,
+            "response": {"status_code": status, "request_id": format!("req_{index}"), "body": body}})
+        .to_string()
+    };
+    match reply {
+        Reply::Status { code, body, .. } => {
+            let body = serde_json::from_str(&body).unwrap_or(json!({"error": {"message": body}}));
+            (false, respond(code, body))
+        }
+        Reply::Hang | Reply::HangMidStream { .. } => (
+            false,
+            err("batch_expired", "not answered within the completion window"),
+        ),
+        reply => match plan(&s.script, &req, reply) {
+            Plan::Events(p) => {
+                let body = match p.whole {
+                    Value::String(raw) => serde_json::from_str(&raw).unwrap_or(Value::String(raw)),
+                    v => v,
+                };
+                (true, respond(200, body))
+            }
+            _ => (
+                false,
+                respond(500, json!({"error": {"message": "server error"}})),
+            ),
+        },
+    }
+}
+
+/// `POST /v1/batches`: answers every line now; see [`BatchMode`].
+async fn create_batch(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    let Ok(req) = serde_json::from_slice::<Value>(&body) else {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "body is not JSON",
+            "invalid_request_error",
+        );
+    };
+    let file_id = req["input_file_id"].as_str().unwrap_or("").to_string();
+    let (input, mode, first) = {
+        let b = s.batch.lock().unwrap();
+        let Some(f) = b.files.get(&file_id) else {
+            return error_json(
+                StatusCode::NOT_FOUND,
+                "no such file",
+                "invalid_request_error",
+            );
+        };
+        (f.clone(), b.mode, b.bodies.len())
+    };
+    if req["endpoint"] != "/v1/chat/completions" || req["completion_window"] != "24h" {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "bad endpoint or window",
+            "invalid_request_error",
+        );
+    }
+    let (mut out, mut errs, mut bodies) = (String::new(), String::new(), Vec::new());
+    let (mut ok, mut failed) = (0, 0);
+    for (i, l) in String::from_utf8_lossy(&input).lines().enumerate() {
+        let Ok(line) = serde_json::from_str::<Value>(l) else {
+            return error_json(
+                StatusCode::BAD_REQUEST,
+                "input line is not JSON",
+                "invalid_request_error",
+            );
+        };
+        if line["method"] != "POST" || line["url"] != "/v1/chat/completions" {
+            return error_json(
+                StatusCode::BAD_REQUEST,
+                "bad method or url",
+                "invalid_request_error",
+            );
+        }
+        let expired = matches!(mode, BatchMode::Expire { done } if i >= done);
+        if !expired {
+            bodies.push(line["body"].clone());
+        }
+        let (good, text) = batch_line(&s, first + i, &line, expired);
+        let dst = if good { &mut out } else { &mut errs };
+        dst.push_str(&text);
+        dst.push('\n');
+        if good { ok += 1 } else { failed += 1 }
+    }
+    let mut b = s.batch.lock().unwrap();
+    b.creates += 1;
+    b.bodies.extend(bodies);
+    let id = format!("batch_{}", b.batches.len() + 1);
+    let obj = json!({"id": id, "object": "batch", "endpoint": "/v1/chat/completions",
+        "input_file_id": file_id, "completion_window": "24h", "status": "validating",
+        "output_file_id": null, "error_file_id": null, "metadata": req["metadata"],
+        "request_counts": {"total": ok + failed, "completed": 0, "failed": 0}});
+    let final_status = if matches!(mode, BatchMode::Expire { .. }) {
+        "expired"
+    } else {
+        "completed"
+    };
+    b.batches.push(EmuBatch {
+        obj: obj.clone(),
+        retrieves: 0,
+        final_status,
+        output: (!out.is_empty()).then_some(out),
+        errors: (!errs.is_empty()).then_some(errs),
+    });
+    b.batches.last_mut().unwrap().obj["request_counts"] =
+        json!({"total": ok + failed, "completed": ok, "failed": failed});
+    let mut shown = obj;
+    shown["request_counts"]["total"] = json!(ok + failed);
+    axum::Json(shown).into_response()
+}
+
+/// Move a batch one step on: validating → in_progress → final.
+fn advance(b: &mut BatchApi, i: usize) -> Value {
+    let n = b.batches.len();
+    let e = &mut b.batches[i];
+    e.retrieves += 1;
+    if e.obj["status"] == "validating" {
+        e.obj["status"] = json!("in_progress");
+    } else if e.obj["status"] == "in_progress" || e.obj["status"] == "cancelling" {
+        e.obj["status"] = json!(e.final_status);
+        let mut files = Vec::new();
+        if let Some(o) = e.output.take() {
+            let id = format!("file-out-{}", i + 1);
+            e.obj["output_file_id"] = json!(id);
+            files.push((id, o));
+        }
+        if let Some(x) = e.errors.take() {
+            let id = format!("file-err-{}", i + 1);
+            e.obj["error_file_id"] = json!(id);
+            files.push((id, x));
+        }
+        let _ = n;
+        let obj = e.obj.clone();
+        for (id, f) in files {
+            b.files.insert(id, f.into_bytes());
+        }
+        return obj;
+    }
+    e.obj.clone()
+}
+
+fn find_batch(b: &BatchApi, id: &str) -> Option<usize> {
+    b.batches.iter().position(|e| e.obj["id"] == id)
+}
+
+async fn retrieve_batch(
+    State(s): State<Arc<ServerState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let mut b = s.batch.lock().unwrap();
+    match find_batch(&b, &id) {
+        Some(i) => axum::Json(advance(&mut b, i)).into_response(),
+        None => error_json(
+            StatusCode::NOT_FOUND,
+            "no such batch",
+            "invalid_request_error",
+        ),
+    }
+}
+
+async fn list_batches(State(s): State<Arc<ServerState>>) -> Response {
+    let b = s.batch.lock().unwrap();
+    let data: Vec<Value> = b.batches.iter().rev().map(|e| e.obj.clone()).collect();
+    axum::Json(json!({"object": "list", "data": data, "has_more": false})).into_response()
+}
+
+/// Cancel: nothing answered is kept; every line becomes a
+/// `batch_cancelled` error.
+async fn cancel_batch(
+    State(s): State<Arc<ServerState>>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Response {
+    let mut b = s.batch.lock().unwrap();
+    let Some(i) = find_batch(&b, &id) else {
+        return error_json(
+            StatusCode::NOT_FOUND,
+            "no such batch",
+            "invalid_request_error",
+        );
+    };
+    let e = &mut b.batches[i];
+    if e.obj["status"] == "validating" || e.obj["status"] == "in_progress" {
+        e.obj["status"] = json!("cancelling");
+        e.final_status = "cancelled";
+        let lines: String = [e.output.take(), e.errors.take()]
+            .into_iter()
+            .flatten()
+            .flat_map(|f| f.lines().map(str::to_string).collect::<Vec<_>>())
+            .map(|l| {
+                let v: Value = serde_json::from_str(&l).unwrap();
+                json!({"id": v["id"], "custom_id": v["custom_id"], "response": null,
+                    "error": {"code": "batch_cancelled", "message": "cancelled"}})
+                .to_string()
+                    + "\n"
+            })
+            .collect();
+        e.errors = Some(lines);
+    }
+    axum::Json(b.batches[i].obj.clone()).into_response()
 }

@@ -1,4 +1,5 @@
-//! The Streams pane: requests in flight with their tokens arriving.
+//! The Streams pane: open batches, and requests in flight with their
+//! tokens arriving.
 
 use ratatui::Frame;
 use ratatui::layout::Rect;
@@ -24,6 +25,30 @@ pub(super) fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool, now: In
     let i = inner(r);
     let w = i.width as usize;
     let mut lines = Vec::new();
+    // Open batches (`straddle batch`), as last journalled: at most two lines.
+    let open: Vec<_> = st
+        .project
+        .batches
+        .values()
+        .filter(|(_, u)| u.status.as_deref() != Some("ingested"))
+        .collect();
+    for (b, u) in open.iter().take(2) {
+        let status = u.status.as_deref().unwrap_or("planned");
+        let head = format!(
+            "⧗ batch {} {} · {} req {}",
+            b.batch,
+            status,
+            b.custom_ids.len(),
+            u.remote_id.as_deref().unwrap_or("")
+        );
+        lines.push(Line::styled(clip(head.trim_end(), w), t.muted()));
+    }
+    if open.len() > 2 {
+        lines.push(Line::styled(
+            clip(&format!("⧗ … {} more batches", open.len() - 2), w),
+            t.muted(),
+        ));
+    }
     for s in st.streams.iter().skip(st.stream_offset) {
         if lines.len() + 2 > i.height as usize {
             break;

@@ -1,0 +1,589 @@
+//! Batch files: the generation session's requests carried by a batch
+//! engine (the OpenAI-compatible Batch API, `vllm run-batch`) instead of
+//! the live engine, and their replies brought back through the session.
+//!
+//! * [`prepare`] plans with the [`Session`] exactly as a live run does (a
+//!   `Start` or `RelabelPending` with every slot free), writes
+//!   `batches/NAME/input.jsonl` (one OpenAI batch line per request, the
+//!   body built by the live client's `body`) and `batches/NAME/plan.jsonl`
+//!   (each request's plan: what its reply is read with), then journals
+//!   `batch_planned` with the custom ids, both files' SHA-256, the seed
+//!   stream and the request counter, so a later run plans fresh requests.
+//! * [`ingest`] reads an output (or error) file and hands every line to
+//!   the session as the engine would hand it a live reply
+//!   ([`Session::carry`], then `EngineEvent::Finished`/`Failed`): the same
+//!   parsing, dedup, failure recording, with the batch name, the remote
+//!   batch id and the custom id in each example's provenance. A custom id
+//!   already in the journal is skipped, so ingesting twice adds nothing;
+//!   bad lines are reported as `file:line: why` and the rest is kept.
+//!   Events are staged and written in groups ([`Project::stage`]); a
+//!   crash loses at most the unwritten groups, which a re-run ingests
+//!   (a reply whose events were torn in the middle of a line keeps the
+//!   examples before the tear, as a live reply would). Expired or
+//!   cancelled lines are reported, not recorded: the next `prepare`
+//!   plans afresh.
+//! * [`submit`], [`refresh`] and [`fetch`] follow a batch through
+//!   `/v1/files` and `/v1/batches`; every step journals what it learnt
+//!   (`batch_updated`) and can be re-run after a crash.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+
+use super::session::{Command, Counting, Session, SessionConfig};
+use crate::augment::{Generator, PlannedRequest, RequestKind};
+use crate::domain::{BackendConfig, BatchPlanned, BatchUpdated, EventKind, ProjectState};
+use crate::engine::EngineEvent;
+use crate::llm::LlmClient;
+use crate::llm::batch::{LineResult, OutputLine, input_line, is_final};
+use crate::store::{Project, write_atomic};
+
+/// Folder of the batches in a project.
+pub const BATCHES_DIR: &str = "batches";
+/// Provenance keys of an ingested example.
+pub const BATCH_KEY: &str = "batch";
+pub const BATCH_ID_KEY: &str = "batch_id";
+pub const CUSTOM_ID_KEY: &str = "custom_id";
+/// Staged events are written after this many lines.
+const FLUSH_EVERY: usize = 4096;
+
+/// `batches/NAME` of a project.
+pub fn batch_dir(project: &Path, name: &str) -> PathBuf {
+    project.join(BATCHES_DIR).join(name)
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The generator of a project with its live settings and templates (as
+/// `straddle generate` makes it).
+pub fn generator_for(project: &Project) -> anyhow::Result<Generator> {
+    let templates = crate::augment::Templates::load(&project.prompts_dir())?;
+    Ok(Generator::new(
+        project.config(),
+        project.classes(),
+        project.generation_settings(),
+        templates,
+        project.state(),
+    ))
+}
+
+/// What [`prepare`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prepared {
+    pub name: String,
+    pub input: PathBuf,
+    pub generate: usize,
+    pub relabel: usize,
+}
+
+/// Plan the requests of a run with the session (every slot free): `count`
+/// examples' worth of generate requests and, with `relabel`, the relabel
+/// of every generated example without a verdict. The requests are those a
+/// live run started from the same state would send first.
+pub fn plan(
+    generator: Generator,
+    state: &ProjectState,
+    backend: &BackendConfig,
+    count: usize,
+    relabel: bool,
+) -> (Vec<PlannedRequest>, Generator) {
+    let mut s = Session::new(
+        generator,
+        SessionConfig {
+            relabel,
+            auto_accept: None,
+            concurrency: usize::MAX / 2,
+            counting: Counting::ThisRun,
+            backend: backend.clone(),
+        },
+    );
+    let out = if count > 0 {
+        s.command(
+            state,
+            Command::Start {
+                target: Some(count),
+                round: None,
+                exact: false,
+            },
+        )
+    } else {
+        s.command(state, Command::RelabelPending)
+    };
+    let plans = out
+        .submit
+        .iter()
+        .filter_map(|j| s.request(j.tag).cloned())
+        .collect();
+    (plans, s.generator().clone())
+}
+
+/// Samples whose relabel an earlier batch planned.
+fn planned_relabels(state: &ProjectState) -> HashSet<u64> {
+    state
+        .batches
+        .values()
+        .flat_map(|(b, _)| b.custom_ids.iter())
+        .filter_map(|id| id.rsplit_once("-s").and_then(|(_, n)| n.parse().ok()))
+        .collect()
+}
+
+/// Plan a batch and write it (see the module docs).
+pub fn prepare(
+    project: &mut Project,
+    generator: Generator,
+    backend: &BackendConfig,
+    count: usize,
+    relabel: bool,
+) -> anyhow::Result<Prepared> {
+    let state = project.state();
+    let mut n = state.batches.len() + 1;
+    while state.batches.contains_key(&format!("b{n}")) {
+        n += 1;
+    }
+    let name = format!("b{n}");
+    let (mut plans, generator) = plan(generator, state, backend, count, relabel);
+    let already = planned_relabels(state);
+    plans.retain(
+        |p| !matches!(p.kind, RequestKind::Relabel { sample } if already.contains(&sample)),
+    );
+    if plans.is_empty() {
+        return Err(crate::error::user(
+            "nothing to plan: give --count N, or --relabel with generated examples not yet relabelled or planned",
+        ));
+    }
+    let client = LlmClient::new(backend)?;
+    let (mut input, mut plan_file) = (String::new(), String::new());
+    let mut ids = Vec::with_capacity(plans.len());
+    let (mut generate, mut relabels) = (0, 0);
+    for (i, mut p) in plans.into_iter().enumerate() {
+        let id = match p.kind {
+            RequestKind::Generate { .. } => {
+                generate += 1;
+                format!("{name}-g{i}")
+            }
+            RequestKind::Relabel { sample } => {
+                relabels += 1;
+                format!("{name}-s{sample}")
+            }
+        };
+        p.provenance
+            .extra
+            .insert(BATCH_KEY.into(), serde_json::json!(name));
+        p.provenance
+            .extra
+            .insert(CUSTOM_ID_KEY.into(), serde_json::json!(id));
+        input.push_str(&input_line(&id, &client.body(&p.request)));
+        input.push('\n');
+        plan_file.push_str(&serde_json::json!({"custom_id": id, "plan": p}).to_string());
+        plan_file.push('\n');
+        ids.push(id);
+    }
+    let dir = batch_dir(project.dir(), &name);
+    std::fs::create_dir_all(&dir)?;
+    let input_path = dir.join("input.jsonl");
+    write_atomic(&dir.join("plan.jsonl"), plan_file.as_bytes())?;
+    write_atomic(&input_path, input.as_bytes())?;
+    project.append(vec![EventKind::BatchPlanned(BatchPlanned {
+        batch: name.clone(),
+        custom_ids: ids,
+        input_sha256: sha256(input.as_bytes()),
+        plan_sha256: sha256(plan_file.as_bytes()),
+        stream: generator.stream(),
+        next_request: generator.counter(),
+    })])?;
+    Ok(Prepared {
+        name,
+        input: input_path,
+        generate,
+        relabel: relabels,
+    })
+}
+
+/// Counts of one ingest, and a message per bad line.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IngestReport {
+    pub lines: usize,
+    /// Replies handed to the session (including failed requests).
+    pub replies: usize,
+    /// Lines whose custom id was ingested before.
+    pub skipped: usize,
+    pub examples: usize,
+    pub duplicates: usize,
+    pub verdicts: usize,
+    /// Requests the file reports as failed (recorded like live failures).
+    pub failed: usize,
+    /// `file:line: why` for each line that failed or could not be used.
+    pub errors: Vec<String>,
+}
+
+impl std::fmt::Display for IngestReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} lines: {} replies ({} examples added, {} duplicates rejected, {} verdicts), \
+             {} already ingested, {} failed requests, {} bad lines",
+            self.lines,
+            self.replies,
+            self.examples,
+            self.duplicates,
+            self.verdicts,
+            self.skipped,
+            self.failed,
+            self.errors.len() - self.failed.min(self.errors.len()),
+        )
+    }
+}
+
+/// Custom ids the journal already holds a reply for.
+fn ingested(state: &ProjectState) -> HashSet<String> {
+    let of = |p: &crate::domain::Provenance| {
+        p.extra
+            .get(CUSTOM_ID_KEY)
+            .and_then(|v| v.as_str())
+            .map(str::to_string)
+    };
+    let mut done: HashSet<String> = state
+        .samples
+        .iter()
+        .filter_map(|s| of(&s.provenance))
+        .chain(state.failures.iter().filter_map(|(_, f)| of(&f.provenance)))
+        .collect();
+    for (b, _) in state.batches.values() {
+        for id in &b.custom_ids {
+            if let Some((_, n)) = id.rsplit_once("-s")
+                && let Ok(n) = n.parse::<u64>()
+                && state.sample(n).is_some_and(|s| s.verdict().is_some())
+            {
+                done.insert(id.clone());
+            }
+        }
+    }
+    done
+}
+
+/// The plans of a batch, checked against the journal's hash.
+fn load_plans(project: &Project, name: &str) -> anyhow::Result<HashMap<String, PlannedRequest>> {
+    let (b, _) = project
+        .state()
+        .batches
+        .get(name)
+        .ok_or_else(|| anyhow::anyhow!("batch {name} was never planned in this project"))?;
+    let path = batch_dir(project.dir(), name).join("plan.jsonl");
+    let bytes =
+        std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    if sha256(&bytes) != b.plan_sha256 {
+        anyhow::bail!(
+            "{} changed since batch {name} was planned (its SHA-256 differs from the journal's)",
+            path.display()
+        );
+    }
+    #[derive(serde::Deserialize)]
+    struct Line {
+        custom_id: String,
+        plan: PlannedRequest,
+    }
+    let mut out = HashMap::new();
+    for (i, l) in bytes.split(|b| *b == b'\n').enumerate() {
+        if l.is_empty() {
+            continue;
+        }
+        let l: Line = serde_json::from_slice(l)
+            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+        out.insert(l.custom_id, l.plan);
+    }
+    Ok(out)
+}
+
+/// Ingest a batch output or error file (see the module docs). `remote`
+/// is the provider's batch id, recorded in the provenance when known.
+pub fn ingest(
+    project: &mut Project,
+    generator: Generator,
+    backend: &BackendConfig,
+    file: &Path,
+    remote: Option<&str>,
+) -> anyhow::Result<IngestReport> {
+    let bytes =
+        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let mut session = Session::new(
+        generator,
+        SessionConfig {
+            relabel: false,
+            auto_accept: None,
+            concurrency: 1,
+            counting: Counting::ThisRun,
+            backend: backend.clone(),
+        },
+    );
+    let mut done = ingested(project.state());
+    let mut plans: HashMap<String, Result<HashMap<String, PlannedRequest>, String>> =
+        HashMap::new();
+    let mut r = IngestReport::default();
+    let model = backend.model.clone();
+    let shown = file.display().to_string();
+    let mut since_flush = 0;
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let last = lines.len();
+    for (i, raw) in lines.into_iter().enumerate() {
+        let at = i + 1;
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        r.lines += 1;
+        let mut bad = |m: String| r.errors.push(format!("{shown}:{at}: {m}"));
+        let line: OutputLine<'_> = match std::str::from_utf8(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::from_str(s).map_err(|e| e.to_string()))
+        {
+            Ok(l) => l,
+            Err(e) if at == last => {
+                bad(format!(
+                    "torn last line (no newline, not JSON: {e}); re-fetch the file"
+                ));
+                continue;
+            }
+            Err(e) => {
+                bad(format!("not a batch output line: {e}"));
+                continue;
+            }
+        };
+        let Some(id) = line.custom_id.clone() else {
+            bad("no custom_id".into());
+            continue;
+        };
+        if done.contains(&id) {
+            r.skipped += 1;
+            continue;
+        }
+        let batch = id.rsplit_once('-').map(|(b, _)| b).unwrap_or("");
+        let table = plans
+            .entry(batch.to_string())
+            .or_insert_with(|| load_plans(project, batch).map_err(|e| format!("{e:#}")));
+        let plan = match table {
+            // Taken, not cloned: a custom id is handed over once.
+            Ok(t) => match t.remove(&id) {
+                Some(p) => p,
+                None => {
+                    bad(format!("unknown custom_id {id}"));
+                    continue;
+                }
+            },
+            Err(e) => {
+                bad(format!("custom_id {id}: {e}"));
+                continue;
+            }
+        };
+        let mut plan = plan;
+        if let Some(remote) = remote {
+            plan.provenance
+                .extra
+                .insert(BATCH_ID_KEY.into(), serde_json::json!(remote));
+        }
+        done.insert(id.clone());
+        let tag = session.carry(plan);
+        let ev = match line.result(&model) {
+            LineResult::Reply(response) => EngineEvent::Finished {
+                id: tag,
+                tag,
+                response,
+                latency: Duration::ZERO,
+            },
+            LineResult::Failed(e) => {
+                r.failed += 1;
+                bad(format!("custom_id {id}: {}", e.message));
+                EngineEvent::Failed {
+                    id: tag,
+                    tag,
+                    reason: e.reason,
+                    message: e.message,
+                    raw: e.raw,
+                }
+            }
+        };
+        r.replies += 1;
+        let mut out = session.on_engine(project.state(), ev);
+        while let Some(kinds) = out.append.take() {
+            for k in &kinds {
+                if let EventKind::VerdictRecorded(_) = k {
+                    r.verdicts += 1;
+                }
+            }
+            let events = project.stage(kinds)?;
+            out = session.on_appended(project.state(), &events, true);
+        }
+        since_flush += 1;
+        if since_flush >= FLUSH_EVERY {
+            project.flush()?;
+            since_flush = 0;
+        }
+    }
+    project.flush()?;
+    let rep = session.report();
+    r.examples = rep.examples;
+    r.duplicates = rep.duplicates;
+    Ok(r)
+}
+
+/// The batches of a project with their local state, by name.
+pub fn batches(state: &ProjectState) -> Vec<(&BatchPlanned, &BatchUpdated)> {
+    state.batches.values().map(|(b, u)| (b, u)).collect()
+}
+
+/// Upload and create every planned batch not yet created (or `only`).
+/// Resumable: an uploaded file is not uploaded again; a batch created but
+/// not journalled (a crash in between) is found by its input file id.
+pub async fn submit(
+    project: &mut Project,
+    client: &LlmClient,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let todo: Vec<(BatchPlanned, BatchUpdated)> = project
+        .state()
+        .batches
+        .values()
+        .filter(|(b, u)| u.remote_id.is_none() && only.is_none_or(|o| o == b.batch))
+        .cloned()
+        .collect();
+    let mut made = Vec::new();
+    for (b, u) in todo {
+        let file_id = match u.input_file_id {
+            Some(f) => f,
+            None => {
+                let path = batch_dir(project.dir(), &b.batch).join("input.jsonl");
+                let bytes = std::fs::read(&path)
+                    .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+                if sha256(&bytes) != b.input_sha256 {
+                    anyhow::bail!("{} changed since it was planned", path.display());
+                }
+                let f = client.upload_batch_file("input.jsonl", bytes).await?;
+                project.append(vec![update(&b.batch, |u| {
+                    u.input_file_id = Some(f.clone())
+                })])?;
+                f
+            }
+        };
+        let existing = client
+            .list_batches()
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .find(|r| r.input_file_id.as_deref() == Some(file_id.as_str()));
+        let remote = match existing {
+            Some(r) => r,
+            None => {
+                client
+                    .create_batch(&file_id, serde_json::json!({"straddle_batch": b.batch}))
+                    .await?
+            }
+        };
+        project.append(vec![update(&b.batch, |u| {
+            u.remote_id = Some(remote.id.clone());
+            u.status = Some(remote.status.clone());
+        })])?;
+        made.push(format!("{}: {} ({})", b.batch, remote.id, remote.status));
+    }
+    Ok(made)
+}
+
+fn update(batch: &str, f: impl FnOnce(&mut BatchUpdated)) -> EventKind {
+    let mut u = BatchUpdated {
+        batch: batch.to_string(),
+        ..Default::default()
+    };
+    f(&mut u);
+    EventKind::BatchUpdated(u)
+}
+
+/// Ask the provider where every submitted, unfinished batch stands and
+/// journal what changed. One line per batch.
+pub async fn refresh(project: &mut Project, client: &LlmClient) -> anyhow::Result<Vec<String>> {
+    let open: Vec<BatchUpdated> = project
+        .state()
+        .batches
+        .values()
+        .map(|(_, u)| u.clone())
+        .collect();
+    let mut lines = Vec::new();
+    for u in open {
+        let Some(remote) = &u.remote_id else {
+            lines.push(format!("{}: planned, not submitted", u.batch));
+            continue;
+        };
+        let status = u.status.as_deref().unwrap_or("");
+        if status == "ingested" || status == "failed" {
+            lines.push(format!("{}: {remote} {status}", u.batch));
+            continue;
+        }
+        let r = client.retrieve_batch(remote).await?;
+        if Some(&r.status) != u.status.as_ref()
+            || r.output_file_id != u.output_file_id
+            || r.error_file_id != u.error_file_id
+        {
+            project.append(vec![update(&u.batch, |x| {
+                x.status = Some(r.status.clone());
+                x.output_file_id = r.output_file_id.clone();
+                x.error_file_id = r.error_file_id.clone();
+            })])?;
+        }
+        let counts = r
+            .request_counts
+            .as_ref()
+            .map(|c| format!(" {}/{} done, {} failed", c.completed, c.total, c.failed))
+            .unwrap_or_default();
+        lines.push(format!("{}: {remote} {}{counts}", u.batch, r.status));
+    }
+    Ok(lines)
+}
+
+/// Download and ingest the output and error files of every finished
+/// batch, then mark it `ingested`. Re-running after a crash downloads
+/// again; the ingest skips what is in the journal.
+pub async fn fetch(
+    project: &mut Project,
+    client: &LlmClient,
+    generator: impl Fn(&Project) -> anyhow::Result<Generator>,
+    backend: &BackendConfig,
+) -> anyhow::Result<Vec<(String, IngestReport)>> {
+    refresh(project, client).await?;
+    let ready: Vec<BatchUpdated> = project
+        .state()
+        .batches
+        .values()
+        .map(|(_, u)| u.clone())
+        .filter(|u| u.status.as_deref().is_some_and(is_final))
+        .collect();
+    let mut out = Vec::new();
+    for u in ready {
+        let dir = batch_dir(project.dir(), &u.batch);
+        let mut total = IngestReport::default();
+        let files: BTreeSet<(&str, &String)> =
+            [("output", &u.output_file_id), ("errors", &u.error_file_id)]
+                .into_iter()
+                .filter_map(|(k, f)| f.as_ref().map(|f| (k, f)))
+                .collect();
+        for (kind, file_id) in files {
+            let bytes = client.file_content(file_id).await?;
+            let path = dir.join(format!("{kind}.jsonl"));
+            write_atomic(&path, &bytes)?;
+            let g = generator(project)?;
+            let r = ingest(project, g, backend, &path, u.remote_id.as_deref())?;
+            total.lines += r.lines;
+            total.replies += r.replies;
+            total.skipped += r.skipped;
+            total.examples += r.examples;
+            total.duplicates += r.duplicates;
+            total.verdicts += r.verdicts;
+            total.failed += r.failed;
+            total.errors.extend(r.errors);
+        }
+        project.append(vec![update(&u.batch, |x| {
+            x.status = Some("ingested".into())
+        })])?;
+        out.push((u.batch.clone(), total));
+    }
+    Ok(out)
+}
