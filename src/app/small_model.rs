@@ -20,6 +20,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::classify::{Dense, LinearConfig, SmallModel, TextEncoder, TrainConfig};
+use crate::domain::{GenerationSettings, ProjectConfig};
 use crate::embed::{self, EmbedError, Embedder, VectorStore};
 use crate::store::Project;
 
@@ -109,6 +110,18 @@ pub struct Chosen {
 }
 
 impl Chosen {
+    /// Only the n-gram model (tests, and front ends that must not load
+    /// an embedder).
+    pub fn ngram(settings: &GenerationSettings, classes: usize) -> Chosen {
+        let (ngram, linear) = configs_for(settings, classes);
+        Chosen {
+            ngram,
+            linear,
+            encoder: None,
+            note: None,
+        }
+    }
+
     /// The model to train.
     pub fn model(&self) -> SmallModel<'_> {
         match &self.encoder {
@@ -124,9 +137,14 @@ impl Chosen {
 /// The classifier settings of a project: sized for its classes and seeded
 /// with the generation seed so scores are reproducible.
 pub fn configs(project: &Project) -> (TrainConfig, LinearConfig) {
-    let seed = project.generation_settings().seed;
+    configs_for(&project.generation_settings(), project.class_names().len())
+}
+
+/// [`configs`] from a snapshot's settings and class count.
+pub fn configs_for(settings: &GenerationSettings, classes: usize) -> (TrainConfig, LinearConfig) {
+    let seed = settings.seed;
     (
-        TrainConfig::for_classes(project.class_names().len(), seed),
+        TrainConfig::for_classes(classes, seed),
         LinearConfig {
             seed,
             ..LinearConfig::default()
@@ -137,7 +155,28 @@ pub fn configs(project: &Project) -> (TrainConfig, LinearConfig) {
 /// Build the small model `choice` asks for on `project`. `read_only`: see
 /// [`ProjectEncoder::new`].
 pub fn choose(project: &Project, choice: ModelChoice, read_only: bool) -> anyhow::Result<Chosen> {
-    let (ngram, linear) = configs(project);
+    choose_for(
+        project.config(),
+        &project.cache_dir(),
+        &project.generation_settings(),
+        project.class_names().len(),
+        choice,
+        read_only,
+    )
+}
+
+/// [`choose`] from a snapshot (what a job off the UI task has): the
+/// project's config, its cache folder, its settings and class count.
+/// Loading the embedder reads its weights, so call it off the UI task.
+pub fn choose_for(
+    config: &ProjectConfig,
+    cache_dir: &Path,
+    settings: &GenerationSettings,
+    classes: usize,
+    choice: ModelChoice,
+    read_only: bool,
+) -> anyhow::Result<Chosen> {
+    let (ngram, linear) = configs_for(settings, classes);
     let mut chosen = Chosen {
         ngram,
         linear,
@@ -147,9 +186,9 @@ pub fn choose(project: &Project, choice: ModelChoice, read_only: bool) -> anyhow
     if choice == ModelChoice::Ngram {
         return Ok(chosen);
     }
-    match embed::from_config(&project.config().embeddings) {
+    match embed::from_config(&config.embeddings) {
         Ok(Some(e)) => {
-            chosen.encoder = Some(ProjectEncoder::new(e, &project.cache_dir(), read_only));
+            chosen.encoder = Some(ProjectEncoder::new(e, cache_dir, read_only));
         }
         Ok(None) if choice == ModelChoice::Auto => {
             chosen.note = Some(

@@ -262,6 +262,11 @@ pub struct LoopArgs {
     /// better than chance (or never measured it).
     #[arg(long)]
     pub force: bool,
+    /// The small model scoring each round: `auto` (logistic regression
+    /// on sentence embeddings when an embedder is configured and
+    /// installed, else the n-gram model), `embedding` or `ngram`.
+    #[arg(long, value_enum, default_value_t)]
+    pub model: crate::app::small_model::ModelChoice,
     #[command(flatten)]
     pub backend: BackendFlags,
 }
