@@ -155,7 +155,7 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
     }
     let names = project.class_names();
     // The process holds the project, so new vectors go to its store.
-    let chosen = small_model::choose(&project, args.model, false)?;
+    let chosen = small_model::choose(&project, args.small_model, false)?;
     if let Some(note) = &chosen.note {
         crate::errln!("note: {note}");
     }
