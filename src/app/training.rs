@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 
+use crate::classify::doubt::{ModelDoubtConfig, project_doubt};
 use crate::classify::{
     self, Comparison, Mistake, SignalConfig, Signals, SmallModel, TrainConfig, Verdict,
 };
@@ -113,14 +114,31 @@ pub fn round(
 }
 
 /// Training-dynamics signals of the review pool of `state`, computed with
-/// `model`.
+/// `model`. With the embedding model they also carry its doubt
+/// (`classify::doubt::project_doubt`): out-of-fold disagreement with the
+/// intended label, low calibrated confidence and disagreeing nearest
+/// neighbours, as reasons the review order weighs and shows.
 pub fn signals(
     model: &SmallModel<'_>,
     state: &ProjectState,
     names: &[String],
 ) -> Result<HashMap<SampleId, Signals>, String> {
-    classify::signals_with(model, state, names, &SignalConfig::default())
-        .map_err(|e| format!("{e:#}"))
+    let mut out = classify::signals_with(model, state, names, &SignalConfig::default())
+        .map_err(|e| format!("{e:#}"))?;
+    if let SmallModel::Embedding { encoder, cfg } = model {
+        let doubt = project_doubt(state, names, *encoder, cfg, &ModelDoubtConfig::default())
+            .map_err(|e| format!("{e:#}"))?;
+        for (id, d) in doubt {
+            if let Some(sig) = out.get_mut(&id) {
+                for r in d.reasons {
+                    if !sig.reasons.contains(&r) {
+                        sig.reasons.push(r);
+                    }
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -208,5 +226,43 @@ mod tests {
         assert!(line.starts_with("r1 macro-F1 "), "{line}");
         assert!(line.ends_with(", unclear)"), "{line}");
         assert!(line.contains(" → ") && line.contains('['), "{line}");
+    }
+
+    /// With an embedding model (a toy encoder here) the signals carry the
+    /// model's doubt: a generated example whose label was flipped gets
+    /// the out-of-fold and neighbour reasons and rises in doubt.
+    #[test]
+    fn signals_on_the_embedding_model_carry_its_doubt_reasons() {
+        use crate::classify::doubt::{MODEL_DISAGREES, NEIGHBOURS_DISAGREE};
+        use crate::classify::small::HashedBagEncoder;
+        let mut rows: Vec<(String, &str, Origin)> = Vec::new();
+        for i in 0..6 {
+            rows.push((format!("apples pears plums {i}"), "fruit", Origin::Seed));
+            rows.push((format!("trucks engines wheels {i}"), "cars", Origin::Seed));
+        }
+        // Fruit, labelled cars.
+        rows.push(("apples pears plums ripe".into(), "cars", Origin::Generated));
+        rows.push(("trucks wheels fast".into(), "cars", Origin::Generated));
+        let rows: Vec<(&str, &str, Origin)> =
+            rows.iter().map(|(t, l, o)| (t.as_str(), *l, *o)).collect();
+        let st = state_with(&rows, vec![crate::domain::testing::accept(14)]);
+        let names = vec!["fruit".to_string(), "cars".to_string()];
+        let encoder = HashedBagEncoder { dim: 64 };
+        let linear = crate::classify::LinearConfig::default();
+        let model = SmallModel::Embedding {
+            encoder: &encoder,
+            cfg: &linear,
+        };
+        let sig = signals(&model, &st, &names).unwrap();
+        assert_eq!(sig.len(), 14);
+        let flipped = &sig[&13];
+        assert!(flipped.reasons.contains(&MODEL_DISAGREES), "{flipped:?}");
+        assert!(
+            flipped.reasons.contains(&NEIGHBOURS_DISAGREE),
+            "{flipped:?}"
+        );
+        let fine = &sig[&14];
+        assert!(!fine.reasons.contains(&MODEL_DISAGREES), "{fine:?}");
+        assert!(flipped.doubt() > fine.doubt());
     }
 }
