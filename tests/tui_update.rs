@@ -963,11 +963,21 @@ fn round_key_runs_one_round_off_the_ui_and_its_result_updates_state_and_queue() 
             augmented: scores(0.5, &["HUM", "LOC"]),
             errors: vec![val[1]],
         },
+        // Two held-out examples, one more right: the interval includes 0.
+        comparison: straddle::classify::bootstrap::compare(2, &[0, 1], &[0, 0], &[0, 1], 1000, 0),
+        model: "ngram".into(),
+        note: Some("no embedder configured".into()),
         mistakes: vec![mistake.clone()],
         signals: [(flagged, mislabel("NUM"))].into_iter().collect(),
     };
     let fx = update(&mut st, Msg::RoundDone(Ok(Box::new(result))));
     assert!(!st.s3.round_running);
+    // Reported with its interval as unclear, never as an improvement.
+    let notice = st.notice.clone().unwrap();
+    assert!(notice.contains("r1 macro-F1 0.250 → 0.500 ("), "{notice}");
+    assert!(notice.contains("unclear)"), "{notice}");
+    assert!(!notice.contains("improvement"), "{notice}");
+    assert!(notice.contains("no embedder configured"), "{notice}");
     assert!(
         matches!(&fx[0], Effect::Append(k) if matches!(k.as_slice(), [EventKind::RoundScored(r)] if r.round == 1)),
         "{fx:?}"
@@ -984,6 +994,17 @@ fn round_key_runs_one_round_off_the_ui_and_its_result_updates_state_and_queue() 
     assert_eq!(rest.len(), 1);
     assert_eq!(st.project.rounds.len(), 1);
     assert_eq!(st.project.rounds[0].augmented.macro_f1, 0.5);
+    // The Stats pane's round lines carry the interval and the verdict.
+    let stats: Vec<String> = straddle::tui::s3_view::stats_lines(&st, 34, 6)
+        .iter()
+        .map(|l| l.to_string())
+        .collect();
+    assert!(
+        stats
+            .iter()
+            .any(|l| l.starts_with("r1 ΔF1 ") && l.ends_with("] unclear")),
+        "{stats:?}"
+    );
     // The likely mislabel rose in the review queue and carries the tag.
     let after = st.queue.position(flagged).unwrap();
     assert!(after < before, "moved from {before} to {after}");

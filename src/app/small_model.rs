@@ -8,18 +8,24 @@
 //! known and from the embedder otherwise. Where it goes:
 //!
 //! * `eval`: `classify::evaluate_with` (wired in `cli/eval.rs`).
-//! * An S3 round (`loop`, the TUI's `R`): `classify::score_round_with`
-//!   instead of `s3::score_round`; report `ev.comparison.headline()` and
-//!   call the round an improvement only if `ev.comparison.is_improvement()`.
-//! * Training signals (the TUI's `T`): `classify::signals_with`.
-//! * Review doubt: `classify::doubt::project_doubt` with
-//!   [`Chosen::encoder`] and [`Chosen::linear`] (reasons
-//!   `model_disagrees`, `low_model_confidence`, `neighbours_disagree`).
+//! * An S3 round (`loop`, the TUI's `R`): `app::training::round`
+//!   (`classify::score_round_with`); the round line carries the macro-F1
+//!   difference with its bootstrap interval and the round is called an
+//!   improvement only if `Comparison::is_improvement()`.
+//! * Training signals (the TUI's `T`, and after rounds):
+//!   `app::training::signals` (`classify::signals_with`), which with the
+//!   embedding model also folds in the review doubt of
+//!   `classify::doubt::project_doubt` (reasons `model_disagrees`,
+//!   `low_model_confidence`, `neighbours_disagree`).
+//!
+//! The TUI builds its model in the job thread with [`choose_for`] from a
+//! snapshot, read-only on the vector store.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::classify::{Dense, LinearConfig, SmallModel, TextEncoder, TrainConfig};
+use crate::domain::{GenerationSettings, ProjectConfig};
 use crate::embed::{self, EmbedError, Embedder, VectorStore};
 use crate::store::Project;
 
@@ -43,6 +49,9 @@ pub struct ProjectEncoder {
     embedder: Arc<dyn Embedder>,
     store: std::sync::Mutex<VectorStore>,
     read_only: bool,
+    /// Read-only: vectors computed by this encoder (a round encodes the
+    /// same texts several times; the store is not written).
+    memo: std::sync::Mutex<std::collections::HashMap<String, Vec<f32>>>,
 }
 
 impl ProjectEncoder {
@@ -55,6 +64,7 @@ impl ProjectEncoder {
             embedder,
             store: std::sync::Mutex::new(store),
             read_only,
+            memo: Default::default(),
         }
     }
 }
@@ -63,21 +73,21 @@ impl TextEncoder for ProjectEncoder {
     fn encode(&self, texts: &[String]) -> anyhow::Result<Dense> {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         let rows = if self.read_only {
-            let missing: Vec<String> = texts
+            let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
+            let mut missing: Vec<String> = texts
                 .iter()
-                .filter(|t| store.get(t).is_none())
+                .filter(|t| store.get(t).is_none() && !memo.contains_key(*t))
                 .cloned()
                 .collect();
+            missing.sort();
+            missing.dedup();
             let fresh = embed::embed_blocking(&*self.embedder, &missing)?;
-            let mut fresh = missing
-                .into_iter()
-                .zip(fresh)
-                .collect::<std::collections::HashMap<_, _>>();
+            memo.extend(missing.into_iter().zip(fresh));
             texts
                 .iter()
                 .map(|t| match store.get(t) {
                     Some(v) => v.to_vec(),
-                    None => fresh.remove(t).unwrap_or_default(),
+                    None => memo.get(t).cloned().unwrap_or_default(),
                 })
                 .collect::<Vec<_>>()
         } else {
@@ -109,6 +119,18 @@ pub struct Chosen {
 }
 
 impl Chosen {
+    /// Only the n-gram model (tests, and front ends that must not load
+    /// an embedder).
+    pub fn ngram(settings: &GenerationSettings, classes: usize) -> Chosen {
+        let (ngram, linear) = configs_for(settings, classes);
+        Chosen {
+            ngram,
+            linear,
+            encoder: None,
+            note: None,
+        }
+    }
+
     /// The model to train.
     pub fn model(&self) -> SmallModel<'_> {
         match &self.encoder {
@@ -124,9 +146,14 @@ impl Chosen {
 /// The classifier settings of a project: sized for its classes and seeded
 /// with the generation seed so scores are reproducible.
 pub fn configs(project: &Project) -> (TrainConfig, LinearConfig) {
-    let seed = project.generation_settings().seed;
+    configs_for(&project.generation_settings(), project.class_names().len())
+}
+
+/// [`configs`] from a snapshot's settings and class count.
+pub fn configs_for(settings: &GenerationSettings, classes: usize) -> (TrainConfig, LinearConfig) {
+    let seed = settings.seed;
     (
-        TrainConfig::for_classes(project.class_names().len(), seed),
+        TrainConfig::for_classes(classes, seed),
         LinearConfig {
             seed,
             ..LinearConfig::default()
@@ -137,7 +164,28 @@ pub fn configs(project: &Project) -> (TrainConfig, LinearConfig) {
 /// Build the small model `choice` asks for on `project`. `read_only`: see
 /// [`ProjectEncoder::new`].
 pub fn choose(project: &Project, choice: ModelChoice, read_only: bool) -> anyhow::Result<Chosen> {
-    let (ngram, linear) = configs(project);
+    choose_for(
+        project.config(),
+        &project.cache_dir(),
+        &project.generation_settings(),
+        project.class_names().len(),
+        choice,
+        read_only,
+    )
+}
+
+/// [`choose`] from a snapshot (what a job off the UI task has): the
+/// project's config, its cache folder, its settings and class count.
+/// Loading the embedder reads its weights, so call it off the UI task.
+pub fn choose_for(
+    config: &ProjectConfig,
+    cache_dir: &Path,
+    settings: &GenerationSettings,
+    classes: usize,
+    choice: ModelChoice,
+    read_only: bool,
+) -> anyhow::Result<Chosen> {
+    let (ngram, linear) = configs_for(settings, classes);
     let mut chosen = Chosen {
         ngram,
         linear,
@@ -147,9 +195,9 @@ pub fn choose(project: &Project, choice: ModelChoice, read_only: bool) -> anyhow
     if choice == ModelChoice::Ngram {
         return Ok(chosen);
     }
-    match embed::from_config(&project.config().embeddings) {
+    match embed::from_config(&config.embeddings) {
         Ok(Some(e)) => {
-            chosen.encoder = Some(ProjectEncoder::new(e, &project.cache_dir(), read_only));
+            chosen.encoder = Some(ProjectEncoder::new(e, cache_dir, read_only));
         }
         Ok(None) if choice == ModelChoice::Auto => {
             chosen.note = Some(
@@ -168,4 +216,50 @@ pub fn choose(project: &Project, choice: ModelChoice, read_only: bool) -> anyhow
         Err(e) => return Err(e.into()),
     }
     Ok(chosen)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Origin;
+    use crate::domain::testing::state_with;
+
+    /// The default settings choose the local embedder; a round on it
+    /// names the embedding model and reports an interval.
+    #[test]
+    #[ignore = "needs the local embedder weights; scripts/test.sh installs them"]
+    fn a_round_on_the_default_settings_uses_the_embedding_model() {
+        let tmp = tempfile::tempdir().unwrap();
+        let settings = GenerationSettings::default();
+        let chosen = choose_for(
+            &crate::domain::testing::topics_config(&["sports", "food"]),
+            tmp.path(),
+            &settings,
+            2,
+            ModelChoice::Auto,
+            true,
+        )
+        .unwrap();
+        assert!(chosen.encoder.is_some(), "{:?}", chosen.note);
+        let st = state_with(
+            &[
+                ("the striker scored a late goal", "sports", Origin::Seed),
+                ("a tennis match in the rain", "sports", Origin::Seed),
+                ("a bowl of tomato soup", "food", Origin::Seed),
+                ("fresh bread from the oven", "food", Origin::Seed),
+                (
+                    "the goalkeeper saved a penalty",
+                    "sports",
+                    Origin::Validation,
+                ),
+                ("pasta with garlic and oil", "food", Origin::Validation),
+            ],
+            vec![],
+        );
+        let names = vec!["sports".to_string(), "food".to_string()];
+        let r = crate::app::training::round(&chosen.model(), &st, &names, 1).unwrap();
+        assert_eq!(r.model, "embedding");
+        assert!(r.line().starts_with("r1 macro-F1 "), "{}", r.line());
+        assert!(!r.is_improvement(), "two held-out examples show nothing");
+    }
 }

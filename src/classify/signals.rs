@@ -73,7 +73,8 @@ pub struct Signals {
     pub oof_confidence: f64,
     /// The out-of-fold model's most probable class.
     pub oof_label: String,
-    /// Doubt reasons: [`LIKELY_MISLABEL`], [`AMBIGUOUS`], [`HARD_TO_LEARN`].
+    /// Doubt reasons: [`LIKELY_MISLABEL`], [`AMBIGUOUS`], [`HARD_TO_LEARN`],
+    /// and with the embedding model those of [`super::doubt`].
     pub reasons: Vec<&'static str>,
 }
 
@@ -88,6 +89,11 @@ impl Signals {
                 LIKELY_MISLABEL => 1.0,
                 HARD_TO_LEARN => 0.4,
                 AMBIGUOUS => 0.3,
+                // The embedding model's doubt (`super::doubt`), folded in
+                // by the training job.
+                super::doubt::MODEL_DISAGREES => 1.0,
+                super::doubt::NEIGHBOURS_DISAGREE => 0.5,
+                super::doubt::LOW_MODEL_CONFIDENCE => 0.3,
                 _ => 0.0,
             };
         }

@@ -13,7 +13,7 @@ use std::path::Path;
 
 use super::generate::{self, run, run::RunOptions};
 use crate::app::small_model;
-use crate::app::training::train_config;
+use crate::app::training;
 use crate::augment::rationales;
 use crate::classify::{self, LabelledSet, s3};
 use crate::domain::{BackendConfig, EventKind, RationalesAdded, Strategy, UsageRecorded};
@@ -154,9 +154,16 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
         );
     }
     let names = project.class_names();
-    let cfg = train_config(&project.generation_settings(), names.len());
+    // The process holds the project, so new vectors go to its store.
+    let chosen = small_model::choose(&project, args.small_model, false)?;
+    if let Some(note) = &chosen.note {
+        crate::errln!("note: {note}");
+    }
     let mut mistakes = if project.state().generated().next().is_some() {
-        Some(classify::evaluate_project(project.state(), &names, None, &cfg).mistakes)
+        Some(
+            classify::evaluate_project_with(&chosen.model(), project.state(), &names, None)?
+                .mistakes,
+        )
     } else {
         None
     };
@@ -214,11 +221,18 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
             ));
         }
         super::generate::no_progress_error(&summary, &backend, &config)?;
-        let (scored, ev) = s3::score_round(project.state(), &names, &cfg, round)
-            .ok_or_else(|| no_heldout_error(&args.dir))?;
+        let model = chosen.model();
+        let r = training::round(&model, project.state(), &names, round).map_err(|e| {
+            if classify::heldout_set(project.state(), &names).is_empty() {
+                no_heldout_error(&args.dir)
+            } else {
+                anyhow::anyhow!(e)
+            }
+        })?;
+        let scored = &r.scored;
         crate::outln!(
             "Round {round}: accuracy {:.3} (seeds only {:.3}), macro-F1 {:.3} (seeds only {:.3}); \
-             {} of {} held-out examples wrong; trained on {}.",
+             {} of {} held-out examples wrong; trained on {} ({}).",
             scored.augmented.accuracy,
             scored.baseline.accuracy,
             scored.augmented.macro_f1,
@@ -226,9 +240,21 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
             scored.errors.len(),
             scored.augmented.n_test,
             scored.augmented.n_train,
+            model.describe(),
         );
+        // An improvement only when the interval of the difference says so.
+        let verdict = if r.is_improvement() {
+            "an improvement"
+        } else {
+            "not shown to be an improvement"
+        };
+        crate::outln!("Round {round}: {} — {verdict}.", r.line());
+        if let Some(why) = r.comparison.too_small() {
+            crate::outln!("{why}");
+        }
+        let (scored, ev_mistakes) = (r.scored, r.mistakes);
         project.append(vec![EventKind::RoundScored(scored)])?;
-        mistakes = Some(ev.mistakes);
+        mistakes = Some(ev_mistakes);
     }
     Ok(())
 }

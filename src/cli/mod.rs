@@ -265,6 +265,12 @@ pub struct LoopArgs {
     /// better than chance (or never measured it).
     #[arg(long)]
     pub force: bool,
+    /// The small model scoring each round: `auto` (logistic regression
+    /// on sentence embeddings when an embedder is configured and
+    /// installed, else the n-gram model), `embedding` or `ngram`
+    /// (`--model` names the LLM).
+    #[arg(long, value_enum, default_value_t)]
+    pub small_model: crate::app::small_model::ModelChoice,
     #[command(flatten)]
     pub backend: BackendFlags,
 }

@@ -477,25 +477,71 @@ impl App {
     }
 
     /// Train, score and compute signals on a blocking thread, on a
-    /// snapshot of the state (every acknowledged event).
+    /// snapshot of the state (every acknowledged event), with the small
+    /// model the project's settings choose (the embedder loads there).
     fn spawn_round(&self, round: u32) {
-        let (state, settings) = (self.st.project.clone(), self.st.settings.clone());
-        let names: Vec<String> = self.st.classes.iter().map(|c| c.name.clone()).collect();
+        let job = self.model_job();
         let tx = self.bg_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let r = crate::app::training::round(&state, &names, &settings, round).map(Box::new);
+            let r = job.chosen().and_then(|(chosen, note)| {
+                let mut r =
+                    crate::app::training::round(&chosen.model(), &job.state, &job.names, round)?;
+                r.note = note;
+                Ok(Box::new(r))
+            });
             let _ = tx.send(Msg::RoundDone(r));
         });
     }
 
-    /// Training signals of the review pool on a blocking thread.
+    /// Training signals of the review pool on a blocking thread, with the
+    /// chosen small model.
     fn spawn_signals(&self) {
-        let (state, settings) = (self.st.project.clone(), self.st.settings.clone());
-        let names: Vec<String> = self.st.classes.iter().map(|c| c.name.clone()).collect();
+        let job = self.model_job();
         let tx = self.bg_tx.clone();
         tokio::task::spawn_blocking(move || {
-            let r = crate::app::training::signals(&state, &names, &settings);
-            let _ = tx.send(Msg::Signals(Ok(r)));
+            let r = job.chosen().and_then(|(chosen, _)| {
+                crate::app::training::signals(&chosen.model(), &job.state, &job.names)
+            });
+            let _ = tx.send(Msg::Signals(r));
         });
+    }
+
+    /// What a small-model job needs: a snapshot of the state and settings.
+    fn model_job(&self) -> ModelJob {
+        ModelJob {
+            config: self.config.clone(),
+            cache_dir: self.dir.join("cache"),
+            state: self.st.project.clone(),
+            settings: self.st.settings.clone(),
+            names: self.st.classes.iter().map(|c| c.name.clone()).collect(),
+        }
+    }
+}
+
+/// A small-model job's snapshot.
+struct ModelJob {
+    config: ProjectConfig,
+    cache_dir: PathBuf,
+    state: crate::domain::ProjectState,
+    settings: crate::domain::GenerationSettings,
+    names: Vec<String>,
+}
+
+impl ModelJob {
+    /// The project's small model (embedding by default, the n-gram model
+    /// with a note when no embedder is configured or installed). The
+    /// vector store is only read: the app's other jobs may use it too.
+    fn chosen(&self) -> Result<(crate::app::small_model::Chosen, Option<String>), String> {
+        let chosen = crate::app::small_model::choose_for(
+            &self.config,
+            &self.cache_dir,
+            &self.settings,
+            self.names.len(),
+            crate::app::small_model::ModelChoice::Auto,
+            true,
+        )
+        .map_err(|e| format!("{e:#}"))?;
+        let note = chosen.note.clone();
+        Ok((chosen, note))
     }
 }

@@ -32,6 +32,10 @@ pub struct S3Status {
     /// Generated examples in the project when signals were last asked
     /// for (`None`: never, so they are not kept fresh automatically).
     pub signals_at: Option<u64>,
+    /// Rounds scored in this session with their bootstrap comparison
+    /// (the journal keeps only the scores): the Stats pane shows the
+    /// interval and verdict of these.
+    pub comparisons: std::collections::BTreeMap<u32, crate::classify::Comparison>,
 }
 
 fn generated_total(st: &State) -> u64 {
@@ -90,24 +94,34 @@ pub fn after_append(st: &mut State, fx: &mut Vec<Effect>) {
 pub fn on_round_done(st: &mut State, r: Result<Box<RoundResult>, String>, fx: &mut Vec<Effect>) {
     st.s3.round_running = false;
     st.s3.signals_running = false;
-    let r = match r {
+    let mut r = match r {
         Ok(r) => *r,
         Err(e) => {
             st.last_error = Some(format!("S3 round failed: {e}"));
             return;
         }
     };
-    st.queue.set_signals(r.signals, &st.project, &st.classes);
+    let signals = std::mem::take(&mut r.signals);
+    st.queue.set_signals(signals, &st.project, &st.classes);
     let sources = s3::extrapolation_sources(&st.project, &r.mistakes);
     let sc = &r.scored;
+    // Called an improvement only when the interval lies above 0.
     let mut note = format!(
-        "S3 round {}: macro-F1 {:.3} (seeds only {:.3}), {} of {} held-out wrong",
-        sc.round,
-        sc.augmented.macro_f1,
-        sc.baseline.macro_f1,
+        "S3 {} ({} model{}), {} of {} held-out wrong",
+        r.line(),
+        r.model,
+        if r.is_improvement() {
+            ": an improvement"
+        } else {
+            ""
+        },
         sc.errors.len(),
         sc.augmented.n_test
     );
+    if let Some(why) = &r.note {
+        note.push_str(&format!("; {why}"));
+    }
+    st.s3.comparisons.insert(sc.round, r.comparison.clone());
     if sources.is_empty() {
         note.push_str("; nothing to extrapolate");
     } else {

@@ -81,7 +81,18 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
     let matrix = confusion_lines(st, width);
     // Round rows first (at least the latest), the matrix only if it fits
     // whole below them.
-    let left = rows.saturating_sub(out.len());
+    // The latest round's interval line (rounds scored in this session
+    // only: the journal keeps the scores, not the bootstrap).
+    let latest = rounds.last().and_then(|r| {
+        st.s3
+            .comparisons
+            .get(&r.round)
+            .map(|c| interval_line(r.round, c))
+    });
+    let mut left = rows.saturating_sub(out.len());
+    if latest.is_some() && left >= 2 {
+        left -= 1;
+    }
     let fit_matrix = !matrix.is_empty() && left > matrix.len();
     let round_rows = if fit_matrix {
         (left - matrix.len()).min(rounds.len())
@@ -99,6 +110,11 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
             r.errors.len()
         )));
     }
+    if let Some(l) = latest
+        && out.len() < rows
+    {
+        out.push(l);
+    }
     if fit_matrix && out.len() + matrix.len() <= rows {
         out.extend(matrix);
     } else if !matrix.is_empty() && out.len() < rows {
@@ -110,6 +126,21 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
         out.push(Line::styled(hint, t.muted()));
     }
     out
+}
+
+/// The labelled interval of a round's macro-F1 change and its verdict,
+/// e.g. `r1 ΔF1 −0.049 [−0.12,+0.02] unclear`: a round is an improvement
+/// only when the whole interval is above 0.
+pub fn interval_line(round: u32, c: &crate::classify::Comparison) -> Line<'static> {
+    let d = &c.macro_f1_diff;
+    let sign = |v: f64, p: usize| format!("{v:+.p$}").replacen('-', "\u{2212}", 1);
+    Line::from(format!(
+        "r{round} ΔF1 {} [{},{}] {}",
+        sign(d.estimate, 3),
+        sign(d.low, 2),
+        sign(d.high, 2),
+        crate::app::training::verdict_word(c)
+    ))
 }
 
 /// The latest round's confusion matrix (augmented model), or nothing when

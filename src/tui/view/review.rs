@@ -156,6 +156,9 @@ pub const DOUBT_CODES: &[(&str, char, &str)] = &[
     ("likely_mislabel", 'L', "classifier: likely mislabel"),
     ("ambiguous", '~', "classifier: ambiguous"),
     ("hard_to_learn", 'h', "classifier: hard to learn"),
+    ("model_disagrees", 'M', "model prefers another class"),
+    ("low_model_confidence", 'u', "model unsure of the label"),
+    ("neighbours_disagree", 'n', "nearest examples disagree"),
 ];
 
 /// The legend of [`DOUBT_CODES`], for the help screen.
