@@ -831,7 +831,7 @@ impl Journal {
 /// keeps a second writer out. The OS drops it when the process dies, so
 /// a stale lock never blocks.
 fn lock_journal(file: &File, path: &Path) -> anyhow::Result<()> {
-    match file.try_lock() {
+    match super::lock::try_lock_briefly(file) {
         Ok(()) => Ok(()),
         Err(std::fs::TryLockError::WouldBlock) => Err(crate::error::user(format!(
             "{} is in use by another straddle process (its lock file may have been deleted); \
@@ -844,10 +844,6 @@ fn lock_journal(file: &File, path: &Path) -> anyhow::Result<()> {
     }
 }
 
-/// Append `e` as one line to `buf` with every secret redacted
-/// ([`crate::secrets::redact`]: the journal is meant to be committed). When
-/// a secret was found, `e` is replaced by the redacted event, so the state
-/// folds exactly what is on disk.
 /// Events `first`, `first + 1`, … of `kinds`, stamped now, as redacted
 /// journal lines appended to `buf` (behind a batch header when `batched`
 /// and there is more than one).
@@ -873,6 +869,10 @@ fn encode(first: EventId, kinds: Vec<EventKind>, batched: bool, buf: &mut String
     events
 }
 
+/// Append `e` as one line to `buf` with every secret redacted
+/// ([`crate::secrets::redact`]: the journal is meant to be committed). When
+/// a secret was found, `e` is replaced by the redacted event, so the state
+/// folds exactly what is on disk.
 fn push_redacted(buf: &mut String, e: &mut Event) {
     let line = e.to_json_line();
     let line = match crate::secrets::redact(&line) {

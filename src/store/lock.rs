@@ -36,7 +36,7 @@ impl ProjectLock {
             .truncate(false)
             .open(&path)
             .with_context(|| format!("cannot open lock file {}", path.display()))?;
-        match file.try_lock() {
+        match try_lock_briefly(&file) {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut holder = String::new();
@@ -65,5 +65,23 @@ impl ProjectLock {
             .and_then(|_| file.flush())
             .with_context(|| format!("cannot write lock file {}", path.display()))?;
         Ok(ProjectLock { _file: file })
+    }
+}
+
+/// `file.try_lock()`, tried again for up to half a second while it would
+/// block. A lock this process released can stay held for a moment by a
+/// child that another thread is starting (the descriptor is inherited
+/// between `fork` and `exec`, where close-on-exec closes it), so a lock
+/// that is free again that quickly was never another straddle's; a real
+/// holder is still refused, half a second later.
+pub(crate) fn try_lock_briefly(file: &File) -> Result<(), std::fs::TryLockError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(500);
+    loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
