@@ -347,3 +347,56 @@ fn stats_pane_with_two_rounds() {
         }
     }
 }
+
+/// An untrusted relabel judge greys the review's llm column and the
+/// detail's relabel line, and the detail says why.
+#[test]
+fn review_greys_verdicts_of_an_untrusted_judge() {
+    use straddle::classify::judge::judge_report;
+    use straddle::domain::{EventKind, JudgeScored};
+    let mut st = busy_state(120, 40);
+    // The llm column's cell of the second list row (the first is selected).
+    let llm_cell = |st: &State| {
+        let term = draw(st, 120, 40);
+        let buf = term.backend().buffer().clone();
+        let rows: Vec<String> = (0..40)
+            .map(|y| (0..120).map(|x| buf[(x, y)].symbol().to_string()).collect())
+            .collect();
+        let y = rows.iter().position(|l| l.contains(" llm ")).unwrap();
+        let x = rows[y].chars().collect::<Vec<_>>();
+        let x = (0..x.len())
+            .find(|&i| x[i..].starts_with(&['l', 'l', 'm']))
+            .unwrap();
+        (buf[(x as u16, y as u16 + 2)].fg, rows.join("\n"))
+    };
+    let (before, _) = llm_cell(&st);
+    assert_ne!(
+        before, st.theme.muted,
+        "a trusted or unmeasured judge keeps its colours"
+    );
+    assert_eq!(st.relabel_distrust(), None);
+    let labels: Vec<String> = fixture::classes().into_iter().map(|c| c.name).collect();
+    let truth: Vec<usize> = (0..60).map(|i| i % labels.len()).collect();
+    let report = judge_report("relabel", &labels, &truth, &vec![Some(0); 60]);
+    let events = fixture::stamp(
+        vec![EventKind::JudgeScored(JudgeScored {
+            report,
+            fingerprint: "test".into(),
+        })],
+        st.project.last_event_id,
+    );
+    update(&mut st, Msg::Appended(events));
+    let level = 1.0 / labels.len() as f64;
+    assert_eq!(
+        st.relabel_distrust().unwrap(),
+        format!(
+            "relabel judge not better than chance on held-out examples: {level:.2} vs {level:.2}"
+        )
+    );
+    let (after, screen) = llm_cell(&st);
+    assert_eq!(after, st.theme.muted);
+    assert!(
+        screen.contains("relabel judge not better than chance"),
+        "{screen}"
+    );
+}

@@ -1353,3 +1353,66 @@ fn every_mode_runs_what_its_help_shows() {
     }
     assert!(checked > 40, "{checked}");
 }
+
+/// The parser's rejections journalled on replies' first samples and on
+/// failures are summed as events arrive, and the Streams pane shows them.
+#[test]
+fn parser_rejections_are_summed_as_events_arrive() {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use straddle::domain::{GenerationFailed, Provenance};
+    let mut st = fixture::state(10);
+    assert!(st.parse_rejected.is_empty());
+    let prov = |pairs: &[(&str, u64)]| {
+        let mut p = Provenance::default();
+        let m: serde_json::Map<String, serde_json::Value> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), serde_json::json!(v)))
+            .collect();
+        p.extra.insert(
+            straddle::augment::parse::REJECTED_KEY.into(),
+            serde_json::Value::Object(m),
+        );
+        p
+    };
+    let next = st.project.next_sample_id();
+    let mut added = fixture::events(1)
+        .into_iter()
+        .map(|e| e.kind)
+        .find(|k| matches!(k, EventKind::SampleAdded(_)))
+        .unwrap();
+    if let EventKind::SampleAdded(a) = &mut added {
+        a.id = next;
+        a.provenance = prov(&[("heading", 4), ("too_short", 2)]);
+    }
+    let failed = EventKind::GenerationFailed(GenerationFailed {
+        reason: "empty_reply".into(),
+        raw: String::new(),
+        provenance: prov(&[("outside_list", 9), ("too_short", 4)]),
+    });
+    let events = fixture::stamp(vec![added, failed], st.project.last_event_id);
+    update(&mut st, Msg::Appended(events.clone()));
+    let want: Vec<(String, u64)> = vec![
+        ("heading".into(), 4),
+        ("outside_list".into(), 9),
+        ("too_short".into(), 6),
+    ];
+    assert_eq!(
+        st.parse_rejected.clone().into_iter().collect::<Vec<_>>(),
+        want
+    );
+    // The same as a fresh state folded from the whole journal.
+    let mut journal = fixture::events(10);
+    journal.extend(events);
+    let again = fixture::state_with(&journal);
+    assert_eq!(again.parse_rejected, st.parse_rejected);
+    // The pane clips the line to its width.
+    let mut term = Terminal::new(TestBackend::new(200, 40)).unwrap();
+    update(&mut st, Msg::Resize(200, 40));
+    term.draw(|f| straddle::tui::view::render(f, &st)).unwrap();
+    let screen = format!("{:?}", term.backend());
+    assert!(
+        screen.contains("│parser rejected: heading 4 · outsi"),
+        "{screen}"
+    );
+}

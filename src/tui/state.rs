@@ -447,6 +447,10 @@ pub struct State {
     pub help_offset: usize,
 
     pub tally: Tally,
+    /// Pieces of generation replies the parser did not take, per reason,
+    /// summed over the samples' and failures' provenance (as `stats`
+    /// does), kept as events are applied.
+    pub parse_rejected: BTreeMap<String, u64>,
     /// Seed sample ids in journal order.
     pub seeds: Vec<SampleId>,
 
@@ -556,6 +560,7 @@ impl State {
             stream_offset: 0,
             help_offset: 0,
             tally: Tally::default(),
+            parse_rejected: BTreeMap::new(),
             seeds: Vec::new(),
             engine: EngineStatus::Idle,
             limit: None,
@@ -583,8 +588,48 @@ impl State {
                 st.seeds.push(s.id);
             }
         }
+        st.parse_rejected = crate::augment::parse::sum_rejections(
+            st.project
+                .samples
+                .iter()
+                .map(|s| &s.provenance)
+                .chain(st.project.failures.iter().map(|(_, f)| &f.provenance)),
+        );
         st.queue.rebuild(&st.project, &st.classes);
         st
+    }
+
+    /// Add the parser's rejections journalled on `p` to [`Self::parse_rejected`].
+    fn count_rejections(&mut self, p: &crate::domain::Provenance) {
+        for (k, v) in crate::augment::parse::sum_rejections([p]) {
+            *self.parse_rejected.entry(k).or_default() += v;
+        }
+    }
+
+    /// Why the relabeler's verdicts are not to be trusted (its latest
+    /// `straddle judge` report, the test the bulk rules and the Stats pane
+    /// use), or `None` when it is trusted or was never measured.
+    pub fn relabel_distrust(&self) -> Option<String> {
+        let r = &self
+            .project
+            .judges
+            .get(crate::classify::judge::RELABEL_JUDGE)?
+            .report;
+        if r.trusted() {
+            None
+        } else if r.n == 0 {
+            Some("relabel judge measured on no held-out example".into())
+        } else if !r.better_than_chance() {
+            Some(format!(
+                "relabel judge not better than chance on held-out examples: {:.2} vs {:.2}",
+                r.accuracy, r.chance
+            ))
+        } else {
+            Some(format!(
+                "relabel judge not better than the majority class on held-out examples: {:.2} vs {:.2}",
+                r.accuracy, r.majority
+            ))
+        }
     }
 
     /// The selected sample of the review queue.
@@ -670,7 +715,12 @@ impl State {
                     }
                 }
                 EventKind::SettingsChanged(s) => self.settings = s.generation.clone(),
-                EventKind::SampleAdded(a) if a.origin == Origin::Seed => self.seeds.push(a.id),
+                EventKind::SampleAdded(a) => {
+                    if a.origin == Origin::Seed {
+                        self.seeds.push(a.id);
+                    }
+                    self.count_rejections(&a.provenance);
+                }
                 // Only this session writes the journal while the app runs.
                 EventKind::UsageRecorded(u) if u.run == USAGE_RUN => {
                     self.journaled_usage.add(&u.usage)
@@ -678,10 +728,10 @@ impl State {
                 EventKind::GenerationFailed(g) => {
                     self.failed += 1;
                     self.last_failure = Some(g.reason.clone());
+                    self.count_rejections(&g.provenance);
                 }
                 // Read from the fold (`self.project`) where they are shown.
-                EventKind::SampleAdded(_)
-                | EventKind::UsageRecorded(_)
+                EventKind::UsageRecorded(_)
                 | EventKind::VerdictRecorded(_)
                 | EventKind::Decided(_)
                 | EventKind::Edited(_)

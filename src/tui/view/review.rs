@@ -74,6 +74,8 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             list,
         );
     }
+    // An untrusted relabeler (`straddle judge`): its verdicts are greyed.
+    let distrusted = st.relabel_distrust().is_some();
     let offset = st.review_offset.min(n.saturating_sub(1));
     let mut lines = Vec::with_capacity(list.height as usize);
     for row in 0..list.height as usize {
@@ -85,6 +87,7 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             None => ("…".to_string(), "    ".to_string(), t.muted()),
             Some(v) => {
                 let style = match s.agrees() {
+                    _ if distrusted => t.muted(),
                     Some(true) => Style::default().fg(t.accept),
                     Some(false) => Style::default().fg(t.reject),
                     None => Style::default().fg(t.warn),
@@ -208,8 +211,10 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         Span::styled("intended ", t.muted()),
         Span::raw(s.label.clone()),
     ];
+    let distrust = st.relabel_distrust();
     if let Some(v) = s.verdict() {
         let style = match s.agrees() {
+            _ if distrust.is_some() => t.muted(),
             Some(true) => Style::default().fg(t.accept),
             _ => Style::default().fg(t.reject),
         };
@@ -224,6 +229,11 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         ));
     }
     out.push(Line::from(head));
+    if let Some(why) = distrust
+        && s.verdict().is_some()
+    {
+        out.push(Line::styled(why, t.muted()));
+    }
     if let Some(v) = s.verdict()
         && !v.confidence.is_empty()
     {

@@ -49,6 +49,18 @@ pub(super) fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool, now: In
             t.muted(),
         ));
     }
+    // What the parser did not take from the replies, over the project.
+    if !st.parse_rejected.is_empty() {
+        let per: Vec<String> = st
+            .parse_rejected
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        lines.push(Line::styled(
+            clip(&format!("parser rejected: {}", per.join(" · ")), w),
+            t.muted(),
+        ));
+    }
     for s in st.streams.iter().skip(st.stream_offset) {
         if lines.len() + 2 > i.height as usize {
             break;
@@ -92,7 +104,7 @@ pub(super) fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool, now: In
         };
         lines.push(body);
     }
-    if lines.is_empty() {
+    if st.streams.is_empty() && open.is_empty() {
         lines.push(Line::styled("no requests yet", t.muted()));
     }
     f.render_widget(Paragraph::new(lines), i);
