@@ -42,6 +42,7 @@
 //! [`tmux`] drives it in a terminal, [`project`] builds projects in process.
 #![allow(dead_code)]
 
+pub mod batch_fixture;
 pub mod cli;
 pub mod project;
 pub mod tmux;
