@@ -580,27 +580,23 @@ pub fn is_dup_rejected(s: &crate::domain::SampleState) -> bool {
 
 /// One past the highest seed stream recorded in the project (0 for none).
 pub fn next_stream(state: &ProjectState) -> u64 {
-    let of = |p: &Provenance| p.extra.get(STREAM_KEY).and_then(|v| v.as_u64());
-    state
-        .samples
-        .iter()
-        .filter_map(|s| of(&s.provenance))
-        .chain(state.failures.iter().filter_map(|(_, f)| of(&f.provenance)))
-        .max()
-        .map_or(0, |m| m + 1)
-        .max(
-            state
-                .batches
-                .values()
-                .map(|(b, _)| b.stream + 1)
-                .max()
-                .unwrap_or(0),
-        )
+    one_past_recorded(state, STREAM_KEY, |b| b.stream + 1)
 }
 
 /// One past the highest request counter recorded in the project.
 fn next_counter(state: &ProjectState) -> u64 {
-    let of = |p: &Provenance| p.extra.get(REQUEST_KEY).and_then(|v| v.as_u64());
+    one_past_recorded(state, REQUEST_KEY, |b| b.next_request)
+}
+
+/// One past the highest number under `key` in the provenance of samples
+/// and failures, and at least what `batch_next` says each planned batch
+/// has used up (0 for none).
+fn one_past_recorded(
+    state: &ProjectState,
+    key: &str,
+    batch_next: impl Fn(&crate::domain::BatchPlanned) -> u64,
+) -> u64 {
+    let of = |p: &Provenance| p.extra.get(key).and_then(|v| v.as_u64());
     state
         .samples
         .iter()
@@ -612,7 +608,7 @@ fn next_counter(state: &ProjectState) -> u64 {
             state
                 .batches
                 .values()
-                .map(|(b, _)| b.next_request)
+                .map(|(b, _)| batch_next(b))
                 .max()
                 .unwrap_or(0),
         )
