@@ -69,14 +69,7 @@ mod tests {
     use crate::domain::{Class, Origin};
 
     fn classes() -> Vec<Class> {
-        ["sports", "food", "weather"]
-            .iter()
-            .map(|c| Class {
-                name: c.to_string(),
-                description: format!("{c} talk"),
-                weight: 1.0,
-            })
-            .collect()
+        crate::domain::testing::classes(&["sports", "food", "weather"], |c| format!("{c} talk"))
     }
 
     fn mistake(id: u64, text: &str, truth: &str, predicted: &str, confidence: f64) -> Mistake {

@@ -222,31 +222,16 @@ mod tests {
     use crate::augment::generator::{Generator, Reply};
     use crate::augment::templates::Templates;
     use crate::domain::testing::state_with;
-    use crate::domain::{Class, GenerationSettings, Origin, ProjectConfig, Status, TaskConfig};
+    use crate::domain::{Class, GenerationSettings, Origin, ProjectConfig, Status};
+
+    const NAMES: [&str; 3] = ["sports", "food", "weather"];
 
     fn classes() -> Vec<Class> {
-        ["sports", "food", "weather"]
-            .iter()
-            .map(|c| Class {
-                name: c.to_string(),
-                description: format!("{c} talk"),
-                weight: 1.0,
-            })
-            .collect()
+        crate::domain::testing::classes(&NAMES, |c| format!("{c} talk"))
     }
 
     fn config() -> ProjectConfig {
-        ProjectConfig {
-            task: TaskConfig {
-                name: "topics".into(),
-                description: "Short posts.".into(),
-            },
-            classes: classes(),
-            backend: Default::default(),
-            generation: GenerationSettings::default(),
-            relabel: Default::default(),
-            embeddings: Default::default(),
-        }
+        crate::domain::testing::topics_config(&NAMES)
     }
 
     fn mistake(id: u64, text: &str, truth: &str, predicted: &str, confidence: f64) -> Mistake {
