@@ -638,21 +638,26 @@ async fn cache_makes_a_second_run_http_free_and_re_asks_only_changes() {
     assert_eq!(server.requests(), 9);
     assert_eq!((u3.requests, c3), (1, 7));
 
-    // a corrupt entry is a miss, not an error
-    let mut files = vec![];
-    for sub in std::fs::read_dir(dir.path()).unwrap() {
-        for f in std::fs::read_dir(sub.unwrap().path()).unwrap() {
-            files.push(f.unwrap().path());
-        }
-    }
-    assert_eq!(files.len(), 9);
-    std::fs::write(&files[0], b"{\"text\":").unwrap();
+    // the cache is one append-only pack, not a file per response
+    let files: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+
+    // a corrupt entry is a miss, not an error: damage the first record's
+    // payload (past its 44-byte header)
+    let mut bytes = std::fs::read(&files[0]).unwrap();
+    bytes[50] ^= 0x55;
+    std::fs::write(&files[0], &bytes).unwrap();
     let (_, c4, _) = run(jobs(1.0), ResponseCache::new(dir.path())).await;
     assert_eq!((server.requests(), c4), (10, 7));
 
-    // --no-cache: every request goes out
-    let (u5, c5, _) = run(jobs(1.0), ResponseCache::new(dir.path()).write_only()).await;
+    // --no-cache: every request goes out, and nothing is written
+    let size = std::fs::metadata(&files[0]).unwrap().len();
+    let (u5, c5, _) = run(jobs(1.0), ResponseCache::new(dir.path()).disabled()).await;
     assert_eq!((server.requests(), u5.requests, c5), (18, 8, 0));
+    assert_eq!(std::fs::metadata(&files[0]).unwrap().len(), size);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

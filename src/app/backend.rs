@@ -15,7 +15,8 @@ pub struct BackendFlags {
     /// Maximum requests in flight.
     #[arg(long)]
     pub concurrency: Option<usize>,
-    /// Ask the server even where the response cache has an answer.
+    /// Neither read nor write the response cache: every request goes to the
+    /// server and nothing is stored.
     #[arg(long)]
     pub no_cache: bool,
 }
@@ -45,11 +46,11 @@ impl BackendFlags {
         b
     }
 
-    /// The response cache in `cache_dir`, write-only under `--no-cache`.
+    /// The response cache in `cache_dir`, switched off under `--no-cache`.
     pub fn cache(&self, cache_dir: impl Into<std::path::PathBuf>) -> crate::llm::ResponseCache {
         let cache = crate::llm::ResponseCache::new(cache_dir);
         if self.no_cache {
-            cache.write_only()
+            cache.disabled()
         } else {
             cache
         }

@@ -59,7 +59,7 @@ pub async fn judge_relabel(
         .map(|&i| generator.plan_relabel(st, heldout[i].0))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let cache = crate::llm::ResponseCache::new(project.cache_dir());
-    let cache = if no_cache { cache.write_only() } else { cache };
+    let cache = if no_cache { cache.disabled() } else { cache };
     let (engine, mut events) = Engine::start(&backend, Some(cache))?;
     for (tag, p) in planned.iter().enumerate() {
         engine.submit(Job::new(p.request.clone(), tag as u64));

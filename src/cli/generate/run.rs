@@ -168,7 +168,7 @@ impl Driver {
         }
         let cache = ResponseCache::new(project.cache_dir());
         let cache = if opts.no_cache {
-            cache.write_only()
+            cache.disabled()
         } else {
             cache
         };
