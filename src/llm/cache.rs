@@ -384,7 +384,6 @@ mod tests {
         assert_ne!(k, ResponseCache::key("h", "m2", &body(1.0)));
     }
 
-
     fn packs_in(dir: &Path) -> Vec<PathBuf> {
         let mut v: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
@@ -413,7 +412,11 @@ mod tests {
         let reopened = ResponseCache::new(dir.path());
         assert_eq!(reopened.get(&k).unwrap().text, "again");
         assert_eq!(reopened.get(&k2).unwrap().text, "other");
-        assert_eq!(packs_in(dir.path()).len(), 1, "one pack, no file per response");
+        assert_eq!(
+            packs_in(dir.path()).len(),
+            1,
+            "one pack, no file per response"
+        );
         let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
         assert_eq!(leftovers, 1, "no temporary files");
     }
@@ -429,7 +432,10 @@ mod tests {
         assert!(off.get(&k).is_none());
         off.put(&ResponseCache::key("h", "m", &body(0.1)), &resp("x"))
             .unwrap();
-        assert_eq!(std::fs::metadata(&packs_in(&folder)[0]).unwrap().len(), before);
+        assert_eq!(
+            std::fs::metadata(&packs_in(&folder)[0]).unwrap().len(),
+            before
+        );
         let fresh = dir.path().join("never");
         ResponseCache::new(&fresh)
             .disabled()
@@ -461,7 +467,11 @@ mod tests {
         assert!(reopened.get(&keys[1]).is_none(), "checksum mismatch");
         assert!(reopened.get(&keys[2]).is_none(), "torn record");
         reopened.put(&keys[2], &resp("again")).unwrap();
-        assert_eq!(packs_in(dir.path()).len(), 2, "a torn pack is not appended to");
+        assert_eq!(
+            packs_in(dir.path()).len(),
+            2,
+            "a torn pack is not appended to"
+        );
         let third = ResponseCache::new(dir.path());
         assert_eq!(third.get(&keys[2]).unwrap().text, "again");
         assert_eq!(third.get(&keys[0]).unwrap().text, "r0");
