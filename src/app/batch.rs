@@ -405,15 +405,16 @@ pub fn ingest(
             }
         };
         r.replies += 1;
-        let mut out = session.on_engine(project.state(), ev);
-        while let Some(kinds) = out.append.take() {
+        let out = session.on_engine(project.state(), ev);
+        let mut queue: std::collections::VecDeque<Vec<EventKind>> = out.appends.into();
+        while let Some(kinds) = queue.pop_front() {
             for k in &kinds {
                 if let EventKind::VerdictRecorded(_) = k {
                     r.verdicts += 1;
                 }
             }
             let events = project.stage(kinds)?;
-            out = session.on_appended(project.state(), &events, true);
+            queue.extend(session.on_appended(project.state(), &events, true).appends);
         }
         since_flush += 1;
         if since_flush >= FLUSH_EVERY {

@@ -4,7 +4,7 @@
 //!
 //! ```text
 //!  commands ─────────┐                       ┌──▶ jobs to submit (engine)
-//!  engine events ────┼──▶ Session (pure) ────┼──▶ events to append (one batch at a time)
+//!  engine events ────┼──▶ Session (pure) ────┼──▶ events to append (batches, acked in order)
 //!  journal acks ─────┘                       └──▶ engine controls, notes, status()
 //! ```
 //!
@@ -41,9 +41,10 @@
 //!   A front end turns the tally into the no-progress exit
 //!   ([`FailureTally::no_progress`]).
 //!
-//! Replies are turned into events one at a time, each appended and
-//! acknowledged before the next, because `sample_added` ids are counted
-//! from the state (see `augment::generator`).
+//! Replies are turned into events as they arrive, each reply one batch of
+//! [`Output::appends`]: several may wait for their acknowledgements at once
+//! (a front end commits them together), and the `sample_added` ids of a
+//! batch follow those of the batches still unacknowledged.
 //!
 //! Where the next pieces plug in: a class scheduler is asked once per free
 //! slot (`Generator::plan_generate_n` in `fill`, never a queue of plans);
@@ -64,6 +65,9 @@ use crate::domain::{
     SampleId,
 };
 use crate::engine::{EngineEvent, FailReason, FailureTally, Job, LimitReason};
+
+/// Most appends handed out before the first of them is acknowledged.
+const MAX_UNACKED: usize = 256;
 
 /// The session's number for a request; the engine job's tag.
 pub type RequestId = u64;
@@ -161,8 +165,10 @@ pub enum Note {
 pub struct Output {
     /// Jobs for the engine, tagged with their request id.
     pub submit: Vec<Job>,
-    /// Events to append; answer with [`Session::on_appended`] (`ours`).
-    pub append: Option<Vec<EventKind>>,
+    /// Batches of events to append, in order; answer each with
+    /// [`Session::on_appended`] (`ours`), in the same order. A front end
+    /// may write several with one fsync (group commit).
+    pub appends: Vec<Vec<EventKind>>,
     pub control: Vec<Control>,
     pub notes: Vec<Note>,
 }
@@ -171,7 +177,7 @@ impl Output {
     /// Nothing to do.
     pub fn is_empty(&self) -> bool {
         self.submit.is_empty()
-            && self.append.is_none()
+            && self.appends.is_empty()
             && self.control.is_empty()
             && self.notes.is_empty()
     }
@@ -316,7 +322,9 @@ pub struct Session {
     requests: HashMap<RequestId, PlannedRequest>,
     next_id: RequestId,
     pending: VecDeque<Pending>,
-    appending: Option<Appending>,
+    /// Our appends not acknowledged yet, in order, with the sample ids
+    /// each takes.
+    appending: VecDeque<(Appending, u64)>,
     /// Generate requests not in the journal yet, and the examples they
     /// asked for.
     generate_open: usize,
@@ -348,7 +356,7 @@ impl Session {
             requests: HashMap::new(),
             next_id: 1,
             pending: VecDeque::new(),
-            appending: None,
+            appending: VecDeque::new(),
             generate_open: 0,
             expected: 0,
             target: 0,
@@ -392,7 +400,7 @@ impl Session {
 
     /// Requests in the engine, replies waiting or an append unacknowledged.
     pub fn busy(&self) -> bool {
-        !self.requests.is_empty() || !self.pending.is_empty() || self.appending.is_some()
+        !self.requests.is_empty() || !self.pending.is_empty() || !self.appending.is_empty()
     }
 
     fn concurrency(&self) -> usize {
@@ -647,7 +655,7 @@ impl Session {
                 _ => {}
             }
         }
-        if ours && let Some(what) = self.appending.take() {
+        if ours && let Some((what, _)) = self.appending.pop_front() {
             self.recorded(state, what, events, &mut out);
         }
         if !self.after_edit.is_empty() {
@@ -753,8 +761,13 @@ impl Session {
         self.fill(out);
     }
 
+    /// Sample ids taken by our appends not yet in the state.
+    fn reserved_ids(&self) -> u64 {
+        self.appending.iter().map(|(_, n)| n).sum()
+    }
+
     fn next_append(&mut self, state: &ProjectState, out: &mut Output) {
-        while self.appending.is_none() && out.append.is_none() {
+        while self.appending.len() < MAX_UNACKED {
             let Some(p) = self.pending.pop_front() else {
                 return;
             };
@@ -767,7 +780,8 @@ impl Session {
                     };
                     let events = match result {
                         Ok(reply) => {
-                            let events = self.generator.on_reply(state, &planned, &reply);
+                            let first = state.next_sample_id() + self.reserved_ids();
+                            let events = self.generator.on_reply_at(first, &planned, &reply);
                             for e in &events {
                                 if let EventKind::GenerationFailed(f) = e {
                                     out.notes.push(Note::NothingUsable {
@@ -792,8 +806,12 @@ impl Session {
                     (events, what)
                 }
             };
-            self.appending = Some(what);
-            out.append = Some(events);
+            let ids = events
+                .iter()
+                .filter(|e| matches!(e, EventKind::SampleAdded(_)))
+                .count() as u64;
+            self.appending.push_back((what, ids));
+            out.appends.push(events);
         }
     }
 
@@ -1064,11 +1082,17 @@ mod tests {
             loop {
                 self.open.extend(out.submit.drain(..));
                 controls.append(&mut out.control);
-                let Some(kinds) = out.append.take() else {
+                if out.appends.is_empty() {
                     return controls;
-                };
-                let events = apply(&mut self.st, kinds);
-                out = self.s.on_appended(&self.st, &events, true);
+                }
+                let batches = std::mem::take(&mut out.appends);
+                for kinds in batches {
+                    let events = apply(&mut self.st, kinds);
+                    let mut more = self.s.on_appended(&self.st, &events, true);
+                    self.open.extend(more.submit.drain(..));
+                    controls.append(&mut more.control);
+                    out.appends.append(&mut more.appends);
+                }
             }
         }
 
@@ -1253,7 +1277,7 @@ mod tests {
             },
         );
         assert!(out.submit.is_empty(), "nothing planned before the ack");
-        assert!(out.append.is_some());
+        assert_eq!(out.appends.len(), 1);
         r.run(out);
         assert_eq!(r.generate_jobs(), 64);
         // Raising the concurrency opens more slots at once.
@@ -1351,11 +1375,13 @@ mod tests {
     }
 
     #[test]
-    fn replies_are_appended_one_at_a_time_then_relabelled_and_auto_accepted() {
+    fn replies_are_appended_as_they_come_then_relabelled_and_auto_accepted() {
         let mut r = rig(Counting::ThisRun, 2, true);
         r.start(4);
         let (a, b) = (r.open.pop_front().unwrap(), r.open.pop_front().unwrap());
-        // Both replies arrive before any ack: only the first is appended.
+        // Both replies arrive before any ack: both are appended at once,
+        // the second's ids after the first's (a front end may commit them
+        // with one fsync); each is counted only on its own ack.
         let fin = |job: &Job, text: &str| EngineEvent::Finished {
             id: job.tag,
             tag: job.tag,
@@ -1370,21 +1396,38 @@ mod tests {
             &r.st,
             fin(&b, "1. Who won the first race?\n2. Who flew first?"),
         );
-        assert!(o1.append.is_some());
-        assert!(o2.append.is_none(), "waits for the first ack");
-        let events = apply(&mut r.st, o1.append.unwrap());
+        assert_eq!(o1.appends.len(), 1);
+        assert_eq!(o2.appends.len(), 1, "does not wait for the first ack");
+        let first_ids = |kinds: &[EventKind]| -> Vec<u64> {
+            kinds
+                .iter()
+                .filter_map(|k| match k {
+                    EventKind::SampleAdded(s) => Some(s.id),
+                    _ => None,
+                })
+                .collect()
+        };
+        let (ids1, ids2) = (first_ids(&o1.appends[0]), first_ids(&o2.appends[0]));
+        assert_eq!(ids1.len(), 2);
+        assert_eq!(ids2, vec![ids1[1] + 1, ids1[1] + 2]);
+        assert_eq!(r.s.report().examples, 0, "nothing counted before its ack");
+        let events = apply(&mut r.st, o1.appends.into_iter().next().unwrap());
         let o3 = r.s.on_appended(&r.st, &events, true);
-        // The first reply's two examples go to relabel; the second reply
-        // is appended now, with ids after the first's.
+        assert_eq!(r.s.report().examples, 2);
+        // The first reply's two examples go to relabel.
         assert_eq!(o3.submit.len(), 2);
         assert!(
             o3.submit
                 .iter()
                 .all(|j| j.request.response_format.is_some())
         );
-        let kinds = o3.append.as_ref().unwrap();
-        assert!(matches!(&kinds[0], EventKind::SampleAdded(s) if s.id == 5));
+        assert!(o3.appends.is_empty());
+        let ev2 = apply(&mut r.st, o2.appends.into_iter().next().unwrap());
+        assert!(matches!(&ev2[0].kind, EventKind::SampleAdded(s) if s.id == ids2[0]));
+        let o4 = r.s.on_appended(&r.st, &ev2, true);
+        assert_eq!(r.s.report().examples, 4);
         r.run(o3);
+        r.run(o4);
         // A key's append in between is someone else's: no count moves.
         let other = apply(
             &mut r.st,
@@ -1399,7 +1442,7 @@ mod tests {
             )],
         );
         let out = r.s.on_appended(&r.st, &other, false);
-        assert!(out.append.is_none() && out.submit.is_empty());
+        assert!(out.appends.is_empty() && out.submit.is_empty());
         while r.answer_next(2) {}
         let rep = r.s.report();
         assert_eq!(rep.examples, 4);

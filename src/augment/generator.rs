@@ -409,15 +409,27 @@ impl Generator {
         })
     }
 
-    /// Turn a reply into events (see the module docs).
+    /// Turn a reply into events (see the module docs); new samples take
+    /// ids from the state's next one.
     pub fn on_reply(
         &mut self,
         state: &ProjectState,
         planned: &PlannedRequest,
         reply: &Reply,
     ) -> Vec<EventKind> {
+        self.on_reply_at(state.next_sample_id(), planned, reply)
+    }
+
+    /// [`on_reply`](Self::on_reply) with new samples numbered from
+    /// `first_id`: for a caller with appends not yet in the state.
+    pub fn on_reply_at(
+        &mut self,
+        first_id: SampleId,
+        planned: &PlannedRequest,
+        reply: &Reply,
+    ) -> Vec<EventKind> {
         match &planned.kind {
-            RequestKind::Generate { target } => self.generated(state, planned, target, reply),
+            RequestKind::Generate { target } => self.generated(first_id, planned, target, reply),
             RequestKind::Relabel { sample } => self.relabelled(planned, *sample, reply),
         }
     }
@@ -451,7 +463,7 @@ impl Generator {
 
     fn generated(
         &mut self,
-        state: &ProjectState,
+        first_id: SampleId,
         planned: &PlannedRequest,
         target: &str,
         reply: &Reply,
@@ -503,7 +515,7 @@ impl Generator {
             })];
         }
         let mut out = Vec::new();
-        for (i, (id, text)) in (state.next_sample_id()..).zip(items).enumerate() {
+        for (i, (id, text)) in (first_id..).zip(items).enumerate() {
             let dup = self.dedup.check_insert(id, &text);
             let mut p = prov.clone();
             if i > 0 {

@@ -221,6 +221,23 @@ impl Project {
         Ok(events)
     }
 
+    /// Group commit ([`Journal::append_groups`]): several groups with one
+    /// write and one fsync, each applied to the state and returned in
+    /// order. On error nothing is applied.
+    pub fn append_groups(
+        &mut self,
+        groups: Vec<Vec<EventKind>>,
+    ) -> anyhow::Result<Vec<Vec<Event>>> {
+        let journal = self.journal.as_mut().ok_or_else(|| {
+            anyhow::anyhow!("project {} was opened read-only", self.dir.display())
+        })?;
+        let groups = journal.append_groups(groups)?;
+        for e in groups.iter().flatten() {
+            self.state.apply(e);
+        }
+        Ok(groups)
+    }
+
     /// Stage events (applied to the state now, written by
     /// [`Project::flush`] or the next [`Project::append`]): for many small
     /// appends whose loss in a crash is recovered by re-running (a batch
@@ -465,5 +482,13 @@ impl ProjectWriter {
     /// come back with ids and timestamps for the caller to apply.
     pub fn append(&mut self, kinds: Vec<EventKind>) -> anyhow::Result<Vec<Event>> {
         self.journal.append(kinds)
+    }
+
+    /// Group commit without folding (as [`Project::append_groups`]).
+    pub fn append_groups(
+        &mut self,
+        groups: Vec<Vec<EventKind>>,
+    ) -> anyhow::Result<Vec<Vec<Event>>> {
+        self.journal.append_groups(groups)
     }
 }

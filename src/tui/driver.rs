@@ -36,8 +36,9 @@ use super::state::{
 #[derive(Default)]
 pub(crate) struct DriverOut {
     pub msgs: Vec<Msg>,
-    /// Events to append for the session (acknowledge with `ours = true`).
-    pub append: Option<Vec<EventKind>>,
+    /// Batches to append for the session, in order (acknowledge each
+    /// with `ours = true`, in the same order).
+    pub appends: Vec<Vec<EventKind>>,
     /// A `usage_recorded` event (usage since the last one).
     pub usage: Option<EventKind>,
 }
@@ -390,9 +391,7 @@ impl Driver {
                 }),
             });
         }
-        if o.append.is_some() {
-            out.append = o.append;
-        }
+        out.appends.extend(o.appends);
     }
 
     /// Say when the status changed; journal the usage once idle.

@@ -68,8 +68,11 @@ struct StoreDone {
     result: Result<Vec<JournalEvent>, String>,
 }
 
-/// The writer thread: owns the journal's append side, appends in order,
-/// answers each job.
+/// Most appends committed together by the writer thread.
+const GROUP_MAX: usize = 1024;
+
+/// The writer thread: owns the journal's append side, appends in order
+/// (group commit), answers each job.
 fn spawn_writer(
     mut project: ProjectWriter,
     done: mpsc::UnboundedSender<StoreDone>,
@@ -81,16 +84,29 @@ fn spawn_writer(
     let handle = std::thread::Builder::new()
         .name("straddle-journal".into())
         .spawn(move || {
-            for job in rx {
-                let result = project.append(job.kinds).map_err(|e| format!("{e:#}"));
-                if done
-                    .send(StoreDone {
-                        origin: job.origin,
-                        result,
-                    })
-                    .is_err()
+            // Group commit: whatever queued while the last fsync ran is
+            // written with one write and one fsync; each job is still its
+            // own batch and is answered only once it is durable.
+            while let Ok(first) = rx.recv() {
+                let mut jobs = vec![first];
+                while jobs.len() < GROUP_MAX
+                    && let Ok(more) = rx.try_recv()
                 {
-                    break;
+                    jobs.push(more);
+                }
+                let origins: Vec<Origin> = jobs.iter().map(|j| j.origin).collect();
+                let results: Vec<Result<Vec<JournalEvent>, String>> =
+                    match project.append_groups(jobs.into_iter().map(|j| j.kinds).collect()) {
+                        Ok(groups) => groups.into_iter().map(Ok).collect(),
+                        Err(e) => {
+                            let msg = format!("{e:#}");
+                            origins.iter().map(|_| Err(msg.clone())).collect()
+                        }
+                    };
+                for (origin, result) in origins.into_iter().zip(results) {
+                    if done.send(StoreDone { origin, result }).is_err() {
+                        return;
+                    }
                 }
             }
         })
@@ -357,7 +373,7 @@ impl App {
             let fx = update(&mut self.st, m);
             self.run_effects_from(fx, Origin::Key, export_tx);
         }
-        if let Some(kinds) = out.append {
+        for kinds in out.appends {
             self.append(kinds, Origin::Session);
         }
         if let Some(k) = out.usage {

@@ -131,7 +131,14 @@ struct Driver {
     /// Usage already in the journal (recorded as deltas with each append,
     /// so a killed run's requests still count).
     usage_recorded: crate::domain::Usage,
+    /// Appends waiting for the next group commit, in order.
+    pending: Vec<Vec<EventKind>>,
 }
+
+/// Most appends in one group commit.
+const GROUP_MAX: usize = 512;
+/// How long a pending append waits for others to share its fsync.
+const COMMIT_WINDOW: Duration = Duration::from_millis(2);
 
 fn progress_bar(len: u64, show: bool) -> ProgressBar {
     let bar = ProgressBar::with_draw_target(
@@ -193,6 +200,7 @@ impl Driver {
             interrupted: false,
             bar: progress_bar(bar_len, opts.progress),
             usage_recorded: Default::default(),
+            pending: Vec::new(),
         })
     }
 
@@ -201,35 +209,45 @@ impl Driver {
         self.apply(out)
     }
 
-    /// Carry out the session's output; appends are acknowledged at once.
-    fn apply(&mut self, mut out: Output) -> anyhow::Result<()> {
-        loop {
-            for job in out.submit.drain(..) {
-                self.engine.submit(job);
+    /// Carry out the session's output and commit what it appends.
+    fn apply(&mut self, out: Output) -> anyhow::Result<()> {
+        self.absorb(out);
+        self.commit()
+    }
+
+    /// Carry out the session's output except its append, which waits for
+    /// the next [`commit`](Self::commit) (group commit: replies that
+    /// arrive together become durable with one write and one fsync).
+    fn absorb(&mut self, mut out: Output) {
+        for job in out.submit.drain(..) {
+            self.engine.submit(job);
+        }
+        for c in out.control.drain(..) {
+            match c {
+                Control::Pause => self.engine.pause(),
+                Control::Resume => self.engine.resume(),
+                Control::CancelAll => self.engine.cancel_all(),
+                Control::SetConcurrency(n) => self.engine.set_concurrency(n),
             }
-            for c in out.control.drain(..) {
-                match c {
-                    Control::Pause => self.engine.pause(),
-                    Control::Resume => self.engine.resume(),
-                    Control::CancelAll => self.engine.cancel_all(),
-                    Control::SetConcurrency(n) => self.engine.set_concurrency(n),
+        }
+        for n in out.notes.drain(..) {
+            match n {
+                Note::Info(m) => tracing::info!("{m}"),
+                Note::Error(m) => tracing::warn!("{m}"),
+                Note::RequestFailed { .. } => {}
+                Note::NothingUsable { request, reason } => {
+                    tracing::debug!("request {request}: {reason}")
                 }
             }
-            for n in out.notes.drain(..) {
-                match n {
-                    Note::Info(m) => tracing::info!("{m}"),
-                    Note::Error(m) => tracing::warn!("{m}"),
-                    Note::RequestFailed { .. } => {}
-                    Note::NothingUsable { request, reason } => {
-                        tracing::debug!("request {request}: {reason}")
-                    }
-                }
-            }
-            let Some(mut kinds) = out.append.take() else {
-                break;
-            };
+        }
+        let last = out.appends.len();
+        for (i, mut kinds) in out.appends.drain(..).enumerate() {
             // The usage since the last append rides along (same write,
             // same fsync); the session skips it in the acknowledgement.
+            if i + 1 < last {
+                self.pending.push(kinds);
+                continue;
+            }
             let now = self.engine.usage();
             let delta = now.since(&self.usage_recorded);
             if !delta.is_empty() {
@@ -238,11 +256,24 @@ impl Driver {
                     usage: delta,
                 }));
             }
-            let events = self.project.append(kinds)?;
             self.usage_recorded = now;
-            out = self
-                .session
-                .on_appended(self.project.state(), &events, true);
+            self.pending.push(kinds);
+        }
+    }
+
+    /// Make every pending append durable (one write, one fsync), then
+    /// acknowledge each to the session in order — nothing is counted or
+    /// shown as kept before its commit — and commit what the
+    /// acknowledgements append in turn.
+    fn commit(&mut self) -> anyhow::Result<()> {
+        while !self.pending.is_empty() {
+            let groups = std::mem::take(&mut self.pending);
+            for events in self.project.append_groups(groups)? {
+                let out = self
+                    .session
+                    .on_appended(self.project.state(), &events, true);
+                self.absorb(out);
+            }
         }
         self.progress();
         Ok(())
@@ -279,7 +310,20 @@ impl Driver {
                 ev = self.events.recv() => match ev {
                     Some(ev) => {
                         let out = self.session.on_engine(self.project.state(), ev);
-                        self.apply(out)?;
+                        self.absorb(out);
+                        // What arrives within the commit window of the
+                        // first pending append joins the same commit.
+                        let deadline = tokio::time::Instant::now() + COMMIT_WINDOW;
+                        while !self.pending.is_empty() && self.pending.len() < GROUP_MAX {
+                            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                                Ok(Some(ev)) => {
+                                    let out = self.session.on_engine(self.project.state(), ev);
+                                    self.absorb(out);
+                                }
+                                _ => break,
+                            }
+                        }
+                        self.commit()?;
                     }
                     None => break,
                 },
