@@ -128,6 +128,14 @@ async fn prepare_submit_fetch_round_trip_then_relabel_batch_and_idempotent_reing
         assert!(r.errors.is_empty(), "{:?}", r.errors);
     }
     assert_eq!(server.requests(), 0, "no live request was made");
+    // The batch replies' tokens count like live ones, as run `batch`.
+    let p = Project::open(&dir).unwrap();
+    let runs = &p.state().runs;
+    let (run, usage) = runs.last().unwrap();
+    assert_eq!((run.as_str(), usage.requests), ("batch", 8), "{runs:?}");
+    assert!(usage.prompt_tokens > 0 && usage.completion_tokens > 0);
+    assert_eq!(p.state().usage.requests, 8);
+    drop(p);
     let samples = generated(&dir);
     assert_eq!(samples.len(), 40);
     for s in &samples {

@@ -326,6 +326,11 @@ pub fn ingest(
     let model = backend.model.clone();
     let shown = file.display().to_string();
     let mut since_flush = 0;
+    // Tokens and cost of the replies read since the last flush: recorded
+    // with them (same write), so a crash counts each reply's usage once.
+    let mut usage = crate::domain::Usage::default();
+    let price =
+        |tokens: u32, per_m: Option<f64>| per_m.map_or(0.0, |p| f64::from(tokens) * p / 1e6);
     let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     let last = lines.len();
     for (i, raw) in lines.into_iter().enumerate() {
@@ -386,12 +391,20 @@ pub fn ingest(
         done.insert(id.clone());
         let tag = session.carry(plan);
         let ev = match line.result(&model) {
-            LineResult::Reply(response) => EngineEvent::Finished {
-                id: tag,
-                tag,
-                response,
-                latency: Duration::ZERO,
-            },
+            LineResult::Reply(response) => {
+                let u = &response.usage;
+                usage.requests += 1;
+                usage.prompt_tokens += u64::from(u.prompt_tokens);
+                usage.completion_tokens += u64::from(u.completion_tokens);
+                usage.cost += price(u.prompt_tokens, backend.price_input_per_m)
+                    + price(u.completion_tokens, backend.price_output_per_m);
+                EngineEvent::Finished {
+                    id: tag,
+                    tag,
+                    response,
+                    latency: Duration::ZERO,
+                }
+            }
             LineResult::Failed(e) => {
                 r.failed += 1;
                 bad(format!("custom_id {id}: {}", e.message));
@@ -418,15 +431,33 @@ pub fn ingest(
         }
         since_flush += 1;
         if since_flush >= FLUSH_EVERY {
+            record_usage(project, &mut usage)?;
             project.flush()?;
             since_flush = 0;
         }
     }
+    record_usage(project, &mut usage)?;
     project.flush()?;
     let rep = session.report();
     r.examples = rep.examples;
     r.duplicates = rep.duplicates;
     Ok(r)
+}
+
+/// Stage the usage read since the last flush as a `usage_recorded` of run
+/// `batch` (so `stats` counts batch tokens and cost like live ones).
+fn record_usage(project: &mut Project, usage: &mut crate::domain::Usage) -> anyhow::Result<()> {
+    if usage.requests == 0 {
+        return Ok(());
+    }
+    let u = std::mem::take(usage);
+    project.stage(vec![EventKind::UsageRecorded(
+        crate::domain::UsageRecorded {
+            run: "batch".into(),
+            usage: u,
+        },
+    )])?;
+    Ok(())
 }
 
 /// The batches of a project with their local state, by name.
