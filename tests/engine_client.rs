@@ -350,6 +350,24 @@ async fn models_are_listed() {
 }
 
 #[tokio::test]
+async fn a_model_list_past_the_cap_is_too_large_not_read_whole() {
+    // 60,000 ids of ~80 bytes: about 5 MiB of JSON, past the 4 MiB cap.
+    let ids: Vec<String> = (0..60_000)
+        .map(|i| format!("model-{i:06}-{}", "x".repeat(60)))
+        .collect();
+    let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+    let server = TestServer::start(Script::text("ok").models(&ids));
+    let client = LlmClient::new(&server.backend()).unwrap();
+    let err = client.list_models().await.unwrap_err();
+    assert_eq!(err.reason, FailReason::TooLarge, "{err}");
+    assert!(err.message.contains("/models"), "{err}");
+    // A list under the cap is read as before.
+    let server = TestServer::start(Script::text("ok").models(&ids[..1000]));
+    let client = LlmClient::new(&server.backend()).unwrap();
+    assert_eq!(client.list_models().await.unwrap().len(), 1000);
+}
+
+#[tokio::test]
 async fn api_key_comes_from_the_named_env_var() {
     // A variable only this test uses.
     let var = "STRADDLE_TEST_KEY_CLIENT_7F3A";

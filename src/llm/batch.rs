@@ -164,7 +164,10 @@ impl LlmClient {
         let resp = req.send().await.map_err(|e| self.transport_error(&e))?;
         let status = resp.status();
         if !status.is_success() {
-            let text = resp.text().await.unwrap_or_default();
+            let text = self
+                .read_text(resp, 64 << 10, "batch error")
+                .await
+                .unwrap_or_else(|e| e.raw.unwrap_or_default());
             return Err(self.status_error(status.as_u16(), &text, Default::default()));
         }
         Ok(resp)

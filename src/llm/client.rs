@@ -746,7 +746,9 @@ impl LlmClient {
                 .map_err(|e| self.transport_error(&e))?;
             let status = resp.status();
             let limits = RateLimitInfo::from_headers(resp.headers());
-            let text = resp.text().await.map_err(|e| self.transport_error(&e))?;
+            // A model list is small; a server streaming without end is
+            // not one.
+            let text = self.read_text(resp, MODELS_CAP, "/models").await?;
             if !status.is_success() {
                 return Err(self.status_error(status.as_u16(), &text, limits));
             }
@@ -805,7 +807,10 @@ impl LlmClient {
                 .map_err(|e| self.transport_error(&e))?;
             let status = resp.status();
             let limits = RateLimitInfo::from_headers(resp.headers());
-            let text = resp.text().await.map_err(|e| self.transport_error(&e))?;
+            // 128 KiB per vector covers 8,192 dimensions written out
+            // as JSON floats.
+            let cap = (1 << 20) + inputs.len() * (128 << 10);
+            let text = self.read_text(resp, cap, "/embeddings").await?;
             if !status.is_success() {
                 return Err(self.status_error(status.as_u16(), &text, limits));
             }
@@ -866,6 +871,37 @@ impl LlmClient {
 
 /// Read a body up to `cap` bytes; `false` when there was more (the rest
 /// is not read: the connection is dropped, not drained).
+/// Most bytes of a `/models` reply read.
+const MODELS_CAP: usize = 4 << 20;
+
+impl LlmClient {
+    /// A whole reply body as text, failing as [`FailReason::TooLarge`]
+    /// past `cap` bytes instead of reading without end.
+    pub(crate) async fn read_text(
+        &self,
+        resp: reqwest::Response,
+        cap: usize,
+        what: &str,
+    ) -> Result<String, LlmError> {
+        let (bytes, whole) = read_capped(resp, cap)
+            .await
+            .map_err(|e| self.body_error(&e))?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        if !whole {
+            return Err(LlmError::new(
+                FailReason::TooLarge,
+                format!(
+                    "the {what} reply exceeded {} KiB; reading stopped (is base_url an \
+                     OpenAI-compatible server?)",
+                    cap >> 10
+                ),
+            )
+            .with_raw(&text[..text.floor_char_boundary(4096)]));
+        }
+        Ok(text)
+    }
+}
+
 async fn read_capped(
     resp: reqwest::Response,
     cap: usize,
