@@ -896,7 +896,7 @@ impl LlmClient {
                     cap >> 10
                 ),
             )
-            .with_raw(&text[..text.floor_char_boundary(4096)]));
+            .with_raw(text));
         }
         Ok(text)
     }
