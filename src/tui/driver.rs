@@ -312,7 +312,7 @@ impl Driver {
             EngineEvent::Delta { tag, text, .. } => {
                 out.msgs.push(Msg::Stream(StreamMsg::Delta {
                     job: *tag,
-                    text: text.clone(),
+                    text: shown_delta(text),
                 }));
             }
             EngineEvent::Finished { tag, .. } => {
@@ -431,5 +431,25 @@ fn stream_label(st: &ProjectState, p: &PlannedRequest) -> String {
             let label = st.sample(*sample).map(|s| s.label.as_str()).unwrap_or("?");
             format!("#{sample} {label}")
         }
+    }
+}
+
+/// A streamed reply as the Streams pane may show it: a secret the server
+/// echoes (a refused key quoted back) is redacted on screen too. The text
+/// is the whole reply so far, so a secret split across deltas is whole.
+fn shown_delta(text: &str) -> String {
+    crate::secrets::redact(text).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn streamed_text_shows_no_secret() {
+        let key = "sk-driver-test-4f9c2a7e1b";
+        crate::secrets::register(key);
+        let shown = super::shown_delta(&format!("Incorrect API key provided: Bearer {key}."));
+        assert!(!shown.contains(key), "{shown}");
+        assert!(shown.starts_with("Incorrect API key provided: Bearer "));
+        assert_eq!(super::shown_delta("1. Who wrote it?"), "1. Who wrote it?");
     }
 }
