@@ -200,7 +200,7 @@ fn unreachable_backend_is_reported_and_the_app_keeps_working() {
     let tmux = open_tui(tmp.path(), &dir, None);
     tmux.keys("g");
     let s = tmux.wait_for("the unreachable message", |s| {
-        s.contains("unreachable") && s.contains("LLM backend unavailable")
+        s.contains("blocked") && s.contains("LLM backend unavailable")
     });
     assert!(
         s.contains("base_url"),

@@ -89,7 +89,7 @@ fn compact_80x24_review_and_stats_tabs() {
     st.focus = straddle::tui::state::Pane::Stats;
     update(
         &mut st,
-        Msg::Engine(EngineStatus::Unreachable(
+        Msg::Engine(EngineStatus::Blocked(
             "LLM backend unavailable: connection refused — start the server (scripts/local-llm.sh start) or point backend.base_url / --base-url at a running one; press g to retry. Review, edit and export still work.".into(),
         )),
     );

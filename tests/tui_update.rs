@@ -373,7 +373,7 @@ fn generation_keys() {
     assert_eq!(st.engine, EngineStatus::Idle);
     update(
         &mut st,
-        Msg::Engine(EngineStatus::Unreachable(
+        Msg::Engine(EngineStatus::Blocked(
             "cannot reach http://x/v1: start the server".into(),
         )),
     );

@@ -158,7 +158,7 @@ impl Driver {
     /// still out counts as running).
     pub fn status(&self) -> EngineStatus {
         if let Some(m) = &self.unreachable {
-            return EngineStatus::Unreachable(m.clone());
+            return EngineStatus::Blocked(m.clone());
         }
         let Some(s) = &self.session else {
             return EngineStatus::Idle;
@@ -166,7 +166,7 @@ impl Driver {
         match s.status().phase {
             Phase::Running => EngineStatus::Running,
             Phase::Paused => EngineStatus::Paused,
-            Phase::Blocked(m) => EngineStatus::Unreachable(m),
+            Phase::Blocked(m) => EngineStatus::Blocked(m),
             Phase::Idle if s.busy() => EngineStatus::Running,
             Phase::Idle => EngineStatus::Idle,
         }
@@ -398,7 +398,7 @@ impl Driver {
     fn show(&mut self, out: &mut DriverOut) {
         let now = self.status();
         if now != self.shown {
-            if now == EngineStatus::Idle || matches!(now, EngineStatus::Unreachable(_)) {
+            if now == EngineStatus::Idle || matches!(now, EngineStatus::Blocked(_)) {
                 self.record_usage(out);
             }
             self.shown = now.clone();

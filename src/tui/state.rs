@@ -61,8 +61,10 @@ pub enum EngineStatus {
     Paused,
     /// Waiting before a retry (rate limit, server error), with the reason.
     Backoff(Backoff),
-    /// The backend cannot be reached; the message says how to fix it.
-    Unreachable(String),
+    /// Generation cannot go on until something is fixed (the backend is
+    /// unreachable, the key or model is refused, the circuit breaker
+    /// tripped); the message says what and how.
+    Blocked(String),
 }
 
 impl EngineStatus {
@@ -73,7 +75,7 @@ impl EngineStatus {
             EngineStatus::Running => "running".into(),
             EngineStatus::Paused => "paused".into(),
             EngineStatus::Backoff(b) => format!("backoff: {}", b.label(now)),
-            EngineStatus::Unreachable(_) => "unreachable".into(),
+            EngineStatus::Blocked(_) => "blocked".into(),
         }
     }
 }
@@ -818,7 +820,7 @@ impl State {
             EngineStatus::Idle
             | EngineStatus::Running
             | EngineStatus::Paused
-            | EngineStatus::Unreachable(_) => None,
+            | EngineStatus::Blocked(_) => None,
         };
         let rows = self.streams.iter().filter_map(|r| r.retry_at);
         next_countdown_change(engine.into_iter().chain(rows), now)

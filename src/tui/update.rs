@@ -51,7 +51,7 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::Backoff(b) => on_backoff(st, b),
         Msg::Tick => st.dirty = true,
         Msg::Engine(e) => {
-            if let EngineStatus::Unreachable(m) = &e {
+            if let EngineStatus::Blocked(m) = &e {
                 st.last_error = Some(m.clone());
             }
             st.engine = e;
@@ -200,7 +200,7 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         Action::BulkReject => confirm_bulk(st, DecisionKind::Reject),
         // The status changes when the session answers (`Msg::Engine`).
         Action::ToggleGeneration => fx.push(match st.engine {
-            EngineStatus::Idle | EngineStatus::Unreachable(_) => Effect::StartGeneration,
+            EngineStatus::Idle | EngineStatus::Blocked(_) => Effect::StartGeneration,
             EngineStatus::Running | EngineStatus::Backoff(_) => Effect::PauseGeneration,
             EngineStatus::Paused => Effect::ResumeGeneration,
         }),

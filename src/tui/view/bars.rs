@@ -74,7 +74,7 @@ pub(super) fn status_line(f: &mut Frame, st: &State, r: Rect, now: Instant) {
         EngineStatus::Running => Style::default().fg(t.accept),
         EngineStatus::Paused => Style::default().fg(t.pending),
         EngineStatus::Backoff(_) => Style::default().fg(t.warn),
-        EngineStatus::Unreachable(_) => Style::default().fg(t.error),
+        EngineStatus::Blocked(_) => Style::default().fg(t.error),
         EngineStatus::Idle => Style::default(),
     };
     let g = &st.tally.generated;
