@@ -27,10 +27,7 @@ use crate::domain::{
 use crate::engine::{Engine, EngineEvent, EngineHandle};
 use crate::llm::ResponseCache;
 
-use super::state::{
-    Backoff, EngineStatus, Msg, State, StreamKind, StreamMsg, USAGE_RUN, usage_is_empty,
-    usage_since,
-};
+use super::state::{Backoff, EngineStatus, Msg, State, StreamKind, StreamMsg, USAGE_RUN};
 
 /// What the runtime must do after an input.
 #[derive(Default)]
@@ -143,8 +140,8 @@ impl Driver {
 
     fn usage_record(&mut self) -> Option<EventKind> {
         let now = self.engine.as_ref()?.0.usage();
-        let delta = usage_since(&now, &self.recorded);
-        if usage_is_empty(&delta) {
+        let delta = now.since(&self.recorded);
+        if delta.is_empty() {
             return None;
         }
         self.recorded = now;

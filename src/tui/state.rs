@@ -482,41 +482,6 @@ pub struct State {
 /// The `run` of the TUI's `usage_recorded` events.
 pub const USAGE_RUN: &str = "tui";
 
-/// Usage between two readings of the same engine (`now` minus `before`);
-/// latency percentiles are `now`'s.
-pub fn usage_since(now: &Usage, before: &Usage) -> Usage {
-    let mut failures = now.failures.clone();
-    for (k, v) in &before.failures {
-        if let Some(n) = failures.get_mut(k) {
-            *n = n.saturating_sub(*v);
-        }
-    }
-    failures.retain(|_, n| *n > 0);
-    Usage {
-        requests: now.requests.saturating_sub(before.requests),
-        cached: now.cached.saturating_sub(before.cached),
-        prompt_tokens: now.prompt_tokens.saturating_sub(before.prompt_tokens),
-        completion_tokens: now
-            .completion_tokens
-            .saturating_sub(before.completion_tokens),
-        failures,
-        cost: (now.cost - before.cost).max(0.0),
-        latency_p50_ms: now.latency_p50_ms,
-        latency_p90_ms: now.latency_p90_ms,
-        latency_p99_ms: now.latency_p99_ms,
-        wall_s: (now.wall_s - before.wall_s).max(0.0),
-    }
-}
-
-/// No request, token or failure counted.
-pub fn usage_is_empty(u: &Usage) -> bool {
-    u.requests == 0
-        && u.cached == 0
-        && u.prompt_tokens == 0
-        && u.completion_tokens == 0
-        && u.failures.is_empty()
-}
-
 /// How many finished streams to keep.
 pub const MAX_STREAMS: usize = 64;
 /// How much streamed text to keep per row.
@@ -789,7 +754,7 @@ impl State {
     /// not journaled yet.
     pub fn total_usage(&self) -> Usage {
         let mut u = self.project.usage.clone();
-        u.add(&usage_since(&self.live_usage, &self.journaled_usage));
+        u.add(&self.live_usage.since(&self.journaled_usage));
         u
     }
 
