@@ -673,7 +673,7 @@ fn filtered_view_stays_consistent_across_arrivals_and_sorts() {
 #[test]
 fn usage_journaled_mid_session_is_not_counted_twice() {
     use straddle::domain::{Usage, UsageRecorded};
-    use straddle::tui::state::{USAGE_RUN, usage_since};
+    use straddle::tui::state::USAGE_RUN;
     let mut st = fixture::state(10);
     let journal_before = st.project.usage.requests;
     let reading = |requests: u64, tokens: u64| Usage {
@@ -692,7 +692,7 @@ fn usage_journaled_mid_session_is_not_counted_twice() {
     );
     assert_eq!(st.total_usage().requests, journal_before + 4);
     // The pipeline journals the burst (the delta since its last record).
-    let delta = usage_since(&reading(4, 400), &Usage::default());
+    let delta = reading(4, 400).since(&Usage::default());
     ack(
         &mut st,
         vec![Effect::Append(vec![EventKind::UsageRecorded(
@@ -713,7 +713,7 @@ fn usage_journaled_mid_session_is_not_counted_twice() {
         },
     );
     assert_eq!(st.total_usage().requests, journal_before + 10);
-    let delta = usage_since(&reading(10, 1000), &reading(4, 400));
+    let delta = reading(10, 1000).since(&reading(4, 400));
     assert_eq!((delta.requests, delta.prompt_tokens), (6, 600));
     assert_eq!(delta.failures.get("timeout"), Some(&3));
     ack(
