@@ -204,7 +204,7 @@ pub struct ReviewArgs {
     #[arg(long)]
     pub reject_all: bool,
     /// What --accept-all/--reject-all take, as the TUI's `/`:
-    /// 'class:X status:pending|accepted|rejected agree:yes|no|none WORDS'.
+    /// 'class:X status:pending|accepted|rejected agree:yes|no|none actor:auto|person WORDS'.
     #[arg(long)]
     pub filter: Option<String>,
     /// Apply rules that trust the relabeler even when `straddle judge`

@@ -278,7 +278,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     row!(
         Action::Filter,
         "filter",
-        "filter: class:X status:Y agree:yes|no text",
+        "filter: class:X status:Y agree:yes|no actor:auto text",
         ["/"]
     ),
     row!(

@@ -158,15 +158,20 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
             None => st.notice = Some(format!("there is no class {n}")),
         },
         Action::Skip => advance_to_pending(st),
-        Action::Undo => match st.project.undo_target() {
-            Some((event, sample)) => {
-                st.pending_select = Some(sample);
-                fx.push(Effect::Append(vec![EventKind::Undone(Undone {
-                    event,
-                    sample,
-                })]));
+        // The person's last action, whole (a bulk rule is one action);
+        // automatic decisions are never undone here (`/ actor:auto`).
+        Action::Undo => match st.project.undo_action() {
+            Some(u) => {
+                st.pending_select = u.events.first().map(|(_, s)| *s);
+                st.notice = Some(format!("undid {}", u.what));
+                fx.push(Effect::Append(
+                    u.events
+                        .into_iter()
+                        .map(|(event, sample)| EventKind::Undone(Undone { event, sample }))
+                        .collect(),
+                ));
             }
-            None => st.notice = Some("nothing to undo".into()),
+            None => st.notice = Some("nothing of yours to undo".into()),
         },
         Action::Edit => {
             if let Some(s) = st.edit_target() {
