@@ -200,7 +200,13 @@ fn undo_is_about_the_person_never_the_pipeline() {
     assert_eq!(undone_samples(&fx), vec![a]);
     assert_eq!(
         st.notice.as_deref(),
-        Some(format!("undid accept of #{a}").as_str())
+        Some(
+            format!(
+                "undid accept of #{a} as {}",
+                st.project.sample(a).unwrap().effective_label(true)
+            )
+            .as_str()
+        )
     );
     ack(&mut st, fx);
     assert_eq!(status(&st, a), Status::Pending);

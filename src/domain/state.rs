@@ -91,12 +91,62 @@ impl SampleState {
         }
         &self.label
     }
+    /// [`Self::effective_label`] and where it comes from: the label `a`
+    /// records on a pending example, the recorded one on a decided one.
+    pub fn label_and_source(&self, take_relabel: bool) -> (&str, LabelSource) {
+        let verdict = self.verdict().and_then(|v| v.label.as_deref());
+        if let Some(l) = self.decision().and_then(|d| d.label.as_deref()) {
+            let source = if l == self.label {
+                LabelSource::Intended
+            } else if Some(l) == verdict {
+                LabelSource::Relabel
+            } else {
+                LabelSource::Edited
+            };
+            return (l, source);
+        }
+        let l = self.effective_label(take_relabel);
+        if l != self.label {
+            (l, LabelSource::Relabel)
+        } else {
+            (l, LabelSource::Intended)
+        }
+    }
     /// "seed", "generated", "edited", "validation", "test".
     pub fn origin_tag(&self) -> &'static str {
         if self.is_edited() {
             "edited"
         } else {
             self.origin.as_str()
+        }
+    }
+}
+
+/// Where the label an example ends with comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelSource {
+    /// The label generation asked for.
+    Intended,
+    /// The relabeler's (taken with `take_relabel`).
+    Relabel,
+    /// Chosen by a person (`1`–`9`) and neither of those.
+    Edited,
+}
+
+impl LabelSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelSource::Intended => "intended",
+            LabelSource::Relabel => "relabel",
+            LabelSource::Edited => "edited",
+        }
+    }
+    /// The review row's mark after the label ("" for the intended one).
+    pub fn mark(self) -> &'static str {
+        match self {
+            LabelSource::Intended => "",
+            LabelSource::Relabel => "↻",
+            LabelSource::Edited => "✎",
         }
     }
 }
@@ -147,8 +197,11 @@ pub struct ProjectState {
     /// `edited`) not yet undone, oldest first. Automatic decisions (dedup,
     /// denoiser, rules `loop` runs) are never here: `u` is about the person.
     pub undo_stack: Vec<(EventId, SampleId)>,
-    /// Relabel policy used by [`SampleState::effective_label`].
+    /// Relabel policy used by [`SampleState::effective_label`]: the
+    /// config's, or the person's last `relabel_policy_changed`.
     pub take_relabel: bool,
+    /// The policy `straddle.toml` sets (shown beside an override).
+    pub take_relabel_config: bool,
     /// Events that referenced unknown samples (hand edits, skipped lines).
     pub warnings: Vec<String>,
     /// Batches by local name: as planned, and the latest remote fields.
@@ -177,6 +230,7 @@ impl ProjectState {
             judges: BTreeMap::new(),
             undo_stack: Vec::new(),
             take_relabel,
+            take_relabel_config: take_relabel,
             warnings: Vec::new(),
             batches: BTreeMap::new(),
         }
@@ -263,6 +317,7 @@ impl ProjectState {
                 }
             }
             EventKind::SettingsChanged(s) => self.generation = Some(s.generation),
+            EventKind::RelabelPolicyChanged(p) => self.take_relabel = p.take_relabel,
             EventKind::WeightChanged(w) => {
                 self.weights.insert(w.class, w.weight);
             }
