@@ -216,3 +216,183 @@ fn take_relabel_is_a_control_that_changes_what_a_records() {
     assert_eq!(sample.status(), Status::Accepted);
     assert!(matches!(sample.decision().unwrap().by, Actor::Key(_)));
 }
+
+/// The Seeds pane's numbers: class → (seed, acc, pnd).
+fn seeds_pane(screen: &str) -> std::collections::BTreeMap<String, (u64, u64, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in screen.lines() {
+        let Some(cell) = line.split('│').nth(1) else {
+            continue;
+        };
+        let w: Vec<&str> = cell.split_whitespace().collect();
+        if let [n, class, _wt, seed, acc, pnd] = w[..]
+            && n.parse::<u8>().is_ok()
+            && let (Ok(s), Ok(a), Ok(p)) = (seed.parse(), acc.parse(), pnd.parse())
+        {
+            out.insert(class.to_string(), (s, a, p));
+        }
+    }
+    out
+}
+
+/// The review rows' (status glyph, label column) pairs, label marks cut.
+fn row_labels(screen: &str) -> Vec<(String, String)> {
+    screen
+        .lines()
+        .filter_map(|l| l.split('┃').nth(1))
+        .filter(|cell| {
+            cell.contains("generated question")
+                && matches!(cell.split_whitespace().next(), Some("·" | "✓" | "✗"))
+        })
+        .map(|cell| {
+            let mut it = cell.split_whitespace();
+            let glyph = it.next().unwrap().to_string();
+            let label = it.next().unwrap().trim_end_matches(['↻', '✎']).to_string();
+            (glyph, label)
+        })
+        .collect()
+}
+
+#[test]
+fn seeds_counts_and_class_sort_use_the_label_rows_show() {
+    let (mut st, _) = project(&[
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.8), ("DESC", 0.2)]))),
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.7), ("DESC", 0.3)]))),
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+        ("NUM", None),
+    ]);
+    let s = screen(&st);
+    let seeds = seeds_pane(&s);
+    let rows = row_labels(&s);
+    assert_eq!(rows.len(), 4, "{s}");
+    for (class, (_, _, pnd)) in &seeds {
+        let shown = rows.iter().filter(|(g, l)| g == "·" && l == class).count() as u64;
+        assert_eq!(*pnd, shown, "{class}: pnd vs rows\n{s}");
+    }
+    assert_eq!(seeds["LOC"].2, 2);
+    // Class sort: rows in class order of the label they show.
+    press(&mut st, key('s'));
+    press(&mut st, key('s'));
+    assert_eq!(st.queue.sort().as_str(), "class");
+    let order: Vec<String> = row_labels(&screen(&st)).into_iter().map(|r| r.1).collect();
+    assert_eq!(order, ["HUM", "LOC", "LOC", "NUM"]);
+}
+
+#[test]
+fn the_llm_column_agrees_with_the_confidence_line() {
+    // The model answered ENTY although ABBR's first token scored higher.
+    let (st, _) = project(&[(
+        "ENTY",
+        Some(verdict(
+            "ENTY",
+            &[("ABBR", 0.40), ("ENTY", 0.32), ("DESC", 0.28)],
+        )),
+    )]);
+    let s = screen(&st);
+    let row = row_of(&s, 0);
+    assert!(row.contains("ENTY  32%"), "{row}");
+    assert!(s.contains("llm ENTY 0.32"), "{s}");
+    assert!(
+        s.contains(
+            "confidence: ENTY 0.32 (answer) · ABBR 0.40 · DESC 0.28 — ABBR scored above the answer"
+        ),
+        "{s}"
+    );
+}
+
+#[test]
+fn the_accept_rate_counts_a_persons_decisions_only() {
+    let (mut st, ids) = project(&[
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+    ]);
+    let dup = EventKind::decided(
+        ids[1],
+        Decision {
+            kind: DecisionKind::Reject,
+            label: None,
+            reason: Some("duplicate".into()),
+            by: Actor::Auto("dedup".into()),
+        },
+    );
+    ack(&mut st, vec![Effect::Append(vec![dup])]);
+    let s = screen(&st);
+    assert!(s.contains("✓0 ✗1 (1 auto) · 1 pending"), "{s}");
+    assert!(
+        s.contains("accept rate –"),
+        "no decision of the person's yet:\n{s}"
+    );
+    select(&mut st, ids[0]);
+    press(&mut st, key('a'));
+    let s = screen(&st);
+    assert!(s.contains("accept rate 100%"), "{s}");
+}
+
+#[test]
+fn the_why_column_shows_what_fits_and_the_detail_shows_every_reason() {
+    use straddle::tui::view::{doubt_cell, doubt_words};
+    let tags = [
+        "low_conf",
+        "small_margin",
+        "near_other_seed",
+        "edited",
+        "likely_mislabel",
+        "disagrees",
+        "hard_to_learn",
+    ];
+    // Most telling first, then how many are left out.
+    assert_eq!(doubt_cell(&tags, 4), "!L+5");
+    assert_eq!(doubt_cell(&tags[..4], 4), "cmse");
+    assert_eq!(doubt_cell(&tags[..2], 4), "cm");
+    let words = doubt_words(&tags);
+    for w in [
+        "LLM disagrees",
+        "classifier: likely mislabel",
+        "low confidence",
+        "small margin",
+        "near another class's seed",
+        "edited",
+        "classifier: hard to learn",
+    ] {
+        assert!(words.contains(w), "{words}");
+    }
+    // On screen: a disagreeing, unsure verdict; the detail says it in words.
+    let (st, _) = project(&[(
+        "DESC",
+        Some(verdict(
+            "LOC",
+            &[("LOC", 0.4), ("DESC", 0.35), ("HUM", 0.25)],
+        )),
+    )]);
+    let s = screen(&st);
+    assert!(s.contains("LLM disagrees · "), "{s}");
+    assert!(s.contains("low confidence"), "{s}");
+}
+
+#[test]
+fn zero_weights_render_sensibly() {
+    let (mut st, _) = project(&[("HUM", Some(verdict("HUM", &[("HUM", 0.9)])))]);
+    st.size = (120, 40);
+    let zero: Vec<EventKind> = fixture::classes()
+        .into_iter()
+        .map(|c| {
+            EventKind::WeightChanged(straddle::domain::WeightChanged {
+                class: c.name,
+                weight: 0.0,
+            })
+        })
+        .collect();
+    ack(&mut st, vec![Effect::Append(zero)]);
+    let s = screen(&st);
+    let stats: Vec<&str> = s
+        .lines()
+        .filter_map(|l| l.rsplit('│').nth(1))
+        .filter(|c| fixture::classes().iter().any(|k| c.starts_with(&k.name)))
+        .collect();
+    assert_eq!(stats.len(), 6, "{s}");
+    for l in stats {
+        assert!(!l.contains("/0"), "{l}");
+        assert!(!l.contains('░'), "{l}");
+        assert!(l.contains("weight 0"), "{l}");
+    }
+}

@@ -379,6 +379,10 @@ impl Control {
 pub struct Tally {
     pub per_class: BTreeMap<String, ClassCounts>,
     pub generated: ClassCounts,
+    /// Generated samples a person (a key or a bulk rule) accepted or
+    /// rejected: the accept rate is theirs, not the pipeline's.
+    pub person_accepted: u64,
+    pub person_rejected: u64,
     /// Generated samples with a parsable verdict, and those agreeing.
     pub verdicts: u64,
     pub agreeing: u64,
@@ -402,6 +406,12 @@ impl Tally {
                         Status::Pending => f(&mut c.pending),
                         Status::Accepted => f(&mut c.accepted),
                         Status::Rejected => f(&mut c.rejected),
+                    }
+                }
+                if let Some(d) = s.decision().filter(|d| d.by.is_person()) {
+                    match d.kind {
+                        DecisionKind::Accept => f(&mut self.person_accepted),
+                        DecisionKind::Reject => f(&mut self.person_rejected),
                     }
                 }
                 if let Some(a) = s.agrees() {

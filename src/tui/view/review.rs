@@ -120,7 +120,7 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             Span::styled(vc, vstyle),
             Span::raw(" "),
             Span::styled(
-                pad(&doubt_codes(&tags), DOUBT_W),
+                pad(&doubt_cell(&tags, DOUBT_W), DOUBT_W),
                 Style::default().fg(t.warn),
             ),
             Span::raw(" "),
@@ -147,30 +147,31 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
 }
 
 /// Width of the review list's doubt column.
-pub(super) const DOUBT_W: usize = 3;
+pub(super) const DOUBT_W: usize = 4;
 
 /// One-character codes of the doubt reasons in the review list (the
 /// detail below the list and the help screen spell them out). Reasons the
 /// llm column already shows (no verdict `…`, unparsable `?`, a red label
 /// for a disagreement) get a code too, so the column alone tells why.
 pub const DOUBT_CODES: &[(&str, char, &str)] = &[
+    // Most telling first: a row shows codes in this order.
     ("disagrees", '!', "LLM disagrees"),
+    ("likely_mislabel", 'L', "classifier: likely mislabel"),
+    ("duplicate", 'D', "duplicate"),
+    ("near_dup", 'd', "near-duplicate"),
     ("unparsable", '?', "verdict unreadable"),
     ("no_verdict", '.', "not relabelled yet"),
+    ("model_disagrees", 'M', "model prefers another class"),
+    ("neighbours_disagree", 'n', "nearest examples disagree"),
+    ("ambiguous", '~', "classifier: ambiguous"),
     ("low_conf", 'c', "low confidence"),
     ("small_margin", 'm', "small margin"),
     ("vote_split", 'v', "votes split"),
     ("near_other_seed", 's', "near another class's seed"),
-    ("edited", 'e', "edited"),
-    ("duplicate", 'D', "duplicate"),
-    ("near_dup", 'd', "near-duplicate"),
-    ("auto", 'a', "auto-decided"),
-    ("likely_mislabel", 'L', "classifier: likely mislabel"),
-    ("ambiguous", '~', "classifier: ambiguous"),
     ("hard_to_learn", 'h', "classifier: hard to learn"),
-    ("model_disagrees", 'M', "model prefers another class"),
     ("low_model_confidence", 'u', "model unsure of the label"),
-    ("neighbours_disagree", 'n', "nearest examples disagree"),
+    ("edited", 'e', "edited"),
+    ("auto", 'a', "auto-decided"),
 ];
 
 /// The legend of [`DOUBT_CODES`], for the help screen.
@@ -192,6 +193,46 @@ pub fn doubt_codes(tags: &[&str]) -> String {
                 .map_or('*', |(_, c, _)| *c)
         })
         .collect()
+}
+
+/// Where a reason ranks in [`DOUBT_CODES`] (unknown ones last).
+fn rank(tag: &str) -> usize {
+    DOUBT_CODES
+        .iter()
+        .position(|(name, _, _)| *name == tag)
+        .unwrap_or(DOUBT_CODES.len())
+}
+
+/// The `why` cell: as many codes as fit in `width`, most telling first,
+/// and `+N` for the reasons left out ("!L+3").
+pub fn doubt_cell(tags: &[&str], width: usize) -> String {
+    let mut tags = tags.to_vec();
+    tags.sort_by_key(|t| rank(t));
+    if tags.len() <= width {
+        return doubt_codes(&tags);
+    }
+    let mut keep = width.saturating_sub(2);
+    while keep > 0 && keep + 1 + (tags.len() - keep).to_string().len() > width {
+        keep -= 1;
+    }
+    format!("{}+{}", doubt_codes(&tags[..keep]), tags.len() - keep)
+}
+
+/// Every reason in words, most telling first ("LLM disagrees · low
+/// confidence"), for the detail.
+pub fn doubt_words(tags: &[&str]) -> String {
+    let mut tags = tags.to_vec();
+    tags.sort_by_key(|t| rank(t));
+    let words: Vec<&str> = tags
+        .iter()
+        .map(|t| {
+            DOUBT_CODES
+                .iter()
+                .find(|(name, _, _)| name == t)
+                .map_or(*t, |(_, _, w)| *w)
+        })
+        .collect();
+    words.join(" · ")
 }
 
 /// The label column's style: a label that is not the intended one stands out.
@@ -295,7 +336,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
             Some(true) => Style::default().fg(t.accept),
             _ => Style::default().fg(t.reject),
         };
-        head.push(Span::styled(" · relabel ", t.muted()));
+        head.push(Span::styled(" · llm ", t.muted()));
         head.push(Span::styled(
             format!(
                 "{} {:.2}",
@@ -314,22 +355,33 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     if let Some(v) = s.verdict()
         && !v.confidence.is_empty()
     {
-        let mut conf: Vec<_> = v.confidence.iter().collect();
-        conf.sort_by(|a, b| b.1.total_cmp(a.1));
-        let txt: Vec<String> = conf
+        // The answer first (the label the llm column shows), then every
+        // other class by confidence; a class scored above the answer is
+        // said so rather than silently listed first.
+        let answer = v.label.as_deref();
+        let mut conf: Vec<_> = v
+            .confidence
             .iter()
-            .take(6)
-            .map(|(k, c)| format!("{k} {c:.2}"))
+            .filter(|(k, _)| Some(k.as_str()) != answer)
             .collect();
-        out.push(Line::styled(
-            format!("confidence: {}", txt.join(" · ")),
-            t.muted(),
-        ));
+        conf.sort_by(|a, b| b.1.total_cmp(a.1));
+        let mut txt: Vec<String> = answer
+            .map(|a| format!("{a} {:.2} (answer)", v.top_confidence()))
+            .into_iter()
+            .collect();
+        txt.extend(conf.iter().map(|(k, c)| format!("{k} {c:.2}")));
+        let mut line = format!("confidence: {}", txt.join(" · "));
+        if let Some((k, c)) = conf.first()
+            && **c > v.top_confidence()
+        {
+            line.push_str(&format!(" — {k} scored above the answer"));
+        }
+        out.push(Line::styled(line, t.muted()));
     }
     let tags = if tags.is_empty() {
         "none".to_string()
     } else {
-        tags.join(", ")
+        doubt_words(&tags)
     };
     out.push(Line::styled(
         format!("doubt {score:.2}: {tags}"),
