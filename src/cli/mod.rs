@@ -124,9 +124,21 @@ pub struct ExportArgs {
     /// Seed of the split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// CSV: add provenance columns.
-    #[arg(long)]
+    /// Write the provenance fields (id, origin, intended label, strategy,
+    /// α, model, verdict, decision, actor) besides text and label, in every
+    /// format [default: yes for jsonl and hf, no for csv].
+    #[arg(long, value_enum, value_name = "ANSWER")]
+    pub provenance: Option<YesNo>,
+    /// Same as `--provenance yes`.
+    #[arg(long, conflicts_with = "provenance")]
     pub with_provenance: bool,
+}
+
+/// A yes/no flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum YesNo {
+    Yes,
+    No,
 }
 
 #[derive(Debug, Args)]
