@@ -184,6 +184,7 @@ fn the_dataset_card_describes_the_exported_rows() {
         "α (share of the intended class): 0.60–0.75",
         "temperature: 0.90–1.10",
         "judge `relabel`: accuracy 1.000 on 30 held-out examples",
+        "acceptance rate of people's decisions (accepted / decided): 100.0%; 0 decided automatically",
     ] {
         assert!(card.contains(want), "{want}\n{card}");
     }

@@ -659,10 +659,24 @@ fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> St
     let _ = writeln!(w, "## Acceptance\n");
     let _ = writeln!(w, "- generated: {}", generated.len());
     let _ = writeln!(w, "- accepted: {acc}, rejected: {rej}, pending: {pend}");
+    // A person's rate: duplicates and other automatic decisions are not
+    // reviews.
+    let by_person = |k: DecisionKind| {
+        generated
+            .iter()
+            .filter_map(|s| s.decision())
+            .filter(|d| d.by.is_person() && d.kind == k)
+            .count()
+    };
+    let (pacc, prej) = (
+        by_person(DecisionKind::Accept),
+        by_person(DecisionKind::Reject),
+    );
     let _ = writeln!(
         w,
-        "- acceptance rate (accepted / decided): {}",
-        pct(acc, decided)
+        "- acceptance rate of people's decisions (accepted / decided): {}; {} decided automatically (duplicates, rules `loop` ran)",
+        pct(pacc, pacc + prej),
+        decided - pacc - prej
     );
     let _ = writeln!(
         w,
