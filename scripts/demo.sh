@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Set up and run straddle on a fresh machine: build it, create a demo project
-# (TREC-6 question types, 2-3 seeds per class), and open the terminal UI on it.
+# (TREC-6 question types: 4 seed questions per class and 60 held-out ones),
+# and open the terminal UI on it.
 #
-# With no backend configured it installs and starts a small local model
-# (scripts/local-llm.sh: llama.cpp + SmolLM2-135M, CPU only) and stops it on
-# exit. To use another OpenAI-compatible server instead:
+# With no backend configured it installs and starts a tiny local model
+# (scripts/local-llm.sh: llama.cpp + SmolLM2-135M-Instruct, 135 million
+# parameters, CPU only) and stops it on exit. That model is there to show
+# the workflow — generate, relabel, review, steer, export — not to make
+# data: its questions are often off-class and its relabels mostly wrong.
+# For a useful dataset use a larger model on any OpenAI-compatible server:
 #   STRADDLE_BASE_URL=https://api.openai.com/v1 STRADDLE_MODEL=gpt-4o-mini \
 #   STRADDLE_API_KEY_ENV=OPENAI_API_KEY scripts/demo.sh
 #
@@ -26,6 +30,19 @@ if [ -z "${STRADDLE_BASE_URL:-}" ]; then
     trap 'scripts/local-llm.sh stop' EXIT
     URL="http://127.0.0.1:$PORT/v1"
     MODEL="smollm2"
+    cat <<'NOTE'
+
+  The demo runs SmolLM2-135M-Instruct, a tiny model (135 million parameters)
+  on this machine's CPU. It shows the workflow — generate, relabel, review,
+  steer, export — but it is too small to make useful data: expect many
+  off-class questions and relabels that rarely match the intended class.
+  For a real dataset, point the demo at a larger model, e.g.
+    STRADDLE_BASE_URL=https://api.openai.com/v1 STRADDLE_MODEL=gpt-4o-mini \
+    STRADDLE_API_KEY_ENV=OPENAI_API_KEY scripts/demo.sh
+  and run `straddle judge DIR` to measure its relabels on held-out examples.
+
+NOTE
+    if [ -t 0 ]; then read -r -p "  Press Enter to open the demo… " _; fi
 else
     URL="$STRADDLE_BASE_URL"
     MODEL="${STRADDLE_MODEL:?set STRADDLE_MODEL to the model name}"

@@ -698,7 +698,7 @@ fn export_hf_folder_with_dataset_card() {
     assert!(card.starts_with("---\n"));
     assert!(card.contains("path: train.jsonl") && card.contains("path: validation.jsonl"));
     assert!(card.contains("tiny-model"), "model named");
-    assert!(card.contains("strategy: mix"));
+    assert!(card.contains("strategies: `mix`"), "{card}");
     let p = Project::open_read_only(&dir).unwrap();
     let st = p.state();
     let accepted = st
@@ -717,7 +717,7 @@ fn export_hf_folder_with_dataset_card() {
         let tr = train.iter().filter(|r| r["label"] == c.as_str()).count();
         let va = val.iter().filter(|r| r["label"] == c.as_str()).count();
         assert!(
-            card.contains(&format!("| {c} | ")) && card.contains(&format!(" | {tr} | {va} |")),
+            card.contains(&format!("| {c} | ")) && card.contains(&format!(" | {tr} | {va} | ")),
             "{c}: {card}"
         );
     }

@@ -919,7 +919,7 @@ fn the_dataset_card_table_survives_pipes_and_newlines() {
     assert_eq!(table.len(), 5, "header, rule, two classes, total:\n{card}");
     for row in &table {
         let cells = row.replace("\\|", "").matches('|').count();
-        assert_eq!(cells, 5, "{row}");
+        assert_eq!(cells, 8, "{row}");
     }
     assert!(card.contains("A\\|B"), "{card}");
 }

@@ -185,6 +185,59 @@ fn review_session_in_tmux() {
     assert_eq!(usage_lines(&journal), 1, "no empty usage record at quit");
 }
 
+/// `u` is about the person (issue 12): accept one example, then let
+/// generation reject word-for-word copies of a seed on its own; `u` takes
+/// back the accept, says so, and leaves the duplicates rejected.
+#[test]
+fn undo_takes_back_the_persons_accept_not_the_pipelines_duplicates() {
+    let counter = AtomicUsize::new(0);
+    // Every generation reply starts with a seed question verbatim (dedup
+    // rejects it), then distinct questions; relabels say LOC.
+    let server = TestServer::start(Script::with_fn(move |req| {
+        let prompt = req.last_message();
+        if prompt.contains("Classify the text") {
+            return Reply::text(r#"{"label": "LOC"}"#);
+        }
+        let mut out = String::from("1. What does NASA stand for?\n");
+        for i in 2..=3 {
+            let k = counter.fetch_add(1, Ordering::SeqCst);
+            out.push_str(&format!(
+                "{i}. Which river flows past landmark number {k} today?\n"
+            ));
+        }
+        Reply::text(out)
+    }));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    let d = dir.to_str().unwrap();
+    let url = server.base_url();
+    init_example(&dir, "trec6", &url, Some(&server.backend().model));
+    // Examples to review before the app opens.
+    ok(&straddle(&["generate", d, "--count", "3", "--no-cache"]));
+    set_generation(&dir, 12, 3);
+    let tmux = open_tui(tmp.path(), &dir, Some(&url));
+    let (_, a0, r0, _) = counts(&tmux.screen()).expect("counts on the status line");
+    assert_eq!(a0, 0);
+    tmux.keys("a");
+    tmux.wait_for("one accepted", |s| counts(s).is_some_and(|c| c.1 == 1));
+    // Generation now rejects more duplicates, after the person's accept.
+    tmux.keys("g");
+    let screen = tmux.wait_for("new duplicates rejected and an idle engine", |s| {
+        counts(s).is_some_and(|c| c.2 > r0) && s.contains("idle")
+    });
+    let (_, _, r1, _) = counts(&screen).unwrap();
+    tmux.keys("u");
+    let screen = tmux.wait_for("the accept undone", |s| counts(s).is_some_and(|c| c.1 == 0));
+    assert_eq!(
+        counts(&screen).unwrap().2,
+        r1,
+        "duplicates stay rejected:\n{screen}"
+    );
+    assert!(screen.contains("undid accept of #"), "{screen}");
+    tmux.keys("q");
+    tmux.wait_exit();
+}
+
 /// A backend that refuses connections: a clear message with the fix, and
 /// the rest of the app (navigation, export) keeps working.
 #[test]

@@ -141,7 +141,135 @@ fn undo_after_several_decisions_walks_back() {
     assert_eq!(st.tally.generated.accepted + st.tally.generated.rejected, 0);
     // Nothing left: no effect, a notice.
     assert!(update(&mut st, key('u')).is_empty());
-    assert_eq!(st.notice.as_deref(), Some("nothing to undo"));
+    assert_eq!(st.notice.as_deref(), Some("nothing of yours to undo"));
+}
+
+/// Decisions the pipeline makes on its own (as the session's dedup does).
+fn auto_reject(st: &mut State, ids: &[SampleId], reason: &str) {
+    let kinds = ids
+        .iter()
+        .map(|id| {
+            EventKind::decided(
+                *id,
+                straddle::domain::Decision {
+                    kind: DecisionKind::Reject,
+                    label: None,
+                    reason: Some(reason.into()),
+                    by: Actor::Auto("dedup".into()),
+                },
+            )
+        })
+        .collect();
+    ack(st, vec![Effect::Append(kinds)]);
+}
+
+fn undone_samples(fx: &[Effect]) -> Vec<SampleId> {
+    let Some(Effect::Append(kinds)) = fx.first() else {
+        panic!("no append: {fx:?}")
+    };
+    kinds
+        .iter()
+        .map(|k| match k {
+            EventKind::Undone(u) => u.sample,
+            other => panic!("not an undo: {other:?}"),
+        })
+        .collect()
+}
+
+#[test]
+fn undo_is_about_the_person_never_the_pipeline() {
+    let journal: Vec<_> = fixture::events(40)
+        .into_iter()
+        .filter(|e| !matches!(e.kind, EventKind::Decided(_)))
+        .collect();
+    let mut st = fixture::state_with(&journal);
+    let a = selected(&st);
+    press(&mut st, key('a'));
+    // The pipeline rejects two duplicates after the person's accept.
+    let pending: Vec<SampleId> = st
+        .queue
+        .ids()
+        .iter()
+        .copied()
+        .filter(|id| *id != a && status(&st, *id) == Status::Pending)
+        .take(2)
+        .collect();
+    auto_reject(&mut st, &pending, "duplicate");
+    // `u` undoes the accept, not the duplicates, and says so.
+    let fx = update(&mut st, key('u'));
+    assert_eq!(undone_samples(&fx), vec![a]);
+    assert_eq!(
+        st.notice.as_deref(),
+        Some(
+            format!(
+                "undid accept of #{a} as {}",
+                st.project.sample(a).unwrap().effective_label(true)
+            )
+            .as_str()
+        )
+    );
+    ack(&mut st, fx);
+    assert_eq!(status(&st, a), Status::Pending);
+    for id in &pending {
+        assert_eq!(
+            status(&st, *id),
+            Status::Rejected,
+            "the duplicate stays rejected"
+        );
+    }
+    assert!(update(&mut st, key('u')).is_empty());
+    assert_eq!(st.notice.as_deref(), Some("nothing of yours to undo"));
+
+    // A bulk accept is one action: one `u` takes all of it back, even
+    // with automatic decisions recorded after it.
+    type_filter(&mut st, "class:hum status:pending");
+    let bulk: Vec<SampleId> = st.queue.ids().to_vec();
+    assert!(bulk.len() > 2);
+    update(&mut st, key('A'));
+    press(&mut st, key('y'));
+    let later: Vec<SampleId> = st
+        .project
+        .generated()
+        .filter(|s| s.status() == Status::Pending)
+        .map(|s| s.id)
+        .take(1)
+        .collect();
+    auto_reject(&mut st, &later, "near_duplicate");
+    let fx = update(&mut st, key('u'));
+    let mut undone = undone_samples(&fx);
+    undone.sort();
+    let mut want = bulk.clone();
+    want.sort();
+    assert_eq!(undone, want);
+    assert!(
+        st.notice.as_deref().is_some_and(
+            |n| n.starts_with(&format!("undid bulk accept of {} examples", bulk.len()))
+        ),
+        "{:?}",
+        st.notice
+    );
+    ack(&mut st, fx);
+    assert!(bulk.iter().all(|id| status(&st, *id) == Status::Pending));
+
+    // `/ actor:auto` lists what the pipeline decided; a person overturns
+    // one there, and that decision is theirs to undo.
+    type_filter(&mut st, "actor:auto");
+    let mut autos: Vec<SampleId> = st.queue.ids().to_vec();
+    autos.sort();
+    let mut want: Vec<SampleId> = pending.iter().chain(&later).copied().collect();
+    want.sort();
+    assert_eq!(autos, want);
+    let overturned = selected(&st);
+    press(&mut st, key('a'));
+    assert_eq!(status(&st, overturned), Status::Accepted);
+    assert!(
+        st.queue.position(overturned).is_none(),
+        "no longer automatic"
+    );
+    let fx = update(&mut st, key('u'));
+    assert_eq!(undone_samples(&fx), vec![overturned]);
+    ack(&mut st, fx);
+    assert_eq!(status(&st, overturned), Status::Rejected);
 }
 
 #[test]

@@ -19,8 +19,7 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::domain::{
-    Actor, DecisionKind, GenerationSettings, Origin, ProjectConfig, ProjectState, SampleState,
-    Status,
+    Actor, DecisionKind, Origin, ProjectConfig, ProjectState, SampleState, Status,
 };
 use crate::error;
 use crate::store::Project;
@@ -45,8 +44,21 @@ pub struct ExportRequest {
     pub val_fraction: f64,
     /// Seed of the split.
     pub seed: u64,
-    /// CSV: add provenance columns.
+    /// Write the provenance fields (id, origin, intended label, strategy,
+    /// α, model, verdict, decision …) besides text and label, in every
+    /// format. [`ExportFormat::default_provenance`] says the usual choice.
     pub with_provenance: bool,
+}
+
+impl ExportFormat {
+    /// Whether rows carry provenance unless asked otherwise: JSONL and
+    /// `hf` are records for tools (yes), CSV is for spreadsheets (no).
+    pub fn default_provenance(self) -> bool {
+        match self {
+            ExportFormat::Jsonl | ExportFormat::Hf => true,
+            ExportFormat::Csv => false,
+        }
+    }
 }
 
 /// The project data an export reads: a snapshot, not the journal file.
@@ -56,8 +68,6 @@ pub struct Source<'a> {
     pub dir: &'a Path,
     pub config: &'a ProjectConfig,
     pub state: &'a ProjectState,
-    /// The live generation settings (for the dataset card).
-    pub settings: &'a GenerationSettings,
 }
 
 /// One exported row: a sample and its final label.
@@ -104,13 +114,11 @@ impl ExportReport {
 pub fn export(dir: &Path, req: &ExportRequest) -> anyhow::Result<ExportReport> {
     check_args(req)?;
     let project = Project::open_read_only(dir)?;
-    let settings = project.generation_settings();
     export_from(
         &Source {
             dir,
             config: project.config(),
             state: project.state(),
-            settings: &settings,
         },
         req,
     )
@@ -155,7 +163,7 @@ pub fn export_from(src: &Source<'_>, args: &ExportRequest) -> anyhow::Result<Exp
         )));
     }
     let files = match args.format {
-        ExportFormat::Jsonl => write_jsonl(&args.out, &split)?,
+        ExportFormat::Jsonl => write_jsonl(&args.out, &split, args.with_provenance)?,
         ExportFormat::Csv => write_csv(&args.out, &split, args.with_provenance)?,
         ExportFormat::Hf => write_hf(&args.out, src, &split, args)?,
     };
@@ -250,7 +258,11 @@ fn row_json(r: &Row<'_>) -> Value {
     })
 }
 
-/// `out` with `.validation` before the extension: `a/x.jsonl` → `a/x.validation.jsonl`.
+/// The row without provenance: text and label only.
+fn plain_row_json(r: &Row<'_>) -> Value {
+    json!({ "text": r.s.text(), "label": r.label })
+}
+
 /// Write an export file atomically, with every registered secret redacted
 /// (a key a server echoed into a generated text does not leave in a
 /// dataset).
@@ -259,6 +271,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     crate::store::write_atomic(path, crate::secrets::redact(&text).as_bytes())
 }
 
+/// `out` with `.validation` before the extension: `a/x.jsonl` → `a/x.validation.jsonl`.
 fn validation_path(out: &Path, ext: &str) -> PathBuf {
     let stem = out
         .file_stem()
@@ -326,13 +339,14 @@ fn hf_row_json(r: &Row<'_>) -> Value {
     Value::Object(o)
 }
 
-fn write_jsonl(out: &Path, split: &Split<'_>) -> anyhow::Result<Vec<PathBuf>> {
+fn write_jsonl(out: &Path, split: &Split<'_>, provenance: bool) -> anyhow::Result<Vec<PathBuf>> {
     ensure_parent(out)?;
-    write_atomic(out, &jsonl_bytes(&split.train, row_json))?;
+    let row = if provenance { row_json } else { plain_row_json };
+    write_atomic(out, &jsonl_bytes(&split.train, row))?;
     let mut written = vec![out.to_path_buf()];
     if !split.validation.is_empty() {
         let vp = validation_path(out, "jsonl");
-        write_atomic(&vp, &jsonl_bytes(&split.validation, row_json))?;
+        write_atomic(&vp, &jsonl_bytes(&split.validation, row))?;
         written.push(vp);
     }
     Ok(written)
@@ -422,15 +436,20 @@ fn write_hf(
     }
     std::fs::create_dir_all(out)
         .map_err(|e| error::user(format!("cannot create folder {}: {e}", out.display())))?;
+    let row = if args.with_provenance {
+        hf_row_json
+    } else {
+        plain_row_json
+    };
     let train = out.join("train.jsonl");
-    write_atomic(&train, &jsonl_bytes(&split.train, hf_row_json))?;
+    write_atomic(&train, &jsonl_bytes(&split.train, row))?;
     let mut written = vec![train];
     let val = out.join("validation.jsonl");
     if split.validation.is_empty() {
         // A stale file from an earlier export would be read as a split.
         let _ = std::fs::remove_file(&val);
     } else {
-        write_atomic(&val, &jsonl_bytes(&split.validation, hf_row_json))?;
+        write_atomic(&val, &jsonl_bytes(&split.validation, row))?;
         written.push(val);
     }
     let readme = out.join("README.md");
@@ -450,10 +469,101 @@ fn md_cell(s: &str) -> String {
         .collect()
 }
 
+/// "a–b" of the values seen, "a" when they are all one, "not recorded"
+/// when there are none.
+fn range(values: impl Iterator<Item = f64>) -> String {
+    let (mut lo, mut hi, mut n) = (f64::INFINITY, f64::NEG_INFINITY, 0);
+    for v in values {
+        lo = lo.min(v);
+        hi = hi.max(v);
+        n += 1;
+    }
+    if n == 0 {
+        "not recorded".into()
+    } else if lo == hi {
+        format!("{lo:.2}")
+    } else {
+        format!("{lo:.2}–{hi:.2}")
+    }
+}
+
+/// "`a` (12), `b` (3)": each distinct value with how many rows have it,
+/// most first; "not recorded" when none has one.
+fn tally<'a>(values: impl Iterator<Item = Option<&'a str>>) -> String {
+    let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in values.flatten() {
+        *n.entry(v).or_default() += 1;
+    }
+    if n.is_empty() {
+        return "not recorded".into();
+    }
+    let mut v: Vec<(&str, usize)> = n.into_iter().collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    v.iter()
+        .map(|(k, c)| format!("`{}` ({c})", md_cell(k)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The card's lines on how the exported generated rows were made, from
+/// their provenance: models, strategies, templates, α and temperature.
+fn generation_summary(rows: &[&SampleState]) -> String {
+    if rows.is_empty() {
+        return "- no generated rows exported\n".into();
+    }
+    let p = |f: fn(&SampleState) -> Option<&str>| tally(rows.iter().map(|s| f(s)));
+    let mut o = String::new();
+    let _ = writeln!(o, "- generated rows: {}", rows.len());
+    let _ = writeln!(o, "- models: {}", p(|s| s.provenance.model.as_deref()));
+    let _ = writeln!(
+        o,
+        "- strategies: {}",
+        p(|s| s.provenance.strategy.as_deref())
+    );
+    let _ = writeln!(
+        o,
+        "- templates: {}",
+        p(|s| s.provenance.template.as_deref())
+    );
+    let _ = writeln!(
+        o,
+        "- α (share of the intended class): {}",
+        range(rows.iter().filter_map(|s| s.provenance.alpha))
+    );
+    let _ = writeln!(
+        o,
+        "- temperature: {}",
+        range(rows.iter().filter_map(|s| s.provenance.temperature))
+    );
+    o
+}
+
+/// The judges measured on held-out examples (`straddle judge`), with
+/// chance beside each; says so when none was.
+fn judges_summary(st: &ProjectState) -> String {
+    if st.judges.is_empty() {
+        return "- judges: not measured on held-out examples (`straddle judge`)\n".into();
+    }
+    let mut o = String::new();
+    for (name, j) in &st.judges {
+        let r = &j.report;
+        let _ = writeln!(
+            o,
+            "- judge `{}`: accuracy {:.3} on {} held-out examples (chance {:.3}, majority class {:.3}){}",
+            md_cell(name),
+            r.accuracy,
+            r.n,
+            r.chance,
+            r.majority,
+            if r.trusted() { "" } else { " — not trusted" }
+        );
+    }
+    o
+}
+
 fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> String {
     let cfg = src.config;
     let st = src.state;
-    let g = src.settings;
     let mut o = String::new();
     let w = &mut o;
     let _ = writeln!(
@@ -476,9 +586,15 @@ fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> St
     );
     let _ = writeln!(
         w,
-        "## Classes\n\n| class | description | train | validation |\n|---|---|---:|---:|"
+        "## Classes\n\n| class | description | train | validation | seed | generated | edited |\n|---|---|---:|---:|---:|---:|---:|"
     );
     let count = |rows: &[Row<'_>], c: &str| rows.iter().filter(|r| r.label == c).count();
+    let all: Vec<&Row<'_>> = split.train.iter().chain(&split.validation).collect();
+    let origin = |c: &str, tag: &str| {
+        all.iter()
+            .filter(|r| r.label == c && r.s.origin_tag() == tag)
+            .count()
+    };
     let mut names: Vec<&str> = cfg.classes.iter().map(|c| c.name.as_str()).collect();
     for r in split.train.iter().chain(&split.validation) {
         if !names.contains(&r.label) {
@@ -494,17 +610,24 @@ fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> St
             .unwrap_or_default();
         let _ = writeln!(
             w,
-            "| {} | {desc} | {} | {} |",
+            "| {} | {desc} | {} | {} | {} | {} | {} |",
             md_cell(n),
             count(&split.train, n),
-            count(&split.validation, n)
+            count(&split.validation, n),
+            origin(n, "seed"),
+            origin(n, "generated"),
+            origin(n, "edited"),
         );
     }
+    let total = |tag: &str| all.iter().filter(|r| r.s.origin_tag() == tag).count();
     let _ = writeln!(
         w,
-        "| **total** | | {} | {} |\n",
+        "| **total** | | {} | {} | {} | {} | {} |\n",
         split.train.len(),
-        split.validation.len()
+        split.validation.len(),
+        total("seed"),
+        total("generated"),
+        total("edited"),
     );
     let generated: Vec<&SampleState> = st.generated().collect();
     let by = |x: Status| generated.iter().filter(|s| s.status() == x).count();
@@ -536,10 +659,24 @@ fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> St
     let _ = writeln!(w, "## Acceptance\n");
     let _ = writeln!(w, "- generated: {}", generated.len());
     let _ = writeln!(w, "- accepted: {acc}, rejected: {rej}, pending: {pend}");
+    // A person's rate: duplicates and other automatic decisions are not
+    // reviews.
+    let by_person = |k: DecisionKind| {
+        generated
+            .iter()
+            .filter_map(|s| s.decision())
+            .filter(|d| d.by.is_person() && d.kind == k)
+            .count()
+    };
+    let (pacc, prej) = (
+        by_person(DecisionKind::Accept),
+        by_person(DecisionKind::Reject),
+    );
     let _ = writeln!(
         w,
-        "- acceptance rate (accepted / decided): {}",
-        pct(acc, decided)
+        "- acceptance rate of people's decisions (accepted / decided): {}; {} decided automatically (duplicates, rules `loop` ran)",
+        pct(pacc, pacc + prej),
+        decided - pacc - prej
     );
     let _ = writeln!(
         w,
@@ -558,56 +695,23 @@ fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> St
             " (not requested)"
         }
     );
-    let mut models: Vec<&str> = generated
+    // What the exported rows were generated with (not today's settings).
+    let _ = writeln!(w, "## Generation of the exported rows\n");
+    let rows: Vec<&SampleState> = split
+        .train
         .iter()
-        .filter_map(|s| s.provenance.model.as_deref())
+        .chain(&split.validation)
+        .map(|r| r.s)
+        .filter(|s| s.origin == Origin::Generated)
         .collect();
-    models.sort();
-    models.dedup();
-    let _ = writeln!(w, "## Generation\n");
-    let _ = writeln!(
-        w,
-        "- model: {} (configured: `{}`)",
-        if models.is_empty() {
-            "none recorded".to_string()
-        } else {
-            models
-                .iter()
-                .map(|m| format!("`{m}`"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
-        cfg.backend.model
-    );
-    let _ = writeln!(w, "- strategy: {}", g.strategy.as_str());
-    let _ = writeln!(
-        w,
-        "- classes per prompt (t): {}, shots per class (k): {}",
-        g.classes_per_prompt, g.shots
-    );
-    match g.alpha {
-        Some(a) => {
-            let _ = writeln!(w, "- α (share of the intended class): {a}");
-        }
-        None => {
-            let _ = writeln!(
-                w,
-                "- α drawn from [{}, {}]",
-                g.alpha_range.0, g.alpha_range.1
-            );
-        }
-    }
-    let _ = writeln!(
-        w,
-        "- temperature: {}, examples per request: {}",
-        g.temperature, g.per_request
-    );
+    let _ = writeln!(w, "{}", generation_summary(&rows));
     let _ = writeln!(
         w,
         "- relabel: {} (take relabel label on disagreement: {})",
         if cfg.relabel.enabled { "on" } else { "off" },
-        cfg.relabel.take_relabel
+        st.take_relabel
     );
+    let _ = writeln!(w, "{}", judges_summary(st));
     let u = &st.usage;
     let _ = writeln!(
         w,
@@ -620,6 +724,14 @@ fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> St
         args.val_fraction * 100.0,
         args.seed
     );
+    if !args.with_provenance {
+        let _ = writeln!(
+            w,
+            "## Fields\n\n`text`, `label` (final label after relabel and review); \
+             exported without provenance.\n"
+        );
+        return o;
+    }
     let _ = writeln!(
         w,
         "## Fields\n\n`text`, `label` (final label after relabel and review), `id`, `origin` \

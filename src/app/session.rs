@@ -727,7 +727,7 @@ impl Session {
                             Some(false) => {}
                         }
                         if let Some(s) = s
-                            && let Some(k) = rules::decide(s, self.cfg.auto_accept, None)
+                            && let Some(k) = rules::auto_accept(s, self.cfg.auto_accept)
                         {
                             self.pending.push_front(Pending::AutoAccept(k));
                         }

@@ -1,6 +1,6 @@
 //! The review filter shared by the TUI's `/` and `straddle review
-//! --accept-all/--reject-all --filter`: `class:X status:Y agree:yes|no|none`
-//! plus free text.
+//! --accept-all/--reject-all --filter`: `class:X status:Y agree:yes|no|none
+//! actor:auto|person` plus free text.
 
 use crate::domain::{Class, SampleState, Status};
 
@@ -13,6 +13,24 @@ pub enum Agree {
     None,
 }
 
+/// Who made a sample's current decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ActorFilter {
+    /// The pipeline (dedup, denoiser, rules `loop` runs).
+    Auto,
+    /// The person (a key or a bulk rule).
+    Person,
+}
+
+impl ActorFilter {
+    /// Whether a sample's current decision is this actor's (an undecided
+    /// sample is neither's).
+    pub fn matches(self, s: &SampleState) -> bool {
+        s.decision()
+            .is_some_and(|d| d.by.is_person() == (self == ActorFilter::Person))
+    }
+}
+
 /// A parsed `/` filter: `class:X status:Y agree:yes|no|none` plus free
 /// text (case-insensitive substring). All given parts must match.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -21,6 +39,7 @@ pub struct Filter {
     pub class: Option<String>,
     pub status: Option<Status>,
     pub agree: Option<Agree>,
+    pub actor: Option<ActorFilter>,
     /// Lower-cased words that must all occur in the text.
     pub words: Vec<String>,
 }
@@ -65,6 +84,13 @@ impl Filter {
                         _ => return Err(format!("agree must be yes, no or none, not '{v}'")),
                     })
                 }
+                Some(("actor" | "by", v)) => {
+                    f.actor = Some(match v {
+                        "auto" => ActorFilter::Auto,
+                        "person" | "me" => ActorFilter::Person,
+                        _ => return Err(format!("actor must be auto or person, not '{v}'")),
+                    })
+                }
                 _ => f.words.push(tok.to_lowercase()),
             }
         }
@@ -75,6 +101,7 @@ impl Filter {
         self.class.is_none()
             && self.status.is_none()
             && self.agree.is_none()
+            && self.actor.is_none()
             && self.words.is_empty()
     }
 
@@ -98,6 +125,11 @@ impl Filter {
             if !ok {
                 return false;
             }
+        }
+        if let Some(a) = self.actor
+            && !a.matches(s)
+        {
+            return false;
         }
         if !self.words.is_empty() {
             let t = s.text().to_lowercase();

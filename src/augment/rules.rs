@@ -60,6 +60,21 @@ pub fn decide(
     ))
 }
 
+/// The accept rule run by the pipeline itself (`loop`'s auto-accept):
+/// [`decide`]'s decision recorded as `Actor::Auto(rule)`, so it is not the
+/// person's to undo and shows under the review filter `actor:auto`.
+pub fn auto_accept(s: &SampleState, min_conf: Option<f64>) -> Option<EventKind> {
+    match decide(s, min_conf, None)? {
+        EventKind::Decided(mut d) => {
+            if let Actor::Rule(r) = d.decision.by {
+                d.decision.by = Actor::Auto(r);
+            }
+            Some(EventKind::Decided(d))
+        }
+        other => Some(other),
+    }
+}
+
 /// `decided` events for the pending generated samples a rule takes.
 pub fn apply_rules(
     state: &ProjectState,

@@ -33,11 +33,13 @@ pub enum BatchCommand {
 
 #[derive(Debug, Args)]
 pub struct PrepareArgs {
+    /// Project folder.
     pub dir: PathBuf,
     /// Examples to plan requests for.
     #[arg(long, default_value_t = 0)]
     pub count: usize,
-    #[arg(long)]
+    /// How prompts are built (default: the project's `[generation]`).
+    #[arg(long, value_parser = super::strategy_parser())]
     pub strategy: Option<crate::domain::Strategy>,
     /// Examples asked for per request.
     #[arg(long)]
@@ -51,6 +53,7 @@ pub struct PrepareArgs {
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
+    /// Project folder.
     pub dir: PathBuf,
     /// The batch output (or error) file.
     pub results: PathBuf,
@@ -63,6 +66,7 @@ pub struct IngestArgs {
 
 #[derive(Debug, Args)]
 pub struct DirArgs {
+    /// Project folder.
     pub dir: PathBuf,
     #[command(flatten)]
     pub backend: BackendFlags,

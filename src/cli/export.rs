@@ -15,7 +15,11 @@ impl ExportArgs {
             include_seeds: self.include_seeds,
             val_fraction: self.val_fraction,
             seed: self.seed,
-            with_provenance: self.with_provenance,
+            with_provenance: match (self.provenance, self.with_provenance) {
+                (Some(p), _) => p == super::YesNo::Yes,
+                (None, true) => true,
+                (None, false) => self.format.default_provenance(),
+            },
         }
     }
 }
@@ -31,12 +35,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     }
     let project = Project::open_read_only(&args.dir)?;
     project.warn_about_journal();
-    let settings = project.generation_settings();
     let src = Source {
         dir: &args.dir,
         config: project.config(),
         state: project.state(),
-        settings: &settings,
     };
     crate::outln!("{}", export_from(&src, &req)?.summary());
     Ok(())

@@ -95,20 +95,27 @@ pub struct InitArgs {
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
+    /// Project folder.
     pub dir: PathBuf,
+    /// Examples to import: CSV, TSV or JSONL with text and label.
     pub file: PathBuf,
     /// Role of the imported examples.
     #[arg(long = "as", value_enum, default_value = "seed")]
     pub role: ImportRole,
+    /// Name of the text column/key in the file.
     #[arg(long, default_value = "text")]
     pub text_col: String,
+    /// Name of the label column/key in the file.
     #[arg(long, default_value = "label")]
     pub label_col: String,
 }
 
 #[derive(Debug, Args)]
 pub struct ExportArgs {
+    /// Project folder.
     pub dir: PathBuf,
+    /// File format: JSONL rows, a CSV table, or a Hugging Face `datasets`
+    /// folder with a dataset card.
     #[arg(long, value_enum, default_value = "jsonl")]
     pub format: ExportFormat,
     /// Output file (jsonl, csv: the train file; the validation file gets a
@@ -124,20 +131,35 @@ pub struct ExportArgs {
     /// Seed of the split.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// CSV: add provenance columns.
-    #[arg(long)]
+    /// Write the provenance fields (id, origin, intended label, strategy,
+    /// α, model, verdict, decision, actor) besides text and label, in every
+    /// format [default: yes for jsonl and hf, no for csv].
+    #[arg(long, value_enum, value_name = "ANSWER")]
+    pub provenance: Option<YesNo>,
+    /// Same as `--provenance yes`.
+    #[arg(long, conflicts_with = "provenance")]
     pub with_provenance: bool,
+}
+
+/// A yes/no flag value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum YesNo {
+    Yes,
+    No,
 }
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
+    /// Project folder.
     pub dir: PathBuf,
+    /// Print JSON instead of tables.
     #[arg(long)]
     pub json: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct DoctorArgs {
+    /// Project folder.
     pub dir: PathBuf,
     #[command(flatten)]
     pub backend: BackendFlags,
@@ -145,11 +167,13 @@ pub struct DoctorArgs {
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
+    /// Project folder.
     pub dir: PathBuf,
     /// Number of examples to generate.
     #[arg(long)]
     pub count: usize,
-    #[arg(long)]
+    /// How prompts are built (default: the project's `[generation]`).
+    #[arg(long, value_parser = strategy_parser())]
     pub strategy: Option<crate::domain::Strategy>,
     /// Fixed α (share of the intended class).
     #[arg(long, conflicts_with = "alpha_range")]
@@ -182,6 +206,7 @@ pub struct GenerateArgs {
 
 #[derive(Debug, Args)]
 pub struct RelabelArgs {
+    /// Project folder.
     pub dir: PathBuf,
     #[command(flatten)]
     pub backend: BackendFlags,
@@ -189,6 +214,7 @@ pub struct RelabelArgs {
 
 #[derive(Debug, Args)]
 pub struct ReviewArgs {
+    /// Project folder.
     pub dir: PathBuf,
     /// Accept pending examples whose relabel agrees with confidence ≥ MIN_CONF.
     #[arg(long)]
@@ -204,7 +230,7 @@ pub struct ReviewArgs {
     #[arg(long)]
     pub reject_all: bool,
     /// What --accept-all/--reject-all take, as the TUI's `/`:
-    /// 'class:X status:pending|accepted|rejected agree:yes|no|none WORDS'.
+    /// 'class:X status:pending|accepted|rejected agree:yes|no|none actor:auto|person WORDS'.
     #[arg(long)]
     pub filter: Option<String>,
     /// Apply rules that trust the relabeler even when `straddle judge`
@@ -215,10 +241,12 @@ pub struct ReviewArgs {
 
 #[derive(Debug, Args)]
 pub struct JudgeArgs {
+    /// Project folder.
     pub dir: PathBuf,
     /// At most this many validation examples (spread over the classes).
     #[arg(long, default_value_t = 100)]
     pub sample: usize,
+    /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
     #[command(flatten)]
@@ -227,8 +255,10 @@ pub struct JudgeArgs {
 
 #[derive(Debug, Args)]
 pub struct PromptArgs {
+    /// Project folder.
     pub dir: PathBuf,
-    #[arg(long, default_value = "mix")]
+    /// Whose prompt to print.
+    #[arg(long, default_value = "mix", value_parser = strategy_parser())]
     pub strategy: crate::domain::Strategy,
     /// Print the relabel prompt for the first generated example instead.
     #[arg(long)]
@@ -237,11 +267,13 @@ pub struct PromptArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
+    /// Project folder.
     pub dir: PathBuf,
     /// Held-out examples (CSV/TSV/JSONL); default: the project's
     /// imported validation/test examples.
     #[arg(long)]
     pub test: Option<PathBuf>,
+    /// Print the scores as JSON.
     #[arg(long)]
     pub json: bool,
     /// The small model: `auto` (logistic regression on sentence
@@ -253,9 +285,12 @@ pub struct EvalArgs {
 
 #[derive(Debug, Args)]
 pub struct LoopArgs {
+    /// Project folder.
     pub dir: PathBuf,
+    /// S3 rounds to run (train, score, extrapolate the errors).
     #[arg(long, default_value_t = 2)]
     pub rounds: u32,
+    /// New examples generated per round.
     #[arg(long, default_value_t = 50)]
     pub per_round: usize,
     /// Accept examples whose relabel agrees with confidence ≥ MIN_CONF.
@@ -281,6 +316,13 @@ pub struct TuiArgs {
     pub dir: Option<PathBuf>,
     #[command(flatten)]
     pub backend: BackendFlags,
+}
+
+/// `--strategy`: the strategies by name, listed in `--help`.
+pub fn strategy_parser() -> impl clap::builder::TypedValueParser<Value = crate::domain::Strategy> {
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(["mix", "plain", "extrapolate"])
+        .try_map(|s| s.parse::<crate::domain::Strategy>())
 }
 
 fn parse_range(s: &str) -> Result<(f64, f64), String> {
@@ -320,5 +362,45 @@ pub fn run(command: Command) -> anyhow::Result<()> {
         Command::Tui(_) => Err(anyhow::anyhow!(
             "the terminal UI is opened by straddle::run, not by a headless command"
         )),
+    }
+}
+
+#[cfg(test)]
+mod help_tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// Every flag and positional of every subcommand has help text, and a
+    /// flag with a fixed set of values lists them.
+    #[test]
+    fn every_flag_has_help_and_lists_its_values() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                let help = a.get_help().map(|h| h.to_string()).unwrap_or_default();
+                if help.trim().is_empty() {
+                    missing.push(format!("{path} {id}: no help"));
+                }
+                let values = a.get_possible_values();
+                if matches!(id, "strategy" | "format" | "provenance") && values.is_empty() {
+                    missing.push(format!("{path} {id}: values not listed"));
+                }
+                if a.get_action().takes_values()
+                    && !values.is_empty()
+                    && a.is_hide_possible_values_set()
+                {
+                    missing.push(format!("{path} {id}: values hidden"));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(&Cli::command(), "straddle", &mut missing);
+        assert!(missing.is_empty(), "{}", missing.join("\n"));
     }
 }

@@ -66,6 +66,9 @@ macro_rules! for_each_event_kind {
             BatchPlanned(BatchPlanned) = "batch_planned",
             /// A batch was uploaded, or its remote status changed.
             BatchUpdated(BatchUpdated) = "batch_updated",
+            /// The person switched `take_relabel` (Controls): whether accepting
+            /// an example takes the relabeler's label. Overrides straddle.toml.
+            RelabelPolicyChanged(RelabelPolicyChanged) = "relabel_policy_changed",
         }
     };
 }
@@ -168,6 +171,11 @@ pub struct Undone {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SettingsChanged {
     pub generation: GenerationSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelabelPolicyChanged {
+    pub take_relabel: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -199,8 +199,17 @@ pub enum Actor {
     Key(String),
     /// A bulk rule, with its text (e.g. "accept-agreeing>=0.9").
     Rule(String),
-    /// The pipeline itself (e.g. "dedup").
+    /// The pipeline itself (e.g. "dedup", "denoise", a rule `loop` runs).
     Auto(String),
+}
+
+impl Actor {
+    /// A decision the person made: a key or a bulk rule they asked for.
+    /// Only these are undone by `u`; automatic ones are overturned by
+    /// deciding again (the review filter `actor:auto` lists them).
+    pub fn is_person(&self) -> bool {
+        !matches!(self, Actor::Auto(_))
+    }
 }
 
 /// A human or rule decision on a sample.

@@ -91,6 +91,27 @@ impl SampleState {
         }
         &self.label
     }
+    /// [`Self::effective_label`] and where it comes from: the label `a`
+    /// records on a pending example, the recorded one on a decided one.
+    pub fn label_and_source(&self, take_relabel: bool) -> (&str, LabelSource) {
+        let verdict = self.verdict().and_then(|v| v.label.as_deref());
+        if let Some(l) = self.decision().and_then(|d| d.label.as_deref()) {
+            let source = if l == self.label {
+                LabelSource::Intended
+            } else if Some(l) == verdict {
+                LabelSource::Relabel
+            } else {
+                LabelSource::Edited
+            };
+            return (l, source);
+        }
+        let l = self.effective_label(take_relabel);
+        if l != self.label {
+            (l, LabelSource::Relabel)
+        } else {
+            (l, LabelSource::Intended)
+        }
+    }
     /// "seed", "generated", "edited", "validation", "test".
     pub fn origin_tag(&self) -> &'static str {
         if self.is_edited() {
@@ -99,6 +120,44 @@ impl SampleState {
             self.origin.as_str()
         }
     }
+}
+
+/// Where the label an example ends with comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelSource {
+    /// The label generation asked for.
+    Intended,
+    /// The relabeler's (taken with `take_relabel`).
+    Relabel,
+    /// Chosen by a person (`1`–`9`) and neither of those.
+    Edited,
+}
+
+impl LabelSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LabelSource::Intended => "intended",
+            LabelSource::Relabel => "relabel",
+            LabelSource::Edited => "edited",
+        }
+    }
+    /// The review row's mark after the label ("" for the intended one).
+    pub fn mark(self) -> &'static str {
+        match self {
+            LabelSource::Intended => "",
+            LabelSource::Relabel => "↻",
+            LabelSource::Edited => "✎",
+        }
+    }
+}
+
+/// The person's last action as [`ProjectState::undo_action`] finds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UndoAction {
+    /// (event, sample) of every event to undo, newest first.
+    pub events: Vec<(EventId, SampleId)>,
+    /// "accept of #88", "edit of #12", "bulk reject of 37 examples (…)".
+    pub what: String,
 }
 
 /// Counts per class (by effective label).
@@ -134,10 +193,15 @@ pub struct ProjectState {
     pub rationales: BTreeMap<String, Vec<String>>,
     /// The latest score of each judge, by judge name.
     pub judges: BTreeMap<String, super::JudgeScored>,
-    /// Undoable events (`decided`, `edited`) not yet undone, oldest first.
+    /// The person's undoable events (`decided` by a key or a bulk rule,
+    /// `edited`) not yet undone, oldest first. Automatic decisions (dedup,
+    /// denoiser, rules `loop` runs) are never here: `u` is about the person.
     pub undo_stack: Vec<(EventId, SampleId)>,
-    /// Relabel policy used by [`SampleState::effective_label`].
+    /// Relabel policy used by [`SampleState::effective_label`]: the
+    /// config's, or the person's last `relabel_policy_changed`.
     pub take_relabel: bool,
+    /// The policy `straddle.toml` sets (shown beside an override).
+    pub take_relabel_config: bool,
     /// Events that referenced unknown samples (hand edits, skipped lines).
     pub warnings: Vec<String>,
     /// Batches by local name: as planned, and the latest remote fields.
@@ -166,6 +230,7 @@ impl ProjectState {
             judges: BTreeMap::new(),
             undo_stack: Vec::new(),
             take_relabel,
+            take_relabel_config: take_relabel,
             warnings: Vec::new(),
             batches: BTreeMap::new(),
         }
@@ -227,8 +292,11 @@ impl ProjectState {
             }
             EventKind::Decided(d) => {
                 if let Some(s) = self.sample_mut(d.sample, id, ty) {
+                    let person = d.decision.by.is_person();
                     push_lean(&mut s.decisions, (id, d.decision));
-                    self.undo_stack.push((id, d.sample));
+                    if person {
+                        self.undo_stack.push((id, d.sample));
+                    }
                 }
             }
             EventKind::Edited(e) => {
@@ -249,6 +317,7 @@ impl ProjectState {
                 }
             }
             EventKind::SettingsChanged(s) => self.generation = Some(s.generation),
+            EventKind::RelabelPolicyChanged(p) => self.take_relabel = p.take_relabel,
             EventKind::WeightChanged(w) => {
                 self.weights.insert(w.class, w.weight);
             }
@@ -327,6 +396,60 @@ impl ProjectState {
     /// The most recent undoable event: (event id, sample id).
     pub fn undo_target(&self) -> Option<(EventId, SampleId)> {
         self.undo_stack.last().copied()
+    }
+
+    /// What `u` undoes: the person's last action, whole. One key or edit
+    /// is one event; a bulk rule is every decision it recorded (the run of
+    /// consecutive events on top of the stack made by the same rule).
+    /// `None` when the person has nothing left to undo.
+    pub fn undo_action(&self) -> Option<UndoAction> {
+        let &(event, sample) = self.undo_stack.last()?;
+        let s = self.sample(sample)?;
+        let Some(d) = s
+            .decisions
+            .iter()
+            .find(|(id, _)| *id == event)
+            .map(|(_, d)| d)
+        else {
+            return Some(UndoAction {
+                events: vec![(event, sample)],
+                what: format!("edit of #{sample}"),
+            });
+        };
+        let verb = match d.kind {
+            DecisionKind::Accept => "accept",
+            DecisionKind::Reject => "reject",
+        };
+        let super::Actor::Rule(rule) = &d.by else {
+            let label = d
+                .label
+                .as_ref()
+                .map(|l| format!(" as {l}"))
+                .unwrap_or_default();
+            return Some(UndoAction {
+                events: vec![(event, sample)],
+                what: format!("{verb} of #{sample}{label}"),
+            });
+        };
+        let same_rule = |id: EventId, sample: SampleId| {
+            self.sample(sample).is_some_and(|s| {
+                s.decisions
+                    .iter()
+                    .any(|(e, d)| *e == id && matches!(&d.by, super::Actor::Rule(r) if r == rule))
+            })
+        };
+        let mut events = vec![(event, sample)];
+        for &(e, s) in self.undo_stack.iter().rev().skip(1) {
+            if e + 1 != events.last().expect("one").0 || !same_rule(e, s) {
+                break;
+            }
+            events.push((e, s));
+        }
+        let what = match events.len() {
+            1 => format!("{verb} of #{sample} ({rule})"),
+            n => format!("bulk {verb} of {n} examples ({rule})"),
+        };
+        Some(UndoAction { events, what })
     }
 
     /// Counts per class, for the given class names (plus any other label

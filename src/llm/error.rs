@@ -66,6 +66,24 @@ impl FailReason {
     }
 }
 
+impl FailReason {
+    /// "reason: message" for people, the reason said once: a message that
+    /// already is (or starts with) the reason is shown alone ("cancelled",
+    /// not "cancelled: cancelled").
+    pub fn with_message(self, message: &str) -> String {
+        let m = message.trim();
+        let r = self.as_str();
+        let said = |x: &str| x.to_lowercase().replace([' ', '-'], "_");
+        if m.is_empty() {
+            r.to_string()
+        } else if said(m).starts_with(r) {
+            m.to_string()
+        } else {
+            format!("{r}: {m}")
+        }
+    }
+}
+
 impl std::fmt::Display for FailReason {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -89,7 +107,7 @@ pub fn reply_cap(max_tokens: Option<u32>, n: Option<u32>) -> usize {
 /// raw reply (truncated) where there was one, and how long the server asked
 /// us to wait.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{reason}: {message}")]
+#[error("{}", reason.with_message(message))]
 pub struct LlmError {
     pub reason: FailReason,
     pub message: String,
@@ -168,4 +186,27 @@ fn error_chain(err: &dyn std::error::Error) -> String {
         src = e.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_reason_is_said_once() {
+        assert_eq!(FailReason::Cancelled.with_message("cancelled"), "cancelled");
+        assert_eq!(FailReason::Cancelled.with_message(""), "cancelled");
+        assert_eq!(
+            LlmError::new(FailReason::Cancelled, "cancelled").to_string(),
+            "cancelled"
+        );
+        assert_eq!(
+            FailReason::Timeout.with_message("no reply in 60 s"),
+            "timeout: no reply in 60 s"
+        );
+        assert_eq!(
+            FailReason::RateLimited.with_message("Rate limited: try later"),
+            "Rate limited: try later"
+        );
+    }
 }

@@ -1129,6 +1129,9 @@ mod tests {
                 class: "A".into(),
                 weight: 2.0,
             }),
+            EventKind::RelabelPolicyChanged(crate::domain::RelabelPolicyChanged {
+                take_relabel: false,
+            }),
             EventKind::UsageRecorded(UsageRecorded {
                 run: "g".into(),
                 usage: Default::default(),

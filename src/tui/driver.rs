@@ -328,7 +328,7 @@ impl Driver {
             } => {
                 out.msgs.push(Msg::Stream(StreamMsg::Failed {
                     job: *tag,
-                    reason: format!("{}: {message}", reason.as_str()),
+                    reason: reason.with_message(message),
                 }));
             }
         }

@@ -35,7 +35,7 @@ impl ExportField {
             ExportField::IncludeSeeds => "include seeds",
             ExportField::ValFraction => "validation share",
             ExportField::Seed => "split seed",
-            ExportField::Provenance => "provenance columns",
+            ExportField::Provenance => "provenance fields",
         }
     }
 
@@ -64,12 +64,18 @@ impl ExportField {
         match self {
             ExportField::Format => {
                 let was_default = r.out == default_out(r.format);
+                let provenance_default = r.with_provenance == r.format.default_provenance();
                 const F: [ExportFormat; 3] =
                     [ExportFormat::Jsonl, ExportFormat::Csv, ExportFormat::Hf];
                 let i = F.iter().position(|f| *f == r.format).unwrap_or(0) as i64;
                 r.format = F[(i + delta).rem_euclid(F.len() as i64) as usize];
                 if was_default {
                     r.out = default_out(r.format);
+                }
+                // Provenance follows the format's usual choice unless it
+                // was set by hand; the form shows the value that applies.
+                if provenance_default {
+                    r.with_provenance = r.format.default_provenance();
                 }
             }
             ExportField::Out => {}
@@ -112,7 +118,7 @@ impl ExportForm {
                 include_seeds: false,
                 val_fraction: 0.1,
                 seed: 0,
-                with_provenance: false,
+                with_provenance: ExportFormat::Jsonl.default_provenance(),
             },
         }
     }

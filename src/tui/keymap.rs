@@ -119,6 +119,8 @@ pub enum Action {
     BulkReject,
     ToggleGeneration,
     StopGeneration,
+    /// Switch `take_relabel`: whether `a` records the relabeler's label.
+    ToggleTakeRelabel,
     AlphaDown,
     AlphaUp,
     Increase,
@@ -194,7 +196,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     row!(
         Action::Accept,
         "accept",
-        "accept the selected example",
+        "accept with the label shown (↻ relabel, ✎ edited)",
         ["a"]
     ),
     row!(
@@ -212,7 +214,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     row!(
         Action::Undo,
         "undo",
-        "undo the last decision or edit",
+        "undo your last decision, edit or bulk rule",
         ["u"]
     ),
     row!(
@@ -278,7 +280,7 @@ pub const ACTIONS: &[ActionInfo] = &[
     row!(
         Action::Filter,
         "filter",
-        "filter: class:X status:Y agree:yes|no text",
+        "filter: class:X status:Y agree:yes|no actor:auto text",
         ["/"]
     ),
     row!(
@@ -310,6 +312,12 @@ pub const ACTIONS: &[ActionInfo] = &[
         "stop",
         "stop and cancel requests in flight",
         ["G"]
+    ),
+    row!(
+        Action::ToggleTakeRelabel,
+        "take_relabel",
+        "take_relabel on/off: whether a records the LLM's label",
+        ["t"]
     ),
     row!(Action::AlphaDown, "alpha_down", "α down", ["["]),
     row!(Action::AlphaUp, "alpha_up", "α up", ["]"]),
@@ -762,6 +770,35 @@ impl Keymap {
             .collect()
     }
 
+    /// The README's key table: every mode's help rows, as the help screen
+    /// shows them, in Markdown (`` `a` `` keys, the config table of the mode).
+    pub fn markdown_table(&self) -> String {
+        let mut out = String::from("| where | keys | what it does |\n|---|---|---|\n");
+        for (mode, rows) in self.help_sections() {
+            let mut first = true;
+            for r in rows {
+                let keys: Vec<String> = r
+                    .label
+                    .split(' ')
+                    .filter(|k| !k.is_empty())
+                    .map(|k| format!("`{}`", k.replace('|', "\\|")))
+                    .collect();
+                let place = if first {
+                    format!("{} (`[{}]`)", mode.title(), mode.section())
+                } else {
+                    String::new()
+                };
+                first = false;
+                out.push_str(&format!(
+                    "| {place} | {} | {} |\n",
+                    keys.join(" "),
+                    r.help.replace('|', "\\|")
+                ));
+            }
+        }
+        out
+    }
+
     /// The whole help screen: every mode with its rows.
     pub fn help_sections(&self) -> Vec<(KeyMode, Vec<HelpRow>)> {
         KeyMode::ALL
@@ -895,6 +932,35 @@ mod tests {
                     "{mode:?} {} ({action:?}) missing from help",
                     key.label()
                 );
+            }
+        }
+    }
+
+    /// The README's key table is the default keymap's
+    /// [`Keymap::markdown_table`]. `STRADDLE_UPDATE_README=1` rewrites it.
+    #[test]
+    fn readme_key_table_is_generated_from_the_keymap() {
+        const BEGIN: &str = "<!-- keys:begin (generated from src/tui/keymap.rs) -->\n";
+        const END: &str = "<!-- keys:end -->";
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/README.md");
+        let readme = std::fs::read_to_string(path).unwrap();
+        let (head, rest) = readme
+            .split_once(BEGIN)
+            .expect("README has the key table markers");
+        let (table, tail) = rest.split_once(END).expect("README key table end marker");
+        let want = Keymap::default().markdown_table();
+        if table != want && std::env::var_os("STRADDLE_UPDATE_README").is_some() {
+            std::fs::write(path, format!("{head}{BEGIN}{want}{END}{tail}")).unwrap();
+            return;
+        }
+        assert_eq!(
+            table, want,
+            "README key table is stale: run STRADDLE_UPDATE_README=1 cargo test --lib keymap"
+        );
+        // Every help row of every mode is in it.
+        for (_, rows) in Keymap::default().help_sections() {
+            for r in rows {
+                assert!(table.contains(&r.help.replace('|', "\\|")), "{}", r.help);
             }
         }
     }

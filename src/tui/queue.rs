@@ -57,7 +57,7 @@ pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> (f64, Vec<&'static str>) {
     (d.score, tags)
 }
 
-pub use crate::augment::filter::{Agree, Filter};
+pub use crate::augment::filter::{ActorFilter, Agree, Filter};
 
 /// Sort key: smaller comes first; the id makes every key unique.
 type Key = (i64, SampleId);
@@ -137,12 +137,14 @@ pub struct ReviewQueue {
     labels: Vec<String>,
 }
 
-/// The filterable facts of one generated sample, 8 bytes.
+/// The filterable facts of one generated sample, 12 bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 struct Meta {
     present: bool,
     status: Option<Status>,
     agree: Option<bool>,
+    /// Whether the current decision is automatic (`None`: undecided).
+    auto: Option<bool>,
     /// Index into `ReviewQueue::labels` of the effective label.
     label: u32,
 }
@@ -342,6 +344,8 @@ impl ReviewQueue {
                     && label.is_none_or(|l| m.label == l)
                     && f.status.is_none_or(|s| m.status == Some(s))
                     && agree.is_none_or(|a| m.agree == a)
+                    && f.actor
+                        .is_none_or(|a| m.auto == Some(a == ActorFilter::Auto))
                     && f.words.iter().all(|w| text.contains(w.as_str()))
             })
             .collect();
@@ -370,6 +374,7 @@ impl ReviewQueue {
             present: true,
             status: Some(s.status()),
             agree: s.agrees(),
+            auto: s.decision().map(|d| !d.by.is_person()),
             label,
         };
         self.lower[i] = s.text().to_lowercase().into_boxed_str();

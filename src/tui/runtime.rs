@@ -466,7 +466,7 @@ impl App {
     /// shared export code; nothing is printed (the screen stays intact).
     fn spawn_export(&self, req: ExportRequest, tx: mpsc::UnboundedSender<Result<String, String>>) {
         let (dir, config) = (self.dir.clone(), self.config.clone());
-        let (state, settings) = (self.st.project.clone(), self.st.settings.clone());
+        let state = self.st.project.clone();
         tokio::task::spawn_blocking(move || {
             let mut req = req;
             if !req.out.is_absolute() {
@@ -476,7 +476,6 @@ impl App {
                 dir: &dir,
                 config: &config,
                 state: &state,
-                settings: &settings,
             };
             let r = match crate::app::export::export_from(&src, &req) {
                 Ok(report) => {

@@ -349,16 +349,19 @@ pub enum Control {
     Concurrency,
     Target,
     PerRequest,
+    /// `take_relabel`: whether `a` records the relabeler's label.
+    TakeRelabel,
 }
 
 impl Control {
-    pub const ALL: [Control; 6] = [
+    pub const ALL: [Control; 7] = [
         Control::Strategy,
         Control::Alpha,
         Control::Temperature,
         Control::Concurrency,
         Control::Target,
         Control::PerRequest,
+        Control::TakeRelabel,
     ];
     pub fn label(self) -> &'static str {
         match self {
@@ -368,6 +371,7 @@ impl Control {
             Control::Concurrency => "concurrency",
             Control::Target => "target",
             Control::PerRequest => "per request",
+            Control::TakeRelabel => "take relabel",
         }
     }
 }
@@ -377,6 +381,10 @@ impl Control {
 pub struct Tally {
     pub per_class: BTreeMap<String, ClassCounts>,
     pub generated: ClassCounts,
+    /// Generated samples a person (a key or a bulk rule) accepted or
+    /// rejected: the accept rate is theirs, not the pipeline's.
+    pub person_accepted: u64,
+    pub person_rejected: u64,
     /// Generated samples with a parsable verdict, and those agreeing.
     pub verdicts: u64,
     pub agreeing: u64,
@@ -400,6 +408,12 @@ impl Tally {
                         Status::Pending => f(&mut c.pending),
                         Status::Accepted => f(&mut c.accepted),
                         Status::Rejected => f(&mut c.rejected),
+                    }
+                }
+                if let Some(d) = s.decision().filter(|d| d.by.is_person()) {
+                    match d.kind {
+                        DecisionKind::Accept => f(&mut self.person_accepted),
+                        DecisionKind::Reject => f(&mut self.person_rejected),
                     }
                 }
                 if let Some(a) = s.agrees() {
@@ -545,16 +559,14 @@ impl State {
         };
         st.project = init.project;
         st.queue.ctx = crate::augment::DoubtContext::from_state(&st.project);
-        for c in &st.classes {
-            st.tally.per_class.entry(c.name.clone()).or_default();
-        }
-        let take = st.project.take_relabel;
-        for s in &st.project.samples {
-            st.tally.add(s, take, 1);
-            if s.origin == Origin::Seed {
-                st.seeds.push(s.id);
-            }
-        }
+        st.rebuild_counts();
+        st.seeds = st
+            .project
+            .samples
+            .iter()
+            .filter(|s| s.origin == Origin::Seed)
+            .map(|s| s.id)
+            .collect();
         st.parse_rejected = crate::augment::parse::sum_rejections(
             st.project
                 .samples
@@ -562,8 +574,22 @@ impl State {
                 .map(|s| &s.provenance)
                 .chain(st.project.failures.iter().map(|(_, f)| &f.provenance)),
         );
-        st.queue.rebuild(&st.project, &st.classes);
         st
+    }
+
+    /// Count every sample again and rebuild the queue's orders (at start,
+    /// and when `take_relabel` changes every generated example's label).
+    fn rebuild_counts(&mut self) {
+        let mut tally = Tally::default();
+        for c in &self.classes {
+            tally.per_class.entry(c.name.clone()).or_default();
+        }
+        let take = self.project.take_relabel;
+        for s in &self.project.samples {
+            tally.add(s, take, 1);
+        }
+        self.tally = tally;
+        self.queue.rebuild(&self.project, &self.classes);
     }
 
     /// Add the parser's rejections journalled on `p` to [`Self::parse_rejected`].
@@ -649,7 +675,8 @@ impl State {
             | EventKind::RationalesAdded(_)
             | EventKind::JudgeScored(_)
             | EventKind::BatchPlanned(_)
-            | EventKind::BatchUpdated(_) => None,
+            | EventKind::BatchUpdated(_)
+            | EventKind::RelabelPolicyChanged(_) => None,
         }
     }
 
@@ -660,8 +687,9 @@ impl State {
             .pending_select
             .take()
             .or_else(|| self.queue.get(self.review_sel));
-        let take = self.project.take_relabel;
+        let mut take = self.project.take_relabel;
         let mut seeds_changed = false;
+        let mut policy_changed = false;
         for ev in events {
             let touched = Self::touched(&ev.kind);
             seeds_changed |= touched
@@ -682,6 +710,12 @@ impl State {
                     }
                 }
                 EventKind::SettingsChanged(s) => self.settings = s.generation.clone(),
+                // Every generated example's label may change: tallies and
+                // the queue are rebuilt once, after the batch.
+                EventKind::RelabelPolicyChanged(p) => {
+                    policy_changed |= p.take_relabel != take;
+                    take = p.take_relabel;
+                }
                 EventKind::SampleAdded(a) => {
                     if a.origin == Origin::Seed {
                         self.seeds.push(a.id);
@@ -715,6 +749,9 @@ impl State {
                 self.tally.add(s, take, 1);
                 self.queue.insert(s, &self.project, &self.classes);
             }
+        }
+        if policy_changed {
+            self.rebuild_counts();
         }
         if seeds_changed {
             // New seed texts for the seed-similarity doubt signal; scores

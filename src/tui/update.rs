@@ -8,8 +8,8 @@ use ratatui::layout::{Position, Rect};
 use ratatui_textarea::TextArea;
 
 use crate::domain::{
-    Actor, Decided, Decision, DecisionKind, Edited, EventKind, GenerationSettings, SampleId,
-    SettingsChanged, Status, Strategy, Undone, WeightChanged,
+    Actor, Decided, Decision, DecisionKind, Edited, EventKind, GenerationSettings,
+    RelabelPolicyChanged, SampleId, SettingsChanged, Status, Strategy, Undone, WeightChanged,
 };
 
 use super::keymap::{Action, Input, KeySpec};
@@ -148,7 +148,14 @@ fn on_text(st: &mut State, k: KeyEvent) {
 /// Run an action of the keymap.
 fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
     match a {
-        Action::Accept => decide(st, DecisionKind::Accept, None, key, fx),
+        // The label the row shows is the label recorded, so a verdict
+        // arriving later (or a policy switched later) cannot change it.
+        Action::Accept => {
+            let label = st
+                .selected_sample()
+                .map(|s| s.effective_label(st.project.take_relabel).to_string());
+            decide(st, DecisionKind::Accept, label, key, fx)
+        }
         Action::Reject => decide(st, DecisionKind::Reject, None, key, fx),
         Action::Relabel(n) => match st.classes.get(n as usize - 1) {
             Some(c) => {
@@ -158,15 +165,20 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
             None => st.notice = Some(format!("there is no class {n}")),
         },
         Action::Skip => advance_to_pending(st),
-        Action::Undo => match st.project.undo_target() {
-            Some((event, sample)) => {
-                st.pending_select = Some(sample);
-                fx.push(Effect::Append(vec![EventKind::Undone(Undone {
-                    event,
-                    sample,
-                })]));
+        // The person's last action, whole (a bulk rule is one action);
+        // automatic decisions are never undone here (`/ actor:auto`).
+        Action::Undo => match st.project.undo_action() {
+            Some(u) => {
+                st.pending_select = u.events.first().map(|(_, s)| *s);
+                st.notice = Some(format!("undid {}", u.what));
+                fx.push(Effect::Append(
+                    u.events
+                        .into_iter()
+                        .map(|(event, sample)| EventKind::Undone(Undone { event, sample }))
+                        .collect(),
+                ));
             }
-            None => st.notice = Some("nothing to undo".into()),
+            None => st.notice = Some("nothing of yours to undo".into()),
         },
         Action::Edit => {
             if let Some(s) = st.edit_target() {
@@ -205,6 +217,7 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
             EngineStatus::Paused => Effect::ResumeGeneration,
         }),
         Action::StopGeneration => fx.push(Effect::StopGeneration),
+        Action::ToggleTakeRelabel => toggle_take_relabel(st, fx),
         Action::AlphaDown => change_settings(st, fx, |g| shift_alpha(g, -0.05)),
         Action::AlphaUp => change_settings(st, fx, |g| shift_alpha(g, 0.05)),
         Action::Increase => adjust(st, 1, fx),
@@ -366,14 +379,23 @@ fn bulk_decide(st: &mut State, kind: DecisionKind, ids: Vec<SampleId>, fx: &mut 
         st.queue.filter().raw
     );
     let n = ids.len();
+    let take = st.project.take_relabel;
     let events = ids
         .into_iter()
         .map(|sample| {
+            // An accept records the label each row shows, as `a` does.
+            let label = match kind {
+                DecisionKind::Accept => st
+                    .project
+                    .sample(sample)
+                    .map(|s| s.effective_label(take).to_string()),
+                DecisionKind::Reject => None,
+            };
             EventKind::Decided(Decided {
                 sample,
                 decision: Decision {
                     kind,
-                    label: None,
+                    label,
                     reason: None,
                     by: Actor::Rule(rule.clone()),
                 },
@@ -495,6 +517,7 @@ fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
                 .saturating_add_signed(dir as isize)
                 .clamp(1, 50)
         }),
+        Control::TakeRelabel => toggle_take_relabel(st, fx),
         Control::Concurrency => {
             let c = st
                 .concurrency
@@ -506,6 +529,20 @@ fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
             }
         }
     }
+}
+
+/// Journal the opposite `take_relabel`; the labels shown, the counts and
+/// the queue follow once it is acknowledged.
+fn toggle_take_relabel(st: &mut State, fx: &mut Vec<Effect>) {
+    let take_relabel = !st.project.take_relabel;
+    st.notice = Some(if take_relabel {
+        "take_relabel on: a records the LLM's label where it differs (↻)".into()
+    } else {
+        "take_relabel off: a records the intended label".into()
+    });
+    fx.push(Effect::Append(vec![EventKind::RelabelPolicyChanged(
+        RelabelPolicyChanged { take_relabel },
+    )]));
 }
 
 fn cycle_focus(st: &mut State, step: usize) {

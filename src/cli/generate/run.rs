@@ -150,12 +150,39 @@ fn progress_bar(len: u64, show: bool) -> ProgressBar {
         },
     );
     bar.set_style(
-        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg} · ETA {eta}")
+        ProgressStyle::with_template("{spinner} [{bar:30}] {pos}/{len} {msg} · ETA {left}")
             .expect("valid template")
+            .with_key(
+                "left",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = w.write_str(&eta_text(s.pos(), s.len(), s.elapsed()));
+                },
+            )
             .progress_chars("=> "),
     );
     bar.enable_steady_tick(Duration::from_millis(200));
     bar
+}
+
+/// The time left at the average pace so far: "–" before anything is
+/// done (no pace to go by), "0s" once `pos` reaches `len`.
+pub fn eta_text(pos: u64, len: Option<u64>, elapsed: Duration) -> String {
+    let Some(len) = len else {
+        return "–".into();
+    };
+    if pos >= len {
+        return "0s".into();
+    }
+    if pos == 0 {
+        return "–".into();
+    }
+    let left = elapsed.as_secs_f64() / pos as f64 * (len - pos) as f64;
+    let s = left.round() as u64;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {:02}s", s / 60, s % 60),
+        _ => format!("{}h {:02}m", s / 3600, s % 3600 / 60),
+    }
 }
 
 impl Driver {
@@ -281,11 +308,17 @@ impl Driver {
 
     fn progress(&mut self) {
         let r = self.session.report();
-        self.bar.set_position(if self.relabel {
+        let pos = if self.relabel {
             r.relabelled as u64
         } else {
             r.examples as u64
-        });
+        };
+        // A request may bring more than was missing: the bar grows rather
+        // than reading "14/10".
+        if self.bar.length().is_some_and(|l| pos > l) {
+            self.bar.set_length(pos);
+        }
+        self.bar.set_position(pos);
         let u = self.engine.usage();
         let mut msg = format!(
             "accepted {} · tokens {} · req {}",
@@ -478,4 +511,22 @@ pub async fn relabel(
     let summary = d.finish()?;
     res?;
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::eta_text;
+    use std::time::Duration;
+
+    #[test]
+    fn eta_is_the_pace_so_far_and_never_a_guess_at_zero() {
+        let s = Duration::from_secs;
+        assert_eq!(eta_text(0, Some(10), s(30)), "–");
+        assert_eq!(eta_text(5, Some(10), s(10)), "10s");
+        assert_eq!(eta_text(2, Some(10), s(30)), "2m 00s");
+        assert_eq!(eta_text(1, Some(100), s(60)), "1h 39m");
+        assert_eq!(eta_text(10, Some(10), s(30)), "0s");
+        assert_eq!(eta_text(14, Some(10), s(30)), "0s");
+        assert_eq!(eta_text(3, None, s(30)), "–");
+    }
 }

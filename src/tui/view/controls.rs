@@ -28,6 +28,19 @@ pub(super) fn controls(f: &mut Frame, st: &State, r: Rect, focused: bool) {
                 Control::Concurrency => st.concurrency.to_string(),
                 Control::Target => g.target_count.to_string(),
                 Control::PerRequest => g.per_request.to_string(),
+                Control::TakeRelabel => {
+                    let yn = |b: bool| if b { "yes" } else { "no" };
+                    let p = &st.project;
+                    if p.take_relabel == p.take_relabel_config {
+                        yn(p.take_relabel).to_string()
+                    } else {
+                        format!(
+                            "{} (toml {})",
+                            yn(p.take_relabel),
+                            yn(p.take_relabel_config)
+                        )
+                    }
+                }
             };
             let text = format!("{} {v}", pad(c.label(), 12));
             let style = if focused && n == st.control_sel {

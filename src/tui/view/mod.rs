@@ -15,7 +15,7 @@ mod seeds;
 mod stats;
 mod streams;
 
-pub use review::{DOUBT_CODES, doubt_codes, doubt_legend};
+pub use review::{DOUBT_CODES, doubt_cell, doubt_codes, doubt_legend, doubt_words, row_hint};
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Margin, Position, Rect};

@@ -6,7 +6,10 @@ use ratatui::style::{Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Paragraph, Wrap};
 
-use crate::domain::{SampleState, Status};
+use ratatui::layout::{Constraint, Layout};
+
+use crate::domain::{LabelSource, SampleState, Status};
+use crate::tui::keymap::Action;
 
 use super::{clip, editor_for, pad, pane_block, render_editor, review_parts};
 use crate::tui::state::State;
@@ -42,13 +45,15 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         .max()
         .unwrap_or(5)
         .clamp(4, (list.width as usize / 6).clamp(4, 10));
-    let fixed = 2 + lw + 1 + lw + 1 + 4 + 1 + DOUBT_W + 1;
+    // The label column shows the label `a` records (or recorded) with a
+    // mark for where it comes from: ↻ the relabel, ✎ chosen by a person.
+    let fixed = 2 + lw + 2 + lw + 1 + 4 + 1 + DOUBT_W + 1;
     f.render_widget(
         Paragraph::new(Line::styled(
             clip(
                 &format!(
                     "  {} {} conf {} text",
-                    pad(if lw >= 5 { "label" } else { "lbl" }, lw),
+                    pad(if lw >= 5 { "label" } else { "lbl" }, lw + 1),
                     pad("llm", lw),
                     pad("why", DOUBT_W)
                 ),
@@ -101,17 +106,21 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         };
         let (_, tags) = st.queue.doubt(s);
         let text_w = (list.width as usize).saturating_sub(fixed);
+        let (label, source) = s.label_and_source(st.project.take_relabel);
         let mut spans = vec![
             status_glyph(t, s.status()),
             Span::raw(" "),
-            Span::raw(pad(&s.label, lw)),
+            Span::styled(
+                pad(&format!("{}{}", clip(label, lw), source.mark()), lw + 1),
+                label_style(t, source),
+            ),
             Span::raw(" "),
             Span::styled(pad(&vl, lw), vstyle),
             Span::raw(" "),
             Span::styled(vc, vstyle),
             Span::raw(" "),
             Span::styled(
-                pad(&doubt_codes(&tags), DOUBT_W),
+                pad(&doubt_cell(&tags, DOUBT_W), DOUBT_W),
                 Style::default().fg(t.warn),
             ),
             Span::raw(" "),
@@ -138,30 +147,31 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
 }
 
 /// Width of the review list's doubt column.
-pub(super) const DOUBT_W: usize = 3;
+pub(super) const DOUBT_W: usize = 4;
 
 /// One-character codes of the doubt reasons in the review list (the
 /// detail below the list and the help screen spell them out). Reasons the
 /// llm column already shows (no verdict `…`, unparsable `?`, a red label
 /// for a disagreement) get a code too, so the column alone tells why.
 pub const DOUBT_CODES: &[(&str, char, &str)] = &[
+    // Most telling first: a row shows codes in this order.
     ("disagrees", '!', "LLM disagrees"),
+    ("likely_mislabel", 'L', "classifier: likely mislabel"),
+    ("duplicate", 'D', "duplicate"),
+    ("near_dup", 'd', "near-duplicate"),
     ("unparsable", '?', "verdict unreadable"),
     ("no_verdict", '.', "not relabelled yet"),
+    ("model_disagrees", 'M', "model prefers another class"),
+    ("neighbours_disagree", 'n', "nearest examples disagree"),
+    ("ambiguous", '~', "classifier: ambiguous"),
     ("low_conf", 'c', "low confidence"),
     ("small_margin", 'm', "small margin"),
     ("vote_split", 'v', "votes split"),
     ("near_other_seed", 's', "near another class's seed"),
-    ("edited", 'e', "edited"),
-    ("duplicate", 'D', "duplicate"),
-    ("near_dup", 'd', "near-duplicate"),
-    ("auto", 'a', "auto-decided"),
-    ("likely_mislabel", 'L', "classifier: likely mislabel"),
-    ("ambiguous", '~', "classifier: ambiguous"),
     ("hard_to_learn", 'h', "classifier: hard to learn"),
-    ("model_disagrees", 'M', "model prefers another class"),
     ("low_model_confidence", 'u', "model unsure of the label"),
-    ("neighbours_disagree", 'n', "nearest examples disagree"),
+    ("edited", 'e', "edited"),
+    ("auto", 'a', "auto-decided"),
 ];
 
 /// The legend of [`DOUBT_CODES`], for the help screen.
@@ -185,6 +195,54 @@ pub fn doubt_codes(tags: &[&str]) -> String {
         .collect()
 }
 
+/// Where a reason ranks in [`DOUBT_CODES`] (unknown ones last).
+fn rank(tag: &str) -> usize {
+    DOUBT_CODES
+        .iter()
+        .position(|(name, _, _)| *name == tag)
+        .unwrap_or(DOUBT_CODES.len())
+}
+
+/// The `why` cell: as many codes as fit in `width`, most telling first,
+/// and `+N` for the reasons left out ("!L+3").
+pub fn doubt_cell(tags: &[&str], width: usize) -> String {
+    let mut tags = tags.to_vec();
+    tags.sort_by_key(|t| rank(t));
+    if tags.len() <= width {
+        return doubt_codes(&tags);
+    }
+    let mut keep = width.saturating_sub(2);
+    while keep > 0 && keep + 1 + (tags.len() - keep).to_string().len() > width {
+        keep -= 1;
+    }
+    format!("{}+{}", doubt_codes(&tags[..keep]), tags.len() - keep)
+}
+
+/// Every reason in words, most telling first ("LLM disagrees · low
+/// confidence"), for the detail.
+pub fn doubt_words(tags: &[&str]) -> String {
+    let mut tags = tags.to_vec();
+    tags.sort_by_key(|t| rank(t));
+    let words: Vec<&str> = tags
+        .iter()
+        .map(|t| {
+            DOUBT_CODES
+                .iter()
+                .find(|(name, _, _)| name == t)
+                .map_or(*t, |(_, _, w)| *w)
+        })
+        .collect();
+    words.join(" · ")
+}
+
+/// The label column's style: a label that is not the intended one stands out.
+fn label_style(t: &Theme, source: LabelSource) -> Style {
+    match source {
+        LabelSource::Intended => Style::default(),
+        LabelSource::Relabel | LabelSource::Edited => Style::default().fg(t.accent),
+    }
+}
+
 pub(super) fn sample_detail(f: &mut Frame, st: &State, r: Rect) {
     let t = &st.theme;
     let block = Block::default()
@@ -195,20 +253,80 @@ pub(super) fn sample_detail(f: &mut Frame, st: &State, r: Rect) {
     let Some(s) = st.selected_sample() else {
         return;
     };
+    // The keys' hint for this row stays on the detail's last line(s).
+    let hint = row_hint(st, s);
+    let hint_h = (unicode_width::UnicodeWidthStr::width(hint.as_str()) as u16)
+        .div_ceil(inner.width.max(1))
+        .clamp(1, 2)
+        .min(inner.height.saturating_sub(1));
+    let [body, foot] =
+        Layout::vertical([Constraint::Fill(1), Constraint::Length(hint_h)]).areas(inner);
     let mut lines = vec![Line::from(s.text().to_string())];
     lines.push(Line::from(""));
     lines.extend(detail_lines(st, s));
-    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), inner);
+    f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
+    f.render_widget(
+        Paragraph::new(Line::styled(hint, t.muted())).wrap(Wrap { trim: true }),
+        foot,
+    );
+}
+
+/// What the deciding keys do with this row: "a accept as LOC ↻ relabel ·
+/// x reject · 1–6 accept as 1 ABBR 2 DESC … · t take_relabel off".
+pub fn row_hint(st: &State, s: &SampleState) -> String {
+    let km = &st.keymap;
+    let (label, source) = s.label_and_source(st.project.take_relabel);
+    let mut parts = vec![format!(
+        "{} accept as {label} ({})",
+        km.hint(Action::Accept),
+        source.as_str()
+    )];
+    parts.push(format!("{} reject", km.hint(Action::Reject)));
+    let n = st.classes.len().min(9);
+    let keys: Vec<String> = (1..=n as u8).map(|i| km.hint(Action::Relabel(i))).collect();
+    let names: Vec<&str> = st.classes.iter().take(n).map(|c| c.name.as_str()).collect();
+    if keys
+        .iter()
+        .enumerate()
+        .all(|(i, k)| *k == (i + 1).to_string())
+        && n > 1
+    {
+        parts.push(format!("1–{n} accept as {}", names.join(" ")));
+    } else if n > 0 {
+        let pairs: Vec<String> = keys
+            .iter()
+            .zip(&names)
+            .map(|(k, c)| format!("{k} {c}"))
+            .collect();
+        parts.push(format!("accept as {}", pairs.join(" ")));
+    }
+    parts.push(format!(
+        "{} take_relabel {}",
+        km.hint(Action::ToggleTakeRelabel),
+        if st.project.take_relabel { "off" } else { "on" }
+    ));
+    parts.join(" · ")
 }
 
 pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     let t = &st.theme;
     let mut out = Vec::new();
     let (score, tags) = st.queue.doubt(s);
+    let (label, source) = s.label_and_source(st.project.take_relabel);
+    let records = if s.status() == Status::Pending {
+        format!("{} records ", st.keymap.hint(Action::Accept))
+    } else {
+        "label ".to_string()
+    };
     let mut head = vec![
         status_glyph(t, s.status()),
-        Span::raw(format!(" #{} {} ", s.id, s.status().as_str())),
-        Span::styled("intended ", t.muted()),
+        Span::raw(format!(" #{} {} · ", s.id, s.status().as_str())),
+        Span::styled(records, t.muted()),
+        Span::styled(
+            format!("{label} ({})", source.as_str()),
+            label_style(t, source).add_modifier(Modifier::BOLD),
+        ),
+        Span::styled(" · intended ", t.muted()),
         Span::raw(s.label.clone()),
     ];
     let distrust = st.relabel_distrust();
@@ -218,7 +336,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
             Some(true) => Style::default().fg(t.accept),
             _ => Style::default().fg(t.reject),
         };
-        head.push(Span::styled(" · relabel ", t.muted()));
+        head.push(Span::styled(" · llm ", t.muted()));
         head.push(Span::styled(
             format!(
                 "{} {:.2}",
@@ -237,22 +355,33 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     if let Some(v) = s.verdict()
         && !v.confidence.is_empty()
     {
-        let mut conf: Vec<_> = v.confidence.iter().collect();
-        conf.sort_by(|a, b| b.1.total_cmp(a.1));
-        let txt: Vec<String> = conf
+        // The answer first (the label the llm column shows), then every
+        // other class by confidence; a class scored above the answer is
+        // said so rather than silently listed first.
+        let answer = v.label.as_deref();
+        let mut conf: Vec<_> = v
+            .confidence
             .iter()
-            .take(6)
-            .map(|(k, c)| format!("{k} {c:.2}"))
+            .filter(|(k, _)| Some(k.as_str()) != answer)
             .collect();
-        out.push(Line::styled(
-            format!("confidence: {}", txt.join(" · ")),
-            t.muted(),
-        ));
+        conf.sort_by(|a, b| b.1.total_cmp(a.1));
+        let mut txt: Vec<String> = answer
+            .map(|a| format!("{a} {:.2} (answer)", v.top_confidence()))
+            .into_iter()
+            .collect();
+        txt.extend(conf.iter().map(|(k, c)| format!("{k} {c:.2}")));
+        let mut line = format!("confidence: {}", txt.join(" · "));
+        if let Some((k, c)) = conf.first()
+            && **c > v.top_confidence()
+        {
+            line.push_str(&format!(" — {k} scored above the answer"));
+        }
+        out.push(Line::styled(line, t.muted()));
     }
     let tags = if tags.is_empty() {
         "none".to_string()
     } else {
-        tags.join(", ")
+        doubt_words(&tags)
     };
     out.push(Line::styled(
         format!("doubt {score:.2}: {tags}"),

@@ -19,13 +19,22 @@ pub(super) fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     for c in &st.classes {
         let k = st.tally.per_class.get(&c.name).copied().unwrap_or_default();
         let target = st.target_for(&c.name);
+        // A class with weight 0 has no share of the target: no bar to
+        // fill, and no "n/0".
+        if c.weight <= 0.0 || target <= 0.0 {
+            let nums = format!(" {} ✓", k.accepted);
+            let bw = w.saturating_sub(nw + 1 + nums.chars().count());
+            lines.push(Line::from(vec![
+                Span::raw(pad(&c.name, nw)),
+                Span::raw(" "),
+                Span::styled(pad("weight 0 · not generated", bw), t.muted()),
+                Span::raw(nums),
+            ]));
+            continue;
+        }
         let nums = format!(" {}/{:.0}", k.accepted, target);
         let bw = w.saturating_sub(nw + 1 + nums.chars().count());
-        let filled = if target > 0.0 {
-            ((k.accepted as f64 / target).min(1.0) * bw as f64).round() as usize
-        } else {
-            0
-        };
+        let filled = ((k.accepted as f64 / target).min(1.0) * bw as f64).round() as usize;
         lines.push(Line::from(vec![
             Span::raw(pad(&c.name, nw)),
             Span::raw(" "),
@@ -35,7 +44,8 @@ pub(super) fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         ]));
     }
     let g = &st.tally.generated;
-    let decided = g.accepted + g.rejected;
+    let (pa, pr) = (st.tally.person_accepted, st.tally.person_rejected);
+    let auto = (g.accepted + g.rejected).saturating_sub(pa + pr);
     let pct = |a: u64, b: u64| {
         if b == 0 {
             "–".to_string()
@@ -45,13 +55,20 @@ pub(super) fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     };
     let u = st.total_usage();
     lines.push(Line::from(""));
+    let auto = if auto > 0 {
+        format!(" ({auto} auto)")
+    } else {
+        String::new()
+    };
     lines.push(Line::from(format!(
-        "✓{} ✗{} · {} pending",
+        "✓{} ✗{}{auto} · {} pending",
         g.accepted, g.rejected, g.pending
     )));
+    // The person's accept rate: automatic decisions (duplicates, `loop`'s
+    // rules) are not theirs.
     lines.push(Line::from(format!(
         "accept rate {} · llm agrees {}",
-        pct(g.accepted, decided),
+        pct(pa, pa + pr),
         pct(st.tally.agreeing, st.tally.verdicts)
     )));
     lines.push(Line::from(format!(

@@ -1,0 +1,398 @@
+//! A review a person can trust: what the screen shows is what a key
+//! records, and every number on it is counted one way (issue 12). The
+//! store is played by `fixture::ack`; screens are drawn with `TestBackend`.
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+use straddle::domain::{
+    Actor, Decision, DecisionKind, EventKind, NewSample, Origin, Provenance, SampleAdded, SampleId,
+    Status, Verdict, VerdictMethod, VerdictRecorded,
+};
+use straddle::tui::fixture::{self, ack};
+use straddle::tui::state::{Control, Pane};
+use straddle::tui::{Effect, Msg, State, update, view};
+
+fn key(c: char) -> Msg {
+    let m = if c.is_ascii_uppercase() {
+        KeyModifiers::SHIFT
+    } else {
+        KeyModifiers::NONE
+    };
+    Msg::Key(KeyEvent::new(KeyCode::Char(c), m))
+}
+
+fn press(st: &mut State, m: Msg) -> Vec<Effect> {
+    let fx = update(st, m);
+    ack(st, fx)
+}
+
+fn screen(st: &State) -> String {
+    let mut term = Terminal::new(TestBackend::new(st.size.0, st.size.1)).unwrap();
+    term.draw(|f| view::render(f, st)).unwrap();
+    let buf = term.backend().buffer();
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn verdict(label: &str, conf: &[(&str, f64)]) -> Verdict {
+    Verdict {
+        label: Some(label.into()),
+        confidence: conf.iter().map(|(c, p)| (c.to_string(), *p)).collect(),
+        method: VerdictMethod::Logprobs,
+        votes: None,
+        raw: None,
+        model: Some("m".into()),
+        request_id: None,
+    }
+}
+
+/// Seeds of every fixture class, then one generated example per
+/// (intended, relabel verdict) pair; `None` = not relabelled yet.
+fn project(rows: &[(&str, Option<Verdict>)]) -> (State, Vec<SampleId>) {
+    let mut kinds = Vec::new();
+    let mut id = 0;
+    for c in fixture::classes() {
+        id += 1;
+        kinds.push(EventKind::SampleAdded(SampleAdded::new(
+            id,
+            NewSample {
+                text: format!("seed of {}", c.name),
+                label: c.name.clone(),
+                origin: Origin::Seed,
+                provenance: Provenance::default(),
+            },
+        )));
+    }
+    let mut ids = Vec::new();
+    for (i, (label, v)) in rows.iter().enumerate() {
+        id += 1;
+        ids.push(id);
+        kinds.push(EventKind::SampleAdded(SampleAdded::new(
+            id,
+            NewSample {
+                text: format!("generated question {i} about something?"),
+                label: label.to_string(),
+                origin: Origin::Generated,
+                provenance: Provenance::default(),
+            },
+        )));
+        if let Some(v) = v {
+            kinds.push(EventKind::VerdictRecorded(VerdictRecorded {
+                sample: id,
+                verdict: v.clone(),
+            }));
+        }
+    }
+    let mut st = fixture::state_with(&fixture::stamp(kinds, 0));
+    // Wide enough for the hint line on one line.
+    st.size = (200, 40);
+    (st, ids)
+}
+
+fn select(st: &mut State, id: SampleId) {
+    st.review_sel = st.queue.position(id).expect("in the queue");
+}
+
+/// The review row of a sample: the line holding its text.
+fn row_of(screen: &str, n: usize) -> String {
+    let needle = format!("generated question {n} ");
+    screen
+        .lines()
+        .find(|l| l.contains(&needle) && l.contains('┃'))
+        .unwrap_or_else(|| panic!("no row {n}:\n{screen}"))
+        .to_string()
+}
+
+fn recorded(fx: &[Effect]) -> Decision {
+    match fx.first() {
+        Some(Effect::Append(kinds)) => match kinds.first() {
+            Some(EventKind::Decided(d)) => d.decision.clone(),
+            other => panic!("not a decision: {other:?}"),
+        },
+        other => panic!("no append: {other:?}"),
+    }
+}
+
+#[test]
+fn the_screen_shows_the_label_a_records_and_where_it_comes_from() {
+    let (mut st, ids) = project(&[
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.8), ("DESC", 0.2)]))),
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+        ("NUM", None),
+    ]);
+    assert!(st.project.take_relabel, "the fixture takes relabels");
+    // The row says LOC, marked as the relabel's; the detail and the hint
+    // line say what `a` records.
+    select(&mut st, ids[0]);
+    let s = screen(&st);
+    let row = row_of(&s, 0);
+    assert!(row.contains("LOC↻"), "{row}");
+    assert!(s.contains("a records LOC (relabel)"), "{s}");
+    assert!(s.contains("a accept as LOC (relabel)"), "{s}");
+    assert!(
+        s.contains("1–6 accept as ABBR DESC ENTY HUM LOC NUM"),
+        "{s}"
+    );
+    // `a` records exactly that label.
+    let fx = update(&mut st, key('a'));
+    let d = recorded(&fx);
+    assert_eq!(
+        (d.kind, d.label.as_deref()),
+        (DecisionKind::Accept, Some("LOC"))
+    );
+    ack(&mut st, fx);
+    assert_eq!(st.tally.per_class["LOC"].accepted, 1);
+    assert_eq!(st.tally.per_class["DESC"].accepted, 0);
+
+    // A row without a verdict shows (and `a` records) the intended label;
+    // a verdict arriving afterwards does not change what was recorded.
+    select(&mut st, ids[2]);
+    let s = screen(&st);
+    assert!(s.contains("a records NUM (intended)"), "{s}");
+    press(&mut st, key('a'));
+    let late = EventKind::VerdictRecorded(VerdictRecorded {
+        sample: ids[2],
+        verdict: verdict("ENTY", &[("ENTY", 0.9), ("NUM", 0.1)]),
+    });
+    ack(&mut st, vec![Effect::Append(vec![late])]);
+    let s2 = st.project.sample(ids[2]).unwrap();
+    assert_eq!(s2.effective_label(st.project.take_relabel), "NUM");
+    assert_eq!(st.tally.per_class["NUM"].accepted, 1);
+    assert_eq!(st.tally.per_class["ENTY"].accepted, 0);
+}
+
+#[test]
+fn take_relabel_is_a_control_that_changes_what_a_records() {
+    let (mut st, ids) = project(&[
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.8), ("DESC", 0.2)]))),
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.7), ("DESC", 0.3)]))),
+    ]);
+    assert_eq!(st.tally.per_class["LOC"].pending, 2);
+    let s = screen(&st);
+    assert!(s.contains("take relabel yes"), "{s}");
+    // Controls: the row is there and `+` toggles it; the journal keeps it.
+    st.focus = Pane::Controls;
+    st.control_sel = Control::ALL
+        .iter()
+        .position(|c| *c == Control::TakeRelabel)
+        .expect("a take_relabel control");
+    let fx = update(&mut st, key('+'));
+    assert!(
+        matches!(&fx[..], [Effect::Append(k)] if matches!(k[..],
+            [EventKind::RelabelPolicyChanged(p)] if !p.take_relabel)),
+        "{fx:?}"
+    );
+    ack(&mut st, fx);
+    assert!(!st.project.take_relabel);
+    // Counts, rows and the control follow at once.
+    assert_eq!(st.tally.per_class["LOC"].pending, 0);
+    assert_eq!(st.tally.per_class["DESC"].pending, 2);
+    st.focus = Pane::Review;
+    select(&mut st, ids[0]);
+    let s = screen(&st);
+    assert!(s.contains("take relabel no (toml yes)"), "{s}");
+    assert!(row_of(&s, 0).contains("DESC "), "{}", row_of(&s, 0));
+    assert!(s.contains("a records DESC (intended)"), "{s}");
+    assert!(s.contains("t take_relabel on"), "{s}");
+    let d = recorded(&update(&mut st, key('a')));
+    assert_eq!(d.label.as_deref(), Some("DESC"));
+    // The key `t` switches it back.
+    press(&mut st, key('t'));
+    assert!(st.project.take_relabel);
+    assert_eq!(st.tally.per_class["LOC"].pending, 2);
+    // A person's relabel shows as edited.
+    select(&mut st, ids[0]);
+    press(&mut st, key('4'));
+    let s = screen(&st);
+    assert!(row_of(&s, 0).contains("HUM✎"), "{s}");
+    let sample = st.project.sample(ids[0]).unwrap();
+    assert_eq!(sample.status(), Status::Accepted);
+    assert!(matches!(sample.decision().unwrap().by, Actor::Key(_)));
+}
+
+/// The Seeds pane's numbers: class → (seed, acc, pnd).
+fn seeds_pane(screen: &str) -> std::collections::BTreeMap<String, (u64, u64, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for line in screen.lines() {
+        let Some(cell) = line.split('│').nth(1) else {
+            continue;
+        };
+        let w: Vec<&str> = cell.split_whitespace().collect();
+        if let [n, class, _wt, seed, acc, pnd] = w[..]
+            && n.parse::<u8>().is_ok()
+            && let (Ok(s), Ok(a), Ok(p)) = (seed.parse(), acc.parse(), pnd.parse())
+        {
+            out.insert(class.to_string(), (s, a, p));
+        }
+    }
+    out
+}
+
+/// The review rows' (status glyph, label column) pairs, label marks cut.
+fn row_labels(screen: &str) -> Vec<(String, String)> {
+    screen
+        .lines()
+        .filter_map(|l| l.split('┃').nth(1))
+        .filter(|cell| {
+            cell.contains("generated question")
+                && matches!(cell.split_whitespace().next(), Some("·" | "✓" | "✗"))
+        })
+        .map(|cell| {
+            let mut it = cell.split_whitespace();
+            let glyph = it.next().unwrap().to_string();
+            let label = it.next().unwrap().trim_end_matches(['↻', '✎']).to_string();
+            (glyph, label)
+        })
+        .collect()
+}
+
+#[test]
+fn seeds_counts_and_class_sort_use_the_label_rows_show() {
+    let (mut st, _) = project(&[
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.8), ("DESC", 0.2)]))),
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.7), ("DESC", 0.3)]))),
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+        ("NUM", None),
+    ]);
+    let s = screen(&st);
+    let seeds = seeds_pane(&s);
+    let rows = row_labels(&s);
+    assert_eq!(rows.len(), 4, "{s}");
+    for (class, (_, _, pnd)) in &seeds {
+        let shown = rows.iter().filter(|(g, l)| g == "·" && l == class).count() as u64;
+        assert_eq!(*pnd, shown, "{class}: pnd vs rows\n{s}");
+    }
+    assert_eq!(seeds["LOC"].2, 2);
+    // Class sort: rows in class order of the label they show.
+    press(&mut st, key('s'));
+    press(&mut st, key('s'));
+    assert_eq!(st.queue.sort().as_str(), "class");
+    let order: Vec<String> = row_labels(&screen(&st)).into_iter().map(|r| r.1).collect();
+    assert_eq!(order, ["HUM", "LOC", "LOC", "NUM"]);
+}
+
+#[test]
+fn the_llm_column_agrees_with_the_confidence_line() {
+    // The model answered ENTY although ABBR's first token scored higher.
+    let (st, _) = project(&[(
+        "ENTY",
+        Some(verdict(
+            "ENTY",
+            &[("ABBR", 0.40), ("ENTY", 0.32), ("DESC", 0.28)],
+        )),
+    )]);
+    let s = screen(&st);
+    let row = row_of(&s, 0);
+    assert!(row.contains("ENTY  32%"), "{row}");
+    assert!(s.contains("llm ENTY 0.32"), "{s}");
+    assert!(
+        s.contains(
+            "confidence: ENTY 0.32 (answer) · ABBR 0.40 · DESC 0.28 — ABBR scored above the answer"
+        ),
+        "{s}"
+    );
+}
+
+#[test]
+fn the_accept_rate_counts_a_persons_decisions_only() {
+    let (mut st, ids) = project(&[
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+    ]);
+    let dup = EventKind::decided(
+        ids[1],
+        Decision {
+            kind: DecisionKind::Reject,
+            label: None,
+            reason: Some("duplicate".into()),
+            by: Actor::Auto("dedup".into()),
+        },
+    );
+    ack(&mut st, vec![Effect::Append(vec![dup])]);
+    let s = screen(&st);
+    assert!(s.contains("✓0 ✗1 (1 auto) · 1 pending"), "{s}");
+    assert!(
+        s.contains("accept rate –"),
+        "no decision of the person's yet:\n{s}"
+    );
+    select(&mut st, ids[0]);
+    press(&mut st, key('a'));
+    let s = screen(&st);
+    assert!(s.contains("accept rate 100%"), "{s}");
+}
+
+#[test]
+fn the_why_column_shows_what_fits_and_the_detail_shows_every_reason() {
+    use straddle::tui::view::{doubt_cell, doubt_words};
+    let tags = [
+        "low_conf",
+        "small_margin",
+        "near_other_seed",
+        "edited",
+        "likely_mislabel",
+        "disagrees",
+        "hard_to_learn",
+    ];
+    // Most telling first, then how many are left out.
+    assert_eq!(doubt_cell(&tags, 4), "!L+5");
+    assert_eq!(doubt_cell(&tags[..4], 4), "cmse");
+    assert_eq!(doubt_cell(&tags[..2], 4), "cm");
+    let words = doubt_words(&tags);
+    for w in [
+        "LLM disagrees",
+        "classifier: likely mislabel",
+        "low confidence",
+        "small margin",
+        "near another class's seed",
+        "edited",
+        "classifier: hard to learn",
+    ] {
+        assert!(words.contains(w), "{words}");
+    }
+    // On screen: a disagreeing, unsure verdict; the detail says it in words.
+    let (st, _) = project(&[(
+        "DESC",
+        Some(verdict(
+            "LOC",
+            &[("LOC", 0.4), ("DESC", 0.35), ("HUM", 0.25)],
+        )),
+    )]);
+    let s = screen(&st);
+    assert!(s.contains("LLM disagrees · "), "{s}");
+    assert!(s.contains("low confidence"), "{s}");
+}
+
+#[test]
+fn zero_weights_render_sensibly() {
+    let (mut st, _) = project(&[("HUM", Some(verdict("HUM", &[("HUM", 0.9)])))]);
+    st.size = (120, 40);
+    let zero: Vec<EventKind> = fixture::classes()
+        .into_iter()
+        .map(|c| {
+            EventKind::WeightChanged(straddle::domain::WeightChanged {
+                class: c.name,
+                weight: 0.0,
+            })
+        })
+        .collect();
+    ack(&mut st, vec![Effect::Append(zero)]);
+    let s = screen(&st);
+    let stats: Vec<&str> = s
+        .lines()
+        .filter_map(|l| l.rsplit('│').nth(1))
+        .filter(|c| fixture::classes().iter().any(|k| c.starts_with(&k.name)))
+        .collect();
+    assert_eq!(stats.len(), 6, "{s}");
+    for l in stats {
+        assert!(!l.contains("/0"), "{l}");
+        assert!(!l.contains('░'), "{l}");
+        assert!(l.contains("weight 0"), "{l}");
+    }
+}
