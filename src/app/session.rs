@@ -643,6 +643,10 @@ impl Session {
                     }
                     self.generator.set_classes(classes);
                 }
+                EventKind::AttributeWeightChanged(w) if !ours => {
+                    self.generator
+                        .set_attribute_weight(&w.attribute, &w.value, w.weight);
+                }
                 EventKind::RationalesAdded(_) => self.generator.set_rationales(state),
                 _ => {}
             }
@@ -989,6 +993,7 @@ mod tests {
             },
             relabel: Default::default(),
             embeddings: Default::default(),
+            attributes: Default::default(),
         }
     }
 

@@ -28,6 +28,10 @@ pub const BUILTINS: &[(&str, &str)] = &[
     (PLAIN, include_str!("../../prompts/plain.j2")),
     (RELABEL, include_str!("../../prompts/relabel.j2")),
     (
+        super::strategy::attributes::TEMPLATE,
+        include_str!("../../prompts/attributes.j2"),
+    ),
+    (
         super::strategy::extrapolate::TEMPLATE,
         include_str!("../../prompts/extrapolate.j2"),
     ),

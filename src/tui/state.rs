@@ -677,6 +677,7 @@ impl State {
             EventKind::GenerationFailed(_)
             | EventKind::SettingsChanged(_)
             | EventKind::WeightChanged(_)
+            | EventKind::AttributeWeightChanged(_)
             | EventKind::UsageRecorded(_)
             | EventKind::RoundScored(_)
             | EventKind::RationalesAdded(_)
@@ -732,6 +733,7 @@ impl State {
                 }
                 // Read from the fold (`self.project`) where they are shown.
                 EventKind::UsageRecorded(_)
+                | EventKind::AttributeWeightChanged(_)
                 | EventKind::VerdictRecorded(_)
                 | EventKind::Decided(_)
                 | EventKind::Edited(_)
