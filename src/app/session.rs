@@ -293,7 +293,7 @@ type Failure = (FailReason, String, Option<String>);
 #[derive(Debug)]
 enum Pending {
     Reply(RequestId, Box<PlannedRequest>, Result<Reply, Failure>),
-    AutoAccept(EventKind),
+    AutoAccept(Box<EventKind>),
 }
 
 /// What the append in flight holds.
@@ -725,7 +725,7 @@ impl Session {
                         if let Some(s) = s
                             && let Some(k) = rules::decide(s, self.cfg.auto_accept, None)
                         {
-                            self.pending.push_front(Pending::AutoAccept(k));
+                            self.pending.push_front(Pending::AutoAccept(Box::new(k)));
                         }
                     }
                 }
@@ -763,7 +763,7 @@ impl Session {
                 return;
             };
             let (events, what) = match p {
-                Pending::AutoAccept(k) => (vec![k], Appending::AutoAccept),
+                Pending::AutoAccept(k) => (vec![*k], Appending::AutoAccept),
                 Pending::Reply(id, planned, result) => {
                     let what = match planned.kind {
                         RequestKind::Generate { .. } => Appending::Generate { n: planned.n },

@@ -384,6 +384,60 @@ mod tests {
     }
 
     #[test]
+    fn attributes_renders_class_first_then_every_value() {
+        use super::super::strategy::attributes::{
+            AttrClass, AttrExample, AttrValue, AttributesContext, TEMPLATE,
+        };
+        let t = Templates::builtin();
+        let value = |d: &str, v: &str, desc: &str| AttrValue {
+            dimension: d.into(),
+            value: v.into(),
+            description: desc.into(),
+        };
+        let ctx = AttributesContext {
+            task: task(),
+            class: AttrClass {
+                name: "HUM".into(),
+                description: "a person or group".into(),
+                examples: vec![
+                    AttrExample {
+                        text: "Who wrote Hamlet?".into(),
+                        tags: "tone: formal".into(),
+                    },
+                    AttrExample {
+                        text: "who's the guy on the 5 dollar bill".into(),
+                        tags: String::new(),
+                    },
+                ],
+            },
+            attributes: vec![
+                value("length", "short", "a few words"),
+                value("tone", "casual", "relaxed, everyday wording"),
+            ],
+            n: 5,
+        };
+        let out = t.render(TEMPLATE, &ctx).unwrap();
+        assert!(out.contains("The class is HUM: texts which are about a person or group."));
+        assert!(out.contains("- Who wrote Hamlet? (tone: formal)\n"));
+        assert!(out.contains("- who's the guy on the 5 dollar bill\n"));
+        assert!(out.contains("- tone: casual — relaxed, everyday wording"));
+        assert!(out.contains("express both attributes above"));
+        // The class block is the stable prefix; the values come after it.
+        assert!(out.find("tone: casual").unwrap() > out.find("5 dollar bill").unwrap());
+        let one = t
+            .render(
+                TEMPLATE,
+                &AttributesContext {
+                    attributes: vec![value("tone", "angry", "")],
+                    ..ctx.clone()
+                },
+            )
+            .unwrap();
+        assert!(one.contains("- tone: angry\n") && one.contains("express the attribute above"));
+        insta::assert_snapshot!(out);
+    }
+
+    #[test]
     fn descriptions_read_well_whatever_their_shape() {
         assert_eq!(describe_class("a place"), "texts which are about a place");
         assert_eq!(

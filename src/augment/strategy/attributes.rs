@@ -266,3 +266,268 @@ fn plan(cx: &PlanContext<'_>, n: usize) -> anyhow::Result<PlannedRequest> {
         labels: Vec::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::augment::Generator;
+    use crate::augment::templates::Templates;
+    use crate::domain::testing::{apply, attribute_dims, tagged_seed, topics_config};
+    use crate::domain::{EventKind, ProjectConfig, ProjectState, SampleAdded};
+
+    const NAMES: [&str; 2] = ["sports", "food"];
+
+    fn config() -> ProjectConfig {
+        let mut cfg = topics_config(&NAMES);
+        cfg.attributes = attribute_dims(&[
+            (
+                "tone",
+                &[
+                    ("angry", "annoyed or upset"),
+                    ("casual", "relaxed, everyday wording"),
+                    ("formal", "polite, complete sentences"),
+                ],
+            ),
+            (
+                "length",
+                &[("long", "two sentences"), ("short", "a few words")],
+            ),
+        ]);
+        cfg.generation.strategy = domain::Strategy::Attributes;
+        cfg
+    }
+
+    fn state() -> ProjectState {
+        let seeds = [
+            tagged_seed("What a goal!", "sports", "tone=casual;length=short"),
+            tagged_seed(
+                "The referee's decision was, frankly, outrageous. I demand a review.",
+                "sports",
+                "tone=angry;length=long",
+            ),
+            tagged_seed("The match concluded in a draw.", "sports", "tone=formal"),
+            tagged_seed("yum, pizza", "food", "tone=casual;length=short"),
+        ];
+        let mut st = ProjectState::new(true);
+        apply(
+            &mut st,
+            seeds
+                .into_iter()
+                .enumerate()
+                .map(|(i, s)| EventKind::SampleAdded(SampleAdded::new(i as u64 + 1, s)))
+                .collect(),
+        );
+        st
+    }
+
+    fn generator(cfg: &ProjectConfig, st: &ProjectState) -> Generator {
+        Generator::new(
+            cfg,
+            cfg.classes.clone(),
+            cfg.generation.clone(),
+            Templates::builtin(),
+            st,
+        )
+    }
+
+    fn counts(pairs: &[(&str, &str, u64)]) -> domain::AttributeCounts {
+        let mut c = domain::AttributeCounts::new();
+        for (d, v, n) in pairs {
+            c.entry(d.to_string())
+                .or_default()
+                .insert(v.to_string(), *n);
+        }
+        c
+    }
+
+    #[test]
+    fn inverse_frequency_favours_rare_values() {
+        let attrs = attribute_dims(&[("tone", &[("angry", ""), ("casual", ""), ("formal", "")])]);
+        let c = counts(&[("tone", "formal", 20), ("tone", "angry", 2)]);
+        let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+        let draws = 4000;
+        for i in 0..draws {
+            let got = draw_attributes(&attrs, &BTreeMap::new(), &c, "sports", &mut rng_for(3, i));
+            assert_eq!(got.len(), 1, "one dimension: one value");
+            *seen.entry(got["tone"].clone()).or_default() += 1;
+        }
+        // weight / (1 + count): casual 1, angry 1/3, formal 1/21.
+        let total = 1.0 + 1.0 / 3.0 + 1.0 / 21.0;
+        for (v, expect) in [
+            ("casual", 1.0 / total),
+            ("angry", 1.0 / 3.0 / total),
+            ("formal", 1.0 / 21.0 / total),
+        ] {
+            let share = f64::from(seen[v]) / draws as f64;
+            assert!(
+                (share - expect).abs() < 0.03,
+                "{v}: {share:.3} vs {expect:.3} ({seen:?})"
+            );
+        }
+        assert!(seen["casual"] > seen["angry"] && seen["angry"] > seen["formal"]);
+    }
+
+    #[test]
+    fn weights_scale_the_draw_and_zero_never_draws() {
+        let attrs = attribute_dims(&[("tone", &[("angry", ""), ("casual", ""), ("formal", "")])]);
+        let mut w: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+        w.entry("tone".into())
+            .or_default()
+            .insert("angry".into(), 0.0);
+        w.entry("tone".into())
+            .or_default()
+            .insert("formal".into(), 3.0);
+        let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+        for i in 0..2000 {
+            let got = draw_attributes(&attrs, &w, &BTreeMap::new(), "food", &mut rng_for(9, i));
+            *seen.entry(got["tone"].clone()).or_default() += 1;
+        }
+        assert!(!seen.contains_key("angry"), "{seen:?}");
+        let ratio = f64::from(seen["formal"]) / f64::from(seen["casual"]);
+        assert!((2.5..3.6).contains(&ratio), "formal:casual {ratio:.2}");
+        // Every value at weight 0: the dimension is left out.
+        w.entry("tone".into())
+            .or_default()
+            .insert("casual".into(), 0.0);
+        w.entry("tone".into())
+            .or_default()
+            .insert("formal".into(), 0.0);
+        assert!(
+            draw_attributes(&attrs, &w, &BTreeMap::new(), "food", &mut rng_for(9, 0)).is_empty()
+        );
+    }
+
+    #[test]
+    fn one_to_three_dimensions_only_those_of_the_class() {
+        let mut attrs = attribute_dims(&[
+            ("a", &[("x", "")]),
+            ("b", &[("x", "")]),
+            ("c", &[("x", "")]),
+            ("d", &[("x", "")]),
+        ]);
+        attrs.get_mut("d").unwrap().classes = vec!["food".into()];
+        let mut sizes = std::collections::BTreeSet::new();
+        for i in 0..300 {
+            let got = draw_attributes(
+                &attrs,
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+                "sports",
+                &mut rng_for(1, i),
+            );
+            assert!(!got.contains_key("d"), "d is only for food");
+            sizes.insert(got.len());
+        }
+        assert_eq!(sizes.into_iter().collect::<Vec<_>>(), [1, 2, 3]);
+        let food_has_d = (0..300).any(|i| {
+            draw_attributes(
+                &attrs,
+                &BTreeMap::new(),
+                &BTreeMap::new(),
+                "food",
+                &mut rng_for(1, i),
+            )
+            .contains_key("d")
+        });
+        assert!(food_has_d);
+    }
+
+    #[test]
+    fn exemplars_are_chosen_by_overlap() {
+        let t = |s: &str| domain::parse_attributes(s).unwrap();
+        let tags = [
+            t("tone=casual;length=short"),
+            t("tone=angry;length=long"),
+            t("tone=formal"),
+            t(""),
+            t("tone=angry;length=short"),
+        ];
+        let refs: Vec<&BTreeMap<String, String>> = tags.iter().collect();
+        let wanted = t("tone=angry;length=long");
+        for i in 0..50 {
+            let got = pick_by_overlap(&refs, &wanted, 2, &mut rng_for(5, i));
+            // Both values (1), then one value (4); nothing else can beat them.
+            assert_eq!(got, [1, 4]);
+        }
+        // Ties are broken by the draw: every one-value match shows up.
+        let wanted = t("tone=angry");
+        let firsts: std::collections::BTreeSet<Vec<usize>> = (0..50)
+            .map(|i| pick_by_overlap(&refs, &wanted, 1, &mut rng_for(5, i)))
+            .collect();
+        assert_eq!(firsts.into_iter().collect::<Vec<_>>(), [vec![1], vec![4]]);
+    }
+
+    #[test]
+    fn a_request_shows_overlapping_seeds_and_records_its_attributes() {
+        let cfg = config();
+        let st = state();
+        let mut g = generator(&cfg, &st);
+        for _ in 0..20 {
+            let p = g.plan_generate().unwrap();
+            let RequestKind::Generate { target } = &p.kind else {
+                panic!("a generate request")
+            };
+            let attrs = &p.provenance.attributes;
+            assert!((1..=2).contains(&attrs.len()), "{attrs:?}");
+            assert_eq!(p.provenance.strategy.as_deref(), Some("attributes"));
+            assert_eq!(p.provenance.classes, std::slice::from_ref(target));
+            let prompt = p.prompt();
+            for (d, v) in attrs {
+                let desc = &cfg.attributes[d].values[v];
+                assert!(prompt.contains(&format!("- {d}: {v} — {desc}")), "{prompt}");
+            }
+            if target == "sports" && attrs.get("tone").map(String::as_str) == Some("angry") {
+                assert!(
+                    p.shown_examples.iter().any(|e| e.contains("outrageous")),
+                    "{prompt}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn planned_requests_spread_over_the_values() {
+        let cfg = config();
+        let mut g = generator(&cfg, &state());
+        let mut seen: BTreeMap<String, u32> = BTreeMap::new();
+        for _ in 0..60 {
+            let p = g.plan_generate().unwrap();
+            if let Some(v) = p.provenance.attributes.get("tone") {
+                *seen.entry(v.clone()).or_default() += 1;
+            }
+        }
+        let (lo, hi) = (seen.values().min().unwrap(), seen.values().max().unwrap());
+        assert_eq!(seen.len(), 3, "{seen:?}");
+        assert!(
+            hi - lo <= hi / 3 + 2,
+            "counts feed back into the draw: {seen:?}"
+        );
+    }
+
+    #[test]
+    fn deterministic_per_stream() {
+        let cfg = config();
+        let st = state();
+        let plans = |stream: u64| {
+            let mut g = generator(&cfg, &st);
+            g.set_stream(stream);
+            (0..8)
+                .map(|_| {
+                    let p = g.plan_generate().unwrap();
+                    (p.prompt(), p.provenance.attributes)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(plans(0), plans(0));
+        assert_eq!(plans(4), plans(4));
+        assert_ne!(plans(0), plans(4));
+    }
+
+    #[test]
+    fn without_dimensions_the_plan_is_a_user_error() {
+        let mut cfg = config();
+        cfg.attributes.clear();
+        let err = generator(&cfg, &state()).plan_generate().unwrap_err();
+        assert!(format!("{err:#}").contains("[attributes.tone]"), "{err:#}");
+    }
+}
