@@ -400,19 +400,19 @@ impl ProjectState {
     }
 
     /// Coverage per attribute value of the generated examples (by status)
-    /// and the seeds: dimension → value → counts. `declared` lists the
-    /// dimensions and values of the config, so values nothing has yet
-    /// show with zeros; values only found in the data are included too.
-    pub fn attribute_coverage<'a>(
+    /// and the seeds: dimension → value → counts. `declared` (the
+    /// config's `[attributes.*]`) makes values nothing has yet show with
+    /// zeros; values only found in the data are included too.
+    pub fn attribute_coverage(
         &self,
-        declared: impl IntoIterator<Item = (&'a str, &'a str)>,
+        declared: &BTreeMap<String, super::AttributeDim>,
     ) -> BTreeMap<String, BTreeMap<String, ClassCounts>> {
         let mut out: BTreeMap<String, BTreeMap<String, ClassCounts>> = BTreeMap::new();
-        for (d, v) in declared {
-            out.entry(d.to_string())
-                .or_default()
-                .entry(v.to_string())
-                .or_default();
+        for (d, a) in declared {
+            let values = out.entry(d.clone()).or_default();
+            for v in a.values.keys() {
+                values.entry(v.clone()).or_default();
+            }
         }
         for s in &self.samples {
             if s.origin.is_heldout() {
