@@ -1607,6 +1607,74 @@ mod tests {
     }
 
     #[test]
+    fn attribute_weights_apply_to_the_very_next_request() {
+        let mut cfg = config();
+        cfg.attributes = crate::domain::testing::attribute_dims(&[(
+            "tone",
+            &[("angry", "upset"), ("formal", "polite")],
+        )]);
+        let settings = GenerationSettings {
+            strategy: Strategy::Attributes,
+            ..cfg.generation.clone()
+        };
+        let st = state_with(&[("Who wrote Hamlet?", "HUM", Origin::Seed)], vec![]);
+        let g = Generator::new(
+            &cfg,
+            cfg.classes.clone(),
+            settings,
+            Templates::builtin(),
+            &st,
+        );
+        let s = Session::new(
+            g,
+            SessionConfig {
+                relabel: false,
+                auto_accept: None,
+                concurrency: 1,
+                counting: Counting::ThisRun,
+                backend: cfg.backend.clone(),
+            },
+        );
+        let mut r = Rig {
+            s,
+            st,
+            open: VecDeque::new(),
+            words: 0,
+        };
+        let tone_of = |r: &Rig| {
+            let job = r.open.front().unwrap();
+            r.s.request(job.tag).unwrap().provenance.attributes["tone"].clone()
+        };
+        let weight = |r: &mut Rig, value: &str, w: f64| {
+            let ev = apply(
+                &mut r.st,
+                vec![EventKind::AttributeWeightChanged(
+                    crate::domain::AttributeWeightChanged {
+                        attribute: "tone".into(),
+                        value: value.into(),
+                        weight: w,
+                    },
+                )],
+            );
+            r.s.on_appended(&r.st, &ev, false);
+        };
+        weight(&mut r, "angry", 0.0);
+        r.start(30);
+        for _ in 0..4 {
+            assert_eq!(tone_of(&r), "formal");
+            r.answer_next(2);
+        }
+        // Turned around: the next request planned is angry.
+        weight(&mut r, "formal", 0.0);
+        weight(&mut r, "angry", 1.0);
+        r.answer_next(2);
+        for _ in 0..3 {
+            assert_eq!(tone_of(&r), "angry");
+            r.answer_next(2);
+        }
+    }
+
+    #[test]
     fn an_edit_is_relabelled_once_acknowledged() {
         let mut r = rig(Counting::ThisRun, 1, true);
         r.start(2);

@@ -38,5 +38,32 @@ pub(super) fn controls(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             Line::styled(pad(&text, i.width as usize), style)
         })
         .collect();
+    let mut lines = lines;
+    // Attribute values: weight (steered with + / -) and examples so far.
+    let coverage = if st.attributes.is_empty() {
+        Default::default()
+    } else {
+        st.project.attribute_coverage(&st.attributes)
+    };
+    for (n, (d, v)) in st.attribute_rows().into_iter().enumerate() {
+        let c = coverage
+            .get(d)
+            .and_then(|m| m.get(v))
+            .copied()
+            .unwrap_or_default();
+        let text = format!(
+            "{} w {:.2} · {}✓ {}…",
+            pad(&format!("{d}={v}"), 12),
+            st.project.attribute_weight(d, v),
+            c.accepted,
+            c.pending
+        );
+        let style = if focused && Control::ALL.len() + n == st.control_sel {
+            t.selected()
+        } else {
+            t.muted()
+        };
+        lines.push(Line::styled(pad(&text, i.width as usize), style));
+    }
     f.render_widget(Paragraph::new(lines), i);
 }
