@@ -80,7 +80,23 @@ fn generate_with_attributes_records_them_and_shows_coverage() {
     let cfg = dir.join("straddle.toml");
     let mut text = std::fs::read_to_string(&cfg).unwrap();
     text.push_str(ATTRIBUTES);
+    // A typo in a class name is an error at its line.
+    let typo = text.replace("classes = [\"LOC\"]", "classes = [\"LCO\"]");
+    std::fs::write(&cfg, &typo).unwrap();
+    let line = typo.lines().position(|l| l.contains("LCO")).unwrap() + 1;
+    bad(
+        &straddle(&["stats", d]),
+        &[
+            &format!("straddle.toml:{line}: attributes.length.classes: unknown class 'LCO'"),
+            "(classes: HUM, LOC)",
+        ],
+    );
     std::fs::write(&cfg, &text).unwrap();
+    let prompt = run_ok(&["prompt", d, "--strategy", "attributes"]);
+    assert!(
+        prompt.contains("Every new text must express all of these attributes at once:"),
+        "{prompt}"
+    );
     let doctor = straddle(&["doctor", d]);
     let report = String::from_utf8_lossy(&doctor.stdout);
     assert!(
