@@ -577,3 +577,59 @@ fn schema_form_words(form: SchemaForm) -> &'static str {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testing::{apply, attribute_dims, tagged_seed, topics_config};
+    use crate::domain::{EventKind, ProjectState, SampleAdded, Strategy};
+
+    #[test]
+    fn attributes_check_names_what_is_missing() {
+        let mut cfg = topics_config(&["sports", "food"]);
+        let st = ProjectState::default();
+        let none = attributes_check(&cfg, &cfg.classes, Strategy::Mix, &st, "t.toml");
+        assert_eq!(none.status, Status::Skipped);
+        let fail = attributes_check(&cfg, &cfg.classes, Strategy::Attributes, &st, "t.toml");
+        assert_eq!(fail.status, Status::Fail);
+        assert!(fail.fix.unwrap().contains("[attributes.tone]"));
+
+        cfg.attributes = attribute_dims(&[("tone", &[("formal", ""), ("casual", "")])]);
+        cfg.attributes.get_mut("tone").unwrap().classes = vec!["food".into()];
+        let warn = attributes_check(&cfg, &cfg.classes, Strategy::Attributes, &st, "t.toml");
+        assert_eq!(warn.status, Status::Warn);
+        assert!(
+            warn.detail.contains("no dimension applies to sports"),
+            "{}",
+            warn.detail
+        );
+
+        cfg.attributes.get_mut("tone").unwrap().classes.clear();
+        let mut st = ProjectState::default();
+        apply(
+            &mut st,
+            vec![EventKind::SampleAdded(SampleAdded::new(
+                1,
+                tagged_seed("hi", "food", "tone=angry"),
+            ))],
+        );
+        let warn = attributes_check(&cfg, &cfg.classes, Strategy::Mix, &st, "t.toml");
+        assert_eq!(warn.status, Status::Warn);
+        assert!(
+            warn.detail.contains("undeclared values: tone=angry"),
+            "{}",
+            warn.detail
+        );
+        let ok = attributes_check(
+            &cfg,
+            &cfg.classes,
+            Strategy::Mix,
+            &ProjectState::default(),
+            "t.toml",
+        );
+        assert_eq!(
+            (ok.status, ok.detail.as_str()),
+            (Status::Ok, "tone (2 values)")
+        );
+    }
+}
