@@ -65,5 +65,20 @@ pub(super) fn controls(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         };
         lines.push(Line::styled(pad(&text, i.width as usize), style));
     }
+    // More rows than fit (attribute values): scroll to keep the selected
+    // row in view, and say how many are below.
+    let h = i.height as usize;
+    if h > 0 && lines.len() > h {
+        let offset = (st.control_sel + 1).saturating_sub(h);
+        let hidden = lines.len() - offset - h;
+        let mut shown: Vec<Line> = lines.into_iter().skip(offset).take(h).collect();
+        if hidden > 0 && st.control_sel != offset + h - 1 {
+            shown[h - 1] = Line::styled(
+                pad(&format!("↓ {} more", hidden + 1), i.width as usize),
+                t.muted(),
+            );
+        }
+        lines = shown;
+    }
     f.render_widget(Paragraph::new(lines), i);
 }
