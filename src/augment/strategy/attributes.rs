@@ -45,6 +45,31 @@ impl Strategy for Attributes {
     fn plan(&self, cx: &PlanContext<'_>, ask: &Ask<'_>) -> anyhow::Result<PlannedRequest> {
         plan(cx, ask.n)
     }
+    /// Drop a line that repeats the attribute list instead of being a text
+    /// (small models answer "length - 23 words or more", "tone: casual").
+    fn keep(&self, planned: &PlannedRequest, text: &str) -> bool {
+        !echoes_attribute(planned, text)
+    }
+}
+
+/// Whether `text` starts with one of the request's dimension names
+/// followed by `:`, `-` or `=`, or holds a value's description (three
+/// words or more) from the prompt's attribute list.
+pub fn echoes_attribute(planned: &PlannedRequest, text: &str) -> bool {
+    let t = text.trim().to_lowercase();
+    let prompt = planned.prompt();
+    planned.provenance.attributes.keys().any(|d| {
+        t.strip_prefix(&d.to_lowercase())
+            .is_some_and(|rest| rest.trim_start().starts_with([':', '-', '=', '—']))
+    }) || prompt
+        .lines()
+        .filter_map(|l| {
+            l.strip_prefix("- ")?
+                .split_once(" — ")
+                .map(|(_, desc)| desc)
+        })
+        .filter(|desc| desc.split_whitespace().count() >= 3)
+        .any(|desc| t.contains(&desc.to_lowercase()))
 }
 
 /// A value's draw weight: its live weight over one plus its count.
@@ -502,6 +527,30 @@ mod tests {
             hi - lo <= hi / 3 + 2,
             "counts feed back into the draw: {seen:?}"
         );
+    }
+
+    #[test]
+    fn lines_repeating_the_attribute_list_are_dropped() {
+        let cfg = config();
+        let mut g = generator(&cfg, &state());
+        let p = (0..20)
+            .map(|_| g.plan_generate().unwrap())
+            .find(|p| p.provenance.attributes.get("tone").map(String::as_str) == Some("formal"))
+            .expect("a formal request");
+        let s = Attributes;
+        for echo in [
+            "tone: formal",
+            "Tone - polite and complete",
+            "Each one uses polite, complete sentences and is short.",
+        ] {
+            assert!(!s.keep(&p, echo), "{echo}");
+        }
+        for real in [
+            "Would you kindly tell me who won the 1998 final?",
+            "Toner cartridges: where are they sold?",
+        ] {
+            assert!(s.keep(&p, real), "{real}");
+        }
     }
 
     #[test]
