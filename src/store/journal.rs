@@ -1105,6 +1105,11 @@ mod tests {
                 class: "A".into(),
                 weight: 2.0,
             }),
+            EventKind::AttributeWeightChanged(crate::domain::AttributeWeightChanged {
+                attribute: "tone".into(),
+                value: "formal".into(),
+                weight: 0.5,
+            }),
             EventKind::UsageRecorded(UsageRecorded {
                 run: "g".into(),
                 usage: Default::default(),
