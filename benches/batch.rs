@@ -62,6 +62,7 @@ fn main() {
         },
         relabel: Default::default(),
         embeddings: Default::default(),
+        attributes: Default::default(),
     };
     let seeds = CLASSES
         .iter()

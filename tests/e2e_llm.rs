@@ -328,3 +328,129 @@ fn generate_relabel_review_export_with_smollm2() {
     )
     .unwrap();
 }
+
+/// The shared server on port 8765 when it listens (scripts/local-llm.sh
+/// start; it may be busy with another client, so a listening port is
+/// enough and requests wait their turn), else one of this test's own.
+fn shared_or_own_server(tmp: &Path) -> (Option<ServerGuard>, u16) {
+    if TcpStream::connect(("127.0.0.1", 8765)).is_ok() {
+        (None, 8765)
+    } else {
+        let (guard, port) = start_server(tmp);
+        (Some(guard), port)
+    }
+}
+
+const TREC6_ATTRIBUTES: &str = r#"
+[attributes.tone]
+description = "how the question is worded"
+values.formal = "polite, complete, carefully worded"
+values.casual = "relaxed, chatty, everyday wording"
+
+[attributes.length]
+description = "how long the question is"
+values.short = "at most six words"
+values.long = "twelve words or more"
+"#;
+
+#[test]
+#[ignore = "needs the local llama.cpp server; scripts/test.sh runs it"]
+fn generate_with_attributes_with_smollm2() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (server, port) = shared_or_own_server(tmp.path());
+    let dir = tmp.path().join("trec6");
+    let d = dir.to_str().unwrap();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    init_example(&dir, "trec6", &url, Some("smollm2"));
+    tune_config(&dir);
+    let cfg = dir.join("straddle.toml");
+    let mut text = std::fs::read_to_string(&cfg).unwrap();
+    text.push_str(TREC6_ATTRIBUTES);
+    std::fs::write(&cfg, text).unwrap();
+
+    let started = Instant::now();
+    let gen_out = straddle(&[
+        "generate",
+        d,
+        "--count",
+        "15",
+        "--strategy",
+        "attributes",
+        "--no-relabel",
+    ]);
+    let wall = started.elapsed();
+    let stats = straddle(&["stats", d]);
+    drop(server);
+
+    let p = Project::open_read_only(&dir).unwrap();
+    let st = p.state();
+    let declared = &p.config().attributes;
+    let generated: Vec<_> = st.generated().collect();
+    let kept: Vec<_> = generated.iter().filter(|s| !is_dup_rejected(s)).collect();
+    assert!(!kept.is_empty(), "{gen_out}");
+    assert!(
+        kept.len() >= 15 || gen_out.contains("stopped:"),
+        "{gen_out}"
+    );
+    for s in &kept {
+        let pv = &s.provenance;
+        assert_eq!(pv.strategy.as_deref(), Some("attributes"));
+        assert!(
+            (1..=2).contains(&pv.attributes.len()),
+            "every kept example carries its attributes: {:?} {:?}",
+            s.text(),
+            pv.attributes
+        );
+        for (dim, value) in &pv.attributes {
+            assert!(
+                declared
+                    .get(dim)
+                    .is_some_and(|a| a.values.contains_key(value)),
+                "{dim}={value} is declared"
+            );
+        }
+    }
+    // Failures record what was asked for too.
+    for (_, f) in &st.failures {
+        assert!(!f.provenance.attributes.is_empty(), "{f:?}");
+    }
+    let req =
+        |pv: &straddle::domain::Provenance| pv.extra.get(REQUEST_KEY).and_then(|v| v.as_u64());
+    let requests: BTreeSet<u64> = generated
+        .iter()
+        .filter_map(|s| req(&s.provenance))
+        .chain(st.failures.iter().filter_map(|(_, f)| req(&f.provenance)))
+        .collect();
+    let coverage = st.attribute_coverage(declared);
+    let cov: Vec<String> = coverage
+        .iter()
+        .flat_map(|(d, vs)| {
+            vs.iter()
+                .map(move |(v, c)| format!("{d}={v} {}", c.pending + c.accepted))
+        })
+        .collect();
+    let report = format!(
+        "SmolLM2-135M attributes e2e: {kept} kept examples ({dups} duplicates) from {n} generate \
+         requests ({failed} without usable output) in {wall:.0} s\n\
+         examples per request: {epr:.2}\n\
+         kept per attribute value: {cov}\n\
+         usage: {} requests, {} prompt + {} completion tokens\n\
+         generate: {gen_out}stats:\n{stats}",
+        st.usage.requests,
+        st.usage.prompt_tokens,
+        st.usage.completion_tokens,
+        kept = kept.len(),
+        dups = generated.len() - kept.len(),
+        n = requests.len(),
+        failed = st.failures.len(),
+        wall = wall.as_secs_f64(),
+        epr = kept.len() as f64 / requests.len().max(1) as f64,
+        cov = cov.join(", "),
+    );
+    eprintln!("{report}");
+    std::fs::write(
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e_attributes_report.txt"),
+        &report,
+    )
+    .unwrap();
+}

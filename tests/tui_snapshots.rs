@@ -400,3 +400,35 @@ fn review_greys_verdicts_of_an_untrusted_judge() {
         "{screen}"
     );
 }
+
+/// Attribute values: their weights in Controls, coverage in Stats.
+#[test]
+fn controls_and_stats_show_attribute_values() {
+    use straddle::domain::{AttributeWeightChanged, EventKind};
+    let mut st = busy_state(120, 40);
+    st.attributes = straddle::domain::testing::attribute_dims(&[(
+        "tone",
+        &[("casual", "relaxed"), ("formal", "polite")],
+    )]);
+    let events = fixture::stamp(
+        vec![EventKind::AttributeWeightChanged(AttributeWeightChanged {
+            attribute: "tone".into(),
+            value: "formal".into(),
+            weight: 1.5,
+        })],
+        st.project.last_event_id,
+    );
+    update(&mut st, Msg::Appended(events));
+    // Below the controls, out of a small pane's view: counted.
+    let screen = format!("{:?}", draw(&st, 120, 40).backend());
+    for want in ["↓ 3 more", "tone: casual 0(0) · formal 0(0)"] {
+        assert!(screen.contains(want), "{want} not in\n{screen}");
+    }
+    // Selected: scrolled into view.
+    st.focus = straddle::tui::state::Pane::Controls;
+    st.control_sel = straddle::tui::state::Control::ALL.len() + 1;
+    let screen = format!("{:?}", draw(&st, 120, 40).backend());
+    for want in ["tone=casual  w 1.00 · 0✓ 0…", "tone=formal  w 1.50 · 0✓ 0…"] {
+        assert!(screen.contains(want), "{want} not in\n{screen}");
+    }
+}

@@ -486,6 +486,59 @@ fn weight_and_controls_reach_the_engine() {
 }
 
 #[test]
+fn controls_steer_attribute_weights_and_offer_the_strategy() {
+    use straddle::domain::Strategy::{Attributes, Mix, Plain};
+    let mut st = fixture::state(10);
+    st.attributes = straddle::domain::testing::attribute_dims(&[
+        ("length", &[("long", ""), ("short", "")]),
+        ("tone", &[("casual", ""), ("formal", "")]),
+    ]);
+    while st.focus != Pane::Controls {
+        update(&mut st, code(KeyCode::Tab));
+    }
+    // With attribute dimensions the strategy control offers `attributes`.
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let fx = update(&mut st, key('+'));
+        ack(&mut st, fx);
+        seen.push(st.settings.strategy);
+    }
+    assert_eq!(seen, [Plain, Attributes, Mix]);
+    // Below the controls: one row per value; + raises the selected one.
+    for _ in 0..Control::ALL.len() + 2 {
+        update(&mut st, code(KeyCode::Down));
+    }
+    let fx = update(&mut st, key('+'));
+    assert!(
+        matches!(&fx[..], [Effect::Append(k)] if matches!(&k[..],
+            [EventKind::AttributeWeightChanged(w)]
+                if w.attribute == "tone" && w.value == "casual" && w.weight == 1.25)),
+        "{fx:?}"
+    );
+    assert_eq!(
+        st.project.attribute_weight("tone", "casual"),
+        1.0,
+        "once acknowledged"
+    );
+    ack(&mut st, fx);
+    assert_eq!(st.project.attribute_weight("tone", "casual"), 1.25);
+    for _ in 0..6 {
+        let fx = update(&mut st, key('-'));
+        ack(&mut st, fx);
+    }
+    assert_eq!(
+        st.project.attribute_weight("tone", "casual"),
+        0.0,
+        "floored at 0"
+    );
+    // The last row is the last value; Down stops there.
+    for _ in 0..5 {
+        update(&mut st, code(KeyCode::Down));
+    }
+    assert_eq!(st.control_sel, Control::ALL.len() + 3);
+}
+
+#[test]
 fn generation_keys() {
     let mut st = fixture::state(5);
     // The status is the session's answer (`Msg::Engine`), never set by a key.

@@ -250,6 +250,7 @@ fn row_json(r: &Row<'_>) -> Value {
         "temperature": p.temperature,
         "round": p.round,
         "source": p.source,
+        "attributes": (!p.attributes.is_empty()).then_some(&p.attributes),
         "verdict_label": v.and_then(|v| v.label.clone()),
         "verdict_confidence": v.map(|v| v.top_confidence()),
         "verdict_method": v.map(|v| serde_json::to_value(v.method).unwrap_or(Value::Null)),
@@ -335,6 +336,10 @@ fn hf_row_json(r: &Row<'_>) -> Value {
         };
         o.insert(c.to_string(), v);
     }
+    o.insert(
+        "attributes".into(),
+        Value::String(r.s.provenance.attributes_column()),
+    );
     o.insert("provenance".into(), Value::String(full.to_string()));
     Value::Object(o)
 }
@@ -368,6 +373,7 @@ const PROVENANCE_COLS: &[&str] = &[
     "verdict_confidence",
     "decision",
     "actor",
+    "attributes",
 ];
 
 fn csv_cell(v: &Value) -> String {
@@ -375,6 +381,12 @@ fn csv_cell(v: &Value) -> String {
         Value::Null => String::new(),
         Value::String(s) => s.clone(),
         Value::Array(a) => a.iter().map(csv_cell).collect::<Vec<_>>().join("|"),
+        // Attributes: `tone=formal;length=short`, the import column's form.
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| format!("{k}={}", csv_cell(v)))
+            .collect::<Vec<_>>()
+            .join(";"),
         other => other.to_string(),
     }
 }
@@ -392,15 +404,25 @@ pub fn csv_safe(cell: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-fn csv_bytes(rows: &[Row<'_>], provenance: bool) -> anyhow::Result<Vec<u8>> {
+/// `attributes`: add the attributes column (`tone=formal;length=short`)
+/// after the label even without the provenance columns (the project
+/// generated with attributes).
+fn csv_bytes(rows: &[Row<'_>], provenance: bool, attributes: bool) -> anyhow::Result<Vec<u8>> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["text", "label"];
+    let attributes = attributes && !provenance;
+    if attributes {
+        header.push("attributes");
+    }
     if provenance {
         header.extend_from_slice(PROVENANCE_COLS);
     }
     w.write_record(&header)?;
     for r in rows {
         let mut rec = vec![r.s.text().to_string(), r.label.to_string()];
+        if attributes {
+            rec.push(r.s.provenance.attributes_column());
+        }
         if provenance {
             let j = row_json(r);
             rec.extend(PROVENANCE_COLS.iter().map(|c| csv_cell(&j[*c])));
@@ -412,11 +434,16 @@ fn csv_bytes(rows: &[Row<'_>], provenance: bool) -> anyhow::Result<Vec<u8>> {
 
 fn write_csv(out: &Path, split: &Split<'_>, provenance: bool) -> anyhow::Result<Vec<PathBuf>> {
     ensure_parent(out)?;
-    write_atomic(out, &csv_bytes(&split.train, provenance)?)?;
+    let attributes = split
+        .train
+        .iter()
+        .chain(&split.validation)
+        .any(|r| !r.s.provenance.attributes.is_empty());
+    write_atomic(out, &csv_bytes(&split.train, provenance, attributes)?)?;
     let mut written = vec![out.to_path_buf()];
     if !split.validation.is_empty() {
         let vp = validation_path(out, "csv");
-        write_atomic(&vp, &csv_bytes(&split.validation, provenance)?)?;
+        write_atomic(&vp, &csv_bytes(&split.validation, provenance, attributes)?)?;
         written.push(vp);
     }
     Ok(written)
@@ -561,6 +588,60 @@ fn judges_summary(st: &ProjectState) -> String {
     o
 }
 
+/// The card's coverage per attribute value (declared ones first, with
+/// zeros, then any other found in the rows); nothing when the project has
+/// no attributes.
+fn attribute_card(w: &mut String, cfg: &ProjectConfig, split: &Split<'_>) {
+    let mut values: Vec<(String, String, String)> = cfg
+        .attributes
+        .iter()
+        .flat_map(|(d, a)| {
+            a.values
+                .iter()
+                .map(move |(v, desc)| (d.clone(), v.clone(), desc.clone()))
+        })
+        .collect();
+    for r in split.train.iter().chain(&split.validation) {
+        for (d, v) in &r.s.provenance.attributes {
+            if !values.iter().any(|(d2, v2, _)| d2 == d && v2 == v) {
+                values.push((d.clone(), v.clone(), String::new()));
+            }
+        }
+    }
+    if values.is_empty() {
+        return;
+    }
+    let count = |rows: &[Row<'_>], d: &str, v: &str| {
+        rows.iter()
+            .filter(|r| r.s.provenance.attributes.get(d).map(String::as_str) == Some(v))
+            .count()
+    };
+    let _ = writeln!(
+        w,
+        "## Attributes\n\nExamples per attribute value they were asked to express \
+         (`attributes` strategy) or were tagged with at import.\n\n\
+         | attribute | value | description | train | validation |\n|---|---|---|---:|---:|"
+    );
+    for (d, v, desc) in &values {
+        let _ = writeln!(
+            w,
+            "| {} | {} | {} | {} | {} |",
+            md_cell(d),
+            md_cell(v),
+            md_cell(desc),
+            count(&split.train, d, v),
+            count(&split.validation, d, v)
+        );
+    }
+    let untagged = split
+        .train
+        .iter()
+        .chain(&split.validation)
+        .filter(|r| r.s.provenance.attributes.is_empty())
+        .count();
+    let _ = writeln!(w, "\nWithout attributes: {untagged}.\n");
+}
+
 fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> String {
     let cfg = src.config;
     let st = src.state;
@@ -629,6 +710,7 @@ fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> St
         total("generated"),
         total("edited"),
     );
+    attribute_card(w, cfg, split);
     let generated: Vec<&SampleState> = st.generated().collect();
     let by = |x: Status| generated.iter().filter(|s| s.status() == x).count();
     let (acc, rej, pend) = (
@@ -736,7 +818,8 @@ fn dataset_card(src: &Source<'_>, split: &Split<'_>, args: &ExportRequest) -> St
         w,
         "## Fields\n\n`text`, `label` (final label after relabel and review), `id`, `origin` \
          (seed / generated / edited), `intended_label`, `strategy`, `model`, `request_id`, \
-         `verdict_label`, `decision`, `actor` (who decided: `key:<key>`, `rule:<rule>`); \
+         `verdict_label`, `decision`, `actor` (who decided: `key:<key>`, `rule:<rule>`), \
+         `attributes` (`tone=formal;length=short`); \
          these are \"\" when they do not apply. `provenance` is a JSON string with the \
          full record: the fields above plus `original_text` (before a hand edit), `classes`, \
          `minor`, `alpha`, `template`, `template_hash`, `temperature`, `round`, `source`, \

@@ -299,7 +299,7 @@ type Failure = (FailReason, String, Option<String>);
 #[derive(Debug)]
 enum Pending {
     Reply(RequestId, Box<PlannedRequest>, Result<Reply, Failure>),
-    AutoAccept(EventKind),
+    AutoAccept(Box<EventKind>),
 }
 
 /// What the append in flight holds.
@@ -651,6 +651,10 @@ impl Session {
                     }
                     self.generator.set_classes(classes);
                 }
+                EventKind::AttributeWeightChanged(w) if !ours => {
+                    self.generator
+                        .set_attribute_weight(&w.attribute, &w.value, w.weight);
+                }
                 EventKind::RationalesAdded(_) => self.generator.set_rationales(state),
                 _ => {}
             }
@@ -729,7 +733,7 @@ impl Session {
                         if let Some(s) = s
                             && let Some(k) = rules::auto_accept(s, self.cfg.auto_accept)
                         {
-                            self.pending.push_front(Pending::AutoAccept(k));
+                            self.pending.push_front(Pending::AutoAccept(Box::new(k)));
                         }
                     }
                 }
@@ -772,7 +776,7 @@ impl Session {
                 return;
             };
             let (events, what) = match p {
-                Pending::AutoAccept(k) => (vec![k], Appending::AutoAccept),
+                Pending::AutoAccept(k) => (vec![*k], Appending::AutoAccept),
                 Pending::Reply(id, planned, result) => {
                     let what = match planned.kind {
                         RequestKind::Generate { .. } => Appending::Generate { n: planned.n },
@@ -1007,6 +1011,7 @@ mod tests {
             },
             relabel: Default::default(),
             embeddings: Default::default(),
+            attributes: Default::default(),
         }
     }
 
@@ -1640,6 +1645,74 @@ mod tests {
                 }
             );
             r.open.push_front(job);
+            r.answer_next(2);
+        }
+    }
+
+    #[test]
+    fn attribute_weights_apply_to_the_very_next_request() {
+        let mut cfg = config();
+        cfg.attributes = crate::domain::testing::attribute_dims(&[(
+            "tone",
+            &[("angry", "upset"), ("formal", "polite")],
+        )]);
+        let settings = GenerationSettings {
+            strategy: Strategy::Attributes,
+            ..cfg.generation.clone()
+        };
+        let st = state_with(&[("Who wrote Hamlet?", "HUM", Origin::Seed)], vec![]);
+        let g = Generator::new(
+            &cfg,
+            cfg.classes.clone(),
+            settings,
+            Templates::builtin(),
+            &st,
+        );
+        let s = Session::new(
+            g,
+            SessionConfig {
+                relabel: false,
+                auto_accept: None,
+                concurrency: 1,
+                counting: Counting::ThisRun,
+                backend: cfg.backend.clone(),
+            },
+        );
+        let mut r = Rig {
+            s,
+            st,
+            open: VecDeque::new(),
+            words: 0,
+        };
+        let tone_of = |r: &Rig| {
+            let job = r.open.front().unwrap();
+            r.s.request(job.tag).unwrap().provenance.attributes["tone"].clone()
+        };
+        let weight = |r: &mut Rig, value: &str, w: f64| {
+            let ev = apply(
+                &mut r.st,
+                vec![EventKind::AttributeWeightChanged(
+                    crate::domain::AttributeWeightChanged {
+                        attribute: "tone".into(),
+                        value: value.into(),
+                        weight: w,
+                    },
+                )],
+            );
+            r.s.on_appended(&r.st, &ev, false);
+        };
+        weight(&mut r, "angry", 0.0);
+        r.start(30);
+        for _ in 0..4 {
+            assert_eq!(tone_of(&r), "formal");
+            r.answer_next(2);
+        }
+        // Turned around: the next request planned is angry.
+        weight(&mut r, "formal", 0.0);
+        weight(&mut r, "angry", 1.0);
+        r.answer_next(2);
+        for _ in 0..3 {
+            assert_eq!(tone_of(&r), "angry");
             r.answer_next(2);
         }
     }

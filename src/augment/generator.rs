@@ -115,6 +115,23 @@ pub struct Generator {
     schedule: ClassSchedule,
     /// This run's seed stream: one past the highest recorded.
     stream: u64,
+    /// Attribute dimensions of the config.
+    attributes: BTreeMap<String, crate::domain::AttributeDim>,
+    /// Live attribute value weights.
+    attribute_weights: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Generated examples per attribute value: accepted + pending at
+    /// construction (or [`Generator::sync_schedule`]) plus what every
+    /// planned request asks for, like `schedule`.
+    attribute_counts: crate::domain::AttributeCounts,
+    /// Attribute tags of the seeds, parallel to `seeds`.
+    seed_attributes: BTreeMap<String, Vec<BTreeMap<String, String>>>,
+}
+
+/// Accepted + pending generated examples per attribute value: what the
+/// `attributes` strategy's inverse-frequency draw plans against.
+pub fn attribute_counts_from(state: &ProjectState) -> crate::domain::AttributeCounts {
+    use crate::domain::Status;
+    state.attribute_counts(&[Status::Accepted, Status::Pending])
 }
 
 /// Accepted + pending generated examples per class and per intended/minor
@@ -148,6 +165,7 @@ impl Generator {
         state: &ProjectState,
     ) -> Generator {
         let mut seeds: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut seed_attributes: BTreeMap<String, Vec<BTreeMap<String, String>>> = BTreeMap::new();
         let mut longest = 0;
         for s in state.samples.iter().filter(|s| s.origin == Origin::Seed) {
             longest = longest.max(s.text().split_whitespace().count());
@@ -155,6 +173,10 @@ impl Generator {
                 .entry(s.label.clone())
                 .or_default()
                 .push(s.text().to_string());
+            seed_attributes
+                .entry(s.label.clone())
+                .or_default()
+                .push(s.provenance.attributes.clone());
         }
         let counter = next_counter(state);
         Generator {
@@ -180,7 +202,24 @@ impl Generator {
             logprobs_ok: true,
             n_ok: true,
             rationales: state.rationales.clone(),
+            attributes: config.attributes.clone(),
+            attribute_weights: state.attribute_weights.clone(),
+            attribute_counts: attribute_counts_from(state),
+            seed_attributes,
         }
+    }
+
+    /// Use a new weight for one attribute value from the next request on.
+    pub fn set_attribute_weight(&mut self, attribute: &str, value: &str, weight: f64) {
+        self.attribute_weights
+            .entry(attribute.to_string())
+            .or_default()
+            .insert(value.to_string(), weight);
+    }
+
+    /// The attribute dimensions requests are planned with.
+    pub fn attributes(&self) -> &BTreeMap<String, crate::domain::AttributeDim> {
+        &self.attributes
     }
 
     /// Take the rationales recorded in `state` (after `rationales_added`).
@@ -210,6 +249,7 @@ impl Generator {
     /// in `state` and are forgotten, so call it between runs or rounds.
     pub fn sync_schedule(&mut self, state: &ProjectState) {
         self.schedule = schedule_from(state, &self.classes);
+        self.attribute_counts = attribute_counts_from(state);
     }
 
     pub fn templates(&self) -> &Templates {
@@ -246,6 +286,14 @@ impl Generator {
             self.schedule
                 .add(target, p.provenance.minor.as_deref(), n as u64);
         }
+        for (d, v) in &p.provenance.attributes {
+            *self
+                .attribute_counts
+                .entry(d.clone())
+                .or_default()
+                .entry(v.clone())
+                .or_default() += n as u64;
+        }
         Ok(p)
     }
 
@@ -262,6 +310,10 @@ impl Generator {
             counter: self.counter,
             schedule: &self.schedule,
             stream: self.stream,
+            attributes: &self.attributes,
+            attribute_weights: &self.attribute_weights,
+            attribute_counts: &self.attribute_counts,
+            seed_attributes: &self.seed_attributes,
         }
     }
 
@@ -652,6 +704,7 @@ mod tests {
             generation: Default::default(),
             relabel: Default::default(),
             embeddings: Default::default(),
+            attributes: Default::default(),
         }
     }
 

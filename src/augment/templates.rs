@@ -28,6 +28,10 @@ pub const BUILTINS: &[(&str, &str)] = &[
     (PLAIN, include_str!("../../prompts/plain.j2")),
     (RELABEL, include_str!("../../prompts/relabel.j2")),
     (
+        super::strategy::attributes::TEMPLATE,
+        include_str!("../../prompts/attributes.j2"),
+    ),
+    (
         super::strategy::extrapolate::TEMPLATE,
         include_str!("../../prompts/extrapolate.j2"),
     ),
@@ -377,6 +381,60 @@ mod tests {
         );
         assert!(rl.contains("Text: Who built the Eiffel tower?"));
         insta::assert_snapshot!(rl);
+    }
+
+    #[test]
+    fn attributes_renders_class_first_then_every_value() {
+        use super::super::strategy::attributes::{
+            AttrClass, AttrExample, AttrValue, AttributesContext, TEMPLATE,
+        };
+        let t = Templates::builtin();
+        let value = |d: &str, v: &str, desc: &str| AttrValue {
+            dimension: d.into(),
+            value: v.into(),
+            description: desc.into(),
+        };
+        let ctx = AttributesContext {
+            task: task(),
+            class: AttrClass {
+                name: "HUM".into(),
+                description: "a person or group".into(),
+                examples: vec![
+                    AttrExample {
+                        text: "Who wrote Hamlet?".into(),
+                        tags: "tone: formal".into(),
+                    },
+                    AttrExample {
+                        text: "who's the guy on the 5 dollar bill".into(),
+                        tags: String::new(),
+                    },
+                ],
+            },
+            attributes: vec![
+                value("length", "short", "a few words"),
+                value("tone", "casual", "relaxed, everyday wording"),
+            ],
+            n: 5,
+        };
+        let out = t.render(TEMPLATE, &ctx).unwrap();
+        assert!(out.contains("The class is HUM: texts which are about a person or group."));
+        assert!(out.contains("- Who wrote Hamlet? (tone: formal)\n"));
+        assert!(out.contains("- who's the guy on the 5 dollar bill\n"));
+        assert!(out.contains("- tone: casual — relaxed, everyday wording"));
+        assert!(out.contains("express both attributes above"));
+        // The class block is the stable prefix; the values come after it.
+        assert!(out.find("tone: casual").unwrap() > out.find("5 dollar bill").unwrap());
+        let one = t
+            .render(
+                TEMPLATE,
+                &AttributesContext {
+                    attributes: vec![value("tone", "angry", "")],
+                    ..ctx.clone()
+                },
+            )
+            .unwrap();
+        assert!(one.contains("- tone: angry\n") && one.contains("express the attribute above"));
+        insta::assert_snapshot!(out);
     }
 
     #[test]

@@ -101,6 +101,13 @@ pub fn run(args: super::DoctorArgs) -> anyhow::Result<()> {
     report
         .checks
         .push(rt.block_on(embeddings_check(&project.config().embeddings, &config)));
+    report.checks.push(attributes_check(
+        project.config(),
+        &project.classes(),
+        project.generation_settings().strategy,
+        project.state(),
+        &config,
+    ));
     crate::out!("{}", report.render());
     crate::out!("{}", judge_lines(&project));
     match report.failures() {
@@ -109,6 +116,97 @@ pub fn run(args: super::DoctorArgs) -> anyhow::Result<()> {
             "the backend check found {n} problem{}",
             if n == 1 { "" } else { "s" }
         )),
+    }
+}
+
+/// The attribute dimensions of `[attributes.*]` (the `attributes`
+/// strategy): declared at all when that strategy is chosen, one per class
+/// that generates, and the seeds' tags naming declared values.
+pub fn attributes_check(
+    cfg: &crate::domain::ProjectConfig,
+    classes: &[crate::domain::Class],
+    strategy: crate::domain::Strategy,
+    state: &crate::domain::ProjectState,
+    config: &str,
+) -> Check {
+    let example = "[attributes.tone] with values.formal = \"polite, complete sentences\" and values.casual = \"relaxed, everyday wording\"";
+    if cfg.attributes.is_empty() {
+        return if strategy == crate::domain::Strategy::Attributes {
+            check(
+                "attributes",
+                Status::Fail,
+                "the attributes strategy is chosen but no attribute dimension is declared",
+            )
+            .fix(format!("declare one in {config}, e.g. {example}"))
+        } else {
+            check(
+                "attributes",
+                Status::Skipped,
+                "none declared (the attributes strategy needs them)",
+            )
+        };
+    }
+    let dims: Vec<String> = cfg
+        .attributes
+        .iter()
+        .map(|(d, a)| {
+            let only = if a.classes.is_empty() {
+                String::new()
+            } else {
+                format!(", only {}", a.classes.join("/"))
+            };
+            format!("{d} ({} values{only})", a.values.len())
+        })
+        .collect();
+    let bare: Vec<&str> = classes
+        .iter()
+        .filter(|c| c.weight > 0.0 && !cfg.attributes.values().any(|a| a.applies_to(&c.name)))
+        .map(|c| c.name.as_str())
+        .collect();
+    let mut unknown: Vec<String> = Vec::new();
+    for s in state
+        .samples
+        .iter()
+        .filter(|s| s.origin == crate::domain::Origin::Seed)
+    {
+        for (d, v) in &s.provenance.attributes {
+            let known = cfg
+                .attributes
+                .get(d)
+                .is_some_and(|a| a.values.contains_key(v));
+            let tag = format!("{d}={v}");
+            if !known && !unknown.contains(&tag) {
+                unknown.push(tag);
+            }
+        }
+    }
+    let detail = dims.join(", ");
+    if !bare.is_empty() {
+        check(
+            "attributes",
+            Status::Warn,
+            format!(
+                "{detail}; no dimension applies to {}: their requests ask for no attribute",
+                bare.join(", ")
+            ),
+        )
+        .fix(format!(
+            "add those classes to a dimension's classes = […] in {config}"
+        ))
+    } else if !unknown.is_empty() {
+        check(
+            "attributes",
+            Status::Warn,
+            format!(
+                "{detail}; seeds are tagged with undeclared values: {}",
+                unknown.join(", ")
+            ),
+        )
+        .fix(format!(
+            "declare them in {config} or fix the seeds' attributes column (exemplars are chosen by matching tags)"
+        ))
+    } else {
+        check("attributes", Status::Ok, detail)
     }
 }
 
@@ -477,5 +575,61 @@ fn schema_form_words(form: SchemaForm) -> &'static str {
         SchemaForm::JsonObject => {
             "as response_format json_object+schema (llama.cpp form; the OpenAI form was refused)"
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testing::{apply, attribute_dims, tagged_seed, topics_config};
+    use crate::domain::{EventKind, ProjectState, SampleAdded, Strategy};
+
+    #[test]
+    fn attributes_check_names_what_is_missing() {
+        let mut cfg = topics_config(&["sports", "food"]);
+        let st = ProjectState::default();
+        let none = attributes_check(&cfg, &cfg.classes, Strategy::Mix, &st, "t.toml");
+        assert_eq!(none.status, Status::Skipped);
+        let fail = attributes_check(&cfg, &cfg.classes, Strategy::Attributes, &st, "t.toml");
+        assert_eq!(fail.status, Status::Fail);
+        assert!(fail.fix.unwrap().contains("[attributes.tone]"));
+
+        cfg.attributes = attribute_dims(&[("tone", &[("formal", ""), ("casual", "")])]);
+        cfg.attributes.get_mut("tone").unwrap().classes = vec!["food".into()];
+        let warn = attributes_check(&cfg, &cfg.classes, Strategy::Attributes, &st, "t.toml");
+        assert_eq!(warn.status, Status::Warn);
+        assert!(
+            warn.detail.contains("no dimension applies to sports"),
+            "{}",
+            warn.detail
+        );
+
+        cfg.attributes.get_mut("tone").unwrap().classes.clear();
+        let mut st = ProjectState::default();
+        apply(
+            &mut st,
+            vec![EventKind::SampleAdded(SampleAdded::new(
+                1,
+                tagged_seed("hi", "food", "tone=angry"),
+            ))],
+        );
+        let warn = attributes_check(&cfg, &cfg.classes, Strategy::Mix, &st, "t.toml");
+        assert_eq!(warn.status, Status::Warn);
+        assert!(
+            warn.detail.contains("undeclared values: tone=angry"),
+            "{}",
+            warn.detail
+        );
+        let ok = attributes_check(
+            &cfg,
+            &cfg.classes,
+            Strategy::Mix,
+            &ProjectState::default(),
+            "t.toml",
+        );
+        assert_eq!(
+            (ok.status, ok.detail.as_str()),
+            (Status::Ok, "tone (2 values)")
+        );
     }
 }

@@ -44,10 +44,7 @@ pub fn run(args: super::ImportArgs) -> anyhow::Result<()> {
     };
     let project = Project::open(&args.dir)?;
     project.warn_about_journal();
-    let cols = Columns {
-        text: args.text_col.clone(),
-        label: args.label_col.clone(),
-    };
+    let cols = Columns::new(&args.text_col, &args.label_col);
     let classes = project.class_names();
     let cfg_name = project.config_path().display().to_string();
     let st = project.state();
@@ -107,6 +104,7 @@ pub fn run(args: super::ImportArgs) -> anyhow::Result<()> {
                 let sample = NewSample {
                     provenance: Provenance {
                         source: Some(format!("{name}:{}", e.line)),
+                        attributes: e.attributes,
                         ..Default::default()
                     },
                     text: e.text,

@@ -67,6 +67,7 @@ fn base_config(
         generation: Default::default(),
         relabel: Default::default(),
         embeddings: Default::default(),
+        attributes: Default::default(),
     };
     args.backend.apply(&mut cfg.backend);
     cfg
@@ -84,10 +85,7 @@ fn init_from_files(args: &super::InitArgs) -> anyhow::Result<Project> {
         .seeds
         .as_ref()
         .ok_or_else(|| error::user("give --seeds FILE or --example NAME"))?;
-    let cols = Columns {
-        text: args.text_col.clone(),
-        label: args.label_col.clone(),
-    };
+    let cols = Columns::new(&args.text_col, &args.label_col);
     let (examples, warnings) =
         seeds::dedup_examples(seeds_path, seeds::read_examples(seeds_path, &cols)?);
     for w in warnings {

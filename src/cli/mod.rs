@@ -321,7 +321,7 @@ pub struct TuiArgs {
 /// `--strategy`: the strategies by name, listed in `--help`.
 pub fn strategy_parser() -> impl clap::builder::TypedValueParser<Value = crate::domain::Strategy> {
     use clap::builder::TypedValueParser as _;
-    clap::builder::PossibleValuesParser::new(["mix", "plain", "extrapolate"])
+    clap::builder::PossibleValuesParser::new(crate::domain::Strategy::ALL.map(|s| s.as_str()))
         .try_map(|s| s.parse::<crate::domain::Strategy>())
 }
 

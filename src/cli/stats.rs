@@ -65,6 +65,7 @@ pub fn stats_json(p: &Project) -> serde_json::Value {
             },
         ),
         "rounds": st.rounds.len(),
+        "attributes": st.attribute_coverage(&p.config().attributes),
     })
 }
 
@@ -87,6 +88,40 @@ pub fn run(args: super::StatsArgs) -> anyhow::Result<()> {
         stats_table(&p)
     };
     print_stdout(&text)
+}
+
+/// Coverage per attribute value (seed / accepted / rejected / pending),
+/// one row per `dimension=value`; nothing without attributes.
+pub fn attribute_table(
+    o: &mut String,
+    coverage: &std::collections::BTreeMap<String, std::collections::BTreeMap<String, ClassCounts>>,
+) {
+    use std::fmt::Write as _;
+    let rows: Vec<(String, ClassCounts)> = coverage
+        .iter()
+        .flat_map(|(d, vs)| vs.iter().map(move |(v, c)| (format!("{d}={v}"), *c)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(9)
+        .max(9);
+    let _ = writeln!(
+        o,
+        "\n{:<width$}  {:>6}  {:>8}  {:>8}  {:>7}",
+        "attribute", "seed", "accepted", "rejected", "pending"
+    );
+    for (k, c) in rows {
+        let _ = writeln!(
+            o,
+            "{k:<width$}  {:>6}  {:>8}  {:>8}  {:>7}",
+            c.seed, c.accepted, c.rejected, c.pending
+        );
+    }
 }
 
 /// Print to stdout; a closed pipe (`| head`) is not an error.
@@ -140,6 +175,7 @@ pub fn stats_table(p: &Project) -> String {
         "{:<width$}  {:>6}  {:>8}  {:>8}  {:>7}",
         "total", t.seed, t.accepted, t.rejected, t.pending
     );
+    attribute_table(&mut o, &st.attribute_coverage(&p.config().attributes));
     let held = |o: Origin| st.samples.iter().filter(|s| s.origin == o).count();
     let _ = writeln!(
         o,

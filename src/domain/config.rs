@@ -22,6 +22,40 @@ pub struct ProjectConfig {
     pub relabel: RelabelSettings,
     #[serde(default)]
     pub embeddings: EmbeddingsConfig,
+    /// `[attributes.NAME]`: attribute dimensions for the `attributes`
+    /// strategy (MSP), by name.
+    #[serde(default)]
+    pub attributes: BTreeMap<String, AttributeDim>,
+}
+
+/// One attribute dimension (`[attributes.tone]`): the values a text can
+/// take on it, each with a one-line description the prompt shows.
+///
+/// ```toml
+/// [attributes.tone]
+/// description = "how the text sounds"
+/// values.formal = "polite, complete sentences"
+/// values.casual = "relaxed, everyday wording"
+/// classes = ["HUM", "LOC"]   # optional: only for these classes
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AttributeDim {
+    /// What the dimension is about (shown in the prompt when set).
+    #[serde(default)]
+    pub description: String,
+    /// Value name → one-line description.
+    #[serde(default)]
+    pub values: BTreeMap<String, String>,
+    /// The classes this dimension applies to; empty = every class.
+    #[serde(default)]
+    pub classes: Vec<String>,
+}
+
+impl AttributeDim {
+    /// Whether the dimension applies to texts of `class`.
+    pub fn applies_to(&self, class: &str) -> bool {
+        self.classes.is_empty() || self.classes.iter().any(|c| c == class)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -166,14 +200,26 @@ pub enum Strategy {
     Plain,
     /// S3 error extrapolation: examples like the ones the small model gets wrong.
     Extrapolate,
+    /// Multi-attribute generation (MSP): each request asks for texts of one
+    /// class expressing 1–3 attribute values, rare values more often.
+    Attributes,
 }
 
 impl Strategy {
+    /// Every strategy, in the order `--help` lists them.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::Mix,
+        Strategy::Plain,
+        Strategy::Attributes,
+        Strategy::Extrapolate,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Strategy::Mix => "mix",
             Strategy::Plain => "plain",
             Strategy::Extrapolate => "extrapolate",
+            Strategy::Attributes => "attributes",
         }
     }
 }
@@ -185,8 +231,9 @@ impl std::str::FromStr for Strategy {
             "mix" => Ok(Strategy::Mix),
             "plain" => Ok(Strategy::Plain),
             "extrapolate" => Ok(Strategy::Extrapolate),
+            "attributes" => Ok(Strategy::Attributes),
             other => Err(format!(
-                "unknown strategy '{other}' (expected mix, plain or extrapolate)"
+                "unknown strategy '{other}' (expected mix, plain, attributes or extrapolate)"
             )),
         }
     }

@@ -53,6 +53,8 @@ macro_rules! for_each_event_kind {
             SettingsChanged(SettingsChanged) = "settings_changed",
             /// Class weight changed live.
             WeightChanged(WeightChanged) = "weight_changed",
+            /// Attribute value weight changed live (`attributes` strategy).
+            AttributeWeightChanged(AttributeWeightChanged) = "attribute_weight_changed",
             /// LLM usage of one run.
             UsageRecorded(UsageRecorded) = "usage_recorded",
             /// S3 round scores.
@@ -181,6 +183,14 @@ pub struct RelabelPolicyChanged {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WeightChanged {
     pub class: String,
+    pub weight: f64,
+}
+
+/// The sampling weight of one attribute value (1.0 = even, 0 = never).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttributeWeightChanged {
+    pub attribute: String,
+    pub value: String,
     pub weight: f64,
 }
 

@@ -110,6 +110,10 @@ pub struct Provenance {
     /// S3 rationale the request was conditioned on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rationale: Option<String>,
+    /// Attribute values the text was asked to express (`attributes`
+    /// strategy), or tagged with at import: dimension → value.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attributes: BTreeMap<String, String>,
     /// File a seed or held-out example was imported from, with its line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
@@ -241,6 +245,59 @@ pub struct Usage {
     pub latency_p90_ms: f64,
     pub latency_p99_ms: f64,
     pub wall_s: f64,
+}
+
+impl Provenance {
+    /// The attributes as `(dimension, value)` pairs, in dimension order
+    /// (the shape `embed::denoise` scores).
+    pub fn attribute_pairs(&self) -> Vec<(String, String)> {
+        self.attributes
+            .iter()
+            .map(|(d, v)| (d.clone(), v.clone()))
+            .collect()
+    }
+
+    /// `dimension=value;…`, the import/export column form ("" without
+    /// attributes).
+    pub fn attributes_column(&self) -> String {
+        format_attributes(&self.attributes)
+    }
+}
+
+/// `tone=formal;length=short` (dimension order).
+pub fn format_attributes(attributes: &BTreeMap<String, String>) -> String {
+    attributes
+        .iter()
+        .map(|(d, v)| format!("{d}={v}"))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Parse `tone=formal; length=short` (spaces around names trimmed; an
+/// empty string is no attributes). The error names the bad part.
+pub fn parse_attributes(s: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut out = BTreeMap::new();
+    for part in s.split(';') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let Some((d, v)) = part.split_once('=') else {
+            return Err(format!(
+                "attribute '{part}' is not dimension=value (e.g. tone=formal;length=short)"
+            ));
+        };
+        let (d, v) = (d.trim(), v.trim());
+        if d.is_empty() || v.is_empty() {
+            return Err(format!(
+                "attribute '{part}' has an empty dimension or value"
+            ));
+        }
+        if out.insert(d.to_string(), v.to_string()).is_some() {
+            return Err(format!("attribute dimension '{d}' appears twice"));
+        }
+    }
+    Ok(out)
 }
 
 impl Usage {

@@ -159,6 +159,9 @@ pub struct UndoAction {
     /// "accept of #88", "edit of #12", "bulk reject of 37 examples (…)".
     pub what: String,
 }
+/// Counts of attribute values: dimension → value → count (the same shape
+/// as `embed::denoise::AttributeCounts`).
+pub type AttributeCounts = BTreeMap<String, BTreeMap<String, u64>>;
 
 /// Counts per class (by effective label).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -183,6 +186,9 @@ pub struct ProjectState {
     pub generation: Option<GenerationSettings>,
     /// Live class weight overrides.
     pub weights: BTreeMap<String, f64>,
+    /// Live attribute value weights: dimension → value → weight (1.0 when
+    /// absent).
+    pub attribute_weights: BTreeMap<String, BTreeMap<String, f64>>,
     /// Cumulative LLM usage.
     pub usage: Usage,
     /// Usage per run, in order. A run records its usage as it goes (one
@@ -223,6 +229,7 @@ impl ProjectState {
             failures: Vec::new(),
             generation: None,
             weights: BTreeMap::new(),
+            attribute_weights: BTreeMap::new(),
             usage: Usage::default(),
             runs: Vec::new(),
             rounds: Vec::new(),
@@ -320,6 +327,12 @@ impl ProjectState {
             EventKind::RelabelPolicyChanged(p) => self.take_relabel = p.take_relabel,
             EventKind::WeightChanged(w) => {
                 self.weights.insert(w.class, w.weight);
+            }
+            EventKind::AttributeWeightChanged(w) => {
+                self.attribute_weights
+                    .entry(w.attribute)
+                    .or_default()
+                    .insert(w.value, w.weight);
             }
             EventKind::UsageRecorded(u) => {
                 self.usage.add(&u.usage);
@@ -485,6 +498,72 @@ impl ProjectState {
         self.samples
             .iter()
             .filter(move |s| s.origin == Origin::Seed && s.label == class)
+    }
+
+    /// Counts of attribute values over generated examples with one of
+    /// `statuses` (e.g. accepted, or accepted + pending):
+    /// dimension → value → count. The shape `embed::denoise` scores
+    /// over-representation against, and what the `attributes` strategy
+    /// draws rare values from.
+    pub fn attribute_counts(&self, statuses: &[Status]) -> AttributeCounts {
+        let mut out = AttributeCounts::new();
+        for s in self.generated() {
+            if !statuses.contains(&s.status()) {
+                continue;
+            }
+            for (d, v) in &s.provenance.attributes {
+                *out.entry(d.clone())
+                    .or_default()
+                    .entry(v.clone())
+                    .or_default() += 1;
+            }
+        }
+        out
+    }
+
+    /// Coverage per attribute value of the generated examples (by status)
+    /// and the seeds: dimension → value → counts. `declared` (the
+    /// config's `[attributes.*]`) makes values nothing has yet show with
+    /// zeros; values only found in the data are included too.
+    pub fn attribute_coverage(
+        &self,
+        declared: &BTreeMap<String, super::AttributeDim>,
+    ) -> BTreeMap<String, BTreeMap<String, ClassCounts>> {
+        let mut out: BTreeMap<String, BTreeMap<String, ClassCounts>> = BTreeMap::new();
+        for (d, a) in declared {
+            let values = out.entry(d.clone()).or_default();
+            for v in a.values.keys() {
+                values.entry(v.clone()).or_default();
+            }
+        }
+        for s in &self.samples {
+            if s.origin.is_heldout() {
+                continue;
+            }
+            for (d, v) in &s.provenance.attributes {
+                let c = out
+                    .entry(d.clone())
+                    .or_default()
+                    .entry(v.clone())
+                    .or_default();
+                match (s.origin, s.status()) {
+                    (Origin::Seed, _) => c.seed += 1,
+                    (_, Status::Pending) => c.pending += 1,
+                    (_, Status::Accepted) => c.accepted += 1,
+                    (_, Status::Rejected) => c.rejected += 1,
+                }
+            }
+        }
+        out
+    }
+
+    /// Live weight of an attribute value (1.0 unless changed).
+    pub fn attribute_weight(&self, attribute: &str, value: &str) -> f64 {
+        self.attribute_weights
+            .get(attribute)
+            .and_then(|m| m.get(value))
+            .copied()
+            .unwrap_or(1.0)
     }
 
     /// Generated samples.

@@ -40,6 +40,7 @@ pub fn project_config(name: &str, description: &str, classes: Vec<Class>) -> Pro
         generation: Default::default(),
         relabel: Default::default(),
         embeddings: Default::default(),
+        attributes: Default::default(),
     }
 }
 
@@ -116,4 +117,32 @@ pub fn apply(st: &mut ProjectState, kinds: Vec<EventKind>) -> Vec<Event> {
             e
         })
         .collect()
+}
+
+/// Attribute dimensions for every class: `(name, [(value, description)])`.
+pub fn attribute_dims(
+    dims: &[(&str, &[(&str, &str)])],
+) -> std::collections::BTreeMap<String, super::AttributeDim> {
+    dims.iter()
+        .map(|(d, values)| {
+            (
+                d.to_string(),
+                super::AttributeDim {
+                    description: String::new(),
+                    values: values
+                        .iter()
+                        .map(|(v, desc)| (v.to_string(), desc.to_string()))
+                        .collect(),
+                    classes: Vec::new(),
+                },
+            )
+        })
+        .collect()
+}
+
+/// A seed tagged with attributes (`tone=formal;length=short`).
+pub fn tagged_seed(text: &str, label: &str, attributes: &str) -> NewSample {
+    let mut s = seed(text, label);
+    s.provenance.attributes = super::parse_attributes(attributes).expect("valid attributes");
+    s
 }

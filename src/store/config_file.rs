@@ -65,25 +65,48 @@ fn key_line(text: &str, msg: &str) -> Option<usize> {
         }
         p
     };
-    let (section, key) = path.rsplit_once('.')?;
-    let (header, nth) = match section.split_once('[') {
-        Some((name, idx)) => (
-            format!("[[{name}]]"),
-            idx.trim_end_matches(']').parse::<usize>().ok()?,
-        ),
-        None => (format!("[{section}]"), 1),
+    // The key may be dotted (`values.formal` under `[attributes.tone]`):
+    // try every split of the path into a table header and a key, longest
+    // header first, then the table header itself (`[attributes.tone]`).
+    let cuts: Vec<usize> = path.match_indices('.').map(|(i, _)| i).collect();
+    for &cut in cuts.iter().rev() {
+        let (section, key) = (&path[..cut], &path[cut + 1..]);
+        if let Some(n) = line_in_table(text, section, key) {
+            return Some(n);
+        }
+    }
+    text.lines()
+        .position(|l| header_of(l).as_deref() == Some(path.as_str()))
+        .map(|i| i + 1)
+}
+
+/// `[a.b]` → `a.b`, `[[classes]]` → `classes`, with spaces and quotes of
+/// quoted keys removed.
+fn header_of(line: &str) -> Option<String> {
+    let t = line.trim();
+    let inner = t.strip_prefix('[')?.split(']').next()?;
+    Some(inner.trim_start_matches('[').replace([' ', '"'], ""))
+}
+
+/// The line of `key = …` inside table `section` (`classes[2]` is the
+/// second `[[classes]]`).
+fn line_in_table(text: &str, section: &str, key: &str) -> Option<usize> {
+    let (name, nth) = match section.split_once('[') {
+        Some((name, idx)) => (name, idx.trim_end_matches(']').parse::<usize>().ok()?),
+        None => (section, 1),
     };
     let mut seen = 0;
     let mut inside = false;
     for (i, l) in text.lines().enumerate() {
-        let t = l.trim();
-        if t.starts_with('[') {
-            inside = t.replace(' ', "") == header && {
+        if let Some(h) = header_of(l) {
+            inside = h == name && {
                 seen += 1;
                 seen == nth
             };
             continue;
         }
+        // Quoted keys (`values."a b" = …`) compare without their quotes.
+        let t = l.trim().replace('"', "");
         if inside
             && t.strip_prefix(key)
                 .is_some_and(|r| r.trim_start().starts_with('='))
@@ -232,6 +255,53 @@ pub fn validate(cfg: &ProjectConfig) -> Result<(), String> {
         0,
         100_000,
     )?;
+    validate_attributes(cfg)?;
+    Ok(())
+}
+
+/// Why `name` cannot be an attribute dimension or value name, if it cannot:
+/// besides a class name's rules, it is written `dimension=value;…` in
+/// imports and exports, so `=` and `;` are out.
+pub fn attribute_name_problem(name: &str) -> Option<&'static str> {
+    class_name_problem(name).or_else(|| {
+        name.contains(['=', ';']).then_some(
+            "must not contain '=' or ';' (they separate attributes in import and export columns)",
+        )
+    })
+}
+
+/// `[attributes.*]`: names, at least one value each, known classes.
+fn validate_attributes(cfg: &ProjectConfig) -> Result<(), String> {
+    for (dim, a) in &cfg.attributes {
+        let key = format!("attributes.{dim}");
+        if let Some(why) = attribute_name_problem(dim) {
+            return Err(format!("{key}: attribute name {why}"));
+        }
+        if a.values.is_empty() {
+            return Err(format!(
+                "{key}.values: declare at least one value, e.g. values.formal = \"polite, complete sentences\""
+            ));
+        }
+        for (value, desc) in &a.values {
+            if let Some(why) = attribute_name_problem(value) {
+                return Err(format!("{key}.values.{value}: value name {why}"));
+            }
+            if desc.contains(['\n', '\r']) {
+                return Err(format!(
+                    "{key}.values.{value}: the description must be a single line"
+                ));
+            }
+        }
+        for c in &a.classes {
+            if !cfg.classes.iter().any(|k| &k.name == c) {
+                let known: Vec<&str> = cfg.classes.iter().map(|k| k.name.as_str()).collect();
+                return Err(format!(
+                    "{key}.classes: unknown class '{c}' (classes: {})",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -283,7 +353,14 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         generation,
         relabel,
         embeddings,
+        attributes,
     } = cfg;
+    for crate::domain::AttributeDim {
+        description: _,
+        values: _,
+        classes: _,
+    } in attributes.values()
+    {}
     let TaskConfig {
         name: _,
         description: _,
@@ -484,11 +561,67 @@ pub fn render_config(cfg: &ProjectConfig) -> String {
             fv(c.weight),
         );
     }
+    render_attributes(w, cfg);
     render_backend(w, &cfg.backend);
     render_generation(w, cfg);
     render_relabel(w, cfg);
     render_embeddings(w, &cfg.embeddings);
     o
+}
+
+/// A TOML key: bare when it can be, else quoted.
+fn key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_string()
+    } else {
+        quote(k)
+    }
+}
+
+fn render_attributes(w: &mut String, cfg: &ProjectConfig) {
+    if cfg.attributes.is_empty() {
+        let _ = writeln!(
+            w,
+            "\n# Attribute dimensions for the `attributes` strategy (MSP): each request asks\n\
+             # for texts expressing 1-3 values at once, rarer values more often. Example:\n\
+             # [attributes.tone]\n\
+             # description = \"how the text sounds\"\n\
+             # values.formal = \"polite, complete sentences\"\n\
+             # values.casual = \"relaxed, everyday wording\"\n\
+             # classes = [\"HUM\"]   # optional: only for these classes"
+        );
+        return;
+    }
+    for (dim, a) in &cfg.attributes {
+        let _ = writeln!(w, "\n[attributes.{}]", key(dim));
+        line(
+            w,
+            "What this attribute dimension is about (shown to the LLM).",
+            "description",
+            v(a.description.as_str()),
+        );
+        let classes: Vec<String> = a.classes.iter().map(|c| quote(c)).collect();
+        line(
+            w,
+            "Only for these classes; [] = every class.",
+            "classes",
+            format!("[{}]", classes.join(", ")),
+        );
+        let values: Vec<String> = a
+            .values
+            .iter()
+            .map(|(value, desc)| format!("{} = {}", key(value), v(desc.as_str())))
+            .collect();
+        line(
+            w,
+            "The values: name = one-line description shown to the LLM (also writable as values.NAME = \"…\" lines).",
+            "values",
+            format!("{{ {} }}", values.join(", ")),
+        );
+    }
 }
 
 fn render_embeddings(w: &mut String, e: &crate::domain::EmbeddingsConfig) {
@@ -857,6 +990,7 @@ mod tests {
             generation: Default::default(),
             relabel: Default::default(),
             embeddings: Default::default(),
+            attributes: Default::default(),
         };
         cfg.embeddings.api_key_env = Some("EMB_KEY".into());
         cfg.backend.headers.insert("X-Org".into(), "me".into());
@@ -865,7 +999,85 @@ mod tests {
             .insert("top p".into(), serde_json::json!(0.9));
         cfg.backend.price_input_per_m = Some(0.15);
         cfg.generation.alpha = Some(0.7);
+        cfg.attributes.insert(
+            "tone".into(),
+            crate::domain::AttributeDim {
+                description: "how it sounds".into(),
+                values: [("formal", "polite \"proper\""), ("very casual", "relaxed")]
+                    .map(|(a, b)| (a.to_string(), b.to_string()))
+                    .into(),
+                classes: vec!["B c".into()],
+            },
+        );
         cfg
+    }
+
+    const ATTRS: &str = "[task]\nname = \"t\"\n\n[[classes]]\nname = \"A\"\n\n[[classes]]\nname = \"B\"\n\n\
+        [attributes.tone]\ndescription = \"how it sounds\"\nvalues.formal = \"polite\"\nvalues.casual = \"relaxed\"\n\n\
+        [attributes.length]\nclasses = [\"B\"]\n[attributes.length.values]\nshort = \"a few words\"\nlong = \"two sentences\"\n";
+
+    #[test]
+    fn attributes_parse_in_both_spellings_with_classes() {
+        let cfg = parse_config(ATTRS).unwrap();
+        let tone = &cfg.attributes["tone"];
+        assert_eq!(tone.description, "how it sounds");
+        assert_eq!(tone.values.keys().collect::<Vec<_>>(), ["casual", "formal"]);
+        assert!(tone.applies_to("A") && tone.applies_to("B"));
+        let length = &cfg.attributes["length"];
+        assert_eq!(length.values["long"], "two sentences");
+        assert!(!length.applies_to("A") && length.applies_to("B"));
+        // Written back and read again: the same.
+        assert_eq!(parse_config(&render_config(&cfg)).unwrap(), cfg);
+    }
+
+    #[test]
+    fn attribute_errors_name_the_line() {
+        let line_of =
+            |text: &str, needle: &str| text.lines().position(|l| l.contains(needle)).unwrap() + 1;
+        let bad = ATTRS.replace("classes = [\"B\"]", "classes = [\"Z\"]");
+        let err = parse_config(&bad).unwrap_err();
+        assert_eq!(
+            err,
+            format!(
+                "line {}: attributes.length.classes: unknown class 'Z' (classes: A, B)",
+                line_of(&bad, "\"Z\"")
+            )
+        );
+        let bad = ATTRS.replace("values.casual", "values.\"a=b\"");
+        let err = parse_config(&bad).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "line {}: attributes.tone.values.a=b: value name must not contain '='",
+                line_of(&bad, "a=b")
+            )),
+            "{err}"
+        );
+        let bad = ATTRS.replace("short = \"a few words\"\nlong = \"two sentences\"\n", "");
+        let err = parse_config(&bad).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "line {}: attributes.length.values: declare at least one value",
+                line_of(&bad, "[attributes.length.values]")
+            )),
+            "{err}"
+        );
+        let bad = ATTRS.replace(
+            "[attributes.tone]\n",
+            "[attributes.tone]\nvalue.x = \"y\"\n",
+        );
+        let err = parse_config(&bad).unwrap_err();
+        assert!(
+            err.contains("unknown setting 'attributes.tone.value'"),
+            "{err}"
+        );
+        let bad = ATTRS
+            .replace("values.formal = \"polite\"\n", "")
+            .replace("values.casual = \"relaxed\"\n", "");
+        let err = parse_config(&bad).unwrap_err();
+        assert!(
+            err.contains("attributes.tone") && err.contains("values"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -884,6 +1096,7 @@ mod tests {
         }
         let defaults = ProjectConfig {
             classes: vec![],
+            attributes: Default::default(),
             ..sample()
         };
         let d = ProjectConfig {

@@ -1132,6 +1132,11 @@ mod tests {
             EventKind::RelabelPolicyChanged(crate::domain::RelabelPolicyChanged {
                 take_relabel: false,
             }),
+            EventKind::AttributeWeightChanged(crate::domain::AttributeWeightChanged {
+                attribute: "tone".into(),
+                value: "formal".into(),
+                weight: 0.5,
+            }),
             EventKind::UsageRecorded(UsageRecorded {
                 run: "g".into(),
                 usage: Default::default(),

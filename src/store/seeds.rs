@@ -17,6 +17,9 @@ pub struct Example {
     pub label: String,
     /// 1-based line in the file where the record starts.
     pub line: usize,
+    /// Attribute tags from the optional attributes column
+    /// (`tone=formal;length=short`, or a JSON object of strings).
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// File formats we read.
@@ -27,20 +30,71 @@ pub enum Format {
     Jsonl,
 }
 
-/// Column (or key) names of the text and the label.
+/// Column (or key) names of the text and the label, and of the optional
+/// attribute tags.
 #[derive(Debug, Clone)]
 pub struct Columns {
     pub text: String,
     pub label: String,
+    /// Optional column of attribute tags (`tone=formal;length=short`);
+    /// a file without it has none.
+    pub attributes: String,
 }
+
+/// Default name of the attributes column.
+pub const ATTRIBUTES_COLUMN: &str = "attributes";
 
 impl Default for Columns {
     fn default() -> Self {
         Columns {
             text: "text".into(),
             label: "label".into(),
+            attributes: ATTRIBUTES_COLUMN.into(),
         }
     }
+}
+
+impl Columns {
+    /// Text and label columns as named, the attributes column by default.
+    pub fn new(text: &str, label: &str) -> Columns {
+        Columns {
+            text: text.into(),
+            label: label.into(),
+            ..Columns::default()
+        }
+    }
+}
+
+/// Parse one attributes field; the error names file and line, and each
+/// name must be usable (see `config_file::attribute_name_problem`).
+fn attributes_field(
+    path: &Path,
+    line: usize,
+    raw: &str,
+) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    let attrs = crate::domain::parse_attributes(raw)
+        .map_err(|e| error::user(format!("{}:{line}: {e}", path.display())))?;
+    check_attribute_names(path, line, &attrs)?;
+    Ok(attrs)
+}
+
+fn check_attribute_names(
+    path: &Path,
+    line: usize,
+    attrs: &std::collections::BTreeMap<String, String>,
+) -> anyhow::Result<()> {
+    for (d, v) in attrs {
+        for name in [d, v] {
+            if let Some(why) = crate::store::config_file::attribute_name_problem(name) {
+                return Err(error::user(format!(
+                    "{}:{line}: attribute '{}' {why}",
+                    path.display(),
+                    name.escape_debug()
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Read a file as UTF-8 (a leading BOM is dropped); a user error names the
@@ -237,6 +291,7 @@ fn read_delimited<R: std::io::Read>(
             names()
         ))
     })?;
+    let ai = find(&cols.attributes);
     let mut n = 0;
     let mut rec = csv::ByteRecord::new();
     while rdr
@@ -265,7 +320,11 @@ fn read_delimited<R: std::io::Read>(
         }
         let text = utf8_field(path, line, &rec[ti])?.trim().to_string();
         let label = utf8_field(path, line, &rec[li])?.trim().to_string();
-        f(check(path, line, text, label)?)?;
+        let mut e = check(path, line, text, label)?;
+        if let Some(ai) = ai {
+            e.attributes = attributes_field(path, line, utf8_field(path, line, &rec[ai])?)?;
+        }
+        f(e)?;
         n += 1;
     }
     Ok(n)
@@ -295,6 +354,7 @@ fn check(path: &Path, line: usize, text: String, label: String) -> anyhow::Resul
         text,
         label: label.trim().to_string(),
         line,
+        attributes: Default::default(),
     })
 }
 
@@ -345,7 +405,34 @@ fn read_jsonl<R: std::io::BufRead>(
         };
         let text = field(&cols.text, "--text-col")?;
         let label = field(&cols.label, "--label-col")?;
-        f(check(path, line, text.trim().to_string(), label)?)?;
+        let mut e = check(path, line, text.trim().to_string(), label)?;
+        match obj.get(&cols.attributes) {
+            None | Some(serde_json::Value::Null) => {}
+            Some(serde_json::Value::String(s)) => e.attributes = attributes_field(path, line, s)?,
+            Some(serde_json::Value::Object(m)) => {
+                for (d, v) in m {
+                    let serde_json::Value::String(v) = v else {
+                        return Err(error::user(format!(
+                            "{}:{line}: attribute '{d}' must be a string, found {}",
+                            path.display(),
+                            json_kind(v)
+                        )));
+                    };
+                    e.attributes
+                        .insert(d.trim().to_string(), v.trim().to_string());
+                }
+                check_attribute_names(path, line, &e.attributes)?;
+            }
+            Some(other) => {
+                return Err(error::user(format!(
+                    "{}:{line}: '{}' must be \"dimension=value;…\" or an object of strings, found {}",
+                    path.display(),
+                    cols.attributes,
+                    json_kind(other)
+                )));
+            }
+        }
+        f(e)?;
         n += 1;
     }
     Ok(n)
@@ -558,6 +645,7 @@ pub fn to_samples(
         .map(|e| crate::domain::NewSample {
             provenance: crate::domain::Provenance {
                 source: Some(format!("{name}:{}", e.line)),
+                attributes: e.attributes,
                 ..Default::default()
             },
             text: e.text,
@@ -565,4 +653,80 @@ pub fn to_samples(
             origin,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(name: &str, content: &str) -> anyhow::Result<Vec<Example>> {
+        parse_examples(Path::new(name), content, &Columns::default())
+    }
+
+    #[test]
+    fn an_attributes_column_tags_the_examples() {
+        let csv = "text,label,attributes\n\"Hi, there\",greet,tone=casual; length=short\nGood day,greet,\n";
+        let ex = read("s.csv", csv).unwrap();
+        assert_eq!(
+            domain_attrs(&ex[0]),
+            [("length", "short"), ("tone", "casual")]
+        );
+        assert!(ex[1].attributes.is_empty());
+        let jsonl = "{\"text\":\"a\",\"label\":\"x\",\"attributes\":\"tone=formal\"}\n\
+                     {\"text\":\"b\",\"label\":\"x\",\"attributes\":{\"tone\":\"angry\",\"length\":\"long\"}}\n\
+                     {\"text\":\"c\",\"label\":\"x\"}\n";
+        let ex = read("s.jsonl", jsonl).unwrap();
+        assert_eq!(domain_attrs(&ex[0]), [("tone", "formal")]);
+        assert_eq!(
+            domain_attrs(&ex[1]),
+            [("length", "long"), ("tone", "angry")]
+        );
+        assert!(ex[2].attributes.is_empty());
+        // Without the column: no tags, no error.
+        assert!(
+            read("s.csv", "text,label\na,x\n").unwrap()[0]
+                .attributes
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn bad_attribute_tags_name_file_and_line() {
+        let err = read(
+            "s.csv",
+            "text,label,attributes\na,x,tone=formal\nb,x,formal\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            format!("{err:#}"),
+            "s.csv:3: attribute 'formal' is not dimension=value (e.g. tone=formal;length=short)"
+        );
+        let err = read("s.csv", "text,label,attributes\na,x,tone=a;tone=b\n").unwrap_err();
+        assert!(format!("{err:#}").contains("s.csv:2: attribute dimension 'tone' appears twice"));
+        let err = read(
+            "s.jsonl",
+            "{\"text\":\"a\",\"label\":\"x\",\"attributes\":3}\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").starts_with("s.jsonl:1: 'attributes' must be"),
+            "{err:#}"
+        );
+        let err = read(
+            "s.jsonl",
+            "{\"text\":\"a\",\"label\":\"x\",\"attributes\":{\"a;b\":\"c\"}}\n",
+        )
+        .unwrap_err();
+        assert!(
+            format!("{err:#}").contains("must not contain '=' or ';'"),
+            "{err:#}"
+        );
+    }
+
+    fn domain_attrs(e: &Example) -> Vec<(&str, &str)> {
+        e.attributes
+            .iter()
+            .map(|(d, v)| (d.as_str(), v.as_str()))
+            .collect()
+    }
 }

@@ -184,6 +184,7 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         model: config.backend.model.clone(),
         ui,
     });
+    st.attributes = config.attributes.clone();
     if st.last_error.is_none() && !report.skipped.is_empty() {
         st.last_error = Some(format!(
             "journal: {} unreadable line(s) skipped (first: line {})",

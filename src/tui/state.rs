@@ -434,6 +434,9 @@ pub struct State {
     pub project_name: String,
     pub classes: Vec<Class>,
     pub settings: GenerationSettings,
+    /// The config's attribute dimensions (`attributes` strategy); their
+    /// live weights are in `project.attribute_weights`.
+    pub attributes: BTreeMap<String, crate::domain::AttributeDim>,
     pub concurrency: usize,
     pub backend: String,
     pub model: String,
@@ -458,6 +461,8 @@ pub struct State {
     /// Selected seed example of the selected class (`None`: the class
     /// list has the cursor).
     pub seed_sel: Option<usize>,
+    /// Selected Controls row: one of [`Control::ALL`], then the attribute
+    /// values ([`State::attribute_rows`]).
     pub control_sel: usize,
     pub stream_offset: usize,
     pub help_offset: usize,
@@ -521,6 +526,7 @@ impl State {
             project_name: init.project_name,
             classes: init.classes,
             settings: init.settings,
+            attributes: BTreeMap::new(),
             concurrency: init.concurrency.max(1),
             backend: init.backend,
             model: init.model,
@@ -670,6 +676,7 @@ impl State {
             EventKind::GenerationFailed(_)
             | EventKind::SettingsChanged(_)
             | EventKind::WeightChanged(_)
+            | EventKind::AttributeWeightChanged(_)
             | EventKind::UsageRecorded(_)
             | EventKind::RoundScored(_)
             | EventKind::RationalesAdded(_)
@@ -733,6 +740,7 @@ impl State {
                 }
                 // Read from the fold (`self.project`) where they are shown.
                 EventKind::UsageRecorded(_)
+                | EventKind::AttributeWeightChanged(_)
                 | EventKind::VerdictRecorded(_)
                 | EventKind::Decided(_)
                 | EventKind::Edited(_)
@@ -769,6 +777,20 @@ impl State {
             self.review_sel = i;
         }
         self.review_sel = self.review_sel.min(self.queue.len().saturating_sub(1));
+    }
+
+    /// The attribute values the Controls pane lists after its controls:
+    /// `(dimension, value)` in config order.
+    pub fn attribute_rows(&self) -> Vec<(&str, &str)> {
+        self.attributes
+            .iter()
+            .flat_map(|(d, a)| a.values.keys().map(move |v| (d.as_str(), v.as_str())))
+            .collect()
+    }
+
+    /// Rows of the Controls pane: the controls, then the attribute values.
+    pub fn control_rows(&self) -> usize {
+        Control::ALL.len() + self.attribute_rows().len()
     }
 
     /// Per-class target share of `target_count`, by weight.

@@ -8,8 +8,9 @@ use ratatui::layout::{Position, Rect};
 use ratatui_textarea::TextArea;
 
 use crate::domain::{
-    Actor, Decided, Decision, DecisionKind, Edited, EventKind, GenerationSettings,
-    RelabelPolicyChanged, SampleId, SettingsChanged, Status, Strategy, Undone, WeightChanged,
+    Actor, AttributeWeightChanged, Decided, Decision, DecisionKind, Edited, EventKind,
+    GenerationSettings, RelabelPolicyChanged, SampleId, SettingsChanged, Status, Strategy, Undone,
+    WeightChanged,
 };
 
 use super::keymap::{Action, Input, KeySpec};
@@ -496,11 +497,34 @@ fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
         )]));
         return;
     }
+    if let Some(&(attribute, value)) = st
+        .attribute_rows()
+        .get(st.control_sel.wrapping_sub(Control::ALL.len()))
+    {
+        // An attribute value's weight, like a class weight: journaled,
+        // then shown and used by the session once acknowledged.
+        let old = st.project.attribute_weight(attribute, value);
+        let w = round2((old + 0.25 * d).clamp(0.0, 100.0));
+        if w != old {
+            fx.push(Effect::Append(vec![EventKind::AttributeWeightChanged(
+                AttributeWeightChanged {
+                    attribute: attribute.to_string(),
+                    value: value.to_string(),
+                    weight: w,
+                },
+            )]));
+        }
+        return;
+    }
+    let has_attributes = !st.attributes.is_empty();
     match Control::ALL[st.control_sel.min(Control::ALL.len() - 1)] {
         // Only the strategies that plan from the settings: `extrapolate`
-        // runs from an S3 round (R).
+        // runs from an S3 round (R); `attributes` only when the project
+        // declares attribute dimensions.
         Control::Strategy => change_settings(st, fx, |g| {
-            let s: Vec<Strategy> = crate::augment::strategy::from_settings().collect();
+            let s: Vec<Strategy> = crate::augment::strategy::from_settings()
+                .filter(|s| has_attributes || *s != Strategy::Attributes)
+                .collect();
             let i = s.iter().position(|s| *s == g.strategy).unwrap_or(0) as i64;
             g.strategy = s[(i + dir).rem_euclid(s.len() as i64) as usize];
         }),
@@ -575,7 +599,7 @@ fn move_sel(st: &mut State, delta: i64) {
             Some(i) => st.seed_sel = Some(step(i, delta, st.class_seeds().len())),
             None => st.class_sel = step(st.class_sel, delta, st.classes.len()),
         },
-        Pane::Controls => st.control_sel = step(st.control_sel, delta, Control::ALL.len()),
+        Pane::Controls => st.control_sel = step(st.control_sel, delta, st.control_rows()),
         Pane::Streams => st.stream_offset = step(st.stream_offset, delta, st.streams.len()),
     }
 }
@@ -651,7 +675,7 @@ fn on_mouse(st: &mut State, m: MouseEvent) {
         }
         Pane::Controls => {
             if let Some(r) = row(view::inner(rect))
-                && r < Control::ALL.len()
+                && r < st.control_rows()
             {
                 st.control_sel = r;
             }

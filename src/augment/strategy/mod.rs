@@ -18,6 +18,7 @@
 //! [`REGISTRY`], and its name in [`domain::Strategy`] (the settings' and the
 //! command line's spelling of it).
 
+pub mod attributes;
 pub mod extrapolate;
 pub mod mix;
 pub mod plain;
@@ -63,6 +64,15 @@ pub struct PlanContext<'a> {
     /// This run's seed stream (one past the highest recorded; see
     /// [`stream_seed`]).
     pub stream: u64,
+    /// Attribute dimensions of the config (`attributes` strategy).
+    pub attributes: &'a BTreeMap<String, domain::AttributeDim>,
+    /// Live attribute value weights (1.0 when absent).
+    pub attribute_weights: &'a BTreeMap<String, BTreeMap<String, f64>>,
+    /// Generated examples per attribute value so far (accepted + pending +
+    /// planned), for inverse-frequency sampling.
+    pub attribute_counts: &'a domain::AttributeCounts,
+    /// Attribute tags of the seeds, parallel to `seeds`.
+    pub seed_attributes: &'a BTreeMap<String, Vec<BTreeMap<String, String>>>,
 }
 
 impl PlanContext<'_> {
@@ -112,7 +122,12 @@ pub trait Strategy: Sync {
 }
 
 /// Every strategy, in the order the Controls pane cycles through them.
-pub static REGISTRY: &[&dyn Strategy] = &[&mix::Mix, &plain::Plain, &extrapolate::Extrapolate];
+pub static REGISTRY: &[&dyn Strategy] = &[
+    &mix::Mix,
+    &plain::Plain,
+    &attributes::Attributes,
+    &extrapolate::Extrapolate,
+];
 
 /// The strategy of a settings value.
 pub fn get(kind: domain::Strategy) -> &'static dyn Strategy {
@@ -245,18 +260,25 @@ mod tests {
             domain::Strategy::Mix,
             domain::Strategy::Plain,
             domain::Strategy::Extrapolate,
+            domain::Strategy::Attributes,
         ] {
             // A new variant fails to compile here until it is listed.
             match kind {
-                domain::Strategy::Mix | domain::Strategy::Plain | domain::Strategy::Extrapolate => {
-                }
+                domain::Strategy::Mix
+                | domain::Strategy::Plain
+                | domain::Strategy::Extrapolate
+                | domain::Strategy::Attributes => {}
             }
             assert_eq!(REGISTRY.iter().filter(|s| s.kind() == kind).count(), 1);
             assert_eq!(get(kind).name(), kind.as_str());
         }
         assert_eq!(
             from_settings().collect::<Vec<_>>(),
-            [domain::Strategy::Mix, domain::Strategy::Plain]
+            [
+                domain::Strategy::Mix,
+                domain::Strategy::Plain,
+                domain::Strategy::Attributes
+            ]
         );
     }
 }

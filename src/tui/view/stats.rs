@@ -98,6 +98,19 @@ pub(super) fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             style,
         ));
     }
+    // Coverage per attribute value: accepted (pending) of the generated.
+    if !st.attributes.is_empty() {
+        for (d, values) in st.project.attribute_coverage(&st.attributes) {
+            let cells: Vec<String> = values
+                .iter()
+                .map(|(v, c)| format!("{v} {}({})", c.accepted, c.pending))
+                .collect();
+            lines.push(Line::styled(
+                format!("{d}: {}", cells.join(" · ")),
+                t.muted(),
+            ));
+        }
+    }
     let rows = (i.height as usize).saturating_sub(lines.len());
     lines.extend(crate::tui::s3_view::stats_lines(st, w, rows));
     let lines: Vec<Line> = lines
