@@ -108,30 +108,33 @@ pub struct Generator {
     /// S3 rationales per class (`rationales_added`), drawn from when the
     /// `use_rationales` setting is on.
     rationales: BTreeMap<String, Vec<String>>,
-    /// Examples per class and per (class, minor) pair: accepted + pending
-    /// at construction (or [`Generator::sync_schedule`]) plus every
-    /// planned request's `n`, so the plan sequence of a run depends only
-    /// on the state it started from (a re-run hits the cache).
+    /// Examples per class and per (class, minor) pair that the next plan
+    /// schedules against: the session sets it before every plan
+    /// ([`Generator::set_schedule`]: what was yielded + what is in
+    /// flight); on its own the generator starts from the state's counts
+    /// and adds each request it plans at its `n`.
     schedule: ClassSchedule,
     /// This run's seed stream: one past the highest recorded.
     stream: u64,
 }
 
-/// Accepted + pending generated examples per class and per intended/minor
-/// pair: what the deficit scheduler plans against.
+/// Accepted + pending generated examples (duplicates are rejected, so not
+/// among them) per class, by the label that would be exported, and per
+/// intended/minor pair: what the deficit scheduler plans against, before
+/// the requests in flight are added.
 pub fn schedule_from(state: &ProjectState, classes: &[Class]) -> ClassSchedule {
     let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
     let counts = state
         .class_counts(&names)
         .into_iter()
-        .map(|(k, c)| (k, c.accepted + c.pending));
-    let mut pairs: BTreeMap<(String, String), u64> = BTreeMap::new();
+        .map(|(k, c)| (k, (c.accepted + c.pending) as f64));
+    let mut pairs: BTreeMap<(String, String), f64> = BTreeMap::new();
     for s in state.generated() {
         if s.status() == crate::domain::Status::Rejected {
             continue;
         }
         if let Some(m) = &s.provenance.minor {
-            *pairs.entry((s.label.clone(), m.clone())).or_insert(0) += 1;
+            *pairs.entry((s.label.clone(), m.clone())).or_insert(0.0) += 1.0;
         }
     }
     ClassSchedule::new(counts, pairs)
@@ -205,11 +208,10 @@ impl Generator {
         self.classes = classes;
     }
 
-    /// Plan against the counts of `state` again (rejects and yields since
-    /// the generator was made); planned requests not yet answered are not
-    /// in `state` and are forgotten, so call it between runs or rounds.
-    pub fn sync_schedule(&mut self, state: &ProjectState) {
-        self.schedule = schedule_from(state, &self.classes);
+    /// Plan the next request against these counts (the session: what
+    /// was yielded + the expected yield of what is in flight).
+    pub fn set_schedule(&mut self, schedule: ClassSchedule) {
+        self.schedule = schedule;
     }
 
     pub fn templates(&self) -> &Templates {
@@ -244,7 +246,7 @@ impl Generator {
         self.counter += 1;
         if let RequestKind::Generate { target } = &p.kind {
             self.schedule
-                .add(target, p.provenance.minor.as_deref(), n as u64);
+                .add(target, p.provenance.minor.as_deref(), n as f64);
         }
         Ok(p)
     }
