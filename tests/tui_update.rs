@@ -487,6 +487,7 @@ fn streams_show_tokens_as_they_arrive() {
             kind: StreamKind::Generate,
             classes: "LOC×HUM".into(),
             alpha: Some(0.7),
+            settings: 0,
         }),
     );
     for t in ["Where ", "Where is ", "Where is Ada?"] {
@@ -746,6 +747,7 @@ fn generation_failures_are_counted_and_shown() {
             kind: StreamKind::Generate,
             classes: "LOC×HUM".into(),
             alpha: Some(0.7),
+            settings: 0,
         }),
     );
     update(&mut st, Msg::Stream(StreamMsg::Finished { job: 7 }));
@@ -1104,6 +1106,7 @@ mod backoff {
             kind: StreamKind::Generate,
             classes: "LOC×HUM".into(),
             alpha: Some(0.7),
+            settings: 0,
         })
     }
 
@@ -1143,6 +1146,48 @@ mod backoff {
         update(&mut st, Msg::Engine(EngineStatus::Running));
         update(&mut st, started(job));
         st
+    }
+
+    /// Issue 11/12: a request planned before weights or α changed still
+    /// asks what the older settings said; the Streams pane says so until
+    /// it ends, and requests planned after the change are not marked.
+    #[test]
+    fn streams_mark_requests_planned_under_older_settings() {
+        let mut st = running_with_stream(7);
+        let now = Instant::now();
+        let line = |st: &State, job: &str| {
+            screen(st, now)
+                .lines()
+                .find(|l| l.contains(job))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(!line(&st, "#7 ").contains("old settings"));
+        update(&mut st, Msg::Stream(StreamMsg::SettingsVersion(1)));
+        assert_eq!(st.settings_version, 1);
+        update(
+            &mut st,
+            Msg::Stream(StreamMsg::Started {
+                job: 8,
+                kind: StreamKind::Generate,
+                classes: "NUM×HUM".into(),
+                alpha: Some(0.9),
+                settings: 1,
+            }),
+        );
+        assert!(
+            line(&st, "#7 ").contains("#7 old settings · gen LOC×HUM"),
+            "{}",
+            line(&st, "#7 ")
+        );
+        assert!(
+            !line(&st, "#8 ").contains("old settings"),
+            "{}",
+            line(&st, "#8 ")
+        );
+        // Once it ends it is no longer marked.
+        update(&mut st, Msg::Stream(StreamMsg::Finished { job: 7 }));
+        assert!(!line(&st, "#7 ").contains("old settings"));
     }
 
     #[test]

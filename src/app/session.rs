@@ -351,6 +351,12 @@ pub struct Session {
     /// requests answered in this session (the expected yield of the ones
     /// in flight).
     answered: (usize, usize),
+    /// Bumped whenever what shapes a request changes (weights, α,
+    /// temperature, strategy, …; not the target): requests planned under
+    /// an older version show as such.
+    settings_version: u64,
+    /// The settings version each request in flight was planned under.
+    planned_under: HashMap<RequestId, u64>,
 }
 
 impl Session {
@@ -378,6 +384,8 @@ impl Session {
             report: Report::default(),
             limit: None,
             answered: (0, 0),
+            settings_version: 0,
+            planned_under: HashMap::new(),
         }
     }
 
@@ -404,6 +412,48 @@ impl Session {
     /// The request behind an engine job's tag (for labelling streams).
     pub fn request(&self, id: RequestId) -> Option<&PlannedRequest> {
         self.requests.get(&id)
+    }
+
+    /// The version of the settings (weights, α, temperature, strategy…):
+    /// bumped by every change that shapes the next request.
+    pub fn settings_version(&self) -> u64 {
+        self.settings_version
+    }
+
+    /// The settings version request `id` was planned under (`None` once it
+    /// is no longer in flight).
+    pub fn planned_under(&self, id: RequestId) -> Option<u64> {
+        self.planned_under.get(&id).copied()
+    }
+
+    /// Request `id` is in flight and was planned under older settings.
+    pub fn planned_under_old_settings(&self, id: RequestId) -> bool {
+        self.planned_under(id)
+            .is_some_and(|v| v < self.settings_version)
+    }
+
+    /// Take new settings; bump the version if they change a request.
+    fn take_settings(&mut self, s: GenerationSettings, state: &ProjectState) {
+        let shape = |g: &GenerationSettings| GenerationSettings {
+            target_count: 0,
+            dedup_threshold: 0.0,
+            ..g.clone()
+        };
+        if shape(&s) != shape(self.generator.settings()) {
+            self.settings_version += 1;
+        }
+        self.generator.set_settings(s, state);
+        if self.phase == Phase::Running {
+            self.set_budget();
+        }
+    }
+
+    /// Take new classes; bump the version if a weight or class changed.
+    fn take_classes(&mut self, classes: Vec<Class>) {
+        if classes != self.generator.plan_context().classes {
+            self.settings_version += 1;
+        }
+        self.generator.set_classes(classes);
     }
 
     /// Requests in the engine, replies waiting or an append unacknowledged.
@@ -472,13 +522,8 @@ impl Session {
                 out.control.push(Control::CancelAll);
                 out.control.push(Control::Resume);
             }
-            Command::Settings(s) => {
-                self.generator.set_settings(s, state);
-                if self.phase == Phase::Running {
-                    self.set_budget();
-                }
-            }
-            Command::Classes(c) => self.generator.set_classes(c),
+            Command::Settings(s) => self.take_settings(s, state),
+            Command::Classes(c) => self.take_classes(c),
             Command::SetConcurrency(n) => {
                 self.cfg.concurrency = n.max(1);
                 out.control
@@ -535,6 +580,7 @@ impl Session {
         let mut out = Output::default();
         match ev {
             EngineEvent::Finished { tag, response, .. } => {
+                self.planned_under.remove(&tag);
                 if let Some(p) = self.requests.remove(&tag) {
                     self.report.failures.success();
                     self.pending
@@ -548,6 +594,7 @@ impl Session {
                 raw,
                 ..
             } => {
+                self.planned_under.remove(&tag);
                 if let Some(p) = self.requests.remove(&tag) {
                     self.failed(tag, p, reason, message, raw, &mut out);
                 }
@@ -647,17 +694,14 @@ impl Session {
         for e in events {
             match &e.kind {
                 EventKind::SettingsChanged(s) if !ours => {
-                    self.generator.set_settings(s.generation.clone(), state);
-                    if self.phase == Phase::Running {
-                        self.set_budget();
-                    }
+                    self.take_settings(s.generation.clone(), state);
                 }
                 EventKind::WeightChanged(w) if !ours => {
                     let mut classes = self.generator.plan_context().classes.to_vec();
                     if let Some(c) = classes.iter_mut().find(|c| c.name == w.class) {
                         c.weight = w.weight;
                     }
-                    self.generator.set_classes(classes);
+                    self.take_classes(classes);
                 }
                 EventKind::RationalesAdded(_) => self.generator.set_rationales(state),
                 _ => {}
@@ -939,6 +983,7 @@ impl Session {
             self.report.generate_requests += 1;
         }
         out.submit.push(p.job(id));
+        self.planned_under.insert(id, self.settings_version);
         self.requests.insert(id, p);
     }
 
@@ -1848,6 +1893,58 @@ mod tests {
             r.open.push_front(job);
             r.answer_next(2);
         }
+    }
+
+    /// Issue 11/12, steering: a change of weights or α applies to the
+    /// very next plan, and the requests already in flight are known to
+    /// have been planned under the older settings (the Streams pane marks
+    /// them); a target change is not a change of what a request asks.
+    #[test]
+    fn requests_planned_under_older_settings_are_known() {
+        let mut r = rig(Counting::ThisRun, 2, false);
+        r.start(100);
+        let (a, b) = (r.open[0].tag, r.open[1].tag);
+        assert_eq!(r.s.settings_version(), 0);
+        assert!(!r.s.planned_under_old_settings(a));
+        // A new target only: same version.
+        let mut g = r.s.generator().settings().clone();
+        g.target_count = 999;
+        r.command(Command::Settings(g.clone()));
+        assert_eq!(r.s.settings_version(), 0);
+        // α range from the Controls pane (journaled, someone else's append).
+        g.alpha_range = (0.7, 0.9);
+        let ev = apply(
+            &mut r.st,
+            vec![EventKind::SettingsChanged(crate::domain::SettingsChanged {
+                generation: g,
+            })],
+        );
+        let out = r.s.on_appended(&r.st, &ev, false);
+        r.run(out);
+        assert_eq!(r.s.settings_version(), 1);
+        assert!(r.s.planned_under_old_settings(a) && r.s.planned_under_old_settings(b));
+        // The next request is planned under the new ones, with the new α.
+        r.answer_next(2);
+        let c = r.open.back().unwrap().tag;
+        assert_eq!(r.s.planned_under(c), Some(1));
+        assert!(!r.s.planned_under_old_settings(c));
+        let alpha = r.s.request(c).unwrap().provenance.alpha.unwrap();
+        assert!((0.7..=0.9).contains(&alpha), "{alpha}");
+        assert_eq!(r.s.planned_under(a), None, "answered: no longer in flight");
+        // A weight: version 2; the unchanged weight again: no bump.
+        let weight = |w| {
+            vec![EventKind::WeightChanged(crate::domain::WeightChanged {
+                class: "HUM".into(),
+                weight: w,
+            })]
+        };
+        let ev = apply(&mut r.st, weight(3.0));
+        r.s.on_appended(&r.st, &ev, false);
+        assert_eq!(r.s.settings_version(), 2);
+        let ev = apply(&mut r.st, weight(3.0));
+        r.s.on_appended(&r.st, &ev, false);
+        assert_eq!(r.s.settings_version(), 2);
+        assert!(r.s.planned_under_old_settings(b) && r.s.planned_under_old_settings(c));
     }
 
     #[test]

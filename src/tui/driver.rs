@@ -73,6 +73,8 @@ pub(crate) struct Driver {
     shown: EngineStatus,
     /// The engine's usage as of the last `usage_recorded` event.
     recorded: Usage,
+    /// The session's settings version last sent to `update`.
+    shown_version: u64,
 }
 
 impl Driver {
@@ -94,6 +96,7 @@ impl Driver {
             unreachable: None,
             shown: EngineStatus::Idle,
             recorded: Usage::default(),
+            shown_version: 0,
         }
     }
 
@@ -287,6 +290,9 @@ impl Driver {
                     kind: stream_kind(p),
                     classes: stream_label(&st.project, p),
                     alpha: p.provenance.alpha,
+                    settings: s
+                        .planned_under(*tag)
+                        .unwrap_or_else(|| s.settings_version()),
                 }));
             }
             EngineEvent::Backoff {
@@ -397,6 +403,12 @@ impl Driver {
 
     /// Say when the status changed; journal the usage once idle.
     fn show(&mut self, out: &mut DriverOut) {
+        if let Some(v) = self.session.as_ref().map(Session::settings_version)
+            && v != self.shown_version
+        {
+            self.shown_version = v;
+            out.msgs.push(Msg::Stream(StreamMsg::SettingsVersion(v)));
+        }
         let now = self.status();
         if now != self.shown {
             if now == EngineStatus::Idle || matches!(now, EngineStatus::Unreachable(_)) {

@@ -188,6 +188,9 @@ pub struct StreamRow {
     pub state: StreamState,
     /// Set while the request waits to be sent again.
     pub retry_at: Option<Instant>,
+    /// The session's settings version it was planned under (older than
+    /// [`State::settings_version`]: planned under older settings).
+    pub settings: u64,
 }
 
 /// Progress of requests, as the runtime reports it from engine events.
@@ -198,7 +201,12 @@ pub enum StreamMsg {
         kind: StreamKind,
         classes: String,
         alpha: Option<f64>,
+        /// The session's settings version it was planned under.
+        settings: u64,
     },
+    /// The session's settings version changed (weights, α, temperature,
+    /// strategy): rows planned under an older one are marked.
+    SettingsVersion(u64),
     /// The text received so far (the whole of it, not an increment).
     Delta {
         job: u64,
@@ -458,6 +466,8 @@ pub struct State {
     /// The engine's adaptive limit and why, for the status line.
     pub limit: Option<String>,
     pub streams: VecDeque<StreamRow>,
+    /// The generation session's settings version (see `StreamRow::settings`).
+    pub settings_version: u64,
     /// Usage of this session's engine (the journal's usage is in `project`).
     pub live_usage: Usage,
     /// `generation_failed` events of this session, and the last reason.
@@ -565,6 +575,7 @@ impl State {
             engine: EngineStatus::Idle,
             limit: None,
             streams: VecDeque::new(),
+            settings_version: 0,
             live_usage: Usage::default(),
             journaled_usage: Usage::default(),
             failed: 0,

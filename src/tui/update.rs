@@ -651,6 +651,7 @@ fn on_stream(st: &mut State, m: StreamMsg) {
             kind,
             classes,
             alpha,
+            settings,
         } => {
             end_backoff(st);
             if let Some(r) = st.streams.iter_mut().find(|r| r.job == job) {
@@ -670,6 +671,7 @@ fn on_stream(st: &mut State, m: StreamMsg) {
                 chars: 0,
                 state: StreamState::Running,
                 retry_at: None,
+                settings,
             });
             while st.streams.len() > MAX_STREAMS {
                 match st
@@ -699,6 +701,7 @@ fn on_stream(st: &mut State, m: StreamMsg) {
             set_stream(st, job, StreamState::Finished)
         }
         StreamMsg::Failed { job, reason } => set_stream(st, job, StreamState::Failed(reason)),
+        StreamMsg::SettingsVersion(v) => st.settings_version = v,
     }
 }
 
