@@ -304,7 +304,115 @@ fn alpha_changes_reach_the_engine_and_the_journal() {
         let fx = update(&mut st, key('['));
         ack(&mut st, fx);
     }
-    assert_eq!(st.settings.alpha_range, (0.45, 0.9));
+    assert_eq!(
+        st.settings.alpha_range,
+        (0.45, 1.0),
+        "only the low end moves"
+    );
+}
+
+/// The screen as text (120×40).
+fn screen_text(st: &State) -> String {
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+    term.draw(|f| straddle::tui::view::render(f, st)).unwrap();
+    let buf = term.backend().buffer();
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Press `c` and acknowledge what it journals; the α range after it.
+fn alpha_after(st: &mut State, c: char) -> (f64, f64) {
+    let fx = update(st, key(c));
+    ack(st, fx);
+    st.settings.alpha_range
+}
+
+/// Issue 12 item 3: `]` raised only the lower bound until the range
+/// collapsed (0.50–1.00 → 1.00–1.00), `[` then lowered both (→ 0.50–0.50)
+/// and no key widened it again. Now each end has its own keys, neither
+/// collapses the range, and the other end moves only when it must.
+#[test]
+fn alpha_range_ends_move_separately_without_collapsing() {
+    let mut st = fixture::state(10);
+    assert_eq!(st.settings.alpha_range, (0.5, 1.0));
+    // Low end up: the high end stays.
+    assert_eq!(alpha_after(&mut st, ']'), (0.55, 1.0));
+    // Low end down: the high end stays (the old `[` lowered both).
+    assert_eq!(alpha_after(&mut st, '['), (0.5, 1.0));
+    assert_eq!(alpha_after(&mut st, '['), (0.45, 1.0));
+    // High end down, then up: the low end stays.
+    assert_eq!(alpha_after(&mut st, '{'), (0.45, 0.95));
+    assert_eq!(alpha_after(&mut st, '}'), (0.45, 1.0));
+    // At the edge nothing changes and nothing is journaled.
+    assert!(update(&mut st, key('}')).is_empty());
+    // The low end raised up to the high end: it stops there with the
+    // high end (1.00), and the next `[` opens it again by one step only.
+    for _ in 0..20 {
+        alpha_after(&mut st, ']');
+    }
+    assert_eq!(st.settings.alpha_range, (1.0, 1.0));
+    assert_eq!(alpha_after(&mut st, '['), (0.95, 1.0));
+    // The high end lowered into the low end pushes it down with it, one
+    // step at a time, keeping low ≤ high.
+    assert_eq!(alpha_after(&mut st, '{'), (0.95, 0.95));
+    assert_eq!(alpha_after(&mut st, '{'), (0.9, 0.9));
+    assert_eq!(alpha_after(&mut st, '}'), (0.9, 0.95));
+    // The Controls pane shows both ends.
+    let text = screen_text(&st);
+    assert!(text.contains("0.90–0.95"), "{text}");
+}
+
+/// The α row of the Controls pane: `+` widens the range at both ends (the
+/// way back from a narrow range), `-` narrows it to its middle at most; a
+/// fixed α from straddle.toml becomes a range around it.
+#[test]
+fn alpha_range_widens_and_narrows_from_controls() {
+    let mut st = fixture::state(10);
+    update(&mut st, code(KeyCode::Tab));
+    update(&mut st, code(KeyCode::Tab));
+    assert_eq!(st.focus, Pane::Controls);
+    let row = Control::ALL
+        .iter()
+        .position(|c| *c == Control::Alpha)
+        .unwrap();
+    for _ in 0..row {
+        update(&mut st, code(KeyCode::Down));
+    }
+    assert_eq!(alpha_after(&mut st, '-'), (0.55, 0.95));
+    for _ in 0..10 {
+        alpha_after(&mut st, '-');
+    }
+    assert_eq!(
+        st.settings.alpha_range,
+        (0.75, 0.75),
+        "narrowed to its middle"
+    );
+    assert_eq!(alpha_after(&mut st, '+'), (0.7, 0.8));
+    for _ in 0..20 {
+        alpha_after(&mut st, '+');
+    }
+    assert_eq!(
+        st.settings.alpha_range,
+        (0.0, 1.0),
+        "widened to the whole range"
+    );
+    // A fixed α: the keys steer the range it becomes.
+    let mut g = st.settings.clone();
+    g.alpha = Some(0.7);
+    ack(
+        &mut st,
+        vec![Effect::Append(vec![EventKind::SettingsChanged(
+            straddle::domain::SettingsChanged { generation: g },
+        )])],
+    );
+    assert_eq!(alpha_after(&mut st, '+'), (0.65, 0.75));
+    assert_eq!(st.settings.alpha, None);
 }
 
 #[test]

@@ -119,8 +119,12 @@ pub enum Action {
     BulkReject,
     ToggleGeneration,
     StopGeneration,
-    AlphaDown,
-    AlphaUp,
+    /// α range: move its low end (the high end follows only when it must).
+    AlphaLowDown,
+    AlphaLowUp,
+    /// α range: move its high end (the low end follows only when it must).
+    AlphaHighDown,
+    AlphaHighUp,
     Increase,
     Decrease,
     Export,
@@ -311,18 +315,40 @@ pub const ACTIONS: &[ActionInfo] = &[
         "stop and cancel requests in flight",
         ["G"]
     ),
-    row!(Action::AlphaDown, "alpha_down", "α down", ["["]),
-    row!(Action::AlphaUp, "alpha_up", "α up", ["]"]),
+    row!(
+        Action::AlphaLowDown,
+        "alpha_low_down",
+        "α range: lower its low end (widens)",
+        ["["]
+    ),
+    row!(
+        Action::AlphaLowUp,
+        "alpha_low_up",
+        "α range: raise its low end",
+        ["]"]
+    ),
+    row!(
+        Action::AlphaHighDown,
+        "alpha_high_down",
+        "α range: lower its high end",
+        ["{"]
+    ),
+    row!(
+        Action::AlphaHighUp,
+        "alpha_high_up",
+        "α range: raise its high end (widens)",
+        ["}"]
+    ),
     row!(
         Action::Increase,
         "increase",
-        "weight of class / selected control +",
+        "class weight / control + (α: wider)",
         ["+", "="]
     ),
     row!(
         Action::Decrease,
         "decrease",
-        "weight of class / selected control -",
+        "class weight / control - (α: narrower)",
         ["-"]
     ),
     row!(
@@ -602,6 +628,12 @@ impl Keymap {
                 }
                 None => (KeyMode::Normal, name.as_str()),
             };
+            // Names from before the α range had two ends.
+            let action = match (mode, action) {
+                (KeyMode::Normal, "alpha_down") => "alpha_low_down",
+                (KeyMode::Normal, "alpha_up") => "alpha_low_up",
+                _ => action,
+            };
             let label = format!("{}.{action}", mode.section());
             let Some(info) = ACTIONS.iter().find(|a| a.mode == mode && a.name == action) else {
                 errors.push(format!("{label}: unknown action"));
@@ -760,6 +792,38 @@ impl Keymap {
             .into_iter()
             .map(|r| (r.label, r.help))
             .collect()
+    }
+
+    /// The README's key table: every mode's help rows as Markdown (keys
+    /// in backticks), a heading row per mode after the first. A test
+    /// keeps the README's copy equal to this.
+    pub fn markdown_table(&self) -> String {
+        let mut out = String::from("| keys | what they do |\n|---|---|\n");
+        for (mode, rows) in self.help_sections() {
+            if mode != KeyMode::Normal {
+                out.push_str(&format!("| | *{}* |\n", mode.title()));
+            }
+            for r in rows {
+                let keys = if r.label == "1–9" {
+                    "`1`–`9`".to_string()
+                } else {
+                    r.label
+                        .split(' ')
+                        .map(|k| match k {
+                            "|" => "`\\|`".to_string(),
+                            "`" => "`` ` ``".to_string(),
+                            k => format!("`{k}`"),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                out.push_str(&format!("| {keys} | {} |\n", r.help.replace('|', "\\|")));
+            }
+            if !mode.unbound_help().is_empty() {
+                out.push_str(&format!("| | {} |\n", mode.unbound_help()));
+            }
+        }
+        out
     }
 
     /// The whole help screen: every mode with its rows.
@@ -947,6 +1011,37 @@ mod tests {
                 "filter_keys.accept: unknown action"
             ]
         );
+    }
+
+    /// The README's key table is the one the keymap generates (the help
+    /// screen and the hint lines come from the same table).
+    #[test]
+    fn readme_key_table_is_generated_from_the_keymap() {
+        let readme = include_str!("../../README.md");
+        let (start, end) = (
+            "<!-- keys: generated from src/tui/keymap.rs -->\n",
+            "<!-- /keys -->",
+        );
+        let from = readme.find(start).expect("README has the key table marker") + start.len();
+        let to = from + readme[from..].find(end).expect("README key table ends");
+        let want = Keymap::default().markdown_table();
+        assert!(
+            readme[from..to] == want,
+            "README.md's key table differs from the keymap; replace it with:\n{want}"
+        );
+    }
+
+    /// Configs written before the α range had two ends keep working.
+    #[test]
+    fn old_alpha_key_names_still_bind() {
+        let (km, errs) = Keymap::with_overrides(&[
+            ("alpha_down".into(), vec!["F7".into()]),
+            ("alpha_up".into(), vec!["F8".into()]),
+        ]);
+        assert!(errs.is_empty(), "{errs:?}");
+        let f = |n| KeyEvent::new(KeyCode::F(n), KeyModifiers::NONE);
+        assert_eq!(km.action(&f(7)), Some(Action::AlphaLowDown));
+        assert_eq!(km.action(&f(8)), Some(Action::AlphaLowUp));
     }
 
     #[test]

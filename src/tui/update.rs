@@ -205,8 +205,10 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
             EngineStatus::Paused => Effect::ResumeGeneration,
         }),
         Action::StopGeneration => fx.push(Effect::StopGeneration),
-        Action::AlphaDown => change_settings(st, fx, |g| shift_alpha(g, -0.05)),
-        Action::AlphaUp => change_settings(st, fx, |g| shift_alpha(g, 0.05)),
+        Action::AlphaLowDown => change_settings(st, fx, |g| alpha_end(g, End::Low, -ALPHA_STEP)),
+        Action::AlphaLowUp => change_settings(st, fx, |g| alpha_end(g, End::Low, ALPHA_STEP)),
+        Action::AlphaHighDown => change_settings(st, fx, |g| alpha_end(g, End::High, -ALPHA_STEP)),
+        Action::AlphaHighUp => change_settings(st, fx, |g| alpha_end(g, End::High, ALPHA_STEP)),
         Action::Increase => adjust(st, 1, fx),
         Action::Decrease => adjust(st, -1, fx),
         Action::Export => st.mode = Mode::Export(ExportForm::new()),
@@ -426,20 +428,56 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn shift_alpha(g: &mut GenerationSettings, d: f64) {
-    if let Some(a) = g.alpha.as_mut() {
-        *a = round2((*a + d).clamp(0.0, 1.0));
-    } else {
-        // Shift the range; at an edge it narrows instead.
-        let (lo, hi) = g.alpha_range;
-        g.alpha_range = if d > 0.0 {
-            let hi = round2((hi + d).min(1.0));
-            (round2((lo + d).min(hi)), hi)
-        } else {
-            let lo = round2((lo + d).max(0.0));
-            (lo, round2((hi + d).max(lo)))
-        };
+/// How far one key moves an end of the α range.
+const ALPHA_STEP: f64 = 0.05;
+
+/// An end of the α range.
+#[derive(Clone, Copy)]
+enum End {
+    Low,
+    High,
+}
+
+/// The α range as (low, high), a fixed α as a range of width 0.
+fn alpha_bounds(g: &GenerationSettings) -> (f64, f64) {
+    let (lo, hi) = g.alpha.map_or(g.alpha_range, |a| (a, a));
+    (lo.min(hi), lo.max(hi))
+}
+
+/// Move one end of the α range by `d` within [0, 1]. The other end moves
+/// only when it must to keep low ≤ high, and then only as far as this one
+/// went: the range is never collapsed onto one end. A fixed α becomes the
+/// range it starts from.
+fn alpha_end(g: &mut GenerationSettings, end: End, d: f64) {
+    let (mut lo, mut hi) = alpha_bounds(g);
+    match end {
+        End::Low => {
+            lo = round2((lo + d).clamp(0.0, 1.0));
+            hi = hi.max(lo);
+        }
+        End::High => {
+            hi = round2((hi + d).clamp(0.0, 1.0));
+            lo = lo.min(hi);
+        }
     }
+    g.alpha = None;
+    g.alpha_range = (lo, hi);
+}
+
+/// The Controls pane's α row: `+` widens the range by a step at each end,
+/// `-` narrows it by a step at each end (down to its middle, never past).
+fn alpha_width(g: &mut GenerationSettings, dir: f64) {
+    let (lo, hi) = alpha_bounds(g);
+    let (mut nlo, mut nhi) = (
+        round2((lo - ALPHA_STEP * dir).clamp(0.0, 1.0)),
+        round2((hi + ALPHA_STEP * dir).clamp(0.0, 1.0)),
+    );
+    if nlo > nhi {
+        let mid = round2((lo + hi) / 2.0);
+        (nlo, nhi) = (mid, mid);
+    }
+    g.alpha = None;
+    g.alpha_range = (nlo, nhi);
 }
 
 /// Change generation settings: journal them. The Controls pane and the
@@ -482,7 +520,7 @@ fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
             let i = s.iter().position(|s| *s == g.strategy).unwrap_or(0) as i64;
             g.strategy = s[(i + dir).rem_euclid(s.len() as i64) as usize];
         }),
-        Control::Alpha => change_settings(st, fx, |g| shift_alpha(g, 0.05 * d)),
+        Control::Alpha => change_settings(st, fx, |g| alpha_width(g, d)),
         Control::Temperature => change_settings(st, fx, |g| {
             g.temperature = round2((g.temperature + 0.1 * d).clamp(0.0, 2.0))
         }),
