@@ -311,6 +311,46 @@ fn alpha_changes_reach_the_engine_and_the_journal() {
     );
 }
 
+/// Issue 12 item 3: values set in the app silently overrode
+/// straddle.toml. They are journaled (so a restart keeps them: the
+/// session and the Controls pane take them from the acknowledged event)
+/// and the Controls pane marks each one that differs from straddle.toml.
+#[test]
+fn controls_mark_values_that_differ_from_straddle_toml() {
+    let mut st = fixture::state(10);
+    assert!(st.differs_from_toml().is_empty());
+    let text = screen_text(&st);
+    assert!(!text.contains("≠ toml"), "{text}");
+    // α and the concurrency from the app.
+    alpha_after(&mut st, ']');
+    update(&mut st, code(KeyCode::Tab));
+    update(&mut st, code(KeyCode::Tab));
+    assert_eq!(st.focus, Pane::Controls);
+    let conc = Control::ALL
+        .iter()
+        .position(|c| *c == Control::Concurrency)
+        .unwrap();
+    for _ in 0..conc {
+        update(&mut st, code(KeyCode::Down));
+    }
+    let fx = update(&mut st, key('+'));
+    ack(&mut st, fx);
+    assert_eq!(st.project.concurrency, Some(5), "journaled");
+    assert_eq!(
+        st.differs_from_toml(),
+        vec![Control::Alpha, Control::Concurrency]
+    );
+    let text = screen_text(&st);
+    assert!(text.contains("Controls (* ≠ toml)"), "{text}");
+    assert!(text.contains("0.55–1.00 *"), "{text}");
+    assert!(text.contains("concurrency  5 *"), "{text}");
+    assert!(text.contains("temperature  1.0 "), "{text}");
+    assert!(!text.contains("temperature  1.0 *"), "{text}");
+    // Back to the file's value: no longer marked.
+    alpha_after(&mut st, '[');
+    assert_eq!(st.differs_from_toml(), vec![Control::Concurrency]);
+}
+
 /// The screen as text (120×40).
 fn screen_text(st: &State) -> String {
     let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
@@ -441,7 +481,15 @@ fn weight_and_controls_reach_the_engine() {
     for _ in 0..conc {
         update(&mut st, code(KeyCode::Down));
     }
-    assert_eq!(update(&mut st, key('+')), vec![Effect::SetConcurrency(5)]);
+    assert_eq!(
+        update(&mut st, key('+')),
+        vec![
+            Effect::SetConcurrency(5),
+            Effect::Append(vec![EventKind::ConcurrencyChanged(
+                straddle::domain::ConcurrencyChanged { concurrency: 5 }
+            )])
+        ]
+    );
     update(&mut st, code(KeyCode::Down));
     let fx = update(&mut st, key('-'));
     assert!(matches!(&fx[..], [Effect::Append(k)] if matches!(&k[..],

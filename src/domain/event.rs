@@ -53,6 +53,9 @@ macro_rules! for_each_event_kind {
             SettingsChanged(SettingsChanged) = "settings_changed",
             /// Class weight changed live.
             WeightChanged(WeightChanged) = "weight_changed",
+            /// Requests in flight at most, changed live (the terminal UI's
+            /// Controls pane); replayed on open like the settings.
+            ConcurrencyChanged(ConcurrencyChanged) = "concurrency_changed",
             /// LLM usage of one run.
             UsageRecorded(UsageRecorded) = "usage_recorded",
             /// S3 round scores.
@@ -174,6 +177,11 @@ pub struct SettingsChanged {
 pub struct WeightChanged {
     pub class: String,
     pub weight: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConcurrencyChanged {
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -124,6 +124,9 @@ pub struct ProjectState {
     pub generation: Option<GenerationSettings>,
     /// Live class weight overrides.
     pub weights: BTreeMap<String, f64>,
+    /// Live concurrency (`concurrency_changed`), overriding the config
+    /// file's `max_concurrency` in the terminal UI.
+    pub concurrency: Option<usize>,
     /// Cumulative LLM usage.
     pub usage: Usage,
     /// Usage per run, in order. A run records its usage as it goes (one
@@ -159,6 +162,7 @@ impl ProjectState {
             failures: Vec::new(),
             generation: None,
             weights: BTreeMap::new(),
+            concurrency: None,
             usage: Usage::default(),
             runs: Vec::new(),
             rounds: Vec::new(),
@@ -252,6 +256,7 @@ impl ProjectState {
             EventKind::WeightChanged(w) => {
                 self.weights.insert(w.class, w.weight);
             }
+            EventKind::ConcurrencyChanged(c) => self.concurrency = Some(c.concurrency),
             EventKind::UsageRecorded(u) => {
                 self.usage.add(&u.usage);
                 match self.runs.last_mut() {

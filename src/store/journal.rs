@@ -1105,6 +1105,7 @@ mod tests {
                 class: "A".into(),
                 weight: 2.0,
             }),
+            EventKind::ConcurrencyChanged(crate::domain::ConcurrencyChanged { concurrency: 9 }),
             EventKind::UsageRecorded(UsageRecorded {
                 run: "g".into(),
                 usage: Default::default(),

@@ -38,7 +38,7 @@ use crate::store::{Project, ProjectWriter};
 
 use super::config::UiConfig;
 use super::driver::{Ask, Driver, DriverOut};
-use super::state::{Effect, Init, Msg, State};
+use super::state::{Effect, Init, Msg, State, TomlSettings};
 use super::{update, view};
 
 /// Shortest time between two frames.
@@ -151,6 +151,15 @@ pub fn run(dir: PathBuf, flags: BackendFlags, ui: UiConfig) -> anyhow::Result<()
 
 async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyhow::Result<()> {
     let mut config = project.config().clone();
+    let toml = TomlSettings {
+        generation: config.generation.clone(),
+        concurrency: config.backend.max_concurrency,
+    };
+    // Set in the app before (journaled): kept across restarts; a flag
+    // given now wins.
+    if let Some(n) = project.state().concurrency {
+        config.backend.max_concurrency = n.max(1);
+    }
     flags.apply(&mut config.backend);
     let dir = project.dir().to_path_buf();
     let report = project.load_report().clone();
@@ -168,6 +177,15 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         model: config.backend.model.clone(),
         ui,
     });
+    st.toml = toml;
+    let differ = st.differs_from_toml();
+    if !differ.is_empty() {
+        let names: Vec<&str> = differ.iter().map(|c| c.label()).collect();
+        st.notice = Some(format!(
+            "{} set in the app before (kept in the journal) differ from straddle.toml (* in Controls)",
+            names.join(", ")
+        ));
+    }
     if st.last_error.is_none() && !report.skipped.is_empty() {
         st.last_error = Some(format!(
             "journal: {} unreadable line(s) skipped (first: line {})",

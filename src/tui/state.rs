@@ -346,6 +346,15 @@ impl Mode {
     }
 }
 
+/// What straddle.toml says of the values the Controls pane steers: a
+/// value set in the app (journaled, kept across restarts) that differs
+/// is marked there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TomlSettings {
+    pub generation: GenerationSettings,
+    pub concurrency: usize,
+}
+
 /// One row of the Controls pane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -366,6 +375,21 @@ impl Control {
         Control::Target,
         Control::PerRequest,
     ];
+    /// The value shown for this control in `g` (and `concurrency`).
+    pub fn value(self, g: &GenerationSettings, concurrency: usize) -> String {
+        match self {
+            Control::Strategy => g.strategy.as_str().to_string(),
+            Control::Alpha => match g.alpha {
+                Some(a) => format!("{a:.2}"),
+                None => format!("{:.2}–{:.2}", g.alpha_range.0, g.alpha_range.1),
+            },
+            Control::Temperature => format!("{:.1}", g.temperature),
+            Control::Concurrency => concurrency.to_string(),
+            Control::Target => g.target_count.to_string(),
+            Control::PerRequest => g.per_request.to_string(),
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Control::Strategy => "strategy",
@@ -427,6 +451,9 @@ pub struct State {
     pub classes: Vec<Class>,
     pub settings: GenerationSettings,
     pub concurrency: usize,
+    /// straddle.toml's values of the controls (the runtime sets them; a
+    /// new state takes the settings it starts with).
+    pub toml: TomlSettings,
     pub backend: String,
     pub model: String,
     pub keymap: Keymap,
@@ -549,6 +576,10 @@ impl State {
             project: ProjectState::new(init.project.take_relabel),
             project_name: init.project_name,
             classes: init.classes,
+            toml: TomlSettings {
+                generation: init.settings.clone(),
+                concurrency: init.concurrency.max(1),
+            },
             settings: init.settings,
             concurrency: init.concurrency.max(1),
             backend: init.backend,
@@ -688,6 +719,7 @@ impl State {
             EventKind::GenerationFailed(_)
             | EventKind::SettingsChanged(_)
             | EventKind::WeightChanged(_)
+            | EventKind::ConcurrencyChanged(_)
             | EventKind::UsageRecorded(_)
             | EventKind::RoundScored(_)
             | EventKind::RationalesAdded(_)
@@ -726,6 +758,7 @@ impl State {
                     }
                 }
                 EventKind::SettingsChanged(s) => self.settings = s.generation.clone(),
+                EventKind::ConcurrencyChanged(c) => self.concurrency = c.concurrency.max(1),
                 EventKind::SampleAdded(a) => {
                     if a.origin == Origin::Seed {
                         self.seeds.push(a.id);
@@ -808,6 +841,17 @@ impl State {
             Some(r) => format!("{} failed ({r})", self.failed),
             None => format!("{} failed", self.failed),
         })
+    }
+
+    /// The controls whose value set in the app differs from straddle.toml.
+    pub fn differs_from_toml(&self) -> Vec<Control> {
+        Control::ALL
+            .into_iter()
+            .filter(|c| {
+                c.value(&self.settings, self.concurrency)
+                    != c.value(&self.toml.generation, self.toml.concurrency)
+            })
+            .collect()
     }
 
     /// The message to show: the last error, else the last notice

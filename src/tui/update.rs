@@ -541,6 +541,10 @@ fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
             if c != st.concurrency {
                 st.concurrency = c;
                 fx.push(Effect::SetConcurrency(c));
+                // Saved to the project, so a restart keeps it.
+                fx.push(Effect::Append(vec![EventKind::ConcurrencyChanged(
+                    crate::domain::ConcurrencyChanged { concurrency: c },
+                )]));
             }
         }
     }
