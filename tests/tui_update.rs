@@ -351,6 +351,38 @@ fn controls_mark_values_that_differ_from_straddle_toml() {
     assert_eq!(st.differs_from_toml(), vec![Control::Concurrency]);
 }
 
+/// Issue 12 item 7: "target of 200 examples reached" and then `g` did
+/// nothing and `+` was a class weight. Now the notice says how to go on,
+/// `g` starts again (the session generates past a reached target) and the
+/// Controls selection is on the target, so `+` there raises it.
+#[test]
+fn reaching_the_target_says_how_to_go_on_and_both_keys_work() {
+    let mut st = fixture::state(10);
+    update(&mut st, Msg::Engine(EngineStatus::Idle));
+    update(&mut st, Msg::TargetReached(200));
+    let notice = st.notice.clone().unwrap();
+    assert!(
+        notice.contains("target of 200 examples reached (accepted + pending)")
+            && notice.contains("g continues past it")
+            && notice.contains("+ on Controls › target raises it"),
+        "{notice}"
+    );
+    assert!(screen_text(&st).contains("g continues past it"));
+    assert_eq!(Control::ALL[st.control_sel], Control::Target);
+    // g: generation starts again (past the target).
+    assert_eq!(update(&mut st, key('g')), vec![Effect::StartGeneration]);
+    // +: the target, with the selection already on it.
+    update(&mut st, code(KeyCode::Tab));
+    update(&mut st, code(KeyCode::Tab));
+    assert_eq!(st.focus, Pane::Controls);
+    let fx = update(&mut st, key('+'));
+    assert!(
+        matches!(&fx[..], [Effect::Append(k)] if matches!(&k[..],
+            [EventKind::SettingsChanged(g)] if g.generation.target_count == 210)),
+        "{fx:?}"
+    );
+}
+
 /// The screen as text (120×40).
 fn screen_text(st: &State) -> String {
     let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();

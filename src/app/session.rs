@@ -18,7 +18,13 @@
 //!
 //! * **What counts toward the target**: new examples that are not
 //!   duplicates ([`Counting`] says whether the count starts at zero for
-//!   this run or at the project's total).
+//!   this run or is the project's accepted + pending non-duplicates). A
+//!   target is a goal, not a wall: reaching it ends the run with a note;
+//!   raising the settings' target carries on toward the new one, and a
+//!   start when it is already reached generates past it until paused or
+//!   stopped ([`SessionStatus::past_target`]). With `exact`, no request
+//!   asks for more than the target still misses, so `--count N` yields
+//!   exactly N.
 //! * **The request window**: generate requests are planned only when one
 //!   of the window's slots is free, one at a time, never queued ahead; a
 //!   request holds its slot until its reply is in the journal. The window
@@ -48,7 +54,7 @@
 //! * **The class mix**: the intended class of every request is scheduled
 //!   by deficit against what was *yielded* (accepted + pending
 //!   non-duplicates by the label that would be exported) plus the
-//!   expected yield of the requests in flight ([`Session::schedule`]),
+//!   requests in flight at what they can yield ([`Session::schedule`]),
 //!   built afresh for each plan, so short replies and rejects are made up
 //!   by the next requests.
 //!
@@ -73,6 +79,16 @@ use crate::domain::{
 };
 use crate::engine::{EngineEvent, FailReason, FailureTally, Job, LimitReason};
 
+/// What counts toward a project-wide target: accepted + pending generated
+/// examples (duplicates are rejected by dedup, and a person's rejects do
+/// not count either).
+fn project_count(state: &ProjectState) -> usize {
+    state
+        .generated()
+        .filter(|s| s.status() != crate::domain::Status::Rejected)
+        .count()
+}
+
 /// The session's number for a request; the engine job's tag.
 pub type RequestId = u64;
 
@@ -81,8 +97,9 @@ pub type RequestId = u64;
 pub enum Counting {
     /// At zero: `--count N` asks for N new examples (the CLI).
     ThisRun,
-    /// At the project's non-duplicate generated examples: the target is
-    /// a size for the whole dataset (the terminal UI's Controls pane).
+    /// The project's accepted + pending non-duplicate generated examples
+    /// (a person's rejects do not count): the target is a size for the
+    /// whole dataset (the terminal UI's Controls pane).
     Project,
 }
 
@@ -293,6 +310,9 @@ pub struct SessionStatus {
     /// The engine's adaptive limit on requests in flight and why it last
     /// changed (`None` when the limit is fixed).
     pub limit: Option<(usize, LimitReason)>,
+    /// Started with the target already reached: generating past it until
+    /// paused or stopped.
+    pub past_target: bool,
 }
 
 type Failure = (FailReason, String, Option<String>);
@@ -347,16 +367,17 @@ pub struct Session {
     report: Report,
     /// The engine's adaptive limit, once reported.
     limit: Option<(usize, LimitReason)>,
-    /// Examples asked for and non-duplicates kept by the generate
-    /// requests answered in this session (the expected yield of the ones
-    /// in flight).
-    answered: (usize, usize),
     /// Bumped whenever what shapes a request changes (weights, α,
     /// temperature, strategy, …; not the target): requests planned under
     /// an older version show as such.
     settings_version: u64,
     /// The settings version each request in flight was planned under.
     planned_under: HashMap<RequestId, u64>,
+    /// The target is the settings' `target_count` (a start without one):
+    /// a changed setting moves it.
+    target_from_settings: bool,
+    /// Generating past a target already reached (see [`Counting`]).
+    past_target: bool,
 }
 
 impl Session {
@@ -383,9 +404,10 @@ impl Session {
             resume_running: false,
             report: Report::default(),
             limit: None,
-            answered: (0, 0),
             settings_version: 0,
             planned_under: HashMap::new(),
+            target_from_settings: false,
+            past_target: false,
         }
     }
 
@@ -406,6 +428,7 @@ impl Session {
             generate_open: self.generate_open,
             stop: self.stop.clone(),
             limit: self.limit,
+            past_target: self.past_target,
         }
     }
 
@@ -432,8 +455,25 @@ impl Session {
             .is_some_and(|v| v < self.settings_version)
     }
 
-    /// Take new settings; bump the version if they change a request.
+    /// Take new settings; bump the version if they change a request. A
+    /// new target moves a target taken from the settings: a run that
+    /// ended at the old one carries on toward a higher one.
     fn take_settings(&mut self, s: GenerationSettings, state: &ProjectState) {
+        if self.target_from_settings && s.target_count != self.target {
+            self.target = s.target_count;
+            if self.cfg.counting == Counting::Project {
+                self.have = project_count(state);
+            }
+            self.past_target = false;
+            let ended_at_target = self.phase == Phase::Idle
+                && matches!(self.stop, Some(StopReason::TargetReached { .. }));
+            if ended_at_target && self.have < self.target {
+                self.stop = None;
+                self.halted = false;
+                self.report.generate_requests = 0;
+                self.phase = Phase::Running;
+            }
+        }
         let shape = |g: &GenerationSettings| GenerationSettings {
             target_count: 0,
             dedup_threshold: 0.0,
@@ -482,12 +522,22 @@ impl Session {
                 exact,
             } => {
                 self.target = target.unwrap_or(self.generator.settings().target_count);
+                self.target_from_settings = target.is_none();
                 self.round = round;
                 self.exact = exact;
                 self.have = match self.cfg.counting {
                     Counting::ThisRun => 0,
-                    Counting::Project => state.generated().filter(|s| !is_dup_rejected(s)).count(),
+                    Counting::Project => project_count(state),
                 };
+                // Started at a target already reached: go on past it.
+                self.past_target =
+                    self.have >= self.target && self.cfg.counting == Counting::Project;
+                if self.past_target {
+                    out.notes.push(Note::Info(format!(
+                        "target of {} examples already reached: generating past it until paused",
+                        self.target
+                    )));
+                }
                 self.report.generate_requests = 0;
                 self.report.failures.rearm();
                 self.set_budget();
@@ -762,8 +812,9 @@ impl Session {
                 }
                 self.report.examples += kept.len();
                 self.have += kept.len();
-                self.answered.0 += n;
-                self.answered.1 += kept.len();
+                if self.past_target && !kept.is_empty() {
+                    self.set_budget();
+                }
                 if self.cfg.relabel && self.may_send() {
                     for id in kept {
                         self.submit_relabel(state, id, out);
@@ -805,7 +856,13 @@ impl Session {
 
     fn set_budget(&mut self) {
         let per = self.generator.settings().per_request.max(1);
-        let left = self.target.saturating_sub(self.have + self.expected);
+        // Past the target, the guard counts from the last new example:
+        // four windows of requests in a row that yield nothing stop it.
+        let left = if self.past_target {
+            per * self.window()
+        } else {
+            self.target.saturating_sub(self.have + self.expected)
+        };
         self.budget = self.report.generate_requests + left.div_ceil(per) * 4 + 4;
     }
 
@@ -897,8 +954,14 @@ impl Session {
         if self.phase != Phase::Running {
             return;
         }
+        if self.cfg.counting == Counting::Project {
+            // A person's rejects and undos move it too.
+            self.have = project_count(state);
+        }
         let per = self.generator.settings().per_request.max(1);
-        while self.generate_open < self.window() && self.have + self.expected < self.target {
+        while self.generate_open < self.window()
+            && (self.past_target || self.have + self.expected < self.target)
+        {
             if self.report.generate_requests >= self.budget {
                 self.end(
                     StopReason::Fruitless {
@@ -908,7 +971,7 @@ impl Session {
                 );
                 return;
             }
-            let n = if self.exact {
+            let n = if self.exact && !self.past_target {
                 per.min(self.target - self.have - self.expected)
             } else {
                 per
@@ -929,7 +992,7 @@ impl Session {
                 }
             }
         }
-        if self.have >= self.target && self.generate_open == 0 {
+        if !self.past_target && self.have >= self.target && self.generate_open == 0 {
             let target = self.target;
             out.notes
                 .push(Note::Info(format!("target of {target} examples reached")));
@@ -941,17 +1004,17 @@ impl Session {
     /// non-duplicate examples per class (by the label that would be
     /// exported) in `state`, plus every generate request not in the
     /// journal yet (in the engine, its reply waiting, or being appended)
-    /// at its expected yield: what it asked for times the share of asked
-    /// examples this session's answered requests yielded (with one full
-    /// request as the prior, so the first replies do not swing it).
+    /// at the most it can yield: what it asked for (the parser keeps no
+    /// more). When a reply yields less, its class falls behind and goes
+    /// next. (Counting in-flight requests at an estimated yield rate
+    /// instead was tried: a full reply then overshoots the estimate and
+    /// the counts leave the one-request bound; the property test below
+    /// found it.)
     pub fn schedule(&self, state: &ProjectState) -> ClassSchedule {
         let mut s = schedule_from(state, self.generator.plan_context().classes);
-        let per = self.generator.settings().per_request.max(1);
-        let (asked, kept) = self.answered;
-        let rate = (kept + per) as f64 / (asked + per) as f64;
         let mut add = |p: &PlannedRequest| {
             if let RequestKind::Generate { target } = &p.kind {
-                s.add(target, p.provenance.minor.as_deref(), p.n as f64 * rate);
+                s.add(target, p.provenance.minor.as_deref(), p.n as f64);
             }
         };
         self.requests.values().for_each(&mut add);
@@ -961,7 +1024,7 @@ impl Session {
             }
         }
         if let Some(Appending::Generate { n, target, minor }) = &self.appending {
-            s.add(target, minor.as_deref(), *n as f64 * rate);
+            s.add(target, minor.as_deref(), *n as f64);
         }
         s
     }
@@ -1474,6 +1537,155 @@ mod tests {
             Some(StopReason::TargetReached { target: 4 })
         );
         assert_eq!(r.s.status().phase, Phase::Idle);
+    }
+
+    /// Issue 12 item 9: `--count 20` gave 23 examples. With `exact`, no
+    /// request asks for more than the target still misses, so the run
+    /// yields exactly N, also when replies come back short.
+    #[test]
+    fn count_n_yields_exactly_n() {
+        let mut r = rig(Counting::ThisRun, 3, false);
+        let settings = GenerationSettings {
+            per_request: 3,
+            ..r.s.generator().settings().clone()
+        };
+        r.command(Command::Settings(settings));
+        r.command(Command::Start {
+            target: Some(10),
+            round: None,
+            exact: true,
+        });
+        let asked = |r: &Rig| -> Vec<usize> {
+            r.open
+                .iter()
+                .map(|j| r.s.request(j.tag).unwrap().n)
+                .collect()
+        };
+        assert_eq!(asked(&r), [3, 3, 3]);
+        // A short reply (2 of 3): the next request asks for what is missing.
+        r.answer_next(2);
+        assert_eq!(asked(&r), [3, 3, 2], "10 - 2 kept - 6 in flight");
+        while let Some(job) = r.open.pop_front() {
+            let n = r.s.request(job.tag).unwrap().n;
+            let text = fresh_items(&mut r.words, n);
+            r.answer(job, &text);
+        }
+        assert_eq!(r.kept(), 10);
+        assert_eq!(r.s.report().examples, 10);
+        assert_eq!(
+            r.s.status().stop,
+            Some(StopReason::TargetReached { target: 10 })
+        );
+    }
+
+    /// Issue 12 item 7: the target counted every generated example
+    /// (rejected ones too), so `+` stopped again at once, and `g` at the
+    /// target did nothing. Now it counts accepted + pending
+    /// non-duplicates; raising the settings' target carries on toward the
+    /// new one; a start at a reached target generates past it until
+    /// paused.
+    #[test]
+    fn a_target_is_a_goal_not_a_wall() {
+        let mut r = rig(Counting::Project, 2, false);
+        r.command(Command::Start {
+            target: None,
+            round: None,
+            exact: true,
+        });
+        assert_eq!(r.s.status().target, 200);
+        let mut g = r.s.generator().settings().clone();
+        g.target_count = 4;
+        r.command(Command::Settings(g.clone()));
+        assert_eq!(r.s.status().target, 4, "a target from the settings moves");
+        while r.answer_next(2) {}
+        assert_eq!(
+            r.s.status().stop,
+            Some(StopReason::TargetReached { target: 4 })
+        );
+        assert_eq!(r.s.status().phase, Phase::Idle);
+        // A person rejects two: they no longer count.
+        let ids: Vec<SampleId> = r.st.generated().map(|s| s.id).take(2).collect();
+        let reject = crate::domain::Decision {
+            kind: crate::domain::DecisionKind::Reject,
+            label: None,
+            reason: None,
+            by: crate::domain::Actor::Key("x".into()),
+        };
+        let ev = apply(
+            &mut r.st,
+            ids.iter()
+                .map(|id| EventKind::decided(*id, reject.clone()))
+                .collect(),
+        );
+        let out = r.s.on_appended(&r.st, &ev, false);
+        r.run(out);
+        assert!(
+            r.open.is_empty(),
+            "ended at the target: no request by itself"
+        );
+        // `+` on the target (journaled settings): on toward the new one,
+        // counting 2 of 4 + 10.
+        g.target_count = 14;
+        let ev = apply(
+            &mut r.st,
+            vec![EventKind::SettingsChanged(crate::domain::SettingsChanged {
+                generation: g,
+            })],
+        );
+        let out = r.s.on_appended(&r.st, &ev, false);
+        r.run(out);
+        assert_eq!(r.s.status().phase, Phase::Running);
+        assert_eq!(r.s.status().have, 2);
+        while r.answer_next(2) {}
+        assert_eq!(r.s.status().have, 14);
+        assert_eq!(
+            r.s.status().stop,
+            Some(StopReason::TargetReached { target: 14 })
+        );
+        assert_eq!(r.st.generated().count(), 16, "14 counting + 2 rejected");
+        // `g` at a reached target: past it, until paused.
+        r.command(Command::Start {
+            target: None,
+            round: None,
+            exact: true,
+        });
+        assert!(r.s.status().past_target);
+        assert_eq!(r.s.status().phase, Phase::Running);
+        for _ in 0..5 {
+            assert!(r.answer_next(2));
+        }
+        assert!(r.s.status().have > 14);
+        assert_eq!(r.s.status().phase, Phase::Running, "no wall at the target");
+        r.command(Command::Pause);
+        while r.answer_next(2) {}
+        assert_eq!(r.s.status().phase, Phase::Paused);
+        assert!(r.open.is_empty());
+    }
+
+    /// Past the target the fruitless guard still stops a model that
+    /// yields nothing: four windows of requests in a row.
+    #[test]
+    fn past_the_target_the_guard_still_stops_fruitless_runs() {
+        let mut r = rig(Counting::Project, 2, false);
+        r.start(2);
+        while r.answer_next(2) {}
+        r.command(Command::Start {
+            target: Some(2),
+            round: None,
+            exact: true,
+        });
+        assert!(r.s.status().past_target);
+        let mut answered = 0;
+        while let Some(job) = r.open.pop_front() {
+            r.answer(job, "");
+            answered += 1;
+            assert!(answered < 100, "the guard never fired");
+        }
+        assert_eq!(answered, 12, "2·2 examples' worth of requests ·4 + 4");
+        assert!(matches!(
+            r.s.status().stop,
+            Some(StopReason::Fruitless { .. })
+        ));
     }
 
     /// Counting::Project starts from what the project already holds;

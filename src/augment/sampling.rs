@@ -245,11 +245,9 @@ pub fn next_by_deficit(weights: &[f64], counts: &[f64], n: usize) -> Option<usiz
 /// Examples per class and per (class, minor class) pair that the deficit
 /// scheduler plans against: what was *yielded* — accepted + pending
 /// non-duplicate examples, by the label that would be exported — plus the
-/// expected yield of the requests still in flight (see
-/// `app::session`, which builds it afresh for every plan). Keyed by class
-/// name, so a changed class list or changed weights apply to the very
-/// next plan. Counts are fractional: an in-flight request counts as what
-/// it is expected to yield, not what it asked for.
+/// requests still in flight at what they can yield (see `app::session`,
+/// which builds it afresh for every plan). Keyed by class name, so a
+/// changed class list or changed weights apply to the very next plan.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClassSchedule {
     counts: std::collections::BTreeMap<String, f64>,
@@ -304,7 +302,7 @@ impl ClassSchedule {
     }
 
     /// Count `n` more examples of `class` (with `minor`): a request in
-    /// flight, at its expected yield.
+    /// flight.
     pub fn add(&mut self, class: &str, minor: Option<&str>, n: f64) {
         *self.counts.entry(class.to_string()).or_insert(0.0) += n;
         if let Some(m) = minor {

@@ -18,7 +18,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::app::BackendFlags;
 use crate::app::session::{
-    Command, Control, Counting, Note, Output, Phase, Session, SessionConfig,
+    Command, Control, Counting, Note, Output, Phase, Session, SessionConfig, StopReason,
 };
 use crate::augment::{Generator, PlannedRequest, RequestKind, Templates};
 use crate::domain::{
@@ -241,10 +241,11 @@ impl Driver {
             Ask::Resume => Command::Resume,
             Ask::Start => {
                 self.unreachable = None;
+                // No request asks for more than the target still misses.
                 Command::Start {
                     target: None,
                     round: None,
-                    exact: false,
+                    exact: true,
                 }
             }
             Ask::RelabelAfterEdit(id) => Command::RelabelAfterEdit(id),
@@ -378,8 +379,16 @@ impl Driver {
                 h.submit(job);
             }
         }
+        let reached = match self.session.as_ref().and_then(|s| s.status().stop) {
+            Some(r @ StopReason::TargetReached { target }) => Some((r.to_string(), target)),
+            _ => None,
+        };
         for n in o.notes {
             out.msgs.push(match n {
+                // The goal is met: say how to go on.
+                Note::Info(m) if reached.as_ref().is_some_and(|(r, _)| *r == m) => {
+                    Msg::TargetReached(reached.as_ref().map_or(0, |(_, t)| *t))
+                }
                 Note::Info(m) => Msg::Notice(m),
                 Note::Error(m) => Msg::Error(m),
                 Note::RequestFailed {

@@ -254,6 +254,9 @@ pub enum Msg {
     Error(String),
     /// An informational note for the status line.
     Notice(String),
+    /// Generation reached the target (accepted + pending examples): say
+    /// how to go on, and put the Controls selection on the target.
+    TargetReached(usize),
     /// An S3 round job finished (scores, mistakes, signals) or failed.
     RoundDone(Result<Box<crate::app::training::RoundResult>, String>),
     /// Training-dynamics signals of the review pool, or what went wrong.

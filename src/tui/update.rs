@@ -82,6 +82,20 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
             st.notice = Some(n);
             st.dirty = true;
         }
+        Msg::TargetReached(target) => {
+            // A goal, not a wall: `g` continues past it, `+` on the
+            // Controls pane's target row (selected now) raises it.
+            st.control_sel = Control::ALL
+                .iter()
+                .position(|c| *c == Control::Target)
+                .unwrap_or(0);
+            st.notice = Some(format!(
+                "target of {target} examples reached (accepted + pending): {} continues past it · {} on Controls › target raises it",
+                st.keymap.hint(Action::ToggleGeneration),
+                st.keymap.hint(Action::Increase)
+            ));
+            st.dirty = true;
+        }
         Msg::RoundDone(r) => {
             s3::on_round_done(st, r, &mut fx);
             st.dirty = true;
