@@ -185,6 +185,52 @@ fn review_session_in_tmux() {
     assert_eq!(usage_lines(&journal), 1, "no empty usage record at quit");
 }
 
+/// Issue 12 item 7: the target is a goal, not a wall. Reaching it says
+/// how to go on; `+` on the Controls pane's target (selected at once)
+/// raises it and generation carries on to the new one; `g` then
+/// continues past it until `g` pauses.
+#[test]
+fn the_target_is_a_goal_in_tmux() {
+    let server = TestServer::start(script());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    let url = server.base_url();
+    init_example(&dir, "trec6", &url, Some(&server.backend().model));
+    set_generation(&dir, 6, 3);
+    let tmux = open_tui(tmp.path(), &dir, Some(&url));
+    tmux.keys("g");
+    let s = tmux.wait_for("the target reached, and how to go on", |s| {
+        s.contains("target of 6 examples reached") && s.contains("idle")
+    });
+    assert!(
+        s.contains("g continues past it") && s.contains("raises it"),
+        "{s}"
+    );
+    assert_eq!(counts(&s).map(|c| c.0), Some(6), "exactly the target:\n{s}");
+    // `+` on the target row: 16, and on it goes by itself.
+    tmux.key("Tab");
+    tmux.key("Tab");
+    tmux.wait_for("focus on Controls", |s| s.contains("┏ Controls"));
+    tmux.keys("+");
+    let s = tmux.wait_for("the raised target reached", |s| {
+        s.contains("target of 16 examples reached") && s.contains("idle")
+    });
+    assert_eq!(counts(&s).map(|c| c.0), Some(16), "{s}");
+    assert!(
+        s.contains("target       16 *"),
+        "differs from straddle.toml:\n{s}"
+    );
+    // `g`: past the target until paused.
+    tmux.keys("g");
+    tmux.wait_for("more than the target", |s| {
+        counts(s).is_some_and(|c| c.0 > 16)
+    });
+    tmux.keys("g");
+    tmux.wait_for("paused", |s| s.contains("paused"));
+    tmux.keys("q");
+    tmux.wait_exit();
+}
+
 /// A backend that refuses connections: a clear message with the fix, and
 /// the rest of the app (navigation, export) keeps working.
 #[test]
