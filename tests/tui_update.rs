@@ -383,6 +383,46 @@ fn reaching_the_target_says_how_to_go_on_and_both_keys_work() {
     );
 }
 
+/// Issue 11: the TUI trusted (or distrusted) the relabeler from a judge
+/// report made for another model, template or relabel setting. A report
+/// whose fingerprint is not this session's is stale: it says so, in the
+/// review's reason and the Stats pane, and is not taken as trust.
+#[test]
+fn a_stale_judge_report_is_not_used() {
+    use straddle::classify::judge::judge_report;
+    use straddle::domain::JudgeScored;
+    let mut st = fixture::state(10);
+    let labels: Vec<String> = fixture::classes().into_iter().map(|c| c.name).collect();
+    let truth: Vec<usize> = (0..60).map(|i| i % labels.len()).collect();
+    let perfect: Vec<Option<usize>> = truth.iter().map(|t| Some(*t)).collect();
+    let report = judge_report("relabel", &labels, &truth, &perfect);
+    assert!(report.trusted());
+    let events = fixture::stamp(
+        vec![EventKind::JudgeScored(JudgeScored {
+            report,
+            fingerprint: "model=a template=1 relabel={}".into(),
+        })],
+        st.project.last_event_id,
+    );
+    update(&mut st, Msg::Appended(events));
+    // Unknown fingerprint (not checked), or the same: trusted.
+    assert_eq!(st.relabel_distrust(), None);
+    st.relabel_fingerprint = Some("model=a template=1 relabel={}".into());
+    assert_eq!(st.relabel_distrust(), None);
+    assert!(screen_text(&st).contains("(chance 0.17) ✓"));
+    // Another model: stale, not trusted.
+    st.relabel_fingerprint = Some("model=b template=1 relabel={}".into());
+    assert!(st.relabel_judge_stale());
+    let why = st
+        .relabel_distrust()
+        .expect("a stale report is not trusted");
+    assert!(
+        why.contains("another model, template or relabel setting"),
+        "{why}"
+    );
+    assert!(screen_text(&st).contains("(chance 0.17) stale"));
+}
+
 /// The screen as text (120×40).
 fn screen_text(st: &State) -> String {
     let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();

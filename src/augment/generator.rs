@@ -300,12 +300,7 @@ impl Generator {
     /// template hash and relabel settings. A judge report is valid for
     /// this fingerprint only.
     pub fn relabel_fingerprint(&self) -> String {
-        format!(
-            "model={} template={} relabel={}",
-            self.model,
-            self.templates.hash(templates::RELABEL),
-            serde_json::to_string(&self.relabel).unwrap_or_default()
-        )
+        relabel_fingerprint(&self.model, &self.templates, &self.relabel)
     }
 
     /// Generated samples still to relabel: no verdict and not rejected as
@@ -571,6 +566,22 @@ impl Generator {
             verdict,
         })]
     }
+}
+
+/// What a relabel request depends on besides the text (see
+/// [`Generator::relabel_fingerprint`]), for a front end that has no
+/// generator yet (the terminal UI checks its judge report with it).
+pub fn relabel_fingerprint(
+    model: &str,
+    templates: &Templates,
+    relabel: &RelabelSettings,
+) -> String {
+    format!(
+        "model={} template={} relabel={}",
+        model,
+        templates.hash(templates::RELABEL),
+        serde_json::to_string(relabel).unwrap_or_default()
+    )
 }
 
 /// Rejected by dedup.

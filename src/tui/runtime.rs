@@ -165,7 +165,8 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
     let report = project.load_report().clone();
     let classes = project.classes();
     let settings = project.generation_settings();
-    let driver = Driver::new(&config, project.cache_dir(), &project.prompts_dir(), &flags);
+    let prompts_dir = project.prompts_dir();
+    let driver = Driver::new(&config, project.cache_dir(), &prompts_dir, &flags);
     let (state, writer_side) = project.into_writer()?;
     let mut st = State::new(Init {
         project: state,
@@ -178,6 +179,11 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         ui,
     });
     st.toml = toml;
+    // The relabeler this session uses (command-line model included): a
+    // judge report made for another one is not used.
+    st.relabel_fingerprint = crate::augment::Templates::load(&prompts_dir).ok().map(|t| {
+        crate::augment::generator::relabel_fingerprint(&config.backend.model, &t, &config.relabel)
+    });
     let differ = st.differs_from_toml();
     if !differ.is_empty() {
         let names: Vec<&str> = differ.iter().map(|c| c.label()).collect();

@@ -457,6 +457,10 @@ pub struct State {
     /// straddle.toml's values of the controls (the runtime sets them; a
     /// new state takes the settings it starts with).
     pub toml: TomlSettings,
+    /// What this session's relabel requests depend on (model, template,
+    /// relabel settings; `augment::relabel_fingerprint`): a judge report
+    /// made for another one is stale. `None`: unknown (not checked).
+    pub relabel_fingerprint: Option<String>,
     pub backend: String,
     pub model: String,
     pub keymap: Keymap,
@@ -584,6 +588,7 @@ impl State {
                 concurrency: init.concurrency.max(1),
             },
             settings: init.settings,
+            relabel_fingerprint: None,
             concurrency: init.concurrency.max(1),
             backend: init.backend,
             model: init.model,
@@ -655,11 +660,17 @@ impl State {
     /// `straddle judge` report, the test the bulk rules and the Stats pane
     /// use), or `None` when it is trusted or was never measured.
     pub fn relabel_distrust(&self) -> Option<String> {
-        let r = &self
+        let j = self
             .project
             .judges
-            .get(crate::classify::judge::RELABEL_JUDGE)?
-            .report;
+            .get(crate::classify::judge::RELABEL_JUDGE)?;
+        if self.relabel_judge_stale() {
+            return Some(
+                "relabel judge measured with another model, template or relabel setting: run `straddle judge DIR` again"
+                    .into(),
+            );
+        }
+        let r = &j.report;
         if r.trusted() {
             None
         } else if r.n == 0 {
@@ -674,6 +685,21 @@ impl State {
                 "relabel judge not better than the majority class on held-out examples: {:.2} vs {:.2}",
                 r.accuracy, r.majority
             ))
+        }
+    }
+
+    /// The relabeler's judge report was made for another model, template
+    /// or relabel setting than the ones this session relabels with (its
+    /// fingerprint differs), so it says nothing about these verdicts.
+    pub fn relabel_judge_stale(&self) -> bool {
+        match (
+            self.project
+                .judges
+                .get(crate::classify::judge::RELABEL_JUDGE),
+            &self.relabel_fingerprint,
+        ) {
+            (Some(j), Some(now)) => j.fingerprint != *now,
+            _ => false,
         }
     }
 
