@@ -301,8 +301,18 @@ impl ClassSchedule {
         Some((target, next_by_deficit(&minor_w, &pair_counts, n)))
     }
 
+    /// Add every count of `other`.
+    pub fn merge(&mut self, other: &ClassSchedule) {
+        for (k, v) in &other.counts {
+            *self.counts.entry(k.clone()).or_insert(0.0) += v;
+        }
+        for (k, v) in &other.pairs {
+            *self.pairs.entry(k.clone()).or_insert(0.0) += v;
+        }
+    }
+
     /// Count `n` more examples of `class` (with `minor`): a request in
-    /// flight.
+    /// flight (negative: one that left).
     pub fn add(&mut self, class: &str, minor: Option<&str>, n: f64) {
         *self.counts.entry(class.to_string()).or_insert(0.0) += n;
         if let Some(m) = minor {
