@@ -218,9 +218,10 @@ fn appends_are_durable_ordered_and_overlay_live_settings() {
                 class: "B".into(),
                 weight: 2.5,
             }),
+            EventKind::ConcurrencyChanged(straddle::domain::ConcurrencyChanged { concurrency: 7 }),
         ])
         .unwrap();
-    assert_eq!(evs.iter().map(|e| e.id).collect::<Vec<_>>(), vec![4, 5]);
+    assert_eq!(evs.iter().map(|e| e.id).collect::<Vec<_>>(), vec![4, 5, 6]);
     assert!(evs.iter().all(|e| e.ts > 0 && e.v == 1));
     assert_eq!(p.generation_settings().temperature, 0.3);
     assert_eq!(p.classes()[1].weight, 2.5);
@@ -230,6 +231,11 @@ fn appends_are_durable_ordered_and_overlay_live_settings() {
     assert_eq!(p.state().samples.len(), 3);
     assert_eq!(p.generation_settings(), g);
     assert_eq!(p.classes()[1].weight, 2.5);
-    assert_eq!(p.state().last_event_id, 5);
-    assert_eq!(p.load_report().events, 5);
+    assert_eq!(
+        p.state().concurrency,
+        Some(7),
+        "the app's concurrency is kept"
+    );
+    assert_eq!(p.state().last_event_id, 6);
+    assert_eq!(p.load_report().events, 6);
 }

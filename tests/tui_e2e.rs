@@ -191,18 +191,31 @@ fn review_session_in_tmux() {
 #[test]
 fn undo_takes_back_the_persons_accept_not_the_pipelines_duplicates() {
     let counter = AtomicUsize::new(0);
-    // Every generation reply starts with a seed question verbatim (dedup
-    // rejects it), then distinct questions; relabels say LOC.
+    // Every generation reply holds a seed question verbatim (dedup
+    // rejects it) between distinct questions; relabels say LOC.
     let server = TestServer::start(Script::with_fn(move |req| {
         let prompt = req.last_message();
         if prompt.contains("Classify the text") {
             return Reply::text(r#"{"label": "LOC"}"#);
         }
-        let mut out = String::from("1. What does NASA stand for?\n");
-        for i in 2..=3 {
+        // Distinct enough that near-duplicate detection keeps them, so
+        // the run reaches its target instead of the fruitless guard.
+        const W: [&str; 12] = [
+            "amber", "granite", "willow", "harbour", "copper", "meadow", "falcon", "glacier",
+            "lantern", "orchard", "saffron", "thunder",
+        ];
+        // The seed copy comes second: a request that asks for one example
+        // (the last before the target) gets a new one.
+        let mut out = String::new();
+        for i in 1..=3 {
+            if i == 2 {
+                out.push_str("2. What does NASA stand for?\n");
+                continue;
+            }
             let k = counter.fetch_add(1, Ordering::SeqCst);
+            let (a, b, c) = (W[k % 12], W[(k / 12 + 5) % 12], W[(k * 7 + 3) % 12]);
             out.push_str(&format!(
-                "{i}. Which river flows past landmark number {k} today?\n"
+                "{i}. Which {a} river flows past the {b} {c} town of {k}?\n"
             ));
         }
         Reply::text(out)
@@ -234,6 +247,50 @@ fn undo_takes_back_the_persons_accept_not_the_pipelines_duplicates() {
         "duplicates stay rejected:\n{screen}"
     );
     assert!(screen.contains("undid accept of #"), "{screen}");
+}
+
+/// Issue 12 item 7: the target is a goal, not a wall. Reaching it says
+/// how to go on; `+` on the Controls pane's target (selected at once)
+/// raises it and generation carries on to the new one; `g` then
+/// continues past it until `g` pauses.
+#[test]
+fn the_target_is_a_goal_in_tmux() {
+    let server = TestServer::start(script());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("proj");
+    let url = server.base_url();
+    init_example(&dir, "trec6", &url, Some(&server.backend().model));
+    set_generation(&dir, 6, 3);
+    let tmux = open_tui(tmp.path(), &dir, Some(&url));
+    tmux.keys("g");
+    let s = tmux.wait_for("the target reached, and how to go on", |s| {
+        s.contains("target of 6 examples reached") && s.contains("idle")
+    });
+    assert!(
+        s.contains("g continues past it") && s.contains("raises it"),
+        "{s}"
+    );
+    assert_eq!(counts(&s).map(|c| c.0), Some(6), "exactly the target:\n{s}");
+    // `+` on the target row: 16, and on it goes by itself.
+    tmux.key("Tab");
+    tmux.key("Tab");
+    tmux.wait_for("focus on Controls", |s| s.contains("┏ Controls"));
+    tmux.keys("+");
+    let s = tmux.wait_for("the raised target reached", |s| {
+        s.contains("target of 16 examples reached") && s.contains("idle")
+    });
+    assert_eq!(counts(&s).map(|c| c.0), Some(16), "{s}");
+    assert!(
+        s.contains("target       16 *"),
+        "differs from straddle.toml:\n{s}"
+    );
+    // `g`: past the target until paused.
+    tmux.keys("g");
+    tmux.wait_for("more than the target", |s| {
+        counts(s).is_some_and(|c| c.0 > 16)
+    });
+    tmux.keys("g");
+    tmux.wait_for("paused", |s| s.contains("paused"));
     tmux.keys("q");
     tmux.wait_exit();
 }

@@ -41,6 +41,7 @@ fn busy_state(w: u16, h: u16) -> State {
                 kind,
                 classes: classes.into(),
                 alpha,
+                settings: 0,
             }),
         );
         update(

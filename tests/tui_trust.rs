@@ -197,7 +197,7 @@ fn take_relabel_is_a_control_that_changes_what_a_records() {
     st.focus = Pane::Review;
     select(&mut st, ids[0]);
     let s = screen(&st);
-    assert!(s.contains("take relabel no (toml yes)"), "{s}");
+    assert!(s.contains("take relabel no *"), "{s}");
     assert!(row_of(&s, 0).contains("DESC "), "{}", row_of(&s, 0));
     assert!(s.contains("a records DESC (intended)"), "{s}");
     assert!(s.contains("t take_relabel on"), "{s}");

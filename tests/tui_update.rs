@@ -432,7 +432,227 @@ fn alpha_changes_reach_the_engine_and_the_journal() {
         let fx = update(&mut st, key('['));
         ack(&mut st, fx);
     }
-    assert_eq!(st.settings.alpha_range, (0.45, 0.9));
+    assert_eq!(
+        st.settings.alpha_range,
+        (0.45, 1.0),
+        "only the low end moves"
+    );
+}
+
+/// Issue 12 item 3: values set in the app silently overrode
+/// straddle.toml. They are journaled (so a restart keeps them: the
+/// session and the Controls pane take them from the acknowledged event)
+/// and the Controls pane marks each one that differs from straddle.toml.
+#[test]
+fn controls_mark_values_that_differ_from_straddle_toml() {
+    let mut st = fixture::state(10);
+    assert!(st.differs_from_toml().is_empty());
+    let text = screen_text(&st);
+    assert!(!text.contains("≠ toml"), "{text}");
+    // α and the concurrency from the app.
+    alpha_after(&mut st, ']');
+    update(&mut st, code(KeyCode::Tab));
+    update(&mut st, code(KeyCode::Tab));
+    assert_eq!(st.focus, Pane::Controls);
+    let conc = Control::ALL
+        .iter()
+        .position(|c| *c == Control::Concurrency)
+        .unwrap();
+    for _ in 0..conc {
+        update(&mut st, code(KeyCode::Down));
+    }
+    let fx = update(&mut st, key('+'));
+    ack(&mut st, fx);
+    assert_eq!(st.project.concurrency, Some(5), "journaled");
+    assert_eq!(
+        st.differs_from_toml(),
+        vec![Control::Alpha, Control::Concurrency]
+    );
+    let text = screen_text(&st);
+    assert!(text.contains("Controls (* ≠ toml)"), "{text}");
+    assert!(text.contains("0.55–1.00 *"), "{text}");
+    assert!(text.contains("concurrency  5 *"), "{text}");
+    assert!(text.contains("temperature  1.0 "), "{text}");
+    assert!(!text.contains("temperature  1.0 *"), "{text}");
+    // Back to the file's value: no longer marked.
+    alpha_after(&mut st, '[');
+    assert_eq!(st.differs_from_toml(), vec![Control::Concurrency]);
+}
+
+/// Issue 12 item 7: "target of 200 examples reached" and then `g` did
+/// nothing and `+` was a class weight. Now the notice says how to go on,
+/// `g` starts again (the session generates past a reached target) and the
+/// Controls selection is on the target, so `+` there raises it.
+#[test]
+fn reaching_the_target_says_how_to_go_on_and_both_keys_work() {
+    let mut st = fixture::state(10);
+    update(&mut st, Msg::Engine(EngineStatus::Idle));
+    update(&mut st, Msg::TargetReached(200));
+    let notice = st.notice.clone().unwrap();
+    assert!(
+        notice.contains("target of 200 examples reached (accepted + pending)")
+            && notice.contains("g continues past it")
+            && notice.contains("+ on Controls › target raises it"),
+        "{notice}"
+    );
+    assert!(screen_text(&st).contains("g continues past it"));
+    assert_eq!(Control::ALL[st.control_sel], Control::Target);
+    // g: generation starts again (past the target).
+    assert_eq!(update(&mut st, key('g')), vec![Effect::StartGeneration]);
+    // +: the target, with the selection already on it.
+    update(&mut st, code(KeyCode::Tab));
+    update(&mut st, code(KeyCode::Tab));
+    assert_eq!(st.focus, Pane::Controls);
+    let fx = update(&mut st, key('+'));
+    assert!(
+        matches!(&fx[..], [Effect::Append(k)] if matches!(&k[..],
+            [EventKind::SettingsChanged(g)] if g.generation.target_count == 210)),
+        "{fx:?}"
+    );
+}
+
+/// Issue 11: the TUI trusted (or distrusted) the relabeler from a judge
+/// report made for another model, template or relabel setting. A report
+/// whose fingerprint is not this session's is stale: it says so, in the
+/// review's reason and the Stats pane, and is not taken as trust.
+#[test]
+fn a_stale_judge_report_is_not_used() {
+    use straddle::classify::judge::judge_report;
+    use straddle::domain::JudgeScored;
+    let mut st = fixture::state(10);
+    let labels: Vec<String> = fixture::classes().into_iter().map(|c| c.name).collect();
+    let truth: Vec<usize> = (0..60).map(|i| i % labels.len()).collect();
+    let perfect: Vec<Option<usize>> = truth.iter().map(|t| Some(*t)).collect();
+    let report = judge_report("relabel", &labels, &truth, &perfect);
+    assert!(report.trusted());
+    let events = fixture::stamp(
+        vec![EventKind::JudgeScored(JudgeScored {
+            report,
+            fingerprint: "model=a template=1 relabel={}".into(),
+        })],
+        st.project.last_event_id,
+    );
+    update(&mut st, Msg::Appended(events));
+    // Unknown fingerprint (not checked), or the same: trusted.
+    assert_eq!(st.relabel_distrust(), None);
+    st.relabel_fingerprint = Some("model=a template=1 relabel={}".into());
+    assert_eq!(st.relabel_distrust(), None);
+    assert!(screen_text(&st).contains("(chance 0.17) ✓"));
+    // Another model: stale, not trusted.
+    st.relabel_fingerprint = Some("model=b template=1 relabel={}".into());
+    assert!(st.relabel_judge_stale());
+    let why = st
+        .relabel_distrust()
+        .expect("a stale report is not trusted");
+    assert!(
+        why.contains("another model, template or relabel setting"),
+        "{why}"
+    );
+    assert!(screen_text(&st).contains("(chance 0.17) stale"));
+}
+
+/// The screen as text (120×40).
+fn screen_text(st: &State) -> String {
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(120, 40)).unwrap();
+    term.draw(|f| straddle::tui::view::render(f, st)).unwrap();
+    let buf = term.backend().buffer();
+    (0..buf.area.height)
+        .map(|y| {
+            (0..buf.area.width)
+                .map(|x| buf[(x, y)].symbol())
+                .collect::<String>()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Press `c` and acknowledge what it journals; the α range after it.
+fn alpha_after(st: &mut State, c: char) -> (f64, f64) {
+    let fx = update(st, key(c));
+    ack(st, fx);
+    st.settings.alpha_range
+}
+
+/// Issue 12 item 3: `]` raised only the lower bound until the range
+/// collapsed (0.50–1.00 → 1.00–1.00), `[` then lowered both (→ 0.50–0.50)
+/// and no key widened it again. Now each end has its own keys, neither
+/// collapses the range, and the other end moves only when it must.
+#[test]
+fn alpha_range_ends_move_separately_without_collapsing() {
+    let mut st = fixture::state(10);
+    assert_eq!(st.settings.alpha_range, (0.5, 1.0));
+    // Low end up: the high end stays.
+    assert_eq!(alpha_after(&mut st, ']'), (0.55, 1.0));
+    // Low end down: the high end stays (the old `[` lowered both).
+    assert_eq!(alpha_after(&mut st, '['), (0.5, 1.0));
+    assert_eq!(alpha_after(&mut st, '['), (0.45, 1.0));
+    // High end down, then up: the low end stays.
+    assert_eq!(alpha_after(&mut st, '{'), (0.45, 0.95));
+    assert_eq!(alpha_after(&mut st, '}'), (0.45, 1.0));
+    // At the edge nothing changes and nothing is journaled.
+    assert!(update(&mut st, key('}')).is_empty());
+    // The low end raised up to the high end: it stops there with the
+    // high end (1.00), and the next `[` opens it again by one step only.
+    for _ in 0..20 {
+        alpha_after(&mut st, ']');
+    }
+    assert_eq!(st.settings.alpha_range, (1.0, 1.0));
+    assert_eq!(alpha_after(&mut st, '['), (0.95, 1.0));
+    // The high end lowered into the low end pushes it down with it, one
+    // step at a time, keeping low ≤ high.
+    assert_eq!(alpha_after(&mut st, '{'), (0.95, 0.95));
+    assert_eq!(alpha_after(&mut st, '{'), (0.9, 0.9));
+    assert_eq!(alpha_after(&mut st, '}'), (0.9, 0.95));
+    // The Controls pane shows both ends.
+    let text = screen_text(&st);
+    assert!(text.contains("0.90–0.95"), "{text}");
+}
+
+/// The α row of the Controls pane: `+` widens the range at both ends (the
+/// way back from a narrow range), `-` narrows it to its middle at most; a
+/// fixed α from straddle.toml becomes a range around it.
+#[test]
+fn alpha_range_widens_and_narrows_from_controls() {
+    let mut st = fixture::state(10);
+    update(&mut st, code(KeyCode::Tab));
+    update(&mut st, code(KeyCode::Tab));
+    assert_eq!(st.focus, Pane::Controls);
+    let row = Control::ALL
+        .iter()
+        .position(|c| *c == Control::Alpha)
+        .unwrap();
+    for _ in 0..row {
+        update(&mut st, code(KeyCode::Down));
+    }
+    assert_eq!(alpha_after(&mut st, '-'), (0.55, 0.95));
+    for _ in 0..10 {
+        alpha_after(&mut st, '-');
+    }
+    assert_eq!(
+        st.settings.alpha_range,
+        (0.75, 0.75),
+        "narrowed to its middle"
+    );
+    assert_eq!(alpha_after(&mut st, '+'), (0.7, 0.8));
+    for _ in 0..20 {
+        alpha_after(&mut st, '+');
+    }
+    assert_eq!(
+        st.settings.alpha_range,
+        (0.0, 1.0),
+        "widened to the whole range"
+    );
+    // A fixed α: the keys steer the range it becomes.
+    let mut g = st.settings.clone();
+    g.alpha = Some(0.7);
+    ack(
+        &mut st,
+        vec![Effect::Append(vec![EventKind::SettingsChanged(
+            straddle::domain::SettingsChanged { generation: g },
+        )])],
+    );
+    assert_eq!(alpha_after(&mut st, '+'), (0.65, 0.75));
+    assert_eq!(st.settings.alpha, None);
 }
 
 #[test]
@@ -461,7 +681,15 @@ fn weight_and_controls_reach_the_engine() {
     for _ in 0..conc {
         update(&mut st, code(KeyCode::Down));
     }
-    assert_eq!(update(&mut st, key('+')), vec![Effect::SetConcurrency(5)]);
+    assert_eq!(
+        update(&mut st, key('+')),
+        vec![
+            Effect::SetConcurrency(5),
+            Effect::Append(vec![EventKind::ConcurrencyChanged(
+                straddle::domain::ConcurrencyChanged { concurrency: 5 }
+            )])
+        ]
+    );
     update(&mut st, code(KeyCode::Down));
     let fx = update(&mut st, key('-'));
     assert!(matches!(&fx[..], [Effect::Append(k)] if matches!(&k[..],
@@ -668,6 +896,7 @@ fn streams_show_tokens_as_they_arrive() {
             kind: StreamKind::Generate,
             classes: "LOC×HUM".into(),
             alpha: Some(0.7),
+            settings: 0,
         }),
     );
     for t in ["Where ", "Where is ", "Where is Ada?"] {
@@ -927,6 +1156,7 @@ fn generation_failures_are_counted_and_shown() {
             kind: StreamKind::Generate,
             classes: "LOC×HUM".into(),
             alpha: Some(0.7),
+            settings: 0,
         }),
     );
     update(&mut st, Msg::Stream(StreamMsg::Finished { job: 7 }));
@@ -1285,6 +1515,7 @@ mod backoff {
             kind: StreamKind::Generate,
             classes: "LOC×HUM".into(),
             alpha: Some(0.7),
+            settings: 0,
         })
     }
 
@@ -1324,6 +1555,48 @@ mod backoff {
         update(&mut st, Msg::Engine(EngineStatus::Running));
         update(&mut st, started(job));
         st
+    }
+
+    /// Issue 11/12: a request planned before weights or α changed still
+    /// asks what the older settings said; the Streams pane says so until
+    /// it ends, and requests planned after the change are not marked.
+    #[test]
+    fn streams_mark_requests_planned_under_older_settings() {
+        let mut st = running_with_stream(7);
+        let now = Instant::now();
+        let line = |st: &State, job: &str| {
+            screen(st, now)
+                .lines()
+                .find(|l| l.contains(job))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert!(!line(&st, "#7 ").contains("old settings"));
+        update(&mut st, Msg::Stream(StreamMsg::SettingsVersion(1)));
+        assert_eq!(st.settings_version, 1);
+        update(
+            &mut st,
+            Msg::Stream(StreamMsg::Started {
+                job: 8,
+                kind: StreamKind::Generate,
+                classes: "NUM×HUM".into(),
+                alpha: Some(0.9),
+                settings: 1,
+            }),
+        );
+        assert!(
+            line(&st, "#7 ").contains("#7 old settings · gen LOC×HUM"),
+            "{}",
+            line(&st, "#7 ")
+        );
+        assert!(
+            !line(&st, "#8 ").contains("old settings"),
+            "{}",
+            line(&st, "#8 ")
+        );
+        // Once it ends it is no longer marked.
+        update(&mut st, Msg::Stream(StreamMsg::Finished { job: 7 }));
+        assert!(!line(&st, "#7 ").contains("old settings"));
     }
 
     #[test]

@@ -108,10 +108,11 @@ pub struct Generator {
     /// S3 rationales per class (`rationales_added`), drawn from when the
     /// `use_rationales` setting is on.
     rationales: BTreeMap<String, Vec<String>>,
-    /// Examples per class and per (class, minor) pair: accepted + pending
-    /// at construction (or [`Generator::sync_schedule`]) plus every
-    /// planned request's `n`, so the plan sequence of a run depends only
-    /// on the state it started from (a re-run hits the cache).
+    /// Examples per class and per (class, minor) pair that the next plan
+    /// schedules against: the session sets it before every plan
+    /// ([`Generator::set_schedule`]: what was yielded + what is in
+    /// flight); on its own the generator starts from the state's counts
+    /// and adds each request it plans at its `n`.
     schedule: ClassSchedule,
     /// This run's seed stream: one past the highest recorded.
     stream: u64,
@@ -120,7 +121,7 @@ pub struct Generator {
     /// Live attribute value weights.
     attribute_weights: BTreeMap<String, BTreeMap<String, f64>>,
     /// Generated examples per attribute value: accepted + pending at
-    /// construction (or [`Generator::sync_schedule`]) plus what every
+    /// construction plus what every
     /// planned request asks for, like `schedule`.
     attribute_counts: crate::domain::AttributeCounts,
     /// Attribute tags of the seeds, parallel to `seeds`.
@@ -134,21 +135,23 @@ pub fn attribute_counts_from(state: &ProjectState) -> crate::domain::AttributeCo
     state.attribute_counts(&[Status::Accepted, Status::Pending])
 }
 
-/// Accepted + pending generated examples per class and per intended/minor
-/// pair: what the deficit scheduler plans against.
+/// Accepted + pending generated examples (duplicates are rejected, so not
+/// among them) per class, by the label that would be exported, and per
+/// intended/minor pair: what the deficit scheduler plans against, before
+/// the requests in flight are added.
 pub fn schedule_from(state: &ProjectState, classes: &[Class]) -> ClassSchedule {
     let names: Vec<String> = classes.iter().map(|c| c.name.clone()).collect();
     let counts = state
         .class_counts(&names)
         .into_iter()
-        .map(|(k, c)| (k, c.accepted + c.pending));
-    let mut pairs: BTreeMap<(String, String), u64> = BTreeMap::new();
+        .map(|(k, c)| (k, (c.accepted + c.pending) as f64));
+    let mut pairs: BTreeMap<(String, String), f64> = BTreeMap::new();
     for s in state.generated() {
         if s.status() == crate::domain::Status::Rejected {
             continue;
         }
         if let Some(m) = &s.provenance.minor {
-            *pairs.entry((s.label.clone(), m.clone())).or_insert(0) += 1;
+            *pairs.entry((s.label.clone(), m.clone())).or_insert(0.0) += 1.0;
         }
     }
     ClassSchedule::new(counts, pairs)
@@ -244,12 +247,10 @@ impl Generator {
         self.classes = classes;
     }
 
-    /// Plan against the counts of `state` again (rejects and yields since
-    /// the generator was made); planned requests not yet answered are not
-    /// in `state` and are forgotten, so call it between runs or rounds.
-    pub fn sync_schedule(&mut self, state: &ProjectState) {
-        self.schedule = schedule_from(state, &self.classes);
-        self.attribute_counts = attribute_counts_from(state);
+    /// Plan the next request against these counts (the session: what
+    /// was yielded + the expected yield of what is in flight).
+    pub fn set_schedule(&mut self, schedule: ClassSchedule) {
+        self.schedule = schedule;
     }
 
     pub fn templates(&self) -> &Templates {
@@ -284,7 +285,7 @@ impl Generator {
         self.counter += 1;
         if let RequestKind::Generate { target } = &p.kind {
             self.schedule
-                .add(target, p.provenance.minor.as_deref(), n as u64);
+                .add(target, p.provenance.minor.as_deref(), n as f64);
         }
         for (d, v) in &p.provenance.attributes {
             *self
@@ -350,12 +351,7 @@ impl Generator {
     /// template hash and relabel settings. A judge report is valid for
     /// this fingerprint only.
     pub fn relabel_fingerprint(&self) -> String {
-        format!(
-            "model={} template={} relabel={}",
-            self.model,
-            self.templates.hash(templates::RELABEL),
-            serde_json::to_string(&self.relabel).unwrap_or_default()
-        )
+        relabel_fingerprint(&self.model, &self.templates, &self.relabel)
     }
 
     /// Generated samples still to relabel: no verdict and not rejected as
@@ -633,6 +629,22 @@ impl Generator {
             verdict,
         })]
     }
+}
+
+/// What a relabel request depends on besides the text (see
+/// [`Generator::relabel_fingerprint`]), for a front end that has no
+/// generator yet (the terminal UI checks its judge report with it).
+pub fn relabel_fingerprint(
+    model: &str,
+    templates: &Templates,
+    relabel: &RelabelSettings,
+) -> String {
+    format!(
+        "model={} template={} relabel={}",
+        model,
+        templates.hash(templates::RELABEL),
+        serde_json::to_string(relabel).unwrap_or_default()
+    )
 }
 
 /// Rejected by dedup.

@@ -214,17 +214,15 @@ pub fn pick_with(
 /// assignment) keeps every class within one request of its share when
 /// nothing is taken away, and never schedules a class that already holds
 /// its share of the total after the request.
-pub fn next_by_deficit(weights: &[f64], counts: &[u64], n: usize) -> Option<usize> {
+pub fn next_by_deficit(weights: &[f64], counts: &[f64], n: usize) -> Option<usize> {
     let total_w: f64 = weights.iter().map(|w| weight(*w)).sum();
     if total_w <= 0.0 {
         return None;
     }
     let n = n.max(1) as f64;
     let usable = || (0..weights.len()).filter(|&i| weight(weights[i]) > 0.0);
-    let total: f64 = usable()
-        .map(|i| counts.get(i).copied().unwrap_or(0) as f64)
-        .sum();
-    let c = |i: usize| counts.get(i).copied().unwrap_or(0) as f64;
+    let c = |i: usize| counts.get(i).copied().unwrap_or(0.0).max(0.0);
+    let total: f64 = usable().map(c).sum();
     let p = |i: usize| weight(weights[i]) / total_w;
     // The deficits p_i·(T + n) - c_i add up to n > 0, so one is eligible;
     // a little tolerance for rounding.
@@ -244,21 +242,23 @@ pub fn next_by_deficit(weights: &[f64], counts: &[u64], n: usize) -> Option<usiz
     })
 }
 
-/// Counts of examples per class and per (class, minor class) pair that a
-/// deficit scheduler plans against: accepted + pending examples, plus
-/// what each planned request asks for. Keyed by class name, so a changed
-/// class list or changed weights apply to the very next plan.
+/// Examples per class and per (class, minor class) pair that the deficit
+/// scheduler plans against: what was *yielded* — accepted + pending
+/// non-duplicate examples, by the label that would be exported — plus the
+/// requests still in flight at what they can yield (see `app::session`,
+/// which builds it afresh for every plan). Keyed by class name, so a
+/// changed class list or changed weights apply to the very next plan.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ClassSchedule {
-    counts: std::collections::BTreeMap<String, u64>,
-    pairs: std::collections::BTreeMap<(String, String), u64>,
+    counts: std::collections::BTreeMap<String, f64>,
+    pairs: std::collections::BTreeMap<(String, String), f64>,
 }
 
 impl ClassSchedule {
     /// Start from counts (per class; per intended/minor pair).
     pub fn new(
-        counts: impl IntoIterator<Item = (String, u64)>,
-        pairs: impl IntoIterator<Item = ((String, String), u64)>,
+        counts: impl IntoIterator<Item = (String, f64)>,
+        pairs: impl IntoIterator<Item = ((String, String), f64)>,
     ) -> ClassSchedule {
         ClassSchedule {
             counts: counts.into_iter().collect(),
@@ -266,15 +266,15 @@ impl ClassSchedule {
         }
     }
 
-    pub fn count(&self, class: &str) -> u64 {
-        self.counts.get(class).copied().unwrap_or(0)
+    pub fn count(&self, class: &str) -> f64 {
+        self.counts.get(class).copied().unwrap_or(0.0)
     }
 
-    pub fn pair_count(&self, class: &str, minor: &str) -> u64 {
+    pub fn pair_count(&self, class: &str, minor: &str) -> f64 {
         self.pairs
             .get(&(class.to_string(), minor.to_string()))
             .copied()
-            .unwrap_or(0)
+            .unwrap_or(0.0)
     }
 
     /// The intended class of the next request of `n` examples (index into
@@ -283,7 +283,7 @@ impl ClassSchedule {
     /// call [`ClassSchedule::add`] for the request actually sent.
     pub fn next(&self, classes: &[Class], mix: bool, n: usize) -> Option<(usize, Option<usize>)> {
         let weights: Vec<f64> = classes.iter().map(|c| c.weight).collect();
-        let counts: Vec<u64> = classes.iter().map(|c| self.count(&c.name)).collect();
+        let counts: Vec<f64> = classes.iter().map(|c| self.count(&c.name)).collect();
         let target = next_by_deficit(&weights, &counts, n)?;
         if !mix {
             return Some((target, None));
@@ -294,33 +294,32 @@ impl ClassSchedule {
             .enumerate()
             .map(|(i, c)| if i == target { 0.0 } else { c.weight })
             .collect();
-        let pair_counts: Vec<u64> = classes
+        let pair_counts: Vec<f64> = classes
             .iter()
             .map(|c| self.pair_count(a, &c.name))
             .collect();
         Some((target, next_by_deficit(&minor_w, &pair_counts, n)))
     }
 
-    /// Count `n` more examples of `class` (with `minor`): a request planned.
-    pub fn add(&mut self, class: &str, minor: Option<&str>, n: u64) {
-        *self.counts.entry(class.to_string()).or_insert(0) += n;
+    /// Add every count of `other`.
+    pub fn merge(&mut self, other: &ClassSchedule) {
+        for (k, v) in &other.counts {
+            *self.counts.entry(k.clone()).or_insert(0.0) += v;
+        }
+        for (k, v) in &other.pairs {
+            *self.pairs.entry(k.clone()).or_insert(0.0) += v;
+        }
+    }
+
+    /// Count `n` more examples of `class` (with `minor`): a request in
+    /// flight (negative: one that left).
+    pub fn add(&mut self, class: &str, minor: Option<&str>, n: f64) {
+        *self.counts.entry(class.to_string()).or_insert(0.0) += n;
         if let Some(m) = minor {
             *self
                 .pairs
                 .entry((class.to_string(), m.to_string()))
-                .or_insert(0) += n;
-        }
-    }
-
-    /// Count `n` fewer (rejected, or a request that yielded less).
-    pub fn remove(&mut self, class: &str, minor: Option<&str>, n: u64) {
-        if let Some(c) = self.counts.get_mut(class) {
-            *c = c.saturating_sub(n);
-        }
-        if let Some(m) = minor
-            && let Some(c) = self.pairs.get_mut(&(class.to_string(), m.to_string()))
-        {
-            *c = c.saturating_sub(n);
+                .or_insert(0.0) += n;
         }
     }
 }
@@ -354,6 +353,10 @@ mod tests {
                 weight: *w,
             })
             .collect()
+    }
+
+    fn as_f64(c: &[u64]) -> Vec<f64> {
+        c.iter().map(|c| *c as f64).collect()
     }
 
     #[test]
@@ -436,20 +439,24 @@ mod tests {
             let (t, m) = s.next(&cs, true, 5).unwrap();
             let m = m.unwrap();
             assert_ne!(t, m);
-            s.add(&cs[t].name, Some(&cs[m].name), 5);
+            s.add(&cs[t].name, Some(&cs[m].name), 5.0);
             seq.push(t);
         }
         // Exactly the weights: 2 : 2 : 4 requests.
         assert_eq!(
             [s.count("C0"), s.count("C1"), s.count("C2")],
-            [10, 10, 20],
+            [10.0, 10.0, 20.0],
             "{seq:?}"
         );
         // The minor classes of C2 alternate between C0 and C1 (equal weights).
-        assert_eq!(s.pair_count("C2", "C0"), 10);
-        assert_eq!(s.pair_count("C2", "C1"), 10);
-        // A class that fell behind (rejects) goes next; a zero weight never.
-        s.remove("C1", None, 10);
+        assert_eq!(s.pair_count("C2", "C0"), 10.0);
+        assert_eq!(s.pair_count("C2", "C1"), 10.0);
+        // A class that fell behind (rejects, short replies) goes next; a
+        // zero weight never.
+        let s = ClassSchedule::new(
+            [("C0".into(), 10.0), ("C1".into(), 0.0), ("C2".into(), 20.0)],
+            [],
+        );
         assert_eq!(s.next(&cs, false, 5), Some((1, None)));
         let zero = classes(&[1.0, 0.0, 1.0]);
         assert_ne!(s.next(&zero, false, 5).unwrap().0, 1);
@@ -534,7 +541,7 @@ mod tests {
             let total_w: f64 = ws.iter().sum();
             let mut counts = vec![0u64; ws.len()];
             for n in sizes {
-                let i = next_by_deficit(&ws, &counts, n).unwrap();
+                let i = next_by_deficit(&ws, &as_f64(&counts), n).unwrap();
                 prop_assert!(ws[i] > 0.0, "zero weight scheduled");
                 counts[i] += n as u64;
                 let t: u64 = counts.iter().sum();
@@ -566,7 +573,7 @@ mod tests {
             for (op, x) in ops {
                 match op {
                     0 => {
-                        let i = next_by_deficit(&ws, &counts, n).unwrap();
+                        let i = next_by_deficit(&ws, &as_f64(&counts), n).unwrap();
                         let t = counts.iter().sum::<u64>() + n as u64;
                         prop_assert!(counts[i] as f64 <= ws[i] / total_w * t as f64 + 1e-9,
                             "planned class {} already holds its share", i);
@@ -586,7 +593,7 @@ mod tests {
             }
             let mut within_since = None;
             for step in 0..5000 {
-                let i = next_by_deficit(&ws, &counts, n).unwrap();
+                let i = next_by_deficit(&ws, &as_f64(&counts), n).unwrap();
                 counts[i] += n as u64;
                 let ok = (0..k).all(|j| (counts[j] as f64 - share(&counts, j)).abs() <= n as f64 + 1e-6);
                 match (ok, within_since) {

@@ -55,6 +55,9 @@ macro_rules! for_each_event_kind {
             WeightChanged(WeightChanged) = "weight_changed",
             /// Attribute value weight changed live (`attributes` strategy).
             AttributeWeightChanged(AttributeWeightChanged) = "attribute_weight_changed",
+            /// Requests in flight at most, changed live (the terminal UI's
+            /// Controls pane); replayed on open like the settings.
+            ConcurrencyChanged(ConcurrencyChanged) = "concurrency_changed",
             /// LLM usage of one run.
             UsageRecorded(UsageRecorded) = "usage_recorded",
             /// S3 round scores.
@@ -192,6 +195,11 @@ pub struct AttributeWeightChanged {
     pub attribute: String,
     pub value: String,
     pub weight: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConcurrencyChanged {
+    pub concurrency: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -189,6 +189,9 @@ pub struct ProjectState {
     /// Live attribute value weights: dimension → value → weight (1.0 when
     /// absent).
     pub attribute_weights: BTreeMap<String, BTreeMap<String, f64>>,
+    /// Live concurrency (`concurrency_changed`), overriding the config
+    /// file's `max_concurrency` in the terminal UI.
+    pub concurrency: Option<usize>,
     /// Cumulative LLM usage.
     pub usage: Usage,
     /// Usage per run, in order. A run records its usage as it goes (one
@@ -230,6 +233,7 @@ impl ProjectState {
             generation: None,
             weights: BTreeMap::new(),
             attribute_weights: BTreeMap::new(),
+            concurrency: None,
             usage: Usage::default(),
             runs: Vec::new(),
             rounds: Vec::new(),
@@ -334,6 +338,7 @@ impl ProjectState {
                     .or_default()
                     .insert(w.value, w.weight);
             }
+            EventKind::ConcurrencyChanged(c) => self.concurrency = Some(c.concurrency),
             EventKind::UsageRecorded(u) => {
                 self.usage.add(&u.usage);
                 match self.runs.last_mut() {

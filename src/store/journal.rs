@@ -1137,6 +1137,7 @@ mod tests {
                 value: "formal".into(),
                 weight: 0.5,
             }),
+            EventKind::ConcurrencyChanged(crate::domain::ConcurrencyChanged { concurrency: 9 }),
             EventKind::UsageRecorded(UsageRecorded {
                 run: "g".into(),
                 usage: Default::default(),

@@ -18,7 +18,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::app::BackendFlags;
 use crate::app::session::{
-    Command, Control, Counting, Note, Output, Phase, Session, SessionConfig,
+    Command, Control, Counting, Note, Output, Phase, Session, SessionConfig, StopReason,
 };
 use crate::augment::{Generator, PlannedRequest, RequestKind, Templates};
 use crate::domain::{
@@ -71,6 +71,8 @@ pub(crate) struct Driver {
     shown: EngineStatus,
     /// The engine's usage as of the last `usage_recorded` event.
     recorded: Usage,
+    /// The session's settings version last sent to `update`.
+    shown_version: u64,
 }
 
 impl Driver {
@@ -92,6 +94,7 @@ impl Driver {
             unreachable: None,
             shown: EngineStatus::Idle,
             recorded: Usage::default(),
+            shown_version: 0,
         }
     }
 
@@ -236,10 +239,11 @@ impl Driver {
             Ask::Resume => Command::Resume,
             Ask::Start => {
                 self.unreachable = None;
+                // No request asks for more than the target still misses.
                 Command::Start {
                     target: None,
                     round: None,
-                    exact: false,
+                    exact: true,
                 }
             }
             Ask::RelabelAfterEdit(id) => Command::RelabelAfterEdit(id),
@@ -285,6 +289,9 @@ impl Driver {
                     kind: stream_kind(p),
                     classes: stream_label(&st.project, p),
                     alpha: p.provenance.alpha,
+                    settings: s
+                        .planned_under(*tag)
+                        .unwrap_or_else(|| s.settings_version()),
                 }));
             }
             EngineEvent::Backoff {
@@ -370,8 +377,16 @@ impl Driver {
                 h.submit(job);
             }
         }
+        let reached = match self.session.as_ref().and_then(|s| s.status().stop) {
+            Some(r @ StopReason::TargetReached { target }) => Some((r.to_string(), target)),
+            _ => None,
+        };
         for n in o.notes {
             out.msgs.push(match n {
+                // The goal is met: say how to go on.
+                Note::Info(m) if reached.as_ref().is_some_and(|(r, _)| *r == m) => {
+                    Msg::TargetReached(reached.as_ref().map_or(0, |(_, t)| *t))
+                }
                 Note::Info(m) => Msg::Notice(m),
                 Note::Error(m) => Msg::Error(m),
                 Note::RequestFailed {
@@ -393,6 +408,12 @@ impl Driver {
 
     /// Say when the status changed; journal the usage once idle.
     fn show(&mut self, out: &mut DriverOut) {
+        if let Some(v) = self.session.as_ref().map(Session::settings_version)
+            && v != self.shown_version
+        {
+            self.shown_version = v;
+            out.msgs.push(Msg::Stream(StreamMsg::SettingsVersion(v)));
+        }
         let now = self.status();
         if now != self.shown {
             if now == EngineStatus::Idle || matches!(now, EngineStatus::Blocked(_)) {

@@ -121,8 +121,12 @@ pub enum Action {
     StopGeneration,
     /// Switch `take_relabel`: whether `a` records the relabeler's label.
     ToggleTakeRelabel,
-    AlphaDown,
-    AlphaUp,
+    /// α range: move its low end (the high end follows only when it must).
+    AlphaLowDown,
+    AlphaLowUp,
+    /// α range: move its high end (the low end follows only when it must).
+    AlphaHighDown,
+    AlphaHighUp,
     Increase,
     Decrease,
     Export,
@@ -319,18 +323,40 @@ pub const ACTIONS: &[ActionInfo] = &[
         "take_relabel on/off: whether a records the LLM's label",
         ["t"]
     ),
-    row!(Action::AlphaDown, "alpha_down", "α down", ["["]),
-    row!(Action::AlphaUp, "alpha_up", "α up", ["]"]),
+    row!(
+        Action::AlphaLowDown,
+        "alpha_low_down",
+        "α range: lower its low end (widens)",
+        ["["]
+    ),
+    row!(
+        Action::AlphaLowUp,
+        "alpha_low_up",
+        "α range: raise its low end",
+        ["]"]
+    ),
+    row!(
+        Action::AlphaHighDown,
+        "alpha_high_down",
+        "α range: lower its high end",
+        ["{"]
+    ),
+    row!(
+        Action::AlphaHighUp,
+        "alpha_high_up",
+        "α range: raise its high end (widens)",
+        ["}"]
+    ),
     row!(
         Action::Increase,
         "increase",
-        "weight of class / selected control +",
+        "class weight / control + (α: wider)",
         ["+", "="]
     ),
     row!(
         Action::Decrease,
         "decrease",
-        "weight of class / selected control -",
+        "class weight / control - (α: narrower)",
         ["-"]
     ),
     row!(
@@ -609,6 +635,12 @@ impl Keymap {
                     }
                 }
                 None => (KeyMode::Normal, name.as_str()),
+            };
+            // Names from before the α range had two ends.
+            let action = match (mode, action) {
+                (KeyMode::Normal, "alpha_down") => "alpha_low_down",
+                (KeyMode::Normal, "alpha_up") => "alpha_low_up",
+                _ => action,
             };
             let label = format!("{}.{action}", mode.section());
             let Some(info) = ACTIONS.iter().find(|a| a.mode == mode && a.name == action) else {
@@ -1013,6 +1045,19 @@ mod tests {
                 "filter_keys.accept: unknown action"
             ]
         );
+    }
+
+    /// Configs written before the α range had two ends keep working.
+    #[test]
+    fn old_alpha_key_names_still_bind() {
+        let (km, errs) = Keymap::with_overrides(&[
+            ("alpha_down".into(), vec!["F7".into()]),
+            ("alpha_up".into(), vec!["F8".into()]),
+        ]);
+        assert!(errs.is_empty(), "{errs:?}");
+        let f = |n| KeyEvent::new(KeyCode::F(n), KeyModifiers::NONE);
+        assert_eq!(km.action(&f(7)), Some(Action::AlphaLowDown));
+        assert_eq!(km.action(&f(8)), Some(Action::AlphaLowUp));
     }
 
     #[test]

@@ -38,7 +38,7 @@ use crate::store::{Project, ProjectWriter};
 
 use super::config::UiConfig;
 use super::driver::{Ask, Driver, DriverOut};
-use super::state::{Effect, Init, Msg, State};
+use super::state::{Effect, Init, Msg, State, TomlSettings};
 use super::{update, view};
 
 /// Shortest time between two frames.
@@ -167,12 +167,22 @@ pub fn run(dir: PathBuf, flags: BackendFlags, ui: UiConfig) -> anyhow::Result<()
 
 async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyhow::Result<()> {
     let mut config = project.config().clone();
+    let toml = TomlSettings {
+        generation: config.generation.clone(),
+        concurrency: config.backend.max_concurrency,
+    };
+    // Set in the app before (journaled): kept across restarts; a flag
+    // given now wins.
+    if let Some(n) = project.state().concurrency {
+        config.backend.max_concurrency = n.max(1);
+    }
     flags.apply(&mut config.backend);
     let dir = project.dir().to_path_buf();
     let report = project.load_report().clone();
     let classes = project.classes();
     let settings = project.generation_settings();
-    let driver = Driver::new(&config, project.cache_dir(), &project.prompts_dir(), &flags);
+    let prompts_dir = project.prompts_dir();
+    let driver = Driver::new(&config, project.cache_dir(), &prompts_dir, &flags);
     let (state, writer_side) = project.into_writer()?;
     let mut st = State::new(Init {
         project: state,
@@ -185,6 +195,20 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         ui,
     });
     st.attributes = config.attributes.clone();
+    st.toml = toml;
+    // The relabeler this session uses (command-line model included): a
+    // judge report made for another one is not used.
+    st.relabel_fingerprint = crate::augment::Templates::load(&prompts_dir).ok().map(|t| {
+        crate::augment::generator::relabel_fingerprint(&config.backend.model, &t, &config.relabel)
+    });
+    let differ = st.differs_from_toml();
+    if !differ.is_empty() {
+        let names: Vec<&str> = differ.iter().map(|c| c.label()).collect();
+        st.notice = Some(format!(
+            "{} set in the app before (kept in the journal) differ from straddle.toml (* in Controls)",
+            names.join(", ")
+        ));
+    }
     if st.last_error.is_none() && !report.skipped.is_empty() {
         st.last_error = Some(format!(
             "journal: {} unreadable line(s) skipped (first: line {})",

@@ -190,6 +190,9 @@ pub struct StreamRow {
     pub state: StreamState,
     /// Set while the request waits to be sent again.
     pub retry_at: Option<Instant>,
+    /// The session's settings version it was planned under (older than
+    /// [`State::settings_version`]: planned under older settings).
+    pub settings: u64,
 }
 
 /// Progress of requests, as the runtime reports it from engine events.
@@ -200,7 +203,12 @@ pub enum StreamMsg {
         kind: StreamKind,
         classes: String,
         alpha: Option<f64>,
+        /// The session's settings version it was planned under.
+        settings: u64,
     },
+    /// The session's settings version changed (weights, α, temperature,
+    /// strategy): rows planned under an older one are marked.
+    SettingsVersion(u64),
     /// The text received so far (the whole of it, not an increment).
     Delta {
         job: u64,
@@ -248,6 +256,9 @@ pub enum Msg {
     Error(String),
     /// An informational note for the status line.
     Notice(String),
+    /// Generation reached the target (accepted + pending examples): say
+    /// how to go on, and put the Controls selection on the target.
+    TargetReached(usize),
     /// An S3 round job finished (scores, mistakes, signals) or failed.
     RoundDone(Result<Box<crate::app::training::RoundResult>, String>),
     /// Training-dynamics signals of the review pool, or what went wrong.
@@ -340,6 +351,15 @@ impl Mode {
     }
 }
 
+/// What straddle.toml says of the values the Controls pane steers: a
+/// value set in the app (journaled, kept across restarts) that differs
+/// is marked there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TomlSettings {
+    pub generation: GenerationSettings,
+    pub concurrency: usize,
+}
+
 /// One row of the Controls pane.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Control {
@@ -363,6 +383,23 @@ impl Control {
         Control::PerRequest,
         Control::TakeRelabel,
     ];
+    /// The value shown for this control in `g` (and `concurrency`,
+    /// `take_relabel`).
+    pub fn value(self, g: &GenerationSettings, concurrency: usize, take_relabel: bool) -> String {
+        match self {
+            Control::Strategy => g.strategy.as_str().to_string(),
+            Control::Alpha => match g.alpha {
+                Some(a) => format!("{a:.2}"),
+                None => format!("{:.2}–{:.2}", g.alpha_range.0, g.alpha_range.1),
+            },
+            Control::Temperature => format!("{:.1}", g.temperature),
+            Control::Concurrency => concurrency.to_string(),
+            Control::Target => g.target_count.to_string(),
+            Control::PerRequest => g.per_request.to_string(),
+            Control::TakeRelabel => if take_relabel { "yes" } else { "no" }.to_string(),
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Control::Strategy => "strategy",
@@ -438,6 +475,13 @@ pub struct State {
     /// live weights are in `project.attribute_weights`.
     pub attributes: BTreeMap<String, crate::domain::AttributeDim>,
     pub concurrency: usize,
+    /// straddle.toml's values of the controls (the runtime sets them; a
+    /// new state takes the settings it starts with).
+    pub toml: TomlSettings,
+    /// What this session's relabel requests depend on (model, template,
+    /// relabel settings; `augment::relabel_fingerprint`): a judge report
+    /// made for another one is stale. `None`: unknown (not checked).
+    pub relabel_fingerprint: Option<String>,
     pub backend: String,
     pub model: String,
     pub keymap: Keymap,
@@ -479,6 +523,8 @@ pub struct State {
     /// The engine's adaptive limit and why, for the status line.
     pub limit: Option<String>,
     pub streams: VecDeque<StreamRow>,
+    /// The generation session's settings version (see `StreamRow::settings`).
+    pub settings_version: u64,
     /// Usage of this session's engine (the journal's usage is in `project`).
     pub live_usage: Usage,
     /// `generation_failed` events of this session, and the last reason.
@@ -525,8 +571,13 @@ impl State {
             project: ProjectState::new(init.project.take_relabel),
             project_name: init.project_name,
             classes: init.classes,
+            toml: TomlSettings {
+                generation: init.settings.clone(),
+                concurrency: init.concurrency.max(1),
+            },
             settings: init.settings,
             attributes: BTreeMap::new(),
+            relabel_fingerprint: None,
             concurrency: init.concurrency.max(1),
             backend: init.backend,
             model: init.model,
@@ -552,6 +603,7 @@ impl State {
             engine: EngineStatus::Idle,
             limit: None,
             streams: VecDeque::new(),
+            settings_version: 0,
             live_usage: Usage::default(),
             journaled_usage: Usage::default(),
             failed: 0,
@@ -609,11 +661,17 @@ impl State {
     /// `straddle judge` report, the test the bulk rules and the Stats pane
     /// use), or `None` when it is trusted or was never measured.
     pub fn relabel_distrust(&self) -> Option<String> {
-        let r = &self
+        let j = self
             .project
             .judges
-            .get(crate::classify::judge::RELABEL_JUDGE)?
-            .report;
+            .get(crate::classify::judge::RELABEL_JUDGE)?;
+        if self.relabel_judge_stale() {
+            return Some(
+                "relabel judge measured with another model, template or relabel setting: run `straddle judge DIR` again"
+                    .into(),
+            );
+        }
+        let r = &j.report;
         if r.trusted() {
             None
         } else if r.n == 0 {
@@ -628,6 +686,21 @@ impl State {
                 "relabel judge not better than the majority class on held-out examples: {:.2} vs {:.2}",
                 r.accuracy, r.majority
             ))
+        }
+    }
+
+    /// The relabeler's judge report was made for another model, template
+    /// or relabel setting than the ones this session relabels with (its
+    /// fingerprint differs), so it says nothing about these verdicts.
+    pub fn relabel_judge_stale(&self) -> bool {
+        match (
+            self.project
+                .judges
+                .get(crate::classify::judge::RELABEL_JUDGE),
+            &self.relabel_fingerprint,
+        ) {
+            (Some(j), Some(now)) => j.fingerprint != *now,
+            _ => false,
         }
     }
 
@@ -677,6 +750,7 @@ impl State {
             | EventKind::SettingsChanged(_)
             | EventKind::WeightChanged(_)
             | EventKind::AttributeWeightChanged(_)
+            | EventKind::ConcurrencyChanged(_)
             | EventKind::UsageRecorded(_)
             | EventKind::RoundScored(_)
             | EventKind::RationalesAdded(_)
@@ -723,6 +797,7 @@ impl State {
                     policy_changed |= p.take_relabel != take;
                     take = p.take_relabel;
                 }
+                EventKind::ConcurrencyChanged(c) => self.concurrency = c.concurrency.max(1),
                 EventKind::SampleAdded(a) => {
                     if a.origin == Origin::Seed {
                         self.seeds.push(a.id);
@@ -823,6 +898,21 @@ impl State {
             Some(r) => format!("{} failed ({r})", self.failed),
             None => format!("{} failed", self.failed),
         })
+    }
+
+    /// The controls whose value set in the app differs from straddle.toml.
+    pub fn differs_from_toml(&self) -> Vec<Control> {
+        Control::ALL
+            .into_iter()
+            .filter(|c| {
+                c.value(&self.settings, self.concurrency, self.project.take_relabel)
+                    != c.value(
+                        &self.toml.generation,
+                        self.toml.concurrency,
+                        self.project.take_relabel_config,
+                    )
+            })
+            .collect()
     }
 
     /// The message to show: the last error, else the last notice

@@ -83,6 +83,20 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
             st.notice = Some(n);
             st.dirty = true;
         }
+        Msg::TargetReached(target) => {
+            // A goal, not a wall: `g` continues past it, `+` on the
+            // Controls pane's target row (selected now) raises it.
+            st.control_sel = Control::ALL
+                .iter()
+                .position(|c| *c == Control::Target)
+                .unwrap_or(0);
+            st.notice = Some(format!(
+                "target of {target} examples reached (accepted + pending): {} continues past it · {} on Controls › target raises it",
+                st.keymap.hint(Action::ToggleGeneration),
+                st.keymap.hint(Action::Increase)
+            ));
+            st.dirty = true;
+        }
         Msg::RoundDone(r) => {
             s3::on_round_done(st, r, &mut fx);
             st.dirty = true;
@@ -219,8 +233,10 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         }),
         Action::StopGeneration => fx.push(Effect::StopGeneration),
         Action::ToggleTakeRelabel => toggle_take_relabel(st, fx),
-        Action::AlphaDown => change_settings(st, fx, |g| shift_alpha(g, -0.05)),
-        Action::AlphaUp => change_settings(st, fx, |g| shift_alpha(g, 0.05)),
+        Action::AlphaLowDown => change_settings(st, fx, |g| alpha_end(g, End::Low, -ALPHA_STEP)),
+        Action::AlphaLowUp => change_settings(st, fx, |g| alpha_end(g, End::Low, ALPHA_STEP)),
+        Action::AlphaHighDown => change_settings(st, fx, |g| alpha_end(g, End::High, -ALPHA_STEP)),
+        Action::AlphaHighUp => change_settings(st, fx, |g| alpha_end(g, End::High, ALPHA_STEP)),
         Action::Increase => adjust(st, 1, fx),
         Action::Decrease => adjust(st, -1, fx),
         Action::Export => st.mode = Mode::Export(ExportForm::new()),
@@ -449,20 +465,56 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
-fn shift_alpha(g: &mut GenerationSettings, d: f64) {
-    if let Some(a) = g.alpha.as_mut() {
-        *a = round2((*a + d).clamp(0.0, 1.0));
-    } else {
-        // Shift the range; at an edge it narrows instead.
-        let (lo, hi) = g.alpha_range;
-        g.alpha_range = if d > 0.0 {
-            let hi = round2((hi + d).min(1.0));
-            (round2((lo + d).min(hi)), hi)
-        } else {
-            let lo = round2((lo + d).max(0.0));
-            (lo, round2((hi + d).max(lo)))
-        };
+/// How far one key moves an end of the α range.
+const ALPHA_STEP: f64 = 0.05;
+
+/// An end of the α range.
+#[derive(Clone, Copy)]
+enum End {
+    Low,
+    High,
+}
+
+/// The α range as (low, high), a fixed α as a range of width 0.
+fn alpha_bounds(g: &GenerationSettings) -> (f64, f64) {
+    let (lo, hi) = g.alpha.map_or(g.alpha_range, |a| (a, a));
+    (lo.min(hi), lo.max(hi))
+}
+
+/// Move one end of the α range by `d` within [0, 1]. The other end moves
+/// only when it must to keep low ≤ high, and then only as far as this one
+/// went: the range is never collapsed onto one end. A fixed α becomes the
+/// range it starts from.
+fn alpha_end(g: &mut GenerationSettings, end: End, d: f64) {
+    let (mut lo, mut hi) = alpha_bounds(g);
+    match end {
+        End::Low => {
+            lo = round2((lo + d).clamp(0.0, 1.0));
+            hi = hi.max(lo);
+        }
+        End::High => {
+            hi = round2((hi + d).clamp(0.0, 1.0));
+            lo = lo.min(hi);
+        }
     }
+    g.alpha = None;
+    g.alpha_range = (lo, hi);
+}
+
+/// The Controls pane's α row: `+` widens the range by a step at each end,
+/// `-` narrows it by a step at each end (down to its middle, never past).
+fn alpha_width(g: &mut GenerationSettings, dir: f64) {
+    let (lo, hi) = alpha_bounds(g);
+    let (mut nlo, mut nhi) = (
+        round2((lo - ALPHA_STEP * dir).clamp(0.0, 1.0)),
+        round2((hi + ALPHA_STEP * dir).clamp(0.0, 1.0)),
+    );
+    if nlo > nhi {
+        let mid = round2((lo + hi) / 2.0);
+        (nlo, nhi) = (mid, mid);
+    }
+    g.alpha = None;
+    g.alpha_range = (nlo, nhi);
 }
 
 /// Change generation settings: journal them. The Controls pane and the
@@ -528,7 +580,7 @@ fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
             let i = s.iter().position(|s| *s == g.strategy).unwrap_or(0) as i64;
             g.strategy = s[(i + dir).rem_euclid(s.len() as i64) as usize];
         }),
-        Control::Alpha => change_settings(st, fx, |g| shift_alpha(g, 0.05 * d)),
+        Control::Alpha => change_settings(st, fx, |g| alpha_width(g, d)),
         Control::Temperature => change_settings(st, fx, |g| {
             g.temperature = round2((g.temperature + 0.1 * d).clamp(0.0, 2.0))
         }),
@@ -550,6 +602,10 @@ fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
             if c != st.concurrency {
                 st.concurrency = c;
                 fx.push(Effect::SetConcurrency(c));
+                // Saved to the project, so a restart keeps it.
+                fx.push(Effect::Append(vec![EventKind::ConcurrencyChanged(
+                    crate::domain::ConcurrencyChanged { concurrency: c },
+                )]));
             }
         }
     }
@@ -712,6 +768,7 @@ fn on_stream(st: &mut State, m: StreamMsg) {
             kind,
             classes,
             alpha,
+            settings,
         } => {
             end_backoff(st);
             if let Some(r) = st.streams.iter_mut().find(|r| r.job == job) {
@@ -731,6 +788,7 @@ fn on_stream(st: &mut State, m: StreamMsg) {
                 chars: 0,
                 state: StreamState::Running,
                 retry_at: None,
+                settings,
             });
             while st.streams.len() > MAX_STREAMS {
                 match st
@@ -760,6 +818,7 @@ fn on_stream(st: &mut State, m: StreamMsg) {
             set_stream(st, job, StreamState::Finished)
         }
         StreamMsg::Failed { job, reason } => set_stream(st, job, StreamState::Failed(reason)),
+        StreamMsg::SettingsVersion(v) => st.settings_version = v,
     }
 }
 

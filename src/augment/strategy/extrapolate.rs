@@ -15,8 +15,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Ask, ErrorSource, Input, PlanContext, Strategy};
-use crate::augment::generator::{PlannedRequest, RequestKind};
-use crate::augment::sampling::splitmix64;
+use crate::augment::generator::{PlannedRequest, RequestKind, STREAM_KEY};
+use crate::augment::sampling::{splitmix64, stream_seed};
 use crate::augment::templates::{ClassContext, TaskContext};
 use crate::domain::{self, Mistake, Provenance};
 use crate::llm::{ChatRequest, Message};
@@ -134,10 +134,17 @@ impl Strategy for Extrapolate {
         let mut request = ChatRequest::new(vec![Message::user(prompt)]);
         request.temperature = Some(s.temperature);
         request.max_tokens = Some(s.max_tokens);
+        // From this run's own seed stream (stream 0 is the settings' seed,
+        // as before streams), so an S3 round of a later run does not send
+        // the requests of an earlier one again.
+        let seed = stream_seed(s.seed, cx.stream);
         request.seed = Some(splitmix64(
-            s.seed ^ (u64::from(round) << 40) ^ (m.id << 8) ^ repeat,
+            seed ^ (u64::from(round) << 40) ^ (m.id << 8) ^ repeat,
         ));
         let mut provenance = provenance(m, round);
+        provenance
+            .extra
+            .insert(STREAM_KEY.into(), serde_json::json!(cx.stream));
         provenance.template = Some(TEMPLATE.to_string());
         provenance.template_hash = Some(cx.templates.hash(TEMPLATE).to_string());
         provenance.temperature = Some(s.temperature);
@@ -316,6 +323,20 @@ mod tests {
         let errs: Vec<_> = planned.iter().map(|p| p.provenance.error_of).collect();
         assert_eq!(errs, [Some(3), Some(4), Some(3)]);
         assert_ne!(planned[0].request.seed, planned[2].request.seed);
+        // Issue 11, fresh rounds: the same round of the same errors in a
+        // later run (its own seed stream) sends other requests; the same
+        // stream replays them, and the stream is recorded.
+        assert_eq!(planned[0].provenance.extra[STREAM_KEY], 0);
+        let mut later = generator.clone();
+        later.set_stream(1);
+        let again = plan_all(&generator, &ms, 2, 12);
+        let fresh = plan_all(&later, &ms, 2, 12);
+        let seeds = |v: &[PlannedRequest]| v.iter().map(|p| p.request.seed).collect::<Vec<_>>();
+        assert_eq!(seeds(&again), seeds(&planned));
+        for (a, b) in seeds(&fresh).iter().zip(seeds(&planned)) {
+            assert_ne!(*a, b);
+        }
+        assert_eq!(fresh[0].provenance.extra[STREAM_KEY], 1);
         let p = &planned[0];
         assert_eq!(
             p.kind,

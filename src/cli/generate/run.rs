@@ -426,10 +426,12 @@ pub async fn generate(
     let len = opts.count as u64;
     let count = opts.count;
     let mut d = Driver::new("generate", project, &backend, Some(settings), &opts, len)?;
+    // `--count N` yields exactly N: the last request asks only for what
+    // is missing.
     let res = match d.command(Command::Start {
         target: Some(count),
         round: None,
-        exact: false,
+        exact: true,
     }) {
         Ok(()) => d.drive().await,
         Err(e) => Err(e),

@@ -11,40 +11,27 @@ use crate::tui::state::{Control, State};
 
 pub(super) fn controls(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     let t = &st.theme;
-    f.render_widget(pane_block(t, " Controls ".into(), focused), r);
+    // Values set in the app (journaled, kept across restarts) that differ
+    // from straddle.toml carry a `*`, explained in the title.
+    let differ = st.differs_from_toml();
+    let title = if differ.is_empty() {
+        " Controls ".to_string()
+    } else {
+        " Controls (* ≠ toml) ".to_string()
+    };
+    f.render_widget(pane_block(t, title, focused), r);
     let i = inner(r);
-    let g = &st.settings;
     let lines: Vec<Line> = Control::ALL
         .iter()
         .enumerate()
         .map(|(n, c)| {
-            let v = match c {
-                Control::Strategy => g.strategy.as_str().to_string(),
-                Control::Alpha => match g.alpha {
-                    Some(a) => format!("{a:.2}"),
-                    None => format!("{:.2}–{:.2}", g.alpha_range.0, g.alpha_range.1),
-                },
-                Control::Temperature => format!("{:.1}", g.temperature),
-                Control::Concurrency => st.concurrency.to_string(),
-                Control::Target => g.target_count.to_string(),
-                Control::PerRequest => g.per_request.to_string(),
-                Control::TakeRelabel => {
-                    let yn = |b: bool| if b { "yes" } else { "no" };
-                    let p = &st.project;
-                    if p.take_relabel == p.take_relabel_config {
-                        yn(p.take_relabel).to_string()
-                    } else {
-                        format!(
-                            "{} (toml {})",
-                            yn(p.take_relabel),
-                            yn(p.take_relabel_config)
-                        )
-                    }
-                }
-            };
-            let text = format!("{} {v}", pad(c.label(), 12));
+            let v = c.value(&st.settings, st.concurrency, st.project.take_relabel);
+            let mark = if differ.contains(c) { " *" } else { "" };
+            let text = format!("{} {v}{mark}", pad(c.label(), 12));
             let style = if focused && n == st.control_sel {
                 t.selected()
+            } else if differ.contains(c) {
+                Style::default().fg(t.warn)
             } else {
                 Style::default()
             };

@@ -88,7 +88,9 @@ pub(super) fn stats(f: &mut Frame, st: &State, r: Rect, focused: bool) {
     // What `straddle judge` found: bulk rules refuse an untrusted judge.
     if let Some(j) = st.project.judges.get("relabel") {
         let r = &j.report;
-        let (mark, style) = if r.trusted() {
+        let (mark, style) = if st.relabel_judge_stale() {
+            ("stale", Style::default().fg(t.warn))
+        } else if r.trusted() {
             ("✓", t.muted())
         } else {
             ("✗", Style::default().fg(t.warn))

@@ -81,8 +81,15 @@ pub(super) fn streams(f: &mut Frame, st: &State, r: Rect, focused: bool, now: In
             .retry_at
             .map(|at| format!(" {} ·", retry_in(at, now)))
             .unwrap_or_default();
+        // Planned before the last change of weights, α, temperature or
+        // strategy: it still asks what the older settings said.
+        let old = if s.state == StreamState::Running && s.settings < st.settings_version {
+            " old settings ·"
+        } else {
+            ""
+        };
         let head = format!(
-            "{glyph} #{}{retry} {kind} {}{alpha} {}ch",
+            "{glyph} #{}{retry}{old} {kind} {}{alpha} {}ch",
             s.job, s.classes, s.chars
         );
         lines.push(Line::styled(clip(&head, w), style));
