@@ -62,6 +62,7 @@ fn main() {
         },
         relabel: Default::default(),
         embeddings: Default::default(),
+        denoise: straddle::domain::DenoiseConfig::off(),
     };
     let seeds = CLASSES
         .iter()

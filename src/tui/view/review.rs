@@ -152,6 +152,7 @@ pub const DOUBT_CODES: &[(&str, char, &str)] = &[
     ("small_margin", 'm', "small margin"),
     ("vote_split", 'v', "votes split"),
     ("near_other_seed", 's', "near another class's seed"),
+    ("noisy", 'N', "denoiser: off-topic or echoes the prompt"),
     ("edited", 'e', "edited"),
     ("duplicate", 'D', "duplicate"),
     ("near_dup", 'd', "near-duplicate"),
@@ -258,6 +259,18 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         format!("doubt {score:.2}: {tags}"),
         Style::default().fg(t.warn),
     ));
+    if let Some(n) = &s.noise {
+        let what = match &n.reason {
+            Some(r) => format!("denoiser: {r} · noise {:.2}", n.noise),
+            None => format!("denoiser: kept · noise {:.2}", n.noise),
+        };
+        let style = if n.reason.is_some() {
+            Style::default().fg(t.warn)
+        } else {
+            t.muted()
+        };
+        out.push(Line::styled(what, style));
+    }
     if let Some(l) = crate::tui::s3_view::signal_line(st, s.id) {
         out.push(l);
     }
