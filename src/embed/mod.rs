@@ -38,7 +38,7 @@ mod store;
 pub mod wordpiece;
 
 pub use api::ApiEmbedder;
-pub use local::{LocalEmbedder, default_model_dir};
+pub use local::{LocalEmbedder, default_model_dir, model_dir as local_model_dir};
 pub use static_model::{STATIC_FILE, StaticEmbedder, StaticVariant, distill_table};
 pub use store::{VectorStore, vectors_for};
 

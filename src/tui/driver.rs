@@ -17,6 +17,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::app::BackendFlags;
+use crate::app::embedding::{EmbedWorker, Embedded};
 use crate::app::session::{
     Command, Control, Counting, Note, Output, Phase, Session, SessionConfig,
 };
@@ -40,6 +41,13 @@ pub(crate) struct DriverOut {
     pub append: Option<Vec<EventKind>>,
     /// A `usage_recorded` event (usage since the last one).
     pub usage: Option<EventKind>,
+}
+
+/// What the runtime hears from the driver's background work.
+pub(crate) enum Incoming {
+    Engine(EngineEvent),
+    /// Texts embedded for the denoiser.
+    Embedded(Embedded),
 }
 
 /// What the runtime asks of generation (from `update`'s effects).
@@ -73,6 +81,9 @@ pub(crate) struct Driver {
     shown: EngineStatus,
     /// The engine's usage as of the last `usage_recorded` event.
     recorded: Usage,
+    cache_dir: std::path::PathBuf,
+    /// Embeds the session's texts for the denoiser (`None`: off).
+    embed: Option<EmbedWorker>,
 }
 
 impl Driver {
@@ -86,7 +97,9 @@ impl Driver {
         Driver {
             backend: config.backend.clone(),
             config: config.clone(),
-            cache: flags.cache(cache_dir),
+            cache: flags.cache(cache_dir.clone()),
+            cache_dir,
+            embed: None,
             templates: Templates::load(prompts_dir).map_err(|e| format!("{e:#}")),
             concurrency: config.backend.max_concurrency.max(1),
             engine: None,
@@ -106,19 +119,42 @@ impl Driver {
                 .is_some_and(|s| s.busy() || s.status().phase == Phase::Running)
     }
 
-    /// The next engine event; never resolves without an engine.
-    pub async fn recv(&mut self) -> Option<EngineEvent> {
-        match &mut self.engine {
-            Some((_, rx)) => match rx.recv().await {
-                Some(e) => Some(e),
+    /// The next engine event or embedding answer; never resolves while
+    /// there is neither an engine nor an embedder.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        let Driver { engine, embed, .. } = self;
+        let engine = async {
+            match engine {
+                Some((_, rx)) => match rx.recv().await {
+                    Some(e) => e,
+                    None => std::future::pending().await,
+                },
                 None => std::future::pending().await,
-            },
-            None => std::future::pending().await,
+            }
+        };
+        let embedded = async {
+            match embed {
+                Some(w) => match w.recv().await {
+                    Some(e) => e,
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            e = engine => Some(Incoming::Engine(e)),
+            e = embedded => Some(Incoming::Embedded(e)),
         }
     }
 
-    pub fn try_recv(&mut self) -> Option<EngineEvent> {
-        self.engine.as_mut().and_then(|(_, rx)| rx.try_recv().ok())
+    pub fn try_recv(&mut self) -> Option<Incoming> {
+        if let Some(e) = self.engine.as_mut().and_then(|(_, rx)| rx.try_recv().ok()) {
+            return Some(Incoming::Engine(e));
+        }
+        self.embed
+            .as_mut()
+            .and_then(EmbedWorker::try_recv)
+            .map(Incoming::Embedded)
     }
 
     /// Live usage and requests per second.
@@ -205,7 +241,7 @@ impl Driver {
                 templates,
                 &st.project,
             );
-            self.session = Some(Session::new(
+            let mut session = Session::new(
                 generator,
                 SessionConfig {
                     relabel: self.config.relabel.enabled,
@@ -214,7 +250,16 @@ impl Driver {
                     counting: Counting::Project,
                     backend: self.backend.clone(),
                 },
-            ));
+            );
+            match EmbedWorker::for_project(&self.config, &self.cache_dir) {
+                Ok(Some(w)) => {
+                    session.set_denoise(self.config.denoise.clone(), w.label());
+                    self.embed = Some(w);
+                }
+                Ok(None) => {}
+                Err(e) => out.msgs.push(Msg::Notice(format!("denoising is off: {e}"))),
+            }
+            self.session = Some(session);
         }
         true
     }
@@ -343,6 +388,20 @@ impl Driver {
         out
     }
 
+    /// Texts embedded for the denoiser: the session judges them.
+    pub fn on_embedded(&mut self, st: &State, e: Embedded) -> DriverOut {
+        let mut out = DriverOut::default();
+        if let Some(o) = self
+            .session
+            .as_mut()
+            .map(|s| s.on_embedded(&st.project, e.id, e.result))
+        {
+            self.carry(o, &mut out);
+        }
+        self.show(&mut out);
+        out
+    }
+
     /// The store acknowledged an append (`ours`: the session's).
     pub fn on_appended(&mut self, st: &State, events: &[Event], ours: bool) -> DriverOut {
         let mut out = DriverOut::default();
@@ -370,6 +429,11 @@ impl Driver {
             }
             for job in o.submit {
                 h.submit(job);
+            }
+        }
+        if let Some(w) = &self.embed {
+            for job in o.embed {
+                w.submit(job);
             }
         }
         for n in o.notes {

@@ -11,6 +11,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::generator_for;
+use crate::app::embedding::{EmbedWorker, Embedded};
 use crate::app::session::{
     Command, Control, Counting, Note, Output, Session, SessionConfig, StopReason,
 };
@@ -18,6 +19,14 @@ use crate::domain::{BackendConfig, EventKind, GenerationSettings, Mistake, Usage
 use crate::engine::{Engine, EngineEvent, EngineHandle};
 use crate::llm::ResponseCache;
 use crate::store::Project;
+
+/// The next embed answer; never resolves without a worker.
+async fn recv_embedded(w: &mut Option<EmbedWorker>) -> Option<Embedded> {
+    match w {
+        Some(w) => w.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// What a generate run should do.
 #[derive(Debug, Clone)]
@@ -59,6 +68,8 @@ pub struct RunSummary {
     /// Failures by kind and the circuit breaker (see
     /// `app::session::Report::failures`).
     pub failures: crate::engine::FailureTally,
+    /// What the denoiser judged, rejected and flagged.
+    pub denoise: crate::app::session::DenoiseReport,
 }
 
 impl fmt::Display for RunSummary {
@@ -79,6 +90,14 @@ impl fmt::Display for RunSummary {
             )?;
         } else {
             self.fmt_generate(f)?;
+            let d = &self.denoise;
+            if d.judged > 0 {
+                write!(
+                    f,
+                    "; denoiser: {} judged, {} rejected as noise, {} near-copies, {} flagged",
+                    d.judged, d.rejected, d.near_copies, d.flagged
+                )?;
+            }
         }
         if self.cost > 0.0 {
             write!(f, ", cost {:.4}", self.cost)?;
@@ -131,6 +150,8 @@ struct Driver {
     /// Usage already in the journal (recorded as deltas with each append,
     /// so a killed run's requests still count).
     usage_recorded: crate::domain::Usage,
+    /// Embeds the session's texts for the denoiser (`None`: off).
+    embed: Option<EmbedWorker>,
 }
 
 fn progress_bar(len: u64, show: bool) -> ProgressBar {
@@ -173,7 +194,7 @@ impl Driver {
             cache
         };
         let (engine, events) = Engine::start(backend, Some(cache))?;
-        let session = Session::new(
+        let mut session = Session::new(
             generator,
             SessionConfig {
                 relabel: opts.relabel,
@@ -183,7 +204,18 @@ impl Driver {
                 backend: backend.clone(),
             },
         );
+        let embed = match EmbedWorker::for_project(project.config(), &project.cache_dir()) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!("denoising is off: {e}");
+                None
+            }
+        };
+        if let Some(w) = &embed {
+            session.set_denoise(project.config().denoise.clone(), w.label());
+        }
         Ok(Driver {
+            embed,
             run,
             project,
             session,
@@ -206,6 +238,11 @@ impl Driver {
         loop {
             for job in out.submit.drain(..) {
                 self.engine.submit(job);
+            }
+            if let Some(w) = &self.embed {
+                for job in out.embed.drain(..) {
+                    w.submit(job);
+                }
             }
             for c in out.control.drain(..) {
                 match c {
@@ -283,6 +320,10 @@ impl Driver {
                     }
                     None => break,
                 },
+                Some(done) = recv_embedded(&mut self.embed) => {
+                    let out = self.session.on_embedded(self.project.state(), done.id, done.result);
+                    self.apply(out)?;
+                },
                 _ = &mut ctrl_c, if !self.interrupted => {
                     self.interrupted = true;
                     self.bar.println("stopping: cancelling requests in flight (everything answered so far is saved)");
@@ -327,6 +368,7 @@ impl Driver {
                 Some(why) => Some(why.to_string()),
             },
             failures: r.failures,
+            denoise: r.denoise,
         };
         // The rest not yet recorded with an append (always one event, so a
         // run is on record even when it used nothing).
