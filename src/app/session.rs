@@ -969,7 +969,11 @@ impl Session {
         if !self.may_send() {
             return;
         }
-        match self.generator.plan_relabel(state, id) {
+        let nearest = self.nearest_classes(state, id);
+        match self
+            .generator
+            .plan_relabel_among(state, id, nearest.as_deref())
+        {
             Ok(p) => self.submit(p, out),
             Err(e) => out
                 .notes
@@ -1907,5 +1911,85 @@ mod tests {
         while r.answer_next(2) {}
         assert_eq!(r.s.status().have, 3);
         assert!(!r.s.busy());
+    }
+
+    /// With more classes than `relabel.all_max_classes`, a judged
+    /// example's relabel prompt offers the 5 classes nearest to it by
+    /// embedding (its intended class among them), not the picked ones.
+    #[test]
+    fn relabel_offers_the_nearest_classes_by_embedding() {
+        let names = ["A", "B", "C", "D", "E", "F", "G"];
+        let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
+        let mut cfg = config();
+        cfg.classes = crate::domain::testing::classes(&names, |c| format!("class {c}"));
+        cfg.relabel.all_max_classes = 3;
+        cfg.generation.per_request = 1;
+        cfg.generation.classes_per_prompt = 2;
+        let seeds: Vec<(String, String)> = names
+            .iter()
+            .zip(words)
+            .map(|(n, w)| (format!("{w} {w} {w} one"), n.to_string()))
+            .collect();
+        let seed_refs: Vec<(&str, &str, Origin)> = seeds
+            .iter()
+            .map(|(t, n)| (t.as_str(), n.as_str(), Origin::Seed))
+            .collect();
+        let st = state_with(&seed_refs, vec![]);
+        let g = Generator::new(
+            &cfg,
+            cfg.classes.clone(),
+            cfg.generation.clone(),
+            Templates::builtin(),
+            &st,
+        );
+        let mut s = Session::new(
+            g,
+            SessionConfig {
+                relabel: true,
+                auto_accept: None,
+                concurrency: 1,
+                counting: Counting::ThisRun,
+                backend: cfg.backend.clone(),
+            },
+        );
+        s.set_denoise(
+            crate::domain::DenoiseConfig {
+                mode: crate::domain::DenoiseMode::Flag,
+                ..Default::default()
+            },
+            "toy",
+        );
+        let mut r = Rig {
+            s,
+            st,
+            open: VecDeque::new(),
+            words: 0,
+            embeds: VecDeque::new(),
+        };
+        r.start(1);
+        let job = r.open.pop_front().unwrap();
+        let intended = match &r.s.request(job.tag).unwrap().kind {
+            RequestKind::Generate { target } => target.clone(),
+            k => panic!("{k:?}"),
+        };
+        // A text about epsilon, zeta and eta, then alpha: those are its
+        // nearest classes, and its intended class comes along.
+        r.answer(job, "1. epsilon epsilon zeta zeta eta alpha two");
+        r.embed_all();
+        let relabel = r
+            .open
+            .iter()
+            .find_map(|j| r.s.request(j.tag).filter(|p| p.labels.len() > 1))
+            .expect("a relabel request");
+        let mut want = vec![intended.clone()];
+        for c in ["E", "F", "G", "A", "B", "C", "D"] {
+            if want.len() < 5 && c != intended {
+                want.push(c.to_string());
+            }
+        }
+        want.sort();
+        let mut got = relabel.labels.clone();
+        got.sort();
+        assert_eq!(got, want, "intended {intended}");
     }
 }

@@ -415,6 +415,51 @@ impl Session {
     }
 }
 
+/// How many classes a relabel prompt offers when it offers the nearest
+/// (PromptMix's reference code: the top 5 by sentence embedding).
+pub const NEAREST_CLASSES: usize = 5;
+
+impl Session {
+    /// The [`NEAREST_CLASSES`] classes nearest to sample `id` by embedding
+    /// (its highest cosine to each class's seeds; its intended class always
+    /// among them), when the relabel prompt should offer those and the
+    /// vectors are known; `None` otherwise.
+    pub(super) fn nearest_classes(
+        &self,
+        state: &ProjectState,
+        id: SampleId,
+    ) -> Option<Vec<String>> {
+        if !self.generator.relabels_nearest() {
+            return None;
+        }
+        let v = self.denoise.vectors.get(&id)?;
+        let s = state.sample(id)?;
+        let mut best: BTreeMap<&str, f32> = BTreeMap::new();
+        for seed in state.samples.iter().filter(|x| x.origin == Origin::Seed) {
+            if let Some(u) = self.denoise.vectors.get(&seed.id) {
+                let c = max_similarity(v, [u.as_slice()]).unwrap_or(-1.0);
+                let e = best.entry(seed.label.as_str()).or_insert(f32::NEG_INFINITY);
+                *e = e.max(c);
+            }
+        }
+        if best.len() < 2 {
+            return None;
+        }
+        let mut ranked: Vec<(&str, f32)> = best.into_iter().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        let mut names: Vec<String> = vec![s.label.clone()];
+        for (name, _) in ranked {
+            if names.len() >= NEAREST_CLASSES {
+                break;
+            }
+            if name != s.label {
+                names.push(name.to_owned());
+            }
+        }
+        Some(names)
+    }
+}
+
 /// Seeds and generated examples still in play are what a new example is
 /// compared with (rejected ones and held-out examples are not).
 fn compared(s: &SampleState) -> bool {
