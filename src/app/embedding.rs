@@ -53,7 +53,7 @@ impl EmbedWorker {
     /// off (`mode = "off"` or `[embeddings] backend = "none"`), `Err` with
     /// the fix when the local model is not installed.
     pub fn for_project(config: &ProjectConfig, cache_dir: &Path) -> Result<Option<Self>, String> {
-        if config.denoise.mode == DenoiseMode::Off {
+        if mode(config) == DenoiseMode::Off {
             return Ok(None);
         }
         let e = &config.embeddings;
@@ -108,6 +108,28 @@ impl EmbedWorker {
 
     pub fn try_recv(&mut self) -> Option<Embedded> {
         self.rx.try_recv().ok()
+    }
+}
+
+/// The environment variable that overrides `[denoise] mode` for one run
+/// (`off`, `flag` or `reject`), e.g. in scripts and the test suite.
+pub const MODE_ENV: &str = "STRADDLE_DENOISE";
+
+/// `[denoise] mode`, or [`MODE_ENV`] when it is set to a mode.
+pub fn mode(config: &ProjectConfig) -> DenoiseMode {
+    match std::env::var(MODE_ENV).as_deref().map(str::trim) {
+        Ok("off") => DenoiseMode::Off,
+        Ok("flag") => DenoiseMode::Flag,
+        Ok("reject") => DenoiseMode::Reject,
+        _ => config.denoise.mode,
+    }
+}
+
+/// `[denoise]` with [`mode`] applied.
+pub fn settings(config: &ProjectConfig) -> crate::domain::DenoiseConfig {
+    crate::domain::DenoiseConfig {
+        mode: mode(config),
+        ..config.denoise.clone()
     }
 }
 

@@ -253,7 +253,7 @@ impl Driver {
             );
             match EmbedWorker::for_project(&self.config, &self.cache_dir) {
                 Ok(Some(w)) => {
-                    session.set_denoise(self.config.denoise.clone(), w.label());
+                    session.set_denoise(crate::app::embedding::settings(&self.config), w.label());
                     self.embed = Some(w);
                 }
                 Ok(None) => {}

@@ -212,7 +212,7 @@ impl Driver {
             }
         };
         if let Some(w) = &embed {
-            session.set_denoise(project.config().denoise.clone(), w.label());
+            session.set_denoise(crate::app::embedding::settings(project.config()), w.label());
         }
         Ok(Driver {
             embed,
