@@ -97,6 +97,19 @@ async fn flag_mode_journals_a_judgement_for_every_new_example() {
         assert!(s.decision().is_none(), "flag mode decides nothing");
     }
     assert_eq!(summary.denoise.judged, 6, "{summary}");
+    // The embeddings' requests and tokens are journalled under their own run.
+    let emb = p
+        .state()
+        .runs
+        .iter()
+        .filter(|(r, _)| r == "embeddings")
+        .fold(0, |n, (_, u)| n + u.requests);
+    assert_eq!(
+        emb as usize,
+        server.embedding_requests(),
+        "{:?}",
+        p.state().runs
+    );
     assert!(
         summary.to_string().contains("denoiser: 6 judged"),
         "{summary}"

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::session::EmbedJob;
-use crate::domain::{DenoiseMode, EmbeddingBackend, EmbeddingsConfig, ProjectConfig};
+use crate::domain::{DenoiseMode, EmbeddingBackend, EmbeddingsConfig, ProjectConfig, Usage};
 use crate::embed::{Embedder, LocalEmbedder, VectorStore};
 
 /// An embed job's answer.
@@ -23,7 +23,13 @@ use crate::embed::{Embedder, LocalEmbedder, VectorStore};
 pub struct Embedded {
     pub id: u64,
     pub result: Result<Vec<Vec<f32>>, String>,
+    /// What the job used of an API backend (requests, prompt tokens);
+    /// empty for the local model. Journalled under [`USAGE_RUN`].
+    pub usage: Usage,
 }
+
+/// The run name of the embeddings' `usage_recorded` events.
+pub const USAGE_RUN: &str = "embeddings";
 
 struct Loaded {
     embedder: Arc<dyn Embedder>,
@@ -96,8 +102,12 @@ impl EmbedWorker {
         let tx = self.tx.clone();
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let result = embed(&loaded, &cfg, &cache_dir, &job.texts, &handle);
-            let _ = tx.send(Embedded { id: job.id, result });
+            let (result, usage) = embed(&loaded, &cfg, &cache_dir, &job.texts, &handle);
+            let _ = tx.send(Embedded {
+                id: job.id,
+                result,
+                usage,
+            });
         });
     }
 
@@ -140,17 +150,32 @@ fn embed(
     cache_dir: &Path,
     texts: &[String],
     handle: &tokio::runtime::Handle,
-) -> Result<Vec<Vec<f32>>, String> {
+) -> (Result<Vec<Vec<f32>>, String>, Usage) {
     let mut guard = loaded.lock().unwrap_or_else(|p| p.into_inner());
     if guard.is_none() {
-        let embedder = crate::embed::from_config(cfg)
-            .map_err(|e| e.to_string())?
-            .ok_or("[embeddings] backend is \"none\"")?;
+        let embedder = match crate::embed::from_config(cfg) {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                return (
+                    Err("[embeddings] backend is \"none\"".into()),
+                    Usage::default(),
+                );
+            }
+            Err(e) => return (Err(e.to_string()), Usage::default()),
+        };
         let store = VectorStore::open(cache_dir, embedder.model_id());
         *guard = Some(Loaded { embedder, store });
     }
     let l = guard.as_mut().expect("loaded above");
-    handle
+    let (r0, t0) = l.embedder.usage();
+    let result = handle
         .block_on(l.store.embed(l.embedder.as_ref(), texts))
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    let (r1, t1) = l.embedder.usage();
+    let usage = Usage {
+        requests: r1.saturating_sub(r0),
+        prompt_tokens: t1.saturating_sub(t0),
+        ..Usage::default()
+    };
+    (result, usage)
 }

@@ -89,6 +89,11 @@ pub trait Embedder: Send + Sync {
     fn model_id(&self) -> &str;
     /// Vector size, once known (an API model's after its first answer).
     fn dim(&self) -> Option<usize>;
+    /// HTTP requests sent and prompt tokens counted so far: `(0, 0)` for
+    /// in-process models.
+    fn usage(&self) -> (u64, u64) {
+        (0, 0)
+    }
     /// Embed `texts`.
     fn embed<'a>(&'a self, texts: &'a [String])
     -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>>;

@@ -391,6 +391,12 @@ impl Driver {
     /// Texts embedded for the denoiser: the session judges them.
     pub fn on_embedded(&mut self, st: &State, e: Embedded) -> DriverOut {
         let mut out = DriverOut::default();
+        if !e.usage.is_empty() {
+            out.usage = Some(EventKind::UsageRecorded(UsageRecorded {
+                run: crate::app::embedding::USAGE_RUN.into(),
+                usage: e.usage.clone(),
+            }));
+        }
         if let Some(o) = self
             .session
             .as_mut()

@@ -152,6 +152,8 @@ struct Driver {
     usage_recorded: crate::domain::Usage,
     /// Embeds the session's texts for the denoiser (`None`: off).
     embed: Option<EmbedWorker>,
+    /// The embeddings' usage not yet journalled (rides with the next append).
+    embed_usage: crate::domain::Usage,
 }
 
 fn progress_bar(len: u64, show: bool) -> ProgressBar {
@@ -216,6 +218,7 @@ impl Driver {
         }
         Ok(Driver {
             embed,
+            embed_usage: Default::default(),
             run,
             project,
             session,
@@ -275,6 +278,12 @@ impl Driver {
                     usage: delta,
                 }));
             }
+            if !self.embed_usage.is_empty() {
+                kinds.push(EventKind::UsageRecorded(UsageRecorded {
+                    run: crate::app::embedding::USAGE_RUN.into(),
+                    usage: std::mem::take(&mut self.embed_usage),
+                }));
+            }
             let events = self.project.append(kinds)?;
             self.usage_recorded = now;
             out = self
@@ -321,6 +330,7 @@ impl Driver {
                     None => break,
                 },
                 Some(done) = recv_embedded(&mut self.embed) => {
+                    self.embed_usage.add(&done.usage);
                     let out = self.session.on_embedded(self.project.state(), done.id, done.result);
                     self.apply(out)?;
                 },
@@ -372,11 +382,17 @@ impl Driver {
         };
         // The rest not yet recorded with an append (always one event, so a
         // run is on record even when it used nothing).
-        self.project
-            .append(vec![EventKind::UsageRecorded(UsageRecorded {
-                run: run.into(),
-                usage: usage.since(&self.usage_recorded),
-            })])?;
+        let mut last = vec![EventKind::UsageRecorded(UsageRecorded {
+            run: run.into(),
+            usage: usage.since(&self.usage_recorded),
+        })];
+        if !self.embed_usage.is_empty() {
+            last.push(EventKind::UsageRecorded(UsageRecorded {
+                run: crate::app::embedding::USAGE_RUN.into(),
+                usage: std::mem::take(&mut self.embed_usage),
+            }));
+        }
+        self.project.append(last)?;
         Ok((summary, self.project))
     }
 }
