@@ -331,14 +331,6 @@ fn bench(c: &mut Criterion) {
     timed("minilm", all.len(), || {
         black_box(model.embed_sync(&all));
     });
-    // The same with attention by two GEMM calls per head and sequence
-    // (what the direct loops replaced for short sequences).
-    if let Ok(m) = LocalEmbedder::load(&dir) {
-        let gemm = m.with_direct_attention_max(0);
-        timed("minilm, attention by GEMM calls", all.len(), || {
-            black_box(gemm.embed_sync(&all));
-        });
-    }
     quality_report(&model);
 
     let statics = StaticEmbedder::load_or_distill(&dir, &model, StaticVariant::CenteredZipf)

@@ -60,22 +60,9 @@ pub struct Bert {
     pos_type: Vec<f32>,
     emb_norm: Norm,
     layers: Vec<Layer>,
-    /// Sequences up to this long compute attention with plain loops
-    /// instead of two small GEMM calls per head (whose packing costs more
-    /// than the arithmetic at these sizes).
-    direct_attention_max: usize,
 }
 
-/// Default of [`Bert::set_direct_attention_max`].
-pub const DIRECT_ATTENTION_MAX: usize = 48;
-
 impl Bert {
-    /// Compute attention with plain loops for sequences up to `n` tokens
-    /// (0: always with GEMM calls). For benchmarks.
-    pub fn set_direct_attention_max(&mut self, n: usize) {
-        self.direct_attention_max = n;
-    }
-
     /// Load `config.json` and `model.safetensors` from `dir` (F32 weights,
     /// names with or without a `bert.` prefix).
     pub fn load(dir: &Path) -> Result<Bert, String> {
@@ -191,7 +178,6 @@ impl Bert {
             pos_type,
             emb_norm,
             layers,
-            direct_attention_max: DIRECT_ATTENTION_MAX,
         })
     }
 
@@ -278,13 +264,6 @@ impl Bert {
                 continue;
             }
             let scores = &mut s.scores[..len * len];
-            if len <= self.direct_attention_max {
-                for head in 0..heads {
-                    direct_attention(&s.qkv, &mut s.ctx, start, len, head, d, h, scale, scores);
-                }
-                start += len;
-                continue;
-            }
             for head in 0..heads {
                 let q = &s.qkv[start * h3 + head * d..];
                 let k = &s.qkv[start * h3 + h + head * d..];
@@ -344,46 +323,6 @@ impl Bert {
         dense(&layer.out, &s.inter, t, &mut s.tmp);
         add_assign(x, &s.tmp);
         layer_norm(x, h, &layer.out_norm, self.cfg.layer_norm_eps);
-    }
-}
-
-/// One head's attention over one sequence with plain loops: `scores =
-/// softmax(scale · Q Kᵀ)`, `ctx = scores · V` (rows of `ctx` have stride
-/// `h`, rows of `qkv` stride `3h`; Q, K and V of the head at offsets
-/// `head·d`, `h + head·d`, `2h + head·d`).
-#[allow(clippy::too_many_arguments)]
-fn direct_attention(
-    qkv: &[f32],
-    ctx: &mut [f32],
-    start: usize,
-    len: usize,
-    head: usize,
-    d: usize,
-    h: usize,
-    scale: f32,
-    scores: &mut [f32],
-) {
-    let h3 = 3 * h;
-    let row = |i: usize, part: usize| {
-        let o = (start + i) * h3 + part * h + head * d;
-        &qkv[o..o + d]
-    };
-    for i in 0..len {
-        let q = row(i, 0);
-        let sr = &mut scores[i * len..(i + 1) * len];
-        for (j, sc) in sr.iter_mut().enumerate() {
-            let k = row(j, 1);
-            *sc = scale * q.iter().zip(k).map(|(a, b)| a * b).sum::<f32>();
-        }
-        softmax(sr);
-        let o = (start + i) * h + head * d;
-        let out = &mut ctx[o..o + d];
-        out.fill(0.0);
-        for (j, &p) in sr.iter().enumerate() {
-            for (c, v) in out.iter_mut().zip(row(j, 2)) {
-                *c += p * v;
-            }
-        }
     }
 }
 

@@ -121,12 +121,6 @@ impl LocalEmbedder {
         &self.bert
     }
 
-    /// See [`Bert::set_direct_attention_max`] (for benchmarks).
-    pub fn with_direct_attention_max(mut self, n: usize) -> LocalEmbedder {
-        self.bert.set_direct_attention_max(n);
-        self
-    }
-
     /// Token ids of `text` as the model sees it (`[CLS] … [SEP]`, cut at 256).
     pub fn token_ids(&self, text: &str) -> Vec<u32> {
         self.vocab.encode(text, self.max_len)
