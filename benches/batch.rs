@@ -63,6 +63,7 @@ fn main() {
         relabel: Default::default(),
         embeddings: Default::default(),
         attributes: Default::default(),
+        denoise: straddle::domain::DenoiseConfig::off(),
     };
     let seeds = CLASSES
         .iter()

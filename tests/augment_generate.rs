@@ -108,6 +108,7 @@ fn config(server: &TestServer) -> ProjectConfig {
         relabel: RelabelSettings::default(),
         embeddings: Default::default(),
         attributes: Default::default(),
+        denoise: straddle::domain::DenoiseConfig::off(),
     }
 }
 

@@ -19,6 +19,7 @@ fn generated(dir: &Path) -> Vec<straddle::domain::SampleState> {
 
 fn straddle(args: &[&str]) -> (bool, String) {
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_straddle"))
+        .env("STRADDLE_DENOISE", "off")
         .args(args)
         .env(
             "STRADDLE_LOG_FILE",

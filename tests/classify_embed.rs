@@ -112,6 +112,7 @@ fn config(classes: &[String]) -> ProjectConfig {
         relabel: Default::default(),
         embeddings: Default::default(),
         attributes: Default::default(),
+        denoise: straddle::domain::DenoiseConfig::off(),
     }
 }
 

@@ -21,6 +21,7 @@ const ROUNDS: usize = 8;
 
 fn run_ok(args: &[&str]) {
     let out = Command::new(env!("CARGO_BIN_EXE_straddle"))
+        .env("STRADDLE_DENOISE", "off")
         .args(args)
         .output()
         .unwrap();
@@ -35,6 +36,7 @@ fn run_ok(args: &[&str]) {
 /// and reap it. Returns whether it had finished by itself.
 fn kill_after(args: &[&str], delay: Duration) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_straddle"))
+        .env("STRADDLE_DENOISE", "off")
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -52,6 +54,7 @@ fn kill_after(args: &[&str], delay: Duration) -> bool {
 /// a bounded poll. Returns whether it had finished by itself.
 fn kill_while_writing(args: &[&str], journal: &Path, size: u64, extra: Duration) -> bool {
     let mut child = Command::new(env!("CARGO_BIN_EXE_straddle"))
+        .env("STRADDLE_DENOISE", "off")
         .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -53,6 +53,7 @@ fn script() -> Script {
 
 fn run(args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_straddle"))
+        .env("STRADDLE_DENOISE", "off")
         .args(args)
         .output()
         .expect("run straddle");

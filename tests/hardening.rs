@@ -22,6 +22,7 @@ const KEY_VAR: &str = "STRADDLE_HARDENING_CREDENTIAL";
 
 fn straddle_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_straddle"));
+    c.env("STRADDLE_DENOISE", "off");
     c.args(args);
     for (k, v) in env {
         c.env(k, v);
@@ -831,6 +832,7 @@ fn a_closed_pipe_ends_output_quietly() {
         "trec6",
     ]));
     let mut child = Command::new(env!("CARGO_BIN_EXE_straddle"))
+        .env("STRADDLE_DENOISE", "off")
         .args(["eval", dir.to_str().unwrap(), "--json"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())

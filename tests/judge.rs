@@ -15,6 +15,7 @@ use support::{Reply, Script, TestServer};
 
 fn straddle(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_straddle"))
+        .env("STRADDLE_DENOISE", "off")
         .args(args)
         .output()
         .expect("run straddle")

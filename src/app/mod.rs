@@ -8,12 +8,15 @@
 //!   a state snapshot.
 //! * [`batch`]: batch files (OpenAI Batch API, `vllm run-batch`) that
 //!   carry the session's requests and bring its replies back.
+//! * [`embedding`]: the effect that embeds the session's texts for the
+//!   denoiser, in the background, through the project's vector store.
 //! * [`backend`]: command-line overrides of `[backend]`.
 //! * [`small_model`]: which small model (embedding or n-gram) a project's
 //!   `eval`, S3 round and signals use.
 
 pub mod backend;
 pub mod batch;
+pub mod embedding;
 pub mod export;
 pub mod session;
 pub mod small_model;

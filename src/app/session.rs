@@ -70,6 +70,9 @@
 
 use std::collections::{HashMap, VecDeque};
 
+mod denoise;
+pub use denoise::{DENOISE_ACTOR, DenoiseReport, EmbedJob, is_noise_rejected, sample_attributes};
+
 use crate::augment::generator::{is_dup_rejected, schedule_from};
 use crate::augment::sampling::ClassSchedule;
 use crate::augment::strategy::extrapolate::ErrorRound;
@@ -195,6 +198,9 @@ pub struct Output {
     pub appends: Vec<Vec<EventKind>>,
     pub control: Vec<Control>,
     pub notes: Vec<Note>,
+    /// Texts to embed for the denoiser (an effect); answer with
+    /// [`Session::on_embedded`].
+    pub embed: Vec<EmbedJob>,
 }
 
 impl Output {
@@ -204,6 +210,7 @@ impl Output {
             && self.appends.is_empty()
             && self.control.is_empty()
             && self.notes.is_empty()
+            && self.embed.is_empty()
     }
 }
 
@@ -290,6 +297,9 @@ pub struct Report {
     /// and the reply's (`empty_reply`, `unparsable`); cancelled requests
     /// are not failures. It also holds the circuit breaker.
     pub failures: FailureTally,
+    /// The denoiser's work (its rejections are not in `examples`; its
+    /// near-copies are in `duplicates`).
+    pub denoise: DenoiseReport,
 }
 
 impl Report {
@@ -327,6 +337,8 @@ type Failure = (FailReason, String, Option<String>);
 enum Pending {
     Reply(RequestId, Box<PlannedRequest>, Result<Reply, Failure>),
     AutoAccept(Box<EventKind>),
+    /// The denoiser's judgements, and the examples to relabel after them.
+    Denoise(Vec<EventKind>, Vec<SampleId>),
 }
 
 /// What the append in flight holds.
@@ -341,6 +353,8 @@ enum Appending {
     },
     Relabel,
     AutoAccept,
+    /// The denoiser's judgements, and the examples to relabel after them.
+    Denoise(Vec<SampleId>),
 }
 
 /// See the module docs.
@@ -392,6 +406,8 @@ pub struct Session {
     target_from_settings: bool,
     /// Generating past a target already reached (see [`Counting`]).
     past_target: bool,
+    /// Judging new examples by embeddings (`session/denoise.rs`).
+    denoise: denoise::Denoising,
 }
 
 impl Session {
@@ -424,6 +440,7 @@ impl Session {
             past_target: false,
             inflight: ClassSchedule::default(),
             yielded: None,
+            denoise: Default::default(),
         }
     }
 
@@ -515,7 +532,10 @@ impl Session {
 
     /// Requests in the engine, replies waiting or an append unacknowledged.
     pub fn busy(&self) -> bool {
-        !self.requests.is_empty() || !self.pending.is_empty() || !self.appending.is_empty()
+        !self.requests.is_empty()
+            || !self.pending.is_empty()
+            || !self.appending.is_empty()
+            || self.denoise_open()
     }
 
     fn concurrency(&self) -> usize {
@@ -834,6 +854,7 @@ impl Session {
                 }
                 self.report.examples += kept.len();
                 self.have += kept.len();
+                let kept = self.denoise_recorded(state, kept, out);
                 if self.past_target && !kept.is_empty() {
                     self.set_budget();
                 }
@@ -862,6 +883,14 @@ impl Session {
                 }
             }
             Appending::AutoAccept => self.report.auto_accepted += 1,
+            Appending::Denoise(keep) => {
+                self.denoise.relabel_after = keep;
+                let (noise, copies) = Self::rejections(events);
+                self.have = self.have.saturating_sub(noise + copies);
+                self.report.examples = self.report.examples.saturating_sub(noise + copies);
+                self.report.duplicates += copies;
+                self.denoise_appended(state, out);
+            }
         }
     }
 
@@ -906,6 +935,14 @@ impl Session {
             };
             let (events, what) = match p {
                 Pending::AutoAccept(k) => (vec![*k], Appending::AutoAccept),
+                Pending::Denoise(events, keep) => {
+                    if events.is_empty() {
+                        self.denoise.relabel_after = keep;
+                        self.denoise_appended(state, out);
+                        continue;
+                    }
+                    (events, Appending::Denoise(keep))
+                }
                 Pending::Reply(id, planned, result) => {
                     let what = match &planned.kind {
                         RequestKind::Generate { target } => Appending::Generate {
@@ -939,6 +976,12 @@ impl Session {
                     if events.is_empty() {
                         self.settle(&planned);
                         continue;
+                    }
+                    // The denoiser's echo check compares this reply's
+                    // examples with its prompt's instructions (one entry
+                    // per generate append, taken at its ack).
+                    if let RequestKind::Generate { .. } = planned.kind {
+                        self.denoise_before_append(&planned.prompt(), &planned.shown_examples);
                     }
                     (events, what)
                 }
@@ -1026,7 +1069,11 @@ impl Session {
                 }
             }
         }
-        if !self.past_target && self.have >= self.target && self.generate_open == 0 {
+        if !self.past_target
+            && self.have >= self.target
+            && self.generate_open == 0
+            && !self.denoise_open()
+        {
             let target = self.target;
             out.notes
                 .push(Note::Info(format!("target of {target} examples reached")));
@@ -1128,7 +1175,11 @@ impl Session {
         if !self.may_send() {
             return;
         }
-        match self.generator.plan_relabel(state, id) {
+        let nearest = self.nearest_classes(state, id);
+        match self
+            .generator
+            .plan_relabel_among(state, id, nearest.as_deref())
+        {
             Ok(p) => self.submit(p, out),
             Err(e) => out
                 .notes
@@ -1195,6 +1246,7 @@ mod tests {
             relabel: Default::default(),
             embeddings: Default::default(),
             attributes: Default::default(),
+            denoise: crate::domain::DenoiseConfig::off(),
         }
     }
 
@@ -1204,6 +1256,8 @@ mod tests {
         /// Jobs submitted and not answered yet, in order.
         open: VecDeque<Job>,
         words: usize,
+        /// Embed jobs not answered yet (denoising).
+        embeds: VecDeque<EmbedJob>,
     }
 
     fn rig(counting: Counting, concurrency: usize, relabel: bool) -> Rig {
@@ -1246,6 +1300,7 @@ mod tests {
             st,
             open: VecDeque::new(),
             words: 0,
+            embeds: VecDeque::new(),
         }
     }
 
@@ -1269,6 +1324,7 @@ mod tests {
             let mut controls = Vec::new();
             loop {
                 self.open.extend(out.submit.drain(..));
+                self.embeds.extend(out.embed.drain(..));
                 controls.append(&mut out.control);
                 if out.appends.is_empty() {
                     return controls;
@@ -1278,6 +1334,7 @@ mod tests {
                     let events = apply(&mut self.st, kinds);
                     let mut more = self.s.on_appended(&self.st, &events, true);
                     self.open.extend(more.submit.drain(..));
+                    self.embeds.extend(more.embed.drain(..));
                     controls.append(&mut more.control);
                     out.appends.append(&mut more.appends);
                 }
@@ -1405,6 +1462,7 @@ mod tests {
             st,
             open: VecDeque::new(),
             words: 0,
+            embeds: VecDeque::new(),
         }
     }
 
@@ -2272,6 +2330,7 @@ mod tests {
             st,
             open: VecDeque::new(),
             words: 0,
+            embeds: VecDeque::new(),
         };
         let tone_of = |r: &Rig| {
             let job = r.open.front().unwrap();
@@ -2328,5 +2387,320 @@ mod tests {
             r2.s.request(out.submit[0].tag)
                 .is_some_and(|p| p.kind == RequestKind::Relabel { sample: 3 })
         );
+    }
+
+    // ---- Denoising (session/denoise.rs) ----
+
+    /// A stand-in sentence embedder for the denoising tests: a strong
+    /// topic dimension for questions about people ("who"), places
+    /// ("where") and the prompt's own instruction words, plus one hashed
+    /// dimension per word; L2-normalised.
+    fn toy_vector(text: &str) -> Vec<f32> {
+        let mut v = vec![0f32; 64];
+        for w in text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            let w = w.to_lowercase();
+            match w.as_str() {
+                "who" => v[0] += 3.0,
+                "where" => v[1] += 3.0,
+                "write" | "texts" | "text" | "answer" | "belong" | "list" | "examples" => {
+                    v[2] += 3.0
+                }
+                _ => {}
+            }
+            let h = w
+                .bytes()
+                .fold(7u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64));
+            v[3 + (h % 61) as usize] += 1.0;
+        }
+        crate::embed::l2_normalize(&mut v);
+        v
+    }
+
+    fn denoise_rig(mode: crate::domain::DenoiseMode, relabel: bool) -> Rig {
+        let settings = GenerationSettings {
+            per_request: 4,
+            ..config().generation
+        };
+        let mut r = rig_with(Counting::ThisRun, 1, relabel, settings);
+        r.s.set_denoise(
+            crate::domain::DenoiseConfig {
+                mode,
+                near_duplicate: 0.95,
+                ..Default::default()
+            },
+            "toy",
+        );
+        r
+    }
+
+    impl Rig {
+        /// Embed every waiting job with [`toy_vector`], as a front end's
+        /// effect would, and carry out what follows.
+        fn embed_all(&mut self) {
+            while let Some(job) = self.embeds.pop_front() {
+                let vecs = job.texts.iter().map(|t| toy_vector(t)).collect();
+                let out = self.s.on_embedded(&self.st, job.id, Ok(vecs));
+                self.run(out);
+            }
+        }
+
+        fn noise_of(&self, id: SampleId) -> Option<&crate::domain::NoiseScored> {
+            self.st.sample(id).and_then(|s| s.noise.as_ref())
+        }
+    }
+
+    const NOISY_REPLY: &str = "1. Who built the tower?\n2. Is this list of examples a good answer?\n3. The weather is nice today\n4. Hamlet: who wrote it?";
+
+    #[test]
+    fn noisy_examples_are_rejected_with_reasons_and_journaled() {
+        let mut r = denoise_rig(crate::domain::DenoiseMode::Reject, true);
+        r.start(4);
+        let job = r.open.pop_front().unwrap();
+        r.answer(job, NOISY_REPLY);
+        // Recorded first; judged once the vectors are in.
+        assert_eq!(
+            r.st.generated().map(|s| s.text()).collect::<Vec<_>>(),
+            [
+                "Who built the tower?",
+                "Is this list of examples a good answer?",
+                "The weather is nice today",
+                "Hamlet: who wrote it?"
+            ],
+            "{:?}",
+            r.st.failures
+        );
+        assert!(r.st.generated().all(|s| s.decision().is_none()));
+        assert_eq!(r.embeds.len(), 1, "one embed job for the reply");
+        assert!(r.s.busy(), "waits for the judgement");
+        assert!(
+            r.open.iter().all(|j| j.request.response_format.is_none()),
+            "no relabel before the judgement"
+        );
+        let texts = &r.embeds[0].texts;
+        assert_eq!(texts[0], "Who built the tower?");
+        assert!(
+            texts.iter().any(|t| t == "Who wrote Hamlet?"),
+            "seeds ride along"
+        );
+        r.embed_all();
+        let reason = |id| {
+            r.st.sample(id)
+                .and_then(|s| s.decision())
+                .filter(|d| d.by == crate::domain::Actor::Auto(DENOISE_ACTOR.into()))
+                .and_then(|d| d.reason.clone())
+        };
+        // #3 the real question is kept; #4 the instruction echo, #5 the
+        // off-topic line and #6 the near-copy of seed #1 are rejected.
+        assert_eq!(reason(3), None);
+        assert_eq!(
+            r.st.sample(3).unwrap().status(),
+            crate::domain::Status::Pending
+        );
+        assert!(r.noise_of(3).is_some_and(|n| n.reason.is_none()));
+        let echo = reason(4).unwrap();
+        assert!(echo.starts_with("repeats the instructions ("), "{echo}");
+        let far = reason(5).unwrap();
+        assert!(far.starts_with("far from every HUM seed ("), "{far}");
+        let copy = r.st.sample(6).unwrap().decision().unwrap().clone();
+        assert_eq!(copy.by, crate::domain::Actor::Auto("dedup".into()));
+        assert!(
+            copy.reason
+                .as_deref()
+                .unwrap()
+                .starts_with("near-copy of #1 (cos 0.9"),
+            "{copy:?}"
+        );
+        assert!(is_dup_rejected(r.st.sample(6).unwrap()));
+        // Journaled as noise_scored + decided, undoable.
+        assert_eq!(
+            r.noise_of(4).unwrap().reason.as_deref(),
+            Some(echo.as_str())
+        );
+        assert_eq!(r.noise_of(4).unwrap().model, "toy");
+        // Automatic: `u` (the person's undo) skips it; a person overturns
+        // it from the `actor:auto` review filter.
+        assert!(!r.st.undo_stack.iter().any(|(_, s)| *s == 5));
+        let rep = r.s.report();
+        assert_eq!(rep.denoise.judged, 4);
+        assert_eq!(rep.denoise.rejected, 2);
+        assert_eq!(rep.denoise.near_copies, 1);
+        assert_eq!(rep.examples, 1);
+        assert_eq!(rep.duplicates, 1);
+        assert_eq!(r.s.status().have, 1, "rejected ones do not count");
+        // Only the kept example is relabelled; more requests go out.
+        let relabels: Vec<_> = r
+            .open
+            .iter()
+            .filter_map(|j| match r.s.request(j.tag).map(|p| &p.kind) {
+                Some(RequestKind::Relabel { sample }) => Some(*sample),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(relabels, [3]);
+        assert!(r.generate_jobs() >= 1, "the target is not reached yet");
+        assert_eq!(r.s.status().phase, Phase::Running);
+    }
+
+    #[test]
+    fn flag_mode_only_flags_and_off_does_nothing() {
+        let mut r = denoise_rig(crate::domain::DenoiseMode::Flag, false);
+        r.start(4);
+        let job = r.open.pop_front().unwrap();
+        r.answer(job, NOISY_REPLY);
+        r.embed_all();
+        assert!(
+            r.st.generated().all(|s| s.decision().is_none()),
+            "nothing decided"
+        );
+        assert!(r.noise_of(3).unwrap().reason.is_none());
+        for id in [4, 5, 6] {
+            assert!(r.noise_of(id).unwrap().reason.is_some(), "#{id} flagged");
+        }
+        assert_eq!(r.s.report().denoise.flagged, 3);
+        assert_eq!(r.s.status().have, 4);
+        assert_eq!(
+            r.s.status().stop,
+            Some(StopReason::TargetReached { target: 4 })
+        );
+        let doubt = crate::augment::doubt(
+            r.st.sample(5).unwrap(),
+            &crate::augment::DoubtContext::from_state(&r.st),
+        );
+        assert!(doubt.reasons.contains(&"noisy"), "{doubt:?}");
+
+        let mut off = denoise_rig(crate::domain::DenoiseMode::Off, false);
+        off.start(4);
+        let job = off.open.pop_front().unwrap();
+        off.answer(job, NOISY_REPLY);
+        assert!(off.embeds.is_empty());
+        assert!(
+            off.st
+                .generated()
+                .all(|s| s.noise.is_none() && s.decision().is_none())
+        );
+        assert_eq!(off.s.status().have, 4);
+    }
+
+    #[test]
+    fn the_target_waits_for_the_last_judgement_and_a_failed_embedding_turns_judging_off() {
+        let mut r = denoise_rig(crate::domain::DenoiseMode::Reject, true);
+        r.start(2);
+        let job = r.open.pop_front().unwrap();
+        r.answer(job, "1. Who built the tower?\n2. The weather is nice today");
+        assert_eq!(r.s.status().stop, None, "not reached before the judgement");
+        r.embed_all();
+        assert_eq!(r.s.status().have, 1);
+        assert_eq!(r.generate_jobs(), 1, "a new request for the rejected one");
+        let job = r
+            .open
+            .iter()
+            .position(|j| j.request.response_format.is_none())
+            .map(|i| r.open.remove(i).unwrap())
+            .unwrap();
+        r.answer(
+            job,
+            "1. Who painted the ceiling?\n2. Who ran the fastest mile?",
+        );
+        let e = r.embeds.pop_front().unwrap();
+        let out =
+            r.s.on_embedded(&r.st, e.id, Err("no embedding model".into()));
+        assert!(
+            out.notes
+                .iter()
+                .any(|n| matches!(n, Note::Error(m) if m.contains("denoising is off")))
+        );
+        r.run(out);
+        assert!(!r.s.denoising());
+        assert!(
+            r.st.generated()
+                .filter(|s| s.id > 4)
+                .all(|s| s.noise.is_none())
+        );
+        while r.answer_next(2) {}
+        assert_eq!(r.s.status().have, 3);
+        assert!(!r.s.busy());
+    }
+
+    /// With more classes than `relabel.all_max_classes`, a judged
+    /// example's relabel prompt offers the 5 classes nearest to it by
+    /// embedding (its intended class among them), not the picked ones.
+    #[test]
+    fn relabel_offers_the_nearest_classes_by_embedding() {
+        let names = ["A", "B", "C", "D", "E", "F", "G"];
+        let words = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta"];
+        let mut cfg = config();
+        cfg.classes = crate::domain::testing::classes(&names, |c| format!("class {c}"));
+        cfg.relabel.all_max_classes = 3;
+        cfg.generation.per_request = 1;
+        cfg.generation.classes_per_prompt = 2;
+        let seeds: Vec<(String, String)> = names
+            .iter()
+            .zip(words)
+            .map(|(n, w)| (format!("{w} {w} {w} one"), n.to_string()))
+            .collect();
+        let seed_refs: Vec<(&str, &str, Origin)> = seeds
+            .iter()
+            .map(|(t, n)| (t.as_str(), n.as_str(), Origin::Seed))
+            .collect();
+        let st = state_with(&seed_refs, vec![]);
+        let g = Generator::new(
+            &cfg,
+            cfg.classes.clone(),
+            cfg.generation.clone(),
+            Templates::builtin(),
+            &st,
+        );
+        let mut s = Session::new(
+            g,
+            SessionConfig {
+                relabel: true,
+                auto_accept: None,
+                concurrency: 1,
+                counting: Counting::ThisRun,
+                backend: cfg.backend.clone(),
+            },
+        );
+        s.set_denoise(
+            crate::domain::DenoiseConfig {
+                mode: crate::domain::DenoiseMode::Flag,
+                ..Default::default()
+            },
+            "toy",
+        );
+        let mut r = Rig {
+            s,
+            st,
+            open: VecDeque::new(),
+            words: 0,
+            embeds: VecDeque::new(),
+        };
+        r.start(1);
+        let job = r.open.pop_front().unwrap();
+        let intended = match &r.s.request(job.tag).unwrap().kind {
+            RequestKind::Generate { target } => target.clone(),
+            k => panic!("{k:?}"),
+        };
+        // A text about epsilon, zeta and eta, then alpha: those are its
+        // nearest classes, and its intended class comes along.
+        r.answer(job, "1. epsilon epsilon zeta zeta eta alpha two");
+        r.embed_all();
+        let relabel = r
+            .open
+            .iter()
+            .find_map(|j| r.s.request(j.tag).filter(|p| p.labels.len() > 1))
+            .expect("a relabel request");
+        let mut want = vec![intended.clone()];
+        for c in ["E", "F", "G", "A", "B", "C", "D"] {
+            if want.len() < 5 && c != intended {
+                want.push(c.to_string());
+            }
+        }
+        want.sort();
+        let mut got = relabel.labels.clone();
+        got.sort();
+        assert_eq!(got, want, "intended {intended}");
     }
 }

@@ -133,6 +133,13 @@ pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> Doubt {
     if other >= ctx.near_seed && other > own {
         add(0.5 * other, "near_other_seed");
     }
+    // The denoiser found it far from its class's seeds or echoing the
+    // prompt (a flag; in reject mode it is also rejected).
+    if let Some(n) = &s.noise
+        && n.reason.is_some()
+    {
+        add(0.5 + 0.5 * n.noise, "noisy");
+    }
     d
 }
 
@@ -154,6 +161,7 @@ mod tests {
             edits: vec![],
             verdicts: verdict.into_iter().map(|v| (2, v)).collect(),
             decisions: vec![],
+            noise: None,
         }
     }
 

@@ -230,6 +230,20 @@ impl Generator {
         self.rationales = state.rationales.clone();
     }
 
+    /// The relabel settings.
+    pub fn relabel_settings(&self) -> &RelabelSettings {
+        &self.relabel
+    }
+
+    /// Whether a relabel prompt may offer the classes nearest to the text
+    /// instead of the picked ones: `context = "auto"` with more classes
+    /// than `all_max_classes` (PromptMix relabels with the 5 classes
+    /// nearest by sentence embedding).
+    pub fn relabels_nearest(&self) -> bool {
+        self.relabel.context == RelabelContext::Auto
+            && self.classes.len() > self.relabel.all_max_classes
+    }
+
     pub fn settings(&self) -> &GenerationSettings {
         &self.settings
     }
@@ -364,8 +378,24 @@ impl Generator {
             .collect()
     }
 
-    /// The classes a relabel prompt offers for a sample.
-    fn relabel_classes(&self, prov: &Provenance, intended: &str) -> Vec<&Class> {
+    /// The classes a relabel prompt offers for a sample: `nearest` (class
+    /// names, from embeddings) when [`relabels_nearest`](Self::relabels_nearest).
+    fn relabel_classes(
+        &self,
+        prov: &Provenance,
+        intended: &str,
+        nearest: Option<&[String]>,
+    ) -> Vec<&Class> {
+        if let Some(names) = nearest.filter(|n| n.len() >= 2 && self.relabels_nearest()) {
+            let v: Vec<&Class> = self
+                .classes
+                .iter()
+                .filter(|c| names.contains(&c.name))
+                .collect();
+            if v.len() >= 2 {
+                return v;
+            }
+        }
         let all = || self.classes.iter().collect::<Vec<_>>();
         let picked = || {
             let v: Vec<&Class> = self
@@ -389,11 +419,22 @@ impl Generator {
         state: &ProjectState,
         sample: SampleId,
     ) -> anyhow::Result<PlannedRequest> {
+        self.plan_relabel_among(state, sample, None)
+    }
+
+    /// [`plan_relabel`](Self::plan_relabel) offering the classes `nearest`
+    /// to the text (by embedding) when there are too many to offer all.
+    pub fn plan_relabel_among(
+        &self,
+        state: &ProjectState,
+        sample: SampleId,
+        nearest: Option<&[String]>,
+    ) -> anyhow::Result<PlannedRequest> {
         let s = state
             .sample(sample)
             .ok_or_else(|| anyhow::anyhow!("no sample {sample}"))?;
         let r = &self.relabel;
-        let offered = self.relabel_classes(&s.provenance, &s.label);
+        let offered = self.relabel_classes(&s.provenance, &s.label, nearest);
         let labels: Vec<String> = offered.iter().map(|c| c.name.clone()).collect();
         let classes = offered
             .iter()
@@ -717,6 +758,7 @@ mod tests {
             relabel: Default::default(),
             embeddings: Default::default(),
             attributes: Default::default(),
+            denoise: crate::domain::DenoiseConfig::off(),
         }
     }
 

@@ -68,6 +68,7 @@ fn base_config(
         relabel: Default::default(),
         embeddings: Default::default(),
         attributes: Default::default(),
+        denoise: Default::default(),
     };
     args.backend.apply(&mut cfg.backend);
     cfg

@@ -26,6 +26,8 @@ pub struct ProjectConfig {
     /// strategy (MSP), by name.
     #[serde(default)]
     pub attributes: BTreeMap<String, AttributeDim>,
+    #[serde(default)]
+    pub denoise: DenoiseConfig,
 }
 
 /// One attribute dimension (`[attributes.tone]`): the values a text can
@@ -133,6 +135,73 @@ impl Default for EmbeddingsConfig {
             batch_size: 64,
             timeout_s: 60.0,
             max_retries: 4,
+        }
+    }
+}
+
+/// What the denoiser does with a generated sample it finds noisy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenoiseMode {
+    /// Reject it (an automatic, undoable decision by `auto:denoise`, with
+    /// the reason).
+    #[default]
+    Reject,
+    /// Only record the score and reason; review shows it (`N`).
+    Flag,
+    /// No denoising.
+    Off,
+}
+
+impl DenoiseMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenoiseMode::Reject => "reject",
+            DenoiseMode::Flag => "flag",
+            DenoiseMode::Off => "off",
+        }
+    }
+}
+
+/// `[denoise]`: judge every generated sample by sentence embeddings
+/// (MSP's rule, see `embed::denoise`). Needs `[embeddings]`; with
+/// `backend = "none"` it is off.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DenoiseConfig {
+    pub mode: DenoiseMode,
+    /// Noise score (0..1) above which a sample is noise: `1 − cosine to
+    /// the nearest seed of its class`, averaged half and half with its
+    /// attributes' over-representation when it has attributes.
+    pub threshold: f64,
+    /// Cosine to a sentence of the prompt's own instructions at or above
+    /// which a sample "repeats the instructions" (when it is also closer
+    /// to them than to every seed).
+    pub echo_similarity: f64,
+    /// Cosine to an earlier example at or above which a new one is a
+    /// near-copy (besides MinHash's character check); 1 turns it off.
+    pub near_duplicate: f64,
+}
+
+impl Default for DenoiseConfig {
+    /// Calibrated with all-MiniLM-L6-v2 on the recorded SmolLM2 replies
+    /// (`tests/embed_denoise.rs`).
+    fn default() -> Self {
+        DenoiseConfig {
+            mode: DenoiseMode::Reject,
+            threshold: 0.85,
+            echo_similarity: 0.6,
+            near_duplicate: 0.97,
+        }
+    }
+}
+
+impl DenoiseConfig {
+    /// Denoising turned off.
+    pub fn off() -> DenoiseConfig {
+        DenoiseConfig {
+            mode: DenoiseMode::Off,
+            ..Default::default()
         }
     }
 }

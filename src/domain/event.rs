@@ -74,6 +74,9 @@ macro_rules! for_each_event_kind {
             /// The person switched `take_relabel` (Controls): whether accepting
             /// an example takes the relabeler's label. Overrides straddle.toml.
             RelabelPolicyChanged(RelabelPolicyChanged) = "relabel_policy_changed",
+            /// The denoiser judged a generated sample (its noise score, and
+            /// why it is noise when it is).
+            NoiseScored(NoiseScored) = "noise_scored",
         }
     };
 }
@@ -256,6 +259,27 @@ pub struct BatchUpdated {
     pub output_file_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_file_id: Option<String>,
+}
+
+/// The denoiser's judgement of one generated sample (see
+/// `embed::denoise`): the noise score in `[0, 1]`, the cosine to the
+/// nearest seed of its intended class and to the prompt's instructions,
+/// and the reason when it is noise ("far from every DESC seed (0.21)",
+/// "repeats the instructions (0.83)"). A noisy sample is only flagged by
+/// this event; in `reject` mode a `decided` by `auto:denoise` follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoiseScored {
+    pub sample: SampleId,
+    pub noise: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_similarity: Option<f64>,
+    #[serde(default)]
+    pub echo: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The embedding model that judged it.
+    #[serde(default)]
+    pub model: String,
 }
 
 /// Why a journal line could not be read.

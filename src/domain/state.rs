@@ -44,6 +44,8 @@ pub struct SampleState {
     pub edits: Vec<(EventId, String)>,
     pub verdicts: Vec<(EventId, Verdict)>,
     pub decisions: Vec<(EventId, Decision)>,
+    /// The denoiser's latest judgement (`noise_scored`).
+    pub noise: Option<super::NoiseScored>,
 }
 
 impl SampleState {
@@ -356,6 +358,11 @@ impl ProjectState {
                     .or_default()
                     .extend(r.rationales);
             }
+            EventKind::NoiseScored(n) => {
+                if let Some(s) = self.sample_mut(n.sample, id, ty) {
+                    s.noise = Some(n);
+                }
+            }
             EventKind::BatchPlanned(b) => {
                 let up = super::BatchUpdated {
                     batch: b.batch.clone(),
@@ -408,6 +415,7 @@ impl ProjectState {
             edits: Vec::new(),
             verdicts: Vec::new(),
             decisions: Vec::new(),
+            noise: None,
         });
     }
 

@@ -10,8 +10,8 @@
 //! tests may use it.
 
 use super::{
-    Actor, BackendConfig, Class, Decision, DecisionKind, Event, EventKind, NewSample, Origin,
-    ProjectConfig, ProjectState, Provenance, TaskConfig,
+    Actor, BackendConfig, Class, Decision, DecisionKind, DenoiseConfig, Event, EventKind,
+    NewSample, Origin, ProjectConfig, ProjectState, Provenance, TaskConfig,
 };
 
 /// Classes named `names`, each described by `describe(name)`, weight 1.
@@ -41,6 +41,7 @@ pub fn project_config(name: &str, description: &str, classes: Vec<Class>) -> Pro
         relabel: Default::default(),
         embeddings: Default::default(),
         attributes: Default::default(),
+        denoise: DenoiseConfig::off(),
     }
 }
 

@@ -151,6 +151,10 @@ impl Embedder for ApiEmbedder {
         &self.id
     }
 
+    fn usage(&self) -> (u64, u64) {
+        (self.requests(), self.prompt_tokens())
+    }
+
     fn dim(&self) -> Option<usize> {
         match self.dim.load(Ordering::Relaxed) {
             0 => None,

@@ -1,6 +1,7 @@
 //! The denoiser: pure functions that score a generated example against the
-//! real data by sentence embeddings (MSP's denoising, issue 13), ready to be
-//! wired into generation.
+//! real data by sentence embeddings (MSP's denoising, issue 13). The
+//! generation session applies them to every new example
+//! (`app::session`'s `denoise` module, settings in `[denoise]`).
 //!
 //! * **Noise score** in `[0, 1]`:
 //!   `0.5 · over-representation of its attributes + 0.5 · (1 − cosine to

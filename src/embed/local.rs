@@ -54,15 +54,21 @@ impl std::fmt::Debug for LocalEmbedder {
 impl LocalEmbedder {
     /// The model in `[embeddings] model_dir` (or [`default_model_dir`]).
     pub fn from_config(cfg: &EmbeddingsConfig) -> Result<LocalEmbedder, EmbedError> {
-        let dir = cfg
-            .model_dir
-            .as_deref()
-            .filter(|d| !d.trim().is_empty())
-            .map(expand_home)
-            .unwrap_or_else(default_model_dir);
+        let dir = model_dir(cfg);
         let mut e = LocalEmbedder::load(&dir)?;
         e.batch_size = cfg.batch_size.max(1);
         Ok(e)
+    }
+
+    /// Whether the model files `[embeddings]` names are there (without
+    /// loading them): [`EmbedError::MissingWeights`] names the fix.
+    pub fn check_installed(cfg: &EmbeddingsConfig) -> Result<(), EmbedError> {
+        let dir = model_dir(cfg);
+        if dir.join("model.safetensors").is_file() && dir.join("config.json").is_file() {
+            Ok(())
+        } else {
+            Err(EmbedError::MissingWeights(dir))
+        }
     }
 
     /// Load the model in `dir` (`config.json`, `model.safetensors`,
@@ -180,6 +186,15 @@ impl Embedder for LocalEmbedder {
     ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
         Box::pin(async move { Ok(super::cpu_bound(|| self.embed_sync(texts))) })
     }
+}
+
+/// The model folder `[embeddings] model_dir` names, else [`default_model_dir`].
+pub fn model_dir(cfg: &EmbeddingsConfig) -> PathBuf {
+    cfg.model_dir
+        .as_deref()
+        .filter(|d| !d.trim().is_empty())
+        .map(expand_home)
+        .unwrap_or_else(default_model_dir)
 }
 
 fn expand_home(p: &str) -> PathBuf {

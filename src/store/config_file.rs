@@ -255,6 +255,10 @@ pub fn validate(cfg: &ProjectConfig) -> Result<(), String> {
         0,
         100_000,
     )?;
+    let d = &cfg.denoise;
+    check_range("denoise.threshold", d.threshold, 0.0, 1.0)?;
+    check_range("denoise.echo_similarity", d.echo_similarity, 0.0, 1.0)?;
+    check_range("denoise.near_duplicate", d.near_duplicate, 0.0, 1.0)?;
     validate_attributes(cfg)?;
     Ok(())
 }
@@ -354,6 +358,7 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         relabel,
         embeddings,
         attributes,
+        denoise,
     } = cfg;
     for crate::domain::AttributeDim {
         description: _,
@@ -423,6 +428,12 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         timeout_s: _,
         max_retries: _,
     } = embeddings;
+    let crate::domain::DenoiseConfig {
+        mode: _,
+        threshold: _,
+        echo_similarity: _,
+        near_duplicate: _,
+    } = denoise;
 }
 
 /// Keys in `text` that the config does not know (typos, settings from a
@@ -566,6 +577,7 @@ pub fn render_config(cfg: &ProjectConfig) -> String {
     render_generation(w, cfg);
     render_relabel(w, cfg);
     render_embeddings(w, &cfg.embeddings);
+    render_denoise(w, &cfg.denoise);
     o
 }
 
@@ -622,6 +634,34 @@ fn render_attributes(w: &mut String, cfg: &ProjectConfig) {
             format!("{{ {} }}", values.join(", ")),
         );
     }
+}
+
+fn render_denoise(w: &mut String, d: &crate::domain::DenoiseConfig) {
+    let _ = writeln!(w, "\n[denoise]");
+    line(
+        w,
+        "What to do with a generated example the denoiser finds noisy (far from every seed of its class, or repeating the prompt's instructions): \"reject\" (an automatic, undoable rejection with the reason), \"flag\" (review shows it, marked N) or \"off\". Needs [embeddings].",
+        "mode",
+        v(d.mode.as_str()),
+    );
+    line(
+        w,
+        "Noise score (0-1) above which an example is noise: 1 - cosine to the nearest seed of its class (half of it, and half the over-representation of its attributes, when it has attributes).",
+        "threshold",
+        fv(d.threshold),
+    );
+    line(
+        w,
+        "Cosine to a sentence of the prompt's own instructions from which an example \"repeats the instructions\".",
+        "echo_similarity",
+        fv(d.echo_similarity),
+    );
+    line(
+        w,
+        "Cosine to an earlier example from which a new one is a near-copy (besides the character-level MinHash check); 1 turns it off.",
+        "near_duplicate",
+        fv(d.near_duplicate),
+    );
 }
 
 fn render_embeddings(w: &mut String, e: &crate::domain::EmbeddingsConfig) {
@@ -991,6 +1031,7 @@ mod tests {
             relabel: Default::default(),
             embeddings: Default::default(),
             attributes: Default::default(),
+            denoise: Default::default(),
         };
         cfg.embeddings.api_key_env = Some("EMB_KEY".into());
         cfg.backend.headers.insert("X-Org".into(), "me".into());

@@ -1190,6 +1190,14 @@ mod tests {
                 status: Some("completed".into()),
                 ..Default::default()
             }),
+            EventKind::NoiseScored(crate::domain::NoiseScored {
+                sample: 1,
+                noise: 0.91,
+                seed_similarity: Some(0.09),
+                echo: 0.3,
+                reason: Some("far from every A seed (0.09)".into()),
+                model: "local:all-MiniLM-L6-v2".into(),
+            }),
         ];
         // One example of every kind in the table: a new kind fails here
         // until it has one.

@@ -17,6 +17,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::app::BackendFlags;
+use crate::app::embedding::{EmbedWorker, Embedded};
 use crate::app::session::{
     Command, Control, Counting, Note, Output, Phase, Session, SessionConfig, StopReason,
 };
@@ -38,6 +39,13 @@ pub(crate) struct DriverOut {
     pub appends: Vec<Vec<EventKind>>,
     /// A `usage_recorded` event (usage since the last one).
     pub usage: Option<EventKind>,
+}
+
+/// What the runtime hears from the driver's background work.
+pub(crate) enum Incoming {
+    Engine(EngineEvent),
+    /// Texts embedded for the denoiser.
+    Embedded(Embedded),
 }
 
 /// What the runtime asks of generation (from `update`'s effects).
@@ -73,6 +81,9 @@ pub(crate) struct Driver {
     recorded: Usage,
     /// The session's settings version last sent to `update`.
     shown_version: u64,
+    cache_dir: std::path::PathBuf,
+    /// Embeds the session's texts for the denoiser (`None`: off).
+    embed: Option<EmbedWorker>,
 }
 
 impl Driver {
@@ -86,7 +97,9 @@ impl Driver {
         Driver {
             backend: config.backend.clone(),
             config: config.clone(),
-            cache: flags.cache(cache_dir),
+            cache: flags.cache(cache_dir.clone()),
+            cache_dir,
+            embed: None,
             templates: Templates::load(prompts_dir).map_err(|e| format!("{e:#}")),
             concurrency: config.backend.max_concurrency.max(1),
             engine: None,
@@ -107,19 +120,42 @@ impl Driver {
                 .is_some_and(|s| s.busy() || s.status().phase == Phase::Running)
     }
 
-    /// The next engine event; never resolves without an engine.
-    pub async fn recv(&mut self) -> Option<EngineEvent> {
-        match &mut self.engine {
-            Some((_, rx)) => match rx.recv().await {
-                Some(e) => Some(e),
+    /// The next engine event or embedding answer; never resolves while
+    /// there is neither an engine nor an embedder.
+    pub async fn recv(&mut self) -> Option<Incoming> {
+        let Driver { engine, embed, .. } = self;
+        let engine = async {
+            match engine {
+                Some((_, rx)) => match rx.recv().await {
+                    Some(e) => e,
+                    None => std::future::pending().await,
+                },
                 None => std::future::pending().await,
-            },
-            None => std::future::pending().await,
+            }
+        };
+        let embedded = async {
+            match embed {
+                Some(w) => match w.recv().await {
+                    Some(e) => e,
+                    None => std::future::pending().await,
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            e = engine => Some(Incoming::Engine(e)),
+            e = embedded => Some(Incoming::Embedded(e)),
         }
     }
 
-    pub fn try_recv(&mut self) -> Option<EngineEvent> {
-        self.engine.as_mut().and_then(|(_, rx)| rx.try_recv().ok())
+    pub fn try_recv(&mut self) -> Option<Incoming> {
+        if let Some(e) = self.engine.as_mut().and_then(|(_, rx)| rx.try_recv().ok()) {
+            return Some(Incoming::Engine(e));
+        }
+        self.embed
+            .as_mut()
+            .and_then(EmbedWorker::try_recv)
+            .map(Incoming::Embedded)
     }
 
     /// Live usage and requests per second.
@@ -206,7 +242,7 @@ impl Driver {
                 templates,
                 &st.project,
             );
-            self.session = Some(Session::new(
+            let mut session = Session::new(
                 generator,
                 SessionConfig {
                     relabel: self.config.relabel.enabled,
@@ -215,7 +251,16 @@ impl Driver {
                     counting: Counting::Project,
                     backend: self.backend.clone(),
                 },
-            ));
+            );
+            match EmbedWorker::for_project(&self.config, &self.cache_dir) {
+                Ok(Some(w)) => {
+                    session.set_denoise(crate::app::embedding::settings(&self.config), w.label());
+                    self.embed = Some(w);
+                }
+                Ok(None) => {}
+                Err(e) => out.msgs.push(Msg::Notice(format!("denoising is off: {e}"))),
+            }
+            self.session = Some(session);
         }
         true
     }
@@ -348,6 +393,26 @@ impl Driver {
         out
     }
 
+    /// Texts embedded for the denoiser: the session judges them.
+    pub fn on_embedded(&mut self, st: &State, e: Embedded) -> DriverOut {
+        let mut out = DriverOut::default();
+        if !e.usage.is_empty() {
+            out.usage = Some(EventKind::UsageRecorded(UsageRecorded {
+                run: crate::app::embedding::USAGE_RUN.into(),
+                usage: e.usage.clone(),
+            }));
+        }
+        if let Some(o) = self
+            .session
+            .as_mut()
+            .map(|s| s.on_embedded(&st.project, e.id, e.result))
+        {
+            self.carry(o, &mut out);
+        }
+        self.show(&mut out);
+        out
+    }
+
     /// The store acknowledged an append (`ours`: the session's).
     pub fn on_appended(&mut self, st: &State, events: &[Event], ours: bool) -> DriverOut {
         let mut out = DriverOut::default();
@@ -381,6 +446,11 @@ impl Driver {
             Some(r @ StopReason::TargetReached { target }) => Some((r.to_string(), target)),
             _ => None,
         };
+        if let Some(w) = &self.embed {
+            for job in o.embed {
+                w.submit(job);
+            }
+        }
         for n in o.notes {
             out.msgs.push(match n {
                 // The goal is met: say how to go on.

@@ -266,6 +266,8 @@ enum Input {
     Term(Option<std::io::Result<Event>>),
     Store(StoreDone),
     Engine(crate::engine::EngineEvent),
+    /// Texts embedded for the denoiser.
+    Embedded(crate::app::embedding::Embedded),
     Exported(Result<String, String>),
     /// A background job's answer.
     Background(Msg),
@@ -273,6 +275,15 @@ enum Input {
     Usage,
     /// A countdown on screen changed.
     Tick,
+}
+
+impl From<super::driver::Incoming> for Input {
+    fn from(i: super::driver::Incoming) -> Input {
+        match i {
+            super::driver::Incoming::Engine(e) => Input::Engine(e),
+            super::driver::Incoming::Embedded(e) => Input::Embedded(e),
+        }
+    }
 }
 
 impl App {
@@ -313,7 +324,7 @@ impl App {
             let next = tokio::select! {
                 Some(d) = self.done_rx.recv() => Input::Store(d),
                 ev = input.next(), if read_keys => Input::Term(ev),
-                Some(e) = self.driver.recv() => Input::Engine(e),
+                Some(e) = self.driver.recv() => Input::from(e),
                 Some(r) = export_rx.recv() => Input::Exported(r),
                 Some(m) = self.bg_rx.recv() => Input::Background(m),
                 _ = sleep_until(frame_due), if frame_due.is_some() => Input::Frame,
@@ -326,7 +337,7 @@ impl App {
                 self.handle(Input::Store(d), &export_tx)?;
             }
             while let Some(e) = self.driver.try_recv() {
-                self.handle(Input::Engine(e), &export_tx)?;
+                self.handle(Input::from(e), &export_tx)?;
             }
         }
         Ok(())
@@ -368,6 +379,10 @@ impl App {
             }
             Input::Engine(ev) => {
                 let out = self.driver.on_engine_event(&self.st, ev);
+                self.apply_driver(out, export_tx);
+            }
+            Input::Embedded(e) => {
+                let out = self.driver.on_embedded(&self.st, e);
                 self.apply_driver(out, export_tx);
             }
             Input::Exported(r) => {

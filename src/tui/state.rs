@@ -746,6 +746,7 @@ impl State {
             EventKind::Decided(d) => Some(d.sample),
             EventKind::Edited(e) => Some(e.sample),
             EventKind::Undone(u) => Some(u.sample),
+            EventKind::NoiseScored(n) => Some(n.sample),
             EventKind::GenerationFailed(_)
             | EventKind::SettingsChanged(_)
             | EventKind::WeightChanged(_)
@@ -820,6 +821,7 @@ impl State {
                 | EventKind::Decided(_)
                 | EventKind::Edited(_)
                 | EventKind::Undone(_)
+                | EventKind::NoiseScored(_)
                 | EventKind::RoundScored(_)
                 | EventKind::RationalesAdded(_)
                 | EventKind::JudgeScored(_)

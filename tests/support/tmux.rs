@@ -28,6 +28,8 @@ impl Tmux {
         };
         let ok = t
             .cmd()
+            // The app's denoiser is tested on its own (see cli::command).
+            .env("STRADDLE_DENOISE", "off")
             .args(["new-session", "-d", "-s", "app", "-x"])
             .arg(w.to_string())
             .arg("-y")

@@ -11,6 +11,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::generator_for;
+use crate::app::embedding::{EmbedWorker, Embedded};
 use crate::app::session::{
     Command, Control, Counting, Note, Output, Session, SessionConfig, StopReason,
 };
@@ -18,6 +19,14 @@ use crate::domain::{BackendConfig, EventKind, GenerationSettings, Mistake, Usage
 use crate::engine::{Engine, EngineEvent, EngineHandle};
 use crate::llm::ResponseCache;
 use crate::store::Project;
+
+/// The next embed answer; never resolves without a worker.
+async fn recv_embedded(w: &mut Option<EmbedWorker>) -> Option<Embedded> {
+    match w {
+        Some(w) => w.recv().await,
+        None => std::future::pending().await,
+    }
+}
 
 /// What a generate run should do.
 #[derive(Debug, Clone)]
@@ -59,6 +68,8 @@ pub struct RunSummary {
     /// Failures by kind and the circuit breaker (see
     /// `app::session::Report::failures`).
     pub failures: crate::engine::FailureTally,
+    /// What the denoiser judged, rejected and flagged.
+    pub denoise: crate::app::session::DenoiseReport,
 }
 
 impl fmt::Display for RunSummary {
@@ -79,6 +90,14 @@ impl fmt::Display for RunSummary {
             )?;
         } else {
             self.fmt_generate(f)?;
+            let d = &self.denoise;
+            if d.judged > 0 {
+                write!(
+                    f,
+                    "; denoiser: {} judged, {} rejected as noise, {} near-copies, {} flagged",
+                    d.judged, d.rejected, d.near_copies, d.flagged
+                )?;
+            }
         }
         if self.cost > 0.0 {
             write!(f, ", cost {:.4}", self.cost)?;
@@ -133,6 +152,10 @@ struct Driver {
     usage_recorded: crate::domain::Usage,
     /// Appends waiting for the next group commit, in order.
     pending: Vec<Vec<EventKind>>,
+    /// Embeds the session's texts for the denoiser (`None`: off).
+    embed: Option<EmbedWorker>,
+    /// The embeddings' usage not yet journalled (rides with the next append).
+    embed_usage: crate::domain::Usage,
 }
 
 /// Most appends in one group commit.
@@ -207,7 +230,7 @@ impl Driver {
             cache
         };
         let (engine, events) = Engine::start(backend, Some(cache))?;
-        let session = Session::new(
+        let mut session = Session::new(
             generator,
             SessionConfig {
                 relabel: opts.relabel,
@@ -217,7 +240,19 @@ impl Driver {
                 backend: backend.clone(),
             },
         );
+        let embed = match EmbedWorker::for_project(project.config(), &project.cache_dir()) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!("denoising is off: {e}");
+                None
+            }
+        };
+        if let Some(w) = &embed {
+            session.set_denoise(crate::app::embedding::settings(project.config()), w.label());
+        }
         Ok(Driver {
+            embed,
+            embed_usage: Default::default(),
             run,
             project,
             session,
@@ -257,6 +292,11 @@ impl Driver {
                 Control::SetConcurrency(n) => self.engine.set_concurrency(n),
             }
         }
+        if let Some(w) = &self.embed {
+            for job in out.embed.drain(..) {
+                w.submit(job);
+            }
+        }
         for n in out.notes.drain(..) {
             match n {
                 Note::Info(m) => tracing::info!("{m}"),
@@ -281,6 +321,12 @@ impl Driver {
                 kinds.push(EventKind::UsageRecorded(UsageRecorded {
                     run: self.run.into(),
                     usage: delta,
+                }));
+            }
+            if !self.embed_usage.is_empty() {
+                kinds.push(EventKind::UsageRecorded(UsageRecorded {
+                    run: crate::app::embedding::USAGE_RUN.into(),
+                    usage: std::mem::take(&mut self.embed_usage),
                 }));
             }
             self.usage_recorded = now;
@@ -360,6 +406,11 @@ impl Driver {
                     }
                     None => break,
                 },
+                Some(done) = recv_embedded(&mut self.embed) => {
+                    self.embed_usage.add(&done.usage);
+                    let out = self.session.on_embedded(self.project.state(), done.id, done.result);
+                    self.apply(out)?;
+                },
                 _ = &mut ctrl_c, if !self.interrupted => {
                     self.interrupted = true;
                     self.bar.println("stopping: cancelling requests in flight (everything answered so far is saved)");
@@ -404,14 +455,21 @@ impl Driver {
                 Some(why) => Some(why.to_string()),
             },
             failures: r.failures,
+            denoise: r.denoise,
         };
         // The rest not yet recorded with an append (always one event, so a
         // run is on record even when it used nothing).
-        self.project
-            .append(vec![EventKind::UsageRecorded(UsageRecorded {
-                run: run.into(),
-                usage: usage.since(&self.usage_recorded),
-            })])?;
+        let mut last = vec![EventKind::UsageRecorded(UsageRecorded {
+            run: run.into(),
+            usage: usage.since(&self.usage_recorded),
+        })];
+        if !self.embed_usage.is_empty() {
+            last.push(EventKind::UsageRecorded(UsageRecorded {
+                run: crate::app::embedding::USAGE_RUN.into(),
+                usage: std::mem::take(&mut self.embed_usage),
+            }));
+        }
+        self.project.append(last)?;
         Ok((summary, self.project))
     }
 }

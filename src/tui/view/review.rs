@@ -157,6 +157,7 @@ pub const DOUBT_CODES: &[(&str, char, &str)] = &[
     // Most telling first: a row shows codes in this order.
     ("disagrees", '!', "LLM disagrees"),
     ("likely_mislabel", 'L', "classifier: likely mislabel"),
+    ("noisy", 'N', "denoiser: off-topic or echoes the prompt"),
     ("duplicate", 'D', "duplicate"),
     ("near_dup", 'd', "near-duplicate"),
     ("unparsable", '?', "verdict unreadable"),
@@ -387,6 +388,18 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         format!("doubt {score:.2}: {tags}"),
         Style::default().fg(t.warn),
     ));
+    if let Some(n) = &s.noise {
+        let what = match &n.reason {
+            Some(r) => format!("denoiser: {r} · noise {:.2}", n.noise),
+            None => format!("denoiser: kept · noise {:.2}", n.noise),
+        };
+        let style = if n.reason.is_some() {
+            Style::default().fg(t.warn)
+        } else {
+            t.muted()
+        };
+        out.push(Line::styled(what, style));
+    }
     if let Some(l) = crate::tui::s3_view::signal_line(st, s.id) {
         out.push(l);
     }

@@ -1,0 +1,181 @@
+//! The effect behind the session's [`EmbedJob`]s: embeds their texts off
+//! the UI and the session (on tokio's blocking pool), through the
+//! project's vector store (`cache/embeddings/<model>.vec`, so a text is
+//! embedded once per model), and hands the vectors back as [`Embedded`]
+//! for [`Session::on_embedded`](super::Session::on_embedded). The CLI's
+//! `generate`/`relabel`/`loop` and the TUI start one with
+//! [`EmbedWorker::for_project`]; the rules are the session's.
+//!
+//! The model is loaded on the first job (about a second for MiniLM), not
+//! when the worker starts, so the TUI's first frame never waits for it.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::session::EmbedJob;
+use crate::domain::{DenoiseMode, EmbeddingBackend, EmbeddingsConfig, ProjectConfig, Usage};
+use crate::embed::{Embedder, LocalEmbedder, VectorStore};
+
+/// An embed job's answer.
+#[derive(Debug)]
+pub struct Embedded {
+    pub id: u64,
+    pub result: Result<Vec<Vec<f32>>, String>,
+    /// What the job used of an API backend (requests, prompt tokens);
+    /// empty for the local model. Journalled under [`USAGE_RUN`].
+    pub usage: Usage,
+}
+
+/// The run name of the embeddings' `usage_recorded` events.
+pub const USAGE_RUN: &str = "embeddings";
+
+struct Loaded {
+    embedder: Arc<dyn Embedder>,
+    store: VectorStore,
+}
+
+/// Runs the session's embed jobs one after another, in the background.
+pub struct EmbedWorker {
+    cfg: EmbeddingsConfig,
+    cache_dir: PathBuf,
+    label: String,
+    loaded: Arc<Mutex<Option<Loaded>>>,
+    tx: UnboundedSender<Embedded>,
+    rx: UnboundedReceiver<Embedded>,
+}
+
+impl std::fmt::Debug for EmbedWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbedWorker")
+            .field("label", &self.label)
+            .finish()
+    }
+}
+
+impl EmbedWorker {
+    /// The worker for `config`'s `[denoise]`: `Ok(None)` when denoising is
+    /// off (`mode = "off"` or `[embeddings] backend = "none"`), `Err` with
+    /// the fix when the local model is not installed.
+    pub fn for_project(config: &ProjectConfig, cache_dir: &Path) -> Result<Option<Self>, String> {
+        if mode(config) == DenoiseMode::Off {
+            return Ok(None);
+        }
+        let e = &config.embeddings;
+        let label = match e.backend {
+            EmbeddingBackend::None => return Ok(None),
+            EmbeddingBackend::Local => {
+                LocalEmbedder::check_installed(e).map_err(|e| e.to_string())?;
+                let dir = crate::embed::local_model_dir(e);
+                format!(
+                    "local:{}",
+                    dir.file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                )
+            }
+            EmbeddingBackend::Api => format!("api:{}", e.model),
+        };
+        let (tx, rx) = unbounded_channel();
+        Ok(Some(EmbedWorker {
+            cfg: e.clone(),
+            cache_dir: cache_dir.to_path_buf(),
+            label,
+            loaded: Arc::new(Mutex::new(None)),
+            tx,
+            rx,
+        }))
+    }
+
+    /// The model's name as recorded with each judgement.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Embed `job` in the background; its answer comes from [`recv`](Self::recv).
+    /// Needs a tokio runtime.
+    pub fn submit(&self, job: EmbedJob) {
+        let loaded = self.loaded.clone();
+        let cfg = self.cfg.clone();
+        let cache_dir = self.cache_dir.clone();
+        let tx = self.tx.clone();
+        let handle = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let (result, usage) = embed(&loaded, &cfg, &cache_dir, &job.texts, &handle);
+            let _ = tx.send(Embedded {
+                id: job.id,
+                result,
+                usage,
+            });
+        });
+    }
+
+    /// The next answer.
+    pub async fn recv(&mut self) -> Option<Embedded> {
+        self.rx.recv().await
+    }
+
+    pub fn try_recv(&mut self) -> Option<Embedded> {
+        self.rx.try_recv().ok()
+    }
+}
+
+/// The environment variable that overrides `[denoise] mode` for one run
+/// (`off`, `flag` or `reject`), e.g. in scripts and the test suite.
+pub const MODE_ENV: &str = "STRADDLE_DENOISE";
+
+/// `[denoise] mode`, or [`MODE_ENV`] when it is set to a mode.
+pub fn mode(config: &ProjectConfig) -> DenoiseMode {
+    match std::env::var(MODE_ENV).as_deref().map(str::trim) {
+        Ok("off") => DenoiseMode::Off,
+        Ok("flag") => DenoiseMode::Flag,
+        Ok("reject") => DenoiseMode::Reject,
+        _ => config.denoise.mode,
+    }
+}
+
+/// `[denoise]` with [`mode`] applied.
+pub fn settings(config: &ProjectConfig) -> crate::domain::DenoiseConfig {
+    crate::domain::DenoiseConfig {
+        mode: mode(config),
+        ..config.denoise.clone()
+    }
+}
+
+/// Embed `texts` through the (lazily loaded) model and its vector store.
+fn embed(
+    loaded: &Mutex<Option<Loaded>>,
+    cfg: &EmbeddingsConfig,
+    cache_dir: &Path,
+    texts: &[String],
+    handle: &tokio::runtime::Handle,
+) -> (Result<Vec<Vec<f32>>, String>, Usage) {
+    let mut guard = loaded.lock().unwrap_or_else(|p| p.into_inner());
+    if guard.is_none() {
+        let embedder = match crate::embed::from_config(cfg) {
+            Ok(Some(e)) => e,
+            Ok(None) => {
+                return (
+                    Err("[embeddings] backend is \"none\"".into()),
+                    Usage::default(),
+                );
+            }
+            Err(e) => return (Err(e.to_string()), Usage::default()),
+        };
+        let store = VectorStore::open(cache_dir, embedder.model_id());
+        *guard = Some(Loaded { embedder, store });
+    }
+    let l = guard.as_mut().expect("loaded above");
+    let (r0, t0) = l.embedder.usage();
+    let result = handle
+        .block_on(l.store.embed(l.embedder.as_ref(), texts))
+        .map_err(|e| e.to_string());
+    let (r1, t1) = l.embedder.usage();
+    let usage = Usage {
+        requests: r1.saturating_sub(r0),
+        prompt_tokens: t1.saturating_sub(t0),
+        ..Usage::default()
+    };
+    (result, usage)
+}

@@ -1,0 +1,163 @@
+//! Denoising on the one generation path, end to end: `generate` against
+//! the test server, with `[embeddings] backend = "api"` on the same
+//! server's `/v1/embeddings` (deterministic trigram vectors). Every new
+//! example is judged and the judgement journalled; `flag` decides nothing,
+//! `reject` rejects with the reason as `auto:denoise`.
+
+mod support;
+
+use std::path::Path;
+
+use straddle::cli::generate::run::{self, RunOptions, RunSummary};
+use straddle::domain::{
+    Actor, DenoiseConfig, DenoiseMode, EmbeddingBackend, EmbeddingsConfig, Origin, ProjectConfig,
+};
+use straddle::store::Project;
+use support::{Script, TestServer};
+
+fn config(server: &TestServer, mode: DenoiseMode, threshold: f64) -> ProjectConfig {
+    let mut cfg = straddle::domain::testing::topics_config(&["sports", "music"]);
+    cfg.backend = server.backend();
+    cfg.relabel.enabled = false;
+    cfg.generation.per_request = 3;
+    cfg.embeddings = EmbeddingsConfig {
+        backend: EmbeddingBackend::Api,
+        base_url: server.base_url(),
+        model: "trigram".into(),
+        ..Default::default()
+    };
+    cfg.denoise = DenoiseConfig {
+        mode,
+        threshold,
+        ..Default::default()
+    };
+    cfg
+}
+
+fn project(dir: &Path, cfg: ProjectConfig) {
+    let seeds = vec![
+        straddle::domain::testing::sample("The match went to extra time", "sports", Origin::Seed),
+        straddle::domain::testing::sample("A great goal in the final", "sports", Origin::Seed),
+        straddle::domain::testing::sample("The new album is out today", "music", Origin::Seed),
+        straddle::domain::testing::sample("That song is stuck in my head", "music", Origin::Seed),
+    ];
+    support::project::create(dir, cfg, seeds);
+}
+
+async fn generate(dir: &Path, count: usize) -> RunSummary {
+    let project = Project::open(dir).unwrap();
+    let backend = project.config().backend.clone();
+    let settings = project.generation_settings();
+    run::generate(
+        project,
+        backend,
+        settings,
+        RunOptions {
+            count,
+            relabel: false,
+            auto_accept: None,
+            no_cache: false,
+            progress: false,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Replies of three distinct posts, different for every request.
+fn script() -> Script {
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    Script::with_fn(move |_| {
+        let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        support::Reply::text(format!(
+            "1. Post {i} about the striker's late winner\n2. Post {i}: the drummer left the band\n3. Post {i} on ticket prices for the derby"
+        ))
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_mode_journals_a_judgement_for_every_new_example() {
+    let server = TestServer::start(script());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    project(&dir, config(&server, DenoiseMode::Flag, 0.85));
+    let summary = generate(&dir, 6).await;
+    assert_eq!(summary.examples, 6, "{summary}");
+    assert!(server.embedding_requests() > 0);
+    let p = Project::open_read_only(&dir).unwrap();
+    let generated: Vec<_> = p.state().generated().collect();
+    assert_eq!(generated.len(), 6);
+    for s in &generated {
+        let n = s
+            .noise
+            .as_ref()
+            .unwrap_or_else(|| panic!("#{} not judged", s.id));
+        assert_eq!(n.model, "api:trigram");
+        assert!((0.0..=1.0).contains(&n.noise));
+        assert!(s.decision().is_none(), "flag mode decides nothing");
+    }
+    assert_eq!(summary.denoise.judged, 6, "{summary}");
+    // The embeddings' requests and tokens are journalled under their own run.
+    let emb = p
+        .state()
+        .runs
+        .iter()
+        .filter(|(r, _)| r == "embeddings")
+        .fold(0, |n, (_, u)| n + u.requests);
+    assert_eq!(
+        emb as usize,
+        server.embedding_requests(),
+        "{:?}",
+        p.state().runs
+    );
+    assert!(
+        summary.to_string().contains("denoiser: 6 judged"),
+        "{summary}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_mode_rejects_with_the_reason_and_asks_for_more() {
+    let server = TestServer::start(script());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    // Threshold 0: every example not identical to a seed is noise.
+    project(&dir, config(&server, DenoiseMode::Reject, 0.0));
+    let summary = generate(&dir, 3).await;
+    assert_eq!(summary.examples, 0, "{summary}");
+    assert!(
+        summary
+            .stopped
+            .as_deref()
+            .unwrap_or("")
+            .contains("too few new examples"),
+        "the fruitless guard ends it: {summary}"
+    );
+    let p = Project::open_read_only(&dir).unwrap();
+    let generated: Vec<_> = p.state().generated().collect();
+    assert!(generated.len() > 3, "more requests after rejections");
+    for s in &generated {
+        let d = s.decision().expect("decided");
+        assert_eq!(d.by, Actor::Auto("denoise".into()));
+        let reason = d.reason.as_deref().unwrap();
+        // 8-dimensional trigram vectors: some lines are as close to the
+        // prompt's sentences as to anything.
+        assert!(
+            reason.starts_with(&format!("far from every {} seed (", s.label))
+                || reason.starts_with("repeats the instructions ("),
+            "{reason}"
+        );
+        assert_eq!(s.noise.as_ref().unwrap().reason.as_deref(), Some(reason));
+    }
+    // Automatic decisions stay out of the person's undo (`u`); a person
+    // overturns them from the `actor:auto` review filter.
+    assert!(
+        p.state()
+            .undo_stack
+            .iter()
+            .all(|(_, s)| !generated.iter().any(|g| g.id == *s))
+    );
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    assert!(journal.contains("\"noise_scored\""));
+    assert!(p.state().events > 0);
+}
