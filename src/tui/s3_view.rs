@@ -81,14 +81,11 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
     let matrix = confusion_lines(st, width);
     // Round rows first (at least the latest), the matrix only if it fits
     // whole below them.
-    // The latest round's interval line (rounds scored in this session
-    // only: the journal keeps the scores, not the bootstrap).
-    let latest = rounds.last().and_then(|r| {
-        st.s3
-            .comparisons
-            .get(&r.round)
-            .map(|c| interval_line(r.round, c))
-    });
+    // The latest round's interval line, from the journal (rounds recorded
+    // before intervals were journaled: only if scored in this session).
+    let latest = rounds
+        .last()
+        .and_then(|r| comparison_of(st, r).map(|c| interval_line(r.round, &c)));
     let mut left = rows.saturating_sub(out.len());
     if latest.is_some() && left >= 2 {
         left -= 1;
@@ -101,8 +98,14 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
     };
     for r in &rounds[rounds.len() - round_rows..] {
         let d = r.augmented.macro_f1 - r.baseline.macro_f1;
+        // ↑ better / ↓ worse / ~ unclear, by the interval of the change.
+        let verdict = comparison_of(st, r).map_or("", |c| match c.verdict() {
+            crate::classify::Verdict::Better => " ↑",
+            crate::classify::Verdict::Worse => " ↓",
+            crate::classify::Verdict::Unclear => " ~",
+        });
         out.push(Line::from(format!(
-            "r{:<2} {:.3} → {:.3} {:+.3} {}✗",
+            "r{:<2} {:.3} → {:.3} {:+.3} {}✗{verdict}",
             r.round,
             r.baseline.macro_f1,
             r.augmented.macro_f1,
@@ -126,6 +129,21 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
         out.push(Line::styled(hint, t.muted()));
     }
     out
+}
+
+/// The bootstrap comparison of a round: journaled with it, else the one
+/// this session computed (rounds recorded before intervals were kept).
+pub fn comparison_of(
+    st: &State,
+    r: &crate::domain::RoundScored,
+) -> Option<crate::classify::Comparison> {
+    match &r.intervals {
+        Some(i) => Some(crate::classify::Comparison::from_journal(
+            i,
+            r.augmented.n_test,
+        )),
+        None => st.s3.comparisons.get(&r.round).cloned(),
+    }
 }
 
 /// The labelled interval of a round's macro-F1 change and its verdict,
