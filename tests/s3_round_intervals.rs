@@ -43,7 +43,7 @@ fn intervals_round_trip_through_the_journal_and_old_rounds_still_read() {
         baseline: scores(0.6, 200),
         augmented: scores(0.8, 200),
         errors: vec![],
-        intervals: Some(c.to_journal()),
+        intervals: Some(Box::new(c.to_journal())),
     };
     let json = serde_json::to_string(&EventKind::RoundScored(ev.clone())).unwrap();
     assert!(json.contains("\"macro_f1_diff\""), "{json}");
@@ -74,14 +74,14 @@ fn the_stats_pane_shows_journaled_intervals_after_a_restart() {
             baseline: scores(0.5, 2),
             augmented: scores(1.0, 2),
             errors: vec![],
-            intervals: Some(unclear().to_journal()),
+            intervals: Some(Box::new(unclear().to_journal())),
         }),
         EventKind::RoundScored(RoundScored {
             round: 2,
             baseline: scores(0.6, 200),
             augmented: scores(0.8, 200),
             errors: vec![],
-            intervals: Some(clear_gain().to_journal()),
+            intervals: Some(Box::new(clear_gain().to_journal())),
         }),
     ];
     let mut journal = fixture::events(6);
@@ -148,7 +148,7 @@ fn a_finished_round_journals_its_comparison() {
         }),
         _ => None,
     });
-    assert_eq!(journaled, Some(c.to_journal()));
+    assert_eq!(journaled.map(|b| *b), Some(c.to_journal()));
     fixture::ack(&mut st, fx);
     let round = st.project.rounds.last().unwrap();
     assert_eq!(

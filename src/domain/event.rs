@@ -195,7 +195,7 @@ pub struct RoundScored {
     /// (seeds + curated − seeds only), so the verdict survives a restart.
     /// Absent in rounds recorded before intervals were journaled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intervals: Option<RoundIntervals>,
+    pub intervals: Option<Box<RoundIntervals>>,
 }
 
 /// A bootstrap interval as journaled: the point estimate and its bounds.
