@@ -897,6 +897,7 @@ fn mislabel(label: &str) -> Signals {
         oof_confidence: 0.05,
         oof_label: label.into(),
         reasons: vec![LIKELY_MISLABEL],
+        model_doubt: None,
     }
 }
 

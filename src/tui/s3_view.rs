@@ -15,13 +15,40 @@ use super::state::State;
 /// class the out-of-fold model prefers.
 pub fn signal_line(st: &State, id: SampleId) -> Option<Line<'static>> {
     let sig = st.queue.signals_of(id)?;
-    Some(Line::styled(
-        format!(
-            "classifier: label conf {:.2} ± {:.2} · out-of-fold {:.2} (prefers {})",
-            sig.confidence, sig.variability, sig.oof_confidence, sig.oof_label
-        ),
-        st.theme.muted(),
-    ))
+    let mut text = format!(
+        "classifier: label conf {:.2} ± {:.2} · out-of-fold {:.2} (prefers {})",
+        sig.confidence, sig.variability, sig.oof_confidence, sig.oof_label
+    );
+    if let Some(d) = &sig.model_doubt {
+        text.push_str(" · ");
+        text.push_str(&model_doubt_text(st, d));
+    }
+    Some(Line::styled(text, st.theme.muted()))
+}
+
+/// The embedding model's view in words: its calibrated probability of
+/// the label, the class it prefers, and how many of the nearest trusted
+/// examples carry the label — "embedding model: label 0.12, prefers LOC
+/// 0.72 · 1/5 nearest agree (mostly LOC)".
+pub fn model_doubt_text(st: &State, d: &crate::classify::doubt::ModelDoubt) -> String {
+    let name = |i: usize| st.classes.get(i).map_or("?", |c| c.name.as_str());
+    let mut t = format!(
+        "embedding model: label {:.2}, prefers {} {:.2}",
+        d.label_probability,
+        name(d.predicted),
+        d.predicted_probability
+    );
+    if let Some(a) = d.neighbour_agreement {
+        let k = d.neighbours;
+        t.push_str(&format!(
+            " · {}/{k} nearest agree",
+            (a * k as f64).round() as usize
+        ));
+        if let Some(l) = d.neighbour_label {
+            t.push_str(&format!(" (mostly {})", name(l)));
+        }
+    }
+    t
 }
 
 const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
