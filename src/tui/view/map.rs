@@ -90,16 +90,25 @@ fn padded(b: Bounds) -> Bounds {
     [l, r, bo, t]
 }
 
-/// Canvas coordinates that a label lands on the same cell as a
-/// character-grid point at `(x, y)` (labels floor, points round).
-fn label_at(b: Bounds, w: u16, h: u16, x: f64, y: f64) -> Option<(f64, f64)> {
+/// Canvas coordinates that put a label on the cell where the point at
+/// `(x, y)` is drawn: braille dots (`braille`: 2×4 per cell) and character
+/// marks (one per cell) round to their grids; labels floor.
+fn label_at(b: Bounds, w: u16, h: u16, x: f64, y: f64, braille: bool) -> Option<(f64, f64)> {
     let [l, r, bo, t] = b;
     if w < 2 || h < 2 || x < l || x > r || y < bo || y > t {
         return None;
     }
+    let (cx, cy) = if braille {
+        let dx = ((x - l) * f64::from(2 * w - 1) / (r - l)).round();
+        let dy = ((t - y) * f64::from(4 * h - 1) / (t - bo)).round();
+        ((dx / 2.0).floor(), (dy / 4.0).floor())
+    } else {
+        (
+            ((x - l) * f64::from(w - 1) / (r - l)).round(),
+            ((t - y) * f64::from(h - 1) / (t - bo)).round(),
+        )
+    };
     let (rw, rh) = (f64::from(w - 1), f64::from(h - 1));
-    let cx = ((x - l) * rw / (r - l)).round();
-    let cy = ((t - y) * rh / (t - bo)).round();
     let lx = (l + (cx + 0.5) * (r - l) / rw).min(r);
     let ly = (t - (cy + 0.5) * (t - bo) / rh).max(bo);
     Some((lx, ly))
@@ -164,7 +173,7 @@ pub(super) fn map(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         Layout::vertical([Constraint::Fill(1), Constraint::Length(legend_h)]).areas(area);
     let b = padded(bounds);
     let sel = st.selected_sample().map(|s| (s.id, m.point(s.id)));
-    let sel_label = sel.and_then(|(_, p)| p).and_then(|(_, p)| {
+    let sel_label = sel.and_then(|(_, p)| p).and_then(|(mark, p)| {
         if let Some((a, c)) = m.pair
             && p.class != a
             && p.class != c
@@ -177,6 +186,7 @@ pub(super) fn map(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             canvas_area.height,
             f64::from(p.x),
             f64::from(p.y),
+            mark == Mark::Pending,
         )
     });
     let pair = m.pair;
