@@ -251,6 +251,7 @@ fn add_two_rounds(st: &mut State) {
                 baseline: scores(base, 5),
                 augmented: scores(aug, right),
                 errors: (1..=(10 - right as u64)).collect(),
+                intervals: None,
             })
         })
         .collect();

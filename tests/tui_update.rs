@@ -1308,6 +1308,7 @@ fn mislabel(label: &str) -> Signals {
         oof_confidence: 0.05,
         oof_label: label.into(),
         reasons: vec![LIKELY_MISLABEL],
+        model_doubt: None,
     }
 }
 
@@ -1373,6 +1374,7 @@ fn round_key_runs_one_round_off_the_ui_and_its_result_updates_state_and_queue() 
             baseline: scores(0.25, &["HUM", "LOC"]),
             augmented: scores(0.5, &["HUM", "LOC"]),
             errors: vec![val[1]],
+            intervals: None,
         },
         // Two held-out examples, one more right: the interval includes 0.
         comparison: straddle::classify::bootstrap::compare(2, &[0, 1], &[0, 0], &[0, 1], 1000, 0),

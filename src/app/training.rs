@@ -130,11 +130,12 @@ pub fn signals(
             .map_err(|e| format!("{e:#}"))?;
         for (id, d) in doubt {
             if let Some(sig) = out.get_mut(&id) {
-                for r in d.reasons {
-                    if !sig.reasons.contains(&r) {
+                for r in &d.reasons {
+                    if !sig.reasons.contains(r) {
                         sig.reasons.push(r);
                     }
                 }
+                sig.model_doubt = Some(d);
             }
         }
     }
@@ -261,6 +262,11 @@ mod tests {
             flipped.reasons.contains(&NEIGHBOURS_DISAGREE),
             "{flipped:?}"
         );
+        // The model's view behind the reasons travels with them (the
+        // review detail spells it out).
+        let d = flipped.model_doubt.as_ref().expect("embedding model doubt");
+        assert_eq!(d.predicted, 0, "prefers fruit");
+        assert!(d.label_probability < 0.5, "{d:?}");
         let fine = &sig[&14];
         assert!(!fine.reasons.contains(&MODEL_DISAGREES), "{fine:?}");
         assert!(flipped.doubt() > fine.doubt());

@@ -83,6 +83,62 @@ pub struct Comparison {
     pub level: f64,
 }
 
+impl From<Interval> for crate::domain::ScoreInterval {
+    fn from(i: Interval) -> Self {
+        crate::domain::ScoreInterval {
+            estimate: i.estimate,
+            low: i.low,
+            high: i.high,
+        }
+    }
+}
+
+impl From<crate::domain::ScoreInterval> for Interval {
+    fn from(i: crate::domain::ScoreInterval) -> Self {
+        Interval {
+            estimate: i.estimate,
+            low: i.low,
+            high: i.high,
+        }
+    }
+}
+
+impl Comparison {
+    /// The intervals to journal with a round (`round_scored`).
+    pub fn to_journal(&self) -> crate::domain::RoundIntervals {
+        crate::domain::RoundIntervals {
+            level: self.level,
+            resamples: self.resamples,
+            baseline_accuracy: self.old.accuracy.into(),
+            baseline_macro_f1: self.old.macro_f1.into(),
+            augmented_accuracy: self.new.accuracy.into(),
+            augmented_macro_f1: self.new.macro_f1.into(),
+            accuracy_diff: self.accuracy_diff.into(),
+            macro_f1_diff: self.macro_f1_diff.into(),
+        }
+    }
+
+    /// The comparison a journaled round recorded (`n_test` from its
+    /// scores), so its verdict reads the same after a restart.
+    pub fn from_journal(r: &crate::domain::RoundIntervals, n_test: usize) -> Comparison {
+        Comparison {
+            old: ScoreIntervals {
+                accuracy: r.baseline_accuracy.into(),
+                macro_f1: r.baseline_macro_f1.into(),
+            },
+            new: ScoreIntervals {
+                accuracy: r.augmented_accuracy.into(),
+                macro_f1: r.augmented_macro_f1.into(),
+            },
+            accuracy_diff: r.accuracy_diff.into(),
+            macro_f1_diff: r.macro_f1_diff.into(),
+            n_test,
+            resamples: r.resamples,
+            level: r.level,
+        }
+    }
+}
+
 /// The smallest change worth resolving when saying a held-out set is too
 /// small: 5 points.
 pub const RESOLVE: f64 = 0.05;

@@ -62,6 +62,9 @@ pub struct ModelDoubt {
     pub neighbour_agreement: Option<f64>,
     /// The label most of those neighbours carry.
     pub neighbour_label: Option<usize>,
+    /// How many neighbours were looked at (fewer than asked for when
+    /// there are few trusted examples).
+    pub neighbours: usize,
     pub reasons: Vec<&'static str>,
 }
 
@@ -155,6 +158,7 @@ pub fn model_doubt(
                 predicted_probability: p[pred],
                 neighbour_agreement: agreement,
                 neighbour_label: majority,
+                neighbours: near.len(),
                 reasons,
             }
         })
@@ -223,6 +227,55 @@ mod tests {
         assert_eq!(nearest(&x, 0, &[0, 1, 2, 3], 2), vec![1, 3]);
         assert_eq!(nearest(&x, 2, &[0, 1, 2, 3], 10), vec![3, 1, 0]);
         assert!(nearest(&x, 0, &[0], 3).is_empty());
+    }
+
+    /// Each reason arises on its own: a confident out-of-fold preference
+    /// for another class, a low probability of the label without one, and
+    /// neighbours of another class with the model content.
+    #[test]
+    fn each_reason_arises_on_its_own() {
+        // Rows 0–5 trusted: 0–2 class 0 near (1, 0), 3–5 class 1 near (0, 1).
+        let mut rows = vec![
+            vec![1.0, 0.0],
+            vec![0.99, 0.1],
+            vec![0.98, 0.2],
+            vec![0.0, 1.0],
+            vec![0.1, 0.99],
+            vec![0.2, 0.98],
+        ];
+        // 6: labelled 0, among class 0, model prefers 1 firmly.
+        rows.push(vec![0.97, 0.05]);
+        // 7: labelled 0, among class 0, model torn over three classes.
+        rows.push(vec![0.96, 0.1]);
+        // 8: labelled 0, among class 1, model fine with the label.
+        rows.push(vec![0.05, 0.97]);
+        let x = Dense::from_rows(&rows);
+        let labels = [0, 0, 0, 1, 1, 1, 0, 0, 0];
+        let sure = |c: usize| {
+            let mut p = vec![0.05; 3];
+            p[c] = 0.9;
+            p
+        };
+        let mut oof: Vec<Vec<f64>> = labels.iter().map(|&y| sure(y)).collect();
+        oof[6] = vec![0.2, 0.75, 0.05];
+        oof[7] = vec![0.25, 0.4, 0.35];
+        oof[8] = vec![0.8, 0.15, 0.05];
+        let cfg = ModelDoubtConfig {
+            neighbours: 3,
+            ..ModelDoubtConfig::default()
+        };
+        let d = model_doubt(&x, &labels, &oof, &[6, 7, 8], &[0, 1, 2, 3, 4, 5], &cfg);
+        assert_eq!(d[0].reasons, [MODEL_DISAGREES], "{:?}", d[0]);
+        assert_eq!(d[1].reasons, [LOW_MODEL_CONFIDENCE], "{:?}", d[1]);
+        assert_eq!(d[2].reasons, [NEIGHBOURS_DISAGREE], "{:?}", d[2]);
+        assert_eq!((d[2].neighbours, d[2].neighbour_label), (3, Some(1)));
+        assert_eq!(d[2].neighbour_agreement, Some(0.0));
+        // Each raises the score above a row without doubt.
+        let calm = model_doubt(&x, &labels, &oof, &[0], &[1, 2, 3, 4, 5], &cfg);
+        assert!(calm[0].reasons.is_empty());
+        for m in &d {
+            assert!(m.score() > calm[0].score() + 0.25, "{m:?}");
+        }
     }
 
     #[test]

@@ -153,6 +153,7 @@ pub fn score_round_with(
         baseline: ev.baseline.clone(),
         augmented: ev.augmented.clone(),
         errors: ev.mistakes.iter().map(|m| m.id).collect(),
+        intervals: Some(Box::new(ev.comparison.to_journal())),
     };
     Ok(Some((scored, ev)))
 }

@@ -33,6 +33,7 @@ pub fn score_round(
         baseline: ev.baseline.clone(),
         augmented: ev.augmented.clone(),
         errors: ev.mistakes.iter().map(|m| m.id).collect(),
+        intervals: Some(Box::new(ev.comparison.to_journal())),
     };
     Some((scored, ev))
 }

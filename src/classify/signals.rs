@@ -76,6 +76,11 @@ pub struct Signals {
     /// Doubt reasons: [`LIKELY_MISLABEL`], [`AMBIGUOUS`], [`HARD_TO_LEARN`],
     /// and with the embedding model those of [`super::doubt`].
     pub reasons: Vec<&'static str>,
+    /// The embedding model's doubt behind those reasons (its calibrated
+    /// out-of-fold probabilities and the nearest trusted examples), when
+    /// the embedding model computed the signals.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_doubt: Option<super::doubt::ModelDoubt>,
 }
 
 impl Signals {
@@ -334,6 +339,7 @@ fn signals_from(
                 oof_confidence: p[y],
                 oof_label: classes[argmax(p)].clone(),
                 reasons,
+                model_doubt: None,
             }
         })
         .collect()
@@ -520,6 +526,7 @@ mod project_tests {
             oof_confidence: 0.1,
             oof_label: "B".into(),
             reasons: vec![LIKELY_MISLABEL, HARD_TO_LEARN],
+            model_doubt: None,
         };
         let mut d = crate::augment::Doubt {
             score: 1.0,

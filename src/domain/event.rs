@@ -220,6 +220,37 @@ pub struct RoundScored {
     /// Held-out samples the classifier got wrong this round.
     #[serde(default)]
     pub errors: Vec<SampleId>,
+    /// Bootstrap intervals of both scores and of their paired difference
+    /// (seeds + curated − seeds only), so the verdict survives a restart.
+    /// Absent in rounds recorded before intervals were journaled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<Box<RoundIntervals>>,
+}
+
+/// A bootstrap interval as journaled: the point estimate and its bounds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ScoreInterval {
+    pub estimate: f64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// The bootstrap intervals of an S3 round (percentile bootstrap over the
+/// held-out examples; the differences are paired).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RoundIntervals {
+    /// Coverage, e.g. 0.95.
+    pub level: f64,
+    pub resamples: usize,
+    /// Seeds only.
+    pub baseline_accuracy: ScoreInterval,
+    pub baseline_macro_f1: ScoreInterval,
+    /// Seeds + curated (accepted) examples.
+    pub augmented_accuracy: ScoreInterval,
+    pub augmented_macro_f1: ScoreInterval,
+    /// Seeds + curated − seeds only.
+    pub accuracy_diff: ScoreInterval,
+    pub macro_f1_diff: ScoreInterval,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

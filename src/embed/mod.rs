@@ -36,12 +36,14 @@ mod api;
 pub mod bert;
 pub mod denoise;
 mod local;
+mod projection;
 mod static_model;
 mod store;
 pub mod wordpiece;
 
 pub use api::ApiEmbedder;
 pub use local::{LocalEmbedder, default_model_dir, model_dir as local_model_dir};
+pub use projection::{Projection, refit_due};
 pub use static_model::{STATIC_FILE, StaticEmbedder, StaticVariant, distill_table};
 pub use store::{VectorStore, vectors_for};
 

@@ -1147,6 +1147,7 @@ mod tests {
                 baseline: Default::default(),
                 augmented: Default::default(),
                 errors: vec![1],
+                intervals: None,
             }),
             EventKind::RationalesAdded(RationalesAdded {
                 class: "A".into(),

@@ -173,3 +173,90 @@ pub fn ack(st: &mut State, effects: Vec<Effect>) -> Vec<Effect> {
     }
     rest
 }
+
+/// A made-up sentence vector for the map (no embedder in tests): the
+/// class of `s` sets a centre on a circle, its id some jitter, so classes
+/// form clusters.
+pub fn map_vector(st: &State, s: &crate::domain::SampleState) -> Vec<f32> {
+    let n = st.classes.len().max(1) as f32;
+    let c = st
+        .classes
+        .iter()
+        .position(|c| c.name == s.label)
+        .unwrap_or(0) as f32;
+    let angle = c * std::f32::consts::TAU / n;
+    let j =
+        |k: u64| ((s.id.wrapping_mul(2_654_435_761) ^ (k * 40_503)) % 1000) as f32 / 1000.0 - 0.5;
+    vec![
+        3.0 * angle.cos() + 1.6 * j(1),
+        3.0 * angle.sin() + 1.6 * j(2),
+        0.2 * j(3),
+        0.05 * j(4),
+    ]
+}
+
+/// Answer the map's vector jobs among `effects` as the runtime's worker
+/// would, with [`map_vector`]s. Returns the other effects.
+pub fn answer_map(st: &mut State, effects: Vec<Effect>) -> Vec<Effect> {
+    use super::map::{MapJob, MapReply};
+    let mut rest = Vec::new();
+    let mut queue: std::collections::VecDeque<Effect> = effects.into();
+    let by_text: std::collections::HashMap<String, crate::domain::SampleId> = st
+        .project
+        .samples
+        .iter()
+        .map(|s| (s.text().to_string(), s.id))
+        .collect();
+    let vector = |st: &State, t: &str| match by_text.get(t).and_then(|id| st.project.sample(*id)) {
+        Some(s) => map_vector(st, s),
+        None => vec![0.0; 4],
+    };
+    while let Some(e) = queue.pop_front() {
+        let Effect::Map(MapJob {
+            generation,
+            fit,
+            projection,
+            samples,
+        }) = e
+        else {
+            rest.push(e);
+            continue;
+        };
+        let projection = match fit {
+            Some(texts) => {
+                let rows: Vec<Vec<f32>> = texts.iter().map(|t| vector(st, t)).collect();
+                let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+                let p = std::sync::Arc::new(crate::embed::Projection::fit(&refs).expect("fit"));
+                queue.extend(super::update(
+                    st,
+                    Msg::Map(MapReply::Fitted {
+                        generation,
+                        projection: p.clone(),
+                    }),
+                ));
+                p
+            }
+            None => projection.expect("a projection"),
+        };
+        let points = samples
+            .iter()
+            .map(|(id, v, t)| (*id, *v, projection.project(&vector(st, t))))
+            .collect();
+        queue.extend(super::update(
+            st,
+            Msg::Map(MapReply::Points {
+                generation,
+                points,
+                done: true,
+            }),
+        ));
+    }
+    rest
+}
+
+/// Show the map (its key) and answer its jobs: every sample gets a point.
+pub fn show_map(st: &mut State) -> Vec<Effect> {
+    let key = st.keymap.specs_for(super::keymap::Action::ToggleMap)[0].event();
+    let fx = super::update(st, Msg::Key(key));
+    answer_map(st, fx)
+}

@@ -137,6 +137,12 @@ pub enum Action {
     FocusNext,
     FocusPrev,
     Zoom,
+    /// Show / hide the map pane.
+    ToggleMap,
+    /// Map: zoom to the next class pair.
+    MapPair,
+    /// Map: refit the projection.
+    MapRefit,
     Up,
     Down,
     /// Seeds pane: into the seed examples of the selected class.
@@ -390,6 +396,24 @@ pub const ACTIONS: &[ActionInfo] = &[
         ["backtab"]
     ),
     row!(Action::Zoom, "zoom", "zoom the focused pane", ["z"]),
+    row!(
+        Action::ToggleMap,
+        "map",
+        "show / hide the map of the samples (PCA)",
+        ["m"]
+    ),
+    row!(
+        Action::MapPair,
+        "map_pair",
+        "map: zoom to the next class pair, then all",
+        ["b"]
+    ),
+    row!(
+        Action::MapRefit,
+        "map_refit",
+        "map: refit the projection",
+        ["M"]
+    ),
     row!(Action::Up, "up", "move up", ["up", "k"]),
     row!(Action::Down, "down", "move down", ["down", "j"]),
     row!(

@@ -14,6 +14,7 @@ pub mod export_form;
 #[doc(hidden)]
 pub mod fixture;
 pub mod keymap;
+pub mod map;
 pub mod queue;
 mod runtime;
 pub mod s3;

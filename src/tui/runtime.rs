@@ -177,6 +177,8 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         config.backend.max_concurrency = n.max(1);
     }
     flags.apply(&mut config.backend);
+    let project_embeddings = config.embeddings.clone();
+    let project_cache = project.cache_dir();
     let dir = project.dir().to_path_buf();
     let report = project.load_report().clone();
     let classes = project.classes();
@@ -235,6 +237,10 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         dir,
         bg_tx,
         bg_rx,
+        map_worker: std::sync::Arc::new(super::map::MapWorker::new(
+            project_embeddings,
+            project_cache,
+        )),
     };
     let result = app.run(&mut term).await;
     let App { store_tx, .. } = app;
@@ -260,6 +266,8 @@ struct App {
     /// Results of background jobs (S3 rounds, signals) as messages.
     bg_tx: mpsc::UnboundedSender<Msg>,
     bg_rx: mpsc::UnboundedReceiver<Msg>,
+    /// The map's vector jobs (embedder loaded once).
+    map_worker: std::sync::Arc<super::map::MapWorker>,
 }
 
 enum Input {
@@ -472,6 +480,10 @@ impl App {
                     self.spawn_signals();
                     continue;
                 }
+                Effect::Map(job) => {
+                    self.spawn_map(job);
+                    continue;
+                }
                 Effect::StartGeneration => Ask::Start,
                 Effect::PauseGeneration => Ask::Pause,
                 Effect::ResumeGeneration => Ask::Resume,
@@ -545,6 +557,18 @@ impl App {
                 Ok(Box::new(r))
             });
             let _ = tx.send(Msg::RoundDone(r));
+        });
+    }
+
+    /// Sentence vectors and projected points for the map on a blocking
+    /// thread; each chunk comes back as a `Msg::Map`.
+    fn spawn_map(&self, job: super::map::MapJob) {
+        let worker = self.map_worker.clone();
+        let tx = self.bg_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            worker.run(job, &|r| {
+                let _ = tx.send(Msg::Map(r));
+            });
         });
     }
 

@@ -101,6 +101,8 @@ pub fn on_round_done(st: &mut State, r: Result<Box<RoundResult>, String>, fx: &m
             return;
         }
     };
+    // The journal keeps the intervals, so the verdict survives a restart.
+    r.scored.intervals = Some(Box::new(r.comparison.to_journal()));
     let signals = std::mem::take(&mut r.signals);
     st.queue.set_signals(signals, &st.project, &st.classes);
     let sources = s3::extrapolation_sources(&st.project, &r.mistakes);

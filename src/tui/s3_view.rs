@@ -15,13 +15,40 @@ use super::state::State;
 /// class the out-of-fold model prefers.
 pub fn signal_line(st: &State, id: SampleId) -> Option<Line<'static>> {
     let sig = st.queue.signals_of(id)?;
-    Some(Line::styled(
-        format!(
-            "classifier: label conf {:.2} ± {:.2} · out-of-fold {:.2} (prefers {})",
-            sig.confidence, sig.variability, sig.oof_confidence, sig.oof_label
-        ),
-        st.theme.muted(),
-    ))
+    let mut text = format!(
+        "classifier: label conf {:.2} ± {:.2} · out-of-fold {:.2} (prefers {})",
+        sig.confidence, sig.variability, sig.oof_confidence, sig.oof_label
+    );
+    if let Some(d) = &sig.model_doubt {
+        text.push_str(" · ");
+        text.push_str(&model_doubt_text(st, d));
+    }
+    Some(Line::styled(text, st.theme.muted()))
+}
+
+/// The embedding model's view in words: its calibrated probability of
+/// the label, the class it prefers, and how many of the nearest trusted
+/// examples carry the label — "embedding model: label 0.12, prefers LOC
+/// 0.72 · 1/5 nearest agree (mostly LOC)".
+pub fn model_doubt_text(st: &State, d: &crate::classify::doubt::ModelDoubt) -> String {
+    let name = |i: usize| st.classes.get(i).map_or("?", |c| c.name.as_str());
+    let mut t = format!(
+        "embedding model: label {:.2}, prefers {} {:.2}",
+        d.label_probability,
+        name(d.predicted),
+        d.predicted_probability
+    );
+    if let Some(a) = d.neighbour_agreement {
+        let k = d.neighbours;
+        t.push_str(&format!(
+            " · {}/{k} nearest agree",
+            (a * k as f64).round() as usize
+        ));
+        if let Some(l) = d.neighbour_label {
+            t.push_str(&format!(" (mostly {})", name(l)));
+        }
+    }
+    t
 }
 
 const SPARK: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
@@ -81,14 +108,11 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
     let matrix = confusion_lines(st, width);
     // Round rows first (at least the latest), the matrix only if it fits
     // whole below them.
-    // The latest round's interval line (rounds scored in this session
-    // only: the journal keeps the scores, not the bootstrap).
-    let latest = rounds.last().and_then(|r| {
-        st.s3
-            .comparisons
-            .get(&r.round)
-            .map(|c| interval_line(r.round, c))
-    });
+    // The latest round's interval line, from the journal (rounds recorded
+    // before intervals were journaled: only if scored in this session).
+    let latest = rounds
+        .last()
+        .and_then(|r| comparison_of(st, r).map(|c| interval_line(r.round, &c)));
     let mut left = rows.saturating_sub(out.len());
     if latest.is_some() && left >= 2 {
         left -= 1;
@@ -101,8 +125,14 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
     };
     for r in &rounds[rounds.len() - round_rows..] {
         let d = r.augmented.macro_f1 - r.baseline.macro_f1;
+        // ↑ better / ↓ worse / ~ unclear, by the interval of the change.
+        let verdict = comparison_of(st, r).map_or("", |c| match c.verdict() {
+            crate::classify::Verdict::Better => " ↑",
+            crate::classify::Verdict::Worse => " ↓",
+            crate::classify::Verdict::Unclear => " ~",
+        });
         out.push(Line::from(format!(
-            "r{:<2} {:.3} → {:.3} {:+.3} {}✗",
+            "r{:<2} {:.3} → {:.3} {:+.3} {}✗{verdict}",
             r.round,
             r.baseline.macro_f1,
             r.augmented.macro_f1,
@@ -126,6 +156,21 @@ pub fn stats_lines(st: &State, width: usize, rows: usize) -> Vec<Line<'static>> 
         out.push(Line::styled(hint, t.muted()));
     }
     out
+}
+
+/// The bootstrap comparison of a round: journaled with it, else the one
+/// this session computed (rounds recorded before intervals were kept).
+pub fn comparison_of(
+    st: &State,
+    r: &crate::domain::RoundScored,
+) -> Option<crate::classify::Comparison> {
+    match &r.intervals {
+        Some(i) => Some(crate::classify::Comparison::from_journal(
+            i,
+            r.augmented.n_test,
+        )),
+        None => st.s3.comparisons.get(&r.round).cloned(),
+    }
 }
 
 /// The labelled interval of a round's macro-F1 change and its verdict,

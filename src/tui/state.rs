@@ -27,6 +27,8 @@ use super::theme::Theme;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Pane {
     Review,
+    /// The map of the samples (shown with `m`).
+    Map,
     Seeds,
     Streams,
     Controls,
@@ -35,8 +37,9 @@ pub enum Pane {
 
 impl Pane {
     /// Focus order (Tab).
-    pub const ALL: [Pane; 5] = [
+    pub const ALL: [Pane; 6] = [
         Pane::Review,
+        Pane::Map,
         Pane::Seeds,
         Pane::Controls,
         Pane::Streams,
@@ -45,6 +48,7 @@ impl Pane {
     pub fn title(self) -> &'static str {
         match self {
             Pane::Review => "Review",
+            Pane::Map => "Map",
             Pane::Seeds => "Seeds",
             Pane::Streams => "Streams",
             Pane::Controls => "Controls",
@@ -263,6 +267,8 @@ pub enum Msg {
     RoundDone(Result<Box<crate::app::training::RoundResult>, String>),
     /// Training-dynamics signals of the review pool, or what went wrong.
     Signals(Result<std::collections::HashMap<SampleId, crate::classify::Signals>, String>),
+    /// A map vector job's answer.
+    Map(super::map::MapReply),
 }
 
 /// What `update` asks the runtime to do.
@@ -302,6 +308,9 @@ pub enum Effect {
         mistakes: Vec<crate::domain::Mistake>,
         count: usize,
     },
+    /// Compute sentence vectors (and a projection) for the map off the UI
+    /// task; answered by `Msg::Map`.
+    Map(super::map::MapJob),
     Quit,
 }
 
@@ -539,6 +548,8 @@ pub struct State {
     pub last_error: Option<String>,
     /// S3 round and signal jobs.
     pub s3: super::s3::S3Status,
+    /// The map pane: projected points and the vector jobs.
+    pub map: super::map::MapState,
     /// Set when something visible changed since the last frame.
     pub dirty: bool,
     pub quit: bool,
@@ -612,6 +623,7 @@ impl State {
             notice: None,
             last_error: (!init.ui.warnings.is_empty()).then(|| init.ui.warnings.join("; ")),
             s3: Default::default(),
+            map: Default::default(),
             dirty: true,
             quit: false,
         };
@@ -625,6 +637,10 @@ impl State {
             .filter(|s| s.origin == Origin::Seed)
             .map(|s| s.id)
             .collect();
+        let take = st.project.take_relabel;
+        for s in &st.project.samples {
+            st.map.note(s, &st.classes, take, true);
+        }
         st.parse_rejected = crate::augment::parse::sum_rejections(
             st.project
                 .samples
@@ -782,6 +798,7 @@ impl State {
                 && let Some(s) = self.project.sample(id)
             {
                 self.tally.add(s, take, -1);
+                self.map.forget(s);
                 self.queue.remove(id);
             }
             self.project.apply(ev);
@@ -832,6 +849,11 @@ impl State {
                 && let Some(s) = self.project.sample(id)
             {
                 self.tally.add(s, take, 1);
+                let text = matches!(
+                    ev.kind,
+                    EventKind::SampleAdded(_) | EventKind::Edited(_) | EventKind::Undone(_)
+                );
+                self.map.note(s, &self.classes, take, text);
                 self.queue.insert(s, &self.project, &self.classes);
             }
         }
@@ -940,6 +962,11 @@ impl State {
         };
         let rows = self.streams.iter().filter_map(|r| r.retry_at);
         next_countdown_change(engine.into_iter().chain(rows), now)
+    }
+
+    /// Whether a pane is on screen at all (the map only once shown).
+    pub fn pane_shown(&self, p: Pane) -> bool {
+        p != Pane::Map || self.map.shown
     }
 
     /// Whether the screen is too small for all panes at once.

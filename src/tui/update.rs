@@ -15,12 +15,12 @@ use crate::domain::{
 
 use super::keymap::{Action, Input, KeySpec};
 use super::queue::Filter;
-use super::s3;
 use super::state::{
     Backoff, Control, Effect, EngineStatus, ExportForm, MAX_STREAMS, Mode, Msg, Pane, STREAM_TAIL,
     State, StreamMsg, StreamRow, StreamState,
 };
 use super::view;
+use super::{map, s3};
 
 /// Handle one message. Returns what the runtime must do.
 pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
@@ -42,6 +42,7 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
         Msg::Appended(events) => {
             st.apply_events(&events);
             s3::after_append(st, &mut fx);
+            map::after_append(st, &mut fx);
         }
         Msg::AppendFailed(e) => {
             st.pending_select = None;
@@ -105,6 +106,7 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
             s3::on_signals(st, r);
             st.dirty = true;
         }
+        Msg::Map(r) => map::on_reply(st, r, &mut fx),
     }
     fix_scroll(st);
     fx
@@ -243,6 +245,9 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         Action::FocusNext => cycle_focus(st, 1),
         Action::FocusPrev => cycle_focus(st, Pane::ALL.len() - 1),
         Action::Zoom => st.zoom = !st.zoom,
+        Action::ToggleMap => map::toggle(st, fx),
+        Action::MapPair => map::next_pair(st),
+        Action::MapRefit => map::refit(st, fx),
         Action::Up => move_sel(st, -1),
         Action::Down => move_sel(st, 1),
         Action::Right => {
@@ -626,8 +631,15 @@ fn toggle_take_relabel(st: &mut State, fx: &mut Vec<Effect>) {
 }
 
 fn cycle_focus(st: &mut State, step: usize) {
-    let i = Pane::ALL.iter().position(|p| *p == st.focus).unwrap_or(0);
-    st.focus = Pane::ALL[(i + step) % Pane::ALL.len()];
+    let mut i = Pane::ALL.iter().position(|p| *p == st.focus).unwrap_or(0);
+    // Panes not on screen (a hidden map) are skipped.
+    for _ in 0..Pane::ALL.len() {
+        i = (i + step) % Pane::ALL.len();
+        if st.pane_shown(Pane::ALL[i]) {
+            break;
+        }
+    }
+    st.focus = Pane::ALL[i];
 }
 
 /// Rows a page-up/down moves in the review list.
@@ -650,7 +662,10 @@ fn step(cur: usize, delta: i64, len: usize) -> usize {
 
 fn move_sel(st: &mut State, delta: i64) {
     match st.focus {
-        Pane::Review | Pane::Stats => st.review_sel = step(st.review_sel, delta, st.queue.len()),
+        // The map follows the review selection.
+        Pane::Review | Pane::Stats | Pane::Map => {
+            st.review_sel = step(st.review_sel, delta, st.queue.len())
+        }
         Pane::Seeds => match st.seed_sel {
             Some(i) => st.seed_sel = Some(step(i, delta, st.class_seeds().len())),
             None => st.class_sel = step(st.class_sel, delta, st.classes.len()),
@@ -736,7 +751,7 @@ fn on_mouse(st: &mut State, m: MouseEvent) {
                 st.control_sel = r;
             }
         }
-        Pane::Streams | Pane::Stats => {}
+        Pane::Streams | Pane::Stats | Pane::Map => {}
     }
 }
 

@@ -10,6 +10,7 @@
 mod bars;
 mod controls;
 mod dialogs;
+pub mod map;
 mod review;
 mod seeds;
 mod stats;
@@ -79,7 +80,7 @@ pub fn screen_layout(st: &State, area: Rect) -> ScreenLayout {
     };
     if st.zoom || st.compact() {
         let mut x = title.x;
-        for p in Pane::ALL {
+        for p in Pane::ALL.into_iter().filter(|p| st.pane_shown(*p)) {
             let w = p.title().len() as u16 + 2;
             out.tabs.push((p, x, x.saturating_add(w)));
             x = x.saturating_add(w + 1);
@@ -103,6 +104,14 @@ pub fn screen_layout(st: &State, area: Rect) -> ScreenLayout {
     let stats_h = st.classes.len() as u16 + 8 + s3_h;
     let [streams, stats] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(stats_h)]).areas(right);
+    // The map, when shown, takes the lower part of the centre column.
+    let (center, map) = if st.map.shown {
+        let [review, map] =
+            Layout::vertical([Constraint::Percentage(55), Constraint::Fill(1)]).areas(center);
+        (review, Some(map))
+    } else {
+        (center, None)
+    };
     out.panes = vec![
         (Pane::Seeds, seeds),
         (Pane::Controls, controls),
@@ -110,6 +119,9 @@ pub fn screen_layout(st: &State, area: Rect) -> ScreenLayout {
         (Pane::Streams, streams),
         (Pane::Stats, stats),
     ];
+    if let Some(m) = map {
+        out.panes.push((Pane::Map, m));
+    }
     out
 }
 
@@ -159,6 +171,7 @@ pub fn render_at(f: &mut Frame, st: &State, now: Instant) {
         let focused = *p == st.focus;
         match p {
             Pane::Review => review::review(f, st, *r, focused),
+            Pane::Map => map::map(f, st, *r, focused),
             Pane::Seeds => seeds::seeds(f, st, *r, focused),
             Pane::Streams => streams::streams(f, st, *r, focused, now),
             Pane::Controls => controls::controls(f, st, *r, focused),
