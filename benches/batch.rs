@@ -62,6 +62,7 @@ fn main() {
         },
         relabel: Default::default(),
         embeddings: Default::default(),
+        judge: Default::default(),
     };
     let seeds = CLASSES
         .iter()

@@ -107,6 +107,7 @@ fn config(server: &TestServer) -> ProjectConfig {
         },
         relabel: RelabelSettings::default(),
         embeddings: Default::default(),
+        judge: Default::default(),
     }
 }
 

@@ -111,6 +111,7 @@ fn config(classes: &[String]) -> ProjectConfig {
         generation: Default::default(),
         relabel: Default::default(),
         embeddings: Default::default(),
+        judge: Default::default(),
     }
 }
 

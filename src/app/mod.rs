@@ -9,12 +9,15 @@
 //! * [`batch`]: batch files (OpenAI Batch API, `vllm run-batch`) that
 //!   carry the session's requests and bring its replies back.
 //! * [`backend`]: command-line overrides of `[backend]`.
+//! * [`judges`]: every judge (relabel, small, knn, ensemble) measured side
+//!   by side on the held-out examples, the chosen one, and its opinions.
 //! * [`small_model`]: which small model (embedding or n-gram) a project's
 //!   `eval`, S3 round and signals use.
 
 pub mod backend;
 pub mod batch;
 pub mod export;
+pub mod judges;
 pub mod session;
 pub mod small_model;
 pub mod training;

@@ -989,6 +989,7 @@ mod tests {
             },
             relabel: Default::default(),
             embeddings: Default::default(),
+            judge: Default::default(),
         }
     }
 

@@ -640,6 +640,7 @@ mod tests {
             generation: Default::default(),
             relabel: Default::default(),
             embeddings: Default::default(),
+            judge: Default::default(),
         }
     }
 

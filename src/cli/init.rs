@@ -67,6 +67,7 @@ fn base_config(
         generation: Default::default(),
         relabel: Default::default(),
         embeddings: Default::default(),
+        judge: Default::default(),
     };
     args.backend.apply(&mut cfg.backend);
     cfg

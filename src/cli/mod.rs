@@ -221,6 +221,10 @@ pub struct JudgeArgs {
     pub sample: usize,
     #[arg(long)]
     pub json: bool,
+    /// Do not ask the LLM: measure the embedding judges (and the ensemble
+    /// with the relabeler's recorded answers) only.
+    #[arg(long)]
+    pub no_llm: bool,
     #[command(flatten)]
     pub backend: BackendFlags,
 }

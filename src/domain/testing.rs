@@ -40,6 +40,7 @@ pub fn project_config(name: &str, description: &str, classes: Vec<Class>) -> Pro
         generation: Default::default(),
         relabel: Default::default(),
         embeddings: Default::default(),
+        judge: Default::default(),
     }
 }
 

@@ -283,7 +283,9 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         generation,
         relabel,
         embeddings,
+        judge,
     } = cfg;
+    let crate::domain::JudgeConfig { use_: _ } = judge;
     let TaskConfig {
         name: _,
         description: _,
@@ -488,6 +490,13 @@ pub fn render_config(cfg: &ProjectConfig) -> String {
     render_generation(w, cfg);
     render_relabel(w, cfg);
     render_embeddings(w, &cfg.embeddings);
+    let _ = writeln!(w, "\n[judge]");
+    line(
+        w,
+        "Which judge bulk rules, auto-accept and the review's verdicts use: \"auto\" (the best measured on the held-out examples by `straddle judge`; a more complex judge only when clearly better), \"relabel\" (the LLM), \"small\" (the embedding classifier), \"knn\" (nearest neighbours) or \"ensemble\".",
+        "use",
+        v(cfg.judge.use_.as_str()),
+    );
     o
 }
 
@@ -857,6 +866,7 @@ mod tests {
             generation: Default::default(),
             relabel: Default::default(),
             embeddings: Default::default(),
+            judge: Default::default(),
         };
         cfg.embeddings.api_key_env = Some("EMB_KEY".into());
         cfg.backend.headers.insert("X-Org".into(), "me".into());

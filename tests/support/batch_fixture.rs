@@ -80,6 +80,7 @@ pub fn config(server: &TestServer) -> ProjectConfig {
             ..Default::default()
         },
         embeddings: Default::default(),
+        judge: Default::default(),
     }
 }
 
