@@ -9,6 +9,8 @@
 //! * [`batch`]: batch files (OpenAI Batch API, `vllm run-batch`) that
 //!   carry the session's requests and bring its replies back.
 //! * [`backend`]: command-line overrides of `[backend]`.
+//! * [`data_gate`]: seeds only vs seeds + accepted on the held-out
+//!   examples before export (the gate `export --strict` enforces).
 //! * [`judges`]: every judge (relabel, small, knn, ensemble) measured side
 //!   by side on the held-out examples, the chosen one, and its opinions.
 //! * [`small_model`]: which small model (embedding or n-gram) a project's
@@ -16,6 +18,7 @@
 
 pub mod backend;
 pub mod batch;
+pub mod data_gate;
 pub mod export;
 pub mod judges;
 pub mod session;

@@ -127,6 +127,14 @@ pub struct ExportArgs {
     /// CSV: add provenance columns.
     #[arg(long)]
     pub with_provenance: bool,
+    /// Refuse to export when the accepted examples make the small model
+    /// worse on the held-out examples (beyond the bootstrap interval).
+    #[arg(long)]
+    pub strict: bool,
+    /// Skip the data gate (seeds only vs seeds + accepted on the held-out
+    /// examples) that runs before the export.
+    #[arg(long, conflicts_with = "strict")]
+    pub no_gate: bool,
 }
 
 #[derive(Debug, Args)]
