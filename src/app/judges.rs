@@ -610,6 +610,21 @@ pub fn choose_recorded(state: &ProjectState, relabel_fingerprint: &str, pin: Jud
     choose(&recorded(state, relabel_fingerprint), pin)
 }
 
+/// The relabeler's current fingerprint for a project (model, relabel
+/// template, relabel settings): a recorded report counts only when it
+/// matches.
+pub fn relabel_fingerprint(project: &crate::store::Project) -> anyhow::Result<String> {
+    let templates = crate::augment::Templates::load(&project.prompts_dir())?;
+    Ok(crate::augment::Generator::new(
+        project.config(),
+        project.classes(),
+        project.generation_settings(),
+        templates,
+        project.state(),
+    )
+    .relabel_fingerprint())
+}
+
 /// The relabel verdict of a sample as an opinion.
 pub fn relabel_opinion(s: &SampleState) -> Option<Opinion> {
     let v = s.verdict()?;
