@@ -217,8 +217,18 @@ pub fn ensemble_weight(acc: f64, chance: f64) -> f64 {
 }
 
 /// Combine members' probabilities with weights (members without an answer
-/// for the example are left out); empty when no member has weight.
+/// for the example are left out); when no member has weight (every judge
+/// at chance), with equal weights; empty when no member answered.
 pub fn combine(members: &[(&[f64], f64)], k: usize) -> Vec<f64> {
+    let p = combine_weighted(members, k);
+    if !p.is_empty() {
+        return p;
+    }
+    let equal: Vec<(&[f64], f64)> = members.iter().map(|(p, _)| (*p, 1.0)).collect();
+    combine_weighted(&equal, k)
+}
+
+fn combine_weighted(members: &[(&[f64], f64)], k: usize) -> Vec<f64> {
     let mut p = vec![0.0; k];
     let mut total = 0.0;
     for (probs, w) in members {
@@ -996,6 +1006,8 @@ mod tests {
     fn combine_weights_and_skips_missing_members() {
         let p = combine(&[(&[1.0, 0.0], 3.0), (&[0.0, 1.0], 1.0), (&[], 5.0)], 2);
         assert!((p[0] - 0.75).abs() < 1e-12 && (p[1] - 0.25).abs() < 1e-12);
-        assert!(combine(&[(&[1.0, 0.0], 0.0)], 2).is_empty());
+        // No member with weight: equal weights.
+        assert_eq!(combine(&[(&[1.0, 0.0], 0.0)], 2), vec![1.0, 0.0]);
+        assert!(combine(&[(&[], 1.0)], 2).is_empty());
     }
 }

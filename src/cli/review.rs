@@ -293,6 +293,14 @@ pub fn review_events(
     // that takes its labels.
     let trusts_chosen = agreement || bulk_takes_labels;
     let mut notes = Vec::new();
+    // No judge to trust: an agreement rule refuses even when it would
+    // decide nothing now (only a person can decide).
+    if agreement
+        && any_pending
+        && let Err(why) = &gate
+    {
+        return Err(crate::error::user(why.clone()));
+    }
     if !events.is_empty() {
         if trusts_chosen {
             match gate {
