@@ -635,6 +635,65 @@ pub fn relabel_fingerprint(project: &crate::store::Project) -> anyhow::Result<St
     .relabel_fingerprint())
 }
 
+/// What the review shows: the choice from the recorded reports and every
+/// measured judge's opinion of each generated sample.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReviewJudges {
+    pub choice: Choice,
+    pub opinions: BTreeMap<String, BTreeMap<SampleId, Opinion>>,
+}
+
+impl ReviewJudges {
+    /// Samples on which the judges that gave an opinion disagree.
+    pub fn disagreements(&self) -> std::collections::BTreeSet<SampleId> {
+        let mut labels: BTreeMap<SampleId, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        for m in self.opinions.values() {
+            for (id, o) in m {
+                if let Some(l) = &o.label {
+                    labels.entry(*id).or_default().insert(l);
+                }
+            }
+        }
+        labels
+            .into_iter()
+            .filter(|(_, l)| l.len() > 1)
+            .map(|(id, _)| id)
+            .collect()
+    }
+}
+
+/// [`ReviewJudges`] for a snapshot (a TUI job): the relabeler's verdicts
+/// and, with an encoder, the embedding judges and the ensemble, weighted
+/// by their recorded reports. No LLM request and nothing written.
+pub fn review_judges(
+    state: &ProjectState,
+    config: &crate::domain::ProjectConfig,
+    prompts_dir: &std::path::Path,
+    settings: &crate::domain::GenerationSettings,
+    encoder: Option<&dyn TextEncoder>,
+    cfg: &LinearConfig,
+) -> anyhow::Result<ReviewJudges> {
+    let templates = crate::augment::Templates::load(prompts_dir)?;
+    let fp = crate::augment::Generator::new(
+        config,
+        config.classes.clone(),
+        settings.clone(),
+        templates,
+        state,
+    )
+    .relabel_fingerprint();
+    let reports = recorded(state, &fp);
+    let choice = choose(&reports, config.judge.use_);
+    let classes: Vec<String> = config.classes.iter().map(|c| c.name.clone()).collect();
+    let names: Vec<&str> = if encoder.is_some() {
+        ORDER.to_vec()
+    } else {
+        vec![RELABEL]
+    };
+    let opinions = opinions(state, &classes, &names, &reports, encoder, cfg)?;
+    Ok(ReviewJudges { choice, opinions })
+}
+
 /// The relabel verdict of a sample as an opinion.
 pub fn relabel_opinion(s: &SampleState) -> Option<Opinion> {
     let v = s.verdict()?;

@@ -250,6 +250,8 @@ pub enum Msg {
     RoundDone(Result<Box<crate::app::training::RoundResult>, String>),
     /// Training-dynamics signals of the review pool, or what went wrong.
     Signals(Result<std::collections::HashMap<SampleId, crate::classify::Signals>, String>),
+    /// Every judge's opinion of the generated samples (with the signals).
+    Judges(Box<crate::app::judges::ReviewJudges>),
 }
 
 /// What `update` asks the runtime to do.
@@ -451,6 +453,9 @@ pub struct State {
     /// summed over the samples' and failures' provenance (as `stats`
     /// does), kept as events are applied.
     pub parse_rejected: BTreeMap<String, u64>,
+    /// Every judge's opinion of the generated samples and the chosen
+    /// judge (computed with the training signals; see `judges_view`).
+    pub judges: Option<crate::app::judges::ReviewJudges>,
     /// Seed sample ids in journal order.
     pub seeds: Vec<SampleId>,
 
@@ -561,6 +566,7 @@ impl State {
             help_offset: 0,
             tally: Tally::default(),
             parse_rejected: BTreeMap::new(),
+            judges: None,
             seeds: Vec::new(),
             engine: EngineStatus::Idle,
             limit: None,

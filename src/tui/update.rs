@@ -90,6 +90,10 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
             s3::on_signals(st, r);
             st.dirty = true;
         }
+        Msg::Judges(j) => {
+            st.judges = Some(*j);
+            st.dirty = true;
+        }
     }
     fix_scroll(st);
     fx

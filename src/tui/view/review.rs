@@ -162,6 +162,7 @@ pub const DOUBT_CODES: &[(&str, char, &str)] = &[
     ("model_disagrees", 'M', "model prefers another class"),
     ("low_model_confidence", 'u', "model unsure of the label"),
     ("neighbours_disagree", 'n', "nearest examples disagree"),
+    ("judges_disagree", 'J', "the judges give different classes"),
 ];
 
 /// The legend of [`DOUBT_CODES`], for the help screen.
@@ -261,6 +262,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     if let Some(l) = crate::tui::s3_view::signal_line(st, s.id) {
         out.push(l);
     }
+    out.extend(crate::tui::judges_view::detail_lines(st, s));
     let p = &s.provenance;
     let mut prov = Vec::new();
     if let Some(x) = &p.strategy {
