@@ -451,7 +451,9 @@ impl App {
     fn spawn_export(&self, req: ExportRequest, tx: mpsc::UnboundedSender<Result<String, String>>) {
         let (dir, config) = (self.dir.clone(), self.config.clone());
         let (state, settings) = (self.st.project.clone(), self.st.settings.clone());
+        let gate_job = self.model_job();
         tokio::task::spawn_blocking(move || {
+            let gate = export_gate(&gate_job);
             let mut req = req;
             if !req.out.is_absolute() {
                 req.out = dir.join(&req.out);
@@ -471,6 +473,10 @@ impl App {
                     tracing::warn!("tui export failed: {e:#}");
                     Err(format!("{e:#}"))
                 }
+            };
+            let r = match gate {
+                Some(g) => r.map(|m| format!("{m} · data gate: {g}")),
+                None => r,
             };
             let _ = tx.send(r);
         });
@@ -547,6 +553,18 @@ impl App {
             settings: self.st.settings.clone(),
             names: self.st.classes.iter().map(|c| c.name.clone()).collect(),
         }
+    }
+}
+
+/// The data gate before an export (`app::data_gate`): seeds only vs
+/// seeds + accepted on the held-out examples, said in one sentence, or
+/// `None` when there is nothing to compare.
+fn export_gate(job: &ModelJob) -> Option<String> {
+    let (chosen, _) = job.chosen().ok()?;
+    match crate::app::data_gate::check(&chosen.model(), &job.state, &job.names) {
+        Ok(Some(g)) => Some(g.message()),
+        Ok(None) => None,
+        Err(e) => Some(format!("could not be run: {e:#}")),
     }
 }
 
