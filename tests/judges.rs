@@ -320,6 +320,12 @@ fn a_relabeler_at_chance_loses_to_an_embedding_judge_that_is_right() {
         );
         assert_eq!(*by, Actor::Rule(format!("accept-agreeing[{chosen}]>=0.5")));
     }
+    // Accepted with the label the judge agreed with: the relabeler's
+    // "food" (take_relabel) does not override it in the training data.
+    let p = Project::open_read_only(&dir).unwrap();
+    for s in p.state().generated().filter(|s| s.decision().is_some()) {
+        assert_eq!(s.effective_label(true), s.label, "{}", s.text());
+    }
 }
 
 #[test]

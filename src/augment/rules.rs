@@ -73,7 +73,9 @@ pub struct JudgeSays<'a> {
 /// [`decide`] on another judge's opinion: accept when it agrees with the
 /// intended label with confidence ≥ `accept_min`, reject when it
 /// disagrees with confidence ≥ `reject_min`. Recorded as
-/// `accept-agreeing[JUDGE]>=M` with reason `JUDGE_agrees`.
+/// `accept-agreeing[JUDGE]>=M` with reason `JUDGE_agrees`; an accept
+/// carries the label the judge agreed with, so the relabeler's verdict
+/// (`take_relabel`) does not override it.
 pub fn decide_by(
     s: &SampleState,
     says: Option<JudgeSays<'_>>,
@@ -98,11 +100,14 @@ pub fn decide_by(
         ),
         _ => return None,
     };
+    // An accepted example keeps the label this judge agreed with, not
+    // the relabeler's verdict (which `take_relabel` would export).
+    let label = (kind == DecisionKind::Accept).then(|| s.label.clone());
     Some(EventKind::decided(
         s.id,
         Decision {
             kind,
-            label: None,
+            label,
             reason: Some(reason),
             by: Actor::Rule(rule),
         },

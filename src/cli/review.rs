@@ -270,11 +270,9 @@ pub fn review_events(
                 match &judge {
                     RuleJudge::Relabel => bulk_takes_labels |= s.agrees() == Some(false),
                     RuleJudge::Other { .. } => {
-                        if let Some(l) = judge.says(s).and_then(|j| j.label)
-                            && l != s.label
-                        {
+                        if let Some(l) = judge.says(s).and_then(|j| j.label) {
                             d.decision.label = Some(l.to_string());
-                            bulk_takes_labels = true;
+                            bulk_takes_labels |= l != s.label;
                         }
                     }
                 }
