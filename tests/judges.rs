@@ -118,7 +118,7 @@ fn script(relabel: fn(&str) -> String, embed: fn(&str) -> Vec<f64>) -> Script {
         let items: Vec<String> = (1..=n)
             .map(|i| {
                 let k = base + i;
-                let class = if k % 3 == 0 {
+                let class = if k.is_multiple_of(3) {
                     let t = VOCAB.iter().position(|(c, _)| *c == target).unwrap();
                     VOCAB[(t + 1) % VOCAB.len()].0
                 } else {

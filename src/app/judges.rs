@@ -289,6 +289,7 @@ pub fn ensemble_heldout(
         .map(|c| c.iter().filter(|&&x| x).count())
         .collect();
     let mut probs = Vec::with_capacity(n);
+    #[allow(clippy::needless_range_loop)] // i indexes every member's answers
     for i in 0..n {
         let ps: Vec<Vec<f64>> = members
             .iter()
@@ -823,8 +824,8 @@ pub fn render(measured: &[Measured], choice: &Choice) -> String {
         .unwrap_or_default();
     let _ = writeln!(
         o,
-        "{:<9} {:>5} {:>8} {:>9} {:>7}  {}",
-        "judge", "n", "accuracy", "macro-F1", "chance", "verdict"
+        "{:<9} {:>5} {:>8} {:>9} {:>7}  verdict",
+        "judge", "n", "accuracy", "macro-F1", "chance"
     );
     for m in measured {
         let mark = if choice.judge.as_deref() == Some(m.judge.as_str()) {
