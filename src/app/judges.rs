@@ -580,13 +580,21 @@ pub fn choose(measured: &[Measured], pin: JudgeUse) -> Choice {
             };
         }
     }
+    let simplest = pool.first().is_some_and(|p| p.0 == best.0);
     Choice {
         judge: Some(best.0.into()),
         trusted: true,
-        why: format!(
-            "{} is the most accurate ({:.2}) and clearly better than every simpler trusted judge",
-            best.0, best.1.report.accuracy
-        ),
+        why: if simplest {
+            format!(
+                "{} is the most accurate ({:.2}) and the simplest trusted judge",
+                best.0, best.1.report.accuracy
+            )
+        } else {
+            format!(
+                "{} is the most accurate ({:.2}) and clearly better than every simpler trusted judge",
+                best.0, best.1.report.accuracy
+            )
+        },
     }
 }
 
