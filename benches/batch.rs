@@ -64,6 +64,7 @@ fn main() {
         embeddings: Default::default(),
         attributes: Default::default(),
         denoise: straddle::domain::DenoiseConfig::off(),
+        judge: Default::default(),
     };
     let seeds = CLASSES
         .iter()

@@ -41,6 +41,9 @@ struct Args {
     test: usize,
     extra: usize,
     curated: BTreeMap<String, Curated>,
+    /// `--run SET=DIR`: a generation run recorded in a project made by
+    /// `scripts/shared-project.sh` (its seeds and validation rows).
+    runs: BTreeMap<String, PathBuf>,
     cache: PathBuf,
 }
 
@@ -61,6 +64,7 @@ fn parse_args() -> anyhow::Result<Args> {
         test: 1000,
         extra: 100,
         curated: BTreeMap::new(),
+        runs: BTreeMap::new(),
         cache: PathBuf::from("target/outcome-cache"),
     };
     let mut it = std::env::args().skip(1);
@@ -78,6 +82,13 @@ fn parse_args() -> anyhow::Result<Args> {
             "--test" => a.test = val()?.parse()?,
             "--extra" => a.extra = val()?.parse()?,
             "--cache" => a.cache = val()?.into(),
+            "--run" => {
+                let v = val()?;
+                let (set, path) = v
+                    .split_once('=')
+                    .ok_or_else(|| anyhow::anyhow!("--run takes SET=DIR, got {v}"))?;
+                a.runs.insert(set.to_string(), path.into());
+            }
             "--curated" | "--project" => {
                 let v = val()?;
                 let (set, path) = v
@@ -94,7 +105,7 @@ fn parse_args() -> anyhow::Result<Args> {
                 println!(
                     "outcome [--data DIR] [--sets a,b] [--draws 5] [--seeds 2] [--val 200] \
                      [--test 1000] [--extra 100] [--curated SET=FILE.jsonl]... \
-                     [--project SET=DIR]... [--cache DIR]"
+                     [--project SET=DIR]... [--run SET=DIR]... [--cache DIR]"
                 );
                 std::process::exit(0);
             }
@@ -163,6 +174,10 @@ fn main() -> anyhow::Result<()> {
         anyhow::anyhow!("{e}\n(the embedding model is needed: scripts/embedder.sh install)")
     })?;
     let lcfg = LinearConfig::default();
+    if !args.runs.is_empty() {
+        let embedder: std::sync::Arc<dyn Embedder> = std::sync::Arc::new(embedder);
+        return run_mode(&args, embedder);
+    }
     println!(
         "Outcome benchmark: {} seeds per class, {} draws, {} validation rows kept out, \
          {} test rows; mean accuracy ±sd (macro-F1).\n",
@@ -388,6 +403,190 @@ fn main() -> anyhow::Result<()> {
                 cells[m][2].show(),
             );
         }
+    }
+    Ok(())
+}
+
+/// One condition of the run table: what was added to the seeds.
+struct RunRow {
+    name: String,
+    added: usize,
+    /// Per model: (accuracy interval, difference to seeds only, macro-F1).
+    cells: Vec<(Interval, Interval, f64)>,
+}
+
+use straddle::classify::Interval;
+
+/// `--run SET=DIR`: the project's seeds and validation rows (as
+/// `scripts/shared-project.sh` drew them), its generated examples, and the
+/// set's other rows: the first `--test` of them scored on, the rest the
+/// pool of real examples for the ceiling. Conditions: seeds only; + every
+/// generated example; + those the LLM judge (relabel) agrees with; + those
+/// the chosen judge (`straddle judge`'s choice, measured here on the
+/// validation rows) agrees with; + as many real rows as the chosen judge
+/// kept. Accuracy with its 95 % bootstrap interval over the test rows and
+/// the paired difference to seeds only, for both small models.
+fn run_mode(args: &Args, embedder: std::sync::Arc<dyn Embedder>) -> anyhow::Result<()> {
+    use straddle::app::judges;
+    use straddle::classify::{SmallModel, bootstrap};
+    let encoder = straddle::app::small_model::ProjectEncoder::new(embedder, &args.cache, false);
+    println!(
+        "Outcome of recorded generation runs: the run's seeds, {} test rows, accuracy \
+         [95% bootstrap interval] and the paired difference to seeds only (macro-F1).\n",
+        args.test
+    );
+    let mut out = Vec::new();
+    for (set, dir) in &args.runs {
+        let project = Project::open_read_only(dir)?;
+        let st = project.state();
+        let classes = project.class_names();
+        let k = classes.len();
+        let seeds = straddle::classify::training_set(st, &classes, false);
+        let heldout = straddle::classify::heldout_set(st, &classes);
+        let path = args.data.join(format!("{set}.jsonl"));
+        let (texts, labels) = read_set(&path)?;
+        let known: std::collections::HashSet<&str> = seeds
+            .texts
+            .iter()
+            .chain(&heldout.texts)
+            .map(|t| t.as_str())
+            .collect();
+        let rest: Vec<usize> = (0..texts.len())
+            .filter(|&i| !known.contains(texts[i].replace('\n', " ").as_str()))
+            .filter(|&i| !known.contains(texts[i].as_str()))
+            .collect();
+        let test: Vec<usize> = rest.iter().copied().take(args.test).collect();
+        let pool: Vec<usize> = rest.iter().copied().skip(args.test).collect();
+        let te_texts: Vec<String> = test.iter().map(|&i| texts[i].clone()).collect();
+        let truth: Vec<usize> = test
+            .iter()
+            .map(|&i| {
+                classes
+                    .iter()
+                    .position(|c| *c == labels[i])
+                    .expect("a class")
+            })
+            .collect();
+        // The judges, measured on the run's validation rows.
+        let fp = judges::relabel_fingerprint(&project)?;
+        let (_, lcfg) = straddle::app::small_model::configs(&project);
+        let measured = judges::measure(st, &classes, &fp, Ok(&encoder), &lcfg)?;
+        let choice = judges::choose(&measured, project.config().judge.use_);
+        eprintln!(
+            "{set}: judges on the validation rows\n{}",
+            judges::render(&measured, &choice)
+        );
+        let chosen = choice
+            .judge
+            .clone()
+            .unwrap_or_else(|| judges::RELABEL.into());
+        let ops = judges::opinions(
+            st,
+            &classes,
+            &[judges::RELABEL, chosen.as_str()],
+            &measured,
+            Some(&encoder),
+            &lcfg,
+        )?;
+        let generated: Vec<&straddle::domain::SampleState> = st.generated().collect();
+        let kept = |judge: &str| -> LabelledSet {
+            let mut s = seeds.clone();
+            for g in &generated {
+                let agrees = ops
+                    .get(judge)
+                    .and_then(|m| m.get(&g.id))
+                    .is_some_and(|o| o.label.as_deref() == Some(g.label.as_str()));
+                if agrees {
+                    s.push(&classes, g.id, g.text(), &g.label);
+                }
+            }
+            s
+        };
+        let mut all = seeds.clone();
+        for g in &generated {
+            all.push(&classes, g.id, g.text(), &g.label);
+        }
+        let by_llm = kept(judges::RELABEL);
+        let by_chosen = kept(&chosen);
+        let n_real = by_chosen.len() - seeds.len();
+        let mut ceiling = seeds.clone();
+        for &i in pool.iter().take(n_real) {
+            ceiling.push(&classes, 0, &texts[i], &labels[i]);
+        }
+        let conditions: Vec<(String, LabelledSet)> = vec![
+            ("seeds only".into(), seeds.clone()),
+            ("+ all generated".into(), all),
+            ("+ generated, LLM judge agrees".into(), by_llm),
+            (
+                format!("+ generated, chosen judge ({chosen}) agrees"),
+                by_chosen,
+            ),
+            ("+ as many real rows (ceiling)".into(), ceiling),
+        ];
+        let ngram_cfg = TrainConfig::for_classes(k, 0);
+        let models = [
+            SmallModel::Ngram(&ngram_cfg),
+            SmallModel::Embedding {
+                encoder: &encoder,
+                cfg: &lcfg,
+            },
+        ];
+        let mut preds: Vec<Vec<Vec<usize>>> = Vec::new();
+        for (_, train) in &conditions {
+            let mut per_model = Vec::new();
+            for m in &models {
+                let proba = m.fit_predict(&classes, train, &te_texts)?;
+                per_model.push(proba.iter().map(|p| argmax(p)).collect::<Vec<usize>>());
+            }
+            preds.push(per_model);
+        }
+        let mut rows = Vec::new();
+        for (c, (name, train)) in conditions.iter().enumerate() {
+            let cells = (0..models.len())
+                .map(|m| {
+                    let cmp = bootstrap::compare(k, &truth, &preds[0][m], &preds[c][m], 1000, 0);
+                    (
+                        cmp.new.accuracy,
+                        cmp.accuracy_diff,
+                        cmp.new.macro_f1.estimate,
+                    )
+                })
+                .collect();
+            rows.push(RunRow {
+                name: name.clone(),
+                added: train.len() - seeds.len(),
+                cells,
+            });
+        }
+        out.push((set.clone(), k, generated.len(), choice, rows));
+    }
+    println!(
+        "| set (chance) | training data | added | n-gram accuracy | Δ vs seeds | embedding accuracy | Δ vs seeds |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (set, k, n_gen, choice, rows) in &out {
+        for r in rows {
+            let cell = |i: usize| {
+                let (a, d, f) = &r.cells[i];
+                (
+                    format!("{:.3} [{:.3}, {:.3}] ({f:.3})", a.estimate, a.low, a.high),
+                    format!("{:+.3} [{:+.3}, {:+.3}]", d.estimate, d.low, d.high),
+                )
+            };
+            let (na, nd) = cell(0);
+            let (ea, ed) = cell(1);
+            println!(
+                "| {set} ({:.2}) | {} | {} | {na} | {nd} | {ea} | {ed} |",
+                1.0 / *k as f64,
+                r.name,
+                r.added
+            );
+        }
+        println!(
+            "| {set} | ({n_gen} generated; chosen judge: {} — {}) | | | | | |",
+            choice.judge.as_deref().unwrap_or("none"),
+            choice.why.replace('|', "/")
+        );
     }
     Ok(())
 }

@@ -7,6 +7,9 @@
 #   scripts/outcome.sh --sets agnews,clinc20 --draws 3
 #   scripts/outcome.sh --curated agnews=run.jsonl        # + a recorded generation run (text,label lines)
 #   scripts/outcome.sh --project agnews=my-agnews        # + a project's accepted generated examples
+#   scripts/outcome.sh --run agnews=assets/outcome-runs/agnews --run clinc20=assets/outcome-runs/clinc20
+#       # a recorded generation run (a project made by scripts/shared-project.sh): seeds only,
+#       # + generated filtered by the LLM judge / by the chosen judge, + as many real rows
 #
 # Needs the local embedder (installed here if missing) and the data folder
 # (../shared/data beside the clone, or STRADDLE_DATA=DIR).

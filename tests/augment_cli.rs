@@ -49,6 +49,11 @@ fn generate_relabel_review_prompt() {
     let dir = tmp.path().join("p");
     let d = dir.to_str().unwrap();
     init(&dir, &server);
+    // The relabeler's path: pin it as the judge (tests/judges.rs covers
+    // the embedding judges).
+    let toml = dir.join("straddle.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, text.replace("use = \"auto\"", "use = \"relabel\"")).unwrap();
 
     let prompt = run_ok(&["prompt", d, "--strategy", "mix"]);
     assert!(prompt.contains("The classes are:"));

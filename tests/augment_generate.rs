@@ -109,6 +109,7 @@ fn config(server: &TestServer) -> ProjectConfig {
         embeddings: Default::default(),
         attributes: Default::default(),
         denoise: straddle::domain::DenoiseConfig::off(),
+        judge: Default::default(),
     }
 }
 

@@ -113,6 +113,7 @@ fn config(classes: &[String]) -> ProjectConfig {
         embeddings: Default::default(),
         attributes: Default::default(),
         denoise: straddle::domain::DenoiseConfig::off(),
+        judge: Default::default(),
     }
 }
 

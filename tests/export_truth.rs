@@ -72,6 +72,7 @@ fn project(dir: &Path) {
     kinds.push(EventKind::JudgeScored(JudgeScored {
         report: straddle::classify::judge::judge_report("relabel", &labels, &truth, &answers),
         fingerprint: "test".into(),
+        answers: vec![],
     }));
     p.append(kinds).unwrap();
 }

@@ -75,6 +75,12 @@ fn project(dir: &Path, server: &TestServer) {
         "--model",
         &server.backend().model,
     ]);
+    // The relabeler alone: no embedding judges (tests/judges.rs compares
+    // judges on the test server's embeddings).
+    let toml = dir.join("straddle.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    let text = text.replacen("backend = \"local\"", "backend = \"none\"", 1);
+    std::fs::write(&toml, text).unwrap();
     ok(&["generate", d, "--count", "6", "--per-request", "3"]);
 }
 

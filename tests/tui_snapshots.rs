@@ -274,6 +274,7 @@ fn stats_pane_shows_the_relabel_judge() {
         vec![EventKind::JudgeScored(JudgeScored {
             report,
             fingerprint: "test".into(),
+            answers: vec![],
         })],
         st.project.last_event_id,
     );
@@ -384,6 +385,7 @@ fn review_greys_verdicts_of_an_untrusted_judge() {
         vec![EventKind::JudgeScored(JudgeScored {
             report,
             fingerprint: "test".into(),
+            answers: vec![],
         })],
         st.project.last_event_id,
     );

@@ -529,6 +529,7 @@ fn a_stale_judge_report_is_not_used() {
         vec![EventKind::JudgeScored(JudgeScored {
             report,
             fingerprint: "model=a template=1 relabel={}".into(),
+            answers: vec![],
         })],
         st.project.last_event_id,
     );

@@ -11,13 +11,19 @@
 //! * [`embedding`]: the effect that embeds the session's texts for the
 //!   denoiser, in the background, through the project's vector store.
 //! * [`backend`]: command-line overrides of `[backend]`.
+//! * [`data_gate`]: seeds only vs seeds + accepted on the held-out
+//!   examples before export (the gate `export --strict` enforces).
+//! * [`judges`]: every judge (relabel, small, knn, ensemble) measured side
+//!   by side on the held-out examples, the chosen one, and its opinions.
 //! * [`small_model`]: which small model (embedding or n-gram) a project's
 //!   `eval`, S3 round and signals use.
 
 pub mod backend;
 pub mod batch;
+pub mod data_gate;
 pub mod embedding;
 pub mod export;
+pub mod judges;
 pub mod session;
 pub mod small_model;
 pub mod training;

@@ -1247,6 +1247,7 @@ mod tests {
             embeddings: Default::default(),
             attributes: Default::default(),
             denoise: crate::domain::DenoiseConfig::off(),
+            judge: Default::default(),
         }
     }
 

@@ -759,6 +759,7 @@ mod tests {
             embeddings: Default::default(),
             attributes: Default::default(),
             denoise: crate::domain::DenoiseConfig::off(),
+            judge: Default::default(),
         }
     }
 

@@ -30,7 +30,8 @@ pub fn rejects(s: &SampleState, min_conf: f64) -> bool {
 }
 
 /// The rule decision for one sample, if a rule takes it (pending
-/// generated samples only; accept is tried first).
+/// generated samples only; accept is tried first), on the relabeler's
+/// verdict.
 pub fn decide(
     s: &SampleState,
     accept_min: Option<f64>,
@@ -73,6 +74,59 @@ pub fn auto_accept(s: &SampleState, min_conf: Option<f64>) -> Option<EventKind> 
         }
         other => Some(other),
     }
+}
+
+/// What another judge than the relabeler (`app::judges`) says about a
+/// sample: its name, its label and its confidence.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JudgeSays<'a> {
+    pub judge: &'a str,
+    pub label: Option<&'a str>,
+    pub confidence: f64,
+}
+
+/// [`decide`] on another judge's opinion: accept when it agrees with the
+/// intended label with confidence ≥ `accept_min`, reject when it
+/// disagrees with confidence ≥ `reject_min`. Recorded as
+/// `accept-agreeing[JUDGE]>=M` with reason `JUDGE_agrees`; an accept
+/// carries the label the judge agreed with, so the relabeler's verdict
+/// (`take_relabel`) does not override it.
+pub fn decide_by(
+    s: &SampleState,
+    says: Option<JudgeSays<'_>>,
+    accept_min: Option<f64>,
+    reject_min: Option<f64>,
+) -> Option<EventKind> {
+    if s.origin != crate::domain::Origin::Generated || s.status() != Status::Pending {
+        return None;
+    }
+    let j = says?;
+    let agrees = j.label? == s.label;
+    let (kind, rule, reason) = match (agrees, accept_min, reject_min) {
+        (true, Some(m), _) if j.confidence >= m => (
+            DecisionKind::Accept,
+            format!("accept-agreeing[{}]>={m}", j.judge),
+            format!("{}_agrees", j.judge),
+        ),
+        (false, _, Some(m)) if j.confidence >= m => (
+            DecisionKind::Reject,
+            format!("reject-disagreeing[{}]>={m}", j.judge),
+            format!("{}_disagrees", j.judge),
+        ),
+        _ => return None,
+    };
+    // An accepted example keeps the label this judge agreed with, not
+    // the relabeler's verdict (which `take_relabel` would export).
+    let label = (kind == DecisionKind::Accept).then(|| s.label.clone());
+    Some(EventKind::decided(
+        s.id,
+        Decision {
+            kind,
+            label,
+            reason: Some(reason),
+            by: Actor::Rule(rule),
+        },
+    ))
 }
 
 /// `decided` events for the pending generated samples a rule takes.

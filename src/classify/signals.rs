@@ -33,6 +33,9 @@ pub const LIKELY_MISLABEL: &str = "likely_mislabel";
 pub const AMBIGUOUS: &str = "ambiguous";
 /// Reason tag: the model never becomes confident in the label.
 pub const HARD_TO_LEARN: &str = "hard_to_learn";
+/// Reason tag: the project's judges (relabel, small, kNN, ensemble; see
+/// `app::judges`) give it different classes.
+pub const JUDGES_DISAGREE: &str = "judges_disagree";
 
 /// Settings of [`signals_for`].
 #[derive(Debug, Clone, PartialEq)]
@@ -94,6 +97,7 @@ impl Signals {
                 LIKELY_MISLABEL => 1.0,
                 HARD_TO_LEARN => 0.4,
                 AMBIGUOUS => 0.3,
+                JUDGES_DISAGREE => 0.6,
                 // The embedding model's doubt (`super::doubt`), folded in
                 // by the training job.
                 super::doubt::MODEL_DISAGREES => 1.0,

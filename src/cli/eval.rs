@@ -125,16 +125,17 @@ pub fn run_loop(args: super::LoopArgs) -> anyhow::Result<()> {
     if args.per_round == 0 {
         return Err(error::user("--per-round must be at least 1"));
     }
-    let project = Project::open(&args.dir)?;
+    let mut project = Project::open(&args.dir)?;
     if classify::heldout_set(project.state(), &project.class_names()).is_empty() {
         return Err(no_heldout_error(&args.dir));
     }
-    // Auto-accept trusts the relabeler: only when it is measured and
+    // Auto-accept trusts the chosen judge: only when it is measured and
     // clearly better than chance (or forced).
-    if args.auto_accept.is_some()
-        && let Some(note) = super::review::judge_gate(&project, args.force)?
-    {
-        crate::errln!("{note}");
+    if args.auto_accept.is_some() {
+        let (_, note) = super::review::rule_judge(&mut project, args.force)?;
+        if let Some(note) = note {
+            crate::errln!("{note}");
+        }
     }
     drop(project);
     let rt = tokio::runtime::Runtime::new()?;
@@ -153,6 +154,14 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
              on; pass --auto-accept MIN_CONF to accept those the relabel agrees with."
         );
     }
+    // Is the chosen judge another than the relabeler? Then it accepts
+    // after each round's generation instead of as verdicts arrive (gated
+    // in `run_loop`).
+    let after = args.auto_accept.is_some()
+        && matches!(
+            super::review::rule_judge(&mut project, true)?.0,
+            super::review::RuleJudge::Other { .. }
+        );
     let names = project.class_names();
     // The process holds the project, so new vectors go to its store.
     let chosen = small_model::choose(&project, args.small_model, false)?;
@@ -200,7 +209,7 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
         let opts = RunOptions {
             count: 0,
             relabel: project.config().relabel.enabled,
-            auto_accept: args.auto_accept,
+            auto_accept: args.auto_accept.filter(|_| !after),
             no_cache: args.backend.no_cache,
             progress: true,
         };
@@ -208,6 +217,16 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
         let (summary, p) =
             run::round(project, backend.clone(), round, work, args.per_round, opts).await?;
         project = p;
+        // Another judge than the relabeler accepts after the round's
+        // generation (the session only knows relabel verdicts).
+        if let Some(min) = args.auto_accept
+            && let Some((n, judge)) =
+                super::review::auto_accept_after(&mut project, min, args.force)?
+        {
+            crate::outln!(
+                "Round {round}: auto-accepted {n} examples the {judge} judge agrees with (confidence ≥ {min})."
+            );
+        }
         crate::outln!("Round {round}: {summary}");
         if summary.interrupted {
             crate::outln!(

@@ -35,11 +35,37 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     }
     let project = Project::open_read_only(&args.dir)?;
     project.warn_about_journal();
+    if !args.no_gate {
+        data_gate(&project, args.strict)?;
+    }
     let src = Source {
         dir: &args.dir,
         config: project.config(),
         state: project.state(),
     };
     crate::outln!("{}", export_from(&src, &req)?.summary());
+    Ok(())
+}
+
+/// The data gate (`app::data_gate`): seeds only vs seeds + accepted on the
+/// held-out examples with the project's small model, said plainly on
+/// stderr; with `strict`, a worse score refuses the export.
+pub fn data_gate(project: &Project, strict: bool) -> anyhow::Result<()> {
+    let chosen =
+        crate::app::small_model::choose(project, crate::app::small_model::ModelChoice::Auto, true)?;
+    if let Some(note) = &chosen.note {
+        crate::errln!("note: {note}");
+    }
+    let names = project.class_names();
+    let Some(g) = crate::app::data_gate::check(&chosen.model(), project.state(), &names)? else {
+        return Ok(());
+    };
+    let msg = g.message();
+    if g.refuses() && strict {
+        return Err(crate::error::user(format!(
+            "{msg}\nexport --strict refuses (export without --strict to write it anyway)"
+        )));
+    }
+    crate::errln!("data gate: {msg}");
     Ok(())
 }

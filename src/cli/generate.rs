@@ -74,24 +74,37 @@ fn settings_with_flags(
 
 pub fn run_generate(args: super::GenerateArgs) -> anyhow::Result<()> {
     check_args(&args)?;
-    let project = Project::open(&args.dir)?;
-    if args.auto_accept.is_some()
-        && let Some(note) = super::review::judge_gate(&project, args.force)?
-    {
-        crate::errln!("{note}");
+    let mut project = Project::open(&args.dir)?;
+    // Auto-accept follows the chosen judge: the relabeler's verdicts as
+    // they arrive, another judge's after the run.
+    let mut after = false;
+    if args.auto_accept.is_some() {
+        let (judge, note) = super::review::rule_judge(&mut project, args.force)?;
+        if let Some(note) = note {
+            crate::errln!("{note}");
+        }
+        after = matches!(judge, super::review::RuleJudge::Other { .. });
     }
     let backend = args.backend.effective(&project.config().backend);
     let settings = settings_with_flags(project.generation_settings(), &args);
     let opts = run::RunOptions {
         count: args.count,
         relabel: !args.no_relabel && project.config().relabel.enabled,
-        auto_accept: args.auto_accept,
+        auto_accept: args.auto_accept.filter(|_| !after),
         no_cache: args.backend.no_cache,
         progress: true,
     };
     let rt = tokio::runtime::Runtime::new()?;
     let config = project.config_path().display().to_string();
     let summary = rt.block_on(run::generate(project, backend.clone(), settings, opts))?;
+    if let (true, Some(min)) = (after, args.auto_accept) {
+        let mut project = Project::open(&args.dir)?;
+        if let Some((n, judge)) = super::review::auto_accept_after(&mut project, min, args.force)? {
+            crate::outln!(
+                "auto-accepted {n} examples the {judge} judge agrees with (confidence ≥ {min})"
+            );
+        }
+    }
     finish(summary, &backend, &config)
 }
 

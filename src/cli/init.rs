@@ -69,6 +69,7 @@ fn base_config(
         embeddings: Default::default(),
         attributes: Default::default(),
         denoise: Default::default(),
+        judge: Default::default(),
     };
     args.backend.apply(&mut cfg.backend);
     cfg

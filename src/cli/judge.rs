@@ -2,7 +2,10 @@
 //! held-out validation examples — the very request it sends for generated
 //! examples (same builder, same cache), on a bounded, class-balanced
 //! sample — and record the report (`judge_scored`), which bulk rules
-//! consult before they trust the relabeler's verdicts.
+//! consult before they trust the relabeler's verdicts. Then the embedding
+//! judges (small classifier, kNN) and the ensemble are measured on the
+//! same examples (`app::judges`), recorded the same way, and the judge
+//! that decides is named.
 
 use crate::augment::{Generator, RequestKind, Templates};
 use crate::classify::judge::{self, RELABEL_JUDGE};
@@ -65,6 +68,7 @@ pub async fn judge_relabel(
         engine.submit(Job::new(p.request.clone(), tag as u64));
     }
     let mut answers: Vec<Option<usize>> = vec![None; planned.len()];
+    let mut probs: Vec<Vec<f32>> = vec![Vec::new(); planned.len()];
     let (mut done, mut failed) = (0, 0);
     while done < planned.len() {
         let Some(ev) = events.recv().await else { break };
@@ -73,14 +77,26 @@ pub async fn judge_relabel(
                 done += 1;
                 let p = &planned[tag as usize];
                 let evs = generator.on_reply(project.state(), p, &response);
-                answers[tag as usize] = evs.iter().find_map(|e| match e {
-                    EventKind::VerdictRecorded(v) => v
-                        .verdict
-                        .label
-                        .as_ref()
-                        .and_then(|l| labels.iter().position(|x| x == l)),
+                let verdict = evs.iter().find_map(|e| match e {
+                    EventKind::VerdictRecorded(v) => Some(&v.verdict),
                     _ => None,
                 });
+                answers[tag as usize] = verdict.and_then(|v| {
+                    v.label
+                        .as_ref()
+                        .and_then(|l| labels.iter().position(|x| x == l))
+                });
+                if let Some(v) = verdict
+                    && answers[tag as usize].is_some()
+                {
+                    probs[tag as usize] = labels
+                        .iter()
+                        .map(|l| {
+                            let p = v.confidence.get(l).copied().unwrap_or(0.0);
+                            ((p * 1000.0).round() / 1000.0) as f32
+                        })
+                        .collect();
+                }
                 debug_assert!(matches!(p.kind, RequestKind::Relabel { .. }));
             }
             EngineEvent::Failed { .. } => {
@@ -94,10 +110,21 @@ pub async fn judge_relabel(
     let report = judge::judge_report(RELABEL_JUDGE, &labels, &truth, &answers);
     let usage = engine.usage();
     let (requests, cached) = (usage.requests, usage.cached);
+    let held: Vec<crate::domain::HeldoutAnswer> = picked
+        .iter()
+        .enumerate()
+        .map(|(j, &i)| crate::domain::HeldoutAnswer {
+            sample: heldout[i].0,
+            truth: truth[j],
+            answer: answers[j],
+            probs: std::mem::take(&mut probs[j]),
+        })
+        .collect();
     project.append(vec![
         EventKind::JudgeScored(JudgeScored {
             report: report.clone(),
             fingerprint: generator.relabel_fingerprint(),
+            answers: held,
         }),
         EventKind::UsageRecorded(UsageRecorded {
             run: "judge".into(),
@@ -112,39 +139,114 @@ pub async fn judge_relabel(
     })
 }
 
+/// Measure the embedding judges and the ensemble on the held-out
+/// examples, record their reports, and return the comparison with the
+/// choice. No LLM request: the relabeler counts with its recorded answers.
+pub fn compare_judges(
+    project: &mut Project,
+) -> anyhow::Result<(
+    Vec<crate::app::judges::Measured>,
+    crate::app::judges::Choice,
+)> {
+    use crate::app::judges;
+    let fp = super::generate::generator_for(project)?.relabel_fingerprint();
+    let chosen = crate::app::small_model::choose(
+        project,
+        crate::app::small_model::ModelChoice::Embedding,
+        false,
+    );
+    let names = project.class_names();
+    let (_, linear) = crate::app::small_model::configs(project);
+    let measured = match &chosen {
+        Ok(c) => match &c.encoder {
+            Some(e) => judges::measure(project.state(), &names, &fp, Ok(e), &linear)?,
+            None => judges::measure(
+                project.state(),
+                &names,
+                &fp,
+                Err("needs an embedder".into()),
+                &linear,
+            )?,
+        },
+        Err(e) => judges::measure(
+            project.state(),
+            &names,
+            &fp,
+            Err(format!("needs an embedder: {e}")),
+            &linear,
+        )?,
+    };
+    let events: Vec<EventKind> = measured
+        .iter()
+        .filter(|m| m.judge != RELABEL_JUDGE)
+        .filter_map(|m| m.scored.clone())
+        .filter(|s| project.state().judges.get(&s.report.judge) != Some(s))
+        .map(EventKind::JudgeScored)
+        .collect();
+    if !events.is_empty() {
+        project.append(events)?;
+    }
+    let choice = judges::choose(&measured, project.config().judge.use_);
+    Ok((measured, choice))
+}
+
 pub fn run(args: super::JudgeArgs) -> anyhow::Result<()> {
     let project = Project::open(&args.dir)?;
     let mut backend = project.config().backend.clone();
     args.backend.apply(&mut backend);
     let rt = tokio::runtime::Runtime::new()?;
-    let r = rt.block_on(judge_relabel(
-        project,
-        backend,
-        args.sample,
-        args.backend.no_cache,
-    ))?;
+    let r = if args.no_llm {
+        drop(project);
+        None
+    } else {
+        Some(rt.block_on(judge_relabel(
+            project,
+            backend,
+            args.sample,
+            args.backend.no_cache,
+        ))?)
+    };
+    let mut project = Project::open(&args.dir)?;
+    let (measured, choice) = compare_judges(&mut project)?;
     let text = if args.json {
-        let mut v = serde_json::to_value(&r.report)?;
-        if let Some(m) = v.as_object_mut() {
-            m.insert(
-                "better_than_chance".into(),
-                r.report.better_than_chance().into(),
-            );
-            m.insert(
-                "better_than_majority".into(),
-                r.report.better_than_majority().into(),
-            );
-            m.insert("trusted".into(), r.report.trusted().into());
-            m.insert("failed_requests".into(), r.failed.into());
+        let mut v = match &r {
+            Some(r) => {
+                let mut v = serde_json::to_value(&r.report)?;
+                if let Some(m) = v.as_object_mut() {
+                    m.insert(
+                        "better_than_chance".into(),
+                        r.report.better_than_chance().into(),
+                    );
+                    m.insert(
+                        "better_than_majority".into(),
+                        r.report.better_than_majority().into(),
+                    );
+                    m.insert("trusted".into(), r.report.trusted().into());
+                    m.insert("failed_requests".into(), r.failed.into());
+                }
+                v
+            }
+            None => serde_json::json!({}),
+        };
+        let cmp = crate::app::judges::to_json(&measured, &choice);
+        if let (Some(m), serde_json::Value::Object(c)) = (v.as_object_mut(), cmp) {
+            m.extend(c);
         }
         format!("{}\n", serde_json::to_string_pretty(&v)?)
     } else {
+        let head = match &r {
+            Some(r) => format!(
+                "{}{} requests sent, {} answered from the cache, {} failed\n\n",
+                judge::render(&r.report),
+                r.requests,
+                r.cached,
+                r.failed
+            ),
+            None => String::new(),
+        };
         format!(
-            "{}{} requests sent, {} answered from the cache, {} failed\n",
-            judge::render(&r.report),
-            r.requests,
-            r.cached,
-            r.failed
+            "{head}Judges on the same held-out examples:\n{}",
+            crate::app::judges::render(&measured, &choice)
         )
     };
     super::stats::print_stdout(&text)

@@ -139,6 +139,14 @@ pub struct ExportArgs {
     /// Same as `--provenance yes`.
     #[arg(long, conflicts_with = "provenance")]
     pub with_provenance: bool,
+    /// Refuse to export when the accepted examples make the small model
+    /// worse on the held-out examples (beyond the bootstrap interval).
+    #[arg(long)]
+    pub strict: bool,
+    /// Skip the data gate (seeds only vs seeds + accepted on the held-out
+    /// examples) that runs before the export.
+    #[arg(long, conflicts_with = "strict")]
+    pub no_gate: bool,
 }
 
 /// A yes/no flag value.
@@ -249,6 +257,10 @@ pub struct JudgeArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Do not ask the LLM: measure the embedding judges (and the ensemble
+    /// with the relabeler's recorded answers) only.
+    #[arg(long)]
+    pub no_llm: bool,
     #[command(flatten)]
     pub backend: BackendFlags,
 }

@@ -28,6 +28,8 @@ pub struct ProjectConfig {
     pub attributes: BTreeMap<String, AttributeDim>,
     #[serde(default)]
     pub denoise: DenoiseConfig,
+    #[serde(default)]
+    pub judge: JudgeConfig,
 }
 
 /// One attribute dimension (`[attributes.tone]`): the values a text can
@@ -58,6 +60,45 @@ impl AttributeDim {
     pub fn applies_to(&self, class: &str) -> bool {
         self.classes.is_empty() || self.classes.iter().any(|c| c == class)
     }
+}
+
+/// Which judge decides for bulk rules (`[judge] use`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JudgeUse {
+    /// The best judge measured on the held-out examples (`straddle
+    /// judge`), the simpler one unless the better one is clearly better.
+    #[default]
+    Auto,
+    /// The LLM relabeler.
+    Relabel,
+    /// The small embedding classifier trained on seeds + accepted.
+    Small,
+    /// Nearest-neighbour vote in embedding space.
+    Knn,
+    /// The judges combined, weighted by their measured accuracy.
+    Ensemble,
+}
+
+impl JudgeUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JudgeUse::Auto => "auto",
+            JudgeUse::Relabel => "relabel",
+            JudgeUse::Small => "small",
+            JudgeUse::Knn => "knn",
+            JudgeUse::Ensemble => "ensemble",
+        }
+    }
+}
+
+/// `[judge]`: which judge bulk rules, auto-accept and the review use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct JudgeConfig {
+    /// `"auto"` (the best measured) or one judge pinned.
+    #[serde(rename = "use")]
+    pub use_: JudgeUse,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

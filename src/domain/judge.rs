@@ -94,6 +94,28 @@ impl JudgeReport {
 pub struct JudgeScored {
     pub report: JudgeReport,
     /// Model, template hash and settings of the judge
-    /// (`Generator::relabel_fingerprint` for the relabeler).
+    /// (`Generator::relabel_fingerprint` for the relabeler; the embedder,
+    /// classifier settings and data for the embedding judges).
     pub fingerprint: String,
+    /// Each held-out example as the judge answered it, in the report's
+    /// order (so judges can be compared pairwise and combined without
+    /// asking the LLM again). Empty in journals written before judges were
+    /// compared.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub answers: Vec<HeldoutAnswer>,
+}
+
+/// One held-out example as a judge answered it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HeldoutAnswer {
+    pub sample: super::SampleId,
+    /// The true class (index into the report's labels).
+    pub truth: usize,
+    /// The judge's answer (index into the report's labels); `None`: no
+    /// usable answer.
+    pub answer: Option<usize>,
+    /// The judge's probability per class (the report's label order),
+    /// rounded to 3 decimals; empty when it gave none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub probs: Vec<f32>,
 }

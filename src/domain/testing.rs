@@ -42,6 +42,7 @@ pub fn project_config(name: &str, description: &str, classes: Vec<Class>) -> Pro
         embeddings: Default::default(),
         attributes: Default::default(),
         denoise: DenoiseConfig::off(),
+        judge: Default::default(),
     }
 }
 

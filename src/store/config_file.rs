@@ -359,6 +359,7 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         embeddings,
         attributes,
         denoise,
+        judge,
     } = cfg;
     for crate::domain::AttributeDim {
         description: _,
@@ -366,6 +367,7 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         classes: _,
     } in attributes.values()
     {}
+    let crate::domain::JudgeConfig { use_: _ } = judge;
     let TaskConfig {
         name: _,
         description: _,
@@ -578,6 +580,13 @@ pub fn render_config(cfg: &ProjectConfig) -> String {
     render_relabel(w, cfg);
     render_embeddings(w, &cfg.embeddings);
     render_denoise(w, &cfg.denoise);
+    let _ = writeln!(w, "\n[judge]");
+    line(
+        w,
+        "Which judge bulk rules, auto-accept and the review's verdicts use: \"auto\" (the best measured on the held-out examples by `straddle judge`; a more complex judge only when clearly better), \"relabel\" (the LLM), \"small\" (the embedding classifier), \"knn\" (nearest neighbours) or \"ensemble\".",
+        "use",
+        v(cfg.judge.use_.as_str()),
+    );
     o
 }
 
@@ -1032,6 +1041,7 @@ mod tests {
             embeddings: Default::default(),
             attributes: Default::default(),
             denoise: Default::default(),
+            judge: Default::default(),
         };
         cfg.embeddings.api_key_env = Some("EMB_KEY".into());
         cfg.backend.headers.insert("X-Org".into(), "me".into());

@@ -1176,6 +1176,7 @@ mod tests {
                     p_vs_majority: 0.75,
                 },
                 fingerprint: "m".into(),
+                answers: vec![],
             }),
             EventKind::BatchPlanned(crate::domain::BatchPlanned {
                 batch: "b1".into(),

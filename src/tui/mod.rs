@@ -13,6 +13,7 @@ pub mod export_form;
 #[cfg(any(test, feature = "test-fixtures"))]
 #[doc(hidden)]
 pub mod fixture;
+pub mod judges_view;
 pub mod keymap;
 pub mod map;
 pub mod queue;

@@ -519,7 +519,9 @@ impl App {
     fn spawn_export(&self, req: ExportRequest, tx: mpsc::UnboundedSender<Result<String, String>>) {
         let (dir, config) = (self.dir.clone(), self.config.clone());
         let state = self.st.project.clone();
+        let gate_job = self.model_job();
         tokio::task::spawn_blocking(move || {
+            let gate = export_gate(&gate_job);
             let mut req = req;
             if !req.out.is_absolute() {
                 req.out = dir.join(&req.out);
@@ -538,6 +540,10 @@ impl App {
                     tracing::warn!("tui export failed: {e:#}");
                     Err(format!("{e:#}"))
                 }
+            };
+            let r = match gate {
+                Some(g) => r.map(|m| format!("{m} · data gate: {g}")),
+                None => r,
             };
             let _ = tx.send(r);
         });
@@ -577,10 +583,42 @@ impl App {
     fn spawn_signals(&self) {
         let job = self.model_job();
         let tx = self.bg_tx.clone();
+        let prompts = self.dir.join("prompts");
         tokio::task::spawn_blocking(move || {
+            let mut judges = None;
             let r = job.chosen().and_then(|(chosen, _)| {
-                crate::app::training::signals(&chosen.model(), &job.state, &job.names)
+                let mut sig =
+                    crate::app::training::signals(&chosen.model(), &job.state, &job.names)?;
+                // Every judge's opinion; where they disagree the sample
+                // rises in the queue.
+                let enc = chosen
+                    .encoder
+                    .as_ref()
+                    .map(|e| e as &dyn crate::classify::TextEncoder);
+                if let Ok(j) = crate::app::judges::review_judges(
+                    &job.state,
+                    &job.config,
+                    &prompts,
+                    &job.settings,
+                    enc,
+                    &chosen.linear,
+                ) {
+                    for id in j.disagreements() {
+                        if let Some(s) = sig.get_mut(&id)
+                            && !s
+                                .reasons
+                                .contains(&crate::classify::signals::JUDGES_DISAGREE)
+                        {
+                            s.reasons.push(crate::classify::signals::JUDGES_DISAGREE);
+                        }
+                    }
+                    judges = Some(j);
+                }
+                Ok(sig)
             });
+            if let Some(j) = judges {
+                let _ = tx.send(Msg::Judges(Box::new(j)));
+            }
             let _ = tx.send(Msg::Signals(r));
         });
     }
@@ -594,6 +632,18 @@ impl App {
             settings: self.st.settings.clone(),
             names: self.st.classes.iter().map(|c| c.name.clone()).collect(),
         }
+    }
+}
+
+/// The data gate before an export (`app::data_gate`): seeds only vs
+/// seeds + accepted on the held-out examples, said in one sentence, or
+/// `None` when there is nothing to compare.
+fn export_gate(job: &ModelJob) -> Option<String> {
+    let (chosen, _) = job.chosen().ok()?;
+    match crate::app::data_gate::check(&chosen.model(), &job.state, &job.names) {
+        Ok(Some(g)) => Some(g.message()),
+        Ok(None) => None,
+        Err(e) => Some(format!("could not be run: {e:#}")),
     }
 }
 

@@ -269,6 +269,8 @@ pub enum Msg {
     Signals(Result<std::collections::HashMap<SampleId, crate::classify::Signals>, String>),
     /// A map vector job's answer.
     Map(super::map::MapReply),
+    /// Every judge's opinion of the generated samples (with the signals).
+    Judges(Box<crate::app::judges::ReviewJudges>),
 }
 
 /// What `update` asks the runtime to do.
@@ -525,6 +527,9 @@ pub struct State {
     /// summed over the samples' and failures' provenance (as `stats`
     /// does), kept as events are applied.
     pub parse_rejected: BTreeMap<String, u64>,
+    /// Every judge's opinion of the generated samples and the chosen
+    /// judge (computed with the training signals; see `judges_view`).
+    pub judges: Option<crate::app::judges::ReviewJudges>,
     /// Seed sample ids in journal order.
     pub seeds: Vec<SampleId>,
 
@@ -610,6 +615,7 @@ impl State {
             help_offset: 0,
             tally: Tally::default(),
             parse_rejected: BTreeMap::new(),
+            judges: None,
             seeds: Vec::new(),
             engine: EngineStatus::Idle,
             limit: None,

@@ -107,6 +107,10 @@ pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
             st.dirty = true;
         }
         Msg::Map(r) => map::on_reply(st, r, &mut fx),
+        Msg::Judges(j) => {
+            st.judges = Some(*j);
+            st.dirty = true;
+        }
     }
     fix_scroll(st);
     fx

@@ -82,6 +82,7 @@ pub fn config(server: &TestServer) -> ProjectConfig {
         embeddings: Default::default(),
         attributes: Default::default(),
         denoise: straddle::domain::DenoiseConfig::off(),
+        judge: Default::default(),
     }
 }
 

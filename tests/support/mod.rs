@@ -238,7 +238,13 @@ pub struct Script {
     /// does unless started with `--interrupt_requests False` (a waiting
     /// request holds its outer lock, which the stream being served checks).
     pub interrupting: bool,
+    /// `/v1/embeddings` vectors from this function instead of the default
+    /// character-trigram vectors (see [`Script::embeddings`]).
+    pub embed: Option<Arc<EmbedFn>>,
 }
+
+/// A scripted embedding: text → vector.
+pub type EmbedFn = dyn Fn(&str) -> Vec<f64> + Send + Sync;
 
 /// The model the test server lists by default.
 pub const MODEL: &str = "test-model";
@@ -263,7 +269,14 @@ impl Script {
             hold: None,
             one_at_a_time: false,
             interrupting: false,
+            embed: None,
         }
+    }
+    /// `/v1/embeddings` answers `f(text)` for each input (e.g. an
+    /// embedding that knows the classes, to make an embedding judge right).
+    pub fn embeddings(mut self, f: impl Fn(&str) -> Vec<f64> + Send + Sync + 'static) -> Script {
+        self.embed = Some(Arc::new(f));
+        self
     }
     /// The same reply to every request.
     pub fn always(reply: Reply) -> Script {
@@ -795,7 +808,13 @@ async fn embeddings(
     let data: Vec<Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, t)| json!({"object": "embedding", "index": i, "embedding": embed(t)}))
+        .map(|(i, t)| {
+            let v = match &s.script.embed {
+                Some(f) => f(t),
+                None => embed(t),
+            };
+            json!({"object": "embedding", "index": i, "embedding": v})
+        })
         .collect();
     axum::Json(
         json!({"object": "list", "data": data, "model": req["model"],

@@ -171,6 +171,7 @@ pub const DOUBT_CODES: &[(&str, char, &str)] = &[
     ("near_other_seed", 's', "near another class's seed"),
     ("hard_to_learn", 'h', "classifier: hard to learn"),
     ("low_model_confidence", 'u', "model unsure of the label"),
+    ("judges_disagree", 'J', "the judges give different classes"),
     ("edited", 'e', "edited"),
     ("auto", 'a', "auto-decided"),
 ];
@@ -403,6 +404,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     if let Some(l) = crate::tui::s3_view::signal_line(st, s.id) {
         out.push(l);
     }
+    out.extend(crate::tui::judges_view::detail_lines(st, s));
     let p = &s.provenance;
     let mut prov = Vec::new();
     if let Some(x) = &p.strategy {
