@@ -104,7 +104,7 @@ fn each_model_reason_raises_its_example_and_shows_as_its_own_reason() {
     let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
     term.draw(|f| view::render(f, &st)).unwrap();
     let screen = format!("{}", term.backend());
-    assert!(screen.contains("neighbours_disagree"), "{screen}");
+    assert!(screen.contains("nearest examples disagree"), "{screen}");
     let other = &st.classes[(class(&st, ids[2]) + 1) % 6].name;
     let text = straddle::tui::s3_view::signal_line(&st, ids[2])
         .unwrap()
