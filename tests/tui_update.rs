@@ -1873,3 +1873,19 @@ fn parser_rejections_are_summed_as_events_arrive() {
         "{screen}"
     );
 }
+
+/// A notice newer than the last error shows (an undo's "undid accept of
+/// #N" is not hidden by an older error); a newer error shows again.
+#[test]
+fn the_newer_of_error_and_notice_shows() {
+    let mut st = fixture::state(10);
+    update(&mut st, Msg::Error("too few new examples".into()));
+    assert_eq!(st.message(), Some(("too few new examples", true)));
+    update(&mut st, Msg::Notice("undid accept of #3".into()));
+    assert_eq!(st.message(), Some(("undid accept of #3", false)));
+    // A key that changes neither keeps the notice.
+    press(&mut st, code(KeyCode::Down));
+    assert_eq!(st.message(), Some(("undid accept of #3", false)));
+    update(&mut st, Msg::Error("backend unreachable".into()));
+    assert_eq!(st.message(), Some(("backend unreachable", true)));
+}

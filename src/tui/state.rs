@@ -551,6 +551,9 @@ pub struct State {
 
     pub notice: Option<String>,
     pub last_error: Option<String>,
+    /// The notice was set after the error: show it (an undo's "undid
+    /// accept of #88" must not hide behind an older error).
+    pub notice_newer: bool,
     /// S3 round and signal jobs.
     pub s3: super::s3::S3Status,
     /// The map pane: projected points and the vector jobs.
@@ -628,6 +631,7 @@ impl State {
             req_per_s: 0.0,
             notice: None,
             last_error: (!init.ui.warnings.is_empty()).then(|| init.ui.warnings.join("; ")),
+            notice_newer: false,
             s3: Default::default(),
             map: Default::default(),
             dirty: true,
@@ -945,10 +949,11 @@ impl State {
             .collect()
     }
 
-    /// The message to show: the last error, else the last notice
-    /// (`true` = error).
+    /// The message to show: the newer of the last error and the last
+    /// notice (`true` = error).
     pub fn message(&self) -> Option<(&str, bool)> {
         match (&self.last_error, &self.notice) {
+            (Some(_), Some(n)) if self.notice_newer => Some((n.as_str(), false)),
             (Some(e), _) => Some((e.as_str(), true)),
             (None, Some(n)) => Some((n.as_str(), false)),
             (None, None) => None,

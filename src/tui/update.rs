@@ -24,6 +24,18 @@ use super::{map, s3};
 
 /// Handle one message. Returns what the runtime must do.
 pub fn update(st: &mut State, msg: Msg) -> Vec<Effect> {
+    let (notice, error) = (st.notice.clone(), st.last_error.clone());
+    let fx = update_inner(st, msg);
+    // Which of the two messages is newer decides which one shows.
+    if st.notice.is_some() && st.notice != notice {
+        st.notice_newer = true;
+    } else if st.last_error.is_some() && st.last_error != error {
+        st.notice_newer = false;
+    }
+    fx
+}
+
+fn update_inner(st: &mut State, msg: Msg) -> Vec<Effect> {
     let mut fx = Vec::new();
     match msg {
         Msg::Key(k) => {
