@@ -875,7 +875,7 @@ fn render_generation(w: &mut String, cfg: &ProjectConfig) {
     let _ = writeln!(w, "\n[generation]");
     line(
         w,
-        "Strategy: \"mix\" (class-boundary mixing, PromptMix), \"plain\" (one class per request) or \"extrapolate\" (S3: like the small model's mistakes).",
+        "Strategy: \"mix\" (class-boundary mixing, PromptMix), \"plain\" (one class per request), \"attributes\" (1-3 values of the [attributes.*] dimensions per request, MSP) or \"extrapolate\" (S3: like the small model's mistakes).",
         "strategy",
         v(g.strategy.as_str()),
     );
