@@ -1261,6 +1261,30 @@ mod tests {
         embeds: VecDeque<EmbedJob>,
     }
 
+    /// A rig on a session over `st` with a generator for `cfg` and
+    /// `settings`.
+    fn rig_from(
+        cfg: &ProjectConfig,
+        settings: GenerationSettings,
+        st: ProjectState,
+        sc: SessionConfig,
+    ) -> Rig {
+        let g = Generator::new(
+            cfg,
+            cfg.classes.clone(),
+            settings,
+            Templates::builtin(),
+            &st,
+        );
+        Rig {
+            s: Session::new(g, sc),
+            st,
+            open: VecDeque::new(),
+            words: 0,
+            embeds: VecDeque::new(),
+        }
+    }
+
     fn rig(counting: Counting, concurrency: usize, relabel: bool) -> Rig {
         rig_with(counting, concurrency, relabel, config().generation)
     }
@@ -1279,15 +1303,10 @@ mod tests {
             ],
             vec![],
         );
-        let g = Generator::new(
+        rig_from(
             &cfg,
-            cfg.classes.clone(),
             settings,
-            Templates::builtin(),
-            &st,
-        );
-        let s = Session::new(
-            g,
+            st,
             SessionConfig {
                 relabel,
                 auto_accept: Some(0.5),
@@ -1295,14 +1314,7 @@ mod tests {
                 counting,
                 backend: cfg.backend.clone(),
             },
-        );
-        Rig {
-            s,
-            st,
-            open: VecDeque::new(),
-            words: 0,
-            embeds: VecDeque::new(),
-        }
+        )
     }
 
     fn response(text: &str) -> ChatResponse {
@@ -1441,15 +1453,10 @@ mod tests {
             ],
             vec![],
         );
-        let g = Generator::new(
+        rig_from(
             &cfg,
-            cfg.classes.clone(),
             cfg.generation.clone(),
-            Templates::builtin(),
-            &st,
-        );
-        let s = Session::new(
-            g,
+            st,
             SessionConfig {
                 relabel: false,
                 auto_accept: None,
@@ -1457,14 +1464,7 @@ mod tests {
                 counting: Counting::ThisRun,
                 backend: cfg.backend.clone(),
             },
-        );
-        Rig {
-            s,
-            st,
-            open: VecDeque::new(),
-            words: 0,
-            embeds: VecDeque::new(),
-        }
+        )
     }
 
     /// `k` new questions no other reply repeats (distinct words, so the
@@ -2309,15 +2309,10 @@ mod tests {
             ..cfg.generation.clone()
         };
         let st = state_with(&[("Who wrote Hamlet?", "HUM", Origin::Seed)], vec![]);
-        let g = Generator::new(
+        let mut r = rig_from(
             &cfg,
-            cfg.classes.clone(),
             settings,
-            Templates::builtin(),
-            &st,
-        );
-        let s = Session::new(
-            g,
+            st,
             SessionConfig {
                 relabel: false,
                 auto_accept: None,
@@ -2326,13 +2321,6 @@ mod tests {
                 backend: cfg.backend.clone(),
             },
         );
-        let mut r = Rig {
-            s,
-            st,
-            open: VecDeque::new(),
-            words: 0,
-            embeds: VecDeque::new(),
-        };
         let tone_of = |r: &Rig| {
             let job = r.open.front().unwrap();
             r.s.request(job.tag).unwrap().provenance.attributes["tone"].clone()
@@ -2647,15 +2635,10 @@ mod tests {
             .map(|(t, n)| (t.as_str(), n.as_str(), Origin::Seed))
             .collect();
         let st = state_with(&seed_refs, vec![]);
-        let g = Generator::new(
+        let mut r = rig_from(
             &cfg,
-            cfg.classes.clone(),
             cfg.generation.clone(),
-            Templates::builtin(),
-            &st,
-        );
-        let mut s = Session::new(
-            g,
+            st,
             SessionConfig {
                 relabel: true,
                 auto_accept: None,
@@ -2664,20 +2647,13 @@ mod tests {
                 backend: cfg.backend.clone(),
             },
         );
-        s.set_denoise(
+        r.s.set_denoise(
             crate::domain::DenoiseConfig {
                 mode: crate::domain::DenoiseMode::Flag,
                 ..Default::default()
             },
             "toy",
         );
-        let mut r = Rig {
-            s,
-            st,
-            open: VecDeque::new(),
-            words: 0,
-            embeds: VecDeque::new(),
-        };
         r.start(1);
         let job = r.open.pop_front().unwrap();
         let intended = match &r.s.request(job.tag).unwrap().kind {
