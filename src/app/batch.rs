@@ -329,8 +329,6 @@ pub fn ingest(
     // Tokens and cost of the replies read since the last flush: recorded
     // with them (same write), so a crash counts each reply's usage once.
     let mut usage = crate::domain::Usage::default();
-    let price =
-        |tokens: u32, per_m: Option<f64>| per_m.map_or(0.0, |p| f64::from(tokens) * p / 1e6);
     let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
     let last = lines.len();
     for (i, raw) in lines.into_iter().enumerate() {
@@ -396,8 +394,12 @@ pub fn ingest(
                 usage.requests += 1;
                 usage.prompt_tokens += u64::from(u.prompt_tokens);
                 usage.completion_tokens += u64::from(u.completion_tokens);
-                usage.cost += price(u.prompt_tokens, backend.price_input_per_m)
-                    + price(u.completion_tokens, backend.price_output_per_m);
+                usage.cost += crate::domain::token_cost(
+                    backend.price_input_per_m,
+                    backend.price_output_per_m,
+                    u64::from(u.prompt_tokens),
+                    u64::from(u.completion_tokens),
+                );
                 EngineEvent::Finished {
                     id: tag,
                     tag,

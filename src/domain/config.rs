@@ -247,6 +247,19 @@ impl DenoiseConfig {
     }
 }
 
+/// The cost of `prompt` + `completion` tokens at prices per million
+/// tokens (`[backend] price_input_per_m` / `price_output_per_m`; an unset
+/// price costs nothing).
+pub fn token_cost(
+    price_input_per_m: Option<f64>,
+    price_output_per_m: Option<f64>,
+    prompt: u64,
+    completion: u64,
+) -> f64 {
+    price_input_per_m.unwrap_or(0.0) * prompt as f64 / 1e6
+        + price_output_per_m.unwrap_or(0.0) * completion as f64 / 1e6
+}
+
 /// `[backend]`: an OpenAI-compatible chat-completions server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default)]

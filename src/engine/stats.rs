@@ -69,8 +69,12 @@ impl Stats {
             let i = ((lat.len() - 1) as f64 * p).round() as usize;
             f64::from(lat[i])
         };
-        let cost = self.price_in.unwrap_or(0.0) * self.prompt_tokens as f64 / 1e6
-            + self.price_out.unwrap_or(0.0) * self.completion_tokens as f64 / 1e6;
+        let cost = crate::domain::token_cost(
+            self.price_in,
+            self.price_out,
+            self.prompt_tokens,
+            self.completion_tokens,
+        );
         Usage {
             requests: self.requests,
             cached: self.cached,
