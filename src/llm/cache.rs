@@ -68,8 +68,9 @@ struct Packs {
     index: HashMap<[u8; 32], Loc>,
     /// Read handles by pack number, opened on first use.
     readers: HashMap<u32, File>,
-    /// The pack new records go to: its number and handle.
-    writer: Option<(u32, File)>,
+    /// The pack new records go to: its number, its handle, and where the
+    /// file ended after our last write (or at opening).
+    writer: Option<(u32, File, u64)>,
     /// Pack numbers found on disk, ascending.
     numbers: Vec<u32>,
     /// The last pack ended in a torn record: do not append to it.
@@ -191,7 +192,7 @@ impl Packs {
         if self
             .writer
             .as_ref()
-            .is_some_and(|(_, f)| f.metadata().map(|m| m.len()).unwrap_or(0) >= PACK_LIMIT)
+            .is_some_and(|(_, _, end)| *end >= PACK_LIMIT)
         {
             self.writer = None;
         }
@@ -210,9 +211,10 @@ impl Packs {
                 self.numbers.push(n);
                 self.tail_torn = false;
             }
-            self.writer = Some((n, f));
+            let end = f.metadata()?.len();
+            self.writer = Some((n, f, end));
         }
-        let (n, f) = self.writer.as_mut().expect("opened above");
+        let (n, f, end) = self.writer.as_mut().expect("opened above");
         let mut record = Vec::with_capacity(HEADER + payload.len());
         record.extend_from_slice(MAGIC);
         record.extend_from_slice(&len.to_le_bytes());
@@ -222,12 +224,12 @@ impl Packs {
         // One write on an O_APPEND handle: records of concurrent writers
         // do not interleave, and the position after it locates ours.
         f.write_all(&record)?;
-        let end = f.stream_position()?;
+        *end = f.stream_position()?;
         self.index.insert(
             key,
             Loc {
                 pack: *n,
-                offset: end - u64::from(len),
+                offset: *end - u64::from(len),
                 len,
             },
         );
