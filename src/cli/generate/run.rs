@@ -307,14 +307,10 @@ impl Driver {
                 }
             }
         }
-        let last = out.appends.len();
-        for (i, mut kinds) in out.appends.drain(..).enumerate() {
-            // The usage since the last append rides along (same write,
-            // same fsync); the session skips it in the acknowledgement.
-            if i + 1 < last {
-                self.pending.push(kinds);
-                continue;
-            }
+        // The usage since the last append rides along with the last batch
+        // (same write, same fsync); the session skips it in the
+        // acknowledgement.
+        if let Some(kinds) = out.appends.last_mut() {
             let now = self.engine.usage();
             let delta = now.since(&self.usage_recorded);
             if !delta.is_empty() {
@@ -330,8 +326,8 @@ impl Driver {
                 }));
             }
             self.usage_recorded = now;
-            self.pending.push(kinds);
         }
+        self.pending.append(&mut out.appends);
     }
 
     /// Make every pending append durable (one write, one fsync), then
