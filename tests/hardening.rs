@@ -20,6 +20,20 @@ use support::{Reply, Script, TestServer};
 const KEY: &str = "hk-live-Zq8v3LrT0pWm7x";
 const KEY_VAR: &str = "STRADDLE_HARDENING_CREDENTIAL";
 
+/// Accept every generated example of the project in `dir` with the `a`
+/// key; returns how many.
+fn accept_every_generated(dir: &Path) -> usize {
+    let mut p = Project::open(dir).unwrap();
+    let kinds: Vec<_> = p
+        .state()
+        .generated()
+        .map(|s| straddle::domain::testing::accept(s.id))
+        .collect();
+    let n = kinds.len();
+    p.append(kinds).unwrap();
+    n
+}
+
 fn straddle_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_straddle"));
     c.env("STRADDLE_DENOISE", "off");
@@ -192,26 +206,7 @@ fn secrets_do_not_reach_exports() {
     let dir = tmp.path().join("p");
     let _ = echo_key_run(&dir, &tmp.path().join("log"));
     // Accept everything (by rule needs verdicts; decide by hand instead).
-    {
-        let mut p = Project::open(&dir).unwrap();
-        let ids: Vec<u64> = p.state().generated().map(|s| s.id).collect();
-        assert!(!ids.is_empty());
-        let kinds = ids
-            .into_iter()
-            .map(|id| {
-                straddle::domain::EventKind::decided(
-                    id,
-                    straddle::domain::Decision {
-                        kind: straddle::domain::DecisionKind::Accept,
-                        label: None,
-                        reason: None,
-                        by: straddle::domain::Actor::Key("a".into()),
-                    },
-                )
-            })
-            .collect();
-        p.append(kinds).unwrap();
-    }
+    assert!(accept_every_generated(&dir) > 0);
     for fmt in ["jsonl", "csv"] {
         let out = tmp.path().join(format!("out.{fmt}"));
         ok(straddle_env(
@@ -465,25 +460,7 @@ fn cli_output_escapes_terminal_controls() {
     assert!(all.contains("\\u{1b}]0;pwned\\u{7}"), "{all}");
 
     // CSV export: escapes controls, neutralises formulas.
-    {
-        let mut p = Project::open(&dir).unwrap();
-        let ids: Vec<u64> = p.state().generated().map(|s| s.id).collect();
-        let kinds = ids
-            .into_iter()
-            .map(|id| {
-                straddle::domain::EventKind::decided(
-                    id,
-                    straddle::domain::Decision {
-                        kind: straddle::domain::DecisionKind::Accept,
-                        label: None,
-                        reason: None,
-                        by: straddle::domain::Actor::Key("a".into()),
-                    },
-                )
-            })
-            .collect();
-        p.append(kinds).unwrap();
-    }
+    accept_every_generated(&dir);
     let out = tmp.path().join("o.csv");
     ok(straddle(&[
         "export",
