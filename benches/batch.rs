@@ -14,10 +14,7 @@ use std::time::Instant;
 
 use serde_json::json;
 use straddle::app::batch;
-use straddle::domain::{
-    BackendConfig, Class, GenerationSettings, NewSample, Origin, ProjectConfig, Provenance,
-    Strategy, TaskConfig,
-};
+use straddle::domain::{GenerationSettings, NewSample, Origin, Provenance, Strategy};
 use straddle::store::Project;
 
 /// As in the binary (`src/main.rs`).
@@ -41,30 +38,15 @@ fn main() {
         .unwrap_or(5);
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("p");
-    let config = ProjectConfig {
-        task: TaskConfig {
-            name: "trec6".into(),
-            description: "Questions people ask a search engine.".into(),
-        },
-        classes: CLASSES
-            .iter()
-            .map(|c| Class {
-                name: c.to_string(),
-                description: format!("questions whose answer is {c}"),
-                weight: 1.0,
-            })
-            .collect(),
-        backend: BackendConfig::default(),
-        generation: GenerationSettings {
-            per_request: per,
-            strategy: Strategy::Plain,
-            ..Default::default()
-        },
-        relabel: Default::default(),
-        embeddings: Default::default(),
-        attributes: Default::default(),
-        denoise: straddle::domain::DenoiseConfig::off(),
-        judge: Default::default(),
+    let mut config = straddle::domain::testing::project_config(
+        "trec6",
+        "Questions people ask a search engine.",
+        straddle::domain::testing::classes(&CLASSES, |c| format!("questions whose answer is {c}")),
+    );
+    config.generation = GenerationSettings {
+        per_request: per,
+        strategy: Strategy::Plain,
+        ..Default::default()
     };
     let seeds = CLASSES
         .iter()

@@ -8,8 +8,8 @@ use std::path::Path;
 
 use straddle::cli::generate::run::{self, RunOptions};
 use straddle::domain::{
-    Class, EventKind, GenerationSettings, NewSample, Origin, ProjectConfig, Provenance,
-    RelabelSettings, TaskConfig, VerdictMethod,
+    EventKind, GenerationSettings, NewSample, Origin, ProjectConfig, Provenance, RelabelSettings,
+    VerdictMethod,
 };
 use straddle::store::Project;
 use support::{LpToken, Reply, Script, TestServer};
@@ -87,30 +87,17 @@ fn reply_for(body: &serde_json::Value) -> Reply {
 fn config(server: &TestServer) -> ProjectConfig {
     let mut backend = server.backend();
     backend.max_concurrency = 4;
-    ProjectConfig {
-        task: TaskConfig {
-            name: "trec6".into(),
-            description: "Questions people ask a search engine.".into(),
-        },
-        classes: CLASSES
-            .iter()
-            .map(|c| Class {
-                name: c.to_string(),
-                description: format!("questions whose answer is {c}"),
-                weight: 1.0,
-            })
-            .collect(),
-        backend,
-        generation: GenerationSettings {
-            seed: 7,
-            ..Default::default()
-        },
-        relabel: RelabelSettings::default(),
-        embeddings: Default::default(),
-        attributes: Default::default(),
-        denoise: straddle::domain::DenoiseConfig::off(),
-        judge: Default::default(),
-    }
+    let mut cfg = straddle::domain::testing::project_config(
+        "trec6",
+        "Questions people ask a search engine.",
+        straddle::domain::testing::classes(&CLASSES, |c| format!("questions whose answer is {c}")),
+    );
+    cfg.backend = backend;
+    cfg.generation = GenerationSettings {
+        seed: 7,
+        ..Default::default()
+    };
+    cfg
 }
 
 fn seeds() -> Vec<NewSample> {

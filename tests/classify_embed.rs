@@ -14,9 +14,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde_json::Value;
 use straddle::classify::{Dense, LinearConfig, fit_calibrated, reliability};
-use straddle::domain::{
-    Class, EventKind, NewSample, Origin, ProjectConfig, Provenance, TaskConfig,
-};
+use straddle::domain::{EventKind, NewSample, Origin, ProjectConfig, Provenance};
 use straddle::embed::{LocalEmbedder, default_model_dir, embed_blocking};
 use straddle::store::Project;
 use straddle::store::seeds::{Columns, read_examples};
@@ -94,27 +92,12 @@ fn calibrated_confidence_matches_accuracy_on_agnews() {
 }
 
 fn config(classes: &[String]) -> ProjectConfig {
-    ProjectConfig {
-        task: TaskConfig {
-            name: "news".into(),
-            description: "News headlines and snippets.".into(),
-        },
-        classes: classes
-            .iter()
-            .map(|c| Class {
-                name: c.clone(),
-                description: format!("news about {c}"),
-                weight: 1.0,
-            })
-            .collect(),
-        backend: Default::default(),
-        generation: Default::default(),
-        relabel: Default::default(),
-        embeddings: Default::default(),
-        attributes: Default::default(),
-        denoise: straddle::domain::DenoiseConfig::off(),
-        judge: Default::default(),
-    }
+    let names: Vec<&str> = classes.iter().map(String::as_str).collect();
+    straddle::domain::testing::project_config(
+        "news",
+        "News headlines and snippets.",
+        straddle::domain::testing::classes(&names, |c| format!("news about {c}")),
+    )
 }
 
 fn sample(text: &str, label: &str, origin: Origin) -> NewSample {

@@ -6,8 +6,7 @@ use std::path::Path;
 
 use serde_json::Value;
 use straddle::domain::{
-    Class, GenerationSettings, NewSample, Origin, ProjectConfig, Provenance, RelabelSettings,
-    TaskConfig,
+    GenerationSettings, NewSample, Origin, ProjectConfig, Provenance, RelabelSettings,
 };
 use straddle::store::Project;
 
@@ -56,34 +55,22 @@ pub fn reply_for(body: &Value) -> Reply {
 pub fn config(server: &TestServer) -> ProjectConfig {
     let mut backend = server.backend();
     backend.max_concurrency = 1;
-    ProjectConfig {
-        task: TaskConfig {
-            name: "trec".into(),
-            description: "Questions people ask a search engine.".into(),
-        },
-        classes: CLASSES
-            .iter()
-            .map(|c| Class {
-                name: c.to_string(),
-                description: format!("questions whose answer is {c}"),
-                weight: 1.0,
-            })
-            .collect(),
-        backend,
-        generation: GenerationSettings {
-            seed: 7,
-            per_request: 5,
-            ..Default::default()
-        },
-        relabel: RelabelSettings {
-            use_logprobs: false,
-            ..Default::default()
-        },
-        embeddings: Default::default(),
-        attributes: Default::default(),
-        denoise: straddle::domain::DenoiseConfig::off(),
-        judge: Default::default(),
-    }
+    let mut cfg = straddle::domain::testing::project_config(
+        "trec",
+        "Questions people ask a search engine.",
+        straddle::domain::testing::classes(&CLASSES, |c| format!("questions whose answer is {c}")),
+    );
+    cfg.backend = backend;
+    cfg.generation = GenerationSettings {
+        seed: 7,
+        per_request: 5,
+        ..Default::default()
+    };
+    cfg.relabel = RelabelSettings {
+        use_logprobs: false,
+        ..Default::default()
+    };
+    cfg
 }
 
 pub fn project(server: &TestServer, dir: &Path) {
