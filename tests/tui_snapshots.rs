@@ -436,3 +436,46 @@ fn controls_and_stats_show_attribute_values() {
         assert!(screen.contains(want), "{want} not in\n{screen}");
     }
 }
+
+/// The review with a measured, trusted kNN judge chosen: the verdict
+/// column shows its labels and confidences under "knn ✓", and the detail
+/// lists every judge side by side.
+#[test]
+fn review_with_the_knn_judge_chosen() {
+    use straddle::app::judges::{Choice, Opinion, ReviewJudges};
+    let mut st = busy_state(120, 40);
+    let names: Vec<String> = fixture::classes().into_iter().map(|c| c.name).collect();
+    let mut opinions = std::collections::BTreeMap::new();
+    for (judge, shift) in [("knn", 0usize), ("relabel", 1)] {
+        let m = st
+            .project
+            .generated()
+            .map(|s| {
+                let i = names.iter().position(|n| *n == s.label).unwrap_or(0);
+                // kNN agrees with every other intended label.
+                let l = if s.id % 2 == 0 { i } else { i + 1 + shift };
+                (
+                    s.id,
+                    Opinion {
+                        judge: judge.into(),
+                        label: Some(names[l % names.len()].clone()),
+                        confidence: 0.5 + (s.id % 5) as f64 / 10.0,
+                    },
+                )
+            })
+            .collect();
+        opinions.insert(judge.to_string(), m);
+    }
+    update(
+        &mut st,
+        Msg::Judges(Box::new(ReviewJudges {
+            choice: Choice {
+                judge: Some("knn".into()),
+                trusted: true,
+                why: "knn is the most accurate".into(),
+            },
+            opinions,
+        })),
+    );
+    insta::assert_snapshot!(draw(&st, 120, 40).backend());
+}

@@ -396,3 +396,156 @@ fn zero_weights_render_sensibly() {
         assert!(l.contains("weight 0"), "{l}");
     }
 }
+
+/// The judges as the runtime delivers them: `judge` chosen (trusted or
+/// not) with its opinion `(sample, label, confidence)` of each row.
+fn chosen(judge: &str, trusted: bool, says: &[(SampleId, &str, f64)]) -> Msg {
+    use straddle::app::judges::{Choice, Opinion, ReviewJudges};
+    let mut opinions = std::collections::BTreeMap::new();
+    opinions.insert(
+        judge.to_string(),
+        says.iter()
+            .map(|&(id, l, c)| {
+                (
+                    id,
+                    Opinion {
+                        judge: judge.into(),
+                        label: Some(l.into()),
+                        confidence: c,
+                    },
+                )
+            })
+            .collect(),
+    );
+    Msg::Judges(Box::new(ReviewJudges {
+        choice: Choice {
+            judge: Some(judge.into()),
+            trusted,
+            why: format!("{judge} in the test"),
+        },
+        opinions,
+    }))
+}
+
+/// The review list's verdict column, the label `a` records and a bulk
+/// accept all follow the chosen judge (here kNN), not the LLM relabel;
+/// the column header names it. Before, the column showed the relabel
+/// verdict while the detail used the chosen judge.
+#[test]
+fn the_verdict_column_and_a_follow_the_chosen_judge() {
+    let (mut st, ids) = project(&[
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.8), ("DESC", 0.2)]))),
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+    ]);
+    assert!(st.project.take_relabel);
+    select(&mut st, ids[0]);
+    let before = screen(&st);
+    assert!(row_of(&before, 0).contains("LOC↻"), "{before}");
+    press(
+        &mut st,
+        chosen(
+            "knn",
+            true,
+            &[(ids[0], "DESC", 0.91), (ids[1], "NUM", 0.66)],
+        ),
+    );
+    let s = screen(&st);
+    assert!(s.contains("knn ✓"), "the header names the judge:\n{s}");
+    let r0 = row_of(&s, 0);
+    // kNN agrees with the intended DESC: the row keeps DESC (no ↻) and the
+    // verdict column says DESC 91 %, not the relabel's LOC 80 %.
+    assert!(r0.contains("DESC") && !r0.contains("LOC"), "{r0}");
+    assert!(r0.contains(" 91%"), "{r0}");
+    let r1 = row_of(&s, 1);
+    assert!(r1.contains("NUM↻") && r1.contains(" 66%"), "{r1}");
+    assert!(s.contains("a accept as DESC (intended)"), "{s}");
+    // `a` records the label the row shows.
+    let d = recorded(&update(&mut st, key('a')));
+    assert_eq!(d.label.as_deref(), Some("DESC"));
+    select(&mut st, ids[1]);
+    let s = screen(&st);
+    assert!(s.contains("a accept as NUM (knn)"), "{s}");
+    let d = recorded(&update(&mut st, key('a')));
+    assert_eq!(d.label.as_deref(), Some("NUM"));
+    // A bulk accept records the same labels.
+    press(&mut st, key('A'));
+    let fx = update(&mut st, key('y'));
+    let labels: Vec<(SampleId, Option<String>)> = match &fx[..] {
+        [Effect::Append(k)] => k
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::Decided(d) => Some((d.sample, d.decision.label.clone())),
+                _ => None,
+            })
+            .collect(),
+        other => panic!("no bulk append: {other:?}"),
+    };
+    assert_eq!(
+        labels,
+        vec![(ids[0], Some("DESC".into())), (ids[1], Some("NUM".into()))]
+    );
+}
+
+/// When no judge beats chance the TUI says that only a person can decide,
+/// the column header loses its ✓, and a bulk rule that would act on the
+/// judge (an accept taking its labels, a filter on agreement) refuses.
+#[test]
+fn no_trusted_judge_means_only_a_person_decides() {
+    let (mut st, ids) = project(&[
+        (
+            "DESC",
+            Some(verdict("DESC", &[("DESC", 0.8), ("LOC", 0.2)])),
+        ),
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+    ]);
+    press(
+        &mut st,
+        chosen(
+            "small",
+            false,
+            &[(ids[0], "LOC", 0.5), (ids[1], "HUM", 0.6)],
+        ),
+    );
+    select(&mut st, ids[0]);
+    let s = screen(&st);
+    assert!(s.contains("only a person can decide"), "{s}");
+    assert!(!s.contains("small ✓"), "{s}");
+    let fx = press(&mut st, key('A'));
+    assert!(fx.is_empty(), "{fx:?}");
+    assert!(matches!(st.mode, straddle::tui::state::Mode::Normal));
+    let err = st.last_error.clone().unwrap_or_default();
+    assert!(
+        err.contains("refused") && err.contains("only a person can decide"),
+        "{err}"
+    );
+    // Without take_relabel an accept records the intended labels: no
+    // judge is trusted with anything, so the bulk accept is allowed.
+    press(&mut st, key('t'));
+    assert!(!st.project.take_relabel);
+    press(&mut st, key('A'));
+    assert!(
+        matches!(st.mode, straddle::tui::state::Mode::Confirm { .. }),
+        "{:?}",
+        st.last_error
+    );
+    // A filter on agreement refuses even so.
+    press(&mut st, key('n'));
+    press(&mut st, key('/'));
+    for c in "agree:yes".chars() {
+        press(&mut st, key(c));
+    }
+    press(
+        &mut st,
+        Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+    st.last_error = None;
+    press(&mut st, key('A'));
+    assert!(matches!(st.mode, straddle::tui::state::Mode::Normal));
+    assert!(
+        st.last_error
+            .as_deref()
+            .is_some_and(|e| e.contains("rule on agreement")),
+        "{:?}",
+        st.last_error
+    );
+}

@@ -186,7 +186,7 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         Action::Accept => {
             let label = st
                 .selected_sample()
-                .map(|s| s.effective_label(st.project.take_relabel).to_string());
+                .map(|s| super::chosen::accept_label(st, s).0.to_string());
             decide(st, DecisionKind::Accept, label, key, fx)
         }
         Action::Reject => decide(st, DecisionKind::Reject, None, key, fx),
@@ -402,9 +402,36 @@ fn confirm_bulk(st: &mut State, kind: DecisionKind) {
         .collect();
     if ids.is_empty() {
         st.notice = Some("nothing in the current filter to change".into());
-    } else {
-        st.mode = Mode::Confirm { kind, ids };
+        return;
     }
+    // A rule that acts on the chosen judge's verdicts (a filter on
+    // agreement, an accept that takes its labels) refuses when no judge
+    // is trusted: only a person can decide, one by one.
+    let on_agreement = matches!(
+        st.queue.filter().agree,
+        Some(crate::augment::filter::Agree::Yes | crate::augment::filter::Agree::No)
+    );
+    let takes_labels = kind == DecisionKind::Accept
+        && st.project.take_relabel
+        && ids.iter().any(|id| {
+            st.project.sample(*id).is_some_and(|s| {
+                s.decision().is_none() && super::chosen::accept_label(st, s).0 != s.label
+            })
+        });
+    if (on_agreement || takes_labels)
+        && let Some(why) = super::chosen::distrust(st)
+    {
+        st.last_error = Some(format!(
+            "bulk {} refused: {why}; decide one by one",
+            if on_agreement {
+                "rule on agreement"
+            } else {
+                "accept taking the judge's labels"
+            }
+        ));
+        return;
+    }
+    st.mode = Mode::Confirm { kind, ids };
 }
 
 fn bulk_decide(st: &mut State, kind: DecisionKind, ids: Vec<SampleId>, fx: &mut Vec<Effect>) {
@@ -417,7 +444,6 @@ fn bulk_decide(st: &mut State, kind: DecisionKind, ids: Vec<SampleId>, fx: &mut 
         st.queue.filter().raw
     );
     let n = ids.len();
-    let take = st.project.take_relabel;
     let events = ids
         .into_iter()
         .map(|sample| {
@@ -426,7 +452,7 @@ fn bulk_decide(st: &mut State, kind: DecisionKind, ids: Vec<SampleId>, fx: &mut 
                 DecisionKind::Accept => st
                     .project
                     .sample(sample)
-                    .map(|s| s.effective_label(take).to_string()),
+                    .map(|s| super::chosen::accept_label(st, s).0.to_string()),
                 DecisionKind::Reject => None,
             };
             EventKind::Decided(Decided {
@@ -637,7 +663,12 @@ fn adjust(st: &mut State, dir: i64, fx: &mut Vec<Effect>) {
 fn toggle_take_relabel(st: &mut State, fx: &mut Vec<Effect>) {
     let take_relabel = !st.project.take_relabel;
     st.notice = Some(if take_relabel {
-        "take_relabel on: a records the LLM's label where it differs (↻)".into()
+        match super::chosen::judge(st) {
+            crate::app::judges::RELABEL => {
+                "take_relabel on: a records the LLM's label where it differs (↻)".into()
+            }
+            j => format!("take_relabel on: a records the {j} judge's label where it differs (↻)"),
+        }
     } else {
         "take_relabel off: a records the intended label".into()
     });

@@ -47,14 +47,17 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         .clamp(4, (list.width as usize / 6).clamp(4, 10));
     // The label column shows the label `a` records (or recorded) with a
     // mark for where it comes from: ↻ the relabel, ✎ chosen by a person.
-    let fixed = 2 + lw + 2 + lw + 1 + 4 + 1 + DOUBT_W + 1;
+    // The verdict column is the chosen judge's; its header names it.
+    let judge = crate::tui::chosen::header(st);
+    let vw = lw.max(unicode_width::UnicodeWidthStr::width(judge.as_str()));
+    let fixed = 2 + lw + 2 + vw + 1 + 4 + 1 + DOUBT_W + 1;
     f.render_widget(
         Paragraph::new(Line::styled(
             clip(
                 &format!(
                     "  {} {} conf {} text",
                     pad(if lw >= 5 { "label" } else { "lbl" }, lw + 1),
-                    pad("llm", lw),
+                    pad(&judge, vw),
                     pad("why", DOUBT_W)
                 ),
                 header.width as usize,
@@ -79,8 +82,9 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
             list,
         );
     }
-    // An untrusted relabeler (`straddle judge`): its verdicts are greyed.
-    let distrusted = st.relabel_distrust().is_some();
+    // The verdict column is the chosen judge's (`tui::chosen`); an
+    // untrusted one's verdicts are greyed.
+    let distrusted = crate::tui::chosen::distrust(st).is_some();
     let offset = st.review_offset.min(n.saturating_sub(1));
     let mut lines = Vec::with_capacity(list.height as usize);
     for row in 0..list.height as usize {
@@ -88,25 +92,25 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         let Some(s) = st.queue.get(i).and_then(|id| st.project.sample(id)) else {
             break;
         };
-        let (vl, vc, vstyle) = match s.verdict() {
+        let (vl, vc, vstyle) = match crate::tui::chosen::says(st, s) {
             None => ("…".to_string(), "    ".to_string(), t.muted()),
             Some(v) => {
-                let style = match s.agrees() {
+                let style = match crate::tui::chosen::agrees(st, s) {
                     _ if distrusted => t.muted(),
                     Some(true) => Style::default().fg(t.accept),
                     Some(false) => Style::default().fg(t.reject),
                     None => Style::default().fg(t.warn),
                 };
                 (
-                    v.label.clone().unwrap_or_else(|| "?".into()),
-                    format!("{:>3}%", (v.top_confidence() * 100.0).round() as i64),
+                    v.label.unwrap_or("?").to_string(),
+                    format!("{:>3}%", (v.confidence * 100.0).round() as i64),
                     style,
                 )
             }
         };
         let (_, tags) = st.queue.doubt(s);
         let text_w = (list.width as usize).saturating_sub(fixed);
-        let (label, source) = s.label_and_source(st.project.take_relabel);
+        let (label, source) = crate::tui::chosen::accept_label(st, s);
         let mut spans = vec![
             status_glyph(t, s.status()),
             Span::raw(" "),
@@ -115,7 +119,7 @@ pub(super) fn review(f: &mut Frame, st: &State, r: Rect, focused: bool) {
                 label_style(t, source),
             ),
             Span::raw(" "),
-            Span::styled(pad(&vl, lw), vstyle),
+            Span::styled(pad(&vl, vw), vstyle),
             Span::raw(" "),
             Span::styled(vc, vstyle),
             Span::raw(" "),
@@ -277,11 +281,11 @@ pub(super) fn sample_detail(f: &mut Frame, st: &State, r: Rect) {
 /// x reject · 1–6 accept as 1 ABBR 2 DESC … · t take_relabel off".
 pub fn row_hint(st: &State, s: &SampleState) -> String {
     let km = &st.keymap;
-    let (label, source) = s.label_and_source(st.project.take_relabel);
+    let (label, source) = crate::tui::chosen::accept_label(st, s);
     let mut parts = vec![format!(
         "{} accept as {label} ({})",
         km.hint(Action::Accept),
-        source.as_str()
+        source_name(st, source)
     )];
     parts.push(format!("{} reject", km.hint(Action::Reject)));
     let n = st.classes.len().min(9);
@@ -310,11 +314,20 @@ pub fn row_hint(st: &State, s: &SampleState) -> String {
     parts.join(" · ")
 }
 
+/// Where a label comes from, in words: "relabel" names the chosen judge
+/// when it is another one ("knn").
+fn source_name(st: &State, source: LabelSource) -> &str {
+    match source {
+        LabelSource::Relabel => crate::tui::chosen::judge(st),
+        _ => source.as_str(),
+    }
+}
+
 pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     let t = &st.theme;
     let mut out = Vec::new();
     let (score, tags) = st.queue.doubt(s);
-    let (label, source) = s.label_and_source(st.project.take_relabel);
+    let (label, source) = crate::tui::chosen::accept_label(st, s);
     let records = if s.status() == Status::Pending {
         format!("{} records ", st.keymap.hint(Action::Accept))
     } else {
@@ -325,7 +338,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         Span::raw(format!(" #{} {} · ", s.id, s.status().as_str())),
         Span::styled(records, t.muted()),
         Span::styled(
-            format!("{label} ({})", source.as_str()),
+            format!("{label} ({})", source_name(st, source)),
             label_style(t, source).add_modifier(Modifier::BOLD),
         ),
         Span::styled(" · intended ", t.muted()),
