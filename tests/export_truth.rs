@@ -146,14 +146,14 @@ fn the_export_form_shows_the_provenance_that_applies() {
     use straddle::tui::state::ExportForm;
     let mut f = ExportForm::new();
     assert_eq!(f.req.format, ExportFormat::Jsonl);
-    assert_eq!(ExportField::Provenance.value(&f.req), "yes");
+    assert_eq!(ExportField::Provenance.value(&f), "yes");
     assert!(f.req.with_provenance);
     // CSV's usual choice is no; a value set by hand is kept.
-    ExportField::Format.step(&mut f.req, true);
+    ExportField::Format.step(&mut f, true);
     assert_eq!(f.req.format, ExportFormat::Csv);
     assert!(!f.req.with_provenance);
-    ExportField::Provenance.step(&mut f.req, true);
-    ExportField::Format.step(&mut f.req, true);
+    ExportField::Provenance.step(&mut f, true);
+    ExportField::Format.step(&mut f, true);
     assert_eq!(f.req.format, ExportFormat::Hf);
     assert!(f.req.with_provenance);
 }

@@ -53,6 +53,17 @@ impl DataGate {
         self.verdict() == GateVerdict::Worse
     }
 
+    /// What `export --strict` (and the TUI's strict export) says when it
+    /// refuses, or `None` when it exports.
+    pub fn strict_refusal(&self) -> Option<String> {
+        self.refuses().then(|| {
+            format!(
+                "{}\nexport --strict refuses (export without --strict, or with strict off in the TUI, to write it anyway)",
+                self.message()
+            )
+        })
+    }
+
     /// Plain sentences for the terminal and the export dialog.
     pub fn message(&self) -> String {
         let e = &self.evaluation;
@@ -100,6 +111,28 @@ impl DataGate {
             }
         }
     }
+}
+
+/// The gate as `straddle export` and the TUI's export dialog run it: the
+/// project's small model (embedding, else n-gram with a note; the vector
+/// store only read), then [`check`]. Returns the gate and the model note.
+pub fn run(
+    config: &crate::domain::ProjectConfig,
+    cache_dir: &std::path::Path,
+    settings: &crate::domain::GenerationSettings,
+    state: &ProjectState,
+) -> anyhow::Result<(Option<DataGate>, Option<String>)> {
+    let names: Vec<String> = config.classes.iter().map(|c| c.name.clone()).collect();
+    let chosen = crate::app::small_model::choose_for(
+        config,
+        cache_dir,
+        settings,
+        names.len(),
+        crate::app::small_model::ModelChoice::Auto,
+        true,
+    )?;
+    let gate = check(&chosen.model(), state, &names)?;
+    Ok((gate, chosen.note.clone()))
 }
 
 /// Run the gate on a snapshot: `None` when there is nothing to compare

@@ -703,6 +703,53 @@ pub fn review_judges(
     Ok(ReviewJudges { choice, opinions })
 }
 
+/// The reports of [`measure`] that differ from the recorded ones (the
+/// embedding judges and the ensemble; the relabeler is recorded by
+/// `straddle judge` itself): what to append as `judge_scored`.
+pub fn to_record(state: &ProjectState, measured: &[Measured]) -> Vec<JudgeScored> {
+    measured
+        .iter()
+        .filter(|m| m.judge != RELABEL)
+        .filter_map(|m| m.scored.clone())
+        .filter(|s| state.judges.get(&s.report.judge) != Some(s))
+        .collect()
+}
+
+/// The judges measured again on a snapshot (the TUI's job when it opens
+/// and when the judges' data changed): [`measure`] without an LLM request
+/// (the relabeler counts with its recorded answers), the choice, every
+/// judge's opinion of the generated samples, and the reports to record.
+pub fn measure_for_review(
+    state: &ProjectState,
+    config: &crate::domain::ProjectConfig,
+    prompts_dir: &std::path::Path,
+    settings: &crate::domain::GenerationSettings,
+    encoder: Result<&dyn TextEncoder, String>,
+    cfg: &LinearConfig,
+) -> anyhow::Result<(ReviewJudges, Vec<JudgeScored>)> {
+    let templates = crate::augment::Templates::load(prompts_dir)?;
+    let fp = crate::augment::Generator::new(
+        config,
+        config.classes.clone(),
+        settings.clone(),
+        templates,
+        state,
+    )
+    .relabel_fingerprint();
+    let classes: Vec<String> = config.classes.iter().map(|c| c.name.clone()).collect();
+    let enc = encoder.as_ref().ok().copied();
+    let measured = measure(state, &classes, &fp, encoder, cfg)?;
+    let choice = choose(&measured, config.judge.use_);
+    let names: Vec<&str> = if enc.is_some() {
+        ORDER.to_vec()
+    } else {
+        vec![RELABEL]
+    };
+    let opinions = opinions(state, &classes, &names, &measured, enc, cfg)?;
+    let record = to_record(state, &measured);
+    Ok((ReviewJudges { choice, opinions }, record))
+}
+
 /// The relabel verdict of a sample as an opinion.
 pub fn relabel_opinion(s: &SampleState) -> Option<Opinion> {
     let v = s.verdict()?;

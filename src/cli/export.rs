@@ -51,21 +51,21 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
 /// held-out examples with the project's small model, said plainly on
 /// stderr; with `strict`, a worse score refuses the export.
 pub fn data_gate(project: &Project, strict: bool) -> anyhow::Result<()> {
-    let chosen =
-        crate::app::small_model::choose(project, crate::app::small_model::ModelChoice::Auto, true)?;
-    if let Some(note) = &chosen.note {
+    let (gate, note) = crate::app::data_gate::run(
+        project.config(),
+        &project.cache_dir(),
+        &project.generation_settings(),
+        project.state(),
+    )?;
+    if let Some(note) = &note {
         crate::errln!("note: {note}");
     }
-    let names = project.class_names();
-    let Some(g) = crate::app::data_gate::check(&chosen.model(), project.state(), &names)? else {
+    let Some(g) = gate else {
         return Ok(());
     };
-    let msg = g.message();
-    if g.refuses() && strict {
-        return Err(crate::error::user(format!(
-            "{msg}\nexport --strict refuses (export without --strict to write it anyway)"
-        )));
+    if strict && let Some(refusal) = g.strict_refusal() {
+        return Err(crate::error::user(refusal));
     }
-    crate::errln!("data gate: {msg}");
+    crate::errln!("data gate: {}", g.message());
     Ok(())
 }

@@ -176,11 +176,8 @@ pub fn compare_judges(
             &linear,
         )?,
     };
-    let events: Vec<EventKind> = measured
-        .iter()
-        .filter(|m| m.judge != RELABEL_JUDGE)
-        .filter_map(|m| m.scored.clone())
-        .filter(|s| project.state().judges.get(&s.report.judge) != Some(s))
+    let events: Vec<EventKind> = judges::to_record(project.state(), &measured)
+        .into_iter()
         .map(EventKind::JudgeScored)
         .collect();
     if !events.is_empty() {

@@ -112,3 +112,88 @@ pub fn header(st: &State) -> String {
         name.to_string()
     }
 }
+
+/// How long the runtime waits after a measure is asked for before it
+/// takes the snapshot: keys and replies in that time share one measure.
+pub const DEBOUNCE: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// The judges measured again off the UI task.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub review: crate::app::judges::ReviewJudges,
+    /// Reports that changed, to record as `judge_scored` (as `straddle
+    /// judge` does), so `straddle review` and the next open agree.
+    pub record: Vec<crate::domain::JudgeScored>,
+}
+
+/// The measure job: at most one runs, and at most one more is queued
+/// however many changes arrive meanwhile (never one per key).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Measuring {
+    pub running: bool,
+    /// The data changed while a measure ran: measure again after it.
+    pub again: bool,
+    /// Why the last measure failed.
+    pub error: Option<String>,
+}
+
+/// Ask for a measure (coalesced with one already asked for).
+pub fn request(st: &mut State, fx: &mut Vec<super::Effect>) {
+    if st.measuring.running {
+        st.measuring.again = true;
+    } else {
+        st.measuring.running = true;
+        fx.push(super::Effect::MeasureJudges);
+        st.dirty = true;
+    }
+}
+
+/// Whether an event changes what the judges are measured on or what they
+/// judge: the seeds, accepted and held-out examples, the texts, the
+/// generated samples and the relabel verdicts (the ensemble's input).
+/// Their own `judge_scored` records do not.
+fn stales(k: &crate::domain::EventKind) -> bool {
+    use crate::domain::EventKind as K;
+    matches!(
+        k,
+        K::SampleAdded(_)
+            | K::Decided(_)
+            | K::Undone(_)
+            | K::Edited(_)
+            | K::VerdictRecorded(_)
+            | K::RelabelPolicyChanged(_)
+    )
+}
+
+/// After acknowledged events: measure again when the judges' data changed.
+pub fn after_append(st: &mut State, events: &[crate::domain::Event], fx: &mut Vec<super::Effect>) {
+    if events.iter().any(|e| stales(&e.kind)) {
+        request(st, fx);
+    }
+}
+
+/// A measure's answer: the judges (and their new reports to record), then
+/// the measure queued meanwhile.
+pub fn on_measured(st: &mut State, r: Result<Box<Measured>, String>, fx: &mut Vec<super::Effect>) {
+    st.measuring.running = false;
+    match r {
+        Ok(m) => {
+            let Measured { review, record } = *m;
+            st.judges = Some(review);
+            st.measuring.error = None;
+            if !record.is_empty() {
+                fx.push(super::Effect::Append(
+                    record
+                        .into_iter()
+                        .map(crate::domain::EventKind::JudgeScored)
+                        .collect(),
+                ));
+            }
+        }
+        Err(e) => st.measuring.error = Some(e),
+    }
+    if std::mem::take(&mut st.measuring.again) {
+        request(st, fx);
+    }
+    st.dirty = true;
+}

@@ -16,16 +16,20 @@ pub enum ExportField {
     ValFraction,
     Seed,
     Provenance,
+    /// Refuse when the data gate says the accepted data makes the
+    /// held-out score worse (`export --strict`).
+    Strict,
 }
 
 impl ExportField {
-    pub const ALL: [ExportField; 6] = [
+    pub const ALL: [ExportField; 7] = [
         ExportField::Format,
         ExportField::Out,
         ExportField::IncludeSeeds,
         ExportField::ValFraction,
         ExportField::Seed,
         ExportField::Provenance,
+        ExportField::Strict,
     ];
 
     pub fn label(self) -> &'static str {
@@ -36,11 +40,13 @@ impl ExportField {
             ExportField::ValFraction => "validation share",
             ExportField::Seed => "split seed",
             ExportField::Provenance => "provenance fields",
+            ExportField::Strict => "strict data gate",
         }
     }
 
     /// The value as the form shows it.
-    pub fn value(self, r: &ExportRequest) -> String {
+    pub fn value(self, form: &ExportForm) -> String {
+        let r = &form.req;
         let yes = |b: bool| if b { "yes" } else { "no" }.to_string();
         match self {
             ExportField::Format => format_name(r.format).into(),
@@ -49,6 +55,7 @@ impl ExportField {
             ExportField::ValFraction => format!("{:.2}", r.val_fraction),
             ExportField::Seed => r.seed.to_string(),
             ExportField::Provenance => yes(r.with_provenance),
+            ExportField::Strict => yes(form.strict),
         }
     }
 
@@ -59,7 +66,12 @@ impl ExportField {
     }
 
     /// Change the value one step up (`up`) or down (the ←→ keys).
-    pub fn step(self, r: &mut ExportRequest, up: bool) {
+    pub fn step(self, form: &mut ExportForm, up: bool) {
+        if self == ExportField::Strict {
+            form.strict = !form.strict;
+            return;
+        }
+        let r = &mut form.req;
         let delta: i64 = if up { 1 } else { -1 };
         match self {
             ExportField::Format => {
@@ -86,6 +98,7 @@ impl ExportField {
             }
             ExportField::Seed => r.seed = r.seed.saturating_add_signed(delta),
             ExportField::Provenance => r.with_provenance = !r.with_provenance,
+            ExportField::Strict => {}
         }
     }
 
@@ -120,6 +133,25 @@ impl ExportForm {
                 seed: 0,
                 with_provenance: ExportFormat::Jsonl.default_provenance(),
             },
+            strict: false,
+            gate: GateState::Checking,
+        }
+    }
+
+    /// Why Enter does not export now (`None`: it may): with `strict`, a
+    /// gate that says the accepted data makes the score worse (the same
+    /// rule as `export --strict`), or one not yet known.
+    pub fn refusal(&self) -> Option<String> {
+        if !self.strict {
+            return None;
+        }
+        match &self.gate {
+            GateState::Checking => {
+                Some("strict: the data gate is still checking; wait for its result".into())
+            }
+            GateState::Failed(e) => Some(format!("strict: the data gate could not run: {e}")),
+            GateState::Ready(Some(g)) => g.strict_refusal(),
+            GateState::Ready(None) => None,
         }
     }
 
@@ -134,6 +166,44 @@ impl ExportForm {
             .field
             .saturating_add_signed(d)
             .min(ExportField::ALL.len() - 1);
+    }
+}
+
+/// The data gate as the export dialog knows it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GateState {
+    /// Running off the UI task.
+    Checking,
+    /// `None`: nothing to compare (no held-out or no accepted example).
+    Ready(Option<Box<crate::app::data_gate::DataGate>>),
+    Failed(String),
+}
+
+impl GateState {
+    /// What the dialog shows.
+    pub fn line(&self) -> String {
+        match self {
+            GateState::Checking => "data gate: checking… (seeds only vs seeds + accepted)".into(),
+            GateState::Ready(None) => {
+                "data gate: nothing to compare (no held-out or no accepted example)".into()
+            }
+            GateState::Ready(Some(g)) => format!("data gate: {}", g.message()),
+            GateState::Failed(e) => format!("data gate could not run: {e}"),
+        }
+    }
+}
+
+/// The gate's answer: shown in the export dialog if it is still open.
+pub fn on_gate(
+    st: &mut super::State,
+    r: Result<Option<Box<crate::app::data_gate::DataGate>>, String>,
+) {
+    if let super::state::Mode::Export(form) = &mut st.mode {
+        form.gate = match r {
+            Ok(g) => GateState::Ready(g),
+            Err(e) => GateState::Failed(e),
+        };
+        st.dirty = true;
     }
 }
 
@@ -168,21 +238,21 @@ mod tests {
     fn format_cycles_both_ways_and_keeps_a_typed_path() {
         let mut f = ExportForm::new();
         let fmt = ExportField::Format;
-        fmt.step(&mut f.req, true);
+        fmt.step(&mut f, true);
         assert_eq!(
             (f.req.format, f.req.out.clone()),
             (ExportFormat::Csv, default_out(ExportFormat::Csv))
         );
-        fmt.step(&mut f.req, false);
-        fmt.step(&mut f.req, false);
+        fmt.step(&mut f, false);
+        fmt.step(&mut f, false);
         assert_eq!(f.req.format, ExportFormat::Hf);
         ExportField::Out.type_char(&mut f.req, None);
         ExportField::Out.type_char(&mut f.req, Some('2'));
-        fmt.step(&mut f.req, true);
+        fmt.step(&mut f, true);
         assert_eq!(f.req.out, PathBuf::from("exports/h2"));
         f.move_field(-3);
         assert_eq!(f.current(), ExportField::Format);
         f.move_field(99);
-        assert_eq!(f.current(), ExportField::Provenance);
+        assert_eq!(f.current(), ExportField::Strict);
     }
 }

@@ -9,12 +9,20 @@ use ratatui::text::{Line, Span};
 use crate::domain::SampleState;
 use crate::tui::state::State;
 
-/// Lines for sample `s`: nothing until the judges were computed (with
-/// the training signals, `T`).
+/// Lines for sample `s`: "measuring judges…" until the judges were
+/// measured (the app measures them when it opens and when their data
+/// changed), or why they could not be.
 pub fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     let t = &st.theme;
     let Some(j) = &st.judges else {
-        return Vec::new();
+        return match (&st.measuring.error, st.measuring.running) {
+            (_, true) => vec![Line::styled("judges: measuring judges…", t.muted())],
+            (Some(e), false) => vec![Line::styled(
+                format!("judges could not be measured: {e}"),
+                Style::default().fg(t.warn),
+            )],
+            (None, false) => Vec::new(),
+        };
     };
     let chosen = j.choice.judge.as_deref();
     let mut spans = vec![Span::styled("judges:", t.muted())];
@@ -36,6 +44,9 @@ pub fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
             format!("{} {:.2}", o.label.as_deref().unwrap_or("–"), o.confidence),
             style,
         ));
+    }
+    if st.measuring.running {
+        spans.push(Span::styled(" · measuring again…", t.muted()));
     }
     let mut out = Vec::new();
     if spans.len() > 1 {

@@ -241,6 +241,7 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
             project_embeddings,
             project_cache,
         )),
+        judges_due: None,
     };
     let result = app.run(&mut term).await;
     let App { store_tx, .. } = app;
@@ -268,6 +269,9 @@ struct App {
     bg_rx: mpsc::UnboundedReceiver<Msg>,
     /// The map's vector jobs (embedder loaded once).
     map_worker: std::sync::Arc<super::map::MapWorker>,
+    /// When to start the judges' measure asked for (`chosen::DEBOUNCE`
+    /// after the ask; the snapshot is taken then).
+    judges_due: Option<Instant>,
 }
 
 enum Input {
@@ -283,6 +287,8 @@ enum Input {
     Usage,
     /// A countdown on screen changed.
     Tick,
+    /// The judges' measure is due.
+    MeasureJudges,
 }
 
 impl From<super::driver::Incoming> for Input {
@@ -303,6 +309,9 @@ impl App {
         usage_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut quitting = false;
         let mut was_busy = false;
+        // Jobs the app starts with (the judges' measure).
+        let fx = update(&mut self.st, Msg::Opened);
+        self.run_effects_from(fx, Origin::Key, &export_tx);
         loop {
             if self.st.dirty && last_draw.elapsed() >= FRAME {
                 term.draw(|f| view::render(f, &self.st))?;
@@ -329,6 +338,7 @@ impl App {
             // at most, and never when idle.
             let tick = self.st.next_tick(Instant::now());
             let read_keys = self.key_acks == 0 && !quitting;
+            let judges_due = self.judges_due.filter(|_| !quitting);
             let next = tokio::select! {
                 Some(d) = self.done_rx.recv() => Input::Store(d),
                 ev = input.next(), if read_keys => Input::Term(ev),
@@ -338,6 +348,7 @@ impl App {
                 _ = sleep_until(frame_due), if frame_due.is_some() => Input::Frame,
                 _ = usage_timer.tick(), if busy => Input::Usage,
                 _ = sleep_until(tick), if tick.is_some() => Input::Tick,
+                _ = sleep_until(judges_due), if judges_due.is_some() => Input::MeasureJudges,
             };
             self.handle(next, &export_tx)?;
             // Drain whatever else is queued before drawing.
@@ -406,6 +417,10 @@ impl App {
             }
             Input::Tick => {
                 update(&mut self.st, Msg::Tick);
+            }
+            Input::MeasureJudges => {
+                self.judges_due = None;
+                self.spawn_measure_judges();
             }
             Input::Frame => {}
         }
@@ -476,6 +491,15 @@ impl App {
                     self.spawn_round(round);
                     continue;
                 }
+                Effect::MeasureJudges => {
+                    self.judges_due
+                        .get_or_insert(Instant::now() + super::chosen::DEBOUNCE);
+                    continue;
+                }
+                Effect::CheckGate => {
+                    self.spawn_gate();
+                    continue;
+                }
                 Effect::ComputeSignals => {
                     self.spawn_signals();
                     continue;
@@ -519,9 +543,7 @@ impl App {
     fn spawn_export(&self, req: ExportRequest, tx: mpsc::UnboundedSender<Result<String, String>>) {
         let (dir, config) = (self.dir.clone(), self.config.clone());
         let state = self.st.project.clone();
-        let gate_job = self.model_job();
         tokio::task::spawn_blocking(move || {
-            let gate = export_gate(&gate_job);
             let mut req = req;
             if !req.out.is_absolute() {
                 req.out = dir.join(&req.out);
@@ -540,10 +562,6 @@ impl App {
                     tracing::warn!("tui export failed: {e:#}");
                     Err(format!("{e:#}"))
                 }
-            };
-            let r = match gate {
-                Some(g) => r.map(|m| format!("{m} · data gate: {g}")),
-                None => r,
             };
             let _ = tx.send(r);
         });
@@ -623,6 +641,59 @@ impl App {
         });
     }
 
+    /// The data gate for the export dialog (`app::data_gate::run`, the
+    /// one `straddle export` runs) on a blocking thread; `Msg::Gate`.
+    fn spawn_gate(&self) {
+        let job = self.model_job();
+        let tx = self.bg_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let r =
+                crate::app::data_gate::run(&job.config, &job.cache_dir, &job.settings, &job.state)
+                    .map(|(g, _)| g.map(Box::new))
+                    .map_err(|e| format!("{e:#}"));
+            let _ = tx.send(Msg::Gate(r));
+        });
+    }
+
+    /// Measure the judges on a snapshot on a blocking thread
+    /// (`app::judges::measure_for_review`, no LLM request);
+    /// `Msg::JudgesMeasured`.
+    fn spawn_measure_judges(&self) {
+        let job = self.model_job();
+        let tx = self.bg_tx.clone();
+        let prompts = self.dir.join("prompts");
+        tokio::task::spawn_blocking(move || {
+            let r = crate::app::small_model::choose_for(
+                &job.config,
+                &job.cache_dir,
+                &job.settings,
+                job.names.len(),
+                crate::app::small_model::ModelChoice::Embedding,
+                true,
+            );
+            let enc: Result<&dyn crate::classify::TextEncoder, String> = match &r {
+                Ok(c) => c
+                    .encoder
+                    .as_ref()
+                    .map(|e| e as &dyn crate::classify::TextEncoder)
+                    .ok_or_else(|| "needs an embedder".to_string()),
+                Err(e) => Err(format!("needs an embedder: {e:#}")),
+            };
+            let linear = crate::app::small_model::configs_for(&job.settings, job.names.len()).1;
+            let m = crate::app::judges::measure_for_review(
+                &job.state,
+                &job.config,
+                &prompts,
+                &job.settings,
+                enc,
+                &linear,
+            )
+            .map(|(review, record)| Box::new(super::chosen::Measured { review, record }))
+            .map_err(|e| format!("{e:#}"));
+            let _ = tx.send(Msg::JudgesMeasured(m));
+        });
+    }
+
     /// What a small-model job needs: a snapshot of the state and settings.
     fn model_job(&self) -> ModelJob {
         ModelJob {
@@ -632,18 +703,6 @@ impl App {
             settings: self.st.settings.clone(),
             names: self.st.classes.iter().map(|c| c.name.clone()).collect(),
         }
-    }
-}
-
-/// The data gate before an export (`app::data_gate`): seeds only vs
-/// seeds + accepted on the held-out examples, said in one sentence, or
-/// `None` when there is nothing to compare.
-fn export_gate(job: &ModelJob) -> Option<String> {
-    let (chosen, _) = job.chosen().ok()?;
-    match crate::app::data_gate::check(&chosen.model(), &job.state, &job.names) {
-        Ok(Some(g)) => Some(g.message()),
-        Ok(None) => None,
-        Err(e) => Some(format!("could not be run: {e:#}")),
     }
 }
 

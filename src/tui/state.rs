@@ -271,6 +271,14 @@ pub enum Msg {
     Map(super::map::MapReply),
     /// Every judge's opinion of the generated samples (with the signals).
     Judges(Box<crate::app::judges::ReviewJudges>),
+    /// The app opened: start the jobs it needs (the judges' measure).
+    Opened,
+    /// The judges measured again (`Effect::MeasureJudges`), with the
+    /// reports to record, or what went wrong.
+    JudgesMeasured(Result<Box<super::chosen::Measured>, String>),
+    /// The data gate the export dialog shows (`Effect::CheckGate`):
+    /// `None` when there is nothing to compare.
+    Gate(Result<Option<Box<crate::app::data_gate::DataGate>>, String>),
 }
 
 /// What `update` asks the runtime to do.
@@ -313,6 +321,12 @@ pub enum Effect {
     /// Compute sentence vectors (and a projection) for the map off the UI
     /// task; answered by `Msg::Map`.
     Map(super::map::MapJob),
+    /// Measure the judges on a snapshot off the UI task (the runtime
+    /// waits `chosen::DEBOUNCE` first); answered by `Msg::JudgesMeasured`.
+    MeasureJudges,
+    /// Run the data gate for the export dialog off the UI task; answered
+    /// by `Msg::Gate`.
+    CheckGate,
     Quit,
 }
 
@@ -345,6 +359,11 @@ pub enum Mode {
 pub struct ExportForm {
     pub field: usize,
     pub req: ExportRequest,
+    /// Refuse the export when the data gate says the accepted data makes
+    /// the held-out score worse (`export --strict`).
+    pub strict: bool,
+    /// The data gate, run when the dialog opens.
+    pub gate: super::export_form::GateState,
 }
 
 impl Mode {
@@ -530,6 +549,8 @@ pub struct State {
     /// Every judge's opinion of the generated samples and the chosen
     /// judge (computed with the training signals; see `judges_view`).
     pub judges: Option<crate::app::judges::ReviewJudges>,
+    /// The judges' measure job (at open and when their data changed).
+    pub measuring: super::chosen::Measuring,
     /// Seed sample ids in journal order.
     pub seeds: Vec<SampleId>,
 
@@ -619,6 +640,7 @@ impl State {
             tally: Tally::default(),
             parse_rejected: BTreeMap::new(),
             judges: None,
+            measuring: Default::default(),
             seeds: Vec::new(),
             engine: EngineStatus::Idle,
             limit: None,

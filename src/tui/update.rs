@@ -55,6 +55,7 @@ fn update_inner(st: &mut State, msg: Msg) -> Vec<Effect> {
             st.apply_events(&events);
             s3::after_append(st, &mut fx);
             map::after_append(st, &mut fx);
+            super::chosen::after_append(st, &events, &mut fx);
         }
         Msg::AppendFailed(e) => {
             st.pending_select = None;
@@ -123,6 +124,9 @@ fn update_inner(st: &mut State, msg: Msg) -> Vec<Effect> {
             st.judges = Some(*j);
             st.dirty = true;
         }
+        Msg::Opened => super::chosen::request(st, &mut fx),
+        Msg::JudgesMeasured(r) => super::chosen::on_measured(st, r, &mut fx),
+        Msg::Gate(r) => super::export_form::on_gate(st, r),
     }
     fix_scroll(st);
     fx
@@ -257,7 +261,12 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         Action::AlphaHighUp => change_settings(st, fx, |g| alpha_end(g, End::High, ALPHA_STEP)),
         Action::Increase => adjust(st, 1, fx),
         Action::Decrease => adjust(st, -1, fx),
-        Action::Export => st.mode = Mode::Export(ExportForm::new()),
+        // The data gate runs as the dialog opens; its answer is shown
+        // there before Enter (`Msg::Gate`).
+        Action::Export => {
+            st.mode = Mode::Export(ExportForm::new());
+            fx.push(Effect::CheckGate);
+        }
         Action::FocusNext => cycle_focus(st, 1),
         Action::FocusPrev => cycle_focus(st, Pane::ALL.len() - 1),
         Action::Zoom => st.zoom = !st.zoom,
@@ -325,11 +334,19 @@ fn act(st: &mut State, a: Action, key: &str, fx: &mut Vec<Effect>) {
         }
         Action::FieldDecrease | Action::FieldIncrease => {
             if let Mode::Export(form) = &mut st.mode {
-                form.current()
-                    .step(&mut form.req, a == Action::FieldIncrease);
+                form.current().step(form, a == Action::FieldIncrease);
             }
         }
         Action::ExportRun => {
+            // With strict, a gate that says the accepted data makes the
+            // held-out score worse refuses (as `export --strict`); the
+            // dialog stays open with the reason.
+            if let Mode::Export(form) = &st.mode
+                && let Some(why) = form.refusal()
+            {
+                st.last_error = Some(format!("export refused: {}", why.replace('\n', " ")));
+                return;
+            }
             if let Mode::Export(form) = std::mem::take(&mut st.mode) {
                 st.notice = Some(format!("exporting to {} …", form.req.out.display()));
                 fx.push(Effect::Export(form.req));

@@ -107,10 +107,35 @@ pub(super) fn export_dialog(f: &mut Frame, st: &State, area: Rect, form: &Export
             } else {
                 Style::default()
             };
-            let v = field.value(&form.req);
+            let v = field.value(form);
             Line::styled(format!("{} {v}", pad(field.label(), 20)), style)
         })
         .collect();
+    lines.push(Line::from(""));
+    // The data gate before confirm: seeds only vs seeds + accepted on
+    // the held-out examples (wrapped: the message is a few sentences).
+    let gate_style = match &form.gate {
+        crate::tui::export_form::GateState::Ready(Some(g)) if g.refuses() => {
+            Style::default().fg(t.reject)
+        }
+        crate::tui::export_form::GateState::Ready(Some(g))
+            if g.verdict() == crate::app::data_gate::GateVerdict::Better =>
+        {
+            Style::default().fg(t.accept)
+        }
+        _ => t.muted(),
+    };
+    let mut gate = form.gate.line();
+    if let Some(why) = form.refusal() {
+        gate = format!(
+            "{gate} — Enter refuses: {}",
+            why.lines().last().unwrap_or("")
+        );
+    }
+    let inner_w = 72usize.min(area.width as usize).saturating_sub(2).max(1);
+    for l in textwrap_lines(&gate, inner_w) {
+        lines.push(Line::styled(l, gate_style));
+    }
     lines.push(Line::from(""));
     lines.push(Line::styled(
         st.keymap.hint_line(KeyMode::Export),
@@ -144,4 +169,26 @@ pub(super) fn confirm(
         Line::styled(st.keymap.hint_line(KeyMode::Confirm), t.muted()),
     ];
     popup(f, t, area, "Bulk decision", text, 60, 5);
+}
+
+/// `s` cut into lines of at most `w` columns at spaces (a word longer
+/// than a line is cut).
+fn textwrap_lines(s: &str, w: usize) -> Vec<String> {
+    use unicode_width::UnicodeWidthStr;
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    for word in s.split_whitespace() {
+        let need = if cur.is_empty() { 0 } else { 1 } + word.width();
+        if !cur.is_empty() && cur.width() + need > w {
+            out.push(std::mem::take(&mut cur));
+        }
+        if !cur.is_empty() {
+            cur.push(' ');
+        }
+        cur.push_str(word);
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
 }
