@@ -31,13 +31,13 @@ pub fn judge(st: &State) -> &str {
 }
 
 /// Whether bulk rules may act on the chosen judge's verdicts, and if not
-/// why (the line the TUI shows). Before the judges were measured, the
+/// why (the line the TUI shows). Until a judge was measured, the
 /// relabeler's own report decides (an unmeasured relabeler is not
 /// refused, as before judges were compared).
 pub fn distrust(st: &State) -> Option<String> {
     match &st.judges {
-        Some(j) => j.choice.person_only(),
-        None => st.relabel_distrust(),
+        Some(j) if j.choice.judge.is_some() => j.choice.person_only(),
+        _ => st.relabel_distrust(),
     }
 }
 
@@ -106,7 +106,7 @@ pub fn accept_label<'a>(st: &'a State, s: &'a SampleState) -> (&'a str, LabelSou
 pub fn header(st: &State) -> String {
     let name = judge(st);
     let name = if name == RELABEL { "llm" } else { name };
-    if st.judges.is_some() && distrust(st).is_none() {
+    if st.judges.as_ref().is_some_and(|j| j.choice.judge.is_some()) && distrust(st).is_none() {
         format!("{name} ✓")
     } else {
         name.to_string()

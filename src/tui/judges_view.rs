@@ -52,7 +52,11 @@ pub fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     if spans.len() > 1 {
         out.push(Line::from(spans));
     }
-    if let Some(p) = j.choice.person_only() {
+    if j.choice.judge.is_none() {
+        // Nothing measured: say how to measure (bulk rules keep the
+        // relabeler's own gate).
+        out.push(Line::styled(format!("judges: {}", j.choice.why), t.muted()));
+    } else if let Some(p) = j.choice.person_only() {
         out.push(Line::styled(p, Style::default().fg(t.warn)));
     }
     out
