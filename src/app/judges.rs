@@ -101,6 +101,27 @@ impl EmbeddingJudges {
         })
     }
 
+    /// Train on vectors already at hand (rows of `x`, the embedder's
+    /// L2-normalised vectors of samples `ids` with class indices
+    /// `labels`): the denoiser's class check, which has the vectors of the
+    /// seeds and accepted examples and no encoder.
+    pub fn from_vectors(
+        classes: &[String],
+        ids: Vec<SampleId>,
+        labels: Vec<usize>,
+        x: Dense,
+        cfg: &LinearConfig,
+    ) -> EmbeddingJudges {
+        let fit = fit_calibrated(classes, &x, &labels, cfg);
+        EmbeddingJudges {
+            classes: classes.to_vec(),
+            x,
+            labels,
+            ids,
+            fit,
+        }
+    }
+
     /// The small classifier's probabilities for `q`; for a training row
     /// (`own`), its out-of-fold probabilities when folds could be made.
     pub fn small(&self, q: &[f32], own: Option<usize>) -> Vec<f64> {

@@ -2443,6 +2443,80 @@ mod tests {
 
     const NOISY_REPLY: &str = "1. Who built the tower?\n2. Is this list of examples a good answer?\n3. The weather is nice today\n4. Hamlet: who wrote it?";
 
+    /// The denoiser's class check asks the chosen judge (issue 17): with
+    /// a trusted kNN report recorded, an example the kNN vote puts in
+    /// another class is noise, named after the judge; with an untrusted
+    /// report it is kept. (The seed-distance rule is off here.)
+    #[test]
+    fn the_denoisers_class_check_follows_the_chosen_judge() {
+        let run = |trusted: bool| {
+            let labels = vec!["HUM".to_string(), "LOC".to_string()];
+            let truth: Vec<usize> = (0..20).map(|i| i % 2).collect();
+            let answers: Vec<Option<usize>> = truth
+                .iter()
+                .map(|&t| Some(if trusted { t } else { 0 }))
+                .collect();
+            let report = crate::classify::judge::judge_report("knn", &labels, &truth, &answers);
+            assert_eq!(report.trusted(), trusted);
+            let st = state_with(
+                &[
+                    ("Who wrote Hamlet?", "HUM", Origin::Seed),
+                    ("Where is Lima?", "LOC", Origin::Seed),
+                ],
+                vec![EventKind::JudgeScored(crate::domain::JudgeScored {
+                    report,
+                    fingerprint: "vectors".into(),
+                    answers: vec![],
+                })],
+            );
+            let cfg = config();
+            let mut r = rig_from(
+                &cfg,
+                config().generation,
+                st,
+                SessionConfig {
+                    relabel: false,
+                    auto_accept: None,
+                    concurrency: 1,
+                    counting: Counting::ThisRun,
+                    backend: cfg.backend.clone(),
+                },
+            );
+            r.s.set_denoise(
+                crate::domain::DenoiseConfig {
+                    mode: crate::domain::DenoiseMode::Reject,
+                    near_duplicate: 0.99,
+                    threshold: 1.0,
+                    ..Default::default()
+                },
+                "toy",
+            );
+            r.start(2);
+            let job = r.open.pop_front().unwrap();
+            r.answer(
+                job,
+                "1. Who painted the Mona Lisa?\n2. Where is the river Nile?",
+            );
+            r.embed_all();
+            r
+        };
+        let r = run(true);
+        assert_eq!(r.st.sample(4).unwrap().label, "HUM");
+        assert_eq!(r.noise_of(3).unwrap().reason, None);
+        let why = r.noise_of(4).unwrap().reason.clone().unwrap_or_default();
+        assert!(why.starts_with("the knn judge says LOC ("), "{why}");
+        assert!(why.ends_with("not HUM"), "{why}");
+        let d = r.st.sample(4).unwrap().decision().unwrap();
+        assert_eq!(d.by, crate::domain::Actor::Auto(DENOISE_ACTOR.into()));
+        // An untrusted judge decides nothing.
+        let r = run(false);
+        assert_eq!(r.noise_of(4).unwrap().reason, None);
+        assert_eq!(
+            r.st.sample(4).unwrap().status(),
+            crate::domain::Status::Pending
+        );
+    }
+
     #[test]
     fn noisy_examples_are_rejected_with_reasons_and_journaled() {
         let mut r = denoise_rig(crate::domain::DenoiseMode::Reject, true);

@@ -255,6 +255,7 @@ impl Driver {
             match EmbedWorker::for_project(&self.config, &self.cache_dir) {
                 Ok(Some(w)) => {
                     session.set_denoise(crate::app::embedding::settings(&self.config), w.label());
+                    session.set_judge_use(self.config.judge.use_);
                     self.embed = Some(w);
                 }
                 Ok(None) => {}

@@ -35,8 +35,8 @@ use std::collections::{BTreeMap, HashMap};
 use super::{Note, Output, Pending, Session};
 use crate::augment::generator::is_dup_rejected;
 use crate::domain::{
-    Actor, Decision, DecisionKind, DenoiseConfig, DenoiseMode, EventKind, NoiseScored, Origin,
-    ProjectState, SampleId, SampleState, Status,
+    Actor, Decision, DecisionKind, DenoiseConfig, DenoiseMode, EventKind, JudgeUse, NoiseScored,
+    Origin, ProjectState, SampleId, SampleState, Status,
 };
 use crate::embed::denoise::{
     DenoiseSettings, Denoiser, attribute_counts, instruction_sentences, max_similarity,
@@ -92,6 +92,9 @@ pub(super) struct Denoising {
     pub(super) relabel_after: Vec<SampleId>,
     /// A judgement's append waits or is in flight.
     pub(super) appending: usize,
+    /// `[judge] use`: which judge the class check asks (see
+    /// [`Session::class_check`]).
+    pub(super) judge: JudgeUse,
 }
 
 impl Denoising {
@@ -99,6 +102,41 @@ impl Denoising {
         self.cfg
             .as_ref()
             .is_some_and(|c| c.mode != DenoiseMode::Off)
+    }
+}
+
+/// A judge disagreeing with the intended class with at least this
+/// confidence makes an example noise (the class check).
+pub const CLASS_CHECK_MIN: f64 = 0.7;
+
+/// The chosen judge as the denoiser's class check.
+struct ClassCheck {
+    judge: String,
+    judges: crate::app::judges::EmbeddingJudges,
+    classes: Vec<String>,
+}
+
+impl ClassCheck {
+    /// "the knn judge says LOC (0.93), not HUM" when the judge gives
+    /// another class than `intended` with confidence ≥
+    /// [`CLASS_CHECK_MIN`].
+    fn disagrees(&self, v: &[f32], intended: &str) -> Option<String> {
+        let p = if self.judge == crate::app::judges::SMALL {
+            self.judges.small(v, None)
+        } else {
+            self.judges.knn(v, None)
+        };
+        if p.is_empty() {
+            return None;
+        }
+        let i = crate::classify::argmax(&p);
+        let said = self.classes.get(i)?;
+        (said != intended && p[i] >= CLASS_CHECK_MIN).then(|| {
+            format!(
+                "the {} judge says {said} ({:.2}), not {intended}",
+                self.judge, p[i]
+            )
+        })
     }
 }
 
@@ -125,6 +163,63 @@ impl Session {
         }
         self.denoise.model = model.to_owned();
         self.denoise.cfg = Some(cfg);
+    }
+
+    /// `[judge] use` of the project: the judge the class check asks when
+    /// the choice is pinned.
+    pub fn set_judge_use(&mut self, pin: JudgeUse) {
+        self.denoise.judge = pin;
+    }
+
+    /// The denoiser's class check: the chosen judge (`app::judges`,
+    /// from the recorded reports) when it is trusted and is one the
+    /// session can ask without I/O — `knn` or `small`, trained on the
+    /// vectors of the seeds and accepted examples it holds. The relabeler
+    /// (and the ensemble, which needs its verdicts) answers only after
+    /// the judgement, so with those chosen there is no class check here.
+    fn class_check(&self, state: &ProjectState) -> Option<ClassCheck> {
+        use crate::app::judges::{EmbeddingJudges, KNN, SMALL, choose_recorded};
+        let choice = choose_recorded(
+            state,
+            &self.generator.relabel_fingerprint(),
+            self.denoise.judge,
+        );
+        let judge = choice.judge.filter(|_| choice.trusted)?;
+        if judge != KNN && judge != SMALL {
+            return None;
+        }
+        let classes: Vec<String> = self
+            .generator
+            .plan_context()
+            .classes
+            .iter()
+            .map(|c| c.name.clone())
+            .collect();
+        let train = crate::classify::training_set(state, &classes, true);
+        let (mut ids, mut labels, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        for (id, l) in train.ids.iter().zip(&train.labels) {
+            if let Some(v) = self.denoise.vectors.get(id) {
+                ids.push(*id);
+                labels.push(*l);
+                rows.push(v.as_slice());
+            }
+        }
+        if rows.is_empty() {
+            return None;
+        }
+        let cfg = crate::app::small_model::configs_for(self.generator.settings(), classes.len()).1;
+        let judges = EmbeddingJudges::from_vectors(
+            &classes,
+            ids,
+            labels,
+            crate::classify::Dense::from_rows(&rows),
+            &cfg,
+        );
+        Some(ClassCheck {
+            judge,
+            judges,
+            classes,
+        })
     }
 
     /// Whether new examples are being judged.
@@ -315,6 +410,7 @@ impl Session {
             .collect();
         let counts = attribute_counts(attrs.iter().map(Vec::as_slice));
         let reject = cfg.mode == DenoiseMode::Reject;
+        let check = self.class_check(state);
         let mut events = Vec::new();
         for (sid, v) in samples.iter().zip(new) {
             let Some(s) = state.sample(*sid) else {
@@ -330,7 +426,12 @@ impl Session {
             let j = denoiser.judge(&v, &s.label, &sample_attributes(s), &counts, instructions);
             let (reason, actor) = match near {
                 Some((of, c)) => (Some(format!("near-copy of #{of} (cos {c:.2})")), "dedup"),
-                None => (j.reason.clone(), DENOISE_ACTOR),
+                None => (
+                    j.reason
+                        .clone()
+                        .or_else(|| check.as_ref().and_then(|c| c.disagrees(&v, &s.label))),
+                    DENOISE_ACTOR,
+                ),
             };
             events.push(EventKind::NoiseScored(NoiseScored {
                 sample: *sid,

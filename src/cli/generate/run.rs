@@ -249,6 +249,7 @@ impl Driver {
         };
         if let Some(w) = &embed {
             session.set_denoise(crate::app::embedding::settings(project.config()), w.label());
+            session.set_judge_use(project.config().judge.use_);
         }
         Ok(Driver {
             embed,
