@@ -95,6 +95,9 @@ pub(super) struct Denoising {
     /// `[judge] use`: which judge the class check asks (see
     /// [`Session::class_check`]).
     pub(super) judge: JudgeUse,
+    /// The last class check and the training data it was fitted on (a
+    /// hash): refitted only when the seeds or accepted examples change.
+    check: Option<(u64, std::sync::Arc<ClassCheck>)>,
 }
 
 impl Denoising {
@@ -114,6 +117,15 @@ struct ClassCheck {
     judge: String,
     judges: crate::app::judges::EmbeddingJudges,
     classes: Vec<String>,
+}
+
+impl std::fmt::Debug for ClassCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClassCheck")
+            .field("judge", &self.judge)
+            .field("classes", &self.classes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ClassCheck {
@@ -177,7 +189,7 @@ impl Session {
     /// vectors of the seeds and accepted examples it holds. The relabeler
     /// (and the ensemble, which needs its verdicts) answers only after
     /// the judgement, so with those chosen there is no class check here.
-    fn class_check(&self, state: &ProjectState) -> Option<ClassCheck> {
+    fn class_check(&mut self, state: &ProjectState) -> Option<std::sync::Arc<ClassCheck>> {
         use crate::app::judges::{EmbeddingJudges, KNN, SMALL, choose_recorded};
         let choice = choose_recorded(
             state,
@@ -207,6 +219,17 @@ impl Session {
         if rows.is_empty() {
             return None;
         }
+        let key = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (&judge, &ids, &labels, &classes).hash(&mut h);
+            h.finish()
+        };
+        if let Some((k, c)) = &self.denoise.check
+            && *k == key
+        {
+            return Some(c.clone());
+        }
         let cfg = crate::app::small_model::configs_for(self.generator.settings(), classes.len()).1;
         let judges = EmbeddingJudges::from_vectors(
             &classes,
@@ -215,11 +238,13 @@ impl Session {
             crate::classify::Dense::from_rows(&rows),
             &cfg,
         );
-        Some(ClassCheck {
+        let c = std::sync::Arc::new(ClassCheck {
             judge,
             judges,
             classes,
-        })
+        });
+        self.denoise.check = Some((key, c.clone()));
+        Some(c)
     }
 
     /// Whether new examples are being judged.
