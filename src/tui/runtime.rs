@@ -242,6 +242,7 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
             project_cache,
         )),
         judges_due: None,
+        judges_model: Default::default(),
     };
     let result = app.run(&mut term).await;
     let App { store_tx, .. } = app;
@@ -272,7 +273,13 @@ struct App {
     /// When to start the judges' measure asked for (`chosen::DEBOUNCE`
     /// after the ask; the snapshot is taken then).
     judges_due: Option<Instant>,
+    /// The judges' embedder, loaded by the first measure and kept (with
+    /// the vectors it computed) for the next ones.
+    judges_model: JudgesModel,
 }
+
+type JudgesModel =
+    std::sync::Arc<std::sync::Mutex<Option<std::sync::Arc<crate::app::small_model::Chosen>>>>;
 
 enum Input {
     Term(Option<std::io::Result<Event>>),
@@ -662,15 +669,26 @@ impl App {
         let job = self.model_job();
         let tx = self.bg_tx.clone();
         let prompts = self.dir.join("prompts");
+        let model = self.judges_model.clone();
         tokio::task::spawn_blocking(move || {
-            let r = crate::app::small_model::choose_for(
-                &job.config,
-                &job.cache_dir,
-                &job.settings,
-                job.names.len(),
-                crate::app::small_model::ModelChoice::Embedding,
-                true,
-            );
+            let kept = model.lock().ok().and_then(|m| m.clone());
+            let r = match kept {
+                Some(c) => Ok(c),
+                None => crate::app::small_model::choose_for(
+                    &job.config,
+                    &job.cache_dir,
+                    &job.settings,
+                    job.names.len(),
+                    crate::app::small_model::ModelChoice::Embedding,
+                    true,
+                )
+                .map(std::sync::Arc::new)
+                .inspect(|c| {
+                    if let Ok(mut m) = model.lock() {
+                        *m = Some(c.clone());
+                    }
+                }),
+            };
             let enc: Result<&dyn crate::classify::TextEncoder, String> = match &r {
                 Ok(c) => c
                     .encoder
