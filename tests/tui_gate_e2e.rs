@@ -92,6 +92,11 @@ fn export_dialog_shows_the_gate_and_strict_refuses() {
         40,
     );
     tmux.wait_for("the app", |s| s.contains("straddle") && s.contains("idle"));
+    // The judges are measured as the app opens, off the UI task (no
+    // embedder here: nothing to measure, and the detail says how).
+    tmux.wait_for("the judges' measure", |s| {
+        s.contains("judges: no judge was measured") && !s.contains("measuring judges…")
+    });
     tmux.keys("E");
     // The verdict shows in the dialog before anything is exported.
     let s = tmux.wait_for("the data gate in the export dialog", |s| {
