@@ -195,7 +195,10 @@ pub fn choose_for(
     if choice == ModelChoice::Ngram {
         return Ok(chosen);
     }
-    match embed::from_config(&config.embeddings) {
+    // The response cache beside the vector store: an `api` embedder reuses
+    // vectors any run asked for (read-only commands leave both alone).
+    let cache = (!read_only).then(|| crate::llm::ResponseCache::new(cache_dir));
+    match embed::from_config_with(&config.embeddings, cache) {
         Ok(Some(e)) => {
             chosen.encoder = Some(ProjectEncoder::new(e, cache_dir, read_only));
         }
