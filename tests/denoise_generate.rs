@@ -114,6 +114,13 @@ async fn flag_mode_journals_a_judgement_for_every_new_example() {
         summary.to_string().contains("denoiser: 6 judged"),
         "{summary}"
     );
+    // `straddle stats` shows the embeddings' part of the usage apart.
+    let table = straddle::cli::stats::stats_table(&p);
+    let line = format!("of which embeddings: {emb} requests (0 texts cached), {emb} tokens");
+    assert!(table.contains(&line), "{table}");
+    let json = straddle::cli::stats::stats_json(&p);
+    assert_eq!(json["usage"]["embeddings"]["requests"], emb, "{json}");
+    assert_eq!(json["usage"]["embeddings"]["prompt_tokens"], emb, "{json}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

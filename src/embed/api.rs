@@ -174,7 +174,7 @@ impl Embedder for ApiEmbedder {
             }
             let engine = self.engine()?;
             let mut out = engine
-                .embed(texts, self.batch_size)
+                .embed(texts, self.batch_size, self.dim())
                 .await
                 .map_err(|e| EmbedError::Api(self.named(e)))?;
             for v in &mut out {

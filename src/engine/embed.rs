@@ -39,13 +39,16 @@ impl EngineHandle {
     /// retried like them. Every answered batch is cached before the next
     /// error can end the call, so a failed call loses nothing it paid for.
     ///
-    /// Fails with the last attempt's error (`gave up after N attempts`
-    /// when retried), or as [`FailReason::Malformed`] when the server's
-    /// vectors change size.
+    /// `dim`, when known (the size of earlier answers), is what every
+    /// vector must have: a cached one of another size is asked for again,
+    /// and an answer of another size fails as [`FailReason::Malformed`]
+    /// without being cached. Otherwise fails with the last attempt's error
+    /// (`gave up after N attempts` when retried).
     pub async fn embed(
         &self,
         texts: &[String],
         batch_size: usize,
+        dim: Option<usize>,
     ) -> Result<Vec<Vec<f32>>, LlmError> {
         let client = &self.shared.client;
         let cache = self.shared.cache.as_ref().filter(|c| c.is_enabled());
@@ -57,7 +60,10 @@ impl EngineHandle {
             if !seen.insert(t.as_str()) {
                 continue;
             }
-            match cache.and_then(|c| c.get_vector(&key(t))) {
+            let hit = cache
+                .and_then(|c| c.get_vector(&key(t)))
+                .filter(|v| dim.is_none_or(|d| v.len() == d));
+            match hit {
                 Some(v) => {
                     self.shared
                         .stats
@@ -84,7 +90,7 @@ impl EngineHandle {
             ));
             pending.push((chunk, rx));
         }
-        let mut dim = found.values().next().map(Vec::len);
+        let mut dim = dim.or_else(|| found.values().next().map(Vec::len));
         let mut first_error = None;
         for (chunk, rx) in pending {
             let answer = rx.await.unwrap_or_else(|_| {
