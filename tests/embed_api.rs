@@ -286,7 +286,63 @@ async fn doctor_checks_the_embedder_and_names_the_fix() {
     let down = config("http://127.0.0.1:9/v1".into());
     let c = embeddings_check(&down, "straddle.toml").await;
     assert_eq!(c.status, Status::Warn, "{c:?}");
-    assert!(c.fix.as_deref().unwrap().contains("[embeddings]"), "{c:?}");
+    let fix = c.fix.as_deref().unwrap();
+    assert!(fix.contains("[embeddings]"), "{c:?}");
+    assert!(
+        fix.contains("http://127.0.0.1:9/v1"),
+        "names the server: {c:?}"
+    );
+    assert!(
+        !fix.contains("local-llm.sh"),
+        "not the chat server's fix: {c:?}"
+    );
+}
+
+#[tokio::test]
+async fn doctor_names_the_fix_when_the_model_does_not_answer() {
+    use straddle::cli::doctor::{Status, embeddings_check};
+    // The server does not know the model.
+    let server = TestServer::start(Script::text("unused").embedding_replies([Reply::status(
+        404,
+        r#"{"error":{"message":"model 'test-embed' not found","type":"invalid_request_error"}}"#,
+    )]));
+    let c = embeddings_check(&config(server.base_url()), "straddle.toml").await;
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.detail.contains("not found"), "{c:?}");
+    let fix = c.fix.as_deref().unwrap();
+    assert!(fix.contains("model = \"test-embed\""), "{fix}");
+    assert!(fix.contains("[embeddings] in straddle.toml"), "{fix}");
+    assert!(fix.contains("--embeddings"), "{fix}");
+    // One probe, no retries: doctor reports, it does not wait.
+    assert_eq!(server.embedding_requests(), 1);
+
+    // A key the server refuses: the fix names the variable.
+    let server = TestServer::start(Script::text("unused").api_key("sk-right"));
+    let mut cfg = config(server.base_url());
+    cfg.api_key_env = Some("STRADDLE_TEST_DOCTOR_EMBED_KEY_UNSET".into());
+    let c = embeddings_check(&cfg, "straddle.toml").await;
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(
+        c.fix
+            .as_deref()
+            .unwrap()
+            .contains("export STRADDLE_TEST_DOCTOR_EMBED_KEY_UNSET="),
+        "{c:?}"
+    );
+
+    // A reply that is not embeddings: said so, with what to check.
+    let server =
+        TestServer::start(Script::text("unused").embedding_replies([Reply::malformed("{}")]));
+    let c = embeddings_check(&config(server.base_url()), "straddle.toml").await;
+    assert_eq!(c.status, Status::Warn, "{c:?}");
+    assert!(c.detail.contains("has no `data` list"), "{c:?}");
+    assert!(
+        c.fix
+            .as_deref()
+            .unwrap()
+            .contains("base_url and model under [embeddings]"),
+        "{c:?}"
+    );
 }
 
 // --- Embeddings as engine jobs: retries, cache, usage, bad replies ------
