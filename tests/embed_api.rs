@@ -1,6 +1,8 @@
 //! The `api` embeddings backend against local servers: the project's test
-//! LLM server (`/v1/embeddings`) and, for failure sequences, a small axum
-//! server scripted here. Also the vector store and `vectors_for`.
+//! LLM server (`/v1/embeddings`, with scripted replies for failures) and a
+//! small axum server scripted here. Embeddings run as engine jobs: retries,
+//! the response cache per text, usage and cost, malformed replies. Also the
+//! vector store, `vectors_for` and `doctor`'s embeddings check.
 
 mod support;
 
@@ -508,4 +510,31 @@ async fn malformed_replies_get_specific_errors_and_lose_nothing() {
         requests + 4,
         "10 texts in batches of 3"
     );
+}
+
+#[tokio::test]
+async fn batches_answered_before_a_failure_are_kept() {
+    // Two batches of 3: the first is answered, the second refused (400,
+    // not retried). The call fails, but the first batch's vectors are in
+    // the cache: the next run asks only for the other three texts.
+    let server = TestServer::start(Script::text("unused").embedding_replies([
+        Reply::text("normal"),
+        Reply::status(400, r#"{"error":{"message":"input too long"}}"#),
+    ]));
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(server.base_url());
+    // One request at a time, so the batches go out in order.
+    cfg.max_concurrency = 1;
+    let e = engine_embedder(&cfg, Some(ResponseCache::new(dir.path())));
+    let err = e.embed(&texts(6)).await.unwrap_err();
+    assert!(err.to_string().contains("input too long"), "{err}");
+    assert_eq!(server.embedding_requests(), 2);
+    let again = engine_embedder(&cfg, Some(ResponseCache::new(dir.path())));
+    assert_eq!(again.embed(&texts(6)).await.unwrap().len(), 6);
+    assert_eq!(
+        server.embedding_requests(),
+        3,
+        "only the refused batch again"
+    );
+    assert_eq!(again.usage().cached, 3);
 }
