@@ -119,6 +119,16 @@ pub struct Chosen {
 }
 
 impl Chosen {
+    /// What its `api` embedder used so far (requests, cached texts,
+    /// tokens, cost; nothing for the local models), for the journal's
+    /// `embeddings` usage.
+    pub fn embeddings_usage(&self) -> crate::domain::Usage {
+        self.encoder
+            .as_ref()
+            .map(|e| e.embedder.usage())
+            .unwrap_or_default()
+    }
+
     /// Only the n-gram model (tests, and front ends that must not load
     /// an embedder).
     pub fn ngram(settings: &GenerationSettings, classes: usize) -> Chosen {

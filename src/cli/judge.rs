@@ -176,13 +176,23 @@ pub fn compare_judges(
             &linear,
         )?,
     };
-    let events: Vec<EventKind> = measured
+    let mut events: Vec<EventKind> = measured
         .iter()
         .filter(|m| m.judge != RELABEL_JUDGE)
         .filter_map(|m| m.scored.clone())
         .filter(|s| project.state().judges.get(&s.report.judge) != Some(s))
         .map(EventKind::JudgeScored)
         .collect();
+    // An `api` embedder's requests for the held-out and training texts.
+    if let Ok(c) = &chosen
+        && let usage = c.embeddings_usage()
+        && !usage.is_empty()
+    {
+        events.push(EventKind::UsageRecorded(UsageRecorded {
+            run: crate::app::embedding::USAGE_RUN.into(),
+            usage,
+        }));
+    }
     if !events.is_empty() {
         project.append(events)?;
     }
