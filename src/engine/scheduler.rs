@@ -311,19 +311,11 @@ impl Scheduler {
             return prep.clone();
         }
         if let Some(work) = &p.embed {
-            // The caller looks the cache up per text; no key here.
+            // The attempt sends the inputs itself, and the caller looks the
+            // cache up per text: no body, no key; only the token estimate.
             let chars: usize = work.inputs.iter().map(|t| t.chars().count()).sum();
-            let mut body = Map::new();
-            body.insert(
-                "model".into(),
-                Value::String(self.client.model().to_owned()),
-            );
-            body.insert(
-                "input".into(),
-                Value::Array(work.inputs.iter().cloned().map(Value::String).collect()),
-            );
             let prep = Prepared {
-                body: Arc::new(body),
+                body: Arc::new(Map::new()),
                 key: "".into(),
                 token_estimate: f64::from(crate::llm::estimate_tokens_from_chars(chars)),
             };
@@ -583,7 +575,7 @@ fn ended_empty(r: &ChatResponse) -> bool {
 
 /// One HTTP attempt, run as its own task.
 struct Attempt {
-    /// An embed job's texts (then `body` is only for the token estimate).
+    /// An embed job's texts (then `body` is empty).
     inputs: Option<Arc<[String]>>,
     id: JobId,
     tag: u64,
