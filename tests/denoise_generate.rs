@@ -45,6 +45,10 @@ fn project(dir: &Path, cfg: ProjectConfig) {
 }
 
 async fn generate(dir: &Path, count: usize) -> RunSummary {
+    generate_with(dir, count, false).await
+}
+
+async fn generate_with(dir: &Path, count: usize, no_cache: bool) -> RunSummary {
     let project = Project::open(dir).unwrap();
     let backend = project.config().backend.clone();
     let settings = project.generation_settings();
@@ -56,7 +60,7 @@ async fn generate(dir: &Path, count: usize) -> RunSummary {
             count,
             relabel: false,
             auto_accept: None,
-            no_cache: false,
+            no_cache,
             progress: false,
         },
     )
@@ -114,6 +118,13 @@ async fn flag_mode_journals_a_judgement_for_every_new_example() {
         summary.to_string().contains("denoiser: 6 judged"),
         "{summary}"
     );
+    // `straddle stats` shows the embeddings' part of the usage apart.
+    let table = straddle::cli::stats::stats_table(&p);
+    let line = format!("of which embeddings: {emb} requests (0 texts cached), {emb} tokens");
+    assert!(table.contains(&line), "{table}");
+    let json = straddle::cli::stats::stats_json(&p);
+    assert_eq!(json["usage"]["embeddings"]["requests"], emb, "{json}");
+    assert_eq!(json["usage"]["embeddings"]["prompt_tokens"], emb, "{json}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -160,4 +171,63 @@ async fn reject_mode_rejects_with_the_reason_and_asks_for_more() {
     let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
     assert!(journal.contains("\"noise_scored\""));
     assert!(p.state().events > 0);
+}
+
+/// The bytes of every file under `dir` (path → contents).
+fn files(dir: &Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.insert(p.clone(), std::fs::read(&p).unwrap());
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_cache_embeds_through_the_server_and_leaves_the_caches_alone() {
+    // Counts the texts embedded (vectors: byte histograms).
+    let texts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = texts.clone();
+    let server = TestServer::start(script().embeddings(move |text| {
+        t.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut v = vec![0.0; 8];
+        for b in text.bytes() {
+            v[usize::from(b) % 8] += 1.0;
+        }
+        v
+    }));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    project(&dir, config(&server, DenoiseMode::Flag, 0.85));
+    generate(&dir, 3).await;
+    let cached = files(&dir.join("cache"));
+    assert!(
+        cached
+            .keys()
+            .any(|p| p.extension().is_some_and(|e| e == "vec")),
+        "{:?}",
+        cached.keys()
+    );
+    let before = texts.load(std::sync::atomic::Ordering::SeqCst);
+    let summary = generate_with(&dir, 3, true).await;
+    assert_eq!(summary.denoise.judged, 3, "{summary}");
+    // The 4 seeds' vectors were on disk, yet asked for again with the 3
+    // new examples: nothing was read.
+    let asked = texts.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert!(asked >= 4 + 3, "{asked} texts");
+    // Nothing written: the vector file and the packs are as they were.
+    assert_eq!(files(&dir.join("cache")), cached);
+    let p = Project::open_read_only(&dir).unwrap();
+    let last = p
+        .state()
+        .runs
+        .iter()
+        .rev()
+        .find(|(r, _)| r == "embeddings")
+        .unwrap();
+    assert_eq!(last.1.cached, 0, "{:?}", p.state().runs);
 }

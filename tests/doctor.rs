@@ -220,3 +220,61 @@ fn a_base_url_without_v1_is_pointed_out() {
     );
     assert!(out.contains("it should end in /v1"), "{out}");
 }
+
+/// A project whose `[embeddings]` is an `api` server.
+fn project_with_embeddings(dir: &Path, backend: BackendConfig, base_url: String) {
+    let config = ProjectConfig {
+        backend,
+        embeddings: straddle::domain::EmbeddingsConfig {
+            backend: straddle::domain::EmbeddingBackend::Api,
+            base_url,
+            model: "embed-small".into(),
+            ..Default::default()
+        },
+        ..project_config("t", "test", vec![])
+    };
+    create(dir, config, vec![]);
+}
+
+#[test]
+fn an_api_embeddings_backend_is_checked_and_its_fix_named() {
+    // Healthy: the size of the vectors is reported.
+    let server = TestServer::start(healthy_script());
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    project_with_embeddings(&dir, server.backend(), server.base_url());
+    let (code, out) = doctor(&dir, &[], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("embeddings"))
+        .unwrap_or_else(|| panic!("no embeddings line in\n{out}"));
+    assert!(line.trim_start().starts_with("ok"), "{out}");
+    assert!(line.contains("embed-small: 8 dimensions"), "{out}");
+    assert_eq!(server.embedding_requests(), 1, "one probe");
+    // Doctor never fills the cache: a probe is not a result.
+    assert!(
+        !dir.join("cache").exists()
+            || std::fs::read_dir(dir.join("cache"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "{out}"
+    );
+
+    // The model is unknown to the embeddings server: a warning (generation
+    // works without embeddings) naming the setting and the server switch.
+    let server = TestServer::start(healthy_script().embedding_replies([Reply::status(
+        404,
+        r#"{"error":{"message":"The model `embed-small` does not exist","type":"invalid_request_error"}}"#,
+    )]));
+    let dir = tmp.path().join("q");
+    project_with_embeddings(&dir, server.backend(), server.base_url());
+    let (code, out) = doctor(&dir, &[], &[]);
+    assert_eq!(code, Some(0), "a warning, not a failure:\n{out}");
+    assert!(out.contains("does not exist"), "{out}");
+    assert!(
+        out.contains("model = \"embed-small\" under [embeddings]"),
+        "{out}"
+    );
+}

@@ -809,3 +809,47 @@ async fn server_errors_announce_each_retry_with_status_and_attempt() {
         .unwrap();
     assert!(last_backoff < last_start);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embed_jobs_share_the_rate_budget_and_usage_but_not_the_events() {
+    let server = TestServer::start(Script::text("ok"));
+    let mut backend = server.backend();
+    backend.max_concurrency = 64;
+    backend.requests_per_minute = Some(1200); // 20/s, about one second of burst
+    let (engine, mut events) = start(&backend, None);
+    let t0 = Instant::now();
+    // 20 embedding requests (one text each) take the whole burst...
+    let texts: Vec<String> = (0..20).map(|i| format!("text {i}")).collect();
+    let vectors = tokio::time::timeout(DEADLINE, engine.embed(&texts, 1, None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(vectors.len(), 20);
+    assert_eq!(server.embedding_requests(), 20);
+    // ...so 10 chat jobs after them wait for the bucket to refill.
+    let ids: Vec<u64> = (0..10)
+        .map(|i| engine.submit(job(&format!("p{i}"), i)))
+        .collect();
+    let evs = run_until(&mut events, 10).await;
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(450), "{took:?}");
+    // The chat receiver hears only of chat jobs.
+    for ev in &evs {
+        assert!(
+            matches!(ev, EngineEvent::Limit { .. }) || ids.contains(&ev.id()),
+            "{ev:?}"
+        );
+    }
+    let u = engine.usage();
+    assert_eq!(u.requests, 30, "{u:?}");
+    assert_eq!(server.requests(), 10);
+    // The test server counts 1 prompt token per embeddings request.
+    let chat_prompt: u64 = evs
+        .iter()
+        .filter_map(|e| match e {
+            EngineEvent::Finished { response, .. } => Some(u64::from(response.usage.prompt_tokens)),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(u.prompt_tokens, chat_prompt + 20, "{u:?}");
+}

@@ -276,6 +276,20 @@ fn a_relabeler_at_chance_loses_to_an_embedding_judge_that_is_right() {
     project(&dir, &server);
 
     let j = judge_json(d);
+    // Every embeddings request (the denoiser's in `generate`, the embedding
+    // judges' in `judge`) is journalled as usage of the run `embeddings`.
+    let journalled = |dir: &Path| -> u64 {
+        let p = Project::open_read_only(dir).unwrap();
+        p.state()
+            .runs
+            .iter()
+            .filter(|(r, _)| r == "embeddings")
+            .map(|(_, u)| u.requests)
+            .sum()
+    };
+    let asked = server.embedding_requests();
+    assert!(asked > 0);
+    assert_eq!(journalled(&dir) as usize, asked);
     assert!((accuracy_of(&j, "relabel") - 1.0 / 3.0).abs() < 1e-9, "{j}");
     assert!(accuracy_of(&j, "small") > 0.9, "{j}");
     assert!(accuracy_of(&j, "knn") > 0.9, "{j}");
@@ -288,6 +302,9 @@ fn a_relabeler_at_chance_loses_to_an_embedding_judge_that_is_right() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains(&format!("chosen: {chosen}")), "{text}");
     assert!(text.contains("recall per class"), "{text}");
+    // Measured again: every vector is kept, nothing is asked.
+    assert_eq!(server.embedding_requests(), asked);
+    assert_eq!(journalled(&dir) as usize, asked);
 
     // The bulk rule follows the embedding judge: it accepts exactly the
     // generated examples written with their intended class's words (the

@@ -2,14 +2,17 @@
 //! the UI and the session (on tokio's blocking pool), through the
 //! project's vector store (`cache/embeddings/<model>.vec`, so a text is
 //! embedded once per model), and hands the vectors back as [`Embedded`]
-//! for [`Session::on_embedded`](super::Session::on_embedded). The CLI's
+//! for [`Session::on_embedded`](super::Session::on_embedded). An `api`
+//! backend's requests are engine jobs (rate limits, retries, usage and
+//! cost, the response cache per text: see [`crate::embed::ApiEmbedder`]);
+//! under `--no-cache` they skip the vector store as well, so nothing
+//! cached is read or written. The CLI's
 //! `generate`/`relabel`/`loop` and the TUI start one with
 //! [`EmbedWorker::for_project`]; the rules are the session's.
 //!
 //! The model is loaded on the first job (about a second for MiniLM), not
 //! when the worker starts, so the TUI's first frame never waits for it.
 
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
@@ -17,14 +20,16 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 use super::session::EmbedJob;
 use crate::domain::{DenoiseMode, EmbeddingBackend, EmbeddingsConfig, ProjectConfig, Usage};
 use crate::embed::{Embedder, LocalEmbedder, VectorStore};
+use crate::llm::ResponseCache;
 
 /// An embed job's answer.
 #[derive(Debug)]
 pub struct Embedded {
     pub id: u64,
     pub result: Result<Vec<Vec<f32>>, String>,
-    /// What the job used of an API backend (requests, prompt tokens);
-    /// empty for the local model. Journalled under [`USAGE_RUN`].
+    /// What the job used of an API backend (requests, cache hits, prompt
+    /// tokens, failures, cost); empty for the local model. Journalled
+    /// under [`USAGE_RUN`], so `straddle stats` shows it apart from chat.
     pub usage: Usage,
 }
 
@@ -33,13 +38,14 @@ pub const USAGE_RUN: &str = "embeddings";
 
 struct Loaded {
     embedder: Arc<dyn Embedder>,
-    store: VectorStore,
+    /// `None` for an `api` backend under `--no-cache`.
+    store: Option<VectorStore>,
 }
 
 /// Runs the session's embed jobs one after another, in the background.
 pub struct EmbedWorker {
     cfg: EmbeddingsConfig,
-    cache_dir: PathBuf,
+    cache: ResponseCache,
     label: String,
     loaded: Arc<Mutex<Option<Loaded>>>,
     tx: UnboundedSender<Embedded>,
@@ -57,8 +63,13 @@ impl std::fmt::Debug for EmbedWorker {
 impl EmbedWorker {
     /// The worker for `config`'s `[denoise]`: `Ok(None)` when denoising is
     /// off (`mode = "off"` or `[embeddings] backend = "none"`), `Err` with
-    /// the fix when the local model is not installed.
-    pub fn for_project(config: &ProjectConfig, cache_dir: &Path) -> Result<Option<Self>, String> {
+    /// the fix when the local model is not installed. `cache` is the
+    /// project's response cache (disabled under `--no-cache`); the vector
+    /// store lives beside it (`<cache>/embeddings/`).
+    pub fn for_project(
+        config: &ProjectConfig,
+        cache: &ResponseCache,
+    ) -> Result<Option<Self>, String> {
         if mode(config) == DenoiseMode::Off {
             return Ok(None);
         }
@@ -80,7 +91,7 @@ impl EmbedWorker {
         let (tx, rx) = unbounded_channel();
         Ok(Some(EmbedWorker {
             cfg: e.clone(),
-            cache_dir: cache_dir.to_path_buf(),
+            cache: cache.clone(),
             label,
             loaded: Arc::new(Mutex::new(None)),
             tx,
@@ -98,11 +109,11 @@ impl EmbedWorker {
     pub fn submit(&self, job: EmbedJob) {
         let loaded = self.loaded.clone();
         let cfg = self.cfg.clone();
-        let cache_dir = self.cache_dir.clone();
+        let cache = self.cache.clone();
         let tx = self.tx.clone();
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let (result, usage) = embed(&loaded, &cfg, &cache_dir, &job.texts, &handle);
+            let (result, usage) = embed(&loaded, &cfg, &cache, &job.texts, &handle);
             let _ = tx.send(Embedded {
                 id: job.id,
                 result,
@@ -147,13 +158,13 @@ pub fn settings(config: &ProjectConfig) -> crate::domain::DenoiseConfig {
 fn embed(
     loaded: &Mutex<Option<Loaded>>,
     cfg: &EmbeddingsConfig,
-    cache_dir: &Path,
+    cache: &ResponseCache,
     texts: &[String],
     handle: &tokio::runtime::Handle,
 ) -> (Result<Vec<Vec<f32>>, String>, Usage) {
     let mut guard = loaded.lock().unwrap_or_else(|p| p.into_inner());
     if guard.is_none() {
-        let embedder = match crate::embed::from_config(cfg) {
+        let embedder = match crate::embed::from_config_with(cfg, Some(cache.clone())) {
             Ok(Some(e)) => e,
             Ok(None) => {
                 return (
@@ -163,19 +174,17 @@ fn embed(
             }
             Err(e) => return (Err(e.to_string()), Usage::default()),
         };
-        let store = VectorStore::open(cache_dir, embedder.model_id());
+        let skip_store = cfg.backend == EmbeddingBackend::Api && !cache.is_enabled();
+        let store = (!skip_store).then(|| VectorStore::open(cache.dir(), embedder.model_id()));
         *guard = Some(Loaded { embedder, store });
     }
     let l = guard.as_mut().expect("loaded above");
-    let (r0, t0) = l.embedder.usage();
-    let result = handle
-        .block_on(l.store.embed(l.embedder.as_ref(), texts))
-        .map_err(|e| e.to_string());
-    let (r1, t1) = l.embedder.usage();
-    let usage = Usage {
-        requests: r1.saturating_sub(r0),
-        prompt_tokens: t1.saturating_sub(t0),
-        ..Usage::default()
-    };
+    let before = l.embedder.usage();
+    let result = match &mut l.store {
+        Some(store) => handle.block_on(store.embed(l.embedder.as_ref(), texts)),
+        None => handle.block_on(l.embedder.embed(texts)),
+    }
+    .map_err(|e| e.to_string());
+    let usage = l.embedder.usage().since(&before);
     (result, usage)
 }

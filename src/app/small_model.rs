@@ -119,6 +119,16 @@ pub struct Chosen {
 }
 
 impl Chosen {
+    /// What its `api` embedder used so far (requests, cached texts,
+    /// tokens, cost; nothing for the local models), for the journal's
+    /// `embeddings` usage.
+    pub fn embeddings_usage(&self) -> crate::domain::Usage {
+        self.encoder
+            .as_ref()
+            .map(|e| e.embedder.usage())
+            .unwrap_or_default()
+    }
+
     /// Only the n-gram model (tests, and front ends that must not load
     /// an embedder).
     pub fn ngram(settings: &GenerationSettings, classes: usize) -> Chosen {
@@ -195,7 +205,10 @@ pub fn choose_for(
     if choice == ModelChoice::Ngram {
         return Ok(chosen);
     }
-    match embed::from_config(&config.embeddings) {
+    // The response cache beside the vector store: an `api` embedder reuses
+    // vectors any run asked for (read-only commands leave both alone).
+    let cache = (!read_only).then(|| crate::llm::ResponseCache::new(cache_dir));
+    match embed::from_config_with(&config.embeddings, cache) {
         Ok(Some(e)) => {
             chosen.encoder = Some(ProjectEncoder::new(e, cache_dir, read_only));
         }

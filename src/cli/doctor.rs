@@ -416,19 +416,53 @@ pub async fn embeddings_check(cfg: &EmbeddingsConfig, config: &str) -> Check {
                 started.elapsed().as_millis()
             ),
         ),
-        Err(EmbedError::Api(e)) => {
-            let backend = BackendConfig {
-                base_url: cfg.base_url.clone(),
-                api_key_env: cfg.api_key_env.clone(),
-                timeout_s: cfg.timeout_s,
-                ..BackendConfig::default()
-            };
-            let mut c = fail_with_fix(NAME, &e, &backend, config);
-            c.status = Status::Warn;
-            c.fix = c.fix.map(|f| f.replace("[backend]", "[embeddings]"));
-            c
-        }
+        Err(EmbedError::Api(e)) => check(NAME, Status::Warn, e.message.clone())
+            .fix(embeddings_fix(e.reason, cfg, config)),
+        Err(e @ EmbedError::DimMismatch { .. }) => check(NAME, Status::Warn, e.to_string())
+            .fix(format!(
+                "the server answers vectors of different sizes: check model under [embeddings] in {config}"
+            )),
         Err(e) => check(NAME, Status::Warn, e.to_string()),
+    }
+}
+
+/// What to do when the `api` embeddings server failed for `reason`.
+fn embeddings_fix(reason: FailReason, cfg: &EmbeddingsConfig, config: &str) -> String {
+    let url = &cfg.base_url;
+    let model = &cfg.model;
+    match reason {
+        FailReason::Connect => format!(
+            "start the embeddings server at {url}, or point base_url under [embeddings] in \
+             {config} at a running OpenAI-compatible /v1/embeddings server (or set backend = \
+             \"local\" there for the in-process model)"
+        ),
+        FailReason::Auth => match &cfg.api_key_env {
+            Some(var) => format!("export {var}=<your API key> (a valid key for {url})"),
+            None => format!(
+                "put the key in an environment variable (export OPENAI_API_KEY=…) and set \
+                 api_key_env = \"OPENAI_API_KEY\" under [embeddings] in {config}"
+            ),
+        },
+        FailReason::Timeout => format!(
+            "{url} did not answer within timeout_s = {} s: check it is not overloaded, or raise \
+             timeout_s under [embeddings] in {config}",
+            cfg.timeout_s
+        ),
+        FailReason::NotFound | FailReason::BadRequest => format!(
+            "check that model = \"{model}\" under [embeddings] in {config} names an embedding \
+             model {url} serves (GET {url}/models lists them) and that the server has \
+             /v1/embeddings turned on (llama.cpp: --embeddings; vLLM: --task embed); base_url \
+             should end in /v1"
+        ),
+        FailReason::RateLimited => format!(
+            "the server is rate limiting: wait, or set requests_per_minute / lower \
+             max_concurrency under [embeddings] in {config}"
+        ),
+        FailReason::ServerError => format!("{url} failed internally: look at its log"),
+        _ => format!(
+            "{url} does not answer /embeddings as OpenAI-compatible servers do: check base_url \
+             and model under [embeddings] in {config}"
+        ),
     }
 }
 

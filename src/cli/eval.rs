@@ -176,6 +176,7 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
     } else {
         None
     };
+    let mut embeddings_recorded = crate::domain::Usage::default();
     for _ in 0..args.rounds {
         let round = s3::next_round(project.state());
         let sources =
@@ -272,7 +273,18 @@ async fn loop_rounds(args: &super::LoopArgs) -> anyhow::Result<()> {
             crate::outln!("{why}");
         }
         let (scored, ev_mistakes) = (r.scored, r.mistakes);
-        project.append(vec![EventKind::RoundScored(scored)])?;
+        let mut events = vec![EventKind::RoundScored(scored)];
+        // What an `api` embedder used for the round's classifier.
+        let used = chosen.embeddings_usage();
+        let delta = used.since(&embeddings_recorded);
+        if !delta.is_empty() {
+            events.push(EventKind::UsageRecorded(UsageRecorded {
+                run: crate::app::embedding::USAGE_RUN.into(),
+                usage: delta,
+            }));
+            embeddings_recorded = used;
+        }
+        project.append(events)?;
         mistakes = Some(ev_mistakes);
     }
     Ok(())

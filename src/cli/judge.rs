@@ -176,10 +176,20 @@ pub fn compare_judges(
             &linear,
         )?,
     };
-    let events: Vec<EventKind> = judges::to_record(project.state(), &measured)
+    let mut events: Vec<EventKind> = judges::to_record(project.state(), &measured)
         .into_iter()
         .map(EventKind::JudgeScored)
         .collect();
+    // An `api` embedder's requests for the held-out and training texts.
+    if let Ok(c) = &chosen
+        && let usage = c.embeddings_usage()
+        && !usage.is_empty()
+    {
+        events.push(EventKind::UsageRecorded(UsageRecorded {
+            run: crate::app::embedding::USAGE_RUN.into(),
+            usage,
+        }));
+    }
     if !events.is_empty() {
         project.append(events)?;
     }

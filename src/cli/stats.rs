@@ -41,6 +41,14 @@ pub fn stats_json(p: &Project) -> serde_json::Value {
             "tokens": u.prompt_tokens + u.completion_tokens,
             "cost": u.cost,
             "failures": u.failures,
+            // The part of the above the `api` embeddings backend used.
+            "embeddings": embeddings_usage(st).map(|e| json!({
+                "requests": e.requests,
+                "cached": e.cached,
+                "prompt_tokens": e.prompt_tokens,
+                "cost": e.cost,
+                "failures": e.failures,
+            })),
         },
         // `generation_failed` events (failed requests and unusable
         // replies); `usage.failures` counts failed requests of every kind.
@@ -205,6 +213,13 @@ pub fn stats_table(p: &Project) -> String {
         st.failures.len(),
         if st.failures.len() == 1 { "" } else { "s" }
     );
+    if let Some(e) = embeddings_usage(st) {
+        let _ = writeln!(
+            o,
+            "  of which embeddings: {} requests ({} texts cached), {} tokens, cost {:.4}",
+            e.requests, e.cached, e.prompt_tokens, e.cost
+        );
+    }
     if !u.failures.is_empty() {
         let f: Vec<String> = u.failures.iter().map(|(k, v)| format!("{k} {v}")).collect();
         let _ = writeln!(o, "request failures: {}", f.join(", "));
@@ -228,4 +243,16 @@ pub fn stats_table(p: &Project) -> String {
         let _ = writeln!(o, "parser rejected: {}", f.join(", "));
     }
     o
+}
+
+/// What the `api` embeddings backend used (its `usage_recorded` runs);
+/// `None` when it was never used.
+fn embeddings_usage(st: &crate::domain::ProjectState) -> Option<crate::domain::Usage> {
+    let mut total = crate::domain::Usage::default();
+    for (run, u) in &st.runs {
+        if run == crate::app::embedding::USAGE_RUN {
+            total.add(u);
+        }
+    }
+    (!total.is_empty()).then_some(total)
 }

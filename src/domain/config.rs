@@ -162,6 +162,39 @@ pub struct EmbeddingsConfig {
     /// `api`: retries of a request that failed with 429, 5xx, a timeout or
     /// a dropped connection.
     pub max_retries: u32,
+    /// `api`: most requests in flight (the engine's limit, found below
+    /// this when `adaptive`).
+    pub max_concurrency: usize,
+    /// `api`: adapt the requests in flight to the server, as for chat.
+    pub adaptive: bool,
+    /// `api`: the server's request budget per minute, if it has one.
+    pub requests_per_minute: Option<u32>,
+    /// `api`: the server's token budget per minute, if it has one.
+    pub tokens_per_minute: Option<u32>,
+    /// `api`: price per 1M input tokens (for `straddle stats`' cost).
+    pub price_input_per_m: Option<f64>,
+}
+
+impl EmbeddingsConfig {
+    /// The `api` server as the engine runs it: `[embeddings]`' URL, model,
+    /// key, limits and price, JSON (not streamed) requests.
+    pub fn backend(&self) -> BackendConfig {
+        BackendConfig {
+            base_url: self.base_url.clone(),
+            model: self.model.clone(),
+            api_key_env: self.api_key_env.clone(),
+            max_concurrency: self.max_concurrency.max(1),
+            requests_per_minute: self.requests_per_minute,
+            tokens_per_minute: self.tokens_per_minute,
+            timeout_s: self.timeout_s,
+            max_retries: self.max_retries,
+            price_input_per_m: self.price_input_per_m,
+            price_output_per_m: None,
+            stream: false,
+            adaptive: self.adaptive,
+            ..BackendConfig::default()
+        }
+    }
 }
 
 impl Default for EmbeddingsConfig {
@@ -176,6 +209,11 @@ impl Default for EmbeddingsConfig {
             batch_size: 64,
             timeout_s: 60.0,
             max_retries: 4,
+            max_concurrency: 4,
+            adaptive: true,
+            requests_per_minute: None,
+            tokens_per_minute: None,
+            price_input_per_m: None,
         }
     }
 }

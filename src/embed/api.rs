@@ -1,35 +1,39 @@
-//! Embeddings from an OpenAI-compatible `/v1/embeddings` server through the
-//! project's [`LlmClient`] (same headers, API key handling, status
-//! classification and timeouts as chat), batched and retried with the
-//! engine's conventions: 429, 5xx, timeouts and dropped connections are
-//! retried up to `max_retries` times after the server's `Retry-After` or an
-//! exponential backoff with jitter (0.5 s doubling, at most 30 s).
+//! Embeddings from an OpenAI-compatible `/v1/embeddings` server, run as
+//! jobs of the project's [`engine`](crate::engine) (see
+//! [`EngineHandle::embed`]): batched by `[embeddings] batch_size`, under
+//! the engine's concurrency limit and rate-limit buckets, retried on 429
+//! (after the server's `Retry-After`), 5xx, timeouts, dropped connections
+//! and malformed replies with the engine's backoff, counted in its usage
+//! and cost, and cached per text in the project's response cache (the
+//! same `cache/pack-*.pack` files as chat) when one is given.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
+use tokio::sync::mpsc::UnboundedReceiver;
 
 use super::{EmbedError, Embedder, l2_normalize};
-use crate::domain::{BackendConfig, EmbeddingsConfig};
-use crate::llm::{LlmClient, LlmError};
+use crate::domain::{BackendConfig, EmbeddingsConfig, Usage};
+use crate::engine::{Engine, EngineEvent, EngineHandle, EngineOptions};
+use crate::llm::{LlmClient, ResponseCache};
 
-/// First retry delay; doubles per attempt (the engine's default).
-const BACKOFF_BASE: Duration = Duration::from_millis(500);
-/// Longest retry delay.
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
-
-/// An OpenAI-compatible embeddings endpoint.
+/// An OpenAI-compatible embeddings endpoint behind an engine.
 pub struct ApiEmbedder {
+    backend: BackendConfig,
     client: LlmClient,
+    cache: Option<ResponseCache>,
+    options: EngineOptions,
     id: String,
     batch_size: usize,
-    max_retries: u32,
-    backoff_base: Duration,
     /// 0 until the first answer.
     dim: AtomicUsize,
-    requests: AtomicU64,
-    prompt_tokens: AtomicU64,
+    /// The engine, started on first use on the caller's runtime (and again
+    /// if that runtime went away), with its event receiver kept open.
+    engine: Mutex<Option<(EngineHandle, UnboundedReceiver<EngineEvent>)>>,
+    /// Usage of engines that ended.
+    retired: Mutex<Usage>,
 }
 
 impl std::fmt::Debug for ApiEmbedder {
@@ -43,33 +47,38 @@ impl std::fmt::Debug for ApiEmbedder {
 
 impl ApiEmbedder {
     /// A client for `[embeddings] base_url`, `model`, `api_key_env` (the
-    /// key is read from that environment variable now and never stored).
+    /// key is read from that environment variable now and never stored),
+    /// without a response cache (see [`with_cache`](Self::with_cache)).
     pub fn new(cfg: &EmbeddingsConfig) -> Result<ApiEmbedder, EmbedError> {
-        let backend = BackendConfig {
-            base_url: cfg.base_url.clone(),
-            model: cfg.model.clone(),
-            api_key_env: cfg.api_key_env.clone(),
-            timeout_s: cfg.timeout_s,
-            max_retries: cfg.max_retries,
-            stream: false,
-            ..BackendConfig::default()
-        };
+        let backend = cfg.backend();
         let client = LlmClient::new(&backend)?;
         Ok(ApiEmbedder {
             id: format!("api:{}/{}", client.host(), cfg.model),
             client,
+            backend,
+            cache: None,
+            options: EngineOptions {
+                deltas: false,
+                ..EngineOptions::default()
+            },
             batch_size: cfg.batch_size.max(1),
-            max_retries: cfg.max_retries,
-            backoff_base: BACKOFF_BASE,
             dim: AtomicUsize::new(0),
-            requests: AtomicU64::new(0),
-            prompt_tokens: AtomicU64::new(0),
+            engine: Mutex::new(None),
+            retired: Mutex::new(Usage::default()),
         })
+    }
+
+    /// Look vectors up in `cache` and store new ones there, one entry per
+    /// (server, model, text). A disabled cache (`--no-cache`) reads and
+    /// writes nothing.
+    pub fn with_cache(mut self, cache: ResponseCache) -> ApiEmbedder {
+        self.cache = Some(cache);
+        self
     }
 
     /// Shorter retry delays (tests).
     pub fn with_backoff_base(mut self, base: Duration) -> ApiEmbedder {
-        self.backoff_base = base;
+        self.options.backoff_base = base;
         self
     }
 
@@ -77,46 +86,41 @@ impl ApiEmbedder {
         &self.client
     }
 
-    /// HTTP requests sent so far (retries included).
+    /// HTTP requests answered so far (each retry's failures are counted
+    /// in [`usage`](Embedder::usage)'s `failures`).
     pub fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.usage().requests
     }
 
     /// Prompt tokens the server reported (or estimated) so far.
     pub fn prompt_tokens(&self) -> u64 {
-        self.prompt_tokens.load(Ordering::Relaxed)
+        self.usage().prompt_tokens
     }
 
-    /// One batch, retried.
-    async fn batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
-        let mut attempt = 0u32;
-        loop {
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            match self.client.embeddings(texts).await {
-                Ok((mut vecs, tokens)) => {
-                    self.prompt_tokens
-                        .fetch_add(u64::from(tokens), Ordering::Relaxed);
-                    for v in &mut vecs {
-                        self.check_dim(v.len())?;
-                        l2_normalize(v);
-                    }
-                    return Ok(vecs);
+    /// The running engine, started now if there is none (needs a tokio
+    /// runtime, which every `embed` future runs on).
+    fn engine(&self) -> Result<EngineHandle, EmbedError> {
+        let mut guard = self.engine.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((handle, events)) = guard.as_mut() {
+            while let Ok(ev) = events.try_recv() {
+                if let EngineEvent::Limit { limit, reason } = ev {
+                    tracing::debug!("embeddings: {limit} requests in flight ({reason})");
                 }
-                Err(e) if e.reason.is_retryable() && attempt < self.max_retries => {
-                    let wait = e
-                        .retry_after
-                        .unwrap_or_else(|| backoff(attempt, self.backoff_base, BACKOFF_MAX));
-                    tracing::warn!(
-                        "embeddings request failed ({e}); retry {} of {} in {wait:?}",
-                        attempt + 1,
-                        self.max_retries
-                    );
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
-                Err(e) => return Err(give_up(e, attempt)),
             }
+            if handle.is_running() {
+                return Ok(handle.clone());
+            }
+            let ended = handle.usage();
+            self.retired
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .add(&ended);
         }
+        let (handle, events) =
+            Engine::start_with(&self.backend, self.cache.clone(), self.options.clone())
+                .map_err(|e| EmbedError::Model(e.to_string()))?;
+        *guard = Some((handle.clone(), events));
+        Ok(handle)
     }
 
     fn check_dim(&self, got: usize) -> Result<(), EmbedError> {
@@ -131,28 +135,26 @@ impl ApiEmbedder {
     }
 }
 
-fn give_up(mut e: LlmError, attempt: u32) -> EmbedError {
-    if attempt > 0 {
-        e.message = format!("{} (after {} attempts)", e.message, attempt + 1);
-    }
-    EmbedError::Api(e)
-}
-
-/// `base · 2^attempt`, capped at `max`, times a random factor in [0.5, 1)
-/// (as the engine's scheduler does).
-fn backoff(attempt: u32, base: Duration, max: Duration) -> Duration {
-    let exp = base.as_secs_f64() * 2f64.powi(attempt.min(30) as i32);
-    let jitter: f64 = rand::random_range(0.5..1.0);
-    Duration::from_secs_f64(exp.min(max.as_secs_f64()) * jitter)
-}
-
 impl Embedder for ApiEmbedder {
     fn model_id(&self) -> &str {
         &self.id
     }
 
-    fn usage(&self) -> (u64, u64) {
-        (self.requests(), self.prompt_tokens())
+    fn usage(&self) -> Usage {
+        let mut u = self
+            .retired
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some((handle, _)) = self
+            .engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            u.add(&handle.usage());
+        }
+        u
     }
 
     fn dim(&self) -> Option<usize> {
@@ -167,11 +169,33 @@ impl Embedder for ApiEmbedder {
         texts: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
         Box::pin(async move {
-            let mut out = Vec::with_capacity(texts.len());
-            for chunk in texts.chunks(self.batch_size) {
-                out.extend(self.batch(chunk).await?);
+            if texts.is_empty() {
+                return Ok(Vec::new());
+            }
+            let engine = self.engine()?;
+            let mut out = engine
+                .embed(texts, self.batch_size, self.dim())
+                .await
+                .map_err(|e| EmbedError::Api(self.named(e)))?;
+            for v in &mut out {
+                self.check_dim(v.len())?;
+                l2_normalize(v);
             }
             Ok(out)
         })
+    }
+}
+
+impl ApiEmbedder {
+    /// The engine's error, saying which server and model it was.
+    fn named(&self, mut e: crate::llm::LlmError) -> crate::llm::LlmError {
+        let url = &self.backend.base_url;
+        if !e.message.contains(url.as_str()) {
+            e.message = format!(
+                "{} (model {} at {url}; [embeddings] in straddle.toml)",
+                e.message, self.backend.model
+            );
+        }
+        e
     }
 }

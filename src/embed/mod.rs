@@ -8,8 +8,9 @@
 //!     at run time). Same vectors as sentence-transformers (mean pooling
 //!     over the attention mask, then L2 norm; 384 dimensions).
 //!   - [`ApiEmbedder`] (`backend = "api"`): any OpenAI-compatible
-//!     `/v1/embeddings`, batched, retried on 429/5xx/timeouts like the
-//!     engine's chat requests.
+//!     `/v1/embeddings`, as jobs of the [`engine`](crate::engine): batched,
+//!     rate-limited, retried, cached per text and counted in usage and
+//!     cost like chat requests.
 //! * [`VectorStore`] keeps the vectors in a compact side file under the
 //!   project's `cache/`, keyed by (model, text) with the response cache's
 //!   content addressing, so a vector is computed once per text and model and
@@ -52,8 +53,8 @@ use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
 
-use crate::domain::{EmbeddingBackend, EmbeddingsConfig, LocalModel};
-use crate::llm::LlmError;
+use crate::domain::{EmbeddingBackend, EmbeddingsConfig, LocalModel, Usage};
+use crate::llm::{LlmError, ResponseCache};
 
 /// The script that installs the local embedder's weights.
 pub const INSTALL_HINT: &str = "scripts/embedder.sh install";
@@ -94,10 +95,10 @@ pub trait Embedder: Send + Sync {
     fn model_id(&self) -> &str;
     /// Vector size, once known (an API model's after its first answer).
     fn dim(&self) -> Option<usize>;
-    /// HTTP requests sent and prompt tokens counted so far: `(0, 0)` for
-    /// in-process models.
-    fn usage(&self) -> (u64, u64) {
-        (0, 0)
+    /// What the backend used so far (requests, cache hits, prompt tokens,
+    /// failures, cost): nothing for in-process models.
+    fn usage(&self) -> Usage {
+        Usage::default()
     }
     /// Embed `texts`.
     fn embed<'a>(&'a self, texts: &'a [String])
@@ -109,6 +110,16 @@ pub trait Embedder: Send + Sync {
 /// distils its table on first use, under a minute), so a missing install
 /// is reported here with the fix ([`EmbedError::MissingWeights`]).
 pub fn from_config(cfg: &EmbeddingsConfig) -> Result<Option<Arc<dyn Embedder>>, EmbedError> {
+    from_config_with(cfg, None)
+}
+
+/// [`from_config`] with the project's response cache: an `api` backend
+/// looks each text's vector up there and stores new ones (the local
+/// models ignore it; their vectors live in the [`VectorStore`]).
+pub fn from_config_with(
+    cfg: &EmbeddingsConfig,
+    cache: Option<ResponseCache>,
+) -> Result<Option<Arc<dyn Embedder>>, EmbedError> {
     Ok(match cfg.backend {
         EmbeddingBackend::None => None,
         EmbeddingBackend::Local => {
@@ -122,7 +133,13 @@ pub fn from_config(cfg: &EmbeddingsConfig) -> Result<Option<Arc<dyn Embedder>>, 
                 )?)),
             }
         }
-        EmbeddingBackend::Api => Some(Arc::new(ApiEmbedder::new(cfg)?)),
+        EmbeddingBackend::Api => {
+            let api = ApiEmbedder::new(cfg)?;
+            Some(Arc::new(match cache {
+                Some(c) => api.with_cache(c),
+                None => api,
+            }))
+        }
     })
 }
 

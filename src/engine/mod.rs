@@ -64,7 +64,12 @@
 //!   connection is dropped).
 //! * Dropping every handle lets the queue drain, then the task ends;
 //!   dropping the receiver cancels everything.
+//! * Embeddings are a second job kind ([`EngineHandle::embed`]): batches
+//!   of texts to `/embeddings`, under the same limits, retries, usage and
+//!   cache (one entry per text), answered to the caller instead of as
+//!   events.
 
+mod embed;
 pub mod failures;
 mod limits;
 pub use limits::LimitReason;
@@ -288,6 +293,7 @@ impl Engine {
                 LimitReason::Fixed
             }),
             client: client.clone(),
+            cache: cache.clone(),
         });
         let sched =
             scheduler::Scheduler::new(client, cache, backend, options, ev_tx, shared.clone());
@@ -314,10 +320,13 @@ pub(crate) struct Shared {
     pub(crate) adaptive: bool,
     pub(crate) limit_reason: Mutex<LimitReason>,
     pub(crate) client: LlmClient,
+    /// For embed jobs, looked up and filled per text by the caller's task.
+    pub(crate) cache: Option<ResponseCache>,
 }
 
 pub(crate) enum Command {
     Submit(JobId, Job),
+    SubmitEmbed(JobId, embed::EmbedWork),
     Cancel(JobId),
     CancelAll,
     Pause,
@@ -392,6 +401,11 @@ impl EngineHandle {
             requests_per_s,
             capabilities: self.shared.client.capabilities(),
         }
+    }
+    /// False once the scheduler task has ended (its runtime shut down, or
+    /// the event receiver was dropped).
+    pub fn is_running(&self) -> bool {
+        !self.cmd.is_closed()
     }
     /// What the server was found to support so far.
     pub fn capabilities(&self) -> Capabilities {

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::embed::EmbedWork;
 use super::limits::{AdaptiveLimit, LimitReason, TokenBucket, backoff};
 use super::{Command, EngineEvent, EngineOptions, Job, JobId, Sampling, Shared};
 use crate::domain::BackendConfig;
@@ -23,6 +24,8 @@ struct Pending {
     not_before: Option<Instant>,
     /// Built at first dispatch (sampling defaults applied), kept for retries.
     prepared: Option<Prepared>,
+    /// An embed job (then `job` is an empty placeholder).
+    embed: Option<EmbedWork>,
 }
 
 #[derive(Clone)]
@@ -40,6 +43,7 @@ struct Running {
     prepared: Prepared,
     cancel: CancellationToken,
     cancelled: bool,
+    embed: Option<EmbedWork>,
 }
 
 /// What an attempt task reports back.
@@ -49,6 +53,8 @@ struct Done {
     latency: Duration,
     /// Time to the first text (streams), the queueing signal.
     first_text: Option<Duration>,
+    /// An embed job's vectors.
+    vectors: Option<Vec<Vec<f32>>>,
 }
 
 pub(crate) struct Scheduler {
@@ -195,6 +201,15 @@ impl Scheduler {
                 attempt: 0,
                 not_before: None,
                 prepared: None,
+                embed: None,
+            }),
+            Command::SubmitEmbed(id, work) => self.queue.push_back(Pending {
+                id,
+                job: Job::new(crate::llm::ChatRequest::default(), 0),
+                attempt: 0,
+                not_before: None,
+                prepared: None,
+                embed: Some(work),
             }),
             Command::Cancel(id) => self.cancel(id),
             Command::CancelAll => self.cancel_all(),
@@ -208,7 +223,7 @@ impl Scheduler {
     fn cancel(&mut self, id: JobId) {
         if let Some(pos) = self.queue.iter().position(|p| p.id == id) {
             let p = self.queue.remove(pos).expect("position is valid");
-            self.fail_cancelled(p.id, p.job.tag);
+            self.cancel_pending(p);
         } else if let Some(r) = self.running.get_mut(&id) {
             r.cancelled = true;
             r.cancel.cancel();
@@ -217,11 +232,24 @@ impl Scheduler {
 
     fn cancel_all(&mut self) {
         for p in std::mem::take(&mut self.queue) {
-            self.fail_cancelled(p.id, p.job.tag);
+            self.cancel_pending(p);
         }
         for r in self.running.values_mut() {
             r.cancelled = true;
             r.cancel.cancel();
+        }
+    }
+
+    /// End a queued job as cancelled: an event for chat, the answer for
+    /// an embed job.
+    fn cancel_pending(&self, p: Pending) {
+        match p.embed {
+            Some(work) => {
+                let _ = work
+                    .reply
+                    .send(Err(LlmError::new(FailReason::Cancelled, "cancelled")));
+            }
+            None => self.fail_cancelled(p.id, p.job.tag),
         }
     }
 
@@ -282,6 +310,18 @@ impl Scheduler {
         if let Some(prep) = &p.prepared {
             return prep.clone();
         }
+        if let Some(work) = &p.embed {
+            // The attempt sends the inputs itself, and the caller looks the
+            // cache up per text: no body, no key; only the token estimate.
+            let chars: usize = work.inputs.iter().map(|t| t.chars().count()).sum();
+            let prep = Prepared {
+                body: Arc::new(Map::new()),
+                key: "".into(),
+                token_estimate: f64::from(crate::llm::estimate_tokens_from_chars(chars)),
+            };
+            p.prepared = Some(prep.clone());
+            return prep;
+        }
         self.sampling.apply(&mut p.job.request);
         let body = self.client.body(&p.job.request);
         let key = match &self.cache {
@@ -302,7 +342,7 @@ impl Scheduler {
     fn cache_lookup(&self, prep: &Prepared, idx: usize) -> Option<ChatResponse> {
         // Only a job's first attempt can be answered from the cache: a retry
         // was a miss a moment ago.
-        if self.queue[idx].attempt > 0 {
+        if self.queue[idx].attempt > 0 || prep.key.is_empty() {
             return None;
         }
         self.cache.as_ref()?.get(&prep.key)
@@ -336,12 +376,15 @@ impl Scheduler {
         let cancel = CancellationToken::new();
         let tag = p.job.tag;
         self.shared.stats.lock().expect("stats").started(now);
-        self.emit(EngineEvent::Started {
-            id: p.id,
-            tag,
-            attempt: p.attempt,
-        });
+        if p.embed.is_none() {
+            self.emit(EngineEvent::Started {
+                id: p.id,
+                tag,
+                attempt: p.attempt,
+            });
+        }
         let task = Attempt {
+            inputs: p.embed.as_ref().map(|w| w.inputs.clone()),
             id: p.id,
             tag,
             client: self.client.clone(),
@@ -364,6 +407,7 @@ impl Scheduler {
                 prepared,
                 cancel,
                 cancelled: false,
+                embed: p.embed,
             },
         );
     }
@@ -407,6 +451,11 @@ impl Scheduler {
                 }
                 // Before the reply: a session refills its window from it.
                 self.report_limit();
+                if let Some(work) = r.embed {
+                    let vectors = done.vectors.unwrap_or_default();
+                    let _ = work.reply.send(Ok((vectors, u.prompt_tokens)));
+                    return;
+                }
                 self.emit(EngineEvent::Finished {
                     id: done.id,
                     tag: r.tag,
@@ -418,9 +467,14 @@ impl Scheduler {
         }
     }
 
-    fn attempt_failed(&mut self, id: JobId, r: Running, e: LlmError, now: Instant) {
+    fn attempt_failed(&mut self, id: JobId, mut r: Running, e: LlmError, now: Instant) {
         if r.cancelled || e.reason == FailReason::Cancelled {
-            self.fail_cancelled(id, r.tag);
+            match r.embed {
+                Some(work) => {
+                    let _ = work.reply.send(Err(e));
+                }
+                None => self.fail_cancelled(id, r.tag),
+            }
             return;
         }
         self.shared
@@ -445,6 +499,10 @@ impl Scheduler {
             } else {
                 e.message
             };
+            if let Some(work) = r.embed {
+                let _ = work.reply.send(Err(LlmError { message, ..e }));
+                return;
+            }
             self.emit(EngineEvent::Failed {
                 id,
                 tag: r.tag,
@@ -466,15 +524,27 @@ impl Scheduler {
         }
         let not_before = now + delay;
         let ready = self.hold_until.map_or(not_before, |h| h.max(not_before));
-        self.emit(EngineEvent::Backoff {
-            id,
-            tag: r.tag,
-            reason: e.reason,
-            status: e.status,
-            attempt: r.attempt + 1,
-            max_retries: self.max_retries,
-            wait: ready - now,
-        });
+        let embed = r.embed.take();
+        if embed.is_some() {
+            tracing::warn!(
+                "embeddings request failed ({}: {}); retry {} of {} in {:?}",
+                e.reason,
+                e.message,
+                r.attempt + 1,
+                self.max_retries,
+                ready - now
+            );
+        } else {
+            self.emit(EngineEvent::Backoff {
+                id,
+                tag: r.tag,
+                reason: e.reason,
+                status: e.status,
+                attempt: r.attempt + 1,
+                max_retries: self.max_retries,
+                wait: ready - now,
+            });
+        }
         tracing::debug!(
             "job {id}: attempt {} failed ({}), retrying in {delay:?}",
             r.attempt,
@@ -486,6 +556,7 @@ impl Scheduler {
             attempt: r.attempt + 1,
             not_before: Some(not_before),
             prepared: Some(r.prepared),
+            embed,
         });
     }
 
@@ -504,6 +575,8 @@ fn ended_empty(r: &ChatResponse) -> bool {
 
 /// One HTTP attempt, run as its own task.
 struct Attempt {
+    /// An embed job's texts (then `body` is empty).
+    inputs: Option<Arc<[String]>>,
     id: JobId,
     tag: u64,
     client: LlmClient,
@@ -518,6 +591,9 @@ struct Attempt {
 
 impl Attempt {
     async fn run(self) {
+        if let Some(inputs) = self.inputs.clone() {
+            return self.run_embed(inputs).await;
+        }
         let start = Instant::now();
         let (id, tag) = (self.id, self.tag);
         let (events, deltas) = (&self.events, self.deltas);
@@ -550,6 +626,46 @@ impl Attempt {
             result,
             latency: start.elapsed(),
             first_text,
+            vectors: None,
+        });
+    }
+
+    /// An embed job's attempt: one `/embeddings` request, its answer as a
+    /// bodyless [`ChatResponse`] carrying the prompt tokens (what the
+    /// scheduler's accounting reads) plus the vectors.
+    async fn run_embed(self, inputs: Arc<[String]>) {
+        let start = Instant::now();
+        let result = tokio::select! {
+            biased;
+            _ = self.cancel.cancelled() => Err(LlmError::new(FailReason::Cancelled, "cancelled")),
+            r = self.client.embeddings(&inputs) => r,
+        };
+        let (result, vectors) = match result {
+            Ok((vectors, tokens, limits)) => {
+                let response = ChatResponse {
+                    text: String::new(),
+                    choices: Vec::new(),
+                    finish_reason: Some("embeddings".into()),
+                    usage: crate::llm::TokenUsage {
+                        prompt_tokens: tokens,
+                        completion_tokens: 0,
+                        estimated: false,
+                    },
+                    logprobs: None,
+                    cached: false,
+                    model: self.client.model().to_owned(),
+                    request_id: String::new(),
+                };
+                (Ok((response, limits)), Some(vectors))
+            }
+            Err(e) => (Err(e), None),
+        };
+        let _ = self.done.send(Done {
+            id: self.id,
+            result,
+            latency: start.elapsed(),
+            first_text: None,
+            vectors,
         });
     }
 }

@@ -49,6 +49,8 @@ struct Inner {
 const KEY_VERSION: &str = "straddle-cache-v1";
 
 const MAGIC: &[u8; 4] = b"SRC1";
+/// The payload tag of an embedding record (a chat record is JSON).
+const VECTOR_MAGIC: &[u8] = b"VEC1";
 const HEADER: usize = 4 + 4 + 32 + 4;
 /// A pack is closed for appending once it is this large.
 const PACK_LIMIT: u64 = 256 << 20;
@@ -334,6 +336,57 @@ impl ResponseCache {
         }
     }
 
+    /// Whether lookups can hit (false under `--no-cache`).
+    pub fn is_enabled(&self) -> bool {
+        self.read
+    }
+
+    /// The key of one text's embedding by `model` on `host` (the text is
+    /// the request: a vector is cached per text, whatever batch it came in).
+    pub fn embedding_key(host: &str, model: &str, text: &str) -> String {
+        let mut body = Map::new();
+        body.insert("endpoint".into(), Value::String("embeddings".into()));
+        body.insert("input".into(), Value::String(text.to_owned()));
+        ResponseCache::key(host, model, &body)
+    }
+
+    /// The stored embedding for `key` (see [`embedding_key`](Self::embedding_key));
+    /// `None` on a miss, a record that is not a vector or a disabled cache.
+    pub fn get_vector(&self, key: &str) -> Option<Vec<f32>> {
+        if !self.read {
+            return None;
+        }
+        let bytes = self.packs().read(&self.inner.dir, &raw_key(key))?;
+        let floats = bytes.strip_prefix(VECTOR_MAGIC)?;
+        if floats.is_empty() || floats.len() % 4 != 0 {
+            tracing::warn!(
+                "ignoring corrupt vector {key} in {}",
+                self.inner.dir.display()
+            );
+            return None;
+        }
+        Some(
+            floats
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+        )
+    }
+
+    /// Append an embedding under `key`: the vector as little-endian `f32`s
+    /// after a 4-byte tag, in the same packs as the chat responses.
+    pub fn put_vector(&self, key: &str, vector: &[f32]) -> std::io::Result<()> {
+        if !self.write {
+            return Ok(());
+        }
+        let mut bytes = Vec::with_capacity(VECTOR_MAGIC.len() + 4 * vector.len());
+        bytes.extend_from_slice(VECTOR_MAGIC);
+        for x in vector {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+        self.packs().append(&self.inner.dir, raw_key(key), &bytes)
+    }
+
     /// Append `resp` under `key` (one write, no sync: see the module
     /// docs). A disabled cache stores nothing.
     pub fn put(&self, key: &str, resp: &ChatResponse) -> std::io::Result<()> {
@@ -394,6 +447,31 @@ mod tests {
             .collect();
         v.sort();
         v
+    }
+
+    #[test]
+    fn vectors_share_the_packs_and_obey_no_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = ResponseCache::new(dir.path());
+        let k = ResponseCache::embedding_key("h", "m", "a text");
+        assert_ne!(k, ResponseCache::embedding_key("h", "m2", "a text"));
+        assert_ne!(k, ResponseCache::embedding_key("h", "m", "another text"));
+        cache.put_vector(&k, &[0.5, -1.25, 3.0]).unwrap();
+        let chat = ResponseCache::key("h", "m", &body(1.0));
+        cache.put(&chat, &resp("hello")).unwrap();
+        let reopened = ResponseCache::new(dir.path());
+        assert_eq!(reopened.get_vector(&k).unwrap(), vec![0.5, -1.25, 3.0]);
+        assert_eq!(reopened.get(&chat).unwrap().text, "hello");
+        // A chat record is not a vector, and the other way round.
+        assert!(reopened.get_vector(&chat).is_none());
+        assert!(reopened.get(&k).is_none());
+        assert_eq!(packs_in(dir.path()).len(), 1, "one pack for both kinds");
+        let off = ResponseCache::new(dir.path()).disabled();
+        assert!(!off.is_enabled());
+        assert!(off.get_vector(&k).is_none());
+        let k2 = ResponseCache::embedding_key("h", "m", "new");
+        off.put_vector(&k2, &[1.0]).unwrap();
+        assert!(ResponseCache::new(dir.path()).get_vector(&k2).is_none());
     }
 
     #[test]

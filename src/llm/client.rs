@@ -788,11 +788,15 @@ impl LlmClient {
     }
 
     /// One `/embeddings` request for `inputs` (one attempt, bounded by the
-    /// timeout; retrying is the caller's business, see
-    /// [`crate::embed::ApiEmbedder`]). Returns the vectors in input order,
-    /// as the server sent them (not normalised), and the prompt tokens the
-    /// server reported (estimated from the characters when it sent none).
-    pub async fn embeddings(&self, inputs: &[String]) -> Result<(Vec<Vec<f32>>, u32), LlmError> {
+    /// timeout; retrying, rate limits and caching are the engine's
+    /// business, see [`crate::engine::EngineHandle::embed`]). Returns the
+    /// vectors in input order, as the server sent them (not normalised),
+    /// the prompt tokens the server reported (estimated from the characters
+    /// when it sent none) and the reply's rate-limit headers.
+    pub async fn embeddings(
+        &self,
+        inputs: &[String],
+    ) -> Result<(Vec<Vec<f32>>, u32, RateLimitInfo), LlmError> {
         let url = format!("{}/embeddings", self.inner.base_url);
         let body = json!({"model": self.inner.model, "input": inputs});
         let fut = async {
@@ -847,6 +851,23 @@ impl LlmClient {
                 .into_iter()
                 .collect::<Option<Vec<_>>>()
                 .ok_or_else(|| malformed(format!("misses some of the {} inputs", inputs.len())))?;
+            if data.len() != inputs.len() {
+                return Err(malformed(format!(
+                    "has {} vectors for {} inputs",
+                    data.len(),
+                    inputs.len()
+                )));
+            }
+            if let Some(v) = vectors.iter().find(|v| v.len() != vectors[0].len()) {
+                return Err(malformed(format!(
+                    "mixes vector sizes ({} and {})",
+                    vectors[0].len(),
+                    v.len()
+                )));
+            }
+            if vectors.first().is_some_and(Vec::is_empty) {
+                return Err(malformed("has empty vectors".into()));
+            }
             let tokens = v
                 .pointer("/usage/prompt_tokens")
                 .and_then(Value::as_u64)
@@ -856,7 +877,7 @@ impl LlmClient {
                         inputs.iter().map(|t| t.chars().count()).sum(),
                     )
                 });
-            Ok((vectors, tokens))
+            Ok((vectors, tokens, limits))
         };
         tokio::time::timeout(self.inner.timeout, fut)
             .await

@@ -255,6 +255,25 @@ pub fn validate(cfg: &ProjectConfig) -> Result<(), String> {
         0,
         100_000,
     )?;
+    let e = &cfg.embeddings;
+    check_count("embeddings.batch_size", e.batch_size as u64, 1, 100_000)?;
+    check_count(
+        "embeddings.max_concurrency",
+        e.max_concurrency as u64,
+        1,
+        1024,
+    )?;
+    check_range("embeddings.timeout_s", e.timeout_s, 0.001, 86_400.0)?;
+    check_count("embeddings.max_retries", e.max_retries as u64, 0, 100)?;
+    if let Some(n) = e.requests_per_minute {
+        check_count("embeddings.requests_per_minute", n as u64, 1, 10_000_000)?;
+    }
+    if let Some(n) = e.tokens_per_minute {
+        check_count("embeddings.tokens_per_minute", n as u64, 1, u32::MAX as u64)?;
+    }
+    if let Some(p) = e.price_input_per_m {
+        check_range("embeddings.price_input_per_m", p, 0.0, 1e6)?;
+    }
     let d = &cfg.denoise;
     check_range("denoise.threshold", d.threshold, 0.0, 1.0)?;
     check_range("denoise.echo_similarity", d.echo_similarity, 0.0, 1.0)?;
@@ -429,6 +448,11 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         batch_size: _,
         timeout_s: _,
         max_retries: _,
+        max_concurrency: _,
+        adaptive: _,
+        requests_per_minute: _,
+        tokens_per_minute: _,
+        price_input_per_m: _,
     } = embeddings;
     let crate::domain::DenoiseConfig {
         mode: _,
@@ -734,6 +758,39 @@ fn render_embeddings(w: &mut String, e: &crate::domain::EmbeddingsConfig) {
         "api: retries after 429, 5xx, timeouts and dropped connections.",
         "max_retries",
         v(e.max_retries as i64),
+    );
+    line(
+        w,
+        "api: most requests in flight (the same engine as chat: adaptive below this unless adaptive = false).",
+        "max_concurrency",
+        v(e.max_concurrency as i64),
+    );
+    line(
+        w,
+        "api: find the server's real parallelism below max_concurrency, as [backend] adaptive does.",
+        "adaptive",
+        v(e.adaptive),
+    );
+    opt_line(
+        w,
+        "api: client-side rate limit in requests per minute.",
+        "requests_per_minute",
+        e.requests_per_minute.map(|x| v(x as i64)),
+        "3000",
+    );
+    opt_line(
+        w,
+        "api: client-side rate limit in tokens per minute.",
+        "tokens_per_minute",
+        e.tokens_per_minute.map(|x| v(x as i64)),
+        "1000000",
+    );
+    opt_line(
+        w,
+        "api: price per 1M input tokens, for the embeddings' cost in straddle stats.",
+        "price_input_per_m",
+        e.price_input_per_m.map(fv),
+        "0.02",
     );
 }
 

@@ -81,7 +81,6 @@ pub(crate) struct Driver {
     recorded: Usage,
     /// The session's settings version last sent to `update`.
     shown_version: u64,
-    cache_dir: std::path::PathBuf,
     /// Embeds the session's texts for the denoiser (`None`: off).
     embed: Option<EmbedWorker>,
 }
@@ -97,8 +96,7 @@ impl Driver {
         Driver {
             backend: config.backend.clone(),
             config: config.clone(),
-            cache: flags.cache(cache_dir.clone()),
-            cache_dir,
+            cache: flags.cache(cache_dir),
             embed: None,
             templates: Templates::load(prompts_dir).map_err(|e| format!("{e:#}")),
             concurrency: config.backend.max_concurrency.max(1),
@@ -252,7 +250,7 @@ impl Driver {
                     backend: self.backend.clone(),
                 },
             );
-            match EmbedWorker::for_project(&self.config, &self.cache_dir) {
+            match EmbedWorker::for_project(&self.config, &self.cache) {
                 Ok(Some(w)) => {
                     session.set_denoise(crate::app::embedding::settings(&self.config), w.label());
                     session.set_judge_use(self.config.judge.use_);

@@ -585,7 +585,8 @@ impl MapWorker {
     pub fn run(&self, job: MapJob, send: &dyn Fn(MapReply)) {
         let mut guard = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            match embed::from_config(&self.cfg) {
+            let cache = crate::llm::ResponseCache::new(&self.cache_dir);
+            match embed::from_config_with(&self.cfg, Some(cache)) {
                 Ok(Some(e)) => {
                     let store = VectorStore::open(&self.cache_dir, e.model_id());
                     *guard = Some((e, store));

@@ -241,6 +241,9 @@ pub struct Script {
     /// `/v1/embeddings` vectors from this function instead of the default
     /// character-trigram vectors (see [`Script::embeddings`]).
     pub embed: Option<Arc<EmbedFn>>,
+    /// Replies `/v1/embeddings` sends first, one per request, before the
+    /// normal answers (see [`Script::embedding_replies`]).
+    pub embed_replies: Arc<Mutex<VecDeque<Reply>>>,
 }
 
 /// A scripted embedding: text → vector.
@@ -270,12 +273,21 @@ impl Script {
             one_at_a_time: false,
             interrupting: false,
             embed: None,
+            embed_replies: Arc::default(),
         }
     }
     /// `/v1/embeddings` answers `f(text)` for each input (e.g. an
     /// embedding that knows the classes, to make an embedding judge right).
     pub fn embeddings(mut self, f: impl Fn(&str) -> Vec<f64> + Send + Sync + 'static) -> Script {
         self.embed = Some(Arc::new(f));
+        self
+    }
+    /// `/v1/embeddings` answers its first requests with these replies in
+    /// order (a [`Reply::Status`] as that status, [`Reply::Malformed`] as a
+    /// 200 with exactly that body, [`Reply::Raw`] as is; anything else as
+    /// a normal answer), then normally.
+    pub fn embedding_replies(self, replies: impl IntoIterator<Item = Reply>) -> Script {
+        self.embed_replies.lock().unwrap().extend(replies);
         self
     }
     /// The same reply to every request.
@@ -789,6 +801,49 @@ async fn embeddings(
     s.counters.embeddings.fetch_add(1, Ordering::SeqCst);
     if let Some(r) = unauthorized(&s, &headers) {
         return r;
+    }
+    let scripted = s.script.embed_replies.lock().unwrap().pop_front();
+    match scripted {
+        Some(Reply::Status {
+            code,
+            body,
+            headers,
+        }) => {
+            let mut r = (
+                StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+            for (k, v) in headers {
+                r.headers_mut().insert(
+                    header::HeaderName::from_bytes(k.as_bytes()).expect("header name"),
+                    HeaderValue::from_str(&v).expect("header value"),
+                );
+            }
+            return r;
+        }
+        Some(Reply::Malformed { raw }) => {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                raw,
+            )
+                .into_response();
+        }
+        Some(Reply::Raw {
+            status,
+            content_type,
+            body,
+        }) => {
+            return (
+                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+                [(header::CONTENT_TYPE, content_type)],
+                body,
+            )
+                .into_response();
+        }
+        _ => {}
     }
     let Ok(req) = serde_json::from_slice::<Value>(&body) else {
         return error_json(

@@ -229,7 +229,7 @@ impl Driver {
         } else {
             cache
         };
-        let (engine, events) = Engine::start(backend, Some(cache))?;
+        let (engine, events) = Engine::start(backend, Some(cache.clone()))?;
         let mut session = Session::new(
             generator,
             SessionConfig {
@@ -240,7 +240,7 @@ impl Driver {
                 backend: backend.clone(),
             },
         );
-        let embed = match EmbedWorker::for_project(project.config(), &project.cache_dir()) {
+        let embed = match EmbedWorker::for_project(project.config(), &cache) {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!("denoising is off: {e}");
