@@ -243,11 +243,22 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         )),
     };
     let result = app.run(&mut term).await;
-    let App { store_tx, .. } = app;
+    let App {
+        store_tx,
+        st,
+        driver,
+        ..
+    } = app;
     drop(store_tx);
     let _ = writer.join();
     drop(term);
     drop(guard);
+    // Every append is durable (the writer has answered all and ended) and
+    // the terminal is back: the state of a big project (hundreds of MB in
+    // many small allocations) would take a second or two to free piece by
+    // piece right before the process ends and the OS takes it back at once.
+    std::mem::forget(st);
+    drop(driver);
     result
 }
 
@@ -303,8 +314,11 @@ impl App {
         usage_timer.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut quitting = false;
         let mut was_busy = false;
+        // A key (or the store's answer to one) is drawn at once: the frame
+        // limit is for the engine's stream of events, not for the person.
+        let mut urgent = false;
         loop {
-            if self.st.dirty && last_draw.elapsed() >= FRAME {
+            if self.st.dirty && (urgent || last_draw.elapsed() >= FRAME) {
                 term.draw(|f| view::render(f, &self.st))?;
                 self.st.dirty = false;
                 last_draw = Instant::now();
@@ -339,6 +353,14 @@ impl App {
                 _ = usage_timer.tick(), if busy => Input::Usage,
                 _ = sleep_until(tick), if tick.is_some() => Input::Tick,
             };
+            urgent = matches!(
+                &next,
+                Input::Term(_)
+                    | Input::Store(StoreDone {
+                        origin: Origin::Key,
+                        ..
+                    })
+            );
             self.handle(next, &export_tx)?;
             // Drain whatever else is queued before drawing.
             while let Ok(d) = self.done_rx.try_recv() {
