@@ -147,7 +147,6 @@ pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> Doubt {
 mod tests {
     use super::*;
     use crate::domain::{Provenance, Verdict};
-    use std::collections::BTreeMap;
 
     fn sample(text: &str, label: &str, verdict: Option<Verdict>) -> SampleState {
         SampleState {
@@ -168,10 +167,7 @@ mod tests {
     fn verdict(label: Option<&str>, conf: &[(&str, f64)], method: VerdictMethod) -> Verdict {
         Verdict {
             label: label.map(Into::into),
-            confidence: conf
-                .iter()
-                .map(|(c, p)| (c.to_string(), *p))
-                .collect::<BTreeMap<_, _>>(),
+            confidence: conf.iter().map(|(c, p)| (c.to_string(), *p)).collect(),
             method,
             votes: None,
             raw: None,
