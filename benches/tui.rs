@@ -56,7 +56,7 @@ fn keys(c: &mut Criterion) {
 
 /// Re-ordering keys: switching the sort is free (every order is kept);
 /// applying a filter is one pass over compact per-sample facts (and the
-/// lower-cased texts for words) plus one pass per order.
+/// texts, lower-cased then, for words) plus one pass per order.
 fn reorder(c: &mut Criterion) {
     let mut st = fixture::state(N);
     c.bench_function("key_cycle_sort_100k", |b| {
