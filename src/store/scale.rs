@@ -219,7 +219,11 @@ fn big_text(rng: &mut Rng, bytes: usize) -> String {
         n += 1;
         s.push_str(if n % 6 == 0 { "\n\n" } else { " " });
     }
-    s.truncate(s.floor_char_boundary(bytes));
+    let mut end = bytes.min(s.len());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
     s
 }
 
