@@ -118,6 +118,18 @@ fn bench_open(c: &mut Criterion) {
         b.iter_with_large_drop(|| Project::open_read_only(&dir).unwrap())
     });
     g.finish();
+    // Issue 15's project (`straddle::store::scale`): 200,000 samples with
+    // realistic texts and provenance, ~600,000 events, 163 MB, one 10 MB
+    // seed. `straddle stats` is this read-only open plus a few counts.
+    let scale_dir = root.path().join("p200k");
+    let s = straddle::store::scale::write(&scale_dir, Default::default()).unwrap();
+    let mut g = c.benchmark_group("open_scale");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(s.events));
+    g.bench_function("200k_samples_600k_events_read_only", |b| {
+        b.iter_with_large_drop(|| Project::open_read_only(&scale_dir).unwrap())
+    });
+    g.finish();
 }
 
 /// A fresh small project to append into.

@@ -56,7 +56,7 @@ fn keys(c: &mut Criterion) {
 
 /// Re-ordering keys: switching the sort is free (every order is kept);
 /// applying a filter is one pass over compact per-sample facts (and the
-/// lower-cased texts for words) plus one pass per order.
+/// texts, lower-cased then, for words) plus one pass per order.
 fn reorder(c: &mut Criterion) {
     let mut st = fixture::state(N);
     c.bench_function("key_cycle_sort_100k", |b| {
@@ -91,9 +91,53 @@ fn reorder(c: &mut Criterion) {
     });
 }
 
+/// Issue 15's project of 200,000 samples / ~600,000 events / 163 MB with a
+/// 10 MB seed (`straddle::store::scale`), read from disk: opening it as the
+/// terminal UI does (replay + review queue, tallies, doubt, map notes) and
+/// handling keys on it. `scripts/scale.sh` measures the same on the real
+/// binary in tmux.
+fn scale(c: &mut Criterion) {
+    use straddle::store::{Project, scale};
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("p200k");
+    scale::write(&dir, scale::ScaleSpec::default()).unwrap();
+    let mut g = c.benchmark_group("scale_200k");
+    g.sample_size(10);
+    let open = || {
+        let p = Project::open(&dir).unwrap();
+        let classes = p.classes();
+        let (state, writer) = p.into_writer().unwrap();
+        drop(writer);
+        fixture::state_of(state, classes)
+    };
+    g.bench_function("open_to_review_state", |b| b.iter_with_large_drop(open));
+    let mut st = open();
+    g.bench_function("key_down", |b| {
+        b.iter(|| update(&mut st, key(KeyCode::Down)))
+    });
+    g.bench_function("key_accept_undo_pair_with_ack", |b| {
+        b.iter(|| {
+            let fx = update(&mut st, key(KeyCode::Char('a')));
+            fixture::ack(&mut st, fx);
+            let fx = update(&mut st, key(KeyCode::Char('u')));
+            fixture::ack(&mut st, fx)
+        })
+    });
+    // A frame with the 10 MB seed's class selected in the Seeds pane.
+    let mut term = Terminal::new(TestBackend::new(120, 40)).unwrap();
+    st.class_sel = 1;
+    assert!(st.class_seeds().iter().any(|s| s.text().len() > 1 << 20));
+    g.bench_function("frame_120x40", |b| {
+        b.iter(|| {
+            term.draw(|f| view::render(f, black_box(&st))).unwrap();
+        })
+    });
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = frame, keys, reorder
+    targets = frame, keys, reorder, scale
 }
 criterion_main!(benches);

@@ -12,6 +12,7 @@
 //!   than to any seed of its own (word-shingle Jaccard ≥ `near_seed`).
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::dedup::shingles;
 use super::parse::normalize;
@@ -24,6 +25,25 @@ pub struct Doubt {
     pub reasons: Vec<&'static str>,
 }
 
+/// Shingles are already well-mixed 64-bit hashes: the postings use them
+/// as they are instead of hashing them again with SipHash.
+#[derive(Default)]
+struct ShingleHasher(u64);
+
+impl Hasher for ShingleHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
 /// Seeds and thresholds for [`doubt`].
 #[derive(Debug, Clone)]
 pub struct DoubtContext {
@@ -31,7 +51,7 @@ pub struct DoubtContext {
     seeds: Vec<(String, usize)>,
     /// Shingle → seeds holding it (an inverted index keeps the check
     /// proportional to the sample's length, not the number of seeds).
-    postings: HashMap<u64, Vec<u32>>,
+    postings: HashMap<u64, Vec<u32>, BuildHasherDefault<ShingleHasher>>,
     pub low_confidence: f64,
     pub small_margin: f64,
     pub near_seed: f64,
@@ -42,7 +62,7 @@ impl DoubtContext {
     pub fn new<'a>(seeds: impl IntoIterator<Item = (&'a str, &'a str)>) -> DoubtContext {
         let mut ctx = DoubtContext {
             seeds: Vec::new(),
-            postings: HashMap::new(),
+            postings: HashMap::default(),
             low_confidence: 0.6,
             small_margin: 0.2,
             near_seed: 0.3,
@@ -73,17 +93,20 @@ impl DoubtContext {
     /// other class: (own, other).
     pub fn seed_similarity(&self, text: &str, label: &str) -> (f64, f64) {
         let sh = shingles(&normalize(text));
-        let mut inter: HashMap<u32, usize> = HashMap::new();
+        // Shared shingles per seed: a plain count per seed (a project has
+        // a few dozen seeds; this runs once per sample when review opens).
+        let mut inter = vec![0u32; self.seeds.len()];
         for s in &sh {
             if let Some(list) = self.postings.get(s) {
                 for &i in list {
-                    *inter.entry(i).or_default() += 1;
+                    inter[i as usize] += 1;
                 }
             }
         }
         let (mut own, mut other) = (0.0f64, 0.0f64);
-        for (i, n) in inter {
-            let (l, len) = &self.seeds[i as usize];
+        for (i, n) in inter.into_iter().enumerate().filter(|(_, n)| *n > 0) {
+            let n = n as usize;
+            let (l, len) = &self.seeds[i];
             let j = n as f64 / (sh.len() + len - n) as f64;
             if l == label {
                 own = own.max(j);
@@ -147,7 +170,6 @@ pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> Doubt {
 mod tests {
     use super::*;
     use crate::domain::{Provenance, Verdict};
-    use std::collections::BTreeMap;
 
     fn sample(text: &str, label: &str, verdict: Option<Verdict>) -> SampleState {
         SampleState {
@@ -168,10 +190,7 @@ mod tests {
     fn verdict(label: Option<&str>, conf: &[(&str, f64)], method: VerdictMethod) -> Verdict {
         Verdict {
             label: label.map(Into::into),
-            confidence: conf
-                .iter()
-                .map(|(c, p)| (c.to_string(), *p))
-                .collect::<BTreeMap<_, _>>(),
+            confidence: conf.iter().map(|(c, p)| (c.to_string(), *p)).collect(),
             method,
             votes: None,
             raw: None,

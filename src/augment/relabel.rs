@@ -268,7 +268,7 @@ pub fn verdict_from(reply: &RelabelReply<'_>, classes: &[String]) -> Verdict {
     let raw = Some(reply.choices.join("\n---\n"));
     let mut v = Verdict {
         label: None,
-        confidence: BTreeMap::new(),
+        confidence: Default::default(),
         method: VerdictMethod::Single,
         votes: None,
         raw,
@@ -280,7 +280,7 @@ pub fn verdict_from(reply: &RelabelReply<'_>, classes: &[String]) -> Verdict {
         // in the denominator.
         let n = labels.len() as f64;
         for l in labels.iter().flatten() {
-            *v.confidence.entry(l.clone()).or_default() += 1.0 / n;
+            *v.confidence.entry_or_zero(l) += 1.0 / n;
         }
         v.method = VerdictMethod::Vote;
         v.votes = Some(labels.len());
@@ -288,7 +288,7 @@ pub fn verdict_from(reply: &RelabelReply<'_>, classes: &[String]) -> Verdict {
             .confidence
             .iter()
             .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)))
-            .map(|(c, _)| c.clone());
+            .map(|(c, _)| c.to_string());
         return v;
     }
     let Some(Some(label)) = labels.first() else {
@@ -298,7 +298,7 @@ pub fn verdict_from(reply: &RelabelReply<'_>, classes: &[String]) -> Verdict {
     if let Some(tokens) = reply.logprobs
         && let Some(conf) = logprob_confidence(tokens, &reply.choices[0], label, classes)
     {
-        v.confidence = conf;
+        v.confidence = conf.into();
         v.method = VerdictMethod::Logprobs;
         // The parsed label wins over a stray token path.
         if !v.confidence.contains_key(label) {

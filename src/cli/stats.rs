@@ -95,6 +95,9 @@ pub fn run(args: super::StatsArgs) -> anyhow::Result<()> {
     } else {
         stats_table(&p)
     };
+    // The fold of a big journal takes a while to free, piece by piece, and
+    // the process ends right after: the OS takes it back at once.
+    std::mem::forget(p);
     print_stdout(&text)
 }
 

@@ -1,6 +1,7 @@
 //! Plain data: classes, samples, verdicts, decisions, journal events and the
 //! project state that is their fold. No I/O, no async.
 
+pub mod confidence;
 pub mod config;
 pub mod event;
 pub mod heldout;
@@ -10,6 +11,7 @@ pub mod state;
 #[doc(hidden)]
 pub mod testing;
 
+pub use confidence::{Confidence, intern};
 pub use config::*;
 pub use event::*;
 pub use heldout::Mistake;
@@ -152,7 +154,7 @@ pub struct Verdict {
     pub label: Option<String>,
     /// Confidence per class (sums to ≤ 1).
     #[serde(default)]
-    pub confidence: BTreeMap<String, f64>,
+    pub confidence: Confidence,
     pub method: VerdictMethod,
     /// Votes cast (self-consistency), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -10,6 +10,9 @@
 pub mod config_file;
 pub mod journal;
 pub mod lock;
+#[cfg(any(test, feature = "test-fixtures"))]
+#[doc(hidden)]
+pub mod scale;
 pub mod seeds;
 
 use std::io::Write;

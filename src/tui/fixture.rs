@@ -144,10 +144,16 @@ pub fn state_with(journal: &[Event]) -> State {
     for e in journal {
         project.apply(e);
     }
+    state_of(project, classes())
+}
+
+/// A `State` over a folded project (e.g. one opened from disk), at 120×40
+/// with default config: what the terminal UI builds when it opens.
+pub fn state_of(project: ProjectState, classes: Vec<crate::domain::Class>) -> State {
     let mut st = State::new(Init {
         project,
         project_name: "trec6".into(),
-        classes: classes(),
+        classes,
         settings: GenerationSettings::default(),
         concurrency: 4,
         backend: "http://127.0.0.1:8765/v1".into(),

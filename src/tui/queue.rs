@@ -62,18 +62,23 @@ pub use crate::augment::filter::{ActorFilter, Agree, Filter};
 /// Sort key: smaller comes first; the id makes every key unique.
 type Key = (i64, SampleId);
 
+/// The key slot of an id not in the order.
+const NO_KEY: Key = (0, 0);
+
 /// All generated samples in one sort order, and the subset that passes
 /// the filter (when one is set).
 #[derive(Debug, Clone, Default)]
 struct Order {
     ids: Vec<SampleId>,
-    keys: HashMap<SampleId, Key>,
+    /// Key per sample id (ids are dense); an absent id has key
+    /// [`NO_KEY`] (no sample has id 0).
+    keys: Vec<Key>,
     filtered: Option<Vec<SampleId>>,
 }
 
 impl Order {
     fn key_of(&self, id: SampleId) -> Option<Key> {
-        self.keys.get(&id).copied()
+        self.keys.get(id as usize).copied().filter(|k| k.1 == id)
     }
 
     fn visible(&self) -> &[SampleId] {
@@ -82,12 +87,16 @@ impl Order {
 
     /// Insert `id` with key `k`; into the filtered view too when `passes`.
     fn insert(&mut self, id: SampleId, k: Key, passes: bool) {
-        self.keys.insert(id, k);
+        let i = id as usize;
+        if self.keys.len() <= i {
+            self.keys.resize(i + 1, NO_KEY);
+        }
+        self.keys[i] = k;
         let keys = &self.keys;
-        let i = self.ids.partition_point(|x| keys[x] < k);
+        let i = self.ids.partition_point(|x| keys[*x as usize] < k);
         self.ids.insert(i, id);
         if passes && let Some(f) = &mut self.filtered {
-            let i = f.partition_point(|x| keys[x] < k);
+            let i = f.partition_point(|x| keys[*x as usize] < k);
             f.insert(i, id);
         }
     }
@@ -101,11 +110,11 @@ impl Order {
             .into_iter()
             .flatten()
         {
-            if let Ok(i) = v.binary_search_by_key(&k, |x| keys[x]) {
+            if let Ok(i) = v.binary_search_by_key(&k, |x| keys[*x as usize]) {
                 v.remove(i);
             }
         }
-        self.keys.remove(&id);
+        self.keys[id as usize] = NO_KEY;
     }
 }
 
@@ -114,8 +123,8 @@ impl Order {
 /// Every sort order is kept for all generated samples at once, with its
 /// filtered view, updated sample by sample as events arrive: switching the
 /// sort is free, and setting a filter is one sequential pass over compact
-/// per-sample facts (label, status, agreement; lower-cased texts for
-/// words) kept as samples change, plus one pass per order (no sorting).
+/// per-sample facts (label, status, agreement) kept as samples change
+/// (words are looked up in the texts themselves), plus one pass per order (no sorting).
 #[derive(Debug, Clone)]
 pub struct ReviewQueue {
     sort: SortBy,
@@ -131,8 +140,6 @@ pub struct ReviewQueue {
     /// What the filter looks at, per sample id, kept as samples change so
     /// applying a filter never touches the samples themselves.
     meta: Vec<Meta>,
-    /// Lower-cased text per sample id (generated samples only).
-    lower: Vec<Box<str>>,
     /// Effective labels seen, interned (`Meta::label` indexes this).
     labels: Vec<String>,
 }
@@ -167,7 +174,6 @@ impl ReviewQueue {
             scores: HashMap::new(),
             signals: HashMap::new(),
             meta: Vec::new(),
-            lower: Vec::new(),
             labels: Vec::new(),
         }
     }
@@ -295,7 +301,17 @@ impl ReviewQueue {
             keyed.sort_unstable_by_key(|(k, _)| *k);
             let o = &mut self.orders[by.index()];
             o.ids = keyed.iter().map(|(_, id)| *id).collect();
-            o.keys = keyed.into_iter().map(|(k, id)| (id, k)).collect();
+            o.keys = vec![
+                NO_KEY;
+                keyed
+                    .iter()
+                    .map(|(_, id)| *id as usize + 1)
+                    .max()
+                    .unwrap_or(0)
+            ];
+            for (k, id) in keyed {
+                o.keys[id as usize] = k;
+            }
         }
         self.refilter(st);
     }
@@ -311,7 +327,7 @@ impl ReviewQueue {
         self.refilter(st);
     }
 
-    fn refilter(&mut self, _st: &ProjectState) {
+    fn refilter(&mut self, st: &ProjectState) {
         if self.filter.is_empty() {
             for o in &mut self.orders {
                 o.filtered = None;
@@ -319,7 +335,7 @@ impl ReviewQueue {
             return;
         }
         // One sequential pass over the compact per-id facts (and the
-        // lower-cased texts when words are given), then a bitmap look-up
+        // texts when words are given), then a bitmap look-up
         // per id of each order: the samples themselves are not touched.
         let f = &self.filter;
         let label = match &f.class {
@@ -338,15 +354,21 @@ impl ReviewQueue {
         let passes: Vec<bool> = self
             .meta
             .iter()
-            .zip(&self.lower)
-            .map(|(m, text)| {
+            .enumerate()
+            .map(|(id, m)| {
                 m.present
                     && label.is_none_or(|l| m.label == l)
                     && f.status.is_none_or(|s| m.status == Some(s))
                     && agree.is_none_or(|a| m.agree == a)
                     && f.actor
                         .is_none_or(|a| m.auto == Some(a == ActorFilter::Auto))
-                    && f.words.iter().all(|w| text.contains(w.as_str()))
+                    // Texts are kept once (in the fold): lower-cased here,
+                    // only for samples that pass everything else.
+                    && (f.words.is_empty()
+                        || st.sample(id as SampleId).is_some_and(|s| {
+                            let text = s.text().to_lowercase();
+                            f.words.iter().all(|w| text.contains(w.as_str()))
+                        }))
             })
             .collect();
         let pass = |id: &SampleId| passes.get(*id as usize).copied().unwrap_or(false);
@@ -360,7 +382,6 @@ impl ReviewQueue {
         let i = s.id as usize;
         if self.meta.len() <= i {
             self.meta.resize(i + 1, Meta::default());
-            self.lower.resize(i + 1, Box::default());
         }
         let l = s.effective_label(take_relabel);
         let label = match self.labels.iter().position(|x| x == l) {
@@ -377,7 +398,6 @@ impl ReviewQueue {
             auto: s.decision().map(|d| !d.by.is_person()),
             label,
         };
-        self.lower[i] = s.text().to_lowercase().into_boxed_str();
     }
 
     /// Take a sample out (before an event changes it).
@@ -409,6 +429,8 @@ impl ReviewQueue {
     pub fn position(&self, id: SampleId) -> Option<usize> {
         let o = self.order();
         let k = o.key_of(id)?;
-        self.ids().binary_search_by_key(&k, |x| o.keys[x]).ok()
+        self.ids()
+            .binary_search_by_key(&k, |x| o.keys[*x as usize])
+            .ok()
     }
 }

@@ -245,11 +245,22 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         judges_model: Default::default(),
     };
     let result = app.run(&mut term).await;
-    let App { store_tx, .. } = app;
+    let App {
+        store_tx,
+        st,
+        driver,
+        ..
+    } = app;
     drop(store_tx);
     let _ = writer.join();
     drop(term);
     drop(guard);
+    // Every append is durable (the writer has answered all and ended) and
+    // the terminal is back: the state of a big project (hundreds of MB in
+    // many small allocations) would take a second or two to free piece by
+    // piece right before the process ends and the OS takes it back at once.
+    std::mem::forget(st);
+    drop(driver);
     result
 }
 
@@ -319,8 +330,11 @@ impl App {
         // Jobs the app starts with (the judges' measure).
         let fx = update(&mut self.st, Msg::Opened);
         self.run_effects_from(fx, Origin::Key, &export_tx);
+        // A key (or the store's answer to one) is drawn at once: the frame
+        // limit is for the engine's stream of events, not for the person.
+        let mut urgent = false;
         loop {
-            if self.st.dirty && last_draw.elapsed() >= FRAME {
+            if self.st.dirty && (urgent || last_draw.elapsed() >= FRAME) {
                 term.draw(|f| view::render(f, &self.st))?;
                 self.st.dirty = false;
                 last_draw = Instant::now();
@@ -357,6 +371,14 @@ impl App {
                 _ = sleep_until(tick), if tick.is_some() => Input::Tick,
                 _ = sleep_until(judges_due), if judges_due.is_some() => Input::MeasureJudges,
             };
+            urgent = matches!(
+                &next,
+                Input::Term(_)
+                    | Input::Store(StoreDone {
+                        origin: Origin::Key,
+                        ..
+                    })
+            );
             self.handle(next, &export_tx)?;
             // Drain whatever else is queued before drawing.
             while let Ok(d) = self.done_rx.try_recv() {

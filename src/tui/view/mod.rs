@@ -208,6 +208,12 @@ fn pane_block<'a>(t: &Theme, title: String, focused: bool) -> Block<'a> {
 }
 
 /// Cut `s` to `width` display columns, newlines shown as spaces.
+/// The first `n` characters of `s` (all of it when shorter), without
+/// looking further: what a pane of `n` cells can show of a long text.
+pub fn prefix_chars(s: &str, n: usize) -> &str {
+    s.char_indices().nth(n).map_or(s, |(i, _)| &s[..i])
+}
+
 pub fn clip(s: &str, width: usize) -> String {
     let mut out = String::new();
     let mut w = 0;

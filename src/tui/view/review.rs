@@ -267,7 +267,9 @@ pub(super) fn sample_detail(f: &mut Frame, st: &State, r: Rect) {
         .min(inner.height.saturating_sub(1));
     let [body, foot] =
         Layout::vertical([Constraint::Fill(1), Constraint::Length(hint_h)]).areas(inner);
-    let mut lines = vec![Line::from(s.text().to_string())];
+    // Only what fits is laid out: a huge text costs what is on screen.
+    let cells = body.width as usize * body.height as usize;
+    let mut lines = vec![Line::from(super::prefix_chars(s.text(), cells).to_string())];
     lines.push(Line::from(""));
     lines.extend(detail_lines(st, s));
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), body);
@@ -377,7 +379,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         let mut conf: Vec<_> = v
             .confidence
             .iter()
-            .filter(|(k, _)| Some(k.as_str()) != answer)
+            .filter(|(k, _)| Some(*k) != answer)
             .collect();
         conf.sort_by(|a, b| b.1.total_cmp(a.1));
         let mut txt: Vec<String> = answer

@@ -61,13 +61,19 @@ pub(super) fn seeds(f: &mut Frame, st: &State, r: Rect, focused: bool) {
         Line::from(""),
         Line::styled(c.description.clone(), Style::default().fg(t.accent)),
     ];
+    // No seed can show more characters than the area has cells: a 10 MB
+    // seed text costs what is on screen, not a wrap of all of it.
+    let cells = rest.width as usize * rest.height as usize;
     for (i, s) in st.class_seeds().into_iter().enumerate() {
         let style = if focused && st.seed_sel == Some(i) {
             t.selected()
         } else {
             Style::default()
         };
-        lines.push(Line::styled(format!("• {}", s.text()), style));
+        lines.push(Line::styled(
+            format!("• {}", super::prefix_chars(s.text(), cells)),
+            style,
+        ));
     }
     f.render_widget(Paragraph::new(lines).wrap(Wrap { trim: true }), rest);
 }
