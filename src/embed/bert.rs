@@ -3,6 +3,9 @@
 //! position embeddings, post-norm layers with exact (erf) GELU, mean
 //! pooling over the real tokens and L2 normalisation.
 //!
+//! The dense layers run on weights packed once at load for an AVX-512
+//! kernel (`gemm.rs`), else on `matrixmultiply`.
+//!
 //! Sequences are *packed*, not padded: the tokens of a whole batch sit one
 //! after the other in one `[tokens, hidden]` matrix, the dense layers run
 //! on all of them at once, and attention runs per sequence over its own
@@ -35,6 +38,22 @@ struct Dense {
     b: Vec<f32>,
     out: usize,
     inp: usize,
+    /// The same weights packed for the AVX-512 kernel, when the CPU has it.
+    packed: Option<super::gemm::Packed>,
+}
+
+impl Dense {
+    fn new(w: Vec<f32>, b: Vec<f32>, out: usize, inp: usize) -> Dense {
+        let packed = super::gemm::Packed::new(&w, &b, out, inp);
+        Dense {
+            // Only the fallback path reads the unpacked weights.
+            w: if packed.is_some() { Vec::new() } else { w },
+            b,
+            out,
+            inp,
+            packed,
+        }
+    }
 }
 
 struct Norm {
@@ -135,25 +154,24 @@ impl Bert {
         };
         let emb_norm = norm("embeddings.LayerNorm")?;
         let dense = |name: &str, out: usize, inp: usize| -> Result<Dense, String> {
-            Ok(Dense {
-                w: get(&format!("{name}.weight"), &[out, inp])?,
-                b: get(&format!("{name}.bias"), &[out])?,
+            Ok(Dense::new(
+                get(&format!("{name}.weight"), &[out, inp])?,
+                get(&format!("{name}.bias"), &[out])?,
                 out,
                 inp,
-            })
+            ))
         };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("encoder.layer.{i}.");
-            let q = dense(&format!("{p}attention.self.query"), h, h)?;
-            let k = dense(&format!("{p}attention.self.key"), h, h)?;
-            let v = dense(&format!("{p}attention.self.value"), h, h)?;
-            let qkv = Dense {
-                w: [q.w, k.w, v.w].concat(),
-                b: [q.b, k.b, v.b].concat(),
-                out: 3 * h,
-                inp: h,
-            };
+            let mut w = Vec::with_capacity(3 * h * h);
+            let mut b = Vec::with_capacity(3 * h);
+            for part in ["query", "key", "value"] {
+                let name = format!("{p}attention.self.{part}");
+                w.extend(get(&format!("{name}.weight"), &[h, h])?);
+                b.extend(get(&format!("{name}.bias"), &[h])?);
+            }
+            let qkv = Dense::new(w, b, 3 * h, h);
             let attn_out = dense(&format!("{p}attention.output.dense"), h, h)?;
             let inter = dense(&format!("{p}intermediate.dense"), cfg.intermediate_size, h)?;
             let out = dense(&format!("{p}output.dense"), h, cfg.intermediate_size)?;
@@ -350,6 +368,9 @@ impl Scratch {
 /// `y[t, out] = x[t, inp] · Wᵀ + b`.
 fn dense(layer: &Dense, x: &[f32], t: usize, y: &mut [f32]) {
     debug_assert!(x.len() >= t * layer.inp && y.len() >= t * layer.out);
+    if let Some(p) = &layer.packed {
+        return p.apply(x, t, y);
+    }
     for row in y[..t * layer.out].chunks_mut(layer.out) {
         row.copy_from_slice(&layer.b);
     }
