@@ -335,9 +335,7 @@ impl Bert {
         add_assign(x, &s.tmp);
         layer_norm(x, h, &layer.attn_norm, self.cfg.layer_norm_eps);
         dense(&layer.inter, x, t, &mut s.inter);
-        for v in s.inter[..t * self.cfg.intermediate_size].iter_mut() {
-            *v = gelu(*v);
-        }
+        gelu_all(&mut s.inter[..t * self.cfg.intermediate_size]);
         dense(&layer.out, &s.inter, t, &mut s.tmp);
         add_assign(x, &s.tmp);
         layer_norm(x, h, &layer.out_norm, self.cfg.layer_norm_eps);
@@ -402,15 +400,68 @@ fn add_assign(x: &mut [f32], y: &[f32]) {
     }
 }
 
+/// The elementwise passes (GELU, layer norm) compiled for AVX-512 when
+/// the CPU has it: the crate's baseline target is SSE2, which runs them
+/// four lanes at a time.
+fn gelu_all(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm::available() {
+        // SAFETY: AVX-512F is there (checked just above).
+        return unsafe { gelu_all_avx512(xs) };
+    }
+    gelu_all_plain(xs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu_all_avx512(xs: &mut [f32]) {
+    gelu_all_plain(xs)
+}
+
+#[inline(always)]
+fn gelu_all_plain(xs: &mut [f32]) {
+    for v in xs.iter_mut() {
+        *v = gelu(*v);
+    }
+}
+
 fn layer_norm(x: &mut [f32], h: usize, n: &Norm, eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm::available() {
+        // SAFETY: AVX-512F is there (checked just above).
+        return unsafe { layer_norm_avx512(x, h, n, eps) };
+    }
+    layer_norm_plain(x, h, n, eps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn layer_norm_avx512(x: &mut [f32], h: usize, n: &Norm, eps: f32) {
+    layer_norm_plain(x, h, n, eps)
+}
+
+#[inline(always)]
+fn layer_norm_plain(x: &mut [f32], h: usize, n: &Norm, eps: f32) {
     for row in x.chunks_mut(h) {
-        let mean = row.iter().sum::<f32>() / h as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+        let mean = sum(row.iter().copied()) / h as f32;
+        let var = sum(row.iter().map(|v| (v - mean) * (v - mean))) / h as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, w), b) in row.iter_mut().zip(&n.w).zip(&n.b) {
             *v = (*v - mean) * inv * w + b;
         }
     }
+}
+
+/// Sum in 16 interleaved lanes: one long chain of dependent adds (what
+/// `Iterator::sum` must do for floats) costs a latency per element; the
+/// lanes vectorise and run in parallel.
+#[inline(always)]
+fn sum(xs: impl Iterator<Item = f32>) -> f32 {
+    let mut lanes = [0f32; 16];
+    for (i, v) in xs.enumerate() {
+        lanes[i % 16] += v;
+    }
+    lanes.iter().sum()
 }
 
 fn softmax(row: &mut [f32]) {
@@ -427,6 +478,7 @@ fn softmax(row: &mut [f32]) {
 }
 
 /// Exact GELU, `x·Φ(x)`, with erf to float precision.
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
@@ -434,6 +486,7 @@ fn gelu(x: f32) -> f32 {
 /// erf in f32 as a rational function of x (Eigen's `generic_fast_erf_float`,
 /// accurate to about 1e-7 on [-4, 4], ±1 beyond): no `exp`, no branches, so
 /// the GELU loop over a whole `[tokens, 1536]` matrix vectorises.
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;
