@@ -354,8 +354,16 @@ values.long = "twelve words or more"
 "#;
 
 #[test]
-#[ignore = "needs the local llama.cpp server; scripts/test.sh runs it"]
+#[ignore = "needs the local llama.cpp server and the embedder weights; scripts/test.sh runs it"]
 fn generate_with_attributes_with_smollm2() {
+    // The denoiser runs with the real local embedder: its weights must be
+    // installed (scripts/embedder.sh install).
+    let weights = straddle::embed::default_model_dir();
+    assert!(
+        weights.join("model.safetensors").is_file(),
+        "the embedder weights are not installed ({} is missing): run `scripts/embedder.sh install`",
+        weights.display()
+    );
     let tmp = tempfile::tempdir().unwrap();
     let (server, port) = shared_or_own_server(tmp.path());
     let dir = tmp.path().join("trec6");
@@ -369,15 +377,20 @@ fn generate_with_attributes_with_smollm2() {
     std::fs::write(&cfg, text).unwrap();
 
     let started = Instant::now();
-    let gen_out = straddle(&[
-        "generate",
-        d,
-        "--count",
-        "15",
-        "--strategy",
-        "attributes",
-        "--no-relabel",
-    ]);
+    // With the denoiser on (the harness turns it off elsewhere): every new
+    // example is embedded and judged, noisy ones rejected with a reason.
+    let gen_out = support::cli::ok(&support::cli::straddle_denoised(
+        &[
+            "generate",
+            d,
+            "--count",
+            "15",
+            "--strategy",
+            "attributes",
+            "--no-relabel",
+        ],
+        "reject",
+    ));
     let wall = started.elapsed();
     let stats = straddle(&["stats", d]);
     drop(server);
@@ -386,13 +399,62 @@ fn generate_with_attributes_with_smollm2() {
     let st = p.state();
     let declared = &p.config().attributes;
     let generated: Vec<_> = st.generated().collect();
-    let kept: Vec<_> = generated.iter().filter(|s| !is_dup_rejected(s)).collect();
+    // Not a MinHash duplicate: these were embedded and judged.
+    let judged: Vec<_> = generated.iter().filter(|s| !is_dup_rejected(s)).collect();
+    let noise_rejected: Vec<_> = judged
+        .iter()
+        .filter(|s| straddle::app::session::is_noise_rejected(s))
+        .collect();
+    let kept: Vec<_> = judged
+        .iter()
+        .filter(|s| !straddle::app::session::is_noise_rejected(s))
+        .collect();
     assert!(!kept.is_empty(), "{gen_out}");
     assert!(
         kept.len() >= 15 || gen_out.contains("stopped:"),
         "{gen_out}"
     );
-    for s in &kept {
+    // The denoiser's decisions are in the journal: a noise_scored event
+    // for every judged example, by the local model, and a rejection with
+    // the same reason for each one it found noisy.
+    let journal = std::fs::read_to_string(dir.join("journal.jsonl")).unwrap();
+    let scored_lines = journal
+        .lines()
+        .filter(|l| l.contains("\"noise_scored\""))
+        .count();
+    assert!(
+        scored_lines >= judged.len(),
+        "{scored_lines} noise_scored lines for {} judged",
+        judged.len()
+    );
+    for s in &judged {
+        let n = s
+            .noise
+            .as_ref()
+            .unwrap_or_else(|| panic!("#{} {:?} was not judged", s.id, s.text()));
+        assert_eq!(n.model, "local:all-MiniLM-L6-v2");
+        assert!((0.0..=1.0).contains(&n.noise), "{n:?}");
+        assert!(n.seed_similarity.is_some(), "{n:?}");
+        // reject mode: an example with a reason is rejected, one without kept.
+        assert_eq!(
+            straddle::app::session::is_noise_rejected(s),
+            n.reason.is_some(),
+            "#{} {:?}: {n:?} decision {:?}",
+            s.id,
+            s.text(),
+            s.decision()
+        );
+    }
+    for s in &noise_rejected {
+        let d = s.decision().unwrap();
+        let reason = d.reason.as_deref().unwrap_or_default();
+        assert!(!reason.is_empty(), "#{} rejected without a reason", s.id);
+        assert_eq!(
+            Some(reason),
+            s.noise.as_ref().and_then(|n| n.reason.as_deref())
+        );
+    }
+    for s in &judged {
         let pv = &s.provenance;
         assert_eq!(pv.strategy.as_deref(), Some("attributes"));
         assert!(
@@ -429,9 +491,23 @@ fn generate_with_attributes_with_smollm2() {
                 .map(move |(v, c)| format!("{d}={v} {}", c.pending + c.accepted))
         })
         .collect();
+    let denoised: Vec<String> = noise_rejected
+        .iter()
+        .map(|s| {
+            format!(
+                "  #{} {:?}: {}",
+                s.id,
+                s.text(),
+                s.decision()
+                    .and_then(|d| d.reason.clone())
+                    .unwrap_or_default()
+            )
+        })
+        .collect();
     let report = format!(
-        "SmolLM2-135M attributes e2e: {kept} kept examples ({dups} duplicates) from {n} generate \
-         requests ({failed} without usable output) in {wall:.0} s\n\
+        "SmolLM2-135M attributes e2e: {kept} kept examples ({dups} duplicates, {rejected} rejected \
+         by the denoiser) from {n} generate requests ({failed} without usable output) in {wall:.0} s\n\
+         denoiser's rejections:\n{denoised}\n\
          examples per request: {epr:.2}\n\
          kept per attribute value: {cov}\n\
          usage: {} requests, {} prompt + {} completion tokens\n\
@@ -440,7 +516,9 @@ fn generate_with_attributes_with_smollm2() {
         st.usage.prompt_tokens,
         st.usage.completion_tokens,
         kept = kept.len(),
-        dups = generated.len() - kept.len(),
+        dups = generated.len() - judged.len(),
+        rejected = noise_rejected.len(),
+        denoised = denoised.join("\n"),
         n = requests.len(),
         failed = st.failures.len(),
         wall = wall.as_secs_f64(),

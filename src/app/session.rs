@@ -1248,6 +1248,7 @@ mod tests {
             attributes: Default::default(),
             denoise: crate::domain::DenoiseConfig::off(),
             judge: Default::default(),
+            strategy: Default::default(),
         }
     }
 

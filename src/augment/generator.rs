@@ -126,6 +126,12 @@ pub struct Generator {
     attribute_counts: crate::domain::AttributeCounts,
     /// Attribute tags of the seeds, parallel to `seeds`.
     seed_attributes: BTreeMap<String, Vec<BTreeMap<String, String>>>,
+    /// `[strategy.mix] exemplars`.
+    mix_exemplars: crate::domain::MixExemplars,
+    /// Sentence vectors of the seeds, parallel to `seeds` (a class is
+    /// absent until all its seeds have one): `mix` shows seeds near the
+    /// other class from them ([`Generator::set_seed_vectors`]).
+    seed_vectors: BTreeMap<String, Vec<Vec<f32>>>,
 }
 
 /// Accepted + pending generated examples per attribute value: what the
@@ -209,7 +215,25 @@ impl Generator {
             attribute_weights: state.attribute_weights.clone(),
             attribute_counts: attribute_counts_from(state),
             seed_attributes,
+            mix_exemplars: config.strategy.mix.exemplars,
+            seed_vectors: BTreeMap::new(),
         }
+    }
+
+    /// The seeds' sentence vectors per class, in the seeds' journal order
+    /// (a class whose count differs from its seeds' is ignored): from the
+    /// next request on, `mix` with `exemplars = "boundary"` shows each
+    /// class's seeds nearest the other class of the pair.
+    pub fn set_seed_vectors(&mut self, vectors: BTreeMap<String, Vec<Vec<f32>>>) {
+        self.seed_vectors = vectors
+            .into_iter()
+            .filter(|(c, v)| self.seeds.get(c).is_some_and(|s| s.len() == v.len()))
+            .collect();
+    }
+
+    /// Whether the seeds' vectors of at least two classes are known.
+    pub fn has_seed_vectors(&self) -> bool {
+        self.seed_vectors.len() >= 2
     }
 
     /// Use a new weight for one attribute value from the next request on.
@@ -329,6 +353,8 @@ impl Generator {
             attribute_weights: &self.attribute_weights,
             attribute_counts: &self.attribute_counts,
             seed_attributes: &self.seed_attributes,
+            mix_exemplars: self.mix_exemplars,
+            seed_vectors: &self.seed_vectors,
         }
     }
 
@@ -760,6 +786,7 @@ mod tests {
             attributes: Default::default(),
             denoise: crate::domain::DenoiseConfig::off(),
             judge: Default::default(),
+            strategy: Default::default(),
         }
     }
 

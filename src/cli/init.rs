@@ -70,6 +70,7 @@ fn base_config(
         attributes: Default::default(),
         denoise: Default::default(),
         judge: Default::default(),
+        strategy: Default::default(),
     };
     args.backend.apply(&mut cfg.backend);
     cfg

@@ -30,6 +30,47 @@ pub struct ProjectConfig {
     pub denoise: DenoiseConfig,
     #[serde(default)]
     pub judge: JudgeConfig,
+    /// `[strategy.NAME]`: settings of one strategy.
+    #[serde(default)]
+    pub strategy: StrategyConfig,
+}
+
+/// `[strategy.*]`: settings that belong to one strategy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct StrategyConfig {
+    pub mix: MixConfig,
+}
+
+/// `[strategy.mix]`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct MixConfig {
+    /// Which seeds a mix prompt shows as each class's examples.
+    pub exemplars: MixExemplars,
+}
+
+/// How a `mix` prompt picks each class's examples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MixExemplars {
+    /// Seeds near the other class of the pair (the intended class's seeds
+    /// nearest the minor class's centroid, the other classes' seeds
+    /// nearest the intended class's), drawn from the nearer half; random
+    /// until the seeds' vectors are known.
+    #[default]
+    Boundary,
+    /// Seeds drawn at random (PromptMix's reference code).
+    Random,
+}
+
+impl MixExemplars {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MixExemplars::Boundary => "boundary",
+            MixExemplars::Random => "random",
+        }
+    }
 }
 
 /// One attribute dimension (`[attributes.tone]`): the values a text can

@@ -43,6 +43,7 @@ pub fn project_config(name: &str, description: &str, classes: Vec<Class>) -> Pro
         attributes: Default::default(),
         denoise: DenoiseConfig::off(),
         judge: Default::default(),
+        strategy: Default::default(),
     }
 }
 

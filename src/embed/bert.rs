@@ -3,6 +3,9 @@
 //! position embeddings, post-norm layers with exact (erf) GELU, mean
 //! pooling over the real tokens and L2 normalisation.
 //!
+//! The dense layers run on weights packed once at load for an AVX-512
+//! kernel (`gemm.rs`), else on `matrixmultiply`.
+//!
 //! Sequences are *packed*, not padded: the tokens of a whole batch sit one
 //! after the other in one `[tokens, hidden]` matrix, the dense layers run
 //! on all of them at once, and attention runs per sequence over its own
@@ -35,6 +38,22 @@ struct Dense {
     b: Vec<f32>,
     out: usize,
     inp: usize,
+    /// The same weights packed for the AVX-512 kernel, when the CPU has it.
+    packed: Option<super::gemm::Packed>,
+}
+
+impl Dense {
+    fn new(w: Vec<f32>, b: Vec<f32>, out: usize, inp: usize) -> Dense {
+        let packed = super::gemm::Packed::new(&w, &b, out, inp);
+        Dense {
+            // Only the fallback path reads the unpacked weights.
+            w: if packed.is_some() { Vec::new() } else { w },
+            b,
+            out,
+            inp,
+            packed,
+        }
+    }
 }
 
 struct Norm {
@@ -135,25 +154,24 @@ impl Bert {
         };
         let emb_norm = norm("embeddings.LayerNorm")?;
         let dense = |name: &str, out: usize, inp: usize| -> Result<Dense, String> {
-            Ok(Dense {
-                w: get(&format!("{name}.weight"), &[out, inp])?,
-                b: get(&format!("{name}.bias"), &[out])?,
+            Ok(Dense::new(
+                get(&format!("{name}.weight"), &[out, inp])?,
+                get(&format!("{name}.bias"), &[out])?,
                 out,
                 inp,
-            })
+            ))
         };
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
             let p = format!("encoder.layer.{i}.");
-            let q = dense(&format!("{p}attention.self.query"), h, h)?;
-            let k = dense(&format!("{p}attention.self.key"), h, h)?;
-            let v = dense(&format!("{p}attention.self.value"), h, h)?;
-            let qkv = Dense {
-                w: [q.w, k.w, v.w].concat(),
-                b: [q.b, k.b, v.b].concat(),
-                out: 3 * h,
-                inp: h,
-            };
+            let mut w = Vec::with_capacity(3 * h * h);
+            let mut b = Vec::with_capacity(3 * h);
+            for part in ["query", "key", "value"] {
+                let name = format!("{p}attention.self.{part}");
+                w.extend(get(&format!("{name}.weight"), &[h, h])?);
+                b.extend(get(&format!("{name}.bias"), &[h])?);
+            }
+            let qkv = Dense::new(w, b, 3 * h, h);
             let attn_out = dense(&format!("{p}attention.output.dense"), h, h)?;
             let inter = dense(&format!("{p}intermediate.dense"), cfg.intermediate_size, h)?;
             let out = dense(&format!("{p}output.dense"), h, cfg.intermediate_size)?;
@@ -317,9 +335,7 @@ impl Bert {
         add_assign(x, &s.tmp);
         layer_norm(x, h, &layer.attn_norm, self.cfg.layer_norm_eps);
         dense(&layer.inter, x, t, &mut s.inter);
-        for v in s.inter[..t * self.cfg.intermediate_size].iter_mut() {
-            *v = gelu(*v);
-        }
+        gelu_all(&mut s.inter[..t * self.cfg.intermediate_size]);
         dense(&layer.out, &s.inter, t, &mut s.tmp);
         add_assign(x, &s.tmp);
         layer_norm(x, h, &layer.out_norm, self.cfg.layer_norm_eps);
@@ -350,6 +366,9 @@ impl Scratch {
 /// `y[t, out] = x[t, inp] · Wᵀ + b`.
 fn dense(layer: &Dense, x: &[f32], t: usize, y: &mut [f32]) {
     debug_assert!(x.len() >= t * layer.inp && y.len() >= t * layer.out);
+    if let Some(p) = &layer.packed {
+        return p.apply(x, t, y);
+    }
     for row in y[..t * layer.out].chunks_mut(layer.out) {
         row.copy_from_slice(&layer.b);
     }
@@ -381,15 +400,68 @@ fn add_assign(x: &mut [f32], y: &[f32]) {
     }
 }
 
+/// The elementwise passes (GELU, layer norm) compiled for AVX-512 when
+/// the CPU has it: the crate's baseline target is SSE2, which runs them
+/// four lanes at a time.
+fn gelu_all(xs: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm::available() {
+        // SAFETY: AVX-512F is there (checked just above).
+        return unsafe { gelu_all_avx512(xs) };
+    }
+    gelu_all_plain(xs)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn gelu_all_avx512(xs: &mut [f32]) {
+    gelu_all_plain(xs)
+}
+
+#[inline(always)]
+fn gelu_all_plain(xs: &mut [f32]) {
+    for v in xs.iter_mut() {
+        *v = gelu(*v);
+    }
+}
+
 fn layer_norm(x: &mut [f32], h: usize, n: &Norm, eps: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm::available() {
+        // SAFETY: AVX-512F is there (checked just above).
+        return unsafe { layer_norm_avx512(x, h, n, eps) };
+    }
+    layer_norm_plain(x, h, n, eps)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn layer_norm_avx512(x: &mut [f32], h: usize, n: &Norm, eps: f32) {
+    layer_norm_plain(x, h, n, eps)
+}
+
+#[inline(always)]
+fn layer_norm_plain(x: &mut [f32], h: usize, n: &Norm, eps: f32) {
     for row in x.chunks_mut(h) {
-        let mean = row.iter().sum::<f32>() / h as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / h as f32;
+        let mean = sum(row.iter().copied()) / h as f32;
+        let var = sum(row.iter().map(|v| (v - mean) * (v - mean))) / h as f32;
         let inv = 1.0 / (var + eps).sqrt();
         for ((v, w), b) in row.iter_mut().zip(&n.w).zip(&n.b) {
             *v = (*v - mean) * inv * w + b;
         }
     }
+}
+
+/// Sum in 16 interleaved lanes: one long chain of dependent adds (what
+/// `Iterator::sum` must do for floats) costs a latency per element; the
+/// lanes vectorise and run in parallel.
+#[inline(always)]
+fn sum(xs: impl Iterator<Item = f32>) -> f32 {
+    let mut lanes = [0f32; 16];
+    for (i, v) in xs.enumerate() {
+        lanes[i % 16] += v;
+    }
+    lanes.iter().sum()
 }
 
 fn softmax(row: &mut [f32]) {
@@ -406,6 +478,7 @@ fn softmax(row: &mut [f32]) {
 }
 
 /// Exact GELU, `x·Φ(x)`, with erf to float precision.
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
     0.5 * x * (1.0 + erf(x * std::f32::consts::FRAC_1_SQRT_2))
 }
@@ -413,6 +486,7 @@ fn gelu(x: f32) -> f32 {
 /// erf in f32 as a rational function of x (Eigen's `generic_fast_erf_float`,
 /// accurate to about 1e-7 on [-4, 4], ±1 beyond): no `exp`, no branches, so
 /// the GELU loop over a whole `[tokens, 1536]` matrix vectorises.
+#[inline(always)]
 fn erf(x: f32) -> f32 {
     let x = x.clamp(-4.0, 4.0);
     let x2 = x * x;

@@ -36,6 +36,7 @@
 mod api;
 pub mod bert;
 pub mod denoise;
+mod gemm;
 mod local;
 mod projection;
 mod static_model;

@@ -379,7 +379,11 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         attributes,
         denoise,
         judge,
+        strategy,
     } = cfg;
+    let crate::domain::StrategyConfig {
+        mix: crate::domain::MixConfig { exemplars: _ },
+    } = strategy;
     for crate::domain::AttributeDim {
         description: _,
         values: _,
@@ -601,6 +605,7 @@ pub fn render_config(cfg: &ProjectConfig) -> String {
     render_attributes(w, cfg);
     render_backend(w, &cfg.backend);
     render_generation(w, cfg);
+    render_strategy(w, &cfg.strategy);
     render_relabel(w, cfg);
     render_embeddings(w, &cfg.embeddings);
     render_denoise(w, &cfg.denoise);
@@ -1005,6 +1010,16 @@ fn render_generation(w: &mut String, cfg: &ProjectConfig) {
     );
 }
 
+fn render_strategy(w: &mut String, s: &crate::domain::StrategyConfig) {
+    let _ = writeln!(w, "\n[strategy.mix]");
+    line(
+        w,
+        "Which seeds a mix prompt shows: \"boundary\" (each class's seeds nearest the other class of the pair, by sentence embedding, once the seeds' vectors are known; needs [embeddings]) or \"random\".",
+        "exemplars",
+        v(s.mix.exemplars.as_str()),
+    );
+}
+
 fn render_relabel(w: &mut String, cfg: &ProjectConfig) {
     let r = &cfg.relabel;
     let _ = writeln!(w, "\n[relabel]");
@@ -1099,6 +1114,7 @@ mod tests {
             attributes: Default::default(),
             denoise: Default::default(),
             judge: Default::default(),
+            strategy: Default::default(),
         };
         cfg.embeddings.api_key_env = Some("EMB_KEY".into());
         cfg.backend.headers.insert("X-Org".into(), "me".into());

@@ -32,6 +32,16 @@ pub fn command<S: AsRef<OsStr>>(args: &[S]) -> Command {
     c
 }
 
+/// Run the binary with `args` to completion with the denoiser in `mode`
+/// (`reject`, `flag` or `off`; [`command`] turns it off): for the tests of
+/// the denoiser itself, with the real embedder.
+pub fn straddle_denoised<S: AsRef<OsStr>>(args: &[S], mode: &str) -> Output {
+    command(args)
+        .env("STRADDLE_DENOISE", mode)
+        .output()
+        .expect("run straddle")
+}
+
 /// Run the binary with `args` to completion.
 pub fn straddle<S: AsRef<OsStr>>(args: &[S]) -> Output {
     command(args).output().expect("run straddle")

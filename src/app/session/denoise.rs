@@ -367,6 +367,7 @@ impl Session {
         for (sid, v) in job.known.iter().zip(it) {
             self.denoise.vectors.insert(*sid, v);
         }
+        self.share_seed_vectors(state);
         let events = self.judge(state, &job.samples, new, &instructions);
         let keep: Vec<SampleId> = job
             .samples
@@ -493,6 +494,28 @@ impl Session {
             }
         }
         events
+    }
+
+    /// Hand the seeds' vectors to the generator once they are known (a
+    /// class whose seeds all have one): `mix` then shows seeds near the
+    /// other class of the pair (`[strategy.mix] exemplars`).
+    fn share_seed_vectors(&mut self, state: &ProjectState) {
+        if self.generator.has_seed_vectors() {
+            return;
+        }
+        let mut by_class: BTreeMap<String, Option<Vec<Vec<f32>>>> = BTreeMap::new();
+        for s in state.samples.iter().filter(|s| s.origin == Origin::Seed) {
+            let entry = by_class.entry(s.label.clone()).or_insert(Some(Vec::new()));
+            match (entry.as_mut(), self.denoise.vectors.get(&s.id)) {
+                (Some(list), Some(v)) => list.push(v.clone()),
+                _ => *entry = None,
+            }
+        }
+        let known: BTreeMap<String, Vec<Vec<f32>>> = by_class
+            .into_iter()
+            .filter_map(|(c, v)| Some((c, v?)))
+            .collect();
+        self.generator.set_seed_vectors(known);
     }
 
     /// The seed or kept example nearest to `v` and its cosine.

@@ -73,6 +73,11 @@ pub struct PlanContext<'a> {
     pub attribute_counts: &'a domain::AttributeCounts,
     /// Attribute tags of the seeds, parallel to `seeds`.
     pub seed_attributes: &'a BTreeMap<String, Vec<BTreeMap<String, String>>>,
+    /// `[strategy.mix] exemplars`.
+    pub mix_exemplars: domain::MixExemplars,
+    /// Sentence vectors of the seeds, parallel to `seeds` (only classes
+    /// whose seeds all have one).
+    pub seed_vectors: &'a BTreeMap<String, Vec<Vec<f32>>>,
 }
 
 impl PlanContext<'_> {
@@ -164,13 +169,32 @@ pub(crate) fn class_prompt(
     let (target, minor) = cx.schedule.next(cx.classes, mix, n).ok_or_else(no_weight)?;
     let pk = pick_with(cx.classes, s, &mut rng, target, minor).ok_or_else(no_weight)?;
     let mut shown_examples = Vec::new();
+    // Mix: each class's seeds nearest the other class of the pair, when
+    // the vectors of both are known.
+    let boundary = mix && cx.mix_exemplars == domain::MixExemplars::Boundary;
+    let toward = |i: usize| -> Option<&str> {
+        let other = if i == pk.target { pk.minor? } else { pk.target };
+        Some(cx.classes[other].name.as_str())
+    };
+    let mut near_boundary = false;
     let classes: Vec<ClassContext> = pk
         .shown
         .iter()
         .map(|&i| {
             let c = &cx.classes[i];
             let pool = cx.seeds.get(&c.name).map(Vec::as_slice).unwrap_or(&[]);
-            let examples = pick_shots(pool, s.shots, &mut rng);
+            let near = boundary
+                .then(|| toward(i))
+                .flatten()
+                .and_then(|other| boundary_pool(cx, &c.name, other));
+            let examples = match near {
+                Some(order) => {
+                    near_boundary = true;
+                    let picked = pick_shots(&order, s.shots, &mut rng);
+                    picked.into_iter().map(|k| pool[k].clone()).collect()
+                }
+                None => pick_shots(pool, s.shots, &mut rng),
+            };
             shown_examples.extend(examples.iter().cloned());
             ClassContext {
                 name: c.name.clone(),
@@ -222,6 +246,11 @@ pub(crate) fn class_prompt(
     provenance
         .extra
         .insert(STREAM_KEY.into(), serde_json::json!(cx.stream));
+    if near_boundary {
+        provenance
+            .extra
+            .insert(EXEMPLARS_KEY.into(), serde_json::json!("boundary"));
+    }
     Ok(PlannedRequest {
         request,
         kind: RequestKind::Generate { target },
@@ -230,6 +259,52 @@ pub(crate) fn class_prompt(
         shown_examples,
         labels: Vec::new(),
     })
+}
+
+/// Provenance key of how a mix prompt's examples were chosen
+/// (`"boundary"`; absent when drawn at random).
+pub const EXEMPLARS_KEY: &str = "exemplars";
+
+/// Indices (into `class`'s seeds) of the nearer half of its seeds to
+/// `other`'s centroid, nearest first (at least the shots wanted; ties by
+/// seed order), when both classes' seed vectors are known; `None`
+/// otherwise. The shots are then drawn from these with the request's rng,
+/// so prompts vary but stay near the boundary.
+pub(crate) fn boundary_pool(cx: &PlanContext<'_>, class: &str, other: &str) -> Option<Vec<usize>> {
+    let own = cx.seed_vectors.get(class)?;
+    let theirs = cx.seed_vectors.get(other)?;
+    let dim = theirs.first()?.len();
+    let mut centroid = vec![0f32; dim];
+    for v in theirs {
+        for (c, x) in centroid.iter_mut().zip(v) {
+            *c += x;
+        }
+    }
+    let mut ranked: Vec<(usize, f32)> = own
+        .iter()
+        .enumerate()
+        .map(|(k, v)| (k, cosine(v, &centroid)))
+        .collect();
+    ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    let keep = own.len().div_ceil(2).max(cx.settings.shots).min(own.len());
+    let mut near: Vec<usize> = ranked.into_iter().take(keep).map(|(k, _)| k).collect();
+    near.sort_unstable();
+    Some(near)
+}
+
+/// Cosine of two vectors (0 when either is zero).
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut ab, mut aa, mut bb) = (0f32, 0f32, 0f32);
+    for (x, y) in a.iter().zip(b) {
+        ab += x * y;
+        aa += x * x;
+        bb += y * y;
+    }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        ab / (aa.sqrt() * bb.sqrt())
+    }
 }
 
 /// A rationale of `target` when `use_rationales` is on and it has any.
