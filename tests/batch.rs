@@ -337,16 +337,90 @@ async fn expired_and_cancelled_batches_keep_what_was_answered() {
     server.set_batch_mode(BatchMode::Complete);
     prepare(&dir, 10, false);
     submit(&dir).await;
-    let p = Project::open_read_only(&dir).unwrap();
-    let remote = p.state().batches["b2"].1.remote_id.clone().unwrap();
-    drop(p);
-    let c = LlmClient::new(&server.backend()).unwrap();
-    assert_eq!(c.cancel_batch(&remote).await.unwrap().status, "cancelling");
-    // The next retrieve finds it cancelled.
+    // Cancelled before anything was answered: every line comes back as
+    // `batch_cancelled`, nothing is recorded.
+    let lines = cancel(&dir, None).await;
+    assert_eq!(
+        lines,
+        ["b1: batch_1 already ingested", "b2: batch_2 cancelling"]
+    );
     let done = fetch(&dir).await;
     let r = &done[0].1;
     assert_eq!((r.examples, r.errors.len()), (0, 2), "{r}");
     assert!(r.errors.iter().all(|e| e.contains("batch_cancelled")));
+}
+
+async fn cancel(dir: &Path, only: Option<&str>) -> Vec<String> {
+    let mut p = Project::open(dir).unwrap();
+    let c = LlmClient::new(&p.config().backend).unwrap();
+    batch::cancel(&mut p, &c, only).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_is_journaled_and_fetch_ingests_the_partial_output() {
+    let server = TestServer::start(Script::with_fn(|r| reply_for(&r.body)));
+    // The engine had answered two of the four requests when it was cancelled.
+    server.set_cancel_keeps(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    project(&server, &dir);
+    prepare(&dir, 20, false);
+    // Not submitted yet: nothing to cancel, nothing asked.
+    assert_eq!(
+        cancel(&dir, Some("b1")).await,
+        ["b1: not submitted, nothing to cancel (its requests stay planned)"]
+    );
+    submit(&dir).await;
+    let lines = cancel(&dir, Some("b1")).await;
+    assert_eq!(lines, ["b1: batch_1 cancelling"]);
+    let p = Project::open_read_only(&dir).unwrap();
+    assert_eq!(
+        p.state().batches["b1"].1.status.as_deref(),
+        Some("cancelling"),
+        "the cancel is journaled"
+    );
+    drop(p);
+    // Asking twice does not cancel twice.
+    assert_eq!(cancel(&dir, None).await, ["b1: batch_1 already cancelling"]);
+    let st = status(&dir).await;
+    assert_eq!(st, ["b1: batch_1 cancelled 2/4 done, 0 failed"]);
+    let done = fetch(&dir).await;
+    let r = &done[0].1;
+    assert_eq!((r.replies, r.examples, r.failed), (4, 10, 2), "{r}");
+    assert_eq!(
+        r.errors
+            .iter()
+            .filter(|e| e.contains("batch_cancelled"))
+            .count(),
+        2,
+        "{:?}",
+        r.errors
+    );
+    let samples = generated(&dir);
+    assert_eq!(samples.len(), 10);
+    let ids: std::collections::BTreeSet<&str> = samples
+        .iter()
+        .map(|s| s.provenance.extra["custom_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["b1-g0", "b1-g1"]);
+    // Cancelled requests are not failures: a later prepare plans afresh.
+    let p = Project::open_read_only(&dir).unwrap();
+    assert!(p.state().failures.is_empty());
+    assert_eq!(
+        p.state().batches["b1"].1.status.as_deref(),
+        Some("ingested")
+    );
+    drop(p);
+    assert_eq!(status(&dir).await, ["b1: batch_1 ingested"]);
+    let err = {
+        let mut p = Project::open(&dir).unwrap();
+        let c = LlmClient::new(&p.config().backend).unwrap();
+        batch::cancel(&mut p, &c, Some("b7")).await.unwrap_err()
+    };
+    assert!(
+        err.to_string().contains("batch b7 was never planned"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
