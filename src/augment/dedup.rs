@@ -158,6 +158,14 @@ pub struct DedupIndex {
 /// End of a bucket chain.
 const NONE: u32 = u32::MAX;
 
+/// Candidates read per bucket, newest first. Texts made from one template
+/// ("Which river … near hill …?") share their common words' min-hashes, so
+/// a few buckets hold most of the index; reading them whole makes each
+/// check linear in the index (quadratic over a 100k-line batch). A real
+/// near duplicate (Jaccard ≥ 0.7) shares most of its 16 bands, nearly all
+/// of them in buckets its rarer words keep small, so it is still found.
+const MAX_CHAIN: usize = 64;
+
 /// A text's normal form, shingles and signature, computed once for both
 /// the check and the insert.
 struct Prepared {
@@ -261,7 +269,9 @@ impl DedupIndex {
         let mut seen: Vec<u32> = Vec::new();
         for (b, key) in self.band_keys(sig).enumerate() {
             let mut i = self.bands[b].get(&key).copied().unwrap_or(NONE);
-            while i != NONE {
+            let mut read = 0;
+            while i != NONE && read < MAX_CHAIN {
+                read += 1;
                 let at = i;
                 i = self.next[at as usize * self.bands.len() + b];
                 if seen.contains(&at) {
