@@ -21,7 +21,14 @@
 //!   (a reply whose events were torn in the middle of a line keeps the
 //!   examples before the tear, as a live reply would). Expired or
 //!   cancelled lines are reported, not recorded: the next `prepare`
-//!   plans afresh.
+//!   plans afresh. With `[denoise]` on, the project's embedder judges the
+//!   new examples through the session as in a live run (`noise_scored`,
+//!   `auto:denoise` decisions with reasons). Known difference: the
+//!   near-copy check can judge an example against a different set of
+//!   earlier vectors than a live run of the same replies did (a live run
+//!   answers embed jobs as replies arrive, an ingest queues them all), so
+//!   a near-copy verdict may differ between the two (found by
+//!   `tests/batch.rs`; not resolved).
 //! * [`submit`], [`refresh`], [`cancel`] and [`fetch`] follow a batch
 //!   through `/v1/files` and `/v1/batches`; every step journals what it
 //!   learnt (`batch_updated`) and can be re-run after a crash. A cancelled
@@ -887,6 +894,12 @@ pub async fn fetch(
             total.verdicts += r.verdicts;
             total.failed += r.failed;
             total.errors.extend(r.errors);
+            total.notes.extend(r.notes);
+            let (d, e) = (&mut total.denoise, &r.denoise);
+            d.judged += e.judged;
+            d.rejected += e.rejected;
+            d.flagged += e.flagged;
+            d.near_copies += e.near_copies;
         }
         project.append(vec![update(&u.batch, |x| {
             x.status = Some("ingested".into())

@@ -204,6 +204,9 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
 
 fn report(r: &batch::IngestReport) {
     println!("{r}");
+    for n in &r.notes {
+        eprintln!("  {n}");
+    }
     for e in r.errors.iter().take(20) {
         eprintln!("  {e}");
     }
