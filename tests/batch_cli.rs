@@ -370,3 +370,97 @@ fn kill_9_during_a_big_ingest_then_ingest_again_keeps_each_reply_once() {
     let texts: std::collections::HashSet<&str> = samples.iter().map(|s| s.text()).collect();
     assert_eq!(texts.len(), lines * 5, "no example twice");
 }
+
+/// `batch prepare` → `scripts/batch-runner.py` against the local llama.cpp
+/// server (SmolLM2-135M on port 8765, shared; start it with
+/// `scripts/local-llm.sh start`) → `batch ingest`. Asserts structure, not
+/// the tiny model's quality: every request answered and ingested once,
+/// with its batch provenance.
+#[test]
+#[ignore = "needs local model"]
+fn prepare_run_with_the_local_model_then_ingest() {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect("127.0.0.1:8765")
+        .expect("the local model server answers on 8765: run `scripts/local-llm.sh start`");
+    s.write_all(b"GET /v1/models HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    let mut models = String::new();
+    s.read_to_string(&mut models).unwrap();
+    assert!(models.contains("smollm2"), "{models}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let mut cfg =
+        support::batch_fixture::config(&TestServer::start(Script::with_fn(|r| reply_for(&r.body))));
+    cfg.backend.base_url = "http://127.0.0.1:8765/v1".into();
+    cfg.backend.model = "smollm2".into();
+    cfg.generation.max_tokens = 160;
+    let seeds = support::batch_fixture::CLASSES
+        .iter()
+        .flat_map(|c| {
+            (0..2).map(move |i| straddle::domain::NewSample {
+                text: format!("Which seed question {i} has an answer of kind {c}?"),
+                label: c.to_string(),
+                origin: straddle::domain::Origin::Seed,
+                provenance: Default::default(),
+            })
+        })
+        .collect();
+    Project::create(&dir, cfg, seeds).unwrap();
+    let d = dir.to_str().unwrap();
+    let (ok, out) = straddle(&[
+        "batch",
+        "prepare",
+        d,
+        "--count",
+        "15",
+        "--strategy",
+        "plain",
+    ]);
+    assert!(ok && out.contains("batch b1: 3 generate"), "{out}");
+    let results = tmp.path().join("results.jsonl");
+    let runner = std::process::Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/batch-runner.py"
+        ))
+        .arg("-i")
+        .arg(dir.join("batches/b1/input.jsonl"))
+        .arg("-o")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&runner.stderr);
+    assert!(
+        runner.status.success() && said.contains("3 answered, 0 failed"),
+        "{said}"
+    );
+    let (ok, out) = straddle(&["batch", "ingest", d, results.to_str().unwrap()]);
+    assert!(ok && out.contains("3 lines: 3 replies"), "{out}");
+    let (ok, again) = straddle(&["batch", "ingest", d, results.to_str().unwrap()]);
+    assert!(ok && again.contains("3 already ingested"), "{again}");
+    let p = Project::open_read_only(&dir).unwrap();
+    let st = p.state();
+    let generated: Vec<_> = st.generated().collect();
+    // The tiny model may give nothing usable for a request: then it is a
+    // recorded failure, with the same provenance.
+    assert_eq!(
+        generated
+            .iter()
+            .map(|s| s.provenance.extra["custom_id"].as_str().unwrap())
+            .chain(
+                st.failures
+                    .iter()
+                    .map(|(_, f)| f.provenance.extra["custom_id"].as_str().unwrap())
+            )
+            .collect::<std::collections::BTreeSet<_>>()
+            .len(),
+        3,
+        "every request accounted for once"
+    );
+    for s in &generated {
+        assert_eq!(s.provenance.extra["batch"], "b1");
+        assert_eq!(s.provenance.model.as_deref(), Some("smollm2"));
+    }
+    eprintln!("local model batch: {out}");
+}
