@@ -16,7 +16,10 @@ use straddle::llm::LlmClient;
 use straddle::store::Project;
 use support::{BatchMode, Reply, Script, TestServer};
 
-use support::batch_fixture::{project, reply_for};
+use straddle::domain::{
+    Actor, DenoiseConfig, DenoiseMode, EmbeddingBackend, EmbeddingsConfig, ProjectConfig,
+};
+use support::batch_fixture::{project, project_with, reply_for};
 
 fn prepare(dir: &Path, count: usize, relabel: bool) -> batch::Prepared {
     let mut p = Project::open(dir).unwrap();
@@ -337,16 +340,90 @@ async fn expired_and_cancelled_batches_keep_what_was_answered() {
     server.set_batch_mode(BatchMode::Complete);
     prepare(&dir, 10, false);
     submit(&dir).await;
-    let p = Project::open_read_only(&dir).unwrap();
-    let remote = p.state().batches["b2"].1.remote_id.clone().unwrap();
-    drop(p);
-    let c = LlmClient::new(&server.backend()).unwrap();
-    assert_eq!(c.cancel_batch(&remote).await.unwrap().status, "cancelling");
-    // The next retrieve finds it cancelled.
+    // Cancelled before anything was answered: every line comes back as
+    // `batch_cancelled`, nothing is recorded.
+    let lines = cancel(&dir, None).await;
+    assert_eq!(
+        lines,
+        ["b1: batch_1 already ingested", "b2: batch_2 cancelling"]
+    );
     let done = fetch(&dir).await;
     let r = &done[0].1;
     assert_eq!((r.examples, r.errors.len()), (0, 2), "{r}");
     assert!(r.errors.iter().all(|e| e.contains("batch_cancelled")));
+}
+
+async fn cancel(dir: &Path, only: Option<&str>) -> Vec<String> {
+    let mut p = Project::open(dir).unwrap();
+    let c = LlmClient::new(&p.config().backend).unwrap();
+    batch::cancel(&mut p, &c, only).await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_is_journaled_and_fetch_ingests_the_partial_output() {
+    let server = TestServer::start(Script::with_fn(|r| reply_for(&r.body)));
+    // The engine had answered two of the four requests when it was cancelled.
+    server.set_cancel_keeps(2);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    project(&server, &dir);
+    prepare(&dir, 20, false);
+    // Not submitted yet: nothing to cancel, nothing asked.
+    assert_eq!(
+        cancel(&dir, Some("b1")).await,
+        ["b1: not submitted, nothing to cancel (its requests stay planned)"]
+    );
+    submit(&dir).await;
+    let lines = cancel(&dir, Some("b1")).await;
+    assert_eq!(lines, ["b1: batch_1 cancelling"]);
+    let p = Project::open_read_only(&dir).unwrap();
+    assert_eq!(
+        p.state().batches["b1"].1.status.as_deref(),
+        Some("cancelling"),
+        "the cancel is journaled"
+    );
+    drop(p);
+    // Asking twice does not cancel twice.
+    assert_eq!(cancel(&dir, None).await, ["b1: batch_1 already cancelling"]);
+    let st = status(&dir).await;
+    assert_eq!(st, ["b1: batch_1 cancelled 2/4 done, 0 failed"]);
+    let done = fetch(&dir).await;
+    let r = &done[0].1;
+    assert_eq!((r.replies, r.examples, r.failed), (4, 10, 2), "{r}");
+    assert_eq!(
+        r.errors
+            .iter()
+            .filter(|e| e.contains("batch_cancelled"))
+            .count(),
+        2,
+        "{:?}",
+        r.errors
+    );
+    let samples = generated(&dir);
+    assert_eq!(samples.len(), 10);
+    let ids: std::collections::BTreeSet<&str> = samples
+        .iter()
+        .map(|s| s.provenance.extra["custom_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.into_iter().collect::<Vec<_>>(), ["b1-g0", "b1-g1"]);
+    // Cancelled requests are not failures: a later prepare plans afresh.
+    let p = Project::open_read_only(&dir).unwrap();
+    assert!(p.state().failures.is_empty());
+    assert_eq!(
+        p.state().batches["b1"].1.status.as_deref(),
+        Some("ingested")
+    );
+    drop(p);
+    assert_eq!(status(&dir).await, ["b1: batch_1 ingested"]);
+    let err = {
+        let mut p = Project::open(&dir).unwrap();
+        let c = LlmClient::new(&p.config().backend).unwrap();
+        batch::cancel(&mut p, &c, Some("b7")).await.unwrap_err()
+    };
+    assert!(
+        err.to_string().contains("batch b7 was never planned"),
+        "{err}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,4 +493,141 @@ async fn every_step_resumes_after_an_interruption() {
         v.iter().map(|s| s.text().to_string()).collect::<Vec<_>>()
     };
     assert_eq!(texts(&after), texts(&full));
+}
+
+/// `[denoise]` on, with the test server's `/v1/embeddings` as embedder.
+fn denoising(
+    server: &TestServer,
+    mode: DenoiseMode,
+    threshold: f64,
+) -> impl FnOnce(&mut ProjectConfig) {
+    let base_url = server.base_url();
+    move |cfg| {
+        cfg.embeddings = EmbeddingsConfig {
+            backend: EmbeddingBackend::Api,
+            base_url,
+            model: "trigram".into(),
+            ..Default::default()
+        };
+        cfg.denoise = DenoiseConfig {
+            mode,
+            threshold,
+            ..Default::default()
+        };
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_judges_every_new_example_like_a_live_run() {
+    let server = TestServer::start(Script::with_fn(|r| reply_for(&r.body)));
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    project_with(&server, &a, denoising(&server, DenoiseMode::Flag, 0.6));
+    project_with(&server, &b, denoising(&server, DenoiseMode::Flag, 0.6));
+    // Batch: prepare, submit, fetch (the ingest judges every new example).
+    prepare(&a, 20, false);
+    submit(&a).await;
+    status(&a).await;
+    let done = fetch(&a).await;
+    let r = &done[0].1;
+    assert_eq!((r.examples, r.denoise.judged), (20, 20), "{r}");
+    assert!(r.to_string().contains("denoiser: 20 judged"), "{r}");
+    // Live: the same requests, the same replies.
+    let project = Project::open(&b).unwrap();
+    let backend = project.config().backend.clone();
+    let settings = project.generation_settings();
+    let summary = run::generate(
+        project,
+        backend,
+        settings,
+        RunOptions {
+            count: 20,
+            relabel: false,
+            auto_accept: None,
+            no_cache: true,
+            progress: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.denoise.judged, 20, "{summary}");
+    let live: std::collections::HashMap<String, straddle::domain::NoiseScored> = generated(&b)
+        .into_iter()
+        .map(|s| (s.text().to_string(), s.noise.clone().expect("judged live")))
+        .collect();
+    let batch = generated(&a);
+    assert_eq!(batch.len(), 20);
+    let mut flagged = 0;
+    for s in &batch {
+        let n = s
+            .noise
+            .as_ref()
+            .unwrap_or_else(|| panic!("#{} not judged", s.id));
+        assert_eq!(n.model, "api:trigram");
+        // The same examples were judged live (their scores may differ:
+        // see the near-copy note in the batch module docs).
+        assert!(live.contains_key(s.text()), "{}", s.text());
+        flagged += usize::from(n.reason.is_some());
+        assert!(s.decision().is_none(), "flag mode decides nothing");
+    }
+    assert_eq!(flagged, r.denoise.flagged);
+    // The embeddings' usage is journalled under its own run, as live.
+    let p = Project::open_read_only(&a).unwrap();
+    assert!(
+        p.state()
+            .runs
+            .iter()
+            .any(|(run, u)| run == "embeddings" && u.requests > 0),
+        "{:?}",
+        p.state().runs
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_in_reject_mode_rejects_noise_with_the_reason() {
+    let server = TestServer::start(Script::with_fn(|r| reply_for(&r.body)));
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    // Threshold 0: every example not identical to a seed is noise.
+    project_with(&server, &dir, denoising(&server, DenoiseMode::Reject, 0.0));
+    let prep = prepare(&dir, 10, false);
+    // The engine's output, as `vllm run-batch` would write it (a bare
+    // completion as `response`).
+    let out: String = lines(&prep.input)
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            let text = match reply_for(&l["body"]) {
+                support::Reply::Text { text } => text,
+                _ => unreachable!(),
+            };
+            serde_json::json!({"id": format!("r{i}"), "custom_id": l["custom_id"],
+                "response": {"id": format!("c{i}"), "object": "chat.completion", "model": "m",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": text}}]}})
+            .to_string()
+                + "\n"
+        })
+        .collect();
+    let file = tmp.path().join("results.jsonl");
+    std::fs::write(&file, out).unwrap();
+    let r = ingest(&dir, &file);
+    assert_eq!(
+        (r.replies, r.denoise.judged, r.denoise.rejected),
+        (2, 10, 10),
+        "{r}"
+    );
+    assert_eq!(r.examples, 0, "rejected examples do not count: {r}");
+    for s in generated(&dir) {
+        let d = s.decision().expect("decided");
+        assert_eq!(d.by, Actor::Auto("denoise".into()));
+        let reason = d.reason.as_deref().unwrap();
+        assert!(
+            reason.starts_with(&format!("far from every {} seed (", s.label))
+                || reason.starts_with("repeats the instructions ("),
+            "{reason}"
+        );
+        assert_eq!(s.noise.as_ref().unwrap().reason.as_deref(), Some(reason));
+        assert_eq!(s.provenance.extra["batch"], "b1");
+    }
 }

@@ -21,10 +21,18 @@
 //!   (a reply whose events were torn in the middle of a line keeps the
 //!   examples before the tear, as a live reply would). Expired or
 //!   cancelled lines are reported, not recorded: the next `prepare`
-//!   plans afresh.
-//! * [`submit`], [`refresh`] and [`fetch`] follow a batch through
-//!   `/v1/files` and `/v1/batches`; every step journals what it learnt
-//!   (`batch_updated`) and can be re-run after a crash.
+//!   plans afresh. With `[denoise]` on, the project's embedder judges the
+//!   new examples through the session as in a live run (`noise_scored`,
+//!   `auto:denoise` decisions with reasons). Known difference: the
+//!   near-copy check can judge an example against a different set of
+//!   earlier vectors than a live run of the same replies did (a live run
+//!   answers embed jobs as replies arrive, an ingest queues them all), so
+//!   a near-copy verdict may differ between the two (found by
+//!   `tests/batch.rs`; not resolved).
+//! * [`submit`], [`refresh`], [`cancel`] and [`fetch`] follow a batch
+//!   through `/v1/files` and `/v1/batches`; every step journals what it
+//!   learnt (`batch_updated`) and can be re-run after a crash. A cancelled
+//!   batch's partial output is fetched and ingested like a finished one's.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -32,7 +40,8 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 
-use super::session::{Command, Counting, Session, SessionConfig};
+use super::embedding::{EmbedWorker, Embedded};
+use super::session::{Command, Counting, EmbedJob, Note, Output, Session, SessionConfig};
 use crate::augment::{Generator, PlannedRequest, RequestKind};
 use crate::domain::{BackendConfig, BatchPlanned, BatchUpdated, EventKind, ProjectState};
 use crate::engine::EngineEvent;
@@ -218,6 +227,11 @@ pub struct IngestReport {
     pub failed: usize,
     /// `file:line: why` for each line that failed or could not be used.
     pub errors: Vec<String>,
+    /// The denoiser's work on the new examples (as in a live run).
+    pub denoise: super::session::DenoiseReport,
+    /// What the session said went wrong on the way (e.g. the embedder
+    /// failed and denoising went off for the rest of the ingest).
+    pub notes: Vec<String>,
 }
 
 impl std::fmt::Display for IngestReport {
@@ -234,7 +248,16 @@ impl std::fmt::Display for IngestReport {
             self.skipped,
             self.failed,
             self.errors.len() - self.failed.min(self.errors.len()),
-        )
+        )?;
+        let d = &self.denoise;
+        if d.judged > 0 {
+            write!(
+                f,
+                "; denoiser: {} judged, {} rejected as noise, {} near-copies, {} flagged",
+                d.judged, d.rejected, d.near_copies, d.flagged
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -309,6 +332,13 @@ pub fn ingest(
 ) -> anyhow::Result<IngestReport> {
     let bytes =
         std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
+    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // Room for every example the file may bring (a generate line brings
+    // at most what it asked for; the default asks `per_request`).
+    let room = lines.len() * generator.settings().per_request.max(1);
+    let mut generator = generator;
+    generator.reserve_dedup(room);
+    project.reserve_samples(room);
     let mut session = Session::new(
         generator,
         SessionConfig {
@@ -319,6 +349,9 @@ pub fn ingest(
             backend: backend.clone(),
         },
     );
+    // The denoiser judges the new examples as in a live run, when the
+    // project has it on (`[denoise]`, `STRADDLE_DENOISE`).
+    let mut embeddings = Embeddings::start(project, &mut session);
     let mut done = ingested(project.state());
     let mut plans: HashMap<String, Result<HashMap<String, PlannedRequest>, String>> =
         HashMap::new();
@@ -326,10 +359,11 @@ pub fn ingest(
     let model = backend.model.clone();
     let shown = file.display().to_string();
     let mut since_flush = 0;
-    // Tokens and cost of the replies read since the last flush: recorded
-    // with them (same write), so a crash counts each reply's usage once.
+    // Tokens and cost of the replies (and embeddings) read since the last
+    // flush: recorded with them (same write), so a crash counts each
+    // reply's usage once.
     let mut usage = crate::domain::Usage::default();
-    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    let mut embed_usage = crate::domain::Usage::default();
     let last = lines.len();
     for (i, raw) in lines.into_iter().enumerate() {
         let at = i + 1;
@@ -421,44 +455,241 @@ pub fn ingest(
         };
         r.replies += 1;
         let out = session.on_engine(project.state(), ev);
-        let mut queue: std::collections::VecDeque<Vec<EventKind>> = out.appends.into();
-        while let Some(kinds) = queue.pop_front() {
-            for k in &kinds {
-                if let EventKind::VerdictRecorded(_) = k {
-                    r.verdicts += 1;
-                }
-            }
-            let events = project.stage(kinds)?;
-            queue.extend(session.on_appended(project.state(), &events, true).appends);
+        carry_out(project, &mut session, &mut embeddings, out, &mut r)?;
+        // Judgements that came back meanwhile.
+        while let Some(e) = embeddings.as_mut().and_then(Embeddings::try_next) {
+            embed_usage.add(&e.usage);
+            let out = session.on_embedded(project.state(), e.id, e.result);
+            carry_out(project, &mut session, &mut embeddings, out, &mut r)?;
         }
         since_flush += 1;
         if since_flush >= FLUSH_EVERY {
-            record_usage(project, &mut usage)?;
+            // A reply's judgement goes in the same write as the reply.
+            judge_all(
+                project,
+                &mut session,
+                &mut embeddings,
+                &mut embed_usage,
+                &mut r,
+            )?;
+            record_usage(project, &mut usage, &mut embed_usage)?;
             project.flush()?;
             since_flush = 0;
         }
     }
-    record_usage(project, &mut usage)?;
+    judge_all(
+        project,
+        &mut session,
+        &mut embeddings,
+        &mut embed_usage,
+        &mut r,
+    )?;
+    record_usage(project, &mut usage, &mut embed_usage)?;
     project.flush()?;
+    drop(embeddings);
     let rep = session.report();
     r.examples = rep.examples;
     r.duplicates = rep.duplicates;
+    r.denoise = rep.denoise.clone();
     Ok(r)
 }
 
-/// Stage the usage read since the last flush as a `usage_recorded` of run
-/// `batch` (so `stats` counts batch tokens and cost like live ones).
-fn record_usage(project: &mut Project, usage: &mut crate::domain::Usage) -> anyhow::Result<()> {
-    if usage.requests == 0 {
-        return Ok(());
+/// Stage what the session asks to append, acknowledge each append in
+/// order (which may ask for more), and hand its embed jobs on.
+fn carry_out(
+    project: &mut Project,
+    session: &mut Session,
+    embeddings: &mut Option<Embeddings>,
+    out: Output,
+    r: &mut IngestReport,
+) -> anyhow::Result<()> {
+    let mut outs = std::collections::VecDeque::from([out]);
+    while let Some(out) = outs.pop_front() {
+        for n in out.notes {
+            if let Note::Error(m) = n {
+                r.notes.push(m);
+            }
+        }
+        for job in out.embed {
+            if let Some(e) = embeddings.as_mut() {
+                e.send(job);
+            }
+        }
+        for kinds in out.appends {
+            r.verdicts += kinds
+                .iter()
+                .filter(|k| matches!(k, EventKind::VerdictRecorded(_)))
+                .count();
+            let events = project.stage(kinds)?;
+            outs.push_back(session.on_appended(project.state(), &events, true));
+        }
     }
-    let u = std::mem::take(usage);
-    project.stage(vec![EventKind::UsageRecorded(
-        crate::domain::UsageRecorded {
+    Ok(())
+}
+
+/// Wait for every embed job out and stage the judgements.
+fn judge_all(
+    project: &mut Project,
+    session: &mut Session,
+    embeddings: &mut Option<Embeddings>,
+    embed_usage: &mut crate::domain::Usage,
+    r: &mut IngestReport,
+) -> anyhow::Result<()> {
+    while let Some(e) = embeddings.as_mut().and_then(Embeddings::next) {
+        embed_usage.add(&e.usage);
+        let out = session.on_embedded(project.state(), e.id, e.result);
+        carry_out(project, session, embeddings, out, r)?;
+    }
+    Ok(())
+}
+
+/// The denoiser's embeddings during an ingest: the project's
+/// [`EmbedWorker`] (as `generate` starts it) on a thread with a runtime of
+/// its own, so the ingest stays synchronous and may be called from async
+/// code (`fetch`). Jobs are answered in order, one after another.
+struct Embeddings {
+    jobs: Option<tokio::sync::mpsc::UnboundedSender<EmbedJob>>,
+    done: std::sync::mpsc::Receiver<Embedded>,
+    /// Jobs sent and not answered yet.
+    open: Vec<u64>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Embeddings {
+    /// Turn the session's denoiser on when the project's `[denoise]` is
+    /// on and its embedder is there; `None` otherwise (a missing local
+    /// model is a warning, as for `generate`).
+    fn start(project: &Project, session: &mut Session) -> Option<Embeddings> {
+        let worker = match EmbedWorker::for_project(project.config(), &project.cache_dir()) {
+            Ok(Some(w)) => w,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!("denoising is off: {e}");
+                return None;
+            }
+        };
+        session.set_denoise(super::embedding::settings(project.config()), worker.label());
+        let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<EmbedJob>();
+        let (tx, done) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("ingest-embed".into())
+            .spawn(move || {
+                let Ok(rt) = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                else {
+                    return;
+                };
+                let mut worker = worker;
+                rt.block_on(async move {
+                    let (mut open, mut closed) = (0usize, false);
+                    while !(closed && open == 0) {
+                        tokio::select! {
+                            j = rx.recv(), if !closed => match j {
+                                Some(j) => {
+                                    open += 1;
+                                    worker.submit(j);
+                                }
+                                None => closed = true,
+                            },
+                            Some(e) = worker.recv(), if open > 0 => {
+                                open -= 1;
+                                if tx.send(e).is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                });
+            })
+            .ok()?;
+        Some(Embeddings {
+            jobs: Some(jobs),
+            done,
+            open: Vec::new(),
+            thread: Some(thread),
+        })
+    }
+
+    fn send(&mut self, job: EmbedJob) {
+        self.open.push(job.id);
+        if let Some(j) = &self.jobs {
+            let _ = j.send(job);
+        }
+    }
+
+    fn take(&mut self, e: Result<Embedded, ()>) -> Option<Embedded> {
+        match e {
+            Ok(e) => {
+                self.open.retain(|id| *id != e.id);
+                Some(e)
+            }
+            // The worker is gone: its jobs fail (the session turns
+            // judging off and says so).
+            Err(()) => self.open.pop().map(|id| Embedded {
+                id,
+                result: Err("the embedding worker stopped".into()),
+                usage: Default::default(),
+            }),
+        }
+    }
+
+    /// An answer, if one is in.
+    fn try_next(&mut self) -> Option<Embedded> {
+        if self.open.is_empty() {
+            return None;
+        }
+        match self.done.try_recv() {
+            Ok(e) => self.take(Ok(e)),
+            Err(std::sync::mpsc::TryRecvError::Empty) => None,
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => self.take(Err(())),
+        }
+    }
+
+    /// The next answer, waiting for it; `None` when none is out.
+    fn next(&mut self) -> Option<Embedded> {
+        if self.open.is_empty() {
+            return None;
+        }
+        let e = self.done.recv().map_err(|_| ());
+        self.take(e)
+    }
+}
+
+impl Drop for Embeddings {
+    fn drop(&mut self) {
+        self.jobs.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Stage the usage read since the last flush as a `usage_recorded` of run
+/// `batch` (so `stats` counts batch tokens and cost like live ones), and
+/// the embeddings' under their own run, as `generate` records them.
+fn record_usage(
+    project: &mut Project,
+    usage: &mut crate::domain::Usage,
+    embed_usage: &mut crate::domain::Usage,
+) -> anyhow::Result<()> {
+    let mut kinds = Vec::new();
+    if usage.requests > 0 {
+        kinds.push(EventKind::UsageRecorded(crate::domain::UsageRecorded {
             run: "batch".into(),
-            usage: u,
-        },
-    )])?;
+            usage: std::mem::take(usage),
+        }));
+    }
+    if !embed_usage.is_empty() {
+        kinds.push(EventKind::UsageRecorded(crate::domain::UsageRecorded {
+            run: super::embedding::USAGE_RUN.into(),
+            usage: std::mem::take(embed_usage),
+        }));
+    }
+    if !kinds.is_empty() {
+        project.stage(kinds)?;
+    }
     Ok(())
 }
 
@@ -573,6 +804,56 @@ pub async fn refresh(project: &mut Project, client: &LlmClient) -> anyhow::Resul
     Ok(lines)
 }
 
+/// Cancel every submitted batch that is not finished (or only `only`):
+/// `POST /v1/batches/{id}/cancel`, and journal the status the provider
+/// answers (`cancelling`, later `cancelled`). What the engine answered
+/// before the cancel stays in its output file; `fetch` ingests it once
+/// the batch is `cancelled`. One line per batch. Re-running is harmless:
+/// a batch already cancelling or final is not asked again.
+pub async fn cancel(
+    project: &mut Project,
+    client: &LlmClient,
+    only: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    if let Some(o) = only
+        && !project.state().batches.contains_key(o)
+    {
+        return Err(crate::error::user(format!(
+            "batch {o} was never planned in this project"
+        )));
+    }
+    let todo: Vec<BatchUpdated> = project
+        .state()
+        .batches
+        .values()
+        .map(|(_, u)| u.clone())
+        .filter(|u| only.is_none_or(|o| o == u.batch))
+        .collect();
+    let mut lines = Vec::new();
+    for u in todo {
+        let status = u.status.as_deref().unwrap_or("");
+        let Some(remote) = &u.remote_id else {
+            lines.push(format!(
+                "{}: not submitted, nothing to cancel (its requests stay planned)",
+                u.batch
+            ));
+            continue;
+        };
+        if status == "ingested" || status == "cancelling" || is_final(status) {
+            lines.push(format!("{}: {remote} already {status}", u.batch));
+            continue;
+        }
+        let r = client.cancel_batch(remote).await?;
+        project.append(vec![update(&u.batch, |x| {
+            x.status = Some(r.status.clone());
+            x.output_file_id = r.output_file_id.clone();
+            x.error_file_id = r.error_file_id.clone();
+        })])?;
+        lines.push(format!("{}: {remote} {}", u.batch, r.status));
+    }
+    Ok(lines)
+}
+
 /// Download and ingest the output and error files of every finished
 /// batch, then mark it `ingested`. Re-running after a crash downloads
 /// again; the ingest skips what is in the journal.
@@ -613,6 +894,12 @@ pub async fn fetch(
             total.verdicts += r.verdicts;
             total.failed += r.failed;
             total.errors.extend(r.errors);
+            total.notes.extend(r.notes);
+            let (d, e) = (&mut total.denoise, &r.denoise);
+            d.judged += e.judged;
+            d.rejected += e.rejected;
+            d.flagged += e.flagged;
+            d.near_copies += e.near_copies;
         }
         project.append(vec![update(&u.batch, |x| {
             x.status = Some("ingested".into())

@@ -35,7 +35,7 @@ impl Hasher for IdHasher {
     }
 }
 
-type BandMap = HashMap<u64, Vec<u32>, BuildHasherDefault<IdHasher>>;
+type BandMap = HashMap<u64, u32, BuildHasherDefault<IdHasher>>;
 
 /// Signature length (hash functions).
 const HASHES: usize = 64;
@@ -136,13 +136,42 @@ pub struct DupMatch {
 }
 
 /// Index of the texts seen so far.
+///
+/// The LSH buckets are chains: per band, a map from the band's key to the
+/// latest text in that bucket, and per (text, band) the text before it in
+/// the same bucket. That is one map slot and one `u32` per text and band
+/// instead of a `Vec` per bucket (nearly every bucket holds one text), so
+/// a 500k-text index is a few allocations, not eight million.
 #[derive(Debug, Clone)]
 pub struct DedupIndex {
     threshold: f64,
     rows: usize,
     exact: HashMap<String, SampleId>,
     sets: Vec<(SampleId, Vec<u64>)>,
+    /// Per band: key → the latest text (index into `sets`) in the bucket.
     bands: Vec<BandMap>,
+    /// `next[i * bands + b]`: the text before `i` in its bucket of band
+    /// `b`, or [`NONE`].
+    next: Vec<u32>,
+}
+
+/// End of a bucket chain.
+const NONE: u32 = u32::MAX;
+
+/// Candidates read per bucket, newest first. Texts made from one template
+/// ("Which river … near hill …?") share their common words' min-hashes, so
+/// a few buckets hold most of the index; reading them whole makes each
+/// check linear in the index (quadratic over a 100k-line batch). A real
+/// near duplicate (Jaccard ≥ 0.7) shares most of its 16 bands, nearly all
+/// of them in buckets its rarer words keep small, so it is still found.
+const MAX_CHAIN: usize = 64;
+
+/// A text's normal form, shingles and signature, computed once for both
+/// the check and the insert.
+struct Prepared {
+    norm: String,
+    shingles: Vec<u64>,
+    sig: Option<[u64; HASHES]>,
 }
 
 impl DedupIndex {
@@ -156,6 +185,7 @@ impl DedupIndex {
             exact: HashMap::new(),
             sets: Vec::new(),
             bands: vec![BandMap::default(); HASHES / rows],
+            next: Vec::new(),
         }
     }
 
@@ -164,6 +194,7 @@ impl DedupIndex {
     /// as duplicates themselves.
     pub fn from_state(state: &ProjectState, threshold: f64) -> DedupIndex {
         let mut idx = DedupIndex::new(threshold);
+        idx.reserve(state.samples.len());
         for s in &state.samples {
             let dup_rejected = s.origin == Origin::Generated
                 && s.status() == Status::Rejected
@@ -175,6 +206,17 @@ impl DedupIndex {
             }
         }
         idx
+    }
+
+    /// Make room for `n` more texts (a caller that knows how many are
+    /// coming, e.g. a batch ingest, saves the growing and rehashing).
+    pub fn reserve(&mut self, n: usize) {
+        self.exact.reserve(n);
+        self.sets.reserve(n);
+        self.next.reserve(n * self.bands.len());
+        for b in &mut self.bands {
+            b.reserve(n);
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -204,23 +246,40 @@ impl DedupIndex {
         if self.threshold > 1.0 {
             return None;
         }
-        let sh = shingles(&norm);
-        if sh.is_empty() {
-            return None;
+        let p = self.prepare_near(norm);
+        self.near(&p)
+    }
+
+    /// Shingles and signature of a normal form.
+    fn prepare_near(&self, norm: String) -> Prepared {
+        let shingles = shingles(&norm);
+        let sig = (!shingles.is_empty()).then(|| signature(&shingles));
+        Prepared {
+            norm,
+            shingles,
+            sig,
         }
-        let sig = signature(&sh);
+    }
+
+    /// The most similar indexed text at or above the threshold.
+    fn near(&self, p: &Prepared) -> Option<DupMatch> {
+        let sig = p.sig.as_ref()?;
         let mut best: Option<(f64, SampleId)> = None;
-        let mut seen = std::collections::HashSet::new();
-        for (b, key) in self.band_keys(&sig).enumerate() {
-            let Some(list) = self.bands[b].get(&key) else {
-                continue;
-            };
-            for &i in list {
-                if !seen.insert(i) {
+        // Candidates met in an earlier band (few: most buckets hold one).
+        let mut seen: Vec<u32> = Vec::new();
+        for (b, key) in self.band_keys(sig).enumerate() {
+            let mut i = self.bands[b].get(&key).copied().unwrap_or(NONE);
+            let mut read = 0;
+            while i != NONE && read < MAX_CHAIN {
+                read += 1;
+                let at = i;
+                i = self.next[at as usize * self.bands.len() + b];
+                if seen.contains(&at) {
                     continue;
                 }
-                let (id, other) = &self.sets[i as usize];
-                let j = jaccard(&sh, other);
+                seen.push(at);
+                let (id, other) = &self.sets[at as usize];
+                let j = jaccard(&p.shingles, other);
                 if j >= self.threshold && best.is_none_or(|(bj, _)| j > bj) {
                     best = Some((j, *id));
                 }
@@ -234,28 +293,42 @@ impl DedupIndex {
 
     /// Add a text.
     pub fn insert(&mut self, id: SampleId, text: &str) {
-        let norm = normalize(text);
-        let sh = shingles(&norm);
-        self.exact.entry(norm).or_insert(id);
-        if sh.is_empty() {
+        let p = self.prepare_near(normalize(text));
+        self.add(id, p);
+    }
+
+    fn add(&mut self, id: SampleId, p: Prepared) {
+        self.exact.entry(p.norm).or_insert(id);
+        let Some(sig) = p.sig else {
             return;
-        }
-        let sig = signature(&sh);
+        };
         let i = self.sets.len() as u32;
         let keys: Vec<u64> = self.band_keys(&sig).collect();
         for (b, key) in keys.into_iter().enumerate() {
-            self.bands[b].entry(key).or_default().push(i);
+            let prev = self.bands[b].insert(key, i).unwrap_or(NONE);
+            self.next.push(prev);
         }
-        self.sets.push((id, sh));
+        self.sets.push((id, p.shingles));
     }
 
-    /// Check, and index the text when it is new.
+    /// Check, and index the text when it is new (its normal form,
+    /// shingles and signature computed once for both).
     pub fn check_insert(&mut self, id: SampleId, text: &str) -> Option<DupMatch> {
-        let m = self.check(text);
-        if m.is_none() {
-            self.insert(id, text);
+        let norm = normalize(text);
+        if let Some(&of) = self.exact.get(&norm) {
+            return Some(DupMatch {
+                of,
+                kind: DupKind::Exact,
+            });
         }
-        m
+        let p = self.prepare_near(norm);
+        if self.threshold <= 1.0
+            && let Some(m) = self.near(&p)
+        {
+            return Some(m);
+        }
+        self.add(id, p);
+        None
     }
 }
 

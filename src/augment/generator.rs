@@ -535,6 +535,12 @@ impl Generator {
         self.on_reply_at(state.next_sample_id(), planned, reply)
     }
 
+    /// Make room in the duplicate index for `n` more texts (see
+    /// [`DedupIndex::reserve`]).
+    pub fn reserve_dedup(&mut self, n: usize) {
+        self.dedup.reserve(n);
+    }
+
     /// [`on_reply`](Self::on_reply) with new samples numbered from
     /// `first_id`: for a caller with appends not yet in the state.
     pub fn on_reply_at(

@@ -222,12 +222,22 @@ pub fn normalize(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut space = false;
     for ch in s.chars() {
-        if ch.is_alphanumeric() {
+        // ASCII first: most texts are, and it skips the Unicode tables.
+        let alnum = if ch.is_ascii() {
+            ch.is_ascii_alphanumeric()
+        } else {
+            ch.is_alphanumeric()
+        };
+        if alnum {
             if space && !out.is_empty() {
                 out.push(' ');
             }
             space = false;
-            out.extend(ch.to_lowercase());
+            if ch.is_ascii() {
+                out.push(ch.to_ascii_lowercase());
+            } else {
+                out.extend(ch.to_lowercase());
+            }
         } else {
             space = true;
         }
@@ -235,8 +245,50 @@ pub fn normalize(s: &str) -> String {
     out
 }
 
+/// A [`ParseContext`] with the normal forms its checks compare items
+/// with, computed once per reply instead of once per item and check.
+struct Ctx<'a> {
+    ctx: &'a ParseContext,
+    /// Normalised non-empty lines of the prompt.
+    prompt_lines: Vec<String>,
+    shown: Vec<String>,
+    norm_task: String,
+    norm_classes: Vec<String>,
+    norm_descriptions: Vec<String>,
+}
+
+impl<'a> Ctx<'a> {
+    fn new(ctx: &'a ParseContext) -> Ctx<'a> {
+        Ctx {
+            ctx,
+            prompt_lines: ctx
+                .prompt
+                .lines()
+                .map(normalize)
+                .filter(|l| !l.is_empty())
+                .collect(),
+            shown: ctx.shown_examples.iter().map(|e| normalize(e)).collect(),
+            norm_task: normalize(&ctx.task),
+            norm_classes: ctx.class_names.iter().map(|c| normalize(c)).collect(),
+            norm_descriptions: ctx
+                .class_descriptions
+                .iter()
+                .map(|d| normalize(d))
+                .collect(),
+        }
+    }
+}
+
+impl std::ops::Deref for Ctx<'_> {
+    type Target = ParseContext;
+    fn deref(&self) -> &ParseContext {
+        self.ctx
+    }
+}
+
 /// Parse a generation reply.
 pub fn parse_generation(reply: &str, ctx: &ParseContext) -> Parsed {
+    let ctx = &Ctx::new(ctx);
     let mut parsed = match parse_json(reply) {
         Some(items) => Parsed {
             items,
@@ -544,7 +596,7 @@ fn classify_lines(reply: &str) -> Vec<Line<'_>> {
 
 /// A list item that is only a heading ("1. **HUM**", "Example 2:") whose
 /// text follows on the next line.
-fn is_heading(text: &str, ctx: &ParseContext) -> bool {
+fn is_heading(text: &str, ctx: &Ctx<'_>) -> bool {
     let t = text
         .trim()
         .trim_matches('*')
@@ -559,7 +611,7 @@ fn is_heading(text: &str, ctx: &ParseContext) -> bool {
 /// Why a list item is only a heading whose text follows on the next
 /// line, if it is one: nothing but a number, a label ending in ':', a
 /// class name, or a generic label with a number ("Sentence 2").
-fn heading_reason(text: &str, ctx: &ParseContext) -> Option<Reject> {
+fn heading_reason(text: &str, ctx: &Ctx<'_>) -> Option<Reject> {
     let t = text.trim().trim_matches('*').trim();
     if t.is_empty() {
         return Some(Reject::NumberingOnly);
@@ -567,7 +619,7 @@ fn heading_reason(text: &str, ctx: &ParseContext) -> Option<Reject> {
     (is_heading(text, ctx) || is_label_number(t, ctx)).then_some(Reject::Heading)
 }
 
-fn parse_lines(reply: &str, ctx: &ParseContext) -> Parsed {
+fn parse_lines(reply: &str, ctx: &Ctx<'_>) -> Parsed {
     let lines = classify_lines(reply);
     let has = |m| lines.iter().any(|l| l.skip.is_none() && l.marker == m);
     // Numbered items win; lines under them are explanations. Bullets are
@@ -699,7 +751,7 @@ fn strip_annotations(s: &str) -> String {
 
 /// Strip a leading "LABEL:" / "[LABEL]" / "(LABEL)" when LABEL is a class
 /// name or a generic word like "Text".
-fn strip_label(s: &str, ctx: &ParseContext) -> String {
+fn strip_label(s: &str, ctx: &Ctx<'_>) -> String {
     let t = s.trim();
     let is_label = |w: &str| {
         let w = w.trim().trim_matches('*').trim();
@@ -777,8 +829,8 @@ const META_STARTS: &[&str] = &[
     "here are",
 ];
 
-fn is_meta(item: &str) -> bool {
-    let n = normalize(item);
+/// `n`: the item's normal form.
+fn is_meta(item: &str, n: &str) -> bool {
     META_STARTS.iter().any(|m| {
         n.strip_prefix(m)
             .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
@@ -798,19 +850,18 @@ fn strip_explanation(s: &str) -> &str {
     s
 }
 
-/// Whether an item repeats a line of the instruction (not a shown example).
-fn is_echo(item: &str, ctx: &ParseContext) -> bool {
-    let n = normalize(item);
+/// Whether an item (its normal form `n`) repeats a line of the
+/// instruction (not a shown example).
+fn is_echo(n: &str, ctx: &Ctx<'_>) -> bool {
     if n.split(' ').count() < 3 || ctx.prompt.is_empty() {
         return false;
     }
-    if ctx.shown_examples.iter().any(|e| normalize(e) == n) {
+    if ctx.shown.iter().any(|e| e == n) {
         return false;
     }
-    ctx.prompt.lines().any(|l| {
-        let pl = normalize(l);
-        !pl.is_empty() && (pl == n || (pl.contains(&n) && n.len() * 2 >= pl.len()))
-    })
+    ctx.prompt_lines
+        .iter()
+        .any(|pl| pl == n || (pl.contains(n) && n.len() * 2 >= pl.len()))
 }
 
 /// Phrases of the instruction, not of an example (normalised; specific
@@ -827,11 +878,11 @@ const TASK_PHRASES: &[&str] = &[
     "texts which are about",
 ];
 
-/// Whether an item restates the task or the instruction.
-fn restates_task(item: &str, ctx: &ParseContext) -> bool {
-    let n = normalize(item);
-    let task = normalize(&ctx.task);
-    (!task.is_empty() && task.split(' ').count() >= 3 && (n == task || n.contains(&task)))
+/// Whether an item (its normal form `n`) restates the task or the
+/// instruction.
+fn restates_task(n: &str, ctx: &Ctx<'_>) -> bool {
+    let task = &ctx.norm_task;
+    (!task.is_empty() && task.split(' ').count() >= 3 && (n == task || n.contains(task.as_str())))
         || TASK_PHRASES.iter().any(|p| n.contains(p))
         || n.starts_with("write ") && n.contains(" texts")
 }
@@ -878,7 +929,7 @@ const GENERIC_WORDS: &[&str] = &[
 /// "Example 5:", "**Movie plot summary 1**", "Text #2", "HUM 4". The word
 /// before the number must be a word for a text (or a class name), so
 /// "Apollo 11" or "Toy Story 3" are not placeholders.
-fn is_label_number(s: &str, ctx: &ParseContext) -> bool {
+fn is_label_number(s: &str, ctx: &Ctx<'_>) -> bool {
     let t = s.trim().trim_matches('*').trim();
     let t = t
         .trim_end_matches([':', '.', ')'])
@@ -924,7 +975,7 @@ fn without_parens(s: &str) -> String {
 
 /// Only a class name, maybe with a gloss: "ABBR", "ABBR (Abbreviation)",
 /// "LOC - location".
-fn is_class_name(item: &str, ctx: &ParseContext) -> bool {
+fn is_class_name(item: &str, ctx: &Ctx<'_>) -> bool {
     let n = normalize(&without_parens(item));
     // "NAME - gloss" (a "NAME: text" label is stripped elsewhere).
     let glossed = item
@@ -932,16 +983,14 @@ fn is_class_name(item: &str, ctx: &ParseContext) -> bool {
         .or_else(|| item.split_once(" – "))
         .filter(|(_, gloss)| gloss.split_whitespace().count() <= 3 && !gloss.contains('?'))
         .map(|(head, _)| normalize(head));
-    ctx.class_names.iter().any(|c| {
-        let c = normalize(c);
-        !c.is_empty() && (n == c || glossed.as_deref() == Some(c.as_str()))
-    })
+    ctx.norm_classes
+        .iter()
+        .any(|c| !c.is_empty() && (n == *c || glossed.as_deref() == Some(c.as_str())))
 }
 
 /// Is (mostly) a class description: contains one of at least two words
 /// with little else, or opens like one ("texts which are about …").
-fn is_class_description(item: &str, ctx: &ParseContext) -> bool {
-    let n = normalize(item);
+fn is_class_description(n: &str, ctx: &Ctx<'_>) -> bool {
     if [
         "texts which are",
         "text which is",
@@ -954,9 +1003,8 @@ fn is_class_description(item: &str, ctx: &ParseContext) -> bool {
         return true;
     }
     let rest = n.replace("texts which are about", "");
-    ctx.class_descriptions.iter().any(|d| {
-        let d = normalize(d);
-        d.split(' ').count() >= 2 && n.contains(&d) && rest.trim().len() <= d.len() + 24
+    ctx.norm_descriptions.iter().any(|d| {
+        d.split(' ').count() >= 2 && n.contains(d.as_str()) && rest.trim().len() <= d.len() + 24
     })
 }
 
@@ -966,7 +1014,7 @@ fn word_count(s: &str) -> usize {
         .count()
 }
 
-fn clean_item(raw: &str, ctx: &ParseContext) -> Result<String, Reject> {
+fn clean_item(raw: &str, ctx: &Ctx<'_>) -> Result<String, Reject> {
     let mut t = raw.trim().trim_matches('*').trim().to_string();
     if t.ends_with(':') {
         return Err(Reject::Heading);
@@ -1007,13 +1055,15 @@ fn clean_item(raw: &str, ctx: &ParseContext) -> Result<String, Reject> {
     if is_class_name(&t, ctx) {
         return Err(Reject::ClassName);
     }
-    if is_class_description(&t, ctx) {
+    // The checks below compare the item's normal form (computed once).
+    let n = normalize(&t);
+    if is_class_description(&n, ctx) {
         return Err(Reject::ClassDescription);
     }
-    if restates_task(&t, ctx) {
+    if restates_task(&n, ctx) {
         return Err(Reject::RestatesTask);
     }
-    if is_meta(&t) {
+    if is_meta(&t, &n) {
         return Err(Reject::Meta);
     }
     let words = word_count(&t);
@@ -1029,7 +1079,7 @@ fn clean_item(raw: &str, ctx: &ParseContext) -> Result<String, Reject> {
             return Err(Reject::TooLong);
         }
     }
-    if is_echo(&t, ctx) {
+    if is_echo(&n, ctx) {
         return Err(Reject::Echo);
     }
     Ok(t)

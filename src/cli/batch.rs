@@ -1,4 +1,4 @@
-//! `straddle batch prepare|ingest|submit|status|fetch`: the generation
+//! `straddle batch prepare|ingest|submit|status|fetch|cancel`: the generation
 //! session's requests as an OpenAI batch file, and the replies of any batch
 //! engine brought back through it (`app::batch`).
 
@@ -29,6 +29,20 @@ pub enum BatchCommand {
     Status(DirArgs),
     /// Download and ingest the output and error files of finished batches.
     Fetch(DirArgs),
+    /// Cancel submitted batches that are not finished (what was answered
+    /// before the cancel is fetched and ingested as usual).
+    Cancel(CancelArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CancelArgs {
+    /// Project folder.
+    pub dir: PathBuf,
+    /// Only this batch (`b1`, …); default: every open one.
+    #[arg(long)]
+    pub batch: Option<String>,
+    #[command(flatten)]
+    pub backend: BackendFlags,
 }
 
 #[derive(Debug, Args)]
@@ -103,6 +117,26 @@ pub fn run(args: BatchArgs) -> anyhow::Result<()> {
                 Ok(())
             })
         }),
+        BatchCommand::Cancel(a) => {
+            let only = a.batch.clone();
+            remote(
+                DirArgs {
+                    dir: a.dir,
+                    backend: a.backend,
+                },
+                |p, c, _| {
+                    Box::pin(async move {
+                        for l in batch::cancel(p, c, only.as_deref()).await? {
+                            println!("{l}");
+                        }
+                        println!(
+                            "then `straddle batch fetch` ingests what was answered before the cancel"
+                        );
+                        Ok(())
+                    })
+                },
+            )
+        }
         BatchCommand::Fetch(a) => remote(a, |p, c, b| {
             Box::pin(async move {
                 let done = batch::fetch(p, c, generator_for, &b).await?;
@@ -170,6 +204,9 @@ fn prepare(a: PrepareArgs) -> anyhow::Result<()> {
 
 fn report(r: &batch::IngestReport) {
     println!("{r}");
+    for n in &r.notes {
+        eprintln!("  {n}");
+    }
     for e in r.errors.iter().take(20) {
         eprintln!("  {e}");
     }

@@ -125,6 +125,8 @@ impl OutputLine<'_> {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct RemoteBatch {
     pub id: String,
+    /// Lower case (Together's API answers `IN_PROGRESS`, `COMPLETED`).
+    #[serde(deserialize_with = "lower")]
     pub status: String,
     #[serde(default)]
     pub input_file_id: Option<String>,
@@ -134,6 +136,10 @@ pub struct RemoteBatch {
     pub error_file_id: Option<String>,
     #[serde(default)]
     pub request_counts: Option<RequestCounts>,
+}
+
+fn lower<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    String::deserialize(d).map(|s| s.to_ascii_lowercase())
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -310,6 +316,9 @@ mod tests {
             matches!(result(failed), LineResult::Failed(e) if e.reason == FailReason::ServerError && e.message.contains("boom"))
         );
         let expired = r#"{"id":"b","custom_id":"b1-g2","response":null,"error":{"code":"batch_expired","message":"late"}}"#;
+        let together: RemoteBatch =
+            serde_json::from_str(r#"{"id":"j","status":"COMPLETED"}"#).unwrap();
+        assert!(together.is_final());
         assert!(
             matches!(result(expired), LineResult::Failed(e) if e.reason == FailReason::Cancelled)
         );

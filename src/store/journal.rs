@@ -842,8 +842,12 @@ impl Journal {
         if self.staged.is_empty() {
             return Ok(());
         }
-        let buf = std::mem::take(&mut self.staged);
-        self.write_durably(buf.as_bytes())
+        // The buffer keeps its capacity for the next group of stages.
+        let mut buf = std::mem::take(&mut self.staged);
+        let res = self.write_durably(buf.as_bytes());
+        buf.clear();
+        self.staged = buf;
+        res
     }
 
     /// Write bytes and fsync; roll back on failure.

@@ -187,6 +187,12 @@ impl Project {
     pub fn state(&self) -> &ProjectState {
         &self.state
     }
+    /// Make room for `n` more samples in the state (a batch ingest knows
+    /// about how many may come; growing a large state by doubling copies
+    /// it again and again).
+    pub fn reserve_samples(&mut self, n: usize) {
+        self.state.samples.reserve(n);
+    }
     /// What replay found: events read, skipped lines (line number + reason).
     pub fn load_report(&self) -> &LoadReport {
         &self.report

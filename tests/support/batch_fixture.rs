@@ -74,6 +74,13 @@ pub fn config(server: &TestServer) -> ProjectConfig {
 }
 
 pub fn project(server: &TestServer, dir: &Path) {
+    project_with(server, dir, |_| {});
+}
+
+/// [`project`] with `edit` applied to its config.
+pub fn project_with(server: &TestServer, dir: &Path, edit: impl FnOnce(&mut ProjectConfig)) {
+    let mut cfg = config(server);
+    edit(&mut cfg);
     let seeds = CLASSES
         .iter()
         .flat_map(|c| {
@@ -85,5 +92,5 @@ pub fn project(server: &TestServer, dir: &Path) {
             })
         })
         .collect();
-    Project::create(dir, config(server), seeds).unwrap();
+    Project::create(dir, cfg, seeds).unwrap();
 }

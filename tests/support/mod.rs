@@ -492,6 +492,24 @@ pub enum BatchMode {
     Expire { done: usize },
 }
 
+/// A Batch API step the server can hold (see [`TestServer::hold_batch_step`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum BatchStep {
+    /// `POST /v1/files`, after the file is stored.
+    Upload,
+    /// `POST /v1/batches`, after the batch is created.
+    Create,
+    /// `GET /v1/files/{id}/content`, before the bytes are sent.
+    Content,
+}
+
+/// The hold on one step: requests that reached it wait for the release.
+#[derive(Default)]
+struct Hold {
+    step: Option<BatchStep>,
+    arrived: usize,
+}
+
 /// One emulated batch.
 struct EmuBatch {
     obj: Value,
@@ -509,6 +527,9 @@ struct BatchApi {
     /// Bodies of every batch input line, in order.
     bodies: Vec<Value>,
     creates: usize,
+    /// Answered lines a cancelled batch had finished before the cancel
+    /// (kept in its output file; see [`TestServer::set_cancel_keeps`]).
+    cancel_keeps: usize,
 }
 
 /// Counters and captured requests.
@@ -541,6 +562,11 @@ struct ServerState {
     /// Streams ended by a new arrival.
     interrupted: AtomicUsize,
     batch: Mutex<BatchApi>,
+    hold: Mutex<Hold>,
+    /// Signalled when a request reaches the held step.
+    held: std::sync::Condvar,
+    /// Woken when the hold is released.
+    release: tokio::sync::Notify,
 }
 
 /// Holds one in-flight slot (and the `one_at_a_time` slot, if taken);
@@ -626,6 +652,9 @@ impl TestServer {
             arrival: tokio::sync::Notify::new(),
             interrupted: AtomicUsize::new(0),
             batch: Mutex::new(BatchApi::default()),
+            hold: Mutex::new(Hold::default()),
+            held: std::sync::Condvar::new(),
+            release: tokio::sync::Notify::new(),
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let app = router(state.clone());
@@ -714,6 +743,38 @@ impl TestServer {
     /// How batches created from now on finish.
     pub fn set_batch_mode(&self, mode: BatchMode) {
         self.state.batch.lock().unwrap().mode = mode;
+    }
+    /// Hold every request that reaches `step` (after its work is done for
+    /// `Upload` and `Create`, before the reply for `Content`) until
+    /// [`release_batch_step`](Self::release_batch_step): the client is then
+    /// provably in the middle of that request (see [`Self::wait_held`]).
+    pub fn hold_batch_step(&self, step: BatchStep) {
+        *self.state.hold.lock().unwrap() = Hold {
+            step: Some(step),
+            arrived: 0,
+        };
+    }
+    /// Wait until a request reached the held step (`false` after `max`).
+    pub fn wait_held(&self, max: Duration) -> bool {
+        let h = self.state.hold.lock().unwrap();
+        let (h, _) = self
+            .state
+            .held
+            .wait_timeout_while(h, max, |h| h.arrived == 0)
+            .unwrap();
+        h.arrived > 0
+    }
+    /// Let held requests go on (and hold nothing from now on).
+    pub fn release_batch_step(&self) {
+        self.state.hold.lock().unwrap().step = None;
+        self.state.release.notify_waiters();
+    }
+    /// A batch cancelled from now on keeps its first `n` answered lines
+    /// in its output file (what it finished before the cancel, as the
+    /// OpenAI and Azure Batch APIs return completed work); the rest
+    /// become `batch_cancelled` lines. Default 0.
+    pub fn set_cancel_keeps(&self, n: usize) {
+        self.state.batch.lock().unwrap().cancel_keeps = n;
     }
     /// Batches created at `/v1/batches`.
     pub fn batches_created(&self) -> usize {
@@ -1472,6 +1533,24 @@ fn reset_mid_stream(req: &Request, text: &str) -> Response {
     r
 }
 
+/// Hold here while [`TestServer::hold_batch_step`] holds `step`.
+async fn gate(s: &ServerState, step: BatchStep) {
+    loop {
+        let released = s.release.notified();
+        tokio::pin!(released);
+        released.as_mut().enable();
+        {
+            let mut h = s.hold.lock().unwrap();
+            if h.step != Some(step) {
+                return;
+            }
+            h.arrived += 1;
+            s.held.notify_all();
+        }
+        released.await;
+    }
+}
+
 /// `POST /v1/files` (multipart: `purpose`, `file`).
 async fn upload_file(
     State(s): State<Arc<ServerState>>,
@@ -1506,10 +1585,14 @@ async fn upload_file(
             "invalid_request_error",
         );
     };
-    let mut b = s.batch.lock().unwrap();
-    let id = format!("file-{}", b.files.len() + 1);
-    let bytes = file.len();
-    b.files.insert(id.clone(), file.into_bytes());
+    let (id, bytes) = {
+        let mut b = s.batch.lock().unwrap();
+        let id = format!("file-{}", b.files.len() + 1);
+        let bytes = file.len();
+        b.files.insert(id.clone(), file.into_bytes());
+        (id, bytes)
+    };
+    gate(&s, BatchStep::Upload).await;
     axum::Json(
         json!({"id": id, "object": "file", "bytes": bytes, "purpose": "batch",
         "filename": "input.jsonl"}),
@@ -1521,6 +1604,7 @@ async fn file_content(
     State(s): State<Arc<ServerState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
 ) -> Response {
+    gate(&s, BatchStep::Content).await;
     match s.batch.lock().unwrap().files.get(&id) {
         Some(f) => f.clone().into_response(),
         None => error_json(
@@ -1643,30 +1727,34 @@ async fn create_batch(
         dst.push('\n');
         if good { ok += 1 } else { failed += 1 }
     }
-    let mut b = s.batch.lock().unwrap();
-    b.creates += 1;
-    b.bodies.extend(bodies);
-    let id = format!("batch_{}", b.batches.len() + 1);
-    let obj = json!({"id": id, "object": "batch", "endpoint": "/v1/chat/completions",
+    let shown = {
+        let mut b = s.batch.lock().unwrap();
+        b.creates += 1;
+        b.bodies.extend(bodies);
+        let id = format!("batch_{}", b.batches.len() + 1);
+        let obj = json!({"id": id, "object": "batch", "endpoint": "/v1/chat/completions",
         "input_file_id": file_id, "completion_window": "24h", "status": "validating",
         "output_file_id": null, "error_file_id": null, "metadata": req["metadata"],
         "request_counts": {"total": ok + failed, "completed": 0, "failed": 0}});
-    let final_status = if matches!(mode, BatchMode::Expire { .. }) {
-        "expired"
-    } else {
-        "completed"
+        let final_status = if matches!(mode, BatchMode::Expire { .. }) {
+            "expired"
+        } else {
+            "completed"
+        };
+        b.batches.push(EmuBatch {
+            obj: obj.clone(),
+            retrieves: 0,
+            final_status,
+            output: (!out.is_empty()).then_some(out),
+            errors: (!errs.is_empty()).then_some(errs),
+        });
+        b.batches.last_mut().unwrap().obj["request_counts"] =
+            json!({"total": ok + failed, "completed": ok, "failed": failed});
+        let mut shown = obj;
+        shown["request_counts"]["total"] = json!(ok + failed);
+        shown
     };
-    b.batches.push(EmuBatch {
-        obj: obj.clone(),
-        retrieves: 0,
-        final_status,
-        output: (!out.is_empty()).then_some(out),
-        errors: (!errs.is_empty()).then_some(errs),
-    });
-    b.batches.last_mut().unwrap().obj["request_counts"] =
-        json!({"total": ok + failed, "completed": ok, "failed": failed});
-    let mut shown = obj;
-    shown["request_counts"]["total"] = json!(ok + failed);
+    gate(&s, BatchStep::Create).await;
     axum::Json(shown).into_response()
 }
 
@@ -1725,8 +1813,8 @@ async fn list_batches(State(s): State<Arc<ServerState>>) -> Response {
     axum::Json(json!({"object": "list", "data": data, "has_more": false})).into_response()
 }
 
-/// Cancel: nothing answered is kept; every line becomes a
-/// `batch_cancelled` error.
+/// Cancel: the first [`TestServer::set_cancel_keeps`] answered lines stay
+/// in the output file; every other line becomes a `batch_cancelled` error.
 async fn cancel_batch(
     State(s): State<Arc<ServerState>>,
     axum::extract::Path(id): axum::extract::Path<String>,
@@ -1739,14 +1827,29 @@ async fn cancel_batch(
             "invalid_request_error",
         );
     };
+    let keeps = b.cancel_keeps;
     let e = &mut b.batches[i];
     if e.obj["status"] == "validating" || e.obj["status"] == "in_progress" {
         e.obj["status"] = json!("cancelling");
         e.final_status = "cancelled";
-        let lines: String = [e.output.take(), e.errors.take()]
-            .into_iter()
-            .flatten()
-            .flat_map(|f| f.lines().map(str::to_string).collect::<Vec<_>>())
+        let answered: Vec<String> = e
+            .output
+            .take()
+            .map(|f| f.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        let kept: String = answered
+            .iter()
+            .take(keeps)
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let rest = answered.iter().skip(keeps).cloned();
+        let failed: Vec<String> = e
+            .errors
+            .take()
+            .map(|f| f.lines().map(str::to_string).collect())
+            .unwrap_or_default();
+        let lines: String = rest
+            .chain(failed)
             .map(|l| {
                 let v: Value = serde_json::from_str(&l).unwrap();
                 json!({"id": v["id"], "custom_id": v["custom_id"], "response": null,
@@ -1755,7 +1858,11 @@ async fn cancel_batch(
                     + "\n"
             })
             .collect();
-        e.errors = Some(lines);
+        let n_kept = answered.len().min(keeps);
+        e.obj["request_counts"]["completed"] = json!(n_kept);
+        e.obj["request_counts"]["failed"] = json!(0);
+        e.output = (!kept.is_empty()).then_some(kept);
+        e.errors = (!lines.is_empty()).then_some(lines);
     }
     axum::Json(b.batches[i].obj.clone()).into_response()
 }
