@@ -560,7 +560,8 @@ impl Embeddings {
     /// on and its embedder is there; `None` otherwise (a missing local
     /// model is a warning, as for `generate`).
     fn start(project: &Project, session: &mut Session) -> Option<Embeddings> {
-        let worker = match EmbedWorker::for_project(project.config(), &project.cache_dir()) {
+        let cache = crate::llm::cache::ResponseCache::new(project.cache_dir());
+        let worker = match EmbedWorker::for_project(project.config(), &cache) {
             Ok(Some(w)) => w,
             Ok(None) => return None,
             Err(e) => {
