@@ -194,21 +194,20 @@ impl DedupIndex {
 
     /// Is `text` a duplicate of something indexed?
     pub fn check(&self, text: &str) -> Option<DupMatch> {
-        let norm = normalize(text);
-        if let Some(&of) = self.exact.get(&norm) {
+        self.check_prepared(&mut Prepared::new(text))
+    }
+
+    fn check_prepared(&self, p: &mut Prepared) -> Option<DupMatch> {
+        if let Some(&of) = self.exact.get(&p.norm) {
             return Some(DupMatch {
                 of,
                 kind: DupKind::Exact,
             });
         }
-        if self.threshold > 1.0 {
+        if self.threshold > 1.0 || p.sh.is_empty() {
             return None;
         }
-        let sh = shingles(&norm);
-        if sh.is_empty() {
-            return None;
-        }
-        let sig = signature(&sh);
+        let sig = *p.signature();
         let mut best: Option<(f64, SampleId)> = None;
         let mut seen = std::collections::HashSet::new();
         for (b, key) in self.band_keys(&sig).enumerate() {
@@ -220,7 +219,7 @@ impl DedupIndex {
                     continue;
                 }
                 let (id, other) = &self.sets[i as usize];
-                let j = jaccard(&sh, other);
+                let j = jaccard(&p.sh, other);
                 if j >= self.threshold && best.is_none_or(|(bj, _)| j > bj) {
                     best = Some((j, *id));
                 }
@@ -234,28 +233,58 @@ impl DedupIndex {
 
     /// Add a text.
     pub fn insert(&mut self, id: SampleId, text: &str) {
-        let norm = normalize(text);
-        let sh = shingles(&norm);
-        self.exact.entry(norm).or_insert(id);
-        if sh.is_empty() {
+        self.insert_prepared(id, Prepared::new(text));
+    }
+
+    fn insert_prepared(&mut self, id: SampleId, mut p: Prepared) {
+        if p.sh.is_empty() {
+            self.exact.entry(p.norm).or_insert(id);
             return;
         }
-        let sig = signature(&sh);
+        let sig = *p.signature();
+        self.exact.entry(p.norm).or_insert(id);
         let i = self.sets.len() as u32;
         let keys: Vec<u64> = self.band_keys(&sig).collect();
         for (b, key) in keys.into_iter().enumerate() {
             self.bands[b].entry(key).or_default().push(i);
         }
-        self.sets.push((id, sh));
+        self.sets.push((id, p.sh));
     }
 
-    /// Check, and index the text when it is new.
+    /// Check, and index the text when it is new (its normal form,
+    /// shingles and signature computed once for both).
     pub fn check_insert(&mut self, id: SampleId, text: &str) -> Option<DupMatch> {
-        let m = self.check(text);
+        let mut p = Prepared::new(text);
+        let m = self.check_prepared(&mut p);
         if m.is_none() {
-            self.insert(id, text);
+            self.insert_prepared(id, p);
         }
         m
+    }
+}
+
+/// A text's normal form and shingles, and its MinHash signature once
+/// asked for.
+struct Prepared {
+    norm: String,
+    sh: Vec<u64>,
+    sig: Option<[u64; HASHES]>,
+}
+
+impl Prepared {
+    fn new(text: &str) -> Prepared {
+        let norm = normalize(text);
+        let sh = shingles(&norm);
+        Prepared {
+            norm,
+            sh,
+            sig: None,
+        }
+    }
+
+    fn signature(&mut self) -> &[u64; HASHES] {
+        let sh = &self.sh;
+        self.sig.get_or_insert_with(|| signature(sh))
     }
 }
 
