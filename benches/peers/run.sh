@@ -17,6 +17,7 @@
 #   PEERS_WORK=target/peers        projects and logs (on disk: fsync is real)
 #   PEERS_CLIENT_CPU=0 PEERS_SERVER_CPU=1
 #   PEERS_PYTHON=python3.11
+#   PEERS_BUILD=0 (use the binaries as built) PEERS_STRADDLE=path/to/straddle
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -43,9 +44,14 @@ results="$WORK/results.tsv"
 say() { echo "peers: $*" >&2; }
 
 # --- build and install (once) ---------------------------------------------
-say "building straddle and the fake server (release)"
-cargo build --release --quiet --bin straddle --example peers_server
-STRADDLE="$root/target/release/straddle"
+if [ "${PEERS_BUILD:-1}" = 1 ]; then
+    say "building straddle and the fake server (release)"
+    # Two builds: with the example, cargo would build the binary with the
+    # dev-dependencies' features (test-fixtures) too.
+    cargo build --release --quiet --bin straddle
+    cargo build --release --quiet --example peers_server
+fi
+STRADDLE=${PEERS_STRADDLE:-$root/target/release/straddle}
 SERVER="$root/target/release/examples/peers_server"
 
 venv() { # name package
