@@ -252,6 +252,30 @@ pub fn normalize(s: &str) -> String {
     out
 }
 
+thread_local! {
+    static CONTEXT_NORMALIZED: std::cell::RefCell<std::collections::HashMap<String, std::rc::Rc<str>>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// [`normalize`] for the strings a request's context repeats in every
+/// prompt (prompt lines, class names and descriptions, the task),
+/// remembered per thread (at most 8,192; then it starts over): each reply's
+/// checks would otherwise normalise the same lines again.
+fn normalize_ctx(s: &str) -> std::rc::Rc<str> {
+    CONTEXT_NORMALIZED.with(|m| {
+        let mut m = m.borrow_mut();
+        if let Some(n) = m.get(s) {
+            return n.clone();
+        }
+        if m.len() >= 8192 {
+            m.clear();
+        }
+        let n: std::rc::Rc<str> = normalize(s).into();
+        m.insert(s.to_owned(), n.clone());
+        n
+    })
+}
+
 /// Parse a generation reply.
 pub fn parse_generation(reply: &str, ctx: &ParseContext) -> Parsed {
     let mut parsed = match parse_json(reply) {
@@ -827,8 +851,8 @@ fn is_echo(item: &str, ctx: &ParseContext) -> bool {
         if l.len() < n.len() && l.is_ascii() {
             return false;
         }
-        let pl = normalize(l);
-        !pl.is_empty() && (pl == n || (pl.contains(&n) && n.len() * 2 >= pl.len()))
+        let pl = normalize_ctx(l);
+        !pl.is_empty() && (*pl == *n || (pl.contains(&n) && n.len() * 2 >= pl.len()))
     });
     in_prompt && !ctx.shown_examples.iter().any(|e| normalize(e) == n)
 }
@@ -850,8 +874,8 @@ const TASK_PHRASES: &[&str] = &[
 /// Whether an item restates the task or the instruction.
 fn restates_task(item: &str, ctx: &ParseContext) -> bool {
     let n = normalize(item);
-    let task = normalize(&ctx.task);
-    (!task.is_empty() && task.split(' ').count() >= 3 && (n == task || n.contains(&task)))
+    let task = normalize_ctx(&ctx.task);
+    (!task.is_empty() && task.split(' ').count() >= 3 && (*n == *task || n.contains(&*task)))
         || TASK_PHRASES.iter().any(|p| n.contains(p))
         || n.starts_with("write ") && n.contains(" texts")
 }
@@ -953,8 +977,8 @@ fn is_class_name(item: &str, ctx: &ParseContext) -> bool {
         .filter(|(_, gloss)| gloss.split_whitespace().count() <= 3 && !gloss.contains('?'))
         .map(|(head, _)| normalize(head));
     ctx.class_names.iter().any(|c| {
-        let c = normalize(c);
-        !c.is_empty() && (n == c || glossed.as_deref() == Some(c.as_str()))
+        let c = normalize_ctx(c);
+        !c.is_empty() && (*n == *c || glossed.as_deref() == Some(&*c))
     })
 }
 
@@ -975,8 +999,8 @@ fn is_class_description(item: &str, ctx: &ParseContext) -> bool {
     }
     let rest = n.replace("texts which are about", "");
     ctx.class_descriptions.iter().any(|d| {
-        let d = normalize(d);
-        d.split(' ').count() >= 2 && n.contains(&d) && rest.trim().len() <= d.len() + 24
+        let d = normalize_ctx(d);
+        d.split(' ').count() >= 2 && n.contains(&*d) && rest.trim().len() <= d.len() + 24
     })
 }
 
