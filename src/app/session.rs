@@ -79,7 +79,7 @@ use crate::augment::strategy::extrapolate::ErrorRound;
 use crate::augment::{Generator, PlannedRequest, Reply, RequestKind, rules};
 use crate::domain::{
     BackendConfig, Class, Event, EventKind, GenerationSettings, Mistake, Origin, ProjectState,
-    SampleId,
+    SampleId, Status,
 };
 use crate::engine::{EngineEvent, FailReason, FailureTally, Job, LimitReason};
 
@@ -778,6 +778,7 @@ impl Session {
     /// for; else someone else's, e.g. a key's). `state` already holds them.
     pub fn on_appended(&mut self, state: &ProjectState, events: &[Event], ours: bool) -> Output {
         let mut out = Output::default();
+        self.fold_yielded(state, events);
         for e in events {
             match &e.kind {
                 EventKind::SettingsChanged(s) if !ours => {
@@ -819,6 +820,61 @@ impl Session {
         }
         self.step(state, &mut out);
         out
+    }
+
+    /// Keep the schedule's part read from the state (`yielded`) in step
+    /// with an append, so the next plan need not recount every sample (a
+    /// recount per group commit made a run quadratic in its samples): new
+    /// generated samples not rejected count for their class and pair;
+    /// anything else that can move a count (a decision on an older sample,
+    /// a verdict, an edit) makes the next plan recount.
+    fn fold_yielded(&mut self, state: &ProjectState, events: &[Event]) {
+        let (Some(first), Some(end)) = (events.first(), events.last()) else {
+            return;
+        };
+        let Some(((last, len), base)) = self.yielded.as_mut() else {
+            return;
+        };
+        if end.id <= *last {
+            return; // a recount already saw it
+        }
+        let folded = first.id == *last + 1
+            && events.iter().all(|e| match &e.kind {
+                EventKind::SampleAdded(_)
+                | EventKind::GenerationFailed(_)
+                | EventKind::UsageRecorded(_) => true,
+                // A dedup rejection of a sample added with it: the
+                // sample's status below already says so.
+                EventKind::Decided(d) => events
+                    .iter()
+                    .any(|x| matches!(&x.kind, EventKind::SampleAdded(a) if a.id == d.sample)),
+                _ => false,
+            });
+        if !folded {
+            self.yielded = None;
+            return;
+        }
+        for e in events {
+            let EventKind::SampleAdded(a) = &e.kind else {
+                continue;
+            };
+            *len += 1;
+            if a.origin != Origin::Generated {
+                continue;
+            }
+            let Some(s) = state.sample(a.id) else {
+                continue;
+            };
+            if s.status() == Status::Rejected {
+                continue;
+            }
+            if s.effective_label(state.take_relabel) != s.label {
+                self.yielded = None;
+                return;
+            }
+            base.add(&s.label, s.provenance.minor.as_deref(), 1.0);
+        }
+        *last = end.id;
     }
 
     /// Our append is in the journal: count it, queue what follows.
@@ -1509,6 +1565,23 @@ mod tests {
         names.map(|n| c.get(&n).map_or(0.0, |c| (c.accepted + c.pending) as f64))
     }
 
+    /// The yielded counts the plans use, folded in from the appends since
+    /// the last recount, equal a recount (when they are for this state).
+    fn prop_assert_cached(
+        s: &Session,
+        st: &ProjectState,
+        recount: &ClassSchedule,
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        if let Some(((last, len), base)) = &s.yielded
+            && (*last, *len) == (st.last_event_id, st.samples.len())
+        {
+            let mut cached = base.clone();
+            cached.merge(&s.inflight);
+            proptest::prop_assert_eq!(&cached, recount);
+        }
+        Ok(())
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
 
@@ -1576,6 +1649,8 @@ mod tests {
             }
             // The schedule is what was yielded plus what is in flight.
             let sched = r.s.schedule(&r.st);
+            // The plans' copy, kept in step with the appends, agrees.
+            prop_assert_cached(&r.s, &r.st, &sched)?;
             let y = yielded(&r.st);
             let open = r.open.len() as f64;
             let names = ["HUM", "LOC", "NUM"];
@@ -1608,6 +1683,7 @@ mod tests {
                     continue; // older requests still draining
                 }
                 let sched = r.s.schedule(&r.st);
+                prop_assert_cached(&r.s, &r.st, &sched)?;
                 let m = off(names.map(|n| sched.count(n)));
                 match within {
                     None if m <= 2.0 + 1e-6 => within = Some(step),

@@ -219,6 +219,23 @@ pub fn word_range<'a>(texts: impl IntoIterator<Item = &'a str>) -> Option<(usize
 
 /// Lower-case, keep letters/digits, collapse everything else to one space.
 pub fn normalize(s: &str) -> String {
+    if s.is_ascii() {
+        // Most text and every prompt line: bytes, no Unicode tables.
+        let mut out = Vec::with_capacity(s.len());
+        let mut space = false;
+        for &b in s.as_bytes() {
+            if b.is_ascii_alphanumeric() {
+                if space && !out.is_empty() {
+                    out.push(b' ');
+                }
+                space = false;
+                out.push(b.to_ascii_lowercase());
+            } else {
+                space = true;
+            }
+        }
+        return String::from_utf8(out).expect("ASCII");
+    }
     let mut out = String::with_capacity(s.len());
     let mut space = false;
     for ch in s.chars() {
@@ -1088,6 +1105,17 @@ fn clean_item(raw: &str, ctx: &Ctx<'_>) -> Result<String, Reject> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn normalize_ascii_and_unicode_alike() {
+        assert_eq!(
+            normalize("  Who wrote 'Hamlet', in 1601?! "),
+            "who wrote hamlet in 1601"
+        );
+        assert_eq!(normalize("Straße 5 — KÖLN!"), "straße 5 köln");
+        assert_eq!(normalize("A-b_c"), "a b c");
+        assert_eq!(normalize("?!"), "");
+    }
 
     fn ctx() -> ParseContext {
         ParseContext {

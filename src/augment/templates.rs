@@ -14,6 +14,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 
 /// Template for class-boundary (mix) generation.
 pub const MIX: &str = super::strategy::mix::TEMPLATE;
@@ -124,6 +125,10 @@ pub struct TemplateSource {
 #[derive(Debug, Clone)]
 pub struct Templates {
     sources: BTreeMap<String, TemplateSource>,
+    /// Every template compiled once, on the first render (a `set` drops
+    /// it): rendering a prompt per request is then only the rendering,
+    /// not a parse and compile of the template text each time.
+    compiled: OnceLock<Arc<minijinja::Environment<'static>>>,
 }
 
 impl Default for Templates {
@@ -137,6 +142,7 @@ impl Templates {
     pub fn builtin() -> Templates {
         let mut t = Templates {
             sources: BTreeMap::new(),
+            compiled: OnceLock::new(),
         };
         for (name, text) in BUILTINS {
             t.set(name, text, "built-in");
@@ -173,6 +179,7 @@ impl Templates {
 
     /// Set (or override) one template.
     pub fn set(&mut self, name: &str, text: &str, origin: &str) {
+        self.compiled = OnceLock::new();
         self.sources.insert(
             name.to_string(),
             TemplateSource {
@@ -215,18 +222,42 @@ impl Templates {
             .sources
             .get(name)
             .ok_or_else(|| anyhow::anyhow!("no template named {name}"))?;
-        let mut env = minijinja::Environment::new();
-        env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-        env.set_trim_blocks(true);
-        env.set_lstrip_blocks(true);
-        env.set_keep_trailing_newline(false);
-        env.add_filter("about", about_filter);
-        env.add_template(name, &src.text)
-            .map_err(|e| crate::error::user(format!("template {}: {e:#}", src.origin)))?;
-        let tmpl = env.get_template(name)?;
+        let env = self.compiled.get_or_init(|| Arc::new(self.compile_all()));
+        let tmpl = match env.get_template(name) {
+            Ok(t) => t,
+            // It did not compile: compiled alone, it says why.
+            Err(_) => {
+                let mut env = environment();
+                env.add_template(name, &src.text)
+                    .map_err(|e| crate::error::user(format!("template {}: {e:#}", src.origin)))?;
+                return Err(anyhow::anyhow!("template {} does not compile", src.origin));
+            }
+        };
         tmpl.render(ctx)
             .map_err(|e| crate::error::user(format!("rendering template {}: {e:#}", src.origin)))
     }
+
+    /// One environment with every template that compiles.
+    fn compile_all(&self) -> minijinja::Environment<'static> {
+        let mut env = environment();
+        for (name, src) in &self.sources {
+            if let Err(e) = env.add_template_owned(name.clone(), src.text.clone()) {
+                tracing::debug!("template {} does not compile: {e}", src.origin);
+            }
+        }
+        env
+    }
+}
+
+/// The rendering settings every template shares.
+fn environment() -> minijinja::Environment<'static> {
+    let mut env = minijinja::Environment::new();
+    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
+    env.set_trim_blocks(true);
+    env.set_lstrip_blocks(true);
+    env.set_keep_trailing_newline(false);
+    env.add_filter("about", about_filter);
+    env
 }
 
 /// What a generation template sees.

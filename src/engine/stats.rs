@@ -15,6 +15,12 @@ pub(crate) struct Stats {
     completion_tokens: u64,
     failures: BTreeMap<String, u64>,
     latencies_ms: Vec<f32>,
+    /// The latency percentiles (p50, p90, p99) as of `pcts_at` latencies:
+    /// recomputed once the latencies have grown by a 64th since, so a
+    /// status line or usage delta per group commit costs O(1) per request,
+    /// not a sort of every latency so far.
+    pcts: (f64, f64, f64),
+    pcts_at: usize,
     first: Option<Instant>,
     last: Option<Instant>,
     price_in: Option<f64>,
@@ -59,16 +65,20 @@ impl Stats {
         *self.failures.entry(reason.as_str().to_owned()).or_default() += 1;
     }
 
-    pub(crate) fn usage(&self) -> Usage {
-        let mut lat = self.latencies_ms.clone();
-        lat.sort_by(f32::total_cmp);
-        let pct = |p: f64| -> f64 {
-            if lat.is_empty() {
-                return 0.0;
-            }
-            let i = ((lat.len() - 1) as f64 * p).round() as usize;
-            f64::from(lat[i])
-        };
+    pub(crate) fn usage(&mut self) -> Usage {
+        let n = self.latencies_ms.len();
+        if n > self.pcts_at && n - self.pcts_at >= (self.pcts_at / 64).max(1) {
+            // Sorted in place: the part sorted last time is one run, so
+            // this is a sort of the new tail and a merge.
+            self.latencies_ms.sort_by(f32::total_cmp);
+            let lat = &self.latencies_ms;
+            let pct = |p: f64| -> f64 {
+                let i = ((lat.len() - 1) as f64 * p).round() as usize;
+                f64::from(lat[i])
+            };
+            self.pcts = (pct(0.5), pct(0.9), pct(0.99));
+            self.pcts_at = n;
+        }
         let cost = crate::domain::token_cost(
             self.price_in,
             self.price_out,
@@ -82,9 +92,9 @@ impl Stats {
             completion_tokens: self.completion_tokens,
             failures: self.failures.clone(),
             cost,
-            latency_p50_ms: pct(0.5),
-            latency_p90_ms: pct(0.9),
-            latency_p99_ms: pct(0.99),
+            latency_p50_ms: self.pcts.0,
+            latency_p90_ms: self.pcts.1,
+            latency_p99_ms: self.pcts.2,
             wall_s: match (self.first, self.last) {
                 (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
                 _ => 0.0,
@@ -127,5 +137,31 @@ mod tests {
         assert!((u.latency_p99_ms - 99.0).abs() < 1.01);
         assert_eq!(u.failures["rate_limited"], 1);
         assert!((u.wall_s - 0.99).abs() < 1e-6, "{}", u.wall_s);
+    }
+
+    #[test]
+    fn percentiles_follow_new_latencies_within_a_64th() {
+        let t0 = Instant::now();
+        let mut s = Stats::new(None, None);
+        let lat = |s: &mut Stats, ms: u64| {
+            s.success(TokenUsage::default(), Duration::from_millis(ms), t0)
+        };
+        for _ in 0..640 {
+            lat(&mut s, 10);
+        }
+        assert_eq!(s.usage().latency_p50_ms, 10.0);
+        // Fewer than a 64th more: the percentiles may lag…
+        for _ in 0..9 {
+            lat(&mut s, 1000);
+        }
+        let _ = s.usage();
+        // …a 64th more and they are recomputed from every latency.
+        for _ in 0..700 {
+            lat(&mut s, 1000);
+        }
+        let u = s.usage();
+        assert_eq!(u.latency_p50_ms, 1000.0);
+        assert_eq!(u.latency_p99_ms, 1000.0);
+        assert_eq!(u.requests, 1349);
     }
 }

@@ -288,10 +288,9 @@ impl ResponseCache {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        let mut body = body.clone();
-        body.remove("stream");
-        body.remove("stream_options");
-        h.update(serde_json::to_vec(&body).unwrap_or_default());
+        // The body as JSON without its stream fields, written straight
+        // into the hash (the same bytes as serialising a copy without them).
+        let _ = serde_json::to_writer(HashWriter(&mut h), &WithoutStream(body));
         hex::encode(h.finalize())
     }
 
@@ -401,6 +400,33 @@ impl ResponseCache {
         self.packs().append(&self.inner.dir, raw_key(key), &bytes)
     }
 }
+/// A request body less `stream` and `stream_options` (streamed or not,
+/// the same answer).
+struct WithoutStream<'a>(&'a Map<String, Value>);
+
+impl serde::Serialize for WithoutStream<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(
+            self.0
+                .iter()
+                .filter(|(k, _)| *k != "stream" && *k != "stream_options"),
+        )
+    }
+}
+
+/// Bytes written are hashed.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::io::Write for HashWriter<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -425,6 +451,25 @@ mod tests {
             .as_object()
             .unwrap()
             .clone()
+    }
+
+    /// Keys written by earlier versions (a copy of the body without the
+    /// stream fields, serialised, hashed) still match.
+    #[test]
+    fn key_is_the_hash_of_the_body_without_its_stream_fields() {
+        let mut streamed = body(0.7);
+        streamed.insert("stream".into(), json!(true));
+        streamed.insert("stream_options".into(), json!({"include_usage": true}));
+        let mut h = Sha256::new();
+        for part in [KEY_VERSION, "h", "m"] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        h.update(serde_json::to_vec(&body(0.7)).unwrap());
+        assert_eq!(
+            ResponseCache::key("h", "m", &streamed),
+            hex::encode(h.finalize())
+        );
     }
 
     #[test]

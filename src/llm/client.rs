@@ -205,7 +205,8 @@ pub struct LlmClient {
 struct Inner {
     http: reqwest::Client,
     base_url: String,
-    chat_url: String,
+    /// Parsed once: a `&str` would be parsed again for every request.
+    chat_url: reqwest::Url,
     models_url: String,
     host: String,
     model: String,
@@ -286,10 +287,17 @@ impl LlmClient {
             .host_str()
             .unwrap_or_default()
             .to_owned();
+        let chat_url =
+            reqwest::Url::parse(&format!("{base_url}/chat/completions")).map_err(|e| {
+                LlmError::new(
+                    FailReason::BadRequest,
+                    format!("base_url '{base_url}' is not a URL: {e}"),
+                )
+            })?;
         Ok(LlmClient {
             inner: Arc::new(Inner {
                 http,
-                chat_url: format!("{base_url}/chat/completions"),
+                chat_url,
                 models_url: format!("{base_url}/models"),
                 base_url,
                 host,
@@ -566,7 +574,7 @@ impl LlmClient {
         let resp = self
             .inner
             .http
-            .post(&self.inner.chat_url)
+            .post(self.inner.chat_url.clone())
             .json(body)
             .send()
             .await

@@ -16,7 +16,7 @@ use crate::app::session::{
     Command, Control, Counting, Note, Output, Session, SessionConfig, StopReason,
 };
 use crate::domain::{BackendConfig, EventKind, GenerationSettings, Mistake, UsageRecorded};
-use crate::engine::{Engine, EngineEvent, EngineHandle};
+use crate::engine::{Engine, EngineEvent, EngineHandle, EngineOptions};
 use crate::llm::ResponseCache;
 use crate::store::Project;
 
@@ -229,7 +229,12 @@ impl Driver {
         } else {
             cache
         };
-        let (engine, events) = Engine::start(backend, Some(cache.clone()))?;
+        // Nobody watches the text arrive here: no `Delta` events.
+        let options = EngineOptions {
+            deltas: false,
+            ..EngineOptions::default()
+        };
+        let (engine, events) = Engine::start_with(backend, Some(cache.clone()), options)?;
         let mut session = Session::new(
             generator,
             SessionConfig {
