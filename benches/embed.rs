@@ -386,11 +386,13 @@ fn bench(c: &mut Criterion) {
             .collect::<Vec<_>>()
             .join(" ")
     );
-    // `STRADDLE_EMBED_N=2000`: fewer texts (profiling).
+    // `STRADDLE_EMBED_N=2000`: fewer texts (profiling). Under `cargo test`
+    // (no `--bench`; a debug build) the passes only check that they run.
+    let benching = std::env::args().any(|a| a == "--bench");
     let n = std::env::var("STRADDLE_EMBED_N")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(10_000);
+        .unwrap_or(if benching { 10_000 } else { 300 });
     let all = texts(n);
     eprintln!("short set: {n} texts, {}", token_summary(&model, &all));
     timed("minilm short", all.len(), || {
