@@ -569,7 +569,7 @@ impl Embeddings {
                 return None;
             }
         };
-        session.set_denoise(super::embedding::settings(project.config()), worker.label());
+        super::embedding::arm_denoiser(session, project.config(), worker.label());
         let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<EmbedJob>();
         let (tx, done) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()

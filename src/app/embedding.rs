@@ -146,6 +146,19 @@ pub fn mode(config: &ProjectConfig) -> DenoiseMode {
     }
 }
 
+/// Turn the session's denoiser on for the project: its `[denoise]`
+/// settings (with [`mode`] applied), the embedder's label, and the judge
+/// `[judge] use` pins for the class check. `generate`, the TUI and batch
+/// ingest all arm it here.
+pub fn arm_denoiser(
+    session: &mut crate::app::session::Session,
+    config: &ProjectConfig,
+    model: &str,
+) {
+    session.set_denoise(settings(config), model);
+    session.set_judge_use(config.judge.use_);
+}
+
 /// `[denoise]` with [`mode`] applied.
 pub fn settings(config: &ProjectConfig) -> crate::domain::DenoiseConfig {
     crate::domain::DenoiseConfig {

@@ -252,8 +252,7 @@ impl Driver {
             );
             match EmbedWorker::for_project(&self.config, &self.cache) {
                 Ok(Some(w)) => {
-                    session.set_denoise(crate::app::embedding::settings(&self.config), w.label());
-                    session.set_judge_use(self.config.judge.use_);
+                    crate::app::embedding::arm_denoiser(&mut session, &self.config, w.label());
                     self.embed = Some(w);
                 }
                 Ok(None) => {}

@@ -253,8 +253,7 @@ impl Driver {
             }
         };
         if let Some(w) = &embed {
-            session.set_denoise(crate::app::embedding::settings(project.config()), w.label());
-            session.set_judge_use(project.config().judge.use_);
+            crate::app::embedding::arm_denoiser(&mut session, project.config(), w.label());
         }
         Ok(Driver {
             embed,
