@@ -152,45 +152,7 @@ fn judges_are_measured_at_open_and_again_once_when_their_data_changes() {
 /// A gate that says the accepted data makes the held-out score worse: the
 /// `data_gate` unit test's project (accepted examples with swapped labels).
 fn worse_gate() -> DataGate {
-    let sport = ["goal", "match", "team", "score", "league", "coach"];
-    let food = ["soup", "bread", "pasta", "cheese", "salad", "sauce"];
-    let mut rows: Vec<(String, &str, Origin)> = Vec::new();
-    for i in 0..3 {
-        rows.push((
-            format!("the {} and the {}", sport[i], sport[i + 1]),
-            "sport",
-            Origin::Seed,
-        ));
-        rows.push((
-            format!("the {} and the {}", food[i], food[i + 1]),
-            "food",
-            Origin::Seed,
-        ));
-    }
-    for i in 0..40 {
-        rows.push((
-            format!("a {} a {} {i}", sport[i % 6], sport[(i + 2) % 6]),
-            "food",
-            Origin::Generated,
-        ));
-        rows.push((
-            format!("a {} a {} {i}", food[i % 6], food[(i + 2) % 6]),
-            "sport",
-            Origin::Generated,
-        ));
-    }
-    for i in 0..60 {
-        rows.push((
-            format!("one {} with {}", sport[i % 6], sport[(i + 1) % 6]),
-            "sport",
-            Origin::Validation,
-        ));
-        rows.push((
-            format!("one {} with {}", food[i % 6], food[(i + 1) % 6]),
-            "food",
-            Origin::Validation,
-        ));
-    }
+    let rows = straddle::domain::testing::swapped_label_rows();
     let refs: Vec<(&str, &str, Origin)> =
         rows.iter().map(|(t, l, o)| (t.as_str(), *l, *o)).collect();
     let st = state_with(&refs, (7..=86).map(accept).collect());

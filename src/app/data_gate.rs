@@ -195,46 +195,7 @@ mod tests {
     /// score worse, and the gate names the classes.
     #[test]
     fn mislabelled_accepted_data_is_called_worse() {
-        let mut rows: Vec<(String, &str, Origin)> = Vec::new();
-        let sport = ["goal", "match", "team", "score", "league", "coach"];
-        let food = ["soup", "bread", "pasta", "cheese", "salad", "sauce"];
-        for i in 0..3 {
-            rows.push((
-                format!("the {} and the {}", sport[i], sport[i + 1]),
-                "sport",
-                Origin::Seed,
-            ));
-            rows.push((
-                format!("the {} and the {}", food[i], food[i + 1]),
-                "food",
-                Origin::Seed,
-            ));
-        }
-        // Many accepted examples with the labels swapped.
-        for i in 0..40 {
-            rows.push((
-                format!("a {} a {} {i}", sport[i % 6], sport[(i + 2) % 6]),
-                "food",
-                Origin::Generated,
-            ));
-            rows.push((
-                format!("a {} a {} {i}", food[i % 6], food[(i + 2) % 6]),
-                "sport",
-                Origin::Generated,
-            ));
-        }
-        for i in 0..60 {
-            rows.push((
-                format!("one {} with {}", sport[i % 6], sport[(i + 1) % 6]),
-                "sport",
-                Origin::Validation,
-            ));
-            rows.push((
-                format!("one {} with {}", food[i % 6], food[(i + 1) % 6]),
-                "food",
-                Origin::Validation,
-            ));
-        }
+        let rows = crate::domain::testing::swapped_label_rows();
         let refs: Vec<(&str, &str, Origin)> =
             rows.iter().map(|(t, l, o)| (t.as_str(), *l, *o)).collect();
         let n_seeds = 6u64;

@@ -149,3 +149,50 @@ pub fn tagged_seed(text: &str, label: &str, attributes: &str) -> NewSample {
     s.provenance.attributes = super::parse_attributes(attributes).expect("valid attributes");
     s
 }
+
+/// A two-class project (sport / food) whose 80 generated examples carry
+/// the other class's label: 3 seeds per class, the generated rows (ids 7
+/// to 86), then 60 validation rows per class. Rows for [`state_with`];
+/// accepting the generated ones makes the held-out score worse.
+pub fn swapped_label_rows() -> Vec<(String, &'static str, Origin)> {
+    let sport = ["goal", "match", "team", "score", "league", "coach"];
+    let food = ["soup", "bread", "pasta", "cheese", "salad", "sauce"];
+    let mut rows: Vec<(String, &'static str, Origin)> = Vec::new();
+    for i in 0..3 {
+        rows.push((
+            format!("the {} and the {}", sport[i], sport[i + 1]),
+            "sport",
+            Origin::Seed,
+        ));
+        rows.push((
+            format!("the {} and the {}", food[i], food[i + 1]),
+            "food",
+            Origin::Seed,
+        ));
+    }
+    for i in 0..40 {
+        rows.push((
+            format!("a {} a {} {i}", sport[i % 6], sport[(i + 2) % 6]),
+            "food",
+            Origin::Generated,
+        ));
+        rows.push((
+            format!("a {} a {} {i}", food[i % 6], food[(i + 2) % 6]),
+            "sport",
+            Origin::Generated,
+        ));
+    }
+    for i in 0..60 {
+        rows.push((
+            format!("one {} with {}", sport[i % 6], sport[(i + 1) % 6]),
+            "sport",
+            Origin::Validation,
+        ));
+        rows.push((
+            format!("one {} with {}", food[i % 6], food[(i + 1) % 6]),
+            "food",
+            Origin::Validation,
+        ));
+    }
+    rows
+}
