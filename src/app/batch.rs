@@ -465,27 +465,23 @@ pub fn ingest(
         since_flush += 1;
         if since_flush >= FLUSH_EVERY {
             // A reply's judgement goes in the same write as the reply.
-            judge_all(
+            commit_group(
                 project,
                 &mut session,
                 &mut embeddings,
-                &mut embed_usage,
+                (&mut usage, &mut embed_usage),
                 &mut r,
             )?;
-            record_usage(project, &mut usage, &mut embed_usage)?;
-            project.flush()?;
             since_flush = 0;
         }
     }
-    judge_all(
+    commit_group(
         project,
         &mut session,
         &mut embeddings,
-        &mut embed_usage,
+        (&mut usage, &mut embed_usage),
         &mut r,
     )?;
-    record_usage(project, &mut usage, &mut embed_usage)?;
-    project.flush()?;
     drop(embeddings);
     let rep = session.report();
     r.examples = rep.examples;
@@ -524,6 +520,21 @@ fn carry_out(
             outs.push_back(session.on_appended(project.state(), &events, true));
         }
     }
+    Ok(())
+}
+
+/// Make what was staged durable in one write: the replies, their
+/// judgements (waited for) and the usage read since the last group.
+fn commit_group(
+    project: &mut Project,
+    session: &mut Session,
+    embeddings: &mut Option<Embeddings>,
+    (usage, embed_usage): (&mut crate::domain::Usage, &mut crate::domain::Usage),
+    r: &mut IngestReport,
+) -> anyhow::Result<()> {
+    judge_all(project, session, embeddings, embed_usage, r)?;
+    record_usage(project, usage, embed_usage)?;
+    project.flush()?;
     Ok(())
 }
 

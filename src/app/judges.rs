@@ -692,6 +692,25 @@ impl ReviewJudges {
     }
 }
 
+/// [`relabel_fingerprint`] for a snapshot (a TUI job): the config's
+/// classes and the given settings.
+fn snapshot_fingerprint(
+    state: &ProjectState,
+    config: &crate::domain::ProjectConfig,
+    prompts_dir: &std::path::Path,
+    settings: &crate::domain::GenerationSettings,
+) -> anyhow::Result<String> {
+    let templates = crate::augment::Templates::load(prompts_dir)?;
+    Ok(crate::augment::Generator::new(
+        config,
+        config.classes.clone(),
+        settings.clone(),
+        templates,
+        state,
+    )
+    .relabel_fingerprint())
+}
+
 /// [`ReviewJudges`] for a snapshot (a TUI job): the relabeler's verdicts
 /// and, with an encoder, the embedding judges and the ensemble, weighted
 /// by their recorded reports. No LLM request and nothing written.
@@ -703,15 +722,7 @@ pub fn review_judges(
     encoder: Option<&dyn TextEncoder>,
     cfg: &LinearConfig,
 ) -> anyhow::Result<ReviewJudges> {
-    let templates = crate::augment::Templates::load(prompts_dir)?;
-    let fp = crate::augment::Generator::new(
-        config,
-        config.classes.clone(),
-        settings.clone(),
-        templates,
-        state,
-    )
-    .relabel_fingerprint();
+    let fp = snapshot_fingerprint(state, config, prompts_dir, settings)?;
     let reports = recorded(state, &fp);
     let choice = choose(&reports, config.judge.use_);
     let classes: Vec<String> = config.classes.iter().map(|c| c.name.clone()).collect();
@@ -748,15 +759,7 @@ pub fn measure_for_review(
     encoder: Result<&dyn TextEncoder, String>,
     cfg: &LinearConfig,
 ) -> anyhow::Result<(ReviewJudges, Vec<JudgeScored>)> {
-    let templates = crate::augment::Templates::load(prompts_dir)?;
-    let fp = crate::augment::Generator::new(
-        config,
-        config.classes.clone(),
-        settings.clone(),
-        templates,
-        state,
-    )
-    .relabel_fingerprint();
+    let fp = snapshot_fingerprint(state, config, prompts_dir, settings)?;
     let classes: Vec<String> = config.classes.iter().map(|c| c.name.clone()).collect();
     let enc = encoder.as_ref().ok().copied();
     let measured = measure(state, &classes, &fp, encoder, cfg)?;
