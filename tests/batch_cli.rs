@@ -372,27 +372,21 @@ fn kill_9_during_a_big_ingest_then_ingest_again_keeps_each_reply_once() {
 }
 
 /// `batch prepare` → `scripts/batch-runner.py` against the local llama.cpp
-/// server (SmolLM2-135M on port 8765, shared; start it with
-/// `scripts/local-llm.sh start`) → `batch ingest`. Asserts structure, not
+/// server (SmolLM2-135M: the shared one on port 8765 when
+/// `scripts/local-llm.sh start` runs, else the test's own) → `batch ingest`. Asserts structure, not
 /// the tiny model's quality: every request answered and ingested once,
 /// with its batch provenance.
 #[test]
 #[ignore = "needs local model"]
 fn prepare_run_with_the_local_model_then_ingest() {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect("127.0.0.1:8765")
-        .expect("the local model server answers on 8765: run `scripts/local-llm.sh start`");
-    s.write_all(b"GET /v1/models HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .unwrap();
-    let mut models = String::new();
-    s.read_to_string(&mut models).unwrap();
-    assert!(models.contains("smollm2"), "{models}");
-
     let tmp = tempfile::tempdir().unwrap();
+    // The shared server when one listens, else this test's own (stopped
+    // when `_server` drops, failed or not).
+    let (_server, port) = support::local_llm::shared_or_own_server(tmp.path());
     let dir = tmp.path().join("p");
     let mut cfg =
         support::batch_fixture::config(&TestServer::start(Script::with_fn(|r| reply_for(&r.body))));
-    cfg.backend.base_url = "http://127.0.0.1:8765/v1".into();
+    cfg.backend.base_url = format!("http://127.0.0.1:{port}/v1");
     cfg.backend.model = "smollm2".into();
     cfg.generation.max_tokens = 160;
     let seeds = support::batch_fixture::CLASSES
@@ -428,6 +422,8 @@ fn prepare_run_with_the_local_model_then_ingest() {
         .arg(dir.join("batches/b1/input.jsonl"))
         .arg("-o")
         .arg(&results)
+        .arg("--base-url")
+        .arg(format!("http://127.0.0.1:{port}/v1"))
         .output()
         .unwrap();
     let said = String::from_utf8_lossy(&runner.stderr);

@@ -44,6 +44,7 @@
 
 pub mod batch_fixture;
 pub mod cli;
+pub mod local_llm;
 pub mod project;
 pub mod tmux;
 
