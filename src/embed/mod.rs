@@ -124,14 +124,22 @@ pub fn from_config_with(
     Ok(match cfg.backend {
         EmbeddingBackend::None => None,
         EmbeddingBackend::Local => {
-            let model = LocalEmbedder::from_config(cfg)?;
             match cfg.local_model {
-                LocalModel::Minilm => Some(Arc::new(model)),
-                LocalModel::Static => Some(Arc::new(StaticEmbedder::load_or_distill(
-                    model.dir(),
-                    &model,
-                    StaticVariant::CenteredZipf,
-                )?)),
+                LocalModel::Minilm => Some(Arc::new(LocalEmbedder::from_config(cfg)?)),
+                LocalModel::Static => {
+                    // The table is distilled once, in f32, whatever the
+                    // precision setting: one file serves every machine.
+                    let f32 = EmbeddingsConfig {
+                        precision: crate::domain::EmbeddingPrecision::F32,
+                        ..cfg.clone()
+                    };
+                    let model = LocalEmbedder::from_config(&f32)?;
+                    Some(Arc::new(StaticEmbedder::load_or_distill(
+                        model.dir(),
+                        &model,
+                        StaticVariant::CenteredZipf,
+                    )?))
+                }
             }
         }
         EmbeddingBackend::Api => {
@@ -180,4 +188,4 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-pub use bert::l2_normalize;
+pub use bert::{Precision, l2_normalize};
