@@ -19,14 +19,14 @@ use straddle::embed::{
 };
 use straddle::store::seeds::{Columns, read_examples};
 
-/// Texts taken from each shared set: 120, or `STRADDLE_PRECISION_PER_SET`
-/// (a debug build embeds only a few dozen texts a second; the README's
-/// figures come from `cargo test --release` with 500).
+/// Texts taken from each shared set: 60 (a debug build embeds only a few
+/// texts a second, AG News's paragraphs slower), or
+/// `STRADDLE_PRECISION_PER_SET` (the README's figures: 120).
 fn per_set() -> usize {
     std::env::var("STRADDLE_PRECISION_PER_SET")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(120)
+        .unwrap_or(60)
 }
 
 /// The first `n` rows of a shared set: texts and labels.
@@ -83,8 +83,8 @@ fn knn_answers(vecs: &[Vec<f32>], labels: &[usize], classes: &[String]) -> Vec<u
         .collect()
 }
 
-/// Acceptance for `precision = "auto"`: on 120 texts of each shared set
-/// (480 in all; questions, tweets, financial sentences, news paragraphs),
+/// Acceptance for `precision = "auto"`: on 60 texts of each shared set
+/// (240 in all; questions, tweets, financial sentences, news paragraphs),
 /// bf16 vectors have cosine ≥ 0.999 on average and ≥ 0.995 at worst to the
 /// f32 ones; a text's nearest neighbour is the same for ≥ 95% of texts and
 /// its 5 nearest overlap by ≥ 90%; the kNN judge (trained on the first
