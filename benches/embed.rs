@@ -17,7 +17,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
 
 use straddle::augment::sampling::splitmix64;
-use straddle::embed::{LocalEmbedder, StaticEmbedder, StaticVariant, cosine, default_model_dir};
+use straddle::domain::EmbeddingPrecision;
+use straddle::embed::{
+    LocalEmbedder, Precision, StaticEmbedder, StaticVariant, cosine, default_model_dir,
+};
 
 fn shared_dir() -> Option<PathBuf> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -352,29 +355,48 @@ fn token_summary(model: &LocalEmbedder, texts: &[String]) -> String {
 fn bench(c: &mut Criterion) {
     bench_denoise(c);
     let dir = default_model_dir();
-    let model = match LocalEmbedder::load(&dir) {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("embed bench skipped: {e}");
-            return;
-        }
+    // `STRADDLE_EMBED_PRECISION=f32|bf16|auto` (default auto, as
+    // `[embeddings] precision`): the precision of the timed passes and the
+    // groups. Unless it is f32, the timed passes run in f32 too.
+    let want = match std::env::var("STRADDLE_EMBED_PRECISION").as_deref() {
+        Ok("f32") => EmbeddingPrecision::F32,
+        Ok("bf16") => EmbeddingPrecision::Bf16,
+        _ => EmbeddingPrecision::Auto,
     };
-    // `STRADDLE_EMBED_THREADS=1` measures one thread (CPU cost without
-    // the second core's contention).
-    let model = match std::env::var("STRADDLE_EMBED_THREADS")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        Some(n) => model.with_threads(n),
-        None => model,
+    let load = |precision: Precision| -> Option<LocalEmbedder> {
+        let model = match LocalEmbedder::load_with(&dir, precision) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("embed bench skipped: {e}");
+                return None;
+            }
+        };
+        // `STRADDLE_EMBED_THREADS=1` measures one thread (CPU cost without
+        // the second core's contention).
+        let model = match std::env::var("STRADDLE_EMBED_THREADS")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+        {
+            Some(n) => model.with_threads(n),
+            None => model,
+        };
+        // `STRADDLE_EMBED_BATCH=256`: texts per forward pass (default 64).
+        Some(
+            match std::env::var("STRADDLE_EMBED_BATCH")
+                .ok()
+                .and_then(|v| v.parse::<usize>().ok())
+            {
+                Some(n) => model.with_batch_size(n),
+                None => model,
+            },
+        )
     };
-    // `STRADDLE_EMBED_BATCH=256`: texts per forward pass (default 64).
-    let model = match std::env::var("STRADDLE_EMBED_BATCH")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-    {
-        Some(n) => model.with_batch_size(n),
-        None => model,
+    let Some(model) = load(Precision::resolve(want)) else {
+        return;
+    };
+    let f32_model = match model.precision() {
+        Precision::F32 => None,
+        _ => load(Precision::F32),
     };
     eprintln!(
         "{} hardware threads; load average {}",
@@ -394,16 +416,30 @@ fn bench(c: &mut Criterion) {
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(if benching { 10_000 } else { 300 });
     let all = texts(n);
+    let models: Vec<&LocalEmbedder> = std::iter::once(&model).chain(&f32_model).collect();
     eprintln!("short set: {n} texts, {}", token_summary(&model, &all));
-    timed("minilm short", all.len(), || {
-        black_box(model.embed_sync(&all));
-    });
+    for m in &models {
+        timed(
+            &format!("minilm {} short", m.precision().name()),
+            all.len(),
+            || {
+                black_box(m.embed_sync(&all));
+            },
+        );
+    }
     if let Some(mixed) = mixed_texts(n) {
         eprintln!("mixed set: {n} texts, {}", token_summary(&model, &mixed));
-        timed("minilm mixed", mixed.len(), || {
-            black_box(model.embed_sync(&mixed));
-        });
+        for m in &models {
+            timed(
+                &format!("minilm {} mixed", m.precision().name()),
+                mixed.len(),
+                || {
+                    black_box(m.embed_sync(&mixed));
+                },
+            );
+        }
     }
+    drop(f32_model);
     quality_report(&model);
 
     let statics = StaticEmbedder::load_or_distill(&dir, &model, StaticVariant::CenteredZipf)

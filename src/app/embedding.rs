@@ -79,11 +79,22 @@ impl EmbedWorker {
             EmbeddingBackend::Local => {
                 LocalEmbedder::check_installed(e).map_err(|e| e.to_string())?;
                 let dir = crate::embed::local_model_dir(e);
+                // As the model id says it (`local:all-MiniLM-L6-v2@bf16`).
+                let precision = match e.local_model {
+                    crate::domain::LocalModel::Minilm => {
+                        crate::embed::Precision::resolve(e.precision)
+                    }
+                    crate::domain::LocalModel::Static => crate::embed::Precision::F32,
+                };
                 format!(
-                    "local:{}",
+                    "local:{}{}",
                     dir.file_name()
                         .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default()
+                        .unwrap_or_default(),
+                    match precision {
+                        crate::embed::Precision::F32 => String::new(),
+                        p => format!("@{}", p.name()),
+                    }
                 )
             }
             EmbeddingBackend::Api => format!("api:{}", e.model),

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use futures_util::future::BoxFuture;
 
-use super::bert::Bert;
+use super::bert::{Bert, Precision};
 use super::wordpiece::WordPiece;
 use super::{EmbedError, Embedder};
 use crate::domain::EmbeddingsConfig;
@@ -55,7 +55,7 @@ impl LocalEmbedder {
     /// The model in `[embeddings] model_dir` (or [`default_model_dir`]).
     pub fn from_config(cfg: &EmbeddingsConfig) -> Result<LocalEmbedder, EmbedError> {
         let dir = model_dir(cfg);
-        let mut e = LocalEmbedder::load(&dir)?;
+        let mut e = LocalEmbedder::load_with(&dir, Precision::resolve(cfg.precision))?;
         e.batch_size = cfg.batch_size.max(1);
         Ok(e)
     }
@@ -72,12 +72,20 @@ impl LocalEmbedder {
     }
 
     /// Load the model in `dir` (`config.json`, `model.safetensors`,
-    /// `vocab.txt` or `tokenizer.json`).
+    /// `vocab.txt` or `tokenizer.json`) to run in f32.
     pub fn load(dir: &Path) -> Result<LocalEmbedder, EmbedError> {
+        LocalEmbedder::load_with(dir, Precision::F32)
+    }
+
+    /// [`load`](Self::load) to run in `precision` (bf16 only where the CPU
+    /// has AVX512_BF16, else f32). The model id names the precision the
+    /// model really runs in when it is not f32 (`local:all-MiniLM-L6-v2@bf16`),
+    /// so the vector store never mixes vectors of the two.
+    pub fn load_with(dir: &Path, precision: Precision) -> Result<LocalEmbedder, EmbedError> {
         if !dir.join("model.safetensors").is_file() || !dir.join("config.json").is_file() {
             return Err(EmbedError::MissingWeights(dir.to_path_buf()));
         }
-        let bert = Bert::load(dir).map_err(EmbedError::Model)?;
+        let bert = Bert::load_with(dir, precision).map_err(EmbedError::Model)?;
         let vocab = WordPiece::from_dir(dir).map_err(EmbedError::Model)?;
         let name = dir
             .file_name()
@@ -87,9 +95,12 @@ impl LocalEmbedder {
         let max_len = bert.max_len().min(MAX_SEQ_LEN);
         Ok(LocalEmbedder {
             dir: dir.to_path_buf(),
-            bert,
             vocab,
-            id: format!("local:{name}"),
+            id: match bert.precision() {
+                Precision::F32 => format!("local:{name}"),
+                p => format!("local:{name}@{}", p.name()),
+            },
+            bert,
             batch_size: 64,
             threads,
             max_len,
@@ -119,6 +130,11 @@ impl LocalEmbedder {
 
     pub fn bert(&self) -> &Bert {
         &self.bert
+    }
+
+    /// What the model runs in.
+    pub fn precision(&self) -> Precision {
+        self.bert.precision()
     }
 
     /// Token ids of `text` as the model sees it (`[CLS] … [SEP]`, cut at 256).

@@ -17,14 +17,16 @@
 //!   recomputed when either changes. Vectors never go into the journal.
 //!   [`vectors_for`] gives the vector of every sample of a project state.
 //!
-//! Speed (benches/embed.rs, 2-core AVX-512 EPYC): MiniLM costs about 630
-//! texts per CPU-second on CLINC-like questions (11 tokens) and 280 on
-//! tweets/news (22 tokens): 10,000 short texts in ~8.5 s on two free cores,
-//! mixed ones in ~18 s. That is near the GEMM's peak (~21 MFLOP a token);
-//! only fewer FLOPs go faster. (Tried: attention of short sequences by
-//! plain loops instead of two small GEMM calls per head — 535 vs 537 texts
-//! per CPU-second on 10,000 CLINC texts, no gain; texts are already sorted
-//! by length, packed without padding and split over both cores.) `local_model = "static"` (a token table
+//! Speed (benches/embed.rs, 2-core AVX-512 EPYC): in f32 the dense layers
+//! run at the f32 kernel's peak (~21 MFLOP a token); `precision = "auto"`
+//! runs them in bf16 (`vdpbf16ps`, twice the multiply-adds an
+//! instruction) where the CPU has AVX512_BF16, about 1.7× faster overall,
+//! with vectors within cosine 0.9999 of f32 (tests/embed_precision.rs).
+//! Attention runs per sequence and head in an AVX-512 kernel of its own
+//! (scores in 4×32 register tiles, a vector `exp`), residual and layer norm
+//! in one pass. Texts are sorted by length, packed without padding and
+//! split over both cores; the README has the figures.
+//! `local_model = "static"` (a token table
 //! distilled from MiniLM) embeds 10,000 texts in well under 0.1 s, but is 11
 //! points worse on CLINC20 and at TF-IDF level on tweets (2-shot LR: 0.83
 //! vs 0.94, 0.29 vs 0.38), so MiniLM is the default; vectors are cached per
@@ -124,14 +126,22 @@ pub fn from_config_with(
     Ok(match cfg.backend {
         EmbeddingBackend::None => None,
         EmbeddingBackend::Local => {
-            let model = LocalEmbedder::from_config(cfg)?;
             match cfg.local_model {
-                LocalModel::Minilm => Some(Arc::new(model)),
-                LocalModel::Static => Some(Arc::new(StaticEmbedder::load_or_distill(
-                    model.dir(),
-                    &model,
-                    StaticVariant::CenteredZipf,
-                )?)),
+                LocalModel::Minilm => Some(Arc::new(LocalEmbedder::from_config(cfg)?)),
+                LocalModel::Static => {
+                    // The table is distilled once, in f32, whatever the
+                    // precision setting: one file serves every machine.
+                    let f32 = EmbeddingsConfig {
+                        precision: crate::domain::EmbeddingPrecision::F32,
+                        ..cfg.clone()
+                    };
+                    let model = LocalEmbedder::from_config(&f32)?;
+                    Some(Arc::new(StaticEmbedder::load_or_distill(
+                        model.dir(),
+                        &model,
+                        StaticVariant::CenteredZipf,
+                    )?))
+                }
             }
         }
         EmbeddingBackend::Api => {
@@ -180,4 +190,4 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
 
-pub use bert::l2_normalize;
+pub use bert::{Precision, l2_normalize};

@@ -446,6 +446,7 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         backend: _,
         model_dir: _,
         local_model: _,
+        precision: _,
         base_url: _,
         model: _,
         api_key_env: _,
@@ -730,6 +731,16 @@ fn render_embeddings(w: &mut String, e: &crate::domain::EmbeddingsConfig) {
         v(match e.local_model {
             crate::domain::LocalModel::Minilm => "minilm",
             crate::domain::LocalModel::Static => "static",
+        }),
+    );
+    line(
+        w,
+        "local minilm: \"auto\" (bf16 where the CPU has AVX512_BF16: about twice as fast, vectors within cosine 0.999 of f32), \"f32\" or \"bf16\". Vectors of each precision are cached apart.",
+        "precision",
+        v(match e.precision {
+            crate::domain::EmbeddingPrecision::Auto => "auto",
+            crate::domain::EmbeddingPrecision::F32 => "f32",
+            crate::domain::EmbeddingPrecision::Bf16 => "bf16",
         }),
     );
     line(
