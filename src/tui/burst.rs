@@ -231,3 +231,194 @@ fn retract(st: &mut State, staged: &[Event], before: Option<(u64, crate::domain:
     }
     st.dirty = true;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Journal;
+    use crate::tui::fixture;
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+    fn key(c: char) -> Msg {
+        let code = match c {
+            'v' => KeyCode::Down,
+            '^' => KeyCode::Up,
+            c => KeyCode::Char(c),
+        };
+        Msg::Key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    /// Two identical projects of `n` generated samples on disk (the
+    /// same bytes), each journal open for appending, with the TUI state
+    /// over it.
+    fn pair(n: usize) -> [(tempfile::TempDir, Journal, State); 2] {
+        let kinds = fixture::events(n).into_iter().map(|e| e.kind).collect();
+        let a = tempfile::tempdir().unwrap();
+        drop(Journal::create(&a.path().join("journal.jsonl"), kinds).unwrap());
+        let b = tempfile::tempdir().unwrap();
+        std::fs::copy(
+            a.path().join("journal.jsonl"),
+            b.path().join("journal.jsonl"),
+        )
+        .unwrap();
+        [a, b].map(|dir| {
+            let mut project = crate::domain::ProjectState::new(true);
+            let (j, _) = Journal::open(&dir.path().join("journal.jsonl"), &mut project).unwrap();
+            let st = fixture::state_of(project, fixture::classes());
+            (dir, j, st)
+        })
+    }
+
+    /// The runtime's path: bursts of keys, each committed once; a key
+    /// that ends a burst has its appends written on their own.
+    fn in_bursts(st: &mut State, j: &mut Journal, keys: &str) {
+        let mut keys = keys.chars().peekable();
+        while keys.peek().is_some() {
+            let mut burst = Burst::default();
+            for c in keys.by_ref() {
+                if burst.handle(st, key(c), j) == Step::End {
+                    break;
+                }
+            }
+            let done = burst.finish(st, j);
+            assert!(done.error.is_none(), "{:?}", done.error);
+            for e in done.effects {
+                if let Effect::Append(kinds) = e {
+                    let events = j.append(kinds).unwrap();
+                    update(st, Msg::Appended(events));
+                }
+            }
+        }
+    }
+
+    /// Each key on its own: its append written and acknowledged before
+    /// the next key (what the app did before bursts).
+    fn one_by_one(st: &mut State, j: &mut Journal, keys: &str) {
+        for c in keys.chars() {
+            for e in update(st, key(c)) {
+                if let Effect::Append(kinds) = e {
+                    let events = j.append(kinds).unwrap();
+                    update(st, Msg::Appended(events));
+                }
+            }
+        }
+    }
+
+    /// The journal's lines as (id, event) without timestamps.
+    fn lines(j: &Journal) -> Vec<(u64, EventKind)> {
+        let text = std::fs::read_to_string(j.path()).unwrap();
+        text.lines()
+            .filter_map(|l| Event::from_json_line(l).ok())
+            .map(|e| (e.id, e.kind))
+            .collect()
+    }
+
+    fn same(a: &State, b: &State) {
+        for (x, y) in a.project.samples.iter().zip(&b.project.samples) {
+            assert_eq!(x, y);
+        }
+        assert!(a.project == b.project);
+        assert_eq!(a.review_sel, b.review_sel);
+        assert_eq!(a.queue.ids(), b.queue.ids());
+        assert_eq!(a.last_error, b.last_error);
+    }
+
+    fn decided(st: &State) -> usize {
+        st.project
+            .samples
+            .iter()
+            .filter(|s| !s.decisions.is_empty())
+            .count()
+    }
+
+    #[test]
+    fn a_burst_is_one_fsync_and_the_same_as_key_by_key() {
+        let [(_da, mut ja, mut a), (_db, mut jb, mut b)] = pair(300);
+        let before = decided(&a);
+        // Accepts, rejects, relabels, moves and skips: 40 decisions.
+        let keys = "aaxa2v3aa xa^ax1aaxaaxv2aaa aa3axxa4aa5ax6aa x";
+        let n = keys.chars().filter(|c| "ax123456".contains(*c)).count();
+        let (sa, sb) = (ja.syncs(), jb.syncs());
+
+        let mut burst = Burst::default();
+        for c in keys.chars() {
+            assert_eq!(burst.handle(&mut a, key(c), &mut ja), Step::More, "{c}");
+        }
+        assert_eq!(burst.staged(), n);
+        // Nothing is written before the commit.
+        assert_eq!(lines(&ja).len(), lines(&jb).len());
+        let done = burst.finish(&mut a, &mut ja);
+        assert_eq!(done.error, None);
+        assert_eq!(done.events.len(), n);
+        assert!(done.effects.iter().all(|e| !matches!(e, Effect::Append(_))));
+        assert_eq!(ja.syncs() - sa, 1, "one fsync for the burst");
+
+        one_by_one(&mut b, &mut jb, keys);
+        assert_eq!(jb.syncs() - sb, n as u64, "one fsync per key");
+        same(&a, &b);
+        assert_eq!(lines(&ja), lines(&jb));
+        assert!(decided(&a) > before);
+        // The journal, read back, is the state shown.
+        let mut reread = crate::domain::ProjectState::new(true);
+        crate::store::journal::replay(&std::fs::read(ja.path()).unwrap(), &mut reread);
+        assert_eq!(reread.samples, a.project.samples);
+    }
+
+    #[test]
+    fn undo_works_inside_and_across_bursts() {
+        let [(_da, mut ja, mut a), (_db, mut jb, mut b)] = pair(200);
+        let start = a.project.clone();
+        // `u` ends a burst; the undo then takes back the burst's last
+        // decision, and later ones undo further back, one key at a time.
+        let keys = "aaxa2uaaxuuaa3xuuuuuuuuu";
+        in_bursts(&mut a, &mut ja, keys);
+        one_by_one(&mut b, &mut jb, keys);
+        same(&a, &b);
+        assert_eq!(lines(&ja), lines(&jb));
+        // Every decision of this session was undone, one by one.
+        assert_eq!(a.project.samples, start.samples);
+        assert!(ja.syncs() < jb.syncs());
+    }
+
+    /// A journal whose disk refuses the commit.
+    struct FullDisk {
+        next: u64,
+    }
+
+    impl Stage for FullDisk {
+        fn stage(&mut self, kinds: Vec<EventKind>) -> Vec<Event> {
+            let events = fixture::stamp(kinds, self.next - 1);
+            self.next += events.len() as u64;
+            events
+        }
+        fn commit(&mut self) -> Result<(), String> {
+            Err("No space left on device (os error 28)".into())
+        }
+    }
+
+    #[test]
+    fn a_failed_commit_shows_nothing_as_done() {
+        let mut st = fixture::state(200);
+        let start = st.project.clone();
+        let counts = (st.tally.clone(), st.queue.ids().to_vec());
+        let first = st.selected_sample().unwrap().id;
+        let mut disk = FullDisk {
+            next: st.project.last_event_id + 1,
+        };
+        let mut burst = Burst::default();
+        // The undo ends the burst: its append (of a decision that is not
+        // recorded) must not be written either.
+        for c in "aaxa2u".chars() {
+            burst.handle(&mut st, key(c), &mut disk);
+        }
+        let done = burst.finish(&mut st, &mut disk);
+        assert!(done.events.is_empty());
+        assert!(done.error.as_deref().unwrap().contains("5 decisions"));
+        assert!(done.effects.iter().all(|e| !matches!(e, Effect::Append(_))));
+        assert_eq!(st.project, start, "every decision taken back");
+        assert_eq!((st.tally.clone(), st.queue.ids().to_vec()), counts);
+        let err = st.last_error.as_deref().unwrap();
+        assert!(err.contains("journal write failed") && err.contains("No space left"));
+        assert_eq!(st.selected_sample().unwrap().id, first);
+    }
+}
