@@ -592,6 +592,8 @@ pub struct Journal {
     next_id: EventId,
     /// Lines of [`Journal::stage`] not written yet.
     staged: String,
+    /// `fdatasync` calls made by appends (see [`Journal::syncs`]).
+    syncs: u64,
 }
 
 impl Journal {
@@ -674,6 +676,7 @@ impl Journal {
             len,
             staged: String::new(),
             next_id: state.last_event_id + 1,
+            syncs: 0,
         };
         Ok((journal, report))
     }
@@ -692,6 +695,7 @@ impl Journal {
             len: 0,
             staged: String::new(),
             next_id: 1,
+            syncs: 0,
         };
         // No batch header: a new journal is made in a temporary folder and
         // renamed into place (`Project::create`), which is atomic already,
@@ -707,6 +711,12 @@ impl Journal {
     /// Id the next appended event gets.
     pub fn next_id(&self) -> EventId {
         self.next_id
+    }
+
+    /// How many times appends made this journal durable (`fdatasync`)
+    /// since it was opened: group commit is checked by counting them.
+    pub fn syncs(&self) -> u64 {
+        self.syncs
     }
 
     /// Assign ids and timestamps, write all lines with one write and make
@@ -780,6 +790,7 @@ impl Journal {
         }
         let mut count = 0usize;
         let mut written = 0u64;
+        self.syncs += 1;
         let file = &mut self.file;
         let res = produce(&mut |kind| {
             if count >= n {
@@ -852,6 +863,7 @@ impl Journal {
 
     /// Write bytes and fsync; roll back on failure.
     fn write_durably(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
+        self.syncs += 1;
         let res = self
             .file
             .write_all(bytes)

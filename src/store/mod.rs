@@ -500,4 +500,20 @@ impl ProjectWriter {
     ) -> anyhow::Result<Vec<Vec<Event>>> {
         self.journal.append_groups(groups)
     }
+
+    /// Assign ids and keep the lines for [`ProjectWriter::flush`] (or the
+    /// next append, which writes them first): nothing is written yet.
+    pub fn stage(&mut self, kinds: Vec<EventKind>) -> Vec<Event> {
+        self.journal.stage(kinds)
+    }
+
+    /// Write what was staged with one write and one fsync.
+    pub fn flush(&mut self) -> anyhow::Result<()> {
+        self.journal.flush()
+    }
+
+    /// `fdatasync` calls so far ([`Journal::syncs`]).
+    pub fn syncs(&self) -> u64 {
+        self.journal.syncs()
+    }
 }

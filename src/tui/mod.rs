@@ -7,6 +7,7 @@
 //!   `driver` carries generation effects to the shared `app::session`.
 //! * [`keymap`], [`theme`], [`config`]: keys, colors, the user's config file.
 
+pub mod burst;
 pub mod chosen;
 pub mod config;
 mod driver;

@@ -425,6 +425,74 @@ impl ReviewQueue {
         }
     }
 
+    /// [`ReviewQueue::remove`] then [`ReviewQueue::insert`] for each of
+    /// `ids` (sorted, no duplicates), with one pass over each order
+    /// instead of two shifts of it per sample: a burst of decisions
+    /// catching up (see `tui::burst`).
+    pub fn reinsert_many(&mut self, ids: &[SampleId], st: &ProjectState, classes: &[Class]) {
+        if ids.len() < 8 {
+            for &id in ids {
+                self.remove(id);
+                if let Some(s) = st.sample(id) {
+                    self.insert(s, st, classes);
+                }
+            }
+            return;
+        }
+        let max = ids.iter().copied().max().unwrap_or(0) as usize;
+        let mut gone = vec![false; max + 1];
+        for &id in ids {
+            gone[id as usize] = true;
+            self.scores.remove(&id);
+            if let Some(m) = self.meta.get_mut(id as usize) {
+                m.present = false;
+            }
+        }
+        let is_gone = |x: &SampleId| gone.get(*x as usize).copied().unwrap_or(false);
+        for o in &mut self.orders {
+            o.ids.retain(|x| !is_gone(x));
+            if let Some(f) = &mut o.filtered {
+                f.retain(|x| !is_gone(x));
+            }
+            for &id in ids {
+                if let Some(k) = o.keys.get_mut(id as usize) {
+                    *k = NO_KEY;
+                }
+            }
+        }
+        let back: Vec<&SampleState> = ids
+            .iter()
+            .filter_map(|id| st.sample(*id))
+            .filter(|s| s.origin == crate::domain::Origin::Generated)
+            .collect();
+        let mut passes = Vec::with_capacity(back.len());
+        for s in &back {
+            self.set_meta(s, st.take_relabel);
+            passes.push(!self.filter.is_empty() && self.filter.matches(s, st.take_relabel));
+        }
+        for by in SortBy::ALL {
+            let mut new: Vec<(Key, SampleId, bool)> = back
+                .iter()
+                .zip(&passes)
+                .map(|(s, p)| (self.key(by, s, st, classes), s.id, *p))
+                .collect();
+            new.sort_unstable_by_key(|e| e.0);
+            let o = &mut self.orders[by.index()];
+            if let Some(top) = new.iter().map(|e| e.1 as usize).max()
+                && o.keys.len() <= top
+            {
+                o.keys.resize(top + 1, NO_KEY);
+            }
+            for e in &new {
+                o.keys[e.1 as usize] = e.0;
+            }
+            merge_into(&mut o.ids, new.iter().map(|e| (e.0, e.1)), &o.keys);
+            if let Some(f) = &mut o.filtered {
+                merge_into(f, new.iter().filter(|e| e.2).map(|e| (e.0, e.1)), &o.keys);
+            }
+        }
+    }
+
     /// Position of a visible sample.
     pub fn position(&self, id: SampleId) -> Option<usize> {
         let o = self.order();
@@ -433,4 +501,24 @@ impl ReviewQueue {
             .binary_search_by_key(&k, |x| o.keys[*x as usize])
             .ok()
     }
+}
+
+/// Merge `new` (sorted by key) into `v` (sorted by `keys`), each new id
+/// where [`Order::insert`] would put it.
+fn merge_into(v: &mut Vec<SampleId>, new: impl Iterator<Item = (Key, SampleId)>, keys: &[Key]) {
+    let mut new = new.peekable();
+    if new.peek().is_none() {
+        return;
+    }
+    let old = std::mem::take(v);
+    let mut out = Vec::with_capacity(old.len() + new.size_hint().0);
+    for x in old {
+        let k = keys[x as usize];
+        while let Some(e) = new.next_if(|e| e.0 < k) {
+            out.push(e.1);
+        }
+        out.push(x);
+    }
+    out.extend(new.map(|e| e.1));
+    *v = out;
 }

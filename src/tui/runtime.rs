@@ -5,10 +5,16 @@
 //! frames and usage polls is a once-a-second tick while a retry countdown
 //! is on screen).
 //!
-//! Durability: journal appends run on a dedicated writer thread that owns
-//! the project's append side (`ProjectWriter`, no fold of its own). While
-//! an append caused by a key is in flight the loop does not read the
-//! terminal, so a decision is on disk before the next key is handled.
+//! Durability: the project's append side (`ProjectWriter`, no fold of its
+//! own) is shared by a dedicated writer thread, which group-commits the
+//! session's and usage appends, and the loop's key bursts
+//! (`super::burst`): every terminal event already waiting is handled in
+//! order, the decisions they record are staged and committed with one
+//! write and one fsync, and only then is the frame drawn and the terminal
+//! read again — so a decision is on disk before it is shown and before
+//! any key read after that frame is handled. A key with other appends
+//! ends its burst; while those are in flight the loop does not read the
+//! terminal.
 //!
 //! One fold per process: `State::project`, updated from acknowledged
 //! events only. Jobs (S3 round, training signals, export) get a snapshot
@@ -23,7 +29,7 @@ use crossterm::execute;
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
-use futures_util::StreamExt;
+use futures_util::{FutureExt as _, StreamExt};
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use std::io::Stdout;
@@ -36,6 +42,7 @@ use crate::app::export::{ExportRequest, Source};
 use crate::domain::{Event as JournalEvent, EventKind, ProjectConfig};
 use crate::store::{Project, ProjectWriter};
 
+use super::burst::{self, Burst, Step};
 use super::config::UiConfig;
 use super::driver::{Ask, Driver, DriverOut};
 use super::state::{Effect, Init, Msg, State, TomlSettings};
@@ -71,10 +78,20 @@ struct StoreDone {
 /// Most appends committed together by the writer thread.
 const GROUP_MAX: usize = 1024;
 
+/// The journal's append side, shared by the writer thread and the loop's
+/// key bursts. A burst holds it from its first staged decision to its
+/// commit, so no other append can write (or fail to write) its decisions
+/// in between.
+type Shared = std::sync::Arc<std::sync::Mutex<ProjectWriter>>;
+
+fn lock(w: &Shared) -> std::sync::MutexGuard<'_, ProjectWriter> {
+    w.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// The writer thread: owns the journal's append side, appends in order
 /// (group commit), answers each job.
 fn spawn_writer(
-    mut project: ProjectWriter,
+    project: Shared,
     done: mpsc::UnboundedSender<StoreDone>,
 ) -> (
     std::sync::mpsc::Sender<StoreJob>,
@@ -95,14 +112,15 @@ fn spawn_writer(
                     jobs.push(more);
                 }
                 let origins: Vec<Origin> = jobs.iter().map(|j| j.origin).collect();
-                let results: Vec<Result<Vec<JournalEvent>, String>> =
-                    match project.append_groups(jobs.into_iter().map(|j| j.kinds).collect()) {
-                        Ok(groups) => groups.into_iter().map(Ok).collect(),
-                        Err(e) => {
-                            let msg = format!("{e:#}");
-                            origins.iter().map(|_| Err(msg.clone())).collect()
-                        }
-                    };
+                let appended =
+                    lock(&project).append_groups(jobs.into_iter().map(|j| j.kinds).collect());
+                let results: Vec<Result<Vec<JournalEvent>, String>> = match appended {
+                    Ok(groups) => groups.into_iter().map(Ok).collect(),
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        origins.iter().map(|_| Err(msg.clone())).collect()
+                    }
+                };
                 for (origin, result) in origins.into_iter().zip(results) {
                     if done.send(StoreDone { origin, result }).is_err() {
                         return;
@@ -219,7 +237,8 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         ));
     }
     let (done_tx, done_rx) = mpsc::unbounded_channel();
-    let (store_tx, writer) = spawn_writer(writer_side, done_tx);
+    let journal: Shared = std::sync::Arc::new(std::sync::Mutex::new(writer_side));
+    let (store_tx, writer) = spawn_writer(journal.clone(), done_tx);
 
     let (bg_tx, bg_rx) = mpsc::unbounded_channel();
     let (mut term, guard) = setup_terminal()?;
@@ -228,6 +247,7 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
     let mut app = App {
         st,
         store_tx,
+        journal,
         done_rx,
         key_acks: 0,
         session_acks: 0,
@@ -267,6 +287,8 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
 struct App {
     st: State,
     store_tx: std::sync::mpsc::Sender<StoreJob>,
+    /// The journal's append side, for key bursts.
+    journal: Shared,
     done_rx: mpsc::UnboundedReceiver<StoreDone>,
     /// Appends from keys not yet acknowledged.
     key_acks: usize,
@@ -379,7 +401,10 @@ impl App {
                         ..
                     })
             );
-            self.handle(next, &export_tx)?;
+            match next {
+                Input::Term(Some(Ok(ev))) => self.key_burst(ev, &mut input, &export_tx)?,
+                next => self.handle(next, &export_tx)?,
+            }
             // Drain whatever else is queued before drawing.
             while let Ok(d) = self.done_rx.try_recv() {
                 self.handle(Input::Store(d), &export_tx)?;
@@ -400,15 +425,10 @@ impl App {
             Input::Term(None) => self.st.quit = true,
             Input::Term(Some(Err(e))) => return Err(e).context("reading the terminal"),
             Input::Term(Some(Ok(ev))) => {
-                let msg = match ev {
-                    Event::Key(k) => Msg::Key(k),
-                    Event::Mouse(m) => Msg::Mouse(m),
-                    Event::Paste(p) => Msg::Paste(p),
-                    Event::Resize(w, h) => Msg::Resize(w, h),
-                    _ => return Ok(()),
-                };
-                let fx = update(&mut self.st, msg);
-                self.run_effects_from(fx, Origin::Key, export_tx);
+                if let Some(msg) = term_msg(ev) {
+                    let fx = update(&mut self.st, msg);
+                    self.run_effects_from(fx, Origin::Key, export_tx);
+                }
             }
             Input::Store(done) => {
                 let n = self.acks(done.origin);
@@ -454,6 +474,59 @@ impl App {
             Input::Frame => {}
         }
         Ok(())
+    }
+
+    /// A key burst (`super::burst`): `first` and every terminal event
+    /// already waiting behind it, each handled in the state the previous
+    /// one left; their decisions committed with one write and one fsync
+    /// before anything else runs, is drawn, or is read.
+    fn key_burst(
+        &mut self,
+        first: Event,
+        input: &mut EventStream,
+        export_tx: &mpsc::UnboundedSender<Result<String, String>>,
+    ) -> anyhow::Result<()> {
+        let journal = self.journal.clone();
+        let mut journal = lock(&journal);
+        let mut burst = Burst::default();
+        let start = Instant::now();
+        let mut next = Some(first);
+        // What ended the burst from the terminal's side (closed, an error).
+        let mut after = None;
+        while let Some(ev) = next.take() {
+            if let Some(msg) = term_msg(ev)
+                && burst.handle(&mut self.st, msg, &mut *journal) == Step::End
+            {
+                break;
+            }
+            if burst.keys() >= burst::MAX_KEYS || start.elapsed() >= burst::MAX_TIME {
+                break;
+            }
+            // Only what is already waiting: never wait for more.
+            match input.next().now_or_never() {
+                Some(Some(Ok(ev))) => next = Some(ev),
+                Some(other) => after = Some(Input::Term(other)),
+                None => {}
+            }
+        }
+        let done = tokio::task::block_in_place(|| burst.finish(&mut self.st, &mut *journal));
+        drop(journal);
+        if done.events.len() > 1 {
+            tracing::debug!(
+                "{} keys: {} decisions in one commit",
+                done.keys,
+                done.events.len()
+            );
+        }
+        if !done.events.is_empty() {
+            let out = self.driver.on_appended(&self.st, &done.events, false);
+            self.apply_driver(out, export_tx);
+        }
+        self.run_effects_from(done.effects, Origin::Key, export_tx);
+        match after {
+            Some(input) => self.handle(input, export_tx),
+            None => Ok(()),
+        }
     }
 
     fn apply_driver(
@@ -557,6 +630,17 @@ impl App {
             self.apply_driver(out, export_tx);
         }
     }
+}
+
+/// The message a terminal event becomes (`None`: not one the app uses).
+fn term_msg(ev: Event) -> Option<Msg> {
+    Some(match ev {
+        Event::Key(k) => Msg::Key(k),
+        Event::Mouse(m) => Msg::Mouse(m),
+        Event::Paste(p) => Msg::Paste(p),
+        Event::Resize(w, h) => Msg::Resize(w, h),
+        _ => return None,
+    })
 }
 
 async fn sleep_until(t: Option<Instant>) {

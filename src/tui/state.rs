@@ -531,6 +531,9 @@ pub struct State {
     /// Sample to select once the next acknowledged events are applied
     /// (the target of an undo).
     pub pending_select: Option<SampleId>,
+    /// While a key burst defers the review queue (`tui::burst`): the
+    /// samples whose place in it is not updated yet.
+    pub queue_behind: Option<Vec<SampleId>>,
     pub class_sel: usize,
     /// Selected seed example of the selected class (`None`: the class
     /// list has the cursor).
@@ -632,6 +635,7 @@ impl State {
             review_sel: 0,
             review_offset: 0,
             pending_select: None,
+            queue_behind: None,
             class_sel: 0,
             seed_sel: None,
             control_sel: 0,
@@ -831,7 +835,9 @@ impl State {
             {
                 self.tally.add(s, take, -1);
                 self.map.forget(s);
-                self.queue.remove(id);
+                if self.queue_behind.is_none() {
+                    self.queue.remove(id);
+                }
             }
             self.project.apply(ev);
             match &ev.kind {
@@ -886,7 +892,10 @@ impl State {
                     EventKind::SampleAdded(_) | EventKind::Edited(_) | EventKind::Undone(_)
                 );
                 self.map.note(s, &self.classes, take, text);
-                self.queue.insert(s, &self.project, &self.classes);
+                match &mut self.queue_behind {
+                    Some(behind) => behind.push(id),
+                    None => self.queue.insert(s, &self.project, &self.classes),
+                }
             }
         }
         if policy_changed {
@@ -903,6 +912,28 @@ impl State {
 
     /// Keep the selection on the same sample after the queue moved (or on
     /// the same row when the sample left the queue).
+    /// Defer the review queue's updates (a key burst of decisions: the
+    /// selection moves by sample id, so a stale order is read the same).
+    pub fn defer_queue(&mut self) {
+        self.queue_behind.get_or_insert_with(Vec::new);
+    }
+
+    /// Put every sample the deferred events touched in its place, the
+    /// selection staying on its sample.
+    pub fn catch_up_queue(&mut self) {
+        let Some(mut ids) = self.queue_behind.take() else {
+            return;
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let sel = self.queue.get(self.review_sel);
+        ids.sort_unstable();
+        ids.dedup();
+        self.queue.reinsert_many(&ids, &self.project, &self.classes);
+        self.follow_selection(sel);
+    }
+
     pub fn follow_selection(&mut self, sel_id: Option<SampleId>) {
         if let Some(i) = sel_id.and_then(|id| self.queue.position(id)) {
             self.review_sel = i;
