@@ -381,6 +381,7 @@ pub fn ingest(
     // project has it on (`[denoise]`, `STRADDLE_DENOISE`).
     let mut embeddings = Embeddings::start(project, &mut session);
     let mut done = ingested(project.state());
+    done.reserve(lines.len());
     let mut plans: HashMap<String, Result<Plans, String>> = HashMap::new();
     let mut r = IngestReport::default();
     let model = backend.model.clone();
