@@ -288,37 +288,65 @@ fn ingested(state: &ProjectState) -> HashSet<String> {
     done
 }
 
-/// The plans of a batch, checked against the journal's hash.
-fn load_plans(project: &Project, name: &str) -> anyhow::Result<HashMap<String, PlannedRequest>> {
-    let (b, _) = project
-        .state()
-        .batches
-        .get(name)
-        .ok_or_else(|| anyhow::anyhow!("batch {name} was never planned in this project"))?;
-    let path = batch_dir(project.dir(), name).join("plan.jsonl");
-    let bytes =
-        std::fs::read(&path).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-    if sha256(&bytes) != b.plan_sha256 {
-        anyhow::bail!(
-            "{} changed since batch {name} was planned (its SHA-256 differs from the journal's)",
-            path.display()
-        );
-    }
-    #[derive(serde::Deserialize)]
-    struct Line {
-        custom_id: String,
-        plan: PlannedRequest,
-    }
-    let mut out = HashMap::new();
-    for (i, l) in bytes.split(|b| *b == b'\n').enumerate() {
-        if l.is_empty() {
-            continue;
+/// The plans of a batch (`plan.jsonl`, checked against the journal's
+/// hash), each parsed when its reply comes: the file's lines are only
+/// indexed by custom id up front, so an ingest holds one parsed plan at a
+/// time instead of the whole batch's.
+struct Plans {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    /// Custom id → (line number, byte range of its `plan`).
+    at: HashMap<String, (usize, std::ops::Range<usize>)>,
+}
+
+impl Plans {
+    fn load(project: &Project, name: &str) -> anyhow::Result<Plans> {
+        let (b, _) = project
+            .state()
+            .batches
+            .get(name)
+            .ok_or_else(|| anyhow::anyhow!("batch {name} was never planned in this project"))?;
+        let path = batch_dir(project.dir(), name).join("plan.jsonl");
+        let bytes = std::fs::read(&path)
+            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+        if sha256(&bytes) != b.plan_sha256 {
+            anyhow::bail!(
+                "{} changed since batch {name} was planned (its SHA-256 differs from the journal's)",
+                path.display()
+            );
         }
-        let l: Line = serde_json::from_slice(l)
-            .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
-        out.insert(l.custom_id, l.plan);
+        #[derive(serde::Deserialize)]
+        struct Line<'a> {
+            custom_id: String,
+            #[serde(borrow)]
+            plan: &'a serde_json::value::RawValue,
+        }
+        let mut at = HashMap::with_capacity(b.custom_ids.len());
+        let mut start = 0;
+        for (i, l) in bytes.split(|b| *b == b'\n').enumerate() {
+            let line_start = start;
+            start += l.len() + 1;
+            if l.is_empty() {
+                continue;
+            }
+            let line: Line<'_> = serde_json::from_slice(l)
+                .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
+            let raw = line.plan.get();
+            let from = line_start + (raw.as_ptr() as usize - l.as_ptr() as usize);
+            at.insert(line.custom_id, (i + 1, from..from + raw.len()));
+        }
+        Ok(Plans { path, bytes, at })
     }
-    Ok(out)
+
+    /// The plan of `id`, taken (a custom id is handed over once); `None`
+    /// for an id the batch did not plan or already handed over.
+    fn take(&mut self, id: &str) -> Option<anyhow::Result<PlannedRequest>> {
+        let (line, range) = self.at.remove(id)?;
+        Some(
+            serde_json::from_slice(&self.bytes[range])
+                .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", self.path.display())),
+        )
+    }
 }
 
 /// Ingest a batch output or error file (see the module docs). `remote`
@@ -353,8 +381,8 @@ pub fn ingest(
     // project has it on (`[denoise]`, `STRADDLE_DENOISE`).
     let mut embeddings = Embeddings::start(project, &mut session);
     let mut done = ingested(project.state());
-    let mut plans: HashMap<String, Result<HashMap<String, PlannedRequest>, String>> =
-        HashMap::new();
+    done.reserve(lines.len());
+    let mut plans: HashMap<String, Result<Plans, String>> = HashMap::new();
     let mut r = IngestReport::default();
     let model = backend.model.clone();
     let shown = file.display().to_string();
@@ -399,11 +427,14 @@ pub fn ingest(
         let batch = id.rsplit_once('-').map(|(b, _)| b).unwrap_or("");
         let table = plans
             .entry(batch.to_string())
-            .or_insert_with(|| load_plans(project, batch).map_err(|e| format!("{e:#}")));
+            .or_insert_with(|| Plans::load(project, batch).map_err(|e| format!("{e:#}")));
         let plan = match table {
-            // Taken, not cloned: a custom id is handed over once.
-            Ok(t) => match t.remove(&id) {
-                Some(p) => p,
+            Ok(t) => match t.take(&id) {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => {
+                    bad(format!("custom_id {id}: {e:#}"));
+                    continue;
+                }
                 None => {
                     bad(format!("unknown custom_id {id}"));
                     continue;

@@ -11,34 +11,47 @@
 //! reports one below it.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use super::parse::normalize;
 use super::sampling::splitmix64;
 use crate::domain::{Origin, ProjectState, SampleId, Status};
 
-/// Hasher for keys that are already well-mixed 64-bit hashes.
-#[derive(Default, Clone, Copy)]
-struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0 << 8) ^ u64::from(*b);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
-}
-
-type BandMap = HashMap<u64, u32, BuildHasherDefault<IdHasher>>;
-
 /// Signature length (hash functions).
 const HASHES: usize = 64;
+
+/// A MinHash signature: per hash function, the least value over the
+/// text's shingles.
+type Signature = [u32; HASHES];
+
+/// `splitmix64` as a `const fn`, for the tables below.
+const fn mix(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Multipliers (odd) and addends of the signature's hash functions
+/// `h_k(x) = MUL[k]·x + ADD[k] mod 2³²`, fixed so signatures are the same
+/// on every run and platform.
+const MUL: [u32; HASHES] = {
+    let mut t = [0u32; HASHES];
+    let mut k = 0;
+    while k < HASHES {
+        t[k] = (mix(2 * k as u64 + 1) >> 32) as u32 | 1;
+        k += 1;
+    }
+    t
+};
+const ADD: [u32; HASHES] = {
+    let mut t = [0u32; HASHES];
+    let mut k = 0;
+    while k < HASHES {
+        t[k] = (mix(2 * k as u64 + 2) >> 32) as u32;
+        k += 1;
+    }
+    t
+};
 
 /// Hash of a string (FNV-1a, then mixed): stable across runs and platforms.
 fn hash_str(s: &str) -> u64 {
@@ -53,13 +66,21 @@ fn hash_str(s: &str) -> u64 {
 /// Sorted, distinct shingle hashes of a normalised text: every word and
 /// every pair of adjacent words.
 pub fn shingles(normalized: &str) -> Vec<u64> {
-    let words: Vec<&str> = normalized.split(' ').filter(|w| !w.is_empty()).collect();
-    let mut out: Vec<u64> = words.iter().map(|w| hash_str(w)).collect();
-    let bigrams: Vec<u64> = out
-        .windows(2)
-        .map(|p| splitmix64(p[0].rotate_left(17) ^ p[1] ^ 0x5851_F42D_4C95_7F2D))
-        .collect();
-    out.extend(bigrams);
+    // One vector, sized once (a normal form has single spaces): the
+    // words' hashes, then the bigrams' after them.
+    let words = normalized.bytes().filter(|&b| b == b' ').count() + 1;
+    let mut out: Vec<u64> = Vec::with_capacity(2 * words);
+    out.extend(
+        normalized
+            .split(' ')
+            .filter(|w| !w.is_empty())
+            .map(hash_str),
+    );
+    let words = out.len();
+    for i in 1..words {
+        let (a, b) = (out[i - 1], out[i]);
+        out.push(splitmix64(a.rotate_left(17) ^ b ^ 0x5851_F42D_4C95_7F2D));
+    }
     out.sort_unstable();
     out.dedup();
     out
@@ -85,17 +106,38 @@ pub fn jaccard(a: &[u64], b: &[u64]) -> f64 {
     inter as f64 / (a.len() + b.len() - inter) as f64
 }
 
-fn signature(sh: &[u64]) -> [u64; HASHES] {
-    let mut sig = [u64::MAX; HASHES];
+/// The MinHash signature of a shingle set. A shingle is already a
+/// well-mixed 64-bit hash, so the 64 hash functions are cheap ones of it
+/// (one multiply and add each on its 32 folded bits, [`MUL`], [`ADD`])
+/// instead of 64 full mixes: the 64 lanes run as a few vector
+/// instructions per shingle. Same value on every CPU; AVX2 is used when
+/// the processor has it (checked at run time).
+fn signature(sh: &[u64]) -> Signature {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        // SAFETY: the processor has AVX2 (checked just above).
+        return unsafe { signature_avx2(sh) };
+    }
+    signature_portable(sh)
+}
+
+#[inline(always)]
+fn signature_portable(sh: &[u64]) -> Signature {
+    let mut sig = [u32::MAX; HASHES];
     for &s in sh {
-        for (k, slot) in sig.iter_mut().enumerate() {
-            let h = splitmix64(s ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            if h < *slot {
-                *slot = h;
-            }
+        let x = (s ^ (s >> 32)) as u32;
+        for k in 0..HASHES {
+            sig[k] = sig[k].min(MUL[k].wrapping_mul(x).wrapping_add(ADD[k]));
         }
     }
     sig
+}
+
+/// [`signature_portable`] compiled for AVX2 (the same arithmetic).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn signature_avx2(sh: &[u64]) -> Signature {
+    signature_portable(sh)
 }
 
 /// Rows per band for a threshold: more rows = fewer, likelier candidates.
@@ -137,26 +179,48 @@ pub struct DupMatch {
 
 /// Index of the texts seen so far.
 ///
-/// The LSH buckets are chains: per band, a map from the band's key to the
-/// latest text in that bucket, and per (text, band) the text before it in
-/// the same bucket. That is one map slot and one `u32` per text and band
-/// instead of a `Vec` per bucket (nearly every bucket holds one text), so
-/// a 500k-text index is a few allocations, not eight million.
+/// The LSH buckets are chains in flat tables: per band, a table of
+/// `2^slot_bits` heads (the latest text whose band key falls in that slot)
+/// and per (text, band) a [`Link`]: the key's top 32 bits and the text
+/// before it in the same slot. A chain may hold texts of other keys that
+/// share the slot (the table is at most as long as the index, so about
+/// one); reading it skips them by their key. Shingle sets sit end to end
+/// in one vector. A 500k-text index is a few large allocations of about
+/// 200 bytes per text (hash maps per band took three times that, every
+/// page of it touched at random).
 #[derive(Debug, Clone)]
 pub struct DedupIndex {
     threshold: f64,
     rows: usize,
+    bands: usize,
     exact: HashMap<String, SampleId>,
-    sets: Vec<(SampleId, Vec<u64>)>,
-    /// Per band: key → the latest text (index into `sets`) in the bucket.
-    bands: Vec<BandMap>,
-    /// `next[i * bands + b]`: the text before `i` in its bucket of band
-    /// `b`, or [`NONE`].
-    next: Vec<u32>,
+    /// Per indexed text (index `i`): its sample id, and its shingles at
+    /// `shingles[starts[i]..starts[i + 1]]`.
+    ids: Vec<SampleId>,
+    starts: Vec<usize>,
+    shingles: Vec<u64>,
+    /// `heads[b << slot_bits | slot]`: the latest text in that slot of
+    /// band `b`, or [`NONE`].
+    heads: Vec<u32>,
+    slot_bits: u32,
+    /// `links[i * bands + b]`: text `i` in band `b`.
+    links: Vec<Link>,
+}
+
+/// A text's place in one band's chain.
+#[derive(Debug, Clone, Copy)]
+struct Link {
+    /// Top 32 bits of the band key (its slot is the top `slot_bits`).
+    key: u32,
+    /// The text before it in the same slot, or [`NONE`].
+    next: u32,
 }
 
 /// End of a bucket chain.
 const NONE: u32 = u32::MAX;
+
+/// Slots per band of a new index (grows by doubling with the index).
+const MIN_SLOT_BITS: u32 = 8;
 
 /// Candidates read per bucket, newest first. Texts made from one template
 /// ("Which river … near hill …?") share their common words' min-hashes, so
@@ -171,7 +235,7 @@ const MAX_CHAIN: usize = 64;
 struct Prepared {
     norm: String,
     shingles: Vec<u64>,
-    sig: Option<[u64; HASHES]>,
+    sig: Option<Signature>,
 }
 
 impl DedupIndex {
@@ -179,13 +243,18 @@ impl DedupIndex {
     /// disables near-duplicate detection).
     pub fn new(threshold: f64) -> DedupIndex {
         let rows = rows_for(threshold);
+        let bands = HASHES / rows;
         DedupIndex {
             threshold,
             rows,
+            bands,
             exact: HashMap::new(),
-            sets: Vec::new(),
-            bands: vec![BandMap::default(); HASHES / rows],
-            next: Vec::new(),
+            ids: Vec::new(),
+            starts: vec![0],
+            shingles: Vec::new(),
+            heads: vec![NONE; bands << MIN_SLOT_BITS],
+            slot_bits: MIN_SLOT_BITS,
+            links: Vec::new(),
         }
     }
 
@@ -212,25 +281,54 @@ impl DedupIndex {
     /// coming, e.g. a batch ingest, saves the growing and rehashing).
     pub fn reserve(&mut self, n: usize) {
         self.exact.reserve(n);
-        self.sets.reserve(n);
-        self.next.reserve(n * self.bands.len());
-        for b in &mut self.bands {
-            b.reserve(n);
+        self.ids.reserve(n);
+        self.starts.reserve(n);
+        // Shingles of a short text: about twice its words.
+        self.shingles.reserve(n * 24);
+        self.links.reserve(n * self.bands);
+        self.grow_slots(self.ids.len() + n);
+    }
+
+    /// At least `n` slots per band (a power of two), the chains rebuilt
+    /// in the same newest-first order.
+    fn grow_slots(&mut self, n: usize) {
+        let mut bits = self.slot_bits;
+        while (1usize << bits) < n && bits < 30 {
+            bits += 1;
+        }
+        if bits == self.slot_bits {
+            return;
+        }
+        self.slot_bits = bits;
+        self.heads = vec![NONE; self.bands << bits];
+        for i in 0..self.ids.len() {
+            for b in 0..self.bands {
+                let l = &mut self.links[i * self.bands + b];
+                let head = &mut self.heads[(b << bits) | (l.key >> (32 - bits)) as usize];
+                l.next = *head;
+                *head = i as u32;
+            }
         }
     }
 
     pub fn len(&self) -> usize {
-        self.sets.len()
+        self.ids.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.sets.is_empty()
+        self.ids.is_empty()
     }
 
-    fn band_keys<'a>(&self, sig: &'a [u64; HASHES]) -> impl Iterator<Item = u64> + 'a {
+    fn band_keys<'a>(&self, sig: &'a Signature) -> impl Iterator<Item = u32> + 'a {
         sig.chunks(self.rows).enumerate().map(|(b, rows)| {
-            rows.iter()
-                .fold(splitmix64(b as u64), |h, r| splitmix64(h ^ r))
+            // The band's rows packed two to a word, then mixed once per
+            // word (the band number keeps equal rows of different bands
+            // apart); the top 32 bits are the key.
+            let h = rows.chunks(2).fold(b as u64, |h, pair| {
+                let w = u64::from(pair[0]) | pair.get(1).map_or(0, |&r| u64::from(r) << 32);
+                splitmix64(h ^ w)
+            });
+            (h >> 32) as u32
         })
     }
 
@@ -267,21 +365,28 @@ impl DedupIndex {
         let mut best: Option<(f64, SampleId)> = None;
         // Candidates met in an earlier band (few: most buckets hold one).
         let mut seen: Vec<u32> = Vec::new();
+        let bits = self.slot_bits;
         for (b, key) in self.band_keys(sig).enumerate() {
-            let mut i = self.bands[b].get(&key).copied().unwrap_or(NONE);
+            let mut i = self.heads[(b << bits) | (key >> (32 - bits)) as usize];
             let mut read = 0;
             while i != NONE && read < MAX_CHAIN {
-                read += 1;
                 let at = i;
-                i = self.next[at as usize * self.bands.len() + b];
+                let link = self.links[at as usize * self.bands + b];
+                i = link.next;
+                if link.key != key {
+                    // Another key in the same slot.
+                    continue;
+                }
+                read += 1;
                 if seen.contains(&at) {
                     continue;
                 }
                 seen.push(at);
-                let (id, other) = &self.sets[at as usize];
+                let at = at as usize;
+                let other = &self.shingles[self.starts[at]..self.starts[at + 1]];
                 let j = jaccard(&p.shingles, other);
                 if j >= self.threshold && best.is_none_or(|(bj, _)| j > bj) {
-                    best = Some((j, *id));
+                    best = Some((j, self.ids[at]));
                 }
             }
         }
@@ -302,13 +407,19 @@ impl DedupIndex {
         let Some(sig) = p.sig else {
             return;
         };
-        let i = self.sets.len() as u32;
-        let keys: Vec<u64> = self.band_keys(&sig).collect();
-        for (b, key) in keys.into_iter().enumerate() {
-            let prev = self.bands[b].insert(key, i).unwrap_or(NONE);
-            self.next.push(prev);
+        if self.ids.len() >= 1 << self.slot_bits {
+            self.grow_slots(2 * self.ids.len());
         }
-        self.sets.push((id, p.shingles));
+        let i = self.ids.len() as u32;
+        let bits = self.slot_bits;
+        for (b, key) in self.band_keys(&sig).enumerate() {
+            let head = &mut self.heads[(b << bits) | (key >> (32 - bits)) as usize];
+            self.links.push(Link { key, next: *head });
+            *head = i;
+        }
+        self.ids.push(id);
+        self.shingles.extend_from_slice(&p.shingles);
+        self.starts.push(self.shingles.len());
     }
 
     /// Check, and index the text when it is new (its normal form,
@@ -380,40 +491,121 @@ mod tests {
         assert!((jaccard(&[1, 2, 3], &[2, 3, 4]) - 0.5).abs() < 1e-12);
     }
 
+    /// The signature's share of agreeing hash functions estimates the
+    /// exact Jaccard similarity without bias, with the spread of 64
+    /// independent trials (sd √(J(1−J)/64)), over set pairs of many sizes
+    /// and overlaps.
     #[test]
-    fn lsh_finds_what_brute_force_finds() {
-        // Random-ish sentences from a small vocabulary, with edits.
+    fn signature_estimates_jaccard() {
+        let mut x = 42u64;
+        let mut next = || {
+            x = splitmix64(x);
+            x
+        };
+        for &(j, size) in &[
+            (0.2, 20usize),
+            (0.5, 20),
+            (0.7, 25),
+            (0.8, 30),
+            (0.9, 40),
+            (0.5, 200),
+        ] {
+            let (mut bias, mut sq, trials) = (0.0, 0.0, 400);
+            for _ in 0..trials {
+                // |A ∩ B| = s, |A ∪ B| = size: J = s / size.
+                let shared = (j * size as f64).round() as usize;
+                let common: Vec<u64> = (0..shared).map(|_| next()).collect();
+                let only = (size - shared) / 2;
+                let mut a = common.clone();
+                a.extend((0..only).map(|_| next()));
+                let mut b = common;
+                b.extend((0..size - shared - only).map(|_| next()));
+                a.sort_unstable();
+                b.sort_unstable();
+                let exact = jaccard(&a, &b);
+                let (sa, sb) = (signature(&a), signature(&b));
+                assert_eq!(sa, signature_portable(&a), "every CPU signs alike");
+                let est = sa.iter().zip(&sb).filter(|(p, q)| p == q).count() as f64 / HASHES as f64;
+                bias += est - exact;
+                sq += (est - exact).powi(2);
+            }
+            let bias = bias / trials as f64;
+            let sd = (sq / trials as f64).sqrt();
+            let ideal = (j * (1.0 - j) / HASHES as f64).sqrt();
+            assert!(bias.abs() < 0.015, "J {j} size {size}: bias {bias:.4}");
+            assert!(
+                sd < ideal * 1.25 + 0.005,
+                "J {j} size {size}: sd {sd:.4} vs ideal {ideal:.4}"
+            );
+        }
+    }
+
+    /// Sentences of `len` words from a vocabulary of 60, each followed by
+    /// a near copy with one word changed.
+    fn sentences_with_near_copies(len: usize) -> Vec<String> {
         let vocab: Vec<String> = (0..60).map(|i| format!("w{i}")).collect();
         let mut texts = Vec::new();
-        let mut x = 1u64;
+        let mut x = len as u64;
         for _ in 0..400 {
             let mut words = Vec::new();
-            for _ in 0..12 {
+            for _ in 0..len {
                 x = splitmix64(x);
                 words.push(vocab[(x % 60) as usize].clone());
             }
             texts.push(words.join(" "));
-            // A near copy with one word changed.
             x = splitmix64(x);
-            let k = (x % 12) as usize;
+            let k = (x % len as u64) as usize;
             words[k] = "changed".into();
             texts.push(words.join(" "));
         }
-        let threshold = 0.6;
-        let mut idx = DedupIndex::new(threshold);
-        let mut brute: Vec<Vec<u64>> = Vec::new();
-        let (mut agree, mut total) = (0, 0);
-        for (i, t) in texts.iter().enumerate() {
-            let sh = shingles(&normalize(t));
-            let bf = brute.iter().any(|o| jaccard(&sh, o) >= threshold);
-            let lsh = idx.check(t).is_some();
-            assert!(!lsh || bf, "LSH never reports below the threshold");
-            total += usize::from(bf);
-            agree += usize::from(bf && lsh);
-            idx.insert(i as u64, t);
-            brute.push(sh);
+        texts
+    }
+
+    #[test]
+    fn lsh_finds_what_brute_force_finds() {
+        // At a loose threshold (2 rows per band) and at the default one
+        // (4 rows): LSH finds nearly every pair the exhaustive comparison
+        // finds, and never one below the threshold.
+        for (len, threshold) in [(12, 0.6), (20, 0.8)] {
+            let texts = sentences_with_near_copies(len);
+            let mut idx = DedupIndex::new(threshold);
+            let mut brute: Vec<Vec<u64>> = Vec::new();
+            let (mut agree, mut total) = (0, 0);
+            for (i, t) in texts.iter().enumerate() {
+                let sh = shingles(&normalize(t));
+                let bf = brute.iter().any(|o| jaccard(&sh, o) >= threshold);
+                let lsh = idx.check(t).is_some();
+                assert!(!lsh || bf, "LSH never reports below the threshold");
+                total += usize::from(bf);
+                agree += usize::from(bf && lsh);
+                idx.insert(i as u64, t);
+                brute.push(sh);
+            }
+            assert!(total > 100, "{total}");
+            assert!(
+                agree as f64 >= 0.97 * total as f64,
+                "threshold {threshold}: {agree}/{total}"
+            );
         }
-        assert!(total > 100);
-        assert!(agree as f64 >= 0.97 * total as f64, "{agree}/{total}");
+    }
+
+    /// An index that grew its bucket tables text by text decides exactly
+    /// as one that reserved its room up front.
+    #[test]
+    fn growing_decides_as_reserving() {
+        let texts = sentences_with_near_copies(12);
+        let mut grown = DedupIndex::new(0.6);
+        let mut reserved = DedupIndex::new(0.6);
+        reserved.reserve(texts.len());
+        assert!(reserved.slot_bits > MIN_SLOT_BITS);
+        for (i, t) in texts.iter().enumerate() {
+            assert_eq!(
+                grown.check_insert(i as u64, t),
+                reserved.check_insert(i as u64, t),
+                "{t}"
+            );
+        }
+        assert!(grown.slot_bits > MIN_SLOT_BITS);
+        assert_eq!(grown.len(), reserved.len());
     }
 }

@@ -635,10 +635,16 @@ impl Generator {
                 provenance: prov,
             })];
         }
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(items.len() * 2);
+        let last = items.len() - 1;
         for (i, (id, text)) in (first_id..).zip(items).enumerate() {
             let dup = self.dedup.check_insert(id, &text);
-            let mut p = prov.clone();
+            // Cloned for every item but the last, which takes it.
+            let mut p = if i == last {
+                std::mem::take(&mut prov)
+            } else {
+                prov.clone()
+            };
             if i > 0 {
                 p.extra.remove(REJECTED_KEY);
             }
