@@ -779,7 +779,7 @@ pub fn relabel_opinion(s: &SampleState) -> Option<Opinion> {
     let v = s.verdict()?;
     Some(Opinion {
         judge: RELABEL.into(),
-        label: v.label.clone(),
+        label: v.label.as_deref().map(Into::into),
         confidence: v.top_confidence(),
     })
 }

@@ -7,32 +7,15 @@
 //! allocation of 24 bytes per class, and the class names are shared (see
 //! [`intern`]). It reads and writes the same JSON (a map in key order).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+
+use super::name::intern;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// Most distinct names [`intern`] keeps; beyond that (a hand-edited or
-/// hostile journal) names are allocated one by one, never hoarded.
-const INTERN_MAX: usize = 4096;
-
-/// The one shared copy of a short, often repeated name (a class name).
-pub fn intern(s: &str) -> Arc<str> {
-    static NAMES: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
-    let names = NAMES.get_or_init(Default::default);
-    let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(a) = names.get(s) {
-        return a.clone();
-    }
-    let a: Arc<str> = Arc::from(s);
-    if names.len() < INTERN_MAX {
-        names.insert(a.clone());
-    }
-    a
-}
 
 /// Confidence per class, in class-name order (like the map it replaces).
 #[derive(Clone, Default, PartialEq)]
