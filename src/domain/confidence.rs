@@ -133,15 +133,29 @@ impl<'de> Deserialize<'de> for Confidence {
                 f.write_str("a map of class to confidence")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Confidence, A::Error> {
-                let mut c = Confidence(Vec::with_capacity(m.size_hint().unwrap_or(0)));
-                while let Some((Name(k), v)) = m.next_entry::<Name, f64>()? {
-                    match c.find(&k) {
-                        Ok(i) => c.0[i].1 = v,
-                        Err(i) => c.0.insert(i, (k, v)),
-                    }
+                // A JSON map tells no length: gather in a reused buffer
+                // and allocate the result once, at its size (growing then
+                // shrinking would allocate, copy and free per verdict).
+                thread_local! {
+                    static SCRATCH: std::cell::RefCell<Vec<(Arc<str>, f64)>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
                 }
-                c.0.shrink_to_fit();
-                Ok(c)
+                SCRATCH.with(|scratch| {
+                    let mut c = scratch.take();
+                    c.clear();
+                    let read = (|| {
+                        while let Some((Name(k), v)) = m.next_entry::<Name, f64>()? {
+                            match c.binary_search_by(|(n, _)| (**n).cmp(&*k)) {
+                                Ok(i) => c[i].1 = v,
+                                Err(i) => c.insert(i, (k, v)),
+                            }
+                        }
+                        Ok(())
+                    })();
+                    let out = Confidence(c.drain(..).collect());
+                    scratch.replace(c);
+                    read.map(|()| out)
+                })
             }
         }
         d.deserialize_map(V)
@@ -181,6 +195,13 @@ mod tests {
             serde_json::to_string(&c).unwrap(),
             r#"{"HUM":0.5,"LOC":0.3}"#
         );
+        assert_eq!(c.0.capacity(), 2, "allocated at its size");
+        let empty: Confidence = serde_json::from_str("{}").unwrap();
+        assert!(empty.is_empty());
+        assert!(serde_json::from_str::<Confidence>(r#"{"A":"x"}"#).is_err());
+        // A failed read leaves nothing behind for the next one.
+        let d: Confidence = serde_json::from_str(r#"{"DESC":1.0}"#).unwrap();
+        assert_eq!(d.keys().collect::<Vec<_>>(), ["DESC"]);
         let m: BTreeMap<String, f64> = [("HUM".into(), 0.5), ("LOC".into(), 0.3)].into();
         assert_eq!(Confidence::from(m), c);
     }

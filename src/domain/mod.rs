@@ -85,7 +85,11 @@ pub struct Provenance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<Name>,
     /// The classes shown in the prompt.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "name::exact_names"
+    )]
     pub classes: Vec<Name>,
     /// Minor class B of a mix request.
     #[serde(default, skip_serializing_if = "Option::is_none")]

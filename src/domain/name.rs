@@ -11,6 +11,7 @@ use std::borrow::Borrow;
 use std::cell::RefCell;
 use std::collections::HashSet;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Deref;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -31,7 +32,8 @@ const INTERN_MAX_LEN: usize = 128;
 /// one thread while folding on another takes no lock per name.
 pub fn intern(s: &str) -> Arc<str> {
     thread_local! {
-        static LOCAL: RefCell<HashSet<Arc<str>>> = RefCell::new(HashSet::new());
+        static LOCAL: RefCell<HashSet<Arc<str>, BuildHasherDefault<NameHasher>>> =
+            RefCell::new(HashSet::default());
     }
     if s.len() > INTERN_MAX_LEN {
         return Arc::from(s);
@@ -47,6 +49,29 @@ pub fn intern(s: &str) -> Arc<str> {
         }
         a
     })
+}
+
+/// FNV-1a: names are short and the table is ours (no untrusted keys
+/// choose the buckets of anything that matters: a full table stops
+/// growing, see [`INTERN_MAX`]); SipHash was a tenth of replay.
+#[derive(Default)]
+struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
 }
 
 fn intern_shared(s: &str) -> Arc<str> {
@@ -208,6 +233,15 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
+/// Deserialize a list of names into a vector of exactly its length (serde
+/// grows a vector from a JSON array to room for four, and a mix request's
+/// provenance lists two classes: half the allocation unused, per sample).
+pub fn exact_names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Name>, D::Error> {
+    let mut v = Vec::<Name>::deserialize(d)?;
+    v.shrink_to_fit();
+    Ok(v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,6 +272,23 @@ mod tests {
         assert!(Name::from("ABBR") < n);
         let set: HashSet<Name> = [n.clone()].into();
         assert!(set.contains("ENTY"));
+    }
+
+    #[test]
+    fn provenance_classes_and_confidences_are_allocated_at_their_size() {
+        let p: crate::domain::Provenance =
+            serde_json::from_str(r#"{"strategy":"mix","classes":["HUM","ENTY"],"minor":"ENTY"}"#)
+                .unwrap();
+        assert_eq!(p.classes, ["HUM", "ENTY"]);
+        assert_eq!(p.classes.capacity(), 2);
+        assert!(Name::ptr_eq(p.minor.as_ref().unwrap(), &p.classes[1]));
+        let c: crate::domain::Confidence =
+            serde_json::from_str(r#"{"LOC":0.2,"HUM":0.5,"DESC":0.3}"#).unwrap();
+        assert_eq!(c.keys().collect::<Vec<_>>(), ["DESC", "HUM", "LOC"]);
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"strategy":"mix","classes":["HUM","ENTY"],"minor":"ENTY"}"#
+        );
     }
 
     #[test]
