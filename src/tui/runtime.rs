@@ -646,7 +646,6 @@ impl App {
                     &job.state,
                     &job.config,
                     &prompts,
-                    &job.settings,
                     enc,
                     &chosen.linear,
                 ) {
@@ -724,7 +723,6 @@ impl App {
                 &job.state,
                 &job.config,
                 &prompts,
-                &job.settings,
                 enc,
                 &linear,
             )
