@@ -152,7 +152,9 @@ impl<'de> Deserialize<'de> for Confidence {
                         }
                         Ok(())
                     })();
-                    let out = Confidence(c.drain(..).collect());
+                    let mut exact = Vec::with_capacity(c.len());
+                    exact.append(&mut c);
+                    let out = Confidence(exact);
                     scratch.replace(c);
                     read.map(|()| out)
                 })

@@ -269,7 +269,8 @@ mod tests {
         // Escapes are read like a string's.
         let e: Name = serde_json::from_str(r#""a\"b""#).unwrap();
         assert_eq!(e, "a\"b");
-        assert!(Name::from("ABBR") < n);
+        let abbr = Name::from("ABBR");
+        assert!(abbr < n, "orders like the string");
         let set: HashSet<Name> = [n.clone()].into();
         assert!(set.contains("ENTY"));
     }
