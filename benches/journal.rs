@@ -62,8 +62,11 @@ fn sample(i: u64) -> NewSample {
         origin: Origin::Generated,
         provenance: Provenance {
             strategy: Some("mix".into()),
-            classes: vec![format!("C{}", i % 6), format!("C{}", (i + 1) % 6)],
-            minor: Some(format!("C{}", (i + 1) % 6)),
+            classes: vec![
+                format!("C{}", i % 6).into(),
+                format!("C{}", (i + 1) % 6).into(),
+            ],
+            minor: Some(format!("C{}", (i + 1) % 6).into()),
             alpha: Some(0.7),
             template: Some("mix".into()),
             template_hash: Some("0123456789abcdef".into()),
@@ -85,7 +88,7 @@ fn big_project(root: &Path) -> PathBuf {
         kinds.push(EventKind::VerdictRecorded(VerdictRecorded {
             sample: id,
             verdict: Verdict {
-                label: Some(label.clone()),
+                label: Some(label.as_str().into()),
                 confidence: [(label, 0.92)].into(),
                 method: VerdictMethod::Logprobs,
                 votes: None,

@@ -553,7 +553,7 @@ async fn ingest_judges_every_new_example_like_a_live_run() {
     assert_eq!(summary.denoise.judged, 20, "{summary}");
     let live: std::collections::HashMap<String, straddle::domain::NoiseScored> = generated(&b)
         .into_iter()
-        .map(|s| (s.text().to_string(), s.noise.clone().expect("judged live")))
+        .map(|s| (s.text().to_string(), *s.noise.clone().expect("judged live")))
         .collect();
     let batch = generated(&a);
     assert_eq!(batch.len(), 20);

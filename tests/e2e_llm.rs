@@ -128,7 +128,7 @@ fn generate_relabel_review_export_with_smollm2() {
             .unwrap_or_else(|| panic!("no verdict on {}: {:?}", s.id, s.text()));
         match &v.label {
             Some(l) => {
-                assert!(classes.contains(l));
+                assert!(classes.contains(l.as_str()));
                 agree += usize::from(*l == s.label);
             }
             None => {

@@ -344,8 +344,8 @@ fn project_with_decisions(dir: &Path) {
         origin: Origin::Generated,
         provenance: Provenance {
             strategy: Some("mix".into()),
-            classes: vec![classes[i % 6].clone(), classes[(i + 1) % 6].clone()],
-            minor: Some(classes[(i + 1) % 6].clone()),
+            classes: vec![(&classes[i % 6]).into(), (&classes[(i + 1) % 6]).into()],
+            minor: Some((&classes[(i + 1) % 6]).into()),
             alpha: Some(0.75),
             template: Some("mix".into()),
             template_hash: Some("0123456789abcdef".into()),
@@ -367,7 +367,7 @@ fn project_with_decisions(dir: &Path) {
         kinds.push(EventKind::VerdictRecorded(VerdictRecorded {
             sample: id,
             verdict: Verdict {
-                label: Some(verdict_label.clone()),
+                label: Some(verdict_label.as_str().into()),
                 confidence: [(verdict_label, 0.9)].into(),
                 method: VerdictMethod::Logprobs,
                 votes: None,
@@ -386,7 +386,7 @@ fn project_with_decisions(dir: &Path) {
                 id,
                 Decision {
                     kind,
-                    label: (i == 2).then(|| "NUM".to_string()),
+                    label: (i == 2).then(|| "NUM".into()),
                     reason: None,
                     by: if i % 2 == 0 {
                         Actor::Key("a".into())

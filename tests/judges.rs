@@ -335,7 +335,10 @@ fn a_relabeler_at_chance_loses_to_an_embedding_judge_that_is_right() {
             matches,
             "accepted an example written with another class's words"
         );
-        assert_eq!(*by, Actor::Rule(format!("accept-agreeing[{chosen}]>=0.5")));
+        assert_eq!(
+            *by,
+            Actor::Rule(format!("accept-agreeing[{chosen}]>=0.5").into())
+        );
     }
     // Accepted with the label the judge agreed with: the relabeler's
     // "food" (take_relabel) does not override it in the training data.

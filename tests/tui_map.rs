@@ -188,7 +188,10 @@ fn the_highlight_follows_the_selection() {
 fn b_zooms_to_the_selected_examples_mix_pair_then_the_next() {
     let mut st = mapped();
     let s = st.selected_sample().unwrap();
-    let (label, minor) = (s.label.clone(), s.provenance.minor.clone().unwrap());
+    let (label, minor) = (
+        s.label.clone(),
+        s.provenance.minor.clone().unwrap().to_string(),
+    );
     key(&mut st, Action::MapPair);
     let (a, b) = st.map.pair.unwrap();
     let names = [

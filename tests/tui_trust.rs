@@ -474,7 +474,9 @@ fn the_verdict_column_and_a_follow_the_chosen_judge() {
         [Effect::Append(k)] => k
             .iter()
             .filter_map(|e| match e {
-                EventKind::Decided(d) => Some((d.sample, d.decision.label.clone())),
+                EventKind::Decided(d) => {
+                    Some((d.sample, d.decision.label.as_deref().map(String::from)))
+                }
                 _ => None,
             })
             .collect(),

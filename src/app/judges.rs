@@ -654,15 +654,7 @@ pub fn choose_recorded(state: &ProjectState, relabel_fingerprint: &str, pin: Jud
 /// template, relabel settings): a recorded report counts only when it
 /// matches.
 pub fn relabel_fingerprint(project: &crate::store::Project) -> anyhow::Result<String> {
-    let templates = crate::augment::Templates::load(&project.prompts_dir())?;
-    Ok(crate::augment::Generator::new(
-        project.config(),
-        project.classes(),
-        project.generation_settings(),
-        templates,
-        project.state(),
-    )
-    .relabel_fingerprint())
+    snapshot_fingerprint(project.config(), &project.prompts_dir())
 }
 
 /// What the review shows: the choice from the recorded reports and every
@@ -692,23 +684,19 @@ impl ReviewJudges {
     }
 }
 
-/// [`relabel_fingerprint`] for a snapshot (a TUI job): the config's
-/// classes and the given settings.
+/// [`relabel_fingerprint`] from a config and a prompts folder.
 fn snapshot_fingerprint(
-    state: &ProjectState,
     config: &crate::domain::ProjectConfig,
     prompts_dir: &std::path::Path,
-    settings: &crate::domain::GenerationSettings,
 ) -> anyhow::Result<String> {
+    // What a generator for this project reports, without building one
+    // (its dedup index alone would sign every text of the project).
     let templates = crate::augment::Templates::load(prompts_dir)?;
-    Ok(crate::augment::Generator::new(
-        config,
-        config.classes.clone(),
-        settings.clone(),
-        templates,
-        state,
-    )
-    .relabel_fingerprint())
+    Ok(crate::augment::generator::relabel_fingerprint(
+        &config.backend.model,
+        &templates,
+        &config.relabel,
+    ))
 }
 
 /// [`ReviewJudges`] for a snapshot (a TUI job): the relabeler's verdicts
@@ -718,11 +706,10 @@ pub fn review_judges(
     state: &ProjectState,
     config: &crate::domain::ProjectConfig,
     prompts_dir: &std::path::Path,
-    settings: &crate::domain::GenerationSettings,
     encoder: Option<&dyn TextEncoder>,
     cfg: &LinearConfig,
 ) -> anyhow::Result<ReviewJudges> {
-    let fp = snapshot_fingerprint(state, config, prompts_dir, settings)?;
+    let fp = snapshot_fingerprint(config, prompts_dir)?;
     let reports = recorded(state, &fp);
     let choice = choose(&reports, config.judge.use_);
     let classes: Vec<String> = config.classes.iter().map(|c| c.name.clone()).collect();
@@ -755,11 +742,10 @@ pub fn measure_for_review(
     state: &ProjectState,
     config: &crate::domain::ProjectConfig,
     prompts_dir: &std::path::Path,
-    settings: &crate::domain::GenerationSettings,
     encoder: Result<&dyn TextEncoder, String>,
     cfg: &LinearConfig,
 ) -> anyhow::Result<(ReviewJudges, Vec<JudgeScored>)> {
-    let fp = snapshot_fingerprint(state, config, prompts_dir, settings)?;
+    let fp = snapshot_fingerprint(config, prompts_dir)?;
     let classes: Vec<String> = config.classes.iter().map(|c| c.name.clone()).collect();
     let enc = encoder.as_ref().ok().copied();
     let measured = measure(state, &classes, &fp, encoder, cfg)?;
@@ -779,7 +765,7 @@ pub fn relabel_opinion(s: &SampleState) -> Option<Opinion> {
     let v = s.verdict()?;
     Some(Opinion {
         judge: RELABEL.into(),
-        label: v.label.clone(),
+        label: v.label.as_deref().map(Into::into),
         confidence: v.top_confidence(),
     })
 }

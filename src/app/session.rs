@@ -1004,7 +1004,7 @@ impl Session {
                         RequestKind::Generate { target } => Appending::Generate {
                             n: planned.n,
                             target: target.clone(),
-                            minor: planned.provenance.minor.clone(),
+                            minor: planned.provenance.minor.as_deref().map(Into::into),
                         },
                         RequestKind::Relabel { .. } => Appending::Relabel,
                     };
@@ -1606,7 +1606,7 @@ mod tests {
             r.start(100_000);
             let key = |kind, label: Option<&str>| crate::domain::Decision {
                 kind,
-                label: label.map(String::from),
+                label: label.map(Into::into),
                 reason: None,
                 by: crate::domain::Actor::Key("k".into()),
             };
@@ -2514,7 +2514,7 @@ mod tests {
         }
 
         fn noise_of(&self, id: SampleId) -> Option<&crate::domain::NoiseScored> {
-            self.st.sample(id).and_then(|s| s.noise.as_ref())
+            self.st.sample(id).and_then(|s| s.noise.as_deref())
         }
     }
 

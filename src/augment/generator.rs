@@ -157,7 +157,7 @@ pub fn schedule_from(state: &ProjectState, classes: &[Class]) -> ClassSchedule {
             continue;
         }
         if let Some(m) = &s.provenance.minor {
-            *pairs.entry((s.label.clone(), m.clone())).or_insert(0.0) += 1.0;
+            *pairs.entry((s.label.clone(), m.to_string())).or_insert(0.0) += 1.0;
         }
     }
     ClassSchedule::new(counts, pairs)
@@ -427,7 +427,7 @@ impl Generator {
             let v: Vec<&Class> = self
                 .classes
                 .iter()
-                .filter(|c| c.name == intended || prov.classes.contains(&c.name))
+                .filter(|c| c.name == intended || prov.classes.iter().any(|n| *n == c.name))
                 .collect();
             if v.len() < 2 { all() } else { v }
         };
@@ -508,10 +508,10 @@ impl Generator {
             request.set_json_schema("label", label_schema(&labels));
         }
         let provenance = Provenance {
-            template: Some(templates::RELABEL.to_string()),
-            template_hash: Some(self.templates.hash(templates::RELABEL).to_string()),
-            model: Some(self.model.clone()),
-            classes: labels.clone(),
+            template: Some(templates::RELABEL.into()),
+            template_hash: Some(self.templates.hash(templates::RELABEL).into()),
+            model: Some(self.model.as_str().into()),
+            classes: labels.iter().map(Into::into).collect(),
             ..Provenance::default()
         };
         Ok(PlannedRequest {
@@ -591,7 +591,7 @@ impl Generator {
     ) -> Vec<EventKind> {
         let mut prov = planned.provenance.clone();
         if !reply.model.is_empty() {
-            prov.model = Some(reply.model.clone());
+            prov.model = Some(reply.model.as_str().into());
         }
         if !reply.request_id.is_empty() {
             prov.request_id = Some(reply.request_id.clone());
@@ -667,7 +667,7 @@ impl Generator {
                     Decision {
                         kind: DecisionKind::Reject,
                         label: None,
-                        reason: Some(m.kind.reason().to_string()),
+                        reason: Some(m.kind.reason().into()),
                         by: Actor::Auto("dedup".into()),
                     },
                 ));
@@ -875,7 +875,7 @@ mod tests {
         let prov = &p.provenance;
         assert_eq!(prov.strategy.as_deref(), Some("mix"));
         assert_eq!(prov.classes.len(), 3);
-        assert!(prov.classes.contains(target));
+        assert!(prov.classes.iter().any(|c| c == target));
         let minor = prov.minor.as_ref().unwrap();
         assert_ne!(minor, target);
         let alpha = prov.alpha.unwrap();
@@ -923,7 +923,9 @@ mod tests {
         let reasons: Vec<_> = evs
             .iter()
             .filter_map(|e| match e {
-                EventKind::Decided(d) => Some((d.sample, d.decision.reason.clone().unwrap())),
+                EventKind::Decided(d) => {
+                    Some((d.sample, d.decision.reason.clone().unwrap().to_string()))
+                }
                 _ => None,
             })
             .collect();
@@ -996,7 +998,7 @@ mod tests {
                 panic!()
             };
             *count.entry(target.clone()).or_default() += 1;
-            let minor = p.provenance.minor.clone().unwrap();
+            let minor = p.provenance.minor.clone().unwrap().to_string();
             *pairs.entry((target.clone(), minor)).or_default() += 1;
         }
         assert_eq!(count["HUM"], 10);

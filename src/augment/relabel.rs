@@ -272,7 +272,7 @@ pub fn verdict_from(reply: &RelabelReply<'_>, classes: &[String]) -> Verdict {
         method: VerdictMethod::Single,
         votes: None,
         raw,
-        model: reply.model.clone(),
+        model: reply.model.as_deref().map(Into::into),
         request_id: reply.request_id.clone(),
     };
     if reply.choices.len() > 1 {
@@ -283,18 +283,18 @@ pub fn verdict_from(reply: &RelabelReply<'_>, classes: &[String]) -> Verdict {
             *v.confidence.entry_or_zero(l) += 1.0 / n;
         }
         v.method = VerdictMethod::Vote;
-        v.votes = Some(labels.len());
+        v.votes = Some(labels.len() as u32);
         v.label = v
             .confidence
             .iter()
             .max_by(|a, b| a.1.total_cmp(b.1).then(b.0.cmp(a.0)))
-            .map(|(c, _)| c.to_string());
+            .map(|(c, _)| c.into());
         return v;
     }
     let Some(Some(label)) = labels.first() else {
         return v;
     };
-    v.label = Some(label.clone());
+    v.label = Some(label.into());
     if let Some(tokens) = reply.logprobs
         && let Some(conf) = logprob_confidence(tokens, &reply.choices[0], label, classes)
     {

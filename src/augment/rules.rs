@@ -56,7 +56,7 @@ pub fn decide(
             kind,
             label: None,
             reason: Some(reason.into()),
-            by: Actor::Rule(rule),
+            by: Actor::Rule(rule.into()),
         },
     ))
 }
@@ -122,9 +122,9 @@ pub fn decide_by(
         s.id,
         Decision {
             kind,
-            label,
-            reason: Some(reason),
-            by: Actor::Rule(rule),
+            label: label.map(Into::into),
+            reason: Some(reason.into()),
+            by: Actor::Rule(rule.into()),
         },
     ))
 }
@@ -171,7 +171,7 @@ pub fn decide_all(
                     kind,
                     label: None,
                     reason: Some("bulk".into()),
-                    by: Actor::Rule(rule.clone()),
+                    by: Actor::Rule(rule.as_str().into()),
                 },
             )
         })

@@ -271,7 +271,7 @@ pub fn review_events(
                     RuleJudge::Relabel => bulk_takes_labels |= s.agrees() == Some(false),
                     RuleJudge::Other { .. } => {
                         if let Some(l) = judge.says(s).and_then(|j| j.label) {
-                            d.decision.label = Some(l.to_string());
+                            d.decision.label = Some(l.into());
                             bulk_takes_labels |= l != s.label;
                         }
                     }

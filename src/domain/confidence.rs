@@ -7,32 +7,15 @@
 //! allocation of 24 bytes per class, and the class names are shared (see
 //! [`intern`]). It reads and writes the same JSON (a map in key order).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
+
+use super::name::intern;
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-
-/// Most distinct names [`intern`] keeps; beyond that (a hand-edited or
-/// hostile journal) names are allocated one by one, never hoarded.
-const INTERN_MAX: usize = 4096;
-
-/// The one shared copy of a short, often repeated name (a class name).
-pub fn intern(s: &str) -> Arc<str> {
-    static NAMES: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
-    let names = NAMES.get_or_init(Default::default);
-    let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some(a) = names.get(s) {
-        return a.clone();
-    }
-    let a: Arc<str> = Arc::from(s);
-    if names.len() < INTERN_MAX {
-        names.insert(a.clone());
-    }
-    a
-}
 
 /// Confidence per class, in class-name order (like the map it replaces).
 #[derive(Clone, Default, PartialEq)]
@@ -150,15 +133,31 @@ impl<'de> Deserialize<'de> for Confidence {
                 f.write_str("a map of class to confidence")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Confidence, A::Error> {
-                let mut c = Confidence(Vec::with_capacity(m.size_hint().unwrap_or(0)));
-                while let Some((Name(k), v)) = m.next_entry::<Name, f64>()? {
-                    match c.find(&k) {
-                        Ok(i) => c.0[i].1 = v,
-                        Err(i) => c.0.insert(i, (k, v)),
-                    }
+                // A JSON map tells no length: gather in a reused buffer
+                // and allocate the result once, at its size (growing then
+                // shrinking would allocate, copy and free per verdict).
+                thread_local! {
+                    static SCRATCH: std::cell::RefCell<Vec<(Arc<str>, f64)>> =
+                        const { std::cell::RefCell::new(Vec::new()) };
                 }
-                c.0.shrink_to_fit();
-                Ok(c)
+                SCRATCH.with(|scratch| {
+                    let mut c = scratch.take();
+                    c.clear();
+                    let read = (|| {
+                        while let Some((Name(k), v)) = m.next_entry::<Name, f64>()? {
+                            match c.binary_search_by(|(n, _)| (**n).cmp(&*k)) {
+                                Ok(i) => c[i].1 = v,
+                                Err(i) => c.insert(i, (k, v)),
+                            }
+                        }
+                        Ok(())
+                    })();
+                    let mut exact = Vec::with_capacity(c.len());
+                    exact.append(&mut c);
+                    let out = Confidence(exact);
+                    scratch.replace(c);
+                    read.map(|()| out)
+                })
             }
         }
         d.deserialize_map(V)
@@ -198,6 +197,13 @@ mod tests {
             serde_json::to_string(&c).unwrap(),
             r#"{"HUM":0.5,"LOC":0.3}"#
         );
+        assert_eq!(c.0.capacity(), 2, "allocated at its size");
+        let empty: Confidence = serde_json::from_str("{}").unwrap();
+        assert!(empty.is_empty());
+        assert!(serde_json::from_str::<Confidence>(r#"{"A":"x"}"#).is_err());
+        // A failed read leaves nothing behind for the next one.
+        let d: Confidence = serde_json::from_str(r#"{"DESC":1.0}"#).unwrap();
+        assert_eq!(d.keys().collect::<Vec<_>>(), ["DESC"]);
         let m: BTreeMap<String, f64> = [("HUM".into(), 0.5), ("LOC".into(), 0.3)].into();
         assert_eq!(Confidence::from(m), c);
     }

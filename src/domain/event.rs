@@ -310,7 +310,7 @@ pub struct NoiseScored {
     pub reason: Option<String>,
     /// The embedding model that judged it.
     #[serde(default)]
-    pub model: String,
+    pub model: super::Name,
 }
 
 /// Why a journal line could not be read.

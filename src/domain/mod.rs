@@ -6,16 +6,18 @@ pub mod config;
 pub mod event;
 pub mod heldout;
 pub mod judge;
+pub mod name;
 pub mod state;
 #[cfg(any(test, feature = "test-fixtures"))]
 #[doc(hidden)]
 pub mod testing;
 
-pub use confidence::{Confidence, intern};
+pub use confidence::Confidence;
 pub use config::*;
 pub use event::*;
 pub use heldout::Mistake;
 pub use judge::*;
+pub use name::{Name, intern};
 pub use state::*;
 
 use serde::{Deserialize, Serialize};
@@ -81,23 +83,27 @@ impl Origin {
 pub struct Provenance {
     /// "mix", "plain", "extrapolate", "import", "seed", …
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub strategy: Option<String>,
+    pub strategy: Option<Name>,
     /// The classes shown in the prompt.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub classes: Vec<String>,
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "name::exact_names"
+    )]
+    pub classes: Vec<Name>,
     /// Minor class B of a mix request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub minor: Option<String>,
+    pub minor: Option<Name>,
     /// Share α of the intended class A in a mix request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alpha: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template: Option<String>,
+    pub template: Option<Name>,
     /// Hash of the template text (first 16 hex chars of SHA-256).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub template_hash: Option<String>,
+    pub template_hash: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub model: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
     /// Sampling temperature of the request.
@@ -151,19 +157,19 @@ pub enum VerdictMethod {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verdict {
     /// The class the LLM chose; `None` when its answer was unparsable.
-    pub label: Option<String>,
+    pub label: Option<Name>,
     /// Confidence per class (sums to ≤ 1).
     #[serde(default)]
     pub confidence: Confidence,
     pub method: VerdictMethod,
     /// Votes cast (self-consistency), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub votes: Option<usize>,
+    pub votes: Option<u32>,
     /// The raw answer(s), kept when unparsable or for audit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
+    pub model: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
 }
@@ -202,11 +208,11 @@ pub enum DecisionKind {
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum Actor {
     /// A person, with the key they pressed (e.g. "a", "x", "3").
-    Key(String),
+    Key(Name),
     /// A bulk rule, with its text (e.g. "accept-agreeing>=0.9").
-    Rule(String),
+    Rule(Name),
     /// The pipeline itself (e.g. "dedup", "denoise", a rule `loop` runs).
-    Auto(String),
+    Auto(Name),
 }
 
 impl Actor {
@@ -225,10 +231,10 @@ pub struct Decision {
     /// Label chosen with the decision (relabel-and-accept); overrides both
     /// the intended and the relabel label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label: Option<String>,
+    pub label: Option<Name>,
     /// Why, e.g. "duplicate", "near_duplicate".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<Name>,
     pub by: Actor,
 }
 

@@ -45,7 +45,7 @@ pub struct SampleState {
     pub verdicts: Vec<(EventId, Verdict)>,
     pub decisions: Vec<(EventId, Decision)>,
     /// The denoiser's latest judgement (`noise_scored`).
-    pub noise: Option<super::NoiseScored>,
+    pub noise: Option<Box<super::NoiseScored>>,
 }
 
 impl SampleState {
@@ -360,7 +360,7 @@ impl ProjectState {
             }
             EventKind::NoiseScored(n) => {
                 if let Some(s) = self.sample_mut(n.sample, id, ty) {
-                    s.noise = Some(n);
+                    s.noise = Some(Box::new(n));
                 }
             }
             EventKind::BatchPlanned(b) => {

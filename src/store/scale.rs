@@ -347,7 +347,7 @@ pub fn write(dir: &Path, spec: ScaleSpec) -> anyhow::Result<ScaleSummary> {
                     kind: DecisionKind::Accept,
                     label: Some(names[b].into()),
                     reason: None,
-                    by: Actor::Key(format!("{}", b + 1)),
+                    by: Actor::Key(format!("{}", b + 1).into()),
                 }),
                 58..68 => Some(Decision {
                     kind: DecisionKind::Reject,

@@ -74,8 +74,8 @@ pub fn events(generated: usize) -> Vec<Event> {
                 origin: Origin::Generated,
                 provenance: Provenance {
                     strategy: Some("mix".into()),
-                    classes: vec![a.clone(), b.clone()],
-                    minor: Some(b.clone()),
+                    classes: vec![a.into(), b.into()],
+                    minor: Some(b.into()),
                     alpha: Some(alpha),
                     model: Some("smollm2".into()),
                     ..Provenance::default()
@@ -90,7 +90,7 @@ pub fn events(generated: usize) -> Vec<Event> {
             kinds.push(EventKind::VerdictRecorded(VerdictRecorded {
                 sample: id,
                 verdict: Verdict {
-                    label: Some(label.clone()),
+                    label: Some(label.into()),
                     confidence: [(label.clone(), conf), (other.clone(), 1.0 - conf)].into(),
                     method: VerdictMethod::Logprobs,
                     votes: None,

@@ -290,8 +290,11 @@ impl ReviewQueue {
 
     /// Build every order from scratch (at start).
     pub fn rebuild(&mut self, st: &ProjectState, classes: &[Class]) {
+        // One buffer for the three orders, sized once (growing it by
+        // doubling would copy it and touch fresh pages again and again).
+        let mut keyed: Vec<(Key, SampleId)> = Vec::with_capacity(st.samples.len());
         for by in SortBy::ALL {
-            let mut keyed: Vec<(Key, SampleId)> = Vec::new();
+            keyed.clear();
             for s in st.generated() {
                 keyed.push((self.key(by, s, st, classes), s.id));
                 if by == SortBy::Doubt {
@@ -309,7 +312,7 @@ impl ReviewQueue {
                     .max()
                     .unwrap_or(0)
             ];
-            for (k, id) in keyed {
+            for &(k, id) in &keyed {
                 o.keys[id as usize] = k;
             }
         }

@@ -730,7 +730,6 @@ impl App {
                     &job.state,
                     &job.config,
                     &prompts,
-                    &job.settings,
                     enc,
                     &chosen.linear,
                 ) {
@@ -808,7 +807,6 @@ impl App {
                 &job.state,
                 &job.config,
                 &prompts,
-                &job.settings,
                 enc,
                 &linear,
             )

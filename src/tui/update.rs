@@ -371,9 +371,9 @@ fn decide(
         sample,
         decision: Decision {
             kind,
-            label,
+            label: label.map(Into::into),
             reason: None,
-            by: Actor::Key(key.to_string()),
+            by: Actor::Key(key.into()),
         },
     })]));
     advance_to_pending(st);
@@ -476,9 +476,9 @@ fn bulk_decide(st: &mut State, kind: DecisionKind, ids: Vec<SampleId>, fx: &mut 
                 sample,
                 decision: Decision {
                     kind,
-                    label,
+                    label: label.map(Into::into),
                     reason: None,
-                    by: Actor::Rule(rule.clone()),
+                    by: Actor::Rule(rule.as_str().into()),
                 },
             })
         })

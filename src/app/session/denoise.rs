@@ -465,7 +465,7 @@ impl Session {
                 seed_similarity: j.seed_similarity.map(f64::from),
                 echo: f64::from(j.echo_similarity),
                 reason: reason.clone(),
-                model: self.denoise.model.clone(),
+                model: self.denoise.model.as_str().into(),
             }));
             match reason {
                 Some(r) if reject && s.status() == Status::Pending => {
@@ -479,7 +479,7 @@ impl Session {
                         Decision {
                             kind: DecisionKind::Reject,
                             label: None,
-                            reason: Some(r),
+                            reason: Some(r.into()),
                             by: Actor::Auto(actor.into()),
                         },
                     ));

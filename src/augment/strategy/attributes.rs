@@ -265,12 +265,12 @@ fn plan(cx: &PlanContext<'_>, n: usize) -> anyhow::Result<PlannedRequest> {
     request.max_tokens = Some(s.max_tokens);
     request.seed = Some(splitmix64(seed ^ cx.counter));
     let mut provenance = Provenance {
-        strategy: Some(domain::Strategy::Attributes.as_str().to_string()),
-        classes: vec![class.name.clone()],
+        strategy: Some(domain::Strategy::Attributes.as_str().into()),
+        classes: vec![class.name.as_str().into()],
         attributes: chosen,
-        template: Some(TEMPLATE.to_string()),
-        template_hash: Some(cx.templates.hash(TEMPLATE).to_string()),
-        model: Some(cx.model.to_string()),
+        template: Some(TEMPLATE.into()),
+        template_hash: Some(cx.templates.hash(TEMPLATE).into()),
+        model: Some(cx.model.into()),
         temperature: Some(s.temperature),
         ..Provenance::default()
     };

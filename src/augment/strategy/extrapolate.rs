@@ -66,9 +66,9 @@ pub fn select_mistakes(mistakes: &[Mistake], classes: &[String], max: usize) -> 
 /// label = the true label, `minor` = the class it was mistaken for.
 pub fn provenance(m: &Mistake, round: u32) -> Provenance {
     Provenance {
-        strategy: Some(STRATEGY.to_string()),
-        classes: vec![m.truth.clone(), m.predicted.clone()],
-        minor: Some(m.predicted.clone()),
+        strategy: Some(STRATEGY.into()),
+        classes: vec![m.truth.as_str().into(), m.predicted.as_str().into()],
+        minor: Some(m.predicted.as_str().into()),
         error_of: (m.id != 0).then_some(m.id),
         round: Some(round),
         ..Provenance::default()
@@ -145,8 +145,8 @@ impl Strategy for Extrapolate {
         provenance
             .extra
             .insert(STREAM_KEY.into(), serde_json::json!(cx.stream));
-        provenance.template = Some(TEMPLATE.to_string());
-        provenance.template_hash = Some(cx.templates.hash(TEMPLATE).to_string());
+        provenance.template = Some(TEMPLATE.into());
+        provenance.template_hash = Some(cx.templates.hash(TEMPLATE).into());
         provenance.temperature = Some(s.temperature);
         Ok(PlannedRequest {
             request,

@@ -229,13 +229,13 @@ pub(crate) fn class_prompt(
     request.max_tokens = Some(s.max_tokens);
     request.seed = Some(splitmix64(seed ^ cx.counter));
     let mut provenance = Provenance {
-        strategy: Some(kind.as_str().to_string()),
-        classes: ctx.classes.iter().map(|c| c.name.clone()).collect(),
-        minor,
+        strategy: Some(kind.as_str().into()),
+        classes: ctx.classes.iter().map(|c| c.name.as_str().into()).collect(),
+        minor: minor.map(Into::into),
         alpha: mix.then_some(pk.alpha),
-        template: Some(template.to_string()),
-        template_hash: Some(cx.templates.hash(template).to_string()),
-        model: Some(cx.model.to_string()),
+        template: Some(template.into()),
+        template_hash: Some(cx.templates.hash(template).into()),
+        model: Some(cx.model.into()),
         temperature: Some(s.temperature),
         rationale,
         ..Provenance::default()

@@ -423,7 +423,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     let p = &s.provenance;
     let mut prov = Vec::new();
     if let Some(x) = &p.strategy {
-        prov.push(x.clone());
+        prov.push(x.to_string());
     }
     if let Some(a) = p.alpha {
         prov.push(format!("α={a:.2}"));
@@ -432,15 +432,15 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         prov.push(format!("minor={m}"));
     }
     if let Some(m) = &p.model {
-        prov.push(m.clone());
+        prov.push(m.to_string());
     }
     if let Some(d) = s.decision() {
         prov.push(format!(
             "by {}",
             match &d.by {
                 crate::domain::Actor::Key(k) => format!("key {k}"),
-                crate::domain::Actor::Rule(r) => r.clone(),
-                crate::domain::Actor::Auto(a) => a.clone(),
+                crate::domain::Actor::Rule(r) => r.to_string(),
+                crate::domain::Actor::Auto(a) => a.to_string(),
             }
         ));
     }
