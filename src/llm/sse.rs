@@ -25,9 +25,9 @@ use super::{ChatResponse, FailReason, LlmError, TokenLogprob, TokenUsage};
 /// fields straddle reads, all optional so partial servers still parse.
 #[derive(Debug, Deserialize)]
 pub(crate) struct WireCompletion<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
     id: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
     model: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     choices: Vec<WireChoice<'a>>,
@@ -48,9 +48,9 @@ struct WireChoice<'a> {
     #[serde(default, borrow)]
     message: Option<WireMessage<'a>>,
     /// Legacy completions-style servers.
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
     text: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
     finish_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     logprobs: Option<WireLogprobs>,
@@ -58,8 +58,19 @@ struct WireChoice<'a> {
 
 #[derive(Debug, Deserialize)]
 struct WireMessage<'a> {
-    #[serde(default, borrow)]
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
     content: Option<Cow<'a, str>>,
+}
+
+/// An optional string borrowed from the JSON unless it holds escapes.
+/// (serde borrows a bare `Cow<str>` field, but an `Option<Cow<str>>`
+/// would always be copied into a new `String`.)
+fn opt_cow<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
 #[derive(Debug, Deserialize)]
@@ -416,6 +427,32 @@ mod tests {
         );
         let lp = r.logprobs.unwrap();
         assert_eq!(lp[0].top[1], ("Ho".to_string(), -1.5));
+    }
+
+    #[test]
+    fn chunk_strings_are_borrowed_unless_escaped() {
+        let plain = r#"{"id":"x","choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}]}"#;
+        let c: WireCompletion<'_> = serde_json::from_str(plain).unwrap();
+        assert!(matches!(c.id, Some(Cow::Borrowed("x"))));
+        let content = c.choices[0]
+            .delta
+            .as_ref()
+            .unwrap()
+            .content
+            .as_ref()
+            .unwrap();
+        assert!(matches!(content, Cow::Borrowed("Hello")));
+        let escaped = r#"{"choices":[{"index":0,"delta":{"content":"a\nb"}}]}"#;
+        let c: WireCompletion<'_> = serde_json::from_str(escaped).unwrap();
+        let content = c.choices[0]
+            .delta
+            .as_ref()
+            .unwrap()
+            .content
+            .as_ref()
+            .unwrap();
+        assert_eq!(content, "a\nb");
+        assert!(c.id.is_none() && c.choices[0].finish_reason.is_none());
     }
 
     #[test]
