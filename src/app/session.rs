@@ -565,7 +565,7 @@ impl Session {
     /// window of replies waits for the journal.
     fn slot_free(&self) -> bool {
         let w = self.window();
-        self.generate_open - self.generate_arrived < w && self.generate_open < 2 * w
+        self.generate_open.saturating_sub(self.generate_arrived) < w && self.generate_open < 2 * w
     }
 
     /// Handle a command.

@@ -1045,6 +1045,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_body_goes_out_borrowed_with_the_streaming_fields_after_it() {
+        let mut body = Map::new();
+        body.insert("model".into(), json!("m"));
+        body.insert(
+            "messages".into(),
+            json!([{"role": "user", "content": "hi"}]),
+        );
+        let out = Outgoing {
+            body: Cow::Borrowed(&body),
+            stream: true,
+            stream_usage: true,
+        };
+        let sent: Value = serde_json::from_slice(&serde_json::to_vec(&out).unwrap()).unwrap();
+        assert_eq!(
+            sent,
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                   "stream": true, "stream_options": {"include_usage": true}})
+        );
+        let plain = Outgoing {
+            body: Cow::Borrowed(&body),
+            stream: false,
+            stream_usage: false,
+        };
+        let sent: Value = serde_json::from_slice(&serde_json::to_vec(&plain).unwrap()).unwrap();
+        assert_eq!(sent, Value::Object(body.clone()));
+    }
+
+    #[test]
     fn reset_durations_parse() {
         assert_eq!(parse_reset("1s"), Some(Duration::from_secs(1)));
         assert_eq!(parse_reset("20ms"), Some(Duration::from_millis(20)));
