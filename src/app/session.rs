@@ -33,7 +33,9 @@
 //!   the request path. What the reply brings is counted only once it is in
 //!   the journal (until then it is in flight for the target and the class
 //!   schedule), and at most one window of replies waits for the journal
-//!   (a slow disk holds new requests back). The window is the *effective*
+//!   (a slow disk holds new requests back). A window of one keeps the
+//!   strict order (reply, journal, its relabels, next request), so a
+//!   re-run plans the same requests and hits the cache. The window is the *effective*
 //!   concurrency (with command-line overrides), or the engine's adaptive
 //!   limit when that is lower ([`EngineEvent::Limit`], shown in
 //!   [`SessionStatus::limit`]).
@@ -562,9 +564,16 @@ impl Session {
 
     /// A generate request may go out: a window slot is free (replies that
     /// arrived and wait for the journal hold none) and no more than one
-    /// window of replies waits for the journal.
+    /// window of replies waits for the journal. A window of one keeps the
+    /// strict order instead — a reply, its journal entry and its relabel
+    /// requests, then the next request — so a re-run plans the same
+    /// requests and is served from the cache (with more in flight the
+    /// order follows the network anyway).
     fn slot_free(&self) -> bool {
         let w = self.window();
+        if w == 1 {
+            return self.generate_open == 0;
+        }
         self.generate_open.saturating_sub(self.generate_arrived) < w && self.generate_open < 2 * w
     }
 
@@ -2040,40 +2049,47 @@ mod tests {
             "open until it is in the journal"
         );
 
-        // A window of 1: the arrival of the first reply lets the next
-        // request out before the reply's commit.
-        let mut r = rig(Counting::ThisRun, 1, false);
+        // A window of 2: each arrival lets the next request out before
+        // the reply's commit, until one window (2) of replies waits.
+        let mut r = rig(Counting::ThisRun, 2, false);
         r.start(100);
-        let first = r.open.pop_front().unwrap();
-        let text = fresh_items(&mut r.words, 2);
-        let out = r.s.on_engine(&r.st, finished(&first, &text));
-        assert_eq!(out.submit.len(), 1, "the next request goes out at once");
-        assert_eq!(out.appends.len(), 1);
-        assert_eq!(r.s.report().examples, 0);
-        assert_eq!(r.s.status().generate_open, 2);
-        let second = out.submit[0].clone();
-        let first_append = out.appends;
-        // The second reply arrives before the first is acknowledged: one
-        // window (1) already waits for the journal, so nothing goes out.
-        let text = fresh_items(&mut r.words, 2);
-        let out = r.s.on_engine(&r.st, finished(&second, &text));
-        assert!(
-            out.submit.is_empty(),
-            "one window of replies waits for the journal at most"
-        );
-        let mut second_append = out.appends;
+        let mut appends = Vec::new();
+        for (k, open_after) in [(1, 3), (1, 4), (0, 4)] {
+            let job = r.open.pop_front().unwrap();
+            let text = fresh_items(&mut r.words, 2);
+            let mut out = r.s.on_engine(&r.st, finished(&job, &text));
+            assert_eq!(out.submit.len(), k, "new requests at this arrival");
+            assert_eq!(out.appends.len(), 1);
+            r.open.extend(out.submit.drain(..));
+            appends.append(&mut out.appends);
+            assert_eq!(
+                r.s.report().examples,
+                0,
+                "nothing counted before its commit"
+            );
+            assert_eq!(r.s.status().generate_open, open_after);
+        }
         // The acknowledgements count them and free the rest.
-        let mut batches = first_append;
-        batches.append(&mut second_append);
         let mut submitted = 0;
-        for kinds in batches {
+        for kinds in appends {
             let events = apply(&mut r.st, kinds);
             let more = r.s.on_appended(&r.st, &events, true);
             submitted += more.submit.len();
         }
-        assert_eq!(r.s.report().examples, 4, "counted at the acknowledgement");
-        assert_eq!(submitted, 1, "one slot in the engine again");
-        assert_eq!(r.s.status().generate_open, 1);
+        assert_eq!(r.s.report().examples, 6, "counted at the acknowledgement");
+        assert_eq!(submitted, 1, "two in the engine again");
+        assert_eq!(r.s.status().generate_open, 2);
+
+        // A window of one keeps the strict order (a re-run hits the
+        // cache): the next request waits for the reply's commit.
+        let mut r = rig(Counting::ThisRun, 1, false);
+        r.start(100);
+        let job = r.open.pop_front().unwrap();
+        let text = fresh_items(&mut r.words, 2);
+        let out = r.s.on_engine(&r.st, finished(&job, &text));
+        assert!(out.submit.is_empty(), "nothing before the ack");
+        r.run(out);
+        assert_eq!(r.generate_jobs(), 1, "one after it");
     }
 
     /// The engine's adaptive limit narrows the window below the
