@@ -21,9 +21,15 @@
 //! checks them against the targets.
 //!
 //! `cargo bench --bench engine` (slow on 2 cores: sample counts are small).
+//!
+//! The allocator is mimalloc, as in the `straddle` binary (`src/main.rs`),
+//! for the engine, the bare client and the server alike.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -27,10 +27,18 @@
 //!   exactly N.
 //! * **The request window**: generate requests are planned only when one
 //!   of the window's slots is free, one at a time, never queued ahead; a
-//!   request holds its slot until its reply is in the journal. The window
-//!   is the *effective* concurrency (with command-line overrides), or the
-//!   engine's adaptive limit when that is lower
-//!   ([`EngineEvent::Limit`], shown in [`SessionStatus::limit`]).
+//!   request holds its slot while it is in the engine and frees it when
+//!   its reply (or final failure) arrives, so the next request goes out
+//!   while the reply waits for its commit: the journal's fsync is not on
+//!   the request path. What the reply brings is counted only once it is in
+//!   the journal (until then it is in flight for the target and the class
+//!   schedule), and at most one window of replies waits for the journal
+//!   (a slow disk holds new requests back). A window of one keeps the
+//!   strict order (reply, journal, its relabels, next request), so a
+//!   re-run plans the same requests and hits the cache. The window is the *effective*
+//!   concurrency (with command-line overrides), or the engine's adaptive
+//!   limit when that is lower ([`EngineEvent::Limit`], shown in
+//!   [`SessionStatus::limit`]).
 //! * **The fruitless-request guard**: a run that has made about four
 //!   times the requests its target needs stops and says so
 //!   ([`StopReason::Fruitless`]).
@@ -344,8 +352,9 @@ enum Pending {
 /// What the append in flight holds.
 #[derive(Debug, Clone, PartialEq)]
 enum Appending {
-    /// A generate request's reply: it frees its slot on the ack (and is
-    /// in flight for the class schedule until then).
+    /// A generate request's reply (`n`: the most it can yield): it is
+    /// open, and in flight for the target and the class schedule, until
+    /// the ack.
     Generate {
         n: usize,
         target: String,
@@ -372,6 +381,9 @@ pub struct Session {
     /// Generate requests not in the journal yet, and the examples they
     /// asked for.
     generate_open: usize,
+    /// Of those, the ones whose reply (or final failure) has arrived and
+    /// waits for its append: their window slot is free again.
+    generate_arrived: usize,
     expected: usize,
     target: usize,
     have: usize,
@@ -422,6 +434,7 @@ impl Session {
             pending: VecDeque::new(),
             appending: VecDeque::new(),
             generate_open: 0,
+            generate_arrived: 0,
             expected: 0,
             target: 0,
             have: 0,
@@ -542,11 +555,26 @@ impl Session {
         self.cfg.concurrency.max(1)
     }
 
-    /// Generate requests that may be open at once: the concurrency, or
-    /// the engine's adaptive limit when lower.
+    /// Generate requests that may be in the engine at once: the
+    /// concurrency, or the engine's adaptive limit when lower.
     fn window(&self) -> usize {
         let c = self.concurrency();
         self.limit.map_or(c, |(l, _)| c.min(l.max(1)))
+    }
+
+    /// A generate request may go out: a window slot is free (replies that
+    /// arrived and wait for the journal hold none) and no more than one
+    /// window of replies waits for the journal. A window of one keeps the
+    /// strict order instead — a reply, its journal entry and its relabel
+    /// requests, then the next request — so a re-run plans the same
+    /// requests and is served from the cache (with more in flight the
+    /// order follows the network anyway).
+    fn slot_free(&self) -> bool {
+        let w = self.window();
+        if w == 1 {
+            return self.generate_open == 0;
+        }
+        self.generate_open.saturating_sub(self.generate_arrived) < w && self.generate_open < 2 * w
     }
 
     /// Handle a command.
@@ -670,6 +698,7 @@ impl Session {
                 self.planned_under.remove(&tag);
                 if let Some(p) = self.requests.remove(&tag) {
                     self.report.failures.success();
+                    self.arrived(&p);
                     self.pending
                         .push_back(Pending::Reply(tag, Box::new(p), Ok(response)));
                 }
@@ -741,6 +770,7 @@ impl Session {
             kind: reason,
             message: message.clone(),
         });
+        self.arrived(&p);
         self.pending.push_back(Pending::Reply(
             tag,
             Box::new(p),
@@ -888,6 +918,7 @@ impl Session {
         match what {
             Appending::Generate { n, target, minor } => {
                 self.generate_open = self.generate_open.saturating_sub(1);
+                self.generate_arrived = self.generate_arrived.saturating_sub(1);
                 self.expected = self.expected.saturating_sub(n);
                 self.inflight.add(&target, minor.as_deref(), -(n as f64));
                 let mut kept = Vec::new();
@@ -1031,6 +1062,9 @@ impl Session {
                     };
                     if events.is_empty() {
                         self.settle(&planned);
+                        if let RequestKind::Generate { .. } = planned.kind {
+                            self.generate_arrived = self.generate_arrived.saturating_sub(1);
+                        }
                         continue;
                     }
                     // The denoiser's echo check compares this reply's
@@ -1046,8 +1080,34 @@ impl Session {
                 .iter()
                 .filter(|e| matches!(e, EventKind::SampleAdded(_)))
                 .count() as u64;
+            // The reply is parsed: it can yield no more than it added, so
+            // the target and the class schedule count only that while it
+            // waits for the journal (the next request, planned before the
+            // ack, asks for the rest).
+            let what = match what {
+                Appending::Generate { n, target, minor } if (ids as usize) < n => {
+                    let short = n - ids as usize;
+                    self.expected = self.expected.saturating_sub(short);
+                    self.inflight
+                        .add(&target, minor.as_deref(), -(short as f64));
+                    Appending::Generate {
+                        n: ids as usize,
+                        target,
+                        minor,
+                    }
+                }
+                w => w,
+            };
             self.appending.push_back((what, ids));
             out.appends.push(events);
+        }
+    }
+
+    /// A generate request's reply (or final failure) arrived: its window
+    /// slot is free; it stays open until its append is acknowledged.
+    fn arrived(&mut self, p: &PlannedRequest) {
+        if let RequestKind::Generate { .. } = p.kind {
+            self.generate_arrived += 1;
         }
     }
 
@@ -1066,7 +1126,7 @@ impl Session {
         if !self.may_plan() {
             return;
         }
-        while self.generate_open < self.window() {
+        while self.slot_free() {
             let Some(round) = self.errors.as_mut() else {
                 break;
             };
@@ -1092,9 +1152,7 @@ impl Session {
             self.have = project_count(state);
         }
         let per = self.generator.settings().per_request.max(1);
-        while self.generate_open < self.window()
-            && (self.past_target || self.have + self.expected < self.target)
-        {
+        while self.slot_free() && (self.past_target || self.have + self.expected < self.target) {
             if self.report.generate_requests >= self.budget {
                 self.end(
                     StopReason::Fruitless {
@@ -1943,25 +2001,95 @@ mod tests {
         r.answer_next(2);
         assert_eq!(r.generate_jobs(), 64);
         assert_eq!(r.s.report().generate_requests, 65);
-        // A slot is held until the reply is in the journal.
-        let job = r.open.pop_front().unwrap();
-        let out = r.s.on_engine(
-            &r.st,
-            EngineEvent::Finished {
-                id: job.tag,
-                tag: job.tag,
-                response: response("1. Who carved stone number nine?\n2. Who owns boat seven?"),
-                latency: Duration::ZERO,
-            },
-        );
-        assert!(out.submit.is_empty(), "nothing planned before the ack");
-        assert_eq!(out.appends.len(), 1);
-        r.run(out);
-        assert_eq!(r.generate_jobs(), 64);
         // Raising the concurrency opens more slots at once.
         let controls = r.command(Command::SetConcurrency(80));
         assert_eq!(controls, [Control::SetConcurrency(80)]);
         assert_eq!(r.generate_jobs(), 80);
+    }
+
+    /// Issue 15: a reply frees its window slot when it arrives, so the
+    /// next request goes out while the reply waits for its commit (the
+    /// fsync is off the request path); what it brings is counted, and the
+    /// target reached, only once it is acknowledged. At most one window
+    /// of replies waits for the journal.
+    #[test]
+    fn a_reply_frees_its_slot_on_arrival_and_counts_only_after_its_commit() {
+        let mut r = rig(Counting::ThisRun, 4, false);
+        r.command(Command::Start {
+            target: Some(5),
+            round: None,
+            exact: true,
+        });
+        let finished = |job: &Job, text: &str| EngineEvent::Finished {
+            id: job.tag,
+            tag: job.tag,
+            response: response(text),
+            latency: Duration::ZERO,
+        };
+        // Per request 2 (the config's), target 5: 2 + 2 + 1 asked for by
+        // the first three; the fourth slot stays empty (exact).
+        let jobs: Vec<Job> = r.open.drain(..).collect();
+        assert_eq!(jobs.len(), 3, "exact: no request past the target");
+        let out = r.s.on_engine(
+            &r.st,
+            finished(
+                &jobs[0],
+                "1. Who carved stone number nine?\n2. Who owns boat seven?",
+            ),
+        );
+        assert_eq!(out.appends.len(), 1, "the reply is handed out to append");
+        assert!(
+            out.submit.is_empty(),
+            "the target still counts the reply in flight: nothing more to ask for"
+        );
+        assert_eq!(r.s.report().examples, 0, "not counted before the commit");
+        assert_eq!(
+            r.s.status().generate_open,
+            3,
+            "open until it is in the journal"
+        );
+
+        // A window of 2: each arrival lets the next request out before
+        // the reply's commit, until one window (2) of replies waits.
+        let mut r = rig(Counting::ThisRun, 2, false);
+        r.start(100);
+        let mut appends = Vec::new();
+        for (k, open_after) in [(1, 3), (1, 4), (0, 4)] {
+            let job = r.open.pop_front().unwrap();
+            let text = fresh_items(&mut r.words, 2);
+            let mut out = r.s.on_engine(&r.st, finished(&job, &text));
+            assert_eq!(out.submit.len(), k, "new requests at this arrival");
+            assert_eq!(out.appends.len(), 1);
+            r.open.extend(out.submit.drain(..));
+            appends.append(&mut out.appends);
+            assert_eq!(
+                r.s.report().examples,
+                0,
+                "nothing counted before its commit"
+            );
+            assert_eq!(r.s.status().generate_open, open_after);
+        }
+        // The acknowledgements count them and free the rest.
+        let mut submitted = 0;
+        for kinds in appends {
+            let events = apply(&mut r.st, kinds);
+            let more = r.s.on_appended(&r.st, &events, true);
+            submitted += more.submit.len();
+        }
+        assert_eq!(r.s.report().examples, 6, "counted at the acknowledgement");
+        assert_eq!(submitted, 1, "two in the engine again");
+        assert_eq!(r.s.status().generate_open, 2);
+
+        // A window of one keeps the strict order (a re-run hits the
+        // cache): the next request waits for the reply's commit.
+        let mut r = rig(Counting::ThisRun, 1, false);
+        r.start(100);
+        let job = r.open.pop_front().unwrap();
+        let text = fresh_items(&mut r.words, 2);
+        let out = r.s.on_engine(&r.st, finished(&job, &text));
+        assert!(out.submit.is_empty(), "nothing before the ack");
+        r.run(out);
+        assert_eq!(r.generate_jobs(), 1, "one after it");
     }
 
     /// The engine's adaptive limit narrows the window below the

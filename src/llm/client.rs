@@ -1,6 +1,7 @@
 //! The HTTP side: request bodies, streaming and whole replies, status
 //! classification, rate-limit headers and capability degradation.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, SystemTime};
@@ -108,6 +109,35 @@ enum Cap {
     Logprobs = 0,
     JsonSchema = 1,
     StreamUsage = 2,
+}
+
+/// A request body as sent: the caller's body (borrowed unless a refused
+/// feature had to be taken out) and the streaming fields, written after
+/// it without copying the body into a new map per attempt.
+struct Outgoing<'a> {
+    body: Cow<'a, Map<String, Value>>,
+    /// Add `"stream": true`.
+    stream: bool,
+    /// Add `"stream_options": {"include_usage": true}`.
+    stream_usage: bool,
+}
+
+impl serde::Serialize for Outgoing<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let extra = usize::from(self.stream) + usize::from(self.stream_usage);
+        let mut m = s.serialize_map(Some(self.body.len() + extra))?;
+        for (k, v) in self.body.iter() {
+            m.serialize_entry(k, v)?;
+        }
+        if self.stream {
+            m.serialize_entry("stream", &true)?;
+        }
+        if self.stream_usage {
+            m.serialize_entry("stream_options", &json!({"include_usage": true}))?;
+        }
+        m.end()
+    }
 }
 
 /// Rate-limit hints from response headers (`x-ratelimit-*`, `Retry-After`).
@@ -447,16 +477,30 @@ impl LlmClient {
         body: &Map<String, Value>,
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(ChatResponse, RateLimitInfo), LlmError> {
-        let mut body = body.clone();
+        // Borrowed: copied only when a refused feature has to go.
+        let mut body = Cow::Borrowed(body);
         self.strip_refused(&mut body);
         self.shape_schema(&mut body);
+        let mut body = Outgoing {
+            body,
+            stream: false,
+            stream_usage: false,
+        };
         if self.inner.stream {
-            body.insert("stream".into(), Value::Bool(true));
-            if self.cap(Cap::StreamUsage) != Capability::Refused {
-                body.insert("stream_options".into(), json!({"include_usage": true}));
+            let usage = self.cap(Cap::StreamUsage) != Capability::Refused;
+            if body.body.contains_key("stream") || body.body.contains_key("stream_options") {
+                // The caller set them (`extra`): ours replace theirs.
+                let m = body.body.to_mut();
+                m.insert("stream".into(), Value::Bool(true));
+                if usage {
+                    m.insert("stream_options".into(), json!({"include_usage": true}));
+                }
+            } else {
+                body.stream = true;
+                body.stream_usage = usage;
             }
         }
-        let prompt_estimate = estimate_body_prompt(&body);
+        let prompt_estimate = estimate_body_prompt(&body.body);
         loop {
             match self.post(&body, prompt_estimate, on_delta).await {
                 Err(e) => match self.degrade(&mut body, &e) {
@@ -473,24 +517,29 @@ impl LlmClient {
         }
     }
 
-    fn strip_refused(&self, body: &mut Map<String, Value>) {
-        if self.cap(Cap::Logprobs) == Capability::Refused {
-            body.remove("logprobs");
-            body.remove("top_logprobs");
+    fn strip_refused(&self, body: &mut Cow<'_, Map<String, Value>>) {
+        if self.cap(Cap::Logprobs) == Capability::Refused
+            && (body.contains_key("logprobs") || body.contains_key("top_logprobs"))
+        {
+            let m = body.to_mut();
+            m.remove("logprobs");
+            m.remove("top_logprobs");
         }
-        if self.cap(Cap::JsonSchema) == Capability::Refused {
-            body.remove("response_format");
+        if self.cap(Cap::JsonSchema) == Capability::Refused && body.contains_key("response_format")
+        {
+            body.to_mut().remove("response_format");
         }
     }
 
     /// Write a JSON-schema `response_format` in the form this server takes.
-    fn shape_schema(&self, body: &mut Map<String, Value>) {
+    fn shape_schema(&self, body: &mut Cow<'_, Map<String, Value>>) {
         let form = self.schema_form();
-        if let Some(rf) = body.get_mut("response_format")
+        if let Some(rf) = body.get("response_format")
             && let Some((sent, name, schema)) = SchemaForm::parse(rf)
             && sent != form
         {
-            *rf = form.response_format(name, schema.clone());
+            let rf = form.response_format(name, schema.clone());
+            body.to_mut().insert("response_format".into(), rf);
         }
     }
 
@@ -499,14 +548,15 @@ impl LlmClient {
     /// remember. 400/422 name any optional field; a 500 counts only for
     /// `response_format` (llama-cpp-python's validation errors are 500s).
     /// Returns how the retry differs, `None` when this is no refusal.
-    fn degrade(&self, body: &mut Map<String, Value>, err: &LlmError) -> Option<&'static str> {
+    fn degrade(&self, out: &mut Outgoing<'_>, err: &LlmError) -> Option<&'static str> {
         let client_error = matches!(err.status, Some(400 | 422));
         if !client_error && err.status != Some(500) {
             return None;
         }
         let text = format!("{} {}", err.message, err.raw.as_deref().unwrap_or("")).to_lowercase();
-        if client_error && body.contains_key("logprobs") && text.contains("logprob") {
+        if client_error && out.body.contains_key("logprobs") && text.contains("logprob") {
             self.set_cap(Cap::Logprobs, Capability::Refused);
+            let body = out.body.to_mut();
             body.remove("logprobs");
             body.remove("top_logprobs");
             return Some("without logprobs");
@@ -516,9 +566,10 @@ impl LlmClient {
         } else {
             &["response_format", "json_schema"]
         };
-        if let Some(rf) = body.get_mut("response_format")
-            && schema_words.iter().any(|w| text.contains(w))
+        if out.body.contains_key("response_format") && schema_words.iter().any(|w| text.contains(w))
         {
+            let body = out.body.to_mut();
+            let rf = body.get_mut("response_format").expect("checked above");
             return Some(match SchemaForm::parse(rf) {
                 Some((SchemaForm::JsonSchema, name, schema)) => {
                     let other = SchemaForm::JsonObject;
@@ -533,16 +584,23 @@ impl LlmClient {
                 }
             });
         }
-        if client_error && body.contains_key("stream_options") && text.contains("stream_options") {
+        if client_error
+            && (out.stream_usage || out.body.contains_key("stream_options"))
+            && text.contains("stream_options")
+        {
             self.set_cap(Cap::StreamUsage, Capability::Refused);
-            body.remove("stream_options");
+            out.stream_usage = false;
+            if out.body.contains_key("stream_options") {
+                out.body.to_mut().remove("stream_options");
+            }
             return Some("without stream_options");
         }
         None
     }
 
     /// After a success: note which optional features the server honoured.
-    fn learn(&self, body: &Map<String, Value>, resp: &ChatResponse) {
+    fn learn(&self, out: &Outgoing<'_>, resp: &ChatResponse) {
+        let body = &*out.body;
         if body.get("logprobs") == Some(&Value::Bool(true)) {
             let got = resp.logprobs.as_ref().is_some_and(|l| !l.is_empty());
             self.set_cap(
@@ -560,22 +618,23 @@ impl LlmClient {
             }
             self.set_cap(Cap::JsonSchema, Capability::Supported);
         }
-        if body.contains_key("stream_options") && !resp.usage.estimated {
+        if (out.stream_usage || body.contains_key("stream_options")) && !resp.usage.estimated {
             self.set_cap(Cap::StreamUsage, Capability::Supported);
         }
     }
 
     async fn post(
         &self,
-        body: &Map<String, Value>,
+        out: &Outgoing<'_>,
         prompt_estimate: u32,
         on_delta: &mut (dyn FnMut(&str) + Send),
     ) -> Result<(ChatResponse, RateLimitInfo), LlmError> {
+        let body = &*out.body;
         let resp = self
             .inner
             .http
             .post(self.inner.chat_url.clone())
-            .json(body)
+            .json(out)
             .send()
             .await
             .map_err(|e| self.transport_error(&e))?;
@@ -984,6 +1043,34 @@ fn estimate_body_prompt(body: &Map<String, Value>) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_body_goes_out_borrowed_with_the_streaming_fields_after_it() {
+        let mut body = Map::new();
+        body.insert("model".into(), json!("m"));
+        body.insert(
+            "messages".into(),
+            json!([{"role": "user", "content": "hi"}]),
+        );
+        let out = Outgoing {
+            body: Cow::Borrowed(&body),
+            stream: true,
+            stream_usage: true,
+        };
+        let sent: Value = serde_json::from_slice(&serde_json::to_vec(&out).unwrap()).unwrap();
+        assert_eq!(
+            sent,
+            json!({"model": "m", "messages": [{"role": "user", "content": "hi"}],
+                   "stream": true, "stream_options": {"include_usage": true}})
+        );
+        let plain = Outgoing {
+            body: Cow::Borrowed(&body),
+            stream: false,
+            stream_usage: false,
+        };
+        let sent: Value = serde_json::from_slice(&serde_json::to_vec(&plain).unwrap()).unwrap();
+        assert_eq!(sent, Value::Object(body.clone()));
+    }
 
     #[test]
     fn reset_durations_parse() {

@@ -8,6 +8,13 @@
 //! from a fast server) and made it the largest client cost in the engine
 //! benchmark. This one keeps bytes until a line is complete, so a UTF-8
 //! character split across reads is simply joined before decoding.
+//!
+//! Per streamed chunk nothing is allocated that is not kept: an event's
+//! fields are borrowed from the parser's buffers (reused from event to
+//! event), and a chunk's strings are borrowed from its JSON unless they
+//! hold escapes.
+
+use std::borrow::Cow;
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -17,13 +24,13 @@ use super::{ChatResponse, FailReason, LlmError, TokenLogprob, TokenUsage};
 /// A streamed `chat.completion.chunk` or a whole `chat.completion`: the
 /// fields straddle reads, all optional so partial servers still parse.
 #[derive(Debug, Deserialize)]
-pub(crate) struct WireCompletion {
-    #[serde(default)]
-    id: Option<String>,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    choices: Vec<WireChoice>,
+pub(crate) struct WireCompletion<'a> {
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
+    id: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
+    model: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    choices: Vec<WireChoice<'a>>,
     #[serde(default)]
     usage: Option<WireUsage>,
     #[serde(default)]
@@ -31,28 +38,39 @@ pub(crate) struct WireCompletion {
 }
 
 #[derive(Debug, Deserialize)]
-struct WireChoice {
+struct WireChoice<'a> {
     #[serde(default)]
     index: usize,
     /// Streaming.
-    #[serde(default)]
-    delta: Option<WireMessage>,
+    #[serde(default, borrow)]
+    delta: Option<WireMessage<'a>>,
     /// Non-streaming.
-    #[serde(default)]
-    message: Option<WireMessage>,
+    #[serde(default, borrow)]
+    message: Option<WireMessage<'a>>,
     /// Legacy completions-style servers.
-    #[serde(default)]
-    text: Option<String>,
-    #[serde(default)]
-    finish_reason: Option<String>,
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
+    text: Option<Cow<'a, str>>,
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
+    finish_reason: Option<Cow<'a, str>>,
     #[serde(default)]
     logprobs: Option<WireLogprobs>,
 }
 
 #[derive(Debug, Deserialize)]
-struct WireMessage {
-    #[serde(default)]
-    content: Option<String>,
+struct WireMessage<'a> {
+    #[serde(default, borrow, deserialize_with = "opt_cow")]
+    content: Option<Cow<'a, str>>,
+}
+
+/// An optional string borrowed from the JSON unless it holds escapes.
+/// (serde borrows a bare `Cow<str>` field, but an `Option<Cow<str>>`
+/// would always be copied into a new `String`.)
+fn opt_cow<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
 #[derive(Debug, Deserialize)]
@@ -83,13 +101,14 @@ struct WireUsage {
     completion_tokens: u32,
 }
 
-/// One dispatched server-sent event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct SseEvent {
+/// One dispatched server-sent event, borrowed from the parser until the
+/// next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SseEvent<'a> {
     /// The `event:` field, empty for the default `message`.
-    pub(crate) event: String,
+    pub(crate) event: &'a str,
     /// The `data:` lines joined by `\n`.
-    pub(crate) data: String,
+    pub(crate) data: &'a str,
 }
 
 /// Incremental SSE parser (WHATWG rules: LF, CRLF or CR line ends; `:`
@@ -102,12 +121,15 @@ pub(crate) struct SseParser {
     pending: PendingEvent,
 }
 
-/// The fields of the event being read.
+/// The fields of the event being read (the buffers are kept from event
+/// to event).
 #[derive(Debug, Default)]
 struct PendingEvent {
     event: String,
     data: String,
     has_data: bool,
+    /// The last call handed out this event: start afresh.
+    dispatched: bool,
 }
 
 impl SseParser {
@@ -121,10 +143,14 @@ impl SseParser {
     }
 
     /// The next complete event, if the buffer holds one.
-    pub(crate) fn next_event(&mut self) -> Result<Option<SseEvent>, std::str::Utf8Error> {
+    pub(crate) fn next_event(&mut self) -> Result<Option<SseEvent<'_>>, std::str::Utf8Error> {
+        if std::mem::take(&mut self.pending.dispatched) {
+            self.pending.event.clear();
+            self.pending.data.clear();
+        }
         loop {
             let rest = &self.buf[self.pos..];
-            let Some(end) = rest.iter().position(|&b| b == b'\n' || b == b'\r') else {
+            let Some(end) = memchr::memchr2(b'\n', b'\r', rest) else {
                 return Ok(None);
             };
             let skip = match (rest[end], rest.get(end + 1)) {
@@ -136,27 +162,32 @@ impl SseParser {
             let line = std::str::from_utf8(&rest[..end])?;
             let dispatched = self.pending.field(line);
             self.pos += end + skip;
-            if let Some(ev) = dispatched {
-                return Ok(Some(ev));
+            if dispatched {
+                let p = &self.pending;
+                return Ok(Some(SseEvent {
+                    event: &p.event,
+                    // Without the last '\n'.
+                    data: &p.data[..p.data.len() - 1],
+                }));
             }
         }
     }
 }
 
 impl PendingEvent {
-    /// Apply one line; a blank line dispatches the event gathered so far.
-    fn field(&mut self, line: &str) -> Option<SseEvent> {
+    /// Apply one line; a blank line dispatches the event gathered so far
+    /// (returns true; the fields stay until the next call).
+    fn field(&mut self, line: &str) -> bool {
         if line.is_empty() {
-            let event = std::mem::take(&mut self.event);
             if !std::mem::take(&mut self.has_data) {
-                return None;
+                self.event.clear();
+                return false;
             }
-            let mut data = std::mem::take(&mut self.data);
-            data.pop(); // the last '\n'
-            return Some(SseEvent { event, data });
+            self.dispatched = true;
+            return true;
         }
         if line.starts_with(':') {
-            return None;
+            return false;
         }
         let (name, value) = match line.split_once(':') {
             Some((n, v)) => (n, v.strip_prefix(' ').unwrap_or(v)),
@@ -168,10 +199,13 @@ impl PendingEvent {
                 self.data.push('\n');
                 self.has_data = true;
             }
-            "event" => self.event = value.to_owned(),
+            "event" => {
+                self.event.clear();
+                self.event.push_str(value);
+            }
             _ => {}
         }
-        None
+        false
     }
 }
 
@@ -205,7 +239,7 @@ impl Accumulator {
     /// Parse one JSON payload (an SSE `data:` or a whole body) and fold it
     /// in. Returns whether the text of choice 0 grew.
     pub(crate) fn push_json(&mut self, data: &str) -> Result<bool, LlmError> {
-        let chunk: WireCompletion = serde_json::from_str(data).map_err(|e| {
+        let chunk: WireCompletion<'_> = serde_json::from_str(data).map_err(|e| {
             LlmError::new(
                 FailReason::Malformed,
                 format!("reply is not a chat completion: {e}"),
@@ -222,12 +256,12 @@ impl Accumulator {
         Ok(self.push(chunk))
     }
 
-    fn push(&mut self, chunk: WireCompletion) -> bool {
+    fn push(&mut self, chunk: WireCompletion<'_>) -> bool {
         if self.id.is_none() {
-            self.id = chunk.id;
+            self.id = chunk.id.map(Cow::into_owned);
         }
         if self.model.is_none() {
-            self.model = chunk.model;
+            self.model = chunk.model.map(Cow::into_owned);
         }
         if let Some(u) = chunk.usage {
             self.usage = Some(TokenUsage {
@@ -257,8 +291,8 @@ impl Accumulator {
                     self.deltas0 += 1;
                 }
             }
-            if c.finish_reason.is_some() {
-                self.finish[i] = c.finish_reason;
+            if let Some(f) = c.finish_reason {
+                self.finish[i] = Some(f.into_owned());
             }
             if i == 0
                 && let Some(lp) = c.logprobs.and_then(|l| l.content)
@@ -325,13 +359,14 @@ impl Accumulator {
 mod tests {
     use super::*;
 
-    fn parse_all(pieces: &[&[u8]]) -> Vec<SseEvent> {
+    /// (event, data) of every event.
+    fn parse_all(pieces: &[&[u8]]) -> Vec<(String, String)> {
         let mut p = SseParser::default();
         let mut out = vec![];
         for piece in pieces {
             p.push(piece);
             while let Some(ev) = p.next_event().unwrap() {
-                out.push(ev);
+                out.push((ev.event.to_owned(), ev.data.to_owned()));
             }
         }
         out
@@ -340,24 +375,15 @@ mod tests {
     #[test]
     fn sse_events_survive_any_split() {
         let stream = ": keep-alive\r\n\r\nevent: error\ndata: {\"a\":\r\ndata:1}\n\ndata:héllo 👍\r\rdata\n\ndata: [DONE]\n\n";
-        let want = vec![
-            SseEvent {
-                event: "error".into(),
-                data: "{\"a\":\n1}".into(),
-            },
-            SseEvent {
-                event: String::new(),
-                data: "héllo 👍".into(),
-            },
-            SseEvent {
-                event: String::new(),
-                data: String::new(),
-            },
-            SseEvent {
-                event: String::new(),
-                data: "[DONE]".into(),
-            },
-        ];
+        let want: Vec<(String, String)> = [
+            ("error", "{\"a\":\n1}"),
+            ("", "héllo 👍"),
+            ("", ""),
+            ("", "[DONE]"),
+        ]
+        .iter()
+        .map(|(e, d)| (e.to_string(), d.to_string()))
+        .collect();
         assert_eq!(parse_all(&[stream.as_bytes()]), want);
         let bytes = stream.as_bytes();
         for size in 1..8 {
@@ -401,6 +427,32 @@ mod tests {
         );
         let lp = r.logprobs.unwrap();
         assert_eq!(lp[0].top[1], ("Ho".to_string(), -1.5));
+    }
+
+    #[test]
+    fn chunk_strings_are_borrowed_unless_escaped() {
+        let plain = r#"{"id":"x","choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":null}]}"#;
+        let c: WireCompletion<'_> = serde_json::from_str(plain).unwrap();
+        assert!(matches!(c.id, Some(Cow::Borrowed("x"))));
+        let content = c.choices[0]
+            .delta
+            .as_ref()
+            .unwrap()
+            .content
+            .as_ref()
+            .unwrap();
+        assert!(matches!(content, Cow::Borrowed("Hello")));
+        let escaped = r#"{"choices":[{"index":0,"delta":{"content":"a\nb"}}]}"#;
+        let c: WireCompletion<'_> = serde_json::from_str(escaped).unwrap();
+        let content = c.choices[0]
+            .delta
+            .as_ref()
+            .unwrap()
+            .content
+            .as_ref()
+            .unwrap();
+        assert_eq!(content, "a\nb");
+        assert!(c.id.is_none() && c.choices[0].finish_reason.is_none());
     }
 
     #[test]
