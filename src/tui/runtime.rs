@@ -29,7 +29,7 @@ use crossterm::execute;
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
-use futures_util::{FutureExt as _, StreamExt};
+use futures_util::StreamExt;
 use ratatui::Terminal;
 use ratatui::backend::CrosstermBackend;
 use std::io::Stdout;
@@ -402,7 +402,13 @@ impl App {
                     })
             );
             match next {
-                Input::Term(Some(Ok(ev))) => self.key_burst(ev, &mut input, &export_tx)?,
+                Input::Term(Some(Ok(ev))) => {
+                    // The loop task's own waker: a terminal poll that finds
+                    // nothing waiting must leave a wake-up for this task.
+                    let waker =
+                        std::future::poll_fn(|cx| std::task::Poll::Ready(cx.waker().clone())).await;
+                    self.key_burst(ev, &mut input, &waker, &export_tx)?
+                }
                 next => self.handle(next, &export_tx)?,
             }
             // Drain whatever else is queued before drawing.
@@ -484,6 +490,7 @@ impl App {
         &mut self,
         first: Event,
         input: &mut EventStream,
+        waker: &std::task::Waker,
         export_tx: &mpsc::UnboundedSender<Result<String, String>>,
     ) -> anyhow::Result<()> {
         let journal = self.journal.clone();
@@ -502,11 +509,17 @@ impl App {
             if burst.keys() >= burst::MAX_KEYS || start.elapsed() >= burst::MAX_TIME {
                 break;
             }
-            // Only what is already waiting: never wait for more.
-            match input.next().now_or_never() {
-                Some(Some(Ok(ev))) => next = Some(ev),
-                Some(other) => after = Some(Input::Term(other)),
-                None => {}
+            // Only what is already waiting: never wait for more. Polled
+            // with the loop task's waker, not a no-op one: crossterm's
+            // stream starts one wake-up thread when nothing is waiting and
+            // no other until that one has fired, so a no-op waker there
+            // would leave the next key unread until something else woke
+            // the loop (the app looked frozen).
+            let mut cx = std::task::Context::from_waker(waker);
+            match input.poll_next_unpin(&mut cx) {
+                std::task::Poll::Ready(Some(Ok(ev))) => next = Some(ev),
+                std::task::Poll::Ready(other) => after = Some(Input::Term(other)),
+                std::task::Poll::Pending => {}
             }
         }
         let done = tokio::task::block_in_place(|| burst.finish(&mut self.st, &mut *journal));
