@@ -136,7 +136,11 @@ fn main() {
         );
         out.push('\n');
     }
-    std::fs::write(&file, &out).unwrap();
+    // Written as `batch fetch` writes a download before ingesting it
+    // (`store::write_atomic`: on disk, synced), and the text's memory given
+    // back, so the ingest starts as it does in a real fetch.
+    straddle::store::write_atomic(&file, out.as_bytes()).unwrap();
+    drop(out);
     drop(p);
     if let Some(fx) = &fixture {
         std::fs::create_dir_all(fx).unwrap();

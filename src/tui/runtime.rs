@@ -180,7 +180,13 @@ pub fn run(dir: PathBuf, flags: BackendFlags, ui: UiConfig) -> anyhow::Result<()
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(run_async(project, flags, ui))
+    let result = rt.block_on(run_async(project, flags, ui));
+    // Every append is durable and the terminal restored by now. Dropping
+    // the runtime would wait for its blocking jobs (a judges' measure or an
+    // S3 fit on a big project runs for minutes): they write only through
+    // the journal writer, which has ended, so they are left to the OS.
+    rt.shutdown_background();
+    result
 }
 
 async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyhow::Result<()> {
