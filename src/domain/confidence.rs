@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use super::name::intern;
+use super::name::{Name, intern};
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -144,7 +144,8 @@ impl<'de> Deserialize<'de> for Confidence {
                     let mut c = scratch.take();
                     c.clear();
                     let read = (|| {
-                        while let Some((Name(k), v)) = m.next_entry::<Name, f64>()? {
+                        while let Some((k, v)) = m.next_entry::<Name, f64>()? {
+                            let k = k.into_arc();
                             match c.binary_search_by(|(n, _)| (**n).cmp(&*k)) {
                                 Ok(i) => c[i].1 = v,
                                 Err(i) => c.insert(i, (k, v)),
@@ -161,26 +162,6 @@ impl<'de> Deserialize<'de> for Confidence {
             }
         }
         d.deserialize_map(V)
-    }
-}
-
-/// A class name read straight into its interned copy (no `String` on
-/// the way).
-struct Name(Arc<str>);
-
-impl<'de> Deserialize<'de> for Name {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Name, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Name;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a class name")
-            }
-            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<Name, E> {
-                Ok(Name(intern(s)))
-            }
-        }
-        d.deserialize_str(V)
     }
 }
 

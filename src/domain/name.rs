@@ -100,6 +100,10 @@ impl Name {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+    /// The shared copy itself.
+    pub fn into_arc(self) -> Arc<str> {
+        self.0
+    }
     /// Whether two names share one copy (interned).
     pub fn ptr_eq(a: &Name, b: &Name) -> bool {
         Arc::ptr_eq(&a.0, &b.0)
