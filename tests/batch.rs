@@ -191,6 +191,53 @@ async fn prepare_submit_fetch_round_trip_then_relabel_batch_and_idempotent_reing
     assert!(generated(&dir).iter().all(|s| s.verdict().is_some()));
 }
 
+/// `[backend] batch_api = "together"`: the same round trip against a
+/// server that speaks only Together AI's dialect (its upload path and
+/// fields, `{custom_id, body}` input lines, `{"job": …}` on create, upper
+/// case statuses, a bare list). The OpenAI dialect is refused there, so
+/// a pass means every call took Together's form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn together_dialect_round_trip() {
+    let server = TestServer::start(Script::with_fn(|r| reply_for(&r.body)));
+    server.speak_together();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    project_with(&server, &dir, |c| {
+        c.backend.batch_api = straddle::domain::BatchApi::Together
+    });
+
+    let prep = prepare(&dir, 20, false);
+    let input = lines(&prep.input);
+    assert_eq!(input.len(), 4);
+    for (i, l) in input.iter().enumerate() {
+        let keys: Vec<&str> = l.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys, ["body", "custom_id"], "{l}");
+        assert_eq!(l["custom_id"], format!("b1-g{i}"));
+    }
+    let made = submit(&dir).await;
+    assert_eq!(made.len(), 1, "{made:?}");
+    assert!(made[0].contains("b1: batch_1 (validating)"), "{made:?}");
+    assert!(submit(&dir).await.is_empty(), "found again in the bare list");
+    assert_eq!(server.batches_created(), 1);
+    let st = status(&dir).await;
+    assert!(st.iter().all(|l| l.contains("in_progress")), "{st:?}");
+    let done = fetch(&dir).await;
+    assert_eq!(done.len(), 1);
+    assert_eq!((done[0].1.replies, done[0].1.examples), (4, 20), "{}", done[0].1);
+    assert_eq!(generated(&dir).len(), 20);
+
+    // The OpenAI dialect against this server is refused at the upload.
+    let other = tmp.path().join("q");
+    project(&server, &other);
+    prepare(&other, 5, false);
+    let mut p = Project::open(&other).unwrap();
+    let c = LlmClient::new(&p.config().backend).unwrap();
+    let err = batch::submit(&mut p, &c, None).await.unwrap_err();
+    let err = format!("{err:#}");
+    assert!(err.contains("404"), "{err}");
+    assert!(err.contains("batch_api = \"together\""), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batch_requests_are_byte_identical_to_the_live_ones() {
     let server = TestServer::start(Script::with_fn(|r| reply_for(&r.body)));

@@ -185,7 +185,7 @@ pub fn prepare(
         p.provenance
             .extra
             .insert(CUSTOM_ID_KEY.into(), serde_json::json!(id));
-        input.push_str(&input_line(&id, &client.body(&p.request)));
+        input.push_str(&input_line(&id, &client.body(&p.request), client.batch_api()));
         input.push('\n');
         plan_file.push_str(&serde_json::json!({"custom_id": id, "plan": p}).to_string());
         plan_file.push('\n');
@@ -767,7 +767,10 @@ pub async fn submit(
                 if sha256(&bytes) != b.input_sha256 {
                     anyhow::bail!("{} changed since it was planned", path.display());
                 }
-                let f = client.upload_batch_file("input.jsonl", bytes).await?;
+                let f = client
+                    .upload_batch_file("input.jsonl", bytes)
+                    .await
+                    .map_err(|e| upload_error(client, e))?;
                 project.append(vec![update(&b.batch, |u| {
                     u.input_file_id = Some(f.clone())
                 })])?;
@@ -795,6 +798,23 @@ pub async fn submit(
         made.push(format!("{}: {} ({})", b.batch, remote.id, remote.status));
     }
     Ok(made)
+}
+
+/// A failed upload, with what to change when the server does not serve
+/// the dialect's upload path (the usual cause of a 404 there).
+fn upload_error(client: &LlmClient, e: crate::llm::LlmError) -> anyhow::Error {
+    use crate::domain::BatchApi;
+    let hint = match (e.status, client.batch_api()) {
+        (Some(404 | 405), BatchApi::OpenAi) => {
+            " (the server has no OpenAI `/files` upload: for Together AI set `[backend] batch_api = \"together\"`; \
+             a server without a Batch API can run the file with `vllm run-batch` or `scripts/batch-runner.py`, then `straddle batch ingest`)"
+        }
+        (Some(404 | 405), BatchApi::Together) => {
+            " (the server has no Together `/files/upload`: for OpenAI, Groq, Azure OpenAI or a vLLM gateway set `[backend] batch_api = \"openai\"`)"
+        }
+        _ => "",
+    };
+    anyhow::anyhow!("uploading the batch file to {}: {e}{hint}", client.base_url())
 }
 
 fn update(batch: &str, f: impl FnOnce(&mut BatchUpdated)) -> EventKind {

@@ -386,6 +386,35 @@ pub struct BackendConfig {
     /// (start at one request, grow while latency stays flat; see
     /// `engine`); `false`: always `max_concurrency`.
     pub adaptive: bool,
+    /// Which Batch API the server speaks (`straddle batch submit`).
+    pub batch_api: BatchApi,
+}
+
+/// The dialect of a provider's Batch API. Both read and write the OpenAI
+/// batch output line format; they differ in the input line, the upload and
+/// the create reply.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BatchApi {
+    /// OpenAI's: input lines `{custom_id, method, url, body}`, upload to
+    /// `/files` with `purpose=batch`, `/batches` answers the batch. Also
+    /// Groq, Azure OpenAI's v1 API and most OpenAI-compatible gateways.
+    #[default]
+    #[serde(rename = "openai")]
+    OpenAi,
+    /// Together AI's: input lines `{custom_id, body}`, upload to
+    /// `/files/upload` with `purpose=batch-api` and `file_name`, create
+    /// answers `{"job": batch}`, statuses in upper case.
+    Together,
+}
+
+impl BatchApi {
+    pub fn name(self) -> &'static str {
+        match self {
+            BatchApi::OpenAi => "openai",
+            BatchApi::Together => "together",
+        }
+    }
 }
 
 impl Default for BackendConfig {
@@ -405,6 +434,7 @@ impl Default for BackendConfig {
             extra_body: serde_json::Map::new(),
             stream: true,
             adaptive: true,
+            batch_api: BatchApi::OpenAi,
         }
     }
 }

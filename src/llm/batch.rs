@@ -14,15 +14,23 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::sse::Accumulator;
+use crate::domain::BatchApi;
 use super::{ChatResponse, FailReason, LlmClient, LlmError};
 
 /// The endpoint every straddle batch line posts to.
 pub const CHAT_ENDPOINT: &str = "/v1/chat/completions";
 
-/// One line of a batch input file (no trailing newline).
-pub fn input_line(custom_id: &str, body: &Map<String, Value>) -> String {
-    json!({"custom_id": custom_id, "method": "POST", "url": CHAT_ENDPOINT, "body": body})
-        .to_string()
+/// One line of a batch input file (no trailing newline), in the
+/// provider's dialect: OpenAI's names the method and URL, Together's only
+/// the id and the body (its documented line has just those two fields).
+pub fn input_line(custom_id: &str, body: &Map<String, Value>, api: BatchApi) -> String {
+    match api {
+        BatchApi::OpenAi => {
+            json!({"custom_id": custom_id, "method": "POST", "url": CHAT_ENDPOINT, "body": body})
+        }
+        BatchApi::Together => json!({"custom_id": custom_id, "body": body}),
+    }
+    .to_string()
 }
 
 /// A chat completion body (a whole JSON reply) as a [`ChatResponse`],
@@ -142,6 +150,14 @@ fn lower<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     String::deserialize(d).map(|s| s.to_ascii_lowercase())
 }
 
+/// What `POST /batches` answers: the batch, or Together's `{"job": batch}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Created {
+    Job { job: RemoteBatch },
+    Bare(RemoteBatch),
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct RequestCounts {
     pub total: u64,
@@ -195,14 +211,27 @@ impl LlmClient {
         })
     }
 
-    /// Upload a batch input file (`purpose=batch`); its file id.
+    /// Upload a batch input file; its file id. OpenAI's dialect posts
+    /// `purpose=batch` and the file to `/files`; Together's posts
+    /// `purpose=batch-api`, `file_name`, `file_type=jsonl` and the file to
+    /// `/files/upload`.
     pub async fn upload_batch_file(&self, name: &str, bytes: Vec<u8>) -> Result<String, LlmError> {
         let boundary = format!("straddle-{:016x}", bytes.len() as u64 ^ 0x5bd1_e995);
-        let mut body = Vec::with_capacity(bytes.len() + 300);
+        let field = |k: &str, v: &str| {
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n")
+        };
+        let (path, fields) = match self.batch_api() {
+            BatchApi::OpenAi => ("files", field("purpose", "batch")),
+            BatchApi::Together => (
+                "files/upload",
+                field("purpose", "batch-api") + &field("file_name", name) + &field("file_type", "jsonl"),
+            ),
+        };
+        let mut body = Vec::with_capacity(bytes.len() + 500);
+        body.extend_from_slice(fields.as_bytes());
         body.extend_from_slice(
             format!(
-                "--{boundary}\r\nContent-Disposition: form-data; name=\"purpose\"\r\n\r\nbatch\r\n\
-                 --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"{name}\"\r\n\
                  Content-Type: application/jsonl\r\n\r\n"
             )
             .as_bytes(),
@@ -216,7 +245,7 @@ impl LlmClient {
         let f: FileObj = self
             .batch_json(
                 self.http()
-                    .post(format!("{}/files", self.base_url()))
+                    .post(format!("{}/{path}", self.base_url()))
                     .header(
                         reqwest::header::CONTENT_TYPE,
                         format!("multipart/form-data; boundary={boundary}"),
@@ -227,7 +256,9 @@ impl LlmClient {
         Ok(f.id)
     }
 
-    /// Create a batch over an uploaded input file (24 h window).
+    /// Create a batch over an uploaded input file (24 h window). Reads
+    /// the batch whether it comes bare (OpenAI) or as `{"job": batch}`
+    /// (Together).
     pub async fn create_batch(
         &self,
         input_file_id: &str,
@@ -235,12 +266,17 @@ impl LlmClient {
     ) -> Result<RemoteBatch, LlmError> {
         let body = json!({"input_file_id": input_file_id, "endpoint": CHAT_ENDPOINT,
             "completion_window": "24h", "metadata": metadata});
-        self.batch_json(
-            self.http()
-                .post(format!("{}/batches", self.base_url()))
-                .json(&body),
-        )
-        .await
+        let reply: Created = self
+            .batch_json(
+                self.http()
+                    .post(format!("{}/batches", self.base_url()))
+                    .json(&body),
+            )
+            .await?;
+        Ok(match reply {
+            Created::Job { job } => job,
+            Created::Bare(b) => b,
+        })
     }
 
     pub async fn retrieve_batch(&self, id: &str) -> Result<RemoteBatch, LlmError> {
@@ -256,11 +292,14 @@ impl LlmClient {
         .await
     }
 
-    /// The most recent batches (the first page of `GET /batches`).
+    /// The most recent batches (the first page of `GET /batches`: a list
+    /// object, or a bare array as Together answers).
     pub async fn list_batches(&self) -> Result<Vec<RemoteBatch>, LlmError> {
         #[derive(Deserialize)]
-        struct Page {
-            data: Vec<RemoteBatch>,
+        #[serde(untagged)]
+        enum Page {
+            List { data: Vec<RemoteBatch> },
+            Bare(Vec<RemoteBatch>),
         }
         let p: Page = self
             .batch_json(
@@ -268,7 +307,9 @@ impl LlmClient {
                     .get(format!("{}/batches?limit=100", self.base_url())),
             )
             .await?;
-        Ok(p.data)
+        Ok(match p {
+            Page::List { data } | Page::Bare(data) => data,
+        })
     }
 
     /// The bytes of a file (an output or error file).

@@ -248,6 +248,7 @@ struct Inner {
     caps: [AtomicU8; 3],
     /// 0: [`SchemaForm::JsonSchema`], 1: [`SchemaForm::JsonObject`].
     schema_form: AtomicU8,
+    batch_api: crate::domain::BatchApi,
 }
 
 impl std::fmt::Debug for LlmClient {
@@ -339,8 +340,14 @@ impl LlmClient {
                 timeout: Duration::from_secs_f64(backend.timeout_s.max(0.001)),
                 caps: Default::default(),
                 schema_form: AtomicU8::new(0),
+                batch_api: backend.batch_api,
             }),
         })
+    }
+
+    /// Which Batch API dialect the server speaks (`[backend] batch_api`).
+    pub fn batch_api(&self) -> crate::domain::BatchApi {
+        self.inner.batch_api
     }
 
     /// The HTTP client (with the key and headers), for the batch calls.

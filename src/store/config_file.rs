@@ -416,6 +416,7 @@ fn every_field_is_rendered(cfg: &ProjectConfig) {
         extra_body: _,
         stream: _,
         adaptive: _,
+        batch_api: _,
     } = backend;
     let GenerationSettings {
         strategy: _,
@@ -896,6 +897,12 @@ fn render_backend(w: &mut String, b: &BackendConfig) {
         "Find the server's real parallelism: start at one request in flight, grow while latency stays flat or throughput grows, shrink when requests queue, streams are cut short or requests time out; never above max_concurrency. false: always max_concurrency (a server known to take that many).",
         "adaptive",
         v(b.adaptive),
+    );
+    line(
+        w,
+        "Which Batch API the server speaks for `straddle batch submit`: \"openai\" (OpenAI, Groq, Azure OpenAI v1, vLLM-based gateways) or \"together\" (Together AI).",
+        "batch_api",
+        v(b.batch_api.name()),
     );
     let headers: toml::Table = b
         .headers

@@ -531,6 +531,22 @@ struct BatchApi {
     /// Answered lines a cancelled batch had finished before the cancel
     /// (kept in its output file; see [`TestServer::set_cancel_keeps`]).
     cancel_keeps: usize,
+    /// Speak Together AI's dialect (see [`TestServer::speak_together`]).
+    together: bool,
+}
+
+impl BatchApi {
+    /// A batch object as this dialect shows it (Together: status in
+    /// upper case).
+    fn shown(&self, obj: &Value) -> Value {
+        let mut o = obj.clone();
+        if self.together {
+            if let Some(st) = o["status"].as_str() {
+                o["status"] = json!(st.to_ascii_uppercase());
+            }
+        }
+        o
+    }
 }
 
 /// Counters and captured requests.
@@ -777,6 +793,15 @@ impl TestServer {
     pub fn set_cancel_keeps(&self, n: usize) {
         self.state.batch.lock().unwrap().cancel_keeps = n;
     }
+    /// Speak Together AI's Batch API from now on, as its documentation
+    /// describes it: uploads only at `POST /v1/files/upload` with
+    /// `purpose=batch-api`, `file_name` and `file`; input lines of just
+    /// `custom_id` and `body`; create answers `{"job": batch}`; statuses
+    /// in upper case; the list is a bare array. `POST /v1/files` answers
+    /// 404.
+    pub fn speak_together(&self) {
+        self.state.batch.lock().unwrap().together = true;
+    }
     /// Batches created at `/v1/batches`.
     pub fn batches_created(&self) -> usize {
         self.state.batch.lock().unwrap().creates
@@ -808,6 +833,7 @@ fn router(state: Arc<ServerState>) -> Router {
         .route("/v1/models", get(models))
         .route("/v1/embeddings", post(embeddings))
         .route("/v1/files", post(upload_file))
+        .route("/v1/files/upload", post(upload_file_together))
         .route("/v1/files/{id}/content", get(file_content))
         .route("/v1/batches", post(create_batch).get(list_batches))
         .route("/v1/batches/{id}", get(retrieve_batch))
@@ -1572,20 +1598,69 @@ async fn upload_file(
             "invalid_request_error",
         );
     };
+    if s.batch.lock().unwrap().together {
+        return error_json(StatusCode::NOT_FOUND, "not found", "invalid_request_error");
+    }
     let text = String::from_utf8_lossy(&body).into_owned();
-    let purpose_ok = text.contains("name=\"purpose\"\r\n\r\nbatch\r\n");
-    let file = text
-        .split(&format!("--{boundary}"))
-        .find(|p| p.contains("name=\"file\""))
-        .and_then(|p| p.split_once("\r\n\r\n"))
-        .map(|(_, c)| c.strip_suffix("\r\n").unwrap_or(c).to_string());
-    let Some(file) = file.filter(|_| purpose_ok) else {
+    let purpose_ok = form_field(&text, boundary, "purpose").as_deref() == Some("batch");
+    let Some(file) = form_field(&text, boundary, "file").filter(|_| purpose_ok) else {
         return error_json(
             StatusCode::BAD_REQUEST,
             "need purpose=batch and a file",
             "invalid_request_error",
         );
     };
+    store_upload(&s, file).await
+}
+
+/// One field of a multipart form body (a file field's content too).
+fn form_field(text: &str, boundary: &str, name: &str) -> Option<String> {
+    text.split(&format!("--{boundary}"))
+        .find(|p| {
+            p.contains(&format!("name=\"{name}\"\r\n")) || p.contains(&format!("name=\"{name}\";"))
+        })
+        .and_then(|p| p.split_once("\r\n\r\n"))
+        .map(|(_, c)| c.strip_suffix("\r\n").unwrap_or(c).to_string())
+}
+
+/// `POST /v1/files/upload`, Together's upload (multipart: `purpose=batch-api`,
+/// `file_name`, `file`); 404 unless the server speaks Together's dialect.
+async fn upload_file_together(
+    State(s): State<Arc<ServerState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(r) = unauthorized(&s, &headers) {
+        return r;
+    }
+    if !s.batch.lock().unwrap().together {
+        return error_json(StatusCode::NOT_FOUND, "not found", "invalid_request_error");
+    }
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(boundary) = ct.split("boundary=").nth(1) else {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "not multipart",
+            "invalid_request_error",
+        );
+    };
+    let text = String::from_utf8_lossy(&body).into_owned();
+    let ok = form_field(&text, boundary, "purpose").as_deref() == Some("batch-api")
+        && form_field(&text, boundary, "file_name").is_some_and(|n| !n.is_empty());
+    let Some(file) = form_field(&text, boundary, "file").filter(|_| ok) else {
+        return error_json(
+            StatusCode::BAD_REQUEST,
+            "need purpose=batch-api, file_name and a file",
+            "invalid_request_error",
+        );
+    };
+    store_upload(&s, file).await
+}
+
+async fn store_upload(s: &Arc<ServerState>, file: String) -> Response {
     let (id, bytes) = {
         let mut b = s.batch.lock().unwrap();
         let id = format!("file-{}", b.files.len() + 1);
@@ -1593,7 +1668,7 @@ async fn upload_file(
         b.files.insert(id.clone(), file.into_bytes());
         (id, bytes)
     };
-    gate(&s, BatchStep::Upload).await;
+    gate(s, BatchStep::Upload).await;
     axum::Json(
         json!({"id": id, "object": "file", "bytes": bytes, "purpose": "batch",
         "filename": "input.jsonl"}),
@@ -1683,7 +1758,7 @@ async fn create_batch(
         );
     };
     let file_id = req["input_file_id"].as_str().unwrap_or("").to_string();
-    let (input, mode, first) = {
+    let (input, mode, first, together) = {
         let b = s.batch.lock().unwrap();
         let Some(f) = b.files.get(&file_id) else {
             return error_json(
@@ -1692,7 +1767,7 @@ async fn create_batch(
                 "invalid_request_error",
             );
         };
-        (f.clone(), b.mode, b.bodies.len())
+        (f.clone(), b.mode, b.bodies.len(), b.together)
     };
     if req["endpoint"] != "/v1/chat/completions" || req["completion_window"] != "24h" {
         return error_json(
@@ -1711,7 +1786,12 @@ async fn create_batch(
                 "invalid_request_error",
             );
         };
-        if line["method"] != "POST" || line["url"] != "/v1/chat/completions" {
+        let shape_ok = if together {
+            line["custom_id"].is_string() && line["body"].is_object()
+        } else {
+            line["method"] == "POST" && line["url"] == "/v1/chat/completions"
+        };
+        if !shape_ok {
             return error_json(
                 StatusCode::BAD_REQUEST,
                 "bad method or url",
@@ -1751,8 +1831,11 @@ async fn create_batch(
         });
         b.batches.last_mut().unwrap().obj["request_counts"] =
             json!({"total": ok + failed, "completed": ok, "failed": failed});
-        let mut shown = obj;
+        let mut shown = b.shown(&obj);
         shown["request_counts"]["total"] = json!(ok + failed);
+        if b.together {
+            shown = json!({"job": shown});
+        }
         shown
     };
     gate(&s, BatchStep::Create).await;
@@ -1799,7 +1882,10 @@ async fn retrieve_batch(
 ) -> Response {
     let mut b = s.batch.lock().unwrap();
     match find_batch(&b, &id) {
-        Some(i) => axum::Json(advance(&mut b, i)).into_response(),
+        Some(i) => {
+            let obj = advance(&mut b, i);
+            axum::Json(b.shown(&obj)).into_response()
+        }
         None => error_json(
             StatusCode::NOT_FOUND,
             "no such batch",
@@ -1810,7 +1896,10 @@ async fn retrieve_batch(
 
 async fn list_batches(State(s): State<Arc<ServerState>>) -> Response {
     let b = s.batch.lock().unwrap();
-    let data: Vec<Value> = b.batches.iter().rev().map(|e| e.obj.clone()).collect();
+    let data: Vec<Value> = b.batches.iter().rev().map(|e| b.shown(&e.obj)).collect();
+    if b.together {
+        return axum::Json(data).into_response();
+    }
     axum::Json(json!({"object": "list", "data": data, "has_more": false})).into_response()
 }
 
@@ -1865,5 +1954,5 @@ async fn cancel_batch(
         e.output = (!kept.is_empty()).then_some(kept);
         e.errors = (!lines.is_empty()).then_some(lines);
     }
-    axum::Json(b.batches[i].obj.clone()).into_response()
+    axum::Json(b.shown(&b.batches[i].obj)).into_response()
 }
