@@ -810,7 +810,7 @@ fn upload_error(client: &LlmClient, e: crate::llm::LlmError) -> anyhow::Error {
              a server without a Batch API can run the file with `vllm run-batch` or `scripts/batch-runner.py`, then `straddle batch ingest`)"
         }
         (Some(404 | 405), BatchApi::Together) => {
-            " (the server has no Together `/files/upload`: for OpenAI, Groq, Azure OpenAI or a vLLM gateway set `[backend] batch_api = \"openai\"`)"
+            " (the server has no Together `/files/upload`: for OpenAI, Groq or an OpenAI-compatible gateway set `[backend] batch_api = \"openai\"`)"
         }
         _ => "",
     };

@@ -398,7 +398,7 @@ pub struct BackendConfig {
 pub enum BatchApi {
     /// OpenAI's: input lines `{custom_id, method, url, body}`, upload to
     /// `/files` with `purpose=batch`, `/batches` answers the batch. Also
-    /// Groq, Azure OpenAI's v1 API and most OpenAI-compatible gateways.
+    /// Groq and OpenAI-compatible gateways that serve the Batch API.
     #[default]
     #[serde(rename = "openai")]
     OpenAi,

@@ -900,7 +900,7 @@ fn render_backend(w: &mut String, b: &BackendConfig) {
     );
     line(
         w,
-        "Which Batch API the server speaks for `straddle batch submit`: \"openai\" (OpenAI, Groq, Azure OpenAI v1, vLLM-based gateways) or \"together\" (Together AI).",
+        "Which Batch API the server speaks for `straddle batch submit`: \"openai\" (OpenAI, Groq, OpenAI-compatible gateways) or \"together\" (Together AI).",
         "batch_api",
         v(b.batch_api.name()),
     );
