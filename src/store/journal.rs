@@ -592,6 +592,9 @@ pub struct Journal {
     next_id: EventId,
     /// Lines of [`Journal::stage`] not written yet.
     staged: String,
+    /// The id of the first staged event: a failed flush hands the ids of
+    /// what it could not write back, so the journal has no gap.
+    staged_from: EventId,
     /// `fdatasync` calls made by appends (see [`Journal::syncs`]).
     syncs: u64,
 }
@@ -675,6 +678,7 @@ impl Journal {
             file,
             len,
             staged: String::new(),
+            staged_from: 0,
             next_id: state.last_event_id + 1,
             syncs: 0,
         };
@@ -694,6 +698,7 @@ impl Journal {
             file,
             len: 0,
             staged: String::new(),
+            staged_from: 0,
             next_id: 1,
             syncs: 0,
         };
@@ -843,6 +848,9 @@ impl Journal {
     /// Each staged group of more than one event is a batch of its own
     /// (replay applies it whole or not at all), redacted like an append.
     pub fn stage(&mut self, kinds: Vec<EventKind>) -> Vec<Event> {
+        if self.staged.is_empty() {
+            self.staged_from = self.next_id;
+        }
         let events = encode(self.next_id, kinds, true, &mut self.staged);
         self.next_id += events.len() as u64;
         events
@@ -858,6 +866,10 @@ impl Journal {
         let res = self.write_durably(buf.as_bytes());
         buf.clear();
         self.staged = buf;
+        if res.is_err() {
+            // Nothing staged was recorded: its ids are free again.
+            self.next_id = self.staged_from;
+        }
         res
     }
 
@@ -1133,6 +1145,28 @@ mod tests {
                 provenance: Default::default(),
             },
         ))
+    }
+
+    #[test]
+    fn a_failed_flush_hands_its_ids_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let mut state = ProjectState::default();
+        let (mut j, _) = Journal::open(&path, &mut state).unwrap();
+        let first = j.append(vec![add(1)]).unwrap()[0].id;
+        let staged = j.stage(vec![accept(1)]);
+        j.stage(vec![accept(1)]);
+        assert_eq!(staged[0].id, first + 1);
+        // A handle that cannot write: the flush fails, nothing is written.
+        let writable = std::mem::replace(&mut j.file, File::open(&path).unwrap());
+        assert!(j.flush().is_err());
+        j.file = writable;
+        assert_eq!(j.next_id(), first + 1);
+        let next = j.append(vec![accept(1)]).unwrap();
+        assert_eq!(next[0].id, first + 1, "no gap after the failed flush");
+        let mut again = ProjectState::default();
+        replay(&std::fs::read(&path).unwrap(), &mut again);
+        assert_eq!((again.events, again.last_event_id), (2, first + 1));
     }
 
     #[test]
