@@ -684,6 +684,17 @@ fn the_agree_filter_and_the_doubt_code_follow_the_chosen_judge() {
     press(&mut st, key('t'));
     press(&mut st, key('t'));
     assert_eq!(orders(&mut st), moved);
+    // ... and the doubt order is the one the detail's doubt (computed
+    // afresh, with kNN's disagreement) gives.
+    assert_eq!(st.queue.sort().as_str(), "doubt");
+    let doubts: Vec<f64> = st
+        .queue
+        .ids()
+        .iter()
+        .map(|id| st.queue.doubt(st.project.sample(*id).unwrap()).0)
+        .collect();
+    assert!(doubts.windows(2).all(|w| w[0] >= w[1] - 1e-9), "{doubts:?}");
+    assert!(doubts[0] >= 1.0 && doubts[3] < 1.0, "{doubts:?}");
     // The detail says who disagrees and how sure it is.
     select(&mut st, ids[1]);
     let s = screen(&st);

@@ -19,6 +19,9 @@ use super::dedup::shingles;
 use super::parse::normalize;
 use crate::domain::{Origin, ProjectState, SampleState, VerdictMethod};
 
+/// What `disagrees` adds to a doubt score.
+pub const DISAGREEMENT: f64 = 1.0;
+
 /// A doubt score (higher = look first) with its reasons.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Doubt {
@@ -146,7 +149,7 @@ fn doubt_inner(s: &SampleState, ctx: &DoubtContext, judge: Option<Option<Option<
     if let Some(Some(Some(l))) = judge
         && l != s.label
     {
-        add(1.0, "disagrees");
+        add(DISAGREEMENT, "disagrees");
     }
     match s.verdict() {
         None => add(0.1, "no_verdict"),
@@ -154,7 +157,7 @@ fn doubt_inner(s: &SampleState, ctx: &DoubtContext, judge: Option<Option<Option<
             None => add(0.9, "unparsable"),
             Some(l) => {
                 if judge.is_none() && *l != s.label {
-                    add(1.0, "disagrees");
+                    add(DISAGREEMENT, "disagrees");
                 }
                 let conf = v.top_confidence();
                 if v.method != VerdictMethod::Single {

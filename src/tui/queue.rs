@@ -114,6 +114,30 @@ impl JudgeView {
         self.answers[i] = a;
     }
 
+    /// [`JudgeView::set`] for many answers (labels interned through a map).
+    pub fn set_all<'a>(&mut self, answers: impl IntoIterator<Item = (SampleId, Option<&'a str>)>) {
+        let mut index: HashMap<&'a str, u32> = HashMap::new();
+        for (id, label) in answers {
+            let a = match label {
+                None => NO_CLASS,
+                Some(l) => *index.entry(l).or_insert_with(|| {
+                    match self.names.iter().position(|n| n == l) {
+                        Some(i) => i as u32,
+                        None => {
+                            self.names.push(l.to_string());
+                            (self.names.len() - 1) as u32
+                        }
+                    }
+                }),
+            };
+            let i = id as usize;
+            if self.answers.len() <= i {
+                self.answers.resize(i + 1, NO_ANSWER);
+            }
+            self.answers[i] = a;
+        }
+    }
+
     /// The judge's name.
     pub fn judge(&self) -> &str {
         self.judge.as_deref().unwrap_or(crate::app::judges::RELABEL)
@@ -151,11 +175,15 @@ impl JudgeView {
         }
     }
 
-    /// Generated samples of `st` whose answer differs between `self` and
-    /// `other` (all of them when the judge changed).
+    /// Generated samples of `st` for which `other` gives another agreement
+    /// or another label to record than `self`: all the queue and the
+    /// counts derive from the view (its doubt scores otherwise hold).
     pub fn changed(&self, other: &JudgeView, st: &ProjectState) -> Vec<SampleId> {
+        let take = st.take_relabel;
         st.generated()
-            .filter(|s| self.judge != other.judge || self.says(s) != other.says(s))
+            .filter(|s| {
+                self.agrees(s) != other.agrees(s) || self.label(s, take) != other.label(s, take)
+            })
             .map(|s| s.id)
             .collect()
     }
@@ -320,16 +348,23 @@ impl ReviewQueue {
     }
 
     /// The cached doubt score of a sample.
+    /// (The cache holds the part no judge decides, so following another
+    /// judge recomputes nothing: its disagreement is added here.)
     pub fn score(&mut self, s: &SampleState) -> f64 {
+        let judged = if self.judged.agrees(s) == Some(false) {
+            crate::augment::doubt::DISAGREEMENT
+        } else {
+            0.0
+        };
         if let Some(x) = self.scores.get(&s.id) {
-            return *x;
+            return *x + judged;
         }
-        let mut d = self.judged.doubt(s, &self.ctx);
+        let mut d = crate::augment::doubt_by(s, &self.ctx, None);
         if let Some(sig) = self.signals.get(&s.id) {
             sig.add_to(&mut d);
         }
         self.scores.insert(s.id, d.score);
-        d.score
+        d.score + judged
     }
 
     /// Doubt score and reason tags of a sample as the queue sees them:
@@ -389,7 +424,7 @@ impl ReviewQueue {
         classes: &[Class],
     ) {
         self.judged = judged;
-        self.reinsert_many(changed, st, classes);
+        self.replace_many(changed, st, classes);
     }
 
     /// Signals of a sample, if computed.
@@ -563,6 +598,11 @@ impl ReviewQueue {
     /// Take a sample out (before an event changes it).
     pub fn remove(&mut self, id: SampleId) {
         self.scores.remove(&id);
+        self.unplace(id);
+    }
+
+    /// Take a sample out of the orders, keeping its cached score.
+    fn unplace(&mut self, id: SampleId) {
         if let Some(m) = self.meta.get_mut(id as usize) {
             m.present = false;
         }
@@ -590,9 +630,18 @@ impl ReviewQueue {
     /// instead of two shifts of it per sample: a burst of decisions
     /// catching up (see `tui::burst`).
     pub fn reinsert_many(&mut self, ids: &[SampleId], st: &ProjectState, classes: &[Class]) {
+        for id in ids {
+            self.scores.remove(id);
+        }
+        self.replace_many(ids, st, classes);
+    }
+
+    /// [`ReviewQueue::reinsert_many`] keeping the cached doubt scores
+    /// (the samples did not change, what the queue derives from them did).
+    fn replace_many(&mut self, ids: &[SampleId], st: &ProjectState, classes: &[Class]) {
         if ids.len() < 8 {
             for &id in ids {
-                self.remove(id);
+                self.unplace(id);
                 if let Some(s) = st.sample(id) {
                     self.insert(s, st, classes);
                 }
@@ -603,7 +652,6 @@ impl ReviewQueue {
         let mut gone = vec![false; max + 1];
         for &id in ids {
             gone[id as usize] = true;
-            self.scores.remove(&id);
             if let Some(m) = self.meta.get_mut(id as usize) {
                 m.present = false;
             }

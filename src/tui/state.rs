@@ -708,10 +708,10 @@ impl State {
     /// queue, the selection staying on its sample.
     pub(super) fn set_judge_view(&mut self, view: super::queue::JudgeView) {
         self.catch_up_queue();
-        let changed = self.queue.judged().changed(&view, &self.project);
-        if changed.is_empty() && *self.queue.judged() == view {
+        if *self.queue.judged() == view {
             return;
         }
+        let changed = self.queue.judged().changed(&view, &self.project);
         let take = self.project.take_relabel;
         for id in &changed {
             if let Some(s) = self.project.sample(*id) {
