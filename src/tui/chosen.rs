@@ -2,7 +2,10 @@
 //! judge that decides (`app::judges::choose`, computed off the UI task
 //! and delivered as `Msg::Judges`) says about a sample. The review list's
 //! verdict column, the label `a` records with `take_relabel`, the bulk
-//! rules and their refusal all read it, so they cannot disagree.
+//! rules and their refusal all read it, and the queue's `agree:`/`class:`
+//! filters, `!` doubt code and the Seeds pane's counts read its answers
+//! through the queue's `JudgeView` ([`view`], [`set_judges`]), so they
+//! cannot disagree.
 //!
 //! Until the judges were measured (and for a chosen relabeler) it is the
 //! relabeler's verdict, trusted as its own `straddle judge` report says.
