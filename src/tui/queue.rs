@@ -164,7 +164,14 @@ impl JudgeView {
 
     /// The label `a` records on `s` (`chosen::accept_label`).
     pub fn label<'a>(&'a self, s: &'a SampleState, take_relabel: bool) -> &'a str {
-        crate::tui::chosen::label_by(s, take_relabel, self.judge(), self.says(s).flatten()).0
+        match self.judge {
+            // `label_by`'s label for the relabeler, without its source.
+            None => s.effective_label(take_relabel),
+            Some(_) => {
+                crate::tui::chosen::label_by(s, take_relabel, self.judge(), self.says(s).flatten())
+                    .0
+            }
+        }
     }
 
     /// augment's doubt, `disagrees` being this judge's.
