@@ -239,3 +239,50 @@ fn appends_are_durable_ordered_and_overlay_live_settings() {
     assert_eq!(p.state().last_event_id, 6);
     assert_eq!(p.load_report().events, 6);
 }
+
+/// A `take_relabel` the person switched live (journaled) survives a config
+/// write, in memory as after a reopen; the config's value is what is shown
+/// beside it. Before, `set_config` put the config's value in force until
+/// the next open, so `a`, the counts and export disagreed with the journal.
+#[test]
+fn a_config_write_keeps_the_journaled_take_relabel() {
+    use straddle::domain::RelabelPolicyChanged;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("p");
+    let mut cfg = config();
+    assert!(cfg.relabel.take_relabel);
+    let mut p = Project::create(&dir, cfg.clone(), vec![seed("a", "A"), seed("b", "B")]).unwrap();
+    // Without a journaled switch the config decides.
+    cfg.relabel.take_relabel = false;
+    p.set_config(cfg.clone()).unwrap();
+    assert!(!p.state().take_relabel && !p.state().take_relabel_config);
+    cfg.relabel.take_relabel = true;
+    p.set_config(cfg.clone()).unwrap();
+    assert!(p.state().take_relabel);
+    // The person switches it off (as the TUI's `t` journals it) ...
+    p.append(vec![EventKind::RelabelPolicyChanged(
+        RelabelPolicyChanged {
+            take_relabel: false,
+        },
+    )])
+    .unwrap();
+    assert!(!p.state().take_relabel);
+    // ... and a later config write (another setting) keeps that.
+    cfg.generation.temperature = 0.4;
+    p.set_config(cfg.clone()).unwrap();
+    assert!(!p.state().take_relabel, "the journaled switch was lost");
+    assert!(p.state().take_relabel_config);
+    // Even a config that sets the same value as the switch, then flips
+    // back: the journal's value stays in force.
+    cfg.relabel.take_relabel = false;
+    p.set_config(cfg.clone()).unwrap();
+    cfg.relabel.take_relabel = true;
+    p.set_config(cfg.clone()).unwrap();
+    assert!(!p.state().take_relabel);
+    let in_memory = p.state().clone();
+    drop(p);
+    let p = Project::open(&dir).unwrap();
+    assert_eq!(p.state().take_relabel, in_memory.take_relabel);
+    assert_eq!(p.state().take_relabel_config, in_memory.take_relabel_config);
+    assert!(p.state().take_relabel_journaled);
+}

@@ -346,7 +346,7 @@ fn the_why_column_shows_what_fits_and_the_detail_shows_every_reason() {
     assert_eq!(doubt_cell(&tags[..2], 4), "cm");
     let words = doubt_words(&tags);
     for w in [
-        "LLM disagrees",
+        "the judge disagrees",
         "classifier: likely mislabel",
         "low confidence",
         "small margin",
@@ -364,8 +364,9 @@ fn the_why_column_shows_what_fits_and_the_detail_shows_every_reason() {
             &[("LOC", 0.4), ("DESC", 0.35), ("HUM", 0.25)],
         )),
     )]);
+    // The disagreement names the judge and what it says.
     let s = screen(&st);
-    assert!(s.contains("LLM disagrees · "), "{s}");
+    assert!(s.contains("llm says LOC (0.40) · "), "{s}");
     assert!(s.contains("low confidence"), "{s}");
 }
 
@@ -470,7 +471,7 @@ fn the_verdict_column_and_a_follow_the_chosen_judge() {
     // A bulk accept records the same labels.
     press(&mut st, key('A'));
     let fx = update(&mut st, key('y'));
-    let labels: Vec<(SampleId, Option<String>)> = match &fx[..] {
+    let mut labels: Vec<(SampleId, Option<String>)> = match &fx[..] {
         [Effect::Append(k)] => k
             .iter()
             .filter_map(|e| match e {
@@ -482,6 +483,8 @@ fn the_verdict_column_and_a_follow_the_chosen_judge() {
             .collect(),
         other => panic!("no bulk append: {other:?}"),
     };
+    // (In queue order: kNN's disagreement puts the NUM row first.)
+    labels.sort();
     assert_eq!(
         labels,
         vec![(ids[0], Some("DESC".into())), (ids[1], Some("NUM".into()))]
@@ -550,4 +553,300 @@ fn no_trusted_judge_means_only_a_person_decides() {
         "{:?}",
         st.last_error
     );
+}
+
+/// Type a `/` filter (in place of the current one) and apply it.
+fn filter(st: &mut State, text: &str) {
+    press(st, key('/'));
+    for _ in 0..st.queue.filter().raw.chars().count() {
+        press(
+            st,
+            Msg::Key(KeyEvent::new(KeyCode::Backspace, KeyModifiers::NONE)),
+        );
+    }
+    for c in text.chars() {
+        press(st, key(c));
+    }
+    press(
+        st,
+        Msg::Key(KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE)),
+    );
+}
+
+/// The queue's visible sample ids, sorted.
+fn visible(st: &State) -> Vec<SampleId> {
+    let mut v = st.queue.ids().to_vec();
+    v.sort();
+    v
+}
+
+/// Per class (accepted, pending) counted from scratch with the label the
+/// review shows and `a` records (`chosen::accept_label`).
+fn recount(st: &State) -> std::collections::BTreeMap<String, (u64, u64)> {
+    let mut out = std::collections::BTreeMap::new();
+    for s in st.project.generated() {
+        let (label, _) = straddle::tui::chosen::accept_label(st, s);
+        let e: &mut (u64, u64) = out.entry(label.to_string()).or_default();
+        match s.status() {
+            Status::Accepted => e.0 += 1,
+            Status::Pending => e.1 += 1,
+            Status::Rejected => {}
+        }
+    }
+    out
+}
+
+/// The Seeds pane's counts (the tally) agree with [`recount`].
+fn assert_counts_follow_rows(st: &State) {
+    let want = recount(st);
+    for (class, k) in &st.tally.per_class {
+        let (a, p) = want.get(class).copied().unwrap_or_default();
+        assert_eq!((k.accepted, k.pending), (a, p), "{class}");
+    }
+    for class in want.keys() {
+        assert!(
+            st.tally.per_class.contains_key(class),
+            "{class} not counted"
+        );
+    }
+}
+
+/// The `agree:` filter, the `!` doubt code and the review's verdict column
+/// read one judge: the relabeler until judges are measured (or when none
+/// was chosen), then the chosen one (here kNN), whose answer the detail
+/// names. Before, the filter and `!` kept reading the LLM while the column
+/// showed kNN.
+#[test]
+fn the_agree_filter_and_the_doubt_code_follow_the_chosen_judge() {
+    let (mut st, ids) = project(&[
+        // LLM disagrees, kNN agrees.
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.8), ("DESC", 0.2)]))),
+        // LLM agrees, kNN disagrees.
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+        // Both agree.
+        ("NUM", Some(verdict("NUM", &[("NUM", 0.9), ("LOC", 0.1)]))),
+        // Not relabelled; kNN disagrees.
+        ("ENTY", None),
+    ]);
+    let bang = |st: &State, id: SampleId| {
+        let s = st.project.sample(id).unwrap();
+        st.queue.doubt(s).1.contains(&"disagrees")
+    };
+    // The relabeler decides: its disagreement.
+    filter(&mut st, "agree:no");
+    assert_eq!(visible(&st), vec![ids[0]]);
+    assert!(bang(&st, ids[0]) && !bang(&st, ids[1]));
+    // The judges are measured: kNN is chosen.
+    press(
+        &mut st,
+        chosen(
+            "knn",
+            true,
+            &[
+                (ids[0], "DESC", 0.91),
+                (ids[1], "LOC", 0.93),
+                (ids[2], "NUM", 0.8),
+                (ids[3], "HUM", 0.7),
+            ],
+        ),
+    );
+    assert_eq!(visible(&st), vec![ids[1], ids[3]], "the filter follows kNN");
+    for &id in &ids {
+        let s = st.project.sample(id).unwrap();
+        let column = straddle::tui::chosen::agrees(&st, s);
+        assert_eq!(bang(&st, id), column == Some(false), "#{id}: ! vs column");
+        assert_eq!(
+            st.queue.ids().contains(&id),
+            column == Some(false),
+            "#{id}: filter vs column"
+        );
+    }
+    // `!` puts kNN's disagreements first in the doubt order.
+    filter(&mut st, "");
+    let first: Vec<SampleId> = st.queue.ids()[..2].to_vec();
+    assert!(
+        first.contains(&ids[1]) && first.contains(&ids[3]),
+        "{:?}",
+        st.queue.ids()
+    );
+    // The samples that moved with the new answers sit where a full
+    // rebuild puts them (`t` twice rebuilds the queue), in every order.
+    let orders = |st: &mut State| {
+        (0..3)
+            .map(|_| {
+                let ids = st.queue.ids().to_vec();
+                press(st, key('s'));
+                ids
+            })
+            .collect::<Vec<_>>()
+    };
+    let moved = orders(&mut st);
+    press(&mut st, key('t'));
+    press(&mut st, key('t'));
+    assert_eq!(orders(&mut st), moved);
+    // ... and the doubt order is the one the detail's doubt (computed
+    // afresh, with kNN's disagreement) gives.
+    assert_eq!(st.queue.sort().as_str(), "doubt");
+    let doubts: Vec<f64> = st
+        .queue
+        .ids()
+        .iter()
+        .map(|id| st.queue.doubt(st.project.sample(*id).unwrap()).0)
+        .collect();
+    assert!(doubts.windows(2).all(|w| w[0] >= w[1] - 1e-9), "{doubts:?}");
+    assert!(doubts[0] >= 1.0 && doubts[3] < 1.0, "{doubts:?}");
+    // The detail says who disagrees and how sure it is.
+    select(&mut st, ids[1]);
+    let s = screen(&st);
+    assert!(s.contains("knn says LOC (0.93)"), "{s}");
+    assert!(!s.contains("LLM disagrees"), "{s}");
+    // agree:yes and agree:none too.
+    filter(&mut st, "agree:yes");
+    assert_eq!(visible(&st), vec![ids[0], ids[2]]);
+    // A sample the judge has not seen yet (it arrived after the measure)
+    // has no answer: agree:none, no `!`, as the column's "…".
+    let next = st.project.next_sample_id();
+    ack(
+        &mut st,
+        vec![Effect::Append(vec![
+            EventKind::SampleAdded(SampleAdded::new(
+                next,
+                NewSample {
+                    text: "generated question 9 about something?".into(),
+                    label: "ABBR".into(),
+                    origin: Origin::Generated,
+                    provenance: Provenance::default(),
+                },
+            )),
+            EventKind::VerdictRecorded(VerdictRecorded {
+                sample: next,
+                verdict: verdict("LOC", &[("LOC", 0.9), ("ABBR", 0.1)]),
+            }),
+        ])],
+    );
+    assert!(!bang(&st, next), "the LLM's disagreement no longer counts");
+    filter(&mut st, "agree:none");
+    assert_eq!(visible(&st), vec![next]);
+    // The filter's hint and the help's legend name the judge.
+    press(&mut st, key('/'));
+    let s = screen(&st);
+    assert!(s.contains("agree:yes|no|none (knn)"), "{s}");
+    press(
+        &mut st,
+        Msg::Key(KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE)),
+    );
+    let legend = straddle::tui::view::doubt_legend("knn");
+    assert!(legend.contains("! the knn judge disagrees"), "{legend}");
+
+    // Measured again, no judge could be chosen: back to the relabeler.
+    press(
+        &mut st,
+        Msg::Judges(Box::new(straddle::app::judges::ReviewJudges {
+            choice: straddle::app::judges::Choice {
+                judge: None,
+                trusted: false,
+                why: "nothing measured".into(),
+            },
+            opinions: Default::default(),
+        })),
+    );
+    filter(&mut st, "agree:no");
+    assert_eq!(visible(&st), vec![ids[0], next]);
+    assert!(bang(&st, ids[0]) && !bang(&st, ids[1]));
+}
+
+/// With `take_relabel` on and kNN chosen, the Seeds pane counts and the
+/// `class:` filter use kNN's label (the one the row shows and `a`
+/// records), not the relabel verdict's; they stay right as answers,
+/// decisions and the policy change, and an accept decided by a rule
+/// without a label counts where export puts it.
+#[test]
+fn seeds_counts_and_the_class_filter_follow_the_chosen_judge() {
+    let (mut st, ids) = project(&[
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.8), ("DESC", 0.2)]))),
+        ("DESC", Some(verdict("LOC", &[("LOC", 0.7), ("DESC", 0.3)]))),
+        ("HUM", Some(verdict("HUM", &[("HUM", 0.9), ("LOC", 0.1)]))),
+        ("NUM", None),
+    ]);
+    assert!(st.project.take_relabel);
+    assert_eq!(st.tally.per_class["LOC"].pending, 2);
+    assert_counts_follow_rows(&st);
+    let knn = |a: &str, b: &str| {
+        chosen(
+            "knn",
+            true,
+            &[
+                (ids[0], a, 0.9),
+                (ids[1], "DESC", 0.8),
+                (ids[2], b, 0.7),
+                (ids[3], "ENTY", 0.6),
+            ],
+        )
+    };
+    press(&mut st, knn("NUM", "HUM"));
+    assert_counts_follow_rows(&st);
+    let pnd = |st: &State, c: &str| st.tally.per_class.get(c).map_or(0, |k| k.pending);
+    assert_eq!(
+        pnd(&st, "LOC"),
+        0,
+        "the relabel's LOC is not what a records"
+    );
+    assert_eq!(
+        (pnd(&st, "NUM"), pnd(&st, "DESC"), pnd(&st, "ENTY")),
+        (1, 1, 1)
+    );
+    // On screen: the Seeds pane's pending column is the rows' labels.
+    let s = screen(&st);
+    let seeds = seeds_pane(&s);
+    let rows = row_labels(&s);
+    for (class, (_, _, p)) in &seeds {
+        let shown = rows.iter().filter(|(g, l)| g == "·" && l == class).count() as u64;
+        assert_eq!(*p, shown, "{class}: pnd vs rows\n{s}");
+    }
+    // The class filter lists the rows showing that class.
+    filter(&mut st, "class:NUM");
+    assert_eq!(visible(&st), vec![ids[0]]);
+    filter(&mut st, "class:LOC");
+    assert!(visible(&st).is_empty());
+    // A new measure changes one answer: that sample moves, in the counts
+    // and in the filter.
+    filter(&mut st, "class:ENTY");
+    assert_eq!(visible(&st), vec![ids[3]]);
+    press(&mut st, knn("ENTY", "HUM"));
+    assert_counts_follow_rows(&st);
+    assert_eq!(visible(&st), vec![ids[0], ids[3]]);
+    assert_eq!(pnd(&st, "NUM"), 0);
+    // `a` records the counted label; the count moves from pnd to acc.
+    filter(&mut st, "");
+    select(&mut st, ids[0]);
+    press(&mut st, key('a'));
+    assert_eq!(st.tally.per_class["ENTY"].accepted, 1);
+    assert_counts_follow_rows(&st);
+    // take_relabel off: intended labels everywhere; on again: kNN's.
+    press(&mut st, key('t'));
+    assert!(!st.project.take_relabel);
+    assert_counts_follow_rows(&st);
+    assert_eq!(pnd(&st, "ENTY"), 0);
+    assert_eq!(pnd(&st, "NUM"), 1);
+    press(&mut st, key('t'));
+    assert_counts_follow_rows(&st);
+    assert_eq!(pnd(&st, "ENTY"), 1);
+    // An accept without a label (`straddle review --accept-all` while
+    // the relabeler decided) counts under the label export writes.
+    let rule = EventKind::decided(
+        ids[1],
+        Decision {
+            kind: DecisionKind::Accept,
+            label: None,
+            reason: None,
+            by: Actor::Rule("review".into()),
+        },
+    );
+    ack(&mut st, vec![Effect::Append(vec![rule])]);
+    let s = st.project.sample(ids[1]).unwrap();
+    let export = s.effective_label(st.project.take_relabel);
+    assert_eq!(export, "LOC");
+    assert_eq!(straddle::tui::chosen::accept_label(&st, s).0, export);
+    assert_eq!(st.tally.per_class["LOC"].accepted, 1);
+    assert_counts_follow_rows(&st);
 }

@@ -2,7 +2,8 @@
 //! the examples that need a person come first.
 //!
 //! Reasons (short tags shown in the review pane):
-//! * `disagrees` — the relabel verdict differs from the intended label;
+//! * `disagrees` — the relabel verdict (or, with [`doubt_by`], the answer
+//!   of the judge that decides) differs from the intended label;
 //! * `unparsable` — the relabel answer could not be read;
 //! * `no_verdict` — not relabelled yet;
 //! * `low_conf` — the verdict's own confidence is below `low_confidence`;
@@ -17,6 +18,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use super::dedup::shingles;
 use super::parse::normalize;
 use crate::domain::{Origin, ProjectState, SampleState, VerdictMethod};
+
+/// What `disagrees` adds to a doubt score.
+pub const DISAGREEMENT: f64 = 1.0;
 
 /// A doubt score (higher = look first) with its reasons.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -120,6 +124,20 @@ impl DoubtContext {
 
 /// Score a sample. Seeds and held-out examples have no doubt.
 pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> Doubt {
+    doubt_inner(s, ctx, None)
+}
+
+/// [`doubt`] with `disagrees` read from the judge that decides when it is
+/// not the relabeler: `theirs` is its answer about `s` (`None`: none yet;
+/// `Some(None)`: one naming no class). The relabel verdict's own reasons
+/// (not relabelled, unreadable, low confidence, small margin, split votes)
+/// stay: they describe the LLM's answer, which the review still shows.
+pub fn doubt_by(s: &SampleState, ctx: &DoubtContext, theirs: Option<Option<&str>>) -> Doubt {
+    doubt_inner(s, ctx, Some(theirs))
+}
+
+/// `judge`: `None` = the relabeler decides; `Some(answer)` = another judge.
+fn doubt_inner(s: &SampleState, ctx: &DoubtContext, judge: Option<Option<Option<&str>>>) -> Doubt {
     let mut d = Doubt::default();
     if s.origin != Origin::Generated {
         return d;
@@ -128,13 +146,18 @@ pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> Doubt {
         d.score += score;
         d.reasons.push(reason);
     };
+    if let Some(Some(Some(l))) = judge
+        && l != s.label
+    {
+        add(DISAGREEMENT, "disagrees");
+    }
     match s.verdict() {
         None => add(0.1, "no_verdict"),
         Some(v) => match &v.label {
             None => add(0.9, "unparsable"),
             Some(l) => {
-                if *l != s.label {
-                    add(1.0, "disagrees");
+                if judge.is_none() && *l != s.label {
+                    add(DISAGREEMENT, "disagrees");
                 }
                 let conf = v.top_confidence();
                 if v.method != VerdictMethod::Single {
@@ -278,6 +301,44 @@ mod tests {
         let (own, other) = c.seed_similarity("Where is the tallest mountain in Europe?", "HUM");
         assert!(own < 0.1, "{own}");
         assert!(other > 0.5, "{other}");
+    }
+
+    /// With another judge deciding, `disagrees` is that judge's: the
+    /// relabel verdict's disagreement no longer counts, the judge's does,
+    /// and the verdict's own reasons stay.
+    #[test]
+    fn another_judge_decides_the_disagreement() {
+        let c = ctx();
+        let t = "Who composed the Moonlight Sonata?";
+        let llm_says_loc = sample(
+            t,
+            "HUM",
+            Some(verdict(
+                Some("LOC"),
+                &[("LOC", 0.5), ("HUM", 0.45)],
+                VerdictMethod::Logprobs,
+            )),
+        );
+        assert_eq!(
+            doubt(&llm_says_loc, &c).reasons,
+            vec!["disagrees", "low_conf", "small_margin"]
+        );
+        let agrees = doubt_by(&llm_says_loc, &c, Some(Some("HUM")));
+        assert_eq!(agrees.reasons, vec!["low_conf", "small_margin"]);
+        let differs = doubt_by(&llm_says_loc, &c, Some(Some("NUM")));
+        assert_eq!(
+            differs.reasons,
+            vec!["disagrees", "low_conf", "small_margin"]
+        );
+        assert!(differs.score > agrees.score + 0.99);
+        // No answer yet, or one naming no class: no disagreement.
+        assert_eq!(doubt_by(&llm_says_loc, &c, None), agrees);
+        assert_eq!(doubt_by(&llm_says_loc, &c, Some(None)), agrees);
+        // Not relabelled, the judge disagrees: both reasons.
+        assert_eq!(
+            doubt_by(&sample(t, "HUM", None), &c, Some(Some("LOC"))).reasons,
+            vec!["disagrees", "no_verdict"]
+        );
     }
 
     #[test]

@@ -41,7 +41,7 @@ pub mod strategy;
 pub mod templates;
 
 pub use dedup::{DedupIndex, DupKind, DupMatch};
-pub use doubt::{Doubt, DoubtContext, doubt};
+pub use doubt::{Doubt, DoubtContext, doubt, doubt_by};
 pub use generator::{Generator, PlannedRequest, Reply, RequestKind};
 pub use strategy::Strategy;
 pub use templates::Templates;

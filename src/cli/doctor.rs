@@ -215,9 +215,7 @@ pub fn attributes_check(
 pub fn judge_lines(project: &crate::store::Project) -> String {
     let st = project.state();
     let heldout = st.samples.iter().filter(|s| s.origin.is_heldout()).count();
-    let fingerprint = super::generate::generator_for(project)
-        .map(|g| g.relabel_fingerprint())
-        .unwrap_or_default();
+    let fingerprint = crate::app::judges::relabel_fingerprint(project).unwrap_or_default();
     match st.judges.get(crate::classify::judge::RELABEL_JUDGE) {
         None if heldout == 0 => "relabel judge: not measured (no held-out examples:              `straddle import DIR FILE --as validation`)\n"
             .to_string(),
@@ -617,6 +615,65 @@ mod tests {
     use super::*;
     use crate::domain::testing::{apply, attribute_dims, tagged_seed, topics_config};
     use crate::domain::{EventKind, ProjectState, SampleAdded, Strategy};
+
+    /// `doctor`, `review` and `judge` read the relabeler's fingerprint
+    /// without building a `Generator` (its dedup index signs every text):
+    /// the string is the generator's, with a template override and another
+    /// model too, so a report recorded by a generator is current here and
+    /// a changed setting makes it stale.
+    #[test]
+    fn the_fingerprint_without_a_generator_is_the_generators() {
+        use crate::domain::testing::seed;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = topics_config(&["sports", "food"]);
+        let seeds = vec![
+            seed("the match went to extra time", "sports"),
+            seed("a recipe for bread", "food"),
+        ];
+        let mut p = crate::store::Project::create(&dir.path().join("p"), cfg, seeds).unwrap();
+        let same = |p: &crate::store::Project| {
+            let fast = crate::app::judges::relabel_fingerprint(p).unwrap();
+            let slow = super::super::generate::generator_for(p)
+                .unwrap()
+                .relabel_fingerprint();
+            assert_eq!(fast, slow);
+            fast
+        };
+        let builtin = same(&p);
+        std::fs::create_dir_all(p.prompts_dir()).unwrap();
+        std::fs::write(
+            p.prompts_dir().join("relabel.j2"),
+            "Which class? {{ text }}",
+        )
+        .unwrap();
+        let custom = same(&p);
+        assert_ne!(builtin, custom, "the template counts");
+        let mut cfg = p.config().clone();
+        cfg.backend.model = "another-model".into();
+        p.set_config(cfg).unwrap();
+        let other = same(&p);
+        assert_ne!(custom, other, "the model counts");
+
+        // A report recorded with the current fingerprint is current; one
+        // recorded before the model changed is stale.
+        let report = crate::classify::judge::judge_report(
+            crate::classify::judge::RELABEL_JUDGE,
+            &["sports".to_string(), "food".to_string()],
+            &[0, 1],
+            &[Some(0), Some(1)],
+        );
+        let record = |fingerprint: String| {
+            EventKind::JudgeScored(crate::domain::JudgeScored {
+                report: report.clone(),
+                fingerprint,
+                answers: vec![],
+            })
+        };
+        p.append(vec![record(other)]).unwrap();
+        assert!(!judge_lines(&p).contains("stale"), "{}", judge_lines(&p));
+        p.append(vec![record(custom)]).unwrap();
+        assert!(judge_lines(&p).contains("stale"), "{}", judge_lines(&p));
+    }
 
     #[test]
     fn attributes_check_names_what_is_missing() {

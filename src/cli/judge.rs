@@ -149,7 +149,7 @@ pub fn compare_judges(
     crate::app::judges::Choice,
 )> {
     use crate::app::judges;
-    let fp = super::generate::generator_for(project)?.relabel_fingerprint();
+    let fp = judges::relabel_fingerprint(project)?;
     let chosen = crate::app::small_model::choose(
         project,
         crate::app::small_model::ModelChoice::Embedding,

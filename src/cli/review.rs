@@ -28,8 +28,8 @@ fn check_conf(flag: &str, v: Option<f64>) -> anyhow::Result<()> {
 /// Whether a rule may trust the relabeler of `project` (see
 /// [`relabel_gate`]): a note to print, or a user error unless `force`.
 pub fn judge_gate(project: &Project, force: bool) -> anyhow::Result<Option<String>> {
-    let g = super::generate::generator_for(project)?;
-    match relabel_gate(project.state(), &g.relabel_fingerprint()) {
+    let fingerprint = judges::relabel_fingerprint(project)?;
+    match relabel_gate(project.state(), &fingerprint) {
         Ok(note) => Ok(note),
         Err(why) if force => Ok(Some(format!(
             "note: --force: trusting the relabeler although {}",

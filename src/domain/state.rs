@@ -213,6 +213,9 @@ pub struct ProjectState {
     pub take_relabel: bool,
     /// The policy `straddle.toml` sets (shown beside an override).
     pub take_relabel_config: bool,
+    /// Whether a `relabel_policy_changed` was folded: the journal's policy
+    /// then wins over `straddle.toml`'s (see `Project::set_config`).
+    pub take_relabel_journaled: bool,
     /// Events that referenced unknown samples (hand edits, skipped lines).
     pub warnings: Vec<String>,
     /// Batches by local name: as planned, and the latest remote fields.
@@ -244,6 +247,7 @@ impl ProjectState {
             undo_stack: Vec::new(),
             take_relabel,
             take_relabel_config: take_relabel,
+            take_relabel_journaled: false,
             warnings: Vec::new(),
             batches: BTreeMap::new(),
         }
@@ -330,7 +334,10 @@ impl ProjectState {
                 }
             }
             EventKind::SettingsChanged(s) => self.generation = Some(s.generation),
-            EventKind::RelabelPolicyChanged(p) => self.take_relabel = p.take_relabel,
+            EventKind::RelabelPolicyChanged(p) => {
+                self.take_relabel = p.take_relabel;
+                self.take_relabel_journaled = true;
+            }
             EventKind::WeightChanged(w) => {
                 self.weights.insert(w.class, w.weight);
             }

@@ -318,14 +318,20 @@ impl Project {
             .collect())
     }
 
-    /// Write a new config (atomically) and use it from now on.
+    /// Write a new config (atomically) and use it from now on. A
+    /// `take_relabel` the person switched (journaled) stays in force, as
+    /// it does when the project is opened again; the config's becomes the
+    /// one shown beside it.
     pub fn set_config(&mut self, config: ProjectConfig) -> anyhow::Result<()> {
         if self.is_read_only() {
             anyhow::bail!("project {} was opened read-only", self.dir.display());
         }
         config_file::validate(&config).map_err(|m| error::user(format!("config: {m}")))?;
         write_config(&self.dir.join(CONFIG_FILE), &config)?;
-        self.state.take_relabel = config.relabel.take_relabel;
+        self.state.take_relabel_config = config.relabel.take_relabel;
+        if !self.state.take_relabel_journaled {
+            self.state.take_relabel = config.relabel.take_relabel;
+        }
         self.config = config;
         Ok(())
     }

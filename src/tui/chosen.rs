@@ -2,13 +2,16 @@
 //! judge that decides (`app::judges::choose`, computed off the UI task
 //! and delivered as `Msg::Judges`) says about a sample. The review list's
 //! verdict column, the label `a` records with `take_relabel`, the bulk
-//! rules and their refusal all read it, so they cannot disagree.
+//! rules and their refusal all read it, and the queue's `agree:`/`class:`
+//! filters, `!` doubt code and the Seeds pane's counts read its answers
+//! through the queue's `JudgeView` ([`view`], [`set_judges`]), so they
+//! cannot disagree.
 //!
 //! Until the judges were measured (and for a chosen relabeler) it is the
 //! relabeler's verdict, trusted as its own `straddle judge` report says.
 
 use crate::app::judges::RELABEL;
-use crate::domain::{LabelSource, SampleState, Status};
+use crate::domain::{LabelSource, SampleState};
 
 use super::state::State;
 
@@ -75,37 +78,86 @@ pub fn agrees(st: &State, s: &SampleState) -> Option<bool> {
 /// differs from the intended one (`LabelSource::Relabel`, shown ↻ and
 /// named after the judge).
 pub fn accept_label<'a>(st: &'a State, s: &'a SampleState) -> (&'a str, LabelSource) {
-    let take = st.project.take_relabel;
-    let name = judge(st);
-    if name == RELABEL || s.origin != crate::domain::Origin::Generated {
+    label_by(
+        s,
+        st.project.take_relabel,
+        judge(st),
+        says(st, s).and_then(|j| j.label),
+    )
+}
+
+/// [`accept_label`]'s rule for a judge named `judge` whose label for `s`
+/// is `theirs` (`None`: no answer, or one naming no class). The review
+/// queue's class filter and sort and the Seeds pane's counts apply it
+/// through the queue's [`JudgeView`](super::queue::JudgeView), so they
+/// count the label a row shows.
+pub fn label_by<'a>(
+    s: &'a SampleState,
+    take: bool,
+    judge: &str,
+    theirs: Option<&'a str>,
+) -> (&'a str, LabelSource) {
+    if judge == RELABEL || s.origin != crate::domain::Origin::Generated {
         return s.label_and_source(take);
     }
-    let theirs = says(st, s).and_then(|j| j.label);
-    if let Some(l) = s.decision().and_then(|d| d.label.as_deref()) {
-        let source = if l == s.label {
-            LabelSource::Intended
-        } else if Some(l) == theirs || Some(l) == s.verdict().and_then(|v| v.label.as_deref()) {
-            LabelSource::Relabel
-        } else {
-            LabelSource::Edited
-        };
-        return (l, source);
+    match s.decision() {
+        Some(d) => match d.label.as_deref() {
+            Some(l) => {
+                let source = if l == s.label {
+                    LabelSource::Intended
+                } else if Some(l) == theirs
+                    || Some(l) == s.verdict().and_then(|v| v.label.as_deref())
+                {
+                    LabelSource::Relabel
+                } else {
+                    LabelSource::Edited
+                };
+                (l, source)
+            }
+            // Decided without a label (a rule of `straddle review` that
+            // followed the relabeler): what export writes.
+            None => s.label_and_source(take),
+        },
+        None => match theirs {
+            Some(l) if take && l != s.label => (l, LabelSource::Relabel),
+            _ => (s.label.as_str(), LabelSource::Intended),
+        },
     }
-    if s.status() == Status::Pending
-        && take
-        && let Some(l) = theirs
-        && l != s.label
+}
+
+/// The chosen judge's answers as the review queue keeps them (its `agree:`
+/// and `class:` filters, class sort, `!` doubt code, and the Seeds pane's
+/// counts read them): built from [`says`], so they are the column's.
+pub fn view(st: &State) -> super::queue::JudgeView {
+    let name = judge(st);
+    let mut v = super::queue::JudgeView::new(name);
+    // What `says` reads for each generated sample, walked once in id order.
+    if name != RELABEL
+        && let Some(m) = st.judges.as_ref().and_then(|j| j.opinions.get(name))
     {
-        return (l, LabelSource::Relabel);
+        v.set_all(m.iter().map(|(id, o)| (*id, o.label.as_deref())));
     }
-    (s.label.as_str(), LabelSource::Intended)
+    v
+}
+
+/// Put measured judges in force: the queue (filters, doubt, order) and the
+/// Seeds pane's counts follow the new chosen judge's answers; only samples
+/// whose answer changed move.
+pub fn set_judges(st: &mut State, j: crate::app::judges::ReviewJudges) {
+    st.judges = Some(j);
+    let v = view(st);
+    st.set_judge_view(v);
+}
+
+/// A judge's name as the review shows it: the relabeler is "llm".
+pub fn display(judge: &str) -> &str {
+    if judge == RELABEL { "llm" } else { judge }
 }
 
 /// The column header of the verdict column: the judge's name, with ✓
 /// when bulk rules may follow it.
 pub fn header(st: &State) -> String {
-    let name = judge(st);
-    let name = if name == RELABEL { "llm" } else { name };
+    let name = display(judge(st));
     if st.judges.as_ref().is_some_and(|j| j.choice.judge.is_some()) && distrust(st).is_none() {
         format!("{name} ✓")
     } else {
@@ -179,7 +231,7 @@ pub fn on_measured(st: &mut State, r: Result<Box<Measured>, String>, fx: &mut Ve
     match r {
         Ok(m) => {
             let Measured { review, record } = *m;
-            st.judges = Some(review);
+            set_judges(st, review);
             st.measuring.error = None;
             if !record.is_empty() {
                 fx.push(super::Effect::Append(

@@ -37,9 +37,15 @@ impl SortBy {
 
 /// Doubt of a generated sample: augment's score and reason tags (the
 /// same the CLI's review uses), plus what the queue knows besides: an
-/// edit, an automatic decision (duplicates).
+/// edit, an automatic decision (duplicates). `disagrees` is the
+/// relabeler's here; [`ReviewQueue::doubt`] reads the chosen judge's.
 pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> (f64, Vec<&'static str>) {
-    let d = crate::augment::doubt(s, ctx);
+    doubt_with(s, ctx, &JudgeView::default())
+}
+
+/// [`doubt`] with `disagrees` read from the judge of `judged`.
+fn doubt_with(s: &SampleState, ctx: &DoubtContext, judged: &JudgeView) -> (f64, Vec<&'static str>) {
+    let d = judged.doubt(s, ctx);
     let mut tags = d.reasons;
     if s.is_edited() {
         tags.push("edited");
@@ -58,6 +64,137 @@ pub fn doubt(s: &SampleState, ctx: &DoubtContext) -> (f64, Vec<&'static str>) {
 }
 
 pub use crate::augment::filter::{ActorFilter, Agree, Filter};
+
+/// What the chosen judge (`tui::chosen`) answers about each generated
+/// sample, kept by the queue for what it derives from it: the `agree:`
+/// filter, the `class:` filter and class sort (the label `a` records),
+/// the `disagrees` doubt tag (`!`) and so the doubt order. Built by
+/// `chosen::view` from the answers the review column shows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JudgeView {
+    /// `None`: the relabeler, whose verdicts are on the samples.
+    judge: Option<String>,
+    /// Labels the answers name, interned.
+    names: Vec<String>,
+    /// Per sample id: an index into `names`, [`NO_ANSWER`] or [`NO_CLASS`].
+    answers: Vec<u32>,
+}
+
+/// [`JudgeView::answers`]: no answer about that sample (yet).
+const NO_ANSWER: u32 = u32::MAX;
+/// [`JudgeView::answers`]: an answer naming no class.
+const NO_CLASS: u32 = u32::MAX - 1;
+
+impl JudgeView {
+    /// The view of the judge named `judge` with no answers yet (for the
+    /// relabeler, the verdicts on the samples are its answers).
+    pub fn new(judge: &str) -> JudgeView {
+        JudgeView {
+            judge: (judge != crate::app::judges::RELABEL).then(|| judge.to_string()),
+            ..JudgeView::default()
+        }
+    }
+
+    /// Record the judge's answer about `id` (`None`: naming no class).
+    pub fn set(&mut self, id: SampleId, label: Option<&str>) {
+        let a = match label {
+            None => NO_CLASS,
+            Some(l) => match self.names.iter().position(|n| n == l) {
+                Some(i) => i as u32,
+                None => {
+                    self.names.push(l.to_string());
+                    (self.names.len() - 1) as u32
+                }
+            },
+        };
+        let i = id as usize;
+        if self.answers.len() <= i {
+            self.answers.resize(i + 1, NO_ANSWER);
+        }
+        self.answers[i] = a;
+    }
+
+    /// [`JudgeView::set`] for many answers (labels interned through a map).
+    pub fn set_all<'a>(&mut self, answers: impl IntoIterator<Item = (SampleId, Option<&'a str>)>) {
+        let mut index: HashMap<&'a str, u32> = HashMap::new();
+        for (id, label) in answers {
+            let a = match label {
+                None => NO_CLASS,
+                Some(l) => *index.entry(l).or_insert_with(|| {
+                    match self.names.iter().position(|n| n == l) {
+                        Some(i) => i as u32,
+                        None => {
+                            self.names.push(l.to_string());
+                            (self.names.len() - 1) as u32
+                        }
+                    }
+                }),
+            };
+            let i = id as usize;
+            if self.answers.len() <= i {
+                self.answers.resize(i + 1, NO_ANSWER);
+            }
+            self.answers[i] = a;
+        }
+    }
+
+    /// The judge's name.
+    pub fn judge(&self) -> &str {
+        self.judge.as_deref().unwrap_or(crate::app::judges::RELABEL)
+    }
+
+    /// What the judge answers about `s`: `None` nothing yet, `Some(None)`
+    /// an answer naming no class.
+    pub fn says<'a>(&'a self, s: &'a SampleState) -> Option<Option<&'a str>> {
+        if self.judge.is_none() {
+            return s.verdict().map(|v| v.label.as_deref());
+        }
+        match self.answers.get(s.id as usize).copied() {
+            None | Some(NO_ANSWER) => None,
+            Some(NO_CLASS) => Some(None),
+            Some(i) => Some(self.names.get(i as usize).map(String::as_str)),
+        }
+    }
+
+    /// Whether the judge agrees with the intended label (`None`: no
+    /// answer naming a class): `chosen::agrees`.
+    pub fn agrees(&self, s: &SampleState) -> Option<bool> {
+        self.says(s).flatten().map(|l| l == s.label)
+    }
+
+    /// The label `a` records on `s` (`chosen::accept_label`).
+    pub fn label<'a>(&'a self, s: &'a SampleState, take_relabel: bool) -> &'a str {
+        match self.judge {
+            // `label_by`'s label for the relabeler, without its source.
+            None => s.effective_label(take_relabel),
+            Some(_) => {
+                crate::tui::chosen::label_by(s, take_relabel, self.judge(), self.says(s).flatten())
+                    .0
+            }
+        }
+    }
+
+    /// augment's doubt, `disagrees` being this judge's.
+    fn doubt(&self, s: &SampleState, ctx: &DoubtContext) -> crate::augment::Doubt {
+        match self.judge {
+            None => crate::augment::doubt(s, ctx),
+            Some(_) => crate::augment::doubt_by(s, ctx, self.says(s)),
+        }
+    }
+
+    /// Generated samples of `st` for which `other` gives another agreement
+    /// or another label to record than `self`: all the queue and the
+    /// counts derive from the view (its doubt scores otherwise hold).
+    pub fn changed(&self, other: &JudgeView, st: &ProjectState) -> Vec<SampleId> {
+        let take = st.take_relabel;
+        st.generated()
+            .filter(|s| {
+                self.agrees(s) != other.agrees(s) || self.label(s, take) != other.label(s, take)
+            })
+            .map(|s| s.id)
+            .collect()
+    }
+}
 
 /// Sort key: smaller comes first; the id makes every key unique.
 type Key = (i64, SampleId);
@@ -142,6 +279,8 @@ pub struct ReviewQueue {
     meta: Vec<Meta>,
     /// Effective labels seen, interned (`Meta::label` indexes this).
     labels: Vec<String>,
+    /// The chosen judge's answers (agreement, labels, `disagrees`).
+    judged: JudgeView,
 }
 
 /// The filterable facts of one generated sample, 12 bytes.
@@ -154,6 +293,34 @@ struct Meta {
     auto: Option<bool>,
     /// Index into `ReviewQueue::labels` of the effective label.
     label: u32,
+}
+
+/// A filter resolved against the queue's interned labels.
+struct Wanted<'f> {
+    filter: &'f Filter,
+    /// Index of the `class:` label in `ReviewQueue::labels`.
+    label: Option<u32>,
+    /// The agreement asked for (`Some(None)`: no answer naming a class).
+    agree: Option<Option<bool>>,
+}
+
+impl Wanted<'_> {
+    fn passes(&self, m: &Meta, id: SampleId, st: &ProjectState) -> bool {
+        let f = self.filter;
+        m.present
+            && self.label.is_none_or(|l| m.label == l)
+            && f.status.is_none_or(|s| m.status == Some(s))
+            && self.agree.is_none_or(|a| m.agree == a)
+            && f.actor
+                .is_none_or(|a| m.auto == Some(a == ActorFilter::Auto))
+            // Texts are kept once (in the fold): lower-cased here,
+            // only for samples that pass everything else.
+            && (f.words.is_empty()
+                || st.sample(id).is_some_and(|s| {
+                    let text = s.text().to_lowercase();
+                    f.words.iter().all(|w| text.contains(w.as_str()))
+                }))
+    }
 }
 
 impl SortBy {
@@ -175,6 +342,7 @@ impl ReviewQueue {
             signals: HashMap::new(),
             meta: Vec::new(),
             labels: Vec::new(),
+            judged: JudgeView::default(),
         }
     }
 
@@ -187,22 +355,29 @@ impl ReviewQueue {
     }
 
     /// The cached doubt score of a sample.
+    /// (The cache holds the part no judge decides, so following another
+    /// judge recomputes nothing: its disagreement is added here.)
     pub fn score(&mut self, s: &SampleState) -> f64 {
+        let judged = if self.judged.agrees(s) == Some(false) {
+            crate::augment::doubt::DISAGREEMENT
+        } else {
+            0.0
+        };
         if let Some(x) = self.scores.get(&s.id) {
-            return *x;
+            return *x + judged;
         }
-        let mut d = crate::augment::doubt(s, &self.ctx);
+        let mut d = crate::augment::doubt_by(s, &self.ctx, None);
         if let Some(sig) = self.signals.get(&s.id) {
             sig.add_to(&mut d);
         }
         self.scores.insert(s.id, d.score);
-        d.score
+        d.score + judged
     }
 
     /// Doubt score and reason tags of a sample as the queue sees them:
     /// [`doubt`] plus the training-dynamics signals, if any.
     pub fn doubt(&self, s: &SampleState) -> (f64, Vec<&'static str>) {
-        let (mut score, mut tags) = doubt(s, &self.ctx);
+        let (mut score, mut tags) = doubt_with(s, &self.ctx, &self.judged);
         if let Some(sig) = self.signals.get(&s.id) {
             score += sig.doubt();
             for r in &sig.reasons {
@@ -239,6 +414,24 @@ impl ReviewQueue {
             self.remove(id);
             self.insert(s, st, classes);
         }
+    }
+
+    /// The chosen judge's answers the queue follows.
+    pub fn judged(&self) -> &JudgeView {
+        &self.judged
+    }
+
+    /// Follow another judge or new answers: `changed` (sorted, from
+    /// [`JudgeView::changed`]) are the samples that move.
+    pub fn set_judged(
+        &mut self,
+        judged: JudgeView,
+        changed: &[SampleId],
+        st: &ProjectState,
+        classes: &[Class],
+    ) {
+        self.judged = judged;
+        self.replace_many(changed, st, classes);
     }
 
     /// Signals of a sample, if computed.
@@ -278,7 +471,7 @@ impl ReviewQueue {
             }
             SortBy::Newest => -(s.id as i64),
             SortBy::Class => {
-                let l = s.effective_label(st.take_relabel);
+                let l = self.judged.label(s, st.take_relabel);
                 classes
                     .iter()
                     .position(|c| c.name == l)
@@ -340,6 +533,21 @@ impl ReviewQueue {
         // One sequential pass over the compact per-id facts (and the
         // texts when words are given), then a bitmap look-up
         // per id of each order: the samples themselves are not touched.
+        let want = self.wanted();
+        let passes: Vec<bool> = self
+            .meta
+            .iter()
+            .enumerate()
+            .map(|(id, m)| want.passes(m, id as SampleId, st))
+            .collect();
+        let pass = |id: &SampleId| passes.get(*id as usize).copied().unwrap_or(false);
+        for o in &mut self.orders {
+            o.filtered = Some(o.ids.iter().copied().filter(pass).collect());
+        }
+    }
+
+    /// The filter as the per-id facts read it.
+    fn wanted(&self) -> Wanted<'_> {
         let f = &self.filter;
         let label = match &f.class {
             Some(c) => match self.labels.iter().position(|l| l == c) {
@@ -354,30 +562,21 @@ impl ReviewQueue {
             Agree::No => Some(false),
             Agree::None => None,
         });
-        let passes: Vec<bool> = self
-            .meta
-            .iter()
-            .enumerate()
-            .map(|(id, m)| {
-                m.present
-                    && label.is_none_or(|l| m.label == l)
-                    && f.status.is_none_or(|s| m.status == Some(s))
-                    && agree.is_none_or(|a| m.agree == a)
-                    && f.actor
-                        .is_none_or(|a| m.auto == Some(a == ActorFilter::Auto))
-                    // Texts are kept once (in the fold): lower-cased here,
-                    // only for samples that pass everything else.
-                    && (f.words.is_empty()
-                        || st.sample(id as SampleId).is_some_and(|s| {
-                            let text = s.text().to_lowercase();
-                            f.words.iter().all(|w| text.contains(w.as_str()))
-                        }))
-            })
-            .collect();
-        let pass = |id: &SampleId| passes.get(*id as usize).copied().unwrap_or(false);
-        for o in &mut self.orders {
-            o.filtered = Some(o.ids.iter().copied().filter(pass).collect());
+        Wanted {
+            filter: f,
+            label,
+            agree,
         }
+    }
+
+    /// Whether a sample whose facts were just recorded passes the filter
+    /// (the facts, not `Filter::matches`, which reads the relabeler).
+    fn passes(&self, id: SampleId, st: &ProjectState) -> bool {
+        !self.filter.is_empty()
+            && self
+                .meta
+                .get(id as usize)
+                .is_some_and(|m| self.wanted().passes(m, id, st))
     }
 
     /// Record the filterable facts of a generated sample.
@@ -386,7 +585,7 @@ impl ReviewQueue {
         if self.meta.len() <= i {
             self.meta.resize(i + 1, Meta::default());
         }
-        let l = s.effective_label(take_relabel);
+        let l = self.judged.label(s, take_relabel);
         let label = match self.labels.iter().position(|x| x == l) {
             Some(p) => p,
             None => {
@@ -397,7 +596,7 @@ impl ReviewQueue {
         self.meta[i] = Meta {
             present: true,
             status: Some(s.status()),
-            agree: s.agrees(),
+            agree: self.judged.agrees(s),
             auto: s.decision().map(|d| !d.by.is_person()),
             label,
         };
@@ -406,6 +605,11 @@ impl ReviewQueue {
     /// Take a sample out (before an event changes it).
     pub fn remove(&mut self, id: SampleId) {
         self.scores.remove(&id);
+        self.unplace(id);
+    }
+
+    /// Take a sample out of the orders, keeping its cached score.
+    fn unplace(&mut self, id: SampleId) {
         if let Some(m) = self.meta.get_mut(id as usize) {
             m.present = false;
         }
@@ -421,7 +625,7 @@ impl ReviewQueue {
             return;
         }
         self.set_meta(s, st.take_relabel);
-        let passes = !self.filter.is_empty() && self.filter.matches(s, st.take_relabel);
+        let passes = self.passes(s.id, st);
         for by in SortBy::ALL {
             let k = self.key(by, s, st, classes);
             self.orders[by.index()].insert(s.id, k, passes);
@@ -433,9 +637,18 @@ impl ReviewQueue {
     /// instead of two shifts of it per sample: a burst of decisions
     /// catching up (see `tui::burst`).
     pub fn reinsert_many(&mut self, ids: &[SampleId], st: &ProjectState, classes: &[Class]) {
+        for id in ids {
+            self.scores.remove(id);
+        }
+        self.replace_many(ids, st, classes);
+    }
+
+    /// [`ReviewQueue::reinsert_many`] keeping the cached doubt scores
+    /// (the samples did not change, what the queue derives from them did).
+    fn replace_many(&mut self, ids: &[SampleId], st: &ProjectState, classes: &[Class]) {
         if ids.len() < 8 {
             for &id in ids {
-                self.remove(id);
+                self.unplace(id);
                 if let Some(s) = st.sample(id) {
                     self.insert(s, st, classes);
                 }
@@ -446,7 +659,6 @@ impl ReviewQueue {
         let mut gone = vec![false; max + 1];
         for &id in ids {
             gone[id as usize] = true;
-            self.scores.remove(&id);
             if let Some(m) = self.meta.get_mut(id as usize) {
                 m.present = false;
             }
@@ -471,7 +683,7 @@ impl ReviewQueue {
         let mut passes = Vec::with_capacity(back.len());
         for s in &back {
             self.set_meta(s, st.take_relabel);
-            passes.push(!self.filter.is_empty() && self.filter.matches(s, st.take_relabel));
+            passes.push(self.passes(s.id, st));
         }
         for by in SortBy::ALL {
             let mut new: Vec<(Key, SampleId, bool)> = back

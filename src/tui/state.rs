@@ -458,13 +458,14 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, s: &SampleState, take_relabel: bool, sign: i64) {
+    /// Count `s` (`sign` 1) or take it out (-1); a generated sample counts
+    /// under `label`, the one `a` records (`queue::JudgeView::label`).
+    fn add(&mut self, s: &SampleState, label: &str, sign: i64) {
         let f = |x: &mut u64| *x = x.saturating_add_signed(sign);
         match s.origin {
             Origin::Seed => f(&mut self.per_class.entry(s.label.clone()).or_default().seed),
             Origin::Validation | Origin::Test => {}
             Origin::Generated => {
-                let label = s.effective_label(take_relabel);
                 if !self.per_class.contains_key(label) {
                     self.per_class
                         .insert(label.to_string(), ClassCounts::default());
@@ -696,10 +697,37 @@ impl State {
         }
         let take = self.project.take_relabel;
         for s in &self.project.samples {
-            tally.add(s, take, 1);
+            tally.add(s, self.queue.judged().label(s, take), 1);
         }
         self.tally = tally;
         self.queue.rebuild(&self.project, &self.classes);
+    }
+
+    /// Follow the chosen judge's answers (`chosen::set_judges`): the
+    /// samples whose answer changed are counted again and move in the
+    /// queue, the selection staying on its sample.
+    pub(super) fn set_judge_view(&mut self, view: super::queue::JudgeView) {
+        self.catch_up_queue();
+        if *self.queue.judged() == view {
+            return;
+        }
+        let changed = self.queue.judged().changed(&view, &self.project);
+        let take = self.project.take_relabel;
+        for id in &changed {
+            if let Some(s) = self.project.sample(*id) {
+                self.tally.add(s, self.queue.judged().label(s, take), -1);
+            }
+        }
+        let sel = self.queue.get(self.review_sel);
+        self.queue
+            .set_judged(view, &changed, &self.project, &self.classes);
+        for id in &changed {
+            if let Some(s) = self.project.sample(*id) {
+                self.tally.add(s, self.queue.judged().label(s, take), 1);
+            }
+        }
+        self.follow_selection(sel);
+        self.dirty = true;
     }
 
     /// Add the parser's rejections journalled on `p` to [`Self::parse_rejected`].
@@ -833,7 +861,7 @@ impl State {
             if let Some(id) = touched
                 && let Some(s) = self.project.sample(id)
             {
-                self.tally.add(s, take, -1);
+                self.tally.add(s, self.queue.judged().label(s, take), -1);
                 self.map.forget(s);
                 if self.queue_behind.is_none() {
                     self.queue.remove(id);
@@ -886,7 +914,7 @@ impl State {
             if let Some(id) = touched
                 && let Some(s) = self.project.sample(id)
             {
-                self.tally.add(s, take, 1);
+                self.tally.add(s, self.queue.judged().label(s, take), 1);
                 let text = matches!(
                     ev.kind,
                     EventKind::SampleAdded(_) | EventKind::Edited(_) | EventKind::Undone(_)

@@ -121,7 +121,7 @@ fn update_inner(st: &mut State, msg: Msg) -> Vec<Effect> {
         }
         Msg::Map(r) => map::on_reply(st, r, &mut fx),
         Msg::Judges(j) => {
-            st.judges = Some(*j);
+            super::chosen::set_judges(st, *j);
             st.dirty = true;
         }
         Msg::Opened => super::chosen::request(st, &mut fx),

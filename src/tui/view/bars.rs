@@ -61,7 +61,8 @@ pub(super) fn status_line(f: &mut Frame, st: &State, r: Rect, now: Instant) {
             Some(e) => spans.push(Span::styled(format!("  {e}"), Style::default().fg(t.error))),
             None => spans.push(Span::styled(
                 format!(
-                    "  class:X status:pending|accepted|rejected agree:yes|no|none actor:auto|person words · {}",
+                    " class:X status:pending|accepted|rejected agree:yes|no|none ({}) actor:auto|person words · {}",
+                    crate::tui::chosen::display(crate::tui::chosen::judge(st)),
                     st.keymap.hint_line(crate::tui::keymap::KeyMode::Filter)
                 ),
                 t.muted(),

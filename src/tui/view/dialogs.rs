@@ -75,7 +75,7 @@ pub(super) fn help(f: &mut Frame, st: &State, area: Rect) {
             out.push(key("other keys", mode.unbound_help(), t.muted()));
         }
     }
-    let legend = doubt_legend();
+    let legend = doubt_legend(crate::tui::chosen::display(crate::tui::chosen::judge(st)));
     // Popup inner width is 68: the legend wraps over a few lines.
     let legend_h = unicode_width::UnicodeWidthStr::width(legend.as_str()).div_ceil(60);
     lines.push(Line::styled(legend, t.muted()));

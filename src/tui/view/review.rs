@@ -159,7 +159,9 @@ pub(super) const DOUBT_W: usize = 4;
 /// for a disagreement) get a code too, so the column alone tells why.
 pub const DOUBT_CODES: &[(&str, char, &str)] = &[
     // Most telling first: a row shows codes in this order.
-    ("disagrees", '!', "LLM disagrees"),
+    // The chosen judge's disagreement (`tui::chosen`; the relabeler's
+    // until judges are measured): the detail and help name the judge.
+    ("disagrees", '!', "the judge disagrees"),
     ("likely_mislabel", 'L', "classifier: likely mislabel"),
     ("noisy", 'N', "denoiser: off-topic or echoes the prompt"),
     ("duplicate", 'D', "duplicate"),
@@ -180,11 +182,15 @@ pub const DOUBT_CODES: &[(&str, char, &str)] = &[
     ("auto", 'a', "auto-decided"),
 ];
 
-/// The legend of [`DOUBT_CODES`], for the help screen.
-pub fn doubt_legend() -> String {
+/// The legend of [`DOUBT_CODES`], for the help screen; `judge` is the
+/// judge whose disagreement `!` shows ("knn", "llm").
+pub fn doubt_legend(judge: &str) -> String {
     let items: Vec<String> = DOUBT_CODES
         .iter()
-        .map(|(_, c, what)| format!("{c} {what}"))
+        .map(|(tag, c, what)| match *tag {
+            "disagrees" => format!("{c} the {judge} judge disagrees"),
+            _ => format!("{c} {what}"),
+        })
         .collect();
     format!("review \"why\" column: {}", items.join(" · "))
 }
@@ -224,21 +230,40 @@ pub fn doubt_cell(tags: &[&str], width: usize) -> String {
     format!("{}+{}", doubt_codes(&tags[..keep]), tags.len() - keep)
 }
 
-/// Every reason in words, most telling first ("LLM disagrees · low
-/// confidence"), for the detail.
+/// Every reason in words, most telling first ("the judge disagrees · low
+/// confidence").
 pub fn doubt_words(tags: &[&str]) -> String {
+    words_with(tags, None)
+}
+
+/// [`doubt_words`] with `disagrees` said as `disagrees` ("knn says LOC
+/// (0.93)") when given.
+fn words_with(tags: &[&str], disagrees: Option<&str>) -> String {
     let mut tags = tags.to_vec();
     tags.sort_by_key(|t| rank(t));
     let words: Vec<&str> = tags
         .iter()
-        .map(|t| {
-            DOUBT_CODES
+        .map(|t| match (*t, disagrees) {
+            ("disagrees", Some(d)) => d,
+            _ => DOUBT_CODES
                 .iter()
                 .find(|(name, _, _)| name == t)
-                .map_or(*t, |(_, _, w)| *w)
+                .map_or(*t, |(_, _, w)| *w),
         })
         .collect();
     words.join(" · ")
+}
+
+/// The chosen judge's disagreement with `s`'s intended label in words:
+/// "knn says LOC (0.93)" (`None` when it does not disagree).
+fn disagreement(st: &State, s: &SampleState) -> Option<String> {
+    let j = crate::tui::chosen::says(st, s)?;
+    let l = j.label.filter(|l| *l != s.label)?;
+    Some(format!(
+        "{} says {l} ({:.2})",
+        crate::tui::chosen::display(j.judge),
+        j.confidence
+    ))
 }
 
 /// The label column's style: a label that is not the intended one stands out.
@@ -287,7 +312,7 @@ pub fn row_hint(st: &State, s: &SampleState) -> String {
     let mut parts = vec![format!(
         "{} accept as {label} ({})",
         km.hint(Action::Accept),
-        source_name(st, source)
+        source_name(st, s, label, source)
     )];
     parts.push(format!("{} reject", km.hint(Action::Reject)));
     let n = st.classes.len().min(9);
@@ -316,11 +341,15 @@ pub fn row_hint(st: &State, s: &SampleState) -> String {
     parts.join(" · ")
 }
 
-/// Where a label comes from, in words: "relabel" names the chosen judge
-/// when it is another one ("knn").
-fn source_name(st: &State, source: LabelSource) -> &str {
+/// Where `s`'s label comes from, in words: "relabel" names the chosen
+/// judge when it is another one ("knn") and gave that label.
+fn source_name<'a>(st: &'a State, s: &SampleState, label: &str, source: LabelSource) -> &'a str {
     match source {
-        LabelSource::Relabel => crate::tui::chosen::judge(st),
+        LabelSource::Relabel
+            if crate::tui::chosen::says(st, s).and_then(|j| j.label) == Some(label) =>
+        {
+            crate::tui::chosen::judge(st)
+        }
         _ => source.as_str(),
     }
 }
@@ -340,7 +369,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         Span::raw(format!(" #{} {} · ", s.id, s.status().as_str())),
         Span::styled(records, t.muted()),
         Span::styled(
-            format!("{label} ({})", source_name(st, source)),
+            format!("{label} ({})", source_name(st, s, label, source)),
             label_style(t, source).add_modifier(Modifier::BOLD),
         ),
         Span::styled(" · intended ", t.muted()),
@@ -398,7 +427,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     let tags = if tags.is_empty() {
         "none".to_string()
     } else {
-        doubt_words(&tags)
+        words_with(&tags, disagreement(st, s).as_deref())
     };
     out.push(Line::styled(
         format!("doubt {score:.2}: {tags}"),
