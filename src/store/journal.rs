@@ -412,6 +412,15 @@ impl Dealer {
 
 impl Lines for Dealer {
     fn line(&mut self, line: usize, raw: &[u8]) {
+        if raw.len() > self.size {
+            // A line longer than a chunk (a 10 MB seed text) is parsed
+            // here, where it already is, instead of copied into a chunk
+            // grown for it (tens of MB of fresh pages for one line).
+            if let Some(result) = parse_raw(raw, true) {
+                self.item(line, result);
+            }
+            return;
+        }
         let start = self.chunk.bytes.len();
         self.chunk.bytes.extend_from_slice(raw);
         let end = self.chunk.bytes.len();
