@@ -298,8 +298,10 @@ fn replay_stream<R: Read + Send>(
 }
 
 /// Bytes of journal lines per chunk a parser takes at a time: large
-/// enough that handing it over is noise, small enough to stay in cache.
-const CHUNK: usize = 256 << 10;
+/// enough that handing it over is noise (about 500 lines), small enough
+/// to stay in cache and to keep the chunks in flight (two queued per
+/// parser each way, each with its parsed events) a few MB.
+const CHUNK: usize = 128 << 10;
 
 /// Read size of replay: small enough to stay in cache while scanned,
 /// large enough that syscalls and the carried partial line are noise.

@@ -284,7 +284,11 @@ impl ReviewQueue {
     }
 
     fn key(&mut self, by: SortBy, s: &SampleState, st: &ProjectState, classes: &[Class]) -> Key {
-        let score = if by == SortBy::Doubt { self.score(s) } else { 0.0 };
+        let score = if by == SortBy::Doubt {
+            self.score(s)
+        } else {
+            0.0
+        };
         key_of(by, s, score, st, classes)
     }
 
@@ -314,7 +318,11 @@ impl ReviewQueue {
                     .collect()
             })
         };
-        let top = generated.iter().map(|s| s.id as usize + 1).max().unwrap_or(0);
+        let top = generated
+            .iter()
+            .map(|s| s.id as usize + 1)
+            .max()
+            .unwrap_or(0);
         self.scores.clear();
         self.scores.resize(top, f64::NAN);
         for (s, x) in generated.iter().zip(scored.into_iter().flatten()) {
