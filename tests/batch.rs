@@ -217,13 +217,21 @@ async fn together_dialect_round_trip() {
     let made = submit(&dir).await;
     assert_eq!(made.len(), 1, "{made:?}");
     assert!(made[0].contains("b1: batch_1 (validating)"), "{made:?}");
-    assert!(submit(&dir).await.is_empty(), "found again in the bare list");
+    assert!(
+        submit(&dir).await.is_empty(),
+        "found again in the bare list"
+    );
     assert_eq!(server.batches_created(), 1);
     let st = status(&dir).await;
     assert!(st.iter().all(|l| l.contains("in_progress")), "{st:?}");
     let done = fetch(&dir).await;
     assert_eq!(done.len(), 1);
-    assert_eq!((done[0].1.replies, done[0].1.examples), (4, 20), "{}", done[0].1);
+    assert_eq!(
+        (done[0].1.replies, done[0].1.examples),
+        (4, 20),
+        "{}",
+        done[0].1
+    );
     assert_eq!(generated(&dir).len(), 20);
 
     // The OpenAI dialect against this server is refused at the upload.

@@ -185,7 +185,11 @@ pub fn prepare(
         p.provenance
             .extra
             .insert(CUSTOM_ID_KEY.into(), serde_json::json!(id));
-        input.push_str(&input_line(&id, &client.body(&p.request), client.batch_api()));
+        input.push_str(&input_line(
+            &id,
+            &client.body(&p.request),
+            client.batch_api(),
+        ));
         input.push('\n');
         plan_file.push_str(&serde_json::json!({"custom_id": id, "plan": p}).to_string());
         plan_file.push('\n');
@@ -814,7 +818,10 @@ fn upload_error(client: &LlmClient, e: crate::llm::LlmError) -> anyhow::Error {
         }
         _ => "",
     };
-    anyhow::anyhow!("uploading the batch file to {}: {e}{hint}", client.base_url())
+    anyhow::anyhow!(
+        "uploading the batch file to {}: {e}{hint}",
+        client.base_url()
+    )
 }
 
 fn update(batch: &str, f: impl FnOnce(&mut BatchUpdated)) -> EventKind {

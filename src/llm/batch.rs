@@ -14,8 +14,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::sse::Accumulator;
-use crate::domain::BatchApi;
 use super::{ChatResponse, FailReason, LlmClient, LlmError};
+use crate::domain::BatchApi;
 
 /// The endpoint every straddle batch line posts to.
 pub const CHAT_ENDPOINT: &str = "/v1/chat/completions";
@@ -224,7 +224,9 @@ impl LlmClient {
             BatchApi::OpenAi => ("files", field("purpose", "batch")),
             BatchApi::Together => (
                 "files/upload",
-                field("purpose", "batch-api") + &field("file_name", name) + &field("file_type", "jsonl"),
+                field("purpose", "batch-api")
+                    + &field("file_name", name)
+                    + &field("file_type", "jsonl"),
             ),
         };
         let mut body = Vec::with_capacity(bytes.len() + 500);

@@ -33,10 +33,11 @@
 //!
 //! Replay parses each line in one pass (a hand-written serde visitor that
 //! relies on the key order straddle writes, falling back to
-//! [`Event::from_json_line`] for anything else), runs the parser on its own
-//! thread for journals over 4 MB, reads the file in reused 512 KB blocks
-//! rather than whole, and moves every payload into the state instead of
-//! cloning it ([`ProjectState::apply_owned`]).
+//! [`Event::from_json_line`] for anything else), parses journals over 4 MB
+//! on every core in chunks of lines while one thread folds them in file
+//! order, reads the file in reused 512 KB blocks rather than whole, and
+//! moves every payload into the state instead of cloning it
+//! ([`ProjectState::apply_owned`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -175,30 +176,38 @@ fn threads_for(len: u64) -> usize {
 /// and each block is parsed while it is still in cache. Fails only if
 /// reading fails.
 ///
-/// With `threads` > 1 replay is a two-stage pipeline: a scoped thread reads
-/// and parses lines (the larger half of the work) and hands them over in
-/// small batches through a bounded channel, while this thread folds them
-/// into the state in file order. Batches are recycled, so the memory in
-/// flight stays small.
+/// With `threads` > 1 the lines are parsed on that many threads while
+/// this one folds them in file order (see [`replay_stream`]).
 ///
 /// A batch (see [`batch_header`]) is applied as it is read; if it turns
 /// out torn at the end, the state is rebuilt by replaying again up to its
 /// header (rare: only after a crash), so a partial batch is never applied
 /// and a complete one costs no buffering.
 pub fn replay_reader<R: Read + Seek + Send>(
-    mut reader: R,
+    reader: R,
     state: &mut ProjectState,
     threads: usize,
 ) -> std::io::Result<Replay> {
+    replay_reader_chunked(reader, state, threads, CHUNK)
+}
+
+/// [`replay_reader`] with chunks of about `chunk` bytes per parser (small
+/// ones in tests, so that a few lines make many chunks).
+fn replay_reader_chunked<R: Read + Seek + Send>(
+    mut reader: R,
+    state: &mut ProjectState,
+    threads: usize,
+    chunk: usize,
+) -> std::io::Result<Replay> {
     let start = reader.stream_position()?;
     let pristine = state.clone();
-    let first = replay_stream(&mut reader, state, threads)?;
+    let first = replay_stream(&mut reader, state, threads, chunk)?;
     let Some((offset, line)) = first.torn_batch else {
         return Ok(first);
     };
     *state = pristine;
     reader.seek(SeekFrom::Start(start))?;
-    let mut again = replay_stream((&mut reader).take(offset - start), state, threads)?;
+    let mut again = replay_stream((&mut reader).take(offset - start), state, threads, chunk)?;
     if let Some(torn) = first.report.skipped.iter().find(|s| s.line == line) {
         again.report.skipped.push(torn.clone());
     }
@@ -208,39 +217,73 @@ pub fn replay_reader<R: Read + Seek + Send>(
 }
 
 /// One pass of [`replay_reader`]: batches are applied as they come.
+///
+/// With `threads` > 1 replay is a pipeline over scoped threads: a reader
+/// finds the lines (and the batches, which need them in order) and deals
+/// them out in chunks of about `chunk` bytes, round robin, to `threads`
+/// parsers; this thread takes the parsed chunks back in the same round
+/// robin, so in file order, and folds them into the state. Chunks and
+/// their buffers are recycled, so the memory in flight stays a few
+/// chunks per parser.
 fn replay_stream<R: Read + Send>(
     reader: R,
     state: &mut ProjectState,
     threads: usize,
+    chunk: usize,
 ) -> std::io::Result<Replay> {
     let mut report = LoadReport::default();
     let end = if threads <= 1 {
         scan_reader(reader, BLOCK, |line, r| take(&mut report, state, line, r))?
     } else {
         std::thread::scope(|s| {
-            let (tx, rx) = mpsc::sync_channel::<Vec<Item>>(8);
-            let (back_tx, back_rx) = mpsc::channel::<Vec<Item>>();
-            let parser = s.spawn(move || {
-                let mut batch = Vec::with_capacity(BATCH);
-                let end = scan_reader(reader, BLOCK, |line, result| {
-                    batch.push(Item { line, result });
-                    if batch.len() == BATCH {
-                        let next = back_rx
-                            .try_recv()
-                            .unwrap_or_else(|_| Vec::with_capacity(BATCH));
-                        let _ = tx.send(std::mem::replace(&mut batch, next));
+            let (spare_tx, spare_rx) = mpsc::channel::<Chunk>();
+            let mut deal = Vec::with_capacity(threads);
+            let mut parsed = Vec::with_capacity(threads);
+            let mut parsers = Vec::with_capacity(threads);
+            for _ in 0..threads {
+                let (tx, rx) = mpsc::sync_channel::<Chunk>(2);
+                let (done_tx, done_rx) = mpsc::sync_channel::<Chunk>(2);
+                deal.push(tx);
+                parsed.push(done_rx);
+                parsers.push(s.spawn(move || {
+                    for mut c in rx {
+                        c.parse();
+                        if done_tx.send(c).is_err() {
+                            break;
+                        }
                     }
-                });
-                let _ = tx.send(batch);
+                }));
+            }
+            let dealer = s.spawn(move || {
+                let mut dealer = Dealer {
+                    chunk: Chunk::default(),
+                    size: chunk,
+                    to: deal,
+                    dealt: 0,
+                    spare: spare_rx,
+                };
+                let end = scan_lines(reader, BLOCK, &mut dealer);
+                dealer.deal();
                 end
             });
-            for mut batch in rx {
-                for item in batch.drain(..) {
+            // Chunk k went to parser k % threads, whose chunks come back
+            // in the order they went: so every chunk comes back in order.
+            // A parser hangs up after its last chunk.
+            for k in 0.. {
+                let Ok(mut c) = parsed[k % threads].recv() else {
+                    break;
+                };
+                for item in c.items.drain(..) {
                     take(&mut report, state, item.line, item.result);
                 }
-                let _ = back_tx.send(batch);
+                c.bytes.clear();
+                let _ = spare_tx.send(c);
             }
-            parser.join().expect("journal parser thread panicked")
+            drop(parsed);
+            for p in parsers {
+                p.join().expect("journal parser thread panicked");
+            }
+            dealer.join().expect("journal reader thread panicked")
         })?
     };
     Ok(Replay {
@@ -254,11 +297,14 @@ fn replay_stream<R: Read + Send>(
     })
 }
 
-/// Lines per batch handed from the parser to the folding thread.
-const BATCH: usize = 256;
+/// Bytes of journal lines per chunk a parser takes at a time: large
+/// enough that handing it over is noise (about 500 lines), small enough
+/// to stay in cache and to keep the chunks in flight (two queued per
+/// parser each way, each with its parsed events) a few MB.
+const CHUNK: usize = 128 << 10;
 
-/// Read size of replay: small enough to stay in cache while parsed, large
-/// enough that syscalls and the carried partial line are noise.
+/// Read size of replay: small enough to stay in cache while scanned,
+/// large enough that syscalls and the carried partial line are noise.
 const BLOCK: usize = 512 << 10;
 
 /// Apply one parsed line or record why it was skipped.
@@ -280,6 +326,116 @@ struct Item {
     /// 1-based line number.
     line: usize,
     result: Result<Event, String>,
+}
+
+/// Consecutive journal lines for one parser: their bytes, what to do with
+/// each, and (once parsed) the results in file order.
+#[derive(Default)]
+struct Chunk {
+    bytes: Vec<u8>,
+    entries: Vec<Entry>,
+    items: Vec<Item>,
+}
+
+enum Entry {
+    /// A complete line to parse: its 1-based number and `bytes[start..end]`.
+    Line {
+        line: usize,
+        start: usize,
+        end: usize,
+    },
+    /// A line the reader already judged (a batch's report, the last line).
+    Done(Box<Item>),
+}
+
+impl Chunk {
+    fn parse(&mut self) {
+        for e in self.entries.drain(..) {
+            match e {
+                Entry::Line { line, start, end } => {
+                    if let Some(result) = parse_raw(&self.bytes[start..end], true) {
+                        self.items.push(Item { line, result });
+                    }
+                }
+                Entry::Done(item) => self.items.push(*item),
+            }
+        }
+    }
+}
+
+/// What [`scan_lines`] finds, in file order.
+trait Lines {
+    /// A complete line (without its `\n`) still to be parsed.
+    fn line(&mut self, line: usize, raw: &[u8]);
+    /// A line already parsed or judged.
+    fn item(&mut self, line: usize, result: Result<Event, String>);
+}
+
+/// Parses every line at once (replay on one thread).
+struct ParseNow<F>(F);
+
+impl<F: FnMut(usize, Result<Event, String>)> Lines for ParseNow<F> {
+    fn line(&mut self, line: usize, raw: &[u8]) {
+        if let Some(r) = parse_raw(raw, true) {
+            (self.0)(line, r);
+        }
+    }
+    fn item(&mut self, line: usize, result: Result<Event, String>) {
+        (self.0)(line, result);
+    }
+}
+
+/// Gathers lines into chunks and deals them round robin to the parsers.
+struct Dealer {
+    chunk: Chunk,
+    /// Bytes that make a chunk full.
+    size: usize,
+    to: Vec<mpsc::SyncSender<Chunk>>,
+    dealt: usize,
+    /// Chunks back from the fold, for reuse.
+    spare: mpsc::Receiver<Chunk>,
+}
+
+impl Dealer {
+    fn deal(&mut self) {
+        if self.chunk.entries.is_empty() {
+            return;
+        }
+        let next = self.spare.try_recv().unwrap_or_else(|_| Chunk {
+            bytes: Vec::with_capacity(self.size + (self.size >> 2)),
+            ..Chunk::default()
+        });
+        let c = std::mem::replace(&mut self.chunk, next);
+        // A parser that is gone (it panicked) is reported when joined.
+        let _ = self.to[self.dealt % self.to.len()].send(c);
+        self.dealt += 1;
+    }
+}
+
+impl Lines for Dealer {
+    fn line(&mut self, line: usize, raw: &[u8]) {
+        if raw.len() > self.size {
+            // A line longer than a chunk (a 10 MB seed text) is parsed
+            // here, where it already is, instead of copied into a chunk
+            // grown for it (tens of MB of fresh pages for one line).
+            if let Some(result) = parse_raw(raw, true) {
+                self.item(line, result);
+            }
+            return;
+        }
+        let start = self.chunk.bytes.len();
+        self.chunk.bytes.extend_from_slice(raw);
+        let end = self.chunk.bytes.len();
+        self.chunk.entries.push(Entry::Line { line, start, end });
+        if end >= self.size {
+            self.deal();
+        }
+    }
+    fn item(&mut self, line: usize, result: Result<Event, String>) {
+        self.chunk
+            .entries
+            .push(Entry::Done(Box::new(Item { line, result })));
+    }
 }
 
 /// What the scan found besides the lines.
@@ -359,9 +515,20 @@ fn torn_batch_reason(t: &TornBatch, why: &str) -> String {
 /// at the end of the file, in [`ScanEnd::torn_batch`] (its lines were
 /// handed over: [`replay_reader`] replays again without them).
 fn scan_reader<R: Read>(
+    reader: R,
+    block: usize,
+    sink: impl FnMut(usize, Result<Event, String>),
+) -> std::io::Result<ScanEnd> {
+    scan_lines(reader, block, &mut ParseNow(sink))
+}
+
+/// [`scan_reader`] handing complete lines to `sink` unparsed (it parses
+/// them now or has them parsed elsewhere); only the last line is parsed
+/// here, since what it is decides the [`ScanEnd`].
+fn scan_lines<R: Read>(
     mut reader: R,
     block: usize,
-    mut sink: impl FnMut(usize, Result<Event, String>),
+    sink: &mut impl Lines,
 ) -> std::io::Result<ScanEnd> {
     let mut buf = vec![0u8; block.max(1)];
     let mut filled = 0usize; // valid bytes in `buf`
@@ -387,7 +554,7 @@ fn scan_reader<R: Read>(
                 if let Some(b) = batch.take() {
                     // Not at the end, so not a crash (the cut on open
                     // removes those): a hand edit. Its lines were read.
-                    sink(
+                    sink.item(
                         b.line,
                         Err(format!(
                             "incomplete batch: {} events announced, {} lines follow before \
@@ -404,13 +571,13 @@ fn scan_reader<R: Read>(
                 });
             } else if let Some(b) = batch.as_mut() {
                 // Every complete line after the header is one of its lines.
-                scan_line(raw, true, line, &mut sink);
+                sink.line(line, raw);
                 b.found += 1;
                 if b.found >= b.announced {
                     batch = None;
                 }
             } else {
-                scan_line(raw, true, line, &mut sink);
+                sink.line(line, raw);
             }
             start += i + 1;
         }
@@ -427,16 +594,16 @@ fn scan_reader<R: Read>(
         // Only the final newline missing: the batch is whole.
         let mut last = None;
         if filled > 0 && b.found + 1 == b.announced {
-            scan_line(&buf[..filled], true, line, &mut |l, r| last = Some((l, r)));
+            last = parse_raw(&buf[..filled], true);
         }
         match last {
-            Some((l, Ok(ev))) => {
-                sink(l, Ok(ev));
+            Some(Ok(ev)) => {
+                sink.item(line, Ok(ev));
                 tail = Some((base, true));
             }
             _ => {
                 let t = b.torn();
-                sink(
+                sink.item(
                     t.line,
                     Err(torn_batch_reason(&t, "the append was interrupted")),
                 );
@@ -445,7 +612,12 @@ fn scan_reader<R: Read>(
         }
     } else if filled > 0 {
         line += 1;
-        tail = Some((base, scan_line(&buf[..filled], false, line, &mut sink)));
+        let parsed = parse_raw(&buf[..filled], false);
+        let ok = matches!(parsed, Some(Ok(_)));
+        if let Some(r) = parsed {
+            sink.item(line, r);
+        }
+        tail = Some((base, ok));
     }
     buf.truncate(filled);
     Ok(ScanEnd {
@@ -457,33 +629,25 @@ fn scan_reader<R: Read>(
     })
 }
 
-/// Parse one line (without its `\n`; `complete` is false for a torn tail)
-/// unless it is blank, and hand it to `sink`. Returns whether it parsed.
-fn scan_line(
-    raw: &[u8],
-    complete: bool,
-    line: usize,
-    sink: &mut impl FnMut(usize, Result<Event, String>),
-) -> bool {
+/// Parse one line (without its `\n`; `complete` is false for a torn
+/// tail); `None` if it is blank.
+fn parse_raw(raw: &[u8], complete: bool) -> Option<Result<Event, String>> {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
     // An editor may have added a byte-order mark.
     let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
     if raw.iter().all(u8::is_ascii_whitespace) {
-        return false;
+        return None;
     }
-    let result = match parse_line(raw) {
+    Some(match parse_line(raw) {
         Err(reason) if !complete => Err(format!(
             "torn last line (no newline; a write was interrupted): {reason}"
         )),
         other => other,
-    };
-    let ok = result.is_ok();
-    sink(line, result);
-    ok
+    })
 }
 
 fn memchr_nl(b: &[u8]) -> Option<usize> {
-    b.iter().position(|&c| c == b'\n')
+    memchr::memchr(b'\n', b)
 }
 
 fn parse_line(raw: &[u8]) -> Result<Event, String> {
@@ -1378,6 +1542,71 @@ mod tests {
         );
         for threads in 2..7 {
             assert_eq!(run(threads), one, "{threads} threads");
+        }
+        // Chunks of a line or a few, dealt to each parser in turn.
+        for chunk in [1, 300, 1000] {
+            for threads in [2, 3] {
+                let mut st = ProjectState::new(true);
+                let r =
+                    replay_reader_chunked(std::io::Cursor::new(&bytes), &mut st, threads, chunk)
+                        .unwrap();
+                let got = (st, r.report, r.tail_start, r.tail_is_event);
+                assert_eq!(got, one, "{threads} threads, chunks of {chunk} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn parallel_replay_matches_sequential_around_batches() {
+        let line = |id: u64, kind: EventKind| {
+            let e = Event {
+                v: SCHEMA_VERSION,
+                id,
+                ts: 1,
+                kind,
+            };
+            e.to_json_line() + "\n"
+        };
+        let mut bytes = Vec::new();
+        let mut id = 0;
+        for i in 1..=20u64 {
+            id += 1;
+            bytes.extend(line(id, add(i)).as_bytes());
+            if i % 5 == 0 {
+                // A batch cut off by another (a hand edit), then a whole one.
+                bytes.extend(b"{\"batch\":3}\n");
+                id += 1;
+                bytes.extend(line(id, accept(i)).as_bytes());
+                bytes.extend(b"{\"batch\":2}\n");
+                id += 1;
+                bytes.extend(line(id, accept(i - 1)).as_bytes());
+                bytes.extend(b"not json\n");
+            }
+        }
+        // A batch torn at the end, and the same with only its newline lost.
+        let mut torn = bytes.clone();
+        torn.extend(b"{\"batch\":2}\n");
+        torn.extend(line(id + 1, add(21)).as_bytes());
+        let mut whole = torn.clone();
+        torn.extend(&line(id + 2, add(22)).as_bytes()[..20]);
+        let last = line(id + 2, add(22));
+        whole.extend(last.trim_end().as_bytes());
+        for (bytes, end) in [(&bytes, "clean"), (&torn, "torn"), (&whole, "whole")] {
+            let run = |threads, chunk| {
+                let mut st = ProjectState::new(true);
+                let r = replay_reader_chunked(std::io::Cursor::new(bytes), &mut st, threads, chunk)
+                    .unwrap();
+                (st, r.report, r.tail_start, r.tail_is_event, r.torn_batch)
+            };
+            let one = run(1, CHUNK);
+            assert!(one.1.skipped.len() >= 8, "{:?}", one.1.skipped);
+            assert_eq!(one.4.is_some(), end == "torn", "{end}");
+            assert_eq!(one.3, end == "whole", "{end}");
+            for chunk in [1, 200, 700, CHUNK] {
+                for threads in [2, 3, 5] {
+                    assert_eq!(run(threads, chunk), one, "{threads} threads, chunk {chunk}");
+                }
+            }
         }
     }
 

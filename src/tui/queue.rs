@@ -162,6 +162,15 @@ impl JudgeView {
         self.says(s).flatten().map(|l| l == s.label)
     }
 
+    /// What the chosen judge adds to a doubt score: its disagreement.
+    pub fn disagreement(&self, s: &SampleState) -> f64 {
+        if self.agrees(s) == Some(false) {
+            crate::augment::doubt::DISAGREEMENT
+        } else {
+            0.0
+        }
+    }
+
     /// The label `a` records on `s` (`chosen::accept_label`).
     pub fn label<'a>(&'a self, s: &'a SampleState, take_relabel: bool) -> &'a str {
         match self.judge {
@@ -270,8 +279,9 @@ pub struct ReviewQueue {
     pub ctx: DoubtContext,
     /// One order per [`SortBy`], indexed by [`SortBy::index`].
     orders: [Order; 3],
-    /// Doubt score of every generated sample, computed when it changes.
-    scores: HashMap<SampleId, f64>,
+    /// Doubt score of every generated sample by id (ids are dense),
+    /// computed when it changes; NaN where not computed.
+    scores: Vec<f64>,
     /// Training-dynamics signals (S3), folded into doubt scores and tags.
     signals: HashMap<SampleId, crate::classify::Signals>,
     /// What the filter looks at, per sample id, kept as samples change so
@@ -338,7 +348,7 @@ impl ReviewQueue {
             filter: Filter::default(),
             ctx,
             orders: Default::default(),
-            scores: HashMap::new(),
+            scores: Vec::new(),
             signals: HashMap::new(),
             meta: Vec::new(),
             labels: Vec::new(),
@@ -358,20 +368,36 @@ impl ReviewQueue {
     /// (The cache holds the part no judge decides, so following another
     /// judge recomputes nothing: its disagreement is added here.)
     pub fn score(&mut self, s: &SampleState) -> f64 {
-        let judged = if self.judged.agrees(s) == Some(false) {
-            crate::augment::doubt::DISAGREEMENT
-        } else {
-            0.0
+        let i = s.id as usize;
+        let free = match self.scores.get(i).filter(|x| !x.is_nan()) {
+            Some(x) => *x,
+            None => {
+                let x = self.fresh_score(s);
+                if self.scores.len() <= i {
+                    self.scores.resize(i + 1, f64::NAN);
+                }
+                self.scores[i] = x;
+                x
+            }
         };
-        if let Some(x) = self.scores.get(&s.id) {
-            return *x + judged;
-        }
+        free + self.judged.disagreement(s)
+    }
+
+    /// The part of a sample's doubt score no judge decides, computed (not
+    /// cached).
+    fn fresh_score(&self, s: &SampleState) -> f64 {
         let mut d = crate::augment::doubt_by(s, &self.ctx, None);
         if let Some(sig) = self.signals.get(&s.id) {
             sig.add_to(&mut d);
         }
-        self.scores.insert(s.id, d.score);
-        d.score + judged
+        d.score
+    }
+
+    /// Forget the cached score of `id`.
+    fn forget_score(&mut self, id: SampleId) {
+        if let Some(x) = self.scores.get_mut(id as usize) {
+            *x = f64::NAN;
+        }
     }
 
     /// Doubt score and reason tags of a sample as the queue sees them:
@@ -459,56 +485,65 @@ impl ReviewQueue {
     }
 
     fn key(&mut self, by: SortBy, s: &SampleState, st: &ProjectState, classes: &[Class]) -> Key {
-        let k = match by {
-            // Pending first, each part most doubtful first.
-            SortBy::Doubt => {
-                let decided = if s.status() == Status::Pending {
-                    0
-                } else {
-                    100_000_000
-                };
-                decided - (self.score(s).min(50.0) * 1e6) as i64
-            }
-            SortBy::Newest => -(s.id as i64),
-            SortBy::Class => {
-                let l = self.judged.label(s, st.take_relabel);
-                classes
-                    .iter()
-                    .position(|c| c.name == l)
-                    .unwrap_or(classes.len()) as i64
-            }
+        let score = if by == SortBy::Doubt {
+            self.score(s)
+        } else {
+            0.0
         };
-        (k, s.id)
+        key_of(by, s, score, &self.judged, st, classes)
     }
 
-    /// Build every order from scratch (at start).
+    /// Build every order from scratch (at start). The doubt scores (a
+    /// shingle look-up per text, most of the work) are computed on every
+    /// core, and the three orders are sorted side by side: the review
+    /// list of a big project is on screen that much sooner.
     pub fn rebuild(&mut self, st: &ProjectState, classes: &[Class]) {
-        // One buffer for the three orders, sized once (growing it by
-        // doubling would copy it and touch fresh pages again and again).
-        let mut keyed: Vec<(Key, SampleId)> = Vec::with_capacity(st.samples.len());
-        for by in SortBy::ALL {
-            keyed.clear();
-            for s in st.generated() {
-                keyed.push((self.key(by, s, st, classes), s.id));
-                if by == SortBy::Doubt {
-                    self.set_meta(s, st.take_relabel);
-                }
-            }
-            keyed.sort_unstable_by_key(|(k, _)| *k);
-            let o = &mut self.orders[by.index()];
-            o.ids = keyed.iter().map(|(_, id)| *id).collect();
-            o.keys = vec![
-                NO_KEY;
-                keyed
-                    .iter()
-                    .map(|(_, id)| *id as usize + 1)
-                    .max()
-                    .unwrap_or(0)
-            ];
-            for &(k, id) in &keyed {
-                o.keys[id as usize] = k;
-            }
+        let generated: Vec<&SampleState> = st.generated().collect();
+        let threads = if generated.len() < PARALLEL_MIN {
+            1
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        };
+        let part = generated.len().div_ceil(threads).max(1);
+        let this = &*self;
+        let scored: Vec<Vec<f64>> = if threads == 1 {
+            vec![generated.iter().map(|s| this.fresh_score(s)).collect()]
+        } else {
+            std::thread::scope(|sc| {
+                let jobs: Vec<_> = generated
+                    .chunks(part)
+                    .map(|p| sc.spawn(move || p.iter().map(|s| this.fresh_score(s)).collect()))
+                    .collect();
+                jobs.into_iter()
+                    .map(|j| j.join().expect("doubt scoring panicked"))
+                    .collect()
+            })
+        };
+        let top = generated
+            .iter()
+            .map(|s| s.id as usize + 1)
+            .max()
+            .unwrap_or(0);
+        self.scores.clear();
+        self.scores.resize(top, f64::NAN);
+        for (s, x) in generated.iter().zip(scored.into_iter().flatten()) {
+            self.scores[s.id as usize] = x;
         }
+        for s in &generated {
+            self.set_meta(s, st.take_relabel);
+        }
+        let (scores, judged) = (&self.scores, &self.judged);
+        let build = |by: SortBy| build_order(by, &generated, scores, judged, top, st, classes);
+        self.orders = if threads == 1 {
+            SortBy::ALL.map(build)
+        } else {
+            std::thread::scope(|sc| {
+                let build = &build;
+                SortBy::ALL
+                    .map(|by| sc.spawn(move || build(by)))
+                    .map(|j| j.join().expect("sorting the review queue panicked"))
+            })
+        };
         self.refilter(st);
     }
 
@@ -604,7 +639,7 @@ impl ReviewQueue {
 
     /// Take a sample out (before an event changes it).
     pub fn remove(&mut self, id: SampleId) {
-        self.scores.remove(&id);
+        self.forget_score(id);
         self.unplace(id);
     }
 
@@ -637,8 +672,8 @@ impl ReviewQueue {
     /// instead of two shifts of it per sample: a burst of decisions
     /// catching up (see `tui::burst`).
     pub fn reinsert_many(&mut self, ids: &[SampleId], st: &ProjectState, classes: &[Class]) {
-        for id in ids {
-            self.scores.remove(id);
+        for &id in ids {
+            self.forget_score(id);
         }
         self.replace_many(ids, st, classes);
     }
@@ -718,6 +753,75 @@ impl ReviewQueue {
     }
 }
 
+/// Below this many generated samples the queue is built on one thread.
+const PARALLEL_MIN: usize = 4096;
+
+/// Sort key of `s` in the order `by` (`score`: its doubt score).
+fn key_of(
+    by: SortBy,
+    s: &SampleState,
+    score: f64,
+    judged: &JudgeView,
+    st: &ProjectState,
+    classes: &[Class],
+) -> Key {
+    let k = match by {
+        // Pending first, each part most doubtful first.
+        SortBy::Doubt => {
+            let decided = if s.status() == Status::Pending {
+                0
+            } else {
+                100_000_000
+            };
+            decided - (score.min(50.0) * 1e6) as i64
+        }
+        SortBy::Newest => -(s.id as i64),
+        SortBy::Class => {
+            let l = judged.label(s, st.take_relabel);
+            classes
+                .iter()
+                .position(|c| c.name == l)
+                .unwrap_or(classes.len()) as i64
+        }
+    };
+    (k, s.id)
+}
+
+/// One order of `generated` (`scores` by id: the judge-free part; `top`
+/// the largest id + 1).
+fn build_order(
+    by: SortBy,
+    generated: &[&SampleState],
+    scores: &[f64],
+    judged: &JudgeView,
+    top: usize,
+    st: &ProjectState,
+    classes: &[Class],
+) -> Order {
+    // The key holds the id: sorting the keys sorts the ids.
+    let mut keyed: Vec<Key> = generated
+        .iter()
+        .map(|s| {
+            let score = if by == SortBy::Doubt {
+                scores[s.id as usize] + judged.disagreement(s)
+            } else {
+                0.0
+            };
+            key_of(by, s, score, judged, st, classes)
+        })
+        .collect();
+    keyed.sort_unstable();
+    let mut keys = vec![NO_KEY; top];
+    for &k in &keyed {
+        keys[k.1 as usize] = k;
+    }
+    Order {
+        ids: keyed.iter().map(|k| k.1).collect(),
+        keys,
+        filtered: None,
+    }
+}
+
 /// Merge `new` (sorted by key) into `v` (sorted by `keys`), each new id
 /// where [`Order::insert`] would put it.
 fn merge_into(v: &mut Vec<SampleId>, new: impl Iterator<Item = (Key, SampleId)>, keys: &[Key]) {
@@ -736,4 +840,71 @@ fn merge_into(v: &mut Vec<SampleId>, new: impl Iterator<Item = (Key, SampleId)>,
     }
     out.extend(new.map(|e| e.1));
     *v = out;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testing::{accept, classes, state_with};
+    use crate::domain::{EventKind, Origin, Verdict, VerdictMethod, VerdictRecorded};
+
+    fn verdict(sample: SampleId, label: &str, conf: f64) -> EventKind {
+        EventKind::VerdictRecorded(VerdictRecorded {
+            sample,
+            verdict: Verdict {
+                label: Some(label.into()),
+                confidence: [(label.to_string(), conf)].into(),
+                method: VerdictMethod::Logprobs,
+                votes: None,
+                raw: None,
+                model: None,
+                request_id: None,
+            },
+        })
+    }
+
+    #[test]
+    fn rebuild_on_every_core_orders_as_inserting_one_by_one() {
+        let classes = classes(&["A", "B", "C"], |n| format!("class {n}"));
+        let n = PARALLEL_MIN as u64 + 1000;
+        let texts: Vec<String> = (0..n)
+            .map(|i| format!("what is the capital of place {} number {i}", i % 37))
+            .collect();
+        let mut samples = vec![
+            ("what is the capital of place 3", "A", Origin::Seed),
+            ("how far is the moon from here", "B", Origin::Seed),
+        ];
+        for (i, t) in texts.iter().enumerate() {
+            samples.push((t, ["A", "B", "C"][i % 3], Origin::Generated));
+        }
+        let mut more = Vec::new();
+        for id in 3..n + 3 {
+            match id % 7 {
+                0 => more.push(verdict(id, "B", 0.4)),
+                1 | 2 => more.push(verdict(id, "A", 0.9)),
+                3 => more.push(accept(id)),
+                _ => {}
+            }
+        }
+        let st = state_with(&samples, more);
+        let ctx = DoubtContext::from_state(&st);
+        let mut all = ReviewQueue::new(ctx.clone());
+        all.rebuild(&st, &classes);
+        let mut one = ReviewQueue::new(ctx);
+        for s in st.generated() {
+            one.insert(s, &st, &classes);
+        }
+        for by in SortBy::ALL {
+            all.set_sort(by, &st);
+            one.set_sort(by, &st);
+            assert_eq!(all.len(), n as usize, "{by:?}");
+            assert_eq!(all.ids(), one.ids(), "{by:?}");
+        }
+        all.set_sort(SortBy::Doubt, &st);
+        let first = st.sample(all.ids()[0]).unwrap();
+        assert!(all.doubt(first).0 > 1.0, "the most doubtful comes first");
+        for s in st.generated() {
+            assert_eq!(all.score(s), one.score(s));
+        }
+    }
 }

@@ -458,6 +458,20 @@ pub struct Tally {
 }
 
 impl Tally {
+    /// Every sample of `project` counted, each of `classes` present, a
+    /// generated one under the label `a` records (`judged`).
+    fn of(project: &ProjectState, classes: &[Class], judged: &super::queue::JudgeView) -> Tally {
+        let mut tally = Tally::default();
+        for c in classes {
+            tally.per_class.entry(c.name.clone()).or_default();
+        }
+        let take = project.take_relabel;
+        for s in &project.samples {
+            tally.add(s, judged.label(s, take), 1);
+        }
+        tally
+    }
+
     /// Count `s` (`sign` 1) or take it out (-1); a generated sample counts
     /// under `label`, the one `a` records (`queue::JudgeView::label`).
     fn add(&mut self, s: &SampleState, label: &str, sign: i64) {
@@ -665,41 +679,59 @@ impl State {
             quit: false,
         };
         st.project = init.project;
-        st.queue.ctx = crate::augment::DoubtContext::from_state(&st.project);
-        st.rebuild_counts();
-        st.seeds = st
-            .project
-            .samples
-            .iter()
-            .filter(|s| s.origin == Origin::Seed)
-            .map(|s| s.id)
-            .collect();
-        let take = st.project.take_relabel;
-        for s in &st.project.samples {
-            st.map.note(s, &st.classes, take, true);
-        }
-        st.parse_rejected = crate::augment::parse::sum_rejections(
-            st.project
+        // The seeds' shingles for doubt (a 10 MB seed takes a tenth of a
+        // second) are indexed on another thread while this one counts.
+        let State {
+            project,
+            classes,
+            tally,
+            seeds,
+            map,
+            parse_rejected,
+            queue,
+            ..
+        } = &mut st;
+        let project = &*project;
+        let judged = queue.judged();
+        let index = || crate::augment::DoubtContext::from_state(project);
+        let mut count = || {
+            *tally = Tally::of(project, classes, judged);
+            *seeds = project
                 .samples
                 .iter()
-                .map(|s| &s.provenance)
-                .chain(st.project.failures.iter().map(|(_, f)| &f.provenance)),
-        );
+                .filter(|s| s.origin == Origin::Seed)
+                .map(|s| s.id)
+                .collect();
+            for s in &project.samples {
+                map.note(s, classes, project.take_relabel, true);
+            }
+            *parse_rejected = crate::augment::parse::sum_rejections(
+                project
+                    .samples
+                    .iter()
+                    .map(|s| &s.provenance)
+                    .chain(project.failures.iter().map(|(_, f)| &f.provenance)),
+            );
+        };
+        let ctx = if project.samples.len() < 4096 {
+            count();
+            index()
+        } else {
+            std::thread::scope(|s| {
+                let ctx = s.spawn(index);
+                count();
+                ctx.join().expect("indexing the seeds panicked")
+            })
+        };
+        st.queue.ctx = ctx;
+        st.queue.rebuild(&st.project, &st.classes);
         st
     }
 
     /// Count every sample again and rebuild the queue's orders (at start,
     /// and when `take_relabel` changes every generated example's label).
     fn rebuild_counts(&mut self) {
-        let mut tally = Tally::default();
-        for c in &self.classes {
-            tally.per_class.entry(c.name.clone()).or_default();
-        }
-        let take = self.project.take_relabel;
-        for s in &self.project.samples {
-            tally.add(s, self.queue.judged().label(s, take), 1);
-        }
-        self.tally = tally;
+        self.tally = Tally::of(&self.project, &self.classes, self.queue.judged());
         self.queue.rebuild(&self.project, &self.classes);
     }
 
