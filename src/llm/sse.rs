@@ -142,6 +142,21 @@ impl SseParser {
         self.buf.extend_from_slice(bytes);
     }
 
+    /// The unread bytes when no event is half read, for a caller that
+    /// recognises a whole event itself (then [`consume`](Self::consume)s it).
+    pub(crate) fn between_events(&mut self) -> Option<&[u8]> {
+        if std::mem::take(&mut self.pending.dispatched) {
+            self.pending.event.clear();
+            self.pending.data.clear();
+        }
+        (self.pending.event.is_empty() && !self.pending.has_data).then(|| &self.buf[self.pos..])
+    }
+
+    /// Skip `n` bytes of [`between_events`](Self::between_events).
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.pos += n;
+    }
+
     /// The next complete event, if the buffer holds one.
     pub(crate) fn next_event(&mut self) -> Result<Option<SseEvent<'_>>, std::str::Utf8Error> {
         if std::mem::take(&mut self.pending.dispatched) {
@@ -347,6 +362,49 @@ impl Accumulator {
             }
         }
         Ok(grew)
+    }
+
+    /// Fold in every complete event `parser` holds; returns whether the
+    /// text of choice 0 grew and whether the stream said `[DONE]` (then
+    /// the events after it are left unread).
+    pub(crate) fn read_events(&mut self, parser: &mut SseParser) -> Result<(bool, bool), LlmError> {
+        let mut grew = false;
+        loop {
+            // The usual event: one data line holding the last chunk with
+            // another text, read by comparison.
+            if let Some(t) = &self.template
+                && let Some(bytes) = parser.between_events()
+                && let Some((n, content)) = t.event(bytes)
+            {
+                let i = t.index;
+                grew |= self.push_content(i, content);
+                parser.consume(n);
+                continue;
+            }
+            let Some(ev) = parser.next_event().map_err(|e| {
+                LlmError::new(FailReason::Malformed, format!("stream is not UTF-8: {e}"))
+            })?
+            else {
+                return Ok((grew, false));
+            };
+            let data = ev.data.trim();
+            if data == "[DONE]" {
+                return Ok((grew, true));
+            }
+            if data.is_empty() {
+                continue;
+            }
+            if ev.event == "error" {
+                let msg = serde_json::from_str::<Value>(data)
+                    .map(|v| error_message(v.get("error").unwrap_or(&v)))
+                    .unwrap_or_else(|_| data.to_owned());
+                return Err(
+                    LlmError::new(FailReason::StreamError, format!("server error: {msg}"))
+                        .with_raw(data),
+                );
+            }
+            grew |= self.push_json(data)?;
+        }
     }
 
     /// A chunk that only adds `content` to choice `i` (which a chunk
