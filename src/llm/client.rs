@@ -687,7 +687,7 @@ impl LlmClient {
                 if read > cap {
                     return Err(too_large(cap, acc.text0()));
                 }
-                parser.push(&chunk);
+                parser.push_read(chunk);
                 let (grew, end) = acc.read_events(&mut parser)?;
                 unreported |= grew;
                 if end {

@@ -115,10 +115,23 @@ pub(crate) struct SseEvent<'a> {
 /// comments; `data` lines joined; an event is dispatched at a blank line).
 #[derive(Debug, Default)]
 pub(crate) struct SseParser {
+    /// Bytes copied together: what was left of one read and the next.
     buf: Vec<u8>,
-    /// Start of the unparsed bytes in `buf`.
+    /// A read kept as it came (instead of `buf`) when nothing was left
+    /// of the one before: the usual read holds whole events, and
+    /// copying it was the engine's largest own copy.
+    read: Option<bytes::Bytes>,
+    /// Start of the unparsed bytes in `read` or `buf`.
     pos: usize,
     pending: PendingEvent,
+}
+
+/// The bytes a parser is reading (split borrow of its fields).
+fn unread<'a>(read: &'a Option<bytes::Bytes>, buf: &'a [u8], pos: usize) -> &'a [u8] {
+    match read {
+        Some(b) => &b[pos..],
+        None => &buf[pos..],
+    }
 }
 
 /// The fields of the event being read (the buffers are kept from event
@@ -133,8 +146,25 @@ struct PendingEvent {
 }
 
 impl SseParser {
+    /// Append a read from the network, without copying it when the
+    /// bytes before it are all parsed.
+    pub(crate) fn push_read(&mut self, read: bytes::Bytes) {
+        if unread(&self.read, &self.buf, self.pos).is_empty() {
+            self.buf.clear();
+            self.read = Some(read);
+            self.pos = 0;
+        } else {
+            self.push(&read);
+        }
+    }
+
     /// Append bytes read from the network.
     pub(crate) fn push(&mut self, bytes: &[u8]) {
+        if let Some(read) = self.read.take() {
+            self.buf.clear();
+            self.buf.extend_from_slice(&read[self.pos..]);
+            self.pos = 0;
+        }
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.pos = 0;
@@ -149,7 +179,8 @@ impl SseParser {
             self.pending.event.clear();
             self.pending.data.clear();
         }
-        (self.pending.event.is_empty() && !self.pending.has_data).then(|| &self.buf[self.pos..])
+        (self.pending.event.is_empty() && !self.pending.has_data)
+            .then(|| unread(&self.read, &self.buf, self.pos))
     }
 
     /// Skip `n` bytes of [`between_events`](Self::between_events).
@@ -164,7 +195,7 @@ impl SseParser {
             self.pending.data.clear();
         }
         loop {
-            let rest = &self.buf[self.pos..];
+            let rest = unread(&self.read, &self.buf, self.pos);
             let Some(end) = memchr::memchr2(b'\n', b'\r', rest) else {
                 return Ok(None);
             };
@@ -505,6 +536,28 @@ mod tests {
         for size in 1..8 {
             let pieces: Vec<&[u8]> = bytes.chunks(size).collect();
             assert_eq!(parse_all(&pieces), want, "pieces of {size}");
+        }
+    }
+
+    #[test]
+    fn reads_kept_or_copied_parse_alike() {
+        let stream = b": ok\n\ndata: a\r\n\r\ndata: b\ndata: c\n\ndata: [DONE]\n\n";
+        let want = parse_all(&[stream]);
+        for size in 1..9 {
+            let mut p = SseParser::default();
+            let mut got = vec![];
+            for (i, piece) in stream.chunks(size).enumerate() {
+                // Alternate the two ways in.
+                if i % 2 == 0 {
+                    p.push_read(bytes::Bytes::copy_from_slice(piece));
+                } else {
+                    p.push(piece);
+                }
+                while let Some(ev) = p.next_event().unwrap() {
+                    got.push((ev.event.to_owned(), ev.data.to_owned()));
+                }
+            }
+            assert_eq!(got, want, "pieces of {size}");
         }
     }
 
