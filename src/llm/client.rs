@@ -694,32 +694,15 @@ impl LlmClient {
                 if read > cap {
                     return Err(too_large(cap, acc.text0()));
                 }
-                parser.push(&chunk);
-                while let Some(ev) = parser.next_event().map_err(|e| {
-                    LlmError::new(FailReason::Malformed, format!("stream is not UTF-8: {e}"))
-                })? {
-                    let data = ev.data.trim();
-                    if data == "[DONE]" {
-                        done = true;
-                        // Read to the end of the body so the connection goes
-                        // back to the pool instead of being closed.
-                        while let Some(Ok(_)) = body.next().await {}
-                        break 'read;
-                    }
-                    if data.is_empty() {
-                        continue;
-                    }
-                    if ev.event == "error" {
-                        let msg = serde_json::from_str::<Value>(data)
-                            .map(|v| error_message(v.get("error").unwrap_or(&v)))
-                            .unwrap_or_else(|_| data.to_owned());
-                        return Err(LlmError::new(
-                            FailReason::StreamError,
-                            format!("server error: {msg}"),
-                        )
-                        .with_raw(data));
-                    }
-                    unreported |= acc.push_json(data)?;
+                parser.push_read(chunk);
+                let (grew, end) = acc.read_events(&mut parser)?;
+                unreported |= grew;
+                if end {
+                    done = true;
+                    // Read to the end of the body so the connection goes
+                    // back to the pool instead of being closed.
+                    while let Some(Ok(_)) = body.next().await {}
+                    break 'read;
                 }
             }
             if unreported {

@@ -18,6 +18,7 @@
 
 pub mod batch;
 pub mod cache;
+mod chunk;
 mod client;
 mod error;
 mod sse;

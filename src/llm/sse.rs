@@ -23,43 +23,43 @@ use super::{ChatResponse, FailReason, LlmError, TokenLogprob, TokenUsage};
 
 /// A streamed `chat.completion.chunk` or a whole `chat.completion`: the
 /// fields straddle reads, all optional so partial servers still parse.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 pub(crate) struct WireCompletion<'a> {
     #[serde(default, borrow, deserialize_with = "opt_cow")]
-    id: Option<Cow<'a, str>>,
+    pub(super) id: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "opt_cow")]
-    model: Option<Cow<'a, str>>,
+    pub(super) model: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    choices: Vec<WireChoice<'a>>,
+    pub(super) choices: Vec<WireChoice<'a>>,
     #[serde(default)]
-    usage: Option<WireUsage>,
+    pub(super) usage: Option<WireUsage>,
     #[serde(default)]
     pub(crate) error: Option<Value>,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireChoice<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(super) struct WireChoice<'a> {
     #[serde(default)]
-    index: usize,
+    pub(super) index: usize,
     /// Streaming.
     #[serde(default, borrow)]
-    delta: Option<WireMessage<'a>>,
+    pub(super) delta: Option<WireMessage<'a>>,
     /// Non-streaming.
     #[serde(default, borrow)]
-    message: Option<WireMessage<'a>>,
+    pub(super) message: Option<WireMessage<'a>>,
     /// Legacy completions-style servers.
     #[serde(default, borrow, deserialize_with = "opt_cow")]
-    text: Option<Cow<'a, str>>,
+    pub(super) text: Option<Cow<'a, str>>,
     #[serde(default, borrow, deserialize_with = "opt_cow")]
-    finish_reason: Option<Cow<'a, str>>,
+    pub(super) finish_reason: Option<Cow<'a, str>>,
     #[serde(default)]
-    logprobs: Option<WireLogprobs>,
+    pub(super) logprobs: Option<WireLogprobs>,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireMessage<'a> {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(super) struct WireMessage<'a> {
     #[serde(default, borrow, deserialize_with = "opt_cow")]
-    content: Option<Cow<'a, str>>,
+    pub(super) content: Option<Cow<'a, str>>,
 }
 
 /// An optional string borrowed from the JSON unless it holds escapes.
@@ -73,13 +73,13 @@ fn opt_cow<'de: 'a, 'a, D: serde::Deserializer<'de>>(
     Ok(Option::<Borrowed<'a>>::deserialize(d)?.map(|b| b.0))
 }
 
-#[derive(Debug, Deserialize)]
-struct WireLogprobs {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(super) struct WireLogprobs {
     #[serde(default)]
     content: Option<Vec<WireTokenLogprob>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct WireTokenLogprob {
     token: String,
     logprob: f64,
@@ -87,18 +87,18 @@ struct WireTokenLogprob {
     top_logprobs: Vec<WireTop>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 struct WireTop {
     token: String,
     logprob: f64,
 }
 
-#[derive(Debug, Deserialize)]
-struct WireUsage {
+#[derive(Debug, PartialEq, Deserialize)]
+pub(super) struct WireUsage {
     #[serde(default)]
-    prompt_tokens: u32,
+    pub(super) prompt_tokens: u32,
     #[serde(default)]
-    completion_tokens: u32,
+    pub(super) completion_tokens: u32,
 }
 
 /// One dispatched server-sent event, borrowed from the parser until the
@@ -115,10 +115,23 @@ pub(crate) struct SseEvent<'a> {
 /// comments; `data` lines joined; an event is dispatched at a blank line).
 #[derive(Debug, Default)]
 pub(crate) struct SseParser {
+    /// Bytes copied together: what was left of one read and the next.
     buf: Vec<u8>,
-    /// Start of the unparsed bytes in `buf`.
+    /// A read kept as it came (instead of `buf`) when nothing was left
+    /// of the one before: the usual read holds whole events, and
+    /// copying it was the engine's largest own copy.
+    read: Option<bytes::Bytes>,
+    /// Start of the unparsed bytes in `read` or `buf`.
     pos: usize,
     pending: PendingEvent,
+}
+
+/// The bytes a parser is reading (split borrow of its fields).
+fn unread<'a>(read: &'a Option<bytes::Bytes>, buf: &'a [u8], pos: usize) -> &'a [u8] {
+    match read {
+        Some(b) => &b[pos..],
+        None => &buf[pos..],
+    }
 }
 
 /// The fields of the event being read (the buffers are kept from event
@@ -133,13 +146,46 @@ struct PendingEvent {
 }
 
 impl SseParser {
+    /// Append a read from the network, without copying it when the
+    /// bytes before it are all parsed.
+    pub(crate) fn push_read(&mut self, read: bytes::Bytes) {
+        if unread(&self.read, &self.buf, self.pos).is_empty() {
+            self.buf.clear();
+            self.read = Some(read);
+            self.pos = 0;
+        } else {
+            self.push(&read);
+        }
+    }
+
     /// Append bytes read from the network.
     pub(crate) fn push(&mut self, bytes: &[u8]) {
+        if let Some(read) = self.read.take() {
+            self.buf.clear();
+            self.buf.extend_from_slice(&read[self.pos..]);
+            self.pos = 0;
+        }
         if self.pos > 0 && self.pos >= self.buf.len() / 2 {
             self.buf.drain(..self.pos);
             self.pos = 0;
         }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The unread bytes when no event is half read, for a caller that
+    /// recognises a whole event itself (then [`consume`](Self::consume)s it).
+    pub(crate) fn between_events(&mut self) -> Option<&[u8]> {
+        if std::mem::take(&mut self.pending.dispatched) {
+            self.pending.event.clear();
+            self.pending.data.clear();
+        }
+        (self.pending.event.is_empty() && !self.pending.has_data)
+            .then(|| unread(&self.read, &self.buf, self.pos))
+    }
+
+    /// Skip `n` bytes of [`between_events`](Self::between_events).
+    pub(crate) fn consume(&mut self, n: usize) {
+        self.pos += n;
     }
 
     /// The next complete event, if the buffer holds one.
@@ -149,7 +195,7 @@ impl SseParser {
             self.pending.data.clear();
         }
         loop {
-            let rest = &self.buf[self.pos..];
+            let rest = unread(&self.read, &self.buf, self.pos);
             let Some(end) = memchr::memchr2(b'\n', b'\r', rest) else {
                 return Ok(None);
             };
@@ -222,8 +268,12 @@ pub(crate) fn error_message(err: &Value) -> String {
     }
 }
 
+/// Choice indexes from 0 to below this are read (`n` is capped at 128,
+/// see [`reply_cap`](super::reply_cap)).
+const MAX_CHOICES: usize = 128;
+
 /// Builds a response from one whole reply or a sequence of chunks.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub(crate) struct Accumulator {
     id: Option<String>,
     model: Option<String>,
@@ -233,12 +283,32 @@ pub(crate) struct Accumulator {
     usage: Option<TokenUsage>,
     /// Content-bearing deltas of choice 0: the fallback completion count.
     deltas0: u32,
+    /// The last chunk that only added text, to read the next ones by.
+    template: Option<super::chunk::Template>,
 }
 
 impl Accumulator {
     /// Parse one JSON payload (an SSE `data:` or a whole body) and fold it
     /// in. Returns whether the text of choice 0 grew.
     pub(crate) fn push_json(&mut self, data: &str) -> Result<bool, LlmError> {
+        // The usual chunk: the last one with another text; else read
+        // without serde; else (anything unusual, or wrong) by serde.
+        if let Some(t) = &self.template
+            && let Some(content) = t.content(data)
+        {
+            let i = t.index;
+            return Ok(self.push_content(i, &content));
+        }
+        if let Some((chunk, template)) = super::chunk::parse_with_template(data) {
+            let grew = self.push(chunk, data)?;
+            self.template = template;
+            return Ok(grew);
+        }
+        self.push_serde(data)
+    }
+
+    /// [`push_json`](Self::push_json) through serde alone.
+    pub(crate) fn push_serde(&mut self, data: &str) -> Result<bool, LlmError> {
         let chunk: WireCompletion<'_> = serde_json::from_str(data).map_err(|e| {
             LlmError::new(
                 FailReason::Malformed,
@@ -253,10 +323,21 @@ impl Accumulator {
             )
             .with_raw(data));
         }
-        Ok(self.push(chunk))
+        self.push(chunk, data)
     }
 
-    fn push(&mut self, chunk: WireCompletion<'_>) -> bool {
+    fn push(&mut self, chunk: WireCompletion<'_>, data: &str) -> Result<bool, LlmError> {
+        // Choices are kept by index: a wild one would take all memory.
+        if let Some(c) = chunk.choices.iter().find(|c| c.index >= MAX_CHOICES) {
+            return Err(LlmError::new(
+                FailReason::Malformed,
+                format!(
+                    "reply has a choice with index {} (at most {MAX_CHOICES} are asked for)",
+                    c.index
+                ),
+            )
+            .with_raw(data));
+        }
         if self.id.is_none() {
             self.id = chunk.id.map(Cow::into_owned);
         }
@@ -311,7 +392,73 @@ impl Accumulator {
                 }));
             }
         }
-        grew
+        Ok(grew)
+    }
+
+    /// Fold in every complete event `parser` holds; returns whether the
+    /// text of choice 0 grew and whether the stream said `[DONE]` (then
+    /// the events after it are left unread).
+    pub(crate) fn read_events(&mut self, parser: &mut SseParser) -> Result<(bool, bool), LlmError> {
+        let mut grew = false;
+        loop {
+            // The usual event: one data line holding the last chunk with
+            // another text, read by comparison.
+            if let Some(t) = &self.template
+                && let Some(bytes) = parser.between_events()
+                && let Some((n, content)) = t.event(bytes)
+            {
+                let i = t.index;
+                grew |= self.push_content(i, content);
+                parser.consume(n);
+                continue;
+            }
+            let Some(ev) = parser.next_event().map_err(|e| {
+                LlmError::new(FailReason::Malformed, format!("stream is not UTF-8: {e}"))
+            })?
+            else {
+                return Ok((grew, false));
+            };
+            let data = ev.data.trim();
+            if data == "[DONE]" {
+                return Ok((grew, true));
+            }
+            if data.is_empty() {
+                continue;
+            }
+            if ev.event == "error" {
+                let msg = serde_json::from_str::<Value>(data)
+                    .map(|v| error_message(v.get("error").unwrap_or(&v)))
+                    .unwrap_or_else(|_| data.to_owned());
+                return Err(
+                    LlmError::new(FailReason::StreamError, format!("server error: {msg}"))
+                        .with_raw(data),
+                );
+            }
+            grew |= self.push_json(data)?;
+        }
+    }
+
+    /// A chunk that only adds `content` to choice `i` (which a chunk
+    /// before it made): what [`push`](Self::push) would do with it.
+    fn push_content(&mut self, i: usize, content: &str) -> bool {
+        if content.is_empty() {
+            return false;
+        }
+        let Some(text) = self.choices.get_mut(i) else {
+            return false;
+        };
+        text.push_str(content);
+        if i == 0 {
+            self.deltas0 += 1;
+        }
+        i == 0
+    }
+
+    /// The state without the template (which only the fast path keeps).
+    #[cfg(test)]
+    pub(crate) fn without_template(mut self) -> Accumulator {
+        self.template = None;
+        self
     }
 
     /// Text of choice 0 so far.
@@ -389,6 +536,28 @@ mod tests {
         for size in 1..8 {
             let pieces: Vec<&[u8]> = bytes.chunks(size).collect();
             assert_eq!(parse_all(&pieces), want, "pieces of {size}");
+        }
+    }
+
+    #[test]
+    fn reads_kept_or_copied_parse_alike() {
+        let stream = b": ok\n\ndata: a\r\n\r\ndata: b\ndata: c\n\ndata: [DONE]\n\n";
+        let want = parse_all(&[stream]);
+        for size in 1..9 {
+            let mut p = SseParser::default();
+            let mut got = vec![];
+            for (i, piece) in stream.chunks(size).enumerate() {
+                // Alternate the two ways in.
+                if i % 2 == 0 {
+                    p.push_read(bytes::Bytes::copy_from_slice(piece));
+                } else {
+                    p.push(piece);
+                }
+                while let Some(ev) = p.next_event().unwrap() {
+                    got.push((ev.event.to_owned(), ev.data.to_owned()));
+                }
+            }
+            assert_eq!(got, want, "pieces of {size}");
         }
     }
 
