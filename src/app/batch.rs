@@ -300,16 +300,21 @@ struct Plans {
 }
 
 impl Plans {
-    fn load(project: &Project, name: &str) -> anyhow::Result<Plans> {
-        let (b, _) = project
-            .state()
-            .batches
+    /// The plans of batch `name` of the project in `dir`, whose planned
+    /// batches are `planned` (name → the plan file's SHA-256 and the
+    /// number of requests).
+    fn load(
+        dir: &Path,
+        planned: &HashMap<String, (String, usize)>,
+        name: &str,
+    ) -> anyhow::Result<Plans> {
+        let (plan_sha256, count) = planned
             .get(name)
             .ok_or_else(|| anyhow::anyhow!("batch {name} was never planned in this project"))?;
-        let path = batch_dir(project.dir(), name).join("plan.jsonl");
+        let path = batch_dir(dir, name).join("plan.jsonl");
         let bytes = std::fs::read(&path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        if sha256(&bytes) != b.plan_sha256 {
+        if sha256(&bytes) != *plan_sha256 {
             anyhow::bail!(
                 "{} changed since batch {name} was planned (its SHA-256 differs from the journal's)",
                 path.display()
@@ -321,7 +326,7 @@ impl Plans {
             #[serde(borrow)]
             plan: &'a serde_json::value::RawValue,
         }
-        let mut at = HashMap::with_capacity(b.custom_ids.len());
+        let mut at = HashMap::with_capacity(*count);
         let mut start = 0;
         for (i, l) in bytes.split(|b| *b == b'\n').enumerate() {
             let line_start = start;
@@ -346,6 +351,104 @@ impl Plans {
             serde_json::from_slice(&self.bytes[range])
                 .map_err(|e| anyhow::anyhow!("{}:{line}: {e}", self.path.display())),
         )
+    }
+}
+
+/// Lines the reading thread of an ingest may be ahead of the session.
+const READ_AHEAD: usize = 1024;
+
+/// What the reading thread made of one line of the file.
+enum LineRead {
+    /// Blank.
+    Blank,
+    /// Not usable: why (reported as `file:line: why`).
+    Bad(String),
+    /// A custom id ingested before (or earlier in this file).
+    Skipped,
+    /// A reply or a failure for the session.
+    Carry(Box<Carry>),
+}
+
+/// A line's request and result, read ahead of its turn.
+struct Carry {
+    id: String,
+    plan: PlannedRequest,
+    result: LineResult,
+    /// A generate reply read by the session's generator's reader.
+    read: Option<crate::augment::ReadReply>,
+}
+
+/// The reading stage of an ingest: everything about a line that does not
+/// depend on the session's decisions on the lines before it. It owns the
+/// set of custom ids done (a line whose id is there is skipped; a line
+/// handed on adds its id) and the batches' plans.
+struct LineReader<'a> {
+    /// Number of the last line (the piece after the last newline).
+    last: usize,
+    done: HashSet<String>,
+    plans: HashMap<String, Result<Plans, String>>,
+    /// Batches planned in the project: name → plan file SHA-256, requests.
+    planned: HashMap<String, (String, usize)>,
+    dir: PathBuf,
+    model: String,
+    remote: Option<&'a str>,
+    replies: crate::augment::ReplyReader,
+}
+
+impl LineReader<'_> {
+    fn read(&mut self, at: usize, raw: &[u8]) -> LineRead {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return LineRead::Blank;
+        }
+        let line: OutputLine<'_> = match std::str::from_utf8(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::from_str(s).map_err(|e| e.to_string()))
+        {
+            Ok(l) => l,
+            Err(e) if at == self.last => {
+                return LineRead::Bad(format!(
+                    "torn last line (no newline, not JSON: {e}); re-fetch the file"
+                ));
+            }
+            Err(e) => return LineRead::Bad(format!("not a batch output line: {e}")),
+        };
+        let Some(id) = line.custom_id.clone() else {
+            return LineRead::Bad("no custom_id".into());
+        };
+        if self.done.contains(&id) {
+            return LineRead::Skipped;
+        }
+        let batch = id.rsplit_once('-').map(|(b, _)| b).unwrap_or("");
+        let (dir, planned) = (&self.dir, &self.planned);
+        let table = self
+            .plans
+            .entry(batch.to_string())
+            .or_insert_with(|| Plans::load(dir, planned, batch).map_err(|e| format!("{e:#}")));
+        let mut plan = match table {
+            Ok(t) => match t.take(&id) {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => return LineRead::Bad(format!("custom_id {id}: {e:#}")),
+                None => return LineRead::Bad(format!("unknown custom_id {id}")),
+            },
+            Err(e) => return LineRead::Bad(format!("custom_id {id}: {e}")),
+        };
+        if let Some(remote) = self.remote {
+            plan.provenance
+                .extra
+                .insert(BATCH_ID_KEY.into(), serde_json::json!(remote));
+        }
+        self.done.insert(id.clone());
+        let result = line.result(&self.model);
+        let read = match &result {
+            LineResult::Reply(response) => self.replies.read(&plan, response),
+            LineResult::Failed(_) => None,
+        };
+        LineRead::Carry(Box::new(Carry {
+            id,
+            plan,
+            result,
+            read,
+        }))
     }
 }
 
@@ -382,9 +485,7 @@ pub fn ingest(
     let mut embeddings = Embeddings::start(project, &mut session);
     let mut done = ingested(project.state());
     done.reserve(lines.len());
-    let mut plans: HashMap<String, Result<Plans, String>> = HashMap::new();
     let mut r = IngestReport::default();
-    let model = backend.model.clone();
     let shown = file.display().to_string();
     let mut since_flush = 0;
     // Tokens and cost of the replies (and embeddings) read since the last
@@ -392,120 +493,119 @@ pub fn ingest(
     // reply's usage once.
     let mut usage = crate::domain::Usage::default();
     let mut embed_usage = crate::domain::Usage::default();
-    let last = lines.len();
-    for (i, raw) in lines.into_iter().enumerate() {
-        let at = i + 1;
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        r.lines += 1;
-        let mut bad = |m: String| r.errors.push(format!("{shown}:{at}: {m}"));
-        let line: OutputLine<'_> = match std::str::from_utf8(raw)
-            .map_err(|e| e.to_string())
-            .and_then(|s| serde_json::from_str(s).map_err(|e| e.to_string()))
-        {
-            Ok(l) => l,
-            Err(e) if at == last => {
-                bad(format!(
-                    "torn last line (no newline, not JSON: {e}); re-fetch the file"
-                ));
-                continue;
-            }
-            Err(e) => {
-                bad(format!("not a batch output line: {e}"));
-                continue;
-            }
-        };
-        let Some(id) = line.custom_id.clone() else {
-            bad("no custom_id".into());
-            continue;
-        };
-        if done.contains(&id) {
-            r.skipped += 1;
-            continue;
-        }
-        let batch = id.rsplit_once('-').map(|(b, _)| b).unwrap_or("");
-        let table = plans
-            .entry(batch.to_string())
-            .or_insert_with(|| Plans::load(project, batch).map_err(|e| format!("{e:#}")));
-        let plan = match table {
-            Ok(t) => match t.take(&id) {
-                Some(Ok(p)) => p,
-                Some(Err(e)) => {
-                    bad(format!("custom_id {id}: {e:#}"));
+    // Two stages: a second thread reads each line (its JSON, its plan,
+    // the reply's parse and dedup preparation: nothing that depends on
+    // the lines before it) while this one hands the lines, in file
+    // order, to the session (dedup decisions, events, the journal). The
+    // reader runs at most `READ_AHEAD` lines ahead.
+    let mut reader = LineReader {
+        last: lines.len(),
+        done,
+        plans: HashMap::new(),
+        planned: project
+            .state()
+            .batches
+            .iter()
+            .map(|(n, (b, _))| (n.clone(), (b.plan_sha256.clone(), b.custom_ids.len())))
+            .collect(),
+        dir: project.dir().to_path_buf(),
+        model: backend.model.clone(),
+        remote,
+        replies: session.generator().reader(),
+    };
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, LineRead)>(READ_AHEAD);
+        std::thread::Builder::new()
+            .name("ingest-read".into())
+            .spawn_scoped(scope, move || {
+                for (i, raw) in lines.into_iter().enumerate() {
+                    let at = i + 1;
+                    if tx.send((at, reader.read(at, raw))).is_err() {
+                        break; // the ingest stopped (an error)
+                    }
+                }
+            })?;
+        for (at, read) in rx {
+            let (id, plan, result, read) = match read {
+                LineRead::Blank => continue,
+                LineRead::Bad(m) => {
+                    r.lines += 1;
+                    r.errors.push(format!("{shown}:{at}: {m}"));
                     continue;
                 }
-                None => {
-                    bad(format!("unknown custom_id {id}"));
+                LineRead::Skipped => {
+                    r.lines += 1;
+                    r.skipped += 1;
                     continue;
                 }
-            },
-            Err(e) => {
-                bad(format!("custom_id {id}: {e}"));
-                continue;
-            }
-        };
-        let mut plan = plan;
-        if let Some(remote) = remote {
-            plan.provenance
-                .extra
-                .insert(BATCH_ID_KEY.into(), serde_json::json!(remote));
-        }
-        done.insert(id.clone());
-        let tag = session.carry(plan);
-        let ev = match line.result(&model) {
-            LineResult::Reply(response) => {
-                let u = &response.usage;
-                usage.requests += 1;
-                usage.prompt_tokens += u64::from(u.prompt_tokens);
-                usage.completion_tokens += u64::from(u.completion_tokens);
-                usage.cost += crate::domain::token_cost(
-                    backend.price_input_per_m,
-                    backend.price_output_per_m,
-                    u64::from(u.prompt_tokens),
-                    u64::from(u.completion_tokens),
-                );
-                EngineEvent::Finished {
-                    id: tag,
-                    tag,
-                    response,
-                    latency: Duration::ZERO,
+                LineRead::Carry(c) => {
+                    r.lines += 1;
+                    let Carry {
+                        id,
+                        plan,
+                        result,
+                        read,
+                    } = *c;
+                    (id, plan, result, read)
                 }
-            }
-            LineResult::Failed(e) => {
-                r.failed += 1;
-                bad(format!("custom_id {id}: {}", e.message));
-                EngineEvent::Failed {
-                    id: tag,
-                    tag,
-                    reason: e.reason,
-                    message: e.message,
-                    raw: e.raw,
+            };
+            let tag = session.carry(plan);
+            let ev = match result {
+                LineResult::Reply(response) => {
+                    let u = &response.usage;
+                    usage.requests += 1;
+                    usage.prompt_tokens += u64::from(u.prompt_tokens);
+                    usage.completion_tokens += u64::from(u.completion_tokens);
+                    usage.cost += crate::domain::token_cost(
+                        backend.price_input_per_m,
+                        backend.price_output_per_m,
+                        u64::from(u.prompt_tokens),
+                        u64::from(u.completion_tokens),
+                    );
+                    EngineEvent::Finished {
+                        id: tag,
+                        tag,
+                        response,
+                        latency: Duration::ZERO,
+                    }
                 }
-            }
-        };
-        r.replies += 1;
-        let out = session.on_engine(project.state(), ev);
-        carry_out(project, &mut session, &mut embeddings, out, &mut r)?;
-        // Judgements that came back meanwhile.
-        while let Some(e) = embeddings.as_mut().and_then(Embeddings::try_next) {
-            embed_usage.add(&e.usage);
-            let out = session.on_embedded(project.state(), e.id, e.result);
+                LineResult::Failed(e) => {
+                    r.failed += 1;
+                    r.errors
+                        .push(format!("{shown}:{at}: custom_id {id}: {}", e.message));
+                    EngineEvent::Failed {
+                        id: tag,
+                        tag,
+                        reason: e.reason,
+                        message: e.message,
+                        raw: e.raw,
+                    }
+                }
+            };
+            r.replies += 1;
+            let out = session.on_engine_read(project.state(), ev, read);
             carry_out(project, &mut session, &mut embeddings, out, &mut r)?;
+            // Judgements that came back meanwhile.
+            while let Some(e) = embeddings.as_mut().and_then(Embeddings::try_next) {
+                embed_usage.add(&e.usage);
+                let out = session.on_embedded(project.state(), e.id, e.result);
+                carry_out(project, &mut session, &mut embeddings, out, &mut r)?;
+            }
+            since_flush += 1;
+            if since_flush >= FLUSH_EVERY {
+                // A reply's judgement goes in the same write as the reply.
+                commit_group(
+                    project,
+                    &mut session,
+                    &mut embeddings,
+                    (&mut usage, &mut embed_usage),
+                    &mut r,
+                )?;
+                since_flush = 0;
+            }
         }
-        since_flush += 1;
-        if since_flush >= FLUSH_EVERY {
-            // A reply's judgement goes in the same write as the reply.
-            commit_group(
-                project,
-                &mut session,
-                &mut embeddings,
-                (&mut usage, &mut embed_usage),
-                &mut r,
-            )?;
-            since_flush = 0;
-        }
-    }
+        Ok(())
+    })?;
     commit_group(
         project,
         &mut session,
