@@ -334,6 +334,14 @@ impl Plans {
             if l.is_empty() {
                 continue;
             }
+            // A line as `prepare` writes it (the file is the one it wrote:
+            // the hash says so) is cut, not parsed: its plan is parsed
+            // when taken. Any other line is parsed whole.
+            if let Some((id, plan)) = canonical_plan_line(l) {
+                let from = line_start + plan.start;
+                at.insert(id.to_string(), (i + 1, from..from + plan.len()));
+                continue;
+            }
             let line: Line<'_> = serde_json::from_slice(l)
                 .map_err(|e| anyhow::anyhow!("{}:{}: {e}", path.display(), i + 1))?;
             let raw = line.plan.get();
@@ -396,6 +404,32 @@ struct LineReader<'a> {
 }
 
 impl LineReader<'_> {
+    /// Read `file` and send its line count, then each line read.
+    fn run(mut self, file: &Path, tx: std::sync::mpsc::SyncSender<Stage>) {
+        let bytes = match std::fs::read(file) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(Stage::Unreadable(format!(
+                    "cannot read {}: {e}",
+                    file.display()
+                )));
+                return;
+            }
+        };
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+        self.last = lines.len();
+        self.done.reserve(lines.len());
+        if tx.send(Stage::Lines(lines.len())).is_err() {
+            return;
+        }
+        for (i, raw) in lines.into_iter().enumerate() {
+            let at = i + 1;
+            if tx.send(Stage::Line(at, self.read(at, raw))).is_err() {
+                break; // the ingest stopped (an error)
+            }
+        }
+    }
+
     fn read(&mut self, at: usize, raw: &[u8]) -> LineRead {
         if raw.iter().all(u8::is_ascii_whitespace) {
             return LineRead::Blank;
@@ -452,6 +486,26 @@ impl LineReader<'_> {
     }
 }
 
+/// `{"custom_id":"ID","plan":PLAN}` with an ID of plain characters (no
+/// quote, backslash or control character) and a PLAN object: the ID and
+/// PLAN's byte range in `line`. `None` for anything else.
+fn canonical_plan_line(line: &[u8]) -> Option<(&str, std::ops::Range<usize>)> {
+    const HEAD: &[u8] = br#"{"custom_id":""#;
+    const MID: &[u8] = br#"","plan":{"#;
+    let rest = line.strip_prefix(HEAD)?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    let id = &rest[..end];
+    if id.iter().any(|b| *b == b'\\' || *b < 0x20) || !rest[end..].starts_with(MID) {
+        return None;
+    }
+    let from = HEAD.len() + end + MID.len() - 1;
+    let to = line.len().checked_sub(1)?;
+    if line[to] != b'}' || line[to - 1] != b'}' || to <= from {
+        return None;
+    }
+    Some((std::str::from_utf8(id).ok()?, from..to))
+}
+
 /// Ingest a batch output or error file (see the module docs). `remote`
 /// is the provider's batch id, recorded in the provenance when known.
 pub fn ingest(
@@ -461,12 +515,60 @@ pub fn ingest(
     file: &Path,
     remote: Option<&str>,
 ) -> anyhow::Result<IngestReport> {
-    let bytes =
-        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // Two stages: a second thread reads the file and each line (its
+    // JSON, its plan, the reply's parse and dedup preparation: nothing
+    // that depends on the lines before it) while this one sets up and
+    // then hands the lines, in file order, to the session (dedup
+    // decisions, events, the journal). The reader runs at most
+    // `READ_AHEAD` lines ahead.
+    let reader = LineReader {
+        last: 0,
+        done: ingested(project.state()),
+        plans: HashMap::new(),
+        planned: project
+            .state()
+            .batches
+            .iter()
+            .map(|(n, (b, _))| (n.clone(), (b.plan_sha256.clone(), b.custom_ids.len())))
+            .collect(),
+        dir: project.dir().to_path_buf(),
+        model: backend.model.clone(),
+        remote,
+        replies: generator.reader(),
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Stage>(READ_AHEAD);
+        std::thread::Builder::new()
+            .name("ingest-read".into())
+            .spawn_scoped(scope, move || reader.run(file, tx))?;
+        ingest_lines(project, generator, backend, file, rx)
+    })
+}
+
+/// The reading thread's messages to the session's, in this order: the
+/// file's line count (or why it cannot be read), then every line.
+enum Stage {
+    Lines(usize),
+    Unreadable(String),
+    Line(usize, LineRead),
+}
+
+/// The session's stage of [`ingest`]: `rx` brings the lines read.
+fn ingest_lines(
+    project: &mut Project,
+    generator: Generator,
+    backend: &BackendConfig,
+    file: &Path,
+    rx: std::sync::mpsc::Receiver<Stage>,
+) -> anyhow::Result<IngestReport> {
+    let lines = match rx.recv() {
+        Ok(Stage::Lines(n)) => n,
+        Ok(Stage::Unreadable(m)) => return Err(anyhow::anyhow!(m)),
+        _ => anyhow::bail!("the reading thread of the ingest stopped"),
+    };
     // Room for every example the file may bring (a generate line brings
     // at most what it asked for; the default asks `per_request`).
-    let room = lines.len() * generator.settings().per_request.max(1);
+    let room = lines * generator.settings().per_request.max(1);
     let mut generator = generator;
     generator.reserve_dedup(room);
     project.reserve_samples(room);
@@ -483,8 +585,6 @@ pub fn ingest(
     // The denoiser judges the new examples as in a live run, when the
     // project has it on (`[denoise]`, `STRADDLE_DENOISE`).
     let mut embeddings = Embeddings::start(project, &mut session);
-    let mut done = ingested(project.state());
-    done.reserve(lines.len());
     let mut r = IngestReport::default();
     let shown = file.display().to_string();
     let mut since_flush = 0;
@@ -493,119 +593,88 @@ pub fn ingest(
     // reply's usage once.
     let mut usage = crate::domain::Usage::default();
     let mut embed_usage = crate::domain::Usage::default();
-    // Two stages: a second thread reads each line (its JSON, its plan,
-    // the reply's parse and dedup preparation: nothing that depends on
-    // the lines before it) while this one hands the lines, in file
-    // order, to the session (dedup decisions, events, the journal). The
-    // reader runs at most `READ_AHEAD` lines ahead.
-    let mut reader = LineReader {
-        last: lines.len(),
-        done,
-        plans: HashMap::new(),
-        planned: project
-            .state()
-            .batches
-            .iter()
-            .map(|(n, (b, _))| (n.clone(), (b.plan_sha256.clone(), b.custom_ids.len())))
-            .collect(),
-        dir: project.dir().to_path_buf(),
-        model: backend.model.clone(),
-        remote,
-        replies: session.generator().reader(),
-    };
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, LineRead)>(READ_AHEAD);
-        std::thread::Builder::new()
-            .name("ingest-read".into())
-            .spawn_scoped(scope, move || {
-                for (i, raw) in lines.into_iter().enumerate() {
-                    let at = i + 1;
-                    if tx.send((at, reader.read(at, raw))).is_err() {
-                        break; // the ingest stopped (an error)
-                    }
+    for stage in rx {
+        let Stage::Line(at, read) = stage else {
+            continue;
+        };
+        let (id, plan, result, read) = match read {
+            LineRead::Blank => continue,
+            LineRead::Bad(m) => {
+                r.lines += 1;
+                r.errors.push(format!("{shown}:{at}: {m}"));
+                continue;
+            }
+            LineRead::Skipped => {
+                r.lines += 1;
+                r.skipped += 1;
+                continue;
+            }
+            LineRead::Carry(c) => {
+                r.lines += 1;
+                let Carry {
+                    id,
+                    plan,
+                    result,
+                    read,
+                } = *c;
+                (id, plan, result, read)
+            }
+        };
+        let tag = session.carry(plan);
+        let ev = match result {
+            LineResult::Reply(response) => {
+                let u = &response.usage;
+                usage.requests += 1;
+                usage.prompt_tokens += u64::from(u.prompt_tokens);
+                usage.completion_tokens += u64::from(u.completion_tokens);
+                usage.cost += crate::domain::token_cost(
+                    backend.price_input_per_m,
+                    backend.price_output_per_m,
+                    u64::from(u.prompt_tokens),
+                    u64::from(u.completion_tokens),
+                );
+                EngineEvent::Finished {
+                    id: tag,
+                    tag,
+                    response,
+                    latency: Duration::ZERO,
                 }
-            })?;
-        for (at, read) in rx {
-            let (id, plan, result, read) = match read {
-                LineRead::Blank => continue,
-                LineRead::Bad(m) => {
-                    r.lines += 1;
-                    r.errors.push(format!("{shown}:{at}: {m}"));
-                    continue;
+            }
+            LineResult::Failed(e) => {
+                r.failed += 1;
+                r.errors
+                    .push(format!("{shown}:{at}: custom_id {id}: {}", e.message));
+                EngineEvent::Failed {
+                    id: tag,
+                    tag,
+                    reason: e.reason,
+                    message: e.message,
+                    raw: e.raw,
                 }
-                LineRead::Skipped => {
-                    r.lines += 1;
-                    r.skipped += 1;
-                    continue;
-                }
-                LineRead::Carry(c) => {
-                    r.lines += 1;
-                    let Carry {
-                        id,
-                        plan,
-                        result,
-                        read,
-                    } = *c;
-                    (id, plan, result, read)
-                }
-            };
-            let tag = session.carry(plan);
-            let ev = match result {
-                LineResult::Reply(response) => {
-                    let u = &response.usage;
-                    usage.requests += 1;
-                    usage.prompt_tokens += u64::from(u.prompt_tokens);
-                    usage.completion_tokens += u64::from(u.completion_tokens);
-                    usage.cost += crate::domain::token_cost(
-                        backend.price_input_per_m,
-                        backend.price_output_per_m,
-                        u64::from(u.prompt_tokens),
-                        u64::from(u.completion_tokens),
-                    );
-                    EngineEvent::Finished {
-                        id: tag,
-                        tag,
-                        response,
-                        latency: Duration::ZERO,
-                    }
-                }
-                LineResult::Failed(e) => {
-                    r.failed += 1;
-                    r.errors
-                        .push(format!("{shown}:{at}: custom_id {id}: {}", e.message));
-                    EngineEvent::Failed {
-                        id: tag,
-                        tag,
-                        reason: e.reason,
-                        message: e.message,
-                        raw: e.raw,
-                    }
-                }
-            };
-            r.replies += 1;
-            let out = session.on_engine_read(project.state(), ev, read);
+            }
+        };
+        r.replies += 1;
+        let out = session.on_engine_read(project.state(), ev, read);
+        carry_out(project, &mut session, &mut embeddings, out, &mut r)?;
+        // Judgements that came back meanwhile.
+        while let Some(e) = embeddings.as_mut().and_then(Embeddings::try_next) {
+            embed_usage.add(&e.usage);
+            let out = session.on_embedded(project.state(), e.id, e.result);
             carry_out(project, &mut session, &mut embeddings, out, &mut r)?;
-            // Judgements that came back meanwhile.
-            while let Some(e) = embeddings.as_mut().and_then(Embeddings::try_next) {
-                embed_usage.add(&e.usage);
-                let out = session.on_embedded(project.state(), e.id, e.result);
-                carry_out(project, &mut session, &mut embeddings, out, &mut r)?;
-            }
-            since_flush += 1;
-            if since_flush >= FLUSH_EVERY {
-                // A reply's judgement goes in the same write as the reply.
-                commit_group(
-                    project,
-                    &mut session,
-                    &mut embeddings,
-                    (&mut usage, &mut embed_usage),
-                    &mut r,
-                )?;
-                since_flush = 0;
-            }
         }
-        Ok(())
-    })?;
+        since_flush += 1;
+        if since_flush >= FLUSH_EVERY {
+            // A reply's judgement goes in the same write as the reply.
+            commit_group(
+                project,
+                &mut session,
+                &mut embeddings,
+                (&mut usage, &mut embed_usage),
+                &mut r,
+            )?;
+            since_flush = 0;
+        }
+    }
     commit_group(
         project,
         &mut session,
@@ -647,7 +716,7 @@ fn carry_out(
                 .iter()
                 .filter(|k| matches!(k, EventKind::VerdictRecorded(_)))
                 .count();
-            let events = project.stage(kinds)?;
+            let events = project.stage_moved(kinds)?;
             outs.push_back(session.on_appended(project.state(), &events, true));
         }
     }
@@ -1050,4 +1119,31 @@ pub async fn fetch(
         out.push((u.batch.clone(), total));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cut of a plan line agrees with parsing it; lines not in the
+    /// written shape are left to the parser.
+    #[test]
+    fn plan_lines_are_cut_where_the_parser_finds_them() {
+        let plan = serde_json::json!({"n": 5, "kind": {"Generate": {"target": "HUM"}},
+            "shown_examples": ["Who said \"hi\"?", "a}b"]});
+        let line = serde_json::json!({"custom_id": "b1-g7", "plan": plan}).to_string();
+        let (id, range) = canonical_plan_line(line.as_bytes()).unwrap();
+        assert_eq!(id, "b1-g7");
+        let cut: serde_json::Value = serde_json::from_str(&line[range]).unwrap();
+        assert_eq!(cut, plan);
+        for other in [
+            r#"{"custom_id":"b1-\"g7","plan":{}}"#,
+            r#"{"plan":{},"custom_id":"b1-g7"}"#,
+            r#"{"custom_id":"b1-g7","plan":{"a":1}"#,
+            r#"{"custom_id":"b1-g7","plan":[]}"#,
+            r#"{"custom_id": "b1-g7", "plan": {}}"#,
+        ] {
+            assert_eq!(canonical_plan_line(other.as_bytes()), None, "{other}");
+        }
+    }
 }
