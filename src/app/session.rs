@@ -347,7 +347,7 @@ enum Pending {
     Reply(
         RequestId,
         Box<PlannedRequest>,
-        Result<(Reply, Option<ReadReply>), Failure>,
+        Result<(Reply, Option<Box<ReadReply>>), Failure>,
     ),
     AutoAccept(Box<EventKind>),
     /// The denoiser's judgements, and the examples to relabel after them.
@@ -717,8 +717,11 @@ impl Session {
                 if let Some(p) = self.requests.remove(&tag) {
                     self.report.failures.success();
                     self.arrived(&p);
-                    self.pending
-                        .push_back(Pending::Reply(tag, Box::new(p), Ok((response, read))));
+                    self.pending.push_back(Pending::Reply(
+                        tag,
+                        Box::new(p),
+                        Ok((response, read.map(Box::new))),
+                    ));
                 }
             }
             EngineEvent::Failed {
@@ -1060,8 +1063,12 @@ impl Session {
                     let events = match result {
                         Ok((reply, read)) => {
                             let first = state.next_sample_id() + self.reserved_ids();
-                            let events =
-                                self.generator.on_reply_read(first, &planned, &reply, read);
+                            let events = self.generator.on_reply_read(
+                                first,
+                                &planned,
+                                &reply,
+                                read.map(|r| *r),
+                            );
                             for e in &events {
                                 if let EventKind::GenerationFailed(f) = e {
                                     out.notes.push(Note::NothingUsable {
@@ -1090,7 +1097,7 @@ impl Session {
                     // examples with its prompt's instructions (one entry
                     // per generate append, taken at its ack).
                     if let RequestKind::Generate { .. } = planned.kind {
-                        self.denoise_before_append(&planned.prompt(), &planned.shown_examples);
+                        self.denoise_before_append(&planned);
                     }
                     (events, what)
                 }

@@ -963,12 +963,22 @@ const TASK_PHRASES: &[&str] = &[
     "texts which are about",
 ];
 
+/// [`TASK_PHRASES`] made into searchers once (each item is searched for
+/// all of them; a plain `contains` sets its searcher up on every call).
+static TASK_FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+    std::sync::LazyLock::new(|| {
+        TASK_PHRASES
+            .iter()
+            .map(memchr::memmem::Finder::new)
+            .collect()
+    });
+
 /// Whether an item (its normal form `n`) restates the task or the
 /// instruction.
 fn restates_task(n: &str, ctx: &Ctx<'_>) -> bool {
     let task = &ctx.norm_task;
     (ctx.task_checked && (n == task || n.contains(task.as_str())))
-        || TASK_PHRASES.iter().any(|p| n.contains(p))
+        || TASK_FINDERS.iter().any(|f| f.find(n.as_bytes()).is_some())
         || n.starts_with("write ") && n.contains(" texts")
 }
 
