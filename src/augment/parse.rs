@@ -217,23 +217,56 @@ pub fn word_range<'a>(texts: impl IntoIterator<Item = &'a str>) -> Option<(usize
         })
 }
 
+/// Per ASCII byte: its lower case if it is a letter or digit, else 0.
+const ASCII_NORMAL: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            t[b] = c.to_ascii_lowercase();
+        }
+        b += 1;
+    }
+    t
+};
+
+/// The first `sep` in `s` split off (as `str::split_once`), found with a
+/// SIMD search instead of setting up a two-way searcher per call.
+fn split_once_fast<'s>(s: &'s str, sep: &str) -> Option<(&'s str, &'s str)> {
+    let i = memchr::memmem::find(s.as_bytes(), sep.as_bytes())?;
+    Some((&s[..i], &s[i + sep.len()..]))
+}
+
+/// `haystack.contains(needle)`, searched as [`split_once_fast`] does.
+fn contains_fast(haystack: &str, needle: &str) -> bool {
+    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
+}
+
 /// Lower-case, keep letters/digits, collapse everything else to one space.
 pub fn normalize(s: &str) -> String {
     if s.is_ascii() {
-        // Most text and every prompt line: bytes, no Unicode tables.
-        let mut out = Vec::with_capacity(s.len());
+        // Most text and every prompt line: bytes, no Unicode tables; the
+        // output is never longer than the input (a space stands for one
+        // or more other bytes), so it is written by index.
+        let mut out = vec![0u8; s.len()];
+        let mut n = 0;
         let mut space = false;
         for &b in s.as_bytes() {
-            if b.is_ascii_alphanumeric() {
-                if space && !out.is_empty() {
-                    out.push(b' ');
+            let m = ASCII_NORMAL[usize::from(b)];
+            if m != 0 {
+                if space && n > 0 {
+                    out[n] = b' ';
+                    n += 1;
                 }
                 space = false;
-                out.push(b.to_ascii_lowercase());
+                out[n] = m;
+                n += 1;
             } else {
                 space = true;
             }
         }
+        out.truncate(n);
         return String::from_utf8(out).expect("ASCII");
     }
     let mut out = String::with_capacity(s.len());
@@ -923,7 +956,8 @@ fn is_meta(item: &str, n: &str) -> bool {
 /// Cut a trailing explanation: "Who is it? - This asks for a person."
 fn strip_explanation(s: &str) -> &str {
     for sep in [" - ", " – ", " — "] {
-        if let Some(i) = s.find(sep) {
+        if let Some((head, _)) = split_once_fast(s, sep) {
+            let i = head.len();
             let head = s[..i].trim_end();
             if head.ends_with(['?', '.', '!']) && head.split_whitespace().count() >= 2 {
                 return head;
@@ -946,7 +980,7 @@ fn is_echo(n: &str, ctx: &Ctx<'_>) -> bool {
     // searched, not every line of the prompt.
     ctx.prompt_lines()
         .iter()
-        .any(|pl| pl == n || (n.len() * 2 >= pl.len() && pl.contains(n)))
+        .any(|pl| pl == n || (n.len() * 2 >= pl.len() && contains_fast(pl, n)))
 }
 
 /// Phrases of the instruction, not of an example (normalised; specific
@@ -977,7 +1011,7 @@ static TASK_FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
 /// instruction.
 fn restates_task(n: &str, ctx: &Ctx<'_>) -> bool {
     let task = &ctx.norm_task;
-    (ctx.task_checked && (n == task || n.contains(task.as_str())))
+    (ctx.task_checked && (n == task || contains_fast(n, task)))
         || TASK_FINDERS.iter().any(|f| f.find(n.as_bytes()).is_some())
         || n.starts_with("write ") && n.contains(" texts")
 }
@@ -1086,9 +1120,8 @@ fn is_class_name(item: &str, ctx: &Ctx<'_>) -> bool {
         normalize(item)
     };
     // "NAME - gloss" (a "NAME: text" label is stripped elsewhere).
-    let glossed = item
-        .split_once(" - ")
-        .or_else(|| item.split_once(" – "))
+    let glossed = split_once_fast(item, " - ")
+        .or_else(|| split_once_fast(item, " – "))
         .filter(|(_, gloss)| gloss.split_whitespace().count() <= 3 && !gloss.contains('?'))
         .map(|(head, _)| normalize(head));
     ctx.norm_classes
@@ -1121,7 +1154,7 @@ fn is_class_description(n: &str, ctx: &Ctx<'_>) -> bool {
     };
     ctx.norm_descriptions
         .iter()
-        .any(|d| n.contains(d.as_str()) && rest_len() <= d.len() + 24)
+        .any(|d| contains_fast(n, d) && rest_len() <= d.len() + 24)
 }
 
 fn word_count(s: &str) -> usize {
