@@ -231,18 +231,6 @@ const ASCII_NORMAL: [u8; 256] = {
     t
 };
 
-/// The first `sep` in `s` split off (as `str::split_once`), found with a
-/// SIMD search instead of setting up a two-way searcher per call.
-fn split_once_fast<'s>(s: &'s str, sep: &str) -> Option<(&'s str, &'s str)> {
-    let i = memchr::memmem::find(s.as_bytes(), sep.as_bytes())?;
-    Some((&s[..i], &s[i + sep.len()..]))
-}
-
-/// `haystack.contains(needle)`, searched as [`split_once_fast`] does.
-fn contains_fast(haystack: &str, needle: &str) -> bool {
-    memchr::memmem::find(haystack.as_bytes(), needle.as_bytes()).is_some()
-}
-
 /// Lower-case, keep letters/digits, collapse everything else to one space.
 pub fn normalize(s: &str) -> String {
     if s.is_ascii() {
@@ -956,8 +944,7 @@ fn is_meta(item: &str, n: &str) -> bool {
 /// Cut a trailing explanation: "Who is it? - This asks for a person."
 fn strip_explanation(s: &str) -> &str {
     for sep in [" - ", " – ", " — "] {
-        if let Some((head, _)) = split_once_fast(s, sep) {
-            let i = head.len();
+        if let Some(i) = s.find(sep) {
             let head = s[..i].trim_end();
             if head.ends_with(['?', '.', '!']) && head.split_whitespace().count() >= 2 {
                 return head;
@@ -980,7 +967,7 @@ fn is_echo(n: &str, ctx: &Ctx<'_>) -> bool {
     // searched, not every line of the prompt.
     ctx.prompt_lines()
         .iter()
-        .any(|pl| pl == n || (n.len() * 2 >= pl.len() && contains_fast(pl, n)))
+        .any(|pl| pl == n || (n.len() * 2 >= pl.len() && pl.contains(n)))
 }
 
 /// Phrases of the instruction, not of an example (normalised; specific
@@ -1011,7 +998,7 @@ static TASK_FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
 /// instruction.
 fn restates_task(n: &str, ctx: &Ctx<'_>) -> bool {
     let task = &ctx.norm_task;
-    (ctx.task_checked && (n == task || contains_fast(n, task)))
+    (ctx.task_checked && (n == task || n.contains(task.as_str())))
         || TASK_FINDERS.iter().any(|f| f.find(n.as_bytes()).is_some())
         || n.starts_with("write ") && n.contains(" texts")
 }
@@ -1120,8 +1107,9 @@ fn is_class_name(item: &str, ctx: &Ctx<'_>) -> bool {
         normalize(item)
     };
     // "NAME - gloss" (a "NAME: text" label is stripped elsewhere).
-    let glossed = split_once_fast(item, " - ")
-        .or_else(|| split_once_fast(item, " – "))
+    let glossed = item
+        .split_once(" - ")
+        .or_else(|| item.split_once(" – "))
         .filter(|(_, gloss)| gloss.split_whitespace().count() <= 3 && !gloss.contains('?'))
         .map(|(head, _)| normalize(head));
     ctx.norm_classes
@@ -1154,7 +1142,7 @@ fn is_class_description(n: &str, ctx: &Ctx<'_>) -> bool {
     };
     ctx.norm_descriptions
         .iter()
-        .any(|d| contains_fast(n, d) && rest_len() <= d.len() + 24)
+        .any(|d| n.contains(d.as_str()) && rest_len() <= d.len() + 24)
 }
 
 fn word_count(s: &str) -> usize {
