@@ -304,16 +304,21 @@ struct Plans {
 }
 
 impl Plans {
-    fn load(project: &Project, name: &str) -> anyhow::Result<Plans> {
-        let (b, _) = project
-            .state()
-            .batches
+    /// The plans of batch `name` of the project in `dir`, whose planned
+    /// batches are `planned` (name → the plan file's SHA-256 and the
+    /// number of requests).
+    fn load(
+        dir: &Path,
+        planned: &HashMap<String, (String, usize)>,
+        name: &str,
+    ) -> anyhow::Result<Plans> {
+        let (plan_sha256, count) = planned
             .get(name)
             .ok_or_else(|| anyhow::anyhow!("batch {name} was never planned in this project"))?;
-        let path = batch_dir(project.dir(), name).join("plan.jsonl");
+        let path = batch_dir(dir, name).join("plan.jsonl");
         let bytes = std::fs::read(&path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        if sha256(&bytes) != b.plan_sha256 {
+        if sha256(&bytes) != *plan_sha256 {
             anyhow::bail!(
                 "{} changed since batch {name} was planned (its SHA-256 differs from the journal's)",
                 path.display()
@@ -325,12 +330,20 @@ impl Plans {
             #[serde(borrow)]
             plan: &'a serde_json::value::RawValue,
         }
-        let mut at = HashMap::with_capacity(b.custom_ids.len());
+        let mut at = HashMap::with_capacity(*count);
         let mut start = 0;
         for (i, l) in bytes.split(|b| *b == b'\n').enumerate() {
             let line_start = start;
             start += l.len() + 1;
             if l.is_empty() {
+                continue;
+            }
+            // A line as `prepare` writes it (the file is the one it wrote:
+            // the hash says so) is cut, not parsed: its plan is parsed
+            // when taken. Any other line is parsed whole.
+            if let Some((id, plan)) = canonical_plan_line(l) {
+                let from = line_start + plan.start;
+                at.insert(id.to_string(), (i + 1, from..from + plan.len()));
                 continue;
             }
             let line: Line<'_> = serde_json::from_slice(l)
@@ -353,6 +366,150 @@ impl Plans {
     }
 }
 
+/// Lines the reading thread of an ingest may be ahead of the session.
+const READ_AHEAD: usize = 1024;
+
+/// What the reading thread made of one line of the file.
+enum LineRead {
+    /// Blank.
+    Blank,
+    /// Not usable: why (reported as `file:line: why`).
+    Bad(String),
+    /// A custom id ingested before (or earlier in this file).
+    Skipped,
+    /// A reply or a failure for the session.
+    Carry(Box<Carry>),
+}
+
+/// A line's request and result, read ahead of its turn.
+struct Carry {
+    id: String,
+    plan: PlannedRequest,
+    result: LineResult,
+    /// A generate reply read by the session's generator's reader.
+    read: Option<crate::augment::ReadReply>,
+}
+
+/// The reading stage of an ingest: everything about a line that does not
+/// depend on the session's decisions on the lines before it. It owns the
+/// set of custom ids done (a line whose id is there is skipped; a line
+/// handed on adds its id) and the batches' plans.
+struct LineReader<'a> {
+    /// Number of the last line (the piece after the last newline).
+    last: usize,
+    done: HashSet<String>,
+    plans: HashMap<String, Result<Plans, String>>,
+    /// Batches planned in the project: name → plan file SHA-256, requests.
+    planned: HashMap<String, (String, usize)>,
+    dir: PathBuf,
+    model: String,
+    remote: Option<&'a str>,
+    replies: crate::augment::ReplyReader,
+}
+
+impl LineReader<'_> {
+    /// Read `file` and send its line count, then each line read.
+    fn run(mut self, file: &Path, tx: std::sync::mpsc::SyncSender<Stage>) {
+        let bytes = match std::fs::read(file) {
+            Ok(b) => b,
+            Err(e) => {
+                let _ = tx.send(Stage::Unreadable(format!(
+                    "cannot read {}: {e}",
+                    file.display()
+                )));
+                return;
+            }
+        };
+        let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+        self.last = lines.len();
+        self.done.reserve(lines.len());
+        if tx.send(Stage::Lines(lines.len())).is_err() {
+            return;
+        }
+        for (i, raw) in lines.into_iter().enumerate() {
+            let at = i + 1;
+            if tx.send(Stage::Line(at, self.read(at, raw))).is_err() {
+                break; // the ingest stopped (an error)
+            }
+        }
+    }
+
+    fn read(&mut self, at: usize, raw: &[u8]) -> LineRead {
+        if raw.iter().all(u8::is_ascii_whitespace) {
+            return LineRead::Blank;
+        }
+        let line: OutputLine<'_> = match std::str::from_utf8(raw)
+            .map_err(|e| e.to_string())
+            .and_then(|s| serde_json::from_str(s).map_err(|e| e.to_string()))
+        {
+            Ok(l) => l,
+            Err(e) if at == self.last => {
+                return LineRead::Bad(format!(
+                    "torn last line (no newline, not JSON: {e}); re-fetch the file"
+                ));
+            }
+            Err(e) => return LineRead::Bad(format!("not a batch output line: {e}")),
+        };
+        let Some(id) = line.custom_id.clone() else {
+            return LineRead::Bad("no custom_id".into());
+        };
+        if self.done.contains(&id) {
+            return LineRead::Skipped;
+        }
+        let batch = id.rsplit_once('-').map(|(b, _)| b).unwrap_or("");
+        let (dir, planned) = (&self.dir, &self.planned);
+        let table = self
+            .plans
+            .entry(batch.to_string())
+            .or_insert_with(|| Plans::load(dir, planned, batch).map_err(|e| format!("{e:#}")));
+        let mut plan = match table {
+            Ok(t) => match t.take(&id) {
+                Some(Ok(p)) => p,
+                Some(Err(e)) => return LineRead::Bad(format!("custom_id {id}: {e:#}")),
+                None => return LineRead::Bad(format!("unknown custom_id {id}")),
+            },
+            Err(e) => return LineRead::Bad(format!("custom_id {id}: {e}")),
+        };
+        if let Some(remote) = self.remote {
+            plan.provenance
+                .extra
+                .insert(BATCH_ID_KEY.into(), serde_json::json!(remote));
+        }
+        self.done.insert(id.clone());
+        let result = line.result(&self.model);
+        let read = match &result {
+            LineResult::Reply(response) => self.replies.read(&plan, response),
+            LineResult::Failed(_) => None,
+        };
+        LineRead::Carry(Box::new(Carry {
+            id,
+            plan,
+            result,
+            read,
+        }))
+    }
+}
+
+/// `{"custom_id":"ID","plan":PLAN}` with an ID of plain characters (no
+/// quote, backslash or control character) and a PLAN object: the ID and
+/// PLAN's byte range in `line`. `None` for anything else.
+fn canonical_plan_line(line: &[u8]) -> Option<(&str, std::ops::Range<usize>)> {
+    const HEAD: &[u8] = br#"{"custom_id":""#;
+    const MID: &[u8] = br#"","plan":{"#;
+    let rest = line.strip_prefix(HEAD)?;
+    let end = rest.iter().position(|b| *b == b'"')?;
+    let id = &rest[..end];
+    if id.iter().any(|b| *b == b'\\' || *b < 0x20) || !rest[end..].starts_with(MID) {
+        return None;
+    }
+    let from = HEAD.len() + end + MID.len() - 1;
+    let to = line.len().checked_sub(1)?;
+    if line[to] != b'}' || line[to - 1] != b'}' || to <= from {
+        return None;
+    }
+    Some((std::str::from_utf8(id).ok()?, from..to))
+}
+
 /// Ingest a batch output or error file (see the module docs). `remote`
 /// is the provider's batch id, recorded in the provenance when known.
 pub fn ingest(
@@ -362,12 +519,60 @@ pub fn ingest(
     file: &Path,
     remote: Option<&str>,
 ) -> anyhow::Result<IngestReport> {
-    let bytes =
-        std::fs::read(file).map_err(|e| anyhow::anyhow!("cannot read {}: {e}", file.display()))?;
-    let lines: Vec<&[u8]> = bytes.split(|b| *b == b'\n').collect();
+    // Two stages: a second thread reads the file and each line (its
+    // JSON, its plan, the reply's parse and dedup preparation: nothing
+    // that depends on the lines before it) while this one sets up and
+    // then hands the lines, in file order, to the session (dedup
+    // decisions, events, the journal). The reader runs at most
+    // `READ_AHEAD` lines ahead.
+    let reader = LineReader {
+        last: 0,
+        done: ingested(project.state()),
+        plans: HashMap::new(),
+        planned: project
+            .state()
+            .batches
+            .iter()
+            .map(|(n, (b, _))| (n.clone(), (b.plan_sha256.clone(), b.custom_ids.len())))
+            .collect(),
+        dir: project.dir().to_path_buf(),
+        model: backend.model.clone(),
+        remote,
+        replies: generator.reader(),
+    };
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Stage>(READ_AHEAD);
+        std::thread::Builder::new()
+            .name("ingest-read".into())
+            .spawn_scoped(scope, move || reader.run(file, tx))?;
+        ingest_lines(project, generator, backend, file, rx)
+    })
+}
+
+/// The reading thread's messages to the session's, in this order: the
+/// file's line count (or why it cannot be read), then every line.
+enum Stage {
+    Lines(usize),
+    Unreadable(String),
+    Line(usize, LineRead),
+}
+
+/// The session's stage of [`ingest`]: `rx` brings the lines read.
+fn ingest_lines(
+    project: &mut Project,
+    generator: Generator,
+    backend: &BackendConfig,
+    file: &Path,
+    rx: std::sync::mpsc::Receiver<Stage>,
+) -> anyhow::Result<IngestReport> {
+    let lines = match rx.recv() {
+        Ok(Stage::Lines(n)) => n,
+        Ok(Stage::Unreadable(m)) => return Err(anyhow::anyhow!(m)),
+        _ => anyhow::bail!("the reading thread of the ingest stopped"),
+    };
     // Room for every example the file may bring (a generate line brings
     // at most what it asked for; the default asks `per_request`).
-    let room = lines.len() * generator.settings().per_request.max(1);
+    let room = lines * generator.settings().per_request.max(1);
     let mut generator = generator;
     generator.reserve_dedup(room);
     project.reserve_samples(room);
@@ -384,11 +589,7 @@ pub fn ingest(
     // The denoiser judges the new examples as in a live run, when the
     // project has it on (`[denoise]`, `STRADDLE_DENOISE`).
     let mut embeddings = Embeddings::start(project, &mut session);
-    let mut done = ingested(project.state());
-    done.reserve(lines.len());
-    let mut plans: HashMap<String, Result<Plans, String>> = HashMap::new();
     let mut r = IngestReport::default();
-    let model = backend.model.clone();
     let shown = file.display().to_string();
     let mut since_flush = 0;
     // Tokens and cost of the replies (and embeddings) read since the last
@@ -396,68 +597,35 @@ pub fn ingest(
     // reply's usage once.
     let mut usage = crate::domain::Usage::default();
     let mut embed_usage = crate::domain::Usage::default();
-    let last = lines.len();
-    for (i, raw) in lines.into_iter().enumerate() {
-        let at = i + 1;
-        if raw.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        r.lines += 1;
-        let mut bad = |m: String| r.errors.push(format!("{shown}:{at}: {m}"));
-        let line: OutputLine<'_> = match std::str::from_utf8(raw)
-            .map_err(|e| e.to_string())
-            .and_then(|s| serde_json::from_str(s).map_err(|e| e.to_string()))
-        {
-            Ok(l) => l,
-            Err(e) if at == last => {
-                bad(format!(
-                    "torn last line (no newline, not JSON: {e}); re-fetch the file"
-                ));
-                continue;
-            }
-            Err(e) => {
-                bad(format!("not a batch output line: {e}"));
-                continue;
-            }
-        };
-        let Some(id) = line.custom_id.clone() else {
-            bad("no custom_id".into());
+    for stage in rx {
+        let Stage::Line(at, read) = stage else {
             continue;
         };
-        if done.contains(&id) {
-            r.skipped += 1;
-            continue;
-        }
-        let batch = id.rsplit_once('-').map(|(b, _)| b).unwrap_or("");
-        let table = plans
-            .entry(batch.to_string())
-            .or_insert_with(|| Plans::load(project, batch).map_err(|e| format!("{e:#}")));
-        let plan = match table {
-            Ok(t) => match t.take(&id) {
-                Some(Ok(p)) => p,
-                Some(Err(e)) => {
-                    bad(format!("custom_id {id}: {e:#}"));
-                    continue;
-                }
-                None => {
-                    bad(format!("unknown custom_id {id}"));
-                    continue;
-                }
-            },
-            Err(e) => {
-                bad(format!("custom_id {id}: {e}"));
+        let (id, plan, result, read) = match read {
+            LineRead::Blank => continue,
+            LineRead::Bad(m) => {
+                r.lines += 1;
+                r.errors.push(format!("{shown}:{at}: {m}"));
                 continue;
             }
+            LineRead::Skipped => {
+                r.lines += 1;
+                r.skipped += 1;
+                continue;
+            }
+            LineRead::Carry(c) => {
+                r.lines += 1;
+                let Carry {
+                    id,
+                    plan,
+                    result,
+                    read,
+                } = *c;
+                (id, plan, result, read)
+            }
         };
-        let mut plan = plan;
-        if let Some(remote) = remote {
-            plan.provenance
-                .extra
-                .insert(BATCH_ID_KEY.into(), serde_json::json!(remote));
-        }
-        done.insert(id.clone());
         let tag = session.carry(plan);
-        let ev = match line.result(&model) {
+        let ev = match result {
             LineResult::Reply(response) => {
                 let u = &response.usage;
                 usage.requests += 1;
@@ -478,7 +646,8 @@ pub fn ingest(
             }
             LineResult::Failed(e) => {
                 r.failed += 1;
-                bad(format!("custom_id {id}: {}", e.message));
+                r.errors
+                    .push(format!("{shown}:{at}: custom_id {id}: {}", e.message));
                 EngineEvent::Failed {
                     id: tag,
                     tag,
@@ -489,7 +658,7 @@ pub fn ingest(
             }
         };
         r.replies += 1;
-        let out = session.on_engine(project.state(), ev);
+        let out = session.on_engine_read(project.state(), ev, read);
         carry_out(project, &mut session, &mut embeddings, out, &mut r)?;
         // Judgements that came back meanwhile.
         while let Some(e) = embeddings.as_mut().and_then(Embeddings::try_next) {
@@ -551,7 +720,7 @@ fn carry_out(
                 .iter()
                 .filter(|k| matches!(k, EventKind::VerdictRecorded(_)))
                 .count();
-            let events = project.stage(kinds)?;
+            let events = project.stage_moved(kinds)?;
             outs.push_back(session.on_appended(project.state(), &events, true));
         }
     }
@@ -977,4 +1146,31 @@ pub async fn fetch(
         out.push((u.batch.clone(), total));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The cut of a plan line agrees with parsing it; lines not in the
+    /// written shape are left to the parser.
+    #[test]
+    fn plan_lines_are_cut_where_the_parser_finds_them() {
+        let plan = serde_json::json!({"n": 5, "kind": {"Generate": {"target": "HUM"}},
+            "shown_examples": ["Who said \"hi\"?", "a}b"]});
+        let line = serde_json::json!({"custom_id": "b1-g7", "plan": plan}).to_string();
+        let (id, range) = canonical_plan_line(line.as_bytes()).unwrap();
+        assert_eq!(id, "b1-g7");
+        let cut: serde_json::Value = serde_json::from_str(&line[range]).unwrap();
+        assert_eq!(cut, plan);
+        for other in [
+            r#"{"custom_id":"b1-\"g7","plan":{}}"#,
+            r#"{"plan":{},"custom_id":"b1-g7"}"#,
+            r#"{"custom_id":"b1-g7","plan":{"a":1}"#,
+            r#"{"custom_id":"b1-g7","plan":[]}"#,
+            r#"{"custom_id": "b1-g7", "plan": {}}"#,
+        ] {
+            assert_eq!(canonical_plan_line(other.as_bytes()), None, "{other}");
+        }
+    }
 }

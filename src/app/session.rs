@@ -84,7 +84,7 @@ pub use denoise::{DENOISE_ACTOR, DenoiseReport, EmbedJob, is_noise_rejected, sam
 use crate::augment::generator::{is_dup_rejected, schedule_from};
 use crate::augment::sampling::ClassSchedule;
 use crate::augment::strategy::extrapolate::ErrorRound;
-use crate::augment::{Generator, PlannedRequest, Reply, RequestKind, rules};
+use crate::augment::{Generator, PlannedRequest, ReadReply, Reply, RequestKind, rules};
 use crate::domain::{
     BackendConfig, Class, Event, EventKind, GenerationSettings, Mistake, Origin, ProjectState,
     SampleId, Status,
@@ -343,7 +343,12 @@ type Failure = (FailReason, String, Option<String>);
 /// Work waiting for the one append slot.
 #[derive(Debug)]
 enum Pending {
-    Reply(RequestId, Box<PlannedRequest>, Result<Reply, Failure>),
+    /// A reply (maybe read ahead, see [`Session::on_engine_read`]) or a failure.
+    Reply(
+        RequestId,
+        Box<PlannedRequest>,
+        Result<(Reply, Option<Box<ReadReply>>), Failure>,
+    ),
     AutoAccept(Box<EventKind>),
     /// The denoiser's judgements, and the examples to relabel after them.
     Denoise(Vec<EventKind>, Vec<SampleId>),
@@ -692,6 +697,19 @@ impl Session {
 
     /// Handle an engine event (`tag` = the request id).
     pub fn on_engine(&mut self, state: &ProjectState, ev: EngineEvent) -> Output {
+        self.on_engine_read(state, ev, None)
+    }
+
+    /// [`Session::on_engine`] for a finished reply already read by the
+    /// generator's [`ReplyReader`](crate::augment::ReplyReader) (a batch
+    /// ingest reads replies ahead on another thread): the same events as
+    /// without the read.
+    pub fn on_engine_read(
+        &mut self,
+        state: &ProjectState,
+        ev: EngineEvent,
+        read: Option<ReadReply>,
+    ) -> Output {
         let mut out = Output::default();
         match ev {
             EngineEvent::Finished { tag, response, .. } => {
@@ -699,8 +717,11 @@ impl Session {
                 if let Some(p) = self.requests.remove(&tag) {
                     self.report.failures.success();
                     self.arrived(&p);
-                    self.pending
-                        .push_back(Pending::Reply(tag, Box::new(p), Ok(response)));
+                    self.pending.push_back(Pending::Reply(
+                        tag,
+                        Box::new(p),
+                        Ok((response, read.map(Box::new))),
+                    ));
                 }
             }
             EngineEvent::Failed {
@@ -1040,9 +1061,14 @@ impl Session {
                         RequestKind::Relabel { .. } => Appending::Relabel,
                     };
                     let events = match result {
-                        Ok(reply) => {
+                        Ok((reply, read)) => {
                             let first = state.next_sample_id() + self.reserved_ids();
-                            let events = self.generator.on_reply_at(first, &planned, &reply);
+                            let events = self.generator.on_reply_read(
+                                first,
+                                &planned,
+                                &reply,
+                                read.map(|r| *r),
+                            );
                             for e in &events {
                                 if let EventKind::GenerationFailed(f) = e {
                                     out.notes.push(Note::NothingUsable {
@@ -1071,7 +1097,7 @@ impl Session {
                     // examples with its prompt's instructions (one entry
                     // per generate append, taken at its ack).
                     if let RequestKind::Generate { .. } = planned.kind {
-                        self.denoise_before_append(&planned.prompt(), &planned.shown_examples);
+                        self.denoise_before_append(&planned);
                     }
                     (events, what)
                 }

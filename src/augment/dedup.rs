@@ -240,8 +240,10 @@ const MIN_SLOT_BITS: u32 = 8;
 const MAX_CHAIN: usize = 64;
 
 /// A text's normal form, shingles and signature, computed once for both
-/// the check and the insert.
-struct Prepared {
+/// the check and the insert ([`DedupIndex::prepare`]; independent of the
+/// index, so it may be made ahead and on another thread).
+#[derive(Debug, Clone)]
+pub struct Prepared {
     norm: String,
     shingles: Vec<u64>,
     sig: Option<Signature>,
@@ -353,12 +355,18 @@ impl DedupIndex {
         if self.threshold > 1.0 {
             return None;
         }
-        let p = self.prepare_near(norm);
+        let p = Self::prepare_near(norm);
         self.near(&p)
     }
 
+    /// What checking and indexing `text` computes before it looks at the
+    /// index (see [`DedupIndex::check_insert_prepared`]).
+    pub fn prepare(text: &str) -> Prepared {
+        Self::prepare_near(normalize(text))
+    }
+
     /// Shingles and signature of a normal form.
-    fn prepare_near(&self, norm: String) -> Prepared {
+    fn prepare_near(norm: String) -> Prepared {
         let shingles = shingles(&norm);
         let sig = (!shingles.is_empty()).then(|| signature(&shingles));
         Prepared {
@@ -375,12 +383,34 @@ impl DedupIndex {
         // Candidates met in an earlier band (few: most buckets hold one).
         let mut seen: Vec<u32> = Vec::new();
         let bits = self.slot_bits;
+        // Each band's head, then the first link of its chain, are loaded
+        // for all bands before any is looked at: in a large index each is
+        // a cache miss, and independent loads wait for memory together
+        // instead of one after another.
+        let mut keys = [0u32; HASHES];
         for (b, key) in self.band_keys(sig).enumerate() {
-            let mut i = self.heads[(b << bits) | (key >> (32 - bits)) as usize];
+            keys[b] = key;
+        }
+        let keys = &keys[..self.bands];
+        let mut firsts = [(NONE, Link { key: 0, next: NONE }); HASHES];
+        for (b, key) in keys.iter().enumerate() {
+            firsts[b].0 = self.heads[(b << bits) | (key >> (32 - bits)) as usize];
+        }
+        for (b, f) in firsts[..self.bands].iter_mut().enumerate() {
+            if f.0 != NONE {
+                f.1 = self.links[f.0 as usize * self.bands + b];
+            }
+        }
+        for (b, &key) in keys.iter().enumerate() {
+            let (mut i, first) = firsts[b];
             let mut read = 0;
             while i != NONE && read < MAX_CHAIN {
                 let at = i;
-                let link = self.links[at as usize * self.bands + b];
+                let link = if at == firsts[b].0 {
+                    first
+                } else {
+                    self.links[at as usize * self.bands + b]
+                };
                 i = link.next;
                 if link.key != key {
                     // Another key in the same slot.
@@ -407,8 +437,7 @@ impl DedupIndex {
 
     /// Add a text.
     pub fn insert(&mut self, id: SampleId, text: &str) {
-        let p = self.prepare_near(normalize(text));
-        self.add(id, p);
+        self.add(id, Self::prepare(text));
     }
 
     fn add(&mut self, id: SampleId, p: Prepared) {
@@ -434,14 +463,18 @@ impl DedupIndex {
     /// Check, and index the text when it is new (its normal form,
     /// shingles and signature computed once for both).
     pub fn check_insert(&mut self, id: SampleId, text: &str) -> Option<DupMatch> {
-        let norm = normalize(text);
-        if let Some(&of) = self.exact.get(&norm) {
+        self.check_insert_prepared(id, Self::prepare(text))
+    }
+
+    /// [`DedupIndex::check_insert`] of a text prepared with
+    /// [`DedupIndex::prepare`].
+    pub fn check_insert_prepared(&mut self, id: SampleId, p: Prepared) -> Option<DupMatch> {
+        if let Some(&of) = self.exact.get(&p.norm) {
             return Some(DupMatch {
                 of,
                 kind: DupKind::Exact,
             });
         }
-        let p = self.prepare_near(norm);
         if self.threshold <= 1.0
             && let Some(m) = self.near(&p)
         {

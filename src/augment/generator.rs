@@ -20,7 +20,8 @@
 use std::collections::BTreeMap;
 
 use super::dedup::DedupIndex;
-use super::parse::{ParseContext, REJECTED_KEY, parse_generation, word_range};
+use super::dedup::Prepared;
+use super::parse::{ParseContext, Parsed, Parser, REJECTED_KEY, word_range};
 use super::relabel::{RelabelReply, label_schema, verdict_from};
 use super::sampling::{ClassSchedule, splitmix64};
 use super::strategy::{self, Ask, ErrorSource, PlanContext, extrapolate::ErrorRound};
@@ -132,6 +133,96 @@ pub struct Generator {
     /// absent until all its seeds have one): `mix` shows seeds near the
     /// other class from them ([`Generator::set_seed_vectors`]).
     seed_vectors: BTreeMap<String, Vec<Vec<f32>>>,
+    /// Reads generate replies (the parser's classes, task and limits);
+    /// made again when the classes change.
+    reader: ReplyReader,
+}
+
+/// What reading a generate reply takes from a [`Generator`] — the
+/// parser of its classes, task and word limits — cut loose from it, so
+/// a reply can be read ahead of its turn on another thread (a batch
+/// ingest reads the next lines while the session decides on this one).
+/// Reading is everything order-independent about a reply: parsing it,
+/// the strategy's filter, and each text's normal form, shingles and
+/// signature for the dedup; whether a text is a duplicate is decided in
+/// order ([`Generator::on_reply_read`]).
+#[derive(Debug, Clone)]
+pub struct ReplyReader {
+    /// Unique per reader made ([`READERS`]): a read is used only by the
+    /// generator whose reader it came from, while that reader is current.
+    id: u64,
+    parser: std::sync::Arc<Parser>,
+}
+
+/// Readers made so far in this process (ids of [`ReplyReader`]s).
+static READERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A generate reply read by a [`ReplyReader`].
+#[derive(Debug)]
+pub struct ReadReply {
+    reader: u64,
+    /// The parse, its items already through the strategy's filter.
+    parsed: Parsed,
+    /// Per item, its dedup preparation.
+    prepared: Vec<Prepared>,
+}
+
+impl ReplyReader {
+    fn new(
+        task: &TaskConfig,
+        classes: &[Class],
+        max_words: usize,
+        seed_words: Option<(usize, usize)>,
+    ) -> ReplyReader {
+        let base = ParseContext {
+            class_names: classes.iter().map(|c| c.name.clone()).collect(),
+            class_descriptions: classes.iter().map(|c| c.description.clone()).collect(),
+            task: task.description.clone(),
+            max_words,
+            seed_words,
+            ..ParseContext::default()
+        };
+        ReplyReader {
+            id: READERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            parser: std::sync::Arc::new(Parser::new(&base)),
+        }
+    }
+
+    /// Read a reply to `planned`; `None` for a request that is not a
+    /// generate request (a relabel's reply is read in turn).
+    pub fn read(&self, planned: &PlannedRequest, reply: &Reply) -> Option<ReadReply> {
+        matches!(planned.kind, RequestKind::Generate { .. })
+            .then(|| self.read_generate(planned, reply))
+    }
+
+    fn read_generate(&self, planned: &PlannedRequest, reply: &Reply) -> ReadReply {
+        let mut parsed = self.parser.parse(
+            &reply.text,
+            &planned.prompt(),
+            &planned.shown_examples,
+            reply.finish_reason.as_deref() == Some("length"),
+            planned.n,
+        );
+        let strategy = planned
+            .provenance
+            .strategy
+            .as_deref()
+            .and_then(|s| s.parse::<Strategy>().ok())
+            .map(strategy::get);
+        parsed
+            .items
+            .retain(|t| strategy.is_none_or(|s| s.keep(planned, t)));
+        let prepared = parsed
+            .items
+            .iter()
+            .map(|t| DedupIndex::prepare(t))
+            .collect();
+        ReadReply {
+            reader: self.id,
+            parsed,
+            prepared,
+        }
+    }
 }
 
 /// Accepted + pending generated examples per attribute value: what the
@@ -217,7 +308,21 @@ impl Generator {
             seed_attributes,
             mix_exemplars: config.strategy.mix.exemplars,
             seed_vectors: BTreeMap::new(),
+            reader: ReplyReader::new(&config.task, &[], 0, None),
         }
+        .with_reader()
+    }
+
+    /// The same generator with its reader made from its classes, task
+    /// and limits.
+    fn with_reader(mut self) -> Generator {
+        self.reader = ReplyReader::new(&self.task, &self.classes, self.max_words, self.seed_words);
+        self
+    }
+
+    /// The reader of this generator's replies (see [`ReplyReader`]).
+    pub fn reader(&self) -> ReplyReader {
+        self.reader.clone()
     }
 
     /// The seeds' sentence vectors per class, in the seeds' journal order
@@ -283,6 +388,7 @@ impl Generator {
 
     pub fn set_classes(&mut self, classes: Vec<Class>) {
         self.classes = classes;
+        self.reader = ReplyReader::new(&self.task, &self.classes, self.max_words, self.seed_words);
     }
 
     /// Plan the next request against these counts (the session: what
@@ -549,8 +655,28 @@ impl Generator {
         planned: &PlannedRequest,
         reply: &Reply,
     ) -> Vec<EventKind> {
+        self.on_reply_read(first_id, planned, reply, None)
+    }
+
+    /// [`Generator::on_reply_at`] with the reply already read by this
+    /// generator's [`ReplyReader`] (a read by another reader, or by one
+    /// made before the classes changed, is not used: the reply is read
+    /// again here). The events are the same as without it.
+    pub fn on_reply_read(
+        &mut self,
+        first_id: SampleId,
+        planned: &PlannedRequest,
+        reply: &Reply,
+        read: Option<ReadReply>,
+    ) -> Vec<EventKind> {
         match &planned.kind {
-            RequestKind::Generate { target } => self.generated(first_id, planned, target, reply),
+            RequestKind::Generate { target } => {
+                let read = match read {
+                    Some(r) if r.reader == self.reader.id => r,
+                    _ => self.reader.read_generate(planned, reply),
+                };
+                self.generated(first_id, planned, target, reply, read)
+            }
             RequestKind::Relabel { sample } => self.relabelled(planned, *sample, reply),
         }
     }
@@ -588,6 +714,7 @@ impl Generator {
         planned: &PlannedRequest,
         target: &str,
         reply: &Reply,
+        read: ReadReply,
     ) -> Vec<EventKind> {
         let mut prov = planned.provenance.clone();
         if !reply.model.is_empty() {
@@ -596,33 +723,14 @@ impl Generator {
         if !reply.request_id.is_empty() {
             prov.request_id = Some(reply.request_id.clone());
         }
-        let ctx = ParseContext {
-            class_names: self.classes.iter().map(|c| c.name.clone()).collect(),
-            class_descriptions: self.classes.iter().map(|c| c.description.clone()).collect(),
-            task: self.task.description.clone(),
-            prompt: planned.prompt(),
-            shown_examples: planned.shown_examples.clone(),
-            truncated: reply.finish_reason.as_deref() == Some("length"),
-            max_words: self.max_words,
-            asked: planned.n,
-            seed_words: self.seed_words,
-        };
-        let parsed = parse_generation(&reply.text, &ctx);
+        let ReadReply {
+            parsed, prepared, ..
+        } = read;
         // The parser's rejections go on the reply's first event.
         if !parsed.dropped.is_empty() {
             prov.extra.insert(REJECTED_KEY.into(), parsed.counts_json());
         }
-        let strategy = planned
-            .provenance
-            .strategy
-            .as_deref()
-            .and_then(|s| s.parse::<Strategy>().ok())
-            .map(strategy::get);
-        let items: Vec<String> = parsed
-            .items
-            .into_iter()
-            .filter(|t| strategy.is_none_or(|s| s.keep(planned, t)))
-            .collect();
+        let items = parsed.items;
         if items.is_empty() {
             let reason = if reply.text.trim().is_empty() {
                 "empty_reply"
@@ -637,8 +745,8 @@ impl Generator {
         }
         let mut out = Vec::with_capacity(items.len() * 2);
         let last = items.len() - 1;
-        for (i, (id, text)) in (first_id..).zip(items).enumerate() {
-            let dup = self.dedup.check_insert(id, &text);
+        for (i, ((id, text), prep)) in (first_id..).zip(items).zip(prepared).enumerate() {
+            let dup = self.dedup.check_insert_prepared(id, prep);
             // Cloned for every item but the last, which takes it.
             let mut p = if i == last {
                 std::mem::take(&mut prov)
@@ -895,6 +1003,100 @@ mod tests {
         assert_eq!(p2.provenance.extra[REQUEST_KEY], serde_json::json!(1));
         let again = generator(&st).plan_generate().unwrap();
         assert_eq!(again.request, p.request);
+    }
+
+    /// The batch ingest's two stages: replies read ahead by the
+    /// generator's reader (all of them before the first is decided, as
+    /// the reading thread may) give the events of replies read in turn.
+    #[test]
+    fn replies_read_ahead_give_the_same_events_as_read_in_turn() {
+        let st = state_with_seeds();
+        let (mut inline, mut ahead) = (generator(&st), generator(&st));
+        let texts = [
+            "Sure! Here are some:\n1. Who built the first airplane?\n2. **HUM**\n3. Who wrote Hamlet?\n4. who built the first airplane",
+            "1. Who built the first airplane ever?\n2. Where is the Louvre museum located?\n3. LOC\n4. Texts which are about a place",
+            "Sure, here are five questions:",
+            "",
+            "1. How many moons does Mars have?\n2. Where is the Louvre museum located ?\n3. Sentence 3",
+        ];
+        let plans: Vec<PlannedRequest> = texts
+            .iter()
+            .map(|_| inline.plan_generate().unwrap())
+            .collect();
+        let reader = ahead.reader();
+        let reads: Vec<_> = plans
+            .iter()
+            .zip(texts)
+            .map(|(p, t)| reader.read(p, &reply(t)))
+            .collect();
+        let mut next = st.next_sample_id();
+        let mut all = Vec::new();
+        for ((p, t), read) in plans.iter().zip(texts).zip(reads) {
+            assert!(read.is_some());
+            let a = inline.on_reply_at(next, p, &reply(t));
+            let b = ahead.on_reply_read(next, p, &reply(t), read);
+            assert_eq!(a, b, "{t}");
+            next += a
+                .iter()
+                .filter(|e| matches!(e, EventKind::SampleAdded(_)))
+                .count() as u64;
+            all.extend(a);
+        }
+        // What the comparison covered: duplicates across replies, parser
+        // rejections, unusable replies.
+        let reasons: Vec<String> = all
+            .iter()
+            .filter_map(|e| match e {
+                EventKind::Decided(d) => d.decision.reason.clone().map(|r| r.to_string()),
+                EventKind::GenerationFailed(f) => Some(f.reason.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "duplicate",
+                "duplicate",
+                "near_duplicate",
+                "unparsable",
+                "empty_reply",
+                "duplicate"
+            ]
+        );
+        assert!(all.iter().any(|e| matches!(e,
+            EventKind::SampleAdded(a) if a.provenance.extra.contains_key(REJECTED_KEY))));
+
+        // A read by a reader made before the classes changed (or by
+        // another generator's) is not used: the reply is read again.
+        let stale = ahead.reader();
+        let mut classes = config().classes;
+        classes.push(Class {
+            name: "ENTY".into(),
+            description: "a thing".into(),
+            weight: 1.0,
+        });
+        inline.set_classes(classes.clone());
+        ahead.set_classes(classes);
+        let p = inline.plan_generate().unwrap();
+        let t = "1. ENTY (entity)\n2. What is the largest animal on earth?";
+        let old = stale.read(&p, &reply(t)).unwrap();
+        assert_eq!(old.parsed.items.len(), 2, "{:?}", old.parsed);
+        let a = inline.on_reply_at(next, &p, &reply(t));
+        let b = ahead.on_reply_read(next, &p, &reply(t), Some(old));
+        assert_eq!(a, b);
+        let other = generator(&st).reader().read(&p, &reply(t));
+        let c = ahead.on_reply_read(next + 1, &p, &reply(t), other);
+        assert!(
+            matches!(&c[..], [EventKind::SampleAdded(_), EventKind::Decided(_)]),
+            "{c:?}"
+        );
+        assert_eq!(
+            a.iter()
+                .filter(|e| matches!(e, EventKind::SampleAdded(_)))
+                .count(),
+            1,
+            "the class name is dropped with the new classes: {a:?}"
+        );
     }
 
     #[test]

@@ -42,6 +42,6 @@ pub mod templates;
 
 pub use dedup::{DedupIndex, DupKind, DupMatch};
 pub use doubt::{Doubt, DoubtContext, doubt, doubt_by};
-pub use generator::{Generator, PlannedRequest, Reply, RequestKind};
+pub use generator::{Generator, PlannedRequest, ReadReply, Reply, ReplyReader, RequestKind};
 pub use strategy::Strategy;
 pub use templates::Templates;

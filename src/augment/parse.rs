@@ -217,23 +217,44 @@ pub fn word_range<'a>(texts: impl IntoIterator<Item = &'a str>) -> Option<(usize
         })
 }
 
+/// Per ASCII byte: its lower case if it is a letter or digit, else 0.
+const ASCII_NORMAL: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() {
+            t[b] = c.to_ascii_lowercase();
+        }
+        b += 1;
+    }
+    t
+};
+
 /// Lower-case, keep letters/digits, collapse everything else to one space.
 pub fn normalize(s: &str) -> String {
     if s.is_ascii() {
-        // Most text and every prompt line: bytes, no Unicode tables.
-        let mut out = Vec::with_capacity(s.len());
+        // Most text and every prompt line: bytes, no Unicode tables; the
+        // output is never longer than the input (a space stands for one
+        // or more other bytes), so it is written by index.
+        let mut out = vec![0u8; s.len()];
+        let mut n = 0;
         let mut space = false;
         for &b in s.as_bytes() {
-            if b.is_ascii_alphanumeric() {
-                if space && !out.is_empty() {
-                    out.push(b' ');
+            let m = ASCII_NORMAL[usize::from(b)];
+            if m != 0 {
+                if space && n > 0 {
+                    out[n] = b' ';
+                    n += 1;
                 }
                 space = false;
-                out.push(b.to_ascii_lowercase());
+                out[n] = m;
+                n += 1;
             } else {
                 space = true;
             }
         }
+        out.truncate(n);
         return String::from_utf8(out).expect("ASCII");
     }
     let mut out = String::with_capacity(s.len());
@@ -262,71 +283,137 @@ pub fn normalize(s: &str) -> String {
     out
 }
 
-/// A [`ParseContext`] with the normal forms its checks compare items
-/// with, computed once per reply instead of once per item and check.
-struct Ctx<'a> {
-    ctx: &'a ParseContext,
-    /// Normalised non-empty lines of the prompt.
-    prompt_lines: Vec<String>,
-    shown: Vec<String>,
+/// The request-independent part of a [`ParseContext`] (classes, task,
+/// word limits) with the normal forms the checks compare items with, made
+/// once: a generator keeps one for all its replies, and a batch ingest
+/// reads replies with it on a second thread ([`Parser::parse`]).
+#[derive(Debug, Clone, Default)]
+pub struct Parser {
+    class_names: Vec<String>,
+    max_words: usize,
+    seed_words: Option<(usize, usize)>,
     norm_task: String,
+    /// The task has at least three words (a restatement is checked).
+    task_checked: bool,
     norm_classes: Vec<String>,
+    /// Normalised class descriptions of at least two words (the only
+    /// ones an item is compared with).
     norm_descriptions: Vec<String>,
 }
 
-impl<'a> Ctx<'a> {
-    fn new(ctx: &'a ParseContext) -> Ctx<'a> {
-        Ctx {
-            ctx,
-            prompt_lines: ctx
-                .prompt
-                .lines()
-                .map(normalize)
-                .filter(|l| !l.is_empty())
-                .collect(),
-            shown: ctx.shown_examples.iter().map(|e| normalize(e)).collect(),
-            norm_task: normalize(&ctx.task),
+impl Parser {
+    /// The parser of `ctx`'s classes, task and limits (its request parts
+    /// — prompt, shown examples, `truncated`, `asked` — are ignored).
+    pub fn new(ctx: &ParseContext) -> Parser {
+        let norm_task = normalize(&ctx.task);
+        Parser {
+            class_names: ctx.class_names.clone(),
+            max_words: ctx.max_words,
+            seed_words: ctx.seed_words,
+            task_checked: !norm_task.is_empty() && norm_task.split(' ').count() >= 3,
+            norm_task,
             norm_classes: ctx.class_names.iter().map(|c| normalize(c)).collect(),
             norm_descriptions: ctx
                 .class_descriptions
                 .iter()
                 .map(|d| normalize(d))
+                .filter(|d| d.split(' ').count() >= 2)
                 .collect(),
         }
+    }
+
+    /// Parse a generation reply to a request with this prompt and shown
+    /// examples: what [`parse_generation`] does with a [`ParseContext`]
+    /// holding these.
+    pub fn parse(
+        &self,
+        reply: &str,
+        prompt: &str,
+        shown_examples: &[String],
+        truncated: bool,
+        asked: usize,
+    ) -> Parsed {
+        let ctx = &Ctx {
+            parser: self,
+            prompt,
+            shown_examples,
+            truncated,
+            asked,
+            prompt_lines: std::cell::OnceCell::new(),
+            shown: std::cell::OnceCell::new(),
+        };
+        let mut parsed = match parse_json(reply) {
+            Some(items) => Parsed {
+                items,
+                dropped: Vec::new(),
+                format: "json",
+            },
+            None => parse_lines(reply, ctx),
+        };
+        let mut items = Vec::new();
+        for raw in std::mem::take(&mut parsed.items) {
+            match clean_item(&raw, ctx) {
+                Ok(_) if ctx.asked > 0 && items.len() >= ctx.asked => {
+                    parsed.dropped.push(Dropped {
+                        text: raw,
+                        reason: Reject::Extra,
+                    })
+                }
+                Ok(t) => items.push(t),
+                Err(reason) => parsed.dropped.push(Dropped { text: raw, reason }),
+            }
+        }
+        parsed.items = items;
+        parsed
+    }
+}
+
+/// A [`Parser`] with one request's parts; the prompt's and the shown
+/// examples' normal forms are made when first needed, once per reply.
+struct Ctx<'a> {
+    parser: &'a Parser,
+    prompt: &'a str,
+    shown_examples: &'a [String],
+    truncated: bool,
+    asked: usize,
+    /// Normalised non-empty lines of the prompt.
+    prompt_lines: std::cell::OnceCell<Vec<String>>,
+    shown: std::cell::OnceCell<Vec<String>>,
+}
+
+impl Ctx<'_> {
+    fn prompt_lines(&self) -> &[String] {
+        self.prompt_lines.get_or_init(|| {
+            self.prompt
+                .lines()
+                .map(normalize)
+                .filter(|l| !l.is_empty())
+                .collect()
+        })
+    }
+
+    fn shown(&self) -> &[String] {
+        self.shown
+            .get_or_init(|| self.shown_examples.iter().map(|e| normalize(e)).collect())
     }
 }
 
 impl std::ops::Deref for Ctx<'_> {
-    type Target = ParseContext;
-    fn deref(&self) -> &ParseContext {
-        self.ctx
+    type Target = Parser;
+    fn deref(&self) -> &Parser {
+        self.parser
     }
 }
 
 /// Parse a generation reply.
 pub fn parse_generation(reply: &str, ctx: &ParseContext) -> Parsed {
-    let ctx = &Ctx::new(ctx);
-    let mut parsed = match parse_json(reply) {
-        Some(items) => Parsed {
-            items,
-            dropped: Vec::new(),
-            format: "json",
-        },
-        None => parse_lines(reply, ctx),
-    };
-    let mut items = Vec::new();
-    for raw in std::mem::take(&mut parsed.items) {
-        match clean_item(&raw, ctx) {
-            Ok(_) if ctx.asked > 0 && items.len() >= ctx.asked => parsed.dropped.push(Dropped {
-                text: raw,
-                reason: Reject::Extra,
-            }),
-            Ok(t) => items.push(t),
-            Err(reason) => parsed.dropped.push(Dropped { text: raw, reason }),
-        }
-    }
-    parsed.items = items;
-    parsed
+    Parser::new(ctx).parse(
+        reply,
+        &ctx.prompt,
+        &ctx.shown_examples,
+        ctx.truncated,
+        ctx.asked,
+    )
 }
 
 // ---------------------------------------------------------------- JSON
@@ -873,12 +960,14 @@ fn is_echo(n: &str, ctx: &Ctx<'_>) -> bool {
     if n.split(' ').count() < 3 || ctx.prompt.is_empty() {
         return false;
     }
-    if ctx.shown.iter().any(|e| e == n) {
+    if ctx.shown().iter().any(|e| e == n) {
         return false;
     }
-    ctx.prompt_lines
+    // The length test first: a line at most twice the item's length is
+    // searched, not every line of the prompt.
+    ctx.prompt_lines()
         .iter()
-        .any(|pl| pl == n || (pl.contains(n) && n.len() * 2 >= pl.len()))
+        .any(|pl| pl == n || (n.len() * 2 >= pl.len() && pl.contains(n)))
 }
 
 /// Phrases of the instruction, not of an example (normalised; specific
@@ -895,12 +984,22 @@ const TASK_PHRASES: &[&str] = &[
     "texts which are about",
 ];
 
+/// [`TASK_PHRASES`] made into searchers once (each item is searched for
+/// all of them; a plain `contains` sets its searcher up on every call).
+static TASK_FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+    std::sync::LazyLock::new(|| {
+        TASK_PHRASES
+            .iter()
+            .map(memchr::memmem::Finder::new)
+            .collect()
+    });
+
 /// Whether an item (its normal form `n`) restates the task or the
 /// instruction.
 fn restates_task(n: &str, ctx: &Ctx<'_>) -> bool {
     let task = &ctx.norm_task;
-    (!task.is_empty() && task.split(' ').count() >= 3 && (n == task || n.contains(task.as_str())))
-        || TASK_PHRASES.iter().any(|p| n.contains(p))
+    (ctx.task_checked && (n == task || n.contains(task.as_str())))
+        || TASK_FINDERS.iter().any(|f| f.find(n.as_bytes()).is_some())
         || n.starts_with("write ") && n.contains(" texts")
 }
 
@@ -953,6 +1052,15 @@ fn is_label_number(s: &str, ctx: &Ctx<'_>) -> bool {
         .trim()
         .trim_matches('*')
         .trim();
+    // Most items do not end in a number: decided before the words are
+    // collected.
+    let num = t
+        .split_whitespace()
+        .next_back()
+        .map_or("", |w| w.trim_start_matches('#'));
+    if num.is_empty() || !num.chars().all(|c| c.is_ascii_digit()) {
+        return false;
+    }
     let words: Vec<&str> = t.split_whitespace().collect();
     let Some((last, head)) = words.split_last() else {
         return false;
@@ -993,7 +1101,11 @@ fn without_parens(s: &str) -> String {
 /// Only a class name, maybe with a gloss: "ABBR", "ABBR (Abbreviation)",
 /// "LOC - location".
 fn is_class_name(item: &str, ctx: &Ctx<'_>) -> bool {
-    let n = normalize(&without_parens(item));
+    let n = if item.contains(['(', '[', ')', ']']) {
+        normalize(&without_parens(item))
+    } else {
+        normalize(item)
+    };
     // "NAME - gloss" (a "NAME: text" label is stripped elsewhere).
     let glossed = item
         .split_once(" - ")
@@ -1019,10 +1131,18 @@ fn is_class_description(n: &str, ctx: &Ctx<'_>) -> bool {
     {
         return true;
     }
-    let rest = n.replace("texts which are about", "");
-    ctx.norm_descriptions.iter().any(|d| {
-        d.split(' ').count() >= 2 && n.contains(d.as_str()) && rest.trim().len() <= d.len() + 24
-    })
+    // (The descriptions kept are those of two words or more.)
+    let rest_len = || {
+        const ABOUT: &str = "texts which are about";
+        if n.contains(ABOUT) {
+            n.replace(ABOUT, "").trim().len()
+        } else {
+            n.trim().len()
+        }
+    };
+    ctx.norm_descriptions
+        .iter()
+        .any(|d| n.contains(d.as_str()) && rest_len() <= d.len() + 24)
 }
 
 fn word_count(s: &str) -> usize {

@@ -33,6 +33,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::{Note, Output, Pending, Session};
+use crate::augment::PlannedRequest;
 use crate::augment::generator::is_dup_rejected;
 use crate::domain::{
     Actor, Decision, DecisionKind, DenoiseConfig, DenoiseMode, EventKind, JudgeUse, NoiseScored,
@@ -259,11 +260,12 @@ impl Session {
 
     /// Remember the instruction sentences of a generate reply about to be
     /// appended (when judging is on).
-    pub(super) fn denoise_before_append(&mut self, prompt: &str, shown: &[String]) {
+    pub(super) fn denoise_before_append(&mut self, planned: &PlannedRequest) {
+        // The prompt is put together only when judging is on.
         let sentences = self
             .denoise
             .active()
-            .then(|| instruction_sentences(prompt, shown));
+            .then(|| instruction_sentences(&planned.prompt(), &planned.shown_examples));
         self.denoise.instructions.push_back(sentences);
     }
 
