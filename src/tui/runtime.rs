@@ -795,7 +795,10 @@ impl App {
     /// (`app::judges::measure_for_review`, no LLM request);
     /// `Msg::JudgesMeasured`.
     fn spawn_measure_judges(&mut self) {
-        let job = self.model_job();
+        // Not the state: what the judges read of it (`JudgeInput`).
+        let classes: Vec<String> = self.config.classes.iter().map(|c| c.name.clone()).collect();
+        let input = crate::app::judges::JudgeInput::from_state(&self.st.project, &classes, true);
+        let job = self.model_job_without_state();
         let tx = self.bg_tx.clone();
         let prompts = self.dir.join("prompts");
         let model = self.judges_model.clone();
@@ -827,17 +830,24 @@ impl App {
                 Err(e) => Err(format!("needs an embedder: {e:#}")),
             };
             let linear = crate::app::small_model::configs_for(&job.settings, job.names.len()).1;
-            let m = crate::app::judges::measure_for_review(
-                &job.state,
-                &job.config,
-                &prompts,
-                enc,
-                &linear,
-            )
-            .map(|(review, record)| Box::new(super::chosen::Measured { review, record }))
-            .map_err(|e| format!("{e:#}"));
+            let m =
+                crate::app::judges::measure_for_review(&input, &job.config, &prompts, enc, &linear)
+                    .map(|(review, record)| Box::new(super::chosen::Measured { review, record }))
+                    .map_err(|e| format!("{e:#}"));
             let _ = tx.send(Msg::JudgesMeasured(m));
         });
+    }
+
+    /// [`Self::model_job`] for a job that reads no state (the state is
+    /// left empty).
+    fn model_job_without_state(&self) -> ModelJob {
+        ModelJob {
+            config: self.config.clone(),
+            cache_dir: self.dir.join("cache"),
+            state: Default::default(),
+            settings: self.st.settings.clone(),
+            names: self.st.classes.iter().map(|c| c.name.clone()).collect(),
+        }
     }
 
     /// What a small-model job needs: a snapshot of the state and settings.
