@@ -76,6 +76,9 @@ impl ProjectEncoder {
 /// session (the app's memory would grow by every text's vector).
 pub const MEMO_MAX: usize = 20_000;
 
+/// Texts a read-only [`ProjectEncoder`] embeds at a time.
+const ENCODE_CHUNK: usize = 4096;
+
 impl TextEncoder for ProjectEncoder {
     fn encode(&self, texts: &[String]) -> anyhow::Result<Dense> {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
@@ -84,37 +87,55 @@ impl TextEncoder for ProjectEncoder {
             return dense_of(texts.len(), rows.iter().map(|r| r.as_slice()));
         }
         let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
-        let mut missing: Vec<&str> = texts
-            .iter()
-            .map(|t| t.as_str())
-            .filter(|t| store.get(t).is_none() && !memo.contains_key(*t))
-            .collect();
-        missing.sort_unstable();
-        missing.dedup();
-        let owned: Vec<String> = missing.iter().map(|t| t.to_string()).collect();
-        let fresh = embed::embed_blocking(&*self.embedder, &owned)?;
-        drop(owned);
-        // Each row straight from where its vector is, into one matrix.
-        let x = dense_of(
-            texts.len(),
-            texts.iter().map(|t| {
-                if let Some(v) = store.get(t) {
-                    return v;
+        // A chunk at a time: the texts' matrix and one chunk's fresh
+        // vectors are all there is at once.
+        let mut flat: Vec<f32> = Vec::new();
+        let mut dim = None;
+        for chunk in texts.chunks(ENCODE_CHUNK) {
+            let mut missing: Vec<&str> = chunk
+                .iter()
+                .map(|t| t.as_str())
+                .filter(|t| store.get(t).is_none() && !memo.contains_key(*t))
+                .collect();
+            missing.sort_unstable();
+            missing.dedup();
+            let owned: Vec<String> = missing.iter().map(|t| t.to_string()).collect();
+            let fresh = embed::embed_blocking(&*self.embedder, &owned)?;
+            drop(owned);
+            for t in chunk {
+                let row = if let Some(v) = store.get(t) {
+                    v
+                } else if let Ok(i) = missing.binary_search(&t.as_str()) {
+                    fresh.get(i).map_or(&[][..], |v| v.as_slice())
+                } else {
+                    memo.get(t).map_or(&[][..], |v| v.as_slice())
+                };
+                let d = *dim.get_or_insert(row.len());
+                if row.len() != d {
+                    anyhow::bail!(
+                        "the embedder returned vectors of {} and {} dimensions",
+                        d,
+                        row.len()
+                    );
                 }
-                if let Ok(i) = missing.binary_search(&t.as_str()) {
-                    return fresh.get(i).map_or(&[][..], |v| v.as_slice());
+                if flat.is_empty() {
+                    flat.reserve_exact(texts.len() * d);
                 }
-                memo.get(t).map_or(&[][..], |v| v.as_slice())
-            }),
-        )?;
-        let room = MEMO_MAX.saturating_sub(memo.len());
-        let keep: Vec<(String, Vec<f32>)> = missing
-            .iter()
-            .map(|t| t.to_string())
-            .zip(fresh)
-            .take(room)
-            .collect();
-        memo.extend(keep);
+                flat.extend_from_slice(row);
+            }
+            let room = MEMO_MAX.saturating_sub(memo.len());
+            let keep: Vec<(String, Vec<f32>)> = missing
+                .iter()
+                .map(|t| t.to_string())
+                .zip(fresh)
+                .take(room)
+                .collect();
+            memo.extend(keep);
+        }
+        let x = match dim {
+            Some(d) if d > 0 => Dense::from_flat(d, flat),
+            _ => Dense::new(0),
+        };
         Ok(x)
     }
 
