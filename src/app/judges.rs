@@ -358,6 +358,48 @@ fn scoring_set(all: &LabelledSet, relabel: Option<&JudgeScored>) -> LabelledSet 
     }
 }
 
+/// Training examples the embedding judges learn from at most (kNN keeps
+/// every training vector and compares each opinion with all of them: on
+/// a 200,000-sample project with 116,000 accepted examples that is
+/// ~180 MB of vectors and hours of comparisons). Past this, an evenly
+/// spaced sample of each class in its share; the judges are measured on
+/// the held-out examples as trained, so their reports say what this
+/// costs, and the fingerprint names the examples used.
+pub const MAX_TRAIN: usize = 10_000;
+
+/// `set` when it has at most `max` examples, else an evenly spaced
+/// sample of each class in its share (about `max`: each class rounds up;
+/// ids in order; the same every time).
+fn at_most(set: LabelledSet, max: usize) -> LabelledSet {
+    let n = set.len();
+    if n <= max {
+        return set;
+    }
+    let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &l) in set.labels.iter().enumerate() {
+        by_class.entry(l).or_default().push(i);
+    }
+    let mut keep: Vec<usize> = Vec::with_capacity(max);
+    for rows in by_class.values() {
+        let quota = (rows.len() * max).div_ceil(n).clamp(1, rows.len());
+        keep.extend((0..quota).map(|j| rows[j * rows.len() / quota]));
+    }
+    keep.sort_unstable();
+    let mut out = LabelledSet {
+        unknown: set.unknown,
+        ..LabelledSet::default()
+    };
+    let mut texts: Vec<Option<String>> = set.texts.into_iter().map(Some).collect();
+    for i in keep {
+        if let Some(id) = set.ids.get(i) {
+            out.ids.push(*id);
+        }
+        out.texts.push(texts[i].take().unwrap_or_default());
+        out.labels.push(set.labels[i]);
+    }
+    out
+}
+
 /// What the judges read of a project, copied out of its state: the
 /// recorded reports, the held-out examples, the training set (seeds +
 /// accepted, final texts and effective labels) and, for opinions, every
@@ -442,7 +484,10 @@ impl JudgeInput {
             classes: classes.to_vec(),
             judges: state.judges.clone(),
             heldout: crate::classify::heldout_set(state, classes),
-            train: crate::classify::training_set(state, classes, true),
+            train: at_most(
+                crate::classify::training_set(state, classes, true),
+                MAX_TRAIN,
+            ),
             generated: if with_generated {
                 state
                     .generated()
@@ -1284,6 +1329,31 @@ mod tests {
             e.report.accuracy
         );
         assert_eq!(e.answers.len(), 60);
+    }
+
+    /// A large training set is cut to an evenly spaced sample of each
+    /// class in its share; a small one is left alone.
+    #[test]
+    fn a_large_training_set_is_sampled_per_class() {
+        let mut set = LabelledSet::default();
+        for i in 0..1000u64 {
+            set.ids.push(i + 1);
+            set.texts.push(format!("text {i}"));
+            // Class 0: 900 examples, class 1: 100.
+            set.labels.push(usize::from(i % 10 == 0));
+        }
+        let small = at_most(set.clone(), 1000);
+        assert_eq!(small, set);
+        let cut = at_most(set.clone(), 100);
+        assert_eq!(cut.len(), 100);
+        assert_eq!(cut.labels.iter().filter(|&&l| l == 1).count(), 10);
+        assert!(cut.ids.windows(2).all(|w| w[0] < w[1]));
+        for (k, &id) in cut.ids.iter().enumerate() {
+            let i = (id - 1) as usize;
+            assert_eq!(cut.texts[k], set.texts[i]);
+            assert_eq!(cut.labels[k], set.labels[i]);
+        }
+        assert_eq!(at_most(set.clone(), 100), cut, "the same sample every time");
     }
 
     #[test]
