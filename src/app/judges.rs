@@ -339,14 +339,9 @@ pub fn ensemble_heldout(
 
 /// The held-out examples every judge is scored on: the relabeler's sample
 /// when its answers are recorded for the current settings, else all.
-fn scoring_set(
-    state: &ProjectState,
-    classes: &[String],
-    relabel: Option<&JudgeScored>,
-) -> LabelledSet {
-    let all = crate::classify::heldout_set(state, classes);
+fn scoring_set(all: &LabelledSet, relabel: Option<&JudgeScored>) -> LabelledSet {
     let Some(r) = relabel.filter(|r| !r.answers.is_empty()) else {
-        return all;
+        return all.clone();
     };
     let mut out = LabelledSet::default();
     for a in &r.answers {
@@ -359,7 +354,153 @@ fn scoring_set(
     if out.len() == r.answers.len() {
         out
     } else {
-        all
+        all.clone()
+    }
+}
+
+/// Training examples the embedding judges learn from at most (kNN keeps
+/// every training vector and compares each opinion with all of them: on
+/// a 200,000-sample project with 116,000 accepted examples that is
+/// ~180 MB of vectors and hours of comparisons). Past this, an evenly
+/// spaced sample of each class in its share; the judges are measured on
+/// the held-out examples as trained, so their reports say what this
+/// costs, and the fingerprint names the examples used.
+pub const MAX_TRAIN: usize = 10_000;
+
+/// `set` when it has at most `max` examples, else an evenly spaced
+/// sample of each class in its share (about `max`: each class rounds up;
+/// ids in order; the same every time).
+fn at_most(set: LabelledSet, max: usize) -> LabelledSet {
+    let n = set.len();
+    if n <= max {
+        return set;
+    }
+    let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &l) in set.labels.iter().enumerate() {
+        by_class.entry(l).or_default().push(i);
+    }
+    let mut keep: Vec<usize> = Vec::with_capacity(max);
+    for rows in by_class.values() {
+        let quota = (rows.len() * max).div_ceil(n).clamp(1, rows.len());
+        keep.extend((0..quota).map(|j| rows[j * rows.len() / quota]));
+    }
+    keep.sort_unstable();
+    let mut out = LabelledSet {
+        unknown: set.unknown,
+        ..LabelledSet::default()
+    };
+    let mut texts: Vec<Option<String>> = set.texts.into_iter().map(Some).collect();
+    for i in keep {
+        if let Some(id) = set.ids.get(i) {
+            out.ids.push(*id);
+        }
+        out.texts.push(texts[i].take().unwrap_or_default());
+        out.labels.push(set.labels[i]);
+    }
+    out
+}
+
+/// What the judges read of a project, copied out of its state: the
+/// recorded reports, the held-out examples, the training set (seeds +
+/// accepted, final texts and effective labels) and, for opinions, every
+/// generated sample's text and relabel verdict. The TUI's judges' measure
+/// takes this (on a 200,000-sample project: its texts, ~40 MB) instead of
+/// a copy of the state; the command line builds it from the state it
+/// opened, so both run the same code.
+#[derive(Debug, Clone, Default)]
+pub struct JudgeInput {
+    pub classes: Vec<String>,
+    /// The latest `judge_scored` of each judge.
+    pub judges: BTreeMap<String, JudgeScored>,
+    pub heldout: LabelledSet,
+    pub train: LabelledSet,
+    /// Generated samples in id order (empty when built without them).
+    pub generated: Vec<GeneratedRow>,
+}
+
+/// A generated sample as the judges see it.
+#[derive(Debug, Clone)]
+pub struct GeneratedRow {
+    pub id: SampleId,
+    pub text: String,
+    /// The relabel verdict, if any.
+    pub relabel: Option<RelabelRow>,
+}
+
+/// A relabel verdict as the judges use it.
+#[derive(Debug, Clone)]
+pub struct RelabelRow {
+    /// `None`: unparsable.
+    pub label: Option<crate::domain::Name>,
+    /// Confidence of `label`.
+    pub confidence: f64,
+    /// Probability per class (empty without a label).
+    pub probs: Box<[f64]>,
+}
+
+impl RelabelRow {
+    fn of(v: &crate::domain::Verdict, classes: &[String]) -> RelabelRow {
+        let probs: Vec<f64> = if v.label.is_some() {
+            let p: Vec<f64> = classes
+                .iter()
+                .map(|c| v.confidence.get(c).copied().unwrap_or(0.0))
+                .collect();
+            if p.iter().sum::<f64>() > 0.0 {
+                p
+            } else {
+                classes
+                    .iter()
+                    .map(|c| f64::from(u8::from(v.label.as_deref() == Some(c))))
+                    .collect()
+            }
+        } else {
+            Vec::new()
+        };
+        RelabelRow {
+            label: v.label.clone(),
+            confidence: v.top_confidence(),
+            probs: probs.into(),
+        }
+    }
+
+    fn opinion(&self) -> Opinion {
+        Opinion {
+            judge: RELABEL.into(),
+            label: self.label.as_deref().map(Into::into),
+            confidence: self.confidence,
+        }
+    }
+}
+
+impl JudgeInput {
+    /// The judges' input from `state` (`with_generated`: with the
+    /// generated samples, which only opinions read).
+    pub fn from_state(
+        state: &ProjectState,
+        classes: &[String],
+        with_generated: bool,
+    ) -> JudgeInput {
+        JudgeInput {
+            classes: classes.to_vec(),
+            judges: state.judges.clone(),
+            heldout: crate::classify::heldout_set(state, classes),
+            train: at_most(
+                crate::classify::training_set(state, classes, true),
+                MAX_TRAIN,
+            ),
+            generated: if with_generated {
+                state
+                    .generated()
+                    .map(|s| GeneratedRow {
+                        id: s.id,
+                        text: s.text().to_string(),
+                        relabel: s.verdict().map(|v| RelabelRow::of(v, classes)),
+                    })
+                    .collect()
+            } else {
+                Vec::new()
+            },
+        }
     }
 }
 
@@ -375,15 +516,28 @@ pub fn measure(
     encoder: Result<&dyn TextEncoder, String>,
     cfg: &LinearConfig,
 ) -> anyhow::Result<Vec<Measured>> {
-    let relabel = state
+    let input = JudgeInput::from_state(state, classes, false);
+    measure_trained(&input, relabel_fingerprint, encoder, cfg).map(|(m, _)| m)
+}
+
+/// [`measure`], and the embedding judges it trained (to give opinions
+/// with, without encoding and fitting the training set again).
+fn measure_trained(
+    input: &JudgeInput,
+    relabel_fingerprint: &str,
+    encoder: Result<&dyn TextEncoder, String>,
+    cfg: &LinearConfig,
+) -> anyhow::Result<(Vec<Measured>, Option<EmbeddingJudges>)> {
+    let classes = input.classes.as_slice();
+    let relabel = input
         .judges
         .get(RELABEL)
         .filter(|j| j.fingerprint == relabel_fingerprint && j.report.labels.as_slice() == classes);
-    let set = scoring_set(state, classes, relabel);
+    let set = scoring_set(&input.heldout, relabel);
     let mut out = vec![Measured {
         judge: RELABEL.into(),
         scored: relabel.filter(|r| !r.answers.is_empty()).cloned(),
-        note: match state.judges.get(RELABEL) {
+        note: match input.judges.get(RELABEL) {
             None => Some("not measured: run `straddle judge DIR`".into()),
             Some(_) if relabel.is_none() => Some(
                 "measured with another model, template or relabel setting: run `straddle judge DIR` again"
@@ -403,9 +557,10 @@ pub fn measure(
                 note: Some("no held-out examples: import some with `--as validation`".into()),
             });
         }
-        return Ok(out);
+        return Ok((out, None));
     }
-    let train = crate::classify::training_set(state, classes, true);
+    let train = &input.train;
+    let mut trained = None;
     match encoder {
         Err(why) => {
             for j in [SMALL, KNN] {
@@ -417,8 +572,8 @@ pub fn measure(
             }
         }
         Ok(enc) => {
-            let fp = data_fingerprint(&enc.name(), cfg, &train, &set.ids, None);
-            let judges = EmbeddingJudges::train(classes, &train, enc, cfg)?;
+            let fp = data_fingerprint(&enc.name(), cfg, train, &set.ids, None);
+            let judges = EmbeddingJudges::train(classes, train, enc, cfg)?;
             let q = crate::classify::small::encode_checked(enc, &set.texts)?;
             let small: Vec<Vec<f64>> = (0..q.len()).map(|i| judges.small(q.row(i), None)).collect();
             let knn: Vec<Vec<f64>> = (0..q.len()).map(|i| judges.knn(q.row(i), None)).collect();
@@ -436,6 +591,7 @@ pub fn measure(
                     note: None,
                 });
             }
+            trained = Some(judges);
         }
     }
     let members: Vec<&JudgeScored> = out.iter().filter_map(|m| m.scored.as_ref()).collect();
@@ -456,7 +612,7 @@ pub fn measure(
             .then(|| "needs at least two judges measured on the same examples".into()),
         scored: ens,
     });
-    Ok(out)
+    Ok((out, trained))
 }
 
 /// The judge that decides and why.
@@ -718,7 +874,19 @@ pub fn review_judges(
     } else {
         vec![RELABEL]
     };
-    let opinions = opinions(state, &classes, &names, &reports, encoder, cfg)?;
+    let input = JudgeInput::from_state(state, &classes, true);
+    let trained = match encoder {
+        Some(e) if names.len() > 1 => {
+            Some((EmbeddingJudges::train(&classes, &input.train, e, cfg)?, e))
+        }
+        _ => None,
+    };
+    let opinions = opinions_with(
+        &input,
+        &names,
+        &reports,
+        trained.as_ref().map(|(j, e)| (j, *e)),
+    )?;
     Ok(ReviewJudges { choice, opinions })
 }
 
@@ -726,11 +894,19 @@ pub fn review_judges(
 /// embedding judges and the ensemble; the relabeler is recorded by
 /// `straddle judge` itself): what to append as `judge_scored`.
 pub fn to_record(state: &ProjectState, measured: &[Measured]) -> Vec<JudgeScored> {
+    to_record_from(&state.judges, measured)
+}
+
+/// [`to_record`] against the recorded reports `recorded`.
+fn to_record_from(
+    recorded: &BTreeMap<String, JudgeScored>,
+    measured: &[Measured],
+) -> Vec<JudgeScored> {
     measured
         .iter()
         .filter(|m| m.judge != RELABEL)
         .filter_map(|m| m.scored.clone())
-        .filter(|s| state.judges.get(&s.report.judge) != Some(s))
+        .filter(|s| recorded.get(&s.report.judge) != Some(s))
         .collect()
 }
 
@@ -739,7 +915,7 @@ pub fn to_record(state: &ProjectState, measured: &[Measured]) -> Vec<JudgeScored
 /// (the relabeler counts with its recorded answers), the choice, every
 /// judge's opinion of the generated samples, and the reports to record.
 pub fn measure_for_review(
-    state: &ProjectState,
+    input: &JudgeInput,
     config: &crate::domain::ProjectConfig,
     prompts_dir: &std::path::Path,
     encoder: Result<&dyn TextEncoder, String>,
@@ -748,15 +924,30 @@ pub fn measure_for_review(
     let fp = snapshot_fingerprint(config, prompts_dir)?;
     let classes: Vec<String> = config.classes.iter().map(|c| c.name.clone()).collect();
     let enc = encoder.as_ref().ok().copied();
-    let measured = measure(state, &classes, &fp, encoder, cfg)?;
+    if classes != input.classes {
+        anyhow::bail!("the judges' input was taken with other classes");
+    }
+    let (measured, trained) = measure_trained(input, &fp, encoder, cfg)?;
     let choice = choose(&measured, config.judge.use_);
     let names: Vec<&str> = if enc.is_some() {
         ORDER.to_vec()
     } else {
         vec![RELABEL]
     };
-    let opinions = opinions(state, &classes, &names, &measured, enc, cfg)?;
-    let record = to_record(state, &measured);
+    let trained = match (trained, enc) {
+        (Some(j), Some(e)) => Some((j, e)),
+        (None, Some(e)) if names.len() > 1 => {
+            Some((EmbeddingJudges::train(&classes, &input.train, e, cfg)?, e))
+        }
+        _ => None,
+    };
+    let opinions = opinions_with(
+        input,
+        &names,
+        &measured,
+        trained.as_ref().map(|(j, e)| (j, *e)),
+    )?;
+    let record = to_record_from(&input.judges, &measured);
     Ok((ReviewJudges { choice, opinions }, record))
 }
 
@@ -799,81 +990,94 @@ pub fn opinions(
     encoder: Option<&dyn TextEncoder>,
     cfg: &LinearConfig,
 ) -> anyhow::Result<BTreeMap<String, BTreeMap<SampleId, Opinion>>> {
+    let needs_emb = judges.iter().any(|j| *j != RELABEL);
+    let input = JudgeInput::from_state(state, classes, true);
+    let trained = match encoder {
+        Some(enc) if needs_emb => Some((
+            EmbeddingJudges::train(classes, &input.train, enc, cfg)?,
+            enc,
+        )),
+        _ => None,
+    };
+    opinions_with(
+        &input,
+        judges,
+        reports,
+        trained.as_ref().map(|(j, e)| (j, *e)),
+    )
+}
+
+/// Generated texts encoded at a time for the embedding judges' opinions:
+/// the vectors of a chunk are dropped before the next is encoded (on a
+/// 200,000-sample project all of them at once would be ~300 MB).
+const OPINION_CHUNK: usize = 2048;
+
+/// [`opinions`] with the embedding judges already trained (and the
+/// encoder of their vectors); `None`: no embedding judge opinions.
+fn opinions_with(
+    input: &JudgeInput,
+    judges: &[&str],
+    reports: &[Measured],
+    trained: Option<(&EmbeddingJudges, &dyn TextEncoder)>,
+) -> anyhow::Result<BTreeMap<String, BTreeMap<SampleId, Opinion>>> {
     let mut out: BTreeMap<String, BTreeMap<SampleId, Opinion>> = BTreeMap::new();
-    let generated: Vec<&SampleState> = state.generated().collect();
+    let classes = input.classes.as_slice();
     let needs_emb = judges.iter().any(|j| *j != RELABEL);
     let k = classes.len();
-    let mut emb: BTreeMap<&str, BTreeMap<SampleId, Vec<f64>>> = BTreeMap::new();
-    if needs_emb && let Some(enc) = encoder {
-        let train = crate::classify::training_set(state, classes, true);
-        let ej = EmbeddingJudges::train(classes, &train, enc, cfg)?;
-        let texts: Vec<String> = generated.iter().map(|s| s.text().to_string()).collect();
-        let q = crate::classify::small::encode_checked(enc, &texts)?;
-        for (i, s) in generated.iter().enumerate() {
-            let own = ej.row_of(s.id);
-            emb.entry(SMALL)
-                .or_default()
-                .insert(s.id, ej.small(q.row(i), own));
-            emb.entry(KNN)
-                .or_default()
-                .insert(s.id, ej.knn(q.row(i), own));
+    let weight = |name: &str| {
+        reports
+            .iter()
+            .find(|m| m.judge == name)
+            .and_then(|m| m.scored.as_ref())
+            .map_or(0.0, |r| ensemble_weight(r.report.accuracy, r.report.chance))
+    };
+    let mut maps: Vec<BTreeMap<SampleId, Opinion>> =
+        judges.iter().map(|_| BTreeMap::new()).collect();
+    let trained = trained.filter(|_| needs_emb);
+    for chunk in input.generated.chunks(OPINION_CHUNK) {
+        // The chunk's vectors, dropped before the next chunk's.
+        let q = match trained {
+            Some((_, enc)) => {
+                let texts: Vec<String> = chunk.iter().map(|s| s.text.clone()).collect();
+                Some(crate::classify::small::encode_checked(enc, &texts)?)
+            }
+            None => None,
+        };
+        for (i, s) in chunk.iter().enumerate() {
+            let (sp, kp) = match (trained, &q) {
+                (Some((ej, _)), Some(q)) => {
+                    let own = ej.row_of(s.id);
+                    (Some(ej.small(q.row(i), own)), Some(ej.knn(q.row(i), own)))
+                }
+                _ => (None, None),
+            };
+            for (&j, map) in judges.iter().zip(&mut maps) {
+                let o = match j {
+                    RELABEL => s.relabel.as_ref().map(RelabelRow::opinion),
+                    SMALL => sp.as_ref().map(|p| opinion_from(j, classes, p)),
+                    KNN => kp.as_ref().map(|p| opinion_from(j, classes, p)),
+                    ENSEMBLE => {
+                        let rp: &[f64] = s.relabel.as_ref().map_or(&[], |r| &r.probs);
+                        let mut parts: Vec<(&[f64], f64)> = vec![(rp, weight(RELABEL))];
+                        if let Some(p) = &sp {
+                            parts.push((p.as_slice(), weight(SMALL)));
+                        }
+                        if let Some(p) = &kp {
+                            parts.push((p.as_slice(), weight(KNN)));
+                        }
+                        let p = combine(&parts, k);
+                        (!p.is_empty()).then(|| opinion_from(ENSEMBLE, classes, &p))
+                    }
+                    _ => None,
+                };
+                if let Some(o) = o {
+                    map.insert(s.id, o);
+                }
+            }
         }
     }
-    let relabel_probs = |s: &SampleState| -> Vec<f64> {
-        match s.verdict() {
-            Some(v) if v.label.is_some() => {
-                let p: Vec<f64> = classes
-                    .iter()
-                    .map(|c| v.confidence.get(c).copied().unwrap_or(0.0))
-                    .collect();
-                if p.iter().sum::<f64>() > 0.0 {
-                    p
-                } else {
-                    classes
-                        .iter()
-                        .map(|c| f64::from(u8::from(v.label.as_deref() == Some(c))))
-                        .collect()
-                }
-            }
-            _ => Vec::new(),
-        }
-    };
-    for &j in judges {
-        let map = out.entry(j.to_string()).or_default();
-        for s in &generated {
-            let o = match j {
-                RELABEL => relabel_opinion(s),
-                SMALL | KNN => emb
-                    .get(j)
-                    .and_then(|m| m.get(&s.id))
-                    .map(|p| opinion_from(j, classes, p)),
-                ENSEMBLE => {
-                    let weight = |name: &str| {
-                        reports
-                            .iter()
-                            .find(|m| m.judge == name)
-                            .and_then(|m| m.scored.as_ref())
-                            .map_or(0.0, |r| ensemble_weight(r.report.accuracy, r.report.chance))
-                    };
-                    let rp = relabel_probs(s);
-                    let sp = emb.get(SMALL).and_then(|m| m.get(&s.id)).cloned();
-                    let kp = emb.get(KNN).and_then(|m| m.get(&s.id)).cloned();
-                    let mut parts: Vec<(&[f64], f64)> = vec![(rp.as_slice(), weight(RELABEL))];
-                    if let Some(p) = &sp {
-                        parts.push((p.as_slice(), weight(SMALL)));
-                    }
-                    if let Some(p) = &kp {
-                        parts.push((p.as_slice(), weight(KNN)));
-                    }
-                    let p = combine(&parts, k);
-                    (!p.is_empty()).then(|| opinion_from(ENSEMBLE, classes, &p))
-                }
-                _ => None,
-            };
-            if let Some(o) = o {
-                map.insert(s.id, o);
-            }
-        }
+    for (&j, map) in judges.iter().zip(maps) {
+        out.entry(j.to_string()).or_default().extend(map);
     }
     Ok(out)
 }
@@ -1125,6 +1329,31 @@ mod tests {
             e.report.accuracy
         );
         assert_eq!(e.answers.len(), 60);
+    }
+
+    /// A large training set is cut to an evenly spaced sample of each
+    /// class in its share; a small one is left alone.
+    #[test]
+    fn a_large_training_set_is_sampled_per_class() {
+        let mut set = LabelledSet::default();
+        for i in 0..1000u64 {
+            set.ids.push(i + 1);
+            set.texts.push(format!("text {i}"));
+            // Class 0: 900 examples, class 1: 100.
+            set.labels.push(usize::from(i % 10 == 0));
+        }
+        let small = at_most(set.clone(), 1000);
+        assert_eq!(small, set);
+        let cut = at_most(set.clone(), 100);
+        assert_eq!(cut.len(), 100);
+        assert_eq!(cut.labels.iter().filter(|&&l| l == 1).count(), 10);
+        assert!(cut.ids.windows(2).all(|w| w[0] < w[1]));
+        for (k, &id) in cut.ids.iter().enumerate() {
+            let i = (id - 1) as usize;
+            assert_eq!(cut.texts[k], set.texts[i]);
+            assert_eq!(cut.labels[k], set.labels[i]);
+        }
+        assert_eq!(at_most(set.clone(), 100), cut, "the same sample every time");
     }
 
     #[test]

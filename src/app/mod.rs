@@ -15,6 +15,7 @@
 //!   examples before export (the gate `export --strict` enforces).
 //! * [`judges`]: every judge (relabel, small, knn, ensemble) measured side
 //!   by side on the held-out examples, the chosen one, and its opinions.
+//! * [`snapshot`]: the lean copy of the state a background job reads.
 //! * [`small_model`]: which small model (embedding or n-gram) a project's
 //!   `eval`, S3 round and signals use.
 
@@ -26,6 +27,7 @@ pub mod export;
 pub mod judges;
 pub mod session;
 pub mod small_model;
+pub mod snapshot;
 pub mod training;
 
 pub use backend::BackendFlags;

@@ -127,7 +127,7 @@ pub fn from_config_with(
         EmbeddingBackend::None => None,
         EmbeddingBackend::Local => {
             match cfg.local_model {
-                LocalModel::Minilm => Some(Arc::new(LocalEmbedder::from_config(cfg)?)),
+                LocalModel::Minilm => Some(shared_local(cfg)?),
                 LocalModel::Static => {
                     // The table is distilled once, in f32, whatever the
                     // precision setting: one file serves every machine.
@@ -152,6 +152,29 @@ pub fn from_config_with(
             }))
         }
     })
+}
+
+/// The local model `cfg` names, shared with every part of the process
+/// that holds it already (the TUI's judges, S3 round, signals, data gate
+/// and map each ask for one; each copy is ~70-90 MB of weights), loaded
+/// when nobody does.
+fn shared_local(cfg: &EmbeddingsConfig) -> Result<Arc<dyn Embedder>, EmbedError> {
+    type Loaded = Vec<(String, std::sync::Weak<LocalEmbedder>)>;
+    static LOADED: std::sync::Mutex<Loaded> = std::sync::Mutex::new(Vec::new());
+    let key = format!("{cfg:?}");
+    // Held while loading: a second job asking meanwhile waits and shares.
+    let mut loaded = LOADED.lock().unwrap_or_else(|e| e.into_inner());
+    loaded.retain(|(_, w)| w.strong_count() > 0);
+    if let Some(e) = loaded
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(e);
+    }
+    let e = Arc::new(LocalEmbedder::from_config(cfg)?);
+    loaded.push((key, Arc::downgrade(&e)));
+    Ok(e)
 }
 
 /// Run `embedder.embed(texts)` to completion from synchronous code: on a

@@ -269,6 +269,7 @@ async fn run_async(project: Project, flags: BackendFlags, ui: UiConfig) -> anyho
         )),
         judges_due: None,
         judges_model: Default::default(),
+        snapshot: std::sync::Weak::new(),
     };
     let result = app.run(&mut term).await;
     let App {
@@ -315,6 +316,9 @@ struct App {
     /// The judges' embedder, loaded by the first measure and kept (with
     /// the vectors it computed) for the next ones.
     judges_model: JudgesModel,
+    /// The lean snapshot the running jobs share (`app::snapshot`), while
+    /// any holds it: jobs asked for at the same state read one copy.
+    snapshot: std::sync::Weak<crate::domain::ProjectState>,
 }
 
 type JudgesModel =
@@ -674,7 +678,8 @@ impl App {
     /// shared export code; nothing is printed (the screen stays intact).
     fn spawn_export(&self, req: ExportRequest, tx: mpsc::UnboundedSender<Result<String, String>>) {
         let (dir, config) = (self.dir.clone(), self.config.clone());
-        let state = self.st.project.clone();
+        let state =
+            crate::app::snapshot::lean(&self.st.project, crate::app::snapshot::Keep::Provenance);
         tokio::task::spawn_blocking(move || {
             let mut req = req;
             if !req.out.is_absolute() {
@@ -702,7 +707,7 @@ impl App {
     /// Train, score and compute signals on a blocking thread, on a
     /// snapshot of the state (every acknowledged event), with the small
     /// model the project's settings choose (the embedder loads there).
-    fn spawn_round(&self, round: u32) {
+    fn spawn_round(&mut self, round: u32) {
         let job = self.model_job();
         let tx = self.bg_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -730,7 +735,7 @@ impl App {
 
     /// Training signals of the review pool on a blocking thread, with the
     /// chosen small model.
-    fn spawn_signals(&self) {
+    fn spawn_signals(&mut self) {
         let job = self.model_job();
         let tx = self.bg_tx.clone();
         let prompts = self.dir.join("prompts");
@@ -774,7 +779,7 @@ impl App {
 
     /// The data gate for the export dialog (`app::data_gate::run`, the
     /// one `straddle export` runs) on a blocking thread; `Msg::Gate`.
-    fn spawn_gate(&self) {
+    fn spawn_gate(&mut self) {
         let job = self.model_job();
         let tx = self.bg_tx.clone();
         tokio::task::spawn_blocking(move || {
@@ -789,8 +794,11 @@ impl App {
     /// Measure the judges on a snapshot on a blocking thread
     /// (`app::judges::measure_for_review`, no LLM request);
     /// `Msg::JudgesMeasured`.
-    fn spawn_measure_judges(&self) {
-        let job = self.model_job();
+    fn spawn_measure_judges(&mut self) {
+        // Not the state: what the judges read of it (`JudgeInput`).
+        let classes: Vec<String> = self.config.classes.iter().map(|c| c.name.clone()).collect();
+        let input = crate::app::judges::JudgeInput::from_state(&self.st.project, &classes, true);
+        let job = self.model_job_without_state();
         let tx = self.bg_tx.clone();
         let prompts = self.dir.join("prompts");
         let model = self.judges_model.clone();
@@ -822,25 +830,52 @@ impl App {
                 Err(e) => Err(format!("needs an embedder: {e:#}")),
             };
             let linear = crate::app::small_model::configs_for(&job.settings, job.names.len()).1;
-            let m = crate::app::judges::measure_for_review(
-                &job.state,
-                &job.config,
-                &prompts,
-                enc,
-                &linear,
-            )
-            .map(|(review, record)| Box::new(super::chosen::Measured { review, record }))
-            .map_err(|e| format!("{e:#}"));
+            let m =
+                crate::app::judges::measure_for_review(&input, &job.config, &prompts, enc, &linear)
+                    .map(|(review, record)| Box::new(super::chosen::Measured { review, record }))
+                    .map_err(|e| format!("{e:#}"));
             let _ = tx.send(Msg::JudgesMeasured(m));
         });
     }
 
-    /// What a small-model job needs: a snapshot of the state and settings.
-    fn model_job(&self) -> ModelJob {
+    /// [`Self::model_job`] for a job that reads no state (the state is
+    /// left empty).
+    fn model_job_without_state(&self) -> ModelJob {
         ModelJob {
             config: self.config.clone(),
             cache_dir: self.dir.join("cache"),
-            state: self.st.project.clone(),
+            state: Default::default(),
+            settings: self.st.settings.clone(),
+            names: self.st.classes.iter().map(|c| c.name.clone()).collect(),
+        }
+    }
+
+    /// What a small-model job needs: a snapshot of the state and settings.
+    /// The state is the lean copy (`app::snapshot`), shared with the jobs
+    /// still running on the same state.
+    fn model_job(&mut self) -> ModelJob {
+        let st = &self.st.project;
+        let state = match self.snapshot.upgrade() {
+            Some(s)
+                if s.events == st.events
+                    && s.last_event_id == st.last_event_id
+                    && s.take_relabel == st.take_relabel =>
+            {
+                s
+            }
+            _ => {
+                let s = std::sync::Arc::new(crate::app::snapshot::lean(
+                    st,
+                    crate::app::snapshot::Keep::Judging,
+                ));
+                self.snapshot = std::sync::Arc::downgrade(&s);
+                s
+            }
+        };
+        ModelJob {
+            config: self.config.clone(),
+            cache_dir: self.dir.join("cache"),
+            state,
             settings: self.st.settings.clone(),
             names: self.st.classes.iter().map(|c| c.name.clone()).collect(),
         }
@@ -851,7 +886,7 @@ impl App {
 struct ModelJob {
     config: ProjectConfig,
     cache_dir: PathBuf,
-    state: crate::domain::ProjectState,
+    state: std::sync::Arc<crate::domain::ProjectState>,
     settings: crate::domain::GenerationSettings,
     names: Vec<String>,
 }
