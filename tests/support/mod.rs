@@ -540,10 +540,8 @@ impl BatchApi {
     /// upper case).
     fn shown(&self, obj: &Value) -> Value {
         let mut o = obj.clone();
-        if self.together {
-            if let Some(st) = o["status"].as_str() {
-                o["status"] = json!(st.to_ascii_uppercase());
-            }
+        if let Some(st) = o["status"].as_str().filter(|_| self.together) {
+            o["status"] = json!(st.to_ascii_uppercase());
         }
         o
     }
