@@ -1585,23 +1585,15 @@ async fn upload_file(
     if let Some(r) = unauthorized(&s, &headers) {
         return r;
     }
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Some(boundary) = ct.split("boundary=").nth(1) else {
-        return error_json(
-            StatusCode::BAD_REQUEST,
-            "not multipart",
-            "invalid_request_error",
-        );
+    let (boundary, text) = match multipart(&headers, &body) {
+        Ok(form) => form,
+        Err(r) => return *r,
     };
     if s.batch.lock().unwrap().together {
         return error_json(StatusCode::NOT_FOUND, "not found", "invalid_request_error");
     }
-    let text = String::from_utf8_lossy(&body).into_owned();
-    let purpose_ok = form_field(&text, boundary, "purpose").as_deref() == Some("batch");
-    let Some(file) = form_field(&text, boundary, "file").filter(|_| purpose_ok) else {
+    let purpose_ok = form_field(&text, &boundary, "purpose").as_deref() == Some("batch");
+    let Some(file) = form_field(&text, &boundary, "file").filter(|_| purpose_ok) else {
         return error_json(
             StatusCode::BAD_REQUEST,
             "need purpose=batch and a file",
@@ -1609,6 +1601,26 @@ async fn upload_file(
         );
     };
     store_upload(&s, file).await
+}
+
+/// The boundary and text of a multipart form request, or the 400 for a
+/// request that is not one.
+fn multipart(headers: &HeaderMap, body: &Bytes) -> Result<(String, String), Box<Response>> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(boundary) = ct.split("boundary=").nth(1) else {
+        return Err(Box::new(error_json(
+            StatusCode::BAD_REQUEST,
+            "not multipart",
+            "invalid_request_error",
+        )));
+    };
+    Ok((
+        boundary.to_string(),
+        String::from_utf8_lossy(body).into_owned(),
+    ))
 }
 
 /// One field of a multipart form body (a file field's content too).
@@ -1634,21 +1646,13 @@ async fn upload_file_together(
     if !s.batch.lock().unwrap().together {
         return error_json(StatusCode::NOT_FOUND, "not found", "invalid_request_error");
     }
-    let ct = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let Some(boundary) = ct.split("boundary=").nth(1) else {
-        return error_json(
-            StatusCode::BAD_REQUEST,
-            "not multipart",
-            "invalid_request_error",
-        );
+    let (boundary, text) = match multipart(&headers, &body) {
+        Ok(form) => form,
+        Err(r) => return *r,
     };
-    let text = String::from_utf8_lossy(&body).into_owned();
-    let ok = form_field(&text, boundary, "purpose").as_deref() == Some("batch-api")
-        && form_field(&text, boundary, "file_name").is_some_and(|n| !n.is_empty());
-    let Some(file) = form_field(&text, boundary, "file").filter(|_| ok) else {
+    let ok = form_field(&text, &boundary, "purpose").as_deref() == Some("batch-api")
+        && form_field(&text, &boundary, "file_name").is_some_and(|n| !n.is_empty());
+    let Some(file) = form_field(&text, &boundary, "file").filter(|_| ok) else {
         return error_json(
             StatusCode::BAD_REQUEST,
             "need purpose=batch-api, file_name and a file",
