@@ -97,21 +97,7 @@ impl JudgeView {
 
     /// Record the judge's answer about `id` (`None`: naming no class).
     pub fn set(&mut self, id: SampleId, label: Option<&str>) {
-        let a = match label {
-            None => NO_CLASS,
-            Some(l) => match self.names.iter().position(|n| n == l) {
-                Some(i) => i as u32,
-                None => {
-                    self.names.push(l.to_string());
-                    (self.names.len() - 1) as u32
-                }
-            },
-        };
-        let i = id as usize;
-        if self.answers.len() <= i {
-            self.answers.resize(i + 1, NO_ANSWER);
-        }
-        self.answers[i] = a;
+        self.set_all([(id, label)]);
     }
 
     /// [`JudgeView::set`] for many answers (labels interned through a map).
