@@ -49,6 +49,27 @@ pub(super) fn title_bar(f: &mut Frame, st: &State, l: &ScreenLayout) {
     f.render_widget(Paragraph::new(line), l.title);
 }
 
+/// The filter's syntax after what is typed: the longest form that fits in
+/// `room` columns (`judge`, the one `agree:` follows, is always named;
+/// `keys`: the filter mode's key hints).
+fn filter_hint(judge: &str, keys: &str, room: usize) -> String {
+    let forms = [
+        format!(
+            " class:X status:pending|accepted|rejected agree:yes|no|none ({judge}) actor:auto|person words · {keys}"
+        ),
+        format!(" class:X status:S agree:yes|no|none ({judge}) actor:auto|person words · {keys}"),
+        format!(" class:X status:S agree:yes|no|none ({judge}) actor:A words"),
+        format!(" agree:yes|no|none ({judge})"),
+    ];
+    let last = forms.len() - 1;
+    forms
+        .into_iter()
+        .enumerate()
+        .find(|(i, f)| *i == last || unicode_width::UnicodeWidthStr::width(f.as_str()) <= room)
+        .map(|(_, f)| f)
+        .unwrap_or_default()
+}
+
 pub(super) fn status_line(f: &mut Frame, st: &State, r: Rect, now: Instant) {
     let t = &st.theme;
     if let Mode::Filter { input, error } = &st.mode {
@@ -59,14 +80,17 @@ pub(super) fn status_line(f: &mut Frame, st: &State, r: Rect, now: Instant) {
         ];
         match error {
             Some(e) => spans.push(Span::styled(format!("  {e}"), Style::default().fg(t.error))),
-            None => spans.push(Span::styled(
-                format!(
-                    " class:X status:pending|accepted|rejected agree:yes|no|none ({}) actor:auto|person words · {}",
-                    crate::tui::chosen::display(crate::tui::chosen::judge(st)),
-                    st.keymap.hint_line(crate::tui::keymap::KeyMode::Filter)
-                ),
-                t.muted(),
-            )),
+            None => {
+                let used: usize = spans.iter().map(Span::width).sum();
+                spans.push(Span::styled(
+                    filter_hint(
+                        crate::tui::chosen::display(crate::tui::chosen::judge(st)),
+                        &st.keymap.hint_line(crate::tui::keymap::KeyMode::Filter),
+                        usize::from(r.width).saturating_sub(used),
+                    ),
+                    t.muted(),
+                ));
+            }
         }
         f.render_widget(Paragraph::new(Line::from(spans)), r);
         return;
@@ -122,4 +146,31 @@ pub(super) fn message_bar(f: &mut Frame, st: &State, r: Rect) {
             .wrap(Wrap { trim: false }),
         r,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::filter_hint;
+    use unicode_width::UnicodeWidthStr;
+
+    /// The filter's syntax fits the status line whatever the judge's name
+    /// (`ensemble` overflowed 120 columns), and always names the judge.
+    #[test]
+    fn the_filter_hint_fits_and_names_the_judge() {
+        let keys = crate::tui::keymap::Keymap::default()
+            .hint_line(crate::tui::keymap::KeyMode::Filter)
+            .to_string();
+        let full = filter_hint("ensemble", &keys, usize::MAX);
+        assert!(full.contains("status:pending|accepted|rejected"), "{full}");
+        for room in [200, 120, 100, 80, 60, 40] {
+            for judge in ["llm", "knn", "small", "ensemble"] {
+                let h = filter_hint(judge, &keys, room);
+                assert!(h.contains(&format!("({judge})")), "{room}: {h}");
+                if room >= 40 {
+                    assert!(h.width() <= room, "{room}: {} > room: {h}", h.width());
+                }
+            }
+        }
+        assert!(filter_hint("ensemble", &keys, 118).width() < full.width());
+    }
 }
