@@ -3,7 +3,7 @@
 //! The TUI's jobs (the judges' measure, the S3 round, training signals,
 //! the data gate, export) run on blocking threads while the UI keeps
 //! applying events, so each takes a snapshot. A whole
-//! [`ProjectState`] clone copies every sample's provenance, raw answers and
+//! [`ProjectState`] clone copies every sample's texts, raw answers and
 //! history (on a 200,000-sample project: a second copy of the fold,
 //! ~250 MB). None of those jobs read them: they read each sample's current
 //! text, labels, origin, last verdict (label and confidences), last
@@ -51,7 +51,7 @@ fn lean_sample(s: &SampleState, keep: Keep) -> SampleState {
     let provenance = if keep == Keep::Provenance && exported {
         s.provenance.clone()
     } else {
-        Provenance::default()
+        Provenance::shared_default()
     };
     // The current text only: an edited sample keeps its last edit (so
     // `text()` and `is_edited()` answer as on the full state), not the
@@ -136,8 +136,9 @@ mod tests {
             ],
         );
         for s in &mut st.samples {
-            s.provenance.request_id = Some(format!("req-{}", s.id));
-            s.provenance.source = Some(format!("file.jsonl:{}", s.id));
+            let p = std::sync::Arc::make_mut(&mut s.provenance);
+            p.request_id = Some(format!("req-{}", s.id));
+            p.source = Some(format!("file.jsonl:{}", s.id));
         }
         st
     }
@@ -162,7 +163,7 @@ mod tests {
                 l.verdict().map(|v| (&v.label, &v.confidence)),
                 f.verdict().map(|v| (&v.label, &v.confidence))
             );
-            assert_eq!(l.provenance, Provenance::default());
+            assert_eq!(*l.provenance, Provenance::default());
             assert!(l.verdicts.len() <= 1 && l.decisions.len() <= 1);
         }
         assert_eq!(full.samples[2].verdicts.len(), 2);
@@ -183,7 +184,7 @@ mod tests {
         assert_eq!(export.samples[2].provenance, full.samples[2].provenance);
         assert_eq!(export.samples[0].provenance, full.samples[0].provenance);
         // The held-out and the pending example are never exported.
-        assert_eq!(export.samples[1].provenance, Provenance::default());
-        assert_eq!(export.samples[3].provenance, Provenance::default());
+        assert_eq!(*export.samples[1].provenance, Provenance::default());
+        assert_eq!(*export.samples[3].provenance, Provenance::default());
     }
 }

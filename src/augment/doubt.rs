@@ -200,7 +200,7 @@ mod tests {
             original_text: text.into(),
             label: label.into(),
             origin: Origin::Generated,
-            provenance: Provenance::default(),
+            provenance: Provenance::default().into(),
             added_event: 1,
             added_ts: 0,
             edits: vec![],

@@ -1281,7 +1281,7 @@ mod tests {
         let sum = super::super::parse::sum_rejections(
             st.samples
                 .iter()
-                .map(|s| &s.provenance)
+                .map(|s| &*s.provenance)
                 .chain(st.failures.iter().map(|(_, f)| &f.provenance)),
         );
         let want: BTreeMap<String, u64> = [

@@ -83,7 +83,7 @@ pub fn parse_rejected(st: &ProjectState) -> std::collections::BTreeMap<String, u
     sum_rejections(
         st.samples
             .iter()
-            .map(|s| &s.provenance)
+            .map(|s| &*s.provenance)
             .chain(st.failures.iter().map(|(_, f)| &f.provenance)),
     )
 }

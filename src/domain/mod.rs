@@ -256,6 +256,13 @@ pub struct Usage {
 }
 
 impl Provenance {
+    /// One shared empty provenance (what a lean copy of a sample holds
+    /// instead of its own): cloning it allocates nothing.
+    pub fn shared_default() -> std::sync::Arc<Provenance> {
+        static EMPTY: std::sync::OnceLock<std::sync::Arc<Provenance>> = std::sync::OnceLock::new();
+        EMPTY.get_or_init(Default::default).clone()
+    }
+
     /// The attributes as `(dimension, value)` pairs, in dimension order
     /// (the shape `embed::denoise` scores).
     pub fn attribute_pairs(&self) -> Vec<(String, String)> {

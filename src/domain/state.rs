@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::{
     Decision, DecisionKind, Event, EventId, EventKind, GenerationFailed, GenerationSettings,
@@ -37,7 +38,11 @@ pub struct SampleState {
     /// Intended label.
     pub label: String,
     pub origin: Origin,
-    pub provenance: Provenance,
+    /// Shared by the samples of one reply: replay hands a sample the
+    /// previous sample's provenance when they are equal (see
+    /// [`ProjectState::apply_owned`]), so the five samples of a generation
+    /// reply hold one copy. Change one with [`Arc::make_mut`].
+    pub provenance: Arc<Provenance>,
     /// Event that added it and when (Unix ms).
     pub added_event: EventId,
     pub added_ts: u64,
@@ -411,12 +416,13 @@ impl ProjectState {
     }
 
     fn push_sample(&mut self, event: EventId, ts: u64, a: super::SampleAdded) {
+        let provenance = self.share_provenance(a.provenance);
         self.samples.push(SampleState {
             id: a.id,
             original_text: a.text,
             label: a.label,
             origin: a.origin,
-            provenance: a.provenance,
+            provenance,
             added_event: event,
             added_ts: ts,
             edits: Vec::new(),
@@ -424,6 +430,18 @@ impl ProjectState {
             decisions: Vec::new(),
             noise: None,
         });
+    }
+
+    /// `p` as a shared provenance: the previous sample's when equal (the
+    /// samples of one reply, added in a row), else `p`'s own allocation.
+    /// The request id tells replies apart before the whole comparison.
+    fn share_provenance(&self, p: Provenance) -> Arc<Provenance> {
+        match self.samples.last() {
+            Some(prev) if prev.provenance.request_id == p.request_id && *prev.provenance == p => {
+                prev.provenance.clone()
+            }
+            _ => Arc::new(p),
+        }
     }
 
     /// The most recent undoable event: (event id, sample id).
@@ -714,6 +732,14 @@ mod tests {
         assert_eq!(s2.text(), "text 2");
         assert_eq!(s2.status(), Status::Accepted);
         assert_eq!(st.undo_target(), Some((6, 3)));
+    }
+
+    /// A 200,000-sample project holds this many: the provenance (280
+    /// bytes inline) lives behind the shared pointer, not in each sample.
+    #[test]
+    fn a_sample_stays_small_in_memory() {
+        let size = std::mem::size_of::<SampleState>();
+        assert!(size <= 168, "SampleState is {size} bytes");
     }
 
     #[test]

@@ -1498,6 +1498,100 @@ mod tests {
         assert_eq!(replayed.warnings.len(), 2, "{:?}", replayed.warnings);
     }
 
+    /// The samples of one reply (added in a row with the same provenance)
+    /// share one provenance allocation after replay, on one thread or
+    /// many; the state equals the one built event by event.
+    #[test]
+    fn samples_of_one_reply_share_their_provenance() {
+        use crate::domain::{Actor, Decision, DecisionKind, Provenance};
+        use std::sync::Arc;
+        let prov = |request: &str, alpha: f64| Provenance {
+            strategy: Some("mix".into()),
+            classes: vec!["A".into(), "B".into()],
+            minor: Some("B".into()),
+            alpha: Some(alpha),
+            model: Some("m".into()),
+            request_id: Some(request.into()),
+            ..Provenance::default()
+        };
+        let sample = |id: u64, p: Provenance| {
+            EventKind::SampleAdded(SampleAdded::new(
+                id,
+                NewSample {
+                    text: format!("text {id}"),
+                    label: "A".into(),
+                    origin: Origin::Generated,
+                    provenance: p,
+                },
+            ))
+        };
+        let dedup = |id: u64| {
+            EventKind::decided(
+                id,
+                Decision {
+                    kind: DecisionKind::Reject,
+                    label: None,
+                    reason: Some("duplicate".into()),
+                    by: Actor::Auto("dedup".into()),
+                },
+            )
+        };
+        // Reply r1: three samples, a dedup decision between two of them;
+        // reply r2: two; then a sample with r2's request id but another α
+        // (not equal: its own copy), and one of r1's provenance again.
+        let groups: Vec<Vec<EventKind>> = vec![
+            vec![
+                sample(1, prov("r1", 0.7)),
+                sample(2, prov("r1", 0.7)),
+                dedup(2),
+                sample(3, prov("r1", 0.7)),
+            ],
+            vec![sample(4, prov("r2", 0.5)), sample(5, prov("r2", 0.5))],
+            vec![accept(4), sample(6, prov("r2", 0.9))],
+            vec![sample(7, prov("r1", 0.7))],
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let (mut j, _) = Journal::create(&path, vec![]).unwrap();
+        let mut by_event = ProjectState::new(true);
+        for g in groups {
+            for e in j.append(g).unwrap() {
+                by_event.apply(&e);
+            }
+        }
+        drop(j);
+        let bytes = std::fs::read(&path).unwrap();
+        let check = |st: &ProjectState, how: &str| {
+            assert_eq!(*st, by_event, "{how}");
+            let p = |id: u64| &st.sample(id).unwrap().provenance;
+            assert!(Arc::ptr_eq(p(1), p(2)) && Arc::ptr_eq(p(2), p(3)), "{how}");
+            assert!(Arc::ptr_eq(p(4), p(5)), "{how}");
+            assert!(!Arc::ptr_eq(p(3), p(4)), "{how}");
+            assert!(!Arc::ptr_eq(p(5), p(6)), "{how}");
+            assert_eq!(p(6).alpha, Some(0.9), "{how}");
+            assert!(!Arc::ptr_eq(p(6), p(7)), "{how}");
+            assert_eq!(p(7), p(1), "{how}");
+        };
+        check(&by_event, "event by event");
+        for threads in [1, 2, 3] {
+            let mut st = ProjectState::new(true);
+            replay_with_threads(&bytes, &mut st, threads);
+            check(&st, &format!("{threads} threads"));
+            for chunk in [1, 200] {
+                let mut st = ProjectState::new(true);
+                replay_reader_chunked(std::io::Cursor::new(&bytes), &mut st, threads, chunk)
+                    .unwrap();
+                check(&st, &format!("{threads} threads, chunks of {chunk} bytes"));
+            }
+        }
+        // Changing one sample's provenance leaves its reply's others alone.
+        let mut st = by_event.clone();
+        Arc::make_mut(&mut st.samples[1].provenance).source = Some("x".into());
+        assert_eq!(st.samples[0].provenance.source, None);
+        assert_eq!(st.samples[2].provenance.source, None);
+        assert_eq!(st.samples[1].provenance.source.as_deref(), Some("x"));
+    }
+
     #[test]
     fn parallel_replay_matches_sequential() {
         let dir = tempfile::tempdir().unwrap();

@@ -8,7 +8,7 @@
 //!   `big_seed_bytes` long (10 MB of paragraphs by default);
 //! * `samples` generated questions of 1–4 sentences (≈ 60–350 characters)
 //!   with a mix provenance (classes, minor, α, template hash, model,
-//!   request id);
+//!   request id), the 4 samples of a request sharing theirs;
 //! * a relabel verdict for each sample (logprobs of the top 3 classes),
 //!   about a quarter disagreeing with the intended class;
 //! * a denoiser score for every 4th, with a reason on the noisy ones;
@@ -261,14 +261,20 @@ pub fn write(dir: &Path, spec: ScaleSpec) -> anyhow::Result<ScaleSummary> {
     let (mut accepted, mut rejected) = (0u64, 0u64);
     const CHUNK: usize = 2_000;
     let mut done = 0usize;
+    // One mix request yields 4 samples (the usage records count 125
+    // requests per 500 samples) of the same class pair and α, written with
+    // one provenance, as `Generator::generated` writes a reply's samples.
+    let (mut a, mut b) = (0, 1);
     while done < spec.samples {
         let n = CHUNK.min(spec.samples - done);
         let mut batch = Vec::with_capacity(n);
         let mut intended = Vec::with_capacity(n);
         for k in 0..n {
             let i = done + k;
-            let a = rng.below(6);
-            let b = (a + 1 + rng.below(5)) % 6;
+            if i.is_multiple_of(4) {
+                a = rng.below(6);
+                b = (a + 1 + rng.below(5)) % 6;
+            }
             intended.push((a, b));
             batch.push(NewSample {
                 text: question(&mut rng, i),
@@ -278,7 +284,7 @@ pub fn write(dir: &Path, spec: ScaleSpec) -> anyhow::Result<ScaleSummary> {
                     strategy: Some("mix".into()),
                     classes: vec![names[a].into(), names[b].into()],
                     minor: Some(names[b].into()),
-                    alpha: Some([0.5, 0.6, 0.7, 0.8, 0.9][i % 5]),
+                    alpha: Some([0.5, 0.6, 0.7, 0.8, 0.9][i / 4 % 5]),
                     template_hash: Some("3f9a61c0d2b84e17".into()),
                     model: Some("gpt-4o-mini".into()),
                     request_id: Some(format!("r{}-{}", i / 4000, i / 4)),

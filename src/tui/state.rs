@@ -709,7 +709,7 @@ impl State {
                 project
                     .samples
                     .iter()
-                    .map(|s| &s.provenance)
+                    .map(|s| &*s.provenance)
                     .chain(project.failures.iter().map(|(_, f)| &f.provenance)),
             );
         };
