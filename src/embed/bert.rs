@@ -294,8 +294,14 @@ impl Bert {
     /// Mean-pooled, L2-normalised sentence vectors of token-id sequences
     /// (each `[CLS] … [SEP]`, cut to [`max_len`](Self::max_len)), on this
     /// thread. Ids outside the vocabulary count as id 0 (`[PAD]`).
-    pub fn embed_ids(&self, batch: &[Vec<u32>]) -> Vec<Vec<f32>> {
-        self.encode(batch, |rows, out| {
+    pub fn embed_ids(&self, batch: &[impl AsRef<[u32]>]) -> Vec<Vec<f32>> {
+        self.embed_ids_with(batch, &mut Scratch::default())
+    }
+
+    /// [`embed_ids`](Self::embed_ids) with working memory kept by the
+    /// caller between batches (it grows to the largest batch's tokens).
+    pub fn embed_ids_with(&self, batch: &[impl AsRef<[u32]>], s: &mut Scratch) -> Vec<Vec<f32>> {
+        self.encode_with(batch, s, |rows, out| {
             mean_pool(rows, out);
             l2_normalize(out);
         })
@@ -303,18 +309,39 @@ impl Bert {
 
     /// Run the encoder and hand each sequence's final hidden states
     /// (`[len, hidden]`) to `pool`, which writes one `hidden`-vector.
-    pub fn encode(&self, batch: &[Vec<u32>], pool: impl Fn(&[f32], &mut [f32])) -> Vec<Vec<f32>> {
+    pub fn encode(
+        &self,
+        batch: &[impl AsRef<[u32]>],
+        pool: impl Fn(&[f32], &mut [f32]),
+    ) -> Vec<Vec<f32>> {
+        self.encode_with(batch, &mut Scratch::default(), pool)
+    }
+
+    /// [`encode`](Self::encode) in the caller's working memory: about
+    /// 14 KB a token of the batch (all-MiniLM-L6-v2), so callers bound a
+    /// batch's tokens ([`Bert::embed_ids`] of 64 texts of 256 tokens
+    /// would take 226 MB).
+    pub fn encode_with(
+        &self,
+        batch: &[impl AsRef<[u32]>],
+        s: &mut Scratch,
+        pool: impl Fn(&[f32], &mut [f32]),
+    ) -> Vec<Vec<f32>> {
         let h = self.cfg.hidden_size;
         let max_len = self.max_len();
-        let lens: Vec<usize> = batch.iter().map(|s| s.len().min(max_len)).collect();
+        let lens: Vec<usize> = batch
+            .iter()
+            .map(|s| s.as_ref().len().min(max_len))
+            .collect();
         let total: usize = lens.iter().sum();
         if total == 0 {
             return batch.iter().map(|_| vec![0.0; h]).collect();
         }
-        let mut x = vec![0f32; total * h];
+        s.fit(total, h, self.cfg.intermediate_size);
+        let mut x = std::mem::take(&mut s.x);
         let mut row = 0;
         for (seq, &len) in batch.iter().zip(&lens) {
-            for (pos, &id) in seq[..len].iter().enumerate() {
+            for (pos, &id) in seq.as_ref()[..len].iter().enumerate() {
                 let id = if (id as usize) < self.cfg.vocab_size {
                     id as usize
                 } else {
@@ -329,21 +356,22 @@ impl Bert {
                 row += 1;
             }
         }
-        layer_norm(&mut x, h, &self.emb_norm, self.cfg.layer_norm_eps);
-        let mut s = Scratch::new(total, h, self.cfg.intermediate_size);
+        let xs = &mut x[..total * h];
+        layer_norm(xs, h, &self.emb_norm, self.cfg.layer_norm_eps);
         for layer in &self.layers {
-            self.layer(layer, &mut x, &lens, &mut s);
+            self.layer(layer, xs, &lens, s);
         }
         let mut out = Vec::with_capacity(batch.len());
         let mut start = 0;
         for &len in &lens {
             let mut v = vec![0f32; h];
             if len > 0 {
-                pool(&x[start * h..(start + len) * h], &mut v);
+                pool(&xs[start * h..(start + len) * h], &mut v);
             }
             out.push(v);
             start += len;
         }
+        s.x = x;
         out
     }
 
@@ -383,7 +411,12 @@ impl Bert {
     }
 }
 
-struct Scratch {
+/// Working memory of a forward pass, sized by its tokens (`Default` is
+/// empty; it grows to the largest batch it serves and is reused).
+#[derive(Default)]
+pub struct Scratch {
+    /// The hidden states, `[tokens, hidden]`.
+    x: Vec<f32>,
     qkv: Vec<f32>,
     ctx: Vec<f32>,
     tmp: Vec<f32>,
@@ -393,15 +426,19 @@ struct Scratch {
 }
 
 impl Scratch {
-    fn new(tokens: usize, h: usize, inter: usize) -> Scratch {
-        Scratch {
-            qkv: vec![0.0; tokens * 3 * h],
-            ctx: vec![0.0; tokens * h],
-            tmp: vec![0.0; tokens * h],
-            inter: vec![0.0; tokens * inter],
-            att: AttentionScratch::default(),
-            rows: Default::default(),
-        }
+    /// Room for `tokens` tokens (zeroed where it grows; what a pass reads
+    /// it writes first).
+    fn fit(&mut self, tokens: usize, h: usize, inter: usize) {
+        let grow = |v: &mut Vec<f32>, n: usize| {
+            if v.len() < n {
+                v.resize(n, 0.0);
+            }
+        };
+        grow(&mut self.x, tokens * h);
+        grow(&mut self.qkv, tokens * 3 * h);
+        grow(&mut self.ctx, tokens * h);
+        grow(&mut self.tmp, tokens * h);
+        grow(&mut self.inter, tokens * inter);
     }
 }
 
