@@ -257,7 +257,7 @@ mod tests {
 
     #[test]
     fn batches_hold_at_most_the_texts_and_tokens_allowed() {
-        let lens = [3, 5, 256, 1000, 20, 20, 20, 600, 600, 0];
+        let lens = [3, 5, 256, 1100, 20, 20, 20, 600, 600, 0];
         let order: Vec<usize> = (0..lens.len()).collect();
         let got = batches(&order, |i| lens[i], 3);
         let flat: Vec<usize> = got.iter().flat_map(|b| b.iter().copied()).collect();
