@@ -391,9 +391,18 @@ fn bench(c: &mut Criterion) {
             },
         )
     };
+    // What a job pays to load the model (the TUI's judges load it again
+    // for each measure, after releasing it between measures).
+    let (t0, c0) = (Instant::now(), cpu_seconds());
     let Some(model) = load(Precision::resolve(want)) else {
         return;
     };
+    eprintln!(
+        "load ({}): {:.0} ms wall, {:.0} ms CPU",
+        model.precision().name(),
+        t0.elapsed().as_secs_f64() * 1e3,
+        (cpu_seconds() - c0) * 1e3
+    );
     let f32_model = match model.precision() {
         Precision::F32 => None,
         _ => load(Precision::F32),

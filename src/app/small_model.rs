@@ -46,7 +46,13 @@ pub enum ModelChoice {
 /// project's store are reused; new ones are computed and, unless the
 /// encoder is read-only, appended to the store.
 pub struct ProjectEncoder {
-    embedder: Arc<dyn Embedder>,
+    /// `None` after [`release`](Self::release) until the next encode.
+    embedder: std::sync::Mutex<Option<Arc<dyn Embedder>>>,
+    /// How to load the embedder again after a release: the `[embeddings]`
+    /// of an in-process model (an `api` one holds no weights and counts
+    /// its usage, so it is kept).
+    reload: Option<crate::domain::EmbeddingsConfig>,
+    model_id: String,
     store: std::sync::Mutex<VectorStore>,
     read_only: bool,
     /// Read-only: vectors computed by this encoder (a round encodes the
@@ -61,11 +67,64 @@ impl ProjectEncoder {
     pub fn new(embedder: Arc<dyn Embedder>, cache_dir: &Path, read_only: bool) -> ProjectEncoder {
         let store = VectorStore::open(cache_dir, embedder.model_id());
         ProjectEncoder {
-            embedder,
+            model_id: embedder.model_id().to_owned(),
+            embedder: std::sync::Mutex::new(Some(embedder)),
+            reload: None,
             store: std::sync::Mutex::new(store),
             read_only,
             memo: Default::default(),
         }
+    }
+
+    /// Let [`release`](Self::release) drop the embedder, to be loaded
+    /// again from `cfg` (the config it was built from) when needed.
+    pub fn reloadable(mut self, cfg: &crate::domain::EmbeddingsConfig) -> ProjectEncoder {
+        if cfg.backend == crate::domain::EmbeddingBackend::Local {
+            self.reload = Some(cfg.clone());
+        }
+        self
+    }
+
+    /// Let go of an in-process embedder's weights (~70 MB for MiniLM)
+    /// while this encoder is idle; the next [`encode`](TextEncoder::encode)
+    /// loads them again, or shares the copy another job of the process
+    /// holds meanwhile (`embed::from_config`). Vectors already computed
+    /// stay. Does nothing for an `api` embedder.
+    pub fn release(&self) {
+        if self.reload.is_some() {
+            *self.embedder.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// Whether the embedder is loaded (not [`release`](Self::release)d).
+    pub fn is_loaded(&self) -> bool {
+        self.embedder
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+    }
+
+    /// The embedder, loaded again if it was released.
+    fn embedder(&self) -> anyhow::Result<Arc<dyn Embedder>> {
+        let mut slot = self.embedder.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = slot.as_ref() {
+            return Ok(e.clone());
+        }
+        let cfg = self
+            .reload
+            .as_ref()
+            .ok_or_else(|| anyhow::anyhow!("the embedder was released"))?;
+        let e = embed::from_config(cfg)?
+            .ok_or_else(|| anyhow::anyhow!("no embedder configured any more"))?;
+        if e.model_id() != self.model_id {
+            anyhow::bail!(
+                "the embedder changed from {} to {}",
+                self.model_id,
+                e.model_id()
+            );
+        }
+        *slot = Some(e.clone());
+        Ok(e)
     }
 }
 
@@ -83,7 +142,8 @@ impl TextEncoder for ProjectEncoder {
     fn encode(&self, texts: &[String]) -> anyhow::Result<Dense> {
         let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
         if !self.read_only {
-            let rows = embed::block_on(store.embed(&*self.embedder, texts))?;
+            let embedder = self.embedder()?;
+            let rows = embed::block_on(store.embed(&*embedder, texts))?;
             return dense_of(texts.len(), rows.iter().map(|r| r.as_slice()));
         }
         let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
@@ -100,7 +160,13 @@ impl TextEncoder for ProjectEncoder {
             missing.sort_unstable();
             missing.dedup();
             let owned: Vec<String> = missing.iter().map(|t| t.to_string()).collect();
-            let fresh = embed::embed_blocking(&*self.embedder, &owned)?;
+            // The weights only when a text needs them (they may have
+            // been released).
+            let fresh = if owned.is_empty() {
+                Vec::new()
+            } else {
+                embed::embed_blocking(&*self.embedder()?, &owned)?
+            };
             drop(owned);
             for t in chunk {
                 let row = if let Some(v) = store.get(t) {
@@ -140,7 +206,7 @@ impl TextEncoder for ProjectEncoder {
     }
 
     fn name(&self) -> String {
-        self.embedder.model_id().to_string()
+        self.model_id.clone()
     }
 }
 
@@ -183,7 +249,10 @@ impl Chosen {
     pub fn embeddings_usage(&self) -> crate::domain::Usage {
         self.encoder
             .as_ref()
-            .map(|e| e.embedder.usage())
+            .and_then(|e| {
+                let slot = e.embedder.lock().unwrap_or_else(|e| e.into_inner());
+                slot.as_ref().map(|e| e.usage())
+            })
             .unwrap_or_default()
     }
 
@@ -268,7 +337,8 @@ pub fn choose_for(
     let cache = (!read_only).then(|| crate::llm::ResponseCache::new(cache_dir));
     match embed::from_config_with(&config.embeddings, cache) {
         Ok(Some(e)) => {
-            chosen.encoder = Some(ProjectEncoder::new(e, cache_dir, read_only));
+            chosen.encoder =
+                Some(ProjectEncoder::new(e, cache_dir, read_only).reloadable(&config.embeddings));
         }
         Ok(None) if choice == ModelChoice::Auto => {
             chosen.note = Some(
@@ -294,6 +364,50 @@ mod tests {
     use super::*;
     use crate::domain::Origin;
     use crate::domain::testing::state_with;
+
+    /// A released encoder lets go of the weights and loads them again on
+    /// the next encode, with the same vectors; meanwhile the process's
+    /// other holders share one copy.
+    #[test]
+    #[ignore = "needs the local embedder weights; scripts/test.sh installs them"]
+    fn a_released_encoder_reloads_and_shares_the_process_copy() {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = crate::domain::testing::topics_config(&["sports", "food"]);
+        let choose = || {
+            choose_for(
+                &cfg,
+                tmp.path(),
+                &GenerationSettings::default(),
+                2,
+                ModelChoice::Embedding,
+                true,
+            )
+            .unwrap()
+        };
+        let (a, b) = (choose(), choose());
+        let (ea, eb) = (a.encoder.as_ref().unwrap(), b.encoder.as_ref().unwrap());
+        let loaded = |e: &ProjectEncoder| e.embedder.lock().unwrap().clone().unwrap();
+        assert!(
+            Arc::ptr_eq(&loaded(ea), &loaded(eb)),
+            "one copy per process"
+        );
+        let texts = vec!["a bowl of tomato soup".to_string()];
+        let before = ea.encode(&texts).unwrap();
+        ea.release();
+        assert!(!ea.is_loaded());
+        assert_eq!(ea.name(), eb.name(), "the id is kept");
+        // Reloaded while `b` holds the model: its copy, not a second one.
+        let other = vec!["the striker scored a late goal".to_string()];
+        let fresh = ea.encode(&other).unwrap();
+        assert!(ea.is_loaded());
+        assert!(Arc::ptr_eq(&loaded(ea), &loaded(eb)));
+        assert_eq!(fresh.row(0), eb.encode(&other).unwrap().row(0));
+        assert_eq!(ea.encode(&texts).unwrap().row(0), before.row(0));
+        // Texts it has vectors for need no weights.
+        ea.release();
+        assert_eq!(ea.encode(&texts).unwrap().row(0), before.row(0));
+        assert!(!ea.is_loaded(), "not loaded for known vectors");
+    }
 
     /// The default settings choose the local embedder; a round on it
     /// names the embedding model and reports an interval.

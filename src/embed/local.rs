@@ -13,6 +13,13 @@ use crate::domain::EmbeddingsConfig;
 /// sentence-transformers' `max_seq_length` for all-MiniLM-L6-v2.
 const MAX_SEQ_LEN: usize = 256;
 
+/// Tokens per forward pass at most (a text longer than this still goes
+/// alone): a pass's working memory is ~14 KB a token with MiniLM, so
+/// this bounds it to ~14 MB a thread, however long the texts; a batch of
+/// 64 texts of 256 tokens would take 226 MB. Dense layers run as fast
+/// on 1,024 rows as on 16,384.
+const MAX_BATCH_TOKENS: usize = 1024;
+
 /// Where `scripts/embedder.sh install` puts the model:
 /// `$STRADDLE_EMBEDDER_DIR/all-MiniLM-L6-v2`, else
 /// `$XDG_CACHE_HOME/straddle/embedder/all-MiniLM-L6-v2`, else
@@ -143,8 +150,9 @@ impl LocalEmbedder {
     }
 
     /// Embed on this thread and `threads - 1` helpers. Texts are sorted by
-    /// length and cut into batches of similar length, handed out to the
-    /// threads in turn, so the threads get even shares of work.
+    /// length and cut into batches of similar length (at most
+    /// `batch_size` texts and [`MAX_BATCH_TOKENS`] tokens), handed out to
+    /// the threads in turn, so the threads get even shares of work.
     pub fn embed_sync(&self, texts: &[impl AsRef<str> + Sync]) -> Vec<Vec<f32>> {
         let ids: Vec<Vec<u32>> = texts.iter().map(|t| self.token_ids(t.as_ref())).collect();
         self.embed_token_ids(&ids)
@@ -154,13 +162,14 @@ impl LocalEmbedder {
     pub fn embed_token_ids(&self, ids: &[Vec<u32>]) -> Vec<Vec<f32>> {
         let mut order: Vec<usize> = (0..ids.len()).collect();
         order.sort_by_key(|&i| ids[i].len());
-        let batches: Vec<&[usize]> = order.chunks(self.batch_size).collect();
+        let batches = batches(&order, |i| ids[i].len().min(self.max_len), self.batch_size);
         let threads = self.threads.min(batches.len()).max(1);
         let run = |worker: usize| -> Vec<(usize, Vec<f32>)> {
             let mut out = Vec::new();
+            let mut scratch = super::bert::Scratch::default();
             for batch in batches.iter().skip(worker).step_by(threads) {
-                let seqs: Vec<Vec<u32>> = batch.iter().map(|&i| ids[i].clone()).collect();
-                let vecs = self.bert.embed_ids(&seqs);
+                let seqs: Vec<&[u32]> = batch.iter().map(|&i| ids[i].as_slice()).collect();
+                let vecs = self.bert.embed_ids_with(&seqs, &mut scratch);
                 out.extend(batch.iter().copied().zip(vecs));
             }
             out
@@ -204,6 +213,26 @@ impl Embedder for LocalEmbedder {
     }
 }
 
+/// `order` cut into runs of at most `max_texts` items and
+/// [`MAX_BATCH_TOKENS`] tokens (`len` of each; an item longer than that
+/// is a batch of its own).
+fn batches(order: &[usize], len: impl Fn(usize) -> usize, max_texts: usize) -> Vec<&[usize]> {
+    let mut out = Vec::new();
+    let (mut start, mut tokens) = (0, 0);
+    for (k, &i) in order.iter().enumerate() {
+        let n = len(i);
+        if k > start && (k - start >= max_texts || tokens + n > MAX_BATCH_TOKENS) {
+            out.push(&order[start..k]);
+            (start, tokens) = (k, 0);
+        }
+        tokens += n;
+    }
+    if start < order.len() {
+        out.push(&order[start..]);
+    }
+    out
+}
+
 /// The model folder `[embeddings] model_dir` names, else [`default_model_dir`].
 pub fn model_dir(cfg: &EmbeddingsConfig) -> PathBuf {
     cfg.model_dir
@@ -225,6 +254,26 @@ fn expand_home(p: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn batches_hold_at_most_the_texts_and_tokens_allowed() {
+        let lens = [3, 5, 256, 1100, 20, 20, 20, 600, 600, 0];
+        let order: Vec<usize> = (0..lens.len()).collect();
+        let got = batches(&order, |i| lens[i], 3);
+        let flat: Vec<usize> = got.iter().flat_map(|b| b.iter().copied()).collect();
+        assert_eq!(flat, order, "every text once, in order");
+        for b in &got {
+            assert!(!b.is_empty() && b.len() <= 3, "{got:?}");
+            let tokens: usize = b.iter().map(|&i| lens[i]).sum();
+            assert!(tokens <= MAX_BATCH_TOKENS || b.len() == 1, "{got:?}");
+        }
+        assert_eq!(
+            got,
+            [&[0, 1, 2][..], &[3], &[4, 5, 6], &[7], &[8, 9]],
+            "cut at 3 texts, at the token budget, and a long text alone"
+        );
+        assert!(batches(&[], |_| 1, 64).is_empty());
+    }
 
     #[test]
     fn missing_weights_name_the_install_script() {

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use futures_util::future::BoxFuture;
 
-use super::bert::{l2_normalize, mean_pool, read_safetensors, write_safetensors};
+use super::bert::{Scratch, l2_normalize, mean_pool, read_safetensors, write_safetensors};
 use super::local::LocalEmbedder;
 use super::wordpiece::WordPiece;
 use super::{EmbedError, Embedder};
@@ -68,8 +68,9 @@ pub fn distill_table(model: &LocalEmbedder) -> Vec<f32> {
             .map(|part| {
                 s.spawn(move || {
                     let mut out = Vec::with_capacity(part.len());
+                    let mut scratch = Scratch::default();
                     for batch in part.chunks(256) {
-                        out.extend(model.bert().encode(batch, mean_pool));
+                        out.extend(model.bert().encode_with(batch, &mut scratch, mean_pool));
                     }
                     out
                 })

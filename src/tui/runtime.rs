@@ -313,8 +313,9 @@ struct App {
     /// When to start the judges' measure asked for (`chosen::DEBOUNCE`
     /// after the ask; the snapshot is taken then).
     judges_due: Option<Instant>,
-    /// The judges' embedder, loaded by the first measure and kept (with
-    /// the vectors it computed) for the next ones.
+    /// The judges' small model, built by the first measure and kept (with
+    /// the vectors it computed) for the next ones; its embedder's weights
+    /// are released between measures (`ProjectEncoder::release`).
     judges_model: JudgesModel,
     /// The lean snapshot the running jobs share (`app::snapshot`), while
     /// any holds it: jobs asked for at the same state read one copy.
@@ -834,6 +835,12 @@ impl App {
                 crate::app::judges::measure_for_review(&input, &job.config, &prompts, enc, &linear)
                     .map(|(review, record)| Box::new(super::chosen::Measured { review, record }))
                     .map_err(|e| format!("{e:#}"));
+            // Idle until the next measure: the weights go (the next one
+            // loads them again in ~0.1 s, or shares the copy a running job
+            // holds); the vectors computed stay.
+            if let Ok(Some(e)) = r.as_ref().map(|c| c.encoder.as_ref()) {
+                e.release();
+            }
             let _ = tx.send(Msg::JudgesMeasured(m));
         });
     }
