@@ -309,8 +309,15 @@ pub struct EmbeddingJudges {
     classes: Vec<String>,
     x: Dense,
     labels: Vec<usize>,
-    ids: Vec<SampleId>,
+    /// `(id, row)` of every training row, sorted ([`Self::row_of`]).
+    by_id: Vec<(SampleId, usize)>,
     fit: CrossFit,
+}
+
+fn by_id(ids: &[SampleId]) -> Vec<(SampleId, usize)> {
+    let mut v: Vec<(SampleId, usize)> = ids.iter().copied().zip(0..).collect();
+    v.sort_unstable();
+    v
 }
 
 impl EmbeddingJudges {
@@ -327,7 +334,7 @@ impl EmbeddingJudges {
             classes: classes.to_vec(),
             x,
             labels: train.labels.clone(),
-            ids: train.ids.clone(),
+            by_id: by_id(&train.ids),
             fit,
         })
     }
@@ -348,7 +355,7 @@ impl EmbeddingJudges {
             classes: classes.to_vec(),
             x,
             labels,
-            ids,
+            by_id: by_id(&ids),
             fit,
         }
     }
@@ -367,18 +374,46 @@ impl EmbeddingJudges {
 
     /// The kNN vote for `q`, never counting training row `own`.
     pub fn knn(&self, q: &[f32], own: Option<usize>) -> Vec<f64> {
+        let mut top = TopK::default();
+        for r in 0..self.x.len() {
+            if Some(r) != own {
+                top.offer(crate::classify::dense::dot(q, self.x.row(r)), r);
+            }
+        }
+        self.vote(top.best())
+    }
+
+    /// [`Self::knn`] for every row of `q` (`own[i]`: the training row of
+    /// query `i`, never counted): the training rows are compared in blocks
+    /// that stay in cache while every query of `q` is compared with them.
+    pub fn knn_many(&self, q: &Dense, own: &[Option<usize>]) -> Vec<Vec<f64>> {
+        /// Training rows per block (384 floats each: ~200 KB).
+        const BLOCK: usize = 128;
+        let mut tops = vec![TopK::default(); q.len()];
+        let n = self.x.len();
+        for start in (0..n).step_by(BLOCK) {
+            let rows = start..(start + BLOCK).min(n);
+            for (i, top) in tops.iter_mut().enumerate() {
+                let qi = q.row(i);
+                let own = own.get(i).copied().flatten();
+                for r in rows.clone() {
+                    if Some(r) != own {
+                        top.offer(crate::classify::dense::dot(qi, self.x.row(r)), r);
+                    }
+                }
+            }
+        }
+        tops.iter().map(|t| self.vote(t.best())).collect()
+    }
+
+    /// The vote of the nearest rows `near` (most similar first).
+    fn vote(&self, near: &[(f32, usize)]) -> Vec<f64> {
         let k = self.classes.len();
-        let mut sims: Vec<(f32, usize)> = (0..self.x.len())
-            .filter(|&r| Some(r) != own)
-            .map(|r| (crate::classify::dense::dot(q, self.x.row(r)), r))
-            .collect();
-        sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        sims.truncate(KNN_K);
         let mut p = vec![0.0; k];
-        let Some(top) = sims.first().map(|s| f64::from(s.0)) else {
+        let Some(top) = near.first().map(|s| f64::from(s.0)) else {
             return vec![1.0 / k.max(1) as f64; k];
         };
-        for (s, r) in sims {
+        for &(s, r) in near {
             p[self.labels[r]] += ((f64::from(s) - top) / KNN_TEMPERATURE).exp();
         }
         let sum: f64 = p.iter().sum();
@@ -388,7 +423,62 @@ impl EmbeddingJudges {
 
     /// The training row of sample `id`, if it is one.
     pub fn row_of(&self, id: SampleId) -> Option<usize> {
-        (id != 0).then(|| self.ids.iter().position(|&i| i == id))?
+        if id == 0 {
+            return None;
+        }
+        // The first row of `id` (in `by_id`, sorted by id then row).
+        let i = self.by_id.partition_point(|&(j, _)| j < id);
+        self.by_id
+            .get(i)
+            .filter(|&&(j, _)| j == id)
+            .map(|&(_, r)| r)
+    }
+}
+
+/// The [`KNN_K`] most similar rows seen so far, most similar first (ties:
+/// the lower row first), without keeping every similarity: what sorting
+/// all of them by (similarity descending, row ascending) and keeping the
+/// first [`KNN_K`] gives, when rows are offered in ascending order.
+#[derive(Clone, Copy)]
+struct TopK {
+    near: [(f32, usize); KNN_K],
+    len: usize,
+}
+
+impl Default for TopK {
+    fn default() -> TopK {
+        TopK {
+            near: [(0.0, 0); KNN_K],
+            len: 0,
+        }
+    }
+}
+
+impl TopK {
+    /// Offer row `r` of similarity `s` (rows in ascending order: a row as
+    /// similar as one kept comes after it).
+    #[inline]
+    fn offer(&mut self, s: f32, r: usize) {
+        if self.len == KNN_K {
+            // As similar as the last kept or less: the last is first in
+            // the order (its row is lower).
+            if s.total_cmp(&self.near[KNN_K - 1].0).is_le() {
+                return;
+            }
+        } else {
+            self.len += 1;
+        }
+        // Shift the less similar ones down (the last one, when full, drops).
+        let mut i = self.len - 1;
+        while i > 0 && s.total_cmp(&self.near[i - 1].0).is_gt() {
+            self.near[i] = self.near[i - 1];
+            i -= 1;
+        }
+        self.near[i] = (s, r);
+    }
+
+    fn best(&self) -> &[(f32, usize)] {
+        &self.near[..self.len]
     }
 }
 
@@ -799,7 +889,7 @@ fn measure_trained(
             let judges = EmbeddingJudges::train(classes, train, enc, cfg)?;
             let q = crate::classify::small::encode_checked(enc, &set.texts)?;
             let small: Vec<Vec<f64>> = (0..q.len()).map(|i| judges.small(q.row(i), None)).collect();
-            let knn: Vec<Vec<f64>> = (0..q.len()).map(|i| judges.knn(q.row(i), None)).collect();
+            let knn = judges.knn_many(&q, &[]);
             for (name, probs) in [(SMALL, small), (KNN, knn)] {
                 out.push(Measured {
                     judge: name.into(),
@@ -1261,12 +1351,26 @@ fn opinions_with(
             }
             None => None,
         };
+        // The kNN votes of the chunk at once (its queries share each block
+        // of training rows).
+        let (owns, mut knn) = match (trained, &q) {
+            (Some((ej, _)), Some(q)) => {
+                let owns: Vec<Option<usize>> = chunk.iter().map(|s| ej.row_of(s.id)).collect();
+                let knn = if names.contains(&KNN) || names.contains(&ENSEMBLE) {
+                    ej.knn_many(q, &owns).into_iter().map(Some).collect()
+                } else {
+                    Vec::new()
+                };
+                (owns, knn)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
         for (i, s) in chunk.iter().enumerate() {
             let (sp, kp) = match (trained, &q) {
-                (Some((ej, _)), Some(q)) => {
-                    let own = ej.row_of(s.id);
-                    (Some(ej.small(q.row(i), own)), Some(ej.knn(q.row(i), own)))
-                }
+                (Some((ej, _)), Some(q)) => (
+                    Some(ej.small(q.row(i), owns[i])),
+                    knn.get_mut(i).and_then(Option::take),
+                ),
                 _ => (None, None),
             };
             out.ids.push(s.id);
@@ -1664,6 +1768,67 @@ mod tests {
                 (5, Some("B"), 0.3)
             ]
         );
+    }
+
+    /// The kNN vote as it was: every similarity collected and sorted
+    /// (similarity descending, row ascending), the first [`KNN_K`] kept.
+    fn knn_full_sort(ej: &EmbeddingJudges, q: &[f32], own: Option<usize>) -> Vec<f64> {
+        let k = ej.classes.len();
+        let mut sims: Vec<(f32, usize)> = (0..ej.x.len())
+            .filter(|&r| Some(r) != own)
+            .map(|r| (crate::classify::dense::dot(q, ej.x.row(r)), r))
+            .collect();
+        sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        sims.truncate(KNN_K);
+        let mut p = vec![0.0; k];
+        let Some(top) = sims.first().map(|s| f64::from(s.0)) else {
+            return vec![1.0 / k.max(1) as f64; k];
+        };
+        for (s, r) in sims {
+            p[ej.labels[r]] += ((f64::from(s) - top) / KNN_TEMPERATURE).exp();
+        }
+        let sum: f64 = p.iter().sum();
+        p.iter_mut().for_each(|v| *v /= sum.max(1e-12));
+        p
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        /// The kNN vote keeps the best [`KNN_K`] without sorting every
+        /// similarity, one query or a block at a time, and gives exactly
+        /// (bit for bit, ties to the lower row) what the full sort gave.
+        /// Small integer coordinates make ties common.
+        #[test]
+        fn knn_top_k_is_the_full_sort(
+            dim in 1usize..5,
+            train in proptest::collection::vec((proptest::collection::vec(-2i8..=2, 4), 0usize..3), 0..300),
+            queries in proptest::collection::vec((proptest::collection::vec(-2i8..=2, 4), proptest::option::of(0usize..300)), 1..20),
+        ) {
+            let classes: Vec<String> = (0..3).map(|i| format!("C{i}")).collect();
+            let mut x = Dense::new(dim);
+            for (v, _) in &train {
+                let row: Vec<f32> = v[..dim].iter().map(|&a| f32::from(a) * 0.5).collect();
+                x.push(&row);
+            }
+            let labels: Vec<usize> = train.iter().map(|t| t.1).collect();
+            let ids: Vec<SampleId> = (1..=train.len() as u64).collect();
+            let cfg = LinearConfig { max_iter: 3, calibration_folds: 0, ..LinearConfig::default() };
+            let ej = EmbeddingJudges::from_vectors(&classes, ids, labels, x, &cfg);
+            let mut q = Dense::new(dim);
+            let mut owns = Vec::new();
+            for (v, own) in &queries {
+                let row: Vec<f32> = v[..dim].iter().map(|&a| f32::from(a) * 0.5).collect();
+                q.push(&row);
+                owns.push(own.filter(|&o| o < train.len()));
+            }
+            let many = ej.knn_many(&q, &owns);
+            for i in 0..q.len() {
+                let want = knn_full_sort(&ej, q.row(i), owns[i]);
+                let bits = |p: &[f64]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(bits(&ej.knn(q.row(i), owns[i])), bits(&want));
+                proptest::prop_assert_eq!(bits(&many[i]), bits(&want));
+            }
+        }
     }
 
     #[test]
