@@ -493,9 +493,8 @@ fn run_mode(args: &Args, embedder: std::sync::Arc<dyn Embedder>) -> anyhow::Resu
             let mut s = seeds.clone();
             for g in &generated {
                 let agrees = ops
-                    .get(judge)
-                    .and_then(|m| m.get(&g.id))
-                    .is_some_and(|o| o.label.as_deref() == Some(g.label.as_str()));
+                    .get(judge, g.id)
+                    .is_some_and(|o| o.label == Some(g.label.as_str()));
                 if agrees {
                     s.push(&classes, g.id, g.text(), &g.label);
                 }

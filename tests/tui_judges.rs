@@ -80,7 +80,9 @@ fn measured(st: &State) -> Measured {
                 trusted: true,
                 why: "test".into(),
             },
-            opinions: [("knn".to_string(), ops)].into_iter().collect(),
+            opinions: straddle::app::judges::Opinions::from_maps(
+                [("knn".to_string(), ops)].into_iter().collect(),
+            ),
         },
         record: vec![JudgeScored {
             report,

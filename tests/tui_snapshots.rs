@@ -474,7 +474,7 @@ fn review_with_the_knn_judge_chosen() {
                 trusted: true,
                 why: "knn is the most accurate".into(),
             },
-            opinions,
+            opinions: straddle::app::judges::Opinions::from_maps(opinions),
         })),
     );
     insta::assert_snapshot!(draw(&st, 120, 40).backend());

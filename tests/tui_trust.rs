@@ -424,7 +424,7 @@ fn chosen(judge: &str, trusted: bool, says: &[(SampleId, &str, f64)]) -> Msg {
             trusted,
             why: format!("{judge} in the test"),
         },
-        opinions,
+        opinions: straddle::app::judges::Opinions::from_maps(opinions),
     }))
 }
 

@@ -62,6 +62,237 @@ pub struct Opinion {
     pub confidence: f64,
 }
 
+/// What a judge says about one example, borrowed from [`Opinions`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OpinionRef<'a> {
+    pub judge: &'a str,
+    /// `None`: no usable answer.
+    pub label: Option<&'a str>,
+    /// Confidence of `label`.
+    pub confidence: f64,
+}
+
+impl OpinionRef<'_> {
+    /// The owned [`Opinion`].
+    pub fn to_opinion(&self) -> Opinion {
+        Opinion {
+            judge: self.judge.into(),
+            label: self.label.map(Into::into),
+            confidence: self.confidence,
+        }
+    }
+}
+
+/// Every judge's opinions of the generated samples, kept as a table: the
+/// sample ids once (sorted), and per judge a label index and a confidence
+/// per sample, the labels named once. On a 200,000-sample project four
+/// judges take ~11 MB (a map of [`Opinion`]s per judge took ~80 MB).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Opinions {
+    /// Sample ids, ascending, unique.
+    ids: Vec<SampleId>,
+    /// Per judge, by name.
+    judges: Vec<JudgeColumn>,
+}
+
+/// One judge's column of [`Opinions`].
+#[derive(Debug, Clone, PartialEq)]
+struct JudgeColumn {
+    name: String,
+    /// Labels its opinions name, interned.
+    labels: Vec<String>,
+    /// Per sample (as `Opinions::ids`): an index into `labels`,
+    /// [`NO_OPINION`] or [`NO_LABEL`].
+    label: Vec<u32>,
+    confidence: Vec<f64>,
+}
+
+/// [`JudgeColumn::label`]: the judge gave no opinion about the sample.
+const NO_OPINION: u32 = u32::MAX;
+/// [`JudgeColumn::label`]: an opinion with no usable answer.
+const NO_LABEL: u32 = u32::MAX - 1;
+
+impl JudgeColumn {
+    fn new(name: &str, classes: &[String]) -> JudgeColumn {
+        JudgeColumn {
+            name: name.into(),
+            labels: classes.to_vec(),
+            label: Vec::new(),
+            confidence: Vec::new(),
+        }
+    }
+
+    /// Append an opinion (`None`: none) for the next sample.
+    fn push(&mut self, o: Option<(Option<&str>, f64)>) {
+        let (l, c) = match o {
+            None => (NO_OPINION, 0.0),
+            Some((None, c)) => (NO_LABEL, c),
+            Some((Some(l), c)) => (self.intern(l), c),
+        };
+        self.label.push(l);
+        self.confidence.push(c);
+    }
+
+    /// Append an opinion naming class `class` (an index into the classes
+    /// the column was made with).
+    fn push_class(&mut self, class: usize, confidence: f64) {
+        self.label.push(class as u32);
+        self.confidence.push(confidence);
+    }
+
+    fn intern(&mut self, l: &str) -> u32 {
+        match self.labels.iter().position(|n| n == l) {
+            Some(i) => i as u32,
+            None => {
+                self.labels.push(l.to_string());
+                (self.labels.len() - 1) as u32
+            }
+        }
+    }
+
+    fn at(&self, row: usize) -> Option<OpinionRef<'_>> {
+        let label = match self.label[row] {
+            NO_OPINION => return None,
+            NO_LABEL => None,
+            i => Some(self.labels[i as usize].as_str()),
+        };
+        Some(OpinionRef {
+            judge: &self.name,
+            label,
+            confidence: self.confidence[row],
+        })
+    }
+}
+
+/// One judge's opinions (from [`Opinions::judge`]).
+#[derive(Debug, Clone, Copy)]
+pub struct JudgeOpinions<'a> {
+    ids: &'a [SampleId],
+    column: &'a JudgeColumn,
+}
+
+impl<'a> JudgeOpinions<'a> {
+    /// Its opinion of sample `id`.
+    pub fn get(&self, id: SampleId) -> Option<OpinionRef<'a>> {
+        let row = self.ids.binary_search(&id).ok()?;
+        self.column.at(row)
+    }
+
+    /// Its opinions in sample id order.
+    pub fn iter(&self) -> impl Iterator<Item = (SampleId, OpinionRef<'a>)> + 'a {
+        let column = self.column;
+        self.ids
+            .iter()
+            .enumerate()
+            .filter_map(move |(row, &id)| column.at(row).map(|o| (id, o)))
+    }
+
+    /// How many samples it gave an opinion about.
+    pub fn len(&self) -> usize {
+        self.column
+            .label
+            .iter()
+            .filter(|&&l| l != NO_OPINION)
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Opinions {
+    /// The opinions of judge `name` (`None`: it was not asked).
+    pub fn judge(&self, name: &str) -> Option<JudgeOpinions<'_>> {
+        let column = self.judges.iter().find(|c| c.name == name)?;
+        Some(JudgeOpinions {
+            ids: &self.ids,
+            column,
+        })
+    }
+
+    /// What judge `name` says about sample `id`.
+    pub fn get(&self, name: &str, id: SampleId) -> Option<OpinionRef<'_>> {
+        self.judge(name)?.get(id)
+    }
+
+    /// The judges asked, by name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.judges.iter().map(|c| c.name.as_str())
+    }
+
+    /// Samples on which the judges that gave an opinion disagree.
+    pub fn disagreements(&self) -> std::collections::BTreeSet<SampleId> {
+        let mut out = std::collections::BTreeSet::new();
+        for (row, &id) in self.ids.iter().enumerate() {
+            let mut first: Option<&str> = None;
+            for c in &self.judges {
+                if let Some(Some(l)) = c.at(row).map(|o| o.label) {
+                    match first {
+                        None => first = Some(l),
+                        Some(f) if f != l => {
+                            out.insert(id);
+                            break;
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Put the rows in id order (built in another order, or with an id
+    /// twice: the last row of an id counts, as a map's insert would).
+    fn sort(&mut self) {
+        if self.ids.windows(2).all(|w| w[0] < w[1]) {
+            return;
+        }
+        let mut order: Vec<usize> = (0..self.ids.len()).collect();
+        order.sort_by_key(|&r| self.ids[r]);
+        // Keep the last row of each id (a stable sort keeps rows in order).
+        let mut keep: Vec<usize> = Vec::with_capacity(order.len());
+        for r in order {
+            match keep.last_mut() {
+                Some(last) if self.ids[*last] == self.ids[r] => *last = r,
+                _ => keep.push(r),
+            }
+        }
+        self.ids = keep.iter().map(|&r| self.ids[r]).collect();
+        for c in &mut self.judges {
+            c.label = keep.iter().map(|&r| c.label[r]).collect();
+            c.confidence = keep.iter().map(|&r| c.confidence[r]).collect();
+        }
+    }
+}
+
+impl From<BTreeMap<String, BTreeMap<SampleId, Opinion>>> for Opinions {
+    fn from(maps: BTreeMap<String, BTreeMap<SampleId, Opinion>>) -> Opinions {
+        Opinions::from_maps(maps)
+    }
+}
+
+impl Opinions {
+    /// The table of a map of opinions per judge (each judge's opinions by
+    /// sample id; the judge named by the key).
+    pub fn from_maps(maps: BTreeMap<String, BTreeMap<SampleId, Opinion>>) -> Opinions {
+        let ids: std::collections::BTreeSet<SampleId> =
+            maps.values().flat_map(|m| m.keys().copied()).collect();
+        let ids: Vec<SampleId> = ids.into_iter().collect();
+        let judges = maps
+            .iter()
+            .map(|(name, m)| {
+                let mut c = JudgeColumn::new(name, &[]);
+                for id in &ids {
+                    c.push(m.get(id).map(|o| (o.label.as_deref(), o.confidence)));
+                }
+                c
+            })
+            .collect();
+        Opinions { ids, judges }
+    }
+}
+
 /// One judge's line in the comparison: its report (with answers) or why
 /// it could not be measured.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,8 +309,15 @@ pub struct EmbeddingJudges {
     classes: Vec<String>,
     x: Dense,
     labels: Vec<usize>,
-    ids: Vec<SampleId>,
+    /// `(id, row)` of every training row, sorted ([`Self::row_of`]).
+    by_id: Vec<(SampleId, usize)>,
     fit: CrossFit,
+}
+
+fn by_id(ids: &[SampleId]) -> Vec<(SampleId, usize)> {
+    let mut v: Vec<(SampleId, usize)> = ids.iter().copied().zip(0..).collect();
+    v.sort_unstable();
+    v
 }
 
 impl EmbeddingJudges {
@@ -96,7 +334,7 @@ impl EmbeddingJudges {
             classes: classes.to_vec(),
             x,
             labels: train.labels.clone(),
-            ids: train.ids.clone(),
+            by_id: by_id(&train.ids),
             fit,
         })
     }
@@ -117,7 +355,7 @@ impl EmbeddingJudges {
             classes: classes.to_vec(),
             x,
             labels,
-            ids,
+            by_id: by_id(&ids),
             fit,
         }
     }
@@ -136,18 +374,46 @@ impl EmbeddingJudges {
 
     /// The kNN vote for `q`, never counting training row `own`.
     pub fn knn(&self, q: &[f32], own: Option<usize>) -> Vec<f64> {
+        let mut top = TopK::default();
+        for r in 0..self.x.len() {
+            if Some(r) != own {
+                top.offer(crate::classify::dense::dot(q, self.x.row(r)), r);
+            }
+        }
+        self.vote(top.best())
+    }
+
+    /// [`Self::knn`] for every row of `q` (`own[i]`: the training row of
+    /// query `i`, never counted): the training rows are compared in blocks
+    /// that stay in cache while every query of `q` is compared with them.
+    pub fn knn_many(&self, q: &Dense, own: &[Option<usize>]) -> Vec<Vec<f64>> {
+        /// Training rows per block (384 floats each: ~200 KB).
+        const BLOCK: usize = 128;
+        let mut tops = vec![TopK::default(); q.len()];
+        let n = self.x.len();
+        for start in (0..n).step_by(BLOCK) {
+            let rows = start..(start + BLOCK).min(n);
+            for (i, top) in tops.iter_mut().enumerate() {
+                let qi = q.row(i);
+                let own = own.get(i).copied().flatten();
+                for r in rows.clone() {
+                    if Some(r) != own {
+                        top.offer(crate::classify::dense::dot(qi, self.x.row(r)), r);
+                    }
+                }
+            }
+        }
+        tops.iter().map(|t| self.vote(t.best())).collect()
+    }
+
+    /// The vote of the nearest rows `near` (most similar first).
+    fn vote(&self, near: &[(f32, usize)]) -> Vec<f64> {
         let k = self.classes.len();
-        let mut sims: Vec<(f32, usize)> = (0..self.x.len())
-            .filter(|&r| Some(r) != own)
-            .map(|r| (crate::classify::dense::dot(q, self.x.row(r)), r))
-            .collect();
-        sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-        sims.truncate(KNN_K);
         let mut p = vec![0.0; k];
-        let Some(top) = sims.first().map(|s| f64::from(s.0)) else {
+        let Some(top) = near.first().map(|s| f64::from(s.0)) else {
             return vec![1.0 / k.max(1) as f64; k];
         };
-        for (s, r) in sims {
+        for &(s, r) in near {
             p[self.labels[r]] += ((f64::from(s) - top) / KNN_TEMPERATURE).exp();
         }
         let sum: f64 = p.iter().sum();
@@ -157,7 +423,62 @@ impl EmbeddingJudges {
 
     /// The training row of sample `id`, if it is one.
     pub fn row_of(&self, id: SampleId) -> Option<usize> {
-        (id != 0).then(|| self.ids.iter().position(|&i| i == id))?
+        if id == 0 {
+            return None;
+        }
+        // The first row of `id` (in `by_id`, sorted by id then row).
+        let i = self.by_id.partition_point(|&(j, _)| j < id);
+        self.by_id
+            .get(i)
+            .filter(|&&(j, _)| j == id)
+            .map(|&(_, r)| r)
+    }
+}
+
+/// The [`KNN_K`] most similar rows seen so far, most similar first (ties:
+/// the lower row first), without keeping every similarity: what sorting
+/// all of them by (similarity descending, row ascending) and keeping the
+/// first [`KNN_K`] gives, when rows are offered in ascending order.
+#[derive(Clone, Copy)]
+struct TopK {
+    near: [(f32, usize); KNN_K],
+    len: usize,
+}
+
+impl Default for TopK {
+    fn default() -> TopK {
+        TopK {
+            near: [(0.0, 0); KNN_K],
+            len: 0,
+        }
+    }
+}
+
+impl TopK {
+    /// Offer row `r` of similarity `s` (rows in ascending order: a row as
+    /// similar as one kept comes after it).
+    #[inline]
+    fn offer(&mut self, s: f32, r: usize) {
+        if self.len == KNN_K {
+            // As similar as the last kept or less: the last is first in
+            // the order (its row is lower).
+            if s.total_cmp(&self.near[KNN_K - 1].0).is_le() {
+                return;
+            }
+        } else {
+            self.len += 1;
+        }
+        // Shift the less similar ones down (the last one, when full, drops).
+        let mut i = self.len - 1;
+        while i > 0 && s.total_cmp(&self.near[i - 1].0).is_gt() {
+            self.near[i] = self.near[i - 1];
+            i -= 1;
+        }
+        self.near[i] = (s, r);
+    }
+
+    fn best(&self) -> &[(f32, usize)] {
+        &self.near[..self.len]
     }
 }
 
@@ -462,14 +783,6 @@ impl RelabelRow {
             probs: probs.into(),
         }
     }
-
-    fn opinion(&self) -> Opinion {
-        Opinion {
-            judge: RELABEL.into(),
-            label: self.label.as_deref().map(Into::into),
-            confidence: self.confidence,
-        }
-    }
 }
 
 impl JudgeInput {
@@ -576,7 +889,7 @@ fn measure_trained(
             let judges = EmbeddingJudges::train(classes, train, enc, cfg)?;
             let q = crate::classify::small::encode_checked(enc, &set.texts)?;
             let small: Vec<Vec<f64>> = (0..q.len()).map(|i| judges.small(q.row(i), None)).collect();
-            let knn: Vec<Vec<f64>> = (0..q.len()).map(|i| judges.knn(q.row(i), None)).collect();
+            let knn = judges.knn_many(&q, &[]);
             for (name, probs) in [(SMALL, small), (KNN, knn)] {
                 out.push(Measured {
                     judge: name.into(),
@@ -818,25 +1131,13 @@ pub fn relabel_fingerprint(project: &crate::store::Project) -> anyhow::Result<St
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReviewJudges {
     pub choice: Choice,
-    pub opinions: BTreeMap<String, BTreeMap<SampleId, Opinion>>,
+    pub opinions: Opinions,
 }
 
 impl ReviewJudges {
     /// Samples on which the judges that gave an opinion disagree.
     pub fn disagreements(&self) -> std::collections::BTreeSet<SampleId> {
-        let mut labels: BTreeMap<SampleId, std::collections::BTreeSet<&str>> = BTreeMap::new();
-        for m in self.opinions.values() {
-            for (id, o) in m {
-                if let Some(l) = &o.label {
-                    labels.entry(*id).or_default().insert(l);
-                }
-            }
-        }
-        labels
-            .into_iter()
-            .filter(|(_, l)| l.len() > 1)
-            .map(|(id, _)| id)
-            .collect()
+        self.opinions.disagreements()
     }
 }
 
@@ -961,19 +1262,17 @@ pub fn relabel_opinion(s: &SampleState) -> Option<Opinion> {
     })
 }
 
-fn opinion_from(judge: &str, classes: &[String], p: &[f64]) -> Opinion {
+/// Append the opinion probabilities `p` stand for (argmax and its
+/// probability; empty: no usable answer) to `column`.
+fn push_probs(column: &mut JudgeColumn, classes: &[String], p: &[f64]) {
     if p.is_empty() {
-        return Opinion {
-            judge: judge.into(),
-            label: None,
-            confidence: 0.0,
-        };
+        return column.push(Some((None, 0.0)));
     }
     let i = argmax(p);
-    Opinion {
-        judge: judge.into(),
-        label: classes.get(i).cloned(),
-        confidence: p[i],
+    if i < classes.len() {
+        column.push_class(i, p[i]);
+    } else {
+        column.push(Some((None, p[i])));
     }
 }
 
@@ -981,7 +1280,7 @@ fn opinion_from(judge: &str, classes: &[String], p: &[f64]) -> Opinion {
 /// (any of [`ORDER`]); `reports` the recorded held-out reports (ensemble
 /// weights). The embedding judges are trained on seeds + accepted; an
 /// accepted sample is judged out of fold (small) or without itself (knn).
-/// Samples without an opinion of a judge are missing from its map.
+/// Samples without an opinion of a judge have none in its column.
 pub fn opinions(
     state: &ProjectState,
     classes: &[String],
@@ -989,7 +1288,7 @@ pub fn opinions(
     reports: &[Measured],
     encoder: Option<&dyn TextEncoder>,
     cfg: &LinearConfig,
-) -> anyhow::Result<BTreeMap<String, BTreeMap<SampleId, Opinion>>> {
+) -> anyhow::Result<Opinions> {
     let needs_emb = judges.iter().any(|j| *j != RELABEL);
     let input = JudgeInput::from_state(state, classes, true);
     let trained = match encoder {
@@ -1019,8 +1318,7 @@ fn opinions_with(
     judges: &[&str],
     reports: &[Measured],
     trained: Option<(&EmbeddingJudges, &dyn TextEncoder)>,
-) -> anyhow::Result<BTreeMap<String, BTreeMap<SampleId, Opinion>>> {
-    let mut out: BTreeMap<String, BTreeMap<SampleId, Opinion>> = BTreeMap::new();
+) -> anyhow::Result<Opinions> {
     let classes = input.classes.as_slice();
     let needs_emb = judges.iter().any(|j| *j != RELABEL);
     let k = classes.len();
@@ -1031,8 +1329,18 @@ fn opinions_with(
             .and_then(|m| m.scored.as_ref())
             .map_or(0.0, |r| ensemble_weight(r.report.accuracy, r.report.chance))
     };
-    let mut maps: Vec<BTreeMap<SampleId, Opinion>> =
-        judges.iter().map(|_| BTreeMap::new()).collect();
+    // One column per judge named, by name.
+    let mut names: Vec<&str> = judges.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    let mut out = Opinions {
+        ids: Vec::with_capacity(input.generated.len()),
+        judges: names.iter().map(|j| JudgeColumn::new(j, classes)).collect(),
+    };
+    for c in &mut out.judges {
+        c.label.reserve_exact(input.generated.len());
+        c.confidence.reserve_exact(input.generated.len());
+    }
     let trained = trained.filter(|_| needs_emb);
     for chunk in input.generated.chunks(OPINION_CHUNK) {
         // The chunk's vectors, dropped before the next chunk's.
@@ -1043,19 +1351,40 @@ fn opinions_with(
             }
             None => None,
         };
+        // The kNN votes of the chunk at once (its queries share each block
+        // of training rows).
+        let (owns, mut knn) = match (trained, &q) {
+            (Some((ej, _)), Some(q)) => {
+                let owns: Vec<Option<usize>> = chunk.iter().map(|s| ej.row_of(s.id)).collect();
+                let knn = if names.contains(&KNN) || names.contains(&ENSEMBLE) {
+                    ej.knn_many(q, &owns).into_iter().map(Some).collect()
+                } else {
+                    Vec::new()
+                };
+                (owns, knn)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
         for (i, s) in chunk.iter().enumerate() {
             let (sp, kp) = match (trained, &q) {
-                (Some((ej, _)), Some(q)) => {
-                    let own = ej.row_of(s.id);
-                    (Some(ej.small(q.row(i), own)), Some(ej.knn(q.row(i), own)))
-                }
+                (Some((ej, _)), Some(q)) => (
+                    Some(ej.small(q.row(i), owns[i])),
+                    knn.get_mut(i).and_then(Option::take),
+                ),
                 _ => (None, None),
             };
-            for (&j, map) in judges.iter().zip(&mut maps) {
-                let o = match j {
-                    RELABEL => s.relabel.as_ref().map(RelabelRow::opinion),
-                    SMALL => sp.as_ref().map(|p| opinion_from(j, classes, p)),
-                    KNN => kp.as_ref().map(|p| opinion_from(j, classes, p)),
+            out.ids.push(s.id);
+            for (&j, column) in names.iter().zip(&mut out.judges) {
+                match j {
+                    RELABEL => column.push(
+                        s.relabel
+                            .as_ref()
+                            .map(|r| (r.label.as_deref(), r.confidence)),
+                    ),
+                    SMALL | KNN => match if j == SMALL { &sp } else { &kp } {
+                        Some(p) => push_probs(column, classes, p),
+                        None => column.push(None),
+                    },
                     ENSEMBLE => {
                         let rp: &[f64] = s.relabel.as_ref().map_or(&[], |r| &r.probs);
                         let mut parts: Vec<(&[f64], f64)> = vec![(rp, weight(RELABEL))];
@@ -1066,19 +1395,18 @@ fn opinions_with(
                             parts.push((p.as_slice(), weight(KNN)));
                         }
                         let p = combine(&parts, k);
-                        (!p.is_empty()).then(|| opinion_from(ENSEMBLE, classes, &p))
+                        if p.is_empty() {
+                            column.push(None);
+                        } else {
+                            push_probs(column, classes, &p);
+                        }
                     }
-                    _ => None,
-                };
-                if let Some(o) = o {
-                    map.insert(s.id, o);
+                    _ => column.push(None),
                 }
             }
         }
     }
-    for (&j, map) in judges.iter().zip(maps) {
-        out.entry(j.to_string()).or_default().extend(map);
-    }
+    out.sort();
     Ok(out)
 }
 
@@ -1354,6 +1682,153 @@ mod tests {
             assert_eq!(cut.labels[k], set.labels[i]);
         }
         assert_eq!(at_most(set.clone(), 100), cut, "the same sample every time");
+    }
+
+    /// The table answers what the maps it was made of say: each judge's
+    /// opinions in id order, by id, and the samples the judges disagree
+    /// on; rows built out of order are sorted, the last of an id kept.
+    #[test]
+    fn the_opinion_table_answers_as_the_maps_did() {
+        let mut maps: BTreeMap<String, BTreeMap<SampleId, Opinion>> = BTreeMap::new();
+        let labels = [None, Some("A"), Some("B"), Some("C")];
+        for (j, judge) in ["knn", "relabel", "small"].iter().enumerate() {
+            let m = maps.entry(judge.to_string()).or_default();
+            for id in 1..60u64 {
+                if (id + j as u64) % 7 == 0 {
+                    continue;
+                }
+                let l = labels[((id * (j as u64 + 2)) % 4) as usize];
+                m.insert(
+                    id * 3,
+                    Opinion {
+                        judge: judge.to_string(),
+                        label: l.map(Into::into),
+                        confidence: id as f64 / 64.0,
+                    },
+                );
+            }
+        }
+        maps.insert("ensemble".into(), BTreeMap::new());
+        let t = Opinions::from_maps(maps.clone());
+        assert_eq!(
+            t.names().collect::<Vec<_>>(),
+            maps.keys().map(String::as_str).collect::<Vec<_>>()
+        );
+        for (judge, m) in &maps {
+            let col = t.judge(judge).expect("every judge has a column");
+            assert_eq!(col.len(), m.len());
+            let got: Vec<(SampleId, Opinion)> =
+                col.iter().map(|(id, o)| (id, o.to_opinion())).collect();
+            let want: Vec<(SampleId, Opinion)> = m.iter().map(|(id, o)| (*id, o.clone())).collect();
+            assert_eq!(got, want);
+            for id in 0..200 {
+                assert_eq!(
+                    t.get(judge, id).map(|o| o.to_opinion()),
+                    m.get(&id).cloned()
+                );
+            }
+        }
+        assert!(t.judge("nobody").is_none());
+        // Disagreements as the maps gave them.
+        let mut by_id: BTreeMap<SampleId, std::collections::BTreeSet<&str>> = BTreeMap::new();
+        for m in maps.values() {
+            for (id, o) in m {
+                if let Some(l) = &o.label {
+                    by_id.entry(*id).or_default().insert(l);
+                }
+            }
+        }
+        let want: std::collections::BTreeSet<SampleId> = by_id
+            .into_iter()
+            .filter(|(_, l)| l.len() > 1)
+            .map(|(id, _)| id)
+            .collect();
+        assert!(!want.is_empty());
+        assert_eq!(t.disagreements(), want);
+        // Rows out of order, one id twice: sorted, the last row kept.
+        let mut u = Opinions {
+            ids: vec![5, 2, 5, 1],
+            judges: vec![JudgeColumn::new("knn", &["A".into(), "B".into()])],
+        };
+        for (c, conf) in [(0, 0.1), (1, 0.2), (1, 0.3), (0, 0.4)] {
+            u.judges[0].push_class(c, conf);
+        }
+        u.sort();
+        let got: Vec<(SampleId, Option<&str>, f64)> = u
+            .judge("knn")
+            .unwrap()
+            .iter()
+            .map(|(id, o)| (id, o.label, o.confidence))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, Some("A"), 0.4),
+                (2, Some("B"), 0.2),
+                (5, Some("B"), 0.3)
+            ]
+        );
+    }
+
+    /// The kNN vote as it was: every similarity collected and sorted
+    /// (similarity descending, row ascending), the first [`KNN_K`] kept.
+    fn knn_full_sort(ej: &EmbeddingJudges, q: &[f32], own: Option<usize>) -> Vec<f64> {
+        let k = ej.classes.len();
+        let mut sims: Vec<(f32, usize)> = (0..ej.x.len())
+            .filter(|&r| Some(r) != own)
+            .map(|r| (crate::classify::dense::dot(q, ej.x.row(r)), r))
+            .collect();
+        sims.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        sims.truncate(KNN_K);
+        let mut p = vec![0.0; k];
+        let Some(top) = sims.first().map(|s| f64::from(s.0)) else {
+            return vec![1.0 / k.max(1) as f64; k];
+        };
+        for (s, r) in sims {
+            p[ej.labels[r]] += ((f64::from(s) - top) / KNN_TEMPERATURE).exp();
+        }
+        let sum: f64 = p.iter().sum();
+        p.iter_mut().for_each(|v| *v /= sum.max(1e-12));
+        p
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(64))]
+        /// The kNN vote keeps the best [`KNN_K`] without sorting every
+        /// similarity, one query or a block at a time, and gives exactly
+        /// (bit for bit, ties to the lower row) what the full sort gave.
+        /// Small integer coordinates make ties common.
+        #[test]
+        fn knn_top_k_is_the_full_sort(
+            dim in 1usize..5,
+            train in proptest::collection::vec((proptest::collection::vec(-2i8..=2, 4), 0usize..3), 0..300),
+            queries in proptest::collection::vec((proptest::collection::vec(-2i8..=2, 4), proptest::option::of(0usize..300)), 1..20),
+        ) {
+            let classes: Vec<String> = (0..3).map(|i| format!("C{i}")).collect();
+            let mut x = Dense::new(dim);
+            for (v, _) in &train {
+                let row: Vec<f32> = v[..dim].iter().map(|&a| f32::from(a) * 0.5).collect();
+                x.push(&row);
+            }
+            let labels: Vec<usize> = train.iter().map(|t| t.1).collect();
+            let ids: Vec<SampleId> = (1..=train.len() as u64).collect();
+            let cfg = LinearConfig { max_iter: 3, calibration_folds: 0, ..LinearConfig::default() };
+            let ej = EmbeddingJudges::from_vectors(&classes, ids, labels, x, &cfg);
+            let mut q = Dense::new(dim);
+            let mut owns = Vec::new();
+            for (v, own) in &queries {
+                let row: Vec<f32> = v[..dim].iter().map(|&a| f32::from(a) * 0.5).collect();
+                q.push(&row);
+                owns.push(own.filter(|&o| o < train.len()));
+            }
+            let many = ej.knn_many(&q, &owns);
+            for i in 0..q.len() {
+                let want = knn_full_sort(&ej, q.row(i), owns[i]);
+                let bits = |p: &[f64]| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                proptest::prop_assert_eq!(bits(&ej.knn(q.row(i), owns[i])), bits(&want));
+                proptest::prop_assert_eq!(bits(&many[i]), bits(&want));
+            }
+        }
     }
 
     #[test]

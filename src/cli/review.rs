@@ -46,7 +46,7 @@ pub enum RuleJudge {
     Relabel,
     Other {
         name: String,
-        opinions: std::collections::BTreeMap<crate::domain::SampleId, judges::Opinion>,
+        opinions: judges::Opinions,
     },
 }
 
@@ -56,11 +56,13 @@ impl RuleJudge {
     pub fn says(&self, s: &crate::domain::SampleState) -> Option<rules::JudgeSays<'_>> {
         match self {
             RuleJudge::Relabel => None,
-            RuleJudge::Other { name, opinions } => opinions.get(&s.id).map(|o| rules::JudgeSays {
-                judge: name,
-                label: o.label.as_deref(),
-                confidence: o.confidence,
-            }),
+            RuleJudge::Other { name, opinions } => {
+                opinions.get(name, s.id).map(|o| rules::JudgeSays {
+                    judge: name,
+                    label: o.label,
+                    confidence: o.confidence,
+                })
+            }
         }
     }
 
@@ -160,7 +162,7 @@ pub fn rule_judge_gated(
         .encoder
         .as_ref()
         .map(|e| e as &dyn crate::classify::TextEncoder);
-    let mut ops = judges::opinions(
+    let opinions = judges::opinions(
         project.state(),
         &project.class_names(),
         &[name.as_str()],
@@ -168,7 +170,6 @@ pub fn rule_judge_gated(
         enc,
         &linear,
     )?;
-    let opinions = ops.remove(&name).unwrap_or_default();
     Ok((RuleJudge::Other { name, opinions }, gate))
 }
 

@@ -50,10 +50,10 @@ pub fn says<'a>(st: &'a State, s: &'a SampleState) -> Option<Says<'a>> {
     if name != RELABEL
         && let Some(j) = &st.judges
     {
-        let o = j.opinions.get(name)?.get(&s.id)?;
+        let o = j.opinions.get(name, s.id)?;
         return Some(Says {
             judge: name,
-            label: o.label.as_deref(),
+            label: o.label,
             confidence: o.confidence,
         });
     }
@@ -133,9 +133,9 @@ pub fn view(st: &State) -> super::queue::JudgeView {
     let mut v = super::queue::JudgeView::new(name);
     // What `says` reads for each generated sample, walked once in id order.
     if name != RELABEL
-        && let Some(m) = st.judges.as_ref().and_then(|j| j.opinions.get(name))
+        && let Some(m) = st.judges.as_ref().and_then(|j| j.opinions.judge(name))
     {
-        v.set_all(m.iter().map(|(id, o)| (*id, o.label.as_deref())));
+        v.set_all(m.iter().map(|(id, o)| (id, o.label)));
     }
     v
 }

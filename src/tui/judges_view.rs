@@ -27,10 +27,10 @@ pub fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
     let chosen = j.choice.judge.as_deref();
     let mut spans = vec![Span::styled("judges:", t.muted())];
     for name in crate::app::judges::ORDER {
-        let Some(o) = j.opinions.get(name).and_then(|m| m.get(&s.id)) else {
+        let Some(o) = j.opinions.get(name, s.id) else {
             continue;
         };
-        let agrees = o.label.as_deref() == Some(s.label.as_str());
+        let agrees = o.label == Some(s.label.as_str());
         let style = if !j.choice.trusted {
             t.muted()
         } else if agrees {
@@ -41,7 +41,7 @@ pub fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
         let mark = if chosen == Some(name) { "*" } else { "" };
         spans.push(Span::raw(format!(" {mark}{name} ")));
         spans.push(Span::styled(
-            format!("{} {:.2}", o.label.as_deref().unwrap_or("–"), o.confidence),
+            format!("{} {:.2}", o.label.unwrap_or("–"), o.confidence),
             style,
         ));
     }
