@@ -91,6 +91,61 @@ pub fn heldout_set(state: &ProjectState, classes: &[String]) -> LabelledSet {
     )
 }
 
+/// Training examples the small models learn from at most: the judges'
+/// measure (`app::judges`), the review signals and the model's doubt
+/// ([`super::signals`], [`super::doubt`]), an S3 round's scoring and the
+/// data gate before export ([`super::evaluate`]). Past this, an evenly
+/// spaced sample of each class in its share ([`sample_rows`]): on a
+/// 200,000-sample project with 116,000 accepted examples the whole set
+/// is ~180 MB of sentence vectors and a fit over all of it; the models
+/// are measured on the held-out examples as trained, so their scores say
+/// what the cap costs.
+pub const MAX_TRAIN: usize = 10_000;
+
+/// The rows (indices into `labels`, ascending) of an evenly spaced sample
+/// of each class in its share, about `max` in all (each class rounds up,
+/// and keeps at least one row); every row when there are at most `max`.
+/// The same every time.
+pub fn sample_rows(labels: &[usize], max: usize) -> Vec<usize> {
+    let n = labels.len();
+    if n <= max {
+        return (0..n).collect();
+    }
+    let mut by_class: std::collections::BTreeMap<usize, Vec<usize>> = Default::default();
+    for (i, &l) in labels.iter().enumerate() {
+        by_class.entry(l).or_default().push(i);
+    }
+    let mut keep: Vec<usize> = Vec::with_capacity(max + by_class.len());
+    for rows in by_class.values() {
+        let quota = (rows.len() * max).div_ceil(n).clamp(1, rows.len());
+        keep.extend((0..quota).map(|j| rows[j * rows.len() / quota]));
+    }
+    keep.sort_unstable();
+    keep
+}
+
+/// `set` when it has at most `max` examples, else the examples of
+/// [`sample_rows`] (ids in order; the same every time).
+pub fn at_most(set: LabelledSet, max: usize) -> LabelledSet {
+    if set.len() <= max {
+        return set;
+    }
+    let keep = sample_rows(&set.labels, max);
+    let mut out = LabelledSet {
+        unknown: set.unknown,
+        ..LabelledSet::default()
+    };
+    let mut texts: Vec<Option<String>> = set.texts.into_iter().map(Some).collect();
+    for i in keep {
+        if let Some(id) = set.ids.get(i) {
+            out.ids.push(*id);
+        }
+        out.texts.push(texts[i].take().unwrap_or_default());
+        out.labels.push(set.labels[i]);
+    }
+    out
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
