@@ -40,7 +40,9 @@ pub mod small;
 pub mod toy;
 
 pub use bootstrap::{Comparison, Interval, Verdict};
-pub use data::{LabelledSet, heldout_set, review_pool, training_set};
+pub use data::{
+    LabelledSet, MAX_TRAIN, capped_training_set, heldout_set, review_pool, training_set,
+};
 pub use dense::Dense;
 pub use evaluate::{
     Evaluation, Mistake, evaluate, evaluate_project, evaluate_project_with, evaluate_with,
