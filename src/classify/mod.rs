@@ -32,6 +32,7 @@ pub mod features;
 pub mod judge;
 pub mod linear;
 pub mod model;
+pub mod pool;
 pub mod reliability;
 pub mod s3;
 pub mod scores;
@@ -54,7 +55,7 @@ pub use model::{Classifier, TrainConfig, argmax};
 pub use reliability::{Bucket, ece};
 pub use scores::score;
 pub use signals::{
-    AMBIGUOUS, HARD_TO_LEARN, LIKELY_MISLABEL, SignalConfig, Signals, signals, signals_for,
-    signals_for_vectors, signals_with,
+    AMBIGUOUS, HARD_TO_LEARN, LIKELY_MISLABEL, SignalConfig, Signals, signals, signals_and_doubt,
+    signals_for, signals_for_vectors, signals_with,
 };
 pub use small::{SmallModel, TextEncoder};
