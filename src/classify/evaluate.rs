@@ -198,7 +198,8 @@ impl Evaluation {
     /// The `eval --json` document:
     /// `{"model": "embedding"|"ngram",
     ///   "baseline": {accuracy, macro_f1, accuracy_ci: [lo, hi], macro_f1_ci,
-    ///   n_train, n_test}, "augmented": {…},
+    ///   n_train, n_test}, "augmented": {…, and `sampled_from` when it
+    ///   trained on a sample of that many examples},
     ///   "difference": {accuracy, accuracy_ci, macro_f1, macro_f1_ci,
     ///   verdict: "better"|"worse"|"unclear", too_small: null|"…"},
     ///   "confidence_level": 0.95, "chance": {uniform, majority},
@@ -244,10 +245,14 @@ impl Evaluation {
             bootstrap::Verdict::Unclear => "unclear",
         };
         let (uniform, majority) = self.chance();
+        let mut augmented = summary(a, &c.new);
+        if let Some(n) = self.sampled_from {
+            augmented["sampled_from"] = json!(n);
+        }
         json!({
             "model": self.model,
             "baseline": summary(&self.baseline, &c.old),
-            "augmented": summary(a, &c.new),
+            "augmented": augmented,
             "difference": {
                 "accuracy": c.accuracy_diff.estimate,
                 "accuracy_ci": [c.accuracy_diff.low, c.accuracy_diff.high],
