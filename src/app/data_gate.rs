@@ -6,6 +6,12 @@
 //! interval, export says so plainly, naming the classes that lost most,
 //! and `export --strict` refuses.
 //!
+//! Past `classify::data::MAX_TRAIN` seeds + accepted examples the
+//! augmented model trains on every seed and an evenly spaced sample of
+//! each class of the accepted examples (`classify::capped_training_set`),
+//! and the message says so: the gate's memory and time are bounded by the
+//! cap, not by the accepted set.
+//!
 //! Pure given the small model: the CLI (`export`) and the TUI's export
 //! dialog (in a job off the UI task) call [`check`].
 
@@ -68,12 +74,20 @@ impl DataGate {
     pub fn message(&self) -> String {
         let e = &self.evaluation;
         let c = &e.comparison;
+        let added = e.augmented.n_train.saturating_sub(e.baseline.n_train);
+        let accepted = match e.sampled_from {
+            Some(total) => format!(
+                "{added} accepted (an evenly spaced sample of {})",
+                total.saturating_sub(e.baseline.n_train)
+            ),
+            None => format!("{added} accepted"),
+        };
         let scores = format!(
-            "seeds only: accuracy {:.3}, macro-F1 {:.3}; seeds + {} accepted: accuracy {:.3}, \
+            "seeds only: accuracy {:.3}, macro-F1 {:.3}; seeds + {}: accuracy {:.3}, \
              macro-F1 {:.3} (difference {:+.3} [{:+.3}, {:+.3}], {} held-out examples, {} model)",
             e.baseline.accuracy,
             e.baseline.macro_f1,
-            e.augmented.n_train.saturating_sub(e.baseline.n_train),
+            accepted,
             e.augmented.accuracy,
             e.augmented.macro_f1,
             c.macro_f1_diff.estimate,
@@ -143,12 +157,16 @@ pub fn check(
     classes: &[String],
 ) -> anyhow::Result<Option<DataGate>> {
     let heldout = crate::classify::heldout_set(state, classes);
-    let seeds = crate::classify::training_set(state, classes, false);
-    let augmented = crate::classify::training_set(state, classes, true);
-    if heldout.is_empty() || augmented.len() == seeds.len() {
+    let accepted = state.generated().any(|s| {
+        s.status() == crate::domain::Status::Accepted
+            && classes
+                .iter()
+                .any(|c| c == s.effective_label(state.take_relabel))
+    });
+    if heldout.is_empty() || !accepted {
         return Ok(None);
     }
-    let evaluation = crate::classify::evaluate_with(model, classes, &seeds, &augmented, &heldout)?;
+    let evaluation = crate::classify::evaluate_project_with(model, state, classes, Some(heldout))?;
     let mut losers: Vec<(String, f64)> = classes
         .iter()
         .map(|c| {

@@ -679,47 +679,8 @@ fn scoring_set(all: &LabelledSet, relabel: Option<&JudgeScored>) -> LabelledSet 
     }
 }
 
-/// Training examples the embedding judges learn from at most (kNN keeps
-/// every training vector and compares each opinion with all of them: on
-/// a 200,000-sample project with 116,000 accepted examples that is
-/// ~180 MB of vectors and hours of comparisons). Past this, an evenly
-/// spaced sample of each class in its share; the judges are measured on
-/// the held-out examples as trained, so their reports say what this
-/// costs, and the fingerprint names the examples used.
-pub const MAX_TRAIN: usize = 10_000;
-
-/// `set` when it has at most `max` examples, else an evenly spaced
-/// sample of each class in its share (about `max`: each class rounds up;
-/// ids in order; the same every time).
-fn at_most(set: LabelledSet, max: usize) -> LabelledSet {
-    let n = set.len();
-    if n <= max {
-        return set;
-    }
-    let mut by_class: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, &l) in set.labels.iter().enumerate() {
-        by_class.entry(l).or_default().push(i);
-    }
-    let mut keep: Vec<usize> = Vec::with_capacity(max);
-    for rows in by_class.values() {
-        let quota = (rows.len() * max).div_ceil(n).clamp(1, rows.len());
-        keep.extend((0..quota).map(|j| rows[j * rows.len() / quota]));
-    }
-    keep.sort_unstable();
-    let mut out = LabelledSet {
-        unknown: set.unknown,
-        ..LabelledSet::default()
-    };
-    let mut texts: Vec<Option<String>> = set.texts.into_iter().map(Some).collect();
-    for i in keep {
-        if let Some(id) = set.ids.get(i) {
-            out.ids.push(*id);
-        }
-        out.texts.push(texts[i].take().unwrap_or_default());
-        out.labels.push(set.labels[i]);
-    }
-    out
-}
+pub use crate::classify::data::MAX_TRAIN;
+use crate::classify::data::at_most;
 
 /// What the judges read of a project, copied out of its state: the
 /// recorded reports, the held-out examples, the training set (seeds +

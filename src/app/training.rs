@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use crate::classify::doubt::{ModelDoubtConfig, project_doubt};
+use crate::classify::doubt::ModelDoubtConfig;
 use crate::classify::{
     self, Comparison, Mistake, SignalConfig, Signals, SmallModel, TrainConfig, Verdict,
 };
@@ -117,29 +117,22 @@ pub fn round(
 /// `model`. With the embedding model they also carry its doubt
 /// (`classify::doubt::project_doubt`): out-of-fold disagreement with the
 /// intended label, low calibrated confidence and disagreeing nearest
-/// neighbours, as reasons the review order weighs and shows.
+/// neighbours, as reasons the review order weighs and shows. The pool is
+/// encoded once for both, and the model trains on at most
+/// `classify::MAX_TRAIN` of its examples (see `classify::pool`).
 pub fn signals(
     model: &SmallModel<'_>,
     state: &ProjectState,
     names: &[String],
 ) -> Result<HashMap<SampleId, Signals>, String> {
-    let mut out = classify::signals_with(model, state, names, &SignalConfig::default())
-        .map_err(|e| format!("{e:#}"))?;
-    if let SmallModel::Embedding { encoder, cfg } = model {
-        let doubt = project_doubt(state, names, *encoder, cfg, &ModelDoubtConfig::default())
-            .map_err(|e| format!("{e:#}"))?;
-        for (id, d) in doubt {
-            if let Some(sig) = out.get_mut(&id) {
-                for r in &d.reasons {
-                    if !sig.reasons.contains(r) {
-                        sig.reasons.push(r);
-                    }
-                }
-                sig.model_doubt = Some(d);
-            }
-        }
-    }
-    Ok(out)
+    classify::signals_and_doubt(
+        model,
+        state,
+        names,
+        &SignalConfig::default(),
+        Some(&ModelDoubtConfig::default()),
+    )
+    .map_err(|e| format!("{e:#}"))
 }
 
 #[cfg(test)]

@@ -89,10 +89,21 @@ impl ModelDoubt {
 /// Indices of the `m` rows of `refs` nearest to `x.row(i)` by dot product
 /// (cosine for unit vectors), skipping `i` itself; nearest first.
 pub fn nearest(x: &Dense, i: usize, refs: &[usize], m: usize) -> Vec<usize> {
-    let q = x.row(i);
+    nearest_to(x.row(i), x, Some(i), refs, m)
+}
+
+/// Indices of the `m` rows of `refs` nearest to `q` by dot product,
+/// skipping row `skip`; nearest first.
+pub fn nearest_to(
+    q: &[f32],
+    x: &Dense,
+    skip: Option<usize>,
+    refs: &[usize],
+    m: usize,
+) -> Vec<usize> {
     let mut scored: Vec<(f32, usize)> = refs
         .iter()
-        .filter(|&&r| r != i)
+        .filter(|&&r| Some(r) != skip)
         .map(|&r| (dot(q, x.row(r)), r))
         .collect();
     let m = m.min(scored.len());
@@ -124,45 +135,57 @@ pub fn model_doubt(
     let k = oof.first().map_or(0, Vec::len);
     rows.iter()
         .map(|&i| {
-            let p = &oof[i];
-            let y = labels[i];
-            let pred = argmax(p);
-            let mut reasons = Vec::new();
-            if pred != y && p[pred] >= cfg.disagree_confidence {
-                reasons.push(MODEL_DISAGREES);
-            } else if p[y] < cfg.low_confidence {
-                reasons.push(LOW_MODEL_CONFIDENCE);
-            }
             let near = nearest(x, i, trusted, cfg.neighbours);
-            let (agreement, majority) = if near.is_empty() {
-                (None, None)
-            } else {
-                let mut votes = vec![0usize; k.max(y + 1)];
-                for &r in &near {
-                    if labels[r] < votes.len() {
-                        votes[labels[r]] += 1;
-                    }
-                }
-                let share = votes[y] as f64 / near.len() as f64;
-                let top = (0..votes.len())
-                    .max_by(|&a, &b| votes[a].cmp(&votes[b]).then(b.cmp(&a)))
-                    .unwrap_or(y);
-                (Some(share), Some(top))
-            };
-            if agreement.is_some_and(|a| a < cfg.neighbour_agreement) && majority != Some(y) {
-                reasons.push(NEIGHBOURS_DISAGREE);
-            }
-            ModelDoubt {
-                label_probability: p[y],
-                predicted: pred,
-                predicted_probability: p[pred],
-                neighbour_agreement: agreement,
-                neighbour_label: majority,
-                neighbours: near.len(),
-                reasons,
-            }
+            doubt_of(labels[i], &oof[i], &near, labels, k, cfg)
         })
         .collect()
+}
+
+/// The doubt about one example labelled `y` with calibrated out-of-fold
+/// probabilities `p`, whose nearest trusted examples are the rows `near`
+/// (labels in `labels`) of `k` classes.
+pub(crate) fn doubt_of(
+    y: usize,
+    p: &[f64],
+    near: &[usize],
+    labels: &[usize],
+    k: usize,
+    cfg: &ModelDoubtConfig,
+) -> ModelDoubt {
+    let pred = argmax(p);
+    let mut reasons = Vec::new();
+    if pred != y && p[pred] >= cfg.disagree_confidence {
+        reasons.push(MODEL_DISAGREES);
+    } else if p[y] < cfg.low_confidence {
+        reasons.push(LOW_MODEL_CONFIDENCE);
+    }
+    let (agreement, majority) = if near.is_empty() {
+        (None, None)
+    } else {
+        let mut votes = vec![0usize; k.max(y + 1)];
+        for &r in near {
+            if labels[r] < votes.len() {
+                votes[labels[r]] += 1;
+            }
+        }
+        let share = votes[y] as f64 / near.len() as f64;
+        let top = (0..votes.len())
+            .max_by(|&a, &b| votes[a].cmp(&votes[b]).then(b.cmp(&a)))
+            .unwrap_or(y);
+        (Some(share), Some(top))
+    };
+    if agreement.is_some_and(|a| a < cfg.neighbour_agreement) && majority != Some(y) {
+        reasons.push(NEIGHBOURS_DISAGREE);
+    }
+    ModelDoubt {
+        label_probability: p[y],
+        predicted: pred,
+        predicted_probability: p[pred],
+        neighbour_agreement: agreement,
+        neighbour_label: majority,
+        neighbours: near.len(),
+        reasons,
+    }
 }
 
 /// [`model_doubt`] for a project's review pool (seeds and generated
@@ -172,6 +195,10 @@ pub fn model_doubt(
 /// examples). What the review order folds in beside the relabel verdict;
 /// fails only when the encoder does. Without folds (a class with a single
 /// example) there is no out-of-fold opinion and only neighbours count.
+/// The model trains on at most [`super::MAX_TRAIN`] examples of the pool
+/// and the others are encoded a chunk at a time and scored by it (which
+/// never saw them), their neighbours looked up among the trusted examples
+/// of that sample: see [`super::pool`].
 pub fn project_doubt(
     state: &crate::domain::ProjectState,
     classes: &[String],
@@ -179,36 +206,14 @@ pub fn project_doubt(
     linear: &super::LinearConfig,
     cfg: &ModelDoubtConfig,
 ) -> anyhow::Result<std::collections::HashMap<crate::domain::SampleId, ModelDoubt>> {
-    use crate::domain::{Origin, Status};
-    let pool = super::data::review_pool(state, classes);
-    if pool.is_empty() {
-        return Ok(Default::default());
-    }
-    let x = super::small::encode_checked(encoder, &pool.texts)?;
-    let fit = super::fit_calibrated(classes, &x, &pool.labels, linear);
-    let k = classes.len().max(1);
-    let oof = fit
-        .oof_proba()
-        .unwrap_or_else(|| vec![vec![1.0 / k as f64; k]; pool.len()]);
-    let trusted: Vec<usize> = pool
+    let pool = super::pool::Pool::of(state, classes);
+    let rows = super::pool::vector_pool_capped(classes, &pool, encoder, linear, None, Some(cfg))?;
+    Ok(pool
         .ids
-        .iter()
-        .enumerate()
-        .filter(|(_, id)| {
-            state
-                .sample(**id)
-                .is_some_and(|s| s.origin == Origin::Seed || s.status() == Status::Accepted)
-        })
-        .map(|(i, _)| i)
-        .collect();
-    let rows: Vec<usize> = (0..pool.len()).collect();
-    let mut out = model_doubt(&x, &pool.labels, &oof, &rows, &trusted, cfg);
-    if fit.oof_proba().is_none() {
-        for d in &mut out {
-            d.reasons.retain(|r| *r == NEIGHBOURS_DISAGREE);
-        }
-    }
-    Ok(pool.ids.into_iter().zip(out).collect())
+        .into_iter()
+        .zip(rows)
+        .filter_map(|(id, row)| row.doubt.map(|d| (id, d)))
+        .collect())
 }
 
 #[cfg(test)]

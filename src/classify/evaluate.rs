@@ -27,6 +27,11 @@ pub struct Evaluation {
     /// (augmented − baseline).
     pub comparison: Comparison,
     pub mistakes: Vec<Mistake>,
+    /// When the augmented model trained on a sample (a project past
+    /// [`data::MAX_TRAIN`] seeds + accepted examples, see
+    /// [`data::capped_training_set`]): how many examples it was drawn from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sampled_from: Option<usize>,
 }
 
 /// Train one model and score it on `heldout`; returns its predictions too.
@@ -98,10 +103,26 @@ pub fn evaluate_with(
         augmented,
         comparison,
         mistakes,
+        sampled_from: None,
     })
 }
 
-/// [`evaluate`] on a project: seeds vs seeds + accepted generated examples,
+/// A project's seeds and its seeds + accepted examples, the latter capped
+/// at [`data::MAX_TRAIN`] ([`data::capped_training_set`]), and what the
+/// cap sampled from (`None` below it).
+fn project_sets(
+    state: &ProjectState,
+    classes: &[String],
+) -> (LabelledSet, LabelledSet, Option<usize>) {
+    let seeds = data::training_set(state, classes, false);
+    let (augmented, total) = data::capped_training_set(state, classes, data::MAX_TRAIN);
+    let sampled_from = (total > augmented.len()).then_some(total);
+    (seeds, augmented, sampled_from)
+}
+
+/// [`evaluate`] on a project: seeds vs seeds + accepted generated examples
+/// (at most [`data::MAX_TRAIN`] of them: every seed and an evenly spaced
+/// sample of the accepted ones, see [`data::capped_training_set`]),
 /// scored on `heldout` (default: the project's validation/test examples).
 pub fn evaluate_project(
     state: &ProjectState,
@@ -110,9 +131,11 @@ pub fn evaluate_project(
     cfg: &TrainConfig,
 ) -> Evaluation {
     let heldout = heldout.unwrap_or_else(|| data::heldout_set(state, classes));
-    let seeds = data::training_set(state, classes, false);
-    let augmented = data::training_set(state, classes, true);
-    evaluate(classes, &seeds, &augmented, &heldout, cfg)
+    let (seeds, augmented, sampled_from) = project_sets(state, classes);
+    Evaluation {
+        sampled_from,
+        ..evaluate(classes, &seeds, &augmented, &heldout, cfg)
+    }
 }
 
 /// [`evaluate_project`] with the given small model: what an S3 round
@@ -126,9 +149,11 @@ pub fn evaluate_project_with(
     heldout: Option<LabelledSet>,
 ) -> anyhow::Result<Evaluation> {
     let heldout = heldout.unwrap_or_else(|| data::heldout_set(state, classes));
-    let seeds = data::training_set(state, classes, false);
-    let augmented = data::training_set(state, classes, true);
-    evaluate_with(model, classes, &seeds, &augmented, &heldout)
+    let (seeds, augmented, sampled_from) = project_sets(state, classes);
+    Ok(Evaluation {
+        sampled_from,
+        ..evaluate_with(model, classes, &seeds, &augmented, &heldout)?
+    })
 }
 
 /// An S3 round's scoring with the given small model: what
@@ -173,7 +198,8 @@ impl Evaluation {
     /// The `eval --json` document:
     /// `{"model": "embedding"|"ngram",
     ///   "baseline": {accuracy, macro_f1, accuracy_ci: [lo, hi], macro_f1_ci,
-    ///   n_train, n_test}, "augmented": {…},
+    ///   n_train, n_test}, "augmented": {…, and `sampled_from` when it
+    ///   trained on a sample of that many examples},
     ///   "difference": {accuracy, accuracy_ci, macro_f1, macro_f1_ci,
     ///   verdict: "better"|"worse"|"unclear", too_small: null|"…"},
     ///   "confidence_level": 0.95, "chance": {uniform, majority},
@@ -219,10 +245,14 @@ impl Evaluation {
             bootstrap::Verdict::Unclear => "unclear",
         };
         let (uniform, majority) = self.chance();
+        let mut augmented = summary(a, &c.new);
+        if let Some(n) = self.sampled_from {
+            augmented["sampled_from"] = json!(n);
+        }
         json!({
             "model": self.model,
             "baseline": summary(&self.baseline, &c.old),
-            "augmented": summary(a, &c.new),
+            "augmented": augmented,
             "difference": {
                 "accuracy": c.accuracy_diff.estimate,
                 "accuracy_ci": [c.accuracy_diff.low, c.accuracy_diff.high],

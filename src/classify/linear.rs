@@ -203,6 +203,9 @@ pub struct CrossFit {
     /// that trained on it (the fold models that kept it, then the final
     /// model), uncalibrated: how firmly the data teaches that row.
     pub in_sample: Vec<Vec<f32>>,
+    /// The fold models (empty when no folds could be made), to score rows
+    /// that none of the models saw as they scored the training rows.
+    pub fold_models: Vec<LinearModel>,
 }
 
 impl CrossFit {
@@ -266,6 +269,7 @@ pub fn fit_calibrated(
             fold: vec![0; n],
             oof_logits: Vec::new(),
             in_sample,
+            fold_models: Vec::new(),
         };
     }
     let fold = assign_folds(labels, k, folds, cfg.seed);
@@ -296,6 +300,7 @@ pub fn fit_calibrated(
         fold,
         oof_logits,
         in_sample,
+        fold_models,
     }
 }
 

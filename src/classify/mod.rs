@@ -32,6 +32,7 @@ pub mod features;
 pub mod judge;
 pub mod linear;
 pub mod model;
+pub mod pool;
 pub mod reliability;
 pub mod s3;
 pub mod scores;
@@ -40,7 +41,9 @@ pub mod small;
 pub mod toy;
 
 pub use bootstrap::{Comparison, Interval, Verdict};
-pub use data::{LabelledSet, heldout_set, review_pool, training_set};
+pub use data::{
+    LabelledSet, MAX_TRAIN, capped_training_set, heldout_set, review_pool, training_set,
+};
 pub use dense::Dense;
 pub use evaluate::{
     Evaluation, Mistake, evaluate, evaluate_project, evaluate_project_with, evaluate_with,
@@ -52,7 +55,7 @@ pub use model::{Classifier, TrainConfig, argmax};
 pub use reliability::{Bucket, ece};
 pub use scores::score;
 pub use signals::{
-    AMBIGUOUS, HARD_TO_LEARN, LIKELY_MISLABEL, SignalConfig, Signals, signals, signals_for,
-    signals_for_vectors, signals_with,
+    AMBIGUOUS, HARD_TO_LEARN, LIKELY_MISLABEL, SignalConfig, Signals, signals, signals_and_doubt,
+    signals_for, signals_for_vectors, signals_with,
 };
 pub use small::{SmallModel, TextEncoder};

@@ -5,12 +5,13 @@
 //! running them the generation session's.
 
 use super::data;
-use super::evaluate::{Evaluation, Mistake, evaluate};
+use super::evaluate::{Evaluation, Mistake};
 use super::model::TrainConfig;
 use crate::domain::{Origin, ProjectState, RoundScored};
 
-/// Train and score on the project's held-out examples; `None` when there
-/// are none. The event records the augmented model's errors.
+/// Train and score on the project's held-out examples
+/// ([`super::evaluate_project`]: the augmented set capped at
+/// [`data::MAX_TRAIN`]); `None` when there are none. The event records the augmented model's errors.
 pub fn score_round(
     state: &ProjectState,
     classes: &[String],
@@ -21,13 +22,7 @@ pub fn score_round(
     if heldout.is_empty() {
         return None;
     }
-    let ev = evaluate(
-        classes,
-        &data::training_set(state, classes, false),
-        &data::training_set(state, classes, true),
-        &heldout,
-        cfg,
-    );
+    let ev = super::evaluate::evaluate_project(state, classes, Some(heldout), cfg);
     let scored = RoundScored {
         round,
         baseline: ev.baseline.clone(),

@@ -161,23 +161,7 @@ pub fn out_of_fold(
     folds: usize,
     cfg: &TrainConfig,
 ) -> OutOfFold {
-    let folds = folds.max(2);
-    let fold = assign_folds(labels, classes.len(), folds, cfg.seed);
-    let mut proba = vec![Vec::new(); labels.len()];
-    let mut train_rows = Vec::with_capacity(folds);
-    for f in 0..folds {
-        let train: Vec<usize> = (0..labels.len()).filter(|&i| fold[i] != f).collect();
-        let model = Classifier::fit(classes, enc, labels, &train, cfg, None);
-        for i in (0..labels.len()).filter(|&i| fold[i] == f) {
-            proba[i] = model.predict_proba_row(enc, i);
-        }
-        train_rows.push(train);
-    }
-    OutOfFold {
-        fold,
-        proba,
-        train_rows,
-    }
+    super::pool::out_of_fold_models(classes, enc, labels, folds, cfg, false).0
 }
 
 /// Mean and population standard deviation.
@@ -293,7 +277,7 @@ pub fn signals_for_vectors(
 /// With calibrated out-of-fold probabilities, another class this probable
 /// is a confident label even when it falls short of that class's average
 /// self-confidence (which nears 1 for well-separated classes).
-const CALIBRATED_MISLABEL: f64 = 0.5;
+pub(crate) const CALIBRATED_MISLABEL: f64 = 0.5;
 
 /// Signals from training dynamics (`dynamics[row]`: the label's
 /// probability at each checkpoint) and out-of-fold probabilities. A row is
@@ -309,85 +293,146 @@ fn signals_from(
     calibrated: Option<f64>,
     cfg: &SignalConfig,
 ) -> Vec<Signals> {
-    let k = classes.len();
-    let thresholds = class_thresholds(k, labels, oof);
-    let mut support = vec![0usize; k];
-    for &l in labels {
-        support[l] += 1;
-    }
+    let rule = Rule::new(classes, labels, oof, min_support, calibrated, cfg);
     (0..labels.len())
-        .map(|i| {
-            let y = labels[i];
-            let p = &oof[i];
-            let (confidence, variability) = mean_std(&dynamics[i]);
-            let mut reasons = Vec::new();
-            // With fewer examples of its class than folds, the other folds
-            // may not have seen the class at all: no mislabel verdict then.
-            let below_own = thresholds[y].is_some_and(|t| p[y] < t);
-            let top = argmax(p);
-            let confident_other = confident_label(p, &thresholds).is_some_and(|c| c != y)
-                || calibrated.is_some_and(|m| top != y && p[top] >= m);
-            if support[y] >= min_support && below_own && confident_other {
-                reasons.push(LIKELY_MISLABEL);
-            }
-            if variability >= cfg.ambiguous_variability || top_two_margin(p) < cfg.ambiguous_margin
-            {
-                reasons.push(AMBIGUOUS);
-            }
-            if confidence < cfg.hard_confidence {
-                reasons.push(HARD_TO_LEARN);
-            }
-            Signals {
-                confidence,
-                variability,
-                oof_confidence: p[y],
-                oof_label: classes[argmax(p)].clone(),
-                reasons,
-                model_doubt: None,
-            }
-        })
+        .map(|i| rule.signals(labels[i], &dynamics[i], &oof[i]))
         .collect()
+}
+
+/// What [`signals_from`] learns from the training rows (the per-class
+/// thresholds and support) to judge any row, trained on or not.
+pub(crate) struct Rule<'a> {
+    classes: &'a [String],
+    thresholds: Vec<Option<f64>>,
+    support: Vec<usize>,
+    min_support: usize,
+    calibrated: Option<f64>,
+    cfg: &'a SignalConfig,
+}
+
+impl<'a> Rule<'a> {
+    pub(crate) fn new(
+        classes: &'a [String],
+        labels: &[usize],
+        oof: &[Vec<f64>],
+        min_support: usize,
+        calibrated: Option<f64>,
+        cfg: &'a SignalConfig,
+    ) -> Rule<'a> {
+        let k = classes.len();
+        let mut support = vec![0usize; k];
+        for &l in labels {
+            support[l] += 1;
+        }
+        Rule {
+            classes,
+            thresholds: class_thresholds(k, labels, oof),
+            support,
+            min_support,
+            calibrated,
+            cfg,
+        }
+    }
+
+    /// The signals of a row labelled `y`, with the label's probability at
+    /// each checkpoint (`dynamics`) and out-of-fold probabilities `p`.
+    pub(crate) fn signals(&self, y: usize, dynamics: &[f32], p: &[f64]) -> Signals {
+        let cfg = self.cfg;
+        let (confidence, variability) = mean_std(dynamics);
+        let mut reasons = Vec::new();
+        // With fewer examples of its class than folds, the other folds
+        // may not have seen the class at all: no mislabel verdict then.
+        let below_own = self.thresholds[y].is_some_and(|t| p[y] < t);
+        let top = argmax(p);
+        let confident_other = confident_label(p, &self.thresholds).is_some_and(|c| c != y)
+            || self.calibrated.is_some_and(|m| top != y && p[top] >= m);
+        if self.support[y] >= self.min_support && below_own && confident_other {
+            reasons.push(LIKELY_MISLABEL);
+        }
+        if variability >= cfg.ambiguous_variability || top_two_margin(p) < cfg.ambiguous_margin {
+            reasons.push(AMBIGUOUS);
+        }
+        if confidence < cfg.hard_confidence {
+            reasons.push(HARD_TO_LEARN);
+        }
+        Signals {
+            confidence,
+            variability,
+            oof_confidence: p[y],
+            oof_label: self.classes[top].clone(),
+            reasons,
+            model_doubt: None,
+        }
+    }
 }
 
 /// Signals for the project's training pool: seeds plus generated examples
 /// that are not rejected, each with its effective label (per the state's
 /// relabel policy). Held-out examples and labels outside `classes` are
-/// left out.
+/// left out. The model trains on at most [`super::MAX_TRAIN`] of them (an
+/// evenly spaced sample of each class past that) and every example gets
+/// its signals, out of fold: see [`super::pool`].
 pub fn signals(
     state: &ProjectState,
     classes: &[String],
     cfg: &SignalConfig,
 ) -> HashMap<SampleId, Signals> {
-    let pool = super::data::review_pool(state, classes);
-    let out = signals_for(classes, &pool.texts, &pool.labels, cfg);
+    let pool = super::pool::Pool::of(state, classes);
+    let out = super::pool::ngram_signals(classes, &pool, cfg, super::MAX_TRAIN);
     pool.ids.into_iter().zip(out).collect()
 }
 
 /// [`signals`] with the given small model (the embedding model computes
-/// them on the encoder's vectors with [`signals_for_vectors`]); fails only
-/// when the encoder does.
+/// them on the encoder's vectors as [`signals_for_vectors`] does, on at
+/// most [`super::MAX_TRAIN`] examples, encoding the others a chunk at a
+/// time: see [`super::pool`]); fails only when the encoder does.
 pub fn signals_with(
     model: &super::SmallModel<'_>,
     state: &ProjectState,
     classes: &[String],
     cfg: &SignalConfig,
 ) -> anyhow::Result<HashMap<SampleId, Signals>> {
-    let pool = super::data::review_pool(state, classes);
-    let out = match model {
+    signals_and_doubt(model, state, classes, cfg, None)
+}
+
+/// [`signals_with`], and with the embedding model and `doubt` also its
+/// doubt ([`super::doubt::project_doubt`]) from the same encoding of the
+/// pool: each example's doubt reasons are added to its signals' and the
+/// doubt travels in [`Signals::model_doubt`].
+pub fn signals_and_doubt(
+    model: &super::SmallModel<'_>,
+    state: &ProjectState,
+    classes: &[String],
+    cfg: &SignalConfig,
+    doubt: Option<&super::doubt::ModelDoubtConfig>,
+) -> anyhow::Result<HashMap<SampleId, Signals>> {
+    let pool = super::pool::Pool::of(state, classes);
+    let out: Vec<Signals> = match model {
         super::SmallModel::Ngram(train) => {
             let cfg = SignalConfig {
                 train: (*train).clone(),
                 ..cfg.clone()
             };
-            signals_for(classes, &pool.texts, &pool.labels, &cfg)
+            super::pool::ngram_signals(classes, &pool, &cfg, super::MAX_TRAIN)
         }
         super::SmallModel::Embedding {
             encoder,
             cfg: linear,
-        } => {
-            let x = super::small::encode_checked(*encoder, &pool.texts)?;
-            signals_for_vectors(classes, &x, &pool.labels, cfg, linear)
-        }
+        } => super::pool::vector_pool_capped(classes, &pool, *encoder, linear, Some(cfg), doubt)?
+            .into_iter()
+            .map(|row| {
+                let mut sig = row.signals.expect("signals asked for");
+                if let Some(d) = row.doubt {
+                    for r in &d.reasons {
+                        if !sig.reasons.contains(r) {
+                            sig.reasons.push(r);
+                        }
+                    }
+                    sig.model_doubt = Some(d);
+                }
+                sig
+            })
+            .collect(),
     };
     Ok(pool.ids.into_iter().zip(out).collect())
 }
