@@ -19,7 +19,8 @@
 //!   `low_model_confidence`, `neighbours_disagree`).
 //!
 //! The TUI builds its model in the job thread with [`choose_for`] from a
-//! snapshot, read-only on the vector store.
+//! snapshot; its jobs share the vector store (vectors one job computed are
+//! read by the next, e.g. a re-measure of the judges embeds nothing new).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -43,94 +44,64 @@ pub enum ModelChoice {
 }
 
 /// A project's embedder as a [`TextEncoder`]: vectors already in the
-/// project's store are reused; new ones are computed and, unless the
-/// encoder is read-only, appended to the store.
+/// project's vector store are read from it (from disk, a chunk at a time),
+/// new ones are computed and appended to it, so a text is embedded once
+/// per model whichever job or process asks first. The store is safe to
+/// share: writers append one at a time under a file lock, readers pick up
+/// what others appended.
 pub struct ProjectEncoder {
     embedder: Arc<dyn Embedder>,
-    store: std::sync::Mutex<VectorStore>,
+    store: VectorStore,
     read_only: bool,
-    /// Read-only: vectors computed by this encoder (a round encodes the
-    /// same texts several times; the store is not written).
-    memo: std::sync::Mutex<std::collections::HashMap<String, Vec<f32>>>,
 }
 
 impl ProjectEncoder {
-    /// An encoder over `embedder` with the store under `cache_dir`.
-    /// `read_only` never writes the store (for commands that open the
-    /// project read-only while another process holds it).
+    /// An encoder over `embedder` with the store under `cache_dir`. A
+    /// `read_only` encoder (commands that open the project read-only, the
+    /// TUI's jobs) carries on when the store cannot be written (the
+    /// vectors are returned all the same; the failure is logged); else
+    /// that is an error.
     pub fn new(embedder: Arc<dyn Embedder>, cache_dir: &Path, read_only: bool) -> ProjectEncoder {
         let store = VectorStore::open(cache_dir, embedder.model_id());
         ProjectEncoder {
             embedder,
-            store: std::sync::Mutex::new(store),
+            store,
             read_only,
-            memo: Default::default(),
         }
     }
 }
 
-/// Vectors a read-only [`ProjectEncoder`] keeps between calls (~1.5 KB
-/// each with a 384-dimension model: ≤ ~30 MB). A small project's jobs
-/// find all their texts here the next time; on a large one the vectors
-/// past this many are computed again rather than kept for the whole
-/// session (the app's memory would grow by every text's vector).
-pub const MEMO_MAX: usize = 20_000;
-
-/// Texts a read-only [`ProjectEncoder`] embeds at a time.
-const ENCODE_CHUNK: usize = 4096;
+/// Texts a [`ProjectEncoder`] looks up and embeds at a time: one chunk's
+/// fresh vectors (and the embedder's buffers for them) at once, however
+/// many texts are asked for.
+const ENCODE_CHUNK: usize = 2048;
 
 impl TextEncoder for ProjectEncoder {
     fn encode(&self, texts: &[String]) -> anyhow::Result<Dense> {
-        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.read_only {
-            let rows = embed::block_on(store.embed(&*self.embedder, texts))?;
-            return dense_of(texts.len(), rows.iter().map(|r| r.as_slice()));
-        }
-        let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
-        // A chunk at a time: the texts' matrix and one chunk's fresh
-        // vectors are all there is at once.
         let mut flat: Vec<f32> = Vec::new();
         let mut dim = None;
         for chunk in texts.chunks(ENCODE_CHUNK) {
-            let mut missing: Vec<&str> = chunk
-                .iter()
-                .map(|t| t.as_str())
-                .filter(|t| store.get(t).is_none() && !memo.contains_key(*t))
-                .collect();
-            missing.sort_unstable();
-            missing.dedup();
-            let owned: Vec<String> = missing.iter().map(|t| t.to_string()).collect();
-            let fresh = embed::embed_blocking(&*self.embedder, &owned)?;
-            drop(owned);
-            for t in chunk {
-                let row = if let Some(v) = store.get(t) {
-                    v
-                } else if let Ok(i) = missing.binary_search(&t.as_str()) {
-                    fresh.get(i).map_or(&[][..], |v| v.as_slice())
-                } else {
-                    memo.get(t).map_or(&[][..], |v| v.as_slice())
-                };
-                let d = *dim.get_or_insert(row.len());
-                if row.len() != d {
-                    anyhow::bail!(
-                        "the embedder returned vectors of {} and {} dimensions",
-                        d,
-                        row.len()
-                    );
-                }
+            let rows = if self.read_only {
+                embed::block_on(self.store.embed_rows_best_effort(&*self.embedder, chunk))?
+            } else {
+                embed::block_on(self.store.embed_rows(&*self.embedder, chunk))?
+            };
+            let d = *dim.get_or_insert(rows.dim);
+            if rows.dim != d {
+                anyhow::bail!(
+                    "the embedder returned vectors of {} and {} dimensions",
+                    d,
+                    rows.dim
+                );
+            }
+            if texts.len() <= ENCODE_CHUNK {
+                flat = rows.data;
+            } else {
                 if flat.is_empty() {
                     flat.reserve_exact(texts.len() * d);
                 }
-                flat.extend_from_slice(row);
+                flat.extend_from_slice(&rows.data);
             }
-            let room = MEMO_MAX.saturating_sub(memo.len());
-            let keep: Vec<(String, Vec<f32>)> = missing
-                .iter()
-                .map(|t| t.to_string())
-                .zip(fresh)
-                .take(room)
-                .collect();
-            memo.extend(keep);
         }
         let x = match dim {
             Some(d) if d > 0 => Dense::from_flat(d, flat),
@@ -142,28 +113,6 @@ impl TextEncoder for ProjectEncoder {
     fn name(&self) -> String {
         self.embedder.model_id().to_string()
     }
-}
-
-/// `n` rows of equal length as one matrix.
-fn dense_of<'a>(n: usize, rows: impl Iterator<Item = &'a [f32]>) -> anyhow::Result<Dense> {
-    let mut rows = rows.peekable();
-    let dim = rows.peek().map_or(0, |r| r.len());
-    let mut x = Dense::new(dim);
-    let mut flat = Vec::with_capacity(n * dim);
-    for r in rows {
-        if r.len() != dim {
-            anyhow::bail!(
-                "the embedder returned vectors of {} and {} dimensions",
-                dim,
-                r.len()
-            );
-        }
-        flat.extend_from_slice(r);
-    }
-    if dim > 0 {
-        x = Dense::from_flat(dim, flat);
-    }
-    Ok(x)
 }
 
 /// The small model a project gets.
