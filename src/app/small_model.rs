@@ -244,6 +244,94 @@ mod tests {
     use crate::domain::Origin;
     use crate::domain::testing::state_with;
 
+    /// An embedder over hashed words that counts the texts it embeds.
+    struct Counting {
+        texts: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Embedder for Counting {
+        fn model_id(&self) -> &str {
+            "test:hashed-words"
+        }
+        fn dim(&self) -> Option<usize> {
+            Some(32)
+        }
+        fn embed<'a>(
+            &'a self,
+            texts: &'a [String],
+        ) -> futures_util::future::BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+            use crate::classify::small::HashedBagEncoder;
+            self.texts
+                .fetch_add(texts.len(), std::sync::atomic::Ordering::SeqCst);
+            let x = HashedBagEncoder { dim: 32 }.encode(texts).unwrap();
+            let rows = (0..x.len()).map(|i| x.row(i).to_vec()).collect();
+            Box::pin(async move { Ok(rows) })
+        }
+    }
+
+    /// The TUI's judges' measure embeds each text once: a re-measure after
+    /// an accept (and one by a new encoder, as after the app dropped its
+    /// model, or in another process) reads every vector from the store.
+    #[test]
+    fn a_re_measure_of_the_judges_embeds_nothing_again() {
+        use crate::app::judges::{JudgeInput, measure_for_review};
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::domain::testing::topics_config(&["sports", "food"]);
+        let names = vec!["sports".to_string(), "food".to_string()];
+        let mut rows: Vec<(String, &str, Origin)> = vec![
+            (
+                "the striker scored a late goal".into(),
+                "sports",
+                Origin::Seed,
+            ),
+            ("a bowl of tomato soup".into(), "food", Origin::Seed),
+            (
+                "the goalkeeper saved a penalty".into(),
+                "sports",
+                Origin::Validation,
+            ),
+            (
+                "pasta with garlic and oil".into(),
+                "food",
+                Origin::Validation,
+            ),
+        ];
+        for i in 0..3000 {
+            let (t, l) = if i % 2 == 0 {
+                (format!("match report {i}: a goal in extra time"), "sports")
+            } else {
+                (format!("recipe {i}: soup with fresh bread"), "food")
+            };
+            rows.push((t, l, Origin::Generated));
+        }
+        let refs: Vec<(&str, &str, Origin)> =
+            rows.iter().map(|(t, l, o)| (t.as_str(), *l, *o)).collect();
+        let st = state_with(&refs, vec![]);
+        let counting = Arc::new(Counting {
+            texts: Default::default(),
+        });
+        let embedded = || counting.texts.load(std::sync::atomic::Ordering::SeqCst);
+        let enc = ProjectEncoder::new(counting.clone(), dir.path(), true);
+        let linear = configs_for(&GenerationSettings::default(), 2).1;
+        let prompts = dir.path().join("prompts");
+        let measure = |st: &crate::domain::ProjectState, enc: &ProjectEncoder| {
+            let input = JudgeInput::from_state(st, &names, true);
+            measure_for_review(&input, &config, &prompts, Ok(enc), &linear).unwrap();
+        };
+        measure(&st, &enc);
+        assert_eq!(embedded(), rows.len(), "each text once");
+        // An accept changes the judges' data: measured again, nothing new
+        // to embed (the accepted text's vector is stored).
+        let st = state_with(&refs, vec![crate::domain::testing::accept(10)]);
+        measure(&st, &enc);
+        assert_eq!(embedded(), rows.len());
+        drop(enc);
+        let fresh = ProjectEncoder::new(counting.clone(), dir.path(), true);
+        measure(&st, &fresh);
+        assert_eq!(embedded(), rows.len());
+        assert_eq!(fresh.store.len(), rows.len());
+    }
+
     /// The default settings choose the local embedder; a round on it
     /// names the embedding model and reports an interval.
     #[test]
