@@ -418,7 +418,7 @@ impl VectorStore {
     /// The stored vector of `text`, if any (read from the file).
     pub fn get(&self, text: &str) -> Option<Vec<f32>> {
         let (rows, missing) = self.lookup(&[text]);
-        missing.is_empty().then(|| rows.data)
+        missing.is_empty().then_some(rows.data)
     }
 
     /// The stored vectors of `texts`: one row each in order (zeros where
