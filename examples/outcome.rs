@@ -216,7 +216,7 @@ fn main() -> anyhow::Result<()> {
         let extra = curated.as_ref().map_or(args.extra, |c| c.len());
         // Embed every row once (cached on disk across runs).
         let t0 = Instant::now();
-        let mut store = VectorStore::open(&args.cache, embedder.model_id());
+        let store = VectorStore::open(&args.cache, embedder.model_id());
         let rt = tokio::runtime::Builder::new_current_thread().build()?;
         let vecs = rt.block_on(store.embed(&embedder, &texts))?;
         let x = Dense::from_rows(&vecs);

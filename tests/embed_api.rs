@@ -243,7 +243,7 @@ async fn a_torn_vector_file_is_repaired() {
     let e = ApiEmbedder::new(&config(server.base_url())).unwrap();
     let cache = tempfile::tempdir().unwrap();
     let t = texts(4);
-    let mut store = VectorStore::open(cache.path(), e.model_id());
+    let store = VectorStore::open(cache.path(), e.model_id());
     let first = store.embed(&e, &t[..2]).await.unwrap();
     let path = store.path().to_path_buf();
     // A crash in the middle of the next append: half a record at the end.
@@ -251,7 +251,7 @@ async fn a_torn_vector_file_is_repaired() {
     let full = bytes.len();
     bytes.extend_from_slice(&[7u8; 20]);
     std::fs::write(&path, &bytes).unwrap();
-    let mut store = VectorStore::open(cache.path(), e.model_id());
+    let store = VectorStore::open(cache.path(), e.model_id());
     assert_eq!(store.len(), 2);
     assert_eq!(store.get(&t[1]).unwrap(), first[1].as_slice());
     store.embed(&e, &t).await.unwrap();

@@ -128,8 +128,9 @@ impl DataGate {
 }
 
 /// The gate as `straddle export` and the TUI's export dialog run it: the
-/// project's small model (embedding, else n-gram with a note; the vector
-/// store only read), then [`check`]. Returns the gate and the model note.
+/// project's small model (embedding, else n-gram with a note; vectors
+/// from the vector store, new ones added best effort), then [`check`].
+/// Returns the gate and the model note.
 pub fn run(
     config: &crate::domain::ProjectConfig,
     cache_dir: &std::path::Path,

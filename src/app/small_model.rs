@@ -19,7 +19,8 @@
 //!   `low_model_confidence`, `neighbours_disagree`).
 //!
 //! The TUI builds its model in the job thread with [`choose_for`] from a
-//! snapshot, read-only on the vector store.
+//! snapshot; its jobs share the vector store (vectors one job computed are
+//! read by the next, e.g. a re-measure of the judges embeds nothing new).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -43,8 +44,11 @@ pub enum ModelChoice {
 }
 
 /// A project's embedder as a [`TextEncoder`]: vectors already in the
-/// project's store are reused; new ones are computed and, unless the
-/// encoder is read-only, appended to the store.
+/// project's vector store are read from it (from disk, a chunk at a time),
+/// new ones are computed and appended to it, so a text is embedded once
+/// per model whichever job or process asks first. The store is safe to
+/// share: writers append one at a time under a file lock, readers pick up
+/// what others appended.
 pub struct ProjectEncoder {
     /// `None` after [`release`](Self::release) until the next encode.
     embedder: std::sync::Mutex<Option<Arc<dyn Embedder>>>,
@@ -53,26 +57,24 @@ pub struct ProjectEncoder {
     /// its usage, so it is kept).
     reload: Option<crate::domain::EmbeddingsConfig>,
     model_id: String,
-    store: std::sync::Mutex<VectorStore>,
+    store: VectorStore,
     read_only: bool,
-    /// Read-only: vectors computed by this encoder (a round encodes the
-    /// same texts several times; the store is not written).
-    memo: std::sync::Mutex<std::collections::HashMap<String, Vec<f32>>>,
 }
 
 impl ProjectEncoder {
-    /// An encoder over `embedder` with the store under `cache_dir`.
-    /// `read_only` never writes the store (for commands that open the
-    /// project read-only while another process holds it).
+    /// An encoder over `embedder` with the store under `cache_dir`. A
+    /// `read_only` encoder (commands that open the project read-only, the
+    /// TUI's jobs) carries on when the store cannot be written (the
+    /// vectors are returned all the same; the failure is logged); else
+    /// that is an error.
     pub fn new(embedder: Arc<dyn Embedder>, cache_dir: &Path, read_only: bool) -> ProjectEncoder {
         let store = VectorStore::open(cache_dir, embedder.model_id());
         ProjectEncoder {
             model_id: embedder.model_id().to_owned(),
             embedder: std::sync::Mutex::new(Some(embedder)),
             reload: None,
-            store: std::sync::Mutex::new(store),
+            store,
             read_only,
-            memo: Default::default(),
         }
     }
 
@@ -128,75 +130,66 @@ impl ProjectEncoder {
     }
 }
 
-/// Vectors a read-only [`ProjectEncoder`] keeps between calls (~1.5 KB
-/// each with a 384-dimension model: ≤ ~30 MB). A small project's jobs
-/// find all their texts here the next time; on a large one the vectors
-/// past this many are computed again rather than kept for the whole
-/// session (the app's memory would grow by every text's vector).
-pub const MEMO_MAX: usize = 20_000;
+/// A [`ProjectEncoder`]'s embedder as the store sees it: loaded (again,
+/// after a [`release`](ProjectEncoder::release)) only when the store has
+/// texts without a vector, so known vectors need no weights.
+struct Lazy<'a>(&'a ProjectEncoder);
 
-/// Texts a read-only [`ProjectEncoder`] embeds at a time.
-const ENCODE_CHUNK: usize = 4096;
+impl Embedder for Lazy<'_> {
+    fn model_id(&self) -> &str {
+        &self.0.model_id
+    }
+
+    fn dim(&self) -> Option<usize> {
+        let slot = self.0.embedder.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().and_then(|e| e.dim())
+    }
+
+    fn embed<'a>(
+        &'a self,
+        texts: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+        Box::pin(async move {
+            let e = self
+                .0
+                .embedder()
+                .map_err(|e| EmbedError::Model(format!("{e:#}")))?;
+            e.embed(texts).await
+        })
+    }
+}
+
+/// Texts a [`ProjectEncoder`] looks up and embeds at a time: one chunk's
+/// fresh vectors (and the embedder's buffers for them) at once, however
+/// many texts are asked for.
+const ENCODE_CHUNK: usize = 2048;
 
 impl TextEncoder for ProjectEncoder {
     fn encode(&self, texts: &[String]) -> anyhow::Result<Dense> {
-        let mut store = self.store.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.read_only {
-            let embedder = self.embedder()?;
-            let rows = embed::block_on(store.embed(&*embedder, texts))?;
-            return dense_of(texts.len(), rows.iter().map(|r| r.as_slice()));
-        }
-        let mut memo = self.memo.lock().unwrap_or_else(|e| e.into_inner());
-        // A chunk at a time: the texts' matrix and one chunk's fresh
-        // vectors are all there is at once.
         let mut flat: Vec<f32> = Vec::new();
         let mut dim = None;
         for chunk in texts.chunks(ENCODE_CHUNK) {
-            let mut missing: Vec<&str> = chunk
-                .iter()
-                .map(|t| t.as_str())
-                .filter(|t| store.get(t).is_none() && !memo.contains_key(*t))
-                .collect();
-            missing.sort_unstable();
-            missing.dedup();
-            let owned: Vec<String> = missing.iter().map(|t| t.to_string()).collect();
-            // The weights only when a text needs them (they may have
-            // been released).
-            let fresh = if owned.is_empty() {
-                Vec::new()
+            let rows = if self.read_only {
+                embed::block_on(self.store.embed_rows_best_effort(&Lazy(self), chunk))?
             } else {
-                embed::embed_blocking(&*self.embedder()?, &owned)?
+                embed::block_on(self.store.embed_rows(&Lazy(self), chunk))?
             };
-            drop(owned);
-            for t in chunk {
-                let row = if let Some(v) = store.get(t) {
-                    v
-                } else if let Ok(i) = missing.binary_search(&t.as_str()) {
-                    fresh.get(i).map_or(&[][..], |v| v.as_slice())
-                } else {
-                    memo.get(t).map_or(&[][..], |v| v.as_slice())
-                };
-                let d = *dim.get_or_insert(row.len());
-                if row.len() != d {
-                    anyhow::bail!(
-                        "the embedder returned vectors of {} and {} dimensions",
-                        d,
-                        row.len()
-                    );
-                }
+            let d = *dim.get_or_insert(rows.dim);
+            if rows.dim != d {
+                anyhow::bail!(
+                    "the embedder returned vectors of {} and {} dimensions",
+                    d,
+                    rows.dim
+                );
+            }
+            if texts.len() <= ENCODE_CHUNK {
+                flat = rows.data;
+            } else {
                 if flat.is_empty() {
                     flat.reserve_exact(texts.len() * d);
                 }
-                flat.extend_from_slice(row);
+                flat.extend_from_slice(&rows.data);
             }
-            let room = MEMO_MAX.saturating_sub(memo.len());
-            let keep: Vec<(String, Vec<f32>)> = missing
-                .iter()
-                .map(|t| t.to_string())
-                .zip(fresh)
-                .take(room)
-                .collect();
-            memo.extend(keep);
         }
         let x = match dim {
             Some(d) if d > 0 => Dense::from_flat(d, flat),
@@ -208,28 +201,6 @@ impl TextEncoder for ProjectEncoder {
     fn name(&self) -> String {
         self.model_id.clone()
     }
-}
-
-/// `n` rows of equal length as one matrix.
-fn dense_of<'a>(n: usize, rows: impl Iterator<Item = &'a [f32]>) -> anyhow::Result<Dense> {
-    let mut rows = rows.peekable();
-    let dim = rows.peek().map_or(0, |r| r.len());
-    let mut x = Dense::new(dim);
-    let mut flat = Vec::with_capacity(n * dim);
-    for r in rows {
-        if r.len() != dim {
-            anyhow::bail!(
-                "the embedder returned vectors of {} and {} dimensions",
-                dim,
-                r.len()
-            );
-        }
-        flat.extend_from_slice(r);
-    }
-    if dim > 0 {
-        x = Dense::from_flat(dim, flat);
-    }
-    Ok(x)
 }
 
 /// The small model a project gets.
@@ -407,6 +378,94 @@ mod tests {
         ea.release();
         assert_eq!(ea.encode(&texts).unwrap().row(0), before.row(0));
         assert!(!ea.is_loaded(), "not loaded for known vectors");
+    }
+
+    /// An embedder over hashed words that counts the texts it embeds.
+    struct Counting {
+        texts: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Embedder for Counting {
+        fn model_id(&self) -> &str {
+            "test:hashed-words"
+        }
+        fn dim(&self) -> Option<usize> {
+            Some(32)
+        }
+        fn embed<'a>(
+            &'a self,
+            texts: &'a [String],
+        ) -> futures_util::future::BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+            use crate::classify::small::HashedBagEncoder;
+            self.texts
+                .fetch_add(texts.len(), std::sync::atomic::Ordering::SeqCst);
+            let x = HashedBagEncoder { dim: 32 }.encode(texts).unwrap();
+            let rows = (0..x.len()).map(|i| x.row(i).to_vec()).collect();
+            Box::pin(async move { Ok(rows) })
+        }
+    }
+
+    /// The TUI's judges' measure embeds each text once: a re-measure after
+    /// an accept (and one by a new encoder, as after the app dropped its
+    /// model, or in another process) reads every vector from the store.
+    #[test]
+    fn a_re_measure_of_the_judges_embeds_nothing_again() {
+        use crate::app::judges::{JudgeInput, measure_for_review};
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::domain::testing::topics_config(&["sports", "food"]);
+        let names = vec!["sports".to_string(), "food".to_string()];
+        let mut rows: Vec<(String, &str, Origin)> = vec![
+            (
+                "the striker scored a late goal".into(),
+                "sports",
+                Origin::Seed,
+            ),
+            ("a bowl of tomato soup".into(), "food", Origin::Seed),
+            (
+                "the goalkeeper saved a penalty".into(),
+                "sports",
+                Origin::Validation,
+            ),
+            (
+                "pasta with garlic and oil".into(),
+                "food",
+                Origin::Validation,
+            ),
+        ];
+        for i in 0..3000 {
+            let (t, l) = if i % 2 == 0 {
+                (format!("match report {i}: a goal in extra time"), "sports")
+            } else {
+                (format!("recipe {i}: soup with fresh bread"), "food")
+            };
+            rows.push((t, l, Origin::Generated));
+        }
+        let refs: Vec<(&str, &str, Origin)> =
+            rows.iter().map(|(t, l, o)| (t.as_str(), *l, *o)).collect();
+        let st = state_with(&refs, vec![]);
+        let counting = Arc::new(Counting {
+            texts: Default::default(),
+        });
+        let embedded = || counting.texts.load(std::sync::atomic::Ordering::SeqCst);
+        let enc = ProjectEncoder::new(counting.clone(), dir.path(), true);
+        let linear = configs_for(&GenerationSettings::default(), 2).1;
+        let prompts = dir.path().join("prompts");
+        let measure = |st: &crate::domain::ProjectState, enc: &ProjectEncoder| {
+            let input = JudgeInput::from_state(st, &names, true);
+            measure_for_review(&input, &config, &prompts, Ok(enc), &linear).unwrap();
+        };
+        measure(&st, &enc);
+        assert_eq!(embedded(), rows.len(), "each text once");
+        // An accept changes the judges' data: measured again, nothing new
+        // to embed (the accepted text's vector is stored).
+        let st = state_with(&refs, vec![crate::domain::testing::accept(10)]);
+        measure(&st, &enc);
+        assert_eq!(embedded(), rows.len());
+        drop(enc);
+        let fresh = ProjectEncoder::new(counting.clone(), dir.path(), true);
+        measure(&st, &fresh);
+        assert_eq!(embedded(), rows.len());
+        assert_eq!(fresh.store.len(), rows.len());
     }
 
     /// The default settings choose the local embedder; a round on it

@@ -1125,24 +1125,6 @@ impl<'a> SafeTensors<'a> {
     }
 }
 
-/// Little-endian f32s from bytes (a plain copy on little-endian machines,
-/// so loading 90 MB of weights is fast even in a debug build).
-pub(crate) fn f32s_from_le(raw: &[u8]) -> Vec<f32> {
-    let n = raw.len() / 4;
-    if cfg!(target_endian = "little") {
-        let mut out = vec![0f32; n];
-        // SAFETY: `out` holds n f32 = 4n bytes; any bit pattern is an f32.
-        unsafe {
-            std::ptr::copy_nonoverlapping(raw.as_ptr(), out.as_mut_ptr().cast::<u8>(), n * 4);
-        }
-        out
-    } else {
-        raw.chunks_exact(4)
-            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-            .collect()
-    }
-}
-
 /// Write F32 tensors as a safetensors file's bytes (names sorted).
 pub(crate) fn write_safetensors(tensors: &[(&str, &[usize], &[f32])]) -> Vec<u8> {
     let mut header = serde_json::Map::new();

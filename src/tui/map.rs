@@ -605,7 +605,7 @@ impl MapWorker {
         let Some((embedder, store)) = guard.as_mut() else {
             return;
         };
-        let mut vectors = |texts: &[String]| embed::block_on(store.embed(&**embedder, texts));
+        let vectors = |texts: &[String]| embed::block_on(store.embed(&**embedder, texts));
         let projection = match (job.fit, job.projection) {
             (Some(fit), _) => {
                 let rows = match vectors(&fit) {

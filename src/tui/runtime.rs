@@ -900,8 +900,9 @@ struct ModelJob {
 
 impl ModelJob {
     /// The project's small model (embedding by default, the n-gram model
-    /// with a note when no embedder is configured or installed). The
-    /// vector store is only read: the app's other jobs may use it too.
+    /// with a note when no embedder is configured or installed). Its
+    /// vectors come from the project's vector store, shared with the app's
+    /// other jobs; new ones are added to it (best effort).
     fn chosen(&self) -> Result<(crate::app::small_model::Chosen, Option<String>), String> {
         let chosen = crate::app::small_model::choose_for(
             &self.config,
