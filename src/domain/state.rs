@@ -432,15 +432,18 @@ impl ProjectState {
         });
     }
 
-    /// `p` as a shared provenance: the previous sample's when equal (the
-    /// samples of one reply, added in a row), else `p`'s own allocation.
-    /// The request id tells replies apart before the whole comparison.
+    /// `p` as a shared provenance: one of the last two samples' when equal
+    /// (the samples of one reply are added in a row; one marked as a
+    /// duplicate between them has a provenance of its own), else `p`'s own
+    /// allocation. The request id tells replies apart before the whole
+    /// comparison.
     fn share_provenance(&self, p: Provenance) -> Arc<Provenance> {
-        match self.samples.last() {
-            Some(prev) if prev.provenance.request_id == p.request_id && *prev.provenance == p => {
-                prev.provenance.clone()
-            }
-            _ => Arc::new(p),
+        let same = |prev: &&SampleState| {
+            prev.provenance.request_id == p.request_id && *prev.provenance == p
+        };
+        match self.samples.iter().rev().take(2).find(same) {
+            Some(prev) => prev.provenance.clone(),
+            None => Arc::new(p),
         }
     }
 

@@ -1538,7 +1538,8 @@ mod tests {
         };
         // Reply r1: three samples, a dedup decision between two of them;
         // reply r2: two; then a sample with r2's request id but another α
-        // (not equal: its own copy), and one of r1's provenance again.
+        // (not equal: its own copy), one of r1's provenance again (r2's
+        // in between: its own copy).
         let groups: Vec<Vec<EventKind>> = vec![
             vec![
                 sample(1, prov("r1", 0.7)),
@@ -1549,6 +1550,17 @@ mod tests {
             vec![sample(4, prov("r2", 0.5)), sample(5, prov("r2", 0.5))],
             vec![accept(4), sample(6, prov("r2", 0.9))],
             vec![sample(7, prov("r1", 0.7))],
+            // Reply r3 with its second sample marked as a duplicate.
+            vec![
+                sample(8, prov("r3", 0.6)),
+                sample(9, {
+                    let mut p = prov("r3", 0.6);
+                    p.extra.insert("duplicate_of".into(), serde_json::json!(1));
+                    p
+                }),
+                dedup(9),
+                sample(10, prov("r3", 0.6)),
+            ],
         ];
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");
@@ -1571,6 +1583,11 @@ mod tests {
             assert_eq!(p(6).alpha, Some(0.9), "{how}");
             assert!(!Arc::ptr_eq(p(6), p(7)), "{how}");
             assert_eq!(p(7), p(1), "{how}");
+            assert!(
+                Arc::ptr_eq(p(8), p(10)) && !Arc::ptr_eq(p(8), p(9)),
+                "{how}"
+            );
+            assert!(p(9).extra.contains_key("duplicate_of"), "{how}");
         };
         check(&by_event, "event by event");
         for threads in [1, 2, 3] {
