@@ -68,24 +68,31 @@ fn main() -> anyhow::Result<()> {
             let doubted = sig.values().filter(|s| !s.reasons.is_empty()).count();
             format!("{} signals, {doubted} with a reason", sig.len())
         }
-        "score" => match straddle::classify::score_round_with(&model, project.state(), &names, 1)?
-        {
-            Some((scored, ev)) => format!(
-                "macro-F1 {:.3} → {:.3}, trained on {} (sampled from {:?})",
-                scored.baseline.macro_f1,
-                scored.augmented.macro_f1,
-                scored.augmented.n_train,
-                ev.sampled_from
-            ),
-            None => "no held-out examples".into(),
-        },
+        "score" => {
+            match straddle::classify::score_round_with(&model, project.state(), &names, 1)? {
+                Some((scored, ev)) => format!(
+                    "macro-F1 {:.3} → {:.3}, trained on {} (sampled from {:?})",
+                    scored.baseline.macro_f1,
+                    scored.augmented.macro_f1,
+                    scored.augmented.n_train,
+                    ev.sampled_from
+                ),
+                None => "no held-out examples".into(),
+            }
+        }
         "gate" => {
-            let (gate, _) = straddle::app::data_gate::run(
-                project.config(),
-                &project.cache_dir(),
-                &settings,
-                project.state(),
-            )?;
+            // `run` chooses the model itself; `ngram` checks with that one.
+            let gate = if choice == ModelChoice::Ngram {
+                straddle::app::data_gate::check(&model, project.state(), &names)?
+            } else {
+                straddle::app::data_gate::run(
+                    project.config(),
+                    &project.cache_dir(),
+                    &settings,
+                    project.state(),
+                )?
+                .0
+            };
             gate.map_or("nothing to gate".into(), |g| g.message())
         }
         _ => anyhow::bail!(usage),
