@@ -1772,7 +1772,7 @@ mod tests {
         for (j, judge) in ["knn", "relabel", "small"].iter().enumerate() {
             let m = maps.entry(judge.to_string()).or_default();
             for id in 1..60u64 {
-                if (id + j as u64) % 7 == 0 {
+                if (id + j as u64).is_multiple_of(7) {
                     continue;
                 }
                 let l = labels[((id * (j as u64 + 2)) % 4) as usize];
