@@ -815,6 +815,25 @@ impl Generated {
         }
     }
 
+    /// Room for every generated sample of `state`, made once: grown a
+    /// push at a time, the columns are copied as they double and the
+    /// copies' pages stay with the allocator (the peak is the measure's).
+    fn reserve(&mut self, state: &ProjectState, classes: usize) {
+        let (mut n, mut bytes, mut labelled) = (0, 0, 0);
+        for s in state.generated() {
+            n += 1;
+            bytes += s.text().len();
+            labelled += usize::from(s.verdict().is_some_and(|v| v.label.is_some()));
+        }
+        self.ids.reserve_exact(n);
+        self.text.reserve_exact(bytes);
+        self.ends.reserve_exact(n);
+        self.label.reserve_exact(n);
+        self.confidence.reserve_exact(n);
+        self.probs_at.reserve_exact(n);
+        self.probs.reserve_exact(labelled * classes);
+    }
+
     /// Append a sample with its text and relabel verdict.
     fn push(
         &mut self,
@@ -886,6 +905,7 @@ impl JudgeInput {
             generated: {
                 let mut g = Generated::new(classes);
                 if with_generated {
+                    g.reserve(state, classes.len());
                     for s in state.generated() {
                         g.push(s.id, s.text(), s.verdict(), classes);
                     }
