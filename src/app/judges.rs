@@ -697,51 +697,152 @@ pub struct JudgeInput {
     pub heldout: LabelledSet,
     pub train: LabelledSet,
     /// Generated samples in id order (empty when built without them).
-    pub generated: Vec<GeneratedRow>,
+    pub generated: Generated,
 }
 
-/// A generated sample as the judges see it.
-#[derive(Debug, Clone)]
-pub struct GeneratedRow {
+/// The generated samples as the judges see them (texts and relabel
+/// verdicts), in columns: the texts one after the other in one buffer,
+/// the verdicts' labels interned and their class probabilities in one
+/// vector (on a 200,000-sample project a `String` and a boxed slice per
+/// sample cost ~15 MB more).
+#[derive(Debug, Clone, Default)]
+pub struct Generated {
+    ids: Vec<SampleId>,
+    /// Every text, one after the other; text `i` ends at `ends[i]`.
+    text: String,
+    ends: Vec<usize>,
+    /// The relabel verdict's label: an index into `labels`,
+    /// [`NO_OPINION`] (no verdict) or [`NO_LABEL`] (unparsable).
+    label: Vec<u32>,
+    labels: Vec<String>,
+    /// The verdict's confidence in its label.
+    confidence: Vec<f64>,
+    /// Where the verdict's probabilities per class start in `probs`
+    /// (`classes` of them), or [`NO_OPINION`] (none: no label).
+    probs_at: Vec<u32>,
+    probs: Vec<f64>,
+    classes: usize,
+}
+
+/// One generated sample of [`Generated`].
+#[derive(Debug, Clone, Copy)]
+pub struct GeneratedRow<'a> {
     pub id: SampleId,
-    pub text: String,
-    /// The relabel verdict, if any.
-    pub relabel: Option<RelabelRow>,
+    pub text: &'a str,
+    /// The relabel verdict, if any: its label (`None`: unparsable) and
+    /// confidence.
+    pub relabel: Option<(Option<&'a str>, f64)>,
+    /// The verdict's probability per class (empty without a label).
+    pub probs: &'a [f64],
 }
 
-/// A relabel verdict as the judges use it.
-#[derive(Debug, Clone)]
-pub struct RelabelRow {
-    /// `None`: unparsable.
-    pub label: Option<crate::domain::Name>,
-    /// Confidence of `label`.
-    pub confidence: f64,
-    /// Probability per class (empty without a label).
-    pub probs: Box<[f64]>,
-}
+impl Generated {
+    fn new(classes: &[String]) -> Generated {
+        Generated {
+            labels: classes.to_vec(),
+            classes: classes.len(),
+            ..Generated::default()
+        }
+    }
 
-impl RelabelRow {
-    fn of(v: &crate::domain::Verdict, classes: &[String]) -> RelabelRow {
-        let probs: Vec<f64> = if v.label.is_some() {
-            let p: Vec<f64> = classes
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Sample `i` (in id order).
+    pub fn row(&self, i: usize) -> GeneratedRow<'_> {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        let relabel = match self.label[i] {
+            NO_OPINION => None,
+            NO_LABEL => Some((None, self.confidence[i])),
+            l => Some((Some(self.labels[l as usize].as_str()), self.confidence[i])),
+        };
+        let probs = match self.probs_at[i] {
+            NO_OPINION => &[][..],
+            at => {
+                let at = at as usize * self.classes;
+                &self.probs[at..at + self.classes]
+            }
+        };
+        GeneratedRow {
+            id: self.ids[i],
+            text: &self.text[start..self.ends[i]],
+            relabel,
+            probs,
+        }
+    }
+
+    /// Room for every generated sample of `state`, made once: grown a
+    /// push at a time, the columns are copied as they double and the
+    /// copies' pages stay with the allocator (the peak is the measure's).
+    fn reserve(&mut self, state: &ProjectState, classes: usize) {
+        let (mut n, mut bytes, mut labelled) = (0, 0, 0);
+        for s in state.generated() {
+            n += 1;
+            bytes += s.text().len();
+            labelled += usize::from(s.verdict().is_some_and(|v| v.label.is_some()));
+        }
+        self.ids.reserve_exact(n);
+        self.text.reserve_exact(bytes);
+        self.ends.reserve_exact(n);
+        self.label.reserve_exact(n);
+        self.confidence.reserve_exact(n);
+        self.probs_at.reserve_exact(n);
+        self.probs.reserve_exact(labelled * classes);
+    }
+
+    /// Append a sample with its text and relabel verdict.
+    fn push(
+        &mut self,
+        id: SampleId,
+        text: &str,
+        v: Option<&crate::domain::Verdict>,
+        classes: &[String],
+    ) {
+        self.ids.push(id);
+        self.text.push_str(text);
+        self.ends.push(self.text.len());
+        let Some(v) = v else {
+            self.label.push(NO_OPINION);
+            self.confidence.push(0.0);
+            self.probs_at.push(NO_OPINION);
+            return;
+        };
+        let label = match v.label.as_deref() {
+            None => NO_LABEL,
+            Some(l) => match self.labels.iter().position(|n| n == l) {
+                Some(i) => i as u32,
+                None => {
+                    self.labels.push(l.to_string());
+                    (self.labels.len() - 1) as u32
+                }
+            },
+        };
+        self.label.push(label);
+        self.confidence.push(v.top_confidence());
+        if v.label.is_none() {
+            self.probs_at.push(NO_OPINION);
+            return;
+        }
+        self.probs_at
+            .push((self.probs.len() / self.classes.max(1)) as u32);
+        let start = self.probs.len();
+        self.probs.extend(
+            classes
                 .iter()
-                .map(|c| v.confidence.get(c).copied().unwrap_or(0.0))
-                .collect();
-            if p.iter().sum::<f64>() > 0.0 {
-                p
-            } else {
+                .map(|c| v.confidence.get(c).copied().unwrap_or(0.0)),
+        );
+        if self.probs[start..].iter().sum::<f64>() <= 0.0 {
+            self.probs.truncate(start);
+            self.probs.extend(
                 classes
                     .iter()
-                    .map(|c| f64::from(u8::from(v.label.as_deref() == Some(c))))
-                    .collect()
-            }
-        } else {
-            Vec::new()
-        };
-        RelabelRow {
-            label: v.label.clone(),
-            confidence: v.top_confidence(),
-            probs: probs.into(),
+                    .map(|c| f64::from(u8::from(v.label.as_deref() == Some(c)))),
+            );
         }
     }
 }
@@ -762,17 +863,15 @@ impl JudgeInput {
                 crate::classify::training_set(state, classes, true),
                 MAX_TRAIN,
             ),
-            generated: if with_generated {
-                state
-                    .generated()
-                    .map(|s| GeneratedRow {
-                        id: s.id,
-                        text: s.text().to_string(),
-                        relabel: s.verdict().map(|v| RelabelRow::of(v, classes)),
-                    })
-                    .collect()
-            } else {
-                Vec::new()
+            generated: {
+                let mut g = Generated::new(classes);
+                if with_generated {
+                    g.reserve(state, classes.len());
+                    for s in state.generated() {
+                        g.push(s.id, s.text(), s.verdict(), classes);
+                    }
+                }
+                g
             },
         }
     }
@@ -1303,11 +1402,15 @@ fn opinions_with(
         c.confidence.reserve_exact(input.generated.len());
     }
     let trained = trained.filter(|_| needs_emb);
-    for chunk in input.generated.chunks(OPINION_CHUNK) {
+    let generated = &input.generated;
+    for start in (0..generated.len()).step_by(OPINION_CHUNK) {
+        let chunk: Vec<GeneratedRow<'_>> = (start..(start + OPINION_CHUNK).min(generated.len()))
+            .map(|i| generated.row(i))
+            .collect();
         // The chunk's vectors, dropped before the next chunk's.
         let q = match trained {
             Some((_, enc)) => {
-                let texts: Vec<String> = chunk.iter().map(|s| s.text.clone()).collect();
+                let texts: Vec<String> = chunk.iter().map(|s| s.text.to_string()).collect();
                 Some(crate::classify::small::encode_checked(enc, &texts)?)
             }
             None => None,
@@ -1337,18 +1440,13 @@ fn opinions_with(
             out.ids.push(s.id);
             for (&j, column) in names.iter().zip(&mut out.judges) {
                 match j {
-                    RELABEL => column.push(
-                        s.relabel
-                            .as_ref()
-                            .map(|r| (r.label.as_deref(), r.confidence)),
-                    ),
+                    RELABEL => column.push(s.relabel),
                     SMALL | KNN => match if j == SMALL { &sp } else { &kp } {
                         Some(p) => push_probs(column, classes, p),
                         None => column.push(None),
                     },
                     ENSEMBLE => {
-                        let rp: &[f64] = s.relabel.as_ref().map_or(&[], |r| &r.probs);
-                        let mut parts: Vec<(&[f64], f64)> = vec![(rp, weight(RELABEL))];
+                        let mut parts: Vec<(&[f64], f64)> = vec![(s.probs, weight(RELABEL))];
                         if let Some(p) = &sp {
                             parts.push((p.as_slice(), weight(SMALL)));
                         }
@@ -1655,7 +1753,7 @@ mod tests {
         for (j, judge) in ["knn", "relabel", "small"].iter().enumerate() {
             let m = maps.entry(judge.to_string()).or_default();
             for id in 1..60u64 {
-                if (id + j as u64) % 7 == 0 {
+                if (id + j as u64).is_multiple_of(7) {
                     continue;
                 }
                 let l = labels[((id * (j as u64 + 2)) % 4) as usize];
