@@ -50,16 +50,16 @@ pub(super) fn title_bar(f: &mut Frame, st: &State, l: &ScreenLayout) {
 }
 
 /// The filter's syntax after what is typed: the longest form that fits in
-/// `room` columns (`judge`, the one `agree:` follows, is always named;
-/// `keys`: the filter mode's key hints).
+/// `room` columns (`judge`, the one `agree:` follows, and `keys`, the
+/// filter mode's key hints, are always there).
 fn filter_hint(judge: &str, keys: &str, room: usize) -> String {
     let forms = [
         format!(
             " class:X status:pending|accepted|rejected agree:yes|no|none ({judge}) actor:auto|person words · {keys}"
         ),
         format!(" class:X status:S agree:yes|no|none ({judge}) actor:auto|person words · {keys}"),
-        format!(" class:X status:S agree:yes|no|none ({judge}) actor:A words"),
-        format!(" agree:yes|no|none ({judge})"),
+        format!(" class:X status:S agree:yes|no|none ({judge}) actor:A words · {keys}"),
+        format!(" agree:yes|no|none ({judge}) · {keys}"),
     ];
     let last = forms.len() - 1;
     forms
@@ -166,7 +166,9 @@ mod tests {
             for judge in ["llm", "knn", "small", "ensemble"] {
                 let h = filter_hint(judge, &keys, room);
                 assert!(h.contains(&format!("({judge})")), "{room}: {h}");
-                if room >= 40 {
+                assert!(h.ends_with(&keys), "{room}: {h}");
+                let shortest = format!(" agree:yes|no|none ({judge}) · {keys}");
+                if room >= shortest.width() {
                     assert!(h.width() <= room, "{room}: {} > room: {h}", h.width());
                 }
             }
