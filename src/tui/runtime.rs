@@ -313,9 +313,10 @@ struct App {
     /// When to start the judges' measure asked for (`chosen::DEBOUNCE`
     /// after the ask; the snapshot is taken then).
     judges_due: Option<Instant>,
-    /// The judges' small model, built by the first measure and kept (with
-    /// the vectors it computed) for the next ones; its embedder's weights
-    /// are released between measures (`ProjectEncoder::release`).
+    /// The judges' small model, built by the first measure and kept for the
+    /// next ones (the vectors it computed are in the project's vector file,
+    /// not here); its embedder's weights are released between measures
+    /// (`ProjectEncoder::release`).
     judges_model: JudgesModel,
     /// The lean snapshot the running jobs share (`app::snapshot`), while
     /// any holds it: jobs asked for at the same state read one copy.
