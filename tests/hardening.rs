@@ -856,7 +856,7 @@ fn import_streams_a_big_file_as_one_batch() {
     let last = p.state().samples.last().unwrap();
     assert_eq!(last.id, 20_002);
     assert_eq!(
-        last.original_text,
+        &*last.original_text,
         "example text number 19999 for the import"
     );
 }

@@ -412,7 +412,11 @@ fn rationales_are_asked_once_and_condition_the_first_round() {
             .rationale
             .as_ref()
             .expect("conditioned on a rationale");
-        assert!(st.rationales[&s.label].contains(r), "{r} for {}", s.label);
+        assert!(
+            st.rationales[s.label.as_str()].contains(r),
+            "{r} for {}",
+            s.label
+        );
     }
     let bodies = server.bodies();
     assert!(

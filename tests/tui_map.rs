@@ -189,7 +189,7 @@ fn b_zooms_to_the_selected_examples_mix_pair_then_the_next() {
     let mut st = mapped();
     let s = st.selected_sample().unwrap();
     let (label, minor) = (
-        s.label.clone(),
+        s.label.to_string(),
         s.provenance.minor.clone().unwrap().to_string(),
     );
     key(&mut st, Action::MapPair);

@@ -238,7 +238,7 @@ fn row_json(r: &Row<'_>) -> Value {
         "id": s.id,
         "origin": s.origin_tag(),
         "intended_label": s.label,
-        "original_text": if s.is_edited() { Some(&s.original_text) } else { None },
+        "original_text": if s.is_edited() { Some(&*s.original_text) } else { None },
         "strategy": p.strategy,
         "classes": p.classes,
         "minor": p.minor,

@@ -14,7 +14,9 @@
 //! nothing). [`Keep::Provenance`] keeps the provenance of the rows an
 //! export writes (seeds and accepted examples).
 
-use crate::domain::{Origin, ProjectState, Provenance, SampleState, Status};
+use std::sync::Arc;
+
+use crate::domain::{History, Origin, ProjectState, Provenance, SampleState, Status};
 
 /// What [`lean`] keeps beyond what every job reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,10 +57,10 @@ fn lean_sample(s: &SampleState, keep: Keep) -> SampleState {
     };
     // The current text only: an edited sample keeps its last edit (so
     // `text()` and `is_edited()` answer as on the full state), not the
-    // text it was added with.
+    // text it was added with. Texts are shared, not copied.
     let (original_text, edits) = match s.edits.last() {
-        Some(e) => (String::new(), vec![e.clone()]),
-        None => (s.original_text.clone(), Vec::new()),
+        Some(e) => (Arc::from(""), [e.clone()].into_iter().collect()),
+        None => (s.original_text.clone(), History::new()),
     };
     SampleState {
         id: s.id,

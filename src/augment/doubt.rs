@@ -203,9 +203,9 @@ mod tests {
             provenance: Provenance::default().into(),
             added_event: 1,
             added_ts: 0,
-            edits: vec![],
+            edits: Default::default(),
             verdicts: verdict.into_iter().map(|v| (2, v)).collect(),
-            decisions: vec![],
+            decisions: Default::default(),
             noise: None,
         }
     }

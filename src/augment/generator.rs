@@ -248,7 +248,9 @@ pub fn schedule_from(state: &ProjectState, classes: &[Class]) -> ClassSchedule {
             continue;
         }
         if let Some(m) = &s.provenance.minor {
-            *pairs.entry((s.label.clone(), m.to_string())).or_insert(0.0) += 1.0;
+            *pairs
+                .entry((s.label.to_string(), m.to_string()))
+                .or_insert(0.0) += 1.0;
         }
     }
     ClassSchedule::new(counts, pairs)
@@ -270,11 +272,11 @@ impl Generator {
         for s in state.samples.iter().filter(|s| s.origin == Origin::Seed) {
             longest = longest.max(s.text().split_whitespace().count());
             seeds
-                .entry(s.label.clone())
+                .entry(s.label.to_string())
                 .or_default()
                 .push(s.text().to_string());
             seed_attributes
-                .entry(s.label.clone())
+                .entry(s.label.to_string())
                 .or_default()
                 .push(s.provenance.attributes.clone());
         }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::{
-    Decision, DecisionKind, Event, EventId, EventKind, GenerationFailed, GenerationSettings,
+    Decision, DecisionKind, Event, EventId, EventKind, GenerationFailed, GenerationSettings, Name,
     Origin, Provenance, RoundScored, SampleId, Usage, Verdict,
 };
 
@@ -33,10 +33,11 @@ impl Status {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SampleState {
     pub id: SampleId,
-    /// Text as first added.
-    pub original_text: String,
-    /// Intended label.
-    pub label: String,
+    /// Text as first added. Shared, so a job's snapshot
+    /// ([`crate::app::snapshot::lean`]) holds the same copy.
+    pub original_text: Arc<str>,
+    /// Intended label (one interned copy per class, not one per sample).
+    pub label: Name,
     pub origin: Origin,
     /// Shared by the samples of one reply: replay hands a sample the
     /// previous sample's provenance when they are equal (see
@@ -46,9 +47,9 @@ pub struct SampleState {
     /// Event that added it and when (Unix ms).
     pub added_event: EventId,
     pub added_ts: u64,
-    pub edits: Vec<(EventId, String)>,
-    pub verdicts: Vec<(EventId, Verdict)>,
-    pub decisions: Vec<(EventId, Decision)>,
+    pub edits: History<(EventId, Arc<str>)>,
+    pub verdicts: History<(EventId, Verdict)>,
+    pub decisions: History<(EventId, Decision)>,
     /// The denoiser's latest judgement (`noise_scored`).
     pub noise: Option<Box<super::NoiseScored>>,
 }
@@ -58,7 +59,7 @@ impl SampleState {
     pub fn text(&self) -> &str {
         self.edits
             .last()
-            .map(|(_, t)| t.as_str())
+            .map(|(_, t)| &**t)
             .unwrap_or(&self.original_text)
     }
     pub fn is_edited(&self) -> bool {
@@ -309,13 +310,13 @@ impl ProjectState {
             EventKind::GenerationFailed(f) => self.failures.push((id, f)),
             EventKind::VerdictRecorded(v) => {
                 if let Some(s) = self.sample_mut(v.sample, id, ty) {
-                    push_lean(&mut s.verdicts, (id, v.verdict));
+                    s.verdicts.push((id, v.verdict));
                 }
             }
             EventKind::Decided(d) => {
                 if let Some(s) = self.sample_mut(d.sample, id, ty) {
                     let person = d.decision.by.is_person();
-                    push_lean(&mut s.decisions, (id, d.decision));
+                    s.decisions.push((id, d.decision));
                     if person {
                         self.undo_stack.push((id, d.sample));
                     }
@@ -323,7 +324,7 @@ impl ProjectState {
             }
             EventKind::Edited(e) => {
                 if let Some(s) = self.sample_mut(e.sample, id, ty) {
-                    push_lean(&mut s.edits, (id, e.text));
+                    s.edits.push((id, e.text.into()));
                     self.undo_stack.push((id, e.sample));
                 }
             }
@@ -419,15 +420,15 @@ impl ProjectState {
         let provenance = self.share_provenance(a.provenance);
         self.samples.push(SampleState {
             id: a.id,
-            original_text: a.text,
-            label: a.label,
+            original_text: a.text.into(),
+            label: a.label.into(),
             origin: a.origin,
             provenance,
             added_event: event,
             added_ts: ts,
-            edits: Vec::new(),
-            verdicts: Vec::new(),
-            decisions: Vec::new(),
+            edits: History::new(),
+            verdicts: History::new(),
+            decisions: History::new(),
             noise: None,
         });
     }
@@ -517,7 +518,7 @@ impl ProjectState {
         for s in &self.samples {
             let c = match s.origin {
                 Origin::Seed => {
-                    out.entry(s.label.clone()).or_default().seed += 1;
+                    out.entry(s.label.to_string()).or_default().seed += 1;
                     continue;
                 }
                 Origin::Validation | Origin::Test => continue,
@@ -615,14 +616,74 @@ impl ProjectState {
     }
 }
 
-/// Push onto a per-sample history. Most samples get one verdict and one
-/// decision, so a history starts with room for exactly one entry (a plain
-/// `push` would reserve four: ~1 KB per sample of untouched memory).
-fn push_lean<T>(v: &mut Vec<T>, item: T) {
-    if v.capacity() == 0 {
-        v.reserve_exact(1);
+/// A sample's history of one kind (edits, verdicts, decisions), oldest
+/// first: a slice allocated at exactly its length. Most samples get one
+/// verdict and at most one decision, so a history is one entry; a `Vec`
+/// would carry its capacity word and grow to room for four. Reads like a
+/// slice (`last()`, `len()`, `iter()`); changes copy it (a history is a
+/// few entries).
+#[derive(Clone, PartialEq)]
+pub struct History<T>(Box<[T]>);
+
+impl<T> History<T> {
+    pub fn new() -> History<T> {
+        History(Box::new([]))
     }
-    v.push(item);
+    /// Append one entry (reallocates to the new length).
+    pub fn push(&mut self, item: T) {
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.reserve_exact(1);
+        v.push(item);
+        self.0 = v.into_boxed_slice();
+    }
+    /// Keep the entries `keep` holds for.
+    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        if self.0.is_empty() {
+            return;
+        }
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.retain(keep);
+        self.0 = v.into_boxed_slice();
+    }
+}
+
+impl<T> Default for History<T> {
+    fn default() -> History<T> {
+        History::new()
+    }
+}
+
+impl<T> std::ops::Deref for History<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        &self.0
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for History<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<T> From<Vec<T>> for History<T> {
+    fn from(v: Vec<T>) -> History<T> {
+        History(v.into_boxed_slice())
+    }
+}
+
+impl<T> FromIterator<T> for History<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(it: I) -> History<T> {
+        History(it.into_iter().collect())
+    }
+}
+
+impl<'a, T> IntoIterator for &'a History<T> {
+    type Item = &'a T;
+    type IntoIter = std::slice::Iter<'a, T>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
 }
 
 #[cfg(test)]
@@ -738,11 +799,28 @@ mod tests {
     }
 
     /// A 200,000-sample project holds this many: the provenance (280
-    /// bytes inline) lives behind the shared pointer, not in each sample.
+    /// bytes inline) lives behind the shared pointer, not in each sample;
+    /// the label is an interned name and the histories are exact slices.
     #[test]
     fn a_sample_stays_small_in_memory() {
         let size = std::mem::size_of::<SampleState>();
-        assert!(size <= 168, "SampleState is {size} bytes");
+        assert!(size <= 128, "SampleState is {size} bytes");
+        assert_eq!(std::mem::size_of::<History<(EventId, Verdict)>>(), 16);
+    }
+
+    #[test]
+    fn histories_hold_exactly_their_entries() {
+        let mut h: History<u32> = History::new();
+        assert!(h.is_empty());
+        h.push(1);
+        h.push(2);
+        h.push(3);
+        assert_eq!(&*h, [1, 2, 3]);
+        h.retain(|x| *x != 2);
+        assert_eq!(&*h, [1, 3]);
+        assert_eq!(h.last(), Some(&3));
+        let g: History<u32> = vec![1, 3].into();
+        assert_eq!(g, h);
     }
 
     #[test]

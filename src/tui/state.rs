@@ -477,7 +477,7 @@ impl Tally {
     fn add(&mut self, s: &SampleState, label: &str, sign: i64) {
         let f = |x: &mut u64| *x = x.saturating_add_signed(sign);
         match s.origin {
-            Origin::Seed => f(&mut self.per_class.entry(s.label.clone()).or_default().seed),
+            Origin::Seed => f(&mut self.per_class.entry(s.label.to_string()).or_default().seed),
             Origin::Validation | Origin::Test => {}
             Origin::Generated => {
                 if !self.per_class.contains_key(label) {

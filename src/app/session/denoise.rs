@@ -420,7 +420,10 @@ impl Session {
         let mut seeds: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
         for s in state.samples.iter().filter(|s| s.origin == Origin::Seed) {
             if let Some(v) = self.denoise.vectors.get(&s.id) {
-                seeds.entry(s.label.clone()).or_default().push(v.clone());
+                seeds
+                    .entry(s.label.to_string())
+                    .or_default()
+                    .push(v.clone());
             }
         }
         let denoiser = Denoiser::new(
@@ -507,7 +510,9 @@ impl Session {
         }
         let mut by_class: BTreeMap<String, Option<Vec<Vec<f32>>>> = BTreeMap::new();
         for s in state.samples.iter().filter(|s| s.origin == Origin::Seed) {
-            let entry = by_class.entry(s.label.clone()).or_insert(Some(Vec::new()));
+            let entry = by_class
+                .entry(s.label.to_string())
+                .or_insert(Some(Vec::new()));
             match (entry.as_mut(), self.denoise.vectors.get(&s.id)) {
                 (Some(list), Some(v)) => list.push(v.clone()),
                 _ => *entry = None,
@@ -589,7 +594,7 @@ impl Session {
         }
         let mut ranked: Vec<(&str, f32)> = best.into_iter().collect();
         ranked.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
-        let mut names: Vec<String> = vec![s.label.clone()];
+        let mut names: Vec<String> = vec![s.label.to_string()];
         for (name, _) in ranked {
             if names.len() >= NEAREST_CLASSES {
                 break;

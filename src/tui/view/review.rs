@@ -373,7 +373,7 @@ pub(super) fn detail_lines<'a>(st: &State, s: &SampleState) -> Vec<Line<'a>> {
             label_style(t, source).add_modifier(Modifier::BOLD),
         ),
         Span::styled(" · intended ", t.muted()),
-        Span::raw(s.label.clone()),
+        Span::raw(s.label.to_string()),
     ];
     let distrust = st.relabel_distrust();
     if let Some(v) = s.verdict() {
