@@ -584,6 +584,14 @@ fn scan_lines<R: Read>(
         buf.copy_within(start..filled, 0);
         filled -= start;
         base += start as u64;
+        if buf.len() > block && filled < block {
+            // A long line grew the buffer (a 10 MB seed text: to 16 MB);
+            // read on in blocks again, or every later read touches (and
+            // keeps resident) the whole grown buffer for the rest of the
+            // replay.
+            buf.truncate(block.max(1));
+            buf.shrink_to_fit();
+        }
     }
     let mut tail = None;
     let mut torn_batch = None;
@@ -1767,6 +1775,55 @@ mod tests {
         for (block, step) in [(1, 1), (16, 5), (64, 1000), (300, 7), (4096, 4096)] {
             assert_eq!(collect(block, step), whole, "block {block}, step {step}");
         }
+    }
+
+    /// A reader that notes how much room each read offers.
+    struct Offered<'a>(&'a [u8], Vec<usize>);
+
+    impl Read for Offered<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            self.1.push(out.len());
+            let n = self.0.len().min(out.len()).min(50);
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_long_line_grows_the_buffer_only_while_it_is_read() {
+        let line = |text: String| {
+            let mut e = Event {
+                v: 1,
+                id: 1,
+                ts: 3,
+                kind: add(1),
+            };
+            if let EventKind::SampleAdded(a) = &mut e.kind {
+                a.text = text;
+            }
+            e.to_json_line() + "\n"
+        };
+        let mut bytes = line("short".into()).into_bytes();
+        bytes.extend(line("x".repeat(2000)).bytes());
+        for _ in 0..20 {
+            bytes.extend(line("short again".into()).bytes());
+        }
+        let mut reader = Offered(&bytes, Vec::new());
+        let mut n = 0;
+        scan_reader(&mut reader, 256, |_, r| {
+            assert!(r.is_ok());
+            n += 1;
+        })
+        .unwrap();
+        assert_eq!(n, 22);
+        let offered = reader.1;
+        assert!(offered.iter().any(|&o| o > 1024), "{offered:?}");
+        let last = offered.iter().rposition(|&o| o > 256).unwrap();
+        assert!(
+            last < offered.len() - 20,
+            "reads after the long line still offer the grown buffer: {offered:?}"
+        );
     }
 
     #[test]
