@@ -265,7 +265,7 @@ pub fn verdict_from(reply: &RelabelReply<'_>, classes: &[String]) -> Verdict {
         .iter()
         .map(|c| match_label(c, classes))
         .collect();
-    let raw = Some(reply.choices.join("\n---\n"));
+    let raw = Some(reply.choices.join("\n---\n").into());
     let mut v = Verdict {
         label: None,
         confidence: Default::default(),
@@ -273,7 +273,7 @@ pub fn verdict_from(reply: &RelabelReply<'_>, classes: &[String]) -> Verdict {
         votes: None,
         raw,
         model: reply.model.as_deref().map(Into::into),
-        request_id: reply.request_id.clone(),
+        request_id: reply.request_id.as_deref().map(Into::into),
     };
     if reply.choices.len() > 1 {
         // Self-consistency: share of votes per class; unparsable votes count

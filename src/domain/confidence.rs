@@ -17,13 +17,21 @@ use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-/// Confidence per class, in class-name order (like the map it replaces).
+/// Confidence per class, in class-name order (like the map it replaces):
+/// a slice allocated at its length (no capacity word; changes reallocate,
+/// and a verdict is built once).
 #[derive(Clone, Default, PartialEq)]
-pub struct Confidence(Vec<(Arc<str>, f64)>);
+pub struct Confidence(Box<[(Arc<str>, f64)]>);
 
 impl Confidence {
     pub fn new() -> Confidence {
-        Confidence(Vec::new())
+        Confidence(Box::new([]))
+    }
+    fn insert_at(&mut self, i: usize, entry: (Arc<str>, f64)) {
+        let mut v = std::mem::take(&mut self.0).into_vec();
+        v.reserve_exact(1);
+        v.insert(i, entry);
+        self.0 = v.into_boxed_slice();
     }
     fn find(&self, k: &str) -> Result<usize, usize> {
         self.0.binary_search_by(|(n, _)| (**n).cmp(k))
@@ -43,7 +51,7 @@ impl Confidence {
         match self.find(k) {
             Ok(i) => Some(std::mem::replace(&mut self.0[i].1, v)),
             Err(i) => {
-                self.0.insert(i, (intern(k), v));
+                self.insert_at(i, (intern(k), v));
                 None
             }
         }
@@ -53,7 +61,7 @@ impl Confidence {
         let i = match self.find(k) {
             Ok(i) => i,
             Err(i) => {
-                self.0.insert(i, (intern(k), 0.0));
+                self.insert_at(i, (intern(k), 0.0));
                 i
             }
         };
@@ -93,12 +101,15 @@ impl std::ops::Index<&str> for Confidence {
 impl<K: AsRef<str>> FromIterator<(K, f64)> for Confidence {
     /// Like a map: a class given twice keeps its last confidence.
     fn from_iter<I: IntoIterator<Item = (K, f64)>>(it: I) -> Confidence {
-        let mut c = Confidence::new();
+        let mut c: Vec<(Arc<str>, f64)> = Vec::new();
         for (k, v) in it {
-            c.insert(k, v);
+            let k = k.as_ref();
+            match c.binary_search_by(|(n, _)| (**n).cmp(k)) {
+                Ok(i) => c[i].1 = v,
+                Err(i) => c.insert(i, (intern(k), v)),
+            }
         }
-        c.0.shrink_to_fit();
-        c
+        Confidence(c.into_boxed_slice())
     }
 }
 
@@ -155,7 +166,7 @@ impl<'de> Deserialize<'de> for Confidence {
                     })();
                     let mut exact = Vec::with_capacity(c.len());
                     exact.append(&mut c);
-                    let out = Confidence(exact);
+                    let out = Confidence(exact.into_boxed_slice());
                     scratch.replace(c);
                     read.map(|()| out)
                 })
@@ -178,7 +189,8 @@ mod tests {
             serde_json::to_string(&c).unwrap(),
             r#"{"HUM":0.5,"LOC":0.3}"#
         );
-        assert_eq!(c.0.capacity(), 2, "allocated at its size");
+        assert_eq!(c.0.len(), 2, "allocated at its size");
+        assert_eq!(std::mem::size_of::<Confidence>(), 16);
         let empty: Confidence = serde_json::from_str("{}").unwrap();
         assert!(empty.is_empty());
         assert!(serde_json::from_str::<Confidence>(r#"{"A":"x"}"#).is_err());

@@ -166,12 +166,15 @@ pub struct Verdict {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub votes: Option<u32>,
     /// The raw answer(s), kept when unparsable or for audit.
+    /// The raw answer of an unparsable verdict (kept for audit). This and
+    /// the request id are boxed strings: a 200,000-sample project holds a
+    /// verdict per sample, nearly all without either (8 bytes less each).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw: Option<String>,
+    pub raw: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: Option<Box<str>>,
 }
 
 impl Verdict {

@@ -806,6 +806,9 @@ mod tests {
         let size = std::mem::size_of::<SampleState>();
         assert!(size <= 128, "SampleState is {size} bytes");
         assert_eq!(std::mem::size_of::<History<(EventId, Verdict)>>(), 16);
+        // One per sample too (confidences boxed, rare strings boxed).
+        let size = std::mem::size_of::<Verdict>();
+        assert!(size <= 96, "Verdict is {size} bytes");
     }
 
     #[test]
