@@ -94,7 +94,8 @@ fn main() -> anyhow::Result<()> {
             _ => dir = Some(PathBuf::from(a)),
         }
     }
-    let dir = dir.ok_or_else(|| anyhow::anyhow!("usage: judges_measure DIR [--hashed] [--released]"))?;
+    let dir =
+        dir.ok_or_else(|| anyhow::anyhow!("usage: judges_measure DIR [--hashed] [--released]"))?;
     let project = straddle::store::Project::open_read_only(&dir)?;
     let classes = project.class_names();
     let (_, rss_open, _) = usage();
