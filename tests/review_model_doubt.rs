@@ -20,8 +20,8 @@ fn signals(reason: &'static str, label: usize, other: usize) -> Signals {
         variability: 0.05,
         // At 0.5 the out-of-fold term adds nothing: only the reason counts.
         oof_confidence: 0.5,
-        oof_label: "?".into(),
-        reasons: vec![reason],
+        oof_label: label as u32,
+        reasons: [reason].into_iter().collect(),
         model_doubt: Some(ModelDoubt {
             label_probability: if reason == LOW_MODEL_CONFIDENCE {
                 0.2
@@ -32,7 +32,7 @@ fn signals(reason: &'static str, label: usize, other: usize) -> Signals {
                 other
             } else {
                 label
-            },
+            } as u32,
             predicted_probability: 0.7,
             neighbour_agreement: Some(if reason == NEIGHBOURS_DISAGREE {
                 0.2
@@ -43,9 +43,9 @@ fn signals(reason: &'static str, label: usize, other: usize) -> Signals {
                 other
             } else {
                 label
-            }),
+            } as u32),
             neighbours: 5,
-            reasons: vec![reason],
+            reasons: [reason].into_iter().collect(),
         }),
     }
 }

@@ -288,7 +288,9 @@ pub(crate) fn vector_pool(
     };
     let finish_doubt = |mut d: ModelDoubt, has_folds: bool| {
         if !has_folds {
-            d.reasons.retain(|r| *r == NEIGHBOURS_DISAGREE);
+            d.reasons = d
+                .reasons
+                .intersection([NEIGHBOURS_DISAGREE].into_iter().collect());
         }
         d
     };
@@ -480,7 +482,10 @@ mod tests {
             assert!(d.neighbours > 0);
         }
         let odd = &rows[at];
-        assert_eq!(odd.signals.as_ref().unwrap().oof_label, "fruit");
+        assert_eq!(
+            names[odd.signals.as_ref().unwrap().oof_label as usize],
+            "fruit"
+        );
         assert!(
             odd.doubt
                 .as_ref()
@@ -569,6 +574,6 @@ mod tests {
             assert!((0.0..=1.0).contains(&sig[r].oof_confidence));
         }
         let at = pool.ids.iter().position(|&id| id == 7).unwrap();
-        assert_eq!(sig[at].oof_label, "fruit", "{:?}", sig[at]);
+        assert_eq!(names[sig[at].oof_label as usize], "fruit", "{:?}", sig[at]);
     }
 }

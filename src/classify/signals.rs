@@ -21,6 +21,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
+pub use super::doubt::Reasons;
 use super::features::Encoded;
 use super::linear::{LinearConfig, fit_calibrated};
 use super::model::{Classifier, EpochProbs, TrainConfig, argmax};
@@ -64,7 +65,9 @@ impl Default for SignalConfig {
     }
 }
 
-/// Signals of one example.
+/// Signals of one example: plain numbers, no heap of their own (the
+/// review pool's signals are kept for every example of a 200,000-sample
+/// project).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signals {
     /// Mean over epochs of the probability of the example's label
@@ -74,11 +77,14 @@ pub struct Signals {
     pub variability: f64,
     /// Probability of its label from a model that never saw it.
     pub oof_confidence: f64,
-    /// The out-of-fold model's most probable class.
-    pub oof_label: String,
+    /// The out-of-fold model's most probable class (an index into the
+    /// classes the signals were computed for).
+    pub oof_label: u32,
     /// Doubt reasons: [`LIKELY_MISLABEL`], [`AMBIGUOUS`], [`HARD_TO_LEARN`],
     /// and with the embedding model those of [`super::doubt`].
-    pub reasons: Vec<&'static str>,
+    /// ([`JUDGES_DISAGREE`] is the judges' and is added where they are
+    /// known: see [`Signals::doubt_with`].)
+    pub reasons: Reasons,
     /// The embedding model's doubt behind those reasons (its calibrated
     /// out-of-fold probabilities and the nearest trusted examples), when
     /// the embedding model computed the signals.
@@ -86,26 +92,34 @@ pub struct Signals {
     pub model_doubt: Option<super::doubt::ModelDoubt>,
 }
 
+/// What a reason tag adds to a doubt score in [`Signals::doubt`].
+pub fn reason_weight(r: &str) -> f64 {
+    match r {
+        LIKELY_MISLABEL => 1.0,
+        HARD_TO_LEARN => 0.4,
+        AMBIGUOUS => 0.3,
+        JUDGES_DISAGREE => 0.6,
+        // The embedding model's doubt (`super::doubt`), folded in
+        // by the training job.
+        super::doubt::MODEL_DISAGREES => 1.0,
+        super::doubt::NEIGHBOURS_DISAGREE => 0.5,
+        super::doubt::LOW_MODEL_CONFIDENCE => 0.3,
+        _ => 0.0,
+    }
+}
+
 impl Signals {
     /// A doubt contribution for the review queue (higher = look first):
     /// 1.0 for a likely mislabel, 0.4 for hard to learn, 0.3 for ambiguous,
     /// plus how far the out-of-fold confidence is below 0.5.
     pub fn doubt(&self) -> f64 {
-        let mut d = 0.0;
-        for r in &self.reasons {
-            d += match *r {
-                LIKELY_MISLABEL => 1.0,
-                HARD_TO_LEARN => 0.4,
-                AMBIGUOUS => 0.3,
-                JUDGES_DISAGREE => 0.6,
-                // The embedding model's doubt (`super::doubt`), folded in
-                // by the training job.
-                super::doubt::MODEL_DISAGREES => 1.0,
-                super::doubt::NEIGHBOURS_DISAGREE => 0.5,
-                super::doubt::LOW_MODEL_CONFIDENCE => 0.3,
-                _ => 0.0,
-            };
-        }
+        self.doubt_with(Reasons::default())
+    }
+
+    /// [`Self::doubt`] with the reasons `extra` too (the judges'
+    /// [`JUDGES_DISAGREE`], known where the signals are read).
+    pub fn doubt_with(&self, extra: Reasons) -> f64 {
+        let d: f64 = self.reasons.union(extra).iter().map(reason_weight).sum();
         d + (0.5 - self.oof_confidence).max(0.0)
     }
 
@@ -113,9 +127,14 @@ impl Signals {
     /// and the reason tags), so likely mislabels and ambiguous examples
     /// rise in the review queue.
     pub fn add_to(&self, d: &mut crate::augment::Doubt) {
-        d.score += self.doubt();
-        for r in &self.reasons {
-            if !d.reasons.contains(r) {
+        self.add_to_with(d, Reasons::default());
+    }
+
+    /// [`Self::add_to`] with the reasons `extra` too.
+    pub fn add_to_with(&self, d: &mut crate::augment::Doubt, extra: Reasons) {
+        d.score += self.doubt_with(extra);
+        for r in self.reasons.union(extra).iter() {
+            if !d.reasons.contains(&r) {
                 d.reasons.push(r);
             }
         }
@@ -302,7 +321,6 @@ fn signals_from(
 /// What [`signals_from`] learns from the training rows (the per-class
 /// thresholds and support) to judge any row, trained on or not.
 pub(crate) struct Rule<'a> {
-    classes: &'a [String],
     thresholds: Vec<Option<f64>>,
     support: Vec<usize>,
     min_support: usize,
@@ -312,7 +330,7 @@ pub(crate) struct Rule<'a> {
 
 impl<'a> Rule<'a> {
     pub(crate) fn new(
-        classes: &'a [String],
+        classes: &[String],
         labels: &[usize],
         oof: &[Vec<f64>],
         min_support: usize,
@@ -325,7 +343,6 @@ impl<'a> Rule<'a> {
             support[l] += 1;
         }
         Rule {
-            classes,
             thresholds: class_thresholds(k, labels, oof),
             support,
             min_support,
@@ -339,7 +356,7 @@ impl<'a> Rule<'a> {
     pub(crate) fn signals(&self, y: usize, dynamics: &[f32], p: &[f64]) -> Signals {
         let cfg = self.cfg;
         let (confidence, variability) = mean_std(dynamics);
-        let mut reasons = Vec::new();
+        let mut reasons = Reasons::default();
         // With fewer examples of its class than folds, the other folds
         // may not have seen the class at all: no mislabel verdict then.
         let below_own = self.thresholds[y].is_some_and(|t| p[y] < t);
@@ -359,7 +376,7 @@ impl<'a> Rule<'a> {
             confidence,
             variability,
             oof_confidence: p[y],
-            oof_label: self.classes[top].clone(),
+            oof_label: top as u32,
             reasons,
             model_doubt: None,
         }
@@ -423,11 +440,7 @@ pub fn signals_and_doubt(
             .map(|row| {
                 let mut sig = row.signals.expect("signals asked for");
                 if let Some(d) = row.doubt {
-                    for r in &d.reasons {
-                        if !sig.reasons.contains(r) {
-                            sig.reasons.push(r);
-                        }
-                    }
+                    sig.reasons = sig.reasons.union(d.reasons);
                     sig.model_doubt = Some(d);
                 }
                 sig
@@ -498,7 +511,7 @@ mod tests {
         let odd = sig.last().unwrap();
         assert!(odd.confidence > 0.5, "in-sample memorises: {odd:?}");
         assert!(odd.oof_confidence < 0.2, "out-of-fold does not: {odd:?}");
-        assert_eq!(odd.oof_label, "sport");
+        assert_eq!(classes[odd.oof_label as usize], "sport");
         assert!(odd.reasons.contains(&LIKELY_MISLABEL), "{odd:?}");
         let clean = &sig[0];
         assert!(!clean.reasons.contains(&LIKELY_MISLABEL), "{clean:?}");
@@ -573,8 +586,8 @@ mod project_tests {
             confidence: 0.1,
             variability: 0.05,
             oof_confidence: 0.1,
-            oof_label: "B".into(),
-            reasons: vec![LIKELY_MISLABEL, HARD_TO_LEARN],
+            oof_label: 1,
+            reasons: [LIKELY_MISLABEL, HARD_TO_LEARN].into_iter().collect(),
             model_doubt: None,
         };
         let mut d = crate::augment::Doubt {
