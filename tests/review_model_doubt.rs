@@ -5,11 +5,10 @@
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use std::collections::HashMap;
-use straddle::classify::Signals;
 use straddle::classify::doubt::{
     LOW_MODEL_CONFIDENCE, MODEL_DISAGREES, ModelDoubt, NEIGHBOURS_DISAGREE,
 };
+use straddle::classify::{SignalMap, Signals};
 use straddle::domain::{SampleId, Status};
 use straddle::tui::view::doubt_codes;
 use straddle::tui::{Msg, State, fixture, update, view};
@@ -77,7 +76,7 @@ fn each_model_reason_raises_its_example_and_shows_as_its_own_reason() {
         st.classes.iter().position(|c| &c.name == l).unwrap()
     };
     let reasons = [MODEL_DISAGREES, LOW_MODEL_CONFIDENCE, NEIGHBOURS_DISAGREE];
-    let map: HashMap<SampleId, Signals> = ids
+    let map: SignalMap = ids
         .iter()
         .zip(reasons)
         .map(|(id, r)| {

@@ -14,8 +14,6 @@
 //!   reaches that class's average self-confidence) differs from its own
 //!   label is a likely mislabel.
 
-use std::collections::HashMap;
-
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -138,6 +136,94 @@ impl Signals {
                 d.reasons.push(r);
             }
         }
+    }
+}
+
+/// Signals by sample id, sorted by id: two plain arrays (a sample's
+/// signals found by binary search), not a hash map of 200,000 entries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignalMap {
+    ids: Vec<SampleId>,
+    signals: Vec<Signals>,
+}
+
+impl SignalMap {
+    /// The signals of `ids` (one each, in any order; an id twice keeps
+    /// the last).
+    ///
+    /// # Panics
+    /// When the lengths differ.
+    pub fn new(ids: Vec<SampleId>, signals: Vec<Signals>) -> SignalMap {
+        assert_eq!(ids.len(), signals.len(), "one signal per id");
+        let mut m = SignalMap { ids, signals };
+        if !m.ids.windows(2).all(|w| w[0] < w[1]) {
+            let mut pairs: Vec<(SampleId, Signals)> = std::mem::take(&mut m.ids)
+                .into_iter()
+                .zip(std::mem::take(&mut m.signals))
+                .collect();
+            // Stable: of equal ids the last stays last, and is kept.
+            pairs.sort_by_key(|p| p.0);
+            let mut kept: Vec<(SampleId, Signals)> = Vec::with_capacity(pairs.len());
+            for p in pairs {
+                match kept.last_mut() {
+                    Some(last) if last.0 == p.0 => *last = p,
+                    _ => kept.push(p),
+                }
+            }
+            (m.ids, m.signals) = kept.into_iter().unzip();
+        }
+        m.signals.shrink_to_fit();
+        m
+    }
+
+    pub fn get(&self, id: SampleId) -> Option<&Signals> {
+        self.ids.binary_search(&id).ok().map(|i| &self.signals[i])
+    }
+
+    pub fn contains_key(&self, id: SampleId) -> bool {
+        self.ids.binary_search(&id).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Ids, ascending.
+    pub fn keys(&self) -> impl Iterator<Item = SampleId> + '_ {
+        self.ids.iter().copied()
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Signals> {
+        self.signals.iter()
+    }
+
+    /// `(id, signals)` by ascending id.
+    pub fn iter(&self) -> impl Iterator<Item = (SampleId, &Signals)> {
+        self.ids.iter().copied().zip(&self.signals)
+    }
+}
+
+impl FromIterator<(SampleId, Signals)> for SignalMap {
+    fn from_iter<I: IntoIterator<Item = (SampleId, Signals)>>(it: I) -> SignalMap {
+        let (ids, signals) = it.into_iter().unzip();
+        SignalMap::new(ids, signals)
+    }
+}
+
+impl<const N: usize> From<[(SampleId, Signals); N]> for SignalMap {
+    fn from(pairs: [(SampleId, Signals); N]) -> SignalMap {
+        pairs.into_iter().collect()
+    }
+}
+
+impl std::ops::Index<&SampleId> for SignalMap {
+    type Output = Signals;
+    fn index(&self, id: &SampleId) -> &Signals {
+        self.get(*id).expect("no signals for that sample")
     }
 }
 
@@ -389,14 +475,10 @@ impl<'a> Rule<'a> {
 /// left out. The model trains on at most [`super::MAX_TRAIN`] of them (an
 /// evenly spaced sample of each class past that) and every example gets
 /// its signals, out of fold: see [`super::pool`].
-pub fn signals(
-    state: &ProjectState,
-    classes: &[String],
-    cfg: &SignalConfig,
-) -> HashMap<SampleId, Signals> {
+pub fn signals(state: &ProjectState, classes: &[String], cfg: &SignalConfig) -> SignalMap {
     let pool = super::pool::Pool::of(state, classes);
     let out = super::pool::ngram_signals(classes, &pool, cfg, super::MAX_TRAIN);
-    pool.ids.into_iter().zip(out).collect()
+    SignalMap::new(pool.ids, out)
 }
 
 /// [`signals`] with the given small model (the embedding model computes
@@ -408,7 +490,7 @@ pub fn signals_with(
     state: &ProjectState,
     classes: &[String],
     cfg: &SignalConfig,
-) -> anyhow::Result<HashMap<SampleId, Signals>> {
+) -> anyhow::Result<SignalMap> {
     signals_and_doubt(model, state, classes, cfg, None)
 }
 
@@ -422,7 +504,7 @@ pub fn signals_and_doubt(
     classes: &[String],
     cfg: &SignalConfig,
     doubt: Option<&super::doubt::ModelDoubtConfig>,
-) -> anyhow::Result<HashMap<SampleId, Signals>> {
+) -> anyhow::Result<SignalMap> {
     let pool = super::pool::Pool::of(state, classes);
     let out: Vec<Signals> = match model {
         super::SmallModel::Ngram(train) => {
@@ -447,7 +529,7 @@ pub fn signals_and_doubt(
             })
             .collect(),
     };
-    Ok(pool.ids.into_iter().zip(out).collect())
+    Ok(SignalMap::new(pool.ids, out))
 }
 
 #[cfg(test)]
@@ -551,6 +633,44 @@ mod tests {
 }
 
 #[cfg(test)]
+mod map_tests {
+    use super::*;
+
+    fn sig(c: f64) -> Signals {
+        Signals {
+            confidence: c,
+            variability: 0.0,
+            oof_confidence: c,
+            oof_label: 0,
+            reasons: Reasons::default(),
+            model_doubt: None,
+        }
+    }
+
+    /// Ids in any order: found by id, listed ascending, an id given twice
+    /// keeps its last signals.
+    #[test]
+    fn a_signal_map_finds_each_id_and_keeps_the_last_of_a_repeat() {
+        let m = SignalMap::new(
+            vec![9, 2, 5, 2],
+            vec![sig(0.9), sig(0.2), sig(0.5), sig(0.3)],
+        );
+        assert_eq!(m.keys().collect::<Vec<_>>(), [2, 5, 9]);
+        assert_eq!(m.get(2).unwrap().confidence, 0.3);
+        assert_eq!(m[&9].confidence, 0.9);
+        assert!(m.get(3).is_none() && !m.contains_key(1) && m.contains_key(5));
+        let sorted: SignalMap = [(1, sig(0.1)), (4, sig(0.4))].into();
+        assert_eq!(
+            sorted
+                .iter()
+                .map(|(id, s)| (id, s.confidence))
+                .collect::<Vec<_>>(),
+            [(1, 0.1), (4, 0.4)]
+        );
+    }
+}
+
+#[cfg(test)]
 mod project_tests {
     use super::*;
     use crate::classify::data::tests::decide;
@@ -575,8 +695,7 @@ mod project_tests {
             ],
         );
         let sig = signals(&st, &classes, &SignalConfig::default());
-        let mut ids: Vec<_> = sig.keys().copied().collect();
-        ids.sort();
+        let ids: Vec<_> = sig.keys().collect();
         assert_eq!(ids, [1, 2, 3, 4]);
         for s in sig.values() {
             assert!((0.0..=1.0).contains(&s.oof_confidence));

@@ -300,7 +300,7 @@ pub struct ReviewQueue {
     /// computed when it changes; NaN where not computed.
     scores: Vec<f64>,
     /// Training-dynamics signals (S3), folded into doubt scores and tags.
-    signals: HashMap<SampleId, crate::classify::Signals>,
+    signals: crate::classify::SignalMap,
     /// What the filter looks at, per sample id, kept as samples change so
     /// applying a filter never touches the samples themselves.
     meta: Vec<Meta>,
@@ -366,7 +366,7 @@ impl ReviewQueue {
             ctx,
             orders: Default::default(),
             scores: Vec::new(),
-            signals: HashMap::new(),
+            signals: Default::default(),
             meta: Vec::new(),
             labels: Vec::new(),
             judged: JudgeView::default(),
@@ -404,7 +404,7 @@ impl ReviewQueue {
     /// cached).
     fn fresh_score(&self, s: &SampleState) -> f64 {
         let mut d = crate::augment::doubt_by(s, &self.ctx, None);
-        if let Some(sig) = self.signals.get(&s.id) {
+        if let Some(sig) = self.signals.get(s.id) {
             sig.add_to(&mut d);
         }
         d.score
@@ -421,7 +421,7 @@ impl ReviewQueue {
     /// [`doubt`] plus the training-dynamics signals, if any.
     pub fn doubt(&self, s: &SampleState) -> (f64, Vec<&'static str>) {
         let (mut score, mut tags) = doubt_with(s, &self.ctx, &self.judged);
-        if let Some(sig) = self.signals.get(&s.id) {
+        if let Some(sig) = self.signals.get(s.id) {
             let extra = self.judged.signal_reasons(s.id);
             score += sig.doubt_with(extra);
             for r in sig.reasons.union(extra).iter() {
@@ -438,16 +438,16 @@ impl ReviewQueue {
     /// remove + insert, so the orders stay sorted without a re-sort.
     pub fn set_signals(
         &mut self,
-        signals: HashMap<SampleId, crate::classify::Signals>,
+        signals: crate::classify::SignalMap,
         st: &ProjectState,
         classes: &[Class],
     ) {
         let mut changed: Vec<SampleId> = signals
             .iter()
-            .filter(|(id, sig)| self.signals.get(id) != Some(sig))
-            .map(|(id, _)| *id)
+            .filter(|(id, sig)| self.signals.get(*id) != Some(*sig))
+            .map(|(id, _)| id)
             .collect();
-        changed.extend(self.signals.keys().filter(|id| !signals.contains_key(id)));
+        changed.extend(self.signals.keys().filter(|id| !signals.contains_key(*id)));
         changed.sort_unstable();
         self.signals = signals;
         for id in changed {
@@ -480,7 +480,7 @@ impl ReviewQueue {
 
     /// Signals of a sample, if computed.
     pub fn signals_of(&self, id: SampleId) -> Option<&crate::classify::Signals> {
-        self.signals.get(&id)
+        self.signals.get(id)
     }
 
     fn order(&self) -> &Order {
@@ -810,12 +810,8 @@ fn key_of(
 /// the judges change): the chosen judge's disagreement, and with training
 /// signals the judges' reasons ([`JudgeView::signal_reasons`]) they do
 /// not carry themselves.
-fn judge_part(
-    judged: &JudgeView,
-    signals: &HashMap<SampleId, crate::classify::Signals>,
-    s: &SampleState,
-) -> f64 {
-    let extra = match signals.get(&s.id) {
+fn judge_part(judged: &JudgeView, signals: &crate::classify::SignalMap, s: &SampleState) -> f64 {
+    let extra = match signals.get(s.id) {
         Some(sig) => judged
             .signal_reasons(s.id)
             .iter()
@@ -835,7 +831,7 @@ fn build_order(
     generated: &[&SampleState],
     scores: &[f64],
     judged: &JudgeView,
-    signals: &HashMap<SampleId, crate::classify::Signals>,
+    signals: &crate::classify::SignalMap,
     top: usize,
     st: &ProjectState,
     classes: &[Class],

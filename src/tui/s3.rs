@@ -8,11 +8,9 @@
 //! the state, answering with `Msg::RoundDone` / `Msg::Signals`; the
 //! Stats pane's S3 lines are drawn by `s3_view`.
 
-use std::collections::HashMap;
-
 pub use crate::app::training::{RoundResult, no_heldout_message};
-use crate::classify::{self, Signals, s3};
-use crate::domain::{EventKind, GenerationSettings, SampleId};
+use crate::classify::{self, SignalMap, s3};
+use crate::domain::{EventKind, GenerationSettings};
 
 use super::state::{Effect, State};
 
@@ -143,7 +141,7 @@ pub fn on_round_done(st: &mut State, r: Result<Box<RoundResult>, String>, fx: &m
 }
 
 /// New signals: the queue re-sorts the samples whose signals changed.
-pub fn on_signals(st: &mut State, r: Result<HashMap<SampleId, Signals>, String>) {
+pub fn on_signals(st: &mut State, r: Result<SignalMap, String>) {
     st.s3.signals_running = false;
     match r {
         Ok(map) => {
@@ -171,6 +169,8 @@ pub fn round_count(settings: &GenerationSettings, errors: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::Signals;
+    use crate::domain::SampleId;
 
     #[test]
     fn round_count_is_per_request_per_error_capped() {
@@ -240,7 +240,7 @@ mod tests {
             st.queue.score(&s)
         };
         let before = [score(&mut st, a), score(&mut st, b)];
-        let map: HashMap<SampleId, Signals> = [(a, calm()), (b, calm())].into();
+        let map: SignalMap = [(a, calm()), (b, calm())].into();
         update(&mut st, Msg::Signals(Ok(map)));
         assert!(!st.s3.signals_running);
         // No measure yet: no judges' reason.
@@ -312,7 +312,7 @@ mod tests {
         assert!(tags(&st, b).contains(&JUDGES_DISAGREE));
 
         // New signals keep following the opinions in force.
-        let map: HashMap<SampleId, Signals> = [(a, calm()), (b, calm()), (c, calm())].into();
+        let map: SignalMap = [(a, calm()), (b, calm()), (c, calm())].into();
         update(&mut st, Msg::Signals(Ok(map)));
         assert!(!tags(&st, a).contains(&JUDGES_DISAGREE));
         assert!(tags(&st, b).contains(&JUDGES_DISAGREE));
