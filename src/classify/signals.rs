@@ -517,17 +517,7 @@ pub fn signals_and_doubt(
         super::SmallModel::Embedding {
             encoder,
             cfg: linear,
-        } => super::pool::vector_pool_capped(classes, &pool, *encoder, linear, Some(cfg), doubt)?
-            .into_iter()
-            .map(|row| {
-                let mut sig = row.signals.expect("signals asked for");
-                if let Some(d) = row.doubt {
-                    sig.reasons = sig.reasons.union(d.reasons);
-                    sig.model_doubt = Some(d);
-                }
-                sig
-            })
-            .collect(),
+        } => super::pool::vector_signals_capped(classes, &pool, *encoder, linear, cfg, doubt)?,
     };
     Ok(SignalMap::new(pool.ids, out))
 }
