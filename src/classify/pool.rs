@@ -555,7 +555,7 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .reasons
-                .contains(&super::super::doubt::MODEL_DISAGREES),
+                .contains(super::super::doubt::MODEL_DISAGREES),
             "{:?}",
             odd.doubt
         );
@@ -564,7 +564,7 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .reasons
-                .contains(&super::super::signals::LIKELY_MISLABEL),
+                .contains(super::super::signals::LIKELY_MISLABEL),
             "{:?}",
             odd.signals
         );
