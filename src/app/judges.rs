@@ -789,34 +789,25 @@ pub struct Generated {
     classes: usize,
 }
 
-/// The generated samples' texts as [`Generated`] keeps them: copied one
-/// after the other into one buffer (~21 MB on the 200,000-sample project).
-/// Were the state's texts shared (`Arc<str>`), this column would hold the
-/// shared texts instead (`Vec<Arc<str>>`, 16 B a sample and no copy):
-/// only [`Texts::push`] and [`Texts::get`] would change.
+/// The generated samples' texts as [`Generated`] keeps them: the state's
+/// own shared texts (`Arc<str>`, 16 B a sample), not a copy (a copy was
+/// ~21 MB on the 200,000-sample project).
 #[derive(Debug, Clone, Default)]
-struct Texts {
-    /// Every text, one after the other; text `i` ends at `ends[i]`.
-    text: String,
-    ends: Vec<usize>,
-}
+struct Texts(Vec<std::sync::Arc<str>>);
 
 impl Texts {
-    /// Room for `n` more texts of `bytes` bytes in all.
-    fn reserve_exact(&mut self, n: usize, bytes: usize) {
-        self.text.reserve_exact(bytes);
-        self.ends.reserve_exact(n);
+    /// Room for `n` more texts.
+    fn reserve_exact(&mut self, n: usize) {
+        self.0.reserve_exact(n);
     }
 
-    fn push(&mut self, text: &str) {
-        self.text.push_str(text);
-        self.ends.push(self.text.len());
+    fn push(&mut self, text: &std::sync::Arc<str>) {
+        self.0.push(text.clone());
     }
 
     /// Text `i`.
     fn get(&self, i: usize) -> &str {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] };
-        &self.text[start..self.ends[i]]
+        &self.0[i]
     }
 }
 
@@ -895,10 +886,9 @@ impl Generated {
     /// push at a time, the columns are copied as they double and the
     /// copies' pages stay with the allocator (the peak is the measure's).
     fn reserve(&mut self, state: &ProjectState, classes: usize) {
-        let (mut n, mut bytes, mut probs) = (0, 0, 0);
+        let (mut n, mut probs) = (0, 0);
         for s in state.generated() {
             n += 1;
-            bytes += s.text().len();
             if let Some(v) = s.verdict().filter(|v| v.label.is_some()) {
                 // At most one per class (the fallback when none is
                 // positive: one).
@@ -906,7 +896,7 @@ impl Generated {
             }
         }
         self.ids.reserve_exact(n);
-        self.texts.reserve_exact(n, bytes);
+        self.texts.reserve_exact(n);
         self.label.reserve_exact(n);
         self.confidence.reserve_exact(n);
         self.probs_end.reserve_exact(n);
@@ -918,7 +908,7 @@ impl Generated {
     fn push(
         &mut self,
         id: SampleId,
-        text: &str,
+        text: &std::sync::Arc<str>,
         v: Option<&crate::domain::Verdict>,
         classes: &[String],
     ) {
@@ -993,7 +983,7 @@ impl JudgeInput {
                 if with_generated {
                     g.reserve(state, classes.len());
                     for s in state.generated() {
-                        g.push(s.id, s.text(), s.verdict(), classes);
+                        g.push(s.id, s.text_shared(), s.verdict(), classes);
                     }
                 }
                 g
@@ -1339,41 +1329,6 @@ fn snapshot_fingerprint(
         &templates,
         &config.relabel,
     ))
-}
-
-/// [`ReviewJudges`] for a snapshot (a TUI job): the relabeler's verdicts
-/// and, with an encoder, the embedding judges and the ensemble, weighted
-/// by their recorded reports. No LLM request and nothing written.
-pub fn review_judges(
-    state: &ProjectState,
-    config: &crate::domain::ProjectConfig,
-    prompts_dir: &std::path::Path,
-    encoder: Option<&dyn TextEncoder>,
-    cfg: &LinearConfig,
-) -> anyhow::Result<ReviewJudges> {
-    let fp = snapshot_fingerprint(config, prompts_dir)?;
-    let reports = recorded(state, &fp);
-    let choice = choose(&reports, config.judge.use_);
-    let classes: Vec<String> = config.classes.iter().map(|c| c.name.clone()).collect();
-    let names: Vec<&str> = if encoder.is_some() {
-        ORDER.to_vec()
-    } else {
-        vec![RELABEL]
-    };
-    let input = JudgeInput::from_state(state, &classes, true);
-    let trained = match encoder {
-        Some(e) if names.len() > 1 => {
-            Some((EmbeddingJudges::train(&classes, &input.train, e, cfg)?, e))
-        }
-        _ => None,
-    };
-    let opinions = opinions_with(
-        &input,
-        &names,
-        &reports,
-        trained.as_ref().map(|(j, e)| (j, *e)),
-    )?;
-    Ok(ReviewJudges { choice, opinions })
 }
 
 /// The reports of [`measure`] that differ from the recorded ones (the
@@ -2041,7 +1996,12 @@ mod tests {
             verdicts.into_iter().map(verdict).collect();
         let mut g = Generated::new(&classes);
         for (i, v) in verdicts.iter().enumerate() {
-            g.push(i as u64 + 1, &format!("text {i}"), v.as_ref(), &classes);
+            g.push(
+                i as u64 + 1,
+                &std::sync::Arc::from(format!("text {i}")),
+                v.as_ref(),
+                &classes,
+            );
         }
         assert_eq!(g.len(), verdicts.len());
         let mut got = Vec::new();

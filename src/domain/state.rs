@@ -62,6 +62,14 @@ impl SampleState {
             .map(|(_, t)| &**t)
             .unwrap_or(&self.original_text)
     }
+    /// [`Self::text`] as the state holds it: a job that keeps the text
+    /// clones this `Arc` instead of copying the text.
+    pub fn text_shared(&self) -> &Arc<str> {
+        self.edits
+            .last()
+            .map(|(_, t)| t)
+            .unwrap_or(&self.original_text)
+    }
     pub fn is_edited(&self) -> bool {
         !self.edits.is_empty()
     }
@@ -617,33 +625,55 @@ impl ProjectState {
 }
 
 /// A sample's history of one kind (edits, verdicts, decisions), oldest
-/// first: a slice allocated at exactly its length. Most samples get one
-/// verdict and at most one decision, so a history is one entry; a `Vec`
-/// would carry its capacity word and grow to room for four. Reads like a
-/// slice (`last()`, `len()`, `iter()`); changes copy it (a history is a
-/// few entries).
-#[derive(Clone, PartialEq)]
-pub struct History<T>(Box<[T]>);
+/// first: a shared slice allocated at exactly its length, none while
+/// empty. Most samples get one verdict and at most one decision, so a
+/// history is one entry; a `Vec` would carry its capacity word and grow to
+/// room for four. Shared (`Arc`), so the copy of the state a background
+/// job reads ([`crate::app::snapshot::lean`]) holds the same histories
+/// instead of copying every verdict. Reads like a slice (`last()`,
+/// `len()`, `iter()`); changes copy it (a history is a few entries).
+#[derive(Clone)]
+pub struct History<T>(Option<Arc<[T]>>);
 
 impl<T> History<T> {
     pub fn new() -> History<T> {
-        History(Box::new([]))
+        History(None)
     }
-    /// Append one entry (reallocates to the new length).
+    fn of(v: Vec<T>) -> History<T> {
+        if v.is_empty() {
+            History(None)
+        } else {
+            History(Some(v.into()))
+        }
+    }
+    /// Whether `self` and `other` are one allocation (both empty, or the
+    /// same shared slice).
+    pub fn shares(&self, other: &History<T>) -> bool {
+        match (&self.0, &other.0) {
+            (None, None) => true,
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+impl<T: Clone> History<T> {
+    /// Append one entry (a new slice of the new length).
     pub fn push(&mut self, item: T) {
-        let mut v = std::mem::take(&mut self.0).into_vec();
-        v.reserve_exact(1);
+        let mut v = Vec::with_capacity(self.len() + 1);
+        v.extend_from_slice(self);
         v.push(item);
-        self.0 = v.into_boxed_slice();
+        *self = History::of(v);
     }
     /// Keep the entries `keep` holds for.
-    pub fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
-        if self.0.is_empty() {
+    pub fn retain(&mut self, mut keep: impl FnMut(&T) -> bool) {
+        if self.is_empty() {
             return;
         }
-        let mut v = std::mem::take(&mut self.0).into_vec();
-        v.retain(keep);
-        self.0 = v.into_boxed_slice();
+        let v: Vec<T> = self.iter().filter(|x| keep(x)).cloned().collect();
+        if v.len() != self.len() {
+            *self = History::of(v);
+        }
     }
 }
 
@@ -653,10 +683,16 @@ impl<T> Default for History<T> {
     }
 }
 
+impl<T: PartialEq> PartialEq for History<T> {
+    fn eq(&self, other: &History<T>) -> bool {
+        **self == **other
+    }
+}
+
 impl<T> std::ops::Deref for History<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        &self.0
+        self.0.as_deref().unwrap_or(&[])
     }
 }
 
@@ -668,13 +704,13 @@ impl<T: std::fmt::Debug> std::fmt::Debug for History<T> {
 
 impl<T> From<Vec<T>> for History<T> {
     fn from(v: Vec<T>) -> History<T> {
-        History(v.into_boxed_slice())
+        History::of(v)
     }
 }
 
 impl<T> FromIterator<T> for History<T> {
     fn from_iter<I: IntoIterator<Item = T>>(it: I) -> History<T> {
-        History(it.into_iter().collect())
+        History::of(it.into_iter().collect())
     }
 }
 
@@ -682,7 +718,7 @@ impl<'a, T> IntoIterator for &'a History<T> {
     type Item = &'a T;
     type IntoIter = std::slice::Iter<'a, T>;
     fn into_iter(self) -> Self::IntoIter {
-        self.0.iter()
+        self.iter()
     }
 }
 
@@ -824,6 +860,14 @@ mod tests {
         assert_eq!(h.last(), Some(&3));
         let g: History<u32> = vec![1, 3].into();
         assert_eq!(g, h);
+        // Shared by its clones; a change makes its own slice.
+        let mut c = h.clone();
+        assert!(c.shares(&h));
+        c.push(4);
+        assert!(!c.shares(&h));
+        assert_eq!(&*h, [1, 3]);
+        h.retain(|_| false);
+        assert!(h.is_empty() && h.shares(&History::new()));
     }
 
     #[test]
