@@ -4,8 +4,12 @@
 //! compare two builds).
 //!
 //! ```text
-//! cargo run --release --example judges_measure -- DIR [--hashed]
+//! cargo run --release --example judges_measure -- DIR [--hashed] [--released]
 //! ```
+//!
+//! `--released`: the embedder's weights are let go before the measure, as
+//! the TUI's are between two measures (they load again only when a text
+//! has no vector in the project's vector file).
 //!
 //! `--hashed`: a hashed bag-of-words encoder (384 dimensions, like
 //! MiniLM's) instead of the project's embedder, so the judges' own work
@@ -82,13 +86,16 @@ fn usage() -> (f64, f64, f64) {
 fn main() -> anyhow::Result<()> {
     let mut dir = None;
     let mut hashed = false;
+    let mut released = false;
     for a in std::env::args().skip(1) {
         match a.as_str() {
             "--hashed" => hashed = true,
+            "--released" => released = true,
             _ => dir = Some(PathBuf::from(a)),
         }
     }
-    let dir = dir.ok_or_else(|| anyhow::anyhow!("usage: judges_measure DIR [--hashed]"))?;
+    let dir =
+        dir.ok_or_else(|| anyhow::anyhow!("usage: judges_measure DIR [--hashed] [--released]"))?;
     let project = straddle::store::Project::open_read_only(&dir)?;
     let classes = project.class_names();
     let (_, rss_open, _) = usage();
@@ -108,6 +115,9 @@ fn main() -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("the project has no embedder"))?,
         None => &Hashed,
     };
+    if released && let Some(e) = chosen.as_ref().and_then(|c| c.encoder.as_ref()) {
+        e.release();
+    }
     let (_, linear) = straddle::app::small_model::configs(&project);
     // Peak RSS from here on (the project is open).
     let _ = std::fs::write("/proc/self/clear_refs", "5");

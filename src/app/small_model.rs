@@ -78,6 +78,25 @@ impl ProjectEncoder {
         }
     }
 
+    /// An encoder over the local model `cfg` names (its id `model_id`,
+    /// see [`local_model_id`]) whose weights are not loaded yet: they load
+    /// on the first text without a vector in the store, so a measure whose
+    /// vectors are all stored never holds them (~45 MB for MiniLM).
+    fn unloaded(
+        cfg: &crate::domain::EmbeddingsConfig,
+        model_id: String,
+        cache_dir: &Path,
+        read_only: bool,
+    ) -> ProjectEncoder {
+        ProjectEncoder {
+            store: VectorStore::open(cache_dir, &model_id),
+            model_id,
+            embedder: std::sync::Mutex::new(None),
+            reload: Some(cfg.clone()),
+            read_only,
+        }
+    }
+
     /// Let [`release`](Self::release) drop the embedder, to be loaded
     /// again from `cfg` (the config it was built from) when needed.
     pub fn reloadable(mut self, cfg: &crate::domain::EmbeddingsConfig) -> ProjectEncoder {
@@ -303,6 +322,25 @@ pub fn choose_for(
     if choice == ModelChoice::Ngram {
         return Ok(chosen);
     }
+    // The local MiniLM model is loaded when a text needs it (the vectors
+    // of a project opened again are all in its store).
+    if let Some(id) = local_model_id(&config.embeddings) {
+        match embed::LocalEmbedder::check_installed(&config.embeddings) {
+            Ok(()) => {
+                chosen.encoder = Some(ProjectEncoder::unloaded(
+                    &config.embeddings,
+                    id,
+                    cache_dir,
+                    read_only,
+                ));
+            }
+            Err(e @ EmbedError::MissingWeights(_)) if choice == ModelChoice::Auto => {
+                chosen.note = Some(format!("{e}; using the n-gram model meanwhile"));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        return Ok(chosen);
+    }
     // The response cache beside the vector store: an `api` embedder reuses
     // vectors any run asked for (read-only commands leave both alone).
     let cache = (!read_only).then(|| crate::llm::ResponseCache::new(cache_dir));
@@ -328,6 +366,26 @@ pub fn choose_for(
         Err(e) => return Err(e.into()),
     }
     Ok(chosen)
+}
+
+/// The id the local MiniLM model `cfg` names has once loaded
+/// (`LocalEmbedder::load_with`: its folder's name, and the precision it
+/// runs in on this CPU when not f32), without loading it; `None` for
+/// another backend or local model.
+fn local_model_id(cfg: &crate::domain::EmbeddingsConfig) -> Option<String> {
+    use crate::domain::{EmbeddingBackend, LocalModel};
+    if cfg.backend != EmbeddingBackend::Local || cfg.local_model != LocalModel::Minilm {
+        return None;
+    }
+    let dir = embed::local_model_dir(cfg);
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bert".into());
+    Some(match embed::Precision::resolve(cfg.precision) {
+        embed::Precision::F32 => format!("local:{name}"),
+        p => format!("local:{name}@{}", p.name()),
+    })
 }
 
 #[cfg(test)]
@@ -357,13 +415,19 @@ mod tests {
         };
         let (a, b) = (choose(), choose());
         let (ea, eb) = (a.encoder.as_ref().unwrap(), b.encoder.as_ref().unwrap());
+        assert!(!ea.is_loaded(), "loaded only for a text without a vector");
+        let texts = vec!["a bowl of tomato soup".to_string()];
+        let before = ea.encode(&texts).unwrap();
+        assert!(ea.is_loaded());
+        // The id it was chosen under is the loaded model's.
+        assert_eq!(ea.embedder().unwrap().model_id(), ea.name());
+        eb.encode(&["a tennis match in the rain".to_string()])
+            .unwrap();
         let loaded = |e: &ProjectEncoder| e.embedder.lock().unwrap().clone().unwrap();
         assert!(
             Arc::ptr_eq(&loaded(ea), &loaded(eb)),
             "one copy per process"
         );
-        let texts = vec!["a bowl of tomato soup".to_string()];
-        let before = ea.encode(&texts).unwrap();
         ea.release();
         assert!(!ea.is_loaded());
         assert_eq!(ea.name(), eb.name(), "the id is kept");
