@@ -5,11 +5,10 @@
 
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
-use std::collections::HashMap;
-use straddle::classify::Signals;
 use straddle::classify::doubt::{
     LOW_MODEL_CONFIDENCE, MODEL_DISAGREES, ModelDoubt, NEIGHBOURS_DISAGREE,
 };
+use straddle::classify::{SignalMap, Signals};
 use straddle::domain::{SampleId, Status};
 use straddle::tui::view::doubt_codes;
 use straddle::tui::{Msg, State, fixture, update, view};
@@ -20,8 +19,8 @@ fn signals(reason: &'static str, label: usize, other: usize) -> Signals {
         variability: 0.05,
         // At 0.5 the out-of-fold term adds nothing: only the reason counts.
         oof_confidence: 0.5,
-        oof_label: "?".into(),
-        reasons: vec![reason],
+        oof_label: label as u32,
+        reasons: [reason].into_iter().collect(),
         model_doubt: Some(ModelDoubt {
             label_probability: if reason == LOW_MODEL_CONFIDENCE {
                 0.2
@@ -32,7 +31,7 @@ fn signals(reason: &'static str, label: usize, other: usize) -> Signals {
                 other
             } else {
                 label
-            },
+            } as u32,
             predicted_probability: 0.7,
             neighbour_agreement: Some(if reason == NEIGHBOURS_DISAGREE {
                 0.2
@@ -43,9 +42,9 @@ fn signals(reason: &'static str, label: usize, other: usize) -> Signals {
                 other
             } else {
                 label
-            }),
+            } as u32),
             neighbours: 5,
-            reasons: vec![reason],
+            reasons: [reason].into_iter().collect(),
         }),
     }
 }
@@ -77,7 +76,7 @@ fn each_model_reason_raises_its_example_and_shows_as_its_own_reason() {
         st.classes.iter().position(|c| &c.name == l).unwrap()
     };
     let reasons = [MODEL_DISAGREES, LOW_MODEL_CONFIDENCE, NEIGHBOURS_DISAGREE];
-    let map: HashMap<SampleId, Signals> = ids
+    let map: SignalMap = ids
         .iter()
         .zip(reasons)
         .map(|(id, r)| {

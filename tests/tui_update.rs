@@ -1315,8 +1315,11 @@ fn mislabel(label: &str) -> Signals {
         confidence: 0.1,
         variability: 0.05,
         oof_confidence: 0.05,
-        oof_label: label.into(),
-        reasons: vec![LIKELY_MISLABEL],
+        oof_label: fixture::classes()
+            .iter()
+            .position(|c| c.name == label)
+            .unwrap() as u32,
+        reasons: [LIKELY_MISLABEL].into_iter().collect(),
         model_doubt: None,
     }
 }

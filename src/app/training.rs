@@ -4,13 +4,11 @@
 //! snapshot of the project state handed over by the caller (the TUI's own
 //! fold, the CLI's open project), never by re-reading the journal.
 
-use std::collections::HashMap;
-
 use crate::classify::doubt::ModelDoubtConfig;
 use crate::classify::{
-    self, Comparison, Mistake, SignalConfig, Signals, SmallModel, TrainConfig, Verdict,
+    self, Comparison, Mistake, SignalConfig, SignalMap, SmallModel, TrainConfig, Verdict,
 };
-use crate::domain::{GenerationSettings, ProjectState, RoundScored, SampleId};
+use crate::domain::{GenerationSettings, ProjectState, RoundScored};
 
 /// The classifier settings of a project: the defaults sized for its
 /// classes, seeded with the generation seed so scores are reproducible.
@@ -34,7 +32,7 @@ pub struct RoundResult {
     pub mistakes: Vec<Mistake>,
     /// Training-dynamics signals of the review pool, computed on the same
     /// data with the same model.
-    pub signals: HashMap<SampleId, Signals>,
+    pub signals: SignalMap,
 }
 
 impl RoundResult {
@@ -124,7 +122,7 @@ pub fn signals(
     model: &SmallModel<'_>,
     state: &ProjectState,
     names: &[String],
-) -> Result<HashMap<SampleId, Signals>, String> {
+) -> Result<SignalMap, String> {
     classify::signals_and_doubt(
         model,
         state,

@@ -26,6 +26,97 @@ pub const LOW_MODEL_CONFIDENCE: &str = "low_model_confidence";
 /// Reason tag: the nearest trusted examples mostly carry another label.
 pub const NEIGHBOURS_DISAGREE: &str = "neighbours_disagree";
 
+/// Every reason tag of the training signals and the model's doubt
+/// (`super::signals`, this module), in the order they are listed: a
+/// [`Reasons`] set holds them as bits.
+pub const REASONS: [&str; 7] = [
+    super::signals::LIKELY_MISLABEL,
+    super::signals::AMBIGUOUS,
+    super::signals::HARD_TO_LEARN,
+    MODEL_DISAGREES,
+    LOW_MODEL_CONFIDENCE,
+    NEIGHBOURS_DISAGREE,
+    super::signals::JUDGES_DISAGREE,
+];
+
+/// A set of the reason tags of [`REASONS`], one bit each (a sample's
+/// signals carry no heap of their own): listed in [`REASONS`] order,
+/// which is the order they are found in.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
+pub struct Reasons(u8);
+
+impl Reasons {
+    fn bit(r: &str) -> Option<u8> {
+        REASONS.iter().position(|x| *x == r).map(|i| 1 << i)
+    }
+
+    /// Add a tag of [`REASONS`].
+    ///
+    /// # Panics
+    /// On a tag not in [`REASONS`].
+    pub fn push(&mut self, r: &str) {
+        self.0 |= Self::bit(r).unwrap_or_else(|| panic!("unknown reason tag {r:?}"));
+    }
+
+    pub fn contains(&self, r: impl AsRef<str>) -> bool {
+        Self::bit(r.as_ref()).is_some_and(|b| self.0 & b != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.count_ones() as usize
+    }
+
+    /// The tags of both.
+    pub fn union(self, other: Reasons) -> Reasons {
+        Reasons(self.0 | other.0)
+    }
+
+    /// The tags also in `other`.
+    pub fn intersection(self, other: Reasons) -> Reasons {
+        Reasons(self.0 & other.0)
+    }
+
+    /// The tags, in [`REASONS`] order.
+    pub fn iter(&self) -> impl Iterator<Item = &'static str> + use<> {
+        let bits = self.0;
+        REASONS
+            .into_iter()
+            .enumerate()
+            .filter(move |(i, _)| bits & (1 << i) != 0)
+            .map(|(_, r)| r)
+    }
+
+    pub fn to_vec(&self) -> Vec<&'static str> {
+        self.iter().collect()
+    }
+}
+
+impl<'a> FromIterator<&'a str> for Reasons {
+    fn from_iter<I: IntoIterator<Item = &'a str>>(it: I) -> Reasons {
+        let mut r = Reasons::default();
+        for t in it {
+            r.push(t);
+        }
+        r
+    }
+}
+
+impl std::fmt::Debug for Reasons {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
+
+impl Serialize for Reasons {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
 /// Thresholds of [`model_doubt`].
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ModelDoubtConfig {
@@ -54,18 +145,18 @@ impl Default for ModelDoubtConfig {
 pub struct ModelDoubt {
     /// Calibrated out-of-fold probability of the intended label.
     pub label_probability: f64,
-    /// The out-of-fold model's class and its probability.
-    pub predicted: usize,
     pub predicted_probability: f64,
     /// Share of the nearest trusted examples carrying the intended label
     /// (`None` without neighbours).
     pub neighbour_agreement: Option<f64>,
+    /// The out-of-fold model's class (an index into the classes).
+    pub predicted: u32,
     /// The label most of those neighbours carry.
-    pub neighbour_label: Option<usize>,
+    pub neighbour_label: Option<u32>,
     /// How many neighbours were looked at (fewer than asked for when
     /// there are few trusted examples).
-    pub neighbours: usize,
-    pub reasons: Vec<&'static str>,
+    pub neighbours: u32,
+    pub reasons: Reasons,
 }
 
 impl ModelDoubt {
@@ -74,8 +165,8 @@ impl ModelDoubt {
     /// confidence, plus how far the label's probability is below 0.5.
     pub fn score(&self) -> f64 {
         let mut d = 0.0;
-        for r in &self.reasons {
-            d += match *r {
+        for r in self.reasons.iter() {
+            d += match r {
                 MODEL_DISAGREES => 1.0,
                 NEIGHBOURS_DISAGREE => 0.5,
                 LOW_MODEL_CONFIDENCE => 0.3,
@@ -153,7 +244,7 @@ pub(crate) fn doubt_of(
     cfg: &ModelDoubtConfig,
 ) -> ModelDoubt {
     let pred = argmax(p);
-    let mut reasons = Vec::new();
+    let mut reasons = Reasons::default();
     if pred != y && p[pred] >= cfg.disagree_confidence {
         reasons.push(MODEL_DISAGREES);
     } else if p[y] < cfg.low_confidence {
@@ -179,11 +270,11 @@ pub(crate) fn doubt_of(
     }
     ModelDoubt {
         label_probability: p[y],
-        predicted: pred,
         predicted_probability: p[pred],
         neighbour_agreement: agreement,
-        neighbour_label: majority,
-        neighbours: near.len(),
+        predicted: pred as u32,
+        neighbour_label: majority.map(|l| l as u32),
+        neighbours: near.len() as u32,
         reasons,
     }
 }
@@ -270,9 +361,9 @@ mod tests {
             ..ModelDoubtConfig::default()
         };
         let d = model_doubt(&x, &labels, &oof, &[6, 7, 8], &[0, 1, 2, 3, 4, 5], &cfg);
-        assert_eq!(d[0].reasons, [MODEL_DISAGREES], "{:?}", d[0]);
-        assert_eq!(d[1].reasons, [LOW_MODEL_CONFIDENCE], "{:?}", d[1]);
-        assert_eq!(d[2].reasons, [NEIGHBOURS_DISAGREE], "{:?}", d[2]);
+        assert_eq!(d[0].reasons.to_vec(), [MODEL_DISAGREES], "{:?}", d[0]);
+        assert_eq!(d[1].reasons.to_vec(), [LOW_MODEL_CONFIDENCE], "{:?}", d[1]);
+        assert_eq!(d[2].reasons.to_vec(), [NEIGHBOURS_DISAGREE], "{:?}", d[2]);
         assert_eq!((d[2].neighbours, d[2].neighbour_label), (3, Some(1)));
         assert_eq!(d[2].neighbour_agreement, Some(0.0));
         // Each raises the score above a row without doubt.

@@ -218,9 +218,40 @@ pub(crate) fn vector_pool(
     doubt: Option<&ModelDoubtConfig>,
     limits: Limits,
 ) -> anyhow::Result<Vec<VectorRow>> {
+    let mut out: Vec<Option<VectorRow>> = (0..pool.len()).map(|_| None).collect();
+    vector_pool_each(
+        classes,
+        pool,
+        encoder,
+        linear,
+        signals,
+        doubt,
+        limits,
+        &mut |r, row| out[r] = Some(row),
+    )?;
+    Ok(out
+        .into_iter()
+        .map(|row| row.expect("every row scored"))
+        .collect())
+}
+
+/// [`vector_pool`], handing each row to `emit` with its pool index as it
+/// is scored (each exactly once) instead of collecting them: a caller
+/// keeps what it needs of them, in its own shape.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn vector_pool_each(
+    classes: &[String],
+    pool: &Pool<'_>,
+    encoder: &dyn TextEncoder,
+    linear: &LinearConfig,
+    signals: Option<&SignalConfig>,
+    doubt: Option<&ModelDoubtConfig>,
+    limits: Limits,
+    emit: &mut dyn FnMut(usize, VectorRow),
+) -> anyhow::Result<()> {
     let Limits { max, chunk } = limits;
     if pool.len() == 0 {
-        return Ok(Vec::new());
+        return Ok(());
     }
     let k = classes.len().max(1);
     let (inside, outside) = split(&pool.labels, max);
@@ -288,12 +319,13 @@ pub(crate) fn vector_pool(
     };
     let finish_doubt = |mut d: ModelDoubt, has_folds: bool| {
         if !has_folds {
-            d.reasons.retain(|r| *r == NEIGHBOURS_DISAGREE);
+            d.reasons = d
+                .reasons
+                .intersection([NEIGHBOURS_DISAGREE].into_iter().collect());
         }
         d
     };
 
-    let mut out: Vec<Option<VectorRow>> = (0..pool.len()).map(|_| None).collect();
     for (j, &r) in inside.iter().enumerate() {
         let signals = sig_parts
             .as_ref()
@@ -310,7 +342,7 @@ pub(crate) fn vector_pool(
                     *has_folds,
                 )
             });
-        out[r] = Some(VectorRow { signals, doubt });
+        emit(r, VectorRow { signals, doubt });
     }
 
     // Everyone else, a chunk at a time: scored by models that never saw
@@ -351,12 +383,46 @@ pub(crate) fn vector_pool(
                     let near = nearest_to(v, &x, None, trusted, dcfg.neighbours);
                     finish_doubt(doubt_of(y, &p, &near, &labels, k, dcfg), *has_folds)
                 });
-            out[r] = Some(VectorRow { signals, doubt });
+            emit(r, VectorRow { signals, doubt });
         }
     }
+    Ok(())
+}
+
+/// The training signals of the review pool with the embedding model and,
+/// with `doubt`, its doubt folded in (reasons added, the doubt kept in
+/// [`Signals::model_doubt`]), in pool order, at the default cap and
+/// chunk: [`vector_pool_each`] keeping one `Signals` per row and nothing
+/// else.
+pub(crate) fn vector_signals_capped(
+    classes: &[String],
+    pool: &Pool<'_>,
+    encoder: &dyn TextEncoder,
+    linear: &LinearConfig,
+    signals: &SignalConfig,
+    doubt: Option<&ModelDoubtConfig>,
+) -> anyhow::Result<Vec<Signals>> {
+    let mut out: Vec<Option<Signals>> = vec![None; pool.len()];
+    vector_pool_each(
+        classes,
+        pool,
+        encoder,
+        linear,
+        Some(signals),
+        doubt,
+        Limits::default(),
+        &mut |r, row| {
+            let mut sig = row.signals.expect("signals asked for");
+            if let Some(d) = row.doubt {
+                sig.reasons = sig.reasons.union(d.reasons);
+                sig.model_doubt = Some(d);
+            }
+            out[r] = Some(sig);
+        },
+    )?;
     Ok(out
         .into_iter()
-        .map(|row| row.expect("every row scored"))
+        .map(|s| s.expect("every row scored"))
         .collect())
 }
 
@@ -480,7 +546,10 @@ mod tests {
             assert!(d.neighbours > 0);
         }
         let odd = &rows[at];
-        assert_eq!(odd.signals.as_ref().unwrap().oof_label, "fruit");
+        assert_eq!(
+            names[odd.signals.as_ref().unwrap().oof_label as usize],
+            "fruit"
+        );
         assert!(
             odd.doubt
                 .as_ref()
@@ -569,6 +638,6 @@ mod tests {
             assert!((0.0..=1.0).contains(&sig[r].oof_confidence));
         }
         let at = pool.ids.iter().position(|&id| id == 7).unwrap();
-        assert_eq!(sig[at].oof_label, "fruit", "{:?}", sig[at]);
+        assert_eq!(names[sig[at].oof_label as usize], "fruit", "{:?}", sig[at]);
     }
 }

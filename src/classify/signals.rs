@@ -14,13 +14,12 @@
 //!   reaches that class's average self-confidence) differs from its own
 //!   label is a likely mislabel.
 
-use std::collections::HashMap;
-
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use serde::Serialize;
 
+pub use super::doubt::Reasons;
 use super::features::Encoded;
 use super::linear::{LinearConfig, fit_calibrated};
 use super::model::{Classifier, EpochProbs, TrainConfig, argmax};
@@ -64,7 +63,9 @@ impl Default for SignalConfig {
     }
 }
 
-/// Signals of one example.
+/// Signals of one example: plain numbers, no heap of their own (the
+/// review pool's signals are kept for every example of a 200,000-sample
+/// project).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Signals {
     /// Mean over epochs of the probability of the example's label
@@ -74,11 +75,14 @@ pub struct Signals {
     pub variability: f64,
     /// Probability of its label from a model that never saw it.
     pub oof_confidence: f64,
-    /// The out-of-fold model's most probable class.
-    pub oof_label: String,
+    /// The out-of-fold model's most probable class (an index into the
+    /// classes the signals were computed for).
+    pub oof_label: u32,
     /// Doubt reasons: [`LIKELY_MISLABEL`], [`AMBIGUOUS`], [`HARD_TO_LEARN`],
     /// and with the embedding model those of [`super::doubt`].
-    pub reasons: Vec<&'static str>,
+    /// ([`JUDGES_DISAGREE`] is the judges' and is added where they are
+    /// known: see [`Signals::doubt_with`].)
+    pub reasons: Reasons,
     /// The embedding model's doubt behind those reasons (its calibrated
     /// out-of-fold probabilities and the nearest trusted examples), when
     /// the embedding model computed the signals.
@@ -86,26 +90,34 @@ pub struct Signals {
     pub model_doubt: Option<super::doubt::ModelDoubt>,
 }
 
+/// What a reason tag adds to a doubt score in [`Signals::doubt`].
+pub fn reason_weight(r: &str) -> f64 {
+    match r {
+        LIKELY_MISLABEL => 1.0,
+        HARD_TO_LEARN => 0.4,
+        AMBIGUOUS => 0.3,
+        JUDGES_DISAGREE => 0.6,
+        // The embedding model's doubt (`super::doubt`), folded in
+        // by the training job.
+        super::doubt::MODEL_DISAGREES => 1.0,
+        super::doubt::NEIGHBOURS_DISAGREE => 0.5,
+        super::doubt::LOW_MODEL_CONFIDENCE => 0.3,
+        _ => 0.0,
+    }
+}
+
 impl Signals {
     /// A doubt contribution for the review queue (higher = look first):
     /// 1.0 for a likely mislabel, 0.4 for hard to learn, 0.3 for ambiguous,
     /// plus how far the out-of-fold confidence is below 0.5.
     pub fn doubt(&self) -> f64 {
-        let mut d = 0.0;
-        for r in &self.reasons {
-            d += match *r {
-                LIKELY_MISLABEL => 1.0,
-                HARD_TO_LEARN => 0.4,
-                AMBIGUOUS => 0.3,
-                JUDGES_DISAGREE => 0.6,
-                // The embedding model's doubt (`super::doubt`), folded in
-                // by the training job.
-                super::doubt::MODEL_DISAGREES => 1.0,
-                super::doubt::NEIGHBOURS_DISAGREE => 0.5,
-                super::doubt::LOW_MODEL_CONFIDENCE => 0.3,
-                _ => 0.0,
-            };
-        }
+        self.doubt_with(Reasons::default())
+    }
+
+    /// [`Self::doubt`] with the reasons `extra` too (the judges'
+    /// [`JUDGES_DISAGREE`], known where the signals are read).
+    pub fn doubt_with(&self, extra: Reasons) -> f64 {
+        let d: f64 = self.reasons.union(extra).iter().map(reason_weight).sum();
         d + (0.5 - self.oof_confidence).max(0.0)
     }
 
@@ -113,12 +125,105 @@ impl Signals {
     /// and the reason tags), so likely mislabels and ambiguous examples
     /// rise in the review queue.
     pub fn add_to(&self, d: &mut crate::augment::Doubt) {
-        d.score += self.doubt();
-        for r in &self.reasons {
-            if !d.reasons.contains(r) {
+        self.add_to_with(d, Reasons::default());
+    }
+
+    /// [`Self::add_to`] with the reasons `extra` too.
+    pub fn add_to_with(&self, d: &mut crate::augment::Doubt, extra: Reasons) {
+        d.score += self.doubt_with(extra);
+        for r in self.reasons.union(extra).iter() {
+            if !d.reasons.contains(&r) {
                 d.reasons.push(r);
             }
         }
+    }
+}
+
+/// Signals by sample id, sorted by id: two plain arrays (a sample's
+/// signals found by binary search), not a hash map of 200,000 entries.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SignalMap {
+    ids: Vec<SampleId>,
+    signals: Vec<Signals>,
+}
+
+impl SignalMap {
+    /// The signals of `ids` (one each, in any order; an id twice keeps
+    /// the last).
+    ///
+    /// # Panics
+    /// When the lengths differ.
+    pub fn new(ids: Vec<SampleId>, signals: Vec<Signals>) -> SignalMap {
+        assert_eq!(ids.len(), signals.len(), "one signal per id");
+        let mut m = SignalMap { ids, signals };
+        if !m.ids.windows(2).all(|w| w[0] < w[1]) {
+            let mut pairs: Vec<(SampleId, Signals)> = std::mem::take(&mut m.ids)
+                .into_iter()
+                .zip(std::mem::take(&mut m.signals))
+                .collect();
+            // Stable: of equal ids the last stays last, and is kept.
+            pairs.sort_by_key(|p| p.0);
+            let mut kept: Vec<(SampleId, Signals)> = Vec::with_capacity(pairs.len());
+            for p in pairs {
+                match kept.last_mut() {
+                    Some(last) if last.0 == p.0 => *last = p,
+                    _ => kept.push(p),
+                }
+            }
+            (m.ids, m.signals) = kept.into_iter().unzip();
+        }
+        m.signals.shrink_to_fit();
+        m
+    }
+
+    pub fn get(&self, id: SampleId) -> Option<&Signals> {
+        self.ids.binary_search(&id).ok().map(|i| &self.signals[i])
+    }
+
+    pub fn contains_key(&self, id: SampleId) -> bool {
+        self.ids.binary_search(&id).is_ok()
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// Ids, ascending.
+    pub fn keys(&self) -> impl Iterator<Item = SampleId> + '_ {
+        self.ids.iter().copied()
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Signals> {
+        self.signals.iter()
+    }
+
+    /// `(id, signals)` by ascending id.
+    pub fn iter(&self) -> impl Iterator<Item = (SampleId, &Signals)> {
+        self.ids.iter().copied().zip(&self.signals)
+    }
+}
+
+impl FromIterator<(SampleId, Signals)> for SignalMap {
+    fn from_iter<I: IntoIterator<Item = (SampleId, Signals)>>(it: I) -> SignalMap {
+        let (ids, signals) = it.into_iter().unzip();
+        SignalMap::new(ids, signals)
+    }
+}
+
+impl<const N: usize> From<[(SampleId, Signals); N]> for SignalMap {
+    fn from(pairs: [(SampleId, Signals); N]) -> SignalMap {
+        pairs.into_iter().collect()
+    }
+}
+
+impl std::ops::Index<&SampleId> for SignalMap {
+    type Output = Signals;
+    fn index(&self, id: &SampleId) -> &Signals {
+        self.get(*id).expect("no signals for that sample")
     }
 }
 
@@ -302,7 +407,6 @@ fn signals_from(
 /// What [`signals_from`] learns from the training rows (the per-class
 /// thresholds and support) to judge any row, trained on or not.
 pub(crate) struct Rule<'a> {
-    classes: &'a [String],
     thresholds: Vec<Option<f64>>,
     support: Vec<usize>,
     min_support: usize,
@@ -312,7 +416,7 @@ pub(crate) struct Rule<'a> {
 
 impl<'a> Rule<'a> {
     pub(crate) fn new(
-        classes: &'a [String],
+        classes: &[String],
         labels: &[usize],
         oof: &[Vec<f64>],
         min_support: usize,
@@ -325,7 +429,6 @@ impl<'a> Rule<'a> {
             support[l] += 1;
         }
         Rule {
-            classes,
             thresholds: class_thresholds(k, labels, oof),
             support,
             min_support,
@@ -339,7 +442,7 @@ impl<'a> Rule<'a> {
     pub(crate) fn signals(&self, y: usize, dynamics: &[f32], p: &[f64]) -> Signals {
         let cfg = self.cfg;
         let (confidence, variability) = mean_std(dynamics);
-        let mut reasons = Vec::new();
+        let mut reasons = Reasons::default();
         // With fewer examples of its class than folds, the other folds
         // may not have seen the class at all: no mislabel verdict then.
         let below_own = self.thresholds[y].is_some_and(|t| p[y] < t);
@@ -359,7 +462,7 @@ impl<'a> Rule<'a> {
             confidence,
             variability,
             oof_confidence: p[y],
-            oof_label: self.classes[top].clone(),
+            oof_label: top as u32,
             reasons,
             model_doubt: None,
         }
@@ -372,14 +475,10 @@ impl<'a> Rule<'a> {
 /// left out. The model trains on at most [`super::MAX_TRAIN`] of them (an
 /// evenly spaced sample of each class past that) and every example gets
 /// its signals, out of fold: see [`super::pool`].
-pub fn signals(
-    state: &ProjectState,
-    classes: &[String],
-    cfg: &SignalConfig,
-) -> HashMap<SampleId, Signals> {
+pub fn signals(state: &ProjectState, classes: &[String], cfg: &SignalConfig) -> SignalMap {
     let pool = super::pool::Pool::of(state, classes);
     let out = super::pool::ngram_signals(classes, &pool, cfg, super::MAX_TRAIN);
-    pool.ids.into_iter().zip(out).collect()
+    SignalMap::new(pool.ids, out)
 }
 
 /// [`signals`] with the given small model (the embedding model computes
@@ -391,7 +490,7 @@ pub fn signals_with(
     state: &ProjectState,
     classes: &[String],
     cfg: &SignalConfig,
-) -> anyhow::Result<HashMap<SampleId, Signals>> {
+) -> anyhow::Result<SignalMap> {
     signals_and_doubt(model, state, classes, cfg, None)
 }
 
@@ -405,7 +504,7 @@ pub fn signals_and_doubt(
     classes: &[String],
     cfg: &SignalConfig,
     doubt: Option<&super::doubt::ModelDoubtConfig>,
-) -> anyhow::Result<HashMap<SampleId, Signals>> {
+) -> anyhow::Result<SignalMap> {
     let pool = super::pool::Pool::of(state, classes);
     let out: Vec<Signals> = match model {
         super::SmallModel::Ngram(train) => {
@@ -418,23 +517,9 @@ pub fn signals_and_doubt(
         super::SmallModel::Embedding {
             encoder,
             cfg: linear,
-        } => super::pool::vector_pool_capped(classes, &pool, *encoder, linear, Some(cfg), doubt)?
-            .into_iter()
-            .map(|row| {
-                let mut sig = row.signals.expect("signals asked for");
-                if let Some(d) = row.doubt {
-                    for r in &d.reasons {
-                        if !sig.reasons.contains(r) {
-                            sig.reasons.push(r);
-                        }
-                    }
-                    sig.model_doubt = Some(d);
-                }
-                sig
-            })
-            .collect(),
+        } => super::pool::vector_signals_capped(classes, &pool, *encoder, linear, cfg, doubt)?,
     };
-    Ok(pool.ids.into_iter().zip(out).collect())
+    Ok(SignalMap::new(pool.ids, out))
 }
 
 #[cfg(test)]
@@ -498,7 +583,7 @@ mod tests {
         let odd = sig.last().unwrap();
         assert!(odd.confidence > 0.5, "in-sample memorises: {odd:?}");
         assert!(odd.oof_confidence < 0.2, "out-of-fold does not: {odd:?}");
-        assert_eq!(odd.oof_label, "sport");
+        assert_eq!(classes[odd.oof_label as usize], "sport");
         assert!(odd.reasons.contains(&LIKELY_MISLABEL), "{odd:?}");
         let clean = &sig[0];
         assert!(!clean.reasons.contains(&LIKELY_MISLABEL), "{clean:?}");
@@ -538,6 +623,44 @@ mod tests {
 }
 
 #[cfg(test)]
+mod map_tests {
+    use super::*;
+
+    fn sig(c: f64) -> Signals {
+        Signals {
+            confidence: c,
+            variability: 0.0,
+            oof_confidence: c,
+            oof_label: 0,
+            reasons: Reasons::default(),
+            model_doubt: None,
+        }
+    }
+
+    /// Ids in any order: found by id, listed ascending, an id given twice
+    /// keeps its last signals.
+    #[test]
+    fn a_signal_map_finds_each_id_and_keeps_the_last_of_a_repeat() {
+        let m = SignalMap::new(
+            vec![9, 2, 5, 2],
+            vec![sig(0.9), sig(0.2), sig(0.5), sig(0.3)],
+        );
+        assert_eq!(m.keys().collect::<Vec<_>>(), [2, 5, 9]);
+        assert_eq!(m.get(2).unwrap().confidence, 0.3);
+        assert_eq!(m[&9].confidence, 0.9);
+        assert!(m.get(3).is_none() && !m.contains_key(1) && m.contains_key(5));
+        let sorted: SignalMap = [(1, sig(0.1)), (4, sig(0.4))].into();
+        assert_eq!(
+            sorted
+                .iter()
+                .map(|(id, s)| (id, s.confidence))
+                .collect::<Vec<_>>(),
+            [(1, 0.1), (4, 0.4)]
+        );
+    }
+}
+
+#[cfg(test)]
 mod project_tests {
     use super::*;
     use crate::classify::data::tests::decide;
@@ -562,8 +685,7 @@ mod project_tests {
             ],
         );
         let sig = signals(&st, &classes, &SignalConfig::default());
-        let mut ids: Vec<_> = sig.keys().copied().collect();
-        ids.sort();
+        let ids: Vec<_> = sig.keys().collect();
         assert_eq!(ids, [1, 2, 3, 4]);
         for s in sig.values() {
             assert!((0.0..=1.0).contains(&s.oof_confidence));
@@ -573,8 +695,8 @@ mod project_tests {
             confidence: 0.1,
             variability: 0.05,
             oof_confidence: 0.1,
-            oof_label: "B".into(),
-            reasons: vec![LIKELY_MISLABEL, HARD_TO_LEARN],
+            oof_label: 1,
+            reasons: [LIKELY_MISLABEL, HARD_TO_LEARN].into_iter().collect(),
             model_doubt: None,
         };
         let mut d = crate::augment::Doubt {

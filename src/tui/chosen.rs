@@ -137,6 +137,12 @@ pub fn view(st: &State) -> super::queue::JudgeView {
     {
         v.set_all(m.iter().map(|(id, o)| (id, o.label)));
     }
+    // Where the judges disagree among themselves (whichever decides):
+    // the training signals' `JUDGES_DISAGREE`, read from the current
+    // opinions, never a copy taken when the signals were computed.
+    if let Some(j) = &st.judges {
+        v.set_split(j.opinions.disagreements());
+    }
     v
 }
 

@@ -78,6 +78,11 @@ pub struct JudgeView {
     names: Vec<String>,
     /// Per sample id: an index into `names`, [`NO_ANSWER`] or [`NO_CLASS`].
     answers: Vec<u32>,
+    /// Per sample id: whether the measured judges disagree among
+    /// themselves (`Opinions::disagreements`, every judge, not only this
+    /// one). Read with the training signals: such a sample carries
+    /// `JUDGES_DISAGREE` while the judges' current opinions say so.
+    split: Vec<bool>,
 }
 
 /// [`JudgeView::answers`]: no answer about that sample (yet).
@@ -122,6 +127,30 @@ impl JudgeView {
             }
             self.answers[i] = a;
         }
+    }
+
+    /// Record the samples on which the measured judges disagree among
+    /// themselves (all others: they do not).
+    pub fn set_split(&mut self, ids: impl IntoIterator<Item = SampleId>) {
+        self.split.clear();
+        for id in ids {
+            let i = id as usize;
+            if self.split.len() <= i {
+                self.split.resize(i + 1, false);
+            }
+            self.split[i] = true;
+        }
+    }
+
+    /// The reasons the judges add to a sample's training signals:
+    /// [`JUDGES_DISAGREE`](crate::classify::signals::JUDGES_DISAGREE)
+    /// where they disagree among themselves.
+    pub fn signal_reasons(&self, id: SampleId) -> crate::classify::signals::Reasons {
+        let mut r = crate::classify::signals::Reasons::default();
+        if self.split.get(id as usize).copied().unwrap_or(false) {
+            r.push(crate::classify::signals::JUDGES_DISAGREE);
+        }
+        r
     }
 
     /// The judge's name.
@@ -184,7 +213,9 @@ impl JudgeView {
         let take = st.take_relabel;
         st.generated()
             .filter(|s| {
-                self.agrees(s) != other.agrees(s) || self.label(s, take) != other.label(s, take)
+                self.agrees(s) != other.agrees(s)
+                    || self.label(s, take) != other.label(s, take)
+                    || self.signal_reasons(s.id) != other.signal_reasons(s.id)
             })
             .map(|s| s.id)
             .collect()
@@ -269,7 +300,7 @@ pub struct ReviewQueue {
     /// computed when it changes; NaN where not computed.
     scores: Vec<f64>,
     /// Training-dynamics signals (S3), folded into doubt scores and tags.
-    signals: HashMap<SampleId, crate::classify::Signals>,
+    signals: crate::classify::SignalMap,
     /// What the filter looks at, per sample id, kept as samples change so
     /// applying a filter never touches the samples themselves.
     meta: Vec<Meta>,
@@ -335,7 +366,7 @@ impl ReviewQueue {
             ctx,
             orders: Default::default(),
             scores: Vec::new(),
-            signals: HashMap::new(),
+            signals: Default::default(),
             meta: Vec::new(),
             labels: Vec::new(),
             judged: JudgeView::default(),
@@ -366,14 +397,14 @@ impl ReviewQueue {
                 x
             }
         };
-        free + self.judged.disagreement(s)
+        free + judge_part(&self.judged, &self.signals, s)
     }
 
     /// The part of a sample's doubt score no judge decides, computed (not
     /// cached).
     fn fresh_score(&self, s: &SampleState) -> f64 {
         let mut d = crate::augment::doubt_by(s, &self.ctx, None);
-        if let Some(sig) = self.signals.get(&s.id) {
+        if let Some(sig) = self.signals.get(s.id) {
             sig.add_to(&mut d);
         }
         d.score
@@ -390,10 +421,11 @@ impl ReviewQueue {
     /// [`doubt`] plus the training-dynamics signals, if any.
     pub fn doubt(&self, s: &SampleState) -> (f64, Vec<&'static str>) {
         let (mut score, mut tags) = doubt_with(s, &self.ctx, &self.judged);
-        if let Some(sig) = self.signals.get(&s.id) {
-            score += sig.doubt();
-            for r in &sig.reasons {
-                if !tags.contains(r) {
+        if let Some(sig) = self.signals.get(s.id) {
+            let extra = self.judged.signal_reasons(s.id);
+            score += sig.doubt_with(extra);
+            for r in sig.reasons.union(extra).iter() {
+                if !tags.contains(&r) {
                     tags.push(r);
                 }
             }
@@ -406,16 +438,16 @@ impl ReviewQueue {
     /// remove + insert, so the orders stay sorted without a re-sort.
     pub fn set_signals(
         &mut self,
-        signals: HashMap<SampleId, crate::classify::Signals>,
+        signals: crate::classify::SignalMap,
         st: &ProjectState,
         classes: &[Class],
     ) {
         let mut changed: Vec<SampleId> = signals
             .iter()
-            .filter(|(id, sig)| self.signals.get(id) != Some(sig))
-            .map(|(id, _)| *id)
+            .filter(|(id, sig)| self.signals.get(*id) != Some(*sig))
+            .map(|(id, _)| id)
             .collect();
-        changed.extend(self.signals.keys().filter(|id| !signals.contains_key(id)));
+        changed.extend(self.signals.keys().filter(|id| !signals.contains_key(*id)));
         changed.sort_unstable();
         self.signals = signals;
         for id in changed {
@@ -448,7 +480,7 @@ impl ReviewQueue {
 
     /// Signals of a sample, if computed.
     pub fn signals_of(&self, id: SampleId) -> Option<&crate::classify::Signals> {
-        self.signals.get(&id)
+        self.signals.get(id)
     }
 
     fn order(&self) -> &Order {
@@ -518,8 +550,9 @@ impl ReviewQueue {
         for s in &generated {
             self.set_meta(s, st.take_relabel);
         }
-        let (scores, judged) = (&self.scores, &self.judged);
-        let build = |by: SortBy| build_order(by, &generated, scores, judged, top, st, classes);
+        let (scores, judged, signals) = (&self.scores, &self.judged, &self.signals);
+        let build =
+            |by: SortBy| build_order(by, &generated, scores, judged, signals, top, st, classes);
         self.orders = if threads == 1 {
             SortBy::ALL.map(build)
         } else {
@@ -773,13 +806,32 @@ fn key_of(
     (k, s.id)
 }
 
+/// The part of a sample's doubt score the judges decide (not cached, as
+/// the judges change): the chosen judge's disagreement, and with training
+/// signals the judges' reasons ([`JudgeView::signal_reasons`]) they do
+/// not carry themselves.
+fn judge_part(judged: &JudgeView, signals: &crate::classify::SignalMap, s: &SampleState) -> f64 {
+    let extra = match signals.get(s.id) {
+        Some(sig) => judged
+            .signal_reasons(s.id)
+            .iter()
+            .filter(|r| !sig.reasons.contains(r))
+            .map(crate::classify::signals::reason_weight)
+            .sum(),
+        None => 0.0,
+    };
+    judged.disagreement(s) + extra
+}
+
 /// One order of `generated` (`scores` by id: the judge-free part; `top`
 /// the largest id + 1).
+#[allow(clippy::too_many_arguments)]
 fn build_order(
     by: SortBy,
     generated: &[&SampleState],
     scores: &[f64],
     judged: &JudgeView,
+    signals: &crate::classify::SignalMap,
     top: usize,
     st: &ProjectState,
     classes: &[Class],
@@ -789,7 +841,7 @@ fn build_order(
         .iter()
         .map(|s| {
             let score = if by == SortBy::Doubt {
-                scores[s.id as usize] + judged.disagreement(s)
+                scores[s.id as usize] + judge_part(judged, signals, s)
             } else {
                 0.0
             };

@@ -740,41 +740,13 @@ impl App {
     fn spawn_signals(&mut self) {
         let job = self.model_job();
         let tx = self.bg_tx.clone();
-        let prompts = self.dir.join("prompts");
         tokio::task::spawn_blocking(move || {
-            let mut judges = None;
+            // The judges' disagreement (`JUDGES_DISAGREE`) is not computed
+            // here: the queue reads it from the opinions the judges'
+            // measure put in the state (`queue::JudgeView`).
             let r = job.chosen().and_then(|(chosen, _)| {
-                let mut sig =
-                    crate::app::training::signals(&chosen.model(), &job.state, &job.names)?;
-                // Every judge's opinion; where they disagree the sample
-                // rises in the queue.
-                let enc = chosen
-                    .encoder
-                    .as_ref()
-                    .map(|e| e as &dyn crate::classify::TextEncoder);
-                if let Ok(j) = crate::app::judges::review_judges(
-                    &job.state,
-                    &job.config,
-                    &prompts,
-                    enc,
-                    &chosen.linear,
-                ) {
-                    for id in j.disagreements() {
-                        if let Some(s) = sig.get_mut(&id)
-                            && !s
-                                .reasons
-                                .contains(&crate::classify::signals::JUDGES_DISAGREE)
-                        {
-                            s.reasons.push(crate::classify::signals::JUDGES_DISAGREE);
-                        }
-                    }
-                    judges = Some(j);
-                }
-                Ok(sig)
+                crate::app::training::signals(&chosen.model(), &job.state, &job.names)
             });
-            if let Some(j) = judges {
-                let _ = tx.send(Msg::Judges(Box::new(j)));
-            }
             let _ = tx.send(Msg::Signals(r));
         });
     }

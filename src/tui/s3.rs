@@ -8,11 +8,9 @@
 //! the state, answering with `Msg::RoundDone` / `Msg::Signals`; the
 //! Stats pane's S3 lines are drawn by `s3_view`.
 
-use std::collections::HashMap;
-
 pub use crate::app::training::{RoundResult, no_heldout_message};
-use crate::classify::{self, Signals, s3};
-use crate::domain::{EventKind, GenerationSettings, SampleId};
+use crate::classify::{self, SignalMap, s3};
+use crate::domain::{EventKind, GenerationSettings};
 
 use super::state::{Effect, State};
 
@@ -143,7 +141,7 @@ pub fn on_round_done(st: &mut State, r: Result<Box<RoundResult>, String>, fx: &m
 }
 
 /// New signals: the queue re-sorts the samples whose signals changed.
-pub fn on_signals(st: &mut State, r: Result<HashMap<SampleId, Signals>, String>) {
+pub fn on_signals(st: &mut State, r: Result<SignalMap, String>) {
     st.s3.signals_running = false;
     match r {
         Ok(map) => {
@@ -171,6 +169,8 @@ pub fn round_count(settings: &GenerationSettings, errors: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::classify::Signals;
+    use crate::domain::SampleId;
 
     #[test]
     fn round_count_is_per_request_per_error_capped() {
@@ -180,5 +180,145 @@ mod tests {
         };
         assert_eq!(round_count(&s, 3), 15);
         assert_eq!(round_count(&s, 1000), 5 * MAX_ROUND_REQUESTS);
+    }
+
+    /// Calm signals (no reason of their own, confident out of fold).
+    fn calm() -> Signals {
+        Signals {
+            confidence: 0.9,
+            variability: 0.01,
+            oof_confidence: 0.9,
+            oof_label: 0,
+            reasons: Default::default(),
+            model_doubt: None,
+        }
+    }
+
+    /// The judges as a measure delivers them: kNN chosen, and each
+    /// judge's label per sample.
+    fn judges(says: &[(&str, SampleId, &str)]) -> crate::tui::Msg {
+        use crate::app::judges::{Choice, Opinion, Opinions, ReviewJudges};
+        let mut maps: std::collections::BTreeMap<String, std::collections::BTreeMap<_, _>> =
+            Default::default();
+        for &(judge, id, label) in says {
+            maps.entry(judge.to_string()).or_default().insert(
+                id,
+                Opinion {
+                    judge: judge.into(),
+                    label: Some(label.into()),
+                    confidence: 0.9,
+                },
+            );
+        }
+        crate::tui::Msg::Judges(Box::new(ReviewJudges {
+            choice: Choice {
+                judge: Some("knn".into()),
+                trusted: true,
+                why: "in the test".into(),
+            },
+            opinions: Opinions::from_maps(maps),
+        }))
+    }
+
+    fn tags(st: &State, id: SampleId) -> Vec<&'static str> {
+        st.queue.doubt(st.project.sample(id).unwrap()).1
+    }
+
+    /// Signals arriving in `update`: the samples on which the judges'
+    /// current opinions disagree carry `judges_disagree` (and rise by its
+    /// weight), the others do not; before any measure answered nobody
+    /// does, and a later measure moves the reason with the opinions.
+    #[test]
+    fn signals_carry_the_judges_disagreement_of_the_current_opinions() {
+        use crate::classify::signals::{JUDGES_DISAGREE, reason_weight};
+        use crate::tui::{Msg, update};
+        let mut st = crate::tui::fixture::state(30);
+        // Generated ids follow the 12 seeds; a and b get signals, c not.
+        let (a, b, c) = (20, 21, 22);
+        let score = |st: &mut State, id: SampleId| {
+            let s = st.project.sample(id).unwrap().clone();
+            st.queue.score(&s)
+        };
+        let before = [score(&mut st, a), score(&mut st, b)];
+        let map: SignalMap = [(a, calm()), (b, calm())].into();
+        update(&mut st, Msg::Signals(Ok(map)));
+        assert!(!st.s3.signals_running);
+        // No measure yet: no judges' reason.
+        for id in [a, b, c] {
+            assert!(!tags(&st, id).contains(&JUDGES_DISAGREE), "{id}");
+        }
+        assert_eq!([score(&mut st, a), score(&mut st, b)], before);
+
+        // kNN and the small model disagree on a and on c, agree on b.
+        update(
+            &mut st,
+            judges(&[
+                ("knn", a, "LOC"),
+                ("small", a, "HUM"),
+                ("knn", b, "HUM"),
+                ("small", b, "HUM"),
+                ("knn", c, "LOC"),
+                ("small", c, "NUM"),
+            ]),
+        );
+        assert!(
+            tags(&st, a).contains(&JUDGES_DISAGREE),
+            "{:?}",
+            tags(&st, a)
+        );
+        assert!(!tags(&st, b).contains(&JUDGES_DISAGREE));
+        // c has no signals: the reason is one of the training signals'.
+        assert!(!tags(&st, c).contains(&JUDGES_DISAGREE));
+        let w = reason_weight(JUDGES_DISAGREE);
+        let sa = st.project.sample(a).unwrap().clone();
+        let read = st.queue.doubt(&sa).0;
+        assert!(
+            (score(&mut st, a) - read).abs() < 1e-9,
+            "the order's score is the shown one"
+        );
+        // a's chosen-judge part changed too (kNN says LOC): compare
+        // without it.
+        let chosen = st.queue.judged().disagreement(&sa);
+        assert!((score(&mut st, a) - chosen - before[0] - w).abs() < 1e-9);
+        // The doubt order (pending samples first) holds a where its score
+        // puts it.
+        let order: Vec<SampleId> = st
+            .queue
+            .ids()
+            .iter()
+            .copied()
+            .filter(|&id| st.project.sample(id).unwrap().status() == crate::domain::Status::Pending)
+            .collect();
+        let scores: Vec<f64> = order
+            .iter()
+            .map(|&id| {
+                let s = st.project.sample(id).unwrap().clone();
+                st.queue.score(&s)
+            })
+            .collect();
+        assert!(scores.windows(2).all(|w| w[0] >= w[1] - 1e-9), "{scores:?}");
+
+        // Measured again: now they disagree on b, agree on a.
+        update(
+            &mut st,
+            judges(&[
+                ("knn", a, "HUM"),
+                ("small", a, "HUM"),
+                ("knn", b, "LOC"),
+                ("small", b, "HUM"),
+            ]),
+        );
+        assert!(!tags(&st, a).contains(&JUDGES_DISAGREE));
+        assert!(tags(&st, b).contains(&JUDGES_DISAGREE));
+
+        // New signals keep following the opinions in force.
+        let map: SignalMap = [(a, calm()), (b, calm()), (c, calm())].into();
+        update(&mut st, Msg::Signals(Ok(map)));
+        assert!(!tags(&st, a).contains(&JUDGES_DISAGREE));
+        assert!(tags(&st, b).contains(&JUDGES_DISAGREE));
+        assert!(
+            !tags(&st, c).contains(&JUDGES_DISAGREE),
+            "c: one judge only now"
+        );
     }
 }

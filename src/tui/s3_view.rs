@@ -15,9 +15,13 @@ use super::state::State;
 /// class the out-of-fold model prefers.
 pub fn signal_line(st: &State, id: SampleId) -> Option<Line<'static>> {
     let sig = st.queue.signals_of(id)?;
+    let prefers = st
+        .classes
+        .get(sig.oof_label as usize)
+        .map_or("?", |c| c.name.as_str());
     let mut text = format!(
-        "classifier: label conf {:.2} ± {:.2} · out-of-fold {:.2} (prefers {})",
-        sig.confidence, sig.variability, sig.oof_confidence, sig.oof_label
+        "classifier: label conf {:.2} ± {:.2} · out-of-fold {:.2} (prefers {prefers})",
+        sig.confidence, sig.variability, sig.oof_confidence
     );
     if let Some(d) = &sig.model_doubt {
         text.push_str(" · ");
@@ -31,7 +35,7 @@ pub fn signal_line(st: &State, id: SampleId) -> Option<Line<'static>> {
 /// examples carry the label — "embedding model: label 0.12, prefers LOC
 /// 0.72 · 1/5 nearest agree (mostly LOC)".
 pub fn model_doubt_text(st: &State, d: &crate::classify::doubt::ModelDoubt) -> String {
-    let name = |i: usize| st.classes.get(i).map_or("?", |c| c.name.as_str());
+    let name = |i: u32| st.classes.get(i as usize).map_or("?", |c| c.name.as_str());
     let mut t = format!(
         "embedding model: label {:.2}, prefers {} {:.2}",
         d.label_probability,
@@ -39,7 +43,7 @@ pub fn model_doubt_text(st: &State, d: &crate::classify::doubt::ModelDoubt) -> S
         d.predicted_probability
     );
     if let Some(a) = d.neighbour_agreement {
-        let k = d.neighbours;
+        let k = d.neighbours as usize;
         t.push_str(&format!(
             " · {}/{k} nearest agree",
             (a * k as f64).round() as usize

@@ -266,7 +266,7 @@ pub enum Msg {
     /// An S3 round job finished (scores, mistakes, signals) or failed.
     RoundDone(Result<Box<crate::app::training::RoundResult>, String>),
     /// Training-dynamics signals of the review pool, or what went wrong.
-    Signals(Result<std::collections::HashMap<SampleId, crate::classify::Signals>, String>),
+    Signals(Result<crate::classify::SignalMap, String>),
     /// A map vector job's answer.
     Map(super::map::MapReply),
     /// Every judge's opinion of the generated samples (with the signals).
