@@ -157,6 +157,76 @@ fn doubling_the_fit_set_refits_and_says_so_and_m_refits_on_request() {
     assert!(matches!(fx.as_slice(), [Effect::Map(j)] if j.fit.is_some()));
 }
 
+/// Every point of a state, by sample.
+fn all_points(st: &State) -> Vec<straddle::tui::map::MapPoint> {
+    let mut v: Vec<_> = Mark::ALL
+        .iter()
+        .flat_map(|m| st.map.points(*m).to_vec())
+        .collect();
+    v.sort_by_key(|p| p.id);
+    v
+}
+
+/// Show the map and answer its jobs one by one, checking each is small.
+fn show_map_a_job_at_a_time(st: &mut State) -> usize {
+    let mut fx = key(st, Action::ToggleMap);
+    let mut jobs = 0;
+    while let [Effect::Map(job)] = fx.as_slice() {
+        jobs += 1;
+        assert!(job.samples.len() <= straddle::tui::map::JOB);
+        if let Some(fit) = &job.fit {
+            assert!(fit.texts.len() <= straddle::embed::MAX_FIT);
+        }
+        let more = job.more;
+        fx = fixture::answer_map_once(st, fx);
+        assert_eq!(more, st.map.waiting() > 0, "more jobs follow");
+    }
+    assert!(fx.is_empty(), "{fx:?}");
+    jobs
+}
+
+/// Over the fit cap (5,000 seeds + accepted): the refit job carries only
+/// the fit set's sample and the first samples; the others follow a job at
+/// a time. The projection is the one fitted on every seed + accepted
+/// vector (what the map computed when it embedded them all), and the same
+/// data gives the same points.
+#[test]
+fn a_large_map_is_fitted_on_a_sample_and_projected_a_job_at_a_time() {
+    let n = 70_000;
+    let mut st = fixture::state(n);
+    let fit_set: Vec<Vec<f32>> = st
+        .project
+        .samples
+        .iter()
+        .filter(|s| {
+            s.origin == Origin::Seed
+                || s.origin == Origin::Generated && s.status() == straddle::domain::Status::Accepted
+        })
+        .map(|s| fixture::map_vector(&st, s))
+        .collect();
+    assert!(fit_set.len() > straddle::embed::MAX_FIT);
+    let jobs = show_map_a_job_at_a_time(&mut st);
+    assert_eq!(jobs, (n + 12).div_ceil(straddle::tui::map::JOB));
+    assert_eq!(st.map.len(), n + 12);
+    assert_eq!(st.map.waiting(), 0);
+    let refs: Vec<&[f32]> = fit_set.iter().map(Vec::as_slice).collect();
+    let whole = straddle::embed::Projection::fit(&refs).unwrap();
+    assert_eq!(**st.map.projection.as_ref().unwrap(), whole);
+    assert_eq!(whole.fitted_on, fit_set.len());
+    for p in all_points(&st) {
+        let s = st.project.sample(p.id).unwrap();
+        assert_eq!([p.x, p.y], whole.project(&fixture::map_vector(&st, s)));
+    }
+    // Refitting on the same data draws the same picture.
+    let before = all_points(&st);
+    let mut fx = key(&mut st, Action::MapRefit);
+    while !fx.is_empty() {
+        fx = fixture::answer_map_once(&mut st, fx);
+    }
+    assert_eq!(st.map.refits, 1);
+    assert_eq!(all_points(&st), before, "deterministic");
+}
+
 #[test]
 fn the_highlight_follows_the_selection() {
     let mut st = mapped();

@@ -47,7 +47,7 @@ pub mod wordpiece;
 
 pub use api::ApiEmbedder;
 pub use local::{LocalEmbedder, default_model_dir, model_dir as local_model_dir};
-pub use projection::{Projection, refit_due};
+pub use projection::{MAX_FIT, Projection, fit_step, refit_due};
 pub use static_model::{STATIC_FILE, StaticEmbedder, StaticVariant, distill_table};
 pub use store::{VectorStore, vectors_for};
 

@@ -32,18 +32,29 @@ pub struct Projection {
 
 impl Projection {
     /// The PCA of `rows` (vectors of one size); `None` when there is none
-    /// or their sizes differ.
+    /// or their sizes differ. Over [`MAX_FIT`] rows, fitted on every
+    /// [`fit_step`]-th one.
     pub fn fit(rows: &[&[f32]]) -> Option<Projection> {
+        let d = rows.first()?.len();
+        if rows.iter().any(|r| r.len() != d) {
+            return None;
+        }
+        let sample: Vec<&[f32]> = rows.iter().step_by(fit_step(rows.len())).copied().collect();
+        Projection::fit_sample(&sample, rows.len())
+    }
+
+    /// [`fit`](Self::fit) of a set of `all` vectors given only the rows it
+    /// would use (every [`fit_step`]`(all)`-th one), so a
+    /// caller reads a few thousand vectors, not the whole set, and gets
+    /// the same projection.
+    pub fn fit_sample(rows: &[&[f32]], all: usize) -> Option<Projection> {
         let d = rows.first()?.len();
         if d == 0 || rows.iter().any(|r| r.len() != d) {
             return None;
         }
-        let all = rows.len();
-        let step = all.div_ceil(MAX_FIT).max(1);
-        let rows: Vec<&[f32]> = rows.iter().step_by(step).copied().collect();
         let n = rows.len();
         let mut mean = vec![0f64; d];
-        for r in &rows {
+        for r in rows {
             for (m, x) in mean.iter_mut().zip(*r) {
                 *m += f64::from(*x);
             }
@@ -51,25 +62,20 @@ impl Projection {
         for m in &mut mean {
             *m /= n as f64;
         }
-        // Centred copy in f64.
-        let centred: Vec<Vec<f64>> = rows
-            .iter()
-            .map(|r| {
-                r.iter()
-                    .zip(&mean)
-                    .map(|(x, m)| f64::from(*x) - m)
-                    .collect()
-            })
-            .collect();
+        // Centred copy in f64, one row after another.
+        let mut centred: Vec<f64> = Vec::with_capacity(n * d);
+        for r in rows {
+            centred.extend(r.iter().zip(&mean).map(|(x, m)| f64::from(*x) - m));
+        }
         let total: f64 = centred
-            .iter()
+            .chunks_exact(d)
             .map(|r| r.iter().map(|x| x * x).sum::<f64>())
             .sum();
         let first = top_axis(&centred, d, None);
         let second = top_axis(&centred, d, Some(&first));
         let var = |a: &[f64]| -> f64 {
             centred
-                .iter()
+                .chunks_exact(d)
                 .map(|r| {
                     let p: f64 = r.iter().zip(a).map(|(x, y)| x * y).sum();
                     p * p
@@ -113,8 +119,15 @@ impl Projection {
     }
 }
 
-/// The unit vector along which `rows` vary most, orthogonal to `not`.
-fn top_axis(rows: &[Vec<f64>], d: usize, not: Option<&[f64]>) -> Vec<f64> {
+/// The rows of a set of `n` vectors a fit uses: every `fit_step(n)`-th,
+/// at most [`MAX_FIT`] of them.
+pub fn fit_step(n: usize) -> usize {
+    n.div_ceil(MAX_FIT).max(1)
+}
+
+/// The unit vector along which the rows of `rows` (`d` floats each,
+/// centred) vary most, orthogonal to `not`.
+fn top_axis(rows: &[f64], d: usize, not: Option<&[f64]>) -> Vec<f64> {
     // A fixed, non-degenerate start: deterministic pseudo-random values.
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut v: Vec<f64> = (0..d)
@@ -146,7 +159,7 @@ fn top_axis(rows: &[Vec<f64>], d: usize, not: Option<&[f64]>) -> Vec<f64> {
     for _ in 0..ITERATIONS {
         // w = Xᵀ (X v)
         let mut w = vec![0f64; d];
-        for r in rows {
+        for r in rows.chunks_exact(d) {
             let p: f64 = r.iter().zip(&v).map(|(a, b)| a * b).sum();
             if p != 0.0 {
                 for (wi, ri) in w.iter_mut().zip(r) {
@@ -233,6 +246,40 @@ mod tests {
         assert!(refit_due(40, 80));
         assert!(!refit_due(2, 4), "grows by at least 10");
         assert!(refit_due(0, 10));
+    }
+
+    /// Over `MAX_FIT` vectors, a fit on the rows it uses (every
+    /// `fit_step`-th) is the fit on them all; below it, they are all used.
+    #[test]
+    fn a_fit_on_its_sample_is_the_fit_on_the_whole_set() {
+        let mut state = 7u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+        };
+        let rows: Vec<Vec<f32>> = (0..MAX_FIT * 2 + 345)
+            .map(|i| {
+                let t = next();
+                vec![
+                    3.0 * t,
+                    t + 0.3 * next(),
+                    0.2 * next(),
+                    (i % 3) as f32 * 0.1,
+                ]
+            })
+            .collect();
+        let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
+        for n in [10, MAX_FIT, MAX_FIT + 1, refs.len()] {
+            let all = Projection::fit(&refs[..n]).unwrap();
+            let step = fit_step(n);
+            assert_eq!(step == 1, n <= MAX_FIT);
+            let sample: Vec<&[f32]> = refs[..n].iter().step_by(step).copied().collect();
+            assert!(sample.len() <= MAX_FIT);
+            assert_eq!(Projection::fit_sample(&sample, n).unwrap(), all, "n = {n}");
+            assert_eq!(all.fitted_on, n);
+        }
     }
 
     #[test]

@@ -202,20 +202,41 @@ pub fn map_vector(st: &State, s: &crate::domain::SampleState) -> Vec<f32> {
 }
 
 /// Answer the map's vector jobs among `effects` as the runtime's worker
-/// would, with [`map_vector`]s. Returns the other effects.
+/// would, with [`map_vector`]s, and the jobs their answers ask for, until
+/// none is left. Returns the other effects.
 pub fn answer_map(st: &mut State, effects: Vec<Effect>) -> Vec<Effect> {
+    let mut rest = Vec::new();
+    let mut next = effects;
+    while next.iter().any(|e| matches!(e, Effect::Map(_))) {
+        let (jobs, other): (Vec<Effect>, Vec<Effect>) =
+            next.into_iter().partition(|e| matches!(e, Effect::Map(_)));
+        rest.extend(other);
+        next = answer_map_once(st, jobs);
+    }
+    rest.extend(next);
+    rest
+}
+
+/// [`answer_map`] for the jobs among `effects` only: returns the other
+/// effects and what the answers ask for (the map's next job, if any).
+pub fn answer_map_once(st: &mut State, effects: Vec<Effect>) -> Vec<Effect> {
     use super::map::{MapJob, MapReply};
     let mut rest = Vec::new();
     let mut queue: std::collections::VecDeque<Effect> = effects.into();
-    let by_text: std::collections::HashMap<String, crate::domain::SampleId> = st
-        .project
-        .samples
-        .iter()
-        .map(|s| (s.text().to_string(), s.id))
-        .collect();
-    let vector = |st: &State, t: &str| match by_text.get(t).and_then(|id| st.project.sample(*id)) {
-        Some(s) => map_vector(st, s),
-        None => vec![0.0; 4],
+    // Texts to samples, for a fit's texts (they come without ids).
+    let mut by_text: Option<std::collections::HashMap<String, crate::domain::SampleId>> = None;
+    let mut vector = |st: &State, t: &str| {
+        let by_text = by_text.get_or_insert_with(|| {
+            st.project
+                .samples
+                .iter()
+                .map(|s| (s.text().to_string(), s.id))
+                .collect()
+        });
+        match by_text.get(t).and_then(|id| st.project.sample(*id)) {
+            Some(s) => map_vector(st, s),
+            None => vec![0.0; 4],
+        }
     };
     while let Some(e) = queue.pop_front() {
         let Effect::Map(MapJob {
@@ -223,17 +244,19 @@ pub fn answer_map(st: &mut State, effects: Vec<Effect>) -> Vec<Effect> {
             fit,
             projection,
             samples,
+            ..
         }) = e
         else {
             rest.push(e);
             continue;
         };
         let projection = match fit {
-            Some(texts) => {
-                let rows: Vec<Vec<f32>> = texts.iter().map(|t| vector(st, t)).collect();
+            Some(fit) => {
+                let rows: Vec<Vec<f32>> = fit.texts.iter().map(|t| vector(st, t)).collect();
                 let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
-                let p = std::sync::Arc::new(crate::embed::Projection::fit(&refs).expect("fit"));
-                queue.extend(super::update(
+                let p = crate::embed::Projection::fit_sample(&refs, fit.of).expect("fit");
+                let p = std::sync::Arc::new(p);
+                rest.extend(super::update(
                     st,
                     Msg::Map(MapReply::Fitted {
                         generation,
@@ -246,9 +269,15 @@ pub fn answer_map(st: &mut State, effects: Vec<Effect>) -> Vec<Effect> {
         };
         let points = samples
             .iter()
-            .map(|(id, v, t)| (*id, *v, projection.project(&vector(st, t))))
+            .map(|(id, v, t)| {
+                let row = match st.project.sample(*id) {
+                    Some(s) if s.text() == t => map_vector(st, s),
+                    _ => vector(st, t),
+                };
+                (*id, *v, projection.project(&row))
+            })
             .collect();
-        queue.extend(super::update(
+        rest.extend(super::update(
             st,
             Msg::Map(MapReply::Points {
                 generation,

@@ -9,9 +9,13 @@
 //!   [`Effect::Map`] (a [`MapJob`]); the runtime runs [`MapWorker::run`] on
 //!   a blocking thread (the project's embedder and vector store,
 //!   `cache/embeddings/`), which answers with [`MapReply`] messages, a
-//!   chunk of points at a time.
-//! * The projection is fitted once (on seeds + accepted examples) and then
-//!   kept: a new sample is projected with the same axes and nothing already
+//!   chunk of points at a time. A job carries at most [`JOB`] samples;
+//!   the next is asked for when it is done, so however large the project
+//!   only a job's texts and a chunk's vectors are in memory, and only
+//!   the 2-D points are kept.
+//! * The projection is fitted once (on seeds + accepted examples; over
+//!   `embed::MAX_FIT` of them on an even stride, and only those vectors
+//!   are read) and then kept: a new sample is projected with the same axes and nothing already
 //!   drawn moves. It is refitted only on request (`M`) or when the fit set
 //!   has doubled (`embed::refit_due`), and the notice says which.
 //! * Nothing is computed while the map is hidden; samples that arrive
@@ -113,17 +117,30 @@ pub struct MapState {
     pair_bounds: Option<Bounds>,
 }
 
-/// Vectors asked of the runtime ([`Effect::Map`]).
+/// Vectors asked of the runtime ([`Effect::Map`]): a refit's sample of
+/// the fit set and at most [`JOB`] samples to project; the map asks for
+/// the next ones when it is answered, so no job holds every text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MapJob {
     /// The projection generation the points are for.
     pub generation: u64,
-    /// Fit a new projection on these texts first (seeds + accepted).
-    pub fit: Option<Vec<String>>,
+    /// Fit a new projection first.
+    pub fit: Option<FitTexts>,
     /// The projection to use when not fitting.
     pub projection: Option<Arc<Projection>>,
     /// (sample, edits so far, text) to project.
     pub samples: Vec<(SampleId, u32, String)>,
+    /// More jobs follow this one (the worker keeps its embedder loaded).
+    pub more: bool,
+}
+
+/// The texts a refit embeds: of the `of` seeds + accepted examples, the
+/// ones `Projection::fit` would use (every `embed::fit_step(of)`-th, at
+/// most `projection::MAX_FIT`), for `Projection::fit_sample`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitTexts {
+    pub texts: Vec<String>,
+    pub of: usize,
 }
 
 /// What a vector job sends back, as `Msg::Map`.
@@ -147,6 +164,10 @@ pub enum MapReply {
 
 /// Texts embedded per reply (a first opening shows points as they come).
 pub const CHUNK: usize = 256;
+
+/// Samples a job projects at most (the vector store's chunk): its texts
+/// and vectors are all a job holds, however large the project.
+pub const JOB: usize = 2048;
 
 /// When the fit set is this small the projection is fitted on every
 /// sample instead (a handful of seeds spans no useful plane).
@@ -433,30 +454,37 @@ fn request(st: &mut State, fx: &mut Vec<Effect>, explicit: bool) {
         Some(_) => embed::refit_due(m.fit_basis, m.fit_count),
     };
     if explicit || due {
-        let mut fit: Vec<String> = map_samples(&st.project)
-            .filter(|s| Mark::of(s).is_some_and(Mark::fits))
-            .map(|s| s.text().to_string())
-            .collect();
-        let on_all = fit.len() < MIN_FIT;
+        let fits = |s: &&SampleState| Mark::of(s).is_some_and(Mark::fits);
+        let mut of = map_samples(&st.project).filter(fits).count();
+        let on_all = of < MIN_FIT;
         if on_all {
-            fit = map_samples(&st.project)
-                .map(|s| s.text().to_string())
-                .collect();
+            of = map_samples(&st.project).count();
         }
-        if fit.is_empty() {
+        if of == 0 {
             return;
         }
+        let texts: Vec<String> = map_samples(&st.project)
+            .filter(|s| on_all || fits(s))
+            .step_by(embed::fit_step(of))
+            .map(|s| s.text().to_string())
+            .collect();
         let was = m.projection.as_ref().map(|_| m.fit_basis);
         st.map.fit_basis = m.fit_count;
         st.map.fit_on_all = on_all;
         st.map.generation += 1;
-        let samples = map_samples(&st.project)
+        // The first samples; the others wait in `missing` once the new
+        // projection clears the points.
+        let mut all = map_samples(&st.project);
+        let samples = all
+            .by_ref()
+            .take(JOB)
             .map(|s| (s.id, version(s), s.text().to_string()))
             .collect();
+        let more = all.next().is_some();
         st.map.job_running = true;
         if let Some(was) = was {
             st.notice = Some(if explicit {
-                format!("map: refitting the projection on {} examples", fit.len())
+                format!("map: refitting the projection on {of} examples")
             } else {
                 format!(
                     "map: seeds + accepted grew from {was} to {}: refitting the projection",
@@ -466,30 +494,41 @@ fn request(st: &mut State, fx: &mut Vec<Effect>, explicit: bool) {
         }
         fx.push(Effect::Map(MapJob {
             generation: st.map.generation,
-            fit: Some(fit),
+            fit: Some(FitTexts { texts, of }),
             projection: None,
             samples,
+            more,
         }));
         return;
     }
     if m.missing.is_empty() {
         return;
     }
-    let samples: Vec<(SampleId, u32, String)> = m
-        .missing
-        .iter()
-        .filter_map(|id| st.project.sample(*id))
-        .map(|s| (s.id, version(s), s.text().to_string()))
-        .collect();
+    let mut samples: Vec<(SampleId, u32, String)> = Vec::new();
+    let mut gone = Vec::new();
+    let mut more = false;
+    for id in &m.missing {
+        if samples.len() == JOB {
+            more = true;
+            break;
+        }
+        match st.project.sample(*id) {
+            Some(s) => samples.push((s.id, version(s), s.text().to_string())),
+            None => gone.push(*id),
+        }
+    }
+    for id in gone {
+        st.map.missing.remove(&id);
+    }
     if samples.is_empty() {
-        st.map.missing.clear();
         return;
     }
     let job = MapJob {
-        generation: m.generation,
+        generation: st.map.generation,
         fit: None,
-        projection: m.projection.clone(),
+        projection: st.map.projection.clone(),
         samples,
+        more,
     };
     st.map.job_running = true;
     fx.push(Effect::Map(job));
@@ -563,12 +602,69 @@ pub fn no_embedder_message(cfg: &EmbeddingsConfig) -> String {
     }
 }
 
-/// Runs map jobs on a blocking thread: loads the embedder once (the local
-/// model takes about a second) and keeps the vector store open.
+/// Runs map jobs on a blocking thread. Vectors come from the project's
+/// vector store (`cache/embeddings/`), a chunk at a time; the embedder is
+/// loaded only for texts without one, kept while more jobs of a run
+/// follow, and released after the last (its weights are ~70 MB; the
+/// store stays open).
 pub(crate) struct MapWorker {
     cfg: EmbeddingsConfig,
     cache_dir: PathBuf,
-    loaded: Mutex<Option<(Arc<dyn Embedder>, VectorStore)>>,
+    open: Mutex<Option<Open>>,
+}
+
+/// The model's vector store, and its embedder while loaded.
+struct Open {
+    model_id: String,
+    store: VectorStore,
+    embedder: Mutex<Option<Arc<dyn Embedder>>>,
+}
+
+/// An [`Open`] store's embedder as the store sees it: loaded (again) only
+/// when the store has texts without a vector.
+struct Lazy<'a> {
+    worker: &'a MapWorker,
+    open: &'a Open,
+}
+
+impl Lazy<'_> {
+    fn get(&self) -> Result<Arc<dyn Embedder>, EmbedError> {
+        let mut slot = self.open.embedder.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(e) = slot.as_ref() {
+            return Ok(e.clone());
+        }
+        let e = self
+            .worker
+            .load()?
+            .ok_or_else(|| EmbedError::Model("no embedder configured any more".into()))?;
+        if e.model_id() != self.open.model_id {
+            return Err(EmbedError::Model(format!(
+                "the embedder changed from {} to {}",
+                self.open.model_id,
+                e.model_id()
+            )));
+        }
+        *slot = Some(e.clone());
+        Ok(e)
+    }
+}
+
+impl Embedder for Lazy<'_> {
+    fn model_id(&self) -> &str {
+        &self.open.model_id
+    }
+
+    fn dim(&self) -> Option<usize> {
+        let slot = self.open.embedder.lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().and_then(|e| e.dim())
+    }
+
+    fn embed<'a>(
+        &'a self,
+        texts: &'a [String],
+    ) -> futures_util::future::BoxFuture<'a, Result<Vec<Vec<f32>>, EmbedError>> {
+        Box::pin(async move { self.get()?.embed(texts).await })
+    }
 }
 
 impl MapWorker {
@@ -576,45 +672,93 @@ impl MapWorker {
         MapWorker {
             cfg,
             cache_dir,
-            loaded: Mutex::new(None),
+            open: Mutex::new(None),
+        }
+    }
+
+    fn load(&self) -> Result<Option<Arc<dyn Embedder>>, EmbedError> {
+        let cache = crate::llm::ResponseCache::new(&self.cache_dir);
+        embed::from_config_with(&self.cfg, Some(cache))
+    }
+
+    /// What to tell the map about an embedder error.
+    fn failure(&self, what: &str, e: EmbedError) -> MapReply {
+        match e {
+            EmbedError::MissingWeights(dir) => MapReply::Unavailable(format!(
+                "{} (looked in {})",
+                no_embedder_message(&self.cfg),
+                dir.display()
+            )),
+            e => MapReply::Failed(format!("{what}: {e}")),
+        }
+    }
+
+    /// Open the store: of `model_id` when the caller knows the model's id
+    /// (the judges' encoder does), without loading the weights; else load
+    /// the embedder to learn it.
+    fn open(&self, model_id: Option<&str>) -> Result<Open, MapReply> {
+        if let Some(id) = model_id
+            && self.cfg.backend != EmbeddingBackend::None
+        {
+            return Ok(Open {
+                model_id: id.to_owned(),
+                store: VectorStore::open(&self.cache_dir, id),
+                embedder: Mutex::new(None),
+            });
+        }
+        match self.load() {
+            Ok(Some(e)) => Ok(Open {
+                model_id: e.model_id().to_owned(),
+                store: VectorStore::open(&self.cache_dir, e.model_id()),
+                embedder: Mutex::new(Some(e)),
+            }),
+            Ok(None) => Err(MapReply::Unavailable(no_embedder_message(&self.cfg))),
+            Err(e) => Err(self.failure("embedder", e)),
         }
     }
 
     /// Run `job`, sending each reply as it is ready (the last one is
-    /// `Points { done: true }`, `Unavailable` or `Failed`).
-    pub fn run(&self, job: MapJob, send: &dyn Fn(MapReply)) {
-        let mut guard = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+    /// `Points { done: true }`, `Unavailable` or `Failed`). `model_id`:
+    /// the id of the model `[embeddings]` names, when already known.
+    pub fn run(&self, job: MapJob, model_id: Option<&str>, send: &dyn Fn(MapReply)) {
+        let mut guard = self.open.lock().unwrap_or_else(|e| e.into_inner());
         if guard.is_none() {
-            let cache = crate::llm::ResponseCache::new(&self.cache_dir);
-            match embed::from_config_with(&self.cfg, Some(cache)) {
-                Ok(Some(e)) => {
-                    let store = VectorStore::open(&self.cache_dir, e.model_id());
-                    *guard = Some((e, store));
-                }
-                Ok(None) => return send(MapReply::Unavailable(no_embedder_message(&self.cfg))),
-                Err(EmbedError::MissingWeights(dir)) => {
-                    return send(MapReply::Unavailable(format!(
-                        "{} (looked in {})",
-                        no_embedder_message(&self.cfg),
-                        dir.display()
-                    )));
-                }
-                Err(e) => return send(MapReply::Failed(format!("embedder: {e}"))),
+            match self.open(model_id) {
+                Ok(o) => *guard = Some(o),
+                Err(r) => return send(r),
             }
         }
-        let Some((embedder, store)) = guard.as_mut() else {
+        let Some(open) = guard.as_ref() else {
             return;
         };
-        let vectors = |texts: &[String]| embed::block_on(store.embed(&**embedder, texts));
+        let more = job.more;
+        let done = self.project(open, job, send);
+        // Idle until the next run: a local model's weights go (loaded
+        // again, or shared with a job holding them, when a text has no
+        // vector); the store and its index stay.
+        if (!more || !done) && self.cfg.backend == EmbeddingBackend::Local {
+            *open.embedder.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    /// Fit (if asked) and project `job`'s samples; whether it got through.
+    fn project(&self, open: &Open, job: MapJob, send: &dyn Fn(MapReply)) -> bool {
+        let lazy = Lazy { worker: self, open };
+        let vectors = |texts: &[String]| embed::block_on(open.store.embed_rows(&lazy, texts));
         let projection = match (job.fit, job.projection) {
             (Some(fit), _) => {
-                let rows = match vectors(&fit) {
+                let rows = match vectors(&fit.texts) {
                     Ok(r) => r,
-                    Err(e) => return send(MapReply::Failed(format!("embedding: {e}"))),
+                    Err(e) => {
+                        send(self.failure("embedding", e));
+                        return false;
+                    }
                 };
-                let refs: Vec<&[f32]> = rows.iter().map(Vec::as_slice).collect();
-                let Some(p) = Projection::fit(&refs) else {
-                    return send(MapReply::Failed("no vectors to fit the map on".into()));
+                drop(fit.texts);
+                let refs: Vec<&[f32]> = rows.iter().collect();
+                let Some(p) = Projection::fit_sample(&refs, fit.of) else {
+                    send(MapReply::Failed("no vectors to fit the map on".into()));
+                    return false;
                 };
                 let p = Arc::new(p);
                 send(MapReply::Fitted {
@@ -624,26 +768,37 @@ impl MapWorker {
                 p
             }
             (None, Some(p)) => p,
-            (None, None) => return send(MapReply::Failed("no projection to use".into())),
+            (None, None) => {
+                send(MapReply::Failed("no projection to use".into()));
+                return false;
+            }
         };
-        let n = job.samples.len();
+        let (ids, texts): (Vec<(SampleId, u32)>, Vec<String>) = job
+            .samples
+            .into_iter()
+            .map(|(id, v, t)| ((id, v), t))
+            .unzip();
+        let n = ids.len();
         if n == 0 {
-            return send(MapReply::Points {
+            send(MapReply::Points {
                 generation: job.generation,
                 points: Vec::new(),
                 done: true,
             });
+            return true;
         }
-        for (c, chunk) in job.samples.chunks(CHUNK).enumerate() {
-            let texts: Vec<String> = chunk.iter().map(|(_, _, t)| t.clone()).collect();
-            let rows = match vectors(&texts) {
+        for (c, chunk) in texts.chunks(CHUNK).enumerate() {
+            let rows = match vectors(chunk) {
                 Ok(r) => r,
-                Err(e) => return send(MapReply::Failed(format!("embedding: {e}"))),
+                Err(e) => {
+                    send(self.failure("embedding", e));
+                    return false;
+                }
             };
-            let points = chunk
+            let points = ids[c * CHUNK..]
                 .iter()
-                .zip(&rows)
-                .map(|((id, v, _), row)| (*id, *v, projection.project(row)))
+                .zip(rows.iter())
+                .map(|((id, v), row)| (*id, *v, projection.project(row)))
                 .collect();
             send(MapReply::Points {
                 generation: job.generation,
@@ -651,6 +806,7 @@ impl MapWorker {
                 done: (c + 1) * CHUNK >= n,
             });
         }
+        true
     }
 }
 
@@ -662,20 +818,24 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = MapWorker::new(cfg, dir.path().to_path_buf());
         let out = std::cell::RefCell::new(Vec::new());
-        w.run(job, &|r| out.borrow_mut().push(r));
+        w.run(job, None, &|r| out.borrow_mut().push(r));
         out.into_inner()
     }
 
     fn job(texts: &[&str]) -> MapJob {
         MapJob {
             generation: 1,
-            fit: Some(texts.iter().map(|t| t.to_string()).collect()),
+            fit: Some(FitTexts {
+                texts: texts.iter().map(|t| t.to_string()).collect(),
+                of: texts.len(),
+            }),
             projection: None,
             samples: texts
                 .iter()
                 .enumerate()
                 .map(|(i, t)| (i as u64 + 1, 0, t.to_string()))
                 .collect(),
+            more: false,
         }
     }
 
@@ -700,6 +860,84 @@ mod tests {
         };
         assert!(why.contains(embed::INSTALL_HINT), "{why}");
         assert!(why.contains("/nonexistent/straddle-embedder"), "{why}");
+    }
+
+    /// With every vector in the store and the model's id known (from the
+    /// judges' encoder) the worker reads them and loads no weights (there
+    /// are none here); a text without one needs the embedder, and its
+    /// absence says how to install it.
+    #[test]
+    fn stored_vectors_need_no_weights() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = EmbeddingsConfig {
+            model_dir: Some("/nonexistent/straddle-embedder".into()),
+            ..EmbeddingsConfig::default()
+        };
+        let texts: Vec<String> = (0..600).map(|i| format!("text {i}")).collect();
+        let vector = |i: usize| {
+            let t = i as f32 / 600.0;
+            vec![10.0 * t, (i % 7) as f32 * 0.1, 0.01 * (i % 3) as f32]
+        };
+        let store = VectorStore::open(dir.path(), "local:test");
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let vectors: Vec<Vec<f32>> = (0..600).map(vector).collect();
+        store.insert(&refs, &vectors).unwrap();
+        let w = MapWorker::new(cfg, dir.path().to_path_buf());
+        let run = |job: MapJob| {
+            let out = std::cell::RefCell::new(Vec::new());
+            w.run(job, Some("local:test"), &|r| out.borrow_mut().push(r));
+            out.into_inner()
+        };
+        let fit: Vec<String> = texts.iter().step_by(2).cloned().collect();
+        let r = run(MapJob {
+            generation: 3,
+            fit: Some(FitTexts {
+                texts: fit,
+                of: 300,
+            }),
+            projection: None,
+            samples: (0..600).map(|i| (i as u64, 0, texts[i].clone())).collect(),
+            more: true,
+        });
+        let Some(MapReply::Fitted { projection, .. }) = r.first() else {
+            panic!("{r:?}")
+        };
+        let even: Vec<&[f32]> = vectors.iter().step_by(2).map(Vec::as_slice).collect();
+        assert_eq!(**projection, Projection::fit(&even).unwrap());
+        // The points a chunk at a time, every one where the projection
+        // puts its stored vector.
+        let mut seen = 0;
+        for (k, reply) in r[1..].iter().enumerate() {
+            let MapReply::Points {
+                generation,
+                points,
+                done,
+            } = reply
+            else {
+                panic!("{reply:?}")
+            };
+            assert_eq!(*generation, 3);
+            assert!(points.len() <= CHUNK);
+            assert_eq!(*done, k == r.len() - 2);
+            for (id, _, xy) in points {
+                assert_eq!(*xy, projection.project(&vector(*id as usize)));
+            }
+            seen += points.len();
+        }
+        assert_eq!(seen, 600);
+        assert_eq!(r.len(), 1 + 600usize.div_ceil(CHUNK));
+        // A text with no stored vector: the embedder is needed, and missing.
+        let r = run(MapJob {
+            generation: 3,
+            fit: None,
+            projection: Some(projection.clone()),
+            samples: vec![(1, 0, "text 1".into()), (9, 1, "an edited text".into())],
+            more: false,
+        });
+        let [MapReply::Unavailable(why)] = r.as_slice() else {
+            panic!("{r:?}")
+        };
+        assert!(why.contains(embed::INSTALL_HINT), "{why}");
     }
 
     /// With the real local model: a refit job fits, then projects every
@@ -733,5 +971,55 @@ mod tests {
         let near = d(0, 1) + d(2, 3) + d(4, 5);
         let far = d(0, 2) + d(2, 4) + d(0, 4);
         assert!(near < far, "pairs {near} vs across {far}");
+    }
+
+    /// With the real local model: the weights stay loaded while more jobs
+    /// of a run follow and go after the last one; the next run reads the
+    /// stored vectors without them.
+    #[test]
+    #[ignore = "needs the embedder's weights (scripts/embedder.sh install)"]
+    fn the_worker_releases_its_weights_after_a_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = MapWorker::new(EmbeddingsConfig::default(), dir.path().to_path_buf());
+        let loaded = || {
+            let open = w.open.lock().unwrap();
+            let open = open.as_ref().expect("open");
+            open.embedder.lock().unwrap().is_some()
+        };
+        let texts = [
+            "Where is the Eiffel Tower?",
+            "Who wrote War and Peace?",
+            "How many moons does Mars have?",
+        ];
+        let mut first = job(&texts);
+        first.more = true;
+        let out = std::cell::RefCell::new(Vec::new());
+        w.run(first, None, &|r| out.borrow_mut().push(r));
+        assert!(loaded(), "more jobs follow");
+        let projection = match out.borrow().first() {
+            Some(MapReply::Fitted { projection, .. }) => projection.clone(),
+            r => panic!("{r:?}"),
+        };
+        let again = MapJob {
+            generation: 1,
+            fit: None,
+            projection: Some(projection.clone()),
+            samples: vec![(9, 0, texts[1].to_string())],
+            more: false,
+        };
+        w.run(again.clone(), None, &|r| out.borrow_mut().push(r));
+        assert!(!loaded(), "released after the last job");
+        w.run(again, None, &|r| out.borrow_mut().push(r));
+        assert!(!loaded(), "stored vectors need no weights");
+        let out = out.into_inner();
+        let [
+            ..,
+            MapReply::Points { points: a, .. },
+            MapReply::Points { points: b, .. },
+        ] = out.as_slice()
+        else {
+            panic!("{out:?}")
+        };
+        assert_eq!(a, b, "the same point from the stored vector");
     }
 }

@@ -725,11 +725,18 @@ impl App {
 
     /// Sentence vectors and projected points for the map on a blocking
     /// thread; each chunk comes back as a `Msg::Map`.
+    /// The judges' encoder names the model's vector file, so a map whose
+    /// vectors are all stored loads no weights.
     fn spawn_map(&self, job: super::map::MapJob) {
+        use crate::classify::TextEncoder;
         let worker = self.map_worker.clone();
         let tx = self.bg_tx.clone();
+        let model_id = (self.judges_model.lock().ok()).and_then(|m| {
+            m.as_ref()
+                .and_then(|c| c.encoder.as_ref().map(|e| e.name()))
+        });
         tokio::task::spawn_blocking(move || {
-            worker.run(job, &|r| {
+            worker.run(job, model_id.as_deref(), &|r| {
                 let _ = tx.send(Msg::Map(r));
             });
         });
