@@ -22,7 +22,18 @@
 #
 # The process's resident memory (VmRSS) is sampled every 100 ms; the peak of
 # each step, the whole session's peak (also /usr/bin/time's max RSS) and
-# the CPU time are printed. The figures need the local embedder installed
+# the CPU time are printed. After each step but open (whose measure is then
+# already running) has answered, the script waits, keys untouched, until RSS
+# has stopped falling (at least REST_SECONDS, default 12: tokio keeps an
+# idle job thread 10 s and the allocator frees its pages when it exits; at
+# most 40 s) and prints the step's RSS "at rest", the lowest sample of that
+# wait: what the step leaves resident for the next one, live data the TUI
+# keeps plus what the allocator has not given back. The peaks are of the
+# steps' own work, never of those waits. STEPS (a comma-separated subset of
+# the names above, e.g. STEPS=measure,signals,export; open and quit always
+# run) runs fewer steps; RSS_TRACE=FILE writes every sample (seconds, step,
+# MB) to FILE.
+# The figures need the local embedder installed
 # (`scripts/embedder.sh install`); a step that does not answer within
 # STEP_LIMIT seconds (default 1200) ends the run with the screen printed.
 set -euo pipefail
@@ -41,10 +52,12 @@ fi
 cat "$PROJECT/journal.jsonl" >/dev/null
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 
-python3 - "$BIN" "$PROJECT" "${STEP_LIMIT:-1200}" <<'EOF'
+python3 - "$BIN" "$PROJECT" "${STEP_LIMIT:-1200}" "${REST_SECONDS:-12}" "${STEPS:-}" \
+    "${RSS_TRACE:-}" <<'EOF'
 import os, re, shutil, subprocess, sys, tempfile, threading, time
 
 BIN, PROJECT, LIMIT = sys.argv[1], sys.argv[2], float(sys.argv[3])
+REST, STEPS, TRACE = float(sys.argv[4]), sys.argv[5], sys.argv[6]
 tmp = tempfile.mkdtemp(prefix="straddle-rss-")
 work = os.path.join(tmp, "p")
 shutil.copytree(PROJECT, work)
@@ -66,6 +79,8 @@ tmux("new-session", "-d", "-s", "app", "-x", "140", "-y", "45", cmd, check=True)
 
 step = ["open"]
 peaks = {}
+rests = {}
+resting = [False]
 samples = []
 stop = False
 def app_pid():
@@ -84,7 +99,10 @@ def sampler(pid):
             for line in open(f"/proc/{pid}/status"):
                 if line.startswith("VmRSS:"):
                     mb = int(line.split()[1]) / 1024
-                    peaks[step[0]] = max(peaks.get(step[0], 0), mb)
+                    if resting[0]:
+                        rests[step[0]] = min(rests.get(step[0], mb), mb)
+                    else:
+                        peaks[step[0]] = max(peaks.get(step[0], 0), mb)
                     samples.append((time.perf_counter() - t0, step[0], mb))
         except (FileNotFoundError, ProcessLookupError):
             return
@@ -111,6 +129,25 @@ def run(name, fn):
     t0 = time.perf_counter()
     fn()
     times[name] = time.perf_counter() - t0
+    # At open the judges' measure is already running: no rest to wait for.
+    if name not in ("open", "quit"):
+        rest(name)
+
+def rest(name):
+    # The step has answered: keep sampling, keys untouched, until RSS stops
+    # falling (less than 1 MB over the last second, after REST seconds).
+    resting[0] = True
+    t0 = time.perf_counter()
+    n0 = len(samples)
+    while True:
+        time.sleep(0.25)
+        now = time.perf_counter() - t0
+        mine = samples[n0:]
+        if now >= 40 or not th.is_alive():
+            break
+        if now >= REST and len(mine) > 12 and mine[-11][2] - mine[-1][2] < 1:
+            break
+    resting[0] = False
 
 review = re.compile(r"Review (\d+)/(\d+)")
 measuring = "measuring judges"
@@ -165,12 +202,21 @@ try:
     for name, fn in [("open", open_), ("measure", measure), ("accept", accept),
                      ("signals", signals), ("round", round_), ("export", export),
                      ("map", map_), ("quit", quit_)]:
-        run(name, fn)
+        if not STEPS or name in STEPS.split(",") or name in ("open", "quit"):
+            run(name, fn)
 finally:
     stop = True
     tmux("kill-server", stderr=subprocess.DEVNULL)
     for name, mb in peaks.items():
         print(f"  {name:<8} {times.get(name, float('nan')):7.1f} s   peak RSS {mb:6.0f} MB")
+    if rests:
+        print("at rest (lowest RSS once the step answered, until it stopped falling):")
+        for name, mb in rests.items():
+            print(f"  {name:<8} {mb:6.0f} MB")
+    if TRACE:
+        with open(TRACE, "w") as out:
+            for t, name, mb in samples:
+                out.write(f"{t:.2f} {name} {mb:.1f}\n")
 
 t = open(time_f).read()
 def f(key):

@@ -12,6 +12,11 @@
 //!
 //! The model is loaded on the first job (about a second for MiniLM), not
 //! when the worker starts, so the TUI's first frame never waits for it.
+//! An in-process model's weights (~44 MB for MiniLM in bf16) are let go
+//! once the worker has had no job for [`IDLE`]: a session that stopped
+//! generating does not keep them; the next job loads them again (~0.1 s
+//! from the page cache, or shares the copy another job of the process
+//! holds, `embed::from_config`). The vector store's index stays.
 
 use std::sync::{Arc, Mutex};
 
@@ -37,9 +42,37 @@ pub struct Embedded {
 pub const USAGE_RUN: &str = "embeddings";
 
 struct Loaded {
-    embedder: Arc<dyn Embedder>,
+    /// `None` once released while idle (an in-process model only).
+    embedder: Option<Arc<dyn Embedder>>,
     /// `None` for an `api` backend under `--no-cache`.
     store: Option<VectorStore>,
+    /// Jobs run so far: a release planned after job `n` goes ahead only
+    /// when no job ran since.
+    jobs: u64,
+}
+
+/// How long the worker waits, without a job, before it lets an in-process
+/// model's weights go. Generation sends a job a batch, seconds apart, so
+/// the weights stay while it runs.
+pub const IDLE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Let go of the weights if no job ran since job `after` (and none is
+/// running: a job holds the lock). Only an in-process model: an `api`
+/// client is small and carries its usage counters.
+fn release_idle(loaded: &Mutex<Option<Loaded>>, cfg: &EmbeddingsConfig, after: u64) -> bool {
+    if cfg.backend != EmbeddingBackend::Local {
+        return false;
+    }
+    let Ok(mut guard) = loaded.try_lock() else {
+        return false;
+    };
+    match guard.as_mut() {
+        Some(l) if l.jobs == after && l.embedder.is_some() => {
+            l.embedder = None;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// Runs the session's embed jobs one after another, in the background.
@@ -124,7 +157,14 @@ impl EmbedWorker {
         let tx = self.tx.clone();
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
-            let (result, usage) = embed(&loaded, &cfg, &cache, &job.texts, &handle);
+            let (result, usage, n) = embed(&loaded, &cfg, &cache, &job.texts, &handle);
+            // Idle from now on unless another job comes within IDLE.
+            handle.spawn(async move {
+                tokio::time::sleep(IDLE).await;
+                if release_idle(&loaded, &cfg, n) {
+                    tracing::debug!("embedder released after {IDLE:?} without a job");
+                }
+            });
             let _ = tx.send(Embedded {
                 id: job.id,
                 result,
@@ -178,37 +218,139 @@ pub fn settings(config: &ProjectConfig) -> crate::domain::DenoiseConfig {
     }
 }
 
-/// Embed `texts` through the (lazily loaded) model and its vector store.
+/// Embed `texts` through the (lazily loaded) model and its vector store;
+/// also the number of jobs run so far, this one included.
 fn embed(
     loaded: &Mutex<Option<Loaded>>,
     cfg: &EmbeddingsConfig,
     cache: &ResponseCache,
     texts: &[String],
     handle: &tokio::runtime::Handle,
-) -> (Result<Vec<Vec<f32>>, String>, Usage) {
+) -> (Result<Vec<Vec<f32>>, String>, Usage, u64) {
     let mut guard = loaded.lock().unwrap_or_else(|p| p.into_inner());
-    if guard.is_none() {
+    let released = guard.as_ref().is_none_or(|l| l.embedder.is_none());
+    if released {
         let embedder = match crate::embed::from_config_with(cfg, Some(cache.clone())) {
             Ok(Some(e)) => e,
             Ok(None) => {
                 return (
                     Err("[embeddings] backend is \"none\"".into()),
                     Usage::default(),
+                    guard.as_ref().map_or(0, |l| l.jobs),
                 );
             }
-            Err(e) => return (Err(e.to_string()), Usage::default()),
+            Err(e) => {
+                return (
+                    Err(e.to_string()),
+                    Usage::default(),
+                    guard.as_ref().map_or(0, |l| l.jobs),
+                );
+            }
         };
-        let skip_store = cfg.backend == EmbeddingBackend::Api && !cache.is_enabled();
-        let store = (!skip_store).then(|| VectorStore::open(cache.dir(), embedder.model_id()));
-        *guard = Some(Loaded { embedder, store });
+        match guard.as_mut() {
+            // Released while idle: the store (and its index) stayed.
+            Some(l) => l.embedder = Some(embedder),
+            None => {
+                let skip_store = cfg.backend == EmbeddingBackend::Api && !cache.is_enabled();
+                let store =
+                    (!skip_store).then(|| VectorStore::open(cache.dir(), embedder.model_id()));
+                *guard = Some(Loaded {
+                    embedder: Some(embedder),
+                    store,
+                    jobs: 0,
+                });
+            }
+        }
     }
     let l = guard.as_mut().expect("loaded above");
-    let before = l.embedder.usage();
+    let embedder = l.embedder.clone().expect("loaded above");
+    let before = embedder.usage();
     let result = match &mut l.store {
-        Some(store) => handle.block_on(store.embed(l.embedder.as_ref(), texts)),
-        None => handle.block_on(l.embedder.embed(texts)),
+        Some(store) => handle.block_on(store.embed(embedder.as_ref(), texts)),
+        None => handle.block_on(embedder.embed(texts)),
     }
     .map_err(|e| e.to_string());
-    let usage = l.embedder.usage().since(&before);
-    (result, usage)
+    let usage = embedder.usage().since(&before);
+    l.jobs += 1;
+    (result, usage, l.jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+
+    impl Embedder for Fixed {
+        fn model_id(&self) -> &str {
+            "test:fixed"
+        }
+        fn dim(&self) -> Option<usize> {
+            Some(2)
+        }
+        fn embed<'a>(
+            &'a self,
+            texts: &'a [String],
+        ) -> futures_util::future::BoxFuture<'a, Result<Vec<Vec<f32>>, crate::embed::EmbedError>>
+        {
+            let v = texts.iter().map(|_| vec![1.0, 0.0]).collect();
+            Box::pin(async move { Ok(v) })
+        }
+    }
+
+    fn loaded(jobs: u64) -> Mutex<Option<Loaded>> {
+        Mutex::new(Some(Loaded {
+            embedder: Some(Arc::new(Fixed)),
+            store: None,
+            jobs,
+        }))
+    }
+
+    fn is_loaded(l: &Mutex<Option<Loaded>>) -> bool {
+        l.lock().unwrap().as_ref().unwrap().embedder.is_some()
+    }
+
+    fn local() -> EmbeddingsConfig {
+        EmbeddingsConfig {
+            backend: EmbeddingBackend::Local,
+            ..EmbeddingsConfig::default()
+        }
+    }
+
+    #[test]
+    fn an_idle_local_model_is_released_and_its_store_kept() {
+        let l = loaded(3);
+        assert!(release_idle(&l, &local(), 3));
+        assert!(!is_loaded(&l));
+        // Nothing left to release.
+        assert!(!release_idle(&l, &local(), 3));
+    }
+
+    #[test]
+    fn a_job_since_the_plan_keeps_the_model() {
+        // Planned after job 2; job 3 ran since.
+        let l = loaded(3);
+        assert!(!release_idle(&l, &local(), 2));
+        assert!(is_loaded(&l));
+    }
+
+    #[test]
+    fn a_running_job_keeps_the_model() {
+        let l = loaded(3);
+        let held = l.lock().unwrap();
+        assert!(!release_idle(&l, &local(), 3));
+        drop(held);
+        assert!(is_loaded(&l));
+    }
+
+    #[test]
+    fn an_api_client_is_kept() {
+        let l = loaded(3);
+        let api = EmbeddingsConfig {
+            backend: EmbeddingBackend::Api,
+            ..EmbeddingsConfig::default()
+        };
+        assert!(!release_idle(&l, &api, 3));
+        assert!(is_loaded(&l));
+    }
 }
