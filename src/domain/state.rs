@@ -62,6 +62,12 @@ impl SampleState {
             .map(|(_, t)| &**t)
             .unwrap_or(&self.original_text)
     }
+    /// [`Self::text`], shared (no copy of the text).
+    pub fn text_shared(&self) -> Arc<str> {
+        self.edits
+            .last()
+            .map_or_else(|| self.original_text.clone(), |(_, t)| t.clone())
+    }
     pub fn is_edited(&self) -> bool {
         !self.edits.is_empty()
     }
