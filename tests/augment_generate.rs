@@ -177,7 +177,7 @@ async fn mix_run_of_200_then_identical_run_from_cache() {
         let pv = &s.provenance;
         assert_eq!(pv.strategy.as_deref(), Some("mix"));
         assert_eq!(pv.classes.len(), 4, "{pv:?}");
-        assert!(pv.classes.iter().any(|c| *c == s.label));
+        assert!(pv.classes.contains(&s.label));
         let minor = pv.minor.as_ref().expect("minor class");
         assert!(pv.classes.contains(minor) && *minor != s.label);
         let a = pv.alpha.expect("alpha");

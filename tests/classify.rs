@@ -119,7 +119,7 @@ fn signals_find_flipped_labels() {
     assert_eq!(s.len(), 600);
     let flagged = |r: std::ops::Range<usize>| {
         s[r].iter()
-            .filter(|x| x.reasons.contains(&LIKELY_MISLABEL))
+            .filter(|x| x.reasons.contains(LIKELY_MISLABEL))
             .count()
     };
     let (noisy, clean) = (flagged(0..flipped), flagged(flipped..600));

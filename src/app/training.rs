@@ -267,18 +267,15 @@ mod tests {
         let sig = signals(&model, &st, &names).unwrap();
         assert_eq!(sig.len(), 14);
         let flipped = &sig[&13];
-        assert!(flipped.reasons.contains(&MODEL_DISAGREES), "{flipped:?}");
-        assert!(
-            flipped.reasons.contains(&NEIGHBOURS_DISAGREE),
-            "{flipped:?}"
-        );
+        assert!(flipped.reasons.contains(MODEL_DISAGREES), "{flipped:?}");
+        assert!(flipped.reasons.contains(NEIGHBOURS_DISAGREE), "{flipped:?}");
         // The model's view behind the reasons travels with them (the
         // review detail spells it out).
         let d = flipped.model_doubt.as_ref().expect("embedding model doubt");
         assert_eq!(d.predicted, 0, "prefers fruit");
         assert!(d.label_probability < 0.5, "{d:?}");
         let fine = &sig[&14];
-        assert!(!fine.reasons.contains(&MODEL_DISAGREES), "{fine:?}");
+        assert!(!fine.reasons.contains(MODEL_DISAGREES), "{fine:?}");
         assert!(flipped.doubt() > fine.doubt());
     }
 }

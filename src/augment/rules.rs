@@ -122,7 +122,7 @@ pub fn decide_by(
         s.id,
         Decision {
             kind,
-            label: label.map(Into::into),
+            label,
             reason: Some(reason.into()),
             by: Actor::Rule(rule.into()),
         },

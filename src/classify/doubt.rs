@@ -404,8 +404,8 @@ mod tests {
         assert_eq!(d.len(), 14, "seeds + generated, no held-out");
         assert!(!d.contains_key(&15));
         let odd = &d[&13];
-        assert!(odd.reasons.contains(&MODEL_DISAGREES), "{odd:?}");
-        assert!(odd.reasons.contains(&NEIGHBOURS_DISAGREE), "{odd:?}");
+        assert!(odd.reasons.contains(MODEL_DISAGREES), "{odd:?}");
+        assert!(odd.reasons.contains(NEIGHBOURS_DISAGREE), "{odd:?}");
         assert!(d[&14].reasons.is_empty(), "{:?}", d[&14]);
     }
 
@@ -424,9 +424,9 @@ mod tests {
         let all: Vec<usize> = (0..300).collect();
         let d = model_doubt(&x, &y, &oof, &all, &all, &ModelDoubtConfig::default());
         for &i in &flipped {
-            assert!(d[i].reasons.contains(&MODEL_DISAGREES), "{i}: {:?}", d[i]);
+            assert!(d[i].reasons.contains(MODEL_DISAGREES), "{i}: {:?}", d[i]);
             assert!(
-                d[i].reasons.contains(&NEIGHBOURS_DISAGREE),
+                d[i].reasons.contains(NEIGHBOURS_DISAGREE),
                 "{i}: {:?}",
                 d[i]
             );

@@ -70,9 +70,9 @@ pub(crate) struct Pool<'a> {
 /// The review pool's rows of `state`: each kept sample with its label's
 /// index and whether its label is trusted (the one rule of
 /// [`Pool::of`] and [`SharedPool::of`]).
-fn pool_rows<'s, 'c>(
+fn pool_rows<'s>(
     state: &'s ProjectState,
-    classes: &'c [String],
+    classes: &[String],
 ) -> impl Iterator<Item = (&'s SampleState, usize, bool)> {
     state.samples.iter().filter_map(move |s| {
         let status = s.status();
@@ -616,7 +616,7 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .reasons
-                .contains(&super::super::doubt::MODEL_DISAGREES),
+                .contains(super::super::doubt::MODEL_DISAGREES),
             "{:?}",
             odd.doubt
         );
@@ -625,7 +625,7 @@ mod tests {
                 .as_ref()
                 .unwrap()
                 .reasons
-                .contains(&super::super::signals::LIKELY_MISLABEL),
+                .contains(super::super::signals::LIKELY_MISLABEL),
             "{:?}",
             odd.signals
         );

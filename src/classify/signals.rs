@@ -612,9 +612,9 @@ mod tests {
         assert!(odd.confidence > 0.5, "in-sample memorises: {odd:?}");
         assert!(odd.oof_confidence < 0.2, "out-of-fold does not: {odd:?}");
         assert_eq!(classes[odd.oof_label as usize], "sport");
-        assert!(odd.reasons.contains(&LIKELY_MISLABEL), "{odd:?}");
+        assert!(odd.reasons.contains(LIKELY_MISLABEL), "{odd:?}");
         let clean = &sig[0];
-        assert!(!clean.reasons.contains(&LIKELY_MISLABEL), "{clean:?}");
+        assert!(!clean.reasons.contains(LIKELY_MISLABEL), "{clean:?}");
     }
 
     /// The embedding model's signals: a row whose vector sits in another
@@ -630,14 +630,14 @@ mod tests {
         let sig = signals_for_vectors(&classes, &x, &y, &cfg, &LinearConfig::default());
         assert_eq!(sig.len(), 120);
         assert!(
-            sig[flipped].reasons.contains(&LIKELY_MISLABEL),
+            sig[flipped].reasons.contains(LIKELY_MISLABEL),
             "{:?}",
             sig[flipped]
         );
         assert!(sig[flipped].oof_confidence < 0.2, "{:?}", sig[flipped]);
         let flagged = sig
             .iter()
-            .filter(|s| s.reasons.contains(&LIKELY_MISLABEL))
+            .filter(|s| s.reasons.contains(LIKELY_MISLABEL))
             .count();
         assert!(flagged <= 4, "{flagged} of 120 flagged");
         for s in &sig {
@@ -646,7 +646,7 @@ mod tests {
         let tiny = x.select(&[0, 1, 2, 3, 4]);
         let ty = [0, 0, 1, 1, 2];
         let sig = signals_for_vectors(&classes, &tiny, &ty, &cfg, &LinearConfig::default());
-        assert!(sig.iter().all(|s| !s.reasons.contains(&LIKELY_MISLABEL)));
+        assert!(sig.iter().all(|s| !s.reasons.contains(LIKELY_MISLABEL)));
     }
 }
 

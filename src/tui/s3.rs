@@ -148,7 +148,7 @@ pub fn on_signals(st: &mut State, r: Result<SignalMap, String>) {
             let sel = st.queue.get(st.review_sel);
             let flagged = map
                 .values()
-                .filter(|s| s.reasons.contains(&classify::LIKELY_MISLABEL))
+                .filter(|s| s.reasons.contains(classify::LIKELY_MISLABEL))
                 .count();
             st.queue.set_signals(map, &st.project, &st.classes);
             st.follow_selection(sel);
