@@ -133,6 +133,25 @@ pub fn signals(
     .map_err(|e| format!("{e:#}"))
 }
 
+/// [`signals`] on the review pool taken from the state
+/// (`classify::pool::SharedPool::of`): the TUI's `T` job holds that (its
+/// texts shared with the state) instead of a snapshot of every sample.
+/// The same results.
+pub fn pool_signals(
+    model: &SmallModel<'_>,
+    pool: &classify::pool::SharedPool,
+    names: &[String],
+) -> Result<SignalMap, String> {
+    classify::shared_signals_and_doubt(
+        model,
+        pool,
+        names,
+        &SignalConfig::default(),
+        Some(&ModelDoubtConfig::default()),
+    )
+    .map_err(|e| format!("{e:#}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -55,7 +55,8 @@ pub use model::{Classifier, TrainConfig, argmax};
 pub use reliability::{Bucket, ece};
 pub use scores::score;
 pub use signals::{
-    AMBIGUOUS, HARD_TO_LEARN, LIKELY_MISLABEL, SignalConfig, SignalMap, Signals, signals,
-    signals_and_doubt, signals_for, signals_for_vectors, signals_with,
+    AMBIGUOUS, HARD_TO_LEARN, LIKELY_MISLABEL, SignalConfig, SignalMap, Signals,
+    shared_signals_and_doubt, signals, signals_and_doubt, signals_for, signals_for_vectors,
+    signals_with,
 };
 pub use small::{SmallModel, TextEncoder};

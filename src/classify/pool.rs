@@ -33,7 +33,8 @@ use super::linear::{CrossFit, LinearConfig, fit_calibrated, softmax_t};
 use super::model::{Classifier, EpochProbs, TrainConfig};
 use super::signals::{CALIBRATED_MISLABEL, OutOfFold, Rule, SignalConfig, Signals, assign_folds};
 use super::small::{TextEncoder, encode_checked};
-use crate::domain::{Origin, ProjectState, SampleId, Status};
+use crate::domain::{Origin, ProjectState, SampleId, SampleState, Status};
+use std::sync::Arc;
 
 /// Examples encoded at a time outside the training sample.
 pub const CHUNK: usize = 2048;
@@ -66,6 +67,30 @@ pub(crate) struct Pool<'a> {
     pub trusted: Vec<bool>,
 }
 
+/// The review pool's rows of `state`: each kept sample with its label's
+/// index and whether its label is trusted (the one rule of
+/// [`Pool::of`] and [`SharedPool::of`]).
+fn pool_rows<'s>(
+    state: &'s ProjectState,
+    classes: &[String],
+) -> impl Iterator<Item = (&'s SampleState, usize, bool)> {
+    state.samples.iter().filter_map(move |s| {
+        let status = s.status();
+        let keep = match s.origin {
+            Origin::Seed => true,
+            Origin::Generated => status != Status::Rejected,
+            Origin::Validation | Origin::Test => false,
+        };
+        let label = s.effective_label(state.take_relabel);
+        keep.then(|| classes.iter().position(|c| c == label))
+            .flatten()
+            .map(|l| {
+                let trusted = s.origin == Origin::Seed || status == Status::Accepted;
+                (s, l, trusted)
+            })
+    })
+}
+
 impl<'a> Pool<'a> {
     pub(crate) fn of(state: &'a ProjectState, classes: &[String]) -> Pool<'a> {
         let mut p = Pool {
@@ -74,30 +99,66 @@ impl<'a> Pool<'a> {
             texts: Vec::new(),
             trusted: Vec::new(),
         };
-        for s in &state.samples {
-            let status = s.status();
-            let keep = match s.origin {
-                Origin::Seed => true,
-                Origin::Generated => status != Status::Rejected,
-                Origin::Validation | Origin::Test => false,
-            };
-            let label = s.effective_label(state.take_relabel);
-            if let Some(l) = keep
-                .then(|| classes.iter().position(|c| c == label))
-                .flatten()
-            {
-                p.ids.push(s.id);
-                p.labels.push(l);
-                p.texts.push(s.text());
-                p.trusted
-                    .push(s.origin == Origin::Seed || status == Status::Accepted);
-            }
+        for (s, l, trusted) in pool_rows(state, classes) {
+            p.ids.push(s.id);
+            p.labels.push(l);
+            p.texts.push(s.text());
+            p.trusted.push(trusted);
         }
         p
     }
 
     fn len(&self) -> usize {
         self.ids.len()
+    }
+}
+
+/// The review pool a background job takes away from the state: its
+/// texts shared with the state (`Arc<str>`), nothing else of the samples
+/// (a few bytes a row, where a snapshot of the state holds every
+/// sample's verdict, decision and confidences).
+pub struct SharedPool {
+    ids: Vec<SampleId>,
+    labels: Vec<usize>,
+    texts: Vec<Arc<str>>,
+    trusted: Vec<bool>,
+}
+
+impl SharedPool {
+    /// The review pool of `state`, as [`Pool::of`] gives it.
+    pub fn of(state: &ProjectState, classes: &[String]) -> SharedPool {
+        let mut p = SharedPool {
+            ids: Vec::new(),
+            labels: Vec::new(),
+            texts: Vec::new(),
+            trusted: Vec::new(),
+        };
+        for (s, l, trusted) in pool_rows(state, classes) {
+            p.ids.push(s.id);
+            p.labels.push(l);
+            p.texts.push(s.text_shared().clone());
+            p.trusted.push(trusted);
+        }
+        p
+    }
+
+    /// Examples in the pool.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The pool as the jobs read it (borrowing the texts).
+    pub(crate) fn view(&self) -> Pool<'_> {
+        Pool {
+            ids: self.ids.clone(),
+            labels: self.labels.clone(),
+            texts: self.texts.iter().map(|t| &**t).collect(),
+            trusted: self.trusted.clone(),
+        }
     }
 }
 
@@ -615,6 +676,44 @@ mod tests {
             ngram_signals(&names, &pool, &cfg, 120),
             signals_for(&names, &pool.texts, &pool.labels, &cfg)
         );
+    }
+
+    /// A job holding only the shared pool (no snapshot of the state) gets
+    /// exactly the signals and doubt computed from the state, with both
+    /// models; an edited example is read with its current text.
+    #[test]
+    fn the_shared_pool_gives_the_signals_of_the_state() {
+        use crate::classify::{
+            SmallModel, TrainConfig, shared_signals_and_doubt, signals_and_doubt,
+        };
+        let (mut st, names) = project(7);
+        let at = st.samples.iter().position(|s| s.id == 9).unwrap();
+        st.samples[at]
+            .edits
+            .push((0, Arc::from("trucks engines now, not apples")));
+        let shared = SharedPool::of(&st, &names);
+        let view = shared.view();
+        let pool = Pool::of(&st, &names);
+        assert_eq!(view.ids, pool.ids);
+        assert_eq!(view.labels, pool.labels);
+        assert_eq!(view.texts, pool.texts);
+        assert_eq!(view.trusted, pool.trusted);
+        assert!(view.texts.contains(&"trucks engines now, not apples"));
+        let enc = HashedBagEncoder { dim: 64 };
+        let (linear, train) = (LinearConfig::default(), TrainConfig::default());
+        let (cfg, dcfg) = (SignalConfig::default(), ModelDoubtConfig::default());
+        for model in [
+            SmallModel::Ngram(&train),
+            SmallModel::Embedding {
+                encoder: &enc,
+                cfg: &linear,
+            },
+        ] {
+            let a = signals_and_doubt(&model, &st, &names, &cfg, Some(&dcfg)).unwrap();
+            let b = shared_signals_and_doubt(&model, &shared, &names, &cfg, Some(&dcfg)).unwrap();
+            assert_eq!(a.len(), 120);
+            assert!(a.iter().eq(b.iter()), "{model:?}");
+        }
     }
 
     /// The n-gram model past the cap: the sample keeps its own signals,

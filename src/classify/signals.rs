@@ -505,7 +505,35 @@ pub fn signals_and_doubt(
     cfg: &SignalConfig,
     doubt: Option<&super::doubt::ModelDoubtConfig>,
 ) -> anyhow::Result<SignalMap> {
-    let pool = super::pool::Pool::of(state, classes);
+    pool_signals_and_doubt(
+        model,
+        super::pool::Pool::of(state, classes),
+        classes,
+        cfg,
+        doubt,
+    )
+}
+
+/// [`signals_and_doubt`] on a review pool taken from the state
+/// ([`super::pool::SharedPool::of`]): what a background job holds instead
+/// of a snapshot of the whole state. The same results.
+pub fn shared_signals_and_doubt(
+    model: &super::SmallModel<'_>,
+    pool: &super::pool::SharedPool,
+    classes: &[String],
+    cfg: &SignalConfig,
+    doubt: Option<&super::doubt::ModelDoubtConfig>,
+) -> anyhow::Result<SignalMap> {
+    pool_signals_and_doubt(model, pool.view(), classes, cfg, doubt)
+}
+
+fn pool_signals_and_doubt(
+    model: &super::SmallModel<'_>,
+    pool: super::pool::Pool<'_>,
+    classes: &[String],
+    cfg: &SignalConfig,
+    doubt: Option<&super::doubt::ModelDoubtConfig>,
+) -> anyhow::Result<SignalMap> {
     let out: Vec<Signals> = match model {
         super::SmallModel::Ngram(train) => {
             let cfg = SignalConfig {

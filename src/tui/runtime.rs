@@ -745,14 +745,16 @@ impl App {
     /// Training signals of the review pool on a blocking thread, with the
     /// chosen small model.
     fn spawn_signals(&mut self) {
-        let job = self.model_job();
+        // Not a snapshot of the state: the review pool (its texts shared).
+        let job = self.model_job_without_state();
+        let pool = crate::classify::pool::SharedPool::of(&self.st.project, &job.names);
         let tx = self.bg_tx.clone();
         tokio::task::spawn_blocking(move || {
             // The judges' disagreement (`JUDGES_DISAGREE`) is not computed
             // here: the queue reads it from the opinions the judges'
             // measure put in the state (`queue::JudgeView`).
             let r = job.chosen().and_then(|(chosen, _)| {
-                crate::app::training::signals(&chosen.model(), &job.state, &job.names)
+                crate::app::training::pool_signals(&chosen.model(), &pool, &job.names)
             });
             let _ = tx.send(Msg::Signals(r));
         });
