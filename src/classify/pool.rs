@@ -91,21 +91,33 @@ fn pool_rows<'s>(
     })
 }
 
+/// [`pool_rows`] as columns, each text as `text` takes it (borrowed for
+/// [`Pool::of`], shared for [`SharedPool::of`]).
+type Columns<T> = (Vec<SampleId>, Vec<usize>, Vec<T>, Vec<bool>);
+fn pool_columns<'s, T>(
+    state: &'s ProjectState,
+    classes: &[String],
+    text: impl Fn(&'s SampleState) -> T,
+) -> Columns<T> {
+    let mut c: Columns<T> = Default::default();
+    for (s, l, trusted) in pool_rows(state, classes) {
+        c.0.push(s.id);
+        c.1.push(l);
+        c.2.push(text(s));
+        c.3.push(trusted);
+    }
+    c
+}
+
 impl<'a> Pool<'a> {
     pub(crate) fn of(state: &'a ProjectState, classes: &[String]) -> Pool<'a> {
-        let mut p = Pool {
-            ids: Vec::new(),
-            labels: Vec::new(),
-            texts: Vec::new(),
-            trusted: Vec::new(),
-        };
-        for (s, l, trusted) in pool_rows(state, classes) {
-            p.ids.push(s.id);
-            p.labels.push(l);
-            p.texts.push(s.text());
-            p.trusted.push(trusted);
+        let (ids, labels, texts, trusted) = pool_columns(state, classes, SampleState::text);
+        Pool {
+            ids,
+            labels,
+            texts,
+            trusted,
         }
-        p
     }
 
     fn len(&self) -> usize {
@@ -127,19 +139,14 @@ pub struct SharedPool {
 impl SharedPool {
     /// The review pool of `state`, as [`Pool::of`] gives it.
     pub fn of(state: &ProjectState, classes: &[String]) -> SharedPool {
-        let mut p = SharedPool {
-            ids: Vec::new(),
-            labels: Vec::new(),
-            texts: Vec::new(),
-            trusted: Vec::new(),
-        };
-        for (s, l, trusted) in pool_rows(state, classes) {
-            p.ids.push(s.id);
-            p.labels.push(l);
-            p.texts.push(s.text_shared().clone());
-            p.trusted.push(trusted);
+        let (ids, labels, texts, trusted) =
+            pool_columns(state, classes, |s| s.text_shared().clone());
+        SharedPool {
+            ids,
+            labels,
+            texts,
+            trusted,
         }
-        p
     }
 
     /// Examples in the pool.
