@@ -442,7 +442,7 @@ impl EmbeddingJudges {
             let own = own.get(i).copied().flatten();
             for r in rows.clone() {
                 if Some(r) != own {
-                    top.offer(dot8(qi, self.x.row(r)), r);
+                    top.offer(crate::classify::dense::dot(qi, self.x.row(r)), r);
                 }
             }
         }
@@ -475,27 +475,6 @@ impl EmbeddingJudges {
             .filter(|&&(j, _)| j == id)
             .map(|&(_, r)| r)
     }
-}
-
-/// `classify::dense::dot`, inlined into its caller (so that the kNN
-/// block compiled for AVX runs it in AVX registers): 8 lanes, each summing
-/// its products in order, then the same pairwise sum: the same bits.
-#[inline(always)]
-fn dot8(a: &[f32], b: &[f32]) -> f32 {
-    debug_assert_eq!(a.len(), b.len());
-    let mut acc = [0f32; 8];
-    let (ca, ra) = a.as_chunks::<8>();
-    let (cb, rb) = b.as_chunks::<8>();
-    for (x, y) in ca.iter().zip(cb) {
-        for l in 0..8 {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut s = ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }
 
 /// The [`KNN_K`] most similar rows seen so far, most similar first (ties:
