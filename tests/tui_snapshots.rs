@@ -468,14 +468,17 @@ fn review_with_the_knn_judge_chosen() {
     }
     update(
         &mut st,
-        Msg::Judges(Box::new(ReviewJudges {
-            choice: Choice {
-                judge: Some("knn".into()),
-                trusted: true,
-                why: "knn is the most accurate".into(),
+        Msg::JudgesMeasured(Ok(Box::new(straddle::tui::chosen::Measured {
+            review: ReviewJudges {
+                choice: Choice {
+                    judge: Some("knn".into()),
+                    trusted: true,
+                    why: "knn is the most accurate".into(),
+                },
+                opinions: straddle::app::judges::Opinions::from_maps(opinions),
             },
-            opinions: straddle::app::judges::Opinions::from_maps(opinions),
-        })),
+            record: Vec::new(),
+        }))),
     );
     insta::assert_snapshot!(draw(&st, 120, 40).backend());
 }

@@ -418,14 +418,23 @@ fn chosen(judge: &str, trusted: bool, says: &[(SampleId, &str, f64)]) -> Msg {
             })
             .collect(),
     );
-    Msg::Judges(Box::new(ReviewJudges {
+    measured(ReviewJudges {
         choice: Choice {
             judge: Some(judge.into()),
             trusted,
             why: format!("{judge} in the test"),
         },
         opinions: straddle::app::judges::Opinions::from_maps(opinions),
-    }))
+    })
+}
+
+/// The judges' measure answering with `review` (nothing to record), as
+/// the runtime delivers it.
+fn measured(review: straddle::app::judges::ReviewJudges) -> Msg {
+    Msg::JudgesMeasured(Ok(Box::new(straddle::tui::chosen::Measured {
+        review,
+        record: Vec::new(),
+    })))
 }
 
 /// The review list's verdict column, the label `a` records and a bulk
@@ -741,14 +750,14 @@ fn the_agree_filter_and_the_doubt_code_follow_the_chosen_judge() {
     // Measured again, no judge could be chosen: back to the relabeler.
     press(
         &mut st,
-        Msg::Judges(Box::new(straddle::app::judges::ReviewJudges {
+        measured(straddle::app::judges::ReviewJudges {
             choice: straddle::app::judges::Choice {
                 judge: None,
                 trusted: false,
                 why: "nothing measured".into(),
             },
             opinions: Default::default(),
-        })),
+        }),
     );
     filter(&mut st, "agree:no");
     assert_eq!(visible(&st), vec![ids[0], next]);

@@ -1,6 +1,6 @@
 //! The chosen judge in the TUI: one function ([`says`]) tells what the
 //! judge that decides (`app::judges::choose`, computed off the UI task
-//! and delivered as `Msg::Judges`) says about a sample. The review list's
+//! and delivered as `Msg::JudgesMeasured`) says about a sample. The review list's
 //! verdict column, the label `a` records with `take_relabel`, the bulk
 //! rules and their refusal all read it, and the queue's `agree:`/`class:`
 //! filters, `!` doubt code and the Seeds pane's counts read its answers

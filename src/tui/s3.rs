@@ -210,14 +210,17 @@ mod tests {
                 },
             );
         }
-        crate::tui::Msg::Judges(Box::new(ReviewJudges {
-            choice: Choice {
-                judge: Some("knn".into()),
-                trusted: true,
-                why: "in the test".into(),
+        crate::tui::Msg::JudgesMeasured(Ok(Box::new(crate::tui::chosen::Measured {
+            review: ReviewJudges {
+                choice: Choice {
+                    judge: Some("knn".into()),
+                    trusted: true,
+                    why: "in the test".into(),
+                },
+                opinions: Opinions::from_maps(maps),
             },
-            opinions: Opinions::from_maps(maps),
-        }))
+            record: Vec::new(),
+        })))
     }
 
     fn tags(st: &State, id: SampleId) -> Vec<&'static str> {

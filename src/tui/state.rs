@@ -269,8 +269,6 @@ pub enum Msg {
     Signals(Result<crate::classify::SignalMap, String>),
     /// A map vector job's answer.
     Map(super::map::MapReply),
-    /// Every judge's opinion of the generated samples (with the signals).
-    Judges(Box<crate::app::judges::ReviewJudges>),
     /// The app opened: start the jobs it needs (the judges' measure).
     Opened,
     /// The judges measured again (`Effect::MeasureJudges`), with the

@@ -120,10 +120,6 @@ fn update_inner(st: &mut State, msg: Msg) -> Vec<Effect> {
             st.dirty = true;
         }
         Msg::Map(r) => map::on_reply(st, r, &mut fx),
-        Msg::Judges(j) => {
-            super::chosen::set_judges(st, *j);
-            st.dirty = true;
-        }
         Msg::Opened => super::chosen::request(st, &mut fx),
         Msg::JudgesMeasured(r) => super::chosen::on_measured(st, r, &mut fx),
         Msg::Gate(r) => super::export_form::on_gate(st, r),
