@@ -30,7 +30,7 @@ use super::features::Encoded;
 use super::linear::{CrossFit, LinearConfig, fit_calibrated, softmax_t_into};
 use super::model::{Classifier, EpochProbs, TrainConfig};
 use super::signals::{CALIBRATED_MISLABEL, OutOfFold, Rule, SignalConfig, Signals, assign_folds};
-use super::small::{TextEncoder, encode_checked};
+use super::small::{TextEncoder, encode_strs_checked};
 use crate::domain::{Origin, ProjectState, SampleId, SampleState, Status};
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -359,8 +359,8 @@ pub(crate) fn vector_pool_each(
     }
     let k = classes.len().max(1);
     let (inside, outside) = split(&pool.labels, max);
-    let texts: Vec<String> = inside.iter().map(|&r| pool.texts[r].to_string()).collect();
-    let x = encode_checked(encoder, &texts)?;
+    let texts: Vec<&str> = inside.iter().map(|&r| &pool.texts[r]).collect();
+    let x = encode_strs_checked(encoder, &texts)?;
     drop(texts);
     let labels: Vec<usize> = inside.iter().map(|&r| pool.labels[r]).collect();
     // The signals' fit (their fold count), and the doubt's (the linear
@@ -467,11 +467,11 @@ pub(crate) fn vector_pool_each(
         (Some((_, s, _, _)), Some((_, d, _, _, _))) => std::ptr::eq(*s, *d),
         _ => false,
     };
-    let mut texts: Vec<String> = Vec::new();
+    let mut texts: Vec<&str> = Vec::new();
     for part in outside.chunks(chunk.max(1)) {
         texts.clear();
-        texts.extend(part.iter().map(|&r| pool.texts[r].to_string()));
-        let c = encode_checked(encoder, &texts)?;
+        texts.extend(part.iter().map(|&r| &pool.texts[r]));
+        let c = encode_strs_checked(encoder, &texts)?;
         if c.dim() != x.dim() && !x.is_empty() {
             anyhow::bail!(
                 "the encoder returned vectors of {} and {} dimensions",
