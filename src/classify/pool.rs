@@ -30,6 +30,7 @@ use super::features::Encoded;
 use super::linear::{CrossFit, LinearConfig, fit_calibrated, softmax_t_into};
 use super::model::{Classifier, EpochProbs, TrainConfig};
 use super::signals::{CALIBRATED_MISLABEL, OutOfFold, Rule, SignalConfig, Signals, assign_folds};
+use super::dense::Dense;
 use super::small::{TextEncoder, encode_strs_checked};
 use crate::domain::{Origin, ProjectState, SampleId, SampleState, Status};
 use std::borrow::Cow;
@@ -453,6 +454,19 @@ pub(crate) fn vector_pool_each(
         emit(r, VectorRow { signals, doubt });
     }
     drop(near_inside);
+    // Past the sample, only its trusted examples are compared with: keep
+    // their vectors (in order, so ties fall as before) and labels, not the
+    // whole sample's.
+    let (xt, trusted_labels, trusted_rows) = match &doubt_parts {
+        Some((_, _, _, trusted, _)) => (
+            x.select(trusted),
+            trusted.iter().map(|&j| labels[j]).collect::<Vec<_>>(),
+            (0..trusted.len()).collect::<Vec<_>>(),
+        ),
+        None => (Dense::new(x.dim()), Vec::new(), Vec::new()),
+    };
+    let (dim, trained) = (x.dim(), !x.is_empty());
+    drop(x);
 
     // Everyone else, a chunk at a time: scored by models that never saw
     // them. One buffer for the logits and one for each model's
@@ -472,16 +486,15 @@ pub(crate) fn vector_pool_each(
         texts.clear();
         texts.extend(part.iter().map(|&r| &pool.texts[r]));
         let c = encode_strs_checked(encoder, &texts)?;
-        if c.dim() != x.dim() && !x.is_empty() {
+        if c.dim() != dim && trained {
             anyhow::bail!(
-                "the encoder returned vectors of {} and {} dimensions",
-                x.dim(),
+                "the encoder returned vectors of {dim} and {} dimensions",
                 c.dim()
             );
         }
-        let near = doubt_parts
-            .as_ref()
-            .map(|(dcfg, _, _, trusted, _)| nearest_many(&c, &x, false, trusted, dcfg.neighbours));
+        let near = doubt_parts.as_ref().map(|(dcfg, ..)| {
+            nearest_many(&c, &xt, false, &trusted_rows, dcfg.neighbours)
+        });
         for (j, &r) in part.iter().enumerate() {
             let (v, y) = (c.row(j), pool.labels[r]);
             let signals = sig_parts
@@ -509,7 +522,10 @@ pub(crate) fn vector_pool_each(
                         fit.model.predict_proba_into(v, &mut z, &mut p_doubt);
                         &p_doubt
                     };
-                    finish_doubt(doubt_of(y, p, near.of(j), &labels, k, dcfg), *has_folds)
+                    finish_doubt(
+                        doubt_of(y, p, near.of(j), &trusted_labels, k, dcfg),
+                        *has_folds,
+                    )
                 },
             );
             emit(r, VectorRow { signals, doubt });
@@ -531,7 +547,8 @@ pub(crate) fn vector_signals_capped(
     signals: &SignalConfig,
     doubt: Option<&ModelDoubtConfig>,
 ) -> anyhow::Result<Vec<Signals>> {
-    let mut out: Vec<Option<Signals>> = vec![None; pool.len()];
+    // Made at the first row: not held while the models train.
+    let mut out: Vec<Option<Signals>> = Vec::new();
     vector_pool_each(
         classes,
         pool,
@@ -541,6 +558,9 @@ pub(crate) fn vector_signals_capped(
         doubt,
         Limits::default(),
         &mut |r, row| {
+            if out.is_empty() {
+                out = vec![None; pool.len()];
+            }
             let mut sig = row.signals.expect("signals asked for");
             if let Some(d) = row.doubt {
                 sig.reasons = sig.reasons.union(d.reasons);
