@@ -154,6 +154,39 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// [`dot`] of `a` with each of `bs` at once: each product summed in the
+/// same order as [`dot`] sums it (the same bits), the `N` sums in
+/// independent registers, so they overlap instead of each waiting on its
+/// own additions.
+///
+/// # Panics
+/// When a row's length differs from `a`'s.
+#[inline(always)]
+pub fn dots<const N: usize>(a: &[f32], bs: [&[f32]; N]) -> [f32; N] {
+    assert!(bs.iter().all(|b| b.len() == a.len()), "rows of one length");
+    let mut acc = [[0f32; 8]; N];
+    let (ca, ra) = a.as_chunks::<8>();
+    let cb = bs.map(|b| b.as_chunks::<8>());
+    for (c, x) in ca.iter().enumerate() {
+        for (acc, (cb, _)) in acc.iter_mut().zip(&cb) {
+            let y = &cb[c];
+            for l in 0..8 {
+                acc[l] += x[l] * y[l];
+            }
+        }
+    }
+    let mut out = [0f32; N];
+    for ((o, acc), (_, rb)) in out.iter_mut().zip(&acc).zip(&cb) {
+        let mut s =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (x, y) in ra.iter().zip(*rb) {
+            s += x * y;
+        }
+        *o = s;
+    }
+    out
+}
+
 /// `y += a·x`.
 #[inline]
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
@@ -222,6 +255,25 @@ pub fn norm2(a: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// `dots` gives each row the bits `dot` gives it, whatever the
+        /// length (lanes and tail).
+        #[test]
+        fn dots_are_dot_bit_for_bit(
+            len in 0usize..40,
+            seed in proptest::collection::vec(-1000i32..1000, 5 * 40),
+        ) {
+            let row = |k: usize| -> Vec<f32> {
+                (0..len).map(|i| seed[k * 40 + i] as f32 * 0.0137).collect()
+            };
+            let (a, b) = (row(0), [row(1), row(2), row(3), row(4)]);
+            let got = dots(&a, [&b[0][..], &b[1], &b[2], &b[3]]);
+            for (g, b) in got.iter().zip(&b) {
+                proptest::prop_assert_eq!(g.to_bits(), dot(&a, b).to_bits());
+            }
+        }
+    }
 
     #[test]
     fn kernels_match_the_naive_sums() {

@@ -16,7 +16,7 @@
 
 use serde::Serialize;
 
-use super::dense::{Dense, dot};
+use super::dense::{Dense, dot, dots};
 use super::model::argmax;
 
 /// Reason tag: the out-of-fold model confidently prefers another class.
@@ -322,10 +322,21 @@ fn nearest_block_plain(
     top: &mut [(f32, usize)],
     len: &mut [usize],
 ) {
+    /// References compared with a query at once ([`dots`]).
+    const AT_ONCE: usize = 8;
+    let (groups, tail) = block.as_chunks::<AT_ONCE>();
     for (i, (t, n)) in top.chunks_exact_mut(m).zip(len.iter_mut()).enumerate() {
         let qi = q.row(i);
         let skip = skip_self.then_some(i);
-        for &r in block {
+        for g in groups {
+            let s = dots(qi, g.map(|r| x.row(r)));
+            for (&r, s) in g.iter().zip(s) {
+                if Some(r) != skip {
+                    offer(t, n, s, r);
+                }
+            }
+        }
+        for &r in tail {
             if Some(r) != skip {
                 offer(t, n, dot(qi, x.row(r)), r);
             }

@@ -25,12 +25,12 @@
 //!   examples (seeds, accepted) of the training sample.
 
 use super::data::{MAX_TRAIN, sample_rows};
+use super::dense::Dense;
 use super::doubt::{ModelDoubt, ModelDoubtConfig, NEIGHBOURS_DISAGREE, doubt_of, nearest_many};
 use super::features::Encoded;
 use super::linear::{CrossFit, LinearConfig, fit_calibrated, softmax_t_into};
 use super::model::{Classifier, EpochProbs, TrainConfig};
 use super::signals::{CALIBRATED_MISLABEL, OutOfFold, Rule, SignalConfig, Signals, assign_folds};
-use super::dense::Dense;
 use super::small::{TextEncoder, encode_strs_checked};
 use crate::domain::{Origin, ProjectState, SampleId, SampleState, Status};
 use std::borrow::Cow;
@@ -492,9 +492,9 @@ pub(crate) fn vector_pool_each(
                 c.dim()
             );
         }
-        let near = doubt_parts.as_ref().map(|(dcfg, ..)| {
-            nearest_many(&c, &xt, false, &trusted_rows, dcfg.neighbours)
-        });
+        let near = doubt_parts
+            .as_ref()
+            .map(|(dcfg, ..)| nearest_many(&c, &xt, false, &trusted_rows, dcfg.neighbours));
         for (j, &r) in part.iter().enumerate() {
             let (v, y) = (c.row(j), pool.labels[r]);
             let signals = sig_parts
