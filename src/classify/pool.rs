@@ -131,7 +131,15 @@ fn pool_columns<'s, T>(
     classes: &[String],
     text: impl Fn(&'s SampleState) -> T,
 ) -> Columns<T> {
-    let mut c: Columns<T> = Default::default();
+    // Sized for every sample at once (the pool is most of them), not
+    // grown by doubling: no column copied as it grows.
+    let n = state.samples.len();
+    let mut c: Columns<T> = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for (s, l, trusted) in pool_rows(state, classes) {
         c.0.push(s.id);
         c.1.push(l);
@@ -213,7 +221,8 @@ fn split(labels: &[usize], max: usize) -> (Vec<usize>, Vec<usize>) {
     for &r in &inside {
         is_in[r] = true;
     }
-    let outside = (0..labels.len()).filter(|&r| !is_in[r]).collect();
+    let mut outside = Vec::with_capacity(labels.len() - inside.len());
+    outside.extend((0..labels.len()).filter(|&r| !is_in[r]));
     (inside, outside)
 }
 
