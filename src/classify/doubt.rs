@@ -293,7 +293,7 @@ fn nearest_block(
         // SAFETY: the CPU has AVX.
         return unsafe { nearest_block_avx(q, x, skip_self, block, m, top, len) };
     }
-    nearest_block_plain(q, x, skip_self, block, m, top, len);
+    nearest_block_plain(q, x, skip_self, block, m, top, len, dots);
 }
 
 /// [`nearest_block_plain`] in AVX registers: the same additions and
@@ -309,9 +309,13 @@ fn nearest_block_avx(
     top: &mut [(f32, usize)],
     len: &mut [usize],
 ) {
-    nearest_block_plain(q, x, skip_self, block, m, top, len);
+    // SAFETY: the CPU has AVX (checked by the caller).
+    nearest_block_plain(q, x, skip_self, block, m, top, len, |a, b| unsafe {
+        super::dense::dots_avx(a, b)
+    });
 }
 
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn nearest_block_plain(
     q: &Dense,
@@ -321,6 +325,7 @@ fn nearest_block_plain(
     m: usize,
     top: &mut [(f32, usize)],
     len: &mut [usize],
+    dots: impl Fn(&[f32], [&[f32]; 8]) -> [f32; 8],
 ) {
     /// References compared with a query at once ([`dots`]).
     const AT_ONCE: usize = 8;
