@@ -3,12 +3,17 @@
 //! only read), and print how long it took and the process's peak RSS:
 //!
 //! * `signals` — `app::training::signals` (the review signals and the
-//!   embedding model's doubt; the TUI's `T`),
+//!   embedding model's doubt, on the state: `straddle` after a round),
+//! * `pool-signals` — `app::training::pool_signals`: the same on the
+//!   review pool a TUI job takes from the state
+//!   (`classify::pool::SharedPool`), as the TUI's `T` runs it,
+//! * `vectors` — how many of the review pool's texts have no vector in
+//!   the project's vector store (those a job would embed),
 //! * `score` — `classify::score_round_with` (an S3 round's scoring),
 //! * `gate` — `app::data_gate::run` (the export dialog's data gate).
 //!
 //! ```text
-//! cargo run --release --example pool_jobs -- DIR signals|score|gate [ngram]
+//! cargo run --release --example pool_jobs -- DIR signals|pool-signals|vectors|score|gate [ngram]
 //! ```
 //!
 //! Used to measure that their memory is bounded by `classify::MAX_TRAIN`
@@ -35,7 +40,7 @@ fn peak_rss_mb() -> f64 {
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
-    let usage = "usage: pool_jobs DIR signals|score|gate [ngram]";
+    let usage = "usage: pool_jobs DIR signals|pool-signals|vectors|score|gate [ngram]";
     let dir = PathBuf::from(args.next().ok_or_else(|| anyhow::anyhow!(usage))?);
     let job = args.next().ok_or_else(|| anyhow::anyhow!(usage))?;
     let choice = match args.next().as_deref() {
@@ -67,6 +72,40 @@ fn main() -> anyhow::Result<()> {
                 .map_err(anyhow::Error::msg)?;
             let doubted = sig.values().filter(|s| !s.reasons.is_empty()).count();
             format!("{} signals, {doubted} with a reason", sig.len())
+        }
+        "pool-signals" => {
+            // As the TUI's `T`: the pool taken from the state, then the job.
+            let pool = straddle::classify::pool::SharedPool::of(project.state(), &names);
+            let sig = straddle::app::training::pool_signals(&model, &pool, &names)
+                .map_err(anyhow::Error::msg)?;
+            let doubted = sig.values().filter(|s| !s.reasons.is_empty()).count();
+            format!("{} signals, {doubted} with a reason", sig.len())
+        }
+        "vectors" => {
+            use straddle::classify::TextEncoder;
+            let enc = chosen
+                .encoder
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("no embedder"))?;
+            let store = straddle::embed::VectorStore::open(&project.cache_dir(), &enc.name());
+            let pool = straddle::classify::pool::SharedPool::of(project.state(), &names);
+            let texts = pool.texts();
+            let mut missing = 0;
+            for part in texts.chunks(4096) {
+                let gone = store.lookup(part).1;
+                for &i in gone.iter().take(10usize.saturating_sub(missing)) {
+                    eprintln!("no vector: {:?}", part[i]);
+                }
+                missing += gone.len();
+            }
+            let distinct: std::collections::HashSet<&str> = texts.iter().map(|t| &**t).collect();
+            format!(
+                "{} pool texts ({} distinct), {missing} without a vector in {} ({} vectors)",
+                texts.len(),
+                distinct.len(),
+                store.path().display(),
+                store.len()
+            )
         }
         "score" => {
             match straddle::classify::score_round_with(&model, project.state(), &names, 1)? {

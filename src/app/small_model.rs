@@ -185,6 +185,22 @@ const ENCODE_CHUNK: usize = 2048;
 
 impl TextEncoder for ProjectEncoder {
     fn encode(&self, texts: &[String]) -> anyhow::Result<Dense> {
+        self.encode_any(texts)
+    }
+
+    /// The texts read in place: only those without a stored vector are
+    /// copied (for the embedder).
+    fn encode_strs(&self, texts: &[&str]) -> anyhow::Result<Dense> {
+        self.encode_any(texts)
+    }
+
+    fn name(&self) -> String {
+        self.model_id.clone()
+    }
+}
+
+impl ProjectEncoder {
+    fn encode_any<S: AsRef<str> + Sync>(&self, texts: &[S]) -> anyhow::Result<Dense> {
         let mut flat: Vec<f32> = Vec::new();
         let mut dim = None;
         for chunk in texts.chunks(ENCODE_CHUNK) {
@@ -215,10 +231,6 @@ impl TextEncoder for ProjectEncoder {
             _ => Dense::new(0),
         };
         Ok(x)
-    }
-
-    fn name(&self) -> String {
-        self.model_id.clone()
     }
 }
 

@@ -154,6 +154,84 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     s
 }
 
+/// [`dot`] of `a` with each of `bs` at once: each product summed in the
+/// same order as [`dot`] sums it (the same bits), the `N` sums in
+/// independent registers, so they overlap instead of each waiting on its
+/// own additions.
+///
+/// # Panics
+/// When a row's length differs from `a`'s.
+#[inline(always)]
+pub fn dots<const N: usize>(a: &[f32], bs: [&[f32]; N]) -> [f32; N] {
+    assert!(bs.iter().all(|b| b.len() == a.len()), "rows of one length");
+    let mut acc = [[0f32; 8]; N];
+    let (ca, ra) = a.as_chunks::<8>();
+    let cb = bs.map(|b| b.as_chunks::<8>());
+    // Each row's chunks cut to `a`'s count: no bounds check in the loop.
+    let rows = cb.map(|(c, _)| &c[..ca.len()]);
+    for (c, x) in ca.iter().enumerate() {
+        for n in 0..N {
+            let y = &rows[n][c];
+            let acc = &mut acc[n];
+            for l in 0..8 {
+                acc[l] += x[l] * y[l];
+            }
+        }
+    }
+    let mut out = [0f32; N];
+    for ((o, acc), (_, rb)) in out.iter_mut().zip(&acc).zip(&cb) {
+        let mut s =
+            ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+        for (x, y) in ra.iter().zip(*rb) {
+            s += x * y;
+        }
+        *o = s;
+    }
+    out
+}
+
+/// [`dots`] in AVX registers, written out (the compiler keeps `dots`'
+/// accumulators in memory): lane `l` of a register adds `x[l] * y[l]`
+/// as `dots` does, products and sums rounded one by one (no fused
+/// multiply-add), then the same pairwise sum and tail. The same bits.
+///
+/// # Safety
+/// The CPU must have AVX.
+///
+/// # Panics
+/// When a row's length differs from `a`'s.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+pub unsafe fn dots_avx<const N: usize>(a: &[f32], bs: [&[f32]; N]) -> [f32; N] {
+    use std::arch::x86_64::{
+        _mm256_add_ps, _mm256_loadu_ps, _mm256_mul_ps, _mm256_setzero_ps, _mm256_storeu_ps,
+    };
+    assert!(bs.iter().all(|b| b.len() == a.len()), "rows of one length");
+    let (ca, ra) = a.as_chunks::<8>();
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (c, x) in ca.iter().enumerate() {
+        // SAFETY: chunk `c` of `a` and of each row (as long as `a`) is in
+        // bounds; unaligned loads.
+        let xv = unsafe { _mm256_loadu_ps(x.as_ptr()) };
+        for (acc, b) in acc.iter_mut().zip(&bs) {
+            let yv = unsafe { _mm256_loadu_ps(b.as_ptr().add(c * 8)) };
+            *acc = _mm256_add_ps(*acc, _mm256_mul_ps(xv, yv));
+        }
+    }
+    let mut out = [0f32; N];
+    for ((o, acc), b) in out.iter_mut().zip(acc).zip(&bs) {
+        let mut l = [0f32; 8];
+        // SAFETY: 8 floats into `l`.
+        unsafe { _mm256_storeu_ps(l.as_mut_ptr(), acc) };
+        let mut s = ((l[0] + l[4]) + (l[1] + l[5])) + ((l[2] + l[6]) + (l[3] + l[7]));
+        for (x, y) in ra.iter().zip(&b[ca.len() * 8..]) {
+            s += x * y;
+        }
+        *o = s;
+    }
+    out
+}
+
 /// `y += a·x`.
 #[inline]
 pub fn axpy(y: &mut [f32], a: f32, x: &[f32]) {
@@ -222,6 +300,33 @@ pub fn norm2(a: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// `dots` gives each row the bits `dot` gives it, whatever the
+        /// length (lanes and tail).
+        #[test]
+        fn dots_are_dot_bit_for_bit(
+            len in 0usize..40,
+            seed in proptest::collection::vec(-1000i32..1000, 5 * 40),
+        ) {
+            let row = |k: usize| -> Vec<f32> {
+                (0..len).map(|i| seed[k * 40 + i] as f32 * 0.0137).collect()
+            };
+            let (a, b) = (row(0), [row(1), row(2), row(3), row(4)]);
+            let got = dots(&a, [&b[0][..], &b[1], &b[2], &b[3]]);
+            for (g, b) in got.iter().zip(&b) {
+                proptest::prop_assert_eq!(g.to_bits(), dot(&a, b).to_bits());
+            }
+            #[cfg(target_arch = "x86_64")]
+            if std::arch::is_x86_feature_detected!("avx") {
+                // SAFETY: the CPU has AVX.
+                let got = unsafe { dots_avx(&a, [&b[0][..], &b[1], &b[2], &b[3]]) };
+                for (g, b) in got.iter().zip(&b) {
+                    proptest::prop_assert_eq!(g.to_bits(), dot(&a, b).to_bits());
+                }
+            }
+        }
+    }
 
     #[test]
     fn kernels_match_the_naive_sums() {

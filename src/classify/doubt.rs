@@ -16,7 +16,7 @@
 
 use serde::Serialize;
 
-use super::dense::{Dense, dot};
+use super::dense::{Dense, dot, dots};
 use super::model::argmax;
 
 /// Reason tag: the out-of-fold model confidently prefers another class.
@@ -207,6 +207,148 @@ pub fn nearest_to(
     scored.into_iter().map(|(_, r)| r).collect()
 }
 
+/// The nearest rows of [`nearest_many`]: up to `m` a query, nearest
+/// first, in one flat buffer.
+pub(crate) struct Nearest {
+    m: usize,
+    rows: Vec<usize>,
+    len: Vec<usize>,
+}
+
+impl Nearest {
+    /// The rows nearest to query `i`, nearest first.
+    pub(crate) fn of(&self, i: usize) -> &[usize] {
+        &self.rows[i * self.m..i * self.m + self.len[i]]
+    }
+}
+
+/// Offer row `r` of similarity `s` to the best `top.len()` so far (`len`
+/// of them kept, most similar first): rows offered in ascending order
+/// keep exactly what sorting all of them by (similarity descending, row
+/// ascending) and taking the first gives ([`nearest_to`]'s order).
+#[inline(always)]
+fn offer(top: &mut [(f32, usize)], len: &mut usize, s: f32, r: usize) {
+    let m = top.len();
+    if *len == m {
+        // As similar as the last kept or less: the last comes first (its
+        // row is lower).
+        if m == 0 || s.total_cmp(&top[m - 1].0).is_le() {
+            return;
+        }
+    } else {
+        *len += 1;
+    }
+    let mut i = *len - 1;
+    while i > 0 && s.total_cmp(&top[i - 1].0).is_gt() {
+        top[i] = top[i - 1];
+        i -= 1;
+    }
+    top[i] = (s, r);
+}
+
+/// [`nearest_to`] for every row of `q` at once: the `m` rows of `refs`
+/// (ascending) nearest to each, skipping, with `skip_self` (when `q` is
+/// `x`), row `i` for query `i`. The same rows in the same order, bit for
+/// bit the same similarities ([`dot`]), without sorting every similarity:
+/// `refs` are compared in blocks that stay in cache while every query is
+/// compared with them (with AVX where the CPU has it, as the judges' kNN).
+///
+/// # Panics
+/// When `refs` are not ascending (debug builds).
+pub(crate) fn nearest_many(
+    q: &Dense,
+    x: &Dense,
+    skip_self: bool,
+    refs: &[usize],
+    m: usize,
+) -> Nearest {
+    /// Reference rows per block (384 floats each: ~200 KB).
+    const BLOCK: usize = 128;
+    debug_assert!(refs.windows(2).all(|w| w[0] < w[1]), "refs ascending");
+    let mut top = vec![(0f32, 0usize); q.len() * m];
+    let mut len = vec![0usize; q.len()];
+    if m > 0 {
+        for block in refs.chunks(BLOCK) {
+            nearest_block(q, x, skip_self, block, m, &mut top, &mut len);
+        }
+    }
+    Nearest {
+        m,
+        rows: top.into_iter().map(|(_, r)| r).collect(),
+        len,
+    }
+}
+
+fn nearest_block(
+    q: &Dense,
+    x: &Dense,
+    skip_self: bool,
+    block: &[usize],
+    m: usize,
+    top: &mut [(f32, usize)],
+    len: &mut [usize],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx") {
+        // SAFETY: the CPU has AVX.
+        return unsafe { nearest_block_avx(q, x, skip_self, block, m, top, len) };
+    }
+    nearest_block_plain(q, x, skip_self, block, m, top, len, dots);
+}
+
+/// [`nearest_block_plain`] in AVX registers: the same additions and
+/// products in the same order ([`dot`] is always inlined), the same bits.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+fn nearest_block_avx(
+    q: &Dense,
+    x: &Dense,
+    skip_self: bool,
+    block: &[usize],
+    m: usize,
+    top: &mut [(f32, usize)],
+    len: &mut [usize],
+) {
+    // SAFETY: the CPU has AVX (checked by the caller).
+    nearest_block_plain(q, x, skip_self, block, m, top, len, |a, b| unsafe {
+        super::dense::dots_avx(a, b)
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn nearest_block_plain(
+    q: &Dense,
+    x: &Dense,
+    skip_self: bool,
+    block: &[usize],
+    m: usize,
+    top: &mut [(f32, usize)],
+    len: &mut [usize],
+    dots: impl Fn(&[f32], [&[f32]; 8]) -> [f32; 8],
+) {
+    /// References compared with a query at once ([`dots`]).
+    const AT_ONCE: usize = 8;
+    let (groups, tail) = block.as_chunks::<AT_ONCE>();
+    for (i, (t, n)) in top.chunks_exact_mut(m).zip(len.iter_mut()).enumerate() {
+        let qi = q.row(i);
+        let skip = skip_self.then_some(i);
+        for g in groups {
+            let s = dots(qi, g.map(|r| x.row(r)));
+            for (&r, s) in g.iter().zip(s) {
+                if Some(r) != skip {
+                    offer(t, n, s, r);
+                }
+            }
+        }
+        for &r in tail {
+            if Some(r) != skip {
+                offer(t, n, dot(qi, x.row(r)), r);
+            }
+        }
+    }
+}
+
 /// Doubt about each row of `rows` (in that order): `labels[i]` is the
 /// intended label of row `i` of `x`, `oof[i]` its calibrated out-of-fold
 /// probabilities, and `trusted` the rows whose labels are trusted as
@@ -301,7 +443,8 @@ pub fn project_doubt(
     let rows = super::pool::vector_pool_capped(classes, &pool, encoder, linear, None, Some(cfg))?;
     Ok(pool
         .ids
-        .into_iter()
+        .iter()
+        .copied()
         .zip(rows)
         .filter_map(|(id, row)| row.doubt.map(|d| (id, d)))
         .collect())
@@ -311,6 +454,43 @@ pub fn project_doubt(
 mod tests {
     use super::*;
     use crate::classify::{LinearConfig, fit_calibrated, toy};
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(96))]
+        /// The block search finds, for every query, exactly the rows
+        /// `nearest_to` (the full sort) finds, in its order: queries from
+        /// elsewhere or the rows themselves (each skipping itself), any
+        /// ascending subset of references, any count. Small integer
+        /// coordinates make ties common; dimensions past 8 take `dot`'s
+        /// lanes and tail.
+        #[test]
+        fn nearest_many_is_nearest_to(
+            dim in 1usize..12,
+            rows in proptest::collection::vec(proptest::collection::vec(-2i8..=2, 11), 0..300),
+            queries in proptest::collection::vec(proptest::collection::vec(-2i8..=2, 11), 0..40),
+            refs_mask in proptest::collection::vec(proptest::bool::weighted(0.7), 300),
+            m in 0usize..8,
+        ) {
+            let dense = |vs: &[Vec<i8>]| {
+                let mut d = Dense::new(dim);
+                for v in vs {
+                    let row: Vec<f32> = v[..dim].iter().map(|&a| f32::from(a) * 0.5).collect();
+                    d.push(&row);
+                }
+                d
+            };
+            let (x, q) = (dense(&rows), dense(&queries));
+            let refs: Vec<usize> = (0..x.len()).filter(|&r| refs_mask[r]).collect();
+            let many = nearest_many(&q, &x, false, &refs, m);
+            for i in 0..q.len() {
+                proptest::prop_assert_eq!(many.of(i), &nearest_to(q.row(i), &x, None, &refs, m)[..]);
+            }
+            let own = nearest_many(&x, &x, true, &refs, m);
+            for i in 0..x.len() {
+                proptest::prop_assert_eq!(own.of(i), &nearest(&x, i, &refs, m)[..]);
+            }
+        }
+    }
 
     #[test]
     fn nearest_skips_itself_and_orders_by_similarity() {

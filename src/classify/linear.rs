@@ -163,6 +163,13 @@ impl LinearModel {
         softmax_t(&self.logits(x), self.temperature)
     }
 
+    /// [`Self::predict_proba`] into `p`, the logits into `z` (one per
+    /// class each): no allocation a row.
+    pub fn predict_proba_into(&self, x: &[f32], z: &mut [f32], p: &mut [f64]) {
+        self.logits_into(x, z);
+        softmax_t_into(z, self.temperature, p);
+    }
+
     /// Calibrated probabilities for every row of `x` (one matrix product).
     pub fn predict_proba_batch(&self, x: &Dense) -> Vec<Vec<f64>> {
         let (k, d, n) = (self.classes.len(), self.dim, x.len());
@@ -352,13 +359,23 @@ pub fn fit_temperature(logits: &[Vec<f32>], labels: &[usize]) -> f64 {
 
 /// Softmax of `z / t` in f64.
 pub fn softmax_t(z: &[f32], t: f64) -> Vec<f64> {
+    let mut p = vec![0.0; z.len()];
+    softmax_t_into(z, t, &mut p);
+    p
+}
+
+/// [`softmax_t`] into `p` (as long as `z`), for a caller scoring many
+/// rows with one buffer.
+pub fn softmax_t_into(z: &[f32], t: f64, p: &mut [f64]) {
+    debug_assert_eq!(z.len(), p.len());
     let max = z.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let mut p: Vec<f64> = z.iter().map(|&v| ((v as f64 - max) / t).exp()).collect();
+    for (o, &v) in p.iter_mut().zip(z) {
+        *o = ((v as f64 - max) / t).exp();
+    }
     let s: f64 = p.iter().sum();
-    for x in &mut p {
+    for x in p.iter_mut() {
         *x /= s;
     }
-    p
 }
 
 /// The data of one fit: the rows gathered into one contiguous matrix so

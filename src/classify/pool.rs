@@ -25,15 +25,15 @@
 //!   examples (seeds, accepted) of the training sample.
 
 use super::data::{MAX_TRAIN, sample_rows};
-use super::doubt::{
-    ModelDoubt, ModelDoubtConfig, NEIGHBOURS_DISAGREE, doubt_of, nearest, nearest_to,
-};
+use super::dense::Dense;
+use super::doubt::{ModelDoubt, ModelDoubtConfig, NEIGHBOURS_DISAGREE, doubt_of, nearest_many};
 use super::features::Encoded;
-use super::linear::{CrossFit, LinearConfig, fit_calibrated, softmax_t};
+use super::linear::{CrossFit, LinearConfig, fit_calibrated, softmax_t_into};
 use super::model::{Classifier, EpochProbs, TrainConfig};
 use super::signals::{CALIBRATED_MISLABEL, OutOfFold, Rule, SignalConfig, Signals, assign_folds};
-use super::small::{TextEncoder, encode_checked};
+use super::small::{TextEncoder, encode_strs_checked};
 use crate::domain::{Origin, ProjectState, SampleId, SampleState, Status};
+use std::borrow::Cow;
 use std::sync::Arc;
 
 /// Examples encoded at a time outside the training sample.
@@ -60,11 +60,43 @@ impl Default for Limits {
 /// that are not rejected, with a label among the classes) without copies
 /// of its texts.
 pub(crate) struct Pool<'a> {
-    pub ids: Vec<SampleId>,
-    pub labels: Vec<usize>,
-    pub texts: Vec<&'a str>,
+    pub ids: Cow<'a, [SampleId]>,
+    pub labels: Cow<'a, [usize]>,
+    pub texts: Texts<'a>,
     /// Seeds and accepted examples: the neighbours' labels are trusted.
-    pub trusted: Vec<bool>,
+    pub trusted: Cow<'a, [bool]>,
+}
+
+/// A [`Pool`]'s texts: borrowed from the state, or the shared ones of a
+/// [`SharedPool`] (read in place, no list of them made).
+pub(crate) enum Texts<'a> {
+    Borrowed(Vec<&'a str>),
+    Shared(&'a [Arc<str>]),
+}
+
+#[cfg(test)]
+impl Texts<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Texts::Borrowed(t) => t.len(),
+            Texts::Shared(t) => t.len(),
+        }
+    }
+
+    /// The texts in order.
+    pub fn iter(&self) -> impl Iterator<Item = &str> {
+        (0..self.len()).map(|i| &self[i])
+    }
+}
+
+impl std::ops::Index<usize> for Texts<'_> {
+    type Output = str;
+    fn index(&self, i: usize) -> &str {
+        match self {
+            Texts::Borrowed(t) => t[i],
+            Texts::Shared(t) => &t[i],
+        }
+    }
 }
 
 /// The review pool's rows of `state`: each kept sample with its label's
@@ -99,7 +131,15 @@ fn pool_columns<'s, T>(
     classes: &[String],
     text: impl Fn(&'s SampleState) -> T,
 ) -> Columns<T> {
-    let mut c: Columns<T> = Default::default();
+    // Sized for every sample at once (the pool is most of them), not
+    // grown by doubling: no column copied as it grows.
+    let n = state.samples.len();
+    let mut c: Columns<T> = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
     for (s, l, trusted) in pool_rows(state, classes) {
         c.0.push(s.id);
         c.1.push(l);
@@ -113,10 +153,10 @@ impl<'a> Pool<'a> {
     pub(crate) fn of(state: &'a ProjectState, classes: &[String]) -> Pool<'a> {
         let (ids, labels, texts, trusted) = pool_columns(state, classes, SampleState::text);
         Pool {
-            ids,
-            labels,
-            texts,
-            trusted,
+            ids: ids.into(),
+            labels: labels.into(),
+            texts: Texts::Borrowed(texts),
+            trusted: trusted.into(),
         }
     }
 
@@ -158,13 +198,18 @@ impl SharedPool {
         self.ids.is_empty()
     }
 
-    /// The pool as the jobs read it (borrowing the texts).
+    /// The texts, in pool order.
+    pub fn texts(&self) -> &[Arc<str>] {
+        &self.texts
+    }
+
+    /// The pool as the jobs read it (borrowing every column: no copy).
     pub(crate) fn view(&self) -> Pool<'_> {
         Pool {
-            ids: self.ids.clone(),
-            labels: self.labels.clone(),
-            texts: self.texts.iter().map(|t| &**t).collect(),
-            trusted: self.trusted.clone(),
+            ids: Cow::Borrowed(&self.ids),
+            labels: Cow::Borrowed(&self.labels),
+            texts: Texts::Shared(&self.texts),
+            trusted: Cow::Borrowed(&self.trusted),
         }
     }
 }
@@ -176,7 +221,8 @@ fn split(labels: &[usize], max: usize) -> (Vec<usize>, Vec<usize>) {
     for &r in &inside {
         is_in[r] = true;
     }
-    let outside = (0..labels.len()).filter(|&r| !is_in[r]).collect();
+    let mut outside = Vec::with_capacity(labels.len() - inside.len());
+    outside.extend((0..labels.len()).filter(|&r| !is_in[r]));
     (inside, outside)
 }
 
@@ -189,7 +235,7 @@ pub(crate) fn ngram_signals(
     max: usize,
 ) -> Vec<Signals> {
     let (inside, outside) = split(&pool.labels, max);
-    let texts: Vec<&str> = inside.iter().map(|&r| pool.texts[r]).collect();
+    let texts: Vec<&str> = inside.iter().map(|&r| &pool.texts[r]).collect();
     let labels: Vec<usize> = inside.iter().map(|&r| pool.labels[r]).collect();
     let enc = Encoded::new(&cfg.train.features, &texts);
     drop(texts);
@@ -216,12 +262,12 @@ pub(crate) fn ngram_signals(
     let mut dynamics = Vec::with_capacity(models.len() + 1);
     for &r in &outside {
         let y = pool.labels[r];
-        let p = full.predict_proba(pool.texts[r]);
+        let p = full.predict_proba(&pool.texts[r]);
         dynamics.clear();
         dynamics.extend(
             models
                 .iter()
-                .map(|m| m.predict_proba(pool.texts[r])[y] as f32),
+                .map(|m| m.predict_proba(&pool.texts[r])[y] as f32),
         );
         dynamics.push(p[y] as f32);
         out[r] = Some(rule.signals(y, &dynamics, &p));
@@ -323,8 +369,8 @@ pub(crate) fn vector_pool_each(
     }
     let k = classes.len().max(1);
     let (inside, outside) = split(&pool.labels, max);
-    let texts: Vec<String> = inside.iter().map(|&r| pool.texts[r].to_string()).collect();
-    let x = encode_checked(encoder, &texts)?;
+    let texts: Vec<&str> = inside.iter().map(|&r| &pool.texts[r]).collect();
+    let x = encode_strs_checked(encoder, &texts)?;
     drop(texts);
     let labels: Vec<usize> = inside.iter().map(|&r| pool.labels[r]).collect();
     // The signals' fit (their fold count), and the doubt's (the linear
@@ -394,6 +440,11 @@ pub(crate) fn vector_pool_each(
         d
     };
 
+    // The nearest trusted examples of the whole sample at once (a block
+    // of them in cache for every query), as `nearest` finds them.
+    let near_inside = doubt_parts
+        .as_ref()
+        .map(|(dcfg, _, _, trusted, _)| nearest_many(&x, &x, true, trusted, dcfg.neighbours));
     for (j, &r) in inside.iter().enumerate() {
         let signals = sig_parts
             .as_ref()
@@ -401,32 +452,58 @@ pub(crate) fn vector_pool_each(
             .map(|((_, fit, proba, _), rule)| {
                 rule.signals(labels[j], &fit.in_sample[j], &proba[j])
             });
-        let doubt = doubt_parts
-            .as_ref()
-            .map(|(dcfg, _, oof, trusted, has_folds)| {
-                let near = nearest(&x, j, trusted, dcfg.neighbours);
+        let doubt = doubt_parts.as_ref().zip(near_inside.as_ref()).map(
+            |((dcfg, _, oof, _, has_folds), near)| {
                 finish_doubt(
-                    doubt_of(labels[j], &oof[j], &near, &labels, k, dcfg),
+                    doubt_of(labels[j], &oof[j], near.of(j), &labels, k, dcfg),
                     *has_folds,
                 )
-            });
+            },
+        );
         emit(r, VectorRow { signals, doubt });
     }
+    drop(near_inside);
+    // Past the sample, only its trusted examples are compared with: keep
+    // their vectors (in order, so ties fall as before) and labels, not the
+    // whole sample's.
+    let (xt, trusted_labels, trusted_rows) = match &doubt_parts {
+        Some((_, _, _, trusted, _)) => (
+            x.select(trusted),
+            trusted.iter().map(|&j| labels[j]).collect::<Vec<_>>(),
+            (0..trusted.len()).collect::<Vec<_>>(),
+        ),
+        None => (Dense::new(x.dim()), Vec::new(), Vec::new()),
+    };
+    let (dim, trained) = (x.dim(), !x.is_empty());
+    drop(x);
 
     // Everyone else, a chunk at a time: scored by models that never saw
-    // them.
+    // them. One buffer for the logits and one for each model's
+    // probabilities, whatever the rows.
     let mut z = vec![0f32; classes.len()];
     let mut dynamics: Vec<f32> = Vec::new();
+    let mut p_sig = vec![0f64; classes.len()];
+    let mut p_doubt = vec![0f64; k];
+    // The doubt's model is the signals' (one fit for both): its
+    // probabilities are those the signals computed.
+    let same_fit = match (&sig_parts, &doubt_parts) {
+        (Some((_, s, _, _)), Some((_, d, _, _, _))) => std::ptr::eq(*s, *d),
+        _ => false,
+    };
+    let mut texts: Vec<&str> = Vec::new();
     for part in outside.chunks(chunk.max(1)) {
-        let texts: Vec<String> = part.iter().map(|&r| pool.texts[r].to_string()).collect();
-        let c = encode_checked(encoder, &texts)?;
-        if c.dim() != x.dim() && !x.is_empty() {
+        texts.clear();
+        texts.extend(part.iter().map(|&r| &pool.texts[r]));
+        let c = encode_strs_checked(encoder, &texts)?;
+        if c.dim() != dim && trained {
             anyhow::bail!(
-                "the encoder returned vectors of {} and {} dimensions",
-                x.dim(),
+                "the encoder returned vectors of {dim} and {} dimensions",
                 c.dim()
             );
         }
+        let near = doubt_parts
+            .as_ref()
+            .map(|(dcfg, ..)| nearest_many(&c, &xt, false, &trusted_rows, dcfg.neighbours));
         for (j, &r) in part.iter().enumerate() {
             let (v, y) = (c.row(j), pool.labels[r]);
             let signals = sig_parts
@@ -436,21 +513,30 @@ pub(crate) fn vector_pool_each(
                     dynamics.clear();
                     for m in fit.fold_models.iter().chain([&fit.model]) {
                         m.logits_into(v, &mut z);
-                        dynamics.push(softmax_t(&z, 1.0)[y] as f32);
+                        softmax_t_into(&z, 1.0, &mut p_sig);
+                        dynamics.push(p_sig[y] as f32);
                     }
-                    rule.signals(y, &dynamics, &fit.model.predict_proba(v))
+                    // `z` holds the final model's logits (last above).
+                    softmax_t_into(&z, fit.model.temperature(), &mut p_sig);
+                    rule.signals(y, &dynamics, &p_sig)
                 });
-            let doubt = doubt_parts
-                .as_ref()
-                .map(|(dcfg, fit, _, trusted, has_folds)| {
-                    let p = if *has_folds {
-                        fit.model.predict_proba(v)
+            let doubt = doubt_parts.as_ref().zip(near.as_ref()).map(
+                |((dcfg, fit, _, _, has_folds), near)| {
+                    let p: &[f64] = if !*has_folds {
+                        p_doubt.fill(1.0 / k as f64);
+                        &p_doubt
+                    } else if same_fit && signals.is_some() {
+                        &p_sig
                     } else {
-                        vec![1.0 / k as f64; k]
+                        fit.model.predict_proba_into(v, &mut z, &mut p_doubt);
+                        &p_doubt
                     };
-                    let near = nearest_to(v, &x, None, trusted, dcfg.neighbours);
-                    finish_doubt(doubt_of(y, &p, &near, &labels, k, dcfg), *has_folds)
-                });
+                    finish_doubt(
+                        doubt_of(y, p, near.of(j), &trusted_labels, k, dcfg),
+                        *has_folds,
+                    )
+                },
+            );
             emit(r, VectorRow { signals, doubt });
         }
     }
@@ -470,7 +556,8 @@ pub(crate) fn vector_signals_capped(
     signals: &SignalConfig,
     doubt: Option<&ModelDoubtConfig>,
 ) -> anyhow::Result<Vec<Signals>> {
-    let mut out: Vec<Option<Signals>> = vec![None; pool.len()];
+    // Made at the first row: not held while the models train.
+    let mut out: Vec<Option<Signals>> = Vec::new();
     vector_pool_each(
         classes,
         pool,
@@ -480,6 +567,9 @@ pub(crate) fn vector_signals_capped(
         doubt,
         Limits::default(),
         &mut |r, row| {
+            if out.is_empty() {
+                out = vec![None; pool.len()];
+            }
             let mut sig = row.signals.expect("signals asked for");
             if let Some(d) = row.doubt {
                 sig.reasons = sig.reasons.union(d.reasons);
@@ -681,7 +771,12 @@ mod tests {
         assert_eq!(got, whole);
         assert_eq!(
             ngram_signals(&names, &pool, &cfg, 120),
-            signals_for(&names, &pool.texts, &pool.labels, &cfg)
+            signals_for(
+                &names,
+                &pool.texts.iter().collect::<Vec<_>>(),
+                &pool.labels,
+                &cfg
+            )
         );
     }
 
@@ -703,9 +798,13 @@ mod tests {
         let pool = Pool::of(&st, &names);
         assert_eq!(view.ids, pool.ids);
         assert_eq!(view.labels, pool.labels);
-        assert_eq!(view.texts, pool.texts);
+        assert!(view.texts.iter().eq(pool.texts.iter()));
         assert_eq!(view.trusted, pool.trusted);
-        assert!(view.texts.contains(&"trucks engines now, not apples"));
+        assert!(
+            view.texts
+                .iter()
+                .any(|t| t == "trucks engines now, not apples")
+        );
         let enc = HashedBagEncoder { dim: 64 };
         let (linear, train) = (LinearConfig::default(), TrainConfig::default());
         let (cfg, dcfg) = (SignalConfig::default(), ModelDoubtConfig::default());
@@ -723,6 +822,101 @@ mod tests {
         }
     }
 
+    /// Past the cap, an example outside the sample gets exactly what the
+    /// model trained on the sample says of it, one example at a time: its
+    /// label's probability from each fold model and the final one, the
+    /// final model's calibrated probabilities, and the nearest trusted
+    /// examples of the sample as `nearest_to` sorts them — whatever the
+    /// chunk.
+    #[test]
+    fn outside_the_sample_each_example_is_scored_as_on_its_own() {
+        use super::super::doubt::{nearest, nearest_to};
+        use super::super::linear::softmax_t;
+        let (st, names) = project(7);
+        let pool = Pool::of(&st, &names);
+        let enc = HashedBagEncoder { dim: 64 };
+        let (linear, cfg, dcfg) = (
+            LinearConfig::default(),
+            SignalConfig::default(),
+            ModelDoubtConfig::default(),
+        );
+        let run = |chunk| {
+            vector_pool(
+                &names,
+                &pool,
+                &enc,
+                &linear,
+                Some(&cfg),
+                Some(&dcfg),
+                Limits { max: 40, chunk },
+            )
+            .unwrap()
+        };
+        let rows = run(16);
+        let (inside, outside) = split(&pool.labels, 40);
+        let all: Vec<String> = pool.texts.iter().map(|t| t.to_string()).collect();
+        let v = enc.encode(&all).unwrap();
+        let x = Dense::from_rows(&inside.iter().map(|&r| v.row(r)).collect::<Vec<_>>());
+        let labels: Vec<usize> = inside.iter().map(|&r| pool.labels[r]).collect();
+        let lcfg = LinearConfig {
+            calibration_folds: cfg.folds,
+            ..linear.clone()
+        };
+        let fit = fit_calibrated(&names, &x, &labels, &lcfg);
+        let trusted: Vec<usize> = (0..inside.len())
+            .filter(|&j| pool.trusted[inside[j]])
+            .collect();
+        let oof = fit.oof_proba().unwrap();
+        let folds = fit.fold.iter().max().unwrap() + 1;
+        let rule = Rule::new(
+            &names,
+            &labels,
+            &oof,
+            folds,
+            Some(CALIBRATED_MISLABEL),
+            &cfg,
+        );
+        let k = names.len();
+        for &r in &outside {
+            let (q, y) = (v.row(r), pool.labels[r]);
+            let p = fit.model.predict_proba(q);
+            let dynamics: Vec<f32> = fit
+                .fold_models
+                .iter()
+                .chain([&fit.model])
+                .map(|m| softmax_t(&m.logits(q), 1.0)[y] as f32)
+                .collect();
+            let near = nearest_to(q, &x, None, &trusted, dcfg.neighbours);
+            assert_eq!(
+                rows[r].signals.as_ref().unwrap(),
+                &rule.signals(y, &dynamics, &p),
+                "row {r}"
+            );
+            assert_eq!(
+                rows[r].doubt.as_ref().unwrap(),
+                &doubt_of(y, &p, &near, &labels, k, &dcfg),
+                "row {r}"
+            );
+        }
+        for (j, &r) in inside.iter().enumerate() {
+            let near = nearest(&x, j, &trusted, dcfg.neighbours);
+            assert_eq!(
+                rows[r].doubt.as_ref().unwrap(),
+                &doubt_of(labels[j], &oof[j], &near, &labels, k, &dcfg),
+                "row {r}"
+            );
+        }
+        let signals = |rows: Vec<VectorRow>| {
+            rows.into_iter()
+                .map(|r| (r.signals, r.doubt))
+                .collect::<Vec<_>>()
+        };
+        assert!(
+            signals(run(7)) == signals(rows),
+            "the same whatever the chunk"
+        );
+    }
+
     /// The n-gram model past the cap: the sample keeps its own signals,
     /// everyone else is scored by the models trained on the sample.
     #[test]
@@ -734,7 +928,7 @@ mod tests {
         assert_eq!(sig.len(), 120);
         let (inside, outside) = split(&pool.labels, 40);
         assert!(inside.len() <= 41 && inside.len() + outside.len() == 120);
-        let texts: Vec<&str> = inside.iter().map(|&r| pool.texts[r]).collect();
+        let texts: Vec<&str> = inside.iter().map(|&r| &pool.texts[r]).collect();
         let labels: Vec<usize> = inside.iter().map(|&r| pool.labels[r]).collect();
         let alone = signals_for(&names, &texts, &labels, &cfg);
         for (j, &r) in inside.iter().enumerate() {

@@ -478,7 +478,7 @@ impl<'a> Rule<'a> {
 pub fn signals(state: &ProjectState, classes: &[String], cfg: &SignalConfig) -> SignalMap {
     let pool = super::pool::Pool::of(state, classes);
     let out = super::pool::ngram_signals(classes, &pool, cfg, super::MAX_TRAIN);
-    SignalMap::new(pool.ids, out)
+    SignalMap::new(pool.ids.into_owned(), out)
 }
 
 /// [`signals`] with the given small model (the embedding model computes
@@ -547,7 +547,7 @@ fn pool_signals_and_doubt(
             cfg: linear,
         } => super::pool::vector_signals_capped(classes, &pool, *encoder, linear, cfg, doubt)?,
     };
-    Ok(SignalMap::new(pool.ids, out))
+    Ok(SignalMap::new(pool.ids.into_owned(), out))
 }
 
 #[cfg(test)]

@@ -20,6 +20,13 @@ use super::model::{Classifier, TrainConfig};
 /// Texts → sentence vectors, one per text, all of one dimension.
 pub trait TextEncoder: Send + Sync {
     fn encode(&self, texts: &[String]) -> anyhow::Result<Dense>;
+    /// [`Self::encode`] of borrowed texts (a job over a pool whose texts
+    /// it shares). An encoder that reads them in place (the project's,
+    /// looking vectors up in its store) overrides it; this one copies them.
+    fn encode_strs(&self, texts: &[&str]) -> anyhow::Result<Dense> {
+        let owned: Vec<String> = texts.iter().map(|t| (*t).to_owned()).collect();
+        self.encode(&owned)
+    }
     /// A short name for reports, e.g. the model's.
     fn name(&self) -> String;
 }
@@ -98,13 +105,20 @@ pub fn encode_checked(encoder: &dyn TextEncoder, texts: &[String]) -> anyhow::Re
     if texts.is_empty() {
         return Ok(Dense::new(0));
     }
-    let x = encoder.encode(texts)?;
-    if x.len() != texts.len() {
-        anyhow::bail!(
-            "the encoder returned {} vectors for {} texts",
-            x.len(),
-            texts.len()
-        );
+    checked(encoder.encode(texts)?, texts.len())
+}
+
+/// [`encode_checked`] of borrowed texts ([`TextEncoder::encode_strs`]).
+pub fn encode_strs_checked(encoder: &dyn TextEncoder, texts: &[&str]) -> anyhow::Result<Dense> {
+    if texts.is_empty() {
+        return Ok(Dense::new(0));
+    }
+    checked(encoder.encode_strs(texts)?, texts.len())
+}
+
+fn checked(x: Dense, texts: usize) -> anyhow::Result<Dense> {
+    if x.len() != texts {
+        anyhow::bail!("the encoder returned {} vectors for {texts} texts", x.len());
     }
     Ok(x)
 }

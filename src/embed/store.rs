@@ -35,7 +35,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
-use serde_json::{Map, Value};
+use serde_json::Map;
 
 use super::{EmbedError, Embedder};
 use crate::domain::{ProjectState, SampleId};
@@ -405,14 +405,7 @@ impl VectorStore {
 
     /// The content address of `text` under this model.
     pub fn key(&self, text: &str) -> Key {
-        let mut body = Map::new();
-        body.insert("input".into(), Value::String(text.to_owned()));
-        let hex = ResponseCache::key("embeddings", &self.shared.model_id, &body);
-        let mut key = [0u8; KEY];
-        if let Ok(bytes) = hex::decode(hex) {
-            key.copy_from_slice(&bytes[..KEY]);
-        }
-        key
+        ResponseCache::input_key("embeddings", &self.shared.model_id, text)
     }
 
     /// The stored vector of `text`, if any (read from the file).
@@ -447,10 +440,10 @@ impl VectorStore {
     }
 
     /// [`Self::embed`] as one flat matrix.
-    pub async fn embed_rows(
+    pub async fn embed_rows<S: AsRef<str> + Sync>(
         &self,
         embedder: &dyn Embedder,
-        texts: &[String],
+        texts: &[S],
     ) -> Result<Rows, EmbedError> {
         self.embed_rows_with(embedder, texts, true).await
     }
@@ -458,21 +451,21 @@ impl VectorStore {
     /// [`Self::embed_rows`] for a caller that must not fail when the file
     /// cannot be written (a read-only project, a full disk): the new
     /// vectors are returned all the same and the failure is logged.
-    pub async fn embed_rows_best_effort(
+    pub async fn embed_rows_best_effort<S: AsRef<str> + Sync>(
         &self,
         embedder: &dyn Embedder,
-        texts: &[String],
+        texts: &[S],
     ) -> Result<Rows, EmbedError> {
         self.embed_rows_with(embedder, texts, false).await
     }
 
-    async fn embed_rows_with(
+    async fn embed_rows_with<S: AsRef<str> + Sync>(
         &self,
         embedder: &dyn Embedder,
-        texts: &[String],
+        texts: &[S],
         strict: bool,
     ) -> Result<Rows, EmbedError> {
-        let keys: Vec<Key> = texts.iter().map(|t| self.key(t)).collect();
+        let keys: Vec<Key> = texts.iter().map(|t| self.key(t.as_ref())).collect();
         let (mut rows, missing) = self.read_keys(&keys);
         if missing.is_empty() {
             return Ok(rows);
@@ -484,7 +477,7 @@ impl VectorStore {
         for &i in &missing {
             let n = first.len();
             let s = *first.entry(keys[i]).or_insert_with(|| {
-                todo.push(texts[i].clone());
+                todo.push(texts[i].as_ref().to_owned());
                 n
             });
             slot.push(s);

@@ -93,15 +93,31 @@ impl WordPiece {
     }
 
     /// Word-piece ids of `text` without `[CLS]`/`[SEP]`, at most `max`.
+    /// The text is normalised a part at a time until `max` ids are found,
+    /// so a text of megabytes costs a part's copy, not its own.
     pub fn encode_plain(&self, text: &str, max: usize) -> Vec<u32> {
+        self.encode_plain_by(text, max, PART)
+    }
+
+    /// [`Self::encode_plain`] normalising parts of at least `part` bytes,
+    /// each ending just after an ASCII whitespace: words never straddle
+    /// two parts, and every character is normalised as in the whole text
+    /// (the whitespace before a part stops any context, e.g. a final
+    /// sigma's), so the ids are those of the whole text normalised at once.
+    fn encode_plain_by(&self, text: &str, max: usize, part: usize) -> Vec<u32> {
         let mut out = Vec::new();
-        let normalized = normalize(text);
         let mut piece = String::new();
-        for word in pre_tokenize(&normalized) {
-            if out.len() >= max {
-                break;
+        let mut rest = text;
+        while !rest.is_empty() && out.len() < max {
+            let (head, tail) = rest.split_at(cut_after_space(rest, part));
+            rest = tail;
+            let normalized = normalize(head);
+            for word in pre_tokenize(&normalized) {
+                if out.len() >= max {
+                    break;
+                }
+                self.word_pieces(word, &mut piece, &mut out);
             }
-            self.word_pieces(word, &mut piece, &mut out);
         }
         out.truncate(max);
         out
@@ -156,6 +172,24 @@ impl WordPiece {
             }
         }
     }
+}
+
+/// Bytes of text [`WordPiece::encode_plain`] normalises at a time (at
+/// least: up to the next ASCII whitespace).
+const PART: usize = 16 << 10;
+
+/// The length of the first part of `text` of at least `at` bytes that
+/// ends just after an ASCII whitespace (the whole text when none follows).
+fn cut_after_space(text: &str, at: usize) -> usize {
+    if text.len() <= at {
+        return text.len();
+    }
+    // An ASCII byte is never inside a longer UTF-8 character: the cut is
+    // at a character boundary.
+    text.as_bytes()[at..]
+        .iter()
+        .position(|b| matches!(b, b' ' | b'\t' | b'\n' | b'\r'))
+        .map_or(text.len(), |i| at + i + 1)
 }
 
 /// `BertNormalizer` with `clean_text`, `handle_chinese_chars`, `lowercase`
@@ -274,6 +308,43 @@ mod tests {
             "run", "##ning", "中",
         ];
         WordPiece::from_tokens(toks.iter().map(|s| s.to_string()).collect()).unwrap()
+    }
+
+    /// The ids of a text, normalised whole (what `encode_plain` did
+    /// before it went a part at a time).
+    fn whole(v: &WordPiece, text: &str, max: usize) -> Vec<u32> {
+        let mut out = Vec::new();
+        let mut piece = String::new();
+        for word in pre_tokenize(&normalize(text)) {
+            if out.len() >= max {
+                break;
+            }
+            v.word_pieces(word, &mut piece, &mut out);
+        }
+        out.truncate(max);
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(256))]
+        /// Normalising a part at a time gives the ids of the whole text,
+        /// whatever the parts: accents, combining marks, Greek capital
+        /// sigma (lowercased by its context), Chinese characters, control
+        /// and format characters, every kind of whitespace.
+        #[test]
+        fn parts_give_the_ids_of_the_whole_text(
+            bits in proptest::collection::vec(0usize..22, 0..80),
+            part in 1usize..24,
+            max in 0usize..40,
+        ) {
+            const BITS: [&str; 22] = [
+                "un", "aff", "able", "the", "cafe", "Café", "e\u{301}", "ΣΑΣ", "Σ", "σ", "中", "!", ",",
+                " ", "  ", "\n", "\t", "\r", "\u{a0}", "\u{200b}", "\u{1}", "Running",
+            ];
+            let v = vocab();
+            let text: String = bits.iter().map(|&b| BITS[b]).collect();
+            proptest::prop_assert_eq!(v.encode_plain_by(&text, max, part), whole(&v, &text, max));
+        }
     }
 
     #[test]

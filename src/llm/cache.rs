@@ -294,6 +294,24 @@ impl ResponseCache {
         hex::encode(h.finalize())
     }
 
+    /// [`Self::key`] of the body `{"input": input}` as raw bytes (the
+    /// vector store's key of a text), without building the body: no copy
+    /// of the text, which may be megabytes.
+    pub fn input_key(host: &str, model: &str, input: &str) -> [u8; 32] {
+        #[derive(serde::Serialize)]
+        struct Body<'a> {
+            input: &'a str,
+        }
+        let mut h = Sha256::new();
+        for part in [KEY_VERSION, host, model] {
+            h.update(part.as_bytes());
+            h.update([0]);
+        }
+        // A struct of one field serialises as the map of that one key.
+        let _ = serde_json::to_writer(HashWriter(&mut h), &Body { input });
+        h.finalize().into()
+    }
+
     /// Where the old layout kept `key`.
     fn legacy_path(&self, key: &str) -> PathBuf {
         self.inner
@@ -432,6 +450,27 @@ mod tests {
     use super::*;
     use crate::llm::TokenUsage;
     use serde_json::json;
+
+    /// The input key is the key of the body `{"input": text}`, whatever
+    /// the text needs escaped.
+    #[test]
+    fn the_input_key_is_the_key_of_the_input_body() {
+        for text in [
+            "",
+            "plain",
+            "quote \" and \\ back",
+            "tab\tnew\nline \u{1} é 日本 🎉",
+        ] {
+            let mut body = Map::new();
+            body.insert("input".into(), Value::String(text.into()));
+            let hex = ResponseCache::key("embeddings", "local:m@bf16", &body);
+            assert_eq!(
+                hex::encode(ResponseCache::input_key("embeddings", "local:m@bf16", text)),
+                hex,
+                "{text:?}"
+            );
+        }
+    }
 
     fn resp(text: &str) -> ChatResponse {
         ChatResponse {
