@@ -926,3 +926,62 @@ impl ModelJob {
         Ok((chosen, note))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use libmimalloc_sys as mi;
+
+    /// The process's resident memory, in MB (mimalloc's own figure is an
+    /// estimate from committed memory, which a purge does not lower).
+    fn rss_mb() -> usize {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap();
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<usize>().ok())
+            .unwrap();
+        kb / 1024
+    }
+
+    /// Why every job's answer is followed by [`super::release_freed_pages`]:
+    /// small blocks one thread allocated and another freed (a snapshot the
+    /// UI thread built and a job dropped) stay resident until their owner
+    /// collects, however long it stays idle; once it does, they go.
+    #[test]
+    fn blocks_freed_by_another_thread_go_back_once_their_owner_collects() {
+        const N: usize = 1_000_000;
+        let (blocks_tx, blocks_rx) = std::sync::mpsc::channel::<Vec<usize>>();
+        let (freed_tx, freed_rx) = std::sync::mpsc::channel::<()>();
+        let (collected_tx, collected_rx) = std::sync::mpsc::channel::<()>();
+        let start = rss_mb();
+        let owner = std::thread::spawn(move || {
+            // SAFETY: plain allocations, each freed once below.
+            let blocks = (0..N).map(|_| unsafe { mi::mi_malloc(48) } as usize);
+            blocks_tx.send(blocks.collect()).unwrap();
+            freed_rx.recv().unwrap();
+            super::release_freed_pages();
+            collected_tx.send(()).unwrap();
+            // Stay alive: an exiting thread hands its pages back anyway.
+            freed_rx.recv().ok();
+        });
+        let blocks = blocks_rx.recv().unwrap();
+        drop(blocks_rx);
+        let allocated = rss_mb();
+        for b in blocks {
+            // SAFETY: allocated by `mi_malloc` above, freed once.
+            unsafe { mi::mi_free(b as *mut std::ffi::c_void) };
+        }
+        let freed = rss_mb();
+        freed_tx.send(()).unwrap();
+        collected_rx.recv().unwrap();
+        let collected = rss_mb();
+        drop(freed_tx);
+        owner.join().unwrap();
+        let grown = allocated.saturating_sub(start);
+        let figures =
+            format!("{start} -> {allocated} -> freed {freed} -> collected {collected} MB");
+        assert!(grown >= 40, "{figures}");
+        assert!(freed + grown / 2 >= allocated, "freed at once: {figures}");
+        assert!(collected + grown / 2 <= freed, "not given back: {figures}");
+    }
+}
