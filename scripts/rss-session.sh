@@ -23,7 +23,10 @@
 # The process's resident memory (VmRSS) is sampled every 100 ms; the peak of
 # each step, the whole session's peak (also /usr/bin/time's max RSS) and
 # the CPU time are printed. After each step but open (whose measure is then
-# already running) has answered, the script waits, keys untouched, until RSS
+# already running) has answered and the process is idle (under 0.05 s of
+# CPU over 2 s: a job a step starts may not show on screen, as the measure
+# the accepts start once judges are shown), the script waits, keys
+# untouched, until RSS
 # has stopped falling (at least REST_SECONDS, default 12: tokio keeps an
 # idle job thread 10 s and the allocator frees its pages when it exits; at
 # most 40 s) and prints the step's RSS "at rest", the lowest sample of that
@@ -124,10 +127,34 @@ def send(*keys):
     tmux("send-keys", "-t", "app", *keys, check=True)
 
 times = {}
+def cpu_seconds():
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+
+def wait_idle(name):
+    # What the screen shows is not always all a step started: once judges
+    # are shown, the measure the accepts start shows only as a
+    # " · measuring again…" past the pane's edge. The step ends when the
+    # process is idle too (under 0.05 s of CPU over 2 s).
+    t0 = time.perf_counter()
+    last = cpu_seconds()
+    while time.perf_counter() - t0 < LIMIT:
+        time.sleep(2)
+        now = cpu_seconds()
+        if now is None or last is None or now - last < 0.05:
+            return
+        last = now
+    raise SystemExit(f"{name}: still busy after {LIMIT} s")
+
 def run(name, fn):
     step[0] = name
     t0 = time.perf_counter()
     fn()
+    if name not in ("open", "quit"):
+        wait_idle(name)
     times[name] = time.perf_counter() - t0
     # At open the judges' measure is already running: no rest to wait for.
     if name not in ("open", "quit"):
