@@ -114,8 +114,15 @@ fn intern_shared(s: &str) -> Shared {
 
 /// An interned string (see the module docs). Compares, hashes, orders,
 /// prints and serializes like the `str` it holds.
-#[derive(Clone, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Eq, PartialOrd, Ord)]
 pub struct Name(Shared);
+
+impl std::hash::Hash for Name {
+    /// Like the `str` (a `Name` is looked up by `&str` in sets).
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
 
 impl PartialEq for Name {
     /// Interned names are equal when they are one copy; other names (long
