@@ -272,6 +272,92 @@ impl<'de> Deserialize<'de> for Name {
     }
 }
 
+/// A rare string kept by a value held per sample (a verdict's raw answer
+/// or request id): 8 bytes, so `Option<ThinStr>` too, where a `Box<str>`
+/// is 16. Not interned (each is its own); reads like the `str` it holds
+/// and reads and writes the same JSON.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ThinStr(Box<Box<str>>);
+
+impl ThinStr {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for ThinStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ThinStr {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ThinStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for ThinStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.as_str(), f)
+    }
+}
+
+impl From<&str> for ThinStr {
+    fn from(s: &str) -> ThinStr {
+        ThinStr(Box::new(Box::from(s)))
+    }
+}
+
+impl From<String> for ThinStr {
+    fn from(s: String) -> ThinStr {
+        ThinStr(Box::new(s.into_boxed_str()))
+    }
+}
+
+impl From<Box<str>> for ThinStr {
+    fn from(s: Box<str>) -> ThinStr {
+        ThinStr(Box::new(s))
+    }
+}
+
+impl From<ThinStr> for String {
+    fn from(s: ThinStr) -> String {
+        (*s.0).into()
+    }
+}
+
+impl PartialEq<str> for ThinStr {
+    fn eq(&self, o: &str) -> bool {
+        self.as_str() == o
+    }
+}
+
+impl PartialEq<&str> for ThinStr {
+    fn eq(&self, o: &&str) -> bool {
+        self.as_str() == *o
+    }
+}
+
+impl Serialize for ThinStr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ThinStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ThinStr, D::Error> {
+        Ok(ThinStr::from(String::deserialize(d)?))
+    }
+}
+
 /// Deserialize a list of names into a vector of exactly its length (serde
 /// grows a vector from a JSON array to room for four, and a mix request's
 /// provenance lists two classes: half the allocation unused, per sample).
@@ -335,6 +421,11 @@ mod tests {
     fn a_name_is_one_thin_pointer() {
         assert_eq!(std::mem::size_of::<Name>(), 8);
         assert_eq!(std::mem::size_of::<Option<Name>>(), 8);
+        assert_eq!(std::mem::size_of::<Option<ThinStr>>(), 8);
+        let t: ThinStr = serde_json::from_str(r#""r-1\"x""#).unwrap();
+        assert_eq!(t, "r-1\"x");
+        assert_eq!(serde_json::to_string(&t).unwrap(), r#""r-1\"x""#);
+        assert_eq!(format!("{t} {t:?}"), r#"r-1"x "r-1\"x""#);
     }
 
     #[test]
