@@ -71,7 +71,7 @@ fn sample(i: u64) -> NewSample {
             template: Some("mix".into()),
             template_hash: Some("0123456789abcdef".into()),
             model: Some("smollm2".into()),
-            request_id: Some(format!("req-{i}")),
+            request_id: Some(format!("req-{i}").into()),
             ..Default::default()
         },
     }

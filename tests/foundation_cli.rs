@@ -350,7 +350,7 @@ fn project_with_decisions(dir: &Path) {
             template: Some("mix".into()),
             template_hash: Some("0123456789abcdef".into()),
             model: Some("tiny-model".into()),
-            request_id: Some(format!("req-{i}")),
+            request_id: Some(format!("req-{i}").into()),
             ..Default::default()
         },
     };

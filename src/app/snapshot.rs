@@ -111,8 +111,8 @@ mod tests {
         );
         for s in &mut st.samples {
             let p = std::sync::Arc::make_mut(&mut s.provenance);
-            p.request_id = Some(format!("req-{}", s.id));
-            p.source = Some(format!("file.jsonl:{}", s.id));
+            p.request_id = Some(format!("req-{}", s.id).into());
+            p.source = Some(format!("file.jsonl:{}", s.id).into());
         }
         st
     }

@@ -723,7 +723,7 @@ impl Generator {
             prov.model = Some(reply.model.as_str().into());
         }
         if !reply.request_id.is_empty() {
-            prov.request_id = Some(reply.request_id.clone());
+            prov.request_id = Some(reply.request_id.as_str().into());
         }
         let ReadReply {
             parsed, prepared, ..

@@ -103,7 +103,7 @@ pub fn run(args: super::ImportArgs) -> anyhow::Result<()> {
             if k {
                 let sample = NewSample {
                     provenance: Provenance {
-                        source: Some(format!("{name}:{}", e.line)),
+                        source: Some(format!("{name}:{}", e.line).into()),
                         attributes: e.attributes,
                         ..Default::default()
                     },

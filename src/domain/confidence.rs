@@ -4,14 +4,12 @@
 //! A project of 200,000 relabelled samples holds 200,000 of these. A
 //! B-tree allocates a whole node (room for 11 entries, ≈ 370 bytes) plus
 //! one `String` per class for even a three-class verdict; this is one
-//! allocation of 24 bytes per class, and the class names are shared (see
+//! allocation of 16 bytes per class, and the class names are shared (see
 //! [`intern`]). It reads and writes the same JSON (a map in key order).
 
+use super::name::{Name, intern};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
-
-use super::name::{Name, intern};
 
 use serde::de::{MapAccess, Visitor};
 use serde::ser::SerializeMap;
@@ -21,20 +19,20 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// a slice allocated at its length (no capacity word; changes reallocate,
 /// and a verdict is built once).
 #[derive(Clone, Default, PartialEq)]
-pub struct Confidence(Box<[(Arc<str>, f64)]>);
+pub struct Confidence(Box<[(Name, f64)]>);
 
 impl Confidence {
     pub fn new() -> Confidence {
         Confidence(Box::new([]))
     }
-    fn insert_at(&mut self, i: usize, entry: (Arc<str>, f64)) {
+    fn insert_at(&mut self, i: usize, entry: (Name, f64)) {
         let mut v = std::mem::take(&mut self.0).into_vec();
         v.reserve_exact(1);
         v.insert(i, entry);
         self.0 = v.into_boxed_slice();
     }
     fn find(&self, k: &str) -> Result<usize, usize> {
-        self.0.binary_search_by(|(n, _)| (**n).cmp(k))
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(k))
     }
     pub fn get(&self, k: &str) -> Option<&f64> {
         self.find(k).ok().map(|i| &self.0[i].1)
@@ -75,10 +73,10 @@ impl Confidence {
     }
     /// (class, confidence) in class-name order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &f64)> {
-        self.0.iter().map(|(k, v)| (&**k, v))
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
     }
     pub fn keys(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(k, _)| &**k)
+        self.0.iter().map(|(k, _)| k.as_str())
     }
     pub fn values(&self) -> impl Iterator<Item = &f64> {
         self.0.iter().map(|(_, v)| v)
@@ -101,10 +99,10 @@ impl std::ops::Index<&str> for Confidence {
 impl<K: AsRef<str>> FromIterator<(K, f64)> for Confidence {
     /// Like a map: a class given twice keeps its last confidence.
     fn from_iter<I: IntoIterator<Item = (K, f64)>>(it: I) -> Confidence {
-        let mut c: Vec<(Arc<str>, f64)> = Vec::new();
+        let mut c: Vec<(Name, f64)> = Vec::new();
         for (k, v) in it {
             let k = k.as_ref();
-            match c.binary_search_by(|(n, _)| (**n).cmp(k)) {
+            match c.binary_search_by(|(n, _)| n.as_str().cmp(k)) {
                 Ok(i) => c[i].1 = v,
                 Err(i) => c.insert(i, (intern(k), v)),
             }
@@ -129,7 +127,7 @@ impl Serialize for Confidence {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut m = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in &self.0 {
-            m.serialize_entry(&**k, v)?;
+            m.serialize_entry(k.as_str(), v)?;
         }
         m.end()
     }
@@ -148,7 +146,7 @@ impl<'de> Deserialize<'de> for Confidence {
                 // and allocate the result once, at its size (growing then
                 // shrinking would allocate, copy and free per verdict).
                 thread_local! {
-                    static SCRATCH: std::cell::RefCell<Vec<(Arc<str>, f64)>> =
+                    static SCRATCH: std::cell::RefCell<Vec<(Name, f64)>> =
                         const { std::cell::RefCell::new(Vec::new()) };
                 }
                 SCRATCH.with(|scratch| {
@@ -156,8 +154,7 @@ impl<'de> Deserialize<'de> for Confidence {
                     c.clear();
                     let read = (|| {
                         while let Some((k, v)) = m.next_entry::<Name, f64>()? {
-                            let k = k.into_arc();
-                            match c.binary_search_by(|(n, _)| (**n).cmp(&*k)) {
+                            match c.binary_search_by(|(n, _)| n.cmp(&k)) {
                                 Ok(i) => c[i].1 = v,
                                 Err(i) => c.insert(i, (k, v)),
                             }
@@ -191,6 +188,7 @@ mod tests {
         );
         assert_eq!(c.0.len(), 2, "allocated at its size");
         assert_eq!(std::mem::size_of::<Confidence>(), 16);
+        assert_eq!(std::mem::size_of::<(Name, f64)>(), 16, "an entry");
         let empty: Confidence = serde_json::from_str("{}").unwrap();
         assert!(empty.is_empty());
         assert!(serde_json::from_str::<Confidence>(r#"{"A":"x"}"#).is_err());
@@ -205,7 +203,7 @@ mod tests {
     fn names_are_shared() {
         let a: Confidence = [("ENTY", 0.5)].into();
         let b: Confidence = serde_json::from_str(r#"{"ENTY":0.7}"#).unwrap();
-        assert!(Arc::ptr_eq(&a.0[0].0, &b.0[0].0));
+        assert!(Name::ptr_eq(&a.0[0].0, &b.0[0].0));
         let mut c = a.clone();
         *c.entry_or_zero("ABBR") += 0.25;
         assert_eq!(

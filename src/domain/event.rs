@@ -307,7 +307,7 @@ pub struct NoiseScored {
     #[serde(default)]
     pub echo: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<super::ThinStr>,
     /// The embedding model that judged it.
     #[serde(default)]
     pub model: super::Name,

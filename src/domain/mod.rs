@@ -17,7 +17,7 @@ pub use config::*;
 pub use event::*;
 pub use heldout::Mistake;
 pub use judge::*;
-pub use name::{Name, intern};
+pub use name::{Name, ThinStr, intern};
 pub use state::*;
 
 use serde::{Deserialize, Serialize};
@@ -105,7 +105,7 @@ pub struct Provenance {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: Option<ThinStr>,
     /// Sampling temperature of the request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
@@ -117,14 +117,14 @@ pub struct Provenance {
     pub round: Option<u32>,
     /// S3 rationale the request was conditioned on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rationale: Option<String>,
+    pub rationale: Option<ThinStr>,
     /// Attribute values the text was asked to express (`attributes`
     /// strategy), or tagged with at import: dimension → value.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub attributes: BTreeMap<String, String>,
     /// File a seed or held-out example was imported from, with its line.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub source: Option<String>,
+    pub source: Option<ThinStr>,
     /// Anything else a strategy wants to keep.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, serde_json::Value>,
@@ -165,16 +165,16 @@ pub struct Verdict {
     /// Votes cast (self-consistency), if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub votes: Option<u32>,
-    /// The raw answer(s), kept when unparsable or for audit.
     /// The raw answer of an unparsable verdict (kept for audit). This and
-    /// the request id are boxed strings: a 200,000-sample project holds a
-    /// verdict per sample, nearly all without either (8 bytes less each).
+    /// the request id are thin strings (8 bytes, a `String` is 24): a
+    /// 200,000-sample project holds a verdict per sample, nearly all
+    /// without either.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub raw: Option<Box<str>>,
+    pub raw: Option<ThinStr>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<Name>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<Box<str>>,
+    pub request_id: Option<ThinStr>,
 }
 
 impl Verdict {

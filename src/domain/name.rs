@@ -4,8 +4,10 @@
 //!
 //! A 200,000-sample project repeats the same few dozen such strings
 //! millions of times: as `String`s each is a 24-byte header plus its own
-//! allocation. A `Name` is 16 bytes pointing at the one interned copy
-//! ([`intern`]), and it reads and writes the same JSON as a string.
+//! allocation. A `Name` is one 8-byte pointer to the one interned copy
+//! ([`intern`]) (an `Arc<str>` would be a 16-byte fat pointer: it sits in
+//! every sample's label, verdict, confidence entry and decision), and it
+//! reads and writes the same JSON as a string.
 
 use std::borrow::Borrow;
 use std::cell::RefCell;
@@ -26,26 +28,48 @@ const INTERN_MAX: usize = 4096;
 /// text, a reason) is allocated on its own instead of filling the table.
 const INTERN_MAX_LEN: usize = 128;
 
+/// The shared text of a [`Name`]: a thin pointer (`Box<str>` behind the
+/// `Arc`), so a name is 8 bytes and `Option<Name>` too.
+type Shared = Arc<Box<str>>;
+
+/// A [`Shared`] as a set key, looked up by `&str`.
+#[derive(PartialEq, Eq, Hash)]
+struct Key(Shared);
+
+impl Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+fn own(s: &str) -> Shared {
+    Arc::new(Box::from(s))
+}
+
 /// The one shared copy of a short, often repeated name (a class name).
 ///
 /// Each thread looks in its own table first, so replaying a journal on
 /// one thread while folding on another takes no lock per name.
-pub fn intern(s: &str) -> Arc<str> {
+pub fn intern(s: &str) -> Name {
+    Name(intern_text(s))
+}
+
+fn intern_text(s: &str) -> Shared {
     thread_local! {
-        static LOCAL: RefCell<HashSet<Arc<str>, BuildHasherDefault<NameHasher>>> =
+        static LOCAL: RefCell<HashSet<Key, BuildHasherDefault<NameHasher>>> =
             RefCell::new(HashSet::default());
     }
     if s.len() > INTERN_MAX_LEN {
-        return Arc::from(s);
+        return own(s);
     }
     LOCAL.with(|local| {
         let mut local = local.borrow_mut();
         if let Some(a) = local.get(s) {
-            return a.clone();
+            return a.0.clone();
         }
         let a = intern_shared(s);
         if local.len() < INTERN_MAX {
-            local.insert(a.clone());
+            local.insert(Key(a.clone()));
         }
         a
     })
@@ -74,35 +98,46 @@ impl Hasher for NameHasher {
     }
 }
 
-fn intern_shared(s: &str) -> Arc<str> {
-    static NAMES: OnceLock<Mutex<HashSet<Arc<str>>>> = OnceLock::new();
+fn intern_shared(s: &str) -> Shared {
+    static NAMES: OnceLock<Mutex<HashSet<Key>>> = OnceLock::new();
     let names = NAMES.get_or_init(Default::default);
     let mut names = names.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(a) = names.get(s) {
-        return a.clone();
+        return a.0.clone();
     }
-    let a: Arc<str> = Arc::from(s);
+    let a = own(s);
     if names.len() < INTERN_MAX {
-        names.insert(a.clone());
+        names.insert(Key(a.clone()));
     }
     a
 }
 
 /// An interned string (see the module docs). Compares, hashes, orders,
 /// prints and serializes like the `str` it holds.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Name(Arc<str>);
+#[derive(Clone, Eq, PartialOrd, Ord)]
+pub struct Name(Shared);
+
+impl std::hash::Hash for Name {
+    /// Like the `str` (a `Name` is looked up by `&str` in sets).
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        self.as_str().hash(h)
+    }
+}
+
+impl PartialEq for Name {
+    /// Interned names are equal when they are one copy; other names (long
+    /// ones, past the table's cap) compare by text.
+    fn eq(&self, o: &Name) -> bool {
+        Arc::ptr_eq(&self.0, &o.0) || **self.0 == **o.0
+    }
+}
 
 impl Name {
     pub fn new(s: &str) -> Name {
-        Name(intern(s))
+        intern(s)
     }
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-    /// The shared copy itself.
-    pub fn into_arc(self) -> Arc<str> {
-        self.0
     }
     /// Whether two names share one copy (interned).
     pub fn ptr_eq(a: &Name, b: &Name) -> bool {
@@ -138,13 +173,13 @@ impl Borrow<str> for Name {
 
 impl fmt::Debug for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.0, f)
+        fmt::Debug::fmt(self.as_str(), f)
     }
 }
 
 impl fmt::Display for Name {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(&*self.0, f)
+        fmt::Display::fmt(self.as_str(), f)
     }
 }
 
@@ -180,37 +215,37 @@ impl From<Name> for String {
 
 impl PartialEq<str> for Name {
     fn eq(&self, o: &str) -> bool {
-        &*self.0 == o
+        self.as_str() == o
     }
 }
 
 impl PartialEq<&str> for Name {
     fn eq(&self, o: &&str) -> bool {
-        &*self.0 == *o
+        self.as_str() == *o
     }
 }
 
 impl PartialEq<String> for Name {
     fn eq(&self, o: &String) -> bool {
-        &*self.0 == o.as_str()
+        self.as_str() == o.as_str()
     }
 }
 
 impl PartialEq<Name> for str {
     fn eq(&self, o: &Name) -> bool {
-        self == &*o.0
+        self == o.as_str()
     }
 }
 
 impl PartialEq<Name> for &str {
     fn eq(&self, o: &Name) -> bool {
-        *self == &*o.0
+        *self == o.as_str()
     }
 }
 
 impl PartialEq<Name> for String {
     fn eq(&self, o: &Name) -> bool {
-        self.as_str() == &*o.0
+        self.as_str() == o.as_str()
     }
 }
 
@@ -234,6 +269,92 @@ impl<'de> Deserialize<'de> for Name {
             }
         }
         d.deserialize_str(V)
+    }
+}
+
+/// A rare string kept by a value held per sample (a verdict's raw answer
+/// or request id): 8 bytes, so `Option<ThinStr>` too, where a `Box<str>`
+/// is 16. Not interned (each is its own); reads like the `str` it holds
+/// and reads and writes the same JSON.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ThinStr(Box<Box<str>>);
+
+impl ThinStr {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for ThinStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for ThinStr {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ThinStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for ThinStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self.as_str(), f)
+    }
+}
+
+impl From<&str> for ThinStr {
+    fn from(s: &str) -> ThinStr {
+        ThinStr(Box::new(Box::from(s)))
+    }
+}
+
+impl From<String> for ThinStr {
+    fn from(s: String) -> ThinStr {
+        ThinStr(Box::new(s.into_boxed_str()))
+    }
+}
+
+impl From<Box<str>> for ThinStr {
+    fn from(s: Box<str>) -> ThinStr {
+        ThinStr(Box::new(s))
+    }
+}
+
+impl From<ThinStr> for String {
+    fn from(s: ThinStr) -> String {
+        (*s.0).into()
+    }
+}
+
+impl PartialEq<str> for ThinStr {
+    fn eq(&self, o: &str) -> bool {
+        self.as_str() == o
+    }
+}
+
+impl PartialEq<&str> for ThinStr {
+    fn eq(&self, o: &&str) -> bool {
+        self.as_str() == *o
+    }
+}
+
+impl Serialize for ThinStr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ThinStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ThinStr, D::Error> {
+        Ok(ThinStr::from(String::deserialize(d)?))
     }
 }
 
@@ -294,6 +415,17 @@ mod tests {
             serde_json::to_string(&p).unwrap(),
             r#"{"strategy":"mix","classes":["HUM","ENTY"],"minor":"ENTY"}"#
         );
+    }
+
+    #[test]
+    fn a_name_is_one_thin_pointer() {
+        assert_eq!(std::mem::size_of::<Name>(), 8);
+        assert_eq!(std::mem::size_of::<Option<Name>>(), 8);
+        assert_eq!(std::mem::size_of::<Option<ThinStr>>(), 8);
+        let t: ThinStr = serde_json::from_str(r#""r-1\"x""#).unwrap();
+        assert_eq!(t, "r-1\"x");
+        assert_eq!(serde_json::to_string(&t).unwrap(), r#""r-1\"x""#);
+        assert_eq!(format!("{t} {t:?}"), r#"r-1"x "r-1\"x""#);
     }
 
     #[test]

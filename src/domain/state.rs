@@ -625,29 +625,38 @@ impl ProjectState {
 }
 
 /// A sample's history of one kind (edits, verdicts, decisions), oldest
-/// first: a shared slice allocated at exactly its length, none while
+/// first: one shared allocation holding exactly its entries, none while
 /// empty. Most samples get one verdict and at most one decision, so a
-/// history is one entry; a `Vec` would carry its capacity word and grow to
-/// room for four. Shared (`Arc`), so the copy of the state a background
-/// job reads ([`crate::app::snapshot::lean`]) holds the same histories
-/// instead of copying every verdict. Reads like a slice (`last()`,
-/// `len()`, `iter()`); changes copy it (a history is a few entries).
+/// history is one entry, held in the allocation itself; a `Vec` would
+/// carry its capacity word and grow to room for four. Shared (`Arc`), so
+/// the copy of the state a background job reads
+/// ([`crate::app::snapshot::lean`]) holds the same histories instead of
+/// copying every verdict. A thin pointer (8 bytes, where an `Arc<[T]>` is
+/// 16): a sample holds three. Reads like a slice (`last()`, `len()`,
+/// `iter()`); changes copy it (a history is a few entries).
 #[derive(Clone)]
-pub struct History<T>(Option<Arc<[T]>>);
+pub struct History<T>(Option<Arc<Entries<T>>>);
+
+/// What a non-empty [`History`] points at: its one entry inline, or (rare:
+/// a sample relabelled or decided again) a slice of them.
+enum Entries<T> {
+    One(T),
+    Many(Box<[T]>),
+}
 
 impl<T> History<T> {
     pub fn new() -> History<T> {
         History(None)
     }
-    fn of(v: Vec<T>) -> History<T> {
-        if v.is_empty() {
-            History(None)
-        } else {
-            History(Some(v.into()))
-        }
+    fn of(mut v: Vec<T>) -> History<T> {
+        History(match v.len() {
+            0 => None,
+            1 => Some(Arc::new(Entries::One(v.pop().expect("one entry")))),
+            _ => Some(Arc::new(Entries::Many(v.into_boxed_slice()))),
+        })
     }
     /// Whether `self` and `other` are one allocation (both empty, or the
-    /// same shared slice).
+    /// same shared entries).
     pub fn shares(&self, other: &History<T>) -> bool {
         match (&self.0, &other.0) {
             (None, None) => true,
@@ -692,13 +701,20 @@ impl<T: PartialEq> PartialEq for History<T> {
 impl<T> std::ops::Deref for History<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        self.0.as_deref().unwrap_or(&[])
+        match self.0.as_deref() {
+            None => &[],
+            Some(Entries::One(t)) => std::slice::from_ref(t),
+            Some(Entries::Many(v)) => v,
+        }
     }
 }
 
 impl<T: std::fmt::Debug> std::fmt::Debug for History<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
+        match self.0 {
+            None => f.write_str("None"),
+            Some(_) => f.debug_tuple("Some").field(&&**self).finish(),
+        }
     }
 }
 
@@ -834,17 +850,38 @@ mod tests {
         assert_eq!(st.undo_target(), Some((6, 3)));
     }
 
-    /// A 200,000-sample project holds this many: the provenance (280
-    /// bytes inline) lives behind the shared pointer, not in each sample;
-    /// the label is an interned name and the histories are exact slices.
+    /// A 200,000-sample project holds this many: the provenance lives
+    /// behind the shared pointer, not in each sample; the label is an
+    /// interned name (8 bytes) and the histories are exact slices.
     #[test]
     fn a_sample_stays_small_in_memory() {
-        let size = std::mem::size_of::<SampleState>();
-        assert!(size <= 128, "SampleState is {size} bytes");
-        assert_eq!(std::mem::size_of::<History<(EventId, Verdict)>>(), 16);
+        use std::mem::size_of;
+        let size = size_of::<SampleState>();
+        assert!(size <= 96, "SampleState is {size} bytes");
+        assert_eq!(size_of::<History<(EventId, Verdict)>>(), 8);
+        // A one-entry history is one allocation of the `Arc`'s counts and
+        // the entry: no tag beside a verdict or a decision.
+        assert_eq!(
+            size_of::<Entries<(EventId, Verdict)>>(),
+            size_of::<(EventId, Verdict)>()
+        );
+        assert_eq!(
+            size_of::<Entries<(EventId, Decision)>>(),
+            size_of::<(EventId, Decision)>()
+        );
         // One per sample too (confidences boxed, rare strings boxed).
-        let size = std::mem::size_of::<Verdict>();
-        assert!(size <= 96, "Verdict is {size} bytes");
+        let size = size_of::<Verdict>();
+        assert!(size <= 64, "Verdict is {size} bytes");
+        // Most samples are decided once.
+        let size = size_of::<Decision>();
+        assert!(size <= 40, "Decision is {size} bytes");
+        // One per generation reply, shared by its samples (its rare
+        // strings thin): 192 + the `Arc`'s 16 fit a 208-byte allocation.
+        let size = size_of::<Provenance>();
+        assert!(size <= 192, "Provenance is {size} bytes");
+        // The denoiser's score, boxed, on a quarter of the samples.
+        let size = size_of::<super::super::NoiseScored>();
+        assert!(size <= 56, "NoiseScored is {size} bytes");
     }
 
     #[test]
@@ -857,6 +894,13 @@ mod tests {
         assert_eq!(&*h, [1, 2, 3]);
         h.retain(|x| *x != 2);
         assert_eq!(&*h, [1, 3]);
+        let mut one = h.clone();
+        one.retain(|x| *x == 3);
+        assert_eq!(&*one, [3]);
+        assert_eq!(
+            format!("{one:?} {:?}", History::<u32>::new()),
+            "Some([3]) None"
+        );
         assert_eq!(h.last(), Some(&3));
         let g: History<u32> = vec![1, 3].into();
         assert_eq!(g, h);

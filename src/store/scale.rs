@@ -239,7 +239,7 @@ pub fn write(dir: &Path, spec: ScaleSpec) -> anyhow::Result<ScaleSummary> {
                 label: c.into(),
                 origin: Origin::Seed,
                 provenance: Provenance {
-                    source: Some(format!("seeds.csv:{}", seeds.len() + 2)),
+                    source: Some(format!("seeds.csv:{}", seeds.len() + 2).into()),
                     ..Provenance::default()
                 },
             });
@@ -287,7 +287,7 @@ pub fn write(dir: &Path, spec: ScaleSpec) -> anyhow::Result<ScaleSummary> {
                     alpha: Some([0.5, 0.6, 0.7, 0.8, 0.9][i / 4 % 5]),
                     template_hash: Some("3f9a61c0d2b84e17".into()),
                     model: Some("gpt-4o-mini".into()),
-                    request_id: Some(format!("r{}-{}", i / 4000, i / 4)),
+                    request_id: Some(format!("r{}-{}", i / 4000, i / 4).into()),
                     ..Provenance::default()
                 },
             });
@@ -335,8 +335,9 @@ pub fn write(dir: &Path, spec: ScaleSpec) -> anyhow::Result<ScaleSummary> {
                     noise,
                     seed_similarity: Some(((1.0 - noise) * 1e3).round() / 1e3),
                     echo: 0.1,
-                    reason: (noise > 0.8)
-                        .then(|| format!("far from every {} seed ({:.2})", names[a], 1.0 - noise)),
+                    reason: (noise > 0.8).then(|| {
+                        format!("far from every {} seed ({:.2})", names[a], 1.0 - noise).into()
+                    }),
                     model: "all-MiniLM-L6-v2".into(),
                 }));
             }

@@ -644,7 +644,7 @@ pub fn to_samples(
         .into_iter()
         .map(|e| crate::domain::NewSample {
             provenance: crate::domain::Provenance {
-                source: Some(format!("{name}:{}", e.line)),
+                source: Some(format!("{name}:{}", e.line).into()),
                 attributes: e.attributes,
                 ..Default::default()
             },

@@ -469,7 +469,7 @@ impl Session {
                 noise: f64::from(j.noise),
                 seed_similarity: j.seed_similarity.map(f64::from),
                 echo: f64::from(j.echo_similarity),
-                reason: reason.clone(),
+                reason: reason.clone().map(Into::into),
                 model: self.denoise.model.as_str().into(),
             }));
             match reason {

@@ -237,7 +237,7 @@ pub(crate) fn class_prompt(
         template_hash: Some(cx.templates.hash(template).into()),
         model: Some(cx.model.into()),
         temperature: Some(s.temperature),
-        rationale,
+        rationale: rationale.map(Into::into),
         ..Provenance::default()
     };
     provenance
