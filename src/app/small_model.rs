@@ -197,6 +197,10 @@ impl TextEncoder for ProjectEncoder {
     fn name(&self) -> String {
         self.model_id.clone()
     }
+
+    fn release_weights(&self) {
+        self.release();
+    }
 }
 
 impl ProjectEncoder {

@@ -372,6 +372,11 @@ pub(crate) fn vector_pool_each(
     let texts: Vec<&str> = inside.iter().map(|&r| &pool.texts[r]).collect();
     let x = encode_strs_checked(encoder, &texts)?;
     drop(texts);
+    // Texts without a stored vector (a project's first job after new
+    // seeds) loaded the embedder: its weights (~45 MB for MiniLM) go
+    // before the models train, and after each chunk below that needed
+    // them, instead of staying for the whole job.
+    encoder.release_weights();
     let labels: Vec<usize> = inside.iter().map(|&r| pool.labels[r]).collect();
     // The signals' fit (their fold count), and the doubt's (the linear
     // settings as given): one fit when they agree.
@@ -495,6 +500,7 @@ pub(crate) fn vector_pool_each(
         texts.clear();
         texts.extend(part.iter().map(|&r| &pool.texts[r]));
         let c = encode_strs_checked(encoder, &texts)?;
+        encoder.release_weights();
         if c.dim() != dim && trained {
             anyhow::bail!(
                 "the encoder returned vectors of {dim} and {} dimensions",
@@ -616,6 +622,8 @@ mod tests {
     struct Counting {
         inner: HashedBagEncoder,
         calls: Mutex<Vec<usize>>,
+        /// At each `release_weights`, how many encodes came before it.
+        released: Mutex<Vec<usize>>,
     }
 
     impl TextEncoder for Counting {
@@ -625,6 +633,10 @@ mod tests {
         }
         fn name(&self) -> String {
             "counting".into()
+        }
+        fn release_weights(&self) {
+            let n = self.calls.lock().unwrap().len();
+            self.released.lock().unwrap().push(n);
         }
     }
 
@@ -677,6 +689,7 @@ mod tests {
         let enc = Counting {
             inner: HashedBagEncoder { dim: 64 },
             calls: Mutex::new(Vec::new()),
+            released: Mutex::new(Vec::new()),
         };
         let linear = LinearConfig::default();
         let cfg = SignalConfig::default();
@@ -696,6 +709,10 @@ mod tests {
         assert!(calls[0] <= 40 + 2, "trains on at most the cap: {calls:?}");
         assert!(calls[1..].iter().all(|&c| c <= 16), "{calls:?}");
         assert_eq!(calls.iter().sum::<usize>(), 120, "each encoded once");
+        // What an encode loaded goes right after it: the training
+        // sample's before the models train, each chunk's before the next.
+        let released = enc.released.lock().unwrap().clone();
+        assert_eq!(released, (1..=calls.len()).collect::<Vec<_>>());
         assert_eq!(rows.len(), 120);
         for row in &rows {
             let s = row.signals.as_ref().unwrap();

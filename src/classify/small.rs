@@ -29,6 +29,11 @@ pub trait TextEncoder: Send + Sync {
     }
     /// A short name for reports, e.g. the model's.
     fn name(&self) -> String;
+    /// Let go of what [`Self::encode`] loaded to compute vectors (an
+    /// in-process model's weights) until it needs them again: a job that
+    /// encoded what it needs calls it before its own work. Nothing by
+    /// default.
+    fn release_weights(&self) {}
 }
 
 /// Which small model to train.
