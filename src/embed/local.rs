@@ -15,10 +15,12 @@ const MAX_SEQ_LEN: usize = 256;
 
 /// Tokens per forward pass at most (a text longer than this still goes
 /// alone): a pass's working memory is ~14 KB a token with MiniLM, so
-/// this bounds it to ~14 MB a thread, however long the texts; a batch of
-/// 64 texts of 256 tokens would take 226 MB. Dense layers run as fast
-/// on 1,024 rows as on 16,384.
-const MAX_BATCH_TOKENS: usize = 1024;
+/// this bounds it to ~7 MB a thread, however long the texts; a batch of
+/// 64 texts of 256 tokens would take 226 MB. Dense layers run as fast on
+/// 512 rows as on 16,384: the TUI's first judges' measure on the 200k
+/// project, which embeds every text, peaked at 307 MB with 1,024 and at
+/// 287 MB with 512, for the same CPU time (`scripts/rss-session.sh`).
+const MAX_BATCH_TOKENS: usize = 512;
 
 /// Where `scripts/embedder.sh install` puts the model:
 /// `$STRADDLE_EMBEDDER_DIR/all-MiniLM-L6-v2`, else
@@ -257,7 +259,7 @@ mod tests {
 
     #[test]
     fn batches_hold_at_most_the_texts_and_tokens_allowed() {
-        let lens = [3, 5, 256, 1100, 20, 20, 20, 600, 600, 0];
+        let lens = [3, 5, 256, 1100, 20, 20, 20, 300, 300, 0];
         let order: Vec<usize> = (0..lens.len()).collect();
         let got = batches(&order, |i| lens[i], 3);
         let flat: Vec<usize> = got.iter().flat_map(|b| b.iter().copied()).collect();
