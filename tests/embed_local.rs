@@ -179,3 +179,32 @@ async fn vectors_for_a_project_state_on_a_multi_threaded_runtime() {
     let direct = m.embed_sync(&[SENTENCES[3]]);
     assert!(cosine(&v[&4], &direct[0]) > 0.99999);
 }
+
+/// A text's vector does not depend on the batch it is embedded in: the
+/// texts are sorted by length and cut into batches of at most 512 tokens
+/// (padded to the longest, the padding masked), and each vector is the
+/// one the text gets alone, bit for bit. So the forward pass's batch
+/// size is a memory and speed setting only.
+#[test]
+#[ignore = "needs the local embedder weights; scripts/test.sh installs them"]
+fn a_texts_vector_does_not_depend_on_its_batch() {
+    let m = model();
+    let mut texts: Vec<String> = Vec::new();
+    for i in 0..14 {
+        let words = 1 + (i * 5) % 13;
+        let t: Vec<String> = (0..words)
+            .map(|w| format!("{} {}", SENTENCES[(i + w) % 4], w))
+            .collect();
+        texts.push(t.join(" "));
+    }
+    // Longer than a batch's token budget: a batch of its own, cut at 256.
+    texts.push(SENTENCES[2].repeat(120));
+    let tokens: usize = texts.iter().map(|t| m.token_ids(t).len()).sum();
+    assert!(tokens > 2 * 512, "several batches: {tokens} tokens");
+    let together = m.embed_sync(&texts);
+    assert_eq!(together.len(), texts.len());
+    for (t, v) in texts.iter().zip(&together) {
+        let alone = m.embed_sync(std::slice::from_ref(t));
+        assert_eq!(&alone[0], v, "{t}");
+    }
+}
