@@ -283,15 +283,9 @@ impl ResponseCache {
     /// with `stream` and `stream_options` removed (serde_json maps are
     /// sorted, so the serialisation is canonical).
     pub fn key(host: &str, model: &str, body: &Map<String, Value>) -> String {
-        let mut h = Sha256::new();
-        for part in [KEY_VERSION, host, model] {
-            h.update(part.as_bytes());
-            h.update([0]);
-        }
-        // The body as JSON without its stream fields, written straight
-        // into the hash (the same bytes as serialising a copy without them).
-        let _ = serde_json::to_writer(HashWriter(&mut h), &WithoutStream(body));
-        hex::encode(h.finalize())
+        // The body without its stream fields (the same bytes as
+        // serialising a copy without them).
+        hex::encode(Self::hash(host, model, &WithoutStream(body)))
     }
 
     /// [`Self::key`] of the body `{"input": input}` as raw bytes (the
@@ -302,13 +296,19 @@ impl ResponseCache {
         struct Body<'a> {
             input: &'a str,
         }
+        // A struct of one field serialises as the map of that one key.
+        Self::hash(host, model, &Body { input })
+    }
+
+    /// SHA-256 over host, model and `body` as JSON, written straight into
+    /// the hash: [`Self::key`] and [`Self::input_key`].
+    fn hash(host: &str, model: &str, body: &impl serde::Serialize) -> [u8; 32] {
         let mut h = Sha256::new();
         for part in [KEY_VERSION, host, model] {
             h.update(part.as_bytes());
             h.update([0]);
         }
-        // A struct of one field serialises as the map of that one key.
-        let _ = serde_json::to_writer(HashWriter(&mut h), &Body { input });
+        let _ = serde_json::to_writer(HashWriter(&mut h), body);
         h.finalize().into()
     }
 
