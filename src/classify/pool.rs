@@ -640,6 +640,26 @@ mod tests {
         }
     }
 
+    /// [`vector_pool`] with the default settings (signals and doubt),
+    /// trained on at most 40 examples, encoding `chunk` others at a time.
+    fn capped(
+        names: &[String],
+        pool: &Pool<'_>,
+        enc: &dyn TextEncoder,
+        chunk: usize,
+    ) -> Vec<VectorRow> {
+        vector_pool(
+            names,
+            pool,
+            enc,
+            &LinearConfig::default(),
+            Some(&SignalConfig::default()),
+            Some(&ModelDoubtConfig::default()),
+            Limits { max: 40, chunk },
+        )
+        .unwrap()
+    }
+
     /// 4 seeds and 116 generated examples of two classes (every third
     /// generated one accepted); generated example `flipped` (an id)
     /// carries the other class's label.
@@ -691,19 +711,8 @@ mod tests {
             calls: Mutex::new(Vec::new()),
             released: Mutex::new(Vec::new()),
         };
-        let linear = LinearConfig::default();
-        let cfg = SignalConfig::default();
-        let dcfg = ModelDoubtConfig::default();
-        let rows = vector_pool(
-            &names,
-            &pool,
-            &enc,
-            &linear,
-            Some(&cfg),
-            Some(&dcfg),
-            Limits { max: 40, chunk: 16 },
-        )
-        .unwrap();
+        let (linear, cfg) = (LinearConfig::default(), SignalConfig::default());
+        let rows = capped(&names, &pool, &enc, 16);
         let calls = enc.calls.lock().unwrap().clone();
         // Each class's share rounds up: at most one more per class.
         assert!(calls[0] <= 40 + 2, "trains on at most the cap: {calls:?}");
@@ -857,18 +866,7 @@ mod tests {
             SignalConfig::default(),
             ModelDoubtConfig::default(),
         );
-        let run = |chunk| {
-            vector_pool(
-                &names,
-                &pool,
-                &enc,
-                &linear,
-                Some(&cfg),
-                Some(&dcfg),
-                Limits { max: 40, chunk },
-            )
-            .unwrap()
-        };
+        let run = |chunk| capped(&names, &pool, &enc, chunk);
         let rows = run(16);
         let (inside, outside) = split(&pool.labels, 40);
         let all: Vec<String> = pool.texts.iter().map(|t| t.to_string()).collect();
